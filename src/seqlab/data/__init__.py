@@ -1,0 +1,1 @@
+"""Data: tokenizers, corpus files -> cached token arrays, training batches."""

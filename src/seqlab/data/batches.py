@@ -1,0 +1,85 @@
+"""Training batches, resumable from a small JSON-able position.
+
+Models that carry state across windows (recurrent ones) read B contiguous
+streams, window after window, so the state at the end of one window is the right
+start for the next (truncated BPTT). Models with a bounded context read windows
+at random positions from a seeded generator of their own.
+"""
+
+import numpy as np
+import torch
+
+from ..errors import SeqlabError
+
+
+def _gather(tokens: np.ndarray, starts, length: int) -> torch.Tensor:
+    idx = np.asarray(starts)[:, None] + np.arange(length)
+    return torch.from_numpy(tokens[idx].astype(np.int64))
+
+
+class StreamBatcher:
+    carries_state = True
+
+    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, seed: int, shard=(0, 1)):
+        self.tokens, self.seq_len, self.seed = tokens, seq_len, seed
+        self.stream_len = len(tokens) // batch_size
+        if self.stream_len < seq_len + 1:
+            raise SeqlabError(
+                f"the training split ({len(tokens)} tokens) is too short for {batch_size} streams of "
+                f"{seq_len + 1} tokens; use a smaller --batch-size or --seq-len, or more data"
+            )
+        rank, world = shard
+        self.streams = np.arange(batch_size)[rank::world] * self.stream_len
+        self.epoch, self.window = 0, 0
+
+    def _offset(self) -> int:
+        # A new shift each epoch so window boundaries fall in new places.
+        return int(np.random.default_rng([self.seed, self.epoch]).integers(self.seq_len))
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(inputs, targets, starts_new_epoch): the carried state should be reset on the flag."""
+        new_epoch = False
+        start = self._offset() + self.window * self.seq_len
+        if start + self.seq_len + 1 > self.stream_len:
+            self.epoch, self.window, new_epoch = self.epoch + 1, 0, True
+            start = self._offset()
+        self.window += 1
+        chunk = _gather(self.tokens, self.streams + start, self.seq_len + 1)
+        return chunk[:, :-1], chunk[:, 1:], new_epoch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "window": self.window}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.window = state["epoch"], state["window"]
+
+
+class WindowBatcher:
+    carries_state = False
+
+    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, seed: int, shard=(0, 1)):
+        if len(tokens) < seq_len + 1:
+            raise SeqlabError(
+                f"the training split ({len(tokens)} tokens) is shorter than one context window "
+                f"({seq_len + 1} tokens); use a smaller --seq-len or more data"
+            )
+        self.tokens, self.batch_size, self.seq_len = tokens, batch_size, seq_len
+        self.rank, self.world = shard
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        # Every rank draws the same global batch and keeps its own slice of it.
+        starts = torch.randint(len(self.tokens) - self.seq_len, (self.batch_size,), generator=self.generator)
+        chunk = _gather(self.tokens, starts.numpy()[self.rank :: self.world], self.seq_len + 1)
+        return chunk[:, :-1], chunk[:, 1:], False
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state().tolist()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+
+
+def make_batcher(carries_state: bool, tokens, batch_size, seq_len, seed, shard=(0, 1)):
+    cls = StreamBatcher if carries_state else WindowBatcher
+    return cls(tokens, batch_size, seq_len, seed, shard)

@@ -1,0 +1,179 @@
+"""From paths to documents, and from documents to cached token arrays.
+
+The held-out split is deterministic: the last `val_fraction` of every document
+(or the files given with --val). Each held-out span keeps up to CONTEXT_TOKENS of
+the text before it as context, so the model is scored on held-out bytes given
+what precedes them, as a compressor is (size(train + val) - size(train)).
+"""
+
+import glob
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SeqlabError
+
+CONTEXT_TOKENS = 2048  # preceding tokens kept before each held-out span
+CACHE_VERSION = 1
+
+
+@dataclass
+class Document:
+    name: str
+    data: bytes
+
+
+def default_corpus_path() -> str:
+    return str(resources.files("seqlab") / "corpora" / "tinyshakespeare.txt")
+
+
+def resolve_paths(patterns: list[str]) -> list[Path]:
+    """Expand files, directories (recursively, skipping hidden entries) and globs."""
+    found: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        if not matches:
+            raise SeqlabError(f"no files match {pattern!r}")
+        for match in matches:
+            path = Path(match)
+            if path.is_dir():
+                found.extend(_walk(path))
+            elif path.exists():
+                found.append(path)
+            else:
+                raise SeqlabError(f"no such file or directory: {match}")
+    return list(dict.fromkeys(found))
+
+
+def _walk(root: Path) -> list[Path]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        files.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
+    return files
+
+
+def read_documents(patterns: list[str]) -> list[Document]:
+    docs = []
+    for path in resolve_paths(patterns):
+        try:
+            docs.append(Document(str(path), path.read_bytes()))
+        except OSError as e:
+            raise SeqlabError(f"cannot read {path}: {e.strerror}") from None
+    if not any(d.data for d in docs):
+        raise SeqlabError(f"the corpus is empty: {', '.join(patterns)} holds no bytes")
+    return docs
+
+
+@dataclass
+class HeldOut:
+    """One document's held-out tokens with the context that precedes them."""
+
+    name: str
+    tokens: np.ndarray  # context followed by the scored tokens
+    n_context: int
+    n_bytes: int  # bytes of the scored part
+
+    @property
+    def scored(self) -> np.ndarray:
+        return self.tokens[self.n_context :]
+
+
+@dataclass
+class TokenData:
+    train: np.ndarray  # BOS doc1 BOS doc2 ...  (memory-mapped)
+    train_bytes: int
+    held_out: list[HeldOut]
+
+    @property
+    def val_bytes(self) -> int:
+        return sum(h.n_bytes for h in self.held_out)
+
+    @property
+    def val_tokens(self) -> int:
+        return sum(len(h.scored) for h in self.held_out)
+
+
+def split_document(data: bytes, val_fraction: float) -> tuple[bytes, bytes]:
+    n_val = math.ceil(len(data) * val_fraction)
+    return data[: len(data) - n_val], data[len(data) - n_val :]
+
+
+def encode_corpus(docs, val_docs, tokenizer, val_fraction: float, cache_root: Path) -> TokenData:
+    """Tokenise the corpus once; later calls with the same bytes and tokenizer reuse the arrays."""
+    key = _cache_key(docs, val_docs, tokenizer, val_fraction)
+    cache = cache_root / key
+    if not (cache / "index.json").exists():
+        _encode_to(cache, docs, val_docs, tokenizer, val_fraction)
+    return _open_cached(cache)
+
+
+def _cache_key(docs, val_docs, tokenizer, val_fraction) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps([CACHE_VERSION, val_fraction, tokenizer.to_json()]).encode())
+    for tag, group in (b"train", docs), (b"val", val_docs):
+        h.update(tag)
+        for d in group:
+            h.update(d.name.encode() + b"\0" + len(d.data).to_bytes(8, "little"))
+            h.update(d.data)
+    return h.hexdigest()
+
+
+def _encode_to(cache: Path, docs, val_docs, tokenizer, val_fraction: float) -> None:
+    bos = tokenizer.bos_id
+    train_parts, held_out, train_bytes = [], [], 0
+    for doc in docs:
+        train_part, val_part = split_document(doc.data, 0.0 if val_docs else val_fraction)
+        train_ids = np.concatenate([[bos], tokenizer.encode(train_part)])
+        train_parts.append(train_ids)
+        train_bytes += len(train_part)
+        if val_part:
+            context = train_ids[-CONTEXT_TOKENS:]
+            held_out.append((doc.name, context, tokenizer.encode(val_part), len(val_part)))
+    for doc in val_docs:
+        held_out.append((doc.name, np.array([bos]), tokenizer.encode(doc.data), len(doc.data)))
+    dtype = np.uint16 if tokenizer.vocab_size <= 65536 else np.int32
+    tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    np.concatenate(train_parts).astype(dtype).tofile(tmp / "train.bin")
+    val_arrays = [np.concatenate([c, s]) for _, c, s, _ in held_out] or [np.zeros(0)]
+    np.concatenate(val_arrays).astype(dtype).tofile(tmp / "val.bin")
+    index = {
+        "dtype": np.dtype(dtype).name,
+        "train_bytes": train_bytes,
+        "held_out": [
+            {"name": name, "n_context": len(c), "n_scored": len(s), "n_bytes": n}
+            for name, c, s, n in held_out
+        ],
+    }
+    (tmp / "index.json").write_text(json.dumps(index))
+    try:
+        os.replace(tmp, cache)
+    except OSError:  # another process cached the same corpus first
+        for f in tmp.iterdir():
+            f.unlink()
+        tmp.rmdir()
+
+
+def _open_cached(cache: Path) -> TokenData:
+    index = json.loads((cache / "index.json").read_text())
+    dtype = np.dtype(index["dtype"])
+    train = np.memmap(cache / "train.bin", dtype=dtype, mode="r")
+    val = np.fromfile(cache / "val.bin", dtype=dtype).astype(np.int64)
+    held_out, at = [], 0
+    for h in index["held_out"]:
+        n = h["n_context"] + h["n_scored"]
+        held_out.append(HeldOut(h["name"], val[at : at + n], h["n_context"], h["n_bytes"]))
+        at += n
+    return TokenData(train, index["train_bytes"], held_out)
+
+
+def cache_root() -> Path:
+    base = os.environ.get("SEQLAB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "seqlab")
+    return Path(base) / "tokens"

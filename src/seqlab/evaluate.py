@@ -1,0 +1,101 @@
+"""`seqlab eval`: bits per byte over the whole held-out split or given files.
+
+Every byte is scored exactly once (see scoring.py for the context method,
+which the report states). Bits per byte = total surprisal / bytes scored.
+"""
+
+import json
+import math
+import sys
+
+
+import numpy as np
+
+from .data.corpus import TokenData, cache_root, encode_corpus, read_documents
+from .errors import SeqlabError
+from .scoring import describe_context, token_bits
+
+
+def _summary(name: str, bits: float, n_bytes: int, n_tokens: int) -> dict:
+    per_token = bits / max(n_tokens, 1)
+    return {
+        "name": name,
+        "bytes": n_bytes,
+        "tokens": n_tokens,
+        "bpb": bits / max(n_bytes, 1),
+        "bits_per_token": per_token,
+        "perplexity": 2.0**per_token,
+    }
+
+
+def _score_items(model, items, device) -> tuple[list[dict], dict]:
+    """items: (name, tokens, n_context, n_bytes) -> per-item rows and the total."""
+    rows, total_bits, total_bytes, total_tokens = [], 0.0, 0, 0
+    for name, tokens, n_context, n_bytes in items:
+        bits = float(token_bits(model, tokens, n_context, device).sum())
+        n_tokens = len(tokens) - n_context
+        rows.append(_summary(name, bits, n_bytes, n_tokens))
+        total_bits, total_bytes, total_tokens = total_bits + bits, total_bytes + n_bytes, total_tokens + n_tokens
+    return rows, _summary("total", total_bits, total_bytes, total_tokens)
+
+
+def evaluate_held_out(model, data: TokenData, tokenizer, device) -> dict:
+    items = [(h.name, h.tokens, h.n_context, h.n_bytes) for h in data.held_out if len(h.scored)]
+    rows, total = _score_items(model, items, device)
+    return {**total, "name": "held-out", "files": rows, "context": describe_context(model)}
+
+
+def evaluate(run, files: list[str] | None = None) -> dict:
+    """Score the run's held-out split (default) or the given files; returns bpb and friends."""
+    if files:
+        docs = read_documents(files)
+        bos = run.tokenizer.bos_id
+        items = [(d.name, np.concatenate([[bos], run.tokenizer.encode(d.data)]), 1, len(d.data))
+                 for d in docs if d.data]
+        rows, total = _score_items(run.model, items, run.device)
+        return {**total, "name": "files", "files": rows, "context": describe_context(run.model)}
+    cfg = run.config.data
+    from .data.corpus import default_corpus_path
+
+    docs = read_documents(cfg.paths or [default_corpus_path()])
+    val_docs = read_documents(cfg.val_paths) if cfg.val_paths else []
+    data = encode_corpus(docs, val_docs, run.tokenizer, cfg.val_fraction, cache_root())
+    return evaluate_held_out(run.model, data, run.tokenizer, run.device)
+
+
+def format_table(result: dict) -> str:
+    header = f"{'source':<40} {'bytes':>11} {'tokens':>11} {'bits/byte':>10} {'bits/token':>11} {'perplexity':>11}"
+    lines = [header, "-" * len(header)]
+    rows = result["files"] if len(result["files"]) > 1 else []
+    for r in rows + [result]:
+        name = r["name"] if len(r["name"]) <= 40 else "…" + r["name"][-39:]
+        lines.append(f"{name:<40} {r['bytes']:>11,} {r['tokens']:>11,} {r['bpb']:>10.4f} "
+                     f"{r['bits_per_token']:>11.4f} {r['perplexity']:>11.3f}")
+    lines.append(f"context: {result['context']}")
+    return "\n".join(lines)
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("eval", help="bits per byte on the held-out split or on files")
+    p.add_argument("run")
+    p.add_argument("files", nargs="*", help="files to score instead of the held-out split")
+    p.add_argument("--json", action="store_true", help="print JSON (the figure is under 'bpb')")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cli)
+
+
+def cli(args) -> None:
+    from .run import load
+
+    run = load(args.run, device=args.device)
+    result = evaluate(run, args.files or None)
+    if not math.isfinite(result["bpb"]):
+        raise SeqlabError("the model produced non-finite scores; the checkpoint may be damaged")
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(format_table(result))
+
+
+

@@ -1,0 +1,155 @@
+"""`seqlab generate`: sample text from a run, streamed as it is produced.
+
+The model is stepped one token at a time: the LSTM carries its state and the
+transformer its KV cache, so each new token costs the same however long the
+output is. Output is decoded as UTF-8 incrementally, so a character split
+across tokens never breaks (invalid bytes show as U+FFFD).
+"""
+
+import codecs
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .errors import SeqlabError
+from .sampling import Sampler, SamplingConfig, StopMatcher
+
+
+@dataclass
+class Sample:
+    text: str = ""
+    tokens: int = 0
+    finish_reason: str = "length"  # "length", "stop" or "end" (the model ended the document)
+    chunks: list[str] = field(default_factory=list, repr=False)
+
+
+def _prompt_ids(run, prompt: bytes) -> list[int]:
+    ids = [run.tokenizer.bos_id] + [int(i) for i in run.tokenizer.encode(prompt)]
+    limit = run.model.max_context
+    return ids[-limit:] if limit else ids
+
+
+@torch.no_grad()
+def stream(run, prompt: str | bytes = "", n: int = 1, max_tokens: int = 500, sampling: SamplingConfig | None = None,
+           seed: int | None = None, stop: list[str] | None = None):
+    """Yield (row, text_chunk) as tokens are produced; then (row, None) once per row at its end.
+
+    The finished Sample objects are returned by the generator (StopIteration.value).
+    """
+    sampling = (sampling or SamplingConfig()).validate()
+    if n < 1 or max_tokens < 0:
+        raise SeqlabError(f"need n >= 1 and max_tokens >= 0, got n={n}, max_tokens={max_tokens}")
+    prompt = prompt.encode() if isinstance(prompt, str) else prompt
+    seed = int.from_bytes(os.urandom(4), "little") if seed is None else seed
+    model, tok, device = run.model, run.tokenizer, run.device
+    ids = torch.tensor([_prompt_ids(run, prompt)] * n, device=device)
+    sampler = Sampler([sampling] * n, [seed + i for i in range(n)], tok.vocab_size, device)
+    sampler.observe(ids[:, 1:])
+    stops = [StopMatcher([s.encode() for s in (stop or [])]) for _ in range(n)]
+    decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(n)]
+    samples = [Sample() for _ in range(n)]
+    done = [False] * n
+
+    def finish(row: int, reason: str):
+        done[row] = True
+        samples[row].finish_reason = reason
+        return decoders[row].decode(stops[row].flush(), final=True)
+
+    logits, state = model(ids, model.init_state(n, device))
+    logits = logits[:, -1]
+    for _ in range(max_tokens):
+        if all(done):
+            break
+        nxt = sampler(logits)
+        for row in range(n):
+            if done[row]:
+                continue
+            token = int(nxt[row])
+            samples[row].tokens += 1
+            if token == tok.bos_id:
+                text = finish(row, "end")
+            else:
+                text = decoders[row].decode(stops[row].feed(tok.token_bytes[token]))
+                if stops[row].stopped:
+                    text += finish(row, "stop")
+            if text:
+                samples[row].chunks.append(text)
+                yield row, text
+            if done[row]:
+                yield row, None
+        logits, state = model.step(nxt, state)
+    for row in range(n):
+        if not done[row]:
+            text = finish(row, "length")
+            if text:
+                samples[row].chunks.append(text)
+                yield row, text
+            yield row, None
+    for s in samples:
+        s.text = "".join(s.chunks)
+    return samples
+
+
+def generate(run, prompt: str | bytes = "", n: int = 1, max_tokens: int = 500, **kwargs) -> list[Sample]:
+    """Generate n samples; see `stream` for the arguments."""
+    gen = stream(run, prompt, n, max_tokens, **kwargs)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as end:
+            return end.value
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("generate", help="sample text from a trained run")
+    p.add_argument("run")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--prompt", default=None, help="text to continue")
+    src.add_argument("--prompt-file", default=None, help="file whose bytes are the prompt")
+    p.add_argument("--n", type=int, default=1, help="number of samples")
+    p.add_argument("--max-tokens", type=int, default=500)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--stop", action="append", default=[], help="stop before this string (repeatable)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cli)
+
+
+def cli(args) -> None:
+    from .run import load
+
+    prompt = args.prompt.encode() if args.prompt is not None else b""
+    if args.prompt_file:
+        try:
+            prompt = open(args.prompt_file, "rb").read()
+        except OSError as e:
+            raise SeqlabError(f"cannot read prompt file {args.prompt_file}: {e.strerror}") from None
+    sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.repetition_penalty)
+    run = load(args.run, device=args.device)
+    out = sys.stdout
+    t0 = time.perf_counter()
+    gen = stream(run, prompt, args.n, args.max_tokens, sampling=sampling, seed=args.seed, stop=args.stop)
+    if args.n == 1:
+        out.write(prompt.decode("utf-8", errors="replace"))
+    while True:
+        try:
+            row, text = next(gen)
+        except StopIteration as end:
+            samples = end.value
+            break
+        if args.n == 1 and text:
+            out.write(text)
+            out.flush()
+    seconds = time.perf_counter() - t0
+    if args.n > 1:
+        for i, s in enumerate(samples):
+            out.write(f"\n──── sample {i + 1} ────\n{prompt.decode('utf-8', errors='replace')}{s.text}\n")
+    out.write("\n")
+    tokens = sum(s.tokens for s in samples)
+    print(f"[{tokens} tokens in {seconds:.2f}s, {tokens / max(seconds, 1e-9):.0f} tokens/s]", file=sys.stderr)

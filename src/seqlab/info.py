@@ -1,0 +1,76 @@
+"""`seqlab info`: what a run is, from its own files."""
+
+import json
+import sys
+
+from .checkpoint import checkpoint_metadata
+from .errors import SeqlabError
+from .progress import clock
+from .run import load, read_metrics
+
+
+def info(run_dir) -> dict:
+    run = load(run_dir)
+    records = read_metrics(run_dir)
+    start = next((r for r in records if r.get("event") == "start"), {})
+    evals = [r for r in records if r.get("event") == "eval"]
+    final = next((r for r in reversed(records) if r.get("event") == "final"), None)
+    try:
+        trainer = json.loads(checkpoint_metadata(run_dir).get("trainer", "{}"))
+    except (ValueError, SeqlabError):
+        trainer = {}
+    cfg = run.config
+    return {
+        "run": str(run.path),
+        "corpus": cfg.data.paths or ["(bundled tinyshakespeare)"],
+        "files": start.get("files"),
+        "train_bytes": start.get("train_bytes"),
+        "val_bytes": start.get("val_bytes"),
+        "tokenizer": cfg.data.tokenizer,
+        "vocab_size": run.tokenizer.vocab_size,
+        "arch": cfg.arch,
+        "model": cfg.model,
+        "params": run.model.num_params(),
+        "details": run.model.describe(),
+        "steps": trainer.get("step"),
+        "tokens_seen": trainer.get("tokens"),
+        "wall_seconds": trainer.get("elapsed"),
+        "finished": bool(trainer.get("done")),
+        "held_out_bpb": final["val_bpb"] if final else None,
+        "best_subset_bpb": min((r["val_bpb"] for r in evals), default=None),
+    }
+
+
+def format_info(d: dict) -> str:
+    size = f"{d['params'] / 1e6:.2f}M" if d["params"] >= 1e5 else f"{d['params']:,}"
+    model = ", ".join(f"{k}={v}" for k, v in d["model"].items() if k != "vocab_size")
+    lines = [
+        f"run:        {d['run']}",
+        f"corpus:     {', '.join(d['corpus'])}"
+        + (f" ({d['files']} files, {d['train_bytes']:,} train + {d['val_bytes']:,} held-out bytes)"
+           if d["files"] is not None else ""),
+        f"tokenizer:  {d['tokenizer']} ({d['vocab_size']} tokens)",
+        f"arch:       {d['arch']} ({model})",
+        f"params:     {size}" + "".join(f"; {k}: {v}" for k, v in d["details"].items()),
+    ]
+    if d["steps"] is not None:
+        state = "finished" if d["finished"] else "not finished (resume with seqlab train --resume)"
+        lines.append(f"trained:    {d['steps']:,} steps, {d['tokens_seen']:,} tokens, "
+                     f"{clock(d['wall_seconds'])} wall, {state}")
+    if d["held_out_bpb"] is not None:
+        lines.append(f"held-out:   {d['held_out_bpb']:.4f} bits per byte (full split)")
+    if d["best_subset_bpb"] is not None:
+        lines.append(f"best eval:  {d['best_subset_bpb']:.4f} bits per byte (fixed subset during training)")
+    return "\n".join(lines)
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("info", help="describe a run")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cli)
+
+
+def cli(args) -> None:
+    d = info(args.run)
+    print(json.dumps(d, indent=2) if args.json else format_info(d), file=sys.stdout)

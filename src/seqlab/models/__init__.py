@@ -1,0 +1,34 @@
+"""Architectures behind one contract (see base.py); ARCHS maps a name to (config, model)."""
+
+
+from ..config import from_dict
+from ..errors import SeqlabError
+from .base import SeqModel, map_state
+from .lstm import LSTM, LSTMConfig
+from .transformer import Transformer, TransformerConfig
+
+ARCHS: dict[str, tuple[type, type]] = {
+    "transformer": (TransformerConfig, Transformer),
+    "lstm": (LSTMConfig, LSTM),
+}
+
+
+def arch_entry(arch: str) -> tuple[type, type]:
+    if arch not in ARCHS:
+        raise SeqlabError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
+    return ARCHS[arch]
+
+
+def model_config(arch: str, values: dict):
+    config_cls, _ = arch_entry(arch)
+    return from_dict(config_cls, values, where=".model")
+
+
+def build_model(arch: str, values: dict) -> SeqModel:
+    config = model_config(arch, values)
+    _, model_cls = arch_entry(arch)
+    return model_cls(config)
+
+
+
+__all__ = ["ARCHS", "SeqModel", "map_state", "build_model", "model_config", "arch_entry"]

@@ -1,0 +1,46 @@
+"""The contract every architecture implements.
+
+    logits, state = model(idx, state=None)   # idx (B, T) -> logits (B, T, V)
+    state = model.init_state(B, device)       # state for incremental use
+    logits, state = model.step(idx_t, state)  # idx_t (B,) -> logits (B, V)
+
+`state=None` means "start from nothing and return no state" (the training path
+of a model that carries none). Recurrent models return their state so the
+trainer can carry it into the next window; attention models take a KV cache as
+their state during generation. `max_context` is the longest context the model
+can use (None when unbounded) and `carries_state` says whether training should
+carry state across consecutive windows.
+"""
+
+import torch
+from torch import nn
+
+
+class SeqModel(nn.Module):
+    max_context: int | None = None
+    carries_state: bool = False
+
+    def init_state(self, batch_size: int, device) -> object:
+        raise NotImplementedError
+
+    def step(self, idx: torch.Tensor, state):
+        logits, state = self(idx[:, None], state)
+        return logits[:, -1], state
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def describe(self) -> dict:
+        """Facts worth showing in `seqlab info` beyond the config."""
+        return {}
+
+
+def map_state(fn, state):
+    """Apply fn to every tensor of a nested state (tuples, lists, dicts)."""
+    if isinstance(state, torch.Tensor):
+        return fn(state)
+    if isinstance(state, (tuple, list)):
+        return type(state)(map_state(fn, s) for s in state)
+    if isinstance(state, dict):
+        return {k: map_state(fn, v) for k, v in state.items()}
+    return state

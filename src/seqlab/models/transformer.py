@@ -1,0 +1,150 @@
+"""GPT-style transformer: pre-norm blocks, causal attention, a KV cache for generation.
+
+Learned absolute positions keep it weight-compatible with GPT-2. When a cache
+fills the context window, it is rebuilt from the last half window, so the cost
+per generated token stays bounded however long the output grows.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import SeqModel
+
+
+@dataclass
+class TransformerConfig:
+    vocab_size: int = 257
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 256
+    block_size: int = 256
+    dropout: float = 0.1
+    bias: bool = False
+    layer_norm_eps: float = 1e-5
+    activation: str = "gelu"  # "gelu" (tanh approx, as GPT-2) or "gelu_exact"
+
+
+class KVCache:
+    def __init__(self, n_layer: int, batch: int, n_head: int, size: int, head_dim: int, device, dtype):
+        shape = (batch, n_head, size, head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.tokens = torch.zeros(batch, 0, dtype=torch.long, device=device)
+        self.length = 0
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, c: TransformerConfig):
+        super().__init__()
+        assert c.n_embd % c.n_head == 0, "n_embd must be a multiple of n_head"
+        self.n_head, self.dropout = c.n_head, c.dropout
+        self.c_attn = nn.Linear(c.n_embd, 3 * c.n_embd, bias=c.bias)
+        self.c_proj = nn.Linear(c.n_embd, c.n_embd, bias=c.bias)
+        self.resid_dropout = nn.Dropout(c.dropout)
+
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if cache is None:
+            y = F.scaled_dot_product_attention(
+                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+            )
+        else:
+            start = cache.length
+            cache.k[layer][:, :, start : start + T] = k
+            cache.v[layer][:, :, start : start + T] = v
+            k, v = cache.k[layer][:, :, : start + T], cache.v[layer][:, :, : start + T]
+            # query i (absolute start+i) sees keys 0..start+i
+            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, c: TransformerConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(c.n_embd, 4 * c.n_embd, bias=c.bias)
+        self.c_proj = nn.Linear(4 * c.n_embd, c.n_embd, bias=c.bias)
+        self.dropout = nn.Dropout(c.dropout)
+        self.approximate = "tanh" if c.activation == "gelu" else "none"
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
+
+
+class Block(nn.Module):
+    def __init__(self, c: TransformerConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
+        self.attn = CausalSelfAttention(c)
+        self.ln_2 = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
+        self.mlp = MLP(c)
+
+    def forward(self, x, cache=None, layer=0):
+        x = x + self.attn(self.ln_1(x), cache, layer)
+        return x + self.mlp(self.ln_2(x))
+
+
+class Transformer(SeqModel):
+    carries_state = False
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = c = config
+        self.max_context = c.block_size
+        self.wte = nn.Embedding(c.vocab_size, c.n_embd)
+        self.wpe = nn.Embedding(c.block_size, c.n_embd)
+        self.drop = nn.Dropout(c.dropout)
+        self.h = nn.ModuleList(Block(c) for _ in range(c.n_layer))
+        self.ln_f = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
+        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # weight tying
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):  # GPT-2: scale residual projections by depth
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layer))
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def init_state(self, batch_size: int, device) -> KVCache:
+        c = self.config
+        dtype = self.wte.weight.dtype
+        return KVCache(c.n_layer, batch_size, c.n_head, c.block_size, c.n_embd // c.n_head, device, dtype)
+
+    def forward(self, idx, state: KVCache | None = None):
+        B, T = idx.shape
+        assert T <= self.max_context, f"sequence of {T} tokens exceeds block_size {self.max_context}"
+        if state is None:
+            return self._run(idx, None, 0), None
+        if state.length + T > self.max_context:
+            # Re-prefill from the last half window (amortised: once per half window of tokens).
+            keep = max(self.max_context // 2, T)
+            history = torch.cat([state.tokens, idx], dim=1)[:, -keep:]
+            state.length, state.tokens = 0, history[:, :0]
+            logits, state = self.forward(history, state)
+            return logits[:, -T:], state
+        logits = self._run(idx, state, state.length)
+        state.length += T
+        state.tokens = torch.cat([state.tokens, idx], dim=1)
+        return logits, state
+
+    def _run(self, idx, cache, start: int):
+        pos = torch.arange(start, start + idx.shape[1], device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        for i, block in enumerate(self.h):
+            x = block(x, cache, i)
+        return self.lm_head(self.ln_f(x))  # (B, T, V)
+
+    def describe(self) -> dict:
+        return {"context": f"{self.max_context} tokens"}

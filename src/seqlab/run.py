@@ -1,0 +1,89 @@
+"""A run directory is the unit users hold; `load` rebuilds everything from it.
+
+    runs/NAME/
+      config.json              full resolved config (RunConfig)
+      tokenizer.json           the tokenizer (Hugging Face format for BPE)
+      checkpoint.safetensors   weights + trainer state (see checkpoint.py)
+      metrics.jsonl            one JSON object per evaluation / event
+      curve.png  samples.txt   learning curve, samples at the end of training
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_weights
+from .config import FORMAT_VERSION, RunConfig, from_dict
+from .data.tokenizer import load_tokenizer
+from .errors import SeqlabError
+from .models import SeqModel, build_model
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class Run:
+    path: Path
+    config: RunConfig
+    tokenizer: object
+    model: SeqModel
+    device: torch.device
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SeqlabError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SeqlabError("--device cuda was asked for, but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_FILE
+    if not run_dir.exists():
+        raise SeqlabError(f"no such run directory: {run_dir}")
+    if not path.exists():
+        raise SeqlabError(f"{run_dir} is not a seqlab run (no {CONFIG_FILE}); create one with `seqlab train`")
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SeqlabError(f"cannot read {path}: {e}") from None
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if version != FORMAT_VERSION:
+        raise SeqlabError(
+            f"{run_dir} was written with run format {version!r}; this seqlab reads format "
+            f"{FORMAT_VERSION}: retrain it with this version"
+        )
+    return from_dict(RunConfig, raw)
+
+
+def load(run_dir, device: str = "cpu") -> Run:
+    """Rebuild a trained run: config, tokenizer and model (in eval mode) on `device`."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    tokenizer = load_tokenizer(run_dir)
+    dev = resolve_device(device)
+    model = build_model(config.arch, config.model)
+    load_weights(run_dir, model)
+    return Run(run_dir, config, tokenizer, model.to(dev).eval(), dev)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+    return records

@@ -1,0 +1,80 @@
+"""Score every token of a sequence exactly once, with as much context as the model can use.
+
+Attention models (bounded context L) slide a window of L tokens with stride L/2:
+each scored token sees at least L/2 tokens before it. Recurrent models score
+blocks of BLOCK tokens, each warmed up on the WARMUP tokens before it (the
+state is carried through the warm-up, unscored), so long texts run as parallel
+chunks. Every scored token is predicted from the tokens before it only.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+RNN_BLOCK = 4096
+RNN_WARMUP = 1024
+
+
+@dataclass
+class Window:
+    start: int  # inputs are tokens[start : stop - 1]
+    first: int  # first scored position; targets tokens[first : stop]
+    stop: int
+
+
+def plan_windows(model, n_total: int, n_context: int) -> list[Window]:
+    """Windows covering positions n_context..n_total-1 once each (n_context >= 1)."""
+    assert n_context >= 1, "the first scored token needs at least one token before it"
+    if model.max_context:
+        block, max_len = model.max_context // 2, model.max_context
+    else:
+        block, max_len = RNN_BLOCK, RNN_BLOCK + RNN_WARMUP
+    windows = []
+    for first in range(n_context, n_total, block):
+        stop = min(first + block, n_total)
+        windows.append(Window(max(0, stop - 1 - max_len), first, stop))
+    return windows
+
+
+def describe_context(model) -> str:
+    if model.max_context:
+        return f"sliding window of {model.max_context} tokens, stride {model.max_context // 2}"
+    return f"carried state: blocks of {RNN_BLOCK} tokens, each warmed up on the {RNN_WARMUP} tokens before it"
+
+
+@torch.no_grad()
+def score_logits(model, tokens: np.ndarray, n_context: int, device, batch_tokens: int = 65536):
+    """Yield (first_position, log_probs (n, V), targets (n,)) covering tokens[n_context:] in order."""
+    windows = plan_windows(model, len(tokens), n_context)
+    for batch in _batches_of_equal_length(windows, batch_tokens):
+        x = torch.from_numpy(np.stack([tokens[w.start : w.stop - 1] for w in batch]).astype(np.int64))
+        logits, _ = model(x.to(device))
+        for row, w in enumerate(batch):
+            n = w.stop - w.first
+            logp = F.log_softmax(logits[row, -n:].float(), dim=-1)
+            targets = torch.from_numpy(tokens[w.first : w.stop].astype(np.int64)).to(device)
+            yield w.first, logp, targets
+
+
+def _batches_of_equal_length(windows: list[Window], batch_tokens: int):
+    """Consecutive windows of one input length, about batch_tokens tokens per batch."""
+    batch: list[Window] = []
+    for w in windows:
+        length = w.stop - 1 - w.start
+        if batch and (length != batch[0].stop - 1 - batch[0].start or len(batch) * length >= batch_tokens):
+            yield batch
+            batch = []
+        batch.append(w)
+    if batch:
+        yield batch
+
+
+def token_bits(model, tokens: np.ndarray, n_context: int, device) -> np.ndarray:
+    """Surprisal in bits of each token in tokens[n_context:]."""
+    out = [
+        (-logp.gather(1, targets[:, None])[:, 0] / np.log(2)).cpu().numpy()
+        for _, logp, targets in score_logits(model, tokens, n_context, device)
+    ]
+    return np.concatenate(out) if out else np.zeros(0)

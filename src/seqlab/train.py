@@ -1,0 +1,407 @@
+"""`seqlab train`: one training loop for every architecture.
+
+The learning-rate schedule runs on *progress*, the fraction of the budget spent:
+wall-clock seconds for --budget, steps for --max-steps. So a 10-minute run warms
+up, decays and ends annealed exactly when the 10 minutes are up.
+"""
+
+import math
+import os
+import signal
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import checkpoint as ckpt
+from .config import RunConfig
+from .data.batches import make_batcher
+from .data.corpus import CONTEXT_TOKENS, TokenData, cache_root, default_corpus_path, encode_corpus, read_documents
+from .data.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
+from .errors import SeqlabError
+from .models import build_model, map_state, model_config
+from .progress import Progress
+from .run import CONFIG_FILE, METRICS_FILE, read_config, resolve_device
+from .scoring import describe_context, token_bits
+
+LN2 = math.log(2)
+
+
+def lr_at(progress: float, cfg) -> float:
+    """Linear warm-up, then cosine decay to lr * min_lr_ratio at progress 1."""
+    if progress < cfg.warmup_fraction:
+        return cfg.lr * (progress + 1e-3) / (cfg.warmup_fraction + 1e-3)
+    t = min(1.0, (progress - cfg.warmup_fraction) / max(1e-9, 1 - cfg.warmup_fraction))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def make_optimizer(model, cfg) -> torch.optim.AdamW:
+    # Decay matrices and embeddings; leave biases and norm gains alone (as nanoGPT).
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
+
+
+def eval_subset(data: TokenData, n_tokens: int, n_segments: int = 8) -> list[tuple[np.ndarray, int]]:
+    """A fixed, evenly spread sample of the held-out split: (tokens, n_context) pairs."""
+    total = data.val_tokens
+    if total <= n_tokens:
+        return [(h.tokens, h.n_context) for h in data.held_out if len(h.scored)]
+    seg = n_tokens // n_segments
+    wanted = [int(i * (total - seg) / max(1, n_segments - 1)) for i in range(n_segments)]
+    segments, offset = [], 0
+    for h in data.held_out:
+        n = len(h.scored)
+        for w in wanted:
+            if offset <= w < offset + n:
+                a = h.n_context + (w - offset)
+                b = min(a + seg, len(h.tokens))
+                lo = max(0, a - CONTEXT_TOKENS)
+                segments.append((h.tokens[lo:b], a - lo))
+        offset += n
+    return segments
+
+
+def held_out_bpb(model, segments, token_lengths: np.ndarray, device) -> float:
+    model.eval()
+    bits = n_bytes = 0.0
+    for tokens, n_context in segments:
+        bits += float(token_bits(model, tokens, n_context, device).sum())
+        n_bytes += float(token_lengths[tokens[n_context:]].sum())
+    model.train()
+    return bits / max(n_bytes, 1.0)
+
+
+class Metrics:
+    def __init__(self, path: Path, enabled: bool = True):
+        self.path, self.enabled = path, enabled
+
+    def write(self, **record) -> None:
+        if self.enabled:
+            import json
+
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def _rng_state(device) -> dict:
+    state = {"cpu": torch.get_rng_state().tolist()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device).tolist()
+    return state
+
+
+def _set_rng_state(state: dict, device) -> None:
+    torch.set_rng_state(torch.tensor(state["cpu"], dtype=torch.uint8))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(torch.tensor(state["cuda"], dtype=torch.uint8), device)
+
+
+def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool, log=print):
+    docs = read_documents(cfg.data.paths or [default_corpus_path()])
+    val_docs = read_documents(cfg.data.val_paths) if cfg.data.val_paths else []
+    if not val_docs and not (0 < cfg.data.val_fraction < 1):
+        raise SeqlabError(f"--val-fraction must be in (0, 1), got {cfg.data.val_fraction}; or give --val FILE")
+    if resume:
+        tokenizer = load_tokenizer(run_dir)
+    else:
+        from .data.corpus import split_document
+
+        frac = 0.0 if val_docs else cfg.data.val_fraction
+        tokenizer = build_tokenizer(cfg.data.tokenizer, lambda: (split_document(d.data, frac)[0] for d in docs))
+    data = encode_corpus(docs, val_docs, tokenizer, cfg.data.val_fraction, cache_root())
+    if data.val_tokens == 0:
+        raise SeqlabError("the held-out split is empty: the corpus is too small; add data or give --val FILE")
+    log(f"corpus: {len(docs)} file(s), {data.train_bytes:,} training bytes ({len(data.train):,} tokens), "
+        f"{data.val_bytes:,} held-out bytes ({data.val_tokens:,} tokens)")
+    return docs, tokenizer, data
+
+
+def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 0, world: int = 1) -> Path:
+    """Train (or resume) the run in `run_dir`; returns the run directory."""
+    run_dir = Path(run_dir)
+    if cfg.train.budget_seconds <= 0 and cfg.train.max_steps <= 0:
+        raise SeqlabError("give a training budget: --budget (e.g. 10m) or --max-steps N")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    docs, tokenizer, data = prepare_data(cfg, run_dir, resume, log)
+    cfg.model = asdict(model_config(cfg.arch, {**cfg.model, "vocab_size": tokenizer.vocab_size}))
+    model = build_model(cfg.arch, cfg.model).to(device)
+    if not resume:
+        save_tokenizer(tokenizer, run_dir)
+        ckpt.atomic_write_text(run_dir / CONFIG_FILE, cfg.describe())
+    log(f"config:\n{cfg.describe()}")
+    log(f"model: {cfg.arch}, {model.num_params():,} parameters; held-out context: {describe_context(model)}")
+
+    optimizer = make_optimizer(model, cfg.train)
+    batcher = make_batcher(model.carries_state, data.train, cfg.train.batch_size, cfg.train.seq_len,
+                           cfg.train.seed, shard=(rank, world))
+    metrics = Metrics(run_dir / METRICS_FILE, enabled=rank == 0)
+    pos = {"step": 0, "elapsed": 0.0, "tokens": 0, "done": False}
+    carry = None
+    if resume:
+        ckpt.load_weights(run_dir, model)
+        pos, carry_tensors = ckpt.load_trainer_state(run_dir, optimizer, device)
+        batcher.load_state_dict(pos["batcher"])
+        _set_rng_state(pos["rng"], device)
+        carry = tuple(carry_tensors) if carry_tensors else None
+        log(f"resuming at step {pos['step']} ({pos['elapsed']:.0f}s trained)")
+    else:
+        metrics.write(event="start", arch=cfg.arch, params=model.num_params(), files=len(docs),
+                      train_bytes=data.train_bytes, val_bytes=data.val_bytes, tokenizer=cfg.data.tokenizer,
+                      context=describe_context(model))
+
+    loop = TrainLoop(cfg, run_dir, model, optimizer, batcher, data, tokenizer, metrics, device, pos, carry, log)
+    loop.run()
+    if rank == 0:
+        finish(run_dir, model, data, tokenizer, metrics, device, loop, log)
+    return run_dir
+
+
+class TrainLoop:
+    def __init__(self, cfg, run_dir, model, optimizer, batcher, data, tokenizer, metrics, device, pos, carry, log):
+        self.cfg, self.tc = cfg, cfg.train
+        self.run_dir, self.model, self.optimizer, self.batcher = run_dir, model, optimizer, batcher
+        self.metrics, self.device, self.pos, self.carry, self.log = metrics, device, pos, carry, log
+        self.token_lengths = np.array([len(b) for b in tokenizer.token_bytes])
+        self.bytes_per_token = data.train_bytes / max(1, len(data.train))
+        self.segments = eval_subset(data, self.tc.eval_tokens)
+        self.autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        self.best = pos.get("best_val_bpb")
+        self.is_writer = metrics.enabled
+
+    def progress(self) -> float:
+        if self.tc.budget_seconds > 0:
+            return self.pos["elapsed"] / self.tc.budget_seconds
+        return self.pos["step"] / self.tc.max_steps
+
+    def train_step(self) -> float:
+        x, y, new_epoch = self.batcher.next()
+        x, y = x.to(self.device), y.to(self.device)
+        if new_epoch or not self.model.carries_state:
+            self.carry = None
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.progress(), self.tc)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            logits, state = self.model(x, self.carry)
+            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.reshape(-1))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+        self.optimizer.step()
+        if self.model.carries_state:
+            self.carry = map_state(lambda t: t.detach(), state)
+        self.pos["step"] += 1
+        self.pos["tokens"] += x.numel()
+        return loss.item()
+
+    def save(self) -> None:
+        if not self.is_writer:
+            return
+        trainer = {**self.pos, "batcher": self.batcher.state_dict(), "rng": _rng_state(self.device),
+                   "best_val_bpb": self.best}
+        carry = list(self.carry) if self.carry is not None else None
+        ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, trainer, carry)
+
+    def evaluate(self, train_loss: float) -> float:
+        bpb = held_out_bpb(self.model, self.segments, self.token_lengths, self.device)
+        self.best = bpb if self.best is None else min(self.best, bpb)
+        self.metrics.write(event="eval", step=self.pos["step"], elapsed=round(self.pos["elapsed"], 2),
+                           tokens=self.pos["tokens"], train_loss=train_loss,
+                           train_bpb=train_loss / LN2 / self.bytes_per_token, val_bpb=bpb,
+                           lr=self.optimizer.param_groups[0]["lr"])
+        return bpb
+
+    def run(self) -> None:
+        tc = self.tc
+        if self.progress() >= 1:
+            self.log("the run has already used its budget; give a larger --budget or --max-steps to go on")
+            return
+        self.model.train()
+        display = Progress(tc.budget_seconds or None, tc.max_steps or None, enabled=self.is_writer)
+        start = time.monotonic() - self.pos["elapsed"]
+        last_eval = last_ckpt = self.pos["elapsed"]
+        losses, val_bpb = [], None
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            while self.progress() < 1:
+                losses.append(self.train_step())
+                self.pos["elapsed"] = time.monotonic() - start
+                due = (self.pos["step"] % tc.eval_every_steps == 0) if tc.eval_every_steps else \
+                    self.pos["elapsed"] - last_eval >= tc.eval_every_seconds
+                if due or self.progress() >= 1:
+                    val_bpb = self.evaluate(float(np.mean(losses)))
+                    losses, last_eval = [], self.pos["elapsed"]
+                if self.pos["elapsed"] - last_ckpt >= tc.checkpoint_every_seconds:
+                    self.save()
+                    last_ckpt = self.pos["elapsed"]
+                display.update(self.pos, losses[-1] if losses else None, self.bytes_per_token, val_bpb)
+            self.pos["done"] = True
+        except KeyboardInterrupt:
+            display.close()
+            self.save()
+            raise SeqlabError(
+                f"interrupted at step {self.pos['step']}; checkpoint saved. Resume with: "
+                f"seqlab train --resume {self.run_dir}"
+            ) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        display.close()
+        self.save()
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def finish(run_dir: Path, model, data: TokenData, tokenizer, metrics: Metrics, device, loop: TrainLoop, log) -> None:
+    """Full held-out evaluation, samples and the learning curve."""
+    from .evaluate import evaluate_held_out
+    from .generate import generate
+    from .plot import plot_curve
+    from .run import Run
+
+    model.eval()
+    result = evaluate_held_out(model, data, tokenizer, device)
+    metrics.write(event="final", step=loop.pos["step"], elapsed=round(loop.pos["elapsed"], 2),
+                  tokens=loop.pos["tokens"], val_bpb=result["bpb"], bits_per_token=result["bits_per_token"],
+                  perplexity=result["perplexity"], context=result["context"])
+    run = Run(run_dir, read_config(run_dir), tokenizer, model, device)
+    samples = [s.text for s in generate(run, "", n=2, max_tokens=400, seed=1)]
+    text = "\n\n".join(f"──── sample {i + 1} ────\n{s}" for i, s in enumerate(samples))
+    ckpt.atomic_write_text(run_dir / "samples.txt", text + "\n")
+    plot_curve(run_dir)
+    log(f"\n{text}\n")
+    log(f"held-out: {result['bpb']:.4f} bits per byte over {result['bytes']:,} bytes "
+        f"({loop.pos['step']} steps, {loop.pos['elapsed']:.0f}s) — run saved in {run_dir}")
+
+
+def default_run_dir(arch: str) -> Path:
+    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{arch}"
+
+
+def link_latest(run_dir: Path) -> None:
+    """Point runs/latest (beside the run) at this run."""
+    link = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest.tmp{os.getpid()}"
+    try:
+        if tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(run_dir.name)
+        os.replace(tmp, link)
+    except OSError:
+        pass  # a filesystem without symlinks: the run itself is fine
+
+
+
+
+DEFAULT_BUDGET_SECONDS = 600.0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("train", help="train a model on your files (default: the bundled corpus)",
+                       description="Train a model. CORPUS: files, directories (recursive) or globs.")
+    p.add_argument("corpus", nargs="*", help="training data (default: bundled tinyshakespeare)")
+    p.add_argument("--arch", help="transformer or lstm (default: transformer)")
+    clock_group = p.add_mutually_exclusive_group()
+    clock_group.add_argument("--budget", help="wall-clock training time, e.g. 90s, 10m, 1h (default 10m)")
+    clock_group.add_argument("--max-steps", type=int, help="train for exactly N optimizer steps")
+    p.add_argument("--tokenizer", help="byte (default) or bpe:VOCAB")
+    p.add_argument("--out", help="run directory (default runs/DATE-ARCH; runs/latest points at it)")
+    p.add_argument("--config", help="JSON file with config values (see config.json of any run)")
+    p.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint")
+    p.add_argument("--val", action="append", default=[], metavar="FILE", help="held-out file(s) instead of a split")
+    p.add_argument("--val-fraction", type=float, help="held-out fraction of each document (default 0.1)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seq-len", type=int, help="tokens per training window")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda")
+    p.add_argument("--threads", type=int, help="CPU threads (default: every core)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config value, e.g. --set model.n_layer=6 --set train.weight_decay=0.05")
+    p.set_defaults(func=cli)
+
+
+FLAG_TO_KEY = {
+    "tokenizer": "data.tokenizer", "val_fraction": "data.val_fraction", "batch_size": "train.batch_size",
+    "seq_len": "train.seq_len", "lr": "train.lr", "seed": "train.seed", "device": "train.device",
+    "threads": "train.threads", "max_steps": "train.max_steps",
+}
+
+
+def config_from_args(args) -> RunConfig:
+    from .config import apply_override, from_dict, load_config_file, parse_duration
+
+    cfg = from_dict(RunConfig, load_config_file(args.config)) if args.config else RunConfig()
+    if args.arch:
+        cfg.arch = args.arch
+    model_cfg = model_config(cfg.arch, cfg.model)
+    if args.corpus:
+        cfg.data.paths = list(args.corpus)
+    if args.val:
+        cfg.data.val_paths = list(args.val)
+    for flag, key in FLAG_TO_KEY.items():
+        value = getattr(args, flag)
+        if value is not None:
+            apply_override(cfg, key, str(value))
+    if args.budget:
+        cfg.train.budget_seconds, cfg.train.max_steps = parse_duration(args.budget), 0
+    elif args.max_steps is not None:
+        cfg.train.budget_seconds = 0.0
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SeqlabError(f"--set expects KEY=VALUE, got {item!r}")
+        if key.startswith("model."):
+            apply_override(model_cfg, key[len("model."):], value)
+        else:
+            apply_override(cfg, key, value)
+    if cfg.train.budget_seconds <= 0 and cfg.train.max_steps <= 0:
+        cfg.train.budget_seconds = DEFAULT_BUDGET_SECONDS
+    cfg.model = asdict(model_cfg)
+    return cfg
+
+
+def resume_config(args) -> RunConfig:
+    from .config import parse_duration
+
+    given = [f"--{k.replace('_', '-')}" for k in ("arch", "tokenizer", "out", "config", "val_fraction",
+                                                   "batch_size", "seq_len", "lr", "seed")
+             if getattr(args, k) is not None] + (["CORPUS"] if args.corpus else []) + \
+        (["--val"] if args.val else []) + (["--set"] if args.set else [])
+    if given:
+        raise SeqlabError(f"--resume continues a run as it was configured; it cannot be combined with "
+                          f"{', '.join(given)} (only --budget, --max-steps, --device and --threads)")
+    cfg = read_config(Path(args.resume))
+    if args.budget:
+        cfg.train.budget_seconds, cfg.train.max_steps = parse_duration(args.budget), 0
+    elif args.max_steps is not None:
+        cfg.train.budget_seconds, cfg.train.max_steps = 0.0, args.max_steps
+    if args.device:
+        cfg.train.device = args.device
+    if args.threads is not None:
+        cfg.train.threads = args.threads
+    return cfg
+
+
+def cli(args) -> None:
+    if args.resume:
+        run_dir = Path(args.resume).resolve()
+        train(resume_config(args), run_dir, resume=True)
+        return
+    cfg = config_from_args(args)
+    run_dir = Path(args.out) if args.out else default_run_dir(cfg.arch)
+    if (run_dir / CONFIG_FILE).exists():
+        raise SeqlabError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
+    train(cfg, run_dir)
+    link_latest(run_dir)

@@ -1,0 +1,54 @@
+"""Shared fixtures: a small structured corpus and tiny trained runs (seconds on a CPU)."""
+
+import random
+from pathlib import Path
+
+import pytest
+
+from seqlab.config import RunConfig, TrainConfig, DataConfig
+
+TINY = {
+    "transformer": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32, "dropout": 0.0},
+    "lstm": {"n_layer": 1, "n_hidden": 48, "dropout": 0.0},
+}
+
+
+def structured_text(n_lines: int = 400, seed: int = 0) -> str:
+    """Lines from a tiny grammar: far below the entropy of its own byte frequencies."""
+    rng = random.Random(seed)
+    names, verbs, things = ["anna", "bob", "carl"], ["sees", "takes", "likes"], ["the cat", "a red box", "it"]
+    return "".join(f"{rng.choice(names)} {rng.choice(verbs)} {rng.choice(things)}.\n" for _ in range(n_lines))
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SEQLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "grammar.txt"
+    path.write_text(structured_text())
+    return path
+
+
+def tiny_config(corpus: Path, arch: str = "lstm", steps: int = 60, **train) -> RunConfig:
+    cfg = RunConfig(arch=arch, model=dict(TINY[arch]), data=DataConfig(paths=[str(corpus)]))
+    cfg.train = TrainConfig(max_steps=steps, batch_size=8, seq_len=32, lr=1e-2, eval_every_steps=20,
+                            eval_tokens=2048, threads=1, device="cpu", **train)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory, corpus_file) -> dict:
+    """One tiny trained run per architecture, shared by the tests that only read runs."""
+    import os
+
+    from seqlab.train import train
+
+    os.environ.setdefault("SEQLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    runs = {}
+    for arch in TINY:
+        out = tmp_path_factory.mktemp(f"run-{arch}")
+        runs[arch] = train(tiny_config(corpus_file, arch, steps=400), out, log=lambda *a: None)
+    return runs
