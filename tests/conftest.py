@@ -4,12 +4,19 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 
 from seqlab.config import RunConfig, TrainConfig, DataConfig
+
+# Tiny models are many tiny operations: one thread is faster, and steady on a busy machine.
+torch.set_num_threads(1)
 
 TINY = {
     "transformer": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32, "dropout": 0.0},
     "lstm": {"n_layer": 1, "n_hidden": 48, "dropout": 0.0},
+    "qrnn": {"n_layer": 2, "n_hidden": 48, "dropout": 0.0},
+    "conv": {"n_layer": 4, "n_channels": 32, "kernel_size": 2, "cycle": 0, "dropout": 0.0},
+    "stack": {"n_hidden": 48, "memory_width": 8, "max_depth": 16, "dropout": 0.0},
 }
 
 
@@ -39,16 +46,25 @@ def tiny_config(corpus: Path, arch: str = "lstm", steps: int = 60, **train) -> R
     return cfg
 
 
+class TrainedRuns(dict):
+    """Tiny trained runs, one per architecture, trained the first time a test asks for one."""
+
+    def __init__(self, factory, corpus: Path):
+        super().__init__()
+        self.factory, self.corpus = factory, corpus
+
+    def __missing__(self, arch: str) -> Path:
+        from seqlab.train import train
+
+        out = self.factory.mktemp(f"run-{arch}")
+        self[arch] = train(tiny_config(self.corpus, arch, steps=400), out, log=lambda *a: None)
+        return self[arch]
+
+
 @pytest.fixture(scope="session")
-def trained_runs(tmp_path_factory, corpus_file) -> dict:
-    """One tiny trained run per architecture, shared by the tests that only read runs."""
+def trained_runs(tmp_path_factory, corpus_file) -> TrainedRuns:
+    """Shared by the tests that only read runs: trained_runs["lstm"] is a run directory."""
     import os
 
-    from seqlab.train import train
-
     os.environ.setdefault("SEQLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-    runs = {}
-    for arch in TINY:
-        out = tmp_path_factory.mktemp(f"run-{arch}")
-        runs[arch] = train(tiny_config(corpus_file, arch, steps=400), out, log=lambda *a: None)
-    return runs
+    return TrainedRuns(tmp_path_factory, corpus_file)

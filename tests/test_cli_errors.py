@@ -10,6 +10,7 @@ from seqlab.__main__ import main
 
 
 def run_cli(capsys, *argv):
+    capsys.readouterr()  # drop anything printed before (e.g. a fixture training a run)
     code = main([str(a) for a in argv])
     err = capsys.readouterr().err
     return code, err

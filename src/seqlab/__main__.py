@@ -7,7 +7,8 @@ import sys
 from .errors import SeqlabError
 
 # Module names: the package's own `seqlab.train` etc. are the API functions.
-VERBS = ["train", "generate", "evaluate", "info"]
+VERBS = ["train", "generate", "evaluate", "info", "novelty", "neurons", "compare", "export", "surprise", "compress",
+         "serve"]
 
 
 class Parser(argparse.ArgumentParser):

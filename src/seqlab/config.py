@@ -44,11 +44,29 @@ class TrainConfig:
 
 
 @dataclass
+class CountModelConfig:
+    """The long-range count model mixed with the network when scoring (see countmodel.py)."""
+
+    enabled: bool = True
+    orders: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 8, 12, 16, 24])
+    escape_per_type: float = 8.0  # Witten-Bell escape weight per distinct continuation seen
+    escape_base: float = 2.0
+    w_network: float = 1.0  # prior mixing weights, adapted online to each text:
+    w_counts: float = 0.35  # the counts' weight where only short contexts were seen before,
+    w_counts_longest: float = 1.0  # rising to this where the longest order was seen
+    learning_rate: float = 0.05
+    chunk: int = 2048  # tokens scored between count and weight updates
+    max_history: int = 8_000_000  # training tokens kept (the most recent)
+    max_vocab: int = 4096  # larger vocabularies score with the network alone
+
+
+@dataclass
 class RunConfig:
     arch: str = "transformer"
     model: dict = field(default_factory=dict)  # the architecture's own config, resolved
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    counts: CountModelConfig = field(default_factory=CountModelConfig)
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict:

@@ -8,15 +8,15 @@ import json
 import math
 import sys
 
-
 import numpy as np
 
 from .data.corpus import TokenData, cache_root, encode_corpus, read_documents
+from .data.tasks import format_accuracy, task_accuracy, task_documents, task_name
 from .errors import SeqlabError
-from .scoring import describe_context, token_bits
+from .scoring import describe_run_context, run_token_bits
 
 
-def _summary(name: str, bits: float, n_bytes: int, n_tokens: int) -> dict:
+def _summary(name: str, bits: float, network_bits: float, n_bytes: int, n_tokens: int) -> dict:
     per_token = bits / max(n_tokens, 1)
     return {
         "name": name,
@@ -25,24 +25,25 @@ def _summary(name: str, bits: float, n_bytes: int, n_tokens: int) -> dict:
         "bpb": bits / max(n_bytes, 1),
         "bits_per_token": per_token,
         "perplexity": 2.0**per_token,
+        "bpb_network": network_bits / max(n_bytes, 1),  # the network alone, without the count model
     }
 
 
-def _score_items(model, items, device) -> tuple[list[dict], dict]:
+def _score_items(run, items) -> tuple[list[dict], dict]:
     """items: (name, tokens, n_context, n_bytes) -> per-item rows and the total."""
-    rows, total_bits, total_bytes, total_tokens = [], 0.0, 0, 0
+    rows, totals = [], np.zeros(4)
     for name, tokens, n_context, n_bytes in items:
-        bits = float(token_bits(model, tokens, n_context, device).sum())
+        bits, network = run_token_bits(run, tokens, n_context)
         n_tokens = len(tokens) - n_context
-        rows.append(_summary(name, bits, n_bytes, n_tokens))
-        total_bits, total_bytes, total_tokens = total_bits + bits, total_bytes + n_bytes, total_tokens + n_tokens
-    return rows, _summary("total", total_bits, total_bytes, total_tokens)
+        rows.append(_summary(name, float(bits.sum()), float(network.sum()), n_bytes, n_tokens))
+        totals += (bits.sum(), network.sum(), n_bytes, n_tokens)
+    return rows, _summary("total", totals[0], totals[1], int(totals[2]), int(totals[3]))
 
 
-def evaluate_held_out(model, data: TokenData, tokenizer, device) -> dict:
+def evaluate_held_out(run, data: TokenData) -> dict:
     items = [(h.name, h.tokens, h.n_context, h.n_bytes) for h in data.held_out if len(h.scored)]
-    rows, total = _score_items(model, items, device)
-    return {**total, "name": "held-out", "files": rows, "context": describe_context(model)}
+    rows, total = _score_items(run, items)
+    return {**total, "name": "held-out", "files": rows, "context": describe_run_context(run)}
 
 
 def evaluate(run, files: list[str] | None = None) -> dict:
@@ -52,26 +53,37 @@ def evaluate(run, files: list[str] | None = None) -> dict:
         bos = run.tokenizer.bos_id
         items = [(d.name, np.concatenate([[bos], run.tokenizer.encode(d.data)]), 1, len(d.data))
                  for d in docs if d.data]
-        rows, total = _score_items(run.model, items, run.device)
-        return {**total, "name": "files", "files": rows, "context": describe_context(run.model)}
+        rows, total = _score_items(run, items)
+        return {**total, "name": "files", "files": rows, "context": describe_run_context(run)}
     cfg = run.config.data
     from .data.corpus import default_corpus_path
 
-    docs = read_documents(cfg.paths or [default_corpus_path()])
-    val_docs = read_documents(cfg.val_paths) if cfg.val_paths else []
+    docs, val_docs = task_documents(cfg) or (  # "task:NAME": generated examples, own held-out set
+        read_documents(cfg.paths or [default_corpus_path()]),
+        read_documents(cfg.val_paths) if cfg.val_paths else [])
     data = encode_corpus(docs, val_docs, run.tokenizer, cfg.val_fraction, cache_root())
-    return evaluate_held_out(run.model, data, run.tokenizer, run.device)
+    result = evaluate_held_out(run, data)
+    if task_name(cfg.paths):
+        result["task"] = task_accuracy(run.model, run.tokenizer, task_name(cfg.paths), run.device)
+    return result
+
+
+MAX_ROWS = 50  # per-source rows shown in the table (all are in --json)
 
 
 def format_table(result: dict) -> str:
     header = f"{'source':<40} {'bytes':>11} {'tokens':>11} {'bits/byte':>10} {'bits/token':>11} {'perplexity':>11}"
     lines = [header, "-" * len(header)]
-    rows = result["files"] if len(result["files"]) > 1 else []
+    rows = result["files"] if 1 < len(result["files"]) <= MAX_ROWS else []  # thousands of rows say nothing
     for r in rows + [result]:
         name = r["name"] if len(r["name"]) <= 40 else "…" + r["name"][-39:]
         lines.append(f"{name:<40} {r['bytes']:>11,} {r['tokens']:>11,} {r['bpb']:>10.4f} "
                      f"{r['bits_per_token']:>11.4f} {r['perplexity']:>11.3f}")
+    if result["bpb_network"] != result["bpb"]:
+        lines.append(f"the network alone: {result['bpb_network']:.4f} bits per byte")
     lines.append(f"context: {result['context']}")
+    if "task" in result:
+        lines.append(format_accuracy(result["task"]))
     return "\n".join(lines)
 
 
@@ -80,7 +92,7 @@ def add_cli(sub) -> None:
     p.add_argument("run")
     p.add_argument("files", nargs="*", help="files to score instead of the held-out split")
     p.add_argument("--json", action="store_true", help="print JSON (the figure is under 'bpb')")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda")
     p.set_defaults(func=cli)
 
 

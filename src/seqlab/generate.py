@@ -117,7 +117,9 @@ def add_cli(sub) -> None:
     p.add_argument("--repetition-penalty", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--stop", action="append", default=[], help="stop before this string (repeatable)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda")
+    p.add_argument("--check-novelty", action="store_true",
+                   help="after generating, report each sample's longest copy from the training corpus")
     p.set_defaults(func=cli)
 
 
@@ -153,3 +155,9 @@ def cli(args) -> None:
     out.write("\n")
     tokens = sum(s.tokens for s in samples)
     print(f"[{tokens} tokens in {seconds:.2f}s, {tokens / max(seconds, 1e-9):.0f} tokens/s]", file=sys.stderr)
+    if args.check_novelty:  # the generated text only: a copied prompt is not the model's doing
+        from .novelty import novelty, run_index, summary_line
+
+        index = run_index(args.run)
+        for i, s in enumerate(samples):
+            print(f"[novelty of sample {i + 1}: {summary_line(novelty(index, s.text.encode()))}]", file=sys.stderr)

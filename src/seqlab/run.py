@@ -5,9 +5,11 @@
       tokenizer.json           the tokenizer (Hugging Face format for BPE)
       checkpoint.safetensors   weights + trainer state (see checkpoint.py)
       metrics.jsonl            one JSON object per evaluation / event
+      history.npy              training tokens for the count model mixed in when scoring
       curve.png  samples.txt   learning curve, samples at the end of training
 """
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,13 @@ class Run:
     tokenizer: object
     model: SeqModel
     device: torch.device
+
+    @functools.cached_property
+    def count_model(self):
+        """The long-range count model mixed in when scoring, or None (see countmodel.py)."""
+        from .countmodel import load_count_model
+
+        return load_count_model(self.path, self.tokenizer.vocab_size, self.config.counts)
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -78,3 +78,39 @@ def token_bits(model, tokens: np.ndarray, n_context: int, device) -> np.ndarray:
         for _, logp, targets in score_logits(model, tokens, n_context, device)
     ]
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def score_run(run, tokens: np.ndarray, n_context: int):
+    """Like score_logits for a whole run: yields (first, log_probs, targets, network_log_probs).
+
+    When the run has a count model, log_probs are the network mixed with it; otherwise both are the network's.
+    """
+    stream = score_logits(run.model, tokens, n_context, run.device)
+    if run.count_model is None:
+        for first, logp, targets in stream:
+            yield first, logp, targets, logp
+        return
+    from .countmodel import mix_scored
+
+    yield from mix_scored(run.count_model, stream, tokens, n_context)
+
+
+def run_token_bits(run, tokens: np.ndarray, n_context: int) -> tuple[np.ndarray, np.ndarray]:
+    """(bits of each token in tokens[n_context:], the network's bits alone)."""
+    mixed, network = [], []
+    for _, logp, targets, net_logp in score_run(run, tokens, n_context):
+        idx = targets[:, None]
+        mixed.append((-logp.gather(1, idx)[:, 0] / np.log(2)).cpu().numpy())
+        network.append((-net_logp.gather(1, idx)[:, 0] / np.log(2)).cpu().numpy())
+    if not mixed:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(mixed), np.concatenate(network)
+
+
+def describe_run_context(run) -> str:
+    text = describe_context(run.model)
+    if run.count_model is not None:
+        from .countmodel import describe
+
+        text += "; " + describe(run.config.counts)
+    return text

@@ -17,9 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint as ckpt
+from . import distributed
 from .config import RunConfig
 from .data.batches import make_batcher
 from .data.corpus import CONTEXT_TOKENS, TokenData, cache_root, default_corpus_path, encode_corpus, read_documents
+from .data.tasks import task_documents
 from .data.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
 from .errors import SeqlabError
 from .models import build_model, map_state, model_config
@@ -102,8 +104,9 @@ def _set_rng_state(state: dict, device) -> None:
 
 
 def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool, log=print):
-    docs = read_documents(cfg.data.paths or [default_corpus_path()])
-    val_docs = read_documents(cfg.data.val_paths) if cfg.data.val_paths else []
+    docs, val_docs = task_documents(cfg.data) or (  # "task:NAME": generated examples, own held-out set
+        read_documents(cfg.data.paths or [default_corpus_path()]),
+        read_documents(cfg.data.val_paths) if cfg.data.val_paths else [])
     if not val_docs and not (0 < cfg.data.val_fraction < 1):
         raise SeqlabError(f"--val-fraction must be in (0, 1), got {cfg.data.val_fraction}; or give --val FILE")
     if resume:
@@ -113,6 +116,7 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool, log=print):
 
         frac = 0.0 if val_docs else cfg.data.val_fraction
         tokenizer = build_tokenizer(cfg.data.tokenizer, lambda: (split_document(d.data, frac)[0] for d in docs))
+        tokenizer = distributed.agree_tokenizer(tokenizer)  # every rank takes rank 0's
     data = encode_corpus(docs, val_docs, tokenizer, cfg.data.val_fraction, cache_root())
     if data.val_tokens == 0:
         raise SeqlabError("the held-out split is empty: the corpus is too small; add data or give --val FILE")
@@ -121,11 +125,20 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool, log=print):
     return docs, tokenizer, data
 
 
-def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 0, world: int = 1) -> Path:
-    """Train (or resume) the run in `run_dir`; returns the run directory."""
+def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 0, world: int = 1,
+          init=None) -> Path:
+    """Train (or resume) the run in `run_dir`; returns the run directory.
+
+    init: a Hugging Face GPT-2 checkpoint directory to start from (its weights and tokenizer).
+    """
     run_dir = Path(run_dir)
     if cfg.train.budget_seconds <= 0 and cfg.train.max_steps <= 0:
         raise SeqlabError("give a training budget: --budget (e.g. 10m) or --max-steps N")
+    distributed.check_batch(cfg.train.batch_size, world)
+    if init and not resume:
+        from .pretrained import apply_init
+
+        apply_init(cfg, init)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
@@ -134,8 +147,13 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
 
     docs, tokenizer, data = prepare_data(cfg, run_dir, resume, log)
     cfg.model = asdict(model_config(cfg.arch, {**cfg.model, "vocab_size": tokenizer.vocab_size}))
-    model = build_model(cfg.arch, cfg.model).to(device)
-    if not resume:
+    model = build_model(cfg.arch, cfg.model)
+    if init and not resume:
+        from .pretrained import load_gpt2_weights
+
+        log(f"initialised from {init}: {load_gpt2_weights(model, init)}")
+    model = model.to(device)
+    if not resume and rank == 0:
         save_tokenizer(tokenizer, run_dir)
         ckpt.atomic_write_text(run_dir / CONFIG_FILE, cfg.describe())
     log(f"config:\n{cfg.describe()}")
@@ -152,7 +170,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
         pos, carry_tensors = ckpt.load_trainer_state(run_dir, optimizer, device)
         batcher.load_state_dict(pos["batcher"])
         _set_rng_state(pos["rng"], device)
-        carry = tuple(carry_tensors) if carry_tensors else None
+        carry = distributed.shard_carry(model, carry_tensors, rank, world)
         log(f"resuming at step {pos['step']} ({pos['elapsed']:.0f}s trained)")
     else:
         metrics.write(event="start", arch=cfg.arch, params=model.num_params(), files=len(docs),
@@ -177,6 +195,7 @@ class TrainLoop:
         self.autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.best = pos.get("best_val_bpb")
         self.is_writer = metrics.enabled
+        self.net = distributed.wrap(model, device)  # DDP across processes, else the model itself
 
     def progress(self) -> float:
         if self.tc.budget_seconds > 0:
@@ -191,7 +210,7 @@ class TrainLoop:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.progress(), self.tc)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            logits, state = self.model(x, self.carry)
+            logits, state = self.net(x, self.carry)
             loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.reshape(-1))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -201,18 +220,20 @@ class TrainLoop:
         if self.model.carries_state:
             self.carry = map_state(lambda t: t.detach(), state)
         self.pos["step"] += 1
-        self.pos["tokens"] += x.numel()
+        self.pos["tokens"] += x.numel() * distributed.world_size()
         return loss.item()
 
-    def save(self) -> None:
+    def save(self, synced: bool = True) -> None:
+        carry = distributed.gather_carry(self.model, self.carry, synced)  # all ranks' streams
         if not self.is_writer:
             return
         trainer = {**self.pos, "batcher": self.batcher.state_dict(), "rng": _rng_state(self.device),
                    "best_val_bpb": self.best}
-        carry = list(self.carry) if self.carry is not None else None
         ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, trainer, carry)
 
     def evaluate(self, train_loss: float) -> float:
+        if not self.is_writer:  # only rank 0 reports; the others go on to the next step
+            return float("nan")
         bpb = held_out_bpb(self.model, self.segments, self.token_lengths, self.device)
         self.best = bpb if self.best is None else min(self.best, bpb)
         self.metrics.write(event="eval", step=self.pos["step"], elapsed=round(self.pos["elapsed"], 2),
@@ -235,7 +256,7 @@ class TrainLoop:
         try:
             while self.progress() < 1:
                 losses.append(self.train_step())
-                self.pos["elapsed"] = time.monotonic() - start
+                self.pos["elapsed"] = distributed.agree_clock(time.monotonic() - start)  # rank 0's clock
                 due = (self.pos["step"] % tc.eval_every_steps == 0) if tc.eval_every_steps else \
                     self.pos["elapsed"] - last_eval >= tc.eval_every_seconds
                 if due or self.progress() >= 1:
@@ -248,7 +269,7 @@ class TrainLoop:
             self.pos["done"] = True
         except KeyboardInterrupt:
             display.close()
-            self.save()
+            self.save(synced=False)  # ranks stop at different points: no collective here
             raise SeqlabError(
                 f"interrupted at step {self.pos['step']}; checkpoint saved. Resume with: "
                 f"seqlab train --resume {self.run_dir}"
@@ -264,24 +285,30 @@ def _raise_interrupt(signum, frame):
 
 
 def finish(run_dir: Path, model, data: TokenData, tokenizer, metrics: Metrics, device, loop: TrainLoop, log) -> None:
-    """Full held-out evaluation, samples and the learning curve."""
+    """Keep the count model's history, evaluate the full held-out split, write samples and the curve."""
+    from .countmodel import save_history, usable
     from .evaluate import evaluate_held_out
     from .generate import generate
     from .plot import plot_curve
     from .run import Run
 
     model.eval()
-    result = evaluate_held_out(model, data, tokenizer, device)
+    config = read_config(run_dir)
+    if usable(config.counts, tokenizer.vocab_size):
+        save_history(run_dir, data.train, config.counts)
+    run = Run(run_dir, config, tokenizer, model, device)
+    result = evaluate_held_out(run, data)
     metrics.write(event="final", step=loop.pos["step"], elapsed=round(loop.pos["elapsed"], 2),
-                  tokens=loop.pos["tokens"], val_bpb=result["bpb"], bits_per_token=result["bits_per_token"],
-                  perplexity=result["perplexity"], context=result["context"])
-    run = Run(run_dir, read_config(run_dir), tokenizer, model, device)
+                  tokens=loop.pos["tokens"], val_bpb=result["bpb"], val_bpb_network=result["bpb_network"],
+                  bits_per_token=result["bits_per_token"], perplexity=result["perplexity"],
+                  context=result["context"])
     samples = [s.text for s in generate(run, "", n=2, max_tokens=400, seed=1)]
     text = "\n\n".join(f"──── sample {i + 1} ────\n{s}" for i, s in enumerate(samples))
     ckpt.atomic_write_text(run_dir / "samples.txt", text + "\n")
     plot_curve(run_dir)
     log(f"\n{text}\n")
-    log(f"held-out: {result['bpb']:.4f} bits per byte over {result['bytes']:,} bytes "
+    network = f" (the network alone: {result['bpb_network']:.4f})" if result["bpb_network"] != result["bpb"] else ""
+    log(f"held-out: {result['bpb']:.4f} bits per byte over {result['bytes']:,} bytes{network} "
         f"({loop.pos['step']} steps, {loop.pos['elapsed']:.0f}s) — run saved in {run_dir}")
 
 
@@ -329,6 +356,8 @@ def add_cli(sub) -> None:
     p.add_argument("--threads", type=int, help="CPU threads (default: every core)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config value, e.g. --set model.n_layer=6 --set train.weight_decay=0.05")
+    p.add_argument("--init", metavar="DIR", help="fine-tune a local Hugging Face GPT-2 checkpoint (its tokenizer too)")
+    p.add_argument("--nproc", type=int, help="train with N processes (DistributedDataParallel); or use torchrun")
     p.set_defaults(func=cli)
 
 
@@ -343,6 +372,10 @@ def config_from_args(args) -> RunConfig:
     from .config import apply_override, from_dict, load_config_file, parse_duration
 
     cfg = from_dict(RunConfig, load_config_file(args.config)) if args.config else RunConfig()
+    if args.init and not args.config:
+        from .pretrained import FINETUNE_LR
+
+        cfg.train.lr = FINETUNE_LR  # a pretrained model wants a gentler rate than one trained from scratch
     if args.arch:
         cfg.arch = args.arch
     model_cfg = model_config(cfg.arch, cfg.model)
@@ -358,6 +391,10 @@ def config_from_args(args) -> RunConfig:
         cfg.train.budget_seconds, cfg.train.max_steps = parse_duration(args.budget), 0
     elif args.max_steps is not None:
         cfg.train.budget_seconds = 0.0
+    if cfg.train.budget_seconds <= 0 and cfg.train.max_steps <= 0:
+        cfg.train.budget_seconds = DEFAULT_BUDGET_SECONDS
+    if not (args.arch or args.config or args.init or any(p.startswith("task:") for p in cfg.data.paths)):
+        model_cfg = _auto_choice(cfg, args)
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
@@ -366,17 +403,31 @@ def config_from_args(args) -> RunConfig:
             apply_override(model_cfg, key[len("model."):], value)
         else:
             apply_override(cfg, key, value)
-    if cfg.train.budget_seconds <= 0 and cfg.train.max_steps <= 0:
-        cfg.train.budget_seconds = DEFAULT_BUDGET_SECONDS
     cfg.model = asdict(model_cfg)
     return cfg
+
+
+def _auto_choice(cfg: RunConfig, args):
+    """No --arch: pick the architecture and size for the budget and corpus, and say why."""
+    from .data.corpus import resolve_paths
+    from .defaults import choose
+
+    corpus_bytes = sum(p.stat().st_size for p in resolve_paths(cfg.data.paths or [default_corpus_path()]))
+    budget = cfg.train.budget_seconds or 600.0
+    choice = choose(corpus_bytes, budget, cfg.train.threads or os.cpu_count() or 2)
+    print(choice.reason, flush=True)
+    cfg.arch = choice.arch
+    for key, value in choice.train.items():
+        if getattr(args, key, None) is None:
+            setattr(cfg.train, key, value)
+    return model_config(cfg.arch, choice.model)
 
 
 def resume_config(args) -> RunConfig:
     from .config import parse_duration
 
     given = [f"--{k.replace('_', '-')}" for k in ("arch", "tokenizer", "out", "config", "val_fraction",
-                                                   "batch_size", "seq_len", "lr", "seed")
+                                                   "batch_size", "seq_len", "lr", "seed", "init")
              if getattr(args, k) is not None] + (["CORPUS"] if args.corpus else []) + \
         (["--val"] if args.val else []) + (["--set"] if args.set else [])
     if given:
@@ -397,11 +448,15 @@ def resume_config(args) -> RunConfig:
 def cli(args) -> None:
     if args.resume:
         run_dir = Path(args.resume).resolve()
-        train(resume_config(args), run_dir, resume=True)
+        cfg = resume_config(args)
+        if not distributed.train_processes(cfg, run_dir, resume=True, nproc=args.nproc):
+            train(cfg, run_dir, resume=True)
         return
     cfg = config_from_args(args)
     run_dir = Path(args.out) if args.out else default_run_dir(cfg.arch)
     if (run_dir / CONFIG_FILE).exists():
         raise SeqlabError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
-    train(cfg, run_dir)
-    link_latest(run_dir)
+    if not distributed.train_processes(cfg, run_dir, init=args.init, nproc=args.nproc):
+        train(cfg, run_dir, init=args.init)
+    if distributed.is_rank_zero():
+        link_latest(run_dir)

@@ -129,6 +129,10 @@ def parse_tokenizer_spec(spec: str) -> tuple[str, int]:
 
 
 def build_tokenizer(spec: str, texts_for_training) -> ByteTokenizer | BPETokenizer:
+    if spec.startswith("hf:"):  # a pretrained checkpoint's own tokenizer (seqlab train --init)
+        from ..pretrained import checkpoint_tokenizer
+
+        return checkpoint_tokenizer(spec[3:])
     kind, vocab = parse_tokenizer_spec(spec)
     if kind == "byte":
         return ByteTokenizer()
@@ -147,8 +151,17 @@ def load_tokenizer(run_dir: Path):
         text = path.read_text()
     except OSError as e:
         raise SeqlabError(f"cannot read tokenizer {path}: {e.strerror}") from None
-    if json.loads(text).get("seqlab_tokenizer") == "byte":
+    return tokenizer_from_text(text)
+
+
+def tokenizer_from_text(text: str):
+    kind = json.loads(text).get("seqlab_tokenizer")
+    if kind == "byte":
         return ByteTokenizer()
+    if kind == "hf":
+        from .hf_tokenizer import HFTokenizer
+
+        return HFTokenizer.from_text(text)
     from tokenizers import Tokenizer
 
     return BPETokenizer(Tokenizer.from_str(text))

@@ -4,12 +4,18 @@
 from ..config import from_dict
 from ..errors import SeqlabError
 from .base import SeqModel, map_state
+from .conv import Conv, ConvConfig
 from .lstm import LSTM, LSTMConfig
+from .qrnn import QRNN, QRNNConfig
+from .stack import StackConfig, StackRNN
 from .transformer import Transformer, TransformerConfig
 
 ARCHS: dict[str, tuple[type, type]] = {
     "transformer": (TransformerConfig, Transformer),
     "lstm": (LSTMConfig, LSTM),
+    "qrnn": (QRNNConfig, QRNN),
+    "conv": (ConvConfig, Conv),
+    "stack": (StackConfig, StackRNN),
 }
 
 

@@ -146,5 +146,19 @@ class Transformer(SeqModel):
             x = block(x, cache, i)
         return self.lm_head(self.ln_f(x))  # (B, T, V)
 
+    def hidden_states(self, idx, state=None):
+        """([residual stream after each block (B, T, C)], None): the model's insides, for analysis.
+
+        One window from position 0 (no cache); longer texts are read in overlapping windows by the caller.
+        """
+        assert state is None and idx.shape[1] <= self.max_context, "one window of at most block_size tokens"
+        pos = torch.arange(idx.shape[1], device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        outputs = []
+        for block in self.h:
+            x = block(x)
+            outputs.append(x)
+        return outputs, None
+
     def describe(self) -> dict:
         return {"context": f"{self.max_context} tokens"}

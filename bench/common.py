@@ -1,0 +1,60 @@
+"""Shared pieces of the benchmarks: train for a budget, measure generation, compare with compressors."""
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import torch  # noqa: E402
+
+import seqlab  # noqa: E402
+from seqlab.compressors import conditional_bpb, held_out_bytes  # noqa: E402
+from seqlab.config import RunConfig  # noqa: E402
+from seqlab.data.corpus import read_documents  # noqa: E402
+from seqlab.generate import generate  # noqa: E402
+from seqlab.models import build_model  # noqa: E402
+from seqlab.run import Run, read_metrics  # noqa: E402
+
+
+def final_record(run_dir) -> dict:
+    return [r for r in read_metrics(run_dir) if r.get("event") == "final"][-1]
+
+
+def compressor_rows(corpus: list[str], val_fraction: float = 0.1) -> dict[str, float]:
+    train, val = held_out_bytes(read_documents(corpus), val_fraction)
+    return conditional_bpb(train, val)
+
+
+def generation_speed(run: Run, tokens: int = 500, repeats: int = 2) -> float:
+    """Tokens/s of one stream of `tokens` tokens (best of `repeats`, after a warm-up)."""
+    generate(run, "", max_tokens=20, seed=0)
+    best = 0.0
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        sample = generate(run, "", max_tokens=tokens, seed=i, stop=None)[0]
+        best = max(best, sample.tokens / (time.perf_counter() - t0))
+    return best
+
+
+def untrained_run(arch: str, model: dict | None = None) -> Run:
+    """A default-size model with random weights: generation speed does not depend on training."""
+    from seqlab.data.tokenizer import ByteTokenizer
+
+    tok = ByteTokenizer()
+    cfg = RunConfig(arch=arch, model=dict(model or {}))
+    net = build_model(arch, {**cfg.model, "vocab_size": tok.vocab_size}).eval()
+    return Run(Path("."), cfg, tok, net, torch.device("cpu"))
+
+
+def print_table(title: str, header: list[str], rows: list[list]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    lines = [f"## {title}", "", "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(str(x).ljust(w) for x, w in zip(row, widths)) + " |" for row in rows]
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+__all__ = ["seqlab", "final_record", "compressor_rows", "generation_speed", "untrained_run", "print_table"]

@@ -1,0 +1,233 @@
+"""A long-range count model mixed with the network's prediction.
+
+Why: a network sees a bounded context (a window, or what fits in its state),
+while text repeats itself far beyond it — names, boilerplate, whole lines.
+Compressors (xz, PPM) win there by remembering everything. This module keeps
+hashed n-gram counts (orders 1..24) of the run's training split plus the text
+scored so far, blends the orders by Witten-Bell-style interpolation into one
+distribution, and mixes it with the network's distribution geometrically, with
+mixing weights that adapt online to the text being scored (per confidence
+bucket, updated after every chunk from the chunk's own log loss).
+
+Everything is causal: the prediction for a token uses only the training split
+and the tokens before it, so bits per byte stay an honest compression measure.
+"""
+
+import numpy as np
+import torch
+
+from .config import CountModelConfig
+
+_MUL = np.uint64(0x9E3779B97F4A7C15)
+HISTORY_FILE = "history.npy"
+
+
+def context_hashes(tokens: np.ndarray, orders) -> dict[int, np.ndarray]:
+    """{k: hash of tokens[i-k:i] for every position i} (short contexts at the start hash what exists)."""
+    n = len(tokens)
+    t = tokens.astype(np.uint64) + np.uint64(1)
+    h = np.zeros(n, dtype=np.uint64)
+    out = {}
+    with np.errstate(over="ignore"):
+        for k in range(1, max(orders) + 1):
+            shifted = np.zeros(n, dtype=np.uint64)
+            shifted[k:] = t[:-k]
+            h = h * _MUL + shifted
+            if k in orders:
+                out[k] = _finalise(h) >> np.uint64(16)  # 48 bits of context; the low 16 hold the next token
+    return out
+
+
+def _finalise(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: every input bit reaches the high bits we keep."""
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+class CountTable:
+    """Sorted (context, next token) keys with counts: one order's n-gram statistics."""
+
+    def __init__(self, keys: np.ndarray, counts: np.ndarray):
+        self.keys, self.counts = keys, counts
+
+    @classmethod
+    def build(cls, context: np.ndarray, nxt: np.ndarray) -> "CountTable":
+        keys, counts = np.unique((context << np.uint64(16)) | nxt.astype(np.uint64), return_counts=True)
+        return cls(keys, counts.astype(np.float32))
+
+    @classmethod
+    def merge(cls, a: "CountTable", b: "CountTable") -> "CountTable":
+        keys = np.concatenate([a.keys, b.keys])
+        counts = np.concatenate([a.counts, b.counts])
+        order = np.argsort(keys, kind="stable")
+        keys, counts = keys[order], counts[order]
+        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+        return cls(keys[starts], np.add.reduceat(counts, starts))
+
+    def lookup(self, context: np.ndarray):
+        """(rows, next tokens, counts) of every entry whose context is one of the queries."""
+        base = context << np.uint64(16)
+        lo = np.searchsorted(self.keys, base, "left")
+        hi = np.searchsorted(self.keys, base | np.uint64(0xFFFF), "right")
+        span = hi - lo
+        rows = np.repeat(np.arange(len(context)), span)
+        idx = np.arange(int(span.sum())) - np.repeat(np.cumsum(span) - span, span) + np.repeat(lo, span)
+        return rows, (self.keys[idx] & np.uint64(0xFFFF)).astype(np.int64), self.counts[idx]
+
+
+def dense_counts(tables: list[CountTable], context: np.ndarray, vocab: int) -> np.ndarray:
+    """Counts (n, vocab) of what followed each query context, summed over tables."""
+    found = [t.lookup(context) for t in tables]
+    rows = np.concatenate([f[0] for f in found])
+    tokens = np.concatenate([f[1] for f in found])
+    weights = np.concatenate([f[2] for f in found])
+    flat = np.bincount(rows * vocab + tokens, weights=weights, minlength=len(context) * vocab)
+    return flat.astype(np.float32).reshape(len(context), vocab)
+
+
+class RecentCounts:
+    """Counts of the text scored so far, as log-structured levels: adding a chunk costs O(log n) merges."""
+
+    def __init__(self):
+        self.levels: list[CountTable] = []
+        self.sizes: list[int] = []
+
+    def add(self, context: np.ndarray, nxt: np.ndarray) -> None:
+        self.levels.append(CountTable.build(context, nxt))
+        self.sizes.append(len(nxt))
+        while len(self.sizes) > 1 and self.sizes[-2] <= self.sizes[-1]:
+            top, size = self.levels.pop(), self.sizes.pop()
+            self.levels[-1] = CountTable.merge(self.levels[-1], top)
+            self.sizes[-1] += size
+
+
+class CountModel:
+    def __init__(self, history: np.ndarray, vocab_size: int, config: CountModelConfig):
+        self.config = config
+        self.vocab = vocab_size
+        history = np.asarray(history)[-self.config.max_history :].astype(np.int64)
+        hashes = context_hashes(history, self.config.orders)
+        self.tables = {k: CountTable.build(hashes[k][k:], history[k:]) for k in self.config.orders}
+
+    def reader(self, tokens: np.ndarray, n_context: int) -> "CountReader":
+        return CountReader(self, tokens, n_context)
+
+
+class CountReader:
+    """Reads one text left to right: distributions for the next chunk, then `advance` past it."""
+
+    def __init__(self, model: CountModel, tokens: np.ndarray, n_context: int):
+        self.model, self.tokens = model, tokens
+        self.hashes = context_hashes(tokens, model.config.orders)
+        self.recent = {k: RecentCounts() for k in model.config.orders}
+        self.seen = n_context  # tokens before this are context only (already in the training counts)
+
+    def distributions(self, start: int, stop: int):
+        """(probabilities (n, V), confidence bucket (n,)) for positions start..stop-1 (start >= what was seen)."""
+        m, c = self.model, self.model.config
+        n = stop - start
+        p = np.full((n, m.vocab), 1.0 / m.vocab, dtype=np.float32)
+        bucket = np.zeros(n, dtype=np.int64)
+        for level, k in enumerate(c.orders, start=1):
+            tables = [m.tables[k]] + self.recent[k].levels
+            counts = dense_counts(tables, self.hashes[k][start:stop], m.vocab)
+            total = counts.sum(1, keepdims=True)
+            escape = np.float32(c.escape_per_type) * (counts > 0).sum(1, keepdims=True, dtype=np.float32) \
+                + np.float32(c.escape_base)
+            p = (counts + escape * p) / (total + escape)
+            bucket[total[:, 0] > 0] = level
+        return p, bucket
+
+    def advance(self, stop: int) -> None:
+        """Count tokens up to `stop` as seen text."""
+        for k in self.model.config.orders:
+            first = max(self.seen, k)
+            if stop > first:
+                self.recent[k].add(self.hashes[k][first:stop], self.tokens[first:stop])
+        self.seen = max(self.seen, stop)
+
+
+class OnlineMixer:
+    """Geometric mixing, log p = w_net * log p_net + w_counts * log p_counts - log Z, weights per bucket."""
+
+    def __init__(self, n_buckets: int, config: CountModelConfig, device):
+        counts = torch.linspace(config.w_counts, config.w_counts_longest, n_buckets)
+        self.weights = torch.stack([torch.full_like(counts, config.w_network), counts], dim=1).to(device)
+        self.lr = config.learning_rate
+
+    def mix(self, net_logp: torch.Tensor, count_p: np.ndarray, bucket: np.ndarray):
+        count_logp = torch.from_numpy(count_p).to(net_logp.device).clamp_min(1e-12).log()
+        feats = torch.stack([net_logp, count_logp], dim=-1)  # (n, V, 2)
+        b = torch.from_numpy(bucket).to(net_logp.device)
+        w = self.weights[b]  # (n, 2)
+        return torch.log_softmax((feats * w[:, None, :]).sum(-1), dim=-1), feats, b
+
+    def update(self, logp: torch.Tensor, feats: torch.Tensor, bucket: torch.Tensor, targets: torch.Tensor):
+        """One gradient step on the chunk's log loss (the chunk is already scored: causal)."""
+        p = logp.exp()
+        expected = (p[:, :, None] * feats).sum(1)  # (n, 2)
+        observed = feats[torch.arange(len(targets)), targets]  # (n, 2)
+        grad = torch.zeros_like(self.weights).index_add_(0, bucket, expected - observed)
+        count = torch.bincount(bucket, minlength=len(self.weights)).clamp_min(1).to(grad.dtype)
+        self.weights -= self.lr * grad / count[:, None]
+
+
+def mix_scored(count_model: CountModel, scored, tokens: np.ndarray, n_context: int):
+    """Wrap scoring.score_logits' stream: yield (first, mixed log_probs, targets, network log_probs).
+
+    The network's windows are regrouped into chunks of `config.chunk` tokens: counts and mixing
+    weights are updated after each chunk, whatever the architecture's window size.
+    """
+    chunk = count_model.config.chunk
+    reader = count_model.reader(tokens, n_context)
+    mixer = None
+    pending: list = []
+    for first, net_logp, targets in scored:
+        pending.append((first, net_logp, targets))
+        if sum(len(t) for _, _, t in pending) >= chunk:
+            mixer = mixer or OnlineMixer(len(count_model.config.orders) + 1, count_model.config, net_logp.device)
+            yield _mix_chunk(reader, mixer, pending)
+            pending = []
+    if pending:
+        mixer = mixer or OnlineMixer(len(count_model.config.orders) + 1, count_model.config, pending[0][1].device)
+        yield _mix_chunk(reader, mixer, pending)
+
+
+def _mix_chunk(reader: CountReader, mixer: OnlineMixer, pending: list):
+    first = pending[0][0]
+    net_logp = torch.cat([p[1] for p in pending])
+    targets = torch.cat([p[2] for p in pending])
+    stop = first + len(targets)
+    count_p, bucket = reader.distributions(first, stop)
+    logp, feats, b = mixer.mix(net_logp, count_p, bucket)
+    mixer.update(logp, feats, b, targets)
+    reader.advance(stop)
+    return first, logp, targets, net_logp
+
+
+def describe(config: CountModelConfig) -> str:
+    return (f"mixed with a count model (orders {','.join(map(str, config.orders))}) over the training split "
+            "and the text before each token, weights adapted online")
+
+
+def usable(config: CountModelConfig, vocab_size: int) -> bool:
+    return config.enabled and vocab_size <= config.max_vocab
+
+
+def save_history(run_dir, train_tokens: np.ndarray, config: CountModelConfig) -> None:
+    """Keep the training tokens the count model needs, so the run stands alone."""
+    from .checkpoint import atomic_write_bytes
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(train_tokens[-config.max_history :]), allow_pickle=False)
+    atomic_write_bytes(run_dir / HISTORY_FILE, buf.getvalue())
+
+
+def load_count_model(run_dir, vocab_size: int, config: CountModelConfig) -> "CountModel | None":
+    path = run_dir / HISTORY_FILE
+    if not usable(config, vocab_size) or not path.exists():
+        return None
+    return CountModel(np.load(path, allow_pickle=False), vocab_size, config)

@@ -1,0 +1,130 @@
+"""seqlab compress / decompress: exact round trips, refused mismatches, and the range coder alone."""
+
+import json
+import random
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqlab.__main__ import main
+from seqlab.compress import Header, compress_bytes, decompress_bytes, plan_chunks
+from seqlab.errors import SeqlabError
+from seqlab.rangecoder import Decoder, Encoder
+from seqlab.run import load
+from seqlab.train import train
+
+from conftest import structured_text, tiny_config
+
+
+@st.composite
+def symbol_streams(draw):
+    n_symbols = draw(st.integers(1, 40))
+    steps = draw(st.lists(st.tuples(st.lists(st.integers(1, 1 << 20), min_size=n_symbols, max_size=n_symbols),
+                                    st.integers(0, n_symbols - 1)), max_size=200))
+    return steps
+
+
+@settings(max_examples=150, deadline=None)
+@given(symbol_streams())
+def test_range_coder_round_trips_any_tables(steps):
+    enc = Encoder()
+    for freqs, s in steps:
+        cum = np.concatenate([[0], np.cumsum(freqs)])
+        enc.encode(int(cum[s]), freqs[s], int(cum[-1]))
+    data = enc.finish()
+    dec, out = Decoder(data), []
+    for freqs, _ in steps:
+        cum = np.concatenate([[0], np.cumsum(freqs)])
+        s = int(np.searchsorted(cum, dec.target(int(cum[-1])), side="right")) - 1
+        dec.consume(int(cum[s]), freqs[s])
+        out.append(s)
+    assert out == [s for _, s in steps]
+    ideal = sum(-np.log2(f[s] / sum(f)) for f, s in steps)
+    assert len(data) * 8 <= ideal + 8 * 2  # within two bytes of the information content
+
+
+def test_chunks_cover_the_file_once():
+    for n in (0, 1, 100, 8192, 8193, 10**6):
+        chunks = plan_chunks(n)
+        bounds = [0] + [b for _, b in chunks]
+        assert [a for a, _ in chunks] == bounds[:-1] and bounds[-1] == n and len(chunks) <= 64
+
+
+@pytest.fixture(scope="module")
+def lstm_dir(tmp_path_factory):
+    corpus = tmp_path_factory.mktemp("corpus") / "grammar.txt"
+    corpus.write_text(structured_text())
+    out = tmp_path_factory.mktemp("run-lstm")
+    return train(tiny_config(corpus, "lstm", steps=150), out, log=lambda *a: None)
+
+
+@pytest.fixture(scope="module")
+def lstm_run(lstm_dir):
+    return load(lstm_dir)
+
+
+@pytest.fixture(scope="module")
+def other_dir(lstm_dir, tmp_path_factory):
+    """The same weights under a changed config: a different run to the fingerprint."""
+    other = tmp_path_factory.mktemp("other") / "run"
+    shutil.copytree(lstm_dir, other)
+    config = json.loads((other / "config.json").read_text())
+    config["train"]["seed"] += 1
+    (other / "config.json").write_text(json.dumps(config))
+    return other
+
+
+@pytest.mark.parametrize("data", [b"", b"a", bytes(random.Random(1).randbytes(3000))], ids=["empty", "one", "random"])
+def test_round_trip_is_byte_identical(lstm_run, data):
+    blob = compress_bytes(lstm_run, data, min_chunk=512)
+    assert decompress_bytes(lstm_run, blob) == data
+
+
+def test_large_file_round_trip_and_compresses_like_eval(lstm_run, tmp_path):
+    from seqlab.evaluate import evaluate
+
+    data = structured_text(1500, seed=7).encode()  # ~ 30 KB of the grammar the run was trained on
+    blob = compress_bytes(lstm_run, data, min_chunk=4096)
+    assert decompress_bytes(lstm_run, blob) == data
+    path = tmp_path / "big.txt"
+    path.write_bytes(data)
+    bpb = evaluate(lstm_run, [str(path)])["bpb_network"]  # compress codes with the network alone
+    header, pos = Header.unpack(blob, "big")
+    assert len(header.chunks) == 6 and pos < 120
+    coded = 8 * (len(blob) - pos) / len(data)
+    assert bpb * 0.999 < coded < bpb * 1.03  # chunks restart without context: a little over eval
+
+
+def test_other_run_is_refused(other_dir, lstm_run):
+    blob = compress_bytes(lstm_run, b"anna sees the cat.\n")
+    with pytest.raises(SeqlabError, match="different run"):
+        decompress_bytes(load(other_dir), blob)
+
+
+def test_damaged_or_foreign_files_are_refused(lstm_run):
+    blob = compress_bytes(lstm_run, b"bob takes it.\n" * 20)
+    with pytest.raises(SeqlabError, match="not a seqlab compressed file"):
+        decompress_bytes(lstm_run, b"hello world")
+    with pytest.raises(SeqlabError, match="truncated"):
+        decompress_bytes(lstm_run, blob[:30])
+    header, pos = Header.unpack(blob, "x")
+    assert header.length == 280 and pos < len(blob)
+    flipped = blob[:pos] + bytes([blob[pos] ^ 0x55]) + blob[pos + 1 :]
+    with pytest.raises(SeqlabError):
+        decompress_bytes(lstm_run, flipped)
+
+
+def test_cli_round_trip_and_mismatch(lstm_dir, other_dir, tmp_path, capsys):
+    src, packed = tmp_path / "in.txt", tmp_path / "in.txt.sqz"
+    src.write_bytes(b"carl likes a red box.\n" * 30)
+    assert main(["compress", str(lstm_dir), str(src)]) == 0
+    assert main(["decompress", str(lstm_dir), str(packed), "-o", str(tmp_path / "out.txt")]) == 0
+    assert (tmp_path / "out.txt").read_bytes() == src.read_bytes()
+    capsys.readouterr()
+    assert main(["decompress", str(other_dir), str(packed), "-o", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "different run" in err
+    assert main(["decompress", str(lstm_dir), str(src)]) == 2  # not .sqz and no -o

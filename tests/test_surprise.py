@@ -1,0 +1,138 @@
+"""seqlab surprise: per-byte surprisal that adds up to eval, anomalies found and fixed, its three outputs."""
+
+import json
+
+import numpy as np
+import pytest
+
+from seqlab.__main__ import main
+from seqlab.evaluate import evaluate
+from seqlab.run import load
+from seqlab.surprise import find_spans, html_report, line_column, surprise, terminal_text
+from seqlab.train import train
+
+from conftest import structured_text, tiny_config
+
+
+@pytest.fixture(scope="module")
+def run_dirs(tmp_path_factory):
+    """Tiny runs of the two reference architectures (only these: training is the slow part)."""
+    corpus = tmp_path_factory.mktemp("corpus") / "grammar.txt"
+    corpus.write_text(structured_text())
+    return {arch: train(tiny_config(corpus, arch, steps=400), tmp_path_factory.mktemp(f"run-{arch}"),
+                        log=lambda *a: None) for arch in ("transformer", "lstm")}
+
+
+@pytest.fixture(scope="module")
+def runs(run_dirs):
+    return {arch: load(path) for arch, path in run_dirs.items()}
+
+
+@pytest.fixture
+def grammar_file(tmp_path):
+    path = tmp_path / "clean.txt"
+    path.write_text(structured_text(60, seed=11))
+    return path
+
+
+def _corrupt(text: str) -> tuple[bytes, int]:
+    """Delete the final '.' of line 30 (a closing mark): (bytes, offset of the deletion)."""
+    lines = text.splitlines(keepends=True)
+    offset = sum(len(line) for line in lines[:29]) + len(lines[29]) - 2
+    data = text.encode()
+    assert data[offset : offset + 1] == b"."
+    return data[:offset] + data[offset + 1 :], offset
+
+
+@pytest.mark.parametrize("arch", ["transformer", "lstm"])
+def test_summed_surprisal_equals_eval_total_bits(runs, grammar_file, arch):
+    report = surprise(runs[arch], grammar_file.read_bytes(), top=3, fixes=False)
+    result = evaluate(runs[arch], [str(grammar_file)])
+    assert len(report.bits) == result["bytes"]
+    assert report.total_bits == pytest.approx(result["bpb"] * result["bytes"], rel=1e-6)
+    assert np.all(report.entropy >= 0)
+
+
+@pytest.mark.parametrize("arch", ["transformer", "lstm"])
+def test_injected_error_ranks_first_and_fix_restores_it(runs, arch):
+    text = structured_text(60, seed=11)
+    data, offset = _corrupt(text)
+    report = surprise(runs[arch], data, top=3)
+    top = report.anomalies[0]
+    assert abs(top.offset - offset) <= 10
+    assert top.fix is not None and top.fix.apply(data) == text.encode()
+    assert (top.line, top.column) == line_column(data, top.offset)
+
+
+def test_spans_group_neighbouring_spikes():
+    bits = np.ones(100)
+    bits[[10, 12, 13, 60]] = 20.0
+    assert find_spans(bits) == [(10, 14), (60, 61)]
+    assert find_spans(np.zeros(0)) == []
+
+
+def test_line_column_counts_characters():
+    data = "ab\nçé x".encode()
+    assert line_column(data, 0) == (1, 1)
+    assert line_column(data, data.index(b"x")) == (2, 4)
+
+
+def test_json_output_has_plain_keys(run_dirs, tmp_path, capsys):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(_corrupt(structured_text(60, seed=11))[0])
+    assert main(["surprise", str(run_dirs["lstm"]), str(path), "--json", "--top", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["bytes"] == path.stat().st_size and len(out["surprisal"]) == out["bytes"]
+    assert out["bpb"] == pytest.approx(sum(out["surprisal"]) / out["bytes"], rel=1e-3)
+    assert 1 <= len(out["anomalies"]) <= 2
+    first = out["anomalies"][0]
+    for key in ("line", "column", "offset", "length", "bits", "peak_bits", "expected", "fix", "improves", "text"):
+        assert key in first
+    assert set(first["fix"]) >= {"offset", "remove", "insert", "kind", "gain_bits"}
+
+
+def test_html_report_carries_top5_and_escapes(runs):
+    data = b"anna sees </script><b>it</b>.\nbob takes the cat.\n"
+    report = surprise(runs["lstm"], data, top=2)
+    page = html_report(report, runs["lstm"].tokenizer)
+    assert page.startswith("<!DOCTYPE html>") and page.count("</script>") == 2  # the payload cannot close it
+    payload = page.split('type="application/json">', 1)[1].split("</script>", 1)[0]
+    d = json.loads(payload)
+    assert d["text"] == data.decode() and len(d["bits"]) == len(d["text"])
+    assert len(d["top"]) == len(report.top_ids) and all(len(row) == 5 for row in d["top"])
+    assert all(0 < sum(p) <= 1.0001 for p in d["prob"]) and str(d["top"][0][0]) in d["vocab"]
+    assert d["anomalies"] and {"rank", "line", "column", "expected"} <= set(d["anomalies"][0])
+
+
+def test_cli_writes_html_and_plain_text_has_no_escapes(run_dirs, tmp_path, capsys):
+    path = tmp_path / "bad.txt"
+    data, _ = _corrupt(structured_text(60, seed=11))
+    path.write_bytes(data)
+    html_path = tmp_path / "report.html"
+    assert main(["surprise", str(run_dirs["lstm"]), str(path), "--no-color", "--html", str(html_path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert "^" in out and "suggested fix" in out
+    assert html_path.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_colour_view_uses_ansi_and_plain_keeps_the_text(runs):
+    data, _ = _corrupt(structured_text(60, seed=11))
+    report = surprise(runs["lstm"], data, top=1, fixes=False)
+    coloured = terminal_text(report, color=True)
+    assert "\x1b[48;5;" in coloured
+    plain = terminal_text(report, color=False)
+    kept = [line for line in plain.splitlines() if "<- #" not in line]
+    assert "\n".join(kept) + "\n" == data.decode()
+
+
+@pytest.mark.parametrize("args", [["surprise", "RUN", "missing.txt"], ["surprise", "RUN", "EMPTY"],
+                                  ["surprise", "nowhere", "FILE"], ["surprise", "RUN", "FILE", "--top", "-1"]])
+def test_bad_input_is_one_line_exit_2(run_dirs, tmp_path, capsys, args):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "f.txt").write_bytes(b"anna sees it.\n")
+    subs = {"RUN": str(run_dirs["lstm"]), "EMPTY": str(tmp_path / "empty.txt"), "FILE": str(tmp_path / "f.txt"),
+            "missing.txt": str(tmp_path / "missing.txt"), "nowhere": str(tmp_path / "nowhere")}
+    assert main([subs.get(a, a) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error" in err
