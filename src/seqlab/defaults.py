@@ -42,6 +42,6 @@ def choose(corpus_bytes: int, budget_seconds: float, cores: int = 2) -> Choice:
     reason = (f"auto: lstm 1x{chosen} ({params / 1e6:.1f}M parameters) — sized for {why}: about "
               f"{tokens / 1e6:.1f}M training tokens ({tokens / max(corpus_bytes, 1):.1f} passes over the corpus); "
               f"a one-layer LSTM learns most per CPU-second at this scale (bench/quality_per_minute.py)")
-    dropout = 0.0 if tokens < corpus_bytes else min(0.2, 0.1 * math.log2(1 + tokens / corpus_bytes))
+    dropout = 0.0 if tokens < corpus_bytes else min(0.2, 0.1 * math.log2(1 + tokens / max(corpus_bytes, 1)))
     return Choice("lstm", {"n_layer": 1, "n_hidden": chosen, "dropout": round(dropout, 2)},
                   {"batch_size": 32, "seq_len": 128, "lr": 3e-3}, reason)

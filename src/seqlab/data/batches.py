@@ -25,8 +25,8 @@ class StreamBatcher:
         self.stream_len = len(tokens) // batch_size
         if self.stream_len < seq_len + 1:
             raise SeqlabError(
-                f"the training split ({len(tokens)} tokens) is too short for {batch_size} streams of "
-                f"{seq_len + 1} tokens; use a smaller --batch-size or --seq-len, or more data"
+                f"the training split ({len(tokens)} tokens) is shorter than one context window per stream "
+                f"({batch_size} streams of {seq_len + 1} tokens); use a smaller --batch-size or --seq-len, or more data"
             )
         rank, world = shard
         self.streams = np.arange(batch_size)[rank::world] * self.stream_len
