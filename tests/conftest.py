@@ -68,3 +68,21 @@ def trained_runs(tmp_path_factory, corpus_file) -> TrainedRuns:
 
     os.environ.setdefault("SEQLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
     return TrainedRuns(tmp_path_factory, corpus_file)
+
+
+def train_interrupted_at(step: int, cfg: RunConfig, run_dir: Path, monkeypatch) -> None:
+    """Train until `step`, then stop as Ctrl-C or SIGTERM would (the checkpoint is saved)."""
+    from seqlab.errors import SeqlabError
+    from seqlab.train import TrainLoop, train
+
+    real_step = TrainLoop.train_step
+
+    def interrupted(self):
+        if self.pos["step"] == step:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TrainLoop, "train_step", interrupted)
+        with pytest.raises(SeqlabError, match=f"interrupted at step {step}"):
+            train(cfg, run_dir, log=lambda *a: None)

@@ -11,7 +11,7 @@ import torch
 from seqlab.run import load, read_metrics
 from seqlab.train import train
 
-from conftest import tiny_config
+from conftest import train_interrupted_at, tiny_config
 
 STEPS = 40
 
@@ -56,20 +56,7 @@ def test_nproc_2_matches_one_process_and_learns(single, corpus_file, tmp_path):
 
 def test_torchrun_resumes_a_one_process_lstm_run_and_matches_it(single, corpus_file, tmp_path, monkeypatch):
     """The carried LSTM state is saved in global stream order, so any number of ranks can take it up."""
-    from seqlab.errors import SeqlabError
-    from seqlab.train import TrainLoop
-
-    real_step = TrainLoop.train_step
-
-    def interrupted_at_20(self):
-        if self.pos["step"] == 20:
-            raise KeyboardInterrupt  # what Ctrl-C or SIGTERM does mid-run
-        return real_step(self)
-
-    monkeypatch.setattr(TrainLoop, "train_step", interrupted_at_20)
-    with pytest.raises(SeqlabError, match="interrupted at step 20"):
-        train(tiny_config(corpus_file, "lstm", steps=STEPS), tmp_path / "split", log=quiet)
-    monkeypatch.setattr(TrainLoop, "train_step", real_step)
+    train_interrupted_at(20, tiny_config(corpus_file, "lstm", steps=STEPS), tmp_path / "split", monkeypatch)
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "seqlab", "train", "--resume", str(tmp_path / "split")]

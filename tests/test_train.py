@@ -12,7 +12,7 @@ import pytest
 from seqlab.run import load, read_metrics
 from seqlab.train import lr_at, train
 
-from conftest import structured_text, tiny_config
+from conftest import train_interrupted_at, structured_text, tiny_config
 
 
 def quiet(*args):
@@ -73,22 +73,9 @@ def test_budget_run_stops_on_time(corpus_file, tmp_path):
 
 @pytest.mark.parametrize("arch", ["lstm", "transformer"])
 def test_resumed_run_matches_uninterrupted(corpus_file, tmp_path, arch, monkeypatch):
-    from seqlab.errors import SeqlabError
-    from seqlab.train import TrainLoop
-
     whole = train(tiny_config(corpus_file, arch, steps=40), tmp_path / "whole", log=quiet)
 
-    real_step = TrainLoop.train_step
-
-    def interrupted_at_20(self):
-        if self.pos["step"] == 20:
-            raise KeyboardInterrupt  # what Ctrl-C or SIGTERM does mid-run
-        return real_step(self)
-
-    monkeypatch.setattr(TrainLoop, "train_step", interrupted_at_20)
-    with pytest.raises(SeqlabError, match="interrupted at step 20"):
-        train(tiny_config(corpus_file, arch, steps=40), tmp_path / "split", log=quiet)
-    monkeypatch.setattr(TrainLoop, "train_step", real_step)
+    train_interrupted_at(20, tiny_config(corpus_file, arch, steps=40), tmp_path / "split", monkeypatch)
     train(tiny_config(corpus_file, arch, steps=40), tmp_path / "split", resume=True, log=quiet)
 
     def last_eval(run):
