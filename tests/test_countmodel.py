@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seqlab.config import CountModelConfig
-from seqlab.countmodel import CountModel, CountTable, RecentCounts, context_hashes, dense_counts, mix_scored
+from seqlab.countmodel import CountModel, CountTable, RecentCounts, context_hashes, dense_counts
 from seqlab.models import build_model
 from seqlab.run import Run
 from seqlab.scoring import run_token_bits, score_logits
@@ -31,16 +31,16 @@ def test_count_table_matches_brute_force():
 def test_distributions_are_normalised_and_causal():
     rng = np.random.default_rng(1)
     history = rng.integers(0, 7, 2000)
-    model = CountModel(history, 7, CountModelConfig(chunk=16))
+    model = CountModel(history, 7, CountModelConfig(chunk=16, experts=[2, 24]))
     text = rng.integers(0, 7, 120)
 
     def read(tokens):
-        reader = model.reader(tokens, 1)
+        reader = model.session("cpu").reader(tokens, 1)
         reader.advance(40)
-        return reader.distributions(40, 120)[0]
+        return np.exp(reader.distributions(40, 120)[0])  # (n, experts, vocab)
 
     p = read(text)
-    assert np.allclose(p.sum(1), 1, atol=1e-5) and (p > 0).all()
+    assert p.shape == (80, 2, 7) and np.allclose(p.sum(-1), 1, atol=1e-5) and (p > 0).all()
     changed = text.copy()
     changed[60] = (changed[60] + 1) % 7
     q = read(changed)
@@ -103,7 +103,7 @@ def test_mixing_stream_covers_every_token_once():
     run = _run("lstm", rng.integers(97, 123, 1000), CountModelConfig(chunk=50))
     stream = score_logits(run.model, text, 1, "cpu")
     firsts, total = [], 0
-    for first, logp, targets, _ in mix_scored(run.count_model, stream, text, 1):
+    for first, logp, targets, _ in run.count_model.session(run.device).mix(stream, text, 1):
         firsts.append(first)
         total += len(targets)
         assert torch.allclose(logp.exp().sum(1), torch.ones(len(targets)), atol=1e-4)
@@ -127,3 +127,18 @@ def test_large_vocabulary_scores_with_the_network_alone(tmp_path):
     save_history(tmp_path, np.arange(100) % 50, config)
     assert load_count_model(tmp_path, 257, config) is not None
     assert load_count_model(tmp_path, 5000, config) is None
+
+
+def test_a_session_carries_what_it_scored_from_one_text_to_the_next():
+    """Held-out files are scored as one stream, as a compressor would: a later file may copy an earlier one."""
+    rng = np.random.default_rng(6)
+    passage = rng.integers(97, 123, 400)
+    first = np.concatenate([[256], passage])
+    second = np.concatenate([[256], passage])
+    run = _run("transformer", rng.integers(97, 123, 5000), CountModelConfig(chunk=64))
+    alone, _ = run_token_bits(run, second, 1)
+    session = run.count_model.session(run.device)
+    run_token_bits(run, first, 1, session)
+    after_first, network = run_token_bits(run, second, 1, session)
+    assert network.mean() > 4.0
+    assert after_first.mean() < 1.0 < alone.mean(), (after_first.mean(), alone.mean())

@@ -49,15 +49,25 @@ class CountModelConfig:
 
     enabled: bool = True
     orders: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 8, 12, 16, 24])
+    experts: list[int] = field(default_factory=lambda: [2, 4, 24])  # the blends (orders up to k) the mixer weighs
     escape_per_type: float = 8.0  # Witten-Bell escape weight per distinct continuation seen
     escape_base: float = 2.0
     w_network: float = 1.0  # prior mixing weights, adapted online to each text:
     w_counts: float = 0.35  # the counts' weight where only short contexts were seen before,
     w_counts_longest: float = 1.0  # rising to this where the longest order was seen
     learning_rate: float = 0.05
-    chunk: int = 2048  # tokens scored between count and weight updates
+    chunk: int = 256  # tokens scored between count and weight updates
     max_history: int = 8_000_000  # training tokens kept (the most recent)
     max_vocab: int = 4096  # larger vocabularies score with the network alone
+
+
+@dataclass
+class StyleConfig:
+    """Style vectors: one learned vector per source conditions the model (see models/style.py)."""
+
+    by: str = ""  # "" (no styles), "file" or "dir": what counts as one source
+    dim: int = 16
+    sources: list[str] = field(default_factory=list)  # resolved from the corpus when training starts
 
 
 @dataclass
@@ -67,6 +77,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     counts: CountModelConfig = field(default_factory=CountModelConfig)
+    style: StyleConfig = field(default_factory=StyleConfig)
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict:
@@ -123,8 +134,9 @@ def parse_value(text: str, kind):
             return int(text)
         if origin is float:
             return float(text)
-        if origin is list:
-            return [s for s in text.split(",") if s]
+        if origin is list:  # "1,2,3" -> items of the list's own type
+            (item,) = typing.get_args(kind) or (str,)
+            return [parse_value(s, item) for s in text.split(",") if s]
     except ValueError:
         raise SeqlabError(f"cannot read {text!r} as {origin.__name__}") from None
     return text

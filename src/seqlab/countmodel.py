@@ -4,10 +4,13 @@ Why: a network sees a bounded context (a window, or what fits in its state),
 while text repeats itself far beyond it — names, boilerplate, whole lines.
 Compressors (xz, PPM) win there by remembering everything. This module keeps
 hashed n-gram counts (orders 1..24) of the run's training split plus the text
-scored so far, blends the orders by Witten-Bell-style interpolation into one
-distribution, and mixes it with the network's distribution geometrically, with
-mixing weights that adapt online to the text being scored (per confidence
-bucket, updated after every chunk from the chunk's own log loss).
+scored so far, blends the orders by Witten-Bell-style interpolation (short
+orders first), and mixes a few of these blends (up to orders 2, 4 and 24 by
+default) with the network's distribution geometrically. The mixing weights adapt
+online to the text being scored: one set per confidence bucket (the longest
+order that has seen the context), updated after every chunk of 256 tokens from
+the chunk's own log loss. One session carries counts and weights across the
+texts it scores, so a held-out set of many files reads as one stream.
 
 Everything is causal: the prediction for a token uses only the training split
 and the tokens before it, so bits per byte stay an honest compression measure.
@@ -111,25 +114,74 @@ class CountModel:
         hashes = context_hashes(history, self.config.orders)
         self.tables = {k: CountTable.build(hashes[k][k:], history[k:]) for k in self.config.orders}
 
+    def session(self, device) -> "CountSession":
+        return CountSession(self, device)
+
+
+class CountSession:
+    """One scoring pass over a sequence of texts, in order.
+
+    What was scored (its counts) and the mixing weights carry from one text to the next, as a
+    compressor's state carries through a file: a corpus of many small files is scored as one stream.
+    """
+
+    def __init__(self, model: CountModel, device):
+        self.model = model
+        self.recent = {k: RecentCounts() for k in model.config.orders}
+        self.mixer = OnlineMixer(model.config, device)
+
     def reader(self, tokens: np.ndarray, n_context: int) -> "CountReader":
         return CountReader(self, tokens, n_context)
+
+    def mix(self, scored, tokens: np.ndarray, n_context: int):
+        """Wrap scoring.score_logits' stream for one text: yield (first, mixed log_probs, targets, network log_probs).
+
+        The network's windows are regrouped into chunks of `config.chunk` tokens: counts and mixing
+        weights are updated after each chunk, whatever the architecture's window size.
+        """
+        chunk = self.model.config.chunk
+        reader = self.reader(tokens, n_context)
+        pending: list = []
+        for first, net_logp, targets in scored:
+            for offset in range(0, len(targets), chunk):
+                pending.append((first + offset, net_logp[offset : offset + chunk], targets[offset : offset + chunk]))
+                if sum(len(t) for _, _, t in pending) >= chunk:
+                    yield self._mix_chunk(reader, pending)
+                    pending = []
+        if pending:
+            yield self._mix_chunk(reader, pending)
+
+    def _mix_chunk(self, reader: "CountReader", pending: list):
+        first = pending[0][0]
+        net_logp = torch.cat([p[1] for p in pending])
+        targets = torch.cat([p[2] for p in pending])
+        stop = first + len(targets)
+        experts, bucket = reader.distributions(first, stop)
+        logp, feats, b = self.mixer.mix(net_logp, experts, bucket)
+        self.mixer.update(logp, feats, b, targets)
+        reader.advance(stop)
+        return first, logp, targets, net_logp
 
 
 class CountReader:
     """Reads one text left to right: distributions for the next chunk, then `advance` past it."""
 
-    def __init__(self, model: CountModel, tokens: np.ndarray, n_context: int):
-        self.model, self.tokens = model, tokens
-        self.hashes = context_hashes(tokens, model.config.orders)
-        self.recent = {k: RecentCounts() for k in model.config.orders}
+    def __init__(self, session: CountSession, tokens: np.ndarray, n_context: int):
+        self.model, self.recent, self.tokens = session.model, session.recent, tokens
+        self.hashes = context_hashes(tokens, self.model.config.orders)
         self.seen = n_context  # tokens before this are context only (already in the training counts)
 
     def distributions(self, start: int, stop: int):
-        """(probabilities (n, V), confidence bucket (n,)) for positions start..stop-1 (start >= what was seen)."""
+        """(log-probabilities (n, E, V) of each count expert, confidence bucket (n,)) for positions start..stop-1.
+
+        The orders are blended by interpolation, shortest first; expert e is the blend up to
+        order `config.experts[e]`. The bucket is how many orders had seen the context.
+        """
         m, c = self.model, self.model.config
         n = stop - start
         p = np.full((n, m.vocab), 1.0 / m.vocab, dtype=np.float32)
         bucket = np.zeros(n, dtype=np.int64)
+        experts = []
         for level, k in enumerate(c.orders, start=1):
             tables = [m.tables[k]] + self.recent[k].levels
             counts = dense_counts(tables, self.hashes[k][start:stop], m.vocab)
@@ -138,7 +190,9 @@ class CountReader:
                 + np.float32(c.escape_base)
             p = (counts + escape * p) / (total + escape)
             bucket[total[:, 0] > 0] = level
-        return p, bucket
+            if k in c.experts:
+                experts.append(np.log(np.maximum(p, 1e-12)))
+        return np.stack(experts, axis=1), bucket
 
     def advance(self, stop: int) -> None:
         """Count tokens up to `stop` as seen text."""
@@ -150,61 +204,35 @@ class CountReader:
 
 
 class OnlineMixer:
-    """Geometric mixing, log p = w_net * log p_net + w_counts * log p_counts - log Z, weights per bucket."""
+    """Geometric mixing: log p = w_0 * log p_net + sum_e w_e * log p_expert_e - log Z, one weight row per bucket.
 
-    def __init__(self, n_buckets: int, config: CountModelConfig, device):
-        counts = torch.linspace(config.w_counts, config.w_counts_longest, n_buckets)
-        self.weights = torch.stack([torch.full_like(counts, config.w_network), counts], dim=1).to(device)
+    The weights start at priors (the network at w_network, the longest-order expert rising from
+    w_counts to w_counts_longest with the bucket, the shorter experts at 0) and follow the gradient
+    of the log loss of each chunk once it has been scored.
+    """
+
+    def __init__(self, config: CountModelConfig, device):
+        n_buckets, n_experts = len(config.orders) + 1, len(config.experts)
+        weights = torch.zeros(n_buckets, 1 + n_experts)
+        weights[:, 0] = config.w_network
+        weights[:, -1] = torch.linspace(config.w_counts, config.w_counts_longest, n_buckets)
+        self.weights = weights.to(device)
         self.lr = config.learning_rate
 
-    def mix(self, net_logp: torch.Tensor, count_p: np.ndarray, bucket: np.ndarray):
-        count_logp = torch.from_numpy(count_p).to(net_logp.device).clamp_min(1e-12).log()
-        feats = torch.stack([net_logp, count_logp], dim=-1)  # (n, V, 2)
+    def mix(self, net_logp: torch.Tensor, experts: np.ndarray, bucket: np.ndarray):
+        count_logp = torch.from_numpy(experts).to(net_logp.device)
+        feats = torch.cat([net_logp[:, None, :], count_logp], dim=1)  # (n, 1 + E, V)
         b = torch.from_numpy(bucket).to(net_logp.device)
-        w = self.weights[b]  # (n, 2)
-        return torch.log_softmax((feats * w[:, None, :]).sum(-1), dim=-1), feats, b
+        w = self.weights[b]  # (n, 1 + E)
+        return torch.log_softmax(torch.einsum("nev,ne->nv", feats, w), dim=-1), feats, b
 
     def update(self, logp: torch.Tensor, feats: torch.Tensor, bucket: torch.Tensor, targets: torch.Tensor):
         """One gradient step on the chunk's log loss (the chunk is already scored: causal)."""
-        p = logp.exp()
-        expected = (p[:, :, None] * feats).sum(1)  # (n, 2)
-        observed = feats[torch.arange(len(targets)), targets]  # (n, 2)
+        expected = torch.einsum("nv,nev->ne", logp.exp(), feats)
+        observed = feats[torch.arange(len(targets)), :, targets]  # (n, 1 + E)
         grad = torch.zeros_like(self.weights).index_add_(0, bucket, expected - observed)
         count = torch.bincount(bucket, minlength=len(self.weights)).clamp_min(1).to(grad.dtype)
         self.weights -= self.lr * grad / count[:, None]
-
-
-def mix_scored(count_model: CountModel, scored, tokens: np.ndarray, n_context: int):
-    """Wrap scoring.score_logits' stream: yield (first, mixed log_probs, targets, network log_probs).
-
-    The network's windows are regrouped into chunks of `config.chunk` tokens: counts and mixing
-    weights are updated after each chunk, whatever the architecture's window size.
-    """
-    chunk = count_model.config.chunk
-    reader = count_model.reader(tokens, n_context)
-    mixer = None
-    pending: list = []
-    for first, net_logp, targets in scored:
-        pending.append((first, net_logp, targets))
-        if sum(len(t) for _, _, t in pending) >= chunk:
-            mixer = mixer or OnlineMixer(len(count_model.config.orders) + 1, count_model.config, net_logp.device)
-            yield _mix_chunk(reader, mixer, pending)
-            pending = []
-    if pending:
-        mixer = mixer or OnlineMixer(len(count_model.config.orders) + 1, count_model.config, pending[0][1].device)
-        yield _mix_chunk(reader, mixer, pending)
-
-
-def _mix_chunk(reader: CountReader, mixer: OnlineMixer, pending: list):
-    first = pending[0][0]
-    net_logp = torch.cat([p[1] for p in pending])
-    targets = torch.cat([p[2] for p in pending])
-    stop = first + len(targets)
-    count_p, bucket = reader.distributions(first, stop)
-    logp, feats, b = mixer.mix(net_logp, count_p, bucket)
-    mixer.update(logp, feats, b, targets)
-    reader.advance(stop)
-    return first, logp, targets, net_logp
 
 
 def describe(config: CountModelConfig) -> str:

@@ -13,7 +13,8 @@ import numpy as np
 from .data.corpus import TokenData, cache_root, encode_corpus, read_documents
 from .data.tasks import format_accuracy, task_accuracy, task_documents, task_name
 from .errors import SeqlabError
-from .scoring import describe_run_context, run_token_bits
+from .models.style import for_document
+from .scoring import describe_run_context, mixing_session, run_token_bits
 
 
 def _summary(name: str, bits: float, network_bits: float, n_bytes: int, n_tokens: int) -> dict:
@@ -30,10 +31,12 @@ def _summary(name: str, bits: float, network_bits: float, n_bytes: int, n_tokens
 
 
 def _score_items(run, items) -> tuple[list[dict], dict]:
-    """items: (name, tokens, n_context, n_bytes) -> per-item rows and the total."""
+    """items: (name, tokens, n_context, n_bytes) -> per-item rows and the total, scored in order as one stream."""
     rows, totals = [], np.zeros(4)
+    session = mixing_session(run)
     for name, tokens, n_context, n_bytes in items:
-        bits, network = run_token_bits(run, tokens, n_context)
+        with for_document(run.model, name):  # a styled run reads each document in its own source's style
+            bits, network = run_token_bits(run, tokens, n_context, session)
         n_tokens = len(tokens) - n_context
         rows.append(_summary(name, float(bits.sum()), float(network.sum()), n_bytes, n_tokens))
         totals += (bits.sum(), network.sum(), n_bytes, n_tokens)

@@ -52,6 +52,12 @@ def export_hf(run, out_dir: Path) -> Path:
     if run.config.arch != "transformer":
         raise SeqlabError(f"--format hf writes a GPT-2 model; this run is a {run.config.arch} "
                           f"(use --format onnx for it)")
+    if run.model.config.softmax != "full":
+        raise SeqlabError("--format hf writes GPT-2, whose output layer is a full softmax; this run was trained "
+                          "with --softmax adaptive (use --format onnx for it)")
+    if run.config.style.by:
+        raise SeqlabError("--format hf writes GPT-2, which has no style input; this run was trained with "
+                          "--style-by (use --format onnx, which keeps the mean style)")
     c = run.model.config
     out_dir.mkdir(parents=True, exist_ok=True)
     bos = run.tokenizer.bos_id

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import SeqlabError
+from .models.style import conditioned, resolve_style
 from .sampling import Sampler, SamplingConfig, StopMatcher
 
 
@@ -34,8 +35,11 @@ def _prompt_ids(run, prompt: bytes) -> list[int]:
 
 @torch.no_grad()
 def stream(run, prompt: str | bytes = "", n: int = 1, max_tokens: int = 500, sampling: SamplingConfig | None = None,
-           seed: int | None = None, stop: list[str] | None = None):
+           seed: int | None = None, stop: list[str] | None = None, style: str | None = None):
     """Yield (row, text_chunk) as tokens are produced; then (row, None) once per row at its end.
+
+    style (a run trained with --style-by): a source's name, a mix "A:0.7,B:0.3", or "random" (a draw
+    per row from a Gaussian fitted to the learned vectors, seeded by `seed` or else the run's seed).
 
     The finished Sample objects are returned by the generator (StopIteration.value).
     """
@@ -43,6 +47,7 @@ def stream(run, prompt: str | bytes = "", n: int = 1, max_tokens: int = 500, sam
     if n < 1 or max_tokens < 0:
         raise SeqlabError(f"need n >= 1 and max_tokens >= 0, got n={n}, max_tokens={max_tokens}")
     prompt = prompt.encode() if isinstance(prompt, str) else prompt
+    styles = resolve_style(run, style, n, seed)  # (n, D) or None
     seed = int.from_bytes(os.urandom(4), "little") if seed is None else seed
     model, tok, device = run.model, run.tokenizer, run.device
     ids = torch.tensor([_prompt_ids(run, prompt)] * n, device=device)
@@ -58,7 +63,8 @@ def stream(run, prompt: str | bytes = "", n: int = 1, max_tokens: int = 500, sam
         samples[row].finish_reason = reason
         return decoders[row].decode(stops[row].flush(), final=True)
 
-    logits, state = model(ids, model.init_state(n, device))
+    with conditioned(model, styles):
+        logits, state = model(ids, model.init_state(n, device))
     logits = logits[:, -1]
     for _ in range(max_tokens):
         if all(done):
@@ -80,7 +86,8 @@ def stream(run, prompt: str | bytes = "", n: int = 1, max_tokens: int = 500, sam
                 yield row, text
             if done[row]:
                 yield row, None
-        logits, state = model.step(nxt, state)
+        with conditioned(model, styles):
+            logits, state = model.step(nxt, state)
     for row in range(n):
         if not done[row]:
             text = finish(row, "length")
@@ -117,6 +124,7 @@ def add_cli(sub) -> None:
     p.add_argument("--repetition-penalty", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--stop", action="append", default=[], help="stop before this string (repeatable)")
+    p.add_argument("--style", help="a styled run's source (see seqlab styles), a mix \"A:0.7,B:0.3\", or random")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda")
     p.add_argument("--check-novelty", action="store_true",
                    help="after generating, report each sample's longest copy from the training corpus")
@@ -136,7 +144,8 @@ def cli(args) -> None:
     run = load(args.run, device=args.device)
     out = sys.stdout
     t0 = time.perf_counter()
-    gen = stream(run, prompt, args.n, args.max_tokens, sampling=sampling, seed=args.seed, stop=args.stop)
+    gen = stream(run, prompt, args.n, args.max_tokens, sampling=sampling, seed=args.seed, stop=args.stop,
+                 style=args.style)
     if args.n == 1:
         out.write(prompt.decode("utf-8", errors="replace"))
     while True:

@@ -21,6 +21,7 @@ from .config import FORMAT_VERSION, RunConfig, from_dict
 from .data.tokenizer import load_tokenizer
 from .errors import SeqlabError
 from .models import SeqModel, build_model
+from .models.style import attach_styles
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -81,6 +82,7 @@ def load(run_dir, device: str = "cpu") -> Run:
     tokenizer = load_tokenizer(run_dir)
     dev = resolve_device(device)
     model = build_model(config.arch, config.model)
+    attach_styles(model, config.style)
     load_weights(run_dir, model)
     return Run(run_dir, config, tokenizer, model.to(dev).eval(), dev)
 

@@ -80,25 +80,30 @@ def token_bits(model, tokens: np.ndarray, n_context: int, device) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def score_run(run, tokens: np.ndarray, n_context: int):
+def mixing_session(run):
+    """State carried across the texts of one scoring pass (the count model's), or None without one."""
+    return run.count_model.session(run.device) if run.count_model is not None else None
+
+
+def score_run(run, tokens: np.ndarray, n_context: int, session=None):
     """Like score_logits for a whole run: yields (first, log_probs, targets, network_log_probs).
 
-    When the run has a count model, log_probs are the network mixed with it; otherwise both are the network's.
+    When the run has a count model, log_probs are the network mixed with it; otherwise both are the
+    network's. Pass one `session` (mixing_session) to score several texts as one stream.
     """
     stream = score_logits(run.model, tokens, n_context, run.device)
-    if run.count_model is None:
+    session = session or mixing_session(run)
+    if session is None:
         for first, logp, targets in stream:
             yield first, logp, targets, logp
         return
-    from .countmodel import mix_scored
-
-    yield from mix_scored(run.count_model, stream, tokens, n_context)
+    yield from session.mix(stream, tokens, n_context)
 
 
-def run_token_bits(run, tokens: np.ndarray, n_context: int) -> tuple[np.ndarray, np.ndarray]:
+def run_token_bits(run, tokens: np.ndarray, n_context: int, session=None) -> tuple[np.ndarray, np.ndarray]:
     """(bits of each token in tokens[n_context:], the network's bits alone)."""
     mixed, network = [], []
-    for _, logp, targets, net_logp in score_run(run, tokens, n_context):
+    for _, logp, targets, net_logp in score_run(run, tokens, n_context, session):
         idx = targets[:, None]
         mixed.append((-logp.gather(1, idx)[:, 0] / np.log(2)).cpu().numpy())
         network.append((-net_logp.gather(1, idx)[:, 0] / np.log(2)).cpu().numpy())

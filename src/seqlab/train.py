@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch import nn
 
 from . import checkpoint as ckpt
 from . import distributed
@@ -25,6 +25,9 @@ from .data.tasks import task_documents
 from .data.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
 from .errors import SeqlabError
 from .models import build_model, map_state, model_config
+from .models.heads import SOFTMAXES, AdaptiveHead
+from .models.style import (STYLE_BY, attach_styles, conditioned, for_document, style_sources, token_sources,
+                           train_bytes_by_source)
 from .progress import Progress
 from .run import CONFIG_FILE, METRICS_FILE, read_config, resolve_device
 from .scoring import describe_context, token_bits
@@ -48,11 +51,11 @@ def make_optimizer(model, cfg) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
 
 
-def eval_subset(data: TokenData, n_tokens: int, n_segments: int = 8) -> list[tuple[np.ndarray, int]]:
-    """A fixed, evenly spread sample of the held-out split: (tokens, n_context) pairs."""
+def eval_subset(data: TokenData, n_tokens: int, n_segments: int = 8) -> list[tuple[np.ndarray, int, str]]:
+    """A fixed, evenly spread sample of the held-out split: (tokens, n_context, document name)."""
     total = data.val_tokens
     if total <= n_tokens:
-        return [(h.tokens, h.n_context) for h in data.held_out if len(h.scored)]
+        return [(h.tokens, h.n_context, h.name) for h in data.held_out if len(h.scored)]
     seg = n_tokens // n_segments
     wanted = [int(i * (total - seg) / max(1, n_segments - 1)) for i in range(n_segments)]
     segments, offset = [], 0
@@ -63,7 +66,7 @@ def eval_subset(data: TokenData, n_tokens: int, n_segments: int = 8) -> list[tup
                 a = h.n_context + (w - offset)
                 b = min(a + seg, len(h.tokens))
                 lo = max(0, a - CONTEXT_TOKENS)
-                segments.append((h.tokens[lo:b], a - lo))
+                segments.append((h.tokens[lo:b], a - lo, h.name))
         offset += n
     return segments
 
@@ -71,8 +74,9 @@ def eval_subset(data: TokenData, n_tokens: int, n_segments: int = 8) -> list[tup
 def held_out_bpb(model, segments, token_lengths: np.ndarray, device) -> float:
     model.eval()
     bits = n_bytes = 0.0
-    for tokens, n_context in segments:
-        bits += float(token_bits(model, tokens, n_context, device).sum())
+    for tokens, n_context, name in segments:
+        with for_document(model, name):  # a styled model reads each document in its own source's style
+            bits += float(token_bits(model, tokens, n_context, device).sum())
         n_bytes += float(token_lengths[tokens[n_context:]].sum())
     model.train()
     return bits / max(n_bytes, 1.0)
@@ -138,6 +142,8 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     if init and not resume:
         from .pretrained import apply_init
 
+        if cfg.model.get("softmax", "full") != "full":
+            raise SeqlabError("--init loads GPT-2's output layer, a full softmax; leave out --softmax adaptive")
         apply_init(cfg, init)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -146,12 +152,16 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     run_dir.mkdir(parents=True, exist_ok=True)
 
     docs, tokenizer, data = prepare_data(cfg, run_dir, resume, log)
+    if cfg.style.by and not (resume and cfg.style.sources):  # a resumed run keeps its own list
+        cfg.style.sources = style_sources([d.name for d in docs], cfg.style.by, cfg.style.dim)
     cfg.model = asdict(model_config(cfg.arch, {**cfg.model, "vocab_size": tokenizer.vocab_size}))
     model = build_model(cfg.arch, cfg.model)
     if init and not resume:
         from .pretrained import load_gpt2_weights
 
         log(f"initialised from {init}: {load_gpt2_weights(model, init)}")
+    attach_styles(model, cfg.style)
+    order_output_layer(model, data, tokenizer, log)
     model = model.to(device)
     if not resume and rank == 0:
         save_tokenizer(tokenizer, run_dir)
@@ -161,7 +171,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
 
     optimizer = make_optimizer(model, cfg.train)
     batcher = make_batcher(model.carries_state, data.train, cfg.train.batch_size, cfg.train.seq_len,
-                           cfg.train.seed, shard=(rank, world))
+                           cfg.train.seed, shard=(rank, world), sources=token_sources(cfg.style, docs, data.doc_tokens))
     metrics = Metrics(run_dir / METRICS_FILE, enabled=rank == 0)
     pos = {"step": 0, "elapsed": 0.0, "tokens": 0, "done": False}
     carry = None
@@ -176,12 +186,38 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
         metrics.write(event="start", arch=cfg.arch, params=model.num_params(), files=len(docs),
                       train_bytes=data.train_bytes, val_bytes=data.val_bytes, tokenizer=cfg.data.tokenizer,
                       context=describe_context(model))
+        if cfg.style.by:
+            metrics.write(event="styles", train_bytes=train_bytes_by_source(cfg.style, docs, data.doc_bytes))
 
     loop = TrainLoop(cfg, run_dir, model, optimizer, batcher, data, tokenizer, metrics, device, pos, carry, log)
     loop.run()
     if rank == 0:
         finish(run_dir, model, data, tokenizer, metrics, device, loop, log)
     return run_dir
+
+
+def order_output_layer(model, data: TokenData, tokenizer, log) -> None:
+    """An adaptive softmax's clusters are ranges of training-split frequency (models/heads.py).
+
+    On resume the checkpoint's own order, loaded next, replaces this identical one.
+    """
+    head = model.output_layer()
+    if not isinstance(head, AdaptiveHead):
+        return
+    if tokenizer.kind == "byte":
+        log("note: --softmax adaptive saves little on the 257-token byte vocabulary; it pays off from bpe:4096 up")
+    head.order_by_frequency(np.bincount(data.train, minlength=tokenizer.vocab_size))
+
+
+class Objective(nn.Module):
+    """model.loss as a module's forward: DDP averages gradients only for what runs through forward."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, idx, targets, state):
+        return self.model.loss(idx, targets, state)
 
 
 class TrainLoop:
@@ -195,7 +231,7 @@ class TrainLoop:
         self.autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.best = pos.get("best_val_bpb")
         self.is_writer = metrics.enabled
-        self.net = distributed.wrap(model, device)  # DDP across processes, else the model itself
+        self.net = distributed.wrap(Objective(model), device)  # DDP across processes, else the objective itself
 
     def progress(self) -> float:
         if self.tc.budget_seconds > 0:
@@ -203,15 +239,15 @@ class TrainLoop:
         return self.pos["step"] / self.tc.max_steps
 
     def train_step(self) -> float:
-        x, y, new_epoch = self.batcher.next()
+        x, y, styles, new_epoch = self.batcher.next()
         x, y = x.to(self.device), y.to(self.device)
         if new_epoch or not self.model.carries_state:
             self.carry = None
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.progress(), self.tc)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            logits, state = self.net(x, self.carry)
-            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.reshape(-1))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast), \
+                conditioned(self.model, styles):
+            loss, state = self.net(x, y, self.carry)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.tc.grad_clip > 0:
@@ -343,6 +379,9 @@ def add_cli(sub) -> None:
     clock_group.add_argument("--budget", help="wall-clock training time, e.g. 90s, 10m, 1h (default 10m)")
     clock_group.add_argument("--max-steps", type=int, help="train for exactly N optimizer steps")
     p.add_argument("--tokenizer", help="byte (default) or bpe:VOCAB")
+    p.add_argument("--softmax", choices=SOFTMAXES,
+                   help="output layer: full (default) or adaptive, faster for large BPE vocabularies "
+                        "(clusters: --set model.cutoffs=A,B)")
     p.add_argument("--out", help="run directory (default runs/DATE-ARCH; runs/latest points at it)")
     p.add_argument("--config", help="JSON file with config values (see config.json of any run)")
     p.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint")
@@ -358,13 +397,16 @@ def add_cli(sub) -> None:
                    help="any config value, e.g. --set model.n_layer=6 --set train.weight_decay=0.05")
     p.add_argument("--init", metavar="DIR", help="fine-tune a local Hugging Face GPT-2 checkpoint (its tokenizer too)")
     p.add_argument("--nproc", type=int, help="train with N processes (DistributedDataParallel); or use torchrun")
+    p.add_argument("--style-by", choices=STYLE_BY,
+                   help="learn a style vector per source file or directory (seqlab generate --style, seqlab styles)")
+    p.add_argument("--style-dim", type=int, help="size of each style vector (default 16)")
     p.set_defaults(func=cli)
 
 
 FLAG_TO_KEY = {
     "tokenizer": "data.tokenizer", "val_fraction": "data.val_fraction", "batch_size": "train.batch_size",
     "seq_len": "train.seq_len", "lr": "train.lr", "seed": "train.seed", "device": "train.device",
-    "threads": "train.threads", "max_steps": "train.max_steps",
+    "threads": "train.threads", "max_steps": "train.max_steps", "style_by": "style.by", "style_dim": "style.dim",
 }
 
 
@@ -395,6 +437,8 @@ def config_from_args(args) -> RunConfig:
         cfg.train.budget_seconds = DEFAULT_BUDGET_SECONDS
     if not (args.arch or args.config or args.init or any(p.startswith("task:") for p in cfg.data.paths)):
         model_cfg = _auto_choice(cfg, args)
+    if args.softmax:
+        model_cfg.softmax = args.softmax
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
@@ -427,7 +471,8 @@ def resume_config(args) -> RunConfig:
     from .config import parse_duration
 
     given = [f"--{k.replace('_', '-')}" for k in ("arch", "tokenizer", "out", "config", "val_fraction",
-                                                   "batch_size", "seq_len", "lr", "seed", "init")
+                                                   "batch_size", "seq_len", "lr", "seed", "init", "softmax",
+                                                   "style_by", "style_dim")
              if getattr(args, k) is not None] + (["CORPUS"] if args.corpus else []) + \
         (["--val"] if args.val else []) + (["--set"] if args.set else [])
     if given:

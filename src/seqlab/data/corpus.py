@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import SeqlabError
 
 CONTEXT_TOKENS = 2048  # preceding tokens kept before each held-out span
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: per-document training sizes in index.json
 
 
 @dataclass
@@ -90,6 +90,8 @@ class TokenData:
     train: np.ndarray  # BOS doc1 BOS doc2 ...  (memory-mapped)
     train_bytes: int
     held_out: list[HeldOut]
+    doc_tokens: list[int]  # tokens of each training document in `train` (its BOS included), in corpus order
+    doc_bytes: list[int]  # training bytes of each document
 
     @property
     def val_bytes(self) -> int:
@@ -127,12 +129,12 @@ def _cache_key(docs, val_docs, tokenizer, val_fraction) -> str:
 
 def _encode_to(cache: Path, docs, val_docs, tokenizer, val_fraction: float) -> None:
     bos = tokenizer.bos_id
-    train_parts, held_out, train_bytes = [], [], 0
+    train_parts, held_out, doc_bytes = [], [], []
     for doc in docs:
         train_part, val_part = split_document(doc.data, 0.0 if val_docs else val_fraction)
         train_ids = np.concatenate([[bos], tokenizer.encode(train_part)])
         train_parts.append(train_ids)
-        train_bytes += len(train_part)
+        doc_bytes.append(len(train_part))
         if val_part:
             context = train_ids[-CONTEXT_TOKENS:]
             held_out.append((doc.name, context, tokenizer.encode(val_part), len(val_part)))
@@ -146,7 +148,9 @@ def _encode_to(cache: Path, docs, val_docs, tokenizer, val_fraction: float) -> N
     np.concatenate(val_arrays).astype(dtype).tofile(tmp / "val.bin")
     index = {
         "dtype": np.dtype(dtype).name,
-        "train_bytes": train_bytes,
+        "train_bytes": sum(doc_bytes),
+        "doc_tokens": [len(t) for t in train_parts],
+        "doc_bytes": doc_bytes,
         "held_out": [
             {"name": name, "n_context": len(c), "n_scored": len(s), "n_bytes": n}
             for name, c, s, n in held_out
@@ -171,7 +175,7 @@ def _open_cached(cache: Path) -> TokenData:
         n = h["n_context"] + h["n_scored"]
         held_out.append(HeldOut(h["name"], val[at : at + n], h["n_context"], h["n_bytes"]))
         at += n
-    return TokenData(train, index["train_bytes"], held_out)
+    return TokenData(train, index["train_bytes"], held_out, index["doc_tokens"], index["doc_bytes"])
 
 
 def cache_root() -> Path:

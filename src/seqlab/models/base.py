@@ -3,6 +3,8 @@
     logits, state = model(idx, state=None)   # idx (B, T) -> logits (B, T, V)
     state = model.init_state(B, device)       # state for incremental use
     logits, state = model.step(idx_t, state)  # idx_t (B,) -> logits (B, V)
+    loss, state = model.loss(idx, targets, state)  # mean cross-entropy (nats): what training minimises
+    x, state = model.features(idx, state)     # what the output layer reads: logits = output_layer()(x)
 
 `state=None` means "start from nothing and return no state" (the training path
 of a model that carries none). Recurrent models return their state so the
@@ -13,7 +15,10 @@ carry state across consecutive windows.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .heads import AdaptiveHead
 
 
 class SeqModel(nn.Module):
@@ -26,6 +31,25 @@ class SeqModel(nn.Module):
     def step(self, idx: torch.Tensor, state):
         logits, state = self(idx[:, None], state)
         return logits[:, -1], state
+
+    def loss(self, idx, targets, state=None):
+        """(mean cross-entropy in nats of targets (B, T) following idx (B, T), new state).
+
+        With an adaptive softmax only the clusters the targets fall in are scored; else forward's logits are.
+        """
+        head = self.output_layer()
+        if isinstance(head, AdaptiveHead):
+            x, state = self.features(idx, state)
+            return head.loss(x, targets), state
+        logits, state = self(idx, state)
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten()), state
+
+    def output_layer(self) -> nn.Module:
+        return self.head
+
+    def input_embedding(self) -> nn.Embedding:
+        """The token embedding, whose output style vectors are added to (models/style.py)."""
+        return self.embed
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

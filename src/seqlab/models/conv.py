@@ -13,7 +13,7 @@ however long the text is. The queues start as zeros, which is exactly the left
 padding of the full forward, so stepping equals the full forward.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,7 @@ from torch import nn
 
 from ..errors import SeqlabError
 from .base import SeqModel
+from .heads import output_layer
 
 CONNECTIONS = ("residual", "dense")
 
@@ -34,6 +35,8 @@ class ConvConfig:
     cycle: int = 5  # dilations restart every `cycle` layers (1, 2, .., 16, 1, 2, ..); 0 = never
     connection: str = "residual"  # "residual" or "dense"
     dropout: float = 0.1
+    softmax: str = "full"  # "full" (tied to the embedding) or "adaptive" (large vocabularies; see heads.py)
+    cutoffs: list[int] = field(default_factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
 
 
 class GatedConv(nn.Module):
@@ -73,8 +76,7 @@ class Conv(SeqModel):
         if c.connection == "dense":  # layer i reads a projection of [embedding, outputs of layers < i]
             self.joins = nn.ModuleList(nn.Linear((i + 1) * C, C) for i in range(1, c.n_layer + 1))
         self.ln_f = nn.LayerNorm(C)
-        self.head = nn.Linear(C, c.vocab_size)
-        self.head.weight = self.embed.weight  # weight tying
+        self.head = output_layer(c, C, self.embed)
         nn.init.normal_(self.embed.weight, std=C ** -0.5)
 
     def init_state(self, batch_size: int, device):
@@ -85,6 +87,10 @@ class Conv(SeqModel):
 
     def forward(self, idx, state=None):
         """idx (B, T) -> logits (B, T, V); with a state, idx continues the text the queues hold."""
+        x, state = self.features(idx, state)
+        return self.head(x), state
+
+    def features(self, idx, state=None):
         queues = state if state is not None else (None,) * len(self.layers)
         x = self.drop(self.embed(idx))  # (B, T, C)
         new_queues = []
@@ -101,8 +107,7 @@ class Conv(SeqModel):
                 features.append(y)
                 new_queues.append(queue)
             x = self.joins[-1](torch.cat(features, -1))
-        logits = self.head(self.ln_f(x))
-        return logits, (tuple(new_queues) if state is not None else None)
+        return self.ln_f(x), (tuple(new_queues) if state is not None else None)
 
     def describe(self) -> dict:
         return {"receptive_field": f"{self.max_context} tokens", "dilations": ",".join(map(str, self.dilations))}

@@ -4,12 +4,13 @@ Layers are separate single-layer LSTMs so every layer's activations can be
 looked at (`hidden_states`), at no cost to speed.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from .base import SeqModel
+from .heads import output_layer
 
 
 @dataclass
@@ -19,6 +20,8 @@ class LSTMConfig:
     n_hidden: int = 512
     n_embd: int = 0  # 0 = same as n_hidden, which lets the output layer share the embedding
     dropout: float = 0.1
+    softmax: str = "full"  # "full" (tied to the embedding) or "adaptive" (large vocabularies; see heads.py)
+    cutoffs: list[int] = field(default_factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
 
 
 class LSTM(SeqModel):
@@ -33,8 +36,7 @@ class LSTM(SeqModel):
         sizes = [n_embd] + [c.n_hidden] * c.n_layer
         self.layers = nn.ModuleList(nn.LSTM(a, b, batch_first=True) for a, b in zip(sizes, sizes[1:]))
         self.proj = nn.Linear(c.n_hidden, n_embd, bias=False) if n_embd != c.n_hidden else nn.Identity()
-        self.head = nn.Linear(n_embd, c.vocab_size)
-        self.head.weight = self.embed.weight  # weight tying
+        self.head = output_layer(c, n_embd, self.embed)
         nn.init.normal_(self.embed.weight, std=n_embd ** -0.5)
 
     def init_state(self, batch_size: int, device):
@@ -43,8 +45,12 @@ class LSTM(SeqModel):
         return torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype)
 
     def forward(self, idx, state=None):
+        x, state = self.features(idx, state)
+        return self.head(x), state
+
+    def features(self, idx, state=None):
         outputs, state = self.hidden_states(idx, state)
-        return self.head(self.proj(self.drop(outputs[-1]))), state
+        return self.proj(self.drop(outputs[-1])), state
 
     def hidden_states(self, idx, state=None):
         """([per-layer outputs (B, T, H)], new state): the model's insides, for analysis."""

@@ -13,7 +13,7 @@ over time (`linear_scan`), with a hand-written backward (`ForgetMult`). State =
 the last window-1 inputs of every layer (for the convolution) and every layer's c.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,7 @@ from torch import nn
 
 from ..errors import SeqlabError
 from .base import SeqModel
+from .heads import output_layer
 
 POOL_CHUNK = 4  # steps scanned at once; the smallest product of gates in a chunk must stay a normal float32
 F_MIN = 1e-8  # forget gates are clamped here, so F_MIN ** POOL_CHUNK (1e-32) never underflows
@@ -34,6 +35,8 @@ class QRNNConfig:
     n_embd: int = 0  # 0 = same as n_hidden, which lets the output layer share the embedding
     window: int = 2  # convolution width: gates at t see inputs t-window+1..t
     dropout: float = 0.1
+    softmax: str = "full"  # "full" (tied to the embedding) or "adaptive" (large vocabularies; see heads.py)
+    cutoffs: list[int] = field(default_factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
 
 
 def fo_pool(f, x, c0):
@@ -124,8 +127,7 @@ class QRNN(SeqModel):
         sizes = [n_embd] + [c.n_hidden] * c.n_layer
         self.layers = nn.ModuleList(QRNNLayer(a, b, c.window) for a, b in zip(sizes, sizes[1:]))
         self.proj = nn.Linear(c.n_hidden, n_embd, bias=False) if n_embd != c.n_hidden else nn.Identity()
-        self.head = nn.Linear(n_embd, c.vocab_size)
-        self.head.weight = self.embed.weight  # weight tying
+        self.head = output_layer(c, n_embd, self.embed)
         nn.init.normal_(self.embed.weight, std=n_embd ** -0.5)
 
     def init_state(self, batch_size: int, device):
@@ -136,8 +138,12 @@ class QRNN(SeqModel):
         return prevs + (torch.zeros(c.n_layer, batch_size, c.n_hidden, device=device, dtype=dtype),)
 
     def forward(self, idx, state=None):
+        x, state = self.features(idx, state)
+        return self.head(x), state
+
+    def features(self, idx, state=None):
         outputs, state = self.hidden_states(idx, state)
-        return self.head(self.proj(self.drop(outputs[-1]))), state
+        return self.proj(self.drop(outputs[-1])), state
 
     def hidden_states(self, idx, state=None):
         """([per-layer outputs (B, T, H)], new state): the model's insides, for analysis."""

@@ -14,7 +14,7 @@ is dropped (it is read only while the items above it hold strength < 1).
 The state (h, c, V, s, r) carries across training windows.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import SeqlabError
 from .base import SeqModel
+from .heads import output_layer
 
 
 @dataclass
@@ -32,6 +33,8 @@ class StackConfig:
     memory_width: int = 64  # m: width of each stack value
     max_depth: int = 128  # items kept; older ones drop off the bottom
     dropout: float = 0.1
+    softmax: str = "full"  # "full" (tied to the embedding) or "adaptive" (large vocabularies; see heads.py)
+    cutoffs: list[int] = field(default_factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
 
 
 def strength_above(s):
@@ -64,8 +67,7 @@ class StackRNN(SeqModel):
         self.recurrent_gates = nn.Linear(c.memory_width + c.n_hidden, 4 * c.n_hidden, bias=False)  # [r, h]
         self.stack_ops = nn.Linear(c.n_hidden, 2 + c.memory_width)  # d, u, v
         self.proj = nn.Linear(c.n_hidden, n_embd, bias=False) if n_embd != c.n_hidden else nn.Identity()
-        self.head = nn.Linear(n_embd, c.vocab_size)
-        self.head.weight = self.embed.weight  # weight tying
+        self.head = output_layer(c, n_embd, self.embed)
         nn.init.normal_(self.embed.weight, std=n_embd ** -0.5)
         # Push 0.5 and pop 0.27 at the start, so reads mix the top items and depend on both d and u. (Pops as
         # strong as pushes empty the stack each step, clipped at zero strength; stronger pushes make reads skip
@@ -81,8 +83,12 @@ class StackRNN(SeqModel):
                 zeros(batch_size, 0), zeros(batch_size, c.memory_width))
 
     def forward(self, idx, state=None):
+        x, state = self.features(idx, state)
+        return self.head(x), state
+
+    def features(self, idx, state=None):
         outputs, state = self.hidden_states(idx, state)
-        return self.head(self.proj(self.drop(outputs[-1]))), state
+        return self.proj(self.drop(outputs[-1])), state
 
     def hidden_states(self, idx, state=None):
         """([controller outputs (B, T, H)], new state): the model's insides, for analysis."""

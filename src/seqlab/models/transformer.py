@@ -6,13 +6,14 @@ per generated token stays bounded however long the output grows.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import SeqModel
+from .heads import output_layer
 
 
 @dataclass
@@ -26,6 +27,8 @@ class TransformerConfig:
     bias: bool = False
     layer_norm_eps: float = 1e-5
     activation: str = "gelu"  # "gelu" (tanh approx, as GPT-2) or "gelu_exact"
+    softmax: str = "full"  # "full" (tied to the embedding) or "adaptive" (large vocabularies; see heads.py)
+    cutoffs: list[int] = field(default_factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
 
 
 class KVCache:
@@ -103,8 +106,7 @@ class Transformer(SeqModel):
         self.drop = nn.Dropout(c.dropout)
         self.h = nn.ModuleList(Block(c) for _ in range(c.n_layer))
         self.ln_f = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
-        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight  # weight tying
+        self.lm_head = output_layer(c, c.n_embd, self.wte, bias=False)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):  # GPT-2: scale residual projections by depth
@@ -123,6 +125,10 @@ class Transformer(SeqModel):
         return KVCache(c.n_layer, batch_size, c.n_head, c.block_size, c.n_embd // c.n_head, device, dtype)
 
     def forward(self, idx, state: KVCache | None = None):
+        x, state = self.features(idx, state)
+        return self.lm_head(x), state
+
+    def features(self, idx, state: KVCache | None = None):
         B, T = idx.shape
         assert T <= self.max_context, f"sequence of {T} tokens exceeds block_size {self.max_context}"
         if state is None:
@@ -132,19 +138,25 @@ class Transformer(SeqModel):
             keep = max(self.max_context // 2, T)
             history = torch.cat([state.tokens, idx], dim=1)[:, -keep:]
             state.length, state.tokens = 0, history[:, :0]
-            logits, state = self.forward(history, state)
-            return logits[:, -T:], state
-        logits = self._run(idx, state, state.length)
+            x, state = self.features(history, state)
+            return x[:, -T:], state
+        x = self._run(idx, state, state.length)
         state.length += T
         state.tokens = torch.cat([state.tokens, idx], dim=1)
-        return logits, state
+        return x, state
 
     def _run(self, idx, cache, start: int):
         pos = torch.arange(start, start + idx.shape[1], device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
         for i, block in enumerate(self.h):
             x = block(x, cache, i)
-        return self.lm_head(self.ln_f(x))  # (B, T, V)
+        return self.ln_f(x)  # (B, T, C)
+
+    def output_layer(self) -> nn.Module:
+        return self.lm_head
+
+    def input_embedding(self) -> nn.Embedding:
+        return self.wte
 
     def hidden_states(self, idx, state=None):
         """([residual stream after each block (B, T, C)], None): the model's insides, for analysis.
