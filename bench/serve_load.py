@@ -5,7 +5,8 @@
 
 For each concurrency level (1, 4, 16, 64) a closed loop of clients sends
 streaming completions for --duration seconds: requests/s, generated tokens/s,
-p50/p99 latency, time to first token, and replies by status. The same load runs
+p50/p99 latency, time to first token, replies by status, and the server's CPU use (so
+tokens per server CPU-second can be compared when the machine is shared). The same load runs
 against a server started with --max-batch 1 (no batching) in the same run, and
 the throughput ratio at concurrency 16 is printed. Then an overload phase: far
 more clients than the server can hold, a short queue deadline and a short
@@ -149,16 +150,30 @@ def summarize(results: list[dict], elapsed: float) -> dict:
             "statuses": dict(statuses)}
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, all threads) a process has used so far; None where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load_levels(run: str, label: str, flags: list[str], levels: list[int], seconds: float, max_tokens: int) -> dict:
+    """Each level's summary, plus the server's CPU seconds per second: on a shared machine the two servers
+    may get different CPU shares, and tokens per server CPU-second shows the work per token regardless."""
     server = Server(run, *flags)
     out = {}
     try:
         asyncio.run(closed_loop(server.url, 1, 1.0, max_tokens))  # warm-up, not counted
         for c in levels:
+            cpu0 = cpu_seconds(server.proc.pid)
             results, elapsed = asyncio.run(closed_loop(server.url, c, seconds, max_tokens))
-            out[c] = summarize(results, elapsed)
-            s = out[c]
-            print(f"[{label} c={c}] {s['rps']:.1f} req/s, {s['tps']:.0f} tok/s, {s['statuses']}", file=sys.stderr)
+            cpu1 = cpu_seconds(server.proc.pid)
+            out[c] = s = summarize(results, elapsed)
+            s["cpu"] = (cpu1 - cpu0) / elapsed if cpu0 is not None and cpu1 is not None else float("nan")
+            print(f"[{label} c={c}] {s['rps']:.1f} req/s, {s['tps']:.0f} tok/s, server CPU {s['cpu']:.2f} cores, "
+                  f"{s['statuses']}", file=sys.stderr)
     finally:
         server.stop()
     return out
@@ -216,15 +231,20 @@ def main() -> None:
     rows = []
     for label, table in [(f"--max-batch {args.max_batch}", batched), ("--max-batch 1", single)]:
         for c, s in table.items():
-            rows.append([label, c, f"{s['rps']:.2f}", f"{s['tps']:.0f}", f"{s['p50'] * 1000:.0f}",
+            rows.append([label, c, f"{s['rps']:.2f}", f"{s['tps']:.0f}", f"{s['cpu']:.2f}",
+                         f"{s['tps'] / s['cpu']:.0f}" if s["cpu"] > 0 else "-", f"{s['p50'] * 1000:.0f}",
                          f"{s['p99'] * 1000:.0f}", f"{s['ttft50'] * 1000:.0f}", f"{s['ttft99'] * 1000:.0f}",
                          " ".join(f"{k}:{v}" for k, v in sorted(s["statuses"].items()))])
     print_table(f"seqlab serve, {args.duration:g} s per level, streaming, max_tokens {args.max_tokens}",
-                ["server", "concurrency", "req/s", "tokens/s", "p50 ms", "p99 ms", "TTFT p50 ms", "TTFT p99 ms",
+                ["server", "concurrency", "req/s", "tokens/s", "server CPU cores", "tokens/CPU-s", "p50 ms", "p99 ms", "TTFT p50 ms", "TTFT p99 ms",
                  "replies by status"], rows)
     if 16 in batched:
-        ratio = batched[16]["tps"] / max(single[16]["tps"], 1e-9)
-        print(f"\nthroughput ratio at concurrency 16 (batched / --max-batch 1): {ratio:.1f}x (target >= 4x)")
+        b, u = batched[16], single[16]
+        ratio = b["tps"] / max(u["tps"], 1e-9)
+        per_cpu = (b["tps"] / b["cpu"]) / (u["tps"] / u["cpu"]) if b["cpu"] > 0 and u["cpu"] > 0 else float("nan")
+        print(f"\nthroughput ratio at concurrency 16 (batched / --max-batch 1): {ratio:.1f}x (target >= 4x); "
+              f"per server CPU-second: {per_cpu:.1f}x; load average now {os.getloadavg()[0]:.1f} "
+              f"on {os.cpu_count()} cores")
 
     server = Server(run, "--max-batch", str(args.max_batch), "--max-queue", "32", "--max-queue-ms", "250",
                     "--cache-size", "0", "--threads", str(args.threads))

@@ -330,11 +330,13 @@ def test_ready_waits_for_the_model_and_reports_a_dead_worker(runs):
         assert c.post("/v1/completions", json={"prompt": "a"}).status_code == 503
 
 
-def test_bearer_token_on_everything_but_health(runs):
+def test_bearer_token_on_everything_but_health_and_the_page(runs):
     app = create_app(lambda: runs["lstm"], ServeConfig(token="s3cret-Token"))
     with started(app, headers={"Authorization": "Bearer s3cret-Token"}) as c:
-        assert c.get("/health", headers={}).status_code == 200
-        for method, path in [("GET", "/ready"), ("GET", "/metrics"), ("GET", "/"), ("GET", "/openapi.json"),
+        for path in ("/health", "/", "/web/app.js"):  # the page loads without the token, then asks for it
+            assert c.get(path, headers={}).status_code == 200, path
+        assert c.get("/web/../v1/models", headers={}).status_code in (401, 404)
+        for method, path in [("GET", "/ready"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/docs"),
                              ("POST", "/v1/completions"), ("POST", "/v1/score"), ("GET", "/v1/models")]:
             for header in [None, "Bearer s3cret-token", "Bearer s3cret-Token2", "s3cret-Token", "Basic s3cret-Token"]:
                 r = c.request(method, path, headers={"Authorization": header} if header else {})
@@ -389,8 +391,25 @@ def test_batched_scoring_matches_token_bits(runs, arch):
     texts = [b"a", b"anna sees it.", b"bob likes a red box.\n" * 5, b"zq" * 60]
     tokens = [np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(t)]).astype(np.int64) for t in texts]
     batched = score_texts(run.model, tokens, run.device)
-    for t, b in zip(tokens, batched):
-        assert np.allclose(b, token_bits(run.model, t, 1, run.device), atol=1e-4)
+    for t, (bits, network) in zip(tokens, batched):
+        assert np.array_equal(bits, network)  # no count model given: the network alone
+        assert np.allclose(bits, token_bits(run.model, t, 1, run.device), atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["transformer", "lstm"])
+def test_score_reports_the_same_bits_per_byte_as_seqlab_eval(clients, runs, trained_runs, tmp_path, arch):
+    run = runs[arch]
+    assert run.count_model is not None  # the figure must include the count model, as eval's does
+    text = "anna sees the cat.\nbob likes a red box.\n" * 3 + "carl qxzv it.\n"
+    path = tmp_path / "text.txt"
+    path.write_text(text)
+    reply = clients[arch].post("/v1/score", json={"text": text}).json()
+    out = subprocess.run([sys.executable, "-m", "seqlab", "eval", str(trained_runs[arch]), str(path), "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    evaluated = json.loads(out)
+    assert reply["bits_per_byte"] == pytest.approx(evaluated["bpb"], abs=1e-4)
+    assert reply["bits_per_byte_network"] == pytest.approx(evaluated["bpb_network"], abs=1e-4)
+    assert abs(evaluated["bpb"] - evaluated["bpb_network"]) > 1e-3  # so the first check tells mixed from network
 
 
 def test_score_reply_has_per_token_surprisal_and_bits_per_byte(clients):

@@ -53,6 +53,38 @@ def site(trained_runs):
         yield url, worker
 
 
+@pytest.fixture(scope="module")
+def locked_site(trained_runs):
+    """A live server that needs a token (--token)."""
+    run = load(trained_runs["lstm"])
+    app = create_app(lambda: run, ServeConfig(token="s3cret-Token"))
+    with BackgroundServer(app) as url:
+        yield url
+
+
+def test_the_page_asks_for_the_token_once_and_keeps_it_for_the_tab(browser, locked_site):
+    page = browser.new_page()
+    page.goto(locked_site)
+    page.wait_for_selector("#auth", state="visible")  # /ready got 401
+    page.fill("#token", "wrong")
+    page.click("#token-submit")
+    page.wait_for_function("document.getElementById('token-label').textContent.includes('refused')")
+    page.fill("#token", "s3cret-Token")
+    page.click("#token-submit")
+    page.wait_for_function("document.getElementById('model').textContent.includes('batching')")
+    assert page.is_hidden("#auth")
+    page.fill("#prompt", "bob")
+    page.fill("#max_tokens", "5")
+    page.click("#generate")
+    page.wait_for_function("document.getElementById('output').dataset.state === 'done'")
+    assert "finished" in page.text_content("#status")
+    page.reload()  # the token is kept in sessionStorage: not asked again
+    page.wait_for_function("document.getElementById('model').textContent.includes('batching')")
+    assert page.is_hidden("#auth")
+    assert page.evaluate("sessionStorage.getItem('seqlab-token')") == "s3cret-Token"
+    page.close()
+
+
 def test_tokens_stream_into_the_page_and_stop_frees_the_slot(browser, site):
     url, worker = site
     page = browser.new_page()

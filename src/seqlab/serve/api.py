@@ -155,8 +155,12 @@ def score_tokens(req: ScoreRequest, run, cfg: ServeConfig) -> np.ndarray:
     return np.concatenate([[tok.bos_id], tok.encode(data)]).astype(np.int64)
 
 
-def score_reply(tokens: np.ndarray, bits: np.ndarray, run, model_name: str, top: int) -> dict:
-    """Per-token surprisal with byte offsets, totals, and the most surprising tokens."""
+def score_reply(tokens: np.ndarray, bits: np.ndarray, network_bits: np.ndarray, run, model_name: str,
+                top: int) -> dict:
+    """Per-token surprisal with byte offsets, totals, and the most surprising tokens.
+
+    `bits` are the run's (the network mixed with its count model when it has one, as `seqlab eval`
+    reports); `network_bits` the network's alone."""
     tb = run.tokenizer.token_bytes
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     rows, offset = [], 0
@@ -171,7 +175,8 @@ def score_reply(tokens: np.ndarray, bits: np.ndarray, run, model_name: str, top:
     lengths = np.array([r["end"] - r["start"] for r in rows])
     return {
         "object": "score", "model": model_name, "tokens": rows, "total_bits": total, "bytes": offset,
-        "bits_per_byte": total / offset, "bits_per_token": total / len(rows),
+        "bits_per_byte": total / offset, "bits_per_byte_network": float(network_bits.sum()) / offset,
+        "bits_per_token": total / len(rows),
         "most_surprising": [{"index": i, **rows[i]} for i in ranked],
         "anomalies": anomalies(b"".join(tb[t] for t in tokens[1:].tolist()), bits, lengths, top),
         "usage": {"prompt_tokens": len(rows), "completion_tokens": 0, "total_tokens": len(rows)},

@@ -121,6 +121,7 @@ class AttentionBatch:
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(c.n_layer)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(c.n_layer)]
         self.lens = torch.zeros(max_rows, dtype=torch.long, device=device)
+        self.slots = torch.arange(max_rows, device=device)
         self.size = 0
 
     def prefill(self, seqs: list[list[int]]):
@@ -154,9 +155,10 @@ class AttentionBatch:
         if moves:
             dst = torch.tensor([j for j, _ in moves], device=self.device)
             src = torch.tensor([old for _, old in moves], device=self.device)
+            used = int(self.lens[src].max())  # keys past every moving row's length are never read: left behind
             for layer in range(len(self.k)):
-                self.k[layer][dst] = self.k[layer][src]
-                self.v[layer][dst] = self.v[layer][src]
+                self.k[layer][dst, :, :used] = self.k[layer][src, :, :used]
+                self.v[layer][dst, :, :used] = self.v[layer][src, :, :used]
             self.lens[dst] = self.lens[src]
         self.size = len(order)
 
@@ -164,9 +166,9 @@ class AttentionBatch:
         """One token per row at each row's own position; mirrors Transformer._run with a per-row mask."""
         m, B, C = self.model, self.size, self.n_embd
         pos = self.lens[:B]  # (B,)
-        assert int(pos.max()) < m.max_context, "a row outgrew the context (the server validates prompt+max_tokens)"
         span = int(pos.max()) + 1
-        rows = torch.arange(B, device=self.device)
+        assert span <= m.max_context, "a row outgrew the context (the server validates prompt+max_tokens)"
+        rows = self.slots[:B]
         mask = (torch.arange(span, device=self.device)[None, :] <= pos[:, None])[:, None, None, :]  # (B, 1, 1, span)
         x = m.drop(m.wte(tokens) + m.wpe(pos))[:, None]  # (B, 1, C)
         for layer, block in enumerate(m.h):

@@ -70,16 +70,21 @@ class RequestLog:
 
 
 class BearerAuth:
-    """Every path but /health needs `Authorization: Bearer TOKEN`; the token is compared in constant time."""
+    """Every path but /health and the web page needs `Authorization: Bearer TOKEN`, compared in constant time.
 
-    OPEN = {"/health"}
+    The page (/ and its static files under /web/) holds no data and reaches the model only through the API;
+    it must load without the header, which a browser cannot send on navigation, to ask for the token.
+    """
+
+    OPEN = {"/health", "/"}
+    OPEN_PREFIX = "/web/"
 
     def __init__(self, app, token: str | None):
         self.app = app
         self.token = token.encode() if token else None
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or self.token is None or scope["path"] in self.OPEN:
+        if scope["type"] != "http" or self.token is None or self._open(scope["path"]):
             return await self.app(scope, receive, send)
         given = dict(scope["headers"]).get(b"authorization", b"")
         scheme, _, credential = given.partition(b" ")
@@ -90,6 +95,9 @@ class BearerAuth:
                               "authentication_error", "invalid_token")
             return await send_error(send, 401, body, [(b"www-authenticate", b"Bearer")])
         return await self.app(scope, receive, send)
+
+    def _open(self, path: str) -> bool:
+        return path in self.OPEN or path.startswith(self.OPEN_PREFIX)
 
 
 class BodyLimit:

@@ -101,7 +101,9 @@ class ScoreResponse(BaseModel):
     tokens: list[ScoredToken]
     total_bits: float
     bytes: int
-    bits_per_byte: float
+    bits_per_byte: float = Field(..., description="as `seqlab eval` reports it: the network mixed with the run's "
+                                                 "count model when it has one")
+    bits_per_byte_network: float = Field(..., description="the network alone")
     bits_per_token: float
     most_surprising: list[Surprising]
     anomalies: list[Anomaly] | None = Field(None, description="surprising spans as `seqlab surprise` finds them")

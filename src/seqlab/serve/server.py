@@ -177,7 +177,7 @@ def create_app(load_run, config: ServeConfig | None = None) -> FastAPI:
         worker.submit(job)
         for event in await _next(events, request, worker, job):
             _raise_if_error([event])
-            reply = score_reply(tokens, event[1], run, model_name(), req.top)
+            reply = score_reply(tokens, event[1], event[2], run, model_name(), req.top)
             cache.put(key, reply)
             return reply
 

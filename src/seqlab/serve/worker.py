@@ -235,7 +235,8 @@ class Worker:
         self.adapter, self.batching_note = pick_adapter(model, device, self.cfg.max_batch)  # also the warm-up
         if isinstance(self.adapter, RowByRow):
             log.warning("batching: %s", self.batching_note)
-        score_texts(model, [np.full(4, self.run.tokenizer.bos_id, dtype=np.int64)], device)
+        # also loads the count model now, not on the first request
+        score_texts(model, [np.full(4, self.run.tokenizer.bos_id, dtype=np.int64)], device, self.run.count_model)
         self.metrics.worker_up.set(1)
 
     def _idle_wait(self) -> float | None:
@@ -397,9 +398,9 @@ class Worker:
         if not live:
             return
         self.metrics.score_batch_size.observe(len(live))
-        bits = score_texts(self.run.model, [j.prompts[0] for j in live], self.run.device)
-        for job, b in zip(live, bits):
-            self._send(job, [("score", b)])
+        scored = score_texts(self.run.model, [j.prompts[0] for j in live], self.run.device, self.run.count_model)
+        for job, (bits, network) in zip(live, scored):
+            self._send(job, [("score", bits, network)])
 
     def _send(self, job: Job, events: list) -> None:
         self._send_all([(job, events)])

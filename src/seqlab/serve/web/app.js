@@ -1,7 +1,40 @@
 // seqlab's page: streaming generation over /v1/completions (SSE) and a surprisal heat map over /v1/score.
 "use strict";
 const $ = (id) => document.getElementById(id);
+const TOKEN_KEY = "seqlab-token";  // kept for this tab only (sessionStorage), sent as Authorization: Bearer
 let controller = null;
+let tokenAsked = null;  // the one pending ask, shared by every request that got 401 meanwhile
+
+function askForToken(refused) {
+  if (!tokenAsked) {
+    tokenAsked = new Promise((resolve) => {
+      $("token-label").textContent = refused ? "the token was refused; try again" : "this server needs its token";
+      $("token").value = "";
+      $("auth").hidden = false;
+      $("token").focus();
+      $("auth").addEventListener("submit", (e) => {
+        e.preventDefault();
+        sessionStorage.setItem(TOKEN_KEY, $("token").value);
+        $("auth").hidden = true;
+        tokenAsked = null;
+        resolve();
+      }, { once: true });
+    });
+  }
+  return tokenAsked;
+}
+
+// fetch with the stored token; a 401 asks for the token (once, for all requests waiting) and tries again
+async function api(path, options = {}) {
+  for (;;) {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const headers = { ...options.headers };
+    if (token !== null) headers.Authorization = `Bearer ${token}`;
+    const response = await fetch(path, { ...options, headers });
+    if (response.status !== 401) return response;
+    await askForToken(token !== null);
+  }
+}
 
 for (const tab of document.querySelectorAll(".tab")) {
   tab.addEventListener("click", () => {
@@ -10,7 +43,7 @@ for (const tab of document.querySelectorAll(".tab")) {
   });
 }
 
-fetch("/ready").then((r) => r.json()).then((j) => {
+api("/ready").then((r) => r.json()).then((j) => {
   $("model").textContent = j.status === "ready" ? `${j.model} (batching: ${j.batching})` : j.status;
 }).catch(() => { $("model").textContent = "server unreachable"; });
 
@@ -46,7 +79,7 @@ async function generate() {
   const started = performance.now();
   let tokens = 0, finish = null;
   try {
-    const response = await fetch("/v1/completions", {
+    const response = await api("/v1/completions", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
       signal: controller.signal,
     });
@@ -97,7 +130,7 @@ async function score() {
   $("heatmap").replaceChildren();
   $("anomalies").replaceChildren();
   try {
-    const response = await fetch("/v1/score", {
+    const response = await api("/v1/score", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ text: $("score-text").value, top: 10 }),
     });
