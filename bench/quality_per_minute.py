@@ -33,8 +33,9 @@ NANOGPT_CPU = {
 }
 
 
-def nanogpt_config(corpus, budget):
-    cfg = config_from_args(build_parser().parse_args(["train", *corpus, "--budget", budget, "--arch", "transformer"]))
+def nanogpt_config(corpus, budget, threads):
+    cfg = config_from_args(build_parser().parse_args(
+        ["train", *corpus, "--budget", budget, "--threads", str(threads), "--arch", "transformer"]))
     cfg.model.update(NANOGPT_CPU["model"])
     for key, value in NANOGPT_CPU["train"].items():
         setattr(cfg.train, key, value)
@@ -68,13 +69,15 @@ def main():
     p.add_argument("corpus", nargs="+")
     p.add_argument("--budget", default="10m")
     p.add_argument("--out", default="runs/bench-qpm")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for both models (default: every core)")
     args = p.parse_args()
     parse_duration(args.budget)
     stamp = int(time.time())
 
     configs = {
-        "seqlab default": config_from_args(build_parser().parse_args(["train", *args.corpus, "--budget", args.budget])),
-        "nanoGPT CPU recipe": nanogpt_config(args.corpus, args.budget),
+        "seqlab default": config_from_args(build_parser().parse_args(
+            ["train", *args.corpus, "--budget", args.budget, "--threads", str(args.threads)])),
+        "nanoGPT CPU recipe": nanogpt_config(args.corpus, args.budget, args.threads),
     }
     rows, curves = [], {}
     for name, cfg in configs.items():
@@ -90,7 +93,7 @@ def main():
         rows.append([name, "compressor", "", "", "", f"{bpb:.4f}"])
     print()
     print_table(f"held-out bits per byte after {args.budget} on {platform.node()} "
-                f"({platform.machine()}, {__import__('os').cpu_count()} cores)",
+                f"({platform.machine()}, {__import__('os').cpu_count()} cores, threads {args.threads or 'all'})",
                 ["model", "arch", "params", "steps", "network alone", "held-out bpb"], rows)
     png = f"{args.out}-{stamp}/curves.png"
     plot(curves, png, compressors)

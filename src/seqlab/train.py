@@ -374,7 +374,7 @@ def add_cli(sub) -> None:
     p = sub.add_parser("train", help="train a model on your files (default: the bundled corpus)",
                        description="Train a model. CORPUS: files, directories (recursive) or globs.")
     p.add_argument("corpus", nargs="*", help="training data (default: bundled tinyshakespeare)")
-    p.add_argument("--arch", help="transformer or lstm (default: transformer)")
+    p.add_argument("--arch", help="transformer, lstm, qrnn, conv or stack (default: chosen for the budget and corpus)")
     clock_group = p.add_mutually_exclusive_group()
     clock_group.add_argument("--budget", help="wall-clock training time, e.g. 90s, 10m, 1h (default 10m)")
     clock_group.add_argument("--max-steps", type=int, help="train for exactly N optimizer steps")
