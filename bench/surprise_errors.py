@@ -25,11 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from seqlab.config import DataConfig, RunConfig  # noqa: E402
 from seqlab.run import load  # noqa: E402
 from seqlab.surprise import surprise  # noqa: E402
-from seqlab.config import parse_duration  # noqa: E402
-from seqlab.train import train  # noqa: E402
 
 CLOSERS = b")]}\">"
 NEAR = 10
@@ -51,14 +48,18 @@ def split_files(pattern: str, held_out: int, seed: int, max_train_bytes: int) ->
 
 
 def train_run(train_files: list[Path], budget: str, out: Path, arch: str, model: list[str]) -> Path:
+    """Train through the CLI, so `--arch auto` gets exactly what `seqlab train` picks with no --arch."""
+    from seqlab.__main__ import main as seqlab_main
+
     out.mkdir(parents=True, exist_ok=True)
     corpus = out / "train.txt"
     corpus.write_bytes(b"".join(p.read_bytes() for p in train_files))
-    overrides = dict(item.split("=", 1) for item in model)
-    cfg = RunConfig(arch=arch, model={k: int(v) if v.isdigit() else float(v) for k, v in overrides.items()},
-                    data=DataConfig(paths=[str(corpus)], val_fraction=0.02))
-    cfg.train.budget_seconds = parse_duration(budget)
-    return train(cfg, out / "run", log=lambda *a: None)
+    argv = ["train", str(corpus), "--budget", budget, "--out", str(out / "run"), "--val-fraction", "0.02"]
+    argv += [] if arch == "auto" else ["--arch", arch]
+    argv += [x for item in model for x in ("--set", f"model.{item}")]
+    if seqlab_main(argv) != 0:
+        sys.exit("training failed")
+    return out / "run"
 
 
 def inject(data: bytes, kind: str, rng: random.Random) -> tuple[bytes, int] | None:
@@ -88,7 +89,7 @@ def main() -> None:
     ap.add_argument("--budget", default="10m", help="training time when no --run is given")
     ap.add_argument("--run", help="use this trained run instead of training one")
     ap.add_argument("--corpus", default="/usr/include/**/*.h")
-    ap.add_argument("--arch", default="transformer")
+    ap.add_argument("--arch", default="auto", help="auto (default: what `seqlab train` picks) or an architecture")
     ap.add_argument("--model", action="append", default=[], metavar="KEY=VALUE", help="model size, e.g. n_hidden=256")
     ap.add_argument("--out", default="/tmp/seqlab-surprise-bench")
     ap.add_argument("--held-out", type=int, default=40, help="files kept out of training")
@@ -96,6 +97,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=60)
     ap.add_argument("--window", type=int, default=2000, help="bytes of a held-out file per trial")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mixed", action="store_true", help="score as surprise --mixed (count model mixed in)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads while scoring (1: least contention)")
     args = ap.parse_args()
 
@@ -120,7 +122,7 @@ def main() -> None:
         if made is None:
             continue
         bad, offset = made
-        report = surprise(run, bad, top=3, name=f"trial{trial}")
+        report = surprise(run, bad, top=3, name=f"trial{trial}", mixed=args.mixed)
         scored += len(bad)
         top = report.anomalies
         s = stats[kind]

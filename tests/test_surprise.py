@@ -8,7 +8,9 @@ import pytest
 from seqlab.__main__ import main
 from seqlab.evaluate import evaluate
 from seqlab.run import load
-from seqlab.surprise import find_spans, html_report, line_column, surprise, terminal_text
+from seqlab.surprise import find_spans, line_column, surprise
+from seqlab.surprise_render import html_report, terminal_text
+from seqlab.surprise_score import BLOCK, WARMUP
 from seqlab.train import train
 
 from conftest import structured_text, tiny_config
@@ -46,11 +48,23 @@ def _corrupt(text: str) -> tuple[bytes, int]:
 
 @pytest.mark.parametrize("arch", ["transformer", "lstm"])
 def test_summed_surprisal_equals_eval_total_bits(runs, grammar_file, arch):
-    report = surprise(runs[arch], grammar_file.read_bytes(), top=3, fixes=False)
+    mixed = surprise(runs[arch], grammar_file.read_bytes(), top=3, fixes=False, mixed=True)
+    network = surprise(runs[arch], grammar_file.read_bytes(), top=3, fixes=False)
     result = evaluate(runs[arch], [str(grammar_file)])
-    assert len(report.bits) == result["bytes"]
-    assert report.total_bits == pytest.approx(result["bpb"] * result["bytes"], rel=1e-6)
-    assert np.all(report.entropy >= 0)
+    assert len(mixed.bits) == len(network.bits) == result["bytes"]
+    assert mixed.total_bits == pytest.approx(result["bpb"] * result["bytes"], rel=1e-6)
+    assert network.total_bits == pytest.approx(result["bpb_network"] * result["bytes"], rel=1e-4)
+    assert np.all(network.entropy >= 0)
+
+
+def test_short_blocks_cost_little_against_eval_blocks(runs, tmp_path):
+    """A file of many of surprise's blocks: the shorter warm-up changes the network's total by under 2%."""
+    path = tmp_path / "long.txt"
+    path.write_text(structured_text(400, seed=5))
+    assert path.stat().st_size > 4 * (BLOCK + WARMUP)
+    report = surprise(runs["lstm"], path.read_bytes(), top=1, fixes=False)
+    result = evaluate(runs["lstm"], [str(path)])
+    assert report.total_bits == pytest.approx(result["bpb_network"] * result["bytes"], rel=0.02)
 
 
 @pytest.mark.parametrize("arch", ["transformer", "lstm"])

@@ -1,0 +1,169 @@
+"""Suggested fixes for `seqlab surprise`: what the model expected, and the small edit that helps most.
+
+From a few anchors just before a span the model generates greedily what it
+expected and tries small edits (insert the expected bytes, replace 1-2 bytes
+with them, delete, swap two bytes); the edit that makes the text through FOLLOW
+bytes after it least surprising is kept when it saves at least MIN_GAIN bits,
+net of NOISE_BITS per removed byte (else deleting any text would look like a
+fix). The network alone proposes and judges edits.
+"""
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+BACK = 3  # anchors tried before a span's first byte
+EXPECT_TOKENS = 8  # greedy continuation length
+EXPECT_BYTES = 12  # ... at most
+FOLLOW = 16  # bytes after an edit that must become less surprising
+MIN_GAIN = 2.0  # bits an edit must save to be suggested
+NOISE_BITS = 8.0  # cost of each byte a fix removes (deleting text always saves its own bits)
+LN2 = float(np.log(2))
+
+
+@dataclass
+class Fix:
+    offset: int  # byte offset where the edit applies
+    remove: int  # bytes removed there
+    insert: str  # text inserted there
+    kind: str  # "insert", "replace", "delete" or "swap"
+    gain_bits: float  # bits saved through FOLLOW bytes after the edit, net of NOISE_BITS per removed byte
+
+    def apply(self, data: bytes) -> bytes:
+        return data[: self.offset] + self.insert.encode("utf-8", "surrogateescape") + data[self.offset + self.remove :]
+
+
+
+def _repeat_state(model, state, n: int):
+    """The batch-1 state repeated n times along its batch dimension (found by comparing init shapes)."""
+    template = model.init_state(2, torch.device("cpu"))
+
+    def walk(s, t):
+        if isinstance(s, torch.Tensor):
+            dim = next(d for d in range(s.dim()) if s.shape[d] == 1 and t.shape[d] == 2)
+            return s.repeat_interleave(n, dim=dim)
+        if isinstance(s, (tuple, list)):
+            return type(s)(walk(a, b) for a, b in zip(s, t))
+        if hasattr(s, "__dict__"):
+            out = copy.copy(s)
+            for k, v in vars(s).items():
+                setattr(out, k, walk(v, getattr(t, k)))
+            return out
+        return s
+
+    return walk(state, template)
+
+
+def _prefix_ids(run, data: bytes, anchor: int, room: int) -> list[int]:
+    """The tokens before `anchor`, leaving `room` in the context for what follows (half at least)."""
+    tok = run.tokenizer
+    context = run.model.max_context or 256  # recurrent: enough to settle the state
+    limit = max(context - room, context // 2)
+    start = max(0, anchor - 4 * limit)
+    ids = [int(i) for i in tok.encode(data[start:anchor])][-limit:]
+    return ([tok.bos_id] + ids)[-limit:] if start == 0 else ids
+
+
+@torch.no_grad()
+def _greedy(run, state, logits, n: int) -> bytes:
+    out = []
+    for _ in range(n):
+        nxt = logits.argmax(dim=-1)
+        if int(nxt[0]) == run.tokenizer.bos_id:
+            break
+        out.append(run.tokenizer.token_bytes[int(nxt[0])])
+        logits, state = run.model.step(nxt, state)
+    return b"".join(out)
+
+
+def _edits(data: bytes, anchor: int, expected: bytes) -> list[tuple[int, bytes, str]]:
+    """(bytes removed at anchor, bytes inserted, kind) candidates; (0, b'', 'none') first."""
+    edits = [(0, b"", "none")]
+    edits += [(0, expected[:k], "insert") for k in range(1, len(expected) + 1)]
+    for m in (1, 2):
+        if anchor + m <= len(data):
+            edits.append((m, b"", "delete"))
+            edits += [(m, expected[:k], "replace") for k in range(1, len(expected) + 1)]
+    if anchor + 2 <= len(data) and data[anchor] != data[anchor + 1]:
+        edits.append((2, data[anchor + 1 : anchor + 2] + data[anchor : anchor + 1], "swap"))
+    return edits
+
+
+@torch.no_grad()
+def _edit_bits(run, state, last_logits: torch.Tensor, tails: list[np.ndarray]) -> np.ndarray:
+    """Total bits of each tail (token array) after the prefix whose state and last logits are given."""
+    model = run.model
+    first = torch.log_softmax(last_logits.float(), dim=-1)  # (V,)
+    length = max(len(t) for t in tails)
+    batch = np.zeros((len(tails), length), dtype=np.int64)
+    for i, t in enumerate(tails):
+        batch[i, : len(t)] = t
+    y = torch.from_numpy(batch).to(run.device)
+    total = -first[y[:, 0]]
+    if length > 1:
+        logits, _ = model(y[:, :-1], _repeat_state(model, state, len(tails)))
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(2, y[:, 1:, None])[..., 0]  # (C, L-1)
+        mask = torch.tensor([[j + 1 < len(t) for j in range(length - 1)] for t in tails], device=run.device)
+        total = total - (logp * mask).sum(dim=1)
+    return (total / LN2).cpu().numpy()
+
+
+def _minimal_fix(data: bytes, offset: int, remove: int, insert: bytes, kind: str, gain: float) -> Fix:
+    """The same edit with what it keeps trimmed off ("e" -> "es" becomes: insert "s" after the "e")."""
+    removed = data[offset : offset + remove]
+    while removed and insert and removed[0] == insert[0]:
+        removed, insert, offset = removed[1:], insert[1:], offset + 1
+    while removed and insert and removed[-1] == insert[-1]:
+        removed, insert = removed[:-1], insert[:-1]
+    if kind == "replace":
+        kind = "insert" if not removed else "delete" if not insert else "replace"
+    return Fix(offset, len(removed), insert.decode("utf-8", "surrogateescape"), kind, gain)
+
+
+def _anchor_states(run, data: bytes, first: int, stop: int):
+    """Yield (anchor, logits (1, T, V), state) for anchors first..stop-1: the model having read data[:anchor].
+
+    Byte tokens: read the prefix once and step one byte per anchor. BPE: re-read per anchor
+    (token boundaries move with the anchor).
+    """
+    model, room = run.model, EXPECT_BYTES + FOLLOW + 2
+    if getattr(run.tokenizer, "kind", "") != "byte":
+        for anchor in range(first, stop):
+            prefix = torch.tensor([_prefix_ids(run, data, anchor, room)], device=run.device)
+            yield (anchor, *model(prefix, model.init_state(1, run.device)))
+        return
+    prefix = torch.tensor([_prefix_ids(run, data, first, room + (stop - first))], device=run.device)
+    logits, state = model(prefix, model.init_state(1, run.device))
+    for anchor in range(first, stop):
+        yield anchor, logits, state
+        if anchor < len(data) and anchor + 1 < stop:
+            step, state = model.step(torch.tensor([data[anchor]], device=run.device), state)
+            logits = step[:, None]
+
+
+@torch.no_grad()
+def suggest_fix(run, data: bytes, start: int) -> tuple[str, Fix | None]:
+    """What the model expected at `start`, and the best small edit near it (None if none helps)."""
+    tok, model, best, expected_here = run.tokenizer, run.model, None, b""
+    for anchor, logits, state in _anchor_states(run, data, max(0, start - BACK), start + 1):
+        # The network alone proposes and judges edits (a run's count model only sharpens scores).
+        expected = _greedy(run, _repeat_state(model, state, 1), logits[:, -1], EXPECT_TOKENS)[:EXPECT_BYTES]
+        if anchor == start:
+            expected_here = expected
+        end = min(len(data), anchor + 2 + FOLLOW)
+        edits = _edits(data, anchor, expected)
+        tails = [tok.encode(ins + data[anchor + m : end]) for m, ins, _ in edits]
+        keep = [i for i, t in enumerate(tails) if len(t)]
+        if len(keep) < 2 or keep[0] != 0:
+            continue
+        bits = _edit_bits(run, state, logits[0, -1], [tails[i] for i in keep])
+        for i, b in zip(keep[1:], bits[1:]):
+            m, ins, kind = edits[i]
+            fix = _minimal_fix(data, anchor, m, ins, kind, float(bits[0] - b))
+            # Noisy channel: junk bytes a fix removes must have come from somewhere, ~8 bits each.
+            fix.gain_bits -= NOISE_BITS * fix.remove if fix.kind != "swap" else 0.0
+            if fix.gain_bits >= MIN_GAIN and (best is None or fix.gain_bits > best.gain_bits):
+                best = fix
+    return expected_here.decode("utf-8", "replace"), best
