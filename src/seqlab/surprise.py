@@ -142,7 +142,7 @@ def add_cli(sub) -> None:
     p.add_argument("--no-color", action="store_true", help="plain text; anomalies marked with ^ lines")
     p.add_argument("--mixed", action="store_true",
                    help="score as eval's headline figure does: the count model mixed into the network "
-                        "(slower; default: the network alone, which locates errors as well or better)")
+                        "(slower; default: the network alone)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cli)
 
