@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from seqlab.__main__ import main
 from seqlab.compress import Header, compress_bytes, decompress_bytes, plan_chunks
+from seqlab.countmodel import StepReader, context_hashes, context_hashes_at
 from seqlab.errors import SeqlabError
 from seqlab.rangecoder import Decoder, Encoder
 from seqlab.run import load
@@ -67,6 +68,15 @@ def lstm_run(lstm_dir):
 
 
 @pytest.fixture(scope="module")
+def network_only_dir(lstm_dir, tmp_path_factory):
+    """The same run without its count model's history: compress codes with the network alone."""
+    other = tmp_path_factory.mktemp("network-only") / "run"
+    shutil.copytree(lstm_dir, other)
+    (other / "history.npy").unlink()
+    return other
+
+
+@pytest.fixture(scope="module")
 def other_dir(lstm_dir, tmp_path_factory):
     """The same weights under a changed config: a different run to the fingerprint."""
     other = tmp_path_factory.mktemp("other") / "run"
@@ -77,25 +87,86 @@ def other_dir(lstm_dir, tmp_path_factory):
     return other
 
 
+def test_step_hashes_are_context_hashes():
+    tokens = np.random.default_rng(0).integers(0, 300, 100)
+    orders = [1, 2, 5, 24]
+    whole = context_hashes(tokens, orders)
+    before = np.full((len(tokens), 24), -1)
+    for i in range(len(tokens)):
+        back = tokens[max(0, i - 24) : i][::-1]
+        before[i, : len(back)] = back
+    step = context_hashes_at(before, orders)
+    for k in orders:
+        assert np.array_equal(step[k], whole[k])
+
+
+def test_step_reader_gives_eval_counts(lstm_run):
+    """Texts read one token at a time, in lockstep, see the counts CountReader gives eval's chunks."""
+    model, chunk = lstm_run.count_model, lstm_run.config.counts.chunk
+    text = np.concatenate([[lstm_run.tokenizer.bos_id],
+                           lstm_run.tokenizer.encode(structured_text(60, seed=3).encode())])
+    batch = model.session("cpu").reader(text, 1)
+    stepper = StepReader(model.session("cpu"), 2, text[:1])
+    for first in range(1, len(text), chunk):
+        stop = min(first + chunk, len(text))
+        expected, expected_bucket = batch.distributions(first, stop)
+        for i in range(first, stop):
+            experts, bucket = stepper.distributions(np.array([0, 1]))
+            np.testing.assert_allclose(experts[0], expected[i - first], rtol=1e-6, atol=1e-6)
+            assert bucket[0] == expected_bucket[i - first]
+            stepper.append(np.array([text[i], text[i]]))
+        batch.advance(stop)
+        stepper.advance(0)  # text 1 (a copy) is never counted: text 0 alone is what eval reads
+
+
+def _mixed(blob) -> bool:
+    return Header.unpack(blob, "x")[0].counts_fingerprint is not None
+
+
 @pytest.mark.parametrize("data", [b"", b"a", bytes(random.Random(1).randbytes(3000))], ids=["empty", "one", "random"])
 def test_round_trip_is_byte_identical(lstm_run, data):
     blob = compress_bytes(lstm_run, data, min_chunk=512)
+    assert _mixed(blob)
     assert decompress_bytes(lstm_run, blob) == data
+
+
+def test_count_model_wins_on_repeated_text(lstm_run, network_only_dir):
+    """Random lines repeated: the network cannot learn them, the counts remember them after one reading."""
+    line = bytes(random.Random(2).randbytes(300))
+    data = line * 10
+    mixed = compress_bytes(lstm_run, data, min_chunk=1024)  # 3 chunks in lockstep
+    network = compress_bytes(load(network_only_dir), data, min_chunk=1024)
+    assert _mixed(mixed) and not _mixed(network)
+    assert decompress_bytes(lstm_run, mixed) == data
+    assert len(mixed) < 0.5 * len(network)
+    assert decompress_bytes(lstm_run, network) == data  # the header, not the run, says whether to mix
+
+
+def test_count_model_mismatch_is_refused(lstm_run, lstm_dir, network_only_dir, tmp_path):
+    blob = compress_bytes(lstm_run, b"anna sees the cat.\n" * 5)
+    with pytest.raises(SeqlabError, match="count model mixed in, but .* has none"):
+        decompress_bytes(load(network_only_dir), blob)
+    changed = tmp_path / "run"
+    shutil.copytree(lstm_dir, changed)
+    history = np.load(changed / "history.npy")
+    np.save(changed / "history.npy", history[1:])
+    with pytest.raises(SeqlabError, match="different count model"):
+        decompress_bytes(load(changed), blob)
 
 
 def test_large_file_round_trip_and_compresses_like_eval(lstm_run, tmp_path):
     from seqlab.evaluate import evaluate
 
-    data = structured_text(1500, seed=7).encode()  # ~ 30 KB of the grammar the run was trained on
+    data = structured_text(800, seed=7).encode()  # ~ 16 KB of the grammar the run was trained on
     blob = compress_bytes(lstm_run, data, min_chunk=4096)
     assert decompress_bytes(lstm_run, blob) == data
     path = tmp_path / "big.txt"
     path.write_bytes(data)
-    bpb = evaluate(lstm_run, [str(path)])["bpb_network"]  # compress codes with the network alone
+    bpb = evaluate(lstm_run, [str(path)])["bpb"]  # the network mixed with the count model, as compress codes
     header, pos = Header.unpack(blob, "big")
-    assert len(header.chunks) == 6 and pos < 120
+    assert len(header.chunks) == 3 and pos < 80
     coded = 8 * (len(blob) - pos) / len(data)
-    assert bpb * 0.999 < coded < bpb * 1.03  # chunks restart without context: a little over eval
+    assert bpb * 0.97 < coded < bpb * 1.03  # chunks restart the network without context, read text in another order
 
 
 def test_other_run_is_refused(other_dir, lstm_run):

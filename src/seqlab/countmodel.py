@@ -16,6 +16,8 @@ Everything is causal: the prediction for a token uses only the training split
 and the tokens before it, so bits per byte stay an honest compression measure.
 """
 
+import functools
+
 import numpy as np
 import torch
 
@@ -38,6 +40,22 @@ def context_hashes(tokens: np.ndarray, orders) -> dict[int, np.ndarray]:
             h = h * _MUL + shifted
             if k in orders:
                 out[k] = _finalise(h) >> np.uint64(16)  # 48 bits of context; the low 16 hold the next token
+    return out
+
+
+def context_hashes_at(before: np.ndarray, orders) -> dict[int, np.ndarray]:
+    """context_hashes' values for n positions, from the tokens before each alone.
+
+    before (n, max(orders)): before[:, j] is the token j + 1 places back, -1 where the text has none.
+    """
+    t = (before.astype(np.int64) + 1).astype(np.uint64)  # -1 (no token) becomes 0, as context_hashes pads
+    h = np.zeros(len(before), dtype=np.uint64)
+    out = {}
+    with np.errstate(over="ignore"):
+        for k in range(1, max(orders) + 1):
+            h = h * _MUL + t[:, k - 1]
+            if k in orders:
+                out[k] = _finalise(h) >> np.uint64(16)
     return out
 
 
@@ -177,22 +195,8 @@ class CountReader:
         The orders are blended by interpolation, shortest first; expert e is the blend up to
         order `config.experts[e]`. The bucket is how many orders had seen the context.
         """
-        m, c = self.model, self.model.config
-        n = stop - start
-        p = np.full((n, m.vocab), 1.0 / m.vocab, dtype=np.float32)
-        bucket = np.zeros(n, dtype=np.int64)
-        experts = []
-        for level, k in enumerate(c.orders, start=1):
-            tables = [m.tables[k]] + self.recent[k].levels
-            counts = dense_counts(tables, self.hashes[k][start:stop], m.vocab)
-            total = counts.sum(1, keepdims=True)
-            escape = np.float32(c.escape_per_type) * (counts > 0).sum(1, keepdims=True, dtype=np.float32) \
-                + np.float32(c.escape_base)
-            p = (counts + escape * p) / (total + escape)
-            bucket[total[:, 0] > 0] = level
-            if k in c.experts:
-                experts.append(np.log(np.maximum(p, 1e-12)))
-        return np.stack(experts, axis=1), bucket
+        tables = {k: [self.model.tables[k]] + self.recent[k].levels for k in self.model.config.orders}
+        return blend_counts(self.model, tables, {k: h[start:stop] for k, h in self.hashes.items()})
 
     def advance(self, stop: int) -> None:
         """Count tokens up to `stop` as seen text."""
@@ -201,6 +205,92 @@ class CountReader:
             if stop > first:
                 self.recent[k].add(self.hashes[k][first:stop], self.tokens[first:stop])
         self.seen = max(self.seen, stop)
+
+
+def blend_counts(model: CountModel, tables: dict[int, list[CountTable]], contexts: dict[int, np.ndarray]):
+    """(expert log-probabilities (n, E, V), bucket (n,)) for n positions, from their context hashes and
+    the count tables of each order."""
+    c = model.config
+    n = len(contexts[c.orders[0]])
+    p = np.full((n, model.vocab), 1.0 / model.vocab, dtype=np.float32)
+    bucket = np.zeros(n, dtype=np.int64)
+    experts = []
+    for level, k in enumerate(c.orders, start=1):
+        counts = dense_counts(tables[k], contexts[k], model.vocab)
+        total = counts.sum(1, keepdims=True)
+        escape = np.float32(c.escape_per_type) * (counts > 0).sum(1, keepdims=True, dtype=np.float32) \
+            + np.float32(c.escape_base)
+        p = (counts + escape * p) / (total + escape)
+        bucket[total[:, 0] > 0] = level
+        if k in c.experts:
+            experts.append(np.log(np.maximum(p, 1e-12)))
+    return np.stack(experts, axis=1), bucket
+
+
+class StepReader:
+    """CountReader's incremental twin: n texts learnt one token at a time (a decoder's view of them).
+
+    Each text starts from `context` (tokens already in the training counts, as CountReader's
+    n_context). `distributions(rows)` blends the counts for the next position of the given texts,
+    hashing its contexts from the last max(orders) tokens (context_hashes' very values, so the counts
+    are eval's); `append(tokens)` learns those positions' tokens; `advance(row)` counts what a text
+    appended since its last advance as seen text, as CountReader.advance does. The session's counts
+    must change only through this reader (it keeps them merged between advances).
+    """
+
+    def __init__(self, session: CountSession, n_texts: int, context: np.ndarray):
+        self.model, self.recent = session.model, session.recent
+        orders = self.model.config.orders
+        self.before = np.full((n_texts, max(orders)), -1, dtype=np.int64)  # (n, K): most recent token first
+        for token in context:
+            self._shift_in(np.arange(n_texts), np.full(n_texts, token))
+        self.position = np.full(n_texts, len(context))  # index of each text's next token
+        self.rows = np.zeros(0, dtype=np.int64)  # the texts last given to `distributions`
+        self.contexts: dict[int, np.ndarray] = {}  # and their next positions' context hashes, per order
+        self.unseen = [[] for _ in range(n_texts)]  # per text: (position, hashes (orders,), token) not yet counted
+        self.tables: dict[int, list[CountTable]] = {}  # per order: training counts, recent counts merged
+
+    def _current_tables(self) -> dict[int, list[CountTable]]:
+        """The tables CountReader reads, the recent levels merged into one: the same counts, and a step
+        (a handful of rows) costs a lookup per table."""
+        if not self.tables:
+            for k in self.model.config.orders:
+                levels = self.recent[k].levels
+                merged = [functools.reduce(CountTable.merge, levels)] if levels else []
+                self.tables[k] = [self.model.tables[k]] + merged
+        return self.tables
+
+    def _shift_in(self, rows: np.ndarray, tokens: np.ndarray) -> None:
+        self.before[rows, 1:] = self.before[rows, :-1]
+        self.before[rows, 0] = tokens
+
+    def distributions(self, rows: np.ndarray):
+        """(log-probabilities (n, E, V) of each count expert, bucket (n,)) for the next token of texts `rows`."""
+        self.contexts = context_hashes_at(self.before[rows], self.model.config.orders)
+        self.rows = rows
+        return blend_counts(self.model, self._current_tables(), self.contexts)
+
+    def append(self, tokens: np.ndarray) -> None:
+        """Learn the next token of the texts last given to `distributions`."""
+        hashes = np.stack([self.contexts[k] for k in self.model.config.orders], axis=1)  # (rows, orders)
+        for i, row in enumerate(self.rows):
+            self.unseen[row].append((int(self.position[row]), hashes[i], int(tokens[i])))
+        self._shift_in(self.rows, tokens)
+        self.position[self.rows] += 1
+
+    def advance(self, row: int) -> None:
+        """Count the tokens text `row` appended since its last advance as seen text."""
+        if not self.unseen[row]:
+            return
+        positions = np.array([u[0] for u in self.unseen[row]])
+        hashes = np.stack([u[1] for u in self.unseen[row]])
+        tokens = np.array([u[2] for u in self.unseen[row]], dtype=np.int64)
+        for i, k in enumerate(self.model.config.orders):
+            keep = positions >= k  # shorter contexts run off the text's start: CountReader skips them too
+            if keep.any():
+                self.recent[k].add(hashes[keep, i], tokens[keep])
+        self.unseen[row] = []
+        self.tables = {}
 
 
 class OnlineMixer:
