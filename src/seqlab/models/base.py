@@ -28,6 +28,14 @@ class SeqModel(nn.Module):
     def init_state(self, batch_size: int, device) -> object:
         raise NotImplementedError
 
+    def forward(self, idx, state=None):
+        """idx (B, T) -> logits (B, T, V); with a state, idx continues the text the state holds."""
+        x, state = self.features(idx, state)
+        return self.output_layer()(x), state
+
+    def features(self, idx, state=None):
+        raise NotImplementedError
+
     def step(self, idx: torch.Tensor, state):
         logits, state = self(idx[:, None], state)
         return logits[:, -1], state

@@ -85,11 +85,6 @@ class Conv(SeqModel):
         C = self.config.n_channels
         return tuple(torch.zeros(batch_size, layer.context, C, device=device, dtype=dtype) for layer in self.layers)
 
-    def forward(self, idx, state=None):
-        """idx (B, T) -> logits (B, T, V); with a state, idx continues the text the queues hold."""
-        x, state = self.features(idx, state)
-        return self.head(x), state
-
     def features(self, idx, state=None):
         queues = state if state is not None else (None,) * len(self.layers)
         x = self.drop(self.embed(idx))  # (B, T, C)

@@ -44,10 +44,6 @@ class LSTM(SeqModel):
         dtype = self.embed.weight.dtype
         return torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype)
 
-    def forward(self, idx, state=None):
-        x, state = self.features(idx, state)
-        return self.head(x), state
-
     def features(self, idx, state=None):
         outputs, state = self.hidden_states(idx, state)
         return self.proj(self.drop(outputs[-1])), state

@@ -137,10 +137,6 @@ class QRNN(SeqModel):
         prevs = tuple(torch.zeros(batch_size, c.window - 1, d, device=device, dtype=dtype) for d in sizes)
         return prevs + (torch.zeros(c.n_layer, batch_size, c.n_hidden, device=device, dtype=dtype),)
 
-    def forward(self, idx, state=None):
-        x, state = self.features(idx, state)
-        return self.head(x), state
-
     def features(self, idx, state=None):
         outputs, state = self.hidden_states(idx, state)
         return self.proj(self.drop(outputs[-1])), state

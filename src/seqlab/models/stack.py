@@ -82,10 +82,6 @@ class StackRNN(SeqModel):
         return (zeros(batch_size, c.n_hidden), zeros(batch_size, c.n_hidden), zeros(batch_size, 0, c.memory_width),
                 zeros(batch_size, 0), zeros(batch_size, c.memory_width))
 
-    def forward(self, idx, state=None):
-        x, state = self.features(idx, state)
-        return self.head(x), state
-
     def features(self, idx, state=None):
         outputs, state = self.hidden_states(idx, state)
         return self.proj(self.drop(outputs[-1])), state

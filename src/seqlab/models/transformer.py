@@ -124,10 +124,6 @@ class Transformer(SeqModel):
         dtype = self.wte.weight.dtype
         return KVCache(c.n_layer, batch_size, c.n_head, c.block_size, c.n_embd // c.n_head, device, dtype)
 
-    def forward(self, idx, state: KVCache | None = None):
-        x, state = self.features(idx, state)
-        return self.lm_head(x), state
-
     def features(self, idx, state: KVCache | None = None):
         B, T = idx.shape
         assert T <= self.max_context, f"sequence of {T} tokens exceeds block_size {self.max_context}"
