@@ -98,6 +98,7 @@ def test_existing_run_is_not_overwritten(capsys, trained_runs, corpus_file):
     (["train", "--set", "model.n_layer=two"], "cannot read"),
     (["train", "--val-fraction", "1.5", "--max-steps", "1"], "val-fraction"),
     (["train", "--config", "/nonexistent.json"], "config file not found"),
+    (["train", "--set", "counts.match_orders=16,8", "--max-steps", "1"], "match_orders must increase"),
 ])
 def test_bad_values(capsys, tmp_path, argv, needle, monkeypatch):
     monkeypatch.chdir(tmp_path)

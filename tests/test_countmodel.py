@@ -40,12 +40,29 @@ def test_distributions_are_normalised_and_causal():
         return np.exp(reader.distributions(40, 120)[0])  # (n, experts, vocab)
 
     p = read(text)
-    assert p.shape == (80, 2, 7) and np.allclose(p.sum(-1), 1, atol=1e-5) and (p > 0).all()
+    assert p.shape == (80, 3, 7)  # the two blends, then the match expert and np.allclose(p.sum(-1), 1, atol=1e-5) and (p > 0).all()
     changed = text.copy()
     changed[60] = (changed[60] + 1) % 7
     q = read(changed)
     assert np.allclose(p[: 60 - 40 + 1], q[: 60 - 40 + 1])  # predictions up to position 60 saw only the past
     assert not np.allclose(p[21:], q[21:])
+
+
+def test_match_expert_follows_the_longest_context_seen_before():
+    """A 64-token context seen once before predicts its continuation sharply, with a match-order bucket;
+    where no match order has seen the context the expert is uniform."""
+    rng = np.random.default_rng(2)
+    history = rng.integers(0, 50, 3000)
+    config = CountModelConfig(match_orders=[32, 64], match_confidence=0.99)
+    model = CountModel(history, 50, config)
+    text = np.concatenate([rng.integers(0, 50, 100), history[1000:1100]])  # fresh, then a copy
+    experts, bucket = model.session("cpu").reader(text, 1).distributions(1, len(text))
+    match = np.exp(experts[:, -1])  # (n, V)
+    copied = np.arange(100 + 64, len(text)) - 1  # rows whose 64 tokens before are all copied
+    assert (bucket[copied] == len(config.orders) + 2).all()  # the second match order
+    assert np.allclose(match[copied, text[copied + 1]], 0.99)
+    fresh = np.arange(40, 99) - 1
+    assert (bucket[fresh] <= len(config.orders)).all() and np.allclose(match[fresh], 1 / 50)
 
 
 def test_recent_counts_levels_equal_one_table():

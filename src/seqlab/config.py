@@ -50,12 +50,15 @@ class CountModelConfig:
     enabled: bool = True
     orders: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 8, 12, 16, 24])
     experts: list[int] = field(default_factory=lambda: [2, 4, 24])  # the blends (orders up to k) the mixer weighs
+    match_orders: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512, 1024])  # the match expert's
+    match_confidence: float = 0.99  # its probability of the longest seen context's usual next token
+    w_match: float = 0.5  # its prior weight where a match order was seen
     escape_per_type: float = 8.0  # Witten-Bell escape weight per distinct continuation seen
     escape_base: float = 2.0
     w_network: float = 1.0  # prior mixing weights, adapted online to each text:
     w_counts: float = 0.35  # the counts' weight where only short contexts were seen before,
     w_counts_longest: float = 1.0  # rising to this where the longest order was seen
-    learning_rate: float = 0.05
+    learning_rate: float = 0.02
     chunk: int = 256  # tokens scored between count and weight updates
     max_history: int = 8_000_000  # training tokens kept (the most recent)
     max_vocab: int = 4096  # larger vocabularies score with the network alone

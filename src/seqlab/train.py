@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt
+from . import countmodel
 from . import distributed
 from .config import RunConfig
 from .data.batches import make_batcher
@@ -139,6 +140,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     if cfg.train.budget_seconds <= 0 and cfg.train.max_steps <= 0:
         raise SeqlabError("give a training budget: --budget (e.g. 10m) or --max-steps N")
     distributed.check_batch(cfg.train.batch_size, world)
+    countmodel.check(cfg.counts)
     if init and not resume:
         from .pretrained import apply_init
 
@@ -322,7 +324,6 @@ def _raise_interrupt(signum, frame):
 
 def finish(run_dir: Path, model, data: TokenData, tokenizer, metrics: Metrics, device, loop: TrainLoop, log) -> None:
     """Keep the count model's history, evaluate the full held-out split, write samples and the curve."""
-    from .countmodel import save_history, usable
     from .evaluate import evaluate_held_out
     from .generate import generate
     from .plot import plot_curve
@@ -330,8 +331,8 @@ def finish(run_dir: Path, model, data: TokenData, tokenizer, metrics: Metrics, d
 
     model.eval()
     config = read_config(run_dir)
-    if usable(config.counts, tokenizer.vocab_size):
-        save_history(run_dir, data.train, config.counts)
+    if countmodel.usable(config.counts, tokenizer.vocab_size):
+        countmodel.save_history(run_dir, data.train, config.counts)
     run = Run(run_dir, config, tokenizer, model, device)
     result = evaluate_held_out(run, data)
     metrics.write(event="final", step=loop.pos["step"], elapsed=round(loop.pos["elapsed"], 2),
