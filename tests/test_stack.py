@@ -9,50 +9,33 @@ from seqlab.models.stack import stack_update
 from conftest import TINY
 
 
-def run_ops(ops, values, max_depth=10):
-    """Apply (d, u) pairs with the given values to an empty stack; return the (V, s, r) after each step."""
-    V, s = torch.zeros(1, 0, 2), torch.zeros(1, 0)
-    out = []
-    for (d, u), v in zip(ops, values):
-        V, s, r = stack_update(V, s, torch.tensor([v]), torch.tensor([d]), torch.tensor([u]), max_depth)
-        out.append((V, s, r))
-    return out
+def one_hot_actions(name: str) -> torch.Tensor:
+    return torch.tensor([[float(name == a) for a in ("push", "pop", "no-op")]])
 
 
-def test_push_push_pop_by_hand():
-    """The example of Grefenstette et al. (2015), figure 1, worked through their equations:
-    t=1: push v1 with d=0.8            -> s = [0.8],           r = 0.8 v1
-    t=2: pop 0.1, push v2 with d=0.5   -> s = [0.7, 0.5],      r = 0.5 v2 + 0.5 v1
-    t=3: pop 0.9, push v3 with d=0.9   -> pop takes 0.5 of v2 and the last 0.4 from v1:
-                                          s = [0.3, 0.0, 0.9], r = 0.9 v3 + min(0.3, 1 - 0.9) v1
-    """
-    v1, v2, v3 = [1.0, 0.0], [0.0, 1.0], [2.0, -1.0]
-    (V1, s1, r1), (V2, s2, r2), (V3, s3, r3) = run_ops([(0.8, 0.0), (0.5, 0.1), (0.9, 0.9)], [v1, v2, v3])
-    close = lambda a, b: torch.allclose(a, torch.tensor([b]), atol=1e-6)
-    assert close(s1, [0.8]) and close(r1, [0.8, 0.0])
-    assert close(s2, [0.7, 0.5]) and close(r2, [0.5, 0.5])
-    assert close(s3, [0.3, 0.0, 0.9]) and close(r3, [0.9 * 2.0 + 0.1 * 1.0, 0.9 * -1.0])
-    assert torch.equal(V3[0], torch.tensor([v1, v2, v3]))  # values never change once pushed
+def test_push_pop_and_no_op_by_hand():
+    """The three outcomes of Joulin & Mikolov (2015), section 3.1, on a 3-cell stack of width 2."""
+    S = torch.tensor([[[1.0, 1.0], [2.0, 2.0], [0.0, 0.0]]])
+    v = torch.tensor([[5.0, -5.0]])
+    assert torch.equal(stack_update(S, one_hot_actions("push"), v)[0], torch.tensor([[5.0, -5.0], [1.0, 1.0], [2.0, 2.0]]))
+    assert torch.equal(stack_update(S, one_hot_actions("pop"), v)[0], torch.tensor([[2.0, 2.0], [0.0, 0.0], [0.0, 0.0]]))
+    assert torch.equal(stack_update(S, one_hot_actions("no-op"), v), S)
 
 
-def test_pop_beyond_the_bottom_empties_the_stack():
-    steps = run_ops([(0.6, 0.0), (0.3, 0.0), (0.0, 5.0)], [[1.0, 1.0]] * 3)
-    V, s, r = steps[-1]
-    assert torch.allclose(s, torch.zeros(1, 3)) and torch.allclose(r, torch.zeros(1, 2))
+def test_soft_actions_mix_the_outcomes():
+    torch.manual_seed(0)
+    S, v = torch.randn(2, 4, 3), torch.randn(2, 3)
+    actions = torch.softmax(torch.randn(2, 3), dim=-1)
+    outcomes = [stack_update(S, one_hot_actions(a).expand(2, 3), v) for a in ("push", "pop", "no-op")]
+    expected = sum(actions[:, i, None, None] * outcomes[i] for i in range(3))
+    assert torch.allclose(stack_update(S, actions, v), expected, atol=1e-6)
 
 
-def test_read_takes_top_strength_one():
-    """Strengths below the top unit are not read: [0.5, 0.5, 0.5] reads the top two items only."""
-    V, s, r = run_ops([(0.5, 0.0)] * 3, [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])[-1]
-    assert torch.allclose(r, torch.tensor([[0.0, 0.5]]), atol=1e-6)
-
-
-def test_depth_is_bounded_and_grows_with_pushes():
-    steps = run_ops([(1.0, 0.0)] * 6, [[float(i), 0.0] for i in range(6)], max_depth=4)
-    assert [s.shape[1] for _, s, _ in steps] == [1, 2, 3, 4, 4, 4]
-    V, _, r = steps[-1]
-    assert V[0, :, 0].tolist() == [2.0, 3.0, 4.0, 5.0]  # the oldest items dropped off the bottom
-    assert torch.allclose(r, torch.tensor([[5.0, 0.0]]))
+def test_pushes_beyond_the_depth_drop_the_bottom_cell():
+    S = torch.zeros(1, 3, 1)
+    for i in range(5):
+        S = stack_update(S, one_hot_actions("push"), torch.tensor([[float(i + 1)]]))
+    assert S[0, :, 0].tolist() == [5.0, 4.0, 3.0]
 
 
 def tiny(**over):
@@ -74,19 +57,32 @@ def test_stack_operations_get_gradient():
     model = tiny()
     logits, _ = model(torch.randint(0, 50, (2, 12)))
     logits.logsumexp(-1).mean().backward()
-    grad = model.stack_ops.weight.grad
-    assert all(grad[i].abs().sum() > 0 for i in (0, 1)) and grad[2:].abs().sum() > 0
+    grad = model.actions.weight.grad
+    assert all(grad[i].abs().sum() > 0 for i in range(3)) and model.value.weight.grad.abs().sum() > 0
 
 
-def test_reads_feed_the_controller():
-    """Changing what the stack holds changes the next prediction: r_t reaches the controller."""
+def test_the_top_feeds_the_controller_and_the_output():
+    """Changing the top cell changes the next prediction; changing a cell below it, only after a pop."""
     model = tiny().eval()
-    x = torch.randint(0, 50, (1, 5))
-    _, state = model(x)
-    h, c, V, s, r = state
-    a, _ = model(x[:, -1:], (h, c, V, s, r))
-    b, _ = model(x[:, -1:], (h, c, V, s, r + 1.0))
+    x = torch.randint(0, 48, (1, 5))
+    _, (h, c, S) = model(x)
+    a, _ = model(x[:, -1:], (h, c, S))
+    top = S.clone()
+    top[:, 0] += 1.0
+    b, _ = model(x[:, -1:], (h, c, top))
     assert not torch.allclose(a, b)
+
+
+def test_bos_empties_the_stack():
+    """Each document starts on an empty stack, whatever the one before left on it."""
+    model = tiny().eval()
+    bos = torch.full((1, 1), model.bos_id)
+    doc = torch.cat([bos, torch.randint(0, 48, (1, 6))], dim=1)
+    alone, _ = model(doc)
+    _, (h, c, S) = model(torch.randint(0, 48, (1, 20)))
+    after, _ = model(doc, (h, c, S + 1.0))
+    fresh, _ = model(doc, (h, c, torch.zeros_like(S)))
+    assert torch.allclose(after, fresh, atol=1e-6) and not torch.allclose(alone, after)
 
 
 @pytest.mark.parametrize("over", [{"max_depth": 0}, {"memory_width": 0}])
@@ -108,3 +104,25 @@ def test_tiny_stack_learns_structure(trained_runs, corpus_file):
     text = corpus_file.read_bytes()
     unigram = -sum(c / len(text) * log2(c / len(text)) for c in Counter(text).values())
     assert final.get("val_bpb_network", final["val_bpb"]) < 0.6 * unigram
+
+
+def test_stack_reverses_longer_sequences_than_it_trained_on_and_lstm_does_not(tmp_path):
+    """task:reverse trains on lengths 1-10 and holds out 11-16. Same controller size, same 300 steps:
+    the stack keeps what it read and pops it back at any length; the plain LSTM does not get there.
+    (bench/stack_vs_lstm.py runs the longer comparison.)"""
+    from seqlab.config import DataConfig, RunConfig, TrainConfig
+    from seqlab.data.tasks import task_accuracy
+    from seqlab.run import load
+    from seqlab.train import train
+
+    def accuracy(arch: str, model: dict) -> dict:
+        config = RunConfig(arch=arch, model={"n_hidden": 64, "dropout": 0.0, **model},
+                           data=DataConfig(paths=["task:reverse"]),
+                           train=TrainConfig(max_steps=300, batch_size=32, seq_len=64, lr=6e-3, seed=1337,
+                                             eval_every_steps=300, eval_tokens=1024, threads=1, device="cpu"))
+        run = load(train(config, tmp_path / arch, log=lambda *a: None))
+        return task_accuracy(run.model, run.tokenizer, "reverse", run.device)
+
+    stack, lstm = accuracy("stack", {"memory_width": 16}), accuracy("lstm", {"n_layer": 1})
+    assert stack["exact_match"] > 0.6 and stack["byte_accuracy"] > 0.9, stack
+    assert stack["exact_match"] > lstm["exact_match"] + 0.5 and stack["byte_accuracy"] > lstm["byte_accuracy"] + 0.5, lstm

@@ -4,13 +4,15 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from seqlab.__main__ import main
 from seqlab.evaluate import evaluate
+from seqlab.models.lstm import LSTM, LSTMConfig
 from seqlab.run import load
 from seqlab.surprise import find_spans, line_column, surprise
 from seqlab.surprise_render import html_report, terminal_text
-from seqlab.surprise_score import BLOCK, WARMUP
+from seqlab.surprise_score import BLOCK, WARMUP, score_tokens
 from seqlab.train import train
 
 from conftest import structured_text, tiny_config
@@ -55,6 +57,52 @@ def test_summed_surprisal_equals_eval_total_bits(runs, grammar_file, arch):
     assert mixed.total_bits == pytest.approx(result["bpb"] * result["bytes"], rel=1e-6)
     assert network.total_bits == pytest.approx(result["bpb_network"] * result["bytes"], rel=1e-4)
     assert np.all(network.entropy >= 0)
+
+
+def _random_lstm(**config) -> LSTM:
+    torch.manual_seed(0)
+    model = LSTM(LSTMConfig(vocab_size=40, dropout=0.0, **config)).eval()
+    for p in model.parameters():
+        p.data.normal_(0, 0.3)  # well away from zero, so a wrong gate order or bias shows
+    return model
+
+
+@pytest.mark.parametrize("config", [{"n_layer": 1, "n_hidden": 24}, {"n_layer": 2, "n_hidden": 16, "n_embd": 12}])
+def test_lstm_scoring_fast_path_equals_features(config):
+    model = _random_lstm(**config)
+    idx = torch.randint(0, 40, (3, 50), generator=torch.Generator().manual_seed(1))
+    state = tuple(torch.randn(config["n_layer"], 3, config["n_hidden"]) for _ in range(2))
+    with torch.inference_mode():
+        expected, (h, c) = model.features(idx, state)
+        fast, (fast_h, fast_c) = model.scoring_features(idx, state)
+    for a, b in ((fast, expected), (fast_h, h), (fast_c, c)):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
+
+
+def test_lstm_scoring_fast_path_keeps_embedding_hooks():
+    """Style vectors are added by a hook on the embedding: the fast path must not skip it."""
+    model = _random_lstm(n_layer=1, n_hidden=24)
+    model.embed.register_forward_hook(lambda module, args, out: out + 1.0)
+    idx = torch.randint(0, 40, (2, 20), generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        state = model.init_state(2, "cpu")
+        assert torch.allclose(model.scoring_features(idx, state)[0], model.features(idx, state)[0], atol=1e-5)
+
+
+def test_surprise_scores_equal_without_the_fast_path(runs):
+    """score_tokens on an LSTM run: the same bits, entropies and top-5 as with the generic features()."""
+    run = runs["lstm"]
+    tokens = np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(structured_text(300, seed=7).encode())])
+    assert len(tokens) > 3 * (BLOCK + WARMUP)  # several blocks, each warmed up
+    fast = score_tokens(run, tokens)
+    run.model.scoring_features = run.model.features  # an instance attribute shadows the method
+    try:
+        generic = score_tokens(run, tokens)
+    finally:
+        del run.model.scoring_features
+    np.testing.assert_allclose(fast.bits, generic.bits, atol=1e-4)
+    np.testing.assert_allclose(fast.entropy, generic.entropy, atol=1e-4)
+    np.testing.assert_allclose(fast.top_probs, generic.top_probs, atol=1e-5)
 
 
 def test_short_blocks_cost_little_against_eval_blocks(runs, tmp_path):
@@ -128,6 +176,20 @@ def test_cli_writes_html_and_plain_text_has_no_escapes(run_dirs, tmp_path, capsy
     assert "\x1b" not in out
     assert "^" in out and "suggested fix" in out
     assert html_path.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_plain_view_marks_an_anomaly_at_a_line_end():
+    """A deleted closer often leaves the newline as the surprising byte: its ^ goes just past the line."""
+    from seqlab.surprise import Anomaly, Report
+
+    data = b"abc.\nabc\nabc.\n"
+    n = len(data)
+    anomaly = Anomaly(offset=8, length=1, line=2, column=4, bits=9.0, peak_bits=9.0, score=9.0, text="\n",
+                      expected=".")
+    report = Report(name="x", data=data, bits=np.ones(n), entropy=np.ones(n), token_of_byte=np.arange(n),
+                    top_ids=np.zeros((n, 5), dtype=np.int64), top_probs=np.zeros((n, 5)), context="",
+                    anomalies=[anomaly])
+    assert terminal_text(report, color=False).splitlines() == ["abc.", "abc", "   ^  <- #1", "abc."]
 
 
 def test_colour_view_uses_ansi_and_plain_keeps_the_text(runs):

@@ -5,7 +5,7 @@ import torch
 
 from seqlab.__main__ import main
 from seqlab.config import DataConfig
-from seqlab.data.tasks import TASKS, exact_match, splits, task_documents
+from seqlab.data.tasks import TASKS, answer_scores, exact_match, splits, task_documents
 from seqlab.data.tokenizer import ByteTokenizer
 from seqlab.evaluate import evaluate
 from seqlab.models import SeqModel
@@ -122,6 +122,17 @@ def test_exact_match_counts_each_wrong_answer():
     assert exact_match(Oracle("reverse", wrong=odd), ByteTokenizer(), pairs, "cpu") == pytest.approx(expected)
 
 
+def test_byte_accuracy_counts_each_wrong_byte():
+    """The oracle errs in the last answer byte of odd-length prompts: one wrong byte, no exact match, each."""
+    _, held_out = splits("reverse")
+    pairs = held_out[:80]
+    odd = lambda prompt: len(prompt) % 2 == 1
+    n_bytes = sum(len(a) + 1 for _, a in pairs)
+    scores = answer_scores(Oracle("reverse", wrong=odd), ByteTokenizer(), pairs, "cpu")
+    assert scores["byte_accuracy"] == pytest.approx(1 - sum(odd(p) for p, _ in pairs) / n_bytes)
+    assert scores["exact_match"] == pytest.approx(sum(not odd(p) for p, _ in pairs) / len(pairs))
+
+
 def test_exact_match_requires_the_closing_newline():
     _, held_out = splits("add")
     assert exact_match(Oracle("add", newline=False), ByteTokenizer(), held_out[:20], "cpu") == 0.0
@@ -148,6 +159,7 @@ def test_tiny_model_trains_on_a_task_and_eval_reports_accuracy(tmp_path, capsys)
     _, held_out = splits("add")
     assert acc["exact_match"] == exact_match(run.model, run.tokenizer, held_out, run.device)
     assert 0.0 <= acc["exact_match_train_lengths"] <= 1.0 and acc["examples"] == len(held_out)
+    assert acc["byte_accuracy"] == answer_scores(run.model, run.tokenizer, held_out, run.device)["byte_accuracy"]
     assert result["bytes"] == sum(len(p) + len(a) + 1 for p, a in held_out)
     assert main(["eval", str(run_dir)]) == 0
     assert "task:add exact match" in capsys.readouterr().out

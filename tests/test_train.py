@@ -32,6 +32,53 @@ def test_tiny_model_learns_structure(trained_runs, corpus_file, arch):
     assert final["val_bpb"] < 0.6 * unigram, (final["val_bpb"], unigram)
 
 
+def bos_line_start_mass(run_dir, text: bytes) -> float:
+    """Probability the model gives, after BOS from a fresh state, to the bytes that start the text's lines."""
+    import torch
+
+    run = load(run_dir)
+    model = run.model.eval()
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([[run.tokenizer.bos_id]]), model.init_state(1, "cpu"))
+    line_starts = sorted({text[0]} | {text[i + 1] for i in range(len(text) - 1) if text[i] == ord("\n")})
+    return logits[0, -1].softmax(-1)[line_starts].sum().item()
+
+
+@pytest.mark.parametrize("arch", ["transformer", "lstm", "qrnn", "conv", "stack"])
+def test_a_text_begun_at_bos_starts_like_the_corpus_lines(trained_runs, corpus_file, arch):
+    """Generation starts at BOS from a fresh state, a state the corpus's one document barely trains:
+    the windows that start documents (here its lines) teach it, so a sample starts as a line does."""
+    assert bos_line_start_mass(trained_runs[arch], corpus_file.read_bytes()) > 0.8
+
+
+def test_without_document_start_windows_bos_is_noise(corpus_file, tmp_path, monkeypatch):
+    import seqlab.data.batches
+
+    with_them = train(tiny_config(corpus_file, "transformer", steps=60), tmp_path / "with", log=quiet)
+    monkeypatch.setattr(seqlab.data.batches, "fresh_rows", lambda batch_size: 0)
+    without = train(tiny_config(corpus_file, "transformer", steps=60), tmp_path / "without", log=quiet)
+    text = corpus_file.read_bytes()
+    assert bos_line_start_mass(with_them, text) > bos_line_start_mass(without, text) + 0.4
+
+
+def test_document_starts_fall_back_to_blank_lines_then_lines_then_anywhere():
+    import numpy as np
+
+    from seqlab.data.batches import DocumentStarts, StreamBatcher
+    from seqlab.data.tokenizer import ByteTokenizer
+
+    tok = ByteTokenizer()
+    as_tokens = lambda text: np.array([tok.bos_id, *text], dtype=np.uint16)
+    opening = lambda tokens, starts: [bytes(tokens[p + 1 : p + 4].tolist()) for p in starts.positions]
+    paragraphs = as_tokens(b"".join(b"p%02d a line\nanother\n\n" % i for i in range(80)))
+    assert opening(paragraphs, DocumentStarts(paragraphs, tok, 9)) == [b"p%02d" % i for i in range(80)]
+    lines = as_tokens(b"".join(b"l%02d\n" % i for i in range(80)))  # too few blank lines: every line
+    assert opening(lines, DocumentStarts(lines, tok, 9)) == [b"l%02d" % i for i in range(79)]  # that fit
+    assert len(DocumentStarts(as_tokens(b"x" * 100), tok, 9)) == 100 - 9 + 2  # no lines: anywhere
+    x, _, _, _ = StreamBatcher(paragraphs, 32, 8, 0, tokenizer=tok).next()
+    assert len(x) == 34 and (x[-2:, 0] == tok.bos_id).all() and (x[:-2, 0] != tok.bos_id).any()
+
+
 def test_run_directory_describes_itself(trained_runs):
     run_dir = trained_runs["lstm"]
     for name in ("config.json", "tokenizer.json", "checkpoint.safetensors", "metrics.jsonl", "curve.png",

@@ -1,35 +1,27 @@
 """`seqlab compress` / `seqlab decompress`: range coding driven by the model's next-token probabilities.
 
-The file is cut into up to MAX_CHUNKS chunks of at least MIN_CHUNK bytes, each
-coded as its own stream starting from BOS; the chunks run as one batch through
-the model's incremental `step`, one token per step. Decompression repeats the
-very same computation (same batch shape, same inputs at every step, same thread
-count), so both sides see bit-identical probabilities. Each chunk starts with
-no context, which costs a little against `seqlab eval` (a few bits per chunk).
-
-When the run has a count model, each step's prediction is the one `seqlab eval`
-scores with: the network's log-probabilities mixed with the count experts by the
-run's OnlineMixer (countmodel.py), whose counts and weights change every
-`config.counts.chunk` tokens. The chunks then share one count-model session and
-run in lockstep: at step t every chunk's next token is predicted from the
-training counts plus all chunks' tokens before the last update (counts of
-chunk-steps 0..256m-1 of every chunk, m = t // 256), and the weights as updated
-so far; at each update the mixer takes one gradient step per chunk, in chunk
-order, on that chunk's last 256 tokens (a chunk that has ended contributes what
-it had), then the counts take every chunk's tokens. So the coded stream sees as
-much text as eval's, in another order, and takes as many weight steps. The
-count experts come from countmodel.StepReader, which hashes each position's
-contexts from its last tokens alone (context_hashes' values), so the decoder can
-follow one token at a time.
+The file is coded as one stream, one token at a time through the model's
+incremental `step`, from BOS. Each prediction is the one `seqlab eval` scores
+the file with, so the compressed size is eval's bits per byte plus the header:
+when the run has a count model, the network's log-probabilities are mixed with
+the count experts by the run's OnlineMixer (countmodel.py), and the counts (from
+countmodel.StepReader, eval's counts for a decoder that learns one token at a
+time) and the mixing weights change after every `config.counts.chunk` tokens,
+exactly as eval's one left-to-right pass changes them. Decompression repeats the
+very same computation (same inputs at every step, same thread count), so both
+sides see bit-identical probabilities. Why not several streams in one batch (a
+few times faster per step): streams read in lockstep learn each other's text
+later than eval's single pass does, which cost 20% on a 16 KB file.
 
 Probabilities are quantised to integer frequencies summing to at most TOTAL
 (every token gets at least 1), then coded with rangecoder.py.
 
-File layout (little-endian):
+File layout (little-endian); every header byte counts against the ratio:
     magic "SQZ\\x1a", format u8, mixed u8 (1 when the count model was mixed in),
-    run fingerprint (8 bytes), count-model fingerprint (8 bytes, only when mixed),
-    torch version (u8 length + ASCII), threads and original length (varints),
-    CRC-32 u32, chunk count, per chunk (tokens, stream bytes) (varints), the streams.
+    run fingerprint (4 bytes), count-model fingerprint (4 bytes, only when mixed),
+    torch version (u8 length + ASCII), threads and tokens (varints), CRC-32 u32 of
+    the original, the stream (the rest of the file).
+The fingerprints only name a mismatch early: the CRC is what proves the round trip.
 """
 
 import hashlib
@@ -49,11 +41,9 @@ from .errors import SeqlabError
 from .rangecoder import Decoder, Encoder
 
 MAGIC = b"SQZ\x1a"
-FORMAT = 2
+FORMAT = 3
 TOTAL = 1 << 24
-MIN_CHUNK = 8192
-MAX_CHUNKS = 64
-FINGERPRINT_BYTES = 8  # 64 bits tell runs apart; every header byte counts against the ratio
+FINGERPRINT_BYTES = 4  # tells runs apart before decoding; a 1 in 2^32 miss is still caught by the CRC
 
 
 @dataclass
@@ -62,22 +52,19 @@ class Header:
     counts_fingerprint: bytes | None  # the count model's, when it was mixed in
     torch_version: str
     threads: int
-    length: int
+    tokens: int
     crc: int
-    chunks: list[tuple[int, int]]  # (tokens, stream bytes) per chunk
 
     def pack(self) -> bytes:
         version = self.torch_version.encode()
         mixed = self.counts_fingerprint is not None
-        parts = [MAGIC, bytes([FORMAT, mixed]), self.fingerprint, self.counts_fingerprint or b"",
-                 bytes([len(version)]), version, _varints(self.threads, self.length),
-                 struct.pack("<I", self.crc), _varints(len(self.chunks))]
-        parts += [_varints(n, size) for n, size in self.chunks]
-        return b"".join(parts)
+        return b"".join([MAGIC, bytes([FORMAT, mixed]), self.fingerprint, self.counts_fingerprint or b"",
+                         bytes([len(version)]), version, _varints(self.threads, self.tokens),
+                         struct.pack("<I", self.crc)])
 
     @classmethod
     def unpack(cls, data: bytes, name: str) -> tuple["Header", int]:
-        """The header and the offset where the streams start."""
+        """The header and the offset where the stream starts."""
         if data[:4] != MAGIC:
             raise SeqlabError(f"{name} is not a seqlab compressed file (no SQZ header); "
                               "make one with `seqlab compress`")
@@ -89,13 +76,11 @@ class Header:
             fingerprint = r.take(FINGERPRINT_BYTES)
             counts = r.take(FINGERPRINT_BYTES) if mixed else None
             version = r.take(r.take(1)[0]).decode()
-            threads, length = r.varint(), r.varint()
+            threads, tokens = r.varint(), r.varint()
             (crc,) = struct.unpack("<I", r.take(4))
-            chunks = [(r.varint(), r.varint()) for _ in range(r.varint())]
         except (EOFError, UnicodeDecodeError):
             raise SeqlabError(f"{name} is truncated or damaged (cannot read its header)") from None
-        return cls(fingerprint, counts, version, threads, length, crc, chunks), r.pos
-
+        return cls(fingerprint, counts, version, threads, tokens, crc), r.pos
 
 def _varints(*values: int) -> bytes:
     """LEB128: 7 bits a byte, high bit set while more follow (the header is part of the compressed size)."""
@@ -153,80 +138,60 @@ def counts_fingerprint(run) -> bytes | None:
     return hashlib.sha256((Path(run.path) / HISTORY_FILE).read_bytes()).digest()[:FINGERPRINT_BYTES]
 
 
-def plan_chunks(n_bytes: int, min_chunk: int = MIN_CHUNK) -> list[tuple[int, int]]:
-    """(start, stop) byte ranges: chunks of at least min_chunk bytes (but one at least), at most MAX_CHUNKS."""
-    if n_bytes == 0:
-        return []
-    n = min(MAX_CHUNKS, max(1, n_bytes // min_chunk))
-    size = -(-n_bytes // n)
-    return [(s, min(s + size, n_bytes)) for s in range(0, n_bytes, size)]
-
 
 def quantise(scores: torch.Tensor) -> np.ndarray:
-    """Cumulative integer frequencies (B, V+1) from logits or log-probs: every token >= 1, row totals <= TOTAL."""
+    """Cumulative integer frequencies (V+1,) from logits or log-probs (V,): every token >= 1, total <= TOTAL."""
     probs = torch.softmax(scores.float(), dim=-1)
-    freq = (probs * (TOTAL - scores.shape[-1])).floor().long() + 1  # (B, V)
-    cum = np.zeros((freq.shape[0], freq.shape[1] + 1), dtype=np.int64)
-    np.cumsum(freq.cpu().numpy(), axis=1, out=cum[:, 1:])
+    freq = (probs * (TOTAL - scores.shape[-1])).floor().long() + 1  # (V,)
+    cum = np.zeros(len(freq) + 1, dtype=np.int64)
+    np.cumsum(freq.numpy(), out=cum[1:])
     return cum
 
 
 class CountMixing:
-    """The count model's half of each step: mixes it into the network's prediction for the live chunks,
-    learns their tokens, and every `chunk` steps updates the weights and counts (see the module docstring)."""
+    """The count model's half of each step, as eval's CountSession.mix does it for one text: mixes the
+    counts into the network's prediction, and every `chunk` tokens takes a weight step on them, then
+    counts them."""
 
-    def __init__(self, run, n_chunks: int):
+    TEXT = np.zeros(1, dtype=np.int64)  # the StepReader's one text
+
+    def __init__(self, run):
         session = run.count_model.session(torch.device("cpu"))
-        self.mixer, self.chunk, self.n_chunks = session.mixer, run.config.counts.chunk, n_chunks
-        self.reader = StepReader(session, n_chunks, np.array([run.tokenizer.bos_id]))
-        self.pending: list = []  # per step: (rows, mixed log-probs, mixer features, buckets, tokens)
+        self.mixer, self.chunk = session.mixer, run.config.counts.chunk
+        self.reader = StepReader(session, 1, np.array([run.tokenizer.bos_id]))
+        self.pending: list = []  # per step: (mixed log-probs, mixer features, bucket, token), each of 1 row
 
-    def mix(self, net_logp: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
-        """Mixed log-probabilities (len(rows), V) of the next token of chunks `rows`."""
-        experts, bucket = self.reader.distributions(rows)
-        logp, feats, b = self.mixer.mix(net_logp[torch.from_numpy(rows)], experts, bucket)
-        self.pending.append((rows, logp, feats, b))
+    def mix(self, net_logp: torch.Tensor) -> torch.Tensor:
+        """Mixed log-probabilities (1, V) of the next token, from the network's (1, V)."""
+        experts, bucket = self.reader.distributions(self.TEXT)
+        logp, feats, b = self.mixer.mix(net_logp, experts, bucket)
+        self.pending.append((logp, feats, b))
         return logp
 
-    def learn(self, tokens: np.ndarray) -> None:
-        """The tokens of the rows just mixed; updates once `chunk` steps have been learnt since the last."""
-        self.reader.append(tokens)
-        self.pending[-1] += (torch.from_numpy(tokens),)
+    def learn(self, token: int) -> None:
+        """The token just mixed; updates once `chunk` tokens have been learnt since the last update."""
+        self.reader.append(np.array([token]))
+        self.pending[-1] += (torch.tensor([token]),)
         if len(self.pending) == self.chunk:
-            self._update()
-
-    def _update(self) -> None:
-        owner = np.concatenate([step[0] for step in self.pending])  # the chunk of every pending row
-        logp, feats, bucket, tokens = (torch.cat([step[i] for step in self.pending]) for i in range(1, 5))
-        for row in range(self.n_chunks):
-            mine = torch.from_numpy(np.flatnonzero(owner == row))
-            if len(mine):
-                self.mixer.update(logp[mine], feats[mine], bucket[mine], tokens[mine])
-                self.reader.advance(row)
-        self.pending = []
+            self.mixer.update(*(torch.cat([step[i] for step in self.pending]) for i in range(4)))
+            self.reader.advance(0)
+            self.pending = []
 
 
 @torch.no_grad()
-def _drive(run, lengths: list[int], pick, mixed: bool) -> None:
-    """Step all chunks together; pick(t, rows, cum) returns the token at step t of each chunk in rows
-    (those not yet ended), cum (len(rows), V+1) their quantised predictions."""
-    model, bos = run.model, run.tokenizer.bos_id
-    x = torch.full((len(lengths),), bos, dtype=torch.long)
-    state = model.init_state(len(lengths), torch.device("cpu"))
-    mixing = CountMixing(run, len(lengths)) if mixed else None
-    ends = np.array(lengths)
-    for t in range(max(lengths, default=0)):
-        logits, state = model.step(x, state)
-        rows = np.flatnonzero(t < ends)
+def _drive(run, n_tokens: int, pick, mixed: bool) -> None:
+    """Step through the text; pick(t, cum) returns its token t given cum (V+1,), the quantised prediction."""
+    model = run.model
+    x = torch.tensor([run.tokenizer.bos_id])
+    state = model.init_state(1, torch.device("cpu"))
+    mixing = CountMixing(run) if mixed else None
+    for t in range(n_tokens):
+        logits, state = model.step(x, state)  # (1, V)
+        scores = mixing.mix(F.log_softmax(logits.float(), dim=-1)) if mixing else logits  # as scoring.score_run
+        token = pick(t, quantise(scores[0]))
         if mixing:
-            scores = mixing.mix(F.log_softmax(logits.float(), dim=-1), rows)  # as scoring.score_logits
-        else:
-            scores = logits[torch.from_numpy(rows)]
-        tokens = pick(t, rows, quantise(scores))
-        if mixing:
-            mixing.learn(tokens)
-        x = x.clone()  # ended chunks keep stepping on their last token: the batch shape stays fixed
-        x[torch.from_numpy(rows)] = torch.from_numpy(tokens)
+            mixing.learn(token)
+        x = torch.tensor([token])
 
 
 class TorchThreads:
@@ -242,32 +207,23 @@ class TorchThreads:
         torch.set_num_threads(self.saved)
 
 
-def compress_bytes(run, data: bytes, min_chunk: int = MIN_CHUNK, threads: int = 1) -> bytes:
-    """Compress `data` with the model of `run` (a loaded Run on the CPU).
-
-    Smaller chunks run faster (more rows per step) but each starts without context.
-    """
+def compress_bytes(run, data: bytes, threads: int = 1) -> bytes:
+    """Compress `data` with the model of `run` (a loaded Run on the CPU)."""
     _require_cpu(run)
-    if min_chunk < 1:
-        raise SeqlabError(f"--chunk must be >= 1 byte, got {min_chunk}")
-    tok = run.tokenizer
-    chunks = [tok.encode(data[a:b]) for a, b in plan_chunks(len(data), min_chunk)]
-    lengths = [len(c) for c in chunks]
-    encoders = [Encoder() for _ in chunks]
+    tokens = run.tokenizer.encode(data)
+    encoder = Encoder()
 
-    def pick(t, rows, cum):
-        tokens = np.array([chunks[row][t] for row in rows], dtype=np.int64)
-        for i, (row, s) in enumerate(zip(rows, tokens)):
-            encoders[row].encode(int(cum[i, s]), int(cum[i, s + 1] - cum[i, s]), int(cum[i, -1]))
-        return tokens
+    def pick(t, cum):
+        s = int(tokens[t])
+        encoder.encode(int(cum[s]), int(cum[s + 1] - cum[s]), int(cum[-1]))
+        return s
 
     mixed_with = counts_fingerprint(run)
     with TorchThreads(threads):  # recorded: decompress uses the same count
-        _drive(run, lengths, pick, mixed=mixed_with is not None)
-    streams = [enc.finish() for enc in encoders]
-    header = Header(run_fingerprint(run.path), mixed_with, torch.__version__, threads, len(data),
-                    zlib.crc32(data), [(n, len(s)) for n, s in zip(lengths, streams)])
-    return header.pack() + b"".join(streams)
+        _drive(run, len(tokens), pick, mixed=mixed_with is not None)
+    header = Header(run_fingerprint(run.path), mixed_with, torch.__version__, threads, len(tokens),
+                    zlib.crc32(data))
+    return header.pack() + encoder.finish()
 
 
 def decompress_bytes(run, blob: bytes, name: str = "input") -> bytes:
@@ -275,28 +231,19 @@ def decompress_bytes(run, blob: bytes, name: str = "input") -> bytes:
     _require_cpu(run)
     header, pos = Header.unpack(blob, name)
     _check_compatible(header, run, name)
-    lengths, decoders = [], []
-    for n, size in header.chunks:
-        lengths.append(n)
-        decoders.append(Decoder(blob[pos : pos + size]))
-        pos += size
-    out = [[] for _ in lengths]
+    decoder, out = Decoder(blob[pos:]), []
 
-    def pick(t, rows, cum):
-        tokens = np.zeros(len(rows), dtype=np.int64)
-        for i, row in enumerate(rows):
-            dec = decoders[row]
-            v = dec.target(int(cum[i, -1]))
-            s = int(np.searchsorted(cum[i], v, side="right")) - 1
-            dec.consume(int(cum[i, s]), int(cum[i, s + 1] - cum[i, s]))
-            out[row].append(s)
-            tokens[i] = s
-        return tokens
+    def pick(t, cum):
+        v = decoder.target(int(cum[-1]))
+        s = int(np.searchsorted(cum, v, side="right")) - 1
+        decoder.consume(int(cum[s]), int(cum[s + 1] - cum[s]))
+        out.append(s)
+        return s
 
     with TorchThreads(header.threads):
-        _drive(run, lengths, pick, mixed=header.counts_fingerprint is not None)
-    data = b"".join(run.tokenizer.decode(ids) for ids in out)
-    if len(data) != header.length or zlib.crc32(data) != header.crc:
+        _drive(run, header.tokens, pick, mixed=header.counts_fingerprint is not None)
+    data = run.tokenizer.decode(out)
+    if zlib.crc32(data) != header.crc:
         raise SeqlabError(f"{name} did not decode to the original (CRC mismatch): the file is damaged, or "
                           "this machine computes the model differently from the one that compressed it")
     return data
@@ -337,9 +284,6 @@ def add_cli(sub) -> None:
         if verb == "compress":
             p.add_argument("--threads", type=int, default=1,
                            help="CPU threads (recorded for decompress; default 1: small steps gain little from more)")
-            p.add_argument("--chunk", type=int, default=MIN_CHUNK,
-                           help=f"least bytes per independently coded chunk (default {MIN_CHUNK}; "
-                                f"at most {MAX_CHUNKS} chunks)")
         p.set_defaults(func=cli)
 
 
@@ -366,7 +310,7 @@ def cli(args) -> None:
     if args.verb == "compress":
         if args.threads < 1:
             raise SeqlabError(f"--threads must be >= 1, got {args.threads}")
-        result = compress_bytes(run, data, args.chunk, args.threads)
+        result = compress_bytes(run, data, args.threads)
         original, coded, blob = len(data), len(result), result
     else:
         result = decompress_bytes(run, data, args.file)

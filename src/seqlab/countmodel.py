@@ -45,10 +45,11 @@ def _powers(base: int, n: int) -> np.ndarray:
 
 
 def context_hashes(tokens: np.ndarray, orders) -> dict[int, np.ndarray]:
-    """{k: hash of tokens[i-k:i] for every position i} (short contexts at the start hash what exists).
+    """{k: 48-bit id of tokens[i-k:i] for every position i} (short contexts at the start hash what exists).
 
     The hash of the k tokens before i is sum_j (tokens[i-j] + 1) * MUL**(k-j), j = 1..k, modulo 2**64:
-    a difference of prefix sums, so any order costs O(n) however long.
+    a difference of prefix sums, so any order costs O(n) however long. The id tags it with k's place
+    in `orders` (see _context_id).
     """
     n = len(tokens)
     t = tokens.astype(np.uint64) + np.uint64(1)
@@ -58,10 +59,10 @@ def context_hashes(tokens: np.ndarray, orders) -> dict[int, np.ndarray]:
         np.cumsum(t * mul[:n], out=prefix[1:])
         positions = np.arange(n)
         out = {}
-        for k in orders:
+        for index, k in enumerate(orders):
             window = prefix[:n] - prefix[np.maximum(positions - k, 0)]  # sum of t[m] * MUL**m, m in [i-k, i)
             scale = np.where(positions <= k, mul[np.maximum(k - positions, 0)], inv[np.maximum(positions - k, 0)])
-            out[k] = _finalise(window * scale) >> np.uint64(16)  # 48 bits of context; the low 16 hold the next token
+            out[k] = _context_id(_finalise(window * scale), np.uint64(index), len(orders))
     return out
 
 
@@ -75,7 +76,17 @@ def context_hashes_at(before: np.ndarray, orders) -> dict[int, np.ndarray]:
     mul, inv = _powers(int(_MUL), width), _powers(int(_INV), width)
     with np.errstate(over="ignore"):
         sums = np.cumsum(t * inv[1:], axis=1, dtype=np.uint64)  # sum_j t[j] * MUL**-j
-        return {k: _finalise(sums[:, k - 1] * mul[k]) >> np.uint64(16) for k in orders}
+        lengths = np.asarray(orders)
+        ids = _context_id(_finalise(sums[:, lengths - 1] * mul[lengths]), np.arange(len(orders), dtype=np.uint64),
+                          len(orders))  # (n, orders)
+    return {k: ids[:, i] for i, k in enumerate(orders)}
+
+
+def _context_id(z: np.ndarray, index, n_orders: int) -> np.ndarray:
+    """48 bits (the low 16 of a key hold the next token): the order's index on top, so the orders can share
+    one table and no two orders' contexts ever meet, then as many high bits of the hash as fit."""
+    bits = np.uint64(max(n_orders - 1, 1).bit_length())
+    return (index << (np.uint64(48) - bits)) | (z >> (np.uint64(16) + bits))
 
 
 def _finalise(z: np.ndarray) -> np.ndarray:
@@ -87,7 +98,7 @@ def _finalise(z: np.ndarray) -> np.ndarray:
 
 
 class CountTable:
-    """Sorted (context, next token) keys with counts: one order's n-gram statistics."""
+    """Sorted (context, next token) keys with counts: n-gram statistics, of every order at once."""
 
     def __init__(self, keys: np.ndarray, counts: np.ndarray):
         self.keys, self.counts = keys, counts
@@ -118,13 +129,14 @@ class CountTable:
 
 
 def dense_counts(tables: list[CountTable], context: np.ndarray, vocab: int) -> np.ndarray:
-    """Counts (n, vocab) of what followed each query context, summed over tables."""
+    """Counts (*context.shape, vocab) of what followed each query context, summed over tables."""
+    shape, context = context.shape, context.ravel()
     found = [t.lookup(context) for t in tables]
     rows = np.concatenate([f[0] for f in found])
     tokens = np.concatenate([f[1] for f in found])
     weights = np.concatenate([f[2] for f in found])
     flat = np.bincount(rows * vocab + tokens, weights=weights, minlength=len(context) * vocab)
-    return flat.astype(np.float32).reshape(len(context), vocab)
+    return flat.astype(np.float32).reshape(*shape, vocab)
 
 
 class RecentCounts:
@@ -164,7 +176,11 @@ class CountModel:
         history = np.asarray(history)[-self.config.max_history :].astype(np.int64)
         self.orders = list(config.orders) + list(config.match_orders)  # every order that keeps counts
         hashes = context_hashes(history, self.orders)
-        self.tables = {k: CountTable.build(hashes[k][k:], history[k:]) for k in self.orders}
+        per_order = [CountTable.build(hashes[k][k:], history[k:]) for k in self.orders]
+        # an order's index tops its keys, so the orders' tables laid end to end are one sorted table:
+        # a query of every order then costs one lookup
+        self.table = CountTable(np.concatenate([t.keys for t in per_order]),
+                                np.concatenate([t.counts for t in per_order]))
 
     def session(self, device) -> "CountSession":
         return CountSession(self, device)
@@ -179,8 +195,18 @@ class CountSession:
 
     def __init__(self, model: CountModel, device):
         self.model = model
-        self.recent = {k: RecentCounts() for k in model.orders}
+        self.recent = RecentCounts()  # every order's, as the model's table
         self.mixer = OnlineMixer(model.config, device)
+
+    def tables(self) -> list[CountTable]:
+        """The training counts, then the levels of what was scored so far."""
+        return [self.model.table] + self.recent.levels
+
+    def count(self, positions: np.ndarray, contexts: np.ndarray, tokens: np.ndarray) -> None:
+        """Count tokens at `positions` of a text after their contexts (n, orders) as seen text."""
+        keep = positions[:, None] >= np.asarray(self.model.orders)  # contexts that run off the text's start don't count
+        if keep.any():
+            self.recent.add(contexts[keep], np.broadcast_to(tokens[:, None], keep.shape)[keep])
 
     def reader(self, tokens: np.ndarray, n_context: int) -> "CountReader":
         return CountReader(self, tokens, n_context)
@@ -219,8 +245,8 @@ class CountReader:
     """Reads one text left to right: distributions for the next chunk, then `advance` past it."""
 
     def __init__(self, session: CountSession, tokens: np.ndarray, n_context: int):
-        self.model, self.recent, self.tokens = session.model, session.recent, tokens
-        self.hashes = context_hashes(tokens, self.model.orders)
+        self.session, self.tokens = session, tokens
+        self.contexts = np.stack(list(context_hashes(tokens, session.model.orders).values()), axis=1)  # (n, orders)
         self.seen = n_context  # tokens before this are context only (already in the training counts)
 
     def distributions(self, start: int, stop: int):
@@ -229,46 +255,39 @@ class CountReader:
         The orders are blended by interpolation, shortest first; expert e is the blend up to
         order `config.experts[e]`. The bucket is how many orders had seen the context.
         """
-        tables = {k: [self.model.tables[k]] + self.recent[k].levels for k in self.model.orders}
-        return blend_counts(self.model, tables, {k: h[start:stop] for k, h in self.hashes.items()})
+        return blend_counts(self.session.model, self.session.tables(), self.contexts[start:stop])
 
     def advance(self, stop: int) -> None:
         """Count tokens up to `stop` as seen text."""
-        for k in self.model.orders:
-            first = max(self.seen, k)
-            if stop > first:
-                self.recent[k].add(self.hashes[k][first:stop], self.tokens[first:stop])
+        if stop > self.seen:
+            self.session.count(np.arange(self.seen, stop), self.contexts[self.seen : stop], self.tokens[self.seen : stop])
         self.seen = max(self.seen, stop)
 
 
-def blend_counts(model: CountModel, tables: dict[int, list[CountTable]], contexts: dict[int, np.ndarray]):
-    """(expert log-probabilities (n, E, V), bucket (n,)) for n positions, from their context hashes and
-    the count tables of each order.
+def blend_counts(model: CountModel, tables: list[CountTable], contexts: np.ndarray):
+    """(expert log-probabilities (n, E, V), bucket (n,)) for n positions, from their context ids
+    (n, orders) and the count tables.
 
     The blends come first, then the match expert; the bucket is the longest order that had seen the
     context (0 for none, counting the blended orders, then the match orders).
     """
     c = model.config
-    n = len(contexts[c.orders[0]])
+    n, n_blended = len(contexts), len(c.orders)
+    counts = dense_counts(tables, contexts, model.vocab)  # (n, orders, V)
+    total = counts.sum(2, keepdims=True)  # (n, orders, 1)
+    escape = np.float32(c.escape_per_type) * (counts > 0).sum(2, keepdims=True, dtype=np.float32) \
+        + np.float32(c.escape_base)
+    seen = total[:, :, 0] > 0
+    longest = len(model.orders) - 1 - seen[:, ::-1].argmax(1)  # the longest order that saw the context
+    bucket = np.where(seen.any(1), longest + 1, 0)
     p = np.full((n, model.vocab), 1.0 / model.vocab, dtype=np.float32)
-    bucket = np.zeros(n, dtype=np.int64)
     experts = []
-    for level, k in enumerate(c.orders, start=1):
-        counts = dense_counts(tables[k], contexts[k], model.vocab)
-        total = counts.sum(1, keepdims=True)
-        escape = np.float32(c.escape_per_type) * (counts > 0).sum(1, keepdims=True, dtype=np.float32) \
-            + np.float32(c.escape_base)
-        p = (counts + escape * p) / (total + escape)
-        bucket[total[:, 0] > 0] = level
+    for i, k in enumerate(c.orders):
+        p = (counts[:, i] + escape[:, i] * p) / (total[:, i] + escape[:, i])
         if k in c.experts:
             experts.append(np.log(np.maximum(p, 1e-12)))
     if c.match_orders:
-        predicted = np.full(n, -1)
-        for level, k in enumerate(c.match_orders, start=len(c.orders) + 1):
-            counts = dense_counts(tables[k], contexts[k], model.vocab)
-            seen = counts.sum(1) > 0
-            predicted[seen] = counts[seen].argmax(1)
-            bucket[seen] = level
+        predicted = np.where(bucket > n_blended, counts[np.arange(n), longest].argmax(1), -1)
         experts.append(_match_expert(predicted, model.vocab, c.match_confidence))
     return np.stack(experts, axis=1), bucket
 
@@ -290,31 +309,18 @@ class StepReader:
     n_context). `distributions(rows)` blends the counts for the next position of the given texts,
     hashing its contexts from the last max(orders) tokens (context_hashes' very values, so the counts
     are eval's); `append(tokens)` learns those positions' tokens; `advance(row)` counts what a text
-    appended since its last advance as seen text, as CountReader.advance does. The session's counts
-    must change only through this reader (it keeps them merged between advances).
+    appended since its last advance as seen text, as CountReader.advance does.
     """
 
     def __init__(self, session: CountSession, n_texts: int, context: np.ndarray):
-        self.model, self.recent = session.model, session.recent
-        orders = self.model.orders
+        self.session, orders = session, session.model.orders
         self.before = np.full((n_texts, max(orders)), -1, dtype=np.int64)  # (n, K): most recent token first
         for token in context:
             self._shift_in(np.arange(n_texts), np.full(n_texts, token))
         self.position = np.full(n_texts, len(context))  # index of each text's next token
         self.rows = np.zeros(0, dtype=np.int64)  # the texts last given to `distributions`
-        self.contexts: dict[int, np.ndarray] = {}  # and their next positions' context hashes, per order
-        self.unseen = [[] for _ in range(n_texts)]  # per text: (position, hashes (orders,), token) not yet counted
-        self.tables: dict[int, list[CountTable]] = {}  # per order: training counts, recent counts merged
-
-    def _current_tables(self) -> dict[int, list[CountTable]]:
-        """The tables CountReader reads, the recent levels merged into one: the same counts, and a step
-        (a handful of rows) costs a lookup per table."""
-        if not self.tables:
-            for k in self.model.orders:
-                levels = self.recent[k].levels
-                merged = [functools.reduce(CountTable.merge, levels)] if levels else []
-                self.tables[k] = [self.model.tables[k]] + merged
-        return self.tables
+        self.contexts = np.zeros((0, len(orders)), dtype=np.uint64)  # and their next positions' context ids
+        self.unseen = [[] for _ in range(n_texts)]  # per text: (position, context ids (orders,), token) not yet counted
 
     def _shift_in(self, rows: np.ndarray, tokens: np.ndarray) -> None:
         self.before[rows, 1:] = self.before[rows, :-1]
@@ -322,15 +328,15 @@ class StepReader:
 
     def distributions(self, rows: np.ndarray):
         """(log-probabilities (n, E, V) of each count expert, bucket (n,)) for the next token of texts `rows`."""
-        self.contexts = context_hashes_at(self.before[rows], self.model.orders)
+        model = self.session.model
+        self.contexts = np.stack(list(context_hashes_at(self.before[rows], model.orders).values()), axis=1)
         self.rows = rows
-        return blend_counts(self.model, self._current_tables(), self.contexts)
+        return blend_counts(model, self.session.tables(), self.contexts)
 
     def append(self, tokens: np.ndarray) -> None:
         """Learn the next token of the texts last given to `distributions`."""
-        hashes = np.stack([self.contexts[k] for k in self.model.orders], axis=1)  # (rows, orders)
         for i, row in enumerate(self.rows):
-            self.unseen[row].append((int(self.position[row]), hashes[i], int(tokens[i])))
+            self.unseen[row].append((int(self.position[row]), self.contexts[i], int(tokens[i])))
         self._shift_in(self.rows, tokens)
         self.position[self.rows] += 1
 
@@ -338,15 +344,9 @@ class StepReader:
         """Count the tokens text `row` appended since its last advance as seen text."""
         if not self.unseen[row]:
             return
-        positions = np.array([u[0] for u in self.unseen[row]])
-        hashes = np.stack([u[1] for u in self.unseen[row]])
-        tokens = np.array([u[2] for u in self.unseen[row]], dtype=np.int64)
-        for i, k in enumerate(self.model.orders):
-            keep = positions >= k  # shorter contexts run off the text's start: CountReader skips them too
-            if keep.any():
-                self.recent[k].add(hashes[keep, i], tokens[keep])
+        positions, contexts, tokens = zip(*self.unseen[row])
+        self.session.count(np.array(positions), np.stack(contexts), np.array(tokens, dtype=np.int64))
         self.unseen[row] = []
-        self.tables = {}
 
 
 class OnlineMixer:

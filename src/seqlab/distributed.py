@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import SeqlabError
+from .models.base import state_batch_dims
 
 TIMEOUT = timedelta(minutes=60)  # rank 0's final evaluation runs while the others wait at the barrier
 
@@ -110,12 +111,6 @@ def wrap(model, device):
                                    if device.type == "cuda" else None)
 
 
-def _batch_dims(model) -> list[int]:
-    """Which dimension of each carried-state tensor is the batch (found by asking for B=1 and B=2)."""
-    one, two = list(model.init_state(1, "cpu")), list(model.init_state(2, "cpu"))
-    return [next(d for d, (a, b) in enumerate(zip(s.shape, t.shape)) if a != b) for s, t in zip(one, two)]
-
-
 def gather_carry(model, carry, synced: bool = True) -> list | None:
     """The carried state of all ranks' streams in global stream order, for the checkpoint.
 
@@ -131,7 +126,7 @@ def gather_carry(model, carry, synced: bool = True) -> list | None:
     if not synced:
         return None
     world, out = dist.get_world_size(), []
-    for t, d in zip(carry, _batch_dims(model)):
+    for t, d in zip(carry, state_batch_dims(model)):
         parts = [torch.empty_like(t) for _ in range(world)]
         dist.all_gather(parts, t.contiguous())
         out.append(torch.stack(parts, dim=d + 1).flatten(d, d + 1))  # (.., B/w, w, ..) -> (.., B, ..)
@@ -144,7 +139,7 @@ def shard_carry(model, tensors: list, rank: int, world: int):
         return None
     if world == 1:
         return tuple(tensors)
-    dims = _batch_dims(model)
+    dims = state_batch_dims(model)
     return tuple(t.index_select(d, torch.arange(rank, t.shape[d], world, device=t.device))
                  for t, d in zip(tensors, dims))
 

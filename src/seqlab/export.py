@@ -143,9 +143,9 @@ def onnx_signature(model) -> tuple[nn.Module, list[str], list[str], list[int]]:
     """(module to export, input names, output names, batch dim of each state tensor in the model's layout)."""
     if not model.carries_state:
         return _Logits(model).eval(), ["input_ids"], ["logits"], []  # eval: the exporter restores this mode
-    from .distributed import _batch_dims
+    from .models.base import state_batch_dims
 
-    dims = _batch_dims(model)
+    dims = state_batch_dims(model)
     names = [f"state_{i}" for i in range(len(dims))]
     return _Stateful(model, dims).eval(), ["input_ids", *names], ["logits", *[f"next_{n}" for n in names]], dims
 

@@ -50,7 +50,7 @@ def score_logits(model, tokens: np.ndarray, n_context: int, device, batch_tokens
     windows = plan_windows(model, len(tokens), n_context)
     for batch in _batches_of_equal_length(windows, batch_tokens):
         x = torch.from_numpy(np.stack([tokens[w.start : w.stop - 1] for w in batch]).astype(np.int64))
-        logits, _ = model(x.to(device))
+        logits = model.output_layer()(model.scoring_features(x.to(device))[0])
         for row, w in enumerate(batch):
             n = w.stop - w.first
             logp = F.log_softmax(logits[row, -n:].float(), dim=-1)

@@ -51,14 +51,14 @@ def terminal_text(report, color: bool) -> str:
         marks[a.offset : a.offset + a.length] = rank
     out, line, marker, ranks, current = [], [], [], [], None
     for i, ch in enumerate(chars):
+        rank = int(marks[starts[i]])
+        marker.append("\t" if ch == "\t" else "^" if rank else " ")  # a line end's: just past its last character
+        if rank and rank not in ranks:
+            ranks.append(rank)
         if ch == "\n":
             out.append(_end_line(line, marker, ranks, color and current is not None))
             line, marker, ranks, current = [], [], [], None
             continue
-        rank = int(marks[starts[i]])
-        marker.append("\t" if ch == "\t" else "^" if rank else " ")
-        if rank and rank not in ranks:
-            ranks.append(rank)
         colour = _ansi(float(char_bits[i])) if color else None
         if colour != current:
             line.append("\x1b[0m" if colour is None else f"\x1b[48;5;{colour}m\x1b[38;5;16m")

@@ -8,8 +8,9 @@ each warmed up on the WARMUP tokens before it, and all the blocks of a group
 step through time together as one wide batch; the output layer and the
 statistics run only on scored positions. An LSTM's state forgets its start
 within a few hundred tokens, so the shorter warm-up costs almost nothing
-(bench/surprise_speed.py measures it). Models with a bounded context keep
-scoring.py's sliding windows.
+(bench/surprise_speed.py measures it). An LSTM runs its `scoring_features`:
+the same features, its first layer's input projection looked up in a table.
+Models with a bounded context keep scoring.py's sliding windows.
 
 mixed=True scores through scoring.score_run instead (eval's headline path: the
 count model mixed in, eval's blocks), so the bits sum to eval's total exactly.
@@ -22,7 +23,7 @@ import torch
 
 from .scoring import describe_context, describe_run_context, score_logits, score_run
 
-BLOCK = 512  # recurrent models: tokens scored per sequence
+BLOCK = 1024  # recurrent models: tokens scored per sequence
 WARMUP = 256  # ... read first to settle the state (unscored)
 SEGMENT = 256  # time steps per forward call
 GROUP_TOKENS = 1 << 18  # tokens run as one batch (bounds memory: a group's state and one segment's features)
@@ -106,7 +107,7 @@ def _score_group(run, tokens: np.ndarray, rows: list, scores: TokenScores) -> No
     x = torch.from_numpy(x).to(device)
     head, state = model.output_layer(), model.init_state(len(rows), device)
     for s in range(0, length, SEGMENT):
-        feats, state = model.features(x[:, s : s + SEGMENT], state)
+        feats, state = model.scoring_features(x[:, s : s + SEGMENT], state)
         pos = target_pos[:, s : s + SEGMENT]
         scored = pos >= 0
         if not scored.any():

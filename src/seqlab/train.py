@@ -26,6 +26,7 @@ from .data.tasks import task_documents
 from .data.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
 from .errors import SeqlabError
 from .models import build_model, map_state, model_config
+from .models.base import state_batch_dims
 from .models.heads import SOFTMAXES, AdaptiveHead
 from .models.style import (STYLE_BY, attach_styles, conditioned, for_document, style_sources, token_sources,
                            train_bytes_by_source)
@@ -173,7 +174,8 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
 
     optimizer = make_optimizer(model, cfg.train)
     batcher = make_batcher(model.carries_state, data.train, cfg.train.batch_size, cfg.train.seq_len,
-                           cfg.train.seed, shard=(rank, world), sources=token_sources(cfg.style, docs, data.doc_tokens))
+                           cfg.train.seed, shard=(rank, world), sources=token_sources(cfg.style, docs, data.doc_tokens),
+                           tokenizer=tokenizer)
     metrics = Metrics(run_dir / METRICS_FILE, enabled=rank == 0)
     pos = {"step": 0, "elapsed": 0.0, "tokens": 0, "done": False}
     carry = None
@@ -234,6 +236,7 @@ class TrainLoop:
         self.best = pos.get("best_val_bpb")
         self.is_writer = metrics.enabled
         self.net = distributed.wrap(Objective(model), device)  # DDP across processes, else the objective itself
+        self.state_dims = state_batch_dims(model) if model.carries_state else []
 
     def progress(self) -> float:
         if self.tc.budget_seconds > 0:
@@ -249,17 +252,29 @@ class TrainLoop:
             group["lr"] = lr_at(self.progress(), self.tc)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast), \
                 conditioned(self.model, styles):
-            loss, state = self.net(x, y, self.carry)
+            loss, state = self.net(x, y, self.with_fresh_rows(self.carry))
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * self.batcher.row_share).backward()  # DDP averages the ranks' gradients: weigh them by rows
         if self.tc.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
         self.optimizer.step()
         if self.model.carries_state:
-            self.carry = map_state(lambda t: t.detach(), state)
+            self.carry = self.streams_only(map_state(lambda t: t.detach(), state))
         self.pos["step"] += 1
-        self.pos["tokens"] += x.numel() * distributed.world_size()
+        self.pos["tokens"] += round(x.numel() * distributed.world_size() / self.batcher.row_share)  # every rank's
         return loss.item()
+
+    def with_fresh_rows(self, carry):
+        """The carried state of the streams, then a fresh one for the batch's rows that start documents."""
+        if carry is None:
+            return None
+        fresh = self.model.init_state(self.batcher.fresh, self.device)
+        return tuple(torch.cat([c, f], dim=d) for c, f, d in zip(carry, fresh, self.state_dims))
+
+    def streams_only(self, state):
+        """The state of the streams' rows: the rows that started documents carry nothing into the next window."""
+        n = len(self.batcher.streams)
+        return tuple(t.narrow(d, 0, n) for t, d in zip(state, self.state_dims))
 
     def save(self, synced: bool = True) -> None:
         carry = distributed.gather_carry(self.model, self.carry, synced)  # all ranks' streams
@@ -459,7 +474,8 @@ def _auto_choice(cfg: RunConfig, args):
 
     corpus_bytes = sum(p.stat().st_size for p in resolve_paths(cfg.data.paths or [default_corpus_path()]))
     budget = cfg.train.budget_seconds or 600.0
-    choice = choose(corpus_bytes, budget, cfg.train.threads or os.cpu_count() or 2)
+    cores = len(os.sched_getaffinity(0))  # what this process may use (taskset, containers), not the machine
+    choice = choose(corpus_bytes, budget, cfg.train.threads or cores)
     print(choice.reason, flush=True)
     cfg.arch = choice.arch
     for key, value in choice.train.items():

@@ -165,25 +165,37 @@ def greedy_answers(model, tokenizer, prompts: list[str], n_bytes: list[int], dev
     return out
 
 
-def exact_match(model, tokenizer, pairs: list[tuple[str, str]], device) -> float:
-    """Fraction of (prompt, answer) pairs whose greedy continuation is answer + newline exactly."""
+def answer_scores(model, tokenizer, pairs: list[tuple[str, str]], device) -> dict:
+    """Greedy continuations scored two ways: exact match of answer + newline, and the fraction of its bytes
+    right position by position (partial credit: a reversal wrong in one of n bytes scores (n - 1) / n)."""
     targets = [f"{a}\n".encode() for _, a in pairs]
     got = greedy_answers(model, tokenizer, [p for p, _ in pairs], [len(t) for t in targets], device)
-    return float(np.mean([g == t for g, t in zip(got, targets)]))
+    right = sum(g == t for produced, target in zip(got, targets) for g, t in zip(produced, target))
+    return {"exact_match": float(np.mean([g == t for g, t in zip(got, targets)])),
+            "byte_accuracy": right / sum(len(t) for t in targets)}
+
+
+def exact_match(model, tokenizer, pairs: list[tuple[str, str]], device) -> float:
+    """Fraction of (prompt, answer) pairs whose greedy continuation is answer + newline exactly."""
+    return answer_scores(model, tokenizer, pairs, device)["exact_match"]
 
 
 def task_accuracy(model, tokenizer, name: str, device, seed: int = DATA_SEED) -> dict:
-    """Exact match on the held-out examples, and on fresh examples of training lengths for reference."""
+    """Exact match and byte accuracy on the held-out examples, and on fresh examples of training lengths."""
     task = get_task(name)
     train, held_out = splits(name, seed)
     seen = frozenset(p for p, _ in train) | frozenset(p for p, _ in held_out)
     fresh = examples(task, task.train_lengths, task.n_held_out, seed + 2, seen)
     model.eval()
+    held_out_scores, fresh_scores = answer_scores(model, tokenizer, held_out, device), \
+        answer_scores(model, tokenizer, fresh, device)
     return {
         "task": name,
-        "exact_match": exact_match(model, tokenizer, held_out, device),
+        "exact_match": held_out_scores["exact_match"],
+        "byte_accuracy": held_out_scores["byte_accuracy"],
         "exact_match_lengths": list(task.held_out_lengths),
-        "exact_match_train_lengths": exact_match(model, tokenizer, fresh, device),
+        "exact_match_train_lengths": fresh_scores["exact_match"],
+        "byte_accuracy_train_lengths": fresh_scores["byte_accuracy"],
         "train_lengths": list(task.train_lengths),
         "examples": len(held_out),
     }

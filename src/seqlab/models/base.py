@@ -36,6 +36,11 @@ class SeqModel(nn.Module):
     def features(self, idx, state=None):
         raise NotImplementedError
 
+    def scoring_features(self, idx, state=None):
+        """features() for scoring long inputs without gradients; an architecture may override it with
+        a faster path that gives the same values."""
+        return self.features(idx, state)
+
     def step(self, idx: torch.Tensor, state):
         logits, state = self(idx[:, None], state)
         return logits[:, -1], state
@@ -76,3 +81,10 @@ def map_state(fn, state):
     if isinstance(state, dict):
         return {k: map_state(fn, v) for k, v in state.items()}
     return state
+
+
+def state_batch_dims(model) -> list[int]:
+    """Which dimension of each tensor of a carried state (a flat tuple) is the batch (found by asking
+    init_state for B=1 and B=2)."""
+    one, two = list(model.init_state(1, "cpu")), list(model.init_state(2, "cpu"))
+    return [next(d for d, (a, b) in enumerate(zip(s.shape, t.shape)) if a != b) for s, t in zip(one, two)]

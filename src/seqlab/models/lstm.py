@@ -2,6 +2,9 @@
 
 Layers are separate single-layer LSTMs so every layer's activations can be
 looked at (`hidden_states`), at no cost to speed.
+
+`scoring_features` is features() for inference on long inputs, faster on a CPU:
+see its docstring.
 """
 
 from dataclasses import dataclass, field
@@ -22,6 +25,17 @@ class LSTMConfig:
     dropout: float = 0.1
     softmax: str = "full"  # "full" (tied to the embedding) or "adaptive" (large vocabularies; see heads.py)
     cutoffs: list[int] = field(default_factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
+
+
+def run_layer(layer: nn.LSTM, x, h, c):
+    """layer(x, (h, c)). One time step (generation, compress, serve) takes PyTorch's native kernel:
+    oneDNN's, the CPU default, spends ~10 ms a call setting up for so little work, ten times the step
+    itself; over whole windows it is the faster one."""
+    if torch.jit.is_tracing():  # an exported graph holds the layer, not the choice of kernel
+        return layer(x, (h, c))
+    # None leaves a flag as it is (setting allow_tf32 warns on CPU builds)
+    with torch.backends.mkldnn.flags(enabled=x.shape[1] > 1, deterministic=None, allow_tf32=None, fp32_precision=None):
+        return layer(x, (h, c))
 
 
 class LSTM(SeqModel):
@@ -54,8 +68,45 @@ class LSTM(SeqModel):
         x = self.embed(idx)  # (B, T, E)
         outputs, hs, cs = [], [], []
         for i, layer in enumerate(self.layers):
-            x, (h_i, c_i) = layer(self.drop(x), (h[i : i + 1].contiguous(), c[i : i + 1].contiguous()))
+            x, (h_i, c_i) = run_layer(layer, self.drop(x), h[i : i + 1].contiguous(), c[i : i + 1].contiguous())
             outputs.append(x)
             hs.append(h_i)
             cs.append(c_i)
         return outputs, (torch.cat(hs), torch.cat(cs))
+
+    def scoring_features(self, idx, state=None):
+        """features(idx, state) at inference, equal to float tolerance and faster on a CPU.
+
+        With byte-sized vocabularies the first layer's input projection of every token,
+        embed(idx) @ W_ih^T + biases, is one of V rows: a table (V, 4H) built once replaces a
+        (B*T, E) x (E, 4H) matmul as costly as the recurrence itself, and the time loop does one
+        matmul per step. Style vectors are added by a hook on the embedding, which the table
+        would skip: a model that has one, or that is training, takes features().
+        """
+        if self.training or torch.is_grad_enabled() or self.embed._forward_hooks:
+            return self.features(idx, state)
+        h, c = state if state is not None else self.init_state(idx.shape[0], idx.device)
+        x, c_first = self._first_layer_by_table(idx, h[0], c[0])  # (B, T, H), (B, H)
+        hs, cs = [x[:, -1]], [c_first]
+        for i, layer in enumerate(self.layers[1:], start=1):
+            x, (h_i, c_i) = run_layer(layer, x, h[i : i + 1].contiguous(), c[i : i + 1].contiguous())
+            hs.append(h_i[0])
+            cs.append(c_i[0])
+        return self.proj(x), (torch.stack(hs), torch.stack(cs))
+
+    def _first_layer_by_table(self, idx, h, c):
+        """The first layer over idx (B, T) from h, c (B, H): its outputs (B, T, H) and last cell state."""
+        layer, n = self.layers[0], self.config.n_hidden
+        ifog = torch.arange(4 * n, device=idx.device).view(4, n)[[0, 1, 3, 2]].flatten()
+        w_ih, w_hh = layer.weight_ih_l0[ifog], layer.weight_hh_l0[ifog]  # gates reordered i, f, o, g:
+        bias = (layer.bias_ih_l0 + layer.bias_hh_l0)[ifog]  # ... one sigmoid covers three of them
+        table = torch.addmm(bias, self.embed.weight, w_ih.t())  # (V, 4H): each token's input projection
+        w_hh_t, steps = w_hh.t(), idx.t().contiguous()  # (H, 4H), (T, B)
+        out = table.new_empty(idx.shape[0], idx.shape[1], n)
+        for t in range(idx.shape[1]):
+            gates = torch.addmm(table[steps[t]], h, w_hh_t)  # (B, 4H)
+            i_f_o = gates[:, : 3 * n].sigmoid_()
+            g = gates[:, 3 * n :].tanh_()
+            c = torch.addcmul(i_f_o[:, n : 2 * n] * c, i_f_o[:, :n], g)
+            h = torch.mul(i_f_o[:, 2 * n :], c.tanh(), out=out[:, t])
+        return out, c

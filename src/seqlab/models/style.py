@@ -77,8 +77,16 @@ class StyleTable(nn.Module):
         return embedded + self.to_input(v).to(embedded.dtype)
 
     def index_of(self, doc_name: str) -> int | None:
+        """The document's source; else the source whose name its own source path ends with (the longest).
+
+        The second rule lets held-out files laid out beside the training ones (--val val/ for a corpus
+        train/, with val/poems/x.txt for train/poems/) read in their source's style, not the mean.
+        """
         key = source_key(doc_name, self.by)
-        return self.sources.index(key) if key in self.sources else None
+        if key in self.sources:
+            return self.sources.index(key)
+        ends = [(len(name), i) for i, name in enumerate(self.names) if key == name or key.endswith(os.sep + name)]
+        return max(ends)[1] if ends else None
 
     def index_by_name(self, name: str) -> int:
         if name not in self.names:
