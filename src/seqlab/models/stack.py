@@ -3,16 +3,16 @@ Recurrent Nets"), with an LSTM controller.
 
 The stack is a fixed-depth tensor S (B, K, m), S[:, 0] on top, empty cells zero. At step t the
 controller reads the token and the previous top S_{t-1}[0]; from its hidden state h_t it picks an
-action a_t = softmax over (push, pop, no-op) and a value v_t = tanh(W [h_t, embedding of the token]).
-The new stack is the mixture of the three outcomes (`stack_update`):
+action a_t = softmax over (push, pop, no-op); the value to push is v_t = tanh(W e_t), e_t the token's
+embedding. The new stack is the mixture of the three outcomes (`stack_update`):
 
     push:  [v_t, S[0], ..., S[K-2]]      (the bottom cell falls off)
     pop:   [S[1], ..., S[K-1], 0]
     no-op: S
 
-The output reads both the controller and the top it read: x_t = P h_t + Q S_{t-1}[0]. That direct path, and
-the token embedding in the pushed value, make the stack the easy place to keep what must come back
-later in reverse order (the controller alone memorises lengths it saw and fails beyond them).
+The output reads both the controller and the top it read: x_t = P h_t + Q S_{t-1}[0]. That direct
+path, and the token embedding in the pushed value, make the stack the easy place to keep what must
+come back later in reverse order (the controller alone memorises lengths it saw and fails beyond them).
 Reading BOS empties the stack: each document starts on an empty stack, in training (where the
 state carries across windows and so across documents) as at generation (which starts from BOS).
 The bench and the test: bench/stack_vs_lstm.py, tests/test_stack.py (task:reverse at unseen lengths).
