@@ -78,7 +78,8 @@ def main() -> None:
     results = [(name, *timed(fn)) for name, fn in rows]
     run.count_model = saved
     if saved is not None and not args.skip_mixed:
-        results.append(("eval's scoring, mixed (surprise --mixed)", *timed(lambda: run_token_bits(run, tokens, 1)[0].sum())))
+        mixed = lambda: run_token_bits(run, tokens, 1)[0].sum()
+        results.append(("eval's scoring, mixed (surprise --mixed)", *timed(mixed)))
     print(f"{len(data):,} bytes, {args.threads} threads, blocks of {BLOCK} warmed up on {WARMUP} (new)")
     for name, wall, cpu, bits in results:
         print(f"{name:<46} {len(data) / wall:>10,.0f} bytes/s  {len(data) / cpu:>10,.0f} bytes/CPU-s  "

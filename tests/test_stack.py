@@ -17,8 +17,9 @@ def test_push_pop_and_no_op_by_hand():
     """The three outcomes of Joulin & Mikolov (2015), section 3.1, on a 3-cell stack of width 2."""
     S = torch.tensor([[[1.0, 1.0], [2.0, 2.0], [0.0, 0.0]]])
     v = torch.tensor([[5.0, -5.0]])
-    assert torch.equal(stack_update(S, one_hot_actions("push"), v)[0], torch.tensor([[5.0, -5.0], [1.0, 1.0], [2.0, 2.0]]))
-    assert torch.equal(stack_update(S, one_hot_actions("pop"), v)[0], torch.tensor([[2.0, 2.0], [0.0, 0.0], [0.0, 0.0]]))
+    after = lambda action: stack_update(S, one_hot_actions(action), v)[0]
+    assert torch.equal(after("push"), torch.tensor([[5.0, -5.0], [1.0, 1.0], [2.0, 2.0]]))
+    assert torch.equal(after("pop"), torch.tensor([[2.0, 2.0], [0.0, 0.0], [0.0, 0.0]]))
     assert torch.equal(stack_update(S, one_hot_actions("no-op"), v), S)
 
 
@@ -125,4 +126,5 @@ def test_stack_reverses_longer_sequences_than_it_trained_on_and_lstm_does_not(tm
 
     stack, lstm = accuracy("stack", {"memory_width": 16}), accuracy("lstm", {"n_layer": 1})
     assert stack["exact_match"] > 0.6 and stack["byte_accuracy"] > 0.9, stack
-    assert stack["exact_match"] > lstm["exact_match"] + 0.5 and stack["byte_accuracy"] > lstm["byte_accuracy"] + 0.5, lstm
+    assert stack["exact_match"] > lstm["exact_match"] + 0.5, lstm
+    assert stack["byte_accuracy"] > lstm["byte_accuracy"] + 0.5, lstm

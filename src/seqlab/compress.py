@@ -82,6 +82,7 @@ class Header:
             raise SeqlabError(f"{name} is truncated or damaged (cannot read its header)") from None
         return cls(fingerprint, counts, version, threads, tokens, crc), r.pos
 
+
 def _varints(*values: int) -> bytes:
     """LEB128: 7 bits a byte, high bit set while more follow (the header is part of the compressed size)."""
     out = bytearray()
@@ -136,7 +137,6 @@ def counts_fingerprint(run) -> bytes | None:
     if run.count_model is None:
         return None
     return hashlib.sha256((Path(run.path) / HISTORY_FILE).read_bytes()).digest()[:FINGERPRINT_BYTES]
-
 
 
 def quantise(scores: torch.Tensor) -> np.ndarray:

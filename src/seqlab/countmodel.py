@@ -44,8 +44,9 @@ def _powers(base: int, n: int) -> np.ndarray:
         return np.cumprod(out, dtype=np.uint64)
 
 
-def context_hashes(tokens: np.ndarray, orders) -> dict[int, np.ndarray]:
-    """{k: 48-bit id of tokens[i-k:i] for every position i} (short contexts at the start hash what exists).
+def context_hashes(tokens: np.ndarray, orders) -> np.ndarray:
+    """(n, len(orders)): column j holds the 48-bit id of tokens[i-k:i], k = orders[j], for every position i
+    (short contexts at the start hash what exists).
 
     The hash of the k tokens before i is sum_j (tokens[i-j] + 1) * MUL**(k-j), j = 1..k, modulo 2**64:
     a difference of prefix sums, so any order costs O(n) however long. The id tags it with k's place
@@ -58,16 +59,16 @@ def context_hashes(tokens: np.ndarray, orders) -> dict[int, np.ndarray]:
     with np.errstate(over="ignore"):
         np.cumsum(t * mul[:n], out=prefix[1:])
         positions = np.arange(n)
-        out = {}
+        columns = []
         for index, k in enumerate(orders):
             window = prefix[:n] - prefix[np.maximum(positions - k, 0)]  # sum of t[m] * MUL**m, m in [i-k, i)
             scale = np.where(positions <= k, mul[np.maximum(k - positions, 0)], inv[np.maximum(positions - k, 0)])
-            out[k] = _context_id(_finalise(window * scale), np.uint64(index), len(orders))
-    return out
+            columns.append(_context_id(_finalise(window * scale), np.uint64(index), len(orders)))
+    return np.stack(columns, axis=1)
 
 
-def context_hashes_at(before: np.ndarray, orders) -> dict[int, np.ndarray]:
-    """context_hashes' values for n positions, from the tokens before each alone.
+def context_hashes_at(before: np.ndarray, orders) -> np.ndarray:
+    """context_hashes' rows (n, len(orders)) for n positions, from the tokens before each alone.
 
     before (n, max(orders)): before[:, j] is the token j + 1 places back, -1 where the text has none.
     """
@@ -77,9 +78,8 @@ def context_hashes_at(before: np.ndarray, orders) -> dict[int, np.ndarray]:
     with np.errstate(over="ignore"):
         sums = np.cumsum(t * inv[1:], axis=1, dtype=np.uint64)  # sum_j t[j] * MUL**-j
         lengths = np.asarray(orders)
-        ids = _context_id(_finalise(sums[:, lengths - 1] * mul[lengths]), np.arange(len(orders), dtype=np.uint64),
-                          len(orders))  # (n, orders)
-    return {k: ids[:, i] for i, k in enumerate(orders)}
+        return _context_id(_finalise(sums[:, lengths - 1] * mul[lengths]), np.arange(len(orders), dtype=np.uint64),
+                           len(orders))
 
 
 def _context_id(z: np.ndarray, index, n_orders: int) -> np.ndarray:
@@ -176,7 +176,7 @@ class CountModel:
         history = np.asarray(history)[-self.config.max_history :].astype(np.int64)
         self.orders = list(config.orders) + list(config.match_orders)  # every order that keeps counts
         hashes = context_hashes(history, self.orders)
-        per_order = [CountTable.build(hashes[k][k:], history[k:]) for k in self.orders]
+        per_order = [CountTable.build(hashes[k:, i], history[k:]) for i, k in enumerate(self.orders)]
         # an order's index tops its keys, so the orders' tables laid end to end are one sorted table:
         # a query of every order then costs one lookup
         self.table = CountTable(np.concatenate([t.keys for t in per_order]),
@@ -246,7 +246,7 @@ class CountReader:
 
     def __init__(self, session: CountSession, tokens: np.ndarray, n_context: int):
         self.session, self.tokens = session, tokens
-        self.contexts = np.stack(list(context_hashes(tokens, session.model.orders).values()), axis=1)  # (n, orders)
+        self.contexts = context_hashes(tokens, session.model.orders)  # (n, orders)
         self.seen = n_context  # tokens before this are context only (already in the training counts)
 
     def distributions(self, start: int, stop: int):
@@ -260,7 +260,8 @@ class CountReader:
     def advance(self, stop: int) -> None:
         """Count tokens up to `stop` as seen text."""
         if stop > self.seen:
-            self.session.count(np.arange(self.seen, stop), self.contexts[self.seen : stop], self.tokens[self.seen : stop])
+            new = slice(self.seen, stop)
+            self.session.count(np.arange(self.seen, stop), self.contexts[new], self.tokens[new])
         self.seen = max(self.seen, stop)
 
 
@@ -329,7 +330,7 @@ class StepReader:
     def distributions(self, rows: np.ndarray):
         """(log-probabilities (n, E, V) of each count expert, bucket (n,)) for the next token of texts `rows`."""
         model = self.session.model
-        self.contexts = np.stack(list(context_hashes_at(self.before[rows], model.orders).values()), axis=1)
+        self.contexts = context_hashes_at(self.before[rows], model.orders)
         self.rows = rows
         return blend_counts(model, self.session.tables(), self.contexts)
 

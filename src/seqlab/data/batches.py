@@ -62,6 +62,7 @@ class DocumentStarts:
                 starts = np.union1d(starts, _ends_of(line_end, tokens, tokenizer.token_bytes))
         self.positions = starts if len(starts) >= self.MIN_DOCUMENTS else None  # None: anywhere
         self.n = len(starts) if self.positions is not None else len(tokens)
+        self.bos = tokenizer.bos_id
 
     def __len__(self) -> int:
         return self.n
@@ -80,10 +81,18 @@ def _ends_of(line_end: bytes, tokens: np.ndarray, token_bytes: list[bytes]) -> n
     return np.flatnonzero(hits)
 
 
-def _starting_documents(batch, rows: np.ndarray, bos: int | None):
+def _document_starts(tokens, tokenizer, seq_len: int, batch_size: int) -> tuple[DocumentStarts | None, int]:
+    """(where a window may start a document, None without a tokenizer; how many rows of the global batch do)."""
+    if tokenizer is None:
+        return None, 0
+    starts = DocumentStarts(tokens, tokenizer, seq_len + 1)
+    return starts, fresh_rows(batch_size) if starts else 0
+
+
+def _starting_documents(batch, rows: np.ndarray, starts: DocumentStarts | None):
     """The batch with BOS as the first input of the given rows (already there at a real document start)."""
     if len(rows):
-        batch[0][torch.from_numpy(rows), 0] = bos
+        batch[0][torch.from_numpy(rows), 0] = starts.bos
     return batch
 
 
@@ -105,9 +114,8 @@ class StreamBatcher:
             )
         rank, world = shard
         self.streams = np.arange(batch_size)[rank::world] * self.stream_len
-        self.starts = DocumentStarts(tokens, tokenizer, seq_len + 1) if tokenizer else None
-        self.bos, self.shard = tokenizer and tokenizer.bos_id, shard
-        self.n_fresh = fresh_rows(batch_size) if self.starts else 0  # in the global batch
+        self.shard = shard
+        self.starts, self.n_fresh = _document_starts(tokens, tokenizer, seq_len, batch_size)  # in the global batch
         self.fresh = len(range(self.n_fresh)[rank::world])  # in this rank's
         # this rank's share of the global batch's rows: ranks can hold unequal numbers of fresh rows
         self.row_share = (len(self.streams) + self.fresh) * world / (batch_size + self.n_fresh)
@@ -129,7 +137,7 @@ class StreamBatcher:
             drawn = self.starts.draw(self.n_fresh, np.random.default_rng([self.seed, self.epoch, self.window]))
             starts = np.concatenate([starts, drawn[self.shard[0] :: self.shard[1]]])
         batch = _gather(self.tokens, starts, self.seq_len + 1, self.sources)
-        return *_starting_documents(batch, np.arange(len(self.streams), len(starts)), self.bos), new_epoch
+        return *_starting_documents(batch, np.arange(len(self.streams), len(starts)), self.starts), new_epoch
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "window": self.window}
@@ -154,9 +162,7 @@ class WindowBatcher:
         self.rank, self.world = shard
         self.row_share = 1.0  # the batch size is a multiple of the ranks: each holds as many rows
         self.generator = torch.Generator().manual_seed(seed)
-        self.starts = DocumentStarts(tokens, tokenizer, seq_len + 1) if tokenizer else None
-        self.bos = tokenizer and tokenizer.bos_id
-        self.n_fresh = fresh_rows(batch_size) if self.starts else 0  # the last rows of the global batch
+        self.starts, self.n_fresh = _document_starts(tokens, tokenizer, seq_len, batch_size)  # its last rows
 
     def next(self):
         # Every rank draws the same global batch and keeps its own slice of it.
@@ -166,7 +172,7 @@ class WindowBatcher:
             starts[-self.n_fresh :] = self.starts.draw(self.n_fresh, np.random.default_rng(seed))
         mine = np.arange(self.batch_size)[self.rank :: self.world]
         batch = _gather(self.tokens, starts[mine], self.seq_len + 1, self.sources)
-        return *_starting_documents(batch, np.flatnonzero(mine >= self.batch_size - self.n_fresh), self.bos), False
+        return *_starting_documents(batch, np.flatnonzero(mine >= self.batch_size - self.n_fresh), self.starts), False
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state().tolist()}
