@@ -126,6 +126,22 @@ def test_injected_error_ranks_first_and_fix_restores_it(runs, arch):
     assert (top.line, top.column) == line_column(data, top.offset)
 
 
+def test_mixed_surprise_judges_fixes_with_the_count_model(tmp_path):
+    """A network that has barely trained cannot place or mend an error; mixed with the count model, which
+    has seen these lines, surprise finds the deleted ')' and its fix restores it."""
+    rng = np.random.default_rng(3)
+    lines = [f"call_{rng.integers(1000)}(x{rng.integers(100)}, {rng.integers(10000)});\n" for _ in range(2000)]
+    corpus = tmp_path / "calls.txt"
+    corpus.write_text("".join(lines))
+    run = load(train(tiny_config(corpus, "lstm", steps=5), tmp_path / "run", log=lambda *a: None))
+    text = "".join(lines[100:160]).encode()
+    offset = text.index(b")", len(text) // 2)
+    data = text[:offset] + text[offset + 1 :]
+    top = surprise(run, data, top=3, mixed=True).anomalies[0]
+    assert abs(top.offset - offset) <= 10
+    assert top.fix is not None and top.fix.apply(data) == text
+
+
 def test_spans_group_neighbouring_spikes():
     bits = np.ones(100)
     bits[[10, 12, 13, 60]] = 20.0

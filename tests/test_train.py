@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+from seqlab.defaults import choose
 from seqlab.run import load, read_metrics
 from seqlab.train import lr_at, train
 
@@ -192,3 +193,17 @@ def test_bpe_run_trains_and_reports_bytes(corpus_file, tmp_path):
     final = [r for r in read_metrics(run_dir) if r["event"] == "final"][-1]
     start = read_metrics(run_dir)[0]
     assert final["val_bpb"] < 8 and start["val_bytes"] > 0
+
+
+def test_auto_choice_is_nanogpts_recipe_sized_by_budget_cores_and_corpus():
+    ten_minutes = choose(1_000_000, 600, cores=2)
+    assert ten_minutes.arch == "transformer"
+    assert ten_minutes.model == {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "dropout": 0.0,
+                                 "bias": False}
+    assert ten_minutes.train["batch_size"] == 12 and ten_minutes.train["lr"] == 1e-3
+    assert "\n" not in ten_minutes.reason and "10 minutes on 2 cores" in ten_minutes.reason
+    widths = [choose(1_000_000, minutes * 60, cores=2).model["n_embd"] for minutes in (1, 10, 60, 600)]
+    assert widths == sorted(widths) and widths[0] < 128 < widths[-1]
+    assert choose(1_000_000, 600, cores=1).model["n_embd"] <= 128
+    small = choose(50_000, 3600, cores=2)
+    assert small.model["n_embd"] == 64 and "the corpus size" in small.reason and small.model["dropout"] > 0

@@ -130,13 +130,14 @@ class CountTable:
 
 def dense_counts(tables: list[CountTable], context: np.ndarray, vocab: int) -> np.ndarray:
     """Counts (*context.shape, vocab) of what followed each query context, summed over tables."""
-    shape, context = context.shape, context.ravel()
-    found = [t.lookup(context) for t in tables]
+    shape = context.shape
+    unique, inverse = np.unique(context.ravel(), return_inverse=True)  # short contexts recur: look each up once
+    found = [t.lookup(unique) for t in tables]
     rows = np.concatenate([f[0] for f in found])
     tokens = np.concatenate([f[1] for f in found])
     weights = np.concatenate([f[2] for f in found])
-    flat = np.bincount(rows * vocab + tokens, weights=weights, minlength=len(context) * vocab)
-    return flat.astype(np.float32).reshape(*shape, vocab)
+    flat = np.bincount(rows * vocab + tokens, weights=weights, minlength=len(unique) * vocab)
+    return flat.astype(np.float32).reshape(len(unique), vocab)[inverse].reshape(*shape, vocab)
 
 
 class RecentCounts:

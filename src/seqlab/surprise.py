@@ -11,7 +11,8 @@ model's own predictive entropy there: how much worse than it expected) stands
 out, above mean + 2 std of the file's excess, merged when at most GAP bytes
 apart. Why excess and not surprisal: a rare name is surprising where the model
 knew it could not guess (high entropy), an error is surprising where it was
-sure (low entropy). Each span gets a suggested fix (surprise_fix.py); spans
+sure (low entropy). Each span gets a suggested fix (surprise_fix.py: judged
+by the same model that scored the bytes, count model included under --mixed); spans
 are ranked by their excess plus the bits their fix saves, so a typo
 (surprising and fixable) outranks a rare name (surprising, not fixable).
 """
@@ -24,6 +25,7 @@ import numpy as np
 
 from .compress import TorchThreads
 from .errors import SeqlabError
+from .scoring import mixing_session
 from .surprise_fix import Fix, suggest_fix
 from .surprise_render import anomaly_table, html_report, terminal_text, to_json
 from .surprise_score import describe_scoring, score_tokens
@@ -64,11 +66,11 @@ class Report:
         return float(self.bits.sum())
 
 
-def score_bytes(run, data: bytes, mixed: bool = False) -> tuple:
+def score_bytes(run, data: bytes, mixed: bool = False, session=None) -> tuple:
     """Per-byte bits and entropy, token index per byte, and top-5 (ids, probs) per token."""
     tok = run.tokenizer
     tokens = np.concatenate([[tok.bos_id], tok.encode(data)]).astype(np.int64)
-    s = score_tokens(run, tokens, mixed)
+    s = score_tokens(run, tokens, mixed, session)
     lengths = np.array([len(tok.token_bytes[t]) for t in tokens[1:]], dtype=np.int64)
     token_of_byte = np.repeat(np.arange(len(lengths)), lengths)
     per_byte = np.maximum(lengths, 1)
@@ -105,13 +107,15 @@ def surprise(run, data: bytes, top: int = 10, name: str = "input", fixes: bool =
     """Score `data`, find its `top` most surprising spans and suggest a fix for each."""
     if top < 0:
         raise SeqlabError(f"--top must be >= 0, got {top}")
-    bits, entropy, token_of_byte, top_ids, top_probs = score_bytes(run, data, mixed)
+    session = mixing_session(run) if mixed else None  # kept: the fixes are judged as the bytes were scored
+    bits, entropy, token_of_byte, top_ids, top_probs = score_bytes(run, data, mixed, session)
     report = Report(name, data, bits, entropy, token_of_byte, top_ids, top_probs, describe_scoring(run, mixed))
     excess = bits - entropy
     spans = find_spans(excess)
     spans.sort(key=lambda s: -_span_excess(excess, *s))
     with TorchThreads(1):  # fixes run small sequential steps: threads only add synchronisation
-        anomalies = [_anomaly(run, data, bits, excess, a, b, fixes) for a, b in spans[: top * CANDIDATES_PER_TOP]]
+        anomalies = [_anomaly(run, data, bits, excess, a, b, fixes, session)
+                     for a, b in spans[: top * CANDIDATES_PER_TOP]]
     anomalies.sort(key=lambda a: -a.score)
     report.anomalies = anomalies[:top]
     return report
@@ -121,9 +125,10 @@ def _span_excess(excess: np.ndarray, a: int, b: int) -> float:
     return float(np.maximum(excess[a:b], 0.0).sum())
 
 
-def _anomaly(run, data: bytes, bits: np.ndarray, excess: np.ndarray, a: int, b: int, fixes: bool) -> Anomaly:
+def _anomaly(run, data: bytes, bits: np.ndarray, excess: np.ndarray, a: int, b: int, fixes: bool,
+             session) -> Anomaly:
     line, column = line_column(data, a)
-    expected, fix = suggest_fix(run, data, a) if fixes else ("", None)
+    expected, fix = suggest_fix(run, data, a, session) if fixes else ("", None)
     return Anomaly(a, b - a, line, column, float(bits[a:b].sum()), float(bits[a:b].max()),
                    _span_excess(excess, a, b) + (fix.gain_bits if fix else 0.0),
                    data[a:b].decode("utf-8", "replace"), expected, fix)

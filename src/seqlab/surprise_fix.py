@@ -1,11 +1,18 @@
 """Suggested fixes for `seqlab surprise`: what the model expected, and the small edit that helps most.
 
 From a few anchors just before a span the model generates greedily what it
-expected and tries small edits (insert the expected bytes, replace 1-2 bytes
-with them, delete, swap two bytes); the edit that makes the text through FOLLOW
-bytes after it least surprising is kept when it saves at least MIN_GAIN bits,
-net of NOISE_BITS per removed byte (else deleting any text would look like a
-fix). The network alone proposes and judges edits.
+expected and tries small edits (insert the expected bytes or one of its top
+guesses, replace 1-2 bytes with them, delete, swap two bytes); the edit that
+makes the text through FOLLOW bytes after it least surprising is kept when it
+saves at least MIN_GAIN bits, net of NOISE_BITS per removed byte (else deleting
+any text would look like a fix).
+
+A Judge gives the next-token distributions that propose and weigh the edits:
+the network alone, or, when the file was scored mixed, the network mixed with
+the run's count model exactly as scoring mixed them (the weights the scoring
+pass adapted to this file, frozen). The judge counts the training split only,
+not the file itself: the file's own bytes, corrupted ones included, would
+otherwise vouch for themselves.
 """
 
 import copy
@@ -14,9 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .countmodel import blend_counts, context_hashes_at
+
 BACK = 3  # anchors tried before a span's first byte
 EXPECT_TOKENS = 8  # greedy continuation length
 EXPECT_BYTES = 12  # ... at most
+TOP_GUESSES = 5  # the most likely next tokens, each tried as a one-token insert or replacement
 FOLLOW = 16  # bytes after an edit that must become less surprising
 MIN_GAIN = 2.0  # bits an edit must save to be suggested
 NOISE_BITS = 8.0  # cost of each byte a fix removes (deleting text always saves its own bits)
@@ -33,7 +43,6 @@ class Fix:
 
     def apply(self, data: bytes) -> bytes:
         return data[: self.offset] + self.insert.encode("utf-8", "surrogateescape") + data[self.offset + self.remove :]
-
 
 
 def _repeat_state(model, state, n: int):
@@ -56,6 +65,46 @@ def _repeat_state(model, state, n: int):
     return walk(state, template)
 
 
+class Judge:
+    """Next-token log-probabilities for texts that continue a file: the network's, or mixed with the count model."""
+
+    def __init__(self, run, session=None):
+        self.run, self.session = run, session
+        self.depth = max(session.model.orders) if session is not None else 0  # tokens of history the counts read
+
+    def history(self, data: bytes, anchor: int) -> np.ndarray:
+        """The tokens before byte `anchor` the count model reads (BOS first when they reach the file's start)."""
+        if not self.depth:
+            return np.zeros(0, dtype=np.int64)
+        tok, start = self.run.tokenizer, max(0, anchor - 4 * self.depth)
+        ids = [tok.bos_id] * (start == 0) + [int(i) for i in tok.encode(data[start:anchor])]
+        return np.array(ids[-self.depth :], dtype=np.int64)
+
+    def log_probs(self, net_logp: torch.Tensor, history: np.ndarray, tails: list[np.ndarray]) -> torch.Tensor:
+        """Judged log-probabilities (n, V) for each position of each tail, laid end to end.
+
+        net_logp (n, V) is the network's for the same positions; position j of a tail follows
+        `history` and the tail's first j tokens.
+        """
+        if self.session is None:
+            return net_logp
+        model = self.session.model
+        before = np.concatenate([_tokens_before(history, t, self.depth) for t in tails])
+        experts, bucket = blend_counts(model, [model.table], context_hashes_at(before, model.orders))
+        return self.session.mixer.mix(net_logp, experts, bucket)[0]
+
+    def next_log_probs(self, net_logp: torch.Tensor, history: np.ndarray) -> torch.Tensor:
+        """Judged log-probabilities (1, V) of the token after `history`."""
+        return self.log_probs(net_logp, history, [np.zeros(1, dtype=np.int64)])
+
+
+def _tokens_before(history: np.ndarray, tail: np.ndarray, depth: int) -> np.ndarray:
+    """(len(tail), depth): row j holds the tokens before tail[j], most recent first, -1 past the start."""
+    seq = np.concatenate([np.full(depth, -1, dtype=np.int64), history, tail])
+    last = depth + len(history) - 1 + np.arange(len(tail))  # index of the token just before tail[j]
+    return seq[last[:, None] - np.arange(depth)[None, :]]
+
+
 def _prefix_ids(run, data: bytes, anchor: int, room: int) -> list[int]:
     """The tokens before `anchor`, leaving `room` in the context for what follows (half at least)."""
     tok = run.tokenizer
@@ -67,47 +116,55 @@ def _prefix_ids(run, data: bytes, anchor: int, room: int) -> list[int]:
 
 
 @torch.no_grad()
-def _greedy(run, state, logits, n: int) -> bytes:
-    out = []
-    for _ in range(n):
-        nxt = logits.argmax(dim=-1)
+def _greedy(judge: Judge, state, logits, history: np.ndarray, n: int) -> tuple[bytes, list[int]]:
+    """(the greedy continuation, the judge's TOP_GUESSES most likely first tokens)."""
+    run, out = judge.run, []
+    for i in range(n):
+        logp = judge.next_log_probs(torch.log_softmax(logits.float(), dim=-1), history)
+        if i == 0:
+            guesses = [int(t) for t in logp[0].topk(min(TOP_GUESSES, logp.shape[-1])).indices]
+        nxt = logp.argmax(dim=-1)
         if int(nxt[0]) == run.tokenizer.bos_id:
             break
         out.append(run.tokenizer.token_bytes[int(nxt[0])])
+        history = np.append(history, int(nxt[0]))
         logits, state = run.model.step(nxt, state)
-    return b"".join(out)
+    return b"".join(out), guesses
 
 
-def _edits(data: bytes, anchor: int, expected: bytes) -> list[tuple[int, bytes, str]]:
+def _edits(data: bytes, anchor: int, expected: bytes, guesses: list[bytes]) -> list[tuple[int, bytes, str]]:
     """(bytes removed at anchor, bytes inserted, kind) candidates; (0, b'', 'none') first."""
-    edits = [(0, b"", "none")]
-    edits += [(0, expected[:k], "insert") for k in range(1, len(expected) + 1)]
+    inserts = [expected[:k] for k in range(1, len(expected) + 1)]
+    inserts += [g for g in guesses if g and g not in inserts]
+    edits = [(0, b"", "none")] + [(0, ins, "insert") for ins in inserts]
     for m in (1, 2):
         if anchor + m <= len(data):
             edits.append((m, b"", "delete"))
-            edits += [(m, expected[:k], "replace") for k in range(1, len(expected) + 1)]
+            edits += [(m, ins, "replace") for ins in inserts]
     if anchor + 2 <= len(data) and data[anchor] != data[anchor + 1]:
         edits.append((2, data[anchor + 1 : anchor + 2] + data[anchor : anchor + 1], "swap"))
     return edits
 
 
 @torch.no_grad()
-def _edit_bits(run, state, last_logits: torch.Tensor, tails: list[np.ndarray]) -> np.ndarray:
-    """Total bits of each tail (token array) after the prefix whose state and last logits are given."""
-    model = run.model
-    first = torch.log_softmax(last_logits.float(), dim=-1)  # (V,)
+def _edit_bits(judge: Judge, state, last_logits: torch.Tensor, history: np.ndarray,
+               tails: list[np.ndarray]) -> np.ndarray:
+    """Total bits of each tail (token array) after the prefix whose state, last logits and history are given."""
+    model, device = judge.run.model, judge.run.device
     length = max(len(t) for t in tails)
     batch = np.zeros((len(tails), length), dtype=np.int64)
     for i, t in enumerate(tails):
         batch[i, : len(t)] = t
-    y = torch.from_numpy(batch).to(run.device)
-    total = -first[y[:, 0]]
+    y = torch.from_numpy(batch).to(device)
+    logits = last_logits.float()[None, None].expand(len(tails), 1, -1)
     if length > 1:
-        logits, _ = model(y[:, :-1], _repeat_state(model, state, len(tails)))
-        logp = torch.log_softmax(logits.float(), dim=-1).gather(2, y[:, 1:, None])[..., 0]  # (C, L-1)
-        mask = torch.tensor([[j + 1 < len(t) for j in range(length - 1)] for t in tails], device=run.device)
-        total = total - (logp * mask).sum(dim=1)
-    return (total / LN2).cpu().numpy()
+        rest, _ = model(y[:, :-1], _repeat_state(model, state, len(tails)))
+        logits = torch.cat([logits, rest.float()], dim=1)
+    valid = torch.tensor([[j < len(t) for j in range(length)] for t in tails], device=device)
+    logp = judge.log_probs(torch.log_softmax(logits[valid], dim=-1), history, tails)  # (valid positions, V)
+    bits = -logp.gather(1, y[valid][:, None])[:, 0] / LN2
+    per_tail = torch.zeros(len(tails), device=device).index_add_(0, valid.nonzero()[:, 0], bits)
+    return per_tail.cpu().numpy()
 
 
 def _minimal_fix(data: bytes, offset: int, remove: int, insert: bytes, kind: str, gain: float) -> Fix:
@@ -144,21 +201,26 @@ def _anchor_states(run, data: bytes, first: int, stop: int):
 
 
 @torch.no_grad()
-def suggest_fix(run, data: bytes, start: int) -> tuple[str, Fix | None]:
-    """What the model expected at `start`, and the best small edit near it (None if none helps)."""
+def suggest_fix(run, data: bytes, start: int, session=None) -> tuple[str, Fix | None]:
+    """What the model expected at `start`, and the best small edit near it (None if none helps).
+
+    With a scoring `session` (a mixed pass's), edits are judged by the network mixed with the count model.
+    """
     tok, model, best, expected_here = run.tokenizer, run.model, None, b""
+    judge = Judge(run, session)
     for anchor, logits, state in _anchor_states(run, data, max(0, start - BACK), start + 1):
-        # The network alone proposes and judges edits (a run's count model only sharpens scores).
-        expected = _greedy(run, _repeat_state(model, state, 1), logits[:, -1], EXPECT_TOKENS)[:EXPECT_BYTES]
+        history = judge.history(data, anchor)
+        expected, guesses = _greedy(judge, _repeat_state(model, state, 1), logits[:, -1], history, EXPECT_TOKENS)
+        expected = expected[:EXPECT_BYTES]
         if anchor == start:
             expected_here = expected
         end = min(len(data), anchor + 2 + FOLLOW)
-        edits = _edits(data, anchor, expected)
+        edits = _edits(data, anchor, expected, [tok.token_bytes[g] for g in guesses if g != tok.bos_id])
         tails = [tok.encode(ins + data[anchor + m : end]) for m, ins, _ in edits]
         keep = [i for i, t in enumerate(tails) if len(t)]
         if len(keep) < 2 or keep[0] != 0:
             continue
-        bits = _edit_bits(run, state, logits[0, -1], [tails[i] for i in keep])
+        bits = _edit_bits(judge, state, logits[0, -1], history, [np.asarray(tails[i]) for i in keep])
         for i, b in zip(keep[1:], bits[1:]):
             m, ins, kind = edits[i]
             fix = _minimal_fix(data, anchor, m, ins, kind, float(bits[0] - b))

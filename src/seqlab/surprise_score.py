@@ -59,13 +59,16 @@ def describe_scoring(run, mixed: bool) -> str:
 
 
 @torch.inference_mode()
-def score_tokens(run, tokens: np.ndarray, mixed: bool = False) -> TokenScores:
-    """Scores of tokens[1:], each predicted from all the tokens before it (tokens[0] is BOS)."""
+def score_tokens(run, tokens: np.ndarray, mixed: bool = False, session=None) -> TokenScores:
+    """Scores of tokens[1:], each predicted from all the tokens before it (tokens[0] is BOS).
+
+    mixed: through `session` (scoring.mixing_session), or a new one when none is given.
+    """
     n = max(len(tokens) - 1, 0)
     k = min(5, run.tokenizer.vocab_size)
     scores = TokenScores.empty(n, k)
     if mixed or run.model.max_context:
-        stream = score_run(run, tokens, 1) if mixed else score_logits(run.model, tokens, 1, run.device)
+        stream = score_run(run, tokens, 1, session) if mixed else score_logits(run.model, tokens, 1, run.device)
         for first, logp, targets, *_ in stream:
             scores.put(slice(first - 1, first - 1 + len(targets)), logp, targets)
         return scores
