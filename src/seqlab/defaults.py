@@ -6,8 +6,8 @@ small-context transformer recipe (4 layers, context 64, batch 12, lr 1e-3)
 learns more per CPU-second than a one-layer LSTM of the same cost on byte-level
 text. It takes thousands of small steps where the LSTM takes hundreds of large
 ones, and it uses a second core better: 1.65x its one-core tokens/s, where the
-LSTM gained 1.35x in parameters x tokens/s. The count model covers the long repeats its 64-token
-window cannot hold.
+LSTM gained 1.35x in parameters x tokens/s. The count model covers the long
+repeats its 64-token window cannot hold.
 
 The width follows the compute: a model of N parameters trains at about
 THROUGHPUT / N tokens per second, and we pick the largest width whose budget
@@ -46,7 +46,7 @@ def throughput(cores: int) -> float:
 
 def choose(corpus_bytes: int, budget_seconds: float, cores: int = 2) -> Choice:
     rate = throughput(cores)
-    fits = [w for w in WIDTHS if rate * budget_seconds / transformer_params(w) >= TOKENS_PER_PARAM * transformer_params(w)]
+    fits = [w for w in WIDTHS if rate * budget_seconds >= TOKENS_PER_PARAM * transformer_params(w) ** 2]
     width = max(fits, default=WIDTHS[0])
     capped = [w for w in WIDTHS if w <= width and transformer_params(w) <= PARAMS_PER_CORPUS_BYTE * corpus_bytes]
     chosen = max(capped, default=WIDTHS[0])

@@ -74,11 +74,8 @@ class Judge:
 
     def history(self, data: bytes, anchor: int) -> np.ndarray:
         """The tokens before byte `anchor` the count model reads (BOS first when they reach the file's start)."""
-        if not self.depth:
-            return np.zeros(0, dtype=np.int64)
-        tok, start = self.run.tokenizer, max(0, anchor - 4 * self.depth)
-        ids = [tok.bos_id] * (start == 0) + [int(i) for i in tok.encode(data[start:anchor])]
-        return np.array(ids[-self.depth :], dtype=np.int64)
+        return np.array(_ids_before(self.run.tokenizer, data, anchor, self.depth) if self.depth else [],
+                        dtype=np.int64)
 
     def log_probs(self, net_logp: torch.Tensor, history: np.ndarray, tails: list[np.ndarray]) -> torch.Tensor:
         """Judged log-probabilities (n, V) for each position of each tail, laid end to end.
@@ -105,14 +102,17 @@ def _tokens_before(history: np.ndarray, tail: np.ndarray, depth: int) -> np.ndar
     return seq[last[:, None] - np.arange(depth)[None, :]]
 
 
-def _prefix_ids(run, data: bytes, anchor: int, room: int) -> list[int]:
-    """The tokens before `anchor`, leaving `room` in the context for what follows (half at least)."""
-    tok = run.tokenizer
-    context = run.model.max_context or 256  # recurrent: enough to settle the state
-    limit = max(context - room, context // 2)
+def _ids_before(tok, data: bytes, anchor: int, limit: int) -> list[int]:
+    """The last `limit` tokens before byte `anchor` (BOS first when they reach the file's start)."""
     start = max(0, anchor - 4 * limit)
     ids = [int(i) for i in tok.encode(data[start:anchor])][-limit:]
     return ([tok.bos_id] + ids)[-limit:] if start == 0 else ids
+
+
+def _prefix_ids(run, data: bytes, anchor: int, room: int) -> list[int]:
+    """The tokens before `anchor`, leaving `room` in the context for what follows (half at least)."""
+    context = run.model.max_context or 256  # recurrent: enough to settle the state
+    return _ids_before(run.tokenizer, data, anchor, max(context - room, context // 2))
 
 
 @torch.no_grad()
