@@ -4,12 +4,19 @@
 
 FILE defaults to concatenated C headers from /usr/include (Debian's libc6-dev); of a
 FILE its last --bytes are scored (held out, when the run was trained on FILE).
-Prints bytes/s for eval's path (scoring.run_token_bits: blocks of 4096 tokens warmed
-up on 1024, count model mixed in when the run has one), for surprise's default
-(surprise_score: the network alone, blocks of BLOCK warmed up on WARMUP), for the
-same without the LSTM's scoring fast path (`scoring_features`) and for surprise
---mixed, with each one's bits per byte. The machine may be shared, so the ratios
-between them measured in one run are the figures to trust, and bytes per CPU-second
+Prints bytes/s for surprise's default (surprise_score: the network alone), for the
+same without the architecture's scoring fast path, for eval's path with the network
+alone and for surprise --mixed (eval's path, count model included), with each one's
+bits per byte.
+- A recurrent model: surprise scores blocks of BLOCK warmed up on WARMUP; eval's
+  blocks are 4096 warmed up on 1024. Its fast path is the LSTM's first layer by
+  table (`scoring_features`).
+- A window model (the transformer): surprise and eval share sliding windows; the
+  fast path is what `window_features` skips (the last block's work for the first
+  half of each window) plus small batches that stay in the CPU's cache. Without
+  it: full windows in 64k-token batches, as before.
+The rows run in turn, --repeats times, and the median is shown: the machine may be
+shared, so ratios measured in one run are the figures to trust. Bytes per CPU-second
 (process time, all threads) are shown beside wall-clock bytes/s: with --threads 1
 they are what one otherwise idle core would score.
 """
@@ -18,6 +25,7 @@ import argparse
 import glob
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -25,9 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from seqlab import scoring  # noqa: E402
+from seqlab.models.base import SeqModel  # noqa: E402
 from seqlab.run import load  # noqa: E402
 from seqlab.scoring import run_token_bits  # noqa: E402
-from seqlab.surprise_score import BLOCK, WARMUP, score_tokens  # noqa: E402
+from seqlab.surprise_score import describe_scoring, score_tokens  # noqa: E402
 
 
 def headers(n_bytes: int) -> bytes:
@@ -47,14 +57,34 @@ def timed(fn) -> tuple[float, float, float]:
 
 
 def without_fast_path(run, fn):
-    """fn() with the model's generic features() in place of its scoring fast path: the figure before it."""
+    """fn() with the model's generic features in place of its scoring fast path: the figure before it."""
+    model = run.model
+
     def call():
-        run.model.scoring_features = run.model.features  # an instance attribute shadows the method
+        if model.max_context:  # instance attributes shadow the methods
+            model.window_features = partial(SeqModel.window_features, model)
+            scoring.BATCH_TOKENS_WINDOWS, saved = scoring.BATCH_TOKENS_RECURRENT, scoring.BATCH_TOKENS_WINDOWS
+        else:
+            model.scoring_features = model.features
         try:
             return fn()
         finally:
-            del run.model.scoring_features
+            if model.max_context:
+                del model.window_features
+                scoring.BATCH_TOKENS_WINDOWS = saved
+            else:
+                del model.scoring_features
     return call
+
+
+def median_runs(rows, repeats: int) -> list[tuple[str, float, float, float]]:
+    """(name, median wall s, median CPU s, bits) per row, the rows run in turn `repeats` times."""
+    times = {name: [] for name, _ in rows}
+    for _ in range(repeats):
+        for name, fn in rows:
+            times[name].append(timed(fn))
+    return [(name, float(np.median([t[0] for t in ts])), float(np.median([t[1] for t in ts])), ts[0][2])
+            for name, ts in times.items()]
 
 
 def main() -> None:
@@ -64,25 +94,33 @@ def main() -> None:
     ap.add_argument("--bytes", type=int, default=200_000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-mixed", action="store_true", help="leave out the (slow) mixed paths")
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     run = load(args.run)
     data = Path(args.file).read_bytes()[-args.bytes :] if args.file else headers(args.bytes)  # a run's held-out tail
     tokens = np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(data)]).astype(np.int64)
-    rows = [("surprise (network alone, new)", lambda: score_tokens(run, tokens).bits.sum())]
-    if hasattr(run.model, "scoring_features"):
-        rows.append(("surprise without the LSTM fast path", without_fast_path(run, rows[0][1])))
     saved = run.count_model
-    run.count_model = None  # eval's path with the network alone: the like-for-like old figure
-    rows.append(("eval's scoring, network alone (old surprise)", lambda: run_token_bits(run, tokens, 1)[0].sum()))
-    results = [(name, *timed(fn)) for name, fn in rows]
-    run.count_model = saved
+
+    def eval_network_alone():
+        run.count_model = None  # eval's path with the network alone: the like-for-like old figure
+        try:
+            return run_token_bits(run, tokens, 1)[0].sum()
+        finally:
+            run.count_model = saved
+
+    surprise = lambda: score_tokens(run, tokens).bits.sum()
+    rows = [("surprise (network alone)", surprise),
+            ("surprise without the fast path", without_fast_path(run, surprise)),
+            ("eval's scoring, network alone", eval_network_alone)]
+    results = median_runs(rows, args.repeats)
     if saved is not None and not args.skip_mixed:
         mixed = lambda: run_token_bits(run, tokens, 1)[0].sum()
-        results.append(("eval's scoring, mixed (surprise --mixed)", *timed(mixed)))
-    print(f"{len(data):,} bytes, {args.threads} threads, blocks of {BLOCK} warmed up on {WARMUP} (new)")
+        results += median_runs([("eval's scoring, mixed (surprise --mixed)", mixed)], 1)
+    print(f"{len(data):,} bytes, {args.threads} threads, {describe_scoring(run, mixed=False)}; "
+          f"median of {args.repeats} runs in turn")
     for name, wall, cpu, bits in results:
-        print(f"{name:<46} {len(data) / wall:>10,.0f} bytes/s  {len(data) / cpu:>10,.0f} bytes/CPU-s  "
+        print(f"{name:<42} {len(data) / wall:>10,.0f} bytes/s  {len(data) / cpu:>10,.0f} bytes/CPU-s  "
               f"{bits / len(data):.4f} bpb")
     for name, wall, cpu, _ in results[1:3]:
         print(f"speed-up of surprise over {name} in this run: {wall / results[0][1]:.2f}x wall, "

@@ -50,6 +50,18 @@ def test_step_by_step_equals_full_forward(arch):
     assert torch.allclose(torch.cat(steps, 1), full, atol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ALL)
+def test_scoring_paths_give_the_training_forwards_features(arch):
+    """Without gradients scoring takes faster paths (the LSTM's input table, the transformer's GELU in
+    sigmoid form and its window_features skipping the last block's unread positions): same values."""
+    model = tiny(arch)
+    x = torch.randint(0, 50, (3, 24))
+    reference, _ = model.features(x)  # gradients on: the path training takes
+    with torch.inference_mode():
+        assert torch.allclose(model.scoring_features(x)[0], reference, atol=1e-5)
+        assert torch.allclose(model.window_features(x, 7), reference[:, -7:], atol=1e-5)
+
+
 def test_state_carries_across_windows():
     model = tiny("lstm")
     x = torch.randint(0, 50, (2, 30))

@@ -15,6 +15,11 @@ import torch.nn.functional as F
 
 RNN_BLOCK = 4096
 RNN_WARMUP = 1024
+# Input tokens per forward pass. A recurrent model steps its blocks through time together, so it wants
+# many rows; a window model's activations should stay in a CPU's cache: 2k-token batches score ~1.5x
+# faster than 64k on 2 cores, where 64k spends a third of its time in page faults (bench/surprise_speed.py).
+BATCH_TOKENS_RECURRENT = 65536
+BATCH_TOKENS_WINDOWS = 2048
 
 
 @dataclass
@@ -45,17 +50,26 @@ def describe_context(model) -> str:
 
 
 @torch.no_grad()
-def score_logits(model, tokens: np.ndarray, n_context: int, device, batch_tokens: int = 65536):
-    """Yield (first_position, log_probs (n, V), targets (n,)) covering tokens[n_context:] in order."""
+def score_logits(model, tokens: np.ndarray, n_context: int, device, batch_tokens: int | None = None):
+    """Yield (first_position, log_probs (n, V), targets (n,)) covering tokens[n_context:] in order.
+
+    Each yield is one batch of consecutive windows; the output layer reads only their scored positions.
+    """
     windows = plan_windows(model, len(tokens), n_context)
-    for batch in _batches_of_equal_length(windows, batch_tokens):
+    for batch in _batches_of_equal_length(windows, batch_tokens or _batch_tokens(model)):
         x = torch.from_numpy(np.stack([tokens[w.start : w.stop - 1] for w in batch]).astype(np.int64))
-        logits = model.output_layer()(model.scoring_features(x.to(device))[0])
+        last = max(w.stop - w.first for w in batch)
+        feats = model.window_features(x.to(device), last)  # (B, last, C)
+        scored = torch.zeros(feats.shape[:2], dtype=torch.bool)
         for row, w in enumerate(batch):
-            n = w.stop - w.first
-            logp = F.log_softmax(logits[row, -n:].float(), dim=-1)
-            targets = torch.from_numpy(tokens[w.first : w.stop].astype(np.int64)).to(device)
-            yield w.first, logp, targets
+            scored[row, last - (w.stop - w.first) :] = True
+        logp = F.log_softmax(model.output_layer()(feats[scored.to(device)]).float(), dim=-1)
+        first, stop = batch[0].first, batch[-1].stop
+        yield first, logp, torch.from_numpy(tokens[first:stop].astype(np.int64)).to(device)
+
+
+def _batch_tokens(model) -> int:
+    return BATCH_TOKENS_WINDOWS if model.max_context else BATCH_TOKENS_RECURRENT
 
 
 def _batches_of_equal_length(windows: list[Window], batch_tokens: int):

@@ -5,6 +5,7 @@
     logits, state = model.step(idx_t, state)  # idx_t (B,) -> logits (B, V)
     loss, state = model.loss(idx, targets, state)  # mean cross-entropy (nats): what training minimises
     x, state = model.features(idx, state)     # what the output layer reads: logits = output_layer()(x)
+    x = model.window_features(idx, last)      # the same for the last `last` positions only, no state
 
 `state=None` means "start from nothing and return no state" (the training path
 of a model that carries none). Recurrent models return their state so the
@@ -40,6 +41,11 @@ class SeqModel(nn.Module):
         """features() for scoring long inputs without gradients; an architecture may override it with
         a faster path that gives the same values."""
         return self.features(idx, state)
+
+    def window_features(self, idx, last: int):
+        """scoring_features(idx) of the last `last` positions only (B, last, C), from no state: what
+        scoring a sliding window reads. An architecture may skip work for the other positions."""
+        return self.scoring_features(idx)[0][:, -last:]
 
     def step(self, idx: torch.Tensor, state):
         logits, state = self(idx[:, None], state)

@@ -49,23 +49,27 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(c.n_embd, c.n_embd, bias=c.bias)
         self.resid_dropout = nn.Dropout(c.dropout)
 
-    def forward(self, x, cache: KVCache | None = None, layer: int = 0):
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0, queries: int = 0):
+        """queries > 0: outputs for the last `queries` positions only (they still attend to all of x)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        if cache is None:
-            y = F.scaled_dot_product_attention(
-                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-            )
-        else:
+        if cache is not None:
             start = cache.length
             cache.k[layer][:, :, start : start + T] = k
             cache.v[layer][:, :, start : start + T] = v
             k, v = cache.k[layer][:, :, : start + T], cache.v[layer][:, :, : start + T]
-            # query i (absolute start+i) sees keys 0..start+i
-            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
+        if queries:
+            q = q[:, :, -queries:]
+        n_q, n_k = q.shape[2], k.shape[2]
+        if n_q == n_k:
+            y = F.scaled_dot_product_attention(
+                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+            )
+        else:  # the queries are the last n_q of n_k positions: query i sees keys 0..n_k-n_q+i
+            mask = torch.ones(n_q, n_k, dtype=torch.bool, device=x.device).tril(diagonal=n_k - n_q)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        y = y.transpose(1, 2).contiguous().view(B, n_q, C)
         return self.resid_dropout(self.c_proj(y))
 
 
@@ -78,7 +82,21 @@ class MLP(nn.Module):
         self.approximate = "tanh" if c.activation == "gelu" else "none"
 
     def forward(self, x):
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
+        return self.dropout(self.c_proj(gelu(self.c_fc(x), self.approximate)))
+
+
+def gelu(x: torch.Tensor, approximate: str) -> torch.Tensor:
+    """F.gelu; without gradients, GPT-2's tanh form is computed as x·sigmoid(2u), the same function
+    (tanh(u) = 2·sigmoid(2u) - 1), in place: twice as fast on CPUs where torch's tanh is slow (AVX2),
+    which makes it a fifth of scoring time otherwise. Training keeps F.gelu and its fused backward."""
+    if approximate != "tanh" or torch.is_grad_enabled():
+        return F.gelu(x, approximate=approximate)
+    u = x * x
+    u.mul_(0.044715 * GELU_2U).add_(GELU_2U).mul_(x)  # 2u = 2·sqrt(2/pi)·(x + 0.044715·x³)
+    return u.sigmoid_().mul_(x)
+
+
+GELU_2U = 2 * math.sqrt(2 / math.pi)
 
 
 class Block(nn.Module):
@@ -89,8 +107,10 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
         self.mlp = MLP(c)
 
-    def forward(self, x, cache=None, layer=0):
-        x = x + self.attn(self.ln_1(x), cache, layer)
+    def forward(self, x, cache=None, layer=0, queries: int = 0):
+        h = self.ln_1(x)
+        x = x[:, -queries:] if queries else x
+        x = x + self.attn(h, cache, layer, queries)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -141,12 +161,18 @@ class Transformer(SeqModel):
         state.tokens = torch.cat([state.tokens, idx], dim=1)
         return x, state
 
-    def _run(self, idx, cache, start: int):
+    def window_features(self, idx, last: int):
+        """features(idx)[0][:, -last:], without the last block's work for the other positions: scoring
+        reads only the second half of each sliding window (a tenth less work at 4 layers)."""
+        return self._run(idx, None, 0, last)
+
+    def _run(self, idx, cache, start: int, last: int = 0):
+        """Features (B, T, C) of idx at positions start.. (B, last, C: the last `last` only, when given)."""
         pos = torch.arange(start, start + idx.shape[1], device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
         for i, block in enumerate(self.h):
-            x = block(x, cache, i)
-        return self.ln_f(x)  # (B, T, C)
+            x = block(x, cache, i, last if i == len(self.h) - 1 else 0)
+        return self.ln_f(x)
 
     def output_layer(self) -> nn.Module:
         return self.lm_head
