@@ -1,13 +1,15 @@
 """Does `seqlab surprise` find single injected errors in well-formed structured text?
 
     python bench/surprise_errors.py [--budget 10m | --run RUN] [--corpus '/usr/include/**/*.h'] [--trials 60]
+                                    [--network-alone]
 
 Files of a structured corpus (default: the C headers under /usr/include, from
 Debian packages) are split by file into training and held-out sets. A run is
 trained on the training files for --budget (or --run is taken as given). Each
 trial takes a held-out file, cuts a --window of bytes out of it, injects one
 error (delete a closing bracket/brace/paren/quote or tag, swap two neighbouring
-characters, or delete one character) and runs surprise on the window. Reported:
+characters, or delete one character) and runs surprise on the window (as `seqlab
+surprise` does by default: the count model mixed in; or --network-alone). Reported:
 top-1 (the first anomaly lies within 10 bytes of the injection), top-3 (one of
 the first three does), and fix (the first anomaly's suggested edit restores the
 original bytes exactly), per error kind, with the chance level of top-1 for a
@@ -97,7 +99,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=60)
     ap.add_argument("--window", type=int, default=2000, help="bytes of a held-out file per trial")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--mixed", action="store_true", help="score as surprise --mixed (count model mixed in)")
+    ap.add_argument("--network-alone", action="store_true", help="score as surprise --network-alone")
     ap.add_argument("--threads", type=int, default=1, help="torch threads while scoring (1: least contention)")
     args = ap.parse_args()
 
@@ -122,7 +124,7 @@ def main() -> None:
         if made is None:
             continue
         bad, offset = made
-        report = surprise(run, bad, top=3, name=f"trial{trial}", mixed=args.mixed)
+        report = surprise(run, bad, top=3, name=f"trial{trial}", mixed=not args.network_alone)
         scored += len(bad)
         top = report.anomalies
         s = stats[kind]

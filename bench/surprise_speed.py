@@ -4,10 +4,10 @@
 
 FILE defaults to concatenated C headers from /usr/include (Debian's libc6-dev); of a
 FILE its last --bytes are scored (held out, when the run was trained on FILE).
-Prints bytes/s for surprise's default (surprise_score: the network alone), for the
+Prints bytes/s for surprise scoring with the network alone (surprise_score), for the
 same without the architecture's scoring fast path, for eval's path with the network
-alone and for surprise --mixed (eval's path, count model included), with each one's
-bits per byte.
+alone and for surprise's default on a run with a count model (eval's path, count model
+mixed in), with each one's bits per byte. `surprise --network-alone` is the first row.
 - A recurrent model: surprise scores blocks of BLOCK warmed up on WARMUP; eval's
   blocks are 4096 warmed up on 1024. Its fast path is the LSTM's first layer by
   table (`scoring_features`).
@@ -116,7 +116,7 @@ def main() -> None:
     results = median_runs(rows, args.repeats)
     if saved is not None and not args.skip_mixed:
         mixed = lambda: run_token_bits(run, tokens, 1)[0].sum()
-        results += median_runs([("eval's scoring, mixed (surprise --mixed)", mixed)], 1)
+        results += median_runs([("eval's scoring, mixed (surprise's default)", mixed)], 1)
     print(f"{len(data):,} bytes, {args.threads} threads, {describe_scoring(run, mixed=False)}; "
           f"median of {args.repeats} runs in turn")
     for name, wall, cpu, bits in results:

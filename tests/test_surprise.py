@@ -51,7 +51,7 @@ def _corrupt(text: str) -> tuple[bytes, int]:
 @pytest.mark.parametrize("arch", ["transformer", "lstm"])
 def test_summed_surprisal_equals_eval_total_bits(runs, grammar_file, arch):
     mixed = surprise(runs[arch], grammar_file.read_bytes(), top=3, fixes=False, mixed=True)
-    network = surprise(runs[arch], grammar_file.read_bytes(), top=3, fixes=False)
+    network = surprise(runs[arch], grammar_file.read_bytes(), top=3, fixes=False, mixed=False)
     result = evaluate(runs[arch], [str(grammar_file)])
     assert len(mixed.bits) == len(network.bits) == result["bytes"]
     assert mixed.total_bits == pytest.approx(result["bpb"] * result["bytes"], rel=1e-6)
@@ -110,7 +110,7 @@ def test_short_blocks_cost_little_against_eval_blocks(runs, tmp_path):
     path = tmp_path / "long.txt"
     path.write_text(structured_text(400, seed=5))
     assert path.stat().st_size > 4 * (BLOCK + WARMUP)
-    report = surprise(runs["lstm"], path.read_bytes(), top=1, fixes=False)
+    report = surprise(runs["lstm"], path.read_bytes(), top=1, fixes=False, mixed=False)
     result = evaluate(runs["lstm"], [str(path)])
     assert report.total_bits == pytest.approx(result["bpb_network"] * result["bytes"], rel=0.02)
 
@@ -126,9 +126,9 @@ def test_injected_error_ranks_first_and_fix_restores_it(runs, arch):
     assert (top.line, top.column) == line_column(data, top.offset)
 
 
-def test_mixed_surprise_judges_fixes_with_the_count_model(tmp_path):
+def test_surprise_judges_fixes_with_the_count_model(tmp_path):
     """A network that has barely trained cannot place or mend an error; mixed with the count model, which
-    has seen these lines, surprise finds the deleted ')' and its fix restores it."""
+    has seen these lines (surprise's default), surprise finds the deleted ')' and its fix restores it."""
     rng = np.random.default_rng(3)
     lines = [f"call_{rng.integers(1000)}(x{rng.integers(100)}, {rng.integers(10000)});\n" for _ in range(2000)]
     corpus = tmp_path / "calls.txt"
@@ -137,9 +137,17 @@ def test_mixed_surprise_judges_fixes_with_the_count_model(tmp_path):
     text = "".join(lines[100:160]).encode()
     offset = text.index(b")", len(text) // 2)
     data = text[:offset] + text[offset + 1 :]
-    top = surprise(run, data, top=3, mixed=True).anomalies[0]
+    top = surprise(run, data, top=3).anomalies[0]
     assert abs(top.offset - offset) <= 10
     assert top.fix is not None and top.fix.apply(data) == text
+
+
+def test_cli_scores_as_eval_by_default_and_the_network_alone_on_request(run_dirs, grammar_file, capsys):
+    result = evaluate(load(run_dirs["transformer"]), [str(grammar_file)])
+    assert result["bpb"] != pytest.approx(result["bpb_network"], rel=1e-3)
+    for flags, key in (([], "bpb"), (["--network-alone"], "bpb_network")):
+        assert main(["surprise", str(run_dirs["transformer"]), str(grammar_file), "--json", "--top", "0", *flags]) == 0
+        assert json.loads(capsys.readouterr().out)["bpb"] == pytest.approx(result[key], rel=1e-4)
 
 
 def test_spans_group_neighbouring_spikes():
