@@ -25,8 +25,10 @@ import argparse
 import glob
 import sys
 import time
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
+from unittest.mock import patch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -56,25 +58,23 @@ def timed(fn) -> tuple[float, float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu, float(bits)
 
 
+def patched(fn, *patches):
+    """fn() run with the patches (unittest.mock's) in place."""
+    def call():
+        with ExitStack() as stack:
+            for p in patches:
+                stack.enter_context(p)
+            return fn()
+    return call
+
+
 def without_fast_path(run, fn):
     """fn() with the model's generic features in place of its scoring fast path: the figure before it."""
-    model = run.model
-
-    def call():
-        if model.max_context:  # instance attributes shadow the methods
-            model.window_features = partial(SeqModel.window_features, model)
-            scoring.BATCH_TOKENS_WINDOWS, saved = scoring.BATCH_TOKENS_RECURRENT, scoring.BATCH_TOKENS_WINDOWS
-        else:
-            model.scoring_features = model.features
-        try:
-            return fn()
-        finally:
-            if model.max_context:
-                del model.window_features
-                scoring.BATCH_TOKENS_WINDOWS = saved
-            else:
-                del model.scoring_features
-    return call
+    model = run.model  # instance attributes shadow the methods
+    if model.max_context:
+        return patched(fn, patch.object(model, "window_features", partial(SeqModel.window_features, model)),
+                       patch.object(scoring, "BATCH_TOKENS_WINDOWS", scoring.BATCH_TOKENS_RECURRENT))
+    return patched(fn, patch.object(model, "scoring_features", model.features))
 
 
 def median_runs(rows, repeats: int) -> list[tuple[str, float, float, float]]:
@@ -100,23 +100,15 @@ def main() -> None:
     run = load(args.run)
     data = Path(args.file).read_bytes()[-args.bytes :] if args.file else headers(args.bytes)  # a run's held-out tail
     tokens = np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(data)]).astype(np.int64)
-    saved = run.count_model
-
-    def eval_network_alone():
-        run.count_model = None  # eval's path with the network alone: the like-for-like old figure
-        try:
-            return run_token_bits(run, tokens, 1)[0].sum()
-        finally:
-            run.count_model = saved
-
+    has_counts = run.count_model is not None  # loaded here, before any timing
     surprise = lambda: score_tokens(run, tokens).bits.sum()
+    run_eval = lambda: run_token_bits(run, tokens, 1)[0].sum()
     rows = [("surprise (network alone)", surprise),
             ("surprise without the fast path", without_fast_path(run, surprise)),
-            ("eval's scoring, network alone", eval_network_alone)]
+            ("eval's scoring, network alone", patched(run_eval, patch.object(run, "count_model", None)))]
     results = median_runs(rows, args.repeats)
-    if saved is not None and not args.skip_mixed:
-        mixed = lambda: run_token_bits(run, tokens, 1)[0].sum()
-        results += median_runs([("eval's scoring, mixed (surprise's default)", mixed)], 1)
+    if has_counts and not args.skip_mixed:
+        results += median_runs([("eval's scoring, mixed (surprise's default)", run_eval)], 1)
     print(f"{len(data):,} bytes, {args.threads} threads, {describe_scoring(run, mixed=False)}; "
           f"median of {args.repeats} runs in turn")
     for name, wall, cpu, bits in results:

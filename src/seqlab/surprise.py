@@ -124,9 +124,9 @@ def surprise(run, data: bytes, top: int = 10, name: str = "input", fixes: bool =
     excess = bits - entropy
     spans = find_spans(excess)
     spans.sort(key=lambda s: -_span_excess(excess, *s))
+    candidates = max(top * CANDIDATES_PER_TOP, MIN_CANDIDATES) if top else 0
     with TorchThreads(1):  # fixes run small sequential steps: threads only add synchronisation
-        anomalies = [_anomaly(run, data, bits, excess, a, b, fixes, session)
-                     for a, b in spans[: max(top * CANDIDATES_PER_TOP, MIN_CANDIDATES) if top else 0]]
+        anomalies = [_anomaly(run, data, bits, excess, a, b, fixes, session) for a, b in spans[:candidates]]
     anomalies.sort(key=lambda a: -a.score)
     report.anomalies = anomalies[:top]
     return report

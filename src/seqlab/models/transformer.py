@@ -49,8 +49,8 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(c.n_embd, c.n_embd, bias=c.bias)
         self.resid_dropout = nn.Dropout(c.dropout)
 
-    def forward(self, x, cache: KVCache | None = None, layer: int = 0, queries: int = 0):
-        """queries > 0: outputs for the last `queries` positions only (they still attend to all of x)."""
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0, last: int = 0):
+        """last > 0: outputs for the last `last` positions only (they still attend to all of x)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
@@ -59,8 +59,8 @@ class CausalSelfAttention(nn.Module):
             cache.k[layer][:, :, start : start + T] = k
             cache.v[layer][:, :, start : start + T] = v
             k, v = cache.k[layer][:, :, : start + T], cache.v[layer][:, :, : start + T]
-        if queries:
-            q = q[:, :, -queries:]
+        if last:
+            q = q[:, :, -last:]
         n_q, n_k = q.shape[2], k.shape[2]
         if n_q == n_k:
             y = F.scaled_dot_product_attention(
@@ -85,6 +85,9 @@ class MLP(nn.Module):
         return self.dropout(self.c_proj(gelu(self.c_fc(x), self.approximate)))
 
 
+GELU_2U = 2 * math.sqrt(2 / math.pi)
+
+
 def gelu(x: torch.Tensor, approximate: str) -> torch.Tensor:
     """F.gelu; without gradients, GPT-2's tanh form is computed as x·sigmoid(2u), the same function
     (tanh(u) = 2·sigmoid(2u) - 1), in place: twice as fast on CPUs where torch's tanh is slow (AVX2),
@@ -96,9 +99,6 @@ def gelu(x: torch.Tensor, approximate: str) -> torch.Tensor:
     return u.sigmoid_().mul_(x)
 
 
-GELU_2U = 2 * math.sqrt(2 / math.pi)
-
-
 class Block(nn.Module):
     def __init__(self, c: TransformerConfig):
         super().__init__()
@@ -107,10 +107,10 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
         self.mlp = MLP(c)
 
-    def forward(self, x, cache=None, layer=0, queries: int = 0):
+    def forward(self, x, cache=None, layer=0, last: int = 0):
         h = self.ln_1(x)
-        x = x[:, -queries:] if queries else x
-        x = x + self.attn(h, cache, layer, queries)
+        x = x[:, -last:] if last else x
+        x = x + self.attn(h, cache, layer, last)
         return x + self.mlp(self.ln_2(x))
 
 
