@@ -7,12 +7,20 @@ import pytest
 import torch
 
 from seqlab.config import CountModelConfig
-from seqlab.countmodel import CountModel, CountTable, RecentCounts, context_hashes, dense_counts
+from seqlab.countmodel import CountModel, CountTable, OnlineMixer, RecentCounts, context_hashes, continuations
 from seqlab.models import build_model
 from seqlab.run import Run
 from seqlab.scoring import run_token_bits, score_logits
 
 from conftest import TINY
+
+
+def dense_counts(tables, queries, vocab):
+    """(n, V) counts of what followed each query context, summed over the tables."""
+    types, tokens, counts = continuations(tables, queries)
+    out = np.zeros((len(queries), vocab))
+    out[np.repeat(np.arange(len(queries)), types), tokens] = counts
+    return out
 
 
 def test_count_table_matches_brute_force():
@@ -37,7 +45,7 @@ def test_distributions_are_normalised_and_causal():
     def read(tokens):
         reader = model.session("cpu").reader(tokens, 1)
         reader.advance(40)
-        return np.exp(reader.distributions(40, 120)[0])  # (n, experts, vocab)
+        return np.exp(reader.distributions(40, 120).dense(7))  # (n, experts, vocab)
 
     p = read(text)
     assert p.shape == (80, 3, 7)  # the two blends, then the match expert and np.allclose(p.sum(-1), 1, atol=1e-5) and (p > 0).all()
@@ -56,13 +64,104 @@ def test_match_expert_follows_the_longest_context_seen_before():
     config = CountModelConfig(match_orders=[32, 64], match_confidence=0.99)
     model = CountModel(history, 50, config)
     text = np.concatenate([rng.integers(0, 50, 100), history[1000:1100]])  # fresh, then a copy
-    experts, bucket = model.session("cpu").reader(text, 1).distributions(1, len(text))
-    match = np.exp(experts[:, -1])  # (n, V)
+    experts = model.session("cpu").reader(text, 1).distributions(1, len(text))
+    match, bucket = np.exp(experts.dense(50)[:, -1]), experts.bucket  # (n, V), (n,)
     copied = np.arange(100 + 64, len(text)) - 1  # rows whose 64 tokens before are all copied
     assert (bucket[copied] == len(config.orders) + 2).all()  # the second match order
     assert np.allclose(match[copied, text[copied + 1]], 0.99)
     fresh = np.arange(40, 99) - 1
     assert (bucket[fresh] <= len(config.orders)).all() and np.allclose(match[fresh], 1 / 50)
+
+
+def test_find_matches_a_dictionary_for_tables_of_every_size():
+    """Directory plus fixed-depth search: present contexts are found with their entries, absent ones
+    (below, between and above the stored ones) are not, whatever the table's size."""
+    rng = np.random.default_rng(7)
+    for size in [0, 1, 2, 37, 5000]:
+        ctx = rng.integers(0, 1 << 47, size, dtype=np.int64).astype(np.uint64)
+        nxt = rng.integers(0, 9, size)
+        table = CountTable.build(ctx, nxt)
+        queries = np.unique(np.concatenate([ctx[:50], rng.integers(0, 1 << 47, 50).astype(np.uint64),
+                                            np.array([0, (1 << 48) - 1], dtype=np.uint64)]))
+        expected = Counter(ctx.tolist())
+        start, span = table.find(queries)
+        for q, s0, n in zip(queries.tolist(), start, span):
+            assert n == len({t for c, t in zip(ctx.tolist(), nxt.tolist()) if c == q}) if q in expected else n == 0
+
+
+def _reference_experts(model, counts: np.ndarray) -> np.ndarray:
+    """The experts (n, E, V) from dense counts (n, orders, V), written as the definition reads:
+    interpolate the orders shortest first, keep the blends of c.experts, then the match expert."""
+    c, V = model.config, model.vocab
+    total = counts.sum(2)
+    escape = c.escape_per_type * (counts > 0).sum(2) + c.escape_base
+    p = np.full((len(counts), V), 1.0 / V)
+    out = []
+    for i, k in enumerate(c.orders):
+        p = (counts[:, i] + escape[:, i, None] * p) / (total[:, i, None] + escape[:, i, None])
+        if k in c.experts:
+            out.append(np.log(p))
+    seen = total > 0
+    longest = counts.shape[1] - 1 - seen[:, ::-1].argmax(1)
+    match = np.full((len(counts), V), -np.log(V))
+    for r in np.flatnonzero(seen.any(1) & (longest >= len(c.orders))):
+        match[r] = np.log((1 - c.match_confidence) / (V - 1))
+        match[r, counts[r, longest[r]].argmax()] = np.log(c.match_confidence)
+    return np.stack(out + [match], axis=1)
+
+
+def test_sparse_blends_equal_the_dense_interpolation():
+    """Counts from the training split and from text already scored (several tables sharing tokens),
+    with repeats long enough to reach the match orders."""
+    rng = np.random.default_rng(8)
+    V = 6
+    history = rng.integers(0, V, 3000)
+    config = CountModelConfig(chunk=40, orders=[1, 2, 3, 5, 8], experts=[2, 8], match_orders=[12, 20])
+    model = CountModel(history, V, config)
+    text = np.concatenate([rng.integers(0, V, 150), history[500:650], rng.integers(0, V, 60)])
+    session = model.session("cpu")
+    reader = session.reader(text, 1)
+    buckets = []
+    for first in range(1, len(text), config.chunk):
+        stop = min(first + config.chunk, len(text))
+        experts = reader.distributions(first, stop)
+        dense = np.stack([dense_counts(session.tables(), reader.contexts[first:stop, j], V)
+                          for j in range(len(model.orders))], axis=1)
+        np.testing.assert_allclose(experts.dense(V), _reference_experts(model, dense), rtol=1e-5, atol=1e-5)
+        seen = dense.sum(2) > 0
+        assert experts.bucket.tolist() == [max((j + 1 for j in range(seen.shape[1]) if seen[r, j]), default=0)
+                                           for r in range(len(seen))]
+        buckets += experts.bucket.tolist()
+        reader.advance(stop)
+    assert len(session.recent.levels) > 1
+    assert max(buckets) > len(config.orders)  # the copy reached a match order
+
+
+def test_sparse_mixing_equals_the_dense_geometric_mix():
+    """mix: log_softmax(w_net log p_net + sum_e w_e log p_e); update: the gradient of the log loss,
+    as computed over dense experts."""
+    rng = np.random.default_rng(9)
+    V = 6
+    config = CountModelConfig(orders=[1, 2, 3, 5, 8], experts=[2, 8], match_orders=[12, 20])
+    model = CountModel(rng.integers(0, V, 3000), V, config)
+    text = rng.integers(0, V, 200)
+    experts = model.session("cpu").reader(text, 1).distributions(1, 200)
+    net = torch.log_softmax(torch.randn(199, V), dim=-1)
+    targets = torch.from_numpy(text[1:200])
+    sparse, dense = OnlineMixer(config, "cpu"), OnlineMixer(config, "cpu")
+    sparse.weights += torch.rand_like(sparse.weights)  # every expert weighs in
+    dense.weights = sparse.weights.clone()
+    feats = torch.cat([net[:, None], torch.from_numpy(experts.dense(V))], dim=1)  # (n, 1 + E, V)
+    b = torch.from_numpy(experts.bucket)
+    expected = torch.log_softmax(torch.einsum("nev,ne->nv", feats, dense.weights[b]), dim=-1)
+    logp = sparse.mix(net, experts)
+    torch.testing.assert_close(logp, expected, rtol=1e-5, atol=1e-5)
+    sparse.update(logp, net, experts, targets)
+    grad = torch.zeros_like(dense.weights).index_add_(
+        0, b, torch.einsum("nv,nev->ne", expected.exp(), feats) - feats[torch.arange(199), :, targets])
+    grad /= torch.bincount(b, minlength=len(grad)).clamp_min(1)[:, None]
+    torch.testing.assert_close(sparse.weights, dense.weights - dense.lr * grad / (0.1 * grad * grad).sqrt().add(1e-3),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_recent_counts_levels_equal_one_table():

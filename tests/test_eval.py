@@ -1,5 +1,6 @@
 import json
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from seqlab.evaluate import evaluate
 from seqlab.models import build_model
 from seqlab.run import load
-from seqlab.scoring import RNN_BLOCK, plan_windows, token_bits
+from seqlab.scoring import RNN_BLOCK, plan_windows, score_logits, token_bits
 
 from conftest import TINY
 
@@ -25,6 +26,43 @@ def test_windows_score_every_position_once(arch, n_total, n_context):
         assert 0 <= w.start < w.first  # at least one token of context, never the target itself
         if model.max_context:
             assert w.stop - 1 - w.start <= model.max_context
+
+
+@pytest.mark.parametrize("arch", ["transformer", "lstm"])
+def test_batches_scored_in_threads_equal_one_at_a_time(arch):
+    """With several torch threads the batches are scored side by side in as many workers: the same
+    stream, in order, and the caller's thread count is back once it ends (or is abandoned)."""
+    torch.manual_seed(0)
+    model = build_model(arch, {**TINY[arch], "vocab_size": 50}).eval()
+    tokens = np.random.default_rng(1).integers(0, 50, 2 * RNN_BLOCK + 500)  # several recurrent blocks too
+
+    features, ran_in = model.window_features, {}
+
+    def recorded(*args):
+        ran_in[torch.get_num_threads()] = ran_in.get(torch.get_num_threads(), set()) | {threading.get_ident()}
+        return features(*args)
+
+    def stream(threads: int):
+        torch.set_num_threads(threads)
+        out = [(first, logp, targets) for first, logp, targets in score_logits(model, tokens, 1, "cpu", 256)]
+        assert torch.get_num_threads() == threads
+        return out
+
+    saved = torch.get_num_threads()
+    model.window_features = recorded
+    try:
+        alone = stream(1)
+        assert ran_in == {1: {threading.get_ident()}}
+        ran_in.clear()
+        pooled = stream(2)
+        assert len(ran_in[1]) == 2 and threading.get_ident() not in ran_in[1]  # two workers, one thread each
+        assert len(alone) > 2 and [a[0] for a in alone] == [p[0] for p in pooled]
+        for (_, a, ta), (_, b, tb) in zip(alone, pooled):
+            assert torch.equal(ta, tb) and torch.allclose(a, b, atol=1e-5)
+        next(score_logits(model, tokens, 1, "cpu", 256))  # abandoned after one batch
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
 
 
 @pytest.mark.parametrize("arch", ["transformer", "lstm"])

@@ -69,10 +69,13 @@ class Steps:
         self.inner, self.delay, self.sizes = worker.adapter.step, delay, []
         self.gate = threading.Event()
         self.gate.set()
+        self.held = threading.Event()  # set once a step is waiting at the shut gate
         worker.adapter.step = self
 
     def __call__(self, tokens):
-        self.gate.wait(WAIT_S)
+        deadline = time.monotonic() + WAIT_S
+        while not self.gate.wait(0.01) and time.monotonic() < deadline:
+            self.held.set()
         self.sizes.append(int(tokens.shape[0]))
         if self.delay:
             time.sleep(self.delay)
@@ -164,6 +167,7 @@ def test_seeded_request_same_text_alone_and_inside_a_running_batch(live, arch):
         running = [pool.submit(post, url, b) for b in others[:3]]
         wait_for(lambda: len(worker.rows) >= 3, what="a running batch")
         steps.gate.clear()  # hold the batch so the late ones queue up and are prefilled together, ragged
+        wait_for(steps.held.is_set, what="the batch held")  # not between steps, where it would admit them
         late = [pool.submit(post, url, b) for b in others[3:]]
         joined = pool.submit(post, url, probe)
         wait_for(lambda: len(worker.gen_queue) == 4, what="queued requests")

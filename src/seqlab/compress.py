@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .countmodel import HISTORY_FILE, StepReader
+from .countmodel import HISTORY_FILE, Experts, StepReader
 from .errors import SeqlabError
 from .rangecoder import Decoder, Encoder
 
@@ -159,13 +159,13 @@ class CountMixing:
         session = run.count_model.session(torch.device("cpu"))
         self.mixer, self.chunk = session.mixer, run.config.counts.chunk
         self.reader = StepReader(session, 1, np.array([run.tokenizer.bos_id]))
-        self.pending: list = []  # per step: (mixed log-probs, mixer features, bucket, token), each of 1 row
+        self.pending: list = []  # per step: (mixed log-probs, the network's, count experts, token), each of 1 row
 
     def mix(self, net_logp: torch.Tensor) -> torch.Tensor:
         """Mixed log-probabilities (1, V) of the next token, from the network's (1, V)."""
-        experts, bucket = self.reader.distributions(self.TEXT)
-        logp, feats, b = self.mixer.mix(net_logp, experts, bucket)
-        self.pending.append((logp, feats, b))
+        experts = self.reader.distributions(self.TEXT)
+        logp = self.mixer.mix(net_logp, experts)
+        self.pending.append((logp, net_logp, experts))
         return logp
 
     def learn(self, token: int) -> None:
@@ -173,7 +173,8 @@ class CountMixing:
         self.reader.append(np.array([token]))
         self.pending[-1] += (torch.tensor([token]),)
         if len(self.pending) == self.chunk:
-            self.mixer.update(*(torch.cat([step[i] for step in self.pending]) for i in range(4)))
+            logp, net_logp, experts, tokens = zip(*self.pending)
+            self.mixer.update(torch.cat(logp), torch.cat(net_logp), Experts.concat(experts), torch.cat(tokens))
             self.reader.advance(0)
             self.pending = []
 

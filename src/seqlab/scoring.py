@@ -7,7 +7,10 @@ state is carried through the warm-up, unscored), so long texts run as parallel
 chunks. Every scored token is predicted from the tokens before it only.
 """
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -49,23 +52,52 @@ def describe_context(model) -> str:
     return f"carried state: blocks of {RNN_BLOCK} tokens, each warmed up on the {RNN_WARMUP} tokens before it"
 
 
-@torch.no_grad()
 def score_logits(model, tokens: np.ndarray, n_context: int, device, batch_tokens: int | None = None):
     """Yield (first_position, log_probs (n, V), targets (n,)) covering tokens[n_context:] in order.
 
     Each yield is one batch of consecutive windows; the output layer reads only their scored positions.
+    On the CPU the batches are scored in torch.get_num_threads() threads at once, each op on one
+    thread: a 2k-token batch's ops are too small to split well (2 cores score ~10% more this way),
+    and whatever the caller does between batches (the count model's work) runs beside them.
     """
     windows = plan_windows(model, len(tokens), n_context)
-    for batch in _batches_of_equal_length(windows, batch_tokens or _batch_tokens(model)):
-        x = torch.from_numpy(np.stack([tokens[w.start : w.stop - 1] for w in batch]).astype(np.int64))
-        last = max(w.stop - w.first for w in batch)
-        feats = model.window_features(x.to(device), last)  # (B, last, C)
-        scored = torch.zeros(feats.shape[:2], dtype=torch.bool)
-        for row, w in enumerate(batch):
-            scored[row, last - (w.stop - w.first) :] = True
-        logp = F.log_softmax(model.output_layer()(feats[scored.to(device)]).float(), dim=-1)
-        first, stop = batch[0].first, batch[-1].stop
-        yield first, logp, torch.from_numpy(tokens[first:stop].astype(np.int64)).to(device)
+    batches = list(_batches_of_equal_length(windows, batch_tokens or _batch_tokens(model)))
+    workers = min(torch.get_num_threads(), len(batches)) if torch.device(device).type == "cpu" else 1
+    yield from _in_order(partial(_score_batch, model, tokens, device), batches, workers)
+
+
+@torch.no_grad()
+def _score_batch(model, tokens: np.ndarray, device, batch: list[Window]):
+    x = torch.from_numpy(np.stack([tokens[w.start : w.stop - 1] for w in batch]).astype(np.int64))
+    last = max(w.stop - w.first for w in batch)
+    feats = model.window_features(x.to(device), last)  # (B, last, C)
+    scored = torch.zeros(feats.shape[:2], dtype=torch.bool)
+    for row, w in enumerate(batch):
+        scored[row, last - (w.stop - w.first) :] = True
+    logp = F.log_softmax(model.output_layer()(feats[scored.to(device)]).float(), dim=-1)
+    first, stop = batch[0].first, batch[-1].stop
+    return first, logp, torch.from_numpy(tokens[first:stop].astype(np.int64)).to(device)
+
+
+def _in_order(fn, items: list, workers: int):
+    """fn(item) for each item, yielded in order; with several workers, computed up to `workers` items
+    ahead in as many threads, torch single-threaded in each (restored when the stream ends)."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            ahead = deque(pool.submit(fn, item) for item in items[:workers])
+            for item in items[workers:]:
+                done = ahead.popleft().result()
+                ahead.append(pool.submit(fn, item))
+                yield done
+            while ahead:
+                yield ahead.popleft().result()
+    finally:
+        torch.set_num_threads(saved)
 
 
 def _batch_tokens(model) -> int:

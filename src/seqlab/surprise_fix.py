@@ -87,8 +87,8 @@ class Judge:
             return net_logp
         model = self.session.model
         before = np.concatenate([_tokens_before(history, t, self.depth) for t in tails])
-        experts, bucket = blend_counts(model, [model.table], context_hashes_at(before, model.orders))
-        return self.session.mixer.mix(net_logp, experts, bucket)[0]
+        experts = blend_counts(model, [model.table], context_hashes_at(before, model.orders))
+        return self.session.mixer.mix(net_logp, experts)
 
     def next_log_probs(self, net_logp: torch.Tensor, history: np.ndarray) -> torch.Tensor:
         """Judged log-probabilities (1, V) of the token after `history`."""
