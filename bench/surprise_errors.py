@@ -98,7 +98,10 @@ def main() -> None:
     ap.add_argument("--max-train-mb", type=float, default=20)
     ap.add_argument("--trials", type=int, default=60)
     ap.add_argument("--window", type=int, default=2000, help="bytes of a held-out file per trial")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="picks the held-out files (a given --run was trained on the rest)")
+    ap.add_argument("--trial-seed", type=int, help="picks the windows and errors (default: --seed); another set of "
+                                                   "trials for the same run")
     ap.add_argument("--network-alone", action="store_true", help="score as surprise --network-alone")
     ap.add_argument("--threads", type=int, default=1, help="torch threads while scoring (1: least contention)")
     args = ap.parse_args()
@@ -111,7 +114,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"{trained} ({time.perf_counter() - t0:.0f}s); held-out: {len(held)} files of {args.corpus}")
 
-    rng = random.Random(args.seed + 1)
+    rng = random.Random((args.seed if args.trial_seed is None else args.trial_seed) + 1)
     kinds = ["delete closer", "swap", "delete char"]
     stats = {k: [0, 0, 0, 0, 0.0] for k in kinds}  # trials, top1, top3, fix, chance
     t0, scored = time.perf_counter(), 0

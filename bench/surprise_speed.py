@@ -14,7 +14,8 @@ mixed in), with each one's bits per byte. `surprise --network-alone` is the firs
 - A window model (the transformer): surprise and eval share sliding windows; the
   fast path is what `window_features` skips (the last block's work for the first
   half of each window) plus small batches that stay in the CPU's cache. Without
-  it: full windows in 64k-token batches, as before.
+  it: full windows in 64k-token batches, as before. Either way the batches are
+  scored in --threads workers of one thread each (scoring.score_logits).
 The rows run in turn, --repeats times, and the median is shown: the machine may be
 shared, so ratios measured in one run are the figures to trust. Bytes per CPU-second
 (process time, all threads) are shown beside wall-clock bytes/s: with --threads 1
@@ -108,7 +109,7 @@ def main() -> None:
             ("eval's scoring, network alone", patched(run_eval, patch.object(run, "count_model", None)))]
     results = median_runs(rows, args.repeats)
     if has_counts and not args.skip_mixed:
-        results += median_runs([("eval's scoring, mixed (surprise's default)", run_eval)], 1)
+        results += median_runs([("eval's scoring, mixed (surprise's default)", run_eval)], args.repeats)
     print(f"{len(data):,} bytes, {args.threads} threads, {describe_scoring(run, mixed=False)}; "
           f"median of {args.repeats} runs in turn")
     for name, wall, cpu, bits in results:

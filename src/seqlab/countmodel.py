@@ -110,14 +110,15 @@ class CountTable:
         """keys: sorted, distinct (context << 16 | next token); counts: theirs."""
         context = keys >> np.uint64(16)
         starts = _run_starts(context)
+        index = np.int32 if len(keys) < 2**31 else np.int64  # positions in the table: half the memory
         self.contexts = context[starts]
-        self.bounds = np.append(starts, len(keys))  # context i's entries: bounds[i] .. bounds[i + 1] - 1
+        self.bounds = np.append(starts, len(keys)).astype(index)  # context i's entries: bounds[i] .. bounds[i + 1] - 1
         self.tokens = (keys & np.uint64(0xFFFF)).astype(np.uint16)
         self.counts = counts
         bits = max(len(self.contexts).bit_length() - 2, 1)  # a bucket per 2 to 4 contexts
         self.shift = np.uint64(48 - bits)  # context ids have 48 bits (_context_id)
         per_bucket = np.bincount((self.contexts >> self.shift).astype(np.int64), minlength=1 << bits)
-        self.directory = np.concatenate([[0], np.cumsum(per_bucket)])
+        self.directory = np.concatenate([[0], np.cumsum(per_bucket)]).astype(index)
         self.depth = int(per_bucket.max()).bit_length()  # binary search steps that settle the fullest bucket
 
     @classmethod
