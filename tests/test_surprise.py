@@ -142,6 +142,46 @@ def test_surprise_judges_fixes_with_the_count_model(tmp_path):
     assert top.fix is not None and top.fix.apply(data) == text
 
 
+def test_fixes_are_judged_by_the_rest_of_the_file(tmp_path):
+    """Names the training split never saw recur through a file, and one occurrence lost a character:
+    the judge's counts of the rest of the file (less the bytes around the edit) restore it."""
+    rng = np.random.default_rng(4)
+    corpus = tmp_path / "calls.txt"
+    corpus.write_text("".join(f"call_{rng.integers(1000)}(x{rng.integers(100)});\n" for _ in range(2000)))
+    run = load(train(tiny_config(corpus, "lstm", steps=5), tmp_path / "run", log=lambda *a: None))
+    names = ["zqxvbn", "wkjhgf", "plmokn"]
+    text = "".join(f"{names[i % 3]}(x{i % 4});\n" for i in range(60)).encode()
+    offset = text.index(b"wkjhgf", len(text) // 2) + 3
+    data = text[:offset] + text[offset + 1 :]
+    top = surprise(run, data, top=3).anomalies[0]
+    assert abs(top.offset - offset) <= 10
+    assert top.fix is not None and top.fix.apply(data) == text
+
+
+def test_file_counts_leave_out_what_overlaps_the_edit():
+    """around(lo, hi): the file's counts less every (context, token) that reads a byte in lo..hi-1."""
+    from types import SimpleNamespace
+
+    from seqlab.config import CountModelConfig
+    from seqlab.countmodel import CountModel, continuations
+    from seqlab.data.tokenizer import ByteTokenizer
+    from seqlab.surprise_fix import FileCounts
+
+    config = CountModelConfig(orders=[1, 2, 3], experts=[3], match_orders=[])
+    data = b"abcabcabXabcabc"
+    run = SimpleNamespace(tokenizer=ByteTokenizer(), count_model=CountModel(np.zeros(10, dtype=np.int64), 257, config))
+    counts = FileCounts(run, data)
+    tokens, lo, hi = counts.tokens, 8, 9  # the X; token p is byte p - 1 (BOS first)
+    tables = counts.around(lo, hi)
+    for j, k in enumerate(config.orders):
+        ids = counts.contexts[:, j]
+        for p in range(k, len(tokens)):
+            expected = sum(1 for q in range(k, len(tokens)) if ids[q] == ids[p] and tokens[q] == tokens[p]
+                           and not any(lo <= b < hi for b in range(q - k - 1, q)))  # q's bytes: q-k-1 .. q-1
+            _, found, n = continuations(tables, ids[p : p + 1])
+            assert dict(zip(found.tolist(), n.tolist())).get(int(tokens[p]), 0) == expected, (k, p)
+
+
 def test_cli_scores_as_eval_by_default_and_the_network_alone_on_request(run_dirs, grammar_file, capsys):
     result = evaluate(load(run_dirs["transformer"]), [str(grammar_file)])
     assert result["bpb"] != pytest.approx(result["bpb_network"], rel=1e-3)

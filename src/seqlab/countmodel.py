@@ -188,6 +188,8 @@ def continuations(tables: list[CountTable], context: np.ndarray):
         key, counts = key[order], counts[order]
         starts = _run_starts(key)
         rows, tokens, counts = key[starts] >> 16, key[starts] & 0xFFFF, np.add.reduceat(counts, starts)
+        kept = counts > 0  # a table of negative counts takes some away
+        rows, tokens, counts = rows[kept], tokens[kept], counts[kept]
     return np.bincount(rows, minlength=len(context)), tokens, counts
 
 

@@ -13,7 +13,8 @@ out, above mean + 2 std of the file's excess, merged when at most GAP bytes
 apart. Why excess and not surprisal: a rare name is surprising where the model
 knew it could not guess (high entropy), an error is surprising where it was
 sure (low entropy). The spans of most excess get a suggested fix (surprise_fix.py:
-judged by the same model that scored the bytes, count model included when mixed)
+judged by the same model that scored the bytes, count model included when mixed,
+counting the rest of the file too)
 and are ranked by the bits their fix saves, the noisy channel's evidence of an
 error: a typo (surprising and fixable) outranks a rare name (surprising, not
 fixable), and a large excess alone does not make an error. Excess breaks ties and
@@ -29,7 +30,7 @@ import numpy as np
 from .compress import TorchThreads
 from .errors import SeqlabError
 from .scoring import mixing_session
-from .surprise_fix import Fix, suggest_fix
+from .surprise_fix import FileCounts, Fix, suggest_fix
 from .surprise_render import anomaly_table, html_report, terminal_text, to_json
 from .surprise_score import describe_scoring, score_tokens
 
@@ -125,8 +126,10 @@ def surprise(run, data: bytes, top: int = 10, name: str = "input", fixes: bool =
     spans = find_spans(excess)
     spans.sort(key=lambda s: -_span_excess(excess, *s))
     candidates = max(top * CANDIDATES_PER_TOP, MIN_CANDIDATES) if top else 0
+    file_counts = FileCounts(run, data) if session is not None and fixes else None
     with TorchThreads(1):  # fixes run small sequential steps: threads only add synchronisation
-        anomalies = [_anomaly(run, data, bits, excess, a, b, fixes, session) for a, b in spans[:candidates]]
+        anomalies = [_anomaly(run, data, bits, excess, a, b, fixes, session, file_counts)
+                     for a, b in spans[:candidates]]
     anomalies.sort(key=lambda a: -a.score)
     report.anomalies = anomalies[:top]
     return report
@@ -137,9 +140,9 @@ def _span_excess(excess: np.ndarray, a: int, b: int) -> float:
 
 
 def _anomaly(run, data: bytes, bits: np.ndarray, excess: np.ndarray, a: int, b: int, fixes: bool,
-             session) -> Anomaly:
+             session, file_counts) -> Anomaly:
     line, column = line_column(data, a)
-    expected, fix = suggest_fix(run, data, a, session) if fixes else ("", None)
+    expected, fix = suggest_fix(run, data, a, session, file_counts) if fixes else ("", None)
     return Anomaly(a, b - a, line, column, float(bits[a:b].sum()), float(bits[a:b].max()),
                    (fix.gain_bits if fix else 0.0) + EXCESS_WEIGHT * _span_excess(excess, a, b),
                    data[a:b].decode("utf-8", "replace"), expected, fix)

@@ -10,9 +10,10 @@ any text would look like a fix).
 A Judge gives the next-token distributions that propose and weigh the edits:
 the network alone, or, when the file was scored mixed, the network mixed with
 the run's count model exactly as scoring mixed them (the weights the scoring
-pass adapted to this file, frozen). The judge counts the training split only,
-not the file itself: the file's own bytes, corrupted ones included, would
-otherwise vouch for themselves.
+pass adapted to this file, frozen). The judge counts the training split and the
+rest of the file (FileCounts): a name or pattern that recurs elsewhere in the
+file is evidence of what was meant here, but every count that reads a byte near
+the edit is left out, or the corrupted bytes would vouch for themselves.
 """
 
 import copy
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .countmodel import blend_counts, context_hashes_at
+from .countmodel import CountTable, blend_counts, context_hashes, context_hashes_at
 
 BACK = 3  # anchors tried before a span's first byte
 EXPECT_TOKENS = 8  # greedy continuation length
@@ -65,11 +66,45 @@ def _repeat_state(model, state, n: int):
     return walk(state, template)
 
 
+class FileCounts:
+    """The file's own n-gram counts, every order, for judging an edit by the rest of the file.
+
+    An intended text usually recurs in its file (a name, a closing bracket's pattern) where an error
+    does not; but the bytes around an edit must not vouch for themselves, so `around(lo, hi)` gives
+    the counts less every one whose context or token overlaps bytes lo..hi-1.
+    """
+
+    def __init__(self, run, data: bytes):
+        tok, self.orders = run.tokenizer, np.asarray(run.count_model.orders)
+        self.tokens = np.concatenate([[tok.bos_id], tok.encode(data)]).astype(np.int64)
+        lengths = [len(tok.token_bytes[t]) for t in self.tokens[1:]]
+        self.token_at_byte = np.repeat(np.arange(1, len(self.tokens)), lengths)  # index into self.tokens
+        self.contexts = context_hashes(self.tokens, self.orders)
+        self.table = self._table(np.arange(len(self.tokens)), len(self.tokens), 1.0)
+
+    def _table(self, positions: np.ndarray, stop: int, sign: float) -> CountTable:
+        """Counts of the tokens at `positions`, of the orders whose context starts before token `stop`."""
+        keep = (positions[:, None] >= self.orders) & (positions[:, None] - self.orders < stop)
+        nxt = np.broadcast_to(self.tokens[positions][:, None], keep.shape)[keep]
+        table = CountTable.build(self.contexts[positions][keep], nxt)
+        table.counts *= sign
+        return table
+
+    def around(self, lo: int, hi: int) -> list[CountTable]:
+        """The file's counts less those that overlap bytes lo..hi-1."""
+        if not len(self.token_at_byte):
+            return []
+        first = self.token_at_byte[min(lo, len(self.token_at_byte) - 1)]
+        stop = self.token_at_byte[min(hi, len(self.token_at_byte)) - 1] + 1
+        positions = np.arange(first, min(len(self.tokens), stop + int(self.orders.max())))
+        return [self.table, self._table(positions, stop, -1.0)]
+
+
 class Judge:
     """Next-token log-probabilities for texts that continue a file: the network's, or mixed with the count model."""
 
-    def __init__(self, run, session=None):
-        self.run, self.session = run, session
+    def __init__(self, run, session=None, file_tables: list | None = None):
+        self.run, self.session, self.file_tables = run, session, file_tables or []
         self.depth = max(session.model.orders) if session is not None else 0  # tokens of history the counts read
 
     def history(self, data: bytes, anchor: int) -> np.ndarray:
@@ -87,7 +122,7 @@ class Judge:
             return net_logp
         model = self.session.model
         before = np.concatenate([_tokens_before(history, t, self.depth) for t in tails])
-        experts = blend_counts(model, [model.table], context_hashes_at(before, model.orders))
+        experts = blend_counts(model, [model.table] + self.file_tables, context_hashes_at(before, model.orders))
         return self.session.mixer.mix(net_logp, experts)
 
     def next_log_probs(self, net_logp: torch.Tensor, history: np.ndarray) -> torch.Tensor:
@@ -201,13 +236,15 @@ def _anchor_states(run, data: bytes, first: int, stop: int):
 
 
 @torch.no_grad()
-def suggest_fix(run, data: bytes, start: int, session=None) -> tuple[str, Fix | None]:
+def suggest_fix(run, data: bytes, start: int, session=None, file_counts: FileCounts | None = None
+                ) -> tuple[str, Fix | None]:
     """What the model expected at `start`, and the best small edit near it (None if none helps).
 
     With a scoring `session` (a mixed pass's), edits are judged by the network mixed with the count model.
     """
     tok, model, best, expected_here = run.tokenizer, run.model, None, b""
-    judge = Judge(run, session)
+    around = max(0, start - BACK), start + 2 + EXPECT_BYTES + FOLLOW  # every byte an edit or its tail reads
+    judge = Judge(run, session, file_counts.around(*around) if file_counts is not None else None)
     for anchor, logits, state in _anchor_states(run, data, max(0, start - BACK), start + 1):
         history = judge.history(data, anchor)
         expected, guesses = _greedy(judge, _repeat_state(model, state, 1), logits[:, -1], history, EXPECT_TOKENS)
