@@ -159,22 +159,26 @@ def test_fixes_are_judged_by_the_rest_of_the_file(tmp_path):
 
 
 def test_file_counts_leave_out_what_overlaps_the_edit():
-    """around(lo, hi): the file's counts less every (context, token) that reads a byte in lo..hi-1."""
+    """around(lo, hi): the scoring pass's counts of the file less every (context, token) that reads a
+    byte in lo..hi-1."""
     from types import SimpleNamespace
 
     from seqlab.config import CountModelConfig
-    from seqlab.countmodel import CountModel, continuations
+    from seqlab.countmodel import CountModel, context_hashes, continuations
     from seqlab.data.tokenizer import ByteTokenizer
     from seqlab.surprise_fix import FileCounts
 
-    config = CountModelConfig(orders=[1, 2, 3], experts=[3], match_orders=[])
-    data = b"abcabcabXabcabc"
-    run = SimpleNamespace(tokenizer=ByteTokenizer(), count_model=CountModel(np.zeros(10, dtype=np.int64), 257, config))
-    counts = FileCounts(run, data)
-    tokens, lo, hi = counts.tokens, 8, 9  # the X; token p is byte p - 1 (BOS first)
-    tables = counts.around(lo, hi)
-    for j, k in enumerate(config.orders):
-        ids = counts.contexts[:, j]
+    config = CountModelConfig(orders=[1, 2, 3], experts=[3], match_orders=[5])
+    data = b"abcabcabXabcabcab"
+    model = CountModel(np.zeros(10, dtype=np.int64), 257, config)
+    tokens = np.concatenate([[256], np.frombuffer(data, dtype=np.uint8)]).astype(np.int64)  # token p is byte p - 1
+    session = model.session("cpu")
+    session.reader(tokens, 1).advance(len(tokens))  # as scoring counts the file
+    run = SimpleNamespace(tokenizer=ByteTokenizer(), count_model=model)
+    lo, hi = 8, 9  # the X
+    tables = FileCounts(run, data, session.recent.levels).around(lo, hi)
+    for j, k in enumerate(model.orders):
+        ids = context_hashes(tokens, model.orders)[:, j]
         for p in range(k, len(tokens)):
             expected = sum(1 for q in range(k, len(tokens)) if ids[q] == ids[p] and tokens[q] == tokens[p]
                            and not any(lo <= b < hi for b in range(q - k - 1, q)))  # q's bytes: q-k-1 .. q-1

@@ -126,7 +126,7 @@ def surprise(run, data: bytes, top: int = 10, name: str = "input", fixes: bool =
     spans = find_spans(excess)
     spans.sort(key=lambda s: -_span_excess(excess, *s))
     candidates = max(top * CANDIDATES_PER_TOP, MIN_CANDIDATES) if top else 0
-    file_counts = FileCounts(run, data) if session is not None and fixes else None
+    file_counts = FileCounts(run, data, session.recent.levels) if session is not None and fixes else None
     with TorchThreads(1):  # fixes run small sequential steps: threads only add synchronisation
         anomalies = [_anomaly(run, data, bits, excess, a, b, fixes, session, file_counts)
                      for a, b in spans[:candidates]]

@@ -67,37 +67,36 @@ def _repeat_state(model, state, n: int):
 
 
 class FileCounts:
-    """The file's own n-gram counts, every order, for judging an edit by the rest of the file.
+    """The file's own n-gram counts, for judging an edit by the rest of the file.
 
     An intended text usually recurs in its file (a name, a closing bracket's pattern) where an error
     does not; but the bytes around an edit must not vouch for themselves, so `around(lo, hi)` gives
-    the counts less every one whose context or token overlaps bytes lo..hi-1.
+    the counts less every one whose context or token reads a byte in lo..hi-1. The counts are the
+    mixed scoring pass's (`counted`: it counted every token of the file as it went).
     """
 
-    def __init__(self, run, data: bytes):
-        tok, self.orders = run.tokenizer, np.asarray(run.count_model.orders)
+    def __init__(self, run, data: bytes, counted: list[CountTable]):
+        tok, self.orders, self.counted = run.tokenizer, np.asarray(run.count_model.orders), counted
         self.tokens = np.concatenate([[tok.bos_id], tok.encode(data)]).astype(np.int64)
         lengths = [len(tok.token_bytes[t]) for t in self.tokens[1:]]
         self.token_at_byte = np.repeat(np.arange(1, len(self.tokens)), lengths)  # index into self.tokens
-        self.contexts = context_hashes(self.tokens, self.orders)
-        self.table = self._table(np.arange(len(self.tokens)), len(self.tokens), 1.0)
-
-    def _table(self, positions: np.ndarray, stop: int, sign: float) -> CountTable:
-        """Counts of the tokens at `positions`, of the orders whose context starts before token `stop`."""
-        keep = (positions[:, None] >= self.orders) & (positions[:, None] - self.orders < stop)
-        nxt = np.broadcast_to(self.tokens[positions][:, None], keep.shape)[keep]
-        table = CountTable.build(self.contexts[positions][keep], nxt)
-        table.counts *= sign
-        return table
 
     def around(self, lo: int, hi: int) -> list[CountTable]:
-        """The file's counts less those that overlap bytes lo..hi-1."""
+        """The file's counts less those that read a byte in lo..hi-1."""
         if not len(self.token_at_byte):
             return []
         first = self.token_at_byte[min(lo, len(self.token_at_byte) - 1)]
         stop = self.token_at_byte[min(hi, len(self.token_at_byte)) - 1] + 1
-        positions = np.arange(first, min(len(self.tokens), stop + int(self.orders.max())))
-        return [self.table, self._table(positions, stop, -1.0)]
+        longest = int(self.orders.max())
+        positions = np.arange(first, min(len(self.tokens), stop + longest))
+        # the counts at these positions whose (context, token) starts before `stop`, as scoring counted them
+        keep = (positions[:, None] >= self.orders) & (positions[:, None] - self.orders < stop)
+        begin = max(0, first - longest)  # enough tokens before for every order's context
+        contexts = context_hashes(self.tokens[begin : positions[-1] + 1], self.orders)[positions - begin]
+        nxt = np.broadcast_to(self.tokens[positions][:, None], keep.shape)[keep]
+        overlapping = CountTable.build(contexts[keep], nxt)
+        overlapping.counts *= -1
+        return self.counted + [overlapping]
 
 
 class Judge:
