@@ -161,11 +161,8 @@ def test_fixes_are_judged_by_the_rest_of_the_file(tmp_path):
 def test_file_counts_leave_out_what_overlaps_the_edit():
     """around(lo, hi): the scoring pass's counts of the file less every (context, token) that reads a
     byte in lo..hi-1."""
-    from types import SimpleNamespace
-
     from seqlab.config import CountModelConfig
     from seqlab.countmodel import CountModel, context_hashes, continuations
-    from seqlab.data.tokenizer import ByteTokenizer
     from seqlab.surprise_fix import FileCounts
 
     config = CountModelConfig(orders=[1, 2, 3], experts=[3], match_orders=[5])
@@ -174,9 +171,8 @@ def test_file_counts_leave_out_what_overlaps_the_edit():
     tokens = np.concatenate([[256], np.frombuffer(data, dtype=np.uint8)]).astype(np.int64)  # token p is byte p - 1
     session = model.session("cpu")
     session.reader(tokens, 1).advance(len(tokens))  # as scoring counts the file
-    run = SimpleNamespace(tokenizer=ByteTokenizer(), count_model=model)
     lo, hi = 8, 9  # the X
-    tables = FileCounts(run, data, session.recent.levels).around(lo, hi)
+    tables = FileCounts(tokens, np.arange(1, len(tokens)), model.orders, session.recent.levels).around(lo, hi)
     for j, k in enumerate(model.orders):
         ids = context_hashes(tokens, model.orders)[:, j]
         for p in range(k, len(tokens)):

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from .countmodel import HISTORY_FILE, Experts, StepReader
 from .errors import SeqlabError
 from .rangecoder import Decoder, Encoder
+from .scoring import TorchThreads
 
 MAGIC = b"SQZ\x1a"
 FORMAT = 3
@@ -193,19 +194,6 @@ def _drive(run, n_tokens: int, pick, mixed: bool) -> None:
         if mixing:
             mixing.learn(token)
         x = torch.tensor([token])
-
-
-class TorchThreads:
-    """Run with a given torch thread count (it can change float results), then restore it."""
-
-    def __init__(self, n: int):
-        self.n, self.saved = n, torch.get_num_threads()
-
-    def __enter__(self):
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.saved)
 
 
 def compress_bytes(run, data: bytes, threads: int = 1) -> bytes:

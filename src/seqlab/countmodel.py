@@ -110,7 +110,7 @@ class CountTable:
         """keys: sorted, distinct (context << 16 | next token); counts: theirs."""
         context = keys >> np.uint64(16)
         starts = _run_starts(context)
-        index = np.int32 if len(keys) < 2**31 else np.int64  # positions in the table: half the memory
+        index = np.int32 if len(keys) < 2**30 else np.int64  # half the memory; find's lo + hi fits
         self.contexts = context[starts]
         self.bounds = np.append(starts, len(keys)).astype(index)  # context i's entries: bounds[i] .. bounds[i + 1] - 1
         self.tokens = (keys & np.uint64(0xFFFF)).astype(np.uint16)

@@ -25,6 +25,19 @@ BATCH_TOKENS_RECURRENT = 65536
 BATCH_TOKENS_WINDOWS = 2048
 
 
+class TorchThreads:
+    """Run with a given torch thread count (it can change float results), then restore it."""
+
+    def __init__(self, n: int):
+        self.n, self.saved = n, torch.get_num_threads()
+
+    def __enter__(self):
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.saved)
+
+
 @dataclass
 class Window:
     start: int  # inputs are tokens[start : stop - 1]
@@ -85,19 +98,14 @@ def _in_order(fn, items: list, workers: int):
     if workers <= 1:
         yield from map(fn, items)
         return
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            ahead = deque(pool.submit(fn, item) for item in items[:workers])
-            for item in items[workers:]:
-                done = ahead.popleft().result()
-                ahead.append(pool.submit(fn, item))
-                yield done
-            while ahead:
-                yield ahead.popleft().result()
-    finally:
-        torch.set_num_threads(saved)
+    with TorchThreads(1), ThreadPoolExecutor(workers) as pool:
+        ahead = deque(pool.submit(fn, item) for item in items[:workers])
+        for item in items[workers:]:
+            done = ahead.popleft().result()
+            ahead.append(pool.submit(fn, item))
+            yield done
+        while ahead:
+            yield ahead.popleft().result()
 
 
 def _batch_tokens(model) -> int:

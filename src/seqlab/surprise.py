@@ -14,9 +14,8 @@ apart. Why excess and not surprisal: a rare name is surprising where the model
 knew it could not guess (high entropy), an error is surprising where it was
 sure (low entropy). The spans of most excess get a suggested fix (surprise_fix.py:
 judged by the same model that scored the bytes, count model included when mixed,
-counting the rest of the file too)
-and are ranked by the bits their fix saves, the noisy channel's evidence of an
-error: a typo (surprising and fixable) outranks a rare name (surprising, not
+counting the rest of the file too) and are ranked by the bits their fix saves,
+the noisy channel's evidence of an error: a typo (surprising and fixable) outranks a rare name (surprising, not
 fixable), and a large excess alone does not make an error. Excess breaks ties and
 orders the spans no small edit explains.
 """
@@ -27,9 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .compress import TorchThreads
 from .errors import SeqlabError
-from .scoring import mixing_session
+from .scoring import TorchThreads, mixing_session
 from .surprise_fix import FileCounts, Fix, suggest_fix
 from .surprise_render import anomaly_table, html_report, terminal_text, to_json
 from .surprise_score import describe_scoring, score_tokens
@@ -74,10 +72,10 @@ class Report:
         return float(self.bits.sum())
 
 
-def score_bytes(run, data: bytes, mixed: bool = False, session=None) -> tuple:
-    """Per-byte bits and entropy, token index per byte, and top-5 (ids, probs) per token."""
+def score_bytes(run, tokens: np.ndarray, mixed: bool = False, session=None) -> tuple:
+    """Per-byte bits and entropy, token index per byte, and top-5 (ids, probs) per token, of a file's
+    tokens (BOS first)."""
     tok = run.tokenizer
-    tokens = np.concatenate([[tok.bos_id], tok.encode(data)]).astype(np.int64)
     s = score_tokens(run, tokens, mixed, session)
     lengths = np.array([len(tok.token_bytes[t]) for t in tokens[1:]], dtype=np.int64)
     token_of_byte = np.repeat(np.arange(len(lengths)), lengths)
@@ -120,13 +118,15 @@ def surprise(run, data: bytes, top: int = 10, name: str = "input", fixes: bool =
         raise SeqlabError(f"--top must be >= 0, got {top}")
     mixed = run.count_model is not None if mixed is None else mixed
     session = mixing_session(run) if mixed else None  # kept: the fixes are judged as the bytes were scored
-    bits, entropy, token_of_byte, top_ids, top_probs = score_bytes(run, data, mixed, session)
+    tokens = np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(data)]).astype(np.int64)
+    bits, entropy, token_of_byte, top_ids, top_probs = score_bytes(run, tokens, mixed, session)
     report = Report(name, data, bits, entropy, token_of_byte, top_ids, top_probs, describe_scoring(run, mixed))
     excess = bits - entropy
     spans = find_spans(excess)
     spans.sort(key=lambda s: -_span_excess(excess, *s))
     candidates = max(top * CANDIDATES_PER_TOP, MIN_CANDIDATES) if top else 0
-    file_counts = FileCounts(run, data, session.recent.levels) if session is not None and fixes else None
+    file_counts = FileCounts(tokens, token_of_byte + 1, run.count_model.orders, session.recent.levels) \
+        if session is not None and fixes else None
     with TorchThreads(1):  # fixes run small sequential steps: threads only add synchronisation
         anomalies = [_anomaly(run, data, bits, excess, a, b, fixes, session, file_counts)
                      for a, b in spans[:candidates]]

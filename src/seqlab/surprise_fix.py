@@ -75,11 +75,9 @@ class FileCounts:
     mixed scoring pass's (`counted`: it counted every token of the file as it went).
     """
 
-    def __init__(self, run, data: bytes, counted: list[CountTable]):
-        tok, self.orders, self.counted = run.tokenizer, np.asarray(run.count_model.orders), counted
-        self.tokens = np.concatenate([[tok.bos_id], tok.encode(data)]).astype(np.int64)
-        lengths = [len(tok.token_bytes[t]) for t in self.tokens[1:]]
-        self.token_at_byte = np.repeat(np.arange(1, len(self.tokens)), lengths)  # index into self.tokens
+    def __init__(self, tokens: np.ndarray, token_at_byte: np.ndarray, orders, counted: list[CountTable]):
+        """tokens: the file's, BOS first; token_at_byte: the index into tokens of each byte's token."""
+        self.tokens, self.token_at_byte, self.orders, self.counted = tokens, token_at_byte, np.asarray(orders), counted
 
     def around(self, lo: int, hi: int) -> list[CountTable]:
         """The file's counts less those that read a byte in lo..hi-1."""
