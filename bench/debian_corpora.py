@@ -59,7 +59,8 @@ def assemble(name: str, out: Path, max_bytes: int) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path.home() / ".cache" / "seqlab" / "corpora")
-    ap.add_argument("--max-bytes", type=int, default=1_500_000, help="cap on each corpus (default about tinyshakespeare's size)")
+    ap.add_argument("--max-bytes", type=int, default=1_500_000,
+                    help="cap on each corpus (default about tinyshakespeare's size)")
     ap.add_argument("names", nargs="*", default=list(CORPORA))
     args = ap.parse_args()
     for name in args.names:

@@ -236,8 +236,8 @@ def main() -> None:
                          f"{s['p99'] * 1000:.0f}", f"{s['ttft50'] * 1000:.0f}", f"{s['ttft99'] * 1000:.0f}",
                          " ".join(f"{k}:{v}" for k, v in sorted(s["statuses"].items()))])
     print_table(f"seqlab serve, {args.duration:g} s per level, streaming, max_tokens {args.max_tokens}",
-                ["server", "concurrency", "req/s", "tokens/s", "server CPU cores", "tokens/CPU-s", "p50 ms", "p99 ms", "TTFT p50 ms", "TTFT p99 ms",
-                 "replies by status"], rows)
+                ["server", "concurrency", "req/s", "tokens/s", "server CPU cores", "tokens/CPU-s", "p50 ms", "p99 ms",
+                 "TTFT p50 ms", "TTFT p99 ms", "replies by status"], rows)
     if 16 in batched:
         b, u = batched[16], single[16]
         ratio = b["tps"] / max(u["tps"], 1e-9)

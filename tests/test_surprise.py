@@ -126,14 +126,19 @@ def test_injected_error_ranks_first_and_fix_restores_it(runs, arch):
     assert (top.line, top.column) == line_column(data, top.offset)
 
 
+def _barely_trained_run(tmp_path, lines: list[str]):
+    """An LSTM run of 5 steps on these lines: its network knows nothing, its count model has every line."""
+    corpus = tmp_path / "calls.txt"
+    corpus.write_text("".join(lines))
+    return load(train(tiny_config(corpus, "lstm", steps=5), tmp_path / "run", log=lambda *a: None))
+
+
 def test_surprise_judges_fixes_with_the_count_model(tmp_path):
     """A network that has barely trained cannot place or mend an error; mixed with the count model, which
     has seen these lines (surprise's default), surprise finds the deleted ')' and its fix restores it."""
     rng = np.random.default_rng(3)
     lines = [f"call_{rng.integers(1000)}(x{rng.integers(100)}, {rng.integers(10000)});\n" for _ in range(2000)]
-    corpus = tmp_path / "calls.txt"
-    corpus.write_text("".join(lines))
-    run = load(train(tiny_config(corpus, "lstm", steps=5), tmp_path / "run", log=lambda *a: None))
+    run = _barely_trained_run(tmp_path, lines)
     text = "".join(lines[100:160]).encode()
     offset = text.index(b")", len(text) // 2)
     data = text[:offset] + text[offset + 1 :]
@@ -142,13 +147,30 @@ def test_surprise_judges_fixes_with_the_count_model(tmp_path):
     assert top.fix is not None and top.fix.apply(data) == text
 
 
+def test_edits_are_tried_at_spikes_inside_a_span(tmp_path):
+    """A lost byte mid-span, further after the span's first byte than the anchors before it reach, is
+    mended from the spike it leaves; without the span's spikes no anchor reaches it."""
+    from seqlab.scoring import mixing_session
+    from seqlab.surprise_fix import BACK, suggest_fix
+
+    rng = np.random.default_rng(3)
+    lines = [f"call_{rng.integers(1000)}(x{rng.integers(100)}, {rng.integers(10000)});\n" for _ in range(2000)]
+    run = _barely_trained_run(tmp_path, lines)
+    text = "".join(lines[100:160]).encode()
+    offset = text.index(b")", len(text) // 2)
+    data = text[:offset] + text[offset + 1 :]
+    start = offset - BACK - 3  # the span begins well before the lost ')'
+    _, fix = suggest_fix(run, data, start, mixing_session(run), spikes=[offset])
+    assert fix is not None and fix.apply(data) == text
+    _, fix = suggest_fix(run, data, start, mixing_session(run))
+    assert fix is None or fix.apply(data) != text
+
+
 def test_fixes_are_judged_by_the_rest_of_the_file(tmp_path):
     """Names the training split never saw recur through a file, and one occurrence lost a character:
     the judge's counts of the rest of the file (less the bytes around the edit) restore it."""
     rng = np.random.default_rng(4)
-    corpus = tmp_path / "calls.txt"
-    corpus.write_text("".join(f"call_{rng.integers(1000)}(x{rng.integers(100)});\n" for _ in range(2000)))
-    run = load(train(tiny_config(corpus, "lstm", steps=5), tmp_path / "run", log=lambda *a: None))
+    run = _barely_trained_run(tmp_path, [f"call_{rng.integers(1000)}(x{rng.integers(100)});\n" for _ in range(2000)])
     names = ["zqxvbn", "wkjhgf", "plmokn"]
     text = "".join(f"{names[i % 3]}(x{i % 4});\n" for i in range(60)).encode()
     offset = text.index(b"wkjhgf", len(text) // 2) + 3

@@ -87,12 +87,14 @@ def score_bytes(run, tokens: np.ndarray, mixed: bool = False, session=None) -> t
 # ---------------------------------------------------------------- spans
 
 
+def spike_threshold(bits: np.ndarray) -> float:
+    """A spike: above the file's mean + 2 std, and 1 bit at least."""
+    return max(bits.mean() + 2 * bits.std(), 1.0) if len(bits) else 1.0
+
+
 def find_spans(bits: np.ndarray) -> list[tuple[int, int]]:
-    """(start, stop) byte ranges of neighbouring spikes above the file's mean + 2 std (and 1 bit at least)."""
-    if len(bits) == 0:
-        return []
-    threshold = max(bits.mean() + 2 * bits.std(), 1.0)
-    spikes = np.flatnonzero(bits > threshold)
+    """(start, stop) byte ranges of neighbouring spikes."""
+    spikes = np.flatnonzero(bits > spike_threshold(bits))
     spans: list[list[int]] = []
     for i in spikes:
         if spans and i - spans[-1][1] < GAP and i + 1 - spans[-1][0] <= MAX_SPAN:
@@ -127,9 +129,10 @@ def surprise(run, data: bytes, top: int = 10, name: str = "input", fixes: bool =
     candidates = max(top * CANDIDATES_PER_TOP, MIN_CANDIDATES) if top else 0
     file_counts = FileCounts(tokens, token_of_byte + 1, run.count_model.orders, session.recent.levels) \
         if session is not None and fixes else None
+    spikes = excess > spike_threshold(excess)
     with TorchThreads(1):  # fixes run small sequential steps: threads only add synchronisation
-        anomalies = [_anomaly(run, data, bits, excess, a, b, fixes, session, file_counts)
-                     for a, b in spans[:candidates]]
+        anomalies = [_anomaly(run, data, bits, excess, a, b, a + np.flatnonzero(spikes[a:b]) if fixes else None,
+                              session, file_counts) for a, b in spans[:candidates]]
     anomalies.sort(key=lambda a: -a.score)
     report.anomalies = anomalies[:top]
     return report
@@ -139,10 +142,11 @@ def _span_excess(excess: np.ndarray, a: int, b: int) -> float:
     return float(np.maximum(excess[a:b], 0.0).sum())
 
 
-def _anomaly(run, data: bytes, bits: np.ndarray, excess: np.ndarray, a: int, b: int, fixes: bool,
+def _anomaly(run, data: bytes, bits: np.ndarray, excess: np.ndarray, a: int, b: int, spikes: np.ndarray | None,
              session, file_counts) -> Anomaly:
+    """The span a..b; with its `spikes` (positions) given, a fix is suggested."""
     line, column = line_column(data, a)
-    expected, fix = suggest_fix(run, data, a, session, file_counts) if fixes else ("", None)
+    expected, fix = suggest_fix(run, data, a, session, file_counts, spikes) if spikes is not None else ("", None)
     return Anomaly(a, b - a, line, column, float(bits[a:b].sum()), float(bits[a:b].max()),
                    (fix.gain_bits if fix else 0.0) + EXCESS_WEIGHT * _span_excess(excess, a, b),
                    data[a:b].decode("utf-8", "replace"), expected, fix)

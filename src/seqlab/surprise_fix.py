@@ -2,10 +2,12 @@
 
 From a few anchors just before a span the model generates greedily what it
 expected and tries small edits (insert the expected bytes or one of its top
-guesses, replace 1-2 bytes with them, delete, swap two bytes); the edit that
-makes the text through FOLLOW bytes after it least surprising is kept when it
-saves at least MIN_GAIN bits, net of NOISE_BITS per removed byte (else deleting
-any text would look like a fix).
+guesses, replace 1-2 bytes with them, delete, swap two bytes); at each spike
+inside the span, where a lost or swapped byte shows, it tries its top guesses
+and the same deletions and swaps. The edit that makes the text through FOLLOW
+bytes after it least surprising is kept when it saves at least MIN_GAIN bits,
+net of NOISE_BITS per removed byte (else deleting any text would look like a
+fix).
 
 A Judge gives the next-token distributions that propose and weigh the edits:
 the network alone, or, when the file was scored mixed, the network mixed with
@@ -17,6 +19,7 @@ the edit is left out, or the corrupted bytes would vouch for themselves.
 """
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -211,40 +214,54 @@ def _minimal_fix(data: bytes, offset: int, remove: int, insert: bytes, kind: str
     return Fix(offset, len(removed), insert.decode("utf-8", "surrogateescape"), kind, gain)
 
 
-def _anchor_states(run, data: bytes, first: int, stop: int):
-    """Yield (anchor, logits (1, T, V), state) for anchors first..stop-1: the model having read data[:anchor].
+def _anchor_states(run, data: bytes, anchors: list[int]):
+    """Yield (anchor, logits (1, T, V), state) for each of the ascending anchors: the model having read data[:anchor].
 
-    Byte tokens: read the prefix once and step one byte per anchor. BPE: re-read per anchor
-    (token boundaries move with the anchor).
+    Byte tokens: read the prefix once and step one byte at a time to each anchor. BPE: re-read per
+    anchor (token boundaries move with the anchor).
     """
     model, room = run.model, EXPECT_BYTES + FOLLOW + 2
     if getattr(run.tokenizer, "kind", "") != "byte":
-        for anchor in range(first, stop):
+        for anchor in anchors:
             prefix = torch.tensor([_prefix_ids(run, data, anchor, room)], device=run.device)
             yield (anchor, *model(prefix, model.init_state(1, run.device)))
         return
-    prefix = torch.tensor([_prefix_ids(run, data, first, room + (stop - first))], device=run.device)
+    first = anchors[0]
+    prefix = torch.tensor([_prefix_ids(run, data, first, room + (anchors[-1] - first))], device=run.device)
     logits, state = model(prefix, model.init_state(1, run.device))
-    for anchor in range(first, stop):
-        yield anchor, logits, state
-        if anchor < len(data) and anchor + 1 < stop:
-            step, state = model.step(torch.tensor([data[anchor]], device=run.device), state)
+    for position in range(first, anchors[-1] + 1):
+        if position in anchors:
+            yield position, logits, state
+        if position < anchors[-1]:
+            step, state = model.step(torch.tensor([data[position]], device=run.device), state)
             logits = step[:, None]
 
 
+def fix_anchors(start: int, spikes) -> list[int]:
+    """Where a span's edits are tried: the BACK bytes before it and its first byte (an error shows just
+    after it), and at and just before each spike inside it (a swapped or lost byte mid-span)."""
+    anchors = set(range(max(0, start - BACK), start + 1))
+    anchors.update(a for p in spikes for a in (p - 1, p) if a > start)
+    return sorted(anchors)
+
+
 @torch.no_grad()
-def suggest_fix(run, data: bytes, start: int, session=None, file_counts: FileCounts | None = None
-                ) -> tuple[str, Fix | None]:
-    """What the model expected at `start`, and the best small edit near it (None if none helps).
+def suggest_fix(run, data: bytes, start: int, session=None, file_counts: FileCounts | None = None,
+                spikes: Sequence[int] = ()) -> tuple[str, Fix | None]:
+    """What the model expected at `start`, and the best small edit near it or at one of the `spikes`
+    (positions after it) (None if none helps).
 
     With a scoring `session` (a mixed pass's), edits are judged by the network mixed with the count model.
     """
     tok, model, best, expected_here = run.tokenizer, run.model, None, b""
-    around = max(0, start - BACK), start + 2 + EXPECT_BYTES + FOLLOW  # every byte an edit or its tail reads
+    anchors = fix_anchors(start, spikes)
+    around = anchors[0], anchors[-1] + 2 + EXPECT_BYTES + FOLLOW  # every byte an edit or its tail reads
     judge = Judge(run, session, file_counts.around(*around) if file_counts is not None else None)
-    for anchor, logits, state in _anchor_states(run, data, max(0, start - BACK), start + 1):
+    for anchor, logits, state in _anchor_states(run, data, anchors):
         history = judge.history(data, anchor)
-        expected, guesses = _greedy(judge, _repeat_state(model, state, 1), logits[:, -1], history, EXPECT_TOKENS)
+        # at a spike inside the span a lost or swapped byte needs no continuation: one-token guesses suffice
+        length = EXPECT_TOKENS if anchor <= start else 1
+        expected, guesses = _greedy(judge, _repeat_state(model, state, 1), logits[:, -1], history, length)
         expected = expected[:EXPECT_BYTES]
         if anchor == start:
             expected_here = expected
