@@ -133,32 +133,33 @@ def _barely_trained_run(tmp_path, lines: list[str]):
     return load(train(tiny_config(corpus, "lstm", steps=5), tmp_path / "run", log=lambda *a: None))
 
 
-def test_surprise_judges_fixes_with_the_count_model(tmp_path):
-    """A network that has barely trained cannot place or mend an error; mixed with the count model, which
-    has seen these lines (surprise's default), surprise finds the deleted ')' and its fix restores it."""
+@pytest.fixture(scope="module")
+def lost_paren(tmp_path_factory):
+    """(a barely trained run, 60 of its training lines, the same with a ')' deleted, the offset of the deletion)."""
     rng = np.random.default_rng(3)
     lines = [f"call_{rng.integers(1000)}(x{rng.integers(100)}, {rng.integers(10000)});\n" for _ in range(2000)]
-    run = _barely_trained_run(tmp_path, lines)
+    run = _barely_trained_run(tmp_path_factory.mktemp("calls"), lines)
     text = "".join(lines[100:160]).encode()
     offset = text.index(b")", len(text) // 2)
-    data = text[:offset] + text[offset + 1 :]
+    return run, text, text[:offset] + text[offset + 1 :], offset
+
+
+def test_surprise_judges_fixes_with_the_count_model(lost_paren):
+    """A network that has barely trained cannot place or mend an error; mixed with the count model, which
+    has seen these lines (surprise's default), surprise finds the deleted ')' and its fix restores it."""
+    run, text, data, offset = lost_paren
     top = surprise(run, data, top=3).anomalies[0]
     assert abs(top.offset - offset) <= 10
     assert top.fix is not None and top.fix.apply(data) == text
 
 
-def test_edits_are_tried_at_spikes_inside_a_span(tmp_path):
+def test_edits_are_tried_at_spikes_inside_a_span(lost_paren):
     """A lost byte mid-span, further after the span's first byte than the anchors before it reach, is
     mended from the spike it leaves; without the span's spikes no anchor reaches it."""
     from seqlab.scoring import mixing_session
     from seqlab.surprise_fix import BACK, suggest_fix
 
-    rng = np.random.default_rng(3)
-    lines = [f"call_{rng.integers(1000)}(x{rng.integers(100)}, {rng.integers(10000)});\n" for _ in range(2000)]
-    run = _barely_trained_run(tmp_path, lines)
-    text = "".join(lines[100:160]).encode()
-    offset = text.index(b")", len(text) // 2)
-    data = text[:offset] + text[offset + 1 :]
+    run, text, data, offset = lost_paren
     start = offset - BACK - 3  # the span begins well before the lost ')'
     _, fix = suggest_fix(run, data, start, mixing_session(run), spikes=[offset])
     assert fix is not None and fix.apply(data) == text
