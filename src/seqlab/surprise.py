@@ -124,18 +124,21 @@ def surprise(run, data: bytes, top: int = 10, name: str = "input", fixes: bool =
     bits, entropy, token_of_byte, top_ids, top_probs = score_bytes(run, tokens, mixed, session)
     report = Report(name, data, bits, entropy, token_of_byte, top_ids, top_probs, describe_scoring(run, mixed))
     excess = bits - entropy
-    spans = find_spans(excess)
-    spans.sort(key=lambda s: -_span_excess(excess, *s))
-    candidates = max(top * CANDIDATES_PER_TOP, MIN_CANDIDATES) if top else 0
     file_counts = FileCounts(tokens, token_of_byte + 1, run.count_model.orders, session.recent.levels) \
         if session is not None and fixes else None
     spikes = excess > spike_threshold(excess)
     with TorchThreads(1):  # fixes run small sequential steps: threads only add synchronisation
         anomalies = [_anomaly(run, data, bits, excess, a, b, a + np.flatnonzero(spikes[a:b]) if fixes else None,
-                              session, file_counts) for a, b in spans[:candidates]]
+                              session, file_counts) for a, b in candidate_spans(excess, top)]
     anomalies.sort(key=lambda a: -a.score)
     report.anomalies = anomalies[:top]
     return report
+
+
+def candidate_spans(excess: np.ndarray, top: int) -> list[tuple[int, int]]:
+    """The spans given a fix and ranked, when `top` anomalies are asked for: those of most excess."""
+    spans = sorted(find_spans(excess), key=lambda s: -_span_excess(excess, *s))
+    return spans[: max(top * CANDIDATES_PER_TOP, MIN_CANDIDATES)] if top else []
 
 
 def _span_excess(excess: np.ndarray, a: int, b: int) -> float:
