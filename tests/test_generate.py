@@ -1,8 +1,9 @@
 import pytest
+import torch
 
 from seqlab.generate import generate, stream
 from seqlab.run import load
-from seqlab.sampling import SamplingConfig, StopMatcher
+from seqlab.sampling import Sampler, SamplingConfig, StopMatcher
 
 
 @pytest.fixture(scope="module", params=["transformer", "lstm"])
@@ -43,6 +44,14 @@ def test_stream_yields_chunks_then_end(run):
     for _row, text in gen:
         events.append(text)
     assert events[-1] is None and "".join(e for e in events if e) != ""
+
+
+def test_top_k_beyond_the_vocabulary_is_no_limit():
+    """Even one too large for int64 (the API accepts any integer >= 0): it samples as top_k=0."""
+    logits = torch.randn(2, 50, generator=torch.Generator().manual_seed(0))
+    picks = [Sampler([SamplingConfig(top_k=k)] * 2, [1, 2], 50, "cpu")(logits.clone())
+             for k in (0, 50, 10**40)]
+    assert torch.equal(picks[0], picks[1]) and torch.equal(picks[0], picks[2])
 
 
 def test_stop_matcher_holds_back_partial_matches():

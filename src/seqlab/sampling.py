@@ -36,7 +36,8 @@ class Sampler:
     def __init__(self, configs: list[SamplingConfig], seeds: list[int], vocab_size: int, device):
         self.device = device
         self.temperature = torch.tensor([c.temperature for c in configs], device=device)[:, None]
-        self.top_k = torch.tensor([c.top_k or vocab_size for c in configs], device=device)[:, None]
+        # a top_k beyond the vocabulary is no limit (and may not fit a tensor's int64)
+        self.top_k = torch.tensor([min(c.top_k or vocab_size, vocab_size) for c in configs], device=device)[:, None]
         self.top_p = torch.tensor([c.top_p for c in configs], device=device)[:, None]
         self.penalty = torch.tensor([c.repetition_penalty for c in configs], device=device)[:, None]
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
