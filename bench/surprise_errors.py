@@ -33,6 +33,7 @@ from seqlab.surprise import candidate_spans, surprise  # noqa: E402
 
 CLOSERS = b")]}\">"
 NEAR = 10
+TOP = 3  # anomalies listed per trial: top-1 and top-3 are read from them
 
 
 def split_files(pattern: str, held_out: int, seed: int, max_train_bytes: int) -> tuple[list[Path], list[Path]]:
@@ -132,7 +133,7 @@ def main() -> None:
         if made is None:
             continue
         bad, offset = made
-        report = surprise(run, bad, top=3, name=f"trial{trial}", mixed=not args.network_alone)
+        report = surprise(run, bad, top=TOP, name=f"trial{trial}", mixed=not args.network_alone)
         scored += len(bad)
         top = report.anomalies
         s = stats[kind]
@@ -141,7 +142,7 @@ def main() -> None:
         s[2] += any(near(a, offset) for a in top)
         s[3] += bool(top) and top[0].fix is not None and top[0].fix.apply(bad) == window
         s[4] += min(1.0, (2 * NEAR + 1) / len(bad))
-        s[5] += any(near_span(a, b, offset) for a, b in candidate_spans(report.bits - report.entropy, 3))
+        s[5] += any(near_span(a, b, offset) for a, b in candidate_spans(report.bits - report.entropy, TOP))
     seconds = time.perf_counter() - t0
 
     print(f"\n| {'error':<14} | {'trials':>6} | {'top-1':>6} | {'top-3':>6} | {'fix restores':>12} | "

@@ -130,12 +130,7 @@ class CountTable:
 
     @classmethod
     def merge(cls, a: "CountTable", b: "CountTable") -> "CountTable":
-        keys = np.concatenate([a.keys(), b.keys()])
-        counts = np.concatenate([a.counts, b.counts])
-        order = np.argsort(keys, kind="stable")
-        keys, counts = keys[order], counts[order]
-        starts = _run_starts(keys)
-        return cls(keys[starts], np.add.reduceat(counts, starts))
+        return cls(*_sum_by_key(np.concatenate([a.keys(), b.keys()]), np.concatenate([a.counts, b.counts])))
 
     def find(self, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(first entry, number of entries) of each query context; 0 entries where it was never seen."""
@@ -167,6 +162,14 @@ def _count(context: np.ndarray, nxt: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return keys, counts.astype(np.float32)
 
 
+def _sum_by_key(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the sorted distinct keys, each one's counts summed)."""
+    order = np.argsort(keys, kind="stable")
+    keys, counts = keys[order], counts[order]
+    starts = _run_starts(keys)
+    return keys[starts], np.add.reduceat(counts, starts)
+
+
 def _run_starts(values: np.ndarray) -> np.ndarray:
     """Where each run of equal values begins in a sorted array."""
     return np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]])) if len(values) else np.zeros(0, int)
@@ -183,11 +186,8 @@ def continuations(tables: list[CountTable], context: np.ndarray):
     query, those tokens, their counts), each query's laid end to end in query order."""
     rows, tokens, counts = (np.concatenate(part) for part in zip(*(t.lookup(context) for t in tables)))
     if len(tables) > 1:  # a token seen in several tables is one continuation
-        key = (rows << 16) | tokens
-        order = np.argsort(key, kind="stable")
-        key, counts = key[order], counts[order]
-        starts = _run_starts(key)
-        rows, tokens, counts = key[starts] >> 16, key[starts] & 0xFFFF, np.add.reduceat(counts, starts)
+        key, counts = _sum_by_key((rows << 16) | tokens, counts)
+        rows, tokens = key >> 16, key & 0xFFFF
         kept = counts > 0  # a table of negative counts takes some away
         rows, tokens, counts = rows[kept], tokens[kept], counts[kept]
     return np.bincount(rows, minlength=len(context)), tokens, counts

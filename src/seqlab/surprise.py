@@ -15,9 +15,10 @@ knew it could not guess (high entropy), an error is surprising where it was
 sure (low entropy). The spans of most excess get a suggested fix (surprise_fix.py:
 judged by the same model that scored the bytes, count model included when mixed,
 counting the rest of the file too) and are ranked by the bits their fix saves,
-the noisy channel's evidence of an error: a typo (surprising and fixable) outranks a rare name (surprising, not
-fixable), and a large excess alone does not make an error. Excess breaks ties and
-orders the spans no small edit explains.
+the noisy channel's evidence of an error: a typo (surprising and fixable)
+outranks a rare name (surprising, not fixable), and a large excess alone does
+not make an error. Excess breaks ties and orders the spans no small edit
+explains.
 """
 
 import json
@@ -128,8 +129,8 @@ def surprise(run, data: bytes, top: int = 10, name: str = "input", fixes: bool =
         if session is not None and fixes else None
     spikes = excess > spike_threshold(excess)
     with TorchThreads(1):  # fixes run small sequential steps: threads only add synchronisation
-        anomalies = [_anomaly(run, data, bits, excess, a, b, a + np.flatnonzero(spikes[a:b]) if fixes else None,
-                              session, file_counts) for a, b in candidate_spans(excess, top)]
+        anomalies = [_anomaly(run, data, bits, excess, spikes, a, b, fixes, session, file_counts)
+                     for a, b in candidate_spans(excess, top)]
     anomalies.sort(key=lambda a: -a.score)
     report.anomalies = anomalies[:top]
     return report
@@ -145,11 +146,12 @@ def _span_excess(excess: np.ndarray, a: int, b: int) -> float:
     return float(np.maximum(excess[a:b], 0.0).sum())
 
 
-def _anomaly(run, data: bytes, bits: np.ndarray, excess: np.ndarray, a: int, b: int, spikes: np.ndarray | None,
-             session, file_counts) -> Anomaly:
-    """The span a..b; with its `spikes` (positions) given, a fix is suggested."""
+def _anomaly(run, data: bytes, bits: np.ndarray, excess: np.ndarray, spikes: np.ndarray, a: int, b: int,
+             fixes: bool, session, file_counts) -> Anomaly:
+    """The span a..b (`spikes` marks the file's spiking bytes), with a suggested fix when `fixes`."""
     line, column = line_column(data, a)
-    expected, fix = suggest_fix(run, data, a, session, file_counts, spikes) if spikes is not None else ("", None)
+    expected, fix = suggest_fix(run, data, a, session, file_counts, a + np.flatnonzero(spikes[a:b])) \
+        if fixes else ("", None)
     return Anomaly(a, b - a, line, column, float(bits[a:b].sum()), float(bits[a:b].max()),
                    (fix.gain_bits if fix else 0.0) + EXCESS_WEIGHT * _span_excess(excess, a, b),
                    data[a:b].decode("utf-8", "replace"), expected, fix)

@@ -237,7 +237,7 @@ def _anchor_states(run, data: bytes, anchors: list[int]):
             logits = step[:, None]
 
 
-def fix_anchors(start: int, spikes) -> list[int]:
+def fix_anchors(start: int, spikes: Sequence[int]) -> list[int]:
     """Where a span's edits are tried: the BACK bytes before it and its first byte (an error shows just
     after it), and at and just before each spike inside it (a swapped or lost byte mid-span)."""
     anchors = set(range(max(0, start - BACK), start + 1))
