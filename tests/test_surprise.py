@@ -11,7 +11,7 @@ from seqlab.evaluate import evaluate
 from seqlab.models.lstm import LSTM, LSTMConfig
 from seqlab.run import load
 from seqlab.surprise import find_spans, line_column, surprise
-from seqlab.surprise_render import html_report, terminal_text
+from seqlab.surprise_render import anomaly_table, html_report, terminal_text
 from seqlab.surprise_score import BLOCK, WARMUP, score_tokens
 from seqlab.train import train
 
@@ -165,6 +165,26 @@ def test_edits_are_tried_at_spikes_inside_a_span(lost_paren):
     assert fix is not None and fix.apply(data) == text
     _, fix = suggest_fix(run, data, start, mixing_session(run))
     assert fix is None or fix.apply(data) != text
+
+
+def test_a_convention_of_the_file_is_no_error(lost_paren):
+    """Four lines drop the space after a comma, a style the training lines never had, and one line lost a
+    ')'. Each of the four gets the same fix (insert the space), saving more bits than the ')' does; but
+    spans whose fix is the same edit share its evidence, so the lost ')' ranks first."""
+    run, text, _, _ = lost_paren
+    lines = text.decode().splitlines(keepends=True)
+    for i in (5, 15, 25, 45):
+        lines[i] = lines[i].replace(", ", ",")
+    styled = "".join(lines).encode()
+    offset = styled.index(b")", len(styled) // 2 + 50)
+    data = styled[:offset] + styled[offset + 1 :]
+    report = surprise(run, data, top=5)
+    top = report.anomalies[0]
+    assert abs(top.offset - offset) <= 10 and top.fix.apply(data) == styled and top.fix_repeats == 1
+    styles = [a for a in report.anomalies if a.fix is not None and a.fix.insert == " "]
+    assert len(styles) == 4
+    assert all(a.fix_repeats == 4 and a.fix.gain_bits > top.fix.gain_bits for a in styles)
+    assert "the same edit fits 4 spans" in anomaly_table(report)
 
 
 def test_fixes_are_judged_by_the_rest_of_the_file(tmp_path):

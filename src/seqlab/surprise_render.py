@@ -97,8 +97,12 @@ def anomaly_table(report) -> str:
     lines.append(f"{'#':>3}  {'line:col':<10} {'bits':>6} {'peak':>6}  {'text':<24}  {'expected':<24}  suggested fix")
     for i, a in enumerate(report.anomalies, 1):
         lines.append(f"{i:>3}  {f'{a.line}:{a.column}':<10} {a.bits:>6.1f} {a.peak_bits:>6.1f}  {_show(a.text):<24}  "
-                     f"{_show(a.expected):<24}  {describe_fix(a.fix)}")
+                     f"{_show(a.expected):<24}  {describe_fix(a.fix)}{_repeats(a)}")
     return "\n".join(lines) + "\n"
+
+
+def _repeats(anomaly) -> str:
+    return f"; the same edit fits {anomaly.fix_repeats} spans" if anomaly.fix_repeats > 1 else ""
 
 
 def _token_label(b: bytes) -> str:
