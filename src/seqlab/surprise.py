@@ -138,9 +138,10 @@ def surprise(run, data: bytes, top: int = 10, name: str = "input", fixes: bool =
         suggested = [suggest_fix(run, data, a, session, file_counts, a + np.flatnonzero(spikes[a:b])) if fixes
                      else ("", None) for a, b in spans]
     # a file's own convention is no error: spans whose fix is the same edit share its evidence
-    repeats = Counter(_edit(data, fix) for _, fix in suggested if fix)
-    anomalies = [_anomaly(data, bits, excess, a, b, expected, fix, repeats[_edit(data, fix)] if fix else 0)
-                 for (a, b), (expected, fix) in zip(spans, suggested)]
+    edits = [_edit(data, fix) if fix else None for _, fix in suggested]
+    repeats = Counter(e for e in edits if e)
+    anomalies = [_anomaly(data, bits, excess, a, b, expected, fix, repeats[e] if e else 0)
+                 for (a, b), (expected, fix), e in zip(spans, suggested, edits)]
     anomalies.sort(key=lambda a: -a.score)
     report.anomalies = anomalies[:top]
     return report

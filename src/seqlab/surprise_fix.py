@@ -226,11 +226,11 @@ def _anchor_states(run, data: bytes, anchors: list[int]):
             prefix = torch.tensor([_prefix_ids(run, data, anchor, room)], device=run.device)
             yield (anchor, *model(prefix, model.init_state(1, run.device)))
         return
-    first = anchors[0]
+    first, wanted = anchors[0], set(anchors)
     prefix = torch.tensor([_prefix_ids(run, data, first, room + (anchors[-1] - first))], device=run.device)
     logits, state = model(prefix, model.init_state(1, run.device))
     for position in range(first, anchors[-1] + 1):
-        if position in anchors:
+        if position in wanted:
             yield position, logits, state
         if position < anchors[-1]:
             step, state = model.step(torch.tensor([data[position]], device=run.device), state)
