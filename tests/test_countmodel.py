@@ -36,6 +36,21 @@ def test_count_table_matches_brute_force():
         assert [dense[i - k][v] for v in range(5)] == [expected.get(v, 0) for v in range(5)]
 
 
+def test_the_history_table_counts_every_order_at_once():
+    """CountModel builds its table order by order in reused buffers (fast to load); it holds exactly what
+    CountTable.build counts over context_hashes' columns, each order from the first position it fits."""
+    rng = np.random.default_rng(5)
+    config = CountModelConfig(orders=[1, 2, 3, 5], experts=[2, 5], match_orders=[8, 40])
+    for n in (0, 3, 7, 500):
+        tokens = rng.integers(0, 6, n)
+        model = CountModel(tokens, 6, config)
+        h = context_hashes(tokens, model.orders)
+        expected = CountTable.build(np.concatenate([h[k:, i] for i, k in enumerate(model.orders)]),
+                                    np.concatenate([tokens[k:] for k in model.orders]))
+        for part in ("contexts", "bounds", "tokens", "counts", "directory"):
+            assert np.array_equal(getattr(model.table, part), getattr(expected, part)), (n, part)
+
+
 def test_distributions_are_normalised_and_causal():
     rng = np.random.default_rng(1)
     history = rng.integers(0, 7, 2000)

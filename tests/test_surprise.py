@@ -185,6 +185,7 @@ def test_a_convention_of_the_file_is_no_error(lost_paren):
     assert len(styles) == 4
     assert all(a.fix_repeats == 4 and a.fix.gain_bits > top.fix.gain_bits for a in styles)
     assert "the same edit fits 4 spans" in anomaly_table(report)
+    assert "the same edit fits 4 spans" in html_report(report, run.tokenizer)  # the list and the hover
 
 
 def test_fixes_are_judged_by_the_rest_of_the_file(tmp_path):

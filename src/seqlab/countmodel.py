@@ -64,7 +64,7 @@ def context_hashes(tokens: np.ndarray, orders) -> np.ndarray:
         for index, k in enumerate(orders):
             window = prefix[:n] - prefix[np.maximum(positions - k, 0)]  # sum of t[m] * MUL**m, m in [i-k, i)
             scale = np.where(positions <= k, mul[np.maximum(k - positions, 0)], inv[np.maximum(positions - k, 0)])
-            columns.append(_context_id(_finalise(window * scale), np.uint64(index), len(orders)))
+            columns.append(_context_id(_finalise(window * scale), index, len(orders)))
     return np.stack(columns, axis=1)
 
 
@@ -85,17 +85,23 @@ def context_hashes_at(before: np.ndarray, orders) -> np.ndarray:
 
 def _context_id(z: np.ndarray, index, n_orders: int) -> np.ndarray:
     """48 bits (the low 16 of a key hold the next token): the order's index on top, so the orders can share
-    one table and no two orders' contexts ever meet, then as many high bits of the hash as fit."""
+    one table and no two orders' contexts ever meet, then as many high bits of the hash as fit. In place."""
     bits = np.uint64(max(n_orders - 1, 1).bit_length())
-    return (index << (np.uint64(48) - bits)) | (z >> (np.uint64(16) + bits))
+    z >>= np.uint64(16) + bits
+    z |= np.asarray(index, dtype=np.uint64) << (np.uint64(48) - bits)
+    return z
 
 
-def _finalise(z: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: every input bit reaches the high bits we keep."""
-    with np.errstate(over="ignore"):
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+def _finalise(z: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
+    """splitmix64's finaliser: every input bit reaches the high bits we keep. In place; scratch has z's shape."""
+    scratch = np.empty_like(z) if scratch is None else scratch
+    for shift, multiplier in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+        np.right_shift(z, np.uint64(shift), out=scratch)
+        z ^= scratch
+        z *= np.uint64(multiplier)
+    np.right_shift(z, np.uint64(31), out=scratch)
+    z ^= scratch
+    return z
 
 
 class CountTable:
@@ -106,15 +112,11 @@ class CountTable:
     million keys of a 1M-token history.
     """
 
-    def __init__(self, keys: np.ndarray, counts: np.ndarray):
-        """keys: sorted, distinct (context << 16 | next token); counts: theirs."""
-        context = keys >> np.uint64(16)
-        starts = _run_starts(context)
-        index = np.int32 if len(keys) < 2**30 else np.int64  # half the memory; find's lo + hi fits
-        self.contexts = context[starts]
-        self.bounds = np.append(starts, len(keys)).astype(index)  # context i's entries: bounds[i] .. bounds[i + 1] - 1
-        self.tokens = (keys & np.uint64(0xFFFF)).astype(np.uint16)
-        self.counts = counts
+    def __init__(self, contexts: np.ndarray, bounds: np.ndarray, tokens: np.ndarray, counts: np.ndarray):
+        """contexts: sorted, distinct; context i's entries (next token, count) are tokens[j], counts[j] for
+        j in bounds[i] .. bounds[i + 1] - 1."""
+        index = np.int32 if len(tokens) < 2**30 else np.int64  # half the memory; find's lo + hi fits
+        self.contexts, self.bounds, self.tokens, self.counts = contexts, bounds.astype(index), tokens, counts
         bits = max(len(self.contexts).bit_length() - 2, 1)  # a bucket per 2 to 4 contexts
         self.shift = np.uint64(48 - bits)  # context ids have 48 bits (_context_id)
         per_bucket = np.bincount((self.contexts >> self.shift).astype(np.int64), minlength=1 << bits)
@@ -122,15 +124,23 @@ class CountTable:
         self.depth = int(per_bucket.max()).bit_length()  # binary search steps that settle the fullest bucket
 
     @classmethod
+    def from_keys(cls, keys: np.ndarray, counts: np.ndarray) -> "CountTable":
+        """keys: sorted, distinct (context << 16 | next token); counts: theirs."""
+        context = keys >> np.uint64(16)
+        starts = _run_starts(context)
+        return cls(context[starts], np.append(starts, len(keys)), (keys & np.uint64(0xFFFF)).astype(np.uint16),
+                   counts)
+
+    @classmethod
     def build(cls, context: np.ndarray, nxt: np.ndarray) -> "CountTable":
-        return cls(*_count(context, nxt))
+        return cls.from_keys(*_count(context, nxt))
 
     def keys(self) -> np.ndarray:
         return (np.repeat(self.contexts, np.diff(self.bounds)) << np.uint64(16)) | self.tokens.astype(np.uint64)
 
     @classmethod
     def merge(cls, a: "CountTable", b: "CountTable") -> "CountTable":
-        return cls(*_sum_by_key(np.concatenate([a.keys(), b.keys()]), np.concatenate([a.counts, b.counts])))
+        return cls.from_keys(*_sum_by_key(np.concatenate([a.keys(), b.keys()]), np.concatenate([a.counts, b.counts])))
 
     def find(self, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(first entry, number of entries) of each query context; 0 entries where it was never seen."""
@@ -156,10 +166,50 @@ class CountTable:
         return np.repeat(np.arange(len(context)), span), self.tokens[idx].astype(np.int64), self.counts[idx]
 
 
+def _history_table(history: np.ndarray, orders: list[int]) -> CountTable:
+    """The counts of every order over the training history, as one table.
+
+    The same counts as CountTable.build over context_hashes' columns, order by order in two reused
+    buffers: building from fresh arrays spent most of its time in page faults (12 s for 8M tokens).
+    An order's index tops its keys, so the orders' tables laid end to end are one sorted table: a query
+    of every order then costs one lookup.
+    """
+    n = len(history)
+    t = history.astype(np.uint64) + np.uint64(1)
+    mul, inv = _powers(int(_MUL), n), _powers(int(_INV), n)
+    prefix = np.zeros(n + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        np.cumsum(t * mul[:n], out=prefix[1:])
+    t -= np.uint64(1)  # the next tokens, as keys hold them
+    buffer, scratch = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)
+    parts = []  # (distinct keys, counts) of each order
+    for index, k in enumerate(orders):
+        if k >= n:
+            continue
+        keys, tmp = buffer[: n - k], scratch[: n - k]
+        np.subtract(prefix[k:n], prefix[: n - k], out=keys)  # the k tokens before position i >= k: as context_hashes
+        keys *= inv[: n - k]
+        _context_id(_finalise(keys, tmp), index, len(orders))
+        keys <<= np.uint64(16)
+        keys |= t[k:]
+        keys.sort()
+        parts.append(_runs(keys))
+    if not parts:
+        return CountTable.build(np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
+    return CountTable.from_keys(np.concatenate([keys for keys, _ in parts]), np.concatenate([c for _, c in parts]))
+
+
+def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct values, how often each occurs) of a sorted array."""
+    starts = _run_starts(keys)
+    return keys[starts], np.diff(starts, append=len(keys)).astype(np.float32)
+
+
 def _count(context: np.ndarray, nxt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted distinct keys context << 16 | next token, their counts) of (context, next token) pairs."""
-    keys, counts = np.unique((context << np.uint64(16)) | nxt.astype(np.uint64), return_counts=True)
-    return keys, counts.astype(np.float32)
+    keys = (context << np.uint64(16)) | nxt.astype(np.uint64)
+    keys.sort()
+    return _runs(keys)
 
 
 def _sum_by_key(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -227,14 +277,8 @@ class CountModel:
         check(config)
         self.config = config
         self.vocab = vocab_size
-        history = np.asarray(history)[-self.config.max_history :].astype(np.int64)
         self.orders = list(config.orders) + list(config.match_orders)  # every order that keeps counts
-        hashes = context_hashes(history, self.orders)
-        per_order = [_count(hashes[k:, i], history[k:]) for i, k in enumerate(self.orders)]
-        # an order's index tops its keys, so the orders' counts laid end to end are one sorted table:
-        # a query of every order then costs one lookup
-        self.table = CountTable(np.concatenate([keys for keys, _ in per_order]),
-                                np.concatenate([counts for _, counts in per_order]))
+        self.table = _history_table(np.asarray(history)[-self.config.max_history :], self.orders)
 
     def session(self, device) -> "CountSession":
         return CountSession(self, device)

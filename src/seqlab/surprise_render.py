@@ -97,12 +97,14 @@ def anomaly_table(report) -> str:
     lines.append(f"{'#':>3}  {'line:col':<10} {'bits':>6} {'peak':>6}  {'text':<24}  {'expected':<24}  suggested fix")
     for i, a in enumerate(report.anomalies, 1):
         lines.append(f"{i:>3}  {f'{a.line}:{a.column}':<10} {a.bits:>6.1f} {a.peak_bits:>6.1f}  {_show(a.text):<24}  "
-                     f"{_show(a.expected):<24}  {describe_fix(a.fix)}{_repeats(a)}")
+                     f"{_show(a.expected):<24}  {fix_summary(a)}")
     return "\n".join(lines) + "\n"
 
 
-def _repeats(anomaly) -> str:
-    return f"; the same edit fits {anomaly.fix_repeats} spans" if anomaly.fix_repeats > 1 else ""
+def fix_summary(anomaly) -> str:
+    """The suggested fix, and how many spans the same edit fits: a file's convention fits many."""
+    repeats = f"; the same edit fits {anomaly.fix_repeats} spans" if anomaly.fix_repeats > 1 else ""
+    return describe_fix(anomaly.fix) + repeats
 
 
 def _token_label(b: bytes) -> str:
@@ -121,7 +123,7 @@ def html_payload(report, tokenizer) -> dict:
     for rank, a in enumerate(report.anomalies, 1):
         d = _anomaly_json(a)
         d.update(rank=rank, char=int(char_of_byte[a.offset]), chars=int(char_of_byte[a.offset + a.length] -
-                 char_of_byte[a.offset]) or 1, fix_text=describe_fix(a.fix))
+                 char_of_byte[a.offset]) or 1, fix_text=fix_summary(a))
         anomalies.append(d)
     n = len(report.data)
     return {
