@@ -200,10 +200,12 @@ def test_auto_choice_is_nanogpts_recipe_sized_by_budget_cores_and_corpus():
     assert ten_minutes.arch == "transformer"
     assert ten_minutes.model == {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "dropout": 0.0,
                                  "bias": False}
-    assert ten_minutes.train["batch_size"] == 12 and ten_minutes.train["lr"] == 1e-3
+    assert ten_minutes.train["batch_size"] == 12 and ten_minutes.train["lr"] == 3e-3
     assert "\n" not in ten_minutes.reason and "10 minutes on 2 cores" in ten_minutes.reason
     widths = [choose(1_000_000, minutes * 60, cores=2).model["n_embd"] for minutes in (1, 10, 60, 600)]
     assert widths == sorted(widths) and widths[0] < 128 < widths[-1]
+    rates = [choose(1_000_000, minutes * 60, cores=2).train["lr"] for minutes in (1, 10, 60, 600)]
+    assert rates == sorted(rates, reverse=True) and rates[0] == 3e-3 > rates[-1]  # wider models take less
     assert choose(1_000_000, 600, cores=1).model["n_embd"] <= 128
     small = choose(50_000, 3600, cores=2)
     assert small.model["n_embd"] == 64 and "the corpus size" in small.reason and small.model["dropout"] > 0
