@@ -54,11 +54,8 @@ def context_hashes(tokens: np.ndarray, orders) -> np.ndarray:
     in `orders` (see _context_id).
     """
     n = len(tokens)
-    t = tokens.astype(np.uint64) + np.uint64(1)
-    mul, inv = _powers(int(_MUL), n + max(orders)), _powers(int(_INV), n)
-    prefix = np.zeros(n + 1, dtype=np.uint64)
+    prefix, mul, inv = _prefix_sums(tokens, max(orders))
     with np.errstate(over="ignore"):
-        np.cumsum(t * mul[:n], out=prefix[1:])
         positions = np.arange(n)
         columns = []
         for index, k in enumerate(orders):
@@ -66,6 +63,17 @@ def context_hashes(tokens: np.ndarray, orders) -> np.ndarray:
             scale = np.where(positions <= k, mul[np.maximum(k - positions, 0)], inv[np.maximum(positions - k, 0)])
             columns.append(_context_id(_finalise(window * scale), index, len(orders)))
     return np.stack(columns, axis=1)
+
+
+def _prefix_sums(tokens: np.ndarray, longest: int):
+    """(prefix, mul, inv): prefix[i] = sum_m (tokens[m] + 1) * MUL**m over m < i, modulo 2**64, and the powers
+    of MUL (up to n + longest) and of its inverse that make the difference of two prefixes a context's hash."""
+    n = len(tokens)
+    mul, inv = _powers(int(_MUL), n + longest), _powers(int(_INV), n)
+    prefix = np.zeros(n + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        np.cumsum((tokens.astype(np.uint64) + np.uint64(1)) * mul[:n], out=prefix[1:])
+    return prefix, mul, inv
 
 
 def context_hashes_at(before: np.ndarray, orders) -> np.ndarray:
@@ -175,14 +183,10 @@ def _history_table(history: np.ndarray, orders: list[int]) -> CountTable:
     of every order then costs one lookup.
     """
     n = len(history)
-    t = history.astype(np.uint64) + np.uint64(1)
-    mul, inv = _powers(int(_MUL), n), _powers(int(_INV), n)
-    prefix = np.zeros(n + 1, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        np.cumsum(t * mul[:n], out=prefix[1:])
-    t -= np.uint64(1)  # the next tokens, as keys hold them
+    prefix, _, inv = _prefix_sums(history, max(orders))
+    nxt = history.astype(np.uint64)
     buffer, scratch = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)
-    parts = []  # (distinct keys, counts) of each order
+    parts = [_runs(buffer[:0])]  # (distinct keys, counts) of each order; an empty history makes an empty table
     for index, k in enumerate(orders):
         if k >= n:
             continue
@@ -191,11 +195,9 @@ def _history_table(history: np.ndarray, orders: list[int]) -> CountTable:
         keys *= inv[: n - k]
         _context_id(_finalise(keys, tmp), index, len(orders))
         keys <<= np.uint64(16)
-        keys |= t[k:]
+        keys |= nxt[k:]
         keys.sort()
         parts.append(_runs(keys))
-    if not parts:
-        return CountTable.build(np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
     return CountTable.from_keys(np.concatenate([keys for keys, _ in parts]), np.concatenate([c for _, c in parts]))
 
 

@@ -68,16 +68,16 @@ def choose(corpus_bytes: int, budget_seconds: float, cores: int = 2) -> Choice:
     minutes = f"{budget_seconds / 60:.3g}"
     why = "the corpus size" if chosen < width else \
         f"{minutes} minute{'s' * (minutes != '1')} on {cores} core{'s' * (cores > 1)}"
+    lr = learning_rate(chosen)
     reason = (f"auto: transformer {LAYERS}x{chosen}, context {CONTEXT} ({params / 1e6:.2f}M parameters) — sized for "
-              f"{why}: about {tokens / 1e6:.1f}M training tokens ({passes:.1f} passes over the corpus), lr "
-              f"{learning_rate(chosen):.2g}; nanoGPT's small-context recipe plus the count model learns most per "
-              f"CPU-second at this scale "
+              f"{why}: about {tokens / 1e6:.1f}M training tokens ({passes:.1f} passes over the corpus), lr {lr:.2g}; "
+              f"nanoGPT's small-context recipe plus the count model learns most per CPU-second at this scale "
               f"(bench/quality_per_minute.py)")
     # measured without dropout at ~5 passes; more passes over a small corpus call for some
     dropout = 0.0 if passes < 8 else 0.1 if passes < 32 else 0.2
     return Choice("transformer",
                   {"n_layer": LAYERS, "n_head": HEADS, "n_embd": chosen, "block_size": CONTEXT, "dropout": dropout,
                    "bias": False},
-                  {"batch_size": 12, "seq_len": CONTEXT, "lr": learning_rate(chosen), "min_lr_ratio": 0.1,
+                  {"batch_size": 12, "seq_len": CONTEXT, "lr": lr, "min_lr_ratio": 0.1,
                    "warmup_fraction": 0.05, "weight_decay": 0.1},
                   reason)
