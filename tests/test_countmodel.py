@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from seqlab import countmodel
 from seqlab.config import CountModelConfig
 from seqlab.countmodel import CountModel, CountTable, OnlineMixer, RecentCounts, context_hashes, continuations
 from seqlab.models import build_model
@@ -63,7 +64,7 @@ def test_distributions_are_normalised_and_causal():
         return np.exp(reader.distributions(40, 120).dense(7))  # (n, experts, vocab)
 
     p = read(text)
-    assert p.shape == (80, 3, 7)  # the two blends, then the match expert
+    assert p.shape == (80, 4, 7)  # the two blends, the match expert, the blend of the text's own counts
     assert np.allclose(p.sum(-1), 1, atol=1e-5) and (p > 0).all()
     changed = text.copy()
     changed[60] = (changed[60] + 1) % 7
@@ -81,7 +82,7 @@ def test_match_expert_follows_the_longest_context_seen_before():
     model = CountModel(history, 50, config)
     text = np.concatenate([rng.integers(0, 50, 100), history[1000:1100]])  # fresh, then a copy
     experts = model.session("cpu").reader(text, 1).distributions(1, len(text))
-    match, bucket = np.exp(experts.dense(50)[:, -1]), experts.bucket  # (n, V), (n,)
+    match, bucket = np.exp(experts.dense(50)[:, len(config.experts)]), experts.bucket  # (n, V), (n,): after the blends
     copied = np.arange(100 + 64, len(text)) - 1  # rows whose 64 tokens before are all copied
     assert (bucket[copied] == len(config.orders) + 2).all()  # the second match order
     assert np.allclose(match[copied, text[copied + 1]], 0.99)
@@ -89,15 +90,18 @@ def test_match_expert_follows_the_longest_context_seen_before():
     assert (bucket[fresh] <= len(config.orders)).all() and np.allclose(match[fresh], 1 / 50)
 
 
-def test_lookup_matches_brute_force_for_tables_of_every_size():
-    """Directory plus fixed-depth search: present contexts give their entries, absent ones (below,
-    between and above the stored ones) none, whatever the table's size."""
+@pytest.mark.parametrize("directory_from", [0, 1 << 20])
+def test_lookup_matches_brute_force_for_tables_of_every_size(monkeypatch, directory_from):
+    """Directory plus fixed-depth search (large tables) or searchsorted (small ones): present contexts give
+    their entries, absent ones (below, between and above the stored ones) none, whatever the table's size."""
+    monkeypatch.setattr(countmodel, "DIRECTORY_FROM", directory_from)
     rng = np.random.default_rng(7)
     for size in [0, 1, 2, 37, 5000]:
         ctx = rng.integers(0, 1 << 47, size, dtype=np.int64).astype(np.uint64)
         ctx[size // 2 :] = ctx[: size - size // 2]  # contexts seen twice, with their own next tokens
         nxt = rng.integers(0, 9, size)
         table = CountTable.build(ctx, nxt)
+        assert (table.directory is not None) == (size >= directory_from)
         queries = np.unique(np.concatenate([ctx[:50], rng.integers(0, 1 << 47, 50).astype(np.uint64),
                                             np.array([0, (1 << 48) - 1], dtype=np.uint64)]))
         expected, present = np.zeros((len(queries), 9)), set(queries.tolist())
@@ -107,9 +111,9 @@ def test_lookup_matches_brute_force_for_tables_of_every_size():
         assert np.array_equal(dense_counts([table], queries, 9), expected)
 
 
-def _reference_experts(model, counts: np.ndarray) -> np.ndarray:
-    """The experts (n, E, V) from dense counts (n, orders, V), written as the definition reads:
-    interpolate the orders shortest first, keep the blends of c.experts, then the match expert."""
+def _interpolated(model, counts: np.ndarray, experts: list[int]) -> list[np.ndarray]:
+    """The log-probabilities (n, V) of the blends up to each order of `experts`, from dense counts (n, orders, V):
+    interpolate the orders shortest first, as the definition reads."""
     c, V = model.config, model.vocab
     total = counts.sum(2)
     escape = c.escape_per_type * (counts > 0).sum(2) + c.escape_base
@@ -117,15 +121,23 @@ def _reference_experts(model, counts: np.ndarray) -> np.ndarray:
     out = []
     for i, k in enumerate(c.orders):
         p = (counts[:, i] + escape[:, i, None] * p) / (total[:, i, None] + escape[:, i, None])
-        if k in c.experts:
+        if k in experts:
             out.append(np.log(p))
-    seen = total > 0
+    return out
+
+
+def _reference_experts(model, counts: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """The experts (n, E, V) from dense counts (n, orders, V) of every table and of the text's own alone:
+    the blends of c.experts, the match expert, the text's own counts alone blended up to the longest of them."""
+    c, V = model.config, model.vocab
+    seen = counts.sum(2) > 0
     longest = counts.shape[1] - 1 - seen[:, ::-1].argmax(1)
     match = np.full((len(counts), V), -np.log(V))
     for r in np.flatnonzero(seen.any(1) & (longest >= len(c.orders))):
         match[r] = np.log((1 - c.match_confidence) / (V - 1))
         match[r, counts[r, longest[r]].argmax()] = np.log(c.match_confidence)
-    return np.stack(out + [match], axis=1)
+    return np.stack(_interpolated(model, counts, c.experts) + [match] + _interpolated(model, own, [max(c.experts)]),
+                    axis=1)
 
 
 def test_sparse_blends_equal_the_dense_interpolation():
@@ -143,9 +155,11 @@ def test_sparse_blends_equal_the_dense_interpolation():
     for first in range(1, len(text), config.chunk):
         stop = min(first + config.chunk, len(text))
         experts = reader.distributions(first, stop)
-        dense = np.stack([dense_counts(session.tables(), reader.contexts[first:stop, j], V)
-                          for j in range(len(model.orders))], axis=1)
-        np.testing.assert_allclose(experts.dense(V), _reference_experts(model, dense), rtol=1e-5, atol=1e-5)
+        recent = session.recent.levels
+        dense, own = (np.stack([dense_counts(tables, reader.contexts[first:stop, j], V)
+                                for j in range(len(model.orders))], axis=1)
+                      for tables in ([model.table] + recent, recent))
+        np.testing.assert_allclose(experts.dense(V), _reference_experts(model, dense, own), rtol=1e-5, atol=1e-5)
         seen = dense.sum(2) > 0
         assert experts.bucket.tolist() == [max((j + 1 for j in range(seen.shape[1]) if seen[r, j]), default=0)
                                            for r in range(len(seen))]

@@ -42,7 +42,7 @@ from .rangecoder import Decoder, Encoder
 from .scoring import TorchThreads
 
 MAGIC = b"SQZ\x1a"
-FORMAT = 3
+FORMAT = 4  # 4: the count model gained the blend of the text's own counts (mixed streams differ)
 TOTAL = 1 << 24
 FINGERPRINT_BYTES = 4  # tells runs apart before decoding; a 1 in 2^32 miss is still caught by the CRC
 

@@ -53,6 +53,8 @@ class CountModelConfig:
     match_orders: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512, 1024])  # the match expert's
     match_confidence: float = 0.99  # its probability of the longest seen context's usual next token
     w_match: float = 0.5  # its prior weight where a match order was seen
+    recent_expert: bool = True  # one more blend, up to the longest expert order, of the text's own counts alone
+    w_recent: float = 0.1  # its prior weight
     escape_per_type: float = 8.0  # Witten-Bell escape weight per distinct continuation seen
     escape_base: float = 2.0
     w_network: float = 1.0  # prior mixing weights, adapted online to each text:

@@ -122,7 +122,7 @@ class Judge:
             return net_logp
         model = self.session.model
         before = np.concatenate([_tokens_before(history, t, self.depth) for t in tails])
-        experts = blend_counts(model, [model.table] + self.file_tables, context_hashes_at(before, model.orders))
+        experts = blend_counts(model, self.file_tables, context_hashes_at(before, model.orders))
         return self.session.mixer.mix(net_logp, experts)
 
     def next_log_probs(self, net_logp: torch.Tensor, history: np.ndarray) -> torch.Tensor:
