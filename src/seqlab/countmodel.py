@@ -163,25 +163,24 @@ class CountTable:
         """(first entry, number of entries) of each query context; 0 entries where it was never seen."""
         if not len(self.contexts):
             return np.zeros(len(context), dtype=np.int64), np.zeros(len(context), dtype=np.int64)
-        last = len(self.contexts) - 1
-        at = np.minimum(self._first_not_below(context), last)
+        at = self._candidate(context)
         found = self.contexts[at] == context
         return self.bounds[at], np.where(found, self.bounds[at + 1] - self.bounds[at], 0)
 
-    def _first_not_below(self, context: np.ndarray) -> np.ndarray:
-        """The index of the first stored context >= each query (len(contexts) past the last)."""
+    def _candidate(self, context: np.ndarray) -> np.ndarray:
+        """Per query, the only stored context that can equal it: the first >= it (the last, past the end)."""
+        last = len(self.contexts) - 1
         if self.directory is None:
-            return np.searchsorted(self.contexts, context)
+            return np.minimum(np.searchsorted(self.contexts, context), last)
         bucket = (context >> self.shift).astype(np.int64)
         lo, hi = self.directory[bucket], self.directory[bucket + 1]
-        last = len(self.contexts) - 1
         for _ in range(self.depth):
             mid = (lo + hi) >> 1
             searching = lo < hi
             less = self.contexts[np.minimum(mid, last)] < context
             lo = np.where(searching & less, mid + 1, lo)
             hi = np.where(searching & ~less, mid, hi)
-        return lo
+        return np.minimum(lo, last)
 
     def lookup(self, context: np.ndarray):
         """(rows, next tokens, counts) of every entry whose context is one of the queries, by row."""
@@ -422,16 +421,15 @@ def blend_counts(model: CountModel, recent: list[CountTable], contexts: np.ndarr
     n, n_orders = contexts.shape
     n_blended = len(c.orders)
     # the text's own counts alone, as well: its own style, which the training split's many more counts outweigh
-    own_experts = _own_experts(c)
-    (types, total, row, order, tokens, counts), *own = _slots(contexts[:, :n_blended], [model.table] + recent,
+    own_experts, tables = _own_experts(c), [model.table] + recent
+    (types, total, row, order, tokens, counts), *own = _slots(contexts[:, :n_blended], tables,
                                                               *([recent] if own_experts else []))
     types, total = (np.concatenate([a, np.zeros((n, n_orders - n_blended), a.dtype)], axis=1) for a in (types, total))
     # a context never seen at the longest blended order was never seen at a longer one either (it ends
     # every longer one): the match orders are looked up only where it was (rarely, in fresh text)
     rows = np.flatnonzero(total[:, n_blended - 1] > 0) if c.match_orders else []
     if len(rows):
-        (m_types, m_total, m_row, m_order, m_tokens, m_counts), = _slots(contexts[rows, n_blended:],
-                                                                         [model.table] + recent)
+        (m_types, m_total, m_row, m_order, m_tokens, m_counts), = _slots(contexts[rows, n_blended:], tables)
         types[rows, n_blended:], total[rows, n_blended:] = m_types, m_total
         row, order = np.concatenate([row, rows[m_row]]), np.concatenate([order, m_order + n_blended])
         tokens, counts = np.concatenate([tokens, m_tokens]), np.concatenate([counts, m_counts])
