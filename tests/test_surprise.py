@@ -167,10 +167,59 @@ def test_edits_are_tried_at_spikes_inside_a_span(lost_paren):
     assert fix is None or fix.apply(data) != text
 
 
+def test_a_lost_byte_at_a_line_end_is_mended_from_past_the_next_indent(tmp_path):
+    """A ';' lost at a line's end can first spike at the next line's first byte, past an indent wider
+    than the anchors before a span reach: edits are tried just after the text before the indent too."""
+    from seqlab.scoring import mixing_session
+    from seqlab.surprise_fix import BACK, fix_anchors, suggest_fix
+
+    rng = np.random.default_rng(5)
+    indent = " " * (BACK + 5)
+    run = _barely_trained_run(tmp_path, [f"{indent}call_{rng.integers(1000)}({rng.integers(100)});\n"
+                                         for _ in range(2000)])
+    text = f"{indent}call_7(3);\n{indent}call_8(4);\n".encode()
+    offset = text.index(b";")
+    data = text[:offset] + text[offset + 1 :]
+    start = data.index(b"call_8")
+    assert offset in fix_anchors(data, start, []) and offset < start - BACK
+    _, fix = suggest_fix(run, data, start, mixing_session(run))
+    assert fix is not None and fix.apply(data) == text
+
+
+def test_the_noisy_channel_charges_removed_bytes_and_inserted_bytes_past_the_first():
+    from seqlab.surprise_fix import LOST_BITS, NOISE_BITS, Fix, _channel_bits
+
+    assert _channel_bits(Fix(0, 0, ")", "insert", 0.0)) == 0.0
+    assert _channel_bits(Fix(0, 0, ");\n", "insert", 0.0)) == 2 * LOST_BITS
+    assert _channel_bits(Fix(0, 1, "é", "replace", 0.0)) == NOISE_BITS + LOST_BITS  # two bytes of UTF-8
+    assert _channel_bits(Fix(0, 2, "ba", "swap", 0.0)) == 0.0
+
+
+def test_spans_that_suggest_one_edit_make_one_anomaly_at_one_place():
+    """The same edit at one offset, found from two spans, is one place and one anomaly (ranked as the
+    better span, placed at the span nearer the edit); the same edit at two offsets is two places."""
+    from seqlab.surprise import Anomaly, one_per_fix, places_per_edit
+    from seqlab.surprise_fix import Fix
+
+    data = b"f(a)\n        g(b)  \\\nh(c) x(a)\n"
+    semicolon = [Fix(4, 0, ";", "insert", 9.0), Fix(4, 0, ";", "insert", 8.0)]
+    space = [Fix(14, 0, " ", "insert", 5.0), Fix(21, 0, " ", "insert", 5.0)]
+    assert places_per_edit(data, semicolon + space + [None]) == [1, 1, 2, 2, 0]
+
+    def anomaly(offset, score, fix):
+        return Anomaly(offset, 1, 1, 1, 3.0, 3.0, score, "?", "", fix, 1)
+
+    ranked = [anomaly(19, 9.0, semicolon[0]), anomaly(13, 7.0, None), anomaly(5, 8.0, semicolon[1]),
+              anomaly(14, 2.5, space[0])]
+    kept = one_per_fix(ranked)
+    assert [(a.offset, a.score) for a in kept] == [(5, 9.0), (13, 7.0), (14, 2.5)]
+    assert kept[0].fix is semicolon[0]
+
+
 def test_a_convention_of_the_file_is_no_error(lost_paren):
     """Four lines drop the space after a comma, a style the training lines never had, and one line lost a
     ')'. Each of the four gets the same fix (insert the space), saving more bits than the ')' does; but
-    spans whose fix is the same edit share its evidence, so the lost ')' ranks first."""
+    the places of one edit share its evidence, so the lost ')' ranks first."""
     run, text, _, _ = lost_paren
     lines = text.decode().splitlines(keepends=True)
     for i in (5, 15, 25, 45):
@@ -184,8 +233,8 @@ def test_a_convention_of_the_file_is_no_error(lost_paren):
     styles = [a for a in report.anomalies if a.fix is not None and a.fix.insert == " "]
     assert len(styles) == 4
     assert all(a.fix_repeats == 4 and a.fix.gain_bits > top.fix.gain_bits for a in styles)
-    assert "the same edit fits 4 spans" in anomaly_table(report)
-    assert "the same edit fits 4 spans" in html_report(report, run.tokenizer)  # the list and the hover
+    assert "the same edit fits 4 places" in anomaly_table(report)
+    assert "the same edit fits 4 places" in html_report(report, run.tokenizer)  # the list and the hover
 
 
 def test_fixes_are_judged_by_the_rest_of_the_file(tmp_path):

@@ -17,17 +17,17 @@ judged by the same model that scored the bytes, count model included when mixed,
 counting the rest of the file too) and are ranked by the bits their fix saves,
 the noisy channel's evidence of an error: a typo (surprising and fixable)
 outranks a rare name (surprising, not fixable), and a large excess alone does
-not make an error. Spans whose fix is the same edit share its evidence: a file
-that indents by one space where the training text used two, or declares
-`foo2(` beside `foo(`, gets the same "fix" at every instance, its convention
-and not an error. Excess breaks ties and orders the spans no small edit
-explains.
+not make an error. The places where the same edit is suggested share its
+evidence: a file that indents by one space where the training text used two,
+or declares `foo2(` beside `foo(`, gets the same "fix" at every instance, its
+convention and not an error. Spans that suggest the very same fix are listed
+once. Excess breaks ties and orders the spans no small edit explains.
 """
 
 import json
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -58,7 +58,7 @@ class Anomaly:
     text: str
     expected: str  # greedy continuation from just before the span
     fix: Fix | None = None
-    fix_repeats: int = 0  # candidate spans whose fix is this same edit (this one included)
+    fix_repeats: int = 0  # places where this same edit is suggested (this one included)
 
 
 @dataclass
@@ -137,14 +137,44 @@ def surprise(run, data: bytes, top: int = 10, name: str = "input", fixes: bool =
     with TorchThreads(1):  # fixes run small sequential steps: threads only add synchronisation
         suggested = [suggest_fix(run, data, a, session, file_counts, a + np.flatnonzero(spikes[a:b])) if fixes
                      else ("", None) for a, b in spans]
-    # a file's own convention is no error: spans whose fix is the same edit share its evidence
-    edits = [_edit(data, fix) if fix else None for _, fix in suggested]
-    repeats = Counter(e for e in edits if e)
-    anomalies = [_anomaly(data, bits, excess, a, b, expected, fix, repeats[e] if e else 0)
-                 for (a, b), (expected, fix), e in zip(spans, suggested, edits)]
-    anomalies.sort(key=lambda a: -a.score)
-    report.anomalies = anomalies[:top]
+    repeats = places_per_edit(data, [fix for _, fix in suggested])
+    anomalies = [_anomaly(data, bits, excess, a, b, expected, fix, n)
+                 for (a, b), (expected, fix), n in zip(spans, suggested, repeats)]
+    report.anomalies = one_per_fix(sorted(anomalies, key=lambda a: -a.score))[:top]
     return report
+
+
+def places_per_edit(data: bytes, fixes: list[Fix | None]) -> list[int]:
+    """For each fix, at how many places the same edit is suggested (0 for None). A file's own convention
+    is no error: the places of one edit share its evidence. Two spans that suggest the very same edit
+    at the same place are one place."""
+    edits = [_edit(data, fix) if fix else None for fix in fixes]
+    places = Counter(e for e, _ in {(e, fix.offset) for e, fix in zip(edits, fixes) if e})
+    return [places[e] if e else 0 for e in edits]
+
+
+def one_per_fix(ranked: list[Anomaly]) -> list[Anomaly]:
+    """The ranked anomalies with one per suggested fix: ranked as the best span that suggests it, placed
+    at the span nearest the edit. (An error just before a line break can spike at both ends of the
+    next line's indent, and both spans find the same fix.)"""
+    by_fix: dict[tuple, list[Anomaly]] = {}
+    for a in ranked:
+        if a.fix is not None:
+            by_fix.setdefault((a.fix.offset, a.fix.remove, a.fix.insert), []).append(a)
+    kept, listed = [], set()
+    for a in ranked:
+        if a.fix is None:
+            kept.append(a)
+            continue
+        key = (a.fix.offset, a.fix.remove, a.fix.insert)
+        if key not in listed:
+            listed.add(key)
+            kept.append(replace(min(by_fix[key], key=_distance_to_fix), score=a.score, fix=a.fix))
+    return kept
+
+
+def _distance_to_fix(a: Anomaly) -> int:
+    return max(a.offset - a.fix.offset, a.fix.offset - (a.offset + a.length), 0)
 
 
 def candidate_spans(excess: np.ndarray, top: int) -> list[tuple[int, int]]:

@@ -1,13 +1,14 @@
 """Suggested fixes for `seqlab surprise`: what the model expected, and the small edit that helps most.
 
-From a few anchors just before a span the model generates greedily what it
-expected and tries small edits (insert the expected bytes or one of its top
-guesses, replace 1-2 bytes with them, delete, swap two bytes); at each spike
-inside the span, where a lost or swapped byte shows, it tries its top guesses
-and the same deletions and swaps. The edit that makes the text through FOLLOW
-bytes after it least surprising is kept when it saves at least MIN_GAIN bits,
-net of NOISE_BITS per removed byte (else deleting any text would look like a
-fix).
+From a few anchors just before a span (and just after the text before any
+whitespace that leads to it) the model generates greedily what it expected and
+tries small edits (insert the expected bytes or one of its top guesses, replace
+1-2 bytes with them, delete, swap two bytes); at each spike inside the span,
+where a lost or swapped byte shows, it tries its top guesses and the same
+deletions and swaps. The edit that makes the text through FOLLOW bytes after it
+least surprising is kept when it saves at least MIN_GAIN bits, net of what the
+noisy channel charges for its error: NOISE_BITS per removed byte (else deleting
+any text would look like a fix) and LOST_BITS per inserted byte past the first.
 
 A Judge gives the next-token distributions that propose and weigh the edits:
 the network alone, or, when the file was scored mixed, the network mixed with
@@ -28,12 +29,14 @@ import torch
 from .countmodel import CountTable, blend_counts, context_hashes, context_hashes_at
 
 BACK = 3  # anchors tried before a span's first byte
+MAX_LEAD = 128  # bytes of whitespace before a span walked back over to the text they follow
 EXPECT_TOKENS = 8  # greedy continuation length
 EXPECT_BYTES = 12  # ... at most
 TOP_GUESSES = 5  # the most likely next tokens, each tried as a one-token insert or replacement
 FOLLOW = 16  # bytes after an edit that must become less surprising
 MIN_GAIN = 2.0  # bits an edit must save to be suggested
 NOISE_BITS = 8.0  # cost of each byte a fix removes (deleting text always saves its own bits)
+LOST_BITS = 2.0  # cost of each byte a fix inserts past the first (one byte is lost more often than several)
 LN2 = float(np.log(2))
 
 
@@ -214,6 +217,15 @@ def _minimal_fix(data: bytes, offset: int, remove: int, insert: bytes, kind: str
     return Fix(offset, len(removed), insert.decode("utf-8", "surrogateescape"), kind, gain)
 
 
+def _channel_bits(fix: Fix) -> float:
+    """Noisy channel: how much less likely the error this fix undoes is than one lost or swapped byte.
+    Junk bytes a fix removes must have come from somewhere (NOISE_BITS each); bytes it inserts were
+    lost together (LOST_BITS for each past the first)."""
+    if fix.kind == "swap":
+        return 0.0
+    return NOISE_BITS * fix.remove + LOST_BITS * max(0, len(fix.insert.encode("utf-8", "surrogateescape")) - 1)
+
+
 def _anchor_states(run, data: bytes, anchors: list[int]):
     """Yield (anchor, logits (1, T, V), state) for each of the ascending anchors: the model having read data[:anchor].
 
@@ -237,12 +249,23 @@ def _anchor_states(run, data: bytes, anchors: list[int]):
             logits = step[:, None]
 
 
-def fix_anchors(start: int, spikes: Sequence[int]) -> list[int]:
+def fix_anchors(data: bytes, start: int, spikes: Sequence[int]) -> list[int]:
     """Where a span's edits are tried: the BACK bytes before it and its first byte (an error shows just
-    after it), and at and just before each spike inside it (a swapped or lost byte mid-span)."""
+    after it), just after the text that whitespace separates from it (a `;` or `)` lost at a line's end
+    shows at the next line's first byte), and at and just before each spike inside it (a swapped or
+    lost byte mid-span)."""
     anchors = set(range(max(0, start - BACK), start + 1))
+    anchors.add(_text_end_before(data, start))
     anchors.update(a for p in spikes for a in (p - 1, p) if a > start)
     return sorted(anchors)
+
+
+def _text_end_before(data: bytes, start: int) -> int:
+    """The offset just after the last non-whitespace byte before `start`, at most MAX_LEAD bytes back."""
+    end = start
+    while end > max(0, start - MAX_LEAD) and data[end - 1 : end].isspace():
+        end -= 1
+    return end
 
 
 @torch.no_grad()
@@ -254,7 +277,7 @@ def suggest_fix(run, data: bytes, start: int, session=None, file_counts: FileCou
     With a scoring `session` (a mixed pass's), edits are judged by the network mixed with the count model.
     """
     tok, model, best, expected_here = run.tokenizer, run.model, None, b""
-    anchors = fix_anchors(start, spikes)
+    anchors = fix_anchors(data, start, spikes)
     around = anchors[0], anchors[-1] + 2 + EXPECT_BYTES + FOLLOW  # every byte an edit or its tail reads
     judge = Judge(run, session, file_counts.around(*around) if file_counts is not None else None)
     for anchor, logits, state in _anchor_states(run, data, anchors):
@@ -275,8 +298,7 @@ def suggest_fix(run, data: bytes, start: int, session=None, file_counts: FileCou
         for i, b in zip(keep[1:], bits[1:]):
             m, ins, kind = edits[i]
             fix = _minimal_fix(data, anchor, m, ins, kind, float(bits[0] - b))
-            # Noisy channel: junk bytes a fix removes must have come from somewhere, ~8 bits each.
-            fix.gain_bits -= NOISE_BITS * fix.remove if fix.kind != "swap" else 0.0
+            fix.gain_bits -= _channel_bits(fix)
             if fix.gain_bits >= MIN_GAIN and (best is None or fix.gain_bits > best.gain_bits):
                 best = fix
     return expected_here.decode("utf-8", "replace"), best

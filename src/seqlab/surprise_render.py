@@ -102,8 +102,8 @@ def anomaly_table(report) -> str:
 
 
 def fix_summary(anomaly) -> str:
-    """The suggested fix, and how many spans the same edit fits: a file's convention fits many."""
-    repeats = f"; the same edit fits {anomaly.fix_repeats} spans" if anomaly.fix_repeats > 1 else ""
+    """The suggested fix, and at how many places the same edit fits: a file's convention fits many."""
+    repeats = f"; the same edit fits {anomaly.fix_repeats} places" if anomaly.fix_repeats > 1 else ""
     return describe_fix(anomaly.fix) + repeats
 
 
