@@ -217,24 +217,44 @@ def test_spans_that_suggest_one_edit_make_one_anomaly_at_one_place():
 
 
 def test_a_convention_of_the_file_is_no_error(lost_paren):
-    """Four lines drop the space after a comma, a style the training lines never had, and one line lost a
-    ')'. Each of the four gets the same fix (insert the space), saving more bits than the ')' does; but
-    the places of one edit share its evidence, so the lost ')' ranks first."""
+    """Four lines name their argument y where the training lines only had x, and one line lost a ')'.
+    Each of the four gets the same fix (x for y), saving more bits than the ')' does; but the places of
+    one edit share its evidence, so the lost ')' ranks first."""
     run, text, _, _ = lost_paren
     lines = text.decode().splitlines(keepends=True)
     for i in (5, 15, 25, 45):
-        lines[i] = lines[i].replace(", ", ",")
+        lines[i] = lines[i].replace("(x", "(y")
     styled = "".join(lines).encode()
     offset = styled.index(b")", len(styled) // 2 + 50)
     data = styled[:offset] + styled[offset + 1 :]
     report = surprise(run, data, top=5)
     top = report.anomalies[0]
     assert abs(top.offset - offset) <= 10 and top.fix.apply(data) == styled and top.fix_repeats == 1
-    styles = [a for a in report.anomalies if a.fix is not None and a.fix.insert == " "]
+    styles = [a for a in report.anomalies if a.fix is not None and a.fix.insert == "x"]
     assert len(styles) == 4
     assert all(a.fix_repeats == 4 and a.fix.gain_bits > top.fix.gain_bits for a in styles)
     assert "the same edit fits 4 places" in anomaly_table(report)
     assert "the same edit fits 4 places" in html_report(report, run.tokenizer)  # the list and the hover
+
+
+def test_a_layout_edit_ranks_after_an_edit_of_the_content(lost_paren):
+    """Two lines run together, and one line lost the x of its argument. Mending the join saves more
+    bits, but it changes whitespace only: the lost x ranks first, the join is still listed with its fix."""
+    from seqlab.surprise_fix import Fix, changes_only_layout
+
+    run, text, _, _ = lost_paren
+    lines = text.decode().splitlines(keepends=True)
+    lines[15] = lines[15].rstrip("\n")
+    joined = "".join(lines).encode()
+    offset = joined.index(b"(x", len(joined) // 2 + 50) + 1
+    data = joined[:offset] + joined[offset + 1 :]
+    anomalies = surprise(run, data, top=5).anomalies
+    assert abs(anomalies[0].offset - offset) <= 10 and anomalies[0].fix.apply(data) == joined
+    layout = [a for a in anomalies if a.fix is not None and changes_only_layout(data, a.fix)]
+    assert layout and layout[0].fix.insert == "\n" and layout[0].fix.gain_bits > anomalies[0].fix.gain_bits
+    assert changes_only_layout(b"a\nb", Fix(1, 1, " ", "replace", 0.0))
+    assert not changes_only_layout(b"a b", Fix(1, 0, ")", "insert", 0.0))
+    assert not changes_only_layout(b"a b", Fix(0, 2, " a", "swap", 0.0))
 
 
 def test_fixes_are_judged_by_the_rest_of_the_file(tmp_path):

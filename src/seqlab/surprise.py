@@ -21,7 +21,10 @@ not make an error. The places where the same edit is suggested share its
 evidence: a file that indents by one space where the training text used two,
 or declares `foo2(` beside `foo(`, gets the same "fix" at every instance, its
 convention and not an error. Spans that suggest the very same fix are listed
-once. Excess breaks ties and orders the spans no small edit explains.
+once. A fix that changes whitespace only mends the layout, not the content: it
+is shown, but its span ranks with those no edit explains, so a line wrapped or
+joined unlike the training text does not outrank a lost bracket. Excess breaks
+ties and orders the spans no content edit explains.
 """
 
 import json
@@ -33,7 +36,7 @@ import numpy as np
 
 from .errors import SeqlabError
 from .scoring import TorchThreads, mixing_session
-from .surprise_fix import FileCounts, Fix, suggest_fix
+from .surprise_fix import FileCounts, Fix, changes_only_layout, suggest_fix
 from .surprise_render import anomaly_table, html_report, terminal_text, to_json
 from .surprise_score import describe_scoring, score_tokens
 
@@ -43,7 +46,7 @@ MAX_SPAN = 24  # bytes
 # calls, but an injected error is among the 9 spans of most excess 67% of the time, the 24 87%, the 48 92-95%.
 CANDIDATES_PER_TOP = 3
 MIN_CANDIDATES = 48
-EXCESS_WEIGHT = 0.01  # ranking: a fix's gain first, excess breaks ties and orders the spans no edit explains
+EXCESS_WEIGHT = 0.01  # ranking: a fix's gain first, excess breaks ties and orders the spans no content edit explains
 
 
 @dataclass
@@ -54,7 +57,7 @@ class Anomaly:
     column: int
     bits: float  # total surprisal of the span
     peak_bits: float
-    score: float  # ranking: bits saved by the fix / fix_repeats + EXCESS_WEIGHT * excess surprisal
+    score: float  # ranking: bits saved by a content fix / fix_repeats + EXCESS_WEIGHT * excess surprisal
     text: str
     expected: str  # greedy continuation from just before the span
     fix: Fix | None = None
@@ -196,7 +199,7 @@ def _anomaly(data: bytes, bits: np.ndarray, excess: np.ndarray, a: int, b: int, 
              repeats: int) -> Anomaly:
     """The span a..b, with its suggested fix, which `repeats` candidate spans share."""
     line, column = line_column(data, a)
-    evidence = fix.gain_bits / repeats if fix else 0.0
+    evidence = fix.gain_bits / repeats if fix and not changes_only_layout(data, fix) else 0.0
     return Anomaly(a, b - a, line, column, float(bits[a:b].sum()), float(bits[a:b].max()),
                    evidence + EXCESS_WEIGHT * _span_excess(excess, a, b),
                    data[a:b].decode("utf-8", "replace"), expected, fix, repeats)

@@ -9,6 +9,7 @@ deletions and swaps. The edit that makes the text through FOLLOW bytes after it
 least surprising is kept when it saves at least MIN_GAIN bits, net of what the
 noisy channel charges for its error: NOISE_BITS per removed byte (else deleting
 any text would look like a fix) and LOST_BITS per inserted byte past the first.
+An edit of the content is preferred to one that changes whitespace only.
 
 A Judge gives the next-token distributions that propose and weigh the edits:
 the network alone, or, when the file was scored mixed, the network mixed with
@@ -226,6 +227,16 @@ def _channel_bits(fix: Fix) -> float:
     return NOISE_BITS * fix.remove + LOST_BITS * max(0, len(fix.insert.encode("utf-8", "surrogateescape")) - 1)
 
 
+def changes_only_layout(data: bytes, fix: Fix) -> bool:
+    """Whether the fix removes and inserts whitespace only: layout, not content."""
+    return (data[fix.offset : fix.offset + fix.remove] + fix.insert.encode("utf-8", "surrogateescape")).isspace()
+
+
+def _preference(data: bytes, fix: Fix) -> tuple[bool, float]:
+    """A content edit before a layout edit, then the bits it saves."""
+    return not changes_only_layout(data, fix), fix.gain_bits
+
+
 def _anchor_states(run, data: bytes, anchors: list[int]):
     """Yield (anchor, logits (1, T, V), state) for each of the ascending anchors: the model having read data[:anchor].
 
@@ -299,6 +310,6 @@ def suggest_fix(run, data: bytes, start: int, session=None, file_counts: FileCou
             m, ins, kind = edits[i]
             fix = _minimal_fix(data, anchor, m, ins, kind, float(bits[0] - b))
             fix.gain_bits -= _channel_bits(fix)
-            if fix.gain_bits >= MIN_GAIN and (best is None or fix.gain_bits > best.gain_bits):
+            if fix.gain_bits >= MIN_GAIN and (best is None or _preference(data, fix) > _preference(data, best)):
                 best = fix
     return expected_here.decode("utf-8", "replace"), best
