@@ -149,11 +149,10 @@ def surprise(run, data: bytes, top: int = 10, name: str = "input", fixes: bool =
 
 def places_per_edit(data: bytes, fixes: list[Fix | None]) -> list[int]:
     """For each fix, at how many places the same edit is suggested (0 for None). A file's own convention
-    is no error: the places of one edit share its evidence. Two spans that suggest the very same edit
-    at the same place are one place."""
-    edits = [_edit(data, fix) if fix else None for fix in fixes]
-    places = Counter(e for e, _ in {(e, fix.offset) for e, fix in zip(edits, fixes) if e})
-    return [places[e] if e else 0 for e in edits]
+    is no error: the places of one edit share its evidence. Two spans that suggest the very same fix
+    are one place."""
+    places = Counter(_edit(data, fix) for fix in {_fix_key(f): f for f in fixes if f}.values())
+    return [places[_edit(data, fix)] if fix else 0 for fix in fixes]
 
 
 def one_per_fix(ranked: list[Anomaly]) -> list[Anomaly]:
@@ -163,17 +162,19 @@ def one_per_fix(ranked: list[Anomaly]) -> list[Anomaly]:
     by_fix: dict[tuple, list[Anomaly]] = {}
     for a in ranked:
         if a.fix is not None:
-            by_fix.setdefault((a.fix.offset, a.fix.remove, a.fix.insert), []).append(a)
-    kept, listed = [], set()
+            by_fix.setdefault(_fix_key(a.fix), []).append(a)
+    kept = []
     for a in ranked:
         if a.fix is None:
             kept.append(a)
-            continue
-        key = (a.fix.offset, a.fix.remove, a.fix.insert)
-        if key not in listed:
-            listed.add(key)
-            kept.append(replace(min(by_fix[key], key=_distance_to_fix), score=a.score, fix=a.fix))
+        elif (spans := by_fix[_fix_key(a.fix)])[0] is a:  # the best of the spans that suggest this fix
+            kept.append(replace(min(spans, key=_distance_to_fix), score=a.score, fix=a.fix))
     return kept
+
+
+def _fix_key(fix: Fix) -> tuple[int, int, str]:
+    """What makes two suggested fixes the very same one."""
+    return fix.offset, fix.remove, fix.insert
 
 
 def _distance_to_fix(a: Anomaly) -> int:
@@ -197,7 +198,8 @@ def _edit(data: bytes, fix: Fix) -> tuple[bytes, str]:
 
 def _anomaly(data: bytes, bits: np.ndarray, excess: np.ndarray, a: int, b: int, expected: str, fix: Fix | None,
              repeats: int) -> Anomaly:
-    """The span a..b, with its suggested fix, which `repeats` candidate spans share."""
+    """The span a..b, with its suggested fix, whose edit is suggested at `repeats` places; a layout-only fix
+    is shown but brings no evidence."""
     line, column = line_column(data, a)
     evidence = fix.gain_bits / repeats if fix and not changes_only_layout(data, fix) else 0.0
     return Anomaly(a, b - a, line, column, float(bits[a:b].sum()), float(bits[a:b].max()),
