@@ -73,7 +73,7 @@ def choose(corpus_bytes: int, budget_seconds: float, cores: int = 2) -> Choice:
               f"{why}: about {tokens / 1e6:.1f}M training tokens ({passes:.1f} passes over the corpus), lr {lr:.2g}; "
               f"nanoGPT's small-context recipe plus the count model learns most per CPU-second at this scale "
               f"(bench/quality_per_minute.py)")
-    # measured without dropout at ~13 passes (tinyshakespeare, 10 minutes on 2 cores); more passes over a
+    # measured without dropout at ~9-14 passes (tinyshakespeare, 10 minutes on 2 cores); more passes over a
     # small corpus call for some
     dropout = 0.0 if passes < 20 else 0.1 if passes < 80 else 0.2
     return Choice("transformer",
