@@ -1,7 +1,7 @@
 """Does `seqlab surprise` find single injected errors in well-formed structured text?
 
     python bench/surprise_errors.py [--budget 10m | --run RUN] [--corpus '/usr/include/**/*.h'] [--trials 60]
-                                    [--network-alone]
+                                    [--network-alone] [--bidirectional | --backward RUN]
 
 Files of a structured corpus (default: the C headers under /usr/include, from
 Debian packages) are split by file into training and held-out sets. A run is
@@ -9,7 +9,9 @@ trained on the training files for --budget (or --run is taken as given). Each
 trial takes a held-out file, cuts a --window of bytes out of it, injects one
 error (delete a closing bracket/brace/paren/quote or tag, swap two neighbouring
 characters, or delete one character) and runs surprise on the window (as `seqlab
-surprise` does by default: the count model mixed in; or --network-alone). Reported:
+surprise` does by default: the count model mixed in; or --network-alone; with
+--bidirectional, a forward and a backward run trained for half the budget each,
+as `seqlab surprise RUN FILE --backward BACKWARD_RUN`). Reported:
 top-1 (the first anomaly lies within 10 bytes of the injection), top-3 (one of
 the first three does), and fix (the first anomaly's suggested edit restores the
 original bytes exactly), per error kind, with the chance level of top-1 for a
@@ -29,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 from seqlab.run import load  # noqa: E402
-from seqlab.surprise import candidate_spans, surprise  # noqa: E402
+from seqlab.surprise import surprise  # noqa: E402
 
 CLOSERS = b")]}\">"
 NEAR = 10
@@ -51,19 +53,31 @@ def split_files(pattern: str, held_out: int, seed: int, max_train_bytes: int) ->
     return train_files, files[:held_out]
 
 
-def train_run(train_files: list[Path], budget: str, out: Path, arch: str, model: list[str]) -> Path:
-    """Train through the CLI, so `--arch auto` gets exactly what `seqlab train` picks with no --arch."""
-    from seqlab.__main__ import main as seqlab_main
-
+def write_corpus(train_files: list[Path], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     corpus = out / "train.txt"
     corpus.write_bytes(b"".join(p.read_bytes() for p in train_files))
-    argv = ["train", str(corpus), "--budget", budget, "--out", str(out / "run"), "--val-fraction", "0.02"]
+    return corpus
+
+
+def train_run(corpus: Path, budget: str, out: Path, arch: str, model: list[str], backward: bool = False) -> Path:
+    """Train through the CLI, so `--arch auto` gets exactly what `seqlab train` picks with no --arch."""
+    from seqlab.__main__ import main as seqlab_main
+
+    run_dir = out / ("backward" if backward else "run")
+    argv = ["train", str(corpus), "--budget", budget, "--out", str(run_dir), "--val-fraction", "0.02"]
     argv += [] if arch == "auto" else ["--arch", arch]
     argv += [x for item in model for x in ("--set", f"model.{item}")]
+    argv += ["--backward"] if backward else []
     if seqlab_main(argv) != 0:
         sys.exit("training failed")
-    return out / "run"
+    return run_dir
+
+
+def half(budget: str) -> str:
+    from seqlab.config import parse_duration
+
+    return f"{parse_duration(budget) / 2:g}s"
 
 
 def inject(data: bytes, kind: str, rng: random.Random) -> tuple[bytes, int] | None:
@@ -109,14 +123,26 @@ def main() -> None:
     ap.add_argument("--trial-seed", type=int, help="picks the windows and errors (default: --seed); another set of "
                                                    "trials for the same run")
     ap.add_argument("--network-alone", action="store_true", help="score as surprise --network-alone")
+    ap.add_argument("--bidirectional", action="store_true",
+                    help="train a forward and a backward run for half the budget each and score as surprise "
+                         "--backward (with --run: give the backward run as --backward)")
+    ap.add_argument("--backward", metavar="RUN", help="a backward run for the given --run (surprise --backward)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads while scoring (1: least contention)")
     args = ap.parse_args()
 
     train_files, held = split_files(args.corpus, args.held_out, args.seed, int(args.max_train_mb * 1e6))
+    if args.bidirectional and args.run or args.backward and not args.run:
+        sys.exit("--bidirectional trains both runs; with --run, give the backward run as --backward")
     t0 = time.perf_counter()
-    run_dir = args.run or train_run(train_files, args.budget, Path(args.out), args.arch, args.model)
-    trained = f"given run {args.run}" if args.run else f"trained {args.budget} on {len(train_files)} files"
+    budget, out = half(args.budget) if args.bidirectional else args.budget, Path(args.out)
+    corpus = None if args.run else write_corpus(train_files, out)
+    run_dir = args.run or train_run(corpus, budget, out, args.arch, args.model)
+    backward_dir = args.backward or (train_run(corpus, budget, out, args.arch, args.model, backward=True)
+                                     if args.bidirectional else None)
+    trained = f"given run {args.run}" if args.run else \
+        f"trained {budget}{' each way' if args.bidirectional else ''} on {len(train_files)} files"
     run = load(run_dir)
+    backward = load(backward_dir) if backward_dir else None
     torch.set_num_threads(args.threads)
     print(f"{trained} ({time.perf_counter() - t0:.0f}s); held-out: {len(held)} files of {args.corpus}")
 
@@ -133,7 +159,7 @@ def main() -> None:
         if made is None:
             continue
         bad, offset = made
-        report = surprise(run, bad, top=TOP, name=f"trial{trial}", mixed=not args.network_alone)
+        report = surprise(run, bad, top=TOP, name=f"trial{trial}", mixed=not args.network_alone, backward=backward)
         scored += len(bad)
         top = report.anomalies
         s = stats[kind]
@@ -142,7 +168,7 @@ def main() -> None:
         s[2] += any(near(a, offset) for a in top)
         s[3] += bool(top) and top[0].fix is not None and top[0].fix.apply(bad) == window
         s[4] += min(1.0, (2 * NEAR + 1) / len(bad))
-        s[5] += any(near_span(a, b, offset) for a, b in candidate_spans(report.bits - report.entropy, TOP))
+        s[5] += any(near_span(a, b, offset) for a, b in report.candidates)
     seconds = time.perf_counter() - t0
 
     print(f"\n| {'error':<14} | {'trials':>6} | {'top-1':>6} | {'top-3':>6} | {'fix restores':>12} | "

@@ -126,6 +126,50 @@ def test_injected_error_ranks_first_and_fix_restores_it(runs, arch):
     assert (top.line, top.column) == line_column(data, top.offset)
 
 
+@pytest.fixture(scope="module")
+def backward_run(run_dirs, tmp_path_factory):
+    """A tiny transformer trained on the same grammar read right to left."""
+    corpus = tmp_path_factory.mktemp("corpus-back") / "grammar.txt"
+    corpus.write_text(structured_text())
+    cfg = tiny_config(corpus, "transformer", steps=400)
+    cfg.data.backward = True
+    return train(cfg, tmp_path_factory.mktemp("run-back"), log=lambda *a: None)
+
+
+def test_a_backward_reading_judges_the_same_fix(runs, backward_run):
+    """Read both ways, the lost '.' still ranks first and is mended. The backward run, fed the text
+    right to left, sees the loss too (the mirrored fix saves its network bits), and the fix is judged by
+    both readings, not the forward one alone."""
+    from dataclasses import replace
+
+    from seqlab.surprise_fix import MIN_GAIN, edit_gain
+
+    text = structured_text(60, seed=11)
+    data, offset = _corrupt(text)
+    forward = surprise(runs["transformer"], data, top=3)
+    back = load(backward_run)
+    both = surprise(runs["transformer"], data, top=3, backward=back)
+    top = both.anomalies[0]
+    assert abs(top.offset - offset) <= 10
+    assert top.fix is not None and top.fix.apply(data) == text.encode()
+    network_right_to_left = edit_gain(replace(back, tokenizer=back.tokenizer.inner), data[::-1],
+                                      top.fix.mirrored(len(data)))
+    assert network_right_to_left > MIN_GAIN
+    assert top.fix.gain_bits != pytest.approx(forward.anomalies[0].fix.gain_bits)
+    assert len(both.candidates) > len(forward.candidates)
+
+
+def test_a_fix_mirrors_onto_the_text_read_right_to_left():
+    from seqlab.surprise_fix import Fix
+
+    data = "caf\u00e9 (x, y;".encode()
+    for fix in [Fix(len(data) - 1, 0, ")", "insert", 1.0), Fix(1, 2, "\u00e9", "replace", 1.0),
+                Fix(0, 1, "", "delete", 1.0), Fix(7, 2, "x(", "swap", 1.0)]:
+        mirrored = fix.mirrored(len(data))
+        assert mirrored.apply(data[::-1]) == fix.apply(data)[::-1]
+        assert mirrored.mirrored(len(data)) == fix
+
+
 def _barely_trained_run(tmp_path, lines: list[str]):
     """An LSTM run of 5 steps on these lines: its network knows nothing, its count model has every line."""
     corpus = tmp_path / "calls.txt"
@@ -187,12 +231,12 @@ def test_a_lost_byte_at_a_line_end_is_mended_from_past_the_next_indent(tmp_path)
 
 
 def test_the_noisy_channel_charges_removed_bytes_and_inserted_bytes_past_the_first():
-    from seqlab.surprise_fix import LOST_BITS, NOISE_BITS, Fix, _channel_bits
+    from seqlab.surprise_fix import LOST_BITS, NOISE_BITS, Fix, channel_bits
 
-    assert _channel_bits(Fix(0, 0, ")", "insert", 0.0)) == 0.0
-    assert _channel_bits(Fix(0, 0, ");\n", "insert", 0.0)) == 2 * LOST_BITS
-    assert _channel_bits(Fix(0, 1, "é", "replace", 0.0)) == NOISE_BITS + LOST_BITS  # two bytes of UTF-8
-    assert _channel_bits(Fix(0, 2, "ba", "swap", 0.0)) == 0.0
+    assert channel_bits(Fix(0, 0, ")", "insert", 0.0)) == 0.0
+    assert channel_bits(Fix(0, 0, ");\n", "insert", 0.0)) == 2 * LOST_BITS
+    assert channel_bits(Fix(0, 1, "é", "replace", 0.0)) == NOISE_BITS + LOST_BITS  # two bytes of UTF-8
+    assert channel_bits(Fix(0, 2, "ba", "swap", 0.0)) == 0.0
 
 
 def test_spans_that_suggest_one_edit_make_one_anomaly_at_one_place():
@@ -380,12 +424,15 @@ def test_colour_view_uses_ansi_and_plain_keeps_the_text(runs):
 
 
 @pytest.mark.parametrize("args", [["surprise", "RUN", "missing.txt"], ["surprise", "RUN", "EMPTY"],
-                                  ["surprise", "nowhere", "FILE"], ["surprise", "RUN", "FILE", "--top", "-1"]])
-def test_bad_input_is_one_line_exit_2(run_dirs, tmp_path, capsys, args):
+                                  ["surprise", "nowhere", "FILE"], ["surprise", "RUN", "FILE", "--top", "-1"],
+                                  ["surprise", "BACK", "FILE"], ["surprise", "RUN", "FILE", "--backward", "RUN"],
+                                  ["surprise", "RUN", "FILE", "--backward", "nowhere"]])
+def test_bad_input_is_one_line_exit_2(run_dirs, backward_run, tmp_path, capsys, args):
     (tmp_path / "empty.txt").write_bytes(b"")
     (tmp_path / "f.txt").write_bytes(b"anna sees it.\n")
     subs = {"RUN": str(run_dirs["lstm"]), "EMPTY": str(tmp_path / "empty.txt"), "FILE": str(tmp_path / "f.txt"),
-            "missing.txt": str(tmp_path / "missing.txt"), "nowhere": str(tmp_path / "nowhere")}
+            "missing.txt": str(tmp_path / "missing.txt"), "nowhere": str(tmp_path / "nowhere"),
+            "BACK": str(backward_run)}
     assert main([subs.get(a, a) for a in args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error" in err

@@ -184,6 +184,50 @@ def test_token_cache_is_reused_and_invalidated(corpus_file, tmp_path, monkeypatc
     assert len(calls) == 2
 
 
+def test_a_backward_tokenizer_holds_out_the_same_bytes_read_right_to_left(tmp_path):
+    """The split is taken before the reversal: a backward run is judged on a forward run's held-out bytes.
+    Its token arrays are cached apart from the forward ones of the same corpus."""
+    from seqlab.data import corpus as corpus_mod
+    from seqlab.data.tokenizer import Backward, ByteTokenizer
+
+    path = tmp_path / "c.txt"
+    path.write_bytes(b"one two three\n" * 20 + b"the end.\n")
+    docs = corpus_mod.read_documents([str(path)])
+    forward = corpus_mod.encode_corpus(docs, [], ByteTokenizer(), 0.1, tmp_path / "cache")
+    backward = corpus_mod.encode_corpus(docs, [], Backward(ByteTokenizer()), 0.1, tmp_path / "cache")
+    assert backward.val_bytes == forward.val_bytes
+    assert bytes(backward.held_out[0].scored.tolist())[::-1] == bytes(forward.held_out[0].scored.tolist())
+    assert bytes(backward.train[1:].tolist())[::-1] == bytes(forward.train[1:].tolist())
+    assert Backward(ByteTokenizer()).decode(Backward(ByteTokenizer()).encode(b"abc")) == b"abc"
+
+
+def test_a_backward_run_trains_scores_and_refuses_to_generate(corpus_file, tmp_path, capsys):
+    from seqlab.__main__ import main
+    from seqlab.evaluate import evaluate
+    from seqlab.info import info
+
+    cfg = tiny_config(corpus_file, "transformer", steps=200)
+    cfg.data.backward = True
+    run = load(train(cfg, tmp_path / "back", log=quiet))
+    assert run.config.data.backward and run.tokenizer.encode(b"ab").tolist() == [ord("b"), ord("a")]
+    assert info(run.path)["reads"] == "right to left"
+    final = [r for r in read_metrics(run.path) if r["event"] == "final"][-1]
+    assert final["val_bpb"] < 2.5  # it learned the grammar read right to left (uniform bytes: 8)
+    lines = corpus_file.read_bytes().splitlines(keepends=True)[:40]
+    forward_file, reversed_file = tmp_path / "f.txt", tmp_path / "r.txt"
+    forward_file.write_bytes(b"".join(lines))
+    reversed_file.write_bytes(b"".join(lines)[::-1])
+    assert evaluate(run, [str(forward_file)])["bpb"] < evaluate(run, [str(reversed_file)])["bpb"] - 0.5
+    capsys.readouterr()
+    assert main(["generate", str(run.path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--backward" in err
+    packed, unpacked = tmp_path / "f.sqz", tmp_path / "f.out"
+    assert main(["compress", str(run.path), str(forward_file), "-o", str(packed)]) == 0
+    assert main(["decompress", str(run.path), str(packed), "-o", str(unpacked)]) == 0
+    assert unpacked.read_bytes() == forward_file.read_bytes()
+
+
 def test_bpe_run_trains_and_reports_bytes(corpus_file, tmp_path):
     cfg = tiny_config(corpus_file, "transformer", steps=30)
     cfg.data.tokenizer = "bpe:300"

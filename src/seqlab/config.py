@@ -21,6 +21,7 @@ class DataConfig:
     val_paths: list[str] = field(default_factory=list)  # explicit held-out files (else split)
     val_fraction: float = 0.1  # held-out = last fraction of each document
     tokenizer: str = "byte"  # "byte" or "bpe:VOCAB"
+    backward: bool = False  # model the text right to left (a second opinion for `seqlab surprise --backward`)
 
 
 @dataclass

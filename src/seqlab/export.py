@@ -265,9 +265,10 @@ def add_cli(sub) -> None:
 
 
 def cli(args) -> None:
-    from .run import load
+    from .run import load, require_forward
 
     run = load(args.run, device="cpu")
+    require_forward(run.path, run.config, "export")
     out = export(run, args.out, args.format, args.triton, args.name, args.max_batch_size, args.queue_delay_us,
                  args.queue_timeout_us)
     print(f"wrote {out}")

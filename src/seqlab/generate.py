@@ -132,7 +132,7 @@ def add_cli(sub) -> None:
 
 
 def cli(args) -> None:
-    from .run import load
+    from .run import load, require_forward
 
     prompt = args.prompt.encode() if args.prompt is not None else b""
     if args.prompt_file:
@@ -142,6 +142,7 @@ def cli(args) -> None:
             raise SeqlabError(f"cannot read prompt file {args.prompt_file}: {e.strerror}") from None
     sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.repetition_penalty)
     run = load(args.run, device=args.device)
+    require_forward(run.path, run.config, "generate")
     out = sys.stdout
     t0 = time.perf_counter()
     gen = stream(run, prompt, args.n, args.max_tokens, sampling=sampling, seed=args.seed, stop=args.stop,

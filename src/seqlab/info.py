@@ -27,6 +27,7 @@ def info(run_dir) -> dict:
         "train_bytes": start.get("train_bytes"),
         "val_bytes": start.get("val_bytes"),
         "tokenizer": cfg.data.tokenizer,
+        "reads": "right to left" if cfg.data.backward else "left to right",
         "vocab_size": run.tokenizer.vocab_size,
         "arch": cfg.arch,
         "model": cfg.model,
@@ -49,7 +50,7 @@ def format_info(d: dict) -> str:
         f"corpus:     {', '.join(d['corpus'])}"
         + (f" ({d['files']} files, {d['train_bytes']:,} train + {d['val_bytes']:,} held-out bytes)"
            if d["files"] is not None else ""),
-        f"tokenizer:  {d['tokenizer']} ({d['vocab_size']} tokens)",
+        f"tokenizer:  {d['tokenizer']} ({d['vocab_size']} tokens), reads {d['reads']}",
         f"arch:       {d['arch']} ({model})",
         f"params:     {size}" + "".join(f"; {k}: {v}" for k, v in d["details"].items()),
     ]

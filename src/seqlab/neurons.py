@@ -311,7 +311,7 @@ def add_cli(sub) -> None:
 
 
 def cli(args) -> None:
-    from .run import load
+    from .run import load, require_forward
 
     try:
         data = Path(args.file).read_bytes()
@@ -319,6 +319,7 @@ def cli(args) -> None:
         raise SeqlabError(f"cannot read {args.file}: {e.strerror}") from None
     feature_values(b"", args.feature)  # reject a bad --feature before loading the model
     run = load(args.run, device=args.device)
+    require_forward(run.path, run.config, "neurons")
     result = neurons(run, data, args.feature, args.top, max(args.html_bytes, 0) if args.html else 0)
     if args.html:
         write_html(args.html, args.file, data, result)

@@ -18,7 +18,7 @@ import torch
 
 from .checkpoint import load_weights
 from .config import FORMAT_VERSION, RunConfig, from_dict
-from .data.tokenizer import load_tokenizer
+from .data.tokenizer import load_tokenizer, reading
 from .errors import SeqlabError
 from .models import SeqModel, build_model
 from .models.style import attach_styles
@@ -79,12 +79,20 @@ def load(run_dir, device: str = "cpu") -> Run:
     """Rebuild a trained run: config, tokenizer and model (in eval mode) on `device`."""
     run_dir = Path(run_dir)
     config = read_config(run_dir)
-    tokenizer = load_tokenizer(run_dir)
+    tokenizer = reading(load_tokenizer(run_dir), config.data.backward)
     dev = resolve_device(device)
     model = build_model(config.arch, config.model)
     attach_styles(model, config.style)
     load_weights(run_dir, model)
     return Run(run_dir, config, tokenizer, model.to(dev).eval(), dev)
+
+
+def require_forward(run_dir, config: RunConfig, verb: str) -> None:
+    """Refuse a backward run where text must come out, or line up with the input, left to right."""
+    if config.data.backward:
+        raise SeqlabError(f"{run_dir} reads text right to left (trained with --backward): {verb} needs a "
+                          f"forward run; a backward run serves `seqlab surprise RUN FILE --backward {run_dir}`, "
+                          f"eval and compress")
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

@@ -25,6 +25,10 @@ once. A fix that changes whitespace only mends the layout, not the content: it
 is shown, but its span ranks with those no edit explains, so a line wrapped or
 joined unlike the training text does not outrank a lost bracket. Excess breaks
 ties and orders the spans no content edit explains.
+
+With --backward, a run trained on the text reversed reads the file right to
+left as a second opinion: it proposes fixes for its own spans, and every fix is
+judged both ways (see `bidirectional`).
 """
 
 import json
@@ -36,7 +40,7 @@ import numpy as np
 
 from .errors import SeqlabError
 from .scoring import TorchThreads, mixing_session
-from .surprise_fix import FileCounts, Fix, changes_only_layout, suggest_fix
+from .surprise_fix import FileCounts, Fix, changes_only_layout, channel_bits, edit_gain, suggest_fix
 from .surprise_render import anomaly_table, html_report, terminal_text, to_json
 from .surprise_score import describe_scoring, score_tokens
 
@@ -76,6 +80,7 @@ class Report:
     top_probs: np.ndarray  # (n_tokens, 5)
     context: str
     anomalies: list[Anomaly] = field(default_factory=list)
+    candidates: list[tuple[int, int]] = field(default_factory=list)  # every span given a fix, either reading
 
     @property
     def total_bits(self) -> float:
@@ -120,19 +125,23 @@ def line_column(data: bytes, offset: int) -> tuple[int, int]:
     return data.count(b"\n", 0, offset) + 1, len(data[start:offset].decode("utf-8", "replace")) + 1
 
 
-def surprise(run, data: bytes, top: int = 10, name: str = "input", fixes: bool = True,
-             mixed: bool | None = None) -> Report:
-    """Score `data`, find its `top` most surprising spans and suggest a fix for each.
+@dataclass
+class Reading:
+    """One direction's pass over a text: what scoring and the fixes need again."""
 
-    mixed: score and judge with the run's count model mixed in (None: when the run has one).
-    """
-    if top < 0:
-        raise SeqlabError(f"--top must be >= 0, got {top}")
-    mixed = run.count_model is not None if mixed is None else mixed
+    excess: np.ndarray  # (n_bytes,) surprisal minus entropy, in this reading's byte order
+    spans: list[tuple[int, int]]  # the candidates, in this reading's byte order
+    suggested: list[tuple[str, Fix | None]]  # (expected, fix) per span
+    session: object  # the mixed scoring pass's, or None
+    file_counts: FileCounts | None
+
+
+def read(run, data: bytes, top: int, fixes: bool, mixed: bool) -> tuple[tuple, Reading]:
+    """Score `data` with `run` and suggest a fix for each candidate span: (score_bytes' arrays, the Reading)."""
     session = mixing_session(run) if mixed else None  # kept: the fixes are judged as the bytes were scored
     tokens = np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(data)]).astype(np.int64)
-    bits, entropy, token_of_byte, top_ids, top_probs = score_bytes(run, tokens, mixed, session)
-    report = Report(name, data, bits, entropy, token_of_byte, top_ids, top_probs, describe_scoring(run, mixed))
+    scores = score_bytes(run, tokens, mixed, session)
+    bits, entropy, token_of_byte = scores[:3]
     excess = bits - entropy
     file_counts = FileCounts(tokens, token_of_byte + 1, run.count_model.orders, session.recent.levels) \
         if session is not None and fixes else None
@@ -141,11 +150,67 @@ def surprise(run, data: bytes, top: int = 10, name: str = "input", fixes: bool =
     with TorchThreads(1):  # fixes run small sequential steps: threads only add synchronisation
         suggested = [suggest_fix(run, data, a, session, file_counts, a + np.flatnonzero(spikes[a:b])) if fixes
                      else ("", None) for a, b in spans]
+    return scores, Reading(excess, spans, suggested, session, file_counts)
+
+
+def surprise(run, data: bytes, top: int = 10, name: str = "input", fixes: bool = True,
+             mixed: bool | None = None, backward=None) -> Report:
+    """Score `data`, find its `top` most surprising spans and suggest a fix for each.
+
+    mixed: score and judge with the run's count model mixed in (None: when the run has one).
+    backward: a run trained --backward, read as a second opinion (see `bidirectional`).
+    """
+    if top < 0:
+        raise SeqlabError(f"--top must be >= 0, got {top}")
+    if run.config.data.backward:
+        raise SeqlabError(f"{run.path} reads text right to left: give a forward run as RUN, and this one as --backward")
+    if backward is not None and not backward.config.data.backward:
+        raise SeqlabError(f"--backward {backward.path} reads text left to right: train one with "
+                          f"`seqlab train CORPUS --backward`")
+    mixed = run.count_model is not None if mixed is None else mixed
+    (bits, entropy, token_of_byte, top_ids, top_probs), forward = read(run, data, top, fixes, mixed)
+    report = Report(name, data, bits, entropy, token_of_byte, top_ids, top_probs, describe_scoring(run, mixed))
+    spans, suggested, excess = forward.spans, forward.suggested, forward.excess
+    if backward is not None:
+        spans, suggested, excess = bidirectional(run, backward, data, top, fixes, mixed, forward)
+    report.candidates = spans
     repeats = places_per_edit(data, [fix for _, fix in suggested])
     anomalies = [_anomaly(data, bits, excess, a, b, expected, fix, n)
                  for (a, b), (expected, fix), n in zip(spans, suggested, repeats)]
     report.anomalies = one_per_fix(sorted(anomalies, key=lambda a: -a.score))[:top]
     return report
+
+
+def bidirectional(run, backward, data: bytes, top: int, fixes: bool, mixed: bool, forward: Reading) -> tuple:
+    """The candidates of both readings, each fix judged both ways: (spans, suggested, excess).
+
+    Reading forward, an error shows only in the text after it; a lost closer spikes little there when
+    that text could still sit inside the bracket, but the same text marks the loss at once read right
+    to left. So the backward run suggests fixes for its own spans too, and every fix is judged both
+    ways: its gain is the mean of the bits it saves reading forward (through FOLLOW bytes after it)
+    and reading backward (through FOLLOW bytes before it), less the channel's cost once: the two
+    readings' log-likelihood ratios averaged, as an ensemble of two models averages (their sum, or
+    one reading's gain plus part of the other's, ranked the error benchmark's injected errors lower).
+    The excess of a byte is the sum of both readings'. Spans and fixes come back in the forward byte
+    order; a fix both readings suggest is judged once.
+    """
+    n = len(data)
+    back_run = replace(backward, tokenizer=backward.tokenizer.inner)  # fed reversed bytes itself
+    _, back = read(back_run, data[::-1], top, fixes, mixed)
+    candidates = [(span, expected, fix, True) for span, (expected, fix) in zip(forward.spans, forward.suggested)]
+    candidates += [((n - b, n - a), "", fix and fix.mirrored(n), False)
+                   for (a, b), (_, fix) in zip(back.spans, back.suggested)]
+    spans, suggested, judged = [], [], {}
+    with TorchThreads(1):
+        for span, expected, fix, suggested_forward in candidates:
+            if fix is not None and _fix_key(fix) not in judged:
+                other = edit_gain(back_run, data[::-1], fix.mirrored(n), back.session, back.file_counts) \
+                    if suggested_forward else edit_gain(run, data, fix, forward.session, forward.file_counts)
+                fix.gain_bits = (fix.gain_bits + channel_bits(fix) + other) / 2 - channel_bits(fix)
+                judged[_fix_key(fix)] = fix
+            spans.append(span)
+            suggested.append((expected, fix and judged[_fix_key(fix)]))
+    return spans, suggested, forward.excess + back.excess[::-1]
 
 
 def places_per_edit(data: bytes, fixes: list[Fix | None]) -> list[int]:
@@ -222,6 +287,9 @@ def add_cli(sub) -> None:
     p.add_argument("--network-alone", action="store_true",
                    help="score and judge fixes with the network alone, without the run's count model "
                         "(scores faster, locates errors less well; default: as eval's headline figure)")
+    p.add_argument("--backward", metavar="RUN",
+                   help="a run trained with --backward on the same kind of text: read right to left as a second "
+                        "opinion, errors are placed and mended from both sides (about twice the time)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cli)
 
@@ -236,7 +304,9 @@ def cli(args) -> None:
     if not data:
         raise SeqlabError(f"{args.file} is empty; there is nothing to score")
     run = load(args.run, device=args.device)
-    report = surprise(run, data, args.top, name=args.file, mixed=False if args.network_alone else None)
+    backward = load(args.backward, device=args.device) if args.backward else None
+    report = surprise(run, data, args.top, name=args.file, mixed=False if args.network_alone else None,
+                      backward=backward)
     if args.html:
         try:
             with open(args.html, "w", encoding="utf-8") as f:

@@ -49,8 +49,17 @@ class Fix:
     kind: str  # "insert", "replace", "delete" or "swap"
     gain_bits: float  # bits saved through FOLLOW bytes after the edit, net of NOISE_BITS per removed byte
 
+    @property
+    def inserted(self) -> bytes:
+        return self.insert.encode("utf-8", "surrogateescape")
+
     def apply(self, data: bytes) -> bytes:
-        return data[: self.offset] + self.insert.encode("utf-8", "surrogateescape") + data[self.offset + self.remove :]
+        return data[: self.offset] + self.inserted + data[self.offset + self.remove :]
+
+    def mirrored(self, n: int) -> "Fix":
+        """The same edit of an n-byte text read right to left."""
+        return Fix(n - self.offset - self.remove, self.remove, self.inserted[::-1].decode("utf-8", "surrogateescape"),
+                   self.kind, self.gain_bits)
 
 
 def _repeat_state(model, state, n: int):
@@ -218,18 +227,18 @@ def _minimal_fix(data: bytes, offset: int, remove: int, insert: bytes, kind: str
     return Fix(offset, len(removed), insert.decode("utf-8", "surrogateescape"), kind, gain)
 
 
-def _channel_bits(fix: Fix) -> float:
+def channel_bits(fix: Fix) -> float:
     """Noisy channel: how much less likely the error this fix undoes is than one lost or swapped byte.
     Junk bytes a fix removes must have come from somewhere (NOISE_BITS each); bytes it inserts were
     lost together (LOST_BITS for each past the first)."""
     if fix.kind == "swap":
         return 0.0
-    return NOISE_BITS * fix.remove + LOST_BITS * max(0, len(fix.insert.encode("utf-8", "surrogateescape")) - 1)
+    return NOISE_BITS * fix.remove + LOST_BITS * max(0, len(fix.inserted) - 1)
 
 
 def changes_only_layout(data: bytes, fix: Fix) -> bool:
     """Whether the fix removes and inserts whitespace only: layout, not content."""
-    return (data[fix.offset : fix.offset + fix.remove] + fix.insert.encode("utf-8", "surrogateescape")).isspace()
+    return (data[fix.offset : fix.offset + fix.remove] + fix.inserted).isspace()
 
 
 def _preference(data: bytes, fix: Fix) -> tuple[bool, float]:
@@ -309,7 +318,24 @@ def suggest_fix(run, data: bytes, start: int, session=None, file_counts: FileCou
         for i, b in zip(keep[1:], bits[1:]):
             m, ins, kind = edits[i]
             fix = _minimal_fix(data, anchor, m, ins, kind, float(bits[0] - b))
-            fix.gain_bits -= _channel_bits(fix)
+            fix.gain_bits -= channel_bits(fix)
             if fix.gain_bits >= MIN_GAIN and (best is None or _preference(data, fix) > _preference(data, best)):
                 best = fix
     return expected_here.decode("utf-8", "replace"), best
+
+
+@torch.no_grad()
+def edit_gain(run, data: bytes, fix: Fix, session=None, file_counts: FileCounts | None = None) -> float:
+    """The bits `fix` saves through FOLLOW bytes after it, judged as suggest_fix judges its edits (before
+    the channel's cost): a second opinion on an edit another reading suggested."""
+    offset, tok = fix.offset, run.tokenizer
+    judge = Judge(run, session, file_counts.around(offset, offset + 2 + EXPECT_BYTES + FOLLOW)
+                  if file_counts is not None else None)
+    end = min(len(data), offset + 2 + FOLLOW)
+    edited = fix.inserted + data[offset + fix.remove : end]
+    tails = [np.asarray(tok.encode(text)) for text in (data[offset:end], edited)]
+    if not (len(tails[0]) and len(tails[1])):
+        return 0.0
+    (_, logits, state), = _anchor_states(run, data, [offset])
+    bits = _edit_bits(judge, state, logits[0, -1], judge.history(data, offset), tails)
+    return float(bits[0] - bits[1])

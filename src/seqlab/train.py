@@ -23,7 +23,7 @@ from .config import RunConfig
 from .data.batches import make_batcher
 from .data.corpus import CONTEXT_TOKENS, TokenData, cache_root, default_corpus_path, encode_corpus, read_documents
 from .data.tasks import task_documents
-from .data.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
+from .data.tokenizer import build_tokenizer, load_tokenizer, reading, save_tokenizer
 from .errors import SeqlabError
 from .models import build_model, map_state, model_config
 from .models.base import state_batch_dims
@@ -120,9 +120,11 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool, log=print):
     else:
         from .data.corpus import split_document
 
-        frac = 0.0 if val_docs else cfg.data.val_fraction
-        tokenizer = build_tokenizer(cfg.data.tokenizer, lambda: (split_document(d.data, frac)[0] for d in docs))
+        frac, step = 0.0 if val_docs else cfg.data.val_fraction, -1 if cfg.data.backward else 1
+        tokenizer = build_tokenizer(cfg.data.tokenizer,
+                                    lambda: (split_document(d.data, frac)[0][::step] for d in docs))
         tokenizer = distributed.agree_tokenizer(tokenizer)  # every rank takes rank 0's
+    tokenizer = reading(tokenizer, cfg.data.backward)
     data = encode_corpus(docs, val_docs, tokenizer, cfg.data.val_fraction, cache_root())
     if data.val_tokens == 0:
         raise SeqlabError("the held-out split is empty: the corpus is too small; add data or give --val FILE")
@@ -142,6 +144,8 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
         raise SeqlabError("give a training budget: --budget (e.g. 10m) or --max-steps N")
     distributed.check_batch(cfg.train.batch_size, world)
     countmodel.check(cfg.counts)
+    if init and cfg.data.backward:
+        raise SeqlabError("--init loads a checkpoint that reads left to right; it cannot train --backward")
     if init and not resume:
         from .pretrained import apply_init
 
@@ -355,6 +359,8 @@ def finish(run_dir: Path, model, data: TokenData, tokenizer, metrics: Metrics, d
                   bits_per_token=result["bits_per_token"], perplexity=result["perplexity"],
                   context=result["context"])
     samples = [s.text for s in generate(run, "", n=2, max_tokens=400, seed=1)]
+    if config.data.backward:  # generated right to left, shown left to right (a character of several bytes
+        samples = [s[::-1] for s in samples]  # came out in reverse order and shows as U+FFFD)
     text = "\n\n".join(f"──── sample {i + 1} ────\n{s}" for i, s in enumerate(samples))
     ckpt.atomic_write_text(run_dir / "samples.txt", text + "\n")
     plot_curve(run_dir)
@@ -411,6 +417,8 @@ def add_cli(sub) -> None:
     p.add_argument("--threads", type=int, help="CPU threads (default: every core)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config value, e.g. --set model.n_layer=6 --set train.weight_decay=0.05")
+    p.add_argument("--backward", action="store_true",
+                   help="model the text right to left: a second opinion for `seqlab surprise --backward`")
     p.add_argument("--init", metavar="DIR", help="fine-tune a local Hugging Face GPT-2 checkpoint (its tokenizer too)")
     p.add_argument("--nproc", type=int, help="train with N processes (DistributedDataParallel); or use torchrun")
     p.add_argument("--style-by", choices=STYLE_BY,
@@ -441,6 +449,8 @@ def config_from_args(args) -> RunConfig:
         cfg.data.paths = list(args.corpus)
     if args.val:
         cfg.data.val_paths = list(args.val)
+    if args.backward:
+        cfg.data.backward = True
     for flag, key in FLAG_TO_KEY.items():
         value = getattr(args, flag)
         if value is not None:
@@ -491,7 +501,8 @@ def resume_config(args) -> RunConfig:
                                                    "batch_size", "seq_len", "lr", "seed", "init", "softmax",
                                                    "style_by", "style_dim")
              if getattr(args, k) is not None] + (["CORPUS"] if args.corpus else []) + \
-        (["--val"] if args.val else []) + (["--set"] if args.set else [])
+        (["--val"] if args.val else []) + (["--set"] if args.set else []) + \
+        (["--backward"] if args.backward else [])
     if given:
         raise SeqlabError(f"--resume continues a run as it was configured; it cannot be combined with "
                           f"{', '.join(given)} (only --budget, --max-steps, --device and --threads)")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SeqlabError
+from .tokenizer import Backward
 
 CONTEXT_TOKENS = 2048  # preceding tokens kept before each held-out span
 CACHE_VERSION = 2  # 2: per-document training sizes in index.json
@@ -118,7 +119,8 @@ def encode_corpus(docs, val_docs, tokenizer, val_fraction: float, cache_root: Pa
 
 def _cache_key(docs, val_docs, tokenizer, val_fraction) -> str:
     h = hashlib.blake2b(digest_size=16)
-    h.update(json.dumps([CACHE_VERSION, val_fraction, tokenizer.to_json()]).encode())
+    backward = ["backward"] if isinstance(tokenizer, Backward) else []  # same bytes, other token arrays
+    h.update(json.dumps([CACHE_VERSION, val_fraction, tokenizer.to_json()] + backward).encode())
     for tag, group in (b"train", docs), (b"val", val_docs):
         h.update(tag)
         for d in group:

@@ -35,6 +35,32 @@ class ByteTokenizer:
         return json.dumps({"seqlab_tokenizer": "byte", "vocab_size": self.vocab_size})
 
 
+class Backward:
+    """A tokenizer that reads text right to left: a backward run's (`seqlab train --backward`).
+
+    Encoding reverses the bytes first and decoding reverses them back, so a backward run's held-out
+    split, eval and compress take the same bytes as a forward run's; token ids, token_bytes and BOS
+    are the inner tokenizer's, in the order the model reads them. tokenizer.json is the inner's.
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def encode(self, data: bytes) -> np.ndarray:
+        return self.inner.encode(data[::-1])
+
+    def decode(self, ids) -> bytes:
+        return self.inner.decode(ids)[::-1]
+
+    def __getattr__(self, name):  # kind, vocab_size, bos_id, token_bytes, to_json
+        return getattr(self.inner, name)
+
+
+def reading(tokenizer, backward: bool):
+    """The tokenizer as a run of this direction reads text."""
+    return Backward(tokenizer) if backward else tokenizer
+
+
 def _byte_to_char() -> dict[int, str]:
     """GPT-2's map from the 256 bytes to printable characters (one char per byte)."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))

@@ -20,12 +20,13 @@ def serve(run_dir, config=None) -> None:
     """Load `run_dir` (in the worker thread) and serve it until interrupted."""
     import uvicorn
 
-    from ..run import load, read_config, resolve_device
+    from ..run import load, read_config, require_forward, resolve_device
     from .server import create_app
     from .worker import ServeConfig
 
     cfg = config or ServeConfig()
-    read_config(run_dir)  # a directory that is not a run fails now, as one line, not later in the worker
+    # a directory that is not a run, or a backward one, fails now, as one line, not later in the worker
+    require_forward(run_dir, read_config(run_dir), "serve")
     resolve_device(cfg.device)
     app = create_app(lambda: load(run_dir, device=cfg.device), cfg)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
