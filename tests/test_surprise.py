@@ -140,8 +140,6 @@ def test_a_backward_reading_judges_the_same_fix(runs, backward_run):
     """Read both ways, the lost '.' still ranks first and is mended. The backward run, fed the text
     right to left, sees the loss too (the mirrored fix saves its network bits), and the fix is judged by
     both readings, not the forward one alone."""
-    from dataclasses import replace
-
     from seqlab.surprise_fix import MIN_GAIN, edit_gain
 
     text = structured_text(60, seed=11)
@@ -152,8 +150,7 @@ def test_a_backward_reading_judges_the_same_fix(runs, backward_run):
     top = both.anomalies[0]
     assert abs(top.offset - offset) <= 10
     assert top.fix is not None and top.fix.apply(data) == text.encode()
-    network_right_to_left = edit_gain(replace(back, tokenizer=back.tokenizer.inner), data[::-1],
-                                      top.fix.mirrored(len(data)))
+    network_right_to_left = edit_gain(back.in_reading_order, data[::-1], top.fix.mirrored(len(data)))
     assert network_right_to_left > MIN_GAIN
     assert top.fix.gain_bits != pytest.approx(forward.anomalies[0].fix.gain_bits)
     assert len(both.candidates) > len(forward.candidates)

@@ -9,6 +9,7 @@
       curve.png  samples.txt   learning curve, samples at the end of training
 """
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass
@@ -41,6 +42,14 @@ class Run:
         from .countmodel import load_count_model
 
         return load_count_model(self.path, self.tokenizer.vocab_size, self.config.counts)
+
+    @functools.cached_property
+    def in_reading_order(self) -> "Run":
+        """This run for text already in the order it reads (a backward run fed reversed bytes): the tokenizer
+        without its reversal; the same model and count model, loaded once."""
+        view = dataclasses.replace(self, tokenizer=getattr(self.tokenizer, "inner", self.tokenizer))
+        view.__dict__["count_model"] = self.count_model  # cached_property's slot: shared, not loaded again
+        return view
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -195,7 +195,7 @@ def bidirectional(run, backward, data: bytes, top: int, fixes: bool, mixed: bool
     order; a fix both readings suggest is judged once.
     """
     n = len(data)
-    back_run = replace(backward, tokenizer=backward.tokenizer.inner)  # fed reversed bytes itself
+    back_run = backward.in_reading_order  # fed reversed bytes itself
     _, back = read(back_run, data[::-1], top, fixes, mixed)
     candidates = [(span, expected, fix, True) for span, (expected, fix) in zip(forward.spans, forward.suggested)]
     candidates += [((n - b, n - a), "", fix and fix.mirrored(n), False)

@@ -288,6 +288,18 @@ def _text_end_before(data: bytes, start: int) -> int:
     return end
 
 
+def _tail_end(data: bytes, anchor: int) -> int:
+    """Where the text an edit at `anchor` is judged by ends: FOLLOW bytes past a removal of up to 2."""
+    return min(len(data), anchor + 2 + FOLLOW)
+
+
+def _judge_edits_between(run, session, file_counts: FileCounts | None, first: int, last: int) -> Judge:
+    """The judge of edits at anchors first..last, the file's counts less those that read any byte an edit,
+    its expectation or its tail reads."""
+    tables = file_counts.around(first, last + 2 + EXPECT_BYTES + FOLLOW) if file_counts is not None else None
+    return Judge(run, session, tables)
+
+
 @torch.no_grad()
 def suggest_fix(run, data: bytes, start: int, session=None, file_counts: FileCounts | None = None,
                 spikes: Sequence[int] = ()) -> tuple[str, Fix | None]:
@@ -298,8 +310,7 @@ def suggest_fix(run, data: bytes, start: int, session=None, file_counts: FileCou
     """
     tok, model, best, expected_here = run.tokenizer, run.model, None, b""
     anchors = fix_anchors(data, start, spikes)
-    around = anchors[0], anchors[-1] + 2 + EXPECT_BYTES + FOLLOW  # every byte an edit or its tail reads
-    judge = Judge(run, session, file_counts.around(*around) if file_counts is not None else None)
+    judge = _judge_edits_between(run, session, file_counts, anchors[0], anchors[-1])
     for anchor, logits, state in _anchor_states(run, data, anchors):
         history = judge.history(data, anchor)
         # at a spike inside the span a lost or swapped byte needs no continuation: one-token guesses suffice
@@ -308,7 +319,7 @@ def suggest_fix(run, data: bytes, start: int, session=None, file_counts: FileCou
         expected = expected[:EXPECT_BYTES]
         if anchor == start:
             expected_here = expected
-        end = min(len(data), anchor + 2 + FOLLOW)
+        end = _tail_end(data, anchor)
         edits = _edits(data, anchor, expected, [tok.token_bytes[g] for g in guesses if g != tok.bos_id])
         tails = [tok.encode(ins + data[anchor + m : end]) for m, ins, _ in edits]
         keep = [i for i, t in enumerate(tails) if len(t)]
@@ -329,9 +340,8 @@ def edit_gain(run, data: bytes, fix: Fix, session=None, file_counts: FileCounts 
     """The bits `fix` saves through FOLLOW bytes after it, judged as suggest_fix judges its edits (before
     the channel's cost): a second opinion on an edit another reading suggested."""
     offset, tok = fix.offset, run.tokenizer
-    judge = Judge(run, session, file_counts.around(offset, offset + 2 + EXPECT_BYTES + FOLLOW)
-                  if file_counts is not None else None)
-    end = min(len(data), offset + 2 + FOLLOW)
+    judge = _judge_edits_between(run, session, file_counts, offset, offset)
+    end = _tail_end(data, offset)
     edited = fix.inserted + data[offset + fix.remove : end]
     tails = [np.asarray(tok.encode(text)) for text in (data[offset:end], edited)]
     if not (len(tails[0]) and len(tails[1])):
