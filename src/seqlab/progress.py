@@ -1,7 +1,18 @@
-"""The live training line: step, loss, bits per byte, tokens/s, elapsed / ETA."""
+"""Progress on a terminal: `bar` for any long verb, and the live training line."""
 
 import sys
 import time
+
+from tqdm import tqdm
+
+
+def bar(total=None, desc: str = "", unit: str = "B", enabled: bool | None = None, **options) -> tqdm:
+    """A bar with rate and ETA on a terminal (tqdm); silent when stderr is a pipe or a file, or `enabled` is
+    False (--json). Use it as tqdm: `with bar(total=n_bytes, desc="eval") as b: ... b.update(k)`."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=not enabled, leave=False,
+                dynamic_ncols=True, **options)
 
 
 def clock(seconds: float) -> str:
