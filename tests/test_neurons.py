@@ -173,7 +173,8 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
     f.write_text('say "hi"\n')
     for argv, needle in [
         (["neurons", str(tmp_path), str(f)], "not a seqlab run"),
-        (["neurons", str(tmp_path), str(tmp_path / "missing.txt")], "cannot read"),
+        # the first bad argument is the one named
+        (["neurons", str(tmp_path), str(tmp_path / "missing.txt")], "not a seqlab run"),
         (["neurons", str(tmp_path), str(f), "--feature", "regex:["], "regular expression"),
     ]:
         assert main(argv) == 2

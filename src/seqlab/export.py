@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .errors import SeqlabError
-from .options import integer, output_path, plain_name, run_dir
+from .options import integer, one_of, output_path, plain_name, run_dir
 
 FORMATS = ("hf", "onnx")
 OPSET = 17
@@ -255,7 +255,7 @@ def add_cli(sub) -> None:
     p = sub.add_parser("export", help="write a run as a Hugging Face model or ONNX (optionally for Triton)")
     p.add_argument("run", type=run_dir)
     p.add_argument("out", type=output_path, help="output folder (hf, --triton) or .onnx file")
-    p.add_argument("--format", default="onnx", choices=FORMATS, help="hf (transformer runs) or onnx (default)")
+    p.add_argument("--format", default="onnx", type=one_of(*FORMATS), help="hf: transformer runs; default onnx")
     p.add_argument("--triton", action="store_true", help="write a Triton model repository: OUT/NAME/1/model.onnx")
     p.add_argument("--name", type=plain_name, help="Triton model name (default: the run folder's name)")
     p.add_argument("--max-batch-size", type=integer(min=1), default=32, help="Triton: largest dynamic batch")
