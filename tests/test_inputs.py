@@ -377,6 +377,15 @@ def test_a_run_as_corpus_in_a_config_file_is_refused(sandbox, capsys, monkeypatc
     assert not (sandbox / "runs").exists()
 
 
+def test_a_corpus_refused_while_reading_it_leaves_no_run(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "short.txt").write_text("just a few bytes here\n" * 2)
+    for _ in range(2):  # the second try says the same, not "already holds a run"
+        code, out, err = run_cli(capsys, ["train", "short.txt", "--max-steps", "1", "--arch", "lstm", "--out", "r"])
+        assert code == 2 and "shorter than one context window" in err, err
+    assert not (tmp_path / "r").exists()
+
+
 def test_an_empty_file_compresses_to_a_header_with_no_bits_per_byte(sandbox, capsys, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"")

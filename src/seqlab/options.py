@@ -304,8 +304,8 @@ class _Corpus(PathKind):
         if value.startswith("task:"):
             from .data.tasks import TASKS  # the built-in synthetic tasks (imported only for a task name)
 
-            name = value[len("task:"):]
-            return None if name in TASKS else f"unknown task {name!r}; choose one of: {', '.join(TASKS)}"
+            known = ", ".join(f"task:{t}" for t in TASKS)
+            return None if value[len("task:"):] in TASKS else f"unknown task {value}; choose one of: {known}"
         if glob.has_magic(value):
             return None if glob.glob(value, recursive=True) else f"no files match {value!r}"
         path = Path(value)

@@ -171,17 +171,17 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     attach_styles(model, cfg.style)
     order_output_layer(model, data, tokenizer, log)
     model = model.to(device)
-    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a refused corpus or config leaves nothing behind
+    optimizer = make_optimizer(model, cfg.train)
+    batcher = make_batcher(model.carries_state, data.train, cfg.train.batch_size, cfg.train.seq_len,
+                           cfg.train.seed, shard=(rank, world), sources=token_sources(cfg.style, docs, data.doc_tokens),
+                           tokenizer=tokenizer)
+    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a corpus or config refused above leaves nothing behind
     if not resume and rank == 0:
         save_tokenizer(tokenizer, run_dir)
         ckpt.atomic_write_text(run_dir / CONFIG_FILE, cfg.describe())
     log(f"config:\n{cfg.describe()}")
     log(f"model: {cfg.arch}, {model.num_params():,} parameters; held-out context: {describe_context(model)}")
 
-    optimizer = make_optimizer(model, cfg.train)
-    batcher = make_batcher(model.carries_state, data.train, cfg.train.batch_size, cfg.train.seq_len,
-                           cfg.train.seed, shard=(rank, world), sources=token_sources(cfg.style, docs, data.doc_tokens),
-                           tokenizer=tokenizer)
     metrics = Metrics(run_dir / METRICS_FILE, enabled=rank == 0)
     pos = {"step": 0, "elapsed": 0.0, "tokens": 0, "done": False}
     carry = None
