@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -423,6 +424,14 @@ def test_a_model_value_is_checked_where_the_config_is_built(capsys, sandbox, mon
         code, out, err = run_cli(capsys, ["train", "corpus.txt", "--max-steps", "1"] + argv)
         assert_refused(code, out, err, needle, argv)
     assert not (sandbox / "runs").exists()
+
+
+def test_a_pipe_is_read_not_judged_by_its_size(tmp_path):
+    from seqlab.options import corpus_path, input_file
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # as <(command) or /dev/stdin: its size says 0 until it is read
+    assert input_file(str(fifo)) == str(fifo) and corpus_path(str(fifo)) == str(fifo)
 
 
 def test_valid_values_still_pass(sandbox, stubbed_parser, monkeypatch):

@@ -281,6 +281,11 @@ def walk_files(root: Path):
         yield from (Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
 
 
+def _empty(path: Path) -> bool:
+    """A regular file of 0 bytes (a pipe or /dev/stdin reports 0 too, and is only known by reading it)."""
+    return path.is_file() and path.stat().st_size == 0
+
+
 class PathKind(Kind):
     """A path that must be something: `problem(path)` says what it is instead, in one sentence."""
 
@@ -290,7 +295,7 @@ class PathKind(Kind):
         return text
 
     def phrase(self) -> str:
-        return f"a path to {self.kind}"
+        return "a path"
 
     def describe(self) -> str:
         return self.description
@@ -316,7 +321,7 @@ class _Corpus(PathKind):
                     f"or give the text it was trained on")
         if path.is_dir():
             return None if next(walk_files(path), None) else f"{value} holds no files; a corpus needs text"
-        if path.stat().st_size == 0:
+        if _empty(path):
             return f"{value} is empty; a corpus needs text"
         return None
 
@@ -358,7 +363,7 @@ class InputFile(PathKind):
         if path.is_dir():
             what = "a seqlab run" if is_run(path) else "a directory"
             return f"{value} is {what}; give a file"
-        if self.empty is None and path.stat().st_size == 0:
+        if self.empty is None and _empty(path):
             return f"{value} is empty; there is nothing to read"
         return None
 
@@ -373,7 +378,7 @@ class _RunOrFile(PathKind):
             return f"no such file or run directory: {value}"
         if path.is_dir():
             return None if is_run(path) else f"{value} is a directory but not a seqlab run; give a run or a file"
-        if path.stat().st_size == 0:
+        if _empty(path):
             return f"{value} is empty; there is nothing to read"
         return None
 
