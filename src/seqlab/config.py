@@ -39,10 +39,9 @@ def _arch_names():
 
 positive = integer(min=1)
 non_negative = integer(min=0)
-weight = number(min=0)  # a non-negative finite number
+weight = number(min=0)  # a non-negative finite number (a weight, a rate, seconds)
 fraction = number(min=0, max=1, min_open=True, max_open=True)
-dropout = number(min=0, max=1, max_open=True)
-seconds = number(min=0, min_open=True)
+dropout_rate = number(min=0, max=1, max_open=True)
 
 
 @dataclass
@@ -66,10 +65,10 @@ class TrainConfig:
     weight_decay: float = setting(0.1, weight)
     grad_clip: float = setting(1.0, weight)  # 0 = no clipping
     seed: int = setting(1337, seed, flag="--seed")
-    eval_every_seconds: float = setting(30.0, seconds)
+    eval_every_seconds: float = setting(30.0, weight)  # 0 = after every step
     eval_every_steps: int = setting(0, non_negative)  # used instead of seconds when > 0 (deterministic runs)
     eval_tokens: int = setting(32768, positive)  # fixed held-out subset used during training
-    checkpoint_every_seconds: float = setting(60.0, seconds)
+    checkpoint_every_seconds: float = setting(60.0, weight)  # 0 = after every step
     device: str = setting("auto", device, flag="--device")
     threads: int = setting(0, non_negative, flag="--threads")  # 0 = every core
 

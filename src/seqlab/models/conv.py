@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import SOFTMAXES, dropout, non_negative, one_of, positive, setting, validate
+from ..config import SOFTMAXES, dropout_rate, non_negative, one_of, positive, setting, validate
 from ..options import integer
 from .base import SeqModel
 from .heads import output_layer
@@ -35,7 +35,7 @@ class ConvConfig:
     kernel_size: int = setting(3, integer(min=2))
     cycle: int = setting(5, non_negative)  # dilations restart every `cycle` layers (1, 2, .., 16, 1, 2, ..); 0 = never
     connection: str = setting("residual", one_of(*CONNECTIONS))  # "residual" or "dense"
-    dropout: float = setting(0.1, dropout)
+    dropout: float = setting(0.1, dropout_rate)
     softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding) or
     # "adaptive" (large vocabularies; see heads.py)
     cutoffs: list[int] = setting(kind=positive, factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import SOFTMAXES, dropout, non_negative, one_of, positive, setting, validate
+from ..config import SOFTMAXES, dropout_rate, non_negative, one_of, positive, setting, validate
 from .base import SeqModel
 from .heads import output_layer
 
@@ -23,7 +23,7 @@ class LSTMConfig:
     n_layer: int = setting(2, positive)
     n_hidden: int = setting(512, positive)
     n_embd: int = setting(0, non_negative)  # 0 = same as n_hidden, which lets the output layer share the embedding
-    dropout: float = setting(0.1, dropout)
+    dropout: float = setting(0.1, dropout_rate)
     softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding) or
     # "adaptive" (large vocabularies; see heads.py)
     cutoffs: list[int] = setting(kind=positive, factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import SOFTMAXES, dropout, non_negative, one_of, positive, setting, validate
+from ..config import SOFTMAXES, dropout_rate, non_negative, one_of, positive, setting, validate
 from .base import SeqModel
 from .heads import output_layer
 
@@ -34,7 +34,7 @@ class QRNNConfig:
     n_hidden: int = setting(512, positive)
     n_embd: int = setting(0, non_negative)  # 0 = same as n_hidden, which lets the output layer share the embedding
     window: int = setting(2, positive)  # convolution width: gates at t see inputs t-window+1..t
-    dropout: float = setting(0.1, dropout)
+    dropout: float = setting(0.1, dropout_rate)
     softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding) or
     # "adaptive" (large vocabularies; see heads.py)
     cutoffs: list[int] = setting(kind=positive, factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import SOFTMAXES, dropout, non_negative, one_of, positive, setting, validate
+from ..config import SOFTMAXES, dropout_rate, non_negative, one_of, positive, setting, validate
 from .base import SeqModel
 from .heads import output_layer
 
@@ -35,7 +35,7 @@ class StackConfig:
     n_embd: int = setting(0, non_negative)  # 0 = same as n_hidden, which lets the output layer share the embedding
     memory_width: int = setting(64, positive)  # m: width of each stack cell
     max_depth: int = setting(128, positive)  # K: cells kept; a push beyond them drops the bottom one
-    dropout: float = setting(0.1, dropout)
+    dropout: float = setting(0.1, dropout_rate)
     softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding) or
     # "adaptive" (large vocabularies; see heads.py)
     cutoffs: list[int] = setting(kind=positive, factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import SOFTMAXES, dropout, one_of, positive, setting, validate
+from ..config import SOFTMAXES, dropout_rate, one_of, positive, setting, validate
 from ..options import number
 from .base import SeqModel
 from .heads import output_layer
@@ -25,7 +25,7 @@ class TransformerConfig:
     n_head: int = setting(4, positive)
     n_embd: int = setting(256, positive)
     block_size: int = setting(256, positive)
-    dropout: float = setting(0.1, dropout)
+    dropout: float = setting(0.1, dropout_rate)
     bias: bool = False
     layer_norm_eps: float = setting(1e-5, number(min=0, min_open=True))
     activation: str = setting("gelu", one_of("gelu", "gelu_exact"))  # "gelu" (tanh approx, as GPT-2) or exact
