@@ -20,7 +20,7 @@ import torch
 
 from .config import RunConfig, apply_override, option_for
 from .errors import SeqlabError
-from .models import ARCHS, arch_entry, model_config
+from .models import ARCHS, model_config
 from .options import budget, corpus_path, integer, key_value, names, output_dir
 from .run import CONFIG_FILE, load, read_metrics
 
@@ -37,15 +37,6 @@ class Row:
     gen_tokens_per_s: float | None = None
     steps: int | None = None
     seconds: float | None = None
-
-
-def parse_archs(text: str) -> list[str]:
-    archs = list(dict.fromkeys(a.strip() for a in text.split(",") if a.strip()))
-    if not archs:
-        raise SeqlabError(f"--archs needs at least one architecture, e.g. --archs {','.join(ARCHS)}")
-    for arch in archs:
-        arch_entry(arch)  # one-line error naming the valid ones
-    return archs
 
 
 def compare(base: RunConfig, archs: list[str], out, models: dict | None = None, log=print) -> list[Row]:
