@@ -434,6 +434,14 @@ def test_a_pipe_is_read_not_judged_by_its_size(tmp_path):
     assert input_file(str(fifo)) == str(fifo) and corpus_path(str(fifo)) == str(fifo)
 
 
+@pytest.mark.parametrize("item", ["data=x", "model=3", "train.nope=1", "train.lr="])
+def test_a_set_that_names_no_value_is_refused(item, capsys, sandbox, monkeypatch):
+    monkeypatch.chdir(sandbox)
+    code, out, err = run_cli(capsys, ["train", "corpus.txt", "--max-steps", "1", "--arch", "lstm", "--set", item])
+    assert_refused(code, out, err, item.partition("=")[0].rpartition(".")[2] or item, item)
+    assert not (sandbox / "runs").exists()
+
+
 def test_valid_values_still_pass(sandbox, stubbed_parser, monkeypatch):
     """The kinds refuse what they must, not more: the defaults and ordinary values parse."""
     monkeypatch.chdir(sandbox)

@@ -179,8 +179,7 @@ def check_field(cls, name: str, value, key: str, text: str | None = None) -> Non
 
 
 def validate(obj, prefix: str = "") -> None:
-    """Check every field of a config (and of the configs it holds) against what it declares; then what the
-    fields cannot say alone (a dataclass's own `check()`, returning a problem or None)."""
+    """Check every field of a config (and of the configs it holds) against what it declares, then the whole."""
     for f in dataclasses.fields(obj):
         key = f"{prefix}.{f.name}".lstrip(".")
         value = getattr(obj, f.name)
@@ -188,6 +187,11 @@ def validate(obj, prefix: str = "") -> None:
             validate(value, key)
         else:
             check_field(type(obj), f.name, value, key)
+    _check_whole(obj, prefix)
+
+
+def _check_whole(obj, prefix: str) -> None:
+    """What the fields cannot say alone: a config dataclass's own `check()`, returning a problem or None."""
     problem = obj.check() if hasattr(obj, "check") else None
     if problem:
         raise SeqlabError(f"{prefix or 'config'}: {problem}")
@@ -229,9 +233,7 @@ def from_dict(cls, data: dict, where: str = ""):
             values[name] = check_type(value, kind, _label(_field(cls, name), key))
             check_field(cls, name, values[name], key)
     obj = cls(**values)
-    problem = obj.check() if hasattr(obj, "check") else None
-    if problem:
-        raise SeqlabError(f"{where.lstrip('.') or 'config'}: {problem}")
+    _check_whole(obj, where.lstrip("."))
     return obj
 
 
@@ -284,8 +286,10 @@ def apply_override(obj, dotted: str, text: str, prefix: str = ""):
     if rest:
         apply_override(getattr(obj, head), rest, text, key)
         return
-    f = _field(type(obj), head)
-    value = parse_value(text, typing.get_type_hints(type(obj))[head], _label(f, key), f.metadata.get("kind"))
+    f, hint = _field(type(obj), head), typing.get_type_hints(type(obj))[head]
+    if dataclasses.is_dataclass(hint) or (typing.get_origin(hint) or hint) is dict:
+        raise SeqlabError(f"{key} is a section, not a value; set one of its keys, e.g. --set {key}.KEY=VALUE")
+    value = parse_value(text, hint, _label(f, key), f.metadata.get("kind"))
     check_field(type(obj), head, value, key, text)
     setattr(obj, head, value)
 
