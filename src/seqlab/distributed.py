@@ -150,8 +150,9 @@ def is_rank_zero() -> bool:
     return ranks is None or ranks[0] == 0
 
 
-def train_processes(cfg, run_dir, resume: bool = False, init=None, nproc: int | None = None) -> bool:
-    """Train with several processes when asked (--nproc N, or under torchrun); False: train in this one."""
+def train_processes(train, cfg, run_dir, resume: bool = False, init=None, nproc: int | None = None) -> bool:
+    """Run `train` (seqlab's training function) in several processes when asked (--nproc N, or under
+    torchrun); False: train in this one."""
     ranks = env_rank()
     if nproc is not None and nproc < 1:
         raise SeqlabError(f"--nproc must be at least 1, got {nproc}")
@@ -159,18 +160,16 @@ def train_processes(cfg, run_dir, resume: bool = False, init=None, nproc: int | 
         if ranks:
             raise SeqlabError("--nproc starts its own worker processes; under torchrun leave it out")
         check_batch(cfg.train.batch_size, nproc)
-        launch(nproc, train_worker, (cfg, str(run_dir), resume, init))
+        launch(nproc, train_worker, (train, cfg, str(run_dir), resume, init))
         return True
     if ranks and ranks[1] > 1:
-        train_worker(cfg, str(run_dir), resume, init)
+        train_worker(train, cfg, str(run_dir), resume, init)
         return True
     return False
 
 
-def train_worker(cfg, run_dir: str, resume: bool, init) -> None:
+def train_worker(train, cfg, run_dir: str, resume: bool, init) -> None:
     from pathlib import Path
-
-    from .train import train
 
     with process_group(cfg.train.device) as (rank, world):
         run_dir = Path(broadcast_object(run_dir))  # rank 0's: default names carry a timestamp

@@ -522,14 +522,14 @@ def cli(args) -> None:
     if args.resume:
         run_dir = Path(args.resume).resolve()
         cfg = resume_config(args)
-        if not distributed.train_processes(cfg, run_dir, resume=True, nproc=args.nproc):
+        if not distributed.train_processes(train, cfg, run_dir, resume=True, nproc=args.nproc):
             train(cfg, run_dir, resume=True)
         return
     cfg = config_from_args(args)
     run_dir = Path(args.out) if args.out else default_run_dir(cfg.arch)
     if (run_dir / CONFIG_FILE).exists():
         raise SeqlabError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
-    if not distributed.train_processes(cfg, run_dir, init=args.init, nproc=args.nproc):
+    if not distributed.train_processes(train, cfg, run_dir, init=args.init, nproc=args.nproc):
         train(cfg, run_dir, init=args.init)
     if distributed.is_rank_zero():
         link_latest(run_dir)
