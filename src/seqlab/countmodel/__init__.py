@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import CountModelConfig
-from .errors import SeqlabError
+from ..config import CountModelConfig
+from ..errors import SeqlabError
 
 _MUL = np.uint64(0x9E3779B97F4A7C15)
 HISTORY_FILE = "history.npy"
@@ -660,7 +660,7 @@ def usable(config: CountModelConfig, vocab_size: int) -> bool:
 
 def save_history(run_dir, train_tokens: np.ndarray, config: CountModelConfig) -> None:
     """Keep the training tokens the count model needs, so the run stands alone."""
-    from .checkpoint import atomic_write_bytes
+    from ..checkpoint import atomic_write_bytes
     import io
 
     buf = io.BytesIO()
