@@ -43,7 +43,7 @@ def single(tmp_path_factory, corpus_file) -> dict:
 
 
 def test_nproc_2_matches_one_process_and_learns(single, corpus_file, tmp_path):
-    from seqlab.distributed import train_processes
+    from seqlab.train.distributed import train_processes
 
     run_dir = tmp_path / "two"
     assert train_processes(train, tiny_config(corpus_file, "transformer", steps=STEPS), run_dir, nproc=2)
@@ -68,7 +68,7 @@ def test_torchrun_resumes_a_one_process_lstm_run_and_matches_it(single, corpus_f
 
 
 def test_budget_clock_is_rank_zeros_so_ranks_stop_together(corpus_file, tmp_path):
-    from seqlab.distributed import train_processes
+    from seqlab.train.distributed import train_processes
 
     cfg = tiny_config(corpus_file, "transformer", steps=0)
     cfg.train.budget_seconds, cfg.train.eval_every_steps = 2.0, 0
@@ -80,7 +80,7 @@ def test_budget_clock_is_rank_zeros_so_ranks_stop_together(corpus_file, tmp_path
 
 
 def test_batch_that_does_not_split_is_a_one_line_error(corpus_file, tmp_path):
-    from seqlab.distributed import train_processes
+    from seqlab.train.distributed import train_processes
     from seqlab.errors import SeqlabError
 
     cfg = tiny_config(corpus_file, "transformer", steps=2)

@@ -16,23 +16,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint as ckpt
-from . import countmodel
+from .. import checkpoint as ckpt
+from .. import countmodel
 from . import distributed
-from .config import RunConfig
-from .data.batches import make_batcher
-from .data.corpus import CONTEXT_TOKENS, TokenData, cache_root, default_corpus_path, encode_corpus, read_documents
-from .data.tasks import task_documents
-from .data.tokenizer import build_tokenizer, load_tokenizer, reading, save_tokenizer
-from .errors import SeqlabError
-from .models import build_model, map_state, model_config
-from .models.base import state_batch_dims
-from .models.heads import SOFTMAXES, AdaptiveHead
-from .models.style import (STYLE_BY, attach_styles, conditioned, for_document, style_sources, token_sources,
+from ..config import RunConfig
+from ..data.batches import make_batcher
+from ..data.corpus import CONTEXT_TOKENS, TokenData, cache_root, default_corpus_path, encode_corpus, read_documents
+from ..data.tasks import task_documents
+from ..data.tokenizer import build_tokenizer, load_tokenizer, reading, save_tokenizer
+from ..errors import SeqlabError
+from ..models import build_model, map_state, model_config
+from ..models.base import state_batch_dims
+from ..models.heads import SOFTMAXES, AdaptiveHead
+from ..models.style import (STYLE_BY, attach_styles, conditioned, for_document, style_sources, token_sources,
                            train_bytes_by_source)
 from .progress import Progress
-from .run import CONFIG_FILE, METRICS_FILE, read_config, resolve_device
-from .scoring import describe_context, token_bits
+from ..run import CONFIG_FILE, METRICS_FILE, read_config, resolve_device
+from ..scoring import describe_context, token_bits
 
 LN2 = math.log(2)
 
@@ -118,7 +118,7 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool, log=print):
     if resume:
         tokenizer = load_tokenizer(run_dir)
     else:
-        from .data.corpus import split_document
+        from ..data.corpus import split_document
 
         frac, step = 0.0 if val_docs else cfg.data.val_fraction, -1 if cfg.data.backward else 1
         tokenizer = build_tokenizer(cfg.data.tokenizer,
@@ -147,7 +147,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     if init and cfg.data.backward:
         raise SeqlabError("--init loads a checkpoint that reads left to right; it cannot train --backward")
     if init and not resume:
-        from .pretrained import apply_init
+        from ..pretrained import apply_init
 
         if cfg.model.get("softmax", "full") != "full":
             raise SeqlabError("--init loads GPT-2's output layer, a full softmax; leave out --softmax adaptive")
@@ -164,7 +164,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     cfg.model = asdict(model_config(cfg.arch, {**cfg.model, "vocab_size": tokenizer.vocab_size}))
     model = build_model(cfg.arch, cfg.model)
     if init and not resume:
-        from .pretrained import load_gpt2_weights
+        from ..pretrained import load_gpt2_weights
 
         log(f"initialised from {init}: {load_gpt2_weights(model, init)}")
     attach_styles(model, cfg.style)
@@ -343,10 +343,10 @@ def _raise_interrupt(signum, frame):
 
 def finish(run_dir: Path, model, data: TokenData, tokenizer, metrics: Metrics, device, loop: TrainLoop, log) -> None:
     """Keep the count model's history, evaluate the full held-out split, write samples and the curve."""
-    from .evaluate import evaluate_held_out
-    from .generate import generate
-    from .plot import plot_curve
-    from .run import Run
+    from ..evaluate import evaluate_held_out
+    from ..generate import generate
+    from .curve import plot_curve
+    from ..run import Run
 
     model.eval()
     config = read_config(run_dir)
@@ -435,11 +435,11 @@ FLAG_TO_KEY = {
 
 
 def config_from_args(args) -> RunConfig:
-    from .config import apply_override, from_dict, load_config_file, parse_duration
+    from ..config import apply_override, from_dict, load_config_file, parse_duration
 
     cfg = from_dict(RunConfig, load_config_file(args.config)) if args.config else RunConfig()
     if args.init and not args.config:
-        from .pretrained import FINETUNE_LR
+        from ..pretrained import FINETUNE_LR
 
         cfg.train.lr = FINETUNE_LR  # a pretrained model wants a gentler rate than one trained from scratch
     if args.arch:
@@ -479,7 +479,7 @@ def config_from_args(args) -> RunConfig:
 
 def _auto_choice(cfg: RunConfig, args):
     """No --arch: pick the architecture and size for the budget and corpus, and say why."""
-    from .data.corpus import resolve_paths
+    from ..data.corpus import resolve_paths
     from .defaults import choose
 
     corpus_bytes = sum(p.stat().st_size for p in resolve_paths(cfg.data.paths or [default_corpus_path()]))
@@ -495,7 +495,7 @@ def _auto_choice(cfg: RunConfig, args):
 
 
 def resume_config(args) -> RunConfig:
-    from .config import parse_duration
+    from ..config import parse_duration
 
     given = [f"--{k.replace('_', '-')}" for k in ("arch", "tokenizer", "out", "config", "val_fraction",
                                                    "batch_size", "seq_len", "lr", "seed", "init", "softmax",

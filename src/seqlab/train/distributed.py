@@ -22,8 +22,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from .errors import SeqlabError
-from .models.base import state_batch_dims
+from ..errors import SeqlabError
+from ..models.base import state_batch_dims
 
 TIMEOUT = timedelta(minutes=60)  # rank 0's final evaluation runs while the others wait at the barrier
 
@@ -46,7 +46,7 @@ def world_size() -> int:
 @contextmanager
 def process_group(device_name: str):
     """Join the job torchrun described in the environment; yields (rank, world)."""
-    from .run import resolve_device
+    from ..run import resolve_device
 
     rank, world, local = env_rank()
     device = resolve_device(device_name)
@@ -80,7 +80,7 @@ def agree_tokenizer(tokenizer):
     """Every rank uses rank 0's tokenizer (BPE training need not be bit-identical across processes)."""
     if not active():
         return tokenizer
-    from .data.tokenizer import tokenizer_from_text
+    from ..data.tokenizer import tokenizer_from_text
 
     text = broadcast_object(tokenizer.to_json() if dist.get_rank() == 0 else None)
     return tokenizer if dist.get_rank() == 0 else tokenizer_from_text(text)
