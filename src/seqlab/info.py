@@ -5,7 +5,7 @@ import sys
 
 from .checkpoint import checkpoint_metadata
 from .errors import SeqlabError
-from .train.progress import clock
+from .progress import clock
 from .run import load, read_metrics
 
 

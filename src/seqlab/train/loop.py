@@ -30,7 +30,7 @@ from ..models.style import attach_styles, conditioned, for_document, style_sourc
 from ..run import CONFIG_FILE, METRICS_FILE, read_config, resolve_device
 from ..scoring import describe_context, token_bits
 from . import distributed
-from .progress import Progress
+from ..progress import Progress
 
 LN2 = math.log(2)
 
