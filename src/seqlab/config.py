@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SeqlabError
-from .options import Kind, Numeric, PathKind, corpus_path, device, integer, number, one_of, seed, tokenizer
+from .options import Kind, Numeric, PathKind, budget, corpus_path, device, integer, number, one_of, seed, tokenizer
 
 FORMAT_VERSION = 1  # bump when a run directory written by older code can no longer be read
 STYLE_BY = ("file", "dir")  # what counts as one source for style vectors (models/style.py)
 SOFTMAXES = ("full", "adaptive")  # the output layer (models/heads.py)
+ARCH_NAMES = ("transformer", "lstm", "qrnn", "conv", "stack")  # models.ARCHS, named here for RunConfig.arch
 
 
 def setting(default=dataclasses.MISSING, kind: Kind | None = None, *, flag: str | None = None, factory=None):
@@ -29,12 +30,6 @@ def setting(default=dataclasses.MISSING, kind: Kind | None = None, *, flag: str 
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
-
-
-def _arch_names():
-    from .models import ARCHS
-
-    return ARCHS
 
 
 positive = integer(min=1)
@@ -75,7 +70,7 @@ class TrainConfig:
 
 @dataclass
 class CountModelConfig:
-    """The long-range count model mixed with the network when scoring (see countmodel.py)."""
+    """The long-range count model mixed with the network when scoring (see countmodel/)."""
 
     enabled: bool = True
     orders: list[int] = setting(kind=positive, factory=lambda: [1, 2, 3, 4, 5, 6, 8, 12, 16, 24])
@@ -107,7 +102,7 @@ class StyleConfig:
 
 @dataclass
 class RunConfig:
-    arch: str = setting("transformer", one_of(lazy=_arch_names), flag="--arch")
+    arch: str = setting("transformer", one_of(*ARCH_NAMES), flag="--arch")
     model: dict = field(default_factory=dict)  # the architecture's own config, resolved
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -303,3 +298,15 @@ def load_config_file(path: str) -> dict:
         raise SeqlabError(f"cannot read config file {path}: {e}") from None
     except json.JSONDecodeError as e:
         raise SeqlabError(f"config file {path} is not valid JSON: {e}") from None
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '1.5h', or plain seconds -> seconds > 0: the --budget kind, for scripts."""
+    try:
+        seconds = budget.parse(text)
+    except ValueError:
+        raise SeqlabError(f"cannot read duration {text!r}; use e.g. 90s, 10m or 1.5h") from None
+    problem = budget.problem(seconds, text)
+    if problem:
+        raise SeqlabError(f"duration {text!r}: {problem}")
+    return seconds
