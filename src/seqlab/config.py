@@ -161,11 +161,12 @@ def _label(f: dataclasses.Field, key: str) -> str:
     return f"{key} ({flag})" if flag else key
 
 
-def check_field(cls, name: str, value, key: str, text: str | None = None) -> None:
-    """Refuse a value its field's kind does not accept: one line naming the key (and its flag)."""
+def check_field(cls, name: str, value, key: str, text: str | None = None, paths: bool = False) -> None:
+    """Refuse a value its field's kind does not accept: one line naming the key (and its flag). Path kinds are
+    checked only when `paths` is asked for (check_paths)."""
     f = _field(cls, name)
     kind = f.metadata.get("kind")
-    if kind is None or isinstance(kind, PathKind):
+    if kind is None or isinstance(kind, PathKind) != paths:
         return
     for item in value if isinstance(value, list) else [value]:
         problem = kind.problem(item, text if not isinstance(value, list) else None)
@@ -173,11 +174,20 @@ def check_field(cls, name: str, value, key: str, text: str | None = None) -> Non
             raise SeqlabError(f"{_label(f, key)}: {problem}")
 
 
-def validate(obj, prefix: str = "") -> None:
-    """Check every field of a config (and of the configs it holds) against what it declares, then the whole."""
+def _fields(obj, prefix: str):
+    """(config, field name, key, value) of every field that is not itself a config, through nested configs."""
     for f in dataclasses.fields(obj):
-        key = f"{prefix}.{f.name}".lstrip(".")
-        value = getattr(obj, f.name)
+        key, value = f"{prefix}.{f.name}".lstrip("."), getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _fields(value, key)
+        else:
+            yield obj, f.name, key, value
+
+
+def validate(obj, prefix: str = "") -> None:
+    """Check every field of a config (and of the configs it holds) against what it declares, then each whole."""
+    for f in dataclasses.fields(obj):
+        key, value = f"{prefix}.{f.name}".lstrip("."), getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
             validate(value, key)
         else:
@@ -194,16 +204,8 @@ def _check_whole(obj, prefix: str) -> None:
 
 def check_paths(obj, prefix: str = "") -> None:
     """Check the fields that name paths (the corpus, --val files) for what they must be: before work starts."""
-    for f in dataclasses.fields(obj):
-        key = f"{prefix}.{f.name}".lstrip(".")
-        value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value):
-            check_paths(value, key)
-        elif isinstance(f.metadata.get("kind"), PathKind):
-            for item in value if isinstance(value, list) else [value]:
-                problem = f.metadata["kind"].problem(item)
-                if problem:
-                    raise SeqlabError(f"{_label(f, key)}: {problem}")
+    for owner, name, key, value in _fields(obj, prefix):
+        check_field(type(owner), name, value, key, paths=True)
 
 
 # ---- building configs: from JSON, from KEY=VALUE ----------------------------------------------------------------
