@@ -1,6 +1,7 @@
 """The command line: `seqlab VERB ...`, one module per verb."""
 
 import argparse
+import copy
 import importlib
 import sys
 
@@ -11,7 +12,22 @@ VERBS = ["train", "generate", "evaluate", "info", "novelty", "neurons", "compare
          "serve", "styles"]
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with what it accepts, from the same declaration that checks it (options.py)."""
+
+    def _format_action(self, action):
+        accepts = getattr(action.type, "describe", lambda: "")().replace("%", "%%")
+        if accepts:
+            action = copy.copy(action)
+            action.help = f"{action.help} ({accepts})" if action.help else accepts
+        return super()._format_action(action)
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # one line and exit 2, not usage + message
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 

@@ -14,6 +14,7 @@ from .data.corpus import TokenData, cache_root, encode_corpus, read_documents
 from .data.tasks import format_accuracy, task_accuracy, task_documents, task_name
 from .errors import SeqlabError
 from .models.style import for_document
+from .options import corpus_path, device, run_dir
 from .scoring import describe_run_context, mixing_session, run_token_bits
 
 
@@ -92,10 +93,11 @@ def format_table(result: dict) -> str:
 
 def add_cli(sub) -> None:
     p = sub.add_parser("eval", help="bits per byte on the held-out split or on files")
-    p.add_argument("run")
-    p.add_argument("files", nargs="*", help="files to score instead of the held-out split")
+    p.add_argument("run", type=run_dir)
+    p.add_argument("files", nargs="*", type=corpus_path,
+                   help="files to score instead of the held-out split")
     p.add_argument("--json", action="store_true", help="print JSON (the figure is under 'bpb')")
-    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda")
+    p.add_argument("--device", default="auto", type=device, help="default auto: a GPU when there is one")
     p.set_defaults(func=cli)
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .errors import SeqlabError
+from .options import integer, one_of, output_path, plain_name, run_dir
 
 FORMATS = ("hf", "onnx")
 OPSET = 17
@@ -253,14 +254,14 @@ instance_group [ {{ kind: KIND_AUTO count: 1 }} ]
 
 def add_cli(sub) -> None:
     p = sub.add_parser("export", help="write a run as a Hugging Face model or ONNX (optionally for Triton)")
-    p.add_argument("run")
-    p.add_argument("out", help="output folder (hf, --triton) or .onnx file")
-    p.add_argument("--format", default="onnx", help="hf (transformer runs) or onnx (default)")
+    p.add_argument("run", type=run_dir)
+    p.add_argument("out", type=output_path, help="output folder (hf, --triton) or .onnx file")
+    p.add_argument("--format", default="onnx", type=one_of(*FORMATS), help="hf: transformer runs; default onnx")
     p.add_argument("--triton", action="store_true", help="write a Triton model repository: OUT/NAME/1/model.onnx")
-    p.add_argument("--name", help="Triton model name (default: the run folder's name)")
-    p.add_argument("--max-batch-size", type=int, default=32, help="Triton: largest dynamic batch")
-    p.add_argument("--queue-delay-us", type=int, default=2000, help="Triton: wait this long to fill a batch")
-    p.add_argument("--queue-timeout-us", type=int, default=1_000_000,
+    p.add_argument("--name", type=plain_name, help="Triton model name (default: the run folder's name)")
+    p.add_argument("--max-batch-size", type=integer(min=1), default=32, help="Triton: largest dynamic batch")
+    p.add_argument("--queue-delay-us", type=integer(min=0), default=2000, help="Triton: wait this long to fill a batch")
+    p.add_argument("--queue-timeout-us", type=integer(min=1), default=1_000_000,
                    help="Triton: reject a request that waited this long in the queue")
     p.set_defaults(func=cli)
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from .data.corpus import cache_root, default_corpus_path, resolve_paths, split_document
 from .errors import SeqlabError
+from .options import corpus_path, integer, is_run, output_file, run_or_file
 
 INDEX_VERSION = 3
 MANIFEST = "manifest.json"
@@ -367,13 +368,13 @@ def to_json(report: dict) -> dict:
 
 def add_cli(sub) -> None:
     p = sub.add_parser("novelty", help="was this text memorised? longest copies from the training corpus")
-    p.add_argument("inputs", nargs="+", metavar="[RUN] TEXT_FILE",
+    p.add_argument("inputs", nargs="+", metavar="[RUN] TEXT_FILE", type=run_or_file,
                    help="a run (its training split is the corpus) and the text; or just the text with --corpus")
-    p.add_argument("--corpus", action="append", metavar="PATH",
+    p.add_argument("--corpus", action="append", metavar="PATH", type=corpus_path,
                    help="file, directory or glob to compare against instead of a run's corpus (repeatable)")
-    p.add_argument("--min-len", type=int, default=20, help="shortest copy that counts as copied (bytes)")
+    p.add_argument("--min-len", type=integer(min=1), default=20, help="shortest copy that counts as copied (bytes)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--html", metavar="OUT.html", help="write a highlighted HTML view")
+    p.add_argument("--html", metavar="OUT.html", type=output_file, help="write a highlighted HTML view")
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     p.set_defaults(func=cli)
 
@@ -391,12 +392,15 @@ def cli(args) -> None:
         raise SeqlabError(f"got {len(args.inputs)} path(s) {' '.join(args.inputs)}; use "
                           "`seqlab novelty RUN TEXT_FILE` or `seqlab novelty --corpus PATH TEXT_FILE`")
     *run, args.text_file = args.inputs
+    if run and not is_run(run[0]):
+        raise SeqlabError(f"{run[0]} is not a seqlab run; use `seqlab novelty RUN TEXT_FILE` or "
+                          "`seqlab novelty --corpus PATH TEXT_FILE`")
+    if is_run(args.text_file):
+        raise SeqlabError(f"TEXT_FILE {args.text_file} is a seqlab run; give the text to check")
     try:
         text = Path(args.text_file).read_bytes()
     except OSError as e:
         raise SeqlabError(f"cannot read TEXT_FILE {args.text_file}: {e.strerror}") from None
-    if args.min_len < 1:
-        raise SeqlabError(f"--min-len must be at least 1, got {args.min_len}")
     index, corpus_name = _index_for(args, run[0] if run else None)
     report = novelty(index, text, args.min_len)
     if args.html:

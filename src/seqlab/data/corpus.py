@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SeqlabError
+from ..options import corpus_path, is_run, walk_files
 from .tokenizer import Backward
 
 CONTEXT_TOKENS = 2048  # preceding tokens kept before each held-out span
@@ -35,7 +36,7 @@ def default_corpus_path() -> str:
 
 
 def resolve_paths(patterns: list[str]) -> list[Path]:
-    """Expand files, directories (recursively, skipping hidden entries) and globs."""
+    """Expand files, directories (recursively, skipping hidden entries and seqlab runs) and globs."""
     found: list[Path] = []
     for pattern in patterns:
         matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
@@ -43,21 +44,10 @@ def resolve_paths(patterns: list[str]) -> list[Path]:
             raise SeqlabError(f"no files match {pattern!r}")
         for match in matches:
             path = Path(match)
-            if path.is_dir():
-                found.extend(_walk(path))
-            elif path.exists():
-                found.append(path)
-            else:
-                raise SeqlabError(f"no such file or directory: {match}")
+            if not path.exists() or is_run(path):  # a run's checkpoint and history are not text
+                raise SeqlabError(corpus_path.problem(match))
+            found.extend(walk_files(path) if path.is_dir() else [path])
     return list(dict.fromkeys(found))
-
-
-def _walk(root: Path) -> list[Path]:
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
-    return files
 
 
 def read_documents(patterns: list[str]) -> list[Document]:

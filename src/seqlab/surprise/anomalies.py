@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import SeqlabError
+from ..options import device, input_file, integer, output_file, run_dir
 from ..scoring import TorchThreads, mixing_session
 from .fix import FileCounts, Fix, changes_only_layout, channel_bits, edit_gain, suggest_fix
 from .render import anomaly_table, html_report, terminal_text, to_json
@@ -278,19 +279,19 @@ def _anomaly(data: bytes, bits: np.ndarray, excess: np.ndarray, a: int, b: int, 
 
 def add_cli(sub) -> None:
     p = sub.add_parser("surprise", help="per-byte surprisal of a file, its anomalies and suggested fixes")
-    p.add_argument("run")
-    p.add_argument("file")
-    p.add_argument("--top", type=int, default=10, help="anomalies to list (default 10)")
-    p.add_argument("--html", metavar="OUT.html", help="write a self-contained HTML heat map")
+    p.add_argument("run", type=run_dir)
+    p.add_argument("file", type=input_file)
+    p.add_argument("--top", type=integer(min=0), default=10, help="anomalies to list (default 10)")
+    p.add_argument("--html", metavar="OUT.html", type=output_file, help="write a self-contained HTML heat map")
     p.add_argument("--json", action="store_true", help="print JSON instead of the coloured text")
     p.add_argument("--no-color", action="store_true", help="plain text; anomalies marked with ^ lines")
     p.add_argument("--network-alone", action="store_true",
                    help="score and judge fixes with the network alone, without the run's count model "
                         "(scores faster, locates errors less well; default: as eval's headline figure)")
-    p.add_argument("--backward", metavar="RUN",
+    p.add_argument("--backward", metavar="RUN", type=run_dir,
                    help="a run trained with --backward on the same kind of text: read right to left as a second "
                         "opinion, errors are placed and mended from both sides (about twice the time)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device)
     p.set_defaults(func=cli)
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from .. import checkpoint as ckpt
 from .. import countmodel
-from ..config import RunConfig
+from ..config import RunConfig, check_paths, validate
 from ..data.batches import make_batcher
 from ..data.corpus import CONTEXT_TOKENS, TokenData, cache_root, default_corpus_path, encode_corpus, read_documents
 from ..data.tasks import task_documents
@@ -138,6 +138,8 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     init: a Hugging Face GPT-2 checkpoint directory to start from (its weights and tokenizer).
     """
     run_dir = Path(run_dir)
+    validate(cfg)
+    check_paths(cfg)
     if cfg.train.budget_seconds <= 0 and cfg.train.max_steps <= 0:
         raise SeqlabError("give a training budget: --budget (e.g. 10m) or --max-steps N")
     distributed.check_batch(cfg.train.batch_size, world)
@@ -154,7 +156,6 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     docs, tokenizer, data = prepare_data(cfg, run_dir, resume, log)
     if cfg.style.by and not (resume and cfg.style.sources):  # a resumed run keeps its own list
@@ -168,16 +169,17 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     attach_styles(model, cfg.style)
     order_output_layer(model, data, tokenizer, log)
     model = model.to(device)
+    optimizer = make_optimizer(model, cfg.train)
+    batcher = make_batcher(model.carries_state, data.train, cfg.train.batch_size, cfg.train.seq_len,
+                           cfg.train.seed, shard=(rank, world), sources=token_sources(cfg.style, docs, data.doc_tokens),
+                           tokenizer=tokenizer)
+    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a corpus or config refused above leaves nothing behind
     if not resume and rank == 0:
         save_tokenizer(tokenizer, run_dir)
         ckpt.atomic_write_text(run_dir / CONFIG_FILE, cfg.describe())
     log(f"config:\n{cfg.describe()}")
     log(f"model: {cfg.arch}, {model.num_params():,} parameters; held-out context: {describe_context(model)}")
 
-    optimizer = make_optimizer(model, cfg.train)
-    batcher = make_batcher(model.carries_state, data.train, cfg.train.batch_size, cfg.train.seq_len,
-                           cfg.train.seed, shard=(rank, world), sources=token_sources(cfg.style, docs, data.doc_tokens),
-                           tokenizer=tokenizer)
     metrics = Metrics(run_dir / METRICS_FILE, enabled=rank == 0)
     pos = {"step": 0, "elapsed": 0.0, "tokens": 0, "done": False}
     carry = None
