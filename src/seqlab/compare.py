@@ -21,6 +21,7 @@ import torch
 from .config import RunConfig, apply_override
 from .errors import SeqlabError
 from .models import ARCHS, arch_entry, model_config
+from .progress import bar, write
 from .run import CONFIG_FILE, load, read_metrics
 
 GEN_TOKENS = 200
@@ -47,7 +48,7 @@ def parse_archs(text: str) -> list[str]:
     return archs
 
 
-def compare(base: RunConfig, archs: list[str], out, models: dict | None = None, log=print) -> list[Row]:
+def compare(base: RunConfig, archs: list[str], out, models: dict | None = None, log=write) -> list[Row]:
     """Train every arch in `archs` with `base`'s data and training settings; returns the table rows.
 
     models: {arch: model config values} (defaults where not given).
@@ -62,13 +63,15 @@ def compare(base: RunConfig, archs: list[str], out, models: dict | None = None, 
     base = copy.deepcopy(base)
     base.train.threads = base.train.threads or torch.get_num_threads()  # the same for every arch
     rows = []
-    for arch in archs:
-        cfg = copy.deepcopy(base)
-        cfg.arch, cfg.model = arch, dict(models.get(arch, {}))
-        log(f"── {arch} ──")
-        run_dir = train(cfg, out / arch, log=lambda msg: None)
-        rows.append(run_row(arch, run_dir))
-        log(f"{arch}: {rows[-1].bpb:.4f} bits per byte held out")
+    with bar(total=len(archs), desc="compare", unit="arch") as progress:  # each run's training line shows below
+        for arch in archs:
+            cfg = copy.deepcopy(base)
+            cfg.arch, cfg.model = arch, dict(models.get(arch, {}))
+            log(f"── {arch} ──")
+            run_dir = train(cfg, out / arch, log=lambda msg: None)
+            rows.append(run_row(arch, run_dir))
+            log(f"{arch}: {rows[-1].bpb:.4f} bits per byte held out")
+            progress.update()
     rows += compressor_rows(base)
     write_report(out, base, rows)
     return rows

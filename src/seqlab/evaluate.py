@@ -14,6 +14,7 @@ from .data.corpus import TokenData, cache_root, encode_corpus, read_documents
 from .data.tasks import format_accuracy, task_accuracy, task_documents, task_name
 from .errors import SeqlabError
 from .models.style import for_document
+from .progress import bar, quiet
 from .scoring import describe_run_context, mixing_session, run_token_bits
 
 
@@ -34,12 +35,14 @@ def _score_items(run, items) -> tuple[list[dict], dict]:
     """items: (name, tokens, n_context, n_bytes) -> per-item rows and the total, scored in order as one stream."""
     rows, totals = [], np.zeros(4)
     session = mixing_session(run)
-    for name, tokens, n_context, n_bytes in items:
-        with for_document(run.model, name):  # a styled run reads each document in its own source's style
-            bits, network = run_token_bits(run, tokens, n_context, session)
-        n_tokens = len(tokens) - n_context
-        rows.append(_summary(name, float(bits.sum()), float(network.sum()), n_bytes, n_tokens))
-        totals += (bits.sum(), network.sum(), n_bytes, n_tokens)
+    n_scored = sum(len(tokens) - n_context for _, tokens, n_context, _ in items)
+    with bar(total=n_scored, desc="eval", unit="tok") as progress:
+        for name, tokens, n_context, n_bytes in items:
+            with for_document(run.model, name):  # a styled run reads each document in its own source's style
+                bits, network = run_token_bits(run, tokens, n_context, session, progress)
+            n_tokens = len(tokens) - n_context
+            rows.append(_summary(name, float(bits.sum()), float(network.sum()), n_bytes, n_tokens))
+            totals += (bits.sum(), network.sum(), n_bytes, n_tokens)
     return rows, _summary("total", totals[0], totals[1], int(totals[2]), int(totals[3]))
 
 
@@ -103,7 +106,8 @@ def cli(args) -> None:
     from .run import load
 
     run = load(args.run, device=args.device)
-    result = evaluate(run, args.files or None)
+    with quiet(args.json):
+        result = evaluate(run, args.files or None)
     if not math.isfinite(result["bpb"]):
         raise SeqlabError("the model produced non-finite scores; the checkpoint may be damaged")
     if args.json:
