@@ -42,6 +42,7 @@ class TrainConfig:
     checkpoint_every_seconds: float = 60.0
     device: str = "auto"
     threads: int = 0  # 0 = every core
+    log: str = ""  # "tensorboard": also write the curves as TensorBoard scalars (tracking.py)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from . import countmodel
-from . import distributed
+from . import distributed, tracking
 from .config import RunConfig
 from .data.batches import make_batcher
 from .data.corpus import CONTEXT_TOKENS, TokenData, cache_root, default_corpus_path, encode_corpus, read_documents
@@ -85,8 +85,8 @@ def held_out_bpb(model, segments, token_lengths: np.ndarray, device) -> float:
 
 
 class Metrics:
-    def __init__(self, path: Path, enabled: bool = True):
-        self.path, self.enabled = path, enabled
+    def __init__(self, path: Path, enabled: bool = True, tracker=None):
+        self.path, self.enabled, self.tracker = path, enabled, tracker  # tracker: --log (tracking.py)
 
     def write(self, **record) -> None:
         if self.enabled:
@@ -94,6 +94,16 @@ class Metrics:
 
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if self.tracker:
+                self.tracker.record(record)
+
+    def step(self, step: int, loss: float) -> None:
+        if self.tracker:
+            self.tracker.step(step, loss)
+
+    def close(self) -> None:
+        if self.tracker:
+            self.tracker.close()
 
 
 def _rng_state(device) -> dict:
@@ -144,6 +154,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
         raise SeqlabError("give a training budget: --budget (e.g. 10m) or --max-steps N")
     distributed.check_batch(cfg.train.batch_size, world)
     countmodel.check(cfg.counts)
+    tracking.check(cfg.train.log)
     if init and cfg.data.backward:
         raise SeqlabError("--init loads a checkpoint that reads left to right; it cannot train --backward")
     if init and not resume:
@@ -180,7 +191,8 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     batcher = make_batcher(model.carries_state, data.train, cfg.train.batch_size, cfg.train.seq_len,
                            cfg.train.seed, shard=(rank, world), sources=token_sources(cfg.style, docs, data.doc_tokens),
                            tokenizer=tokenizer)
-    metrics = Metrics(run_dir / METRICS_FILE, enabled=rank == 0)
+    metrics = Metrics(run_dir / METRICS_FILE, enabled=rank == 0,
+                      tracker=tracking.open_tracker(cfg.train.log, run_dir, cfg.describe()) if rank == 0 else None)
     pos = {"step": 0, "elapsed": 0.0, "tokens": 0, "done": False}
     carry = None
     if resume:
@@ -201,6 +213,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     loop.run()
     if rank == 0:
         finish(run_dir, model, data, tokenizer, metrics, device, loop, log)
+    metrics.close()
     return run_dir
 
 
@@ -305,7 +318,7 @@ class TrainLoop:
             self.log("the run has already used its budget; give a larger --budget or --max-steps to go on")
             return
         self.model.train()
-        display = Progress(tc.budget_seconds or None, tc.max_steps or None, enabled=self.is_writer)
+        display = Progress(tc.budget_seconds or None, tc.max_steps or None, enabled=self.is_writer, pos=self.pos)
         start = time.monotonic() - self.pos["elapsed"]
         last_eval = last_ckpt = self.pos["elapsed"]
         losses, val_bpb = [], None
@@ -313,6 +326,7 @@ class TrainLoop:
         try:
             while self.progress() < 1:
                 losses.append(self.train_step())
+                self.metrics.step(self.pos["step"], losses[-1])
                 self.pos["elapsed"] = distributed.agree_clock(time.monotonic() - start)  # rank 0's clock
                 due = (self.pos["step"] % tc.eval_every_steps == 0) if tc.eval_every_steps else \
                     self.pos["elapsed"] - last_eval >= tc.eval_every_seconds
@@ -424,6 +438,8 @@ def add_cli(sub) -> None:
     p.add_argument("--style-by", choices=STYLE_BY,
                    help="learn a style vector per source file or directory (seqlab generate --style, seqlab styles)")
     p.add_argument("--style-dim", type=int, help="size of each style vector (default 16)")
+    p.add_argument("--log", choices=tracking.TRACKERS,
+                   help="also write the training and held-out curves for TensorBoard (RUN/tensorboard/)")
     p.set_defaults(func=cli)
 
 
@@ -431,6 +447,7 @@ FLAG_TO_KEY = {
     "tokenizer": "data.tokenizer", "val_fraction": "data.val_fraction", "batch_size": "train.batch_size",
     "seq_len": "train.seq_len", "lr": "train.lr", "seed": "train.seed", "device": "train.device",
     "threads": "train.threads", "max_steps": "train.max_steps", "style_by": "style.by", "style_dim": "style.dim",
+    "log": "train.log",
 }
 
 
@@ -499,7 +516,7 @@ def resume_config(args) -> RunConfig:
 
     given = [f"--{k.replace('_', '-')}" for k in ("arch", "tokenizer", "out", "config", "val_fraction",
                                                    "batch_size", "seq_len", "lr", "seed", "init", "softmax",
-                                                   "style_by", "style_dim")
+                                                   "style_by", "style_dim", "log")
              if getattr(args, k) is not None] + (["CORPUS"] if args.corpus else []) + \
         (["--val"] if args.val else []) + (["--set"] if args.set else []) + \
         (["--backward"] if args.backward else [])
