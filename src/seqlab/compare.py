@@ -117,9 +117,10 @@ def corpus_bytes(data_cfg) -> tuple[bytes, bytes]:
     task = task_documents(data_cfg)
     if task:
         return b"".join(d.data for d in task[0]), b"".join(d.data for d in task[1])
-    docs = read_documents(data_cfg.paths or [default_corpus_path()])
+    docs = read_documents(data_cfg.paths or [default_corpus_path()], data_cfg.text_field)
     if data_cfg.val_paths:
-        return b"".join(d.data for d in docs), b"".join(d.data for d in read_documents(data_cfg.val_paths))
+        val = read_documents(data_cfg.val_paths, data_cfg.text_field)
+        return b"".join(d.data for d in docs), b"".join(d.data for d in val)
     return held_out_bytes(docs, data_cfg.val_fraction)
 
 

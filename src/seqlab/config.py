@@ -22,6 +22,7 @@ class DataConfig:
     val_fraction: float = 0.1  # held-out = last fraction of each document
     tokenizer: str = "byte"  # "byte" or "bpe:VOCAB"
     backward: bool = False  # model the text right to left (a second opinion for `seqlab surprise --backward`)
+    text_field: str = ""  # JSONL/CSV/Parquet files: each record's text in this field is a document
 
 
 @dataclass

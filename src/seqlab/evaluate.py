@@ -55,7 +55,7 @@ def evaluate_held_out(run, data: TokenData) -> dict:
 def evaluate(run, files: list[str] | None = None) -> dict:
     """Score the run's held-out split (default) or the given files; returns bpb and friends."""
     if files:
-        docs = read_documents(files)
+        docs = read_documents(files, run.config.data.text_field)
         bos = run.tokenizer.bos_id
         items = [(d.name, np.concatenate([[bos], run.tokenizer.encode(d.data)]), 1, len(d.data))
                  for d in docs if d.data]
@@ -65,8 +65,8 @@ def evaluate(run, files: list[str] | None = None) -> dict:
     from .data.corpus import default_corpus_path
 
     docs, val_docs = task_documents(cfg) or (  # "task:NAME": generated examples, own held-out set
-        read_documents(cfg.paths or [default_corpus_path()]),
-        read_documents(cfg.val_paths) if cfg.val_paths else [])
+        read_documents(cfg.paths or [default_corpus_path()], cfg.text_field),
+        read_documents(cfg.val_paths, cfg.text_field) if cfg.val_paths else [])
     data = encode_corpus(docs, val_docs, run.tokenizer, cfg.val_fraction, cache_root())
     result = evaluate_held_out(run, data)
     if task_name(cfg.paths):

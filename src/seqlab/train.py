@@ -121,8 +121,8 @@ def _set_rng_state(state: dict, device) -> None:
 
 def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool, log=print):
     docs, val_docs = task_documents(cfg.data) or (  # "task:NAME": generated examples, own held-out set
-        read_documents(cfg.data.paths or [default_corpus_path()]),
-        read_documents(cfg.data.val_paths) if cfg.data.val_paths else [])
+        read_documents(cfg.data.paths or [default_corpus_path()], cfg.data.text_field),
+        read_documents(cfg.data.val_paths, cfg.data.text_field) if cfg.data.val_paths else [])
     if not val_docs and not (0 < cfg.data.val_fraction < 1):
         raise SeqlabError(f"--val-fraction must be in (0, 1), got {cfg.data.val_fraction}; or give --val FILE")
     if resume:
@@ -138,7 +138,7 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool, log=print):
     data = encode_corpus(docs, val_docs, tokenizer, cfg.data.val_fraction, cache_root())
     if data.val_tokens == 0:
         raise SeqlabError("the held-out split is empty: the corpus is too small; add data or give --val FILE")
-    log(f"corpus: {len(docs)} file(s), {data.train_bytes:,} training bytes ({len(data.train):,} tokens), "
+    log(f"corpus: {len(docs)} document(s), {data.train_bytes:,} training bytes ({len(data.train):,} tokens), "
         f"{data.val_bytes:,} held-out bytes ({data.val_tokens:,} tokens)")
     return docs, tokenizer, data
 
@@ -423,6 +423,8 @@ def add_cli(sub) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint")
     p.add_argument("--val", action="append", default=[], metavar="FILE", help="held-out file(s) instead of a split")
     p.add_argument("--val-fraction", type=float, help="held-out fraction of each document (default 0.1)")
+    p.add_argument("--text-field", metavar="NAME",
+                   help="JSONL, CSV or Parquet files: read each record's NAME field as one document")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seq-len", type=int, help="tokens per training window")
     p.add_argument("--lr", type=float)
@@ -447,7 +449,7 @@ FLAG_TO_KEY = {
     "tokenizer": "data.tokenizer", "val_fraction": "data.val_fraction", "batch_size": "train.batch_size",
     "seq_len": "train.seq_len", "lr": "train.lr", "seed": "train.seed", "device": "train.device",
     "threads": "train.threads", "max_steps": "train.max_steps", "style_by": "style.by", "style_dim": "style.dim",
-    "log": "train.log",
+    "log": "train.log", "text_field": "data.text_field",
 }
 
 
@@ -516,7 +518,7 @@ def resume_config(args) -> RunConfig:
 
     given = [f"--{k.replace('_', '-')}" for k in ("arch", "tokenizer", "out", "config", "val_fraction",
                                                    "batch_size", "seq_len", "lr", "seed", "init", "softmax",
-                                                   "style_by", "style_dim", "log")
+                                                   "style_by", "style_dim", "log", "text_field")
              if getattr(args, k) is not None] + (["CORPUS"] if args.corpus else []) + \
         (["--val"] if args.val else []) + (["--set"] if args.set else []) + \
         (["--backward"] if args.backward else [])
