@@ -66,11 +66,12 @@ class Progress:
             done = (pos or {}).get("elapsed" if budget_seconds else "step", 0)
             self.bar = tqdm(total=budget_seconds or max_steps, initial=done, desc="train", file=self.stream,
                             unit="s" if budget_seconds else "step", dynamic_ncols=True, mininterval=0.25, leave=None,
-                            bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
+                            bar_format="{desc} {percentage:3.0f}%|{bar:10}| {elapsed}<{remaining}{postfix}")
 
     def update(self, pos: dict, loss, bytes_per_token: float, val_bpb) -> None:
         now = time.monotonic()
-        if not self.enabled or now - self.last_print < (0.25 if self.bar else self.EVERY_PIPED):
+        done = (pos["elapsed"] if self.budget else pos["step"]) >= (self.budget or self.max_steps)
+        if not self.enabled or (now - self.last_print < (0.25 if self.bar else self.EVERY_PIPED) and not done):
             return
         if self.last_tokens is not None:
             self.rate = (pos["tokens"] - self.last_tokens) / max(now - self.last_time, 1e-9)
@@ -82,8 +83,8 @@ class Progress:
             parts.append(f"held-out {val_bpb:.3f} bpb")
         parts.append(f"{self.rate / 1000:.1f}k tok/s" if self.rate else "… tok/s")
         if self.bar is not None:
-            self.bar.set_postfix_str(" | ".join(parts), refresh=False)
-            self.bar.update((pos["elapsed"] if self.budget else pos["step"]) - self.bar.n)
+            self.bar.set_postfix_str(", ".join(parts), refresh=False)
+            self.bar.update(min(pos["elapsed"] if self.budget else pos["step"], self.bar.total) - self.bar.n)
             return
         elapsed = pos["elapsed"]
         total = self.budget or elapsed / max(pos["step"], 1) * self.max_steps
