@@ -98,7 +98,7 @@ def bad_values(action) -> list[str] | None:
         return NOT_A_CHOICE
     if isinstance(kind, pattern) and kind.kind in PATTERN_BAD:
         return PATTERN_BAD[kind.kind]
-    if kind is text:
+    if type(kind) is type(text):  # text itself, or a copy of it that names its config key
         return []  # any text is valid (a prompt, a stop string, a host name)
     return None
 

@@ -22,6 +22,7 @@ from .config import RunConfig, apply_override, option_for
 from .errors import SeqlabError
 from .models import ARCHS, model_config
 from .options import budget, corpus_path, integer, key_value, names, output_dir
+from .progress import bar, write
 from .run import CONFIG_FILE, load, read_metrics
 
 GEN_TOKENS = 200
@@ -39,7 +40,7 @@ class Row:
     seconds: float | None = None
 
 
-def compare(base: RunConfig, archs: list[str], out, models: dict | None = None, log=print) -> list[Row]:
+def compare(base: RunConfig, archs: list[str], out, models: dict | None = None, log=write) -> list[Row]:
     """Train every arch in `archs` with `base`'s data and training settings; returns the table rows.
 
     models: {arch: model config values} (defaults where not given).
@@ -54,13 +55,15 @@ def compare(base: RunConfig, archs: list[str], out, models: dict | None = None, 
     base = copy.deepcopy(base)
     base.train.threads = base.train.threads or torch.get_num_threads()  # the same for every arch
     rows = []
-    for arch in archs:
-        cfg = copy.deepcopy(base)
-        cfg.arch, cfg.model = arch, dict(models.get(arch, {}))
-        log(f"── {arch} ──")
-        run_dir = train(cfg, out / arch, log=lambda msg: None)
-        rows.append(run_row(arch, run_dir))
-        log(f"{arch}: {rows[-1].bpb:.4f} bits per byte held out")
+    with bar(total=len(archs), desc="compare", unit="arch") as progress:  # each run's training line shows below
+        for arch in archs:
+            cfg = copy.deepcopy(base)
+            cfg.arch, cfg.model = arch, dict(models.get(arch, {}))
+            log(f"── {arch} ──")
+            run_dir = train(cfg, out / arch, log=lambda msg: None)
+            rows.append(run_row(arch, run_dir))
+            log(f"{arch}: {rows[-1].bpb:.4f} bits per byte held out")
+            progress.update()
     rows += compressor_rows(base)
     write_report(out, base, rows)
     return rows
@@ -106,9 +109,10 @@ def corpus_bytes(data_cfg) -> tuple[bytes, bytes]:
     task = task_documents(data_cfg)
     if task:
         return b"".join(d.data for d in task[0]), b"".join(d.data for d in task[1])
-    docs = read_documents(data_cfg.paths or [default_corpus_path()])
+    docs = read_documents(data_cfg.paths or [default_corpus_path()], data_cfg.text_field)
     if data_cfg.val_paths:
-        return b"".join(d.data for d in docs), b"".join(d.data for d in read_documents(data_cfg.val_paths))
+        val = read_documents(data_cfg.val_paths, data_cfg.text_field)
+        return b"".join(d.data for d in docs), b"".join(d.data for d in val)
     return held_out_bytes(docs, data_cfg.val_fraction)
 
 

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SeqlabError
-from .options import Kind, Numeric, PathKind, budget, corpus_path, device, integer, number, one_of, seed, tokenizer
+from .options import (Kind, Numeric, PathKind, budget, corpus_path, device, integer, number, one_of, seed, text,
+                      tokenizer)
 
 FORMAT_VERSION = 1  # bump when a run directory written by older code can no longer be read
 STYLE_BY = ("file", "dir")  # what counts as one source for style vectors (models/style.py)
 SOFTMAXES = ("full", "adaptive")  # the output layer (models/heads.py)
+TRACKERS = ("tensorboard",)  # what --log writes besides metrics.jsonl (tracking.py)
 ARCH_NAMES = ("transformer", "lstm", "qrnn", "conv", "stack")  # models.ARCHS, named here for RunConfig.arch
 
 
@@ -46,6 +48,7 @@ class DataConfig:
     val_fraction: float = setting(0.1, fraction, flag="--val-fraction")  # held-out = last fraction of each document
     tokenizer: str = setting("byte", tokenizer, flag="--tokenizer")  # "byte" or "bpe:VOCAB"
     backward: bool = False  # model the text right to left (a second opinion for `seqlab surprise --backward`)
+    text_field: str = setting("", text, flag="--text-field")  # JSONL/CSV/Parquet: a record's field is a document
 
 
 @dataclass
@@ -66,6 +69,7 @@ class TrainConfig:
     checkpoint_every_seconds: float = setting(60.0, weight)  # 0 = after every step
     device: str = setting("auto", device, flag="--device")
     threads: int = setting(0, non_negative, flag="--threads")  # 0 = every core
+    log: str = setting("", one_of("", *TRACKERS), flag="--log")  # "tensorboard": the curves as TensorBoard scalars
 
 
 @dataclass

@@ -15,6 +15,7 @@ from .data.tasks import format_accuracy, task_accuracy, task_documents, task_nam
 from .errors import SeqlabError
 from .models.style import for_document
 from .options import corpus_path, device, run_dir
+from .progress import bar, quiet
 from .scoring import describe_run_context, mixing_session, run_token_bits
 
 
@@ -35,12 +36,14 @@ def _score_items(run, items) -> tuple[list[dict], dict]:
     """items: (name, tokens, n_context, n_bytes) -> per-item rows and the total, scored in order as one stream."""
     rows, totals = [], np.zeros(4)
     session = mixing_session(run)
-    for name, tokens, n_context, n_bytes in items:
-        with for_document(run.model, name):  # a styled run reads each document in its own source's style
-            bits, network = run_token_bits(run, tokens, n_context, session)
-        n_tokens = len(tokens) - n_context
-        rows.append(_summary(name, float(bits.sum()), float(network.sum()), n_bytes, n_tokens))
-        totals += (bits.sum(), network.sum(), n_bytes, n_tokens)
+    n_scored = sum(len(tokens) - n_context for _, tokens, n_context, _ in items)
+    with bar(total=n_scored, desc="eval", unit="tok") as progress:
+        for name, tokens, n_context, n_bytes in items:
+            with for_document(run.model, name):  # a styled run reads each document in its own source's style
+                bits, network = run_token_bits(run, tokens, n_context, session, progress)
+            n_tokens = len(tokens) - n_context
+            rows.append(_summary(name, float(bits.sum()), float(network.sum()), n_bytes, n_tokens))
+            totals += (bits.sum(), network.sum(), n_bytes, n_tokens)
     return rows, _summary("total", totals[0], totals[1], int(totals[2]), int(totals[3]))
 
 
@@ -53,7 +56,7 @@ def evaluate_held_out(run, data: TokenData) -> dict:
 def evaluate(run, files: list[str] | None = None) -> dict:
     """Score the run's held-out split (default) or the given files; returns bpb and friends."""
     if files:
-        docs = read_documents(files)
+        docs = read_documents(files, run.config.data.text_field)
         bos = run.tokenizer.bos_id
         items = [(d.name, np.concatenate([[bos], run.tokenizer.encode(d.data)]), 1, len(d.data))
                  for d in docs if d.data]
@@ -63,8 +66,8 @@ def evaluate(run, files: list[str] | None = None) -> dict:
     from .data.corpus import default_corpus_path
 
     docs, val_docs = task_documents(cfg) or (  # "task:NAME": generated examples, own held-out set
-        read_documents(cfg.paths or [default_corpus_path()]),
-        read_documents(cfg.val_paths) if cfg.val_paths else [])
+        read_documents(cfg.paths or [default_corpus_path()], cfg.text_field),
+        read_documents(cfg.val_paths, cfg.text_field) if cfg.val_paths else [])
     data = encode_corpus(docs, val_docs, run.tokenizer, cfg.val_fraction, cache_root())
     result = evaluate_held_out(run, data)
     if task_name(cfg.paths):
@@ -105,7 +108,8 @@ def cli(args) -> None:
     from .run import load
 
     run = load(args.run, device=args.device)
-    result = evaluate(run, args.files or None)
+    with quiet(args.json):
+        result = evaluate(run, args.files or None)
     if not math.isfinite(result["bpb"]):
         raise SeqlabError("the model produced non-finite scores; the checkpoint may be damaged")
     if args.json:

@@ -18,6 +18,7 @@ from torch import nn
 
 from .errors import SeqlabError
 from .options import integer, one_of, output_path, plain_name, run_dir
+from .progress import bar
 
 FORMATS = ("hf", "onnx")
 OPSET = 17
@@ -171,7 +172,8 @@ def export_onnx(run, path: Path) -> Path:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError:
         raise SeqlabError("ONNX export needs the onnx package: pip install 'seqlab[interop]'") from None
-    with torch.no_grad(), warnings.catch_warnings():
+    progress = bar(total=2, desc="export: tracing to ONNX", unit="step", bar_format="{desc} {n}/{total} {elapsed}")
+    with progress, torch.no_grad(), warnings.catch_warnings():
         # The trace keeps the shape checks as constants, and our state *is* an input: both warnings are moot.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
@@ -181,7 +183,9 @@ def export_onnx(run, path: Path) -> Path:
         except Exception as e:  # an op the exporter cannot express (e.g. a custom autograd Function)
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise SeqlabError(f"cannot export this {run.config.arch} model to ONNX: {first}") from None
-    error = verify_onnx(model, path)
+        progress.set_description("export: checking with onnxruntime")
+        progress.update()
+        error = verify_onnx(model, path)
     if error:
         path.unlink()
         raise SeqlabError(f"the {run.config.arch} model does not export to ONNX faithfully ({error}); "

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from ..countmodel import HISTORY_FILE, Experts, StepReader
 from ..errors import SeqlabError
 from ..options import InputFile, input_file, integer, output_file, run_dir
+from ..progress import bar
 from ..scoring import TorchThreads
 from .rangecoder import Decoder, Encoder
 
@@ -182,13 +183,13 @@ class CountMixing:
 
 
 @torch.no_grad()
-def _drive(run, n_tokens: int, pick, mixed: bool) -> None:
+def _drive(run, n_tokens: int, pick, mixed: bool, desc: str) -> None:
     """Step through the text; pick(t, cum) returns its token t given cum (V+1,), the quantised prediction."""
     model = run.model
     x = torch.tensor([run.tokenizer.bos_id])
     state = model.init_state(1, torch.device("cpu"))
     mixing = CountMixing(run) if mixed else None
-    for t in range(n_tokens):
+    for t in bar(iterable=range(n_tokens), total=n_tokens, desc=desc, unit="tok"):
         logits, state = model.step(x, state)  # (1, V)
         scores = mixing.mix(F.log_softmax(logits.float(), dim=-1)) if mixing else logits  # as scoring.score_run
         token = pick(t, quantise(scores[0]))
@@ -210,7 +211,7 @@ def compress_bytes(run, data: bytes, threads: int = 1) -> bytes:
 
     mixed_with = counts_fingerprint(run)
     with TorchThreads(threads):  # recorded: decompress uses the same count
-        _drive(run, len(tokens), pick, mixed=mixed_with is not None)
+        _drive(run, len(tokens), pick, mixed=mixed_with is not None, desc="compress")
     header = Header(run_fingerprint(run.path), mixed_with, torch.__version__, threads, len(tokens),
                     zlib.crc32(data))
     return header.pack() + encoder.finish()
@@ -231,7 +232,7 @@ def decompress_bytes(run, blob: bytes, name: str = "input") -> bytes:
         return s
 
     with TorchThreads(header.threads):
-        _drive(run, header.tokens, pick, mixed=header.counts_fingerprint is not None)
+        _drive(run, header.tokens, pick, mixed=header.counts_fingerprint is not None, desc="decompress")
     data = run.tokenizer.decode(out)
     if zlib.crc32(data) != header.crc:
         raise SeqlabError(f"{name} did not decode to the original (CRC mismatch): the file is damaged, or "

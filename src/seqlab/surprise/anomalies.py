@@ -40,6 +40,7 @@ import numpy as np
 
 from ..errors import SeqlabError
 from ..options import device, input_file, integer, output_file, run_dir
+from ..progress import bar, quiet
 from ..scoring import TorchThreads, mixing_session
 from .fix import FileCounts, Fix, changes_only_layout, channel_bits, edit_gain, suggest_fix
 from .render import anomaly_table, html_report, terminal_text, to_json
@@ -149,8 +150,12 @@ def read(run, data: bytes, top: int, fixes: bool, mixed: bool) -> tuple[tuple, R
     spikes = excess > spike_threshold(excess)
     spans = candidate_spans(excess, top)
     with TorchThreads(1):  # fixes run small sequential steps: threads only add synchronisation
-        suggested = [suggest_fix(run, data, a, session, file_counts, a + np.flatnonzero(spikes[a:b])) if fixes
-                     else ("", None) for a, b in spans]
+        suggested = []
+        with bar(total=len(spans), desc="fixes", unit="span", enabled=fixes) as progress:
+            for a, b in spans:
+                suggested.append(suggest_fix(run, data, a, session, file_counts, a + np.flatnonzero(spikes[a:b]))
+                                 if fixes else ("", None))
+                progress.update()
     return scores, Reading(excess, spans, suggested, session, file_counts)
 
 
@@ -306,8 +311,9 @@ def cli(args) -> None:
         raise SeqlabError(f"{args.file} is empty; there is nothing to score")
     run = load(args.run, device=args.device)
     backward = load(args.backward, device=args.device) if args.backward else None
-    report = surprise(run, data, args.top, name=args.file, mixed=False if args.network_alone else None,
-                      backward=backward)
+    with quiet(args.json):
+        report = surprise(run, data, args.top, name=args.file, mixed=False if args.network_alone else None,
+                          backward=backward)
     if args.html:
         try:
             with open(args.html, "w", encoding="utf-8") as f:

@@ -58,6 +58,8 @@ def add_cli(sub) -> None:
                    help="held-out file(s) instead of a split")
     p.add_argument("--val-fraction", type=option_for("data.val_fraction"),
                    help="held-out fraction of each document (default 0.1)")
+    p.add_argument("--text-field", metavar="NAME", type=option_for("data.text_field"),
+                   help="JSONL, CSV or Parquet files: read each record's NAME field as one document")
     p.add_argument("--batch-size", type=option_for("train.batch_size"))
     p.add_argument("--seq-len", type=option_for("train.seq_len"), help="tokens per training window")
     p.add_argument("--lr", type=option_for("train.lr"))
@@ -75,6 +77,8 @@ def add_cli(sub) -> None:
     p.add_argument("--style-by", choices=STYLE_BY,
                    help="learn a style vector per source file or directory (seqlab generate --style, seqlab styles)")
     p.add_argument("--style-dim", type=option_for("style.dim"), help="size of each style vector (default 16)")
+    p.add_argument("--log", type=option_for("train.log"),
+                   help="also write the training and held-out curves for TensorBoard (RUN/tensorboard/)")
     p.set_defaults(func=cli)
 
 
@@ -82,6 +86,7 @@ FLAG_TO_KEY = {
     "tokenizer": "data.tokenizer", "val_fraction": "data.val_fraction", "batch_size": "train.batch_size",
     "seq_len": "train.seq_len", "lr": "train.lr", "seed": "train.seed", "device": "train.device",
     "threads": "train.threads", "max_steps": "train.max_steps", "style_by": "style.by", "style_dim": "style.dim",
+    "log": "train.log", "text_field": "data.text_field",
 }
 
 
@@ -160,7 +165,7 @@ def _auto_choice(cfg: RunConfig, args):
 def resume_config(args) -> RunConfig:
     given = [f"--{k.replace('_', '-')}" for k in ("arch", "tokenizer", "out", "config", "val_fraction",
                                                    "batch_size", "seq_len", "lr", "seed", "init", "softmax",
-                                                   "style_by", "style_dim")
+                                                   "style_by", "style_dim", "log", "text_field")
              if getattr(args, k) is not None] + (["CORPUS"] if args.corpus else []) + \
         (["--val"] if args.val else []) + (["--set"] if args.set else []) + \
         (["--backward"] if args.backward else [])

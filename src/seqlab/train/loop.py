@@ -29,6 +29,7 @@ from ..models.heads import AdaptiveHead
 from ..models.style import attach_styles, conditioned, for_document, style_sources, token_sources, train_bytes_by_source
 from ..run import CONFIG_FILE, METRICS_FILE, read_config, resolve_device
 from ..scoring import describe_context, token_bits
+from .. import tracking
 from . import distributed
 from ..progress import Progress
 
@@ -83,8 +84,8 @@ def held_out_bpb(model, segments, token_lengths: np.ndarray, device) -> float:
 
 
 class Metrics:
-    def __init__(self, path: Path, enabled: bool = True):
-        self.path, self.enabled = path, enabled
+    def __init__(self, path: Path, enabled: bool = True, tracker=None):
+        self.path, self.enabled, self.tracker = path, enabled, tracker  # tracker: --log (tracking.py)
 
     def write(self, **record) -> None:
         if self.enabled:
@@ -92,6 +93,16 @@ class Metrics:
 
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if self.tracker:
+                self.tracker.record(record)
+
+    def step(self, step: int, loss: float) -> None:
+        if self.tracker:
+            self.tracker.step(step, loss)
+
+    def close(self) -> None:
+        if self.tracker:
+            self.tracker.close()
 
 
 def _rng_state(device) -> dict:
@@ -109,8 +120,8 @@ def _set_rng_state(state: dict, device) -> None:
 
 def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool, log=print):
     docs, val_docs = task_documents(cfg.data) or (  # "task:NAME": generated examples, own held-out set
-        read_documents(cfg.data.paths or [default_corpus_path()]),
-        read_documents(cfg.data.val_paths) if cfg.data.val_paths else [])
+        read_documents(cfg.data.paths or [default_corpus_path()], cfg.data.text_field),
+        read_documents(cfg.data.val_paths, cfg.data.text_field) if cfg.data.val_paths else [])
     if not val_docs and not (0 < cfg.data.val_fraction < 1):
         raise SeqlabError(f"--val-fraction must be in (0, 1), got {cfg.data.val_fraction}; or give --val FILE")
     if resume:
@@ -126,7 +137,7 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool, log=print):
     data = encode_corpus(docs, val_docs, tokenizer, cfg.data.val_fraction, cache_root())
     if data.val_tokens == 0:
         raise SeqlabError("the held-out split is empty: the corpus is too small; add data or give --val FILE")
-    log(f"corpus: {len(docs)} file(s), {data.train_bytes:,} training bytes ({len(data.train):,} tokens), "
+    log(f"corpus: {len(docs)} document(s), {data.train_bytes:,} training bytes ({len(data.train):,} tokens), "
         f"{data.val_bytes:,} held-out bytes ({data.val_tokens:,} tokens)")
     return docs, tokenizer, data
 
@@ -144,6 +155,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
         raise SeqlabError("give a training budget: --budget (e.g. 10m) or --max-steps N")
     distributed.check_batch(cfg.train.batch_size, world)
     countmodel.check(cfg.counts)
+    tracking.check(cfg.train.log)
     if init and cfg.data.backward:
         raise SeqlabError("--init loads a checkpoint that reads left to right; it cannot train --backward")
     if init and not resume:
@@ -180,7 +192,8 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     log(f"config:\n{cfg.describe()}")
     log(f"model: {cfg.arch}, {model.num_params():,} parameters; held-out context: {describe_context(model)}")
 
-    metrics = Metrics(run_dir / METRICS_FILE, enabled=rank == 0)
+    metrics = Metrics(run_dir / METRICS_FILE, enabled=rank == 0,
+                      tracker=tracking.open_tracker(cfg.train.log, run_dir, cfg.describe()) if rank == 0 else None)
     pos = {"step": 0, "elapsed": 0.0, "tokens": 0, "done": False}
     carry = None
     if resume:
@@ -201,6 +214,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     loop.run()
     if rank == 0:
         finish(run_dir, model, data, tokenizer, metrics, device, loop, log)
+    metrics.close()
     return run_dir
 
 
@@ -305,7 +319,7 @@ class TrainLoop:
             self.log("the run has already used its budget; give a larger --budget or --max-steps to go on")
             return
         self.model.train()
-        display = Progress(tc.budget_seconds or None, tc.max_steps or None, enabled=self.is_writer)
+        display = Progress(tc.budget_seconds or None, tc.max_steps or None, enabled=self.is_writer, pos=self.pos)
         start = time.monotonic() - self.pos["elapsed"]
         last_eval = last_ckpt = self.pos["elapsed"]
         losses, val_bpb = [], None
@@ -313,6 +327,7 @@ class TrainLoop:
         try:
             while self.progress() < 1:
                 losses.append(self.train_step())
+                self.metrics.step(self.pos['step'], losses[-1])
                 self.pos["elapsed"] = distributed.agree_clock(time.monotonic() - start)  # rank 0's clock
                 due = (self.pos["step"] % tc.eval_every_steps == 0) if tc.eval_every_steps else \
                     self.pos["elapsed"] - last_eval >= tc.eval_every_seconds
