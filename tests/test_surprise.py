@@ -15,7 +15,7 @@ from seqlab.surprise_render import anomaly_table, html_report, terminal_text
 from seqlab.surprise_score import BLOCK, WARMUP, score_tokens
 from seqlab.train import train
 
-from conftest import structured_text, tiny_config
+from conftest import brute_force_bits, structured_text, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +50,23 @@ def _corrupt(text: str) -> tuple[bytes, int]:
 
 @pytest.mark.parametrize("arch", ["transformer", "lstm"])
 def test_summed_surprisal_equals_eval_total_bits(runs, grammar_file, arch):
-    mixed = surprise(runs[arch], grammar_file.read_bytes(), top=3, fixes=False, mixed=True)
-    network = surprise(runs[arch], grammar_file.read_bytes(), top=3, fixes=False, mixed=False)
-    result = evaluate(runs[arch], [str(grammar_file)])
+    from seqlab.compress import Header, compress_bytes
+
+    run, data = runs[arch], grammar_file.read_bytes()
+    mixed = surprise(run, data, top=3, fixes=False, mixed=True)
+    network = surprise(run, data, top=3, fixes=False, mixed=False)
+    result = evaluate(run, [str(grammar_file)])
     assert len(mixed.bits) == len(network.bits) == result["bytes"]
     assert mixed.total_bits == pytest.approx(result["bpb"] * result["bytes"], rel=1e-6)
     assert network.total_bits == pytest.approx(result["bpb_network"] * result["bytes"], rel=1e-4)
     assert np.all(network.entropy >= 0)
+    # independent references: the network read plainly, and the mixed bits as compress codes them, one step at a time
+    plain = brute_force_bits(run.model, [run.tokenizer.bos_id, *data], 1)
+    np.testing.assert_allclose(network.bits[:BLOCK], plain[:BLOCK], atol=1e-4)  # later blocks: a shorter warm-up
+    assert network.total_bits == pytest.approx(plain.sum(), rel=1e-4)
+    blob = compress_bytes(run, data)
+    coded = 8 * (len(blob) - Header.unpack(blob, "x")[1])
+    assert mixed.total_bits * 0.999 < coded < mixed.total_bits * 1.001 + 16  # + the range coder's last bytes
 
 
 def _random_lstm(**config) -> LSTM:

@@ -156,9 +156,9 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     docs, tokenizer, data = prepare_data(cfg, run_dir, resume, log)
+    run_dir.mkdir(parents=True, exist_ok=True)  # only once the corpus is read: a bad one leaves no empty run behind
     if cfg.style.by and not (resume and cfg.style.sources):  # a resumed run keeps its own list
         cfg.style.sources = style_sources([d.name for d in docs], cfg.style.by, cfg.style.dim)
     cfg.model = asdict(model_config(cfg.arch, {**cfg.model, "vocab_size": tokenizer.vocab_size}))
