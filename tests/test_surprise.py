@@ -146,6 +146,7 @@ def backward_run(run_dirs, tmp_path_factory):
     return train(cfg, tmp_path_factory.mktemp("run-back"), log=lambda *a: None)
 
 
+@pytest.mark.slow
 def test_a_backward_reading_judges_the_same_fix(runs, backward_run):
     """Read both ways, the lost '.' still ranks first and is mended. The backward run, fed the text
     right to left, sees the loss too (the mirrored fix saves its network bits), and the fix is judged by
@@ -394,6 +395,7 @@ def test_html_report_carries_top5_and_escapes(runs):
     assert d["anomalies"] and {"rank", "line", "column", "expected"} <= set(d["anomalies"][0])
 
 
+@pytest.mark.slow
 def test_cli_writes_html_and_plain_text_has_no_escapes(run_dirs, tmp_path, capsys):
     path = tmp_path / "bad.txt"
     data, _ = _corrupt(structured_text(60, seed=11))

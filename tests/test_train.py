@@ -42,7 +42,7 @@ def bos_line_start_mass(run_dir, text: bytes) -> float:
     return logits[0, -1].softmax(-1)[line_starts].sum().item()
 
 
-@pytest.mark.parametrize("arch", ["transformer", "lstm", "qrnn", "conv", "stack"])
+@pytest.mark.parametrize("arch", ["transformer", "lstm", "qrnn", "conv", pytest.param("stack", marks=pytest.mark.slow)])
 def test_a_text_begun_at_bos_starts_like_the_corpus_lines(trained_runs, corpus_file, arch):
     """Generation starts at BOS from a fresh state, a state the corpus's one document barely trains:
     the windows that start documents (here its lines) teach it, so a sample starts as a line does."""
