@@ -141,9 +141,11 @@ def main():
                  f"{whole}; agrees with the index"))
     w = max(len(r[0]) for r in rows)
     print(f"corpus: {n_bytes / 2**20:.1f} MB in {len(files)} files ({corpus_dir})")
-    print(f"{'measure':<{w}}  {'wall':>9}  {'cpu':>9}  note\n{'-' * (w + 60)}")
+    ww, wc = max(len(r[1]) for r in rows), max(len(r[2]) for r in rows)
+    print(f"{'measure':<{w}}  {'wall':>{ww}}  {'cpu':>{wc}}  note (median, fastest-slowest of the repeats)")
+    print("-" * (w + ww + wc + 60))
     for name, wall, cpu, note in rows:
-        print(f"{name:<{w}}  {wall:>9}  {cpu:>9}  {note}")
+        print(f"{name:<{w}}  {wall:>{ww}}  {cpu:>{wc}}  {note}")
     print(f"(machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end; "
           f"index in {index_dir})")
 
