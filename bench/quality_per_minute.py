@@ -171,7 +171,7 @@ def main():
     if args.repeats > 1:
         print("\nacross seeds (mean, min - max):")
         for name, values in figures.items():
-            for i, what in enumerate(("network alone", "held-out bpb")):
+            for i, what in enumerate(("network alone", "with the count model")):
                 v = [f[i] for f in values]
                 print(f"  {name}, {what}: {sum(v) / len(v):.4f} ({min(v):.4f} - {max(v):.4f}) over {len(v)} runs")
     png = f"{args.out}-{stamp}/curves.png"

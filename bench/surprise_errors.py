@@ -207,13 +207,13 @@ def rate(hits: int, n: int) -> str:
 
 def print_rates(title: str, rows: list) -> None:
     print(f"\n{title}\n")
-    print(f"| {'error':<14} | {'trials':>6} | {'top-1':>15} | {'top-3':>15} | {'fix restores':>15} | "
-          f"{'top-1 by chance':>15} | {'in a candidate':>15} |")
-    print(f"|{'-' * 16}|{'-' * 8}|{'-' * 17}|{'-' * 17}|{'-' * 17}|{'-' * 17}|{'-' * 17}|")
+    print(f"| {'error':<14} | {'trials':>6} | {'top-1':>16} | {'top-3':>16} | {'fix restores':>16} | "
+          f"{'top-1 by chance':>15} | {'in a candidate':>16} |")
+    print(f"|{'-' * 16}|{'-' * 8}|{'-' * 18}|{'-' * 18}|{'-' * 18}|{'-' * 17}|{'-' * 18}|")
     for name, s in rows:
         n = max(s[0], 1)
-        print(f"| {name:<14} | {s[0]:>6} | {rate(s[1], n):>15} | {rate(s[2], n):>15} | {rate(s[3], n):>15} "
-              f"| {s[4] / n:>15.1%} | {rate(s[5], n):>15} |")
+        print(f"| {name:<14} | {s[0]:>6} | {rate(s[1], n):>16} | {rate(s[2], n):>16} | {rate(s[3], n):>16} "
+              f"| {s[4] / n:>15.1%} | {rate(s[5], n):>16} |")
 
 
 if __name__ == "__main__":
