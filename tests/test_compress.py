@@ -193,3 +193,29 @@ def test_cli_round_trip_and_mismatch(lstm_dir, other_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "different run" in err
     assert main(["decompress", str(lstm_dir), str(src)]) == 2  # not .sqz and no -o
+
+
+def test_decompress_replays_the_thread_count_and_refuses_another_format_or_torch(lstm_run, monkeypatch):
+    """The header records the thread count, and decompress computes with it whatever the caller's; a file of
+    another format or from another torch build is refused in one line, before any decoding."""
+    import torch
+
+    import seqlab.compress as compress
+
+    data = b"anna likes a red box.\n" * 4
+    blob = compress_bytes(lstm_run, data, threads=2)
+    header, pos = Header.unpack(blob, "x")
+    assert header.threads == 2 and header.torch_version == torch.__version__
+    threads_used = []
+    real_drive = compress._drive
+    monkeypatch.setattr(compress, "_drive",
+                        lambda *a, **k: threads_used.append(torch.get_num_threads()) or real_drive(*a, **k))
+    assert torch.get_num_threads() == 1 and decompress_bytes(lstm_run, blob) == data and threads_used == [2]
+    other_format = blob[:4] + bytes([compress.FORMAT - 1]) + blob[5:]
+    with pytest.raises(SeqlabError, match=f"has compressed format {compress.FORMAT - 1}; this seqlab reads format"):
+        decompress_bytes(lstm_run, other_format)
+    other_torch = Header(header.fingerprint, header.counts_fingerprint, "2.0.0", header.threads, header.tokens,
+                         header.crc).pack() + blob[pos:]
+    with pytest.raises(SeqlabError, match="compressed with torch 2.0.0"):
+        decompress_bytes(lstm_run, other_torch)
+    assert threads_used == [2]  # neither refused file was decoded

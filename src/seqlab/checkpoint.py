@@ -22,6 +22,11 @@ from .errors import SeqlabError
 CHECKPOINT_FILE = "checkpoint.safetensors"
 
 
+def before_rename(tmp: Path, path: Path) -> None:
+    """Runs between the temp file's fsync and its rename over `path`; nothing here. A test replaces it to kill
+    the process at that moment and show that the previous file is still whole."""
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     if path.exists() and not path.is_file():  # a device or pipe (-o /dev/null): written to, never replaced
@@ -32,6 +37,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    before_rename(tmp, path)
     os.replace(tmp, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

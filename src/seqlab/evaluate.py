@@ -62,17 +62,21 @@ def evaluate(run, files: list[str] | None = None) -> dict:
                  for d in docs if d.data]
         rows, total = _score_items(run, items)
         return {**total, "name": "files", "files": rows, "context": describe_run_context(run)}
-    cfg = run.config.data
+    result = evaluate_held_out(run, held_out_data(run))
+    if task_name(run.config.data.paths):
+        result["task"] = task_accuracy(run.model, run.tokenizer, task_name(run.config.data.paths), run.device)
+    return result
+
+
+def held_out_data(run) -> TokenData:
+    """The run's corpus tokenised as its training split it (the held-out split is `.held_out`)."""
     from .data.corpus import default_corpus_path
 
+    cfg = run.config.data
     docs, val_docs = task_documents(cfg) or (  # "task:NAME": generated examples, own held-out set
         read_documents(cfg.paths or [default_corpus_path()], cfg.text_field),
         read_documents(cfg.val_paths, cfg.text_field) if cfg.val_paths else [])
-    data = encode_corpus(docs, val_docs, run.tokenizer, cfg.val_fraction, cache_root())
-    result = evaluate_held_out(run, data)
-    if task_name(cfg.paths):
-        result["task"] = task_accuracy(run.model, run.tokenizer, task_name(cfg.paths), run.device)
-    return result
+    return encode_corpus(docs, val_docs, run.tokenizer, cfg.val_fraction, cache_root())
 
 
 MAX_ROWS = 50  # per-source rows shown in the table (all are in --json)
