@@ -224,21 +224,21 @@ def _edit_bits(judge: Judge, state, last_logits: torch.Tensor, history: np.ndarr
 def _edit_bits_all(judge: Judge, groups: list[tuple]) -> list[np.ndarray]:
     """_edit_bits for several prefixes (state, last logits, history, tails): the network reads each group's
     tails as one batch, and the judge blends the counts for every position of every group at once."""
-    net, targets, before, owners = [], [], [], []
-    for g, (state, last_logits, history, tails) in enumerate(groups):
+    net, targets, before, sizes = [], [], [], []
+    for state, last_logits, history, tails in groups:
         logp, y, valid = _tails_network(judge.run, state, last_logits, tails)
         net.append(logp)
         targets.append(y)
-        owners.append(np.repeat(np.arange(len(tails)), [len(t) for t in tails]) + sum(len(x[3]) for x in groups[:g]))
+        sizes.append((len(y), valid))
         if judge.session is not None:
             before.append(np.concatenate([_tokens_before(history, t, judge.depth) for t in tails]))
     logp = judge.mixed(torch.cat(net), np.concatenate(before) if before else None)
-    bits = (-logp.gather(1, torch.cat(targets)[:, None])[:, 0] / LN2).cpu().numpy()
-    per_tail = np.bincount(np.concatenate(owners), weights=bits, minlength=sum(len(g[3]) for g in groups))
+    bits = -logp.gather(1, torch.cat(targets)[:, None])[:, 0] / LN2
     out, at = [], 0
-    for *_, tails in groups:
-        out.append(per_tail[at : at + len(tails)])
-        at += len(tails)
+    for n, valid in sizes:  # each group's tails summed as one group alone would be (float32, in order)
+        per_tail = torch.zeros(len(valid), device=bits.device).index_add_(0, valid.nonzero()[:, 0], bits[at : at + n])
+        out.append(per_tail.cpu().numpy())
+        at += n
     return out
 
 
