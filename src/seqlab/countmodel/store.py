@@ -149,10 +149,14 @@ def open_table(directory: Path, orders: list[int], digest: str | None = None) ->
     if digest is not None and meta.get("history") != digest:
         return None
     try:
-        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in ARRAYS}
-        found = None
-        if meta.get("depth") is not None:
-            found = (np.load(directory / "directory.npy", mmap_mode="r", allow_pickle=False), meta["depth"])
+        arrays = {name: _mapped(directory / f"{name}.npy") for name in ARRAYS}
+        found = (_mapped(directory / "directory.npy"), meta["depth"]) if meta.get("depth") is not None else None
     except (OSError, ValueError):
         return None
     return CountTable(arrays["contexts"], arrays["bounds"], arrays["tokens"], arrays["counts"], found)
+
+
+def _mapped(path: Path) -> np.ndarray:
+    """The .npy file memory-mapped, as a plain ndarray view: indexing np.memmap itself costs a Python-level
+    __getitem__ and a new memmap per lookup (8% of compress's time)."""
+    return np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
