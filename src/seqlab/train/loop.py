@@ -139,6 +139,8 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool, log=print):
         raise SeqlabError("the held-out split is empty: the corpus is too small; add data or give --val FILE")
     log(f"corpus: {len(docs)} document(s), {data.train_bytes:,} training bytes ({len(data.train):,} tokens), "
         f"{data.val_bytes:,} held-out bytes ({data.val_tokens:,} tokens)")
+    if countmodel.usable(cfg.counts, tokenizer.vocab_size):  # refused now, not after the budget is spent
+        countmodel.check_fits(min(len(data.train), cfg.counts.max_history))
     return docs, tokenizer, data
 
 
