@@ -132,8 +132,9 @@ def test_every_verb_module_is_on_the_command_line():
     from seqlab.__main__ import VERBS
 
     src = Path(seqlab.__file__).parent
-    modules = {p.stem if p.name != "__init__.py" else p.parent.name
-               for p in [*src.glob("*.py"), *src.glob("*/__init__.py")] if "\ndef add_cli(" in p.read_text()}
+    # a verb is a top-level module, or a package with add_cli in one of its files (train/cli.py)
+    modules = {p.relative_to(src).parts[0].removesuffix(".py")
+               for p in src.rglob("*.py") if "\ndef add_cli(" in p.read_text()}
     assert modules == set(VERBS)
     named = {"evaluate": ["eval"], "compress": ["compress", "decompress"]}  # a module's verbs, where not its name
     assert sorted(parser_verbs()) == sorted(v for module in modules for v in named.get(module, [module]))

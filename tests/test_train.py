@@ -336,7 +336,7 @@ def test_bare_train_uses_the_bundled_corpus_and_points_runs_latest_at_its_run(tm
     assert done.returncode == 0, done.stderr[-2000:]
     printed = done.stdout.splitlines()
     assert printed[0].startswith("auto: transformer") and "sized for" in printed[0]  # why, in one line
-    assert printed[1].startswith("corpus: 1 file(s)")
+    assert printed[1].startswith("corpus: 1 document(s)")
     (run,) = [p for p in (tmp_path / "runs").iterdir() if p.name != "latest"]
     assert run.name[:8] in days and re.fullmatch(r"\d{8}-\d{6}-transformer", run.name), run.name
     latest = tmp_path / "runs" / "latest"
