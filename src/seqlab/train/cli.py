@@ -15,6 +15,8 @@ from ..models import model_config
 from ..models.heads import SOFTMAXES
 from ..models.style import STYLE_BY
 from ..run import CONFIG_FILE, read_config
+from ..series.settings import is_series, series_config
+from ..series.train import train_series
 from . import distributed
 from .loop import train
 
@@ -71,6 +73,13 @@ def add_cli(sub) -> None:
     p.add_argument("--style-by", choices=STYLE_BY,
                    help="learn a style vector per source file or directory (seqlab generate --style, seqlab styles)")
     p.add_argument("--style-dim", type=int, help="size of each style vector (default 16)")
+    p.add_argument("--series", action="store_true",
+                   help="CORPUS is a numeric table (CSV, .csv.gz, Parquet, or a directory of them): learn per-step "
+                        "event probabilities, walk-forward (docs/series.md)")
+    p.add_argument("--event", action="append", metavar="SPEC",
+                   help='with --series: what to predict, e.g. "SPX:up=1%%,down=0.5%%,within=5" or "COL:label" '
+                        "(repeatable: one head per event)")
+    p.add_argument("--time", help="with --series: the time column (default: found by name, else the first)")
     p.set_defaults(func=cli)
 
 
@@ -169,14 +178,20 @@ def cli(args) -> None:
     if args.resume:
         run_dir = Path(args.resume).resolve()
         cfg = resume_config(args)
+        if args.series or is_series(cfg):
+            raise SeqlabError("a --series run is built in one go and cannot be resumed; train a new one")
         if not distributed.train_processes(train, cfg, run_dir, resume=True, nproc=args.nproc):
             train(cfg, run_dir, resume=True)
         return
-    cfg = config_from_args(args)
+    if (args.event or args.time) and not args.series:
+        raise SeqlabError("--event and --time describe a numeric table: add --series")
+    cfg = series_config(args) if args.series else config_from_args(args)
     run_dir = Path(args.out) if args.out else default_run_dir(cfg.arch)
     if (run_dir / CONFIG_FILE).exists():
         raise SeqlabError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
-    if not distributed.train_processes(train, cfg, run_dir, init=args.init, nproc=args.nproc):
+    if args.series:
+        train_series(cfg, run_dir)
+    elif not distributed.train_processes(train, cfg, run_dir, init=args.init, nproc=args.nproc):
         train(cfg, run_dir, init=args.init)
     if distributed.is_rank_zero():
         link_latest(run_dir)
