@@ -95,7 +95,7 @@ class SeriesConfig:
     embargo: int = 0  # rows excluded after a test block; 0 = horizon + 2 x lookback
     activation: str = "gelu"  # after the linear embedding of each step's vector: gelu, tanh or relu
     eval_every: int = 0  # optimizer steps between validation losses; 0 = one pass over the fold's training rows
-    patience: int = 6  # validation losses without improvement before a fit stops
+    patience: int = 10  # validation losses without improvement before a fit stops
     lags: int = 10  # the baselines' lag window (rows t-lags+1 .. t)
     windows: list[int] = field(default_factory=lambda: [5, 20])  # LightGBM's rolling means and volatilities
     block: int = 0  # rows per bootstrap block; 0 = max(2 x horizon, rows ** (1/3))

@@ -21,7 +21,7 @@ from ..optim import lr_at, make_optimizer
 from ..progress import bar
 
 PREDICT_BATCH = 256  # windows per forward pass when predicting
-MIN_EVAL_EVERY = 10  # steps: validation losses no closer than this, however few the training rows
+MIN_EVAL_EVERY = 20  # steps: validation losses no closer than this, however few the training rows
 
 
 def build(cfg, n_inputs: int, n_events: int):
@@ -31,9 +31,11 @@ def build(cfg, n_inputs: int, n_events: int):
 
 def predict_rows(model, x: torch.Tensor, a: int, b: int, lookback: int) -> np.ndarray:
     """Probabilities (b - a, K) of rows a..b-1 of x (T, D), each read with lookback..2*lookback-1 rows before
-    it (zeros, the training mean, before the first row)."""
+    it (zeros, the training mean, before the first row). The tiles start at multiples of lookback, so a row's
+    probability is the same whichever range it is asked for in."""
     L, device = lookback, x.device
-    starts = torch.arange(a, b, L, device=device)
+    first = a - a % L
+    starts = torch.arange(first, b, L, device=device)
     padded = torch.cat([x.new_zeros(L, x.shape[1]), x, x.new_zeros(L, x.shape[1])])  # padded row r+L = row r
     offsets = torch.arange(2 * L, device=device)
     was_training = model.training
@@ -45,7 +47,7 @@ def predict_rows(model, x: torch.Tensor, a: int, b: int, lookback: int) -> np.nd
             logits, _ = model(windows)
             out.append(torch.sigmoid(logits[:, L:].float()).reshape(-1, logits.shape[-1]))
     model.train(was_training)
-    return torch.cat(out)[: b - a].cpu().numpy().astype(np.float64)
+    return torch.cat(out)[a - first: b - first].cpu().numpy().astype(np.float64)
 
 
 def bce(y: np.ndarray, p: np.ndarray) -> float:

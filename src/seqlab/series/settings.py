@@ -69,6 +69,24 @@ def series_config(args) -> RunConfig:
     return cfg
 
 
+def make_config(paths: list[str], events: list[str], arch: str = DEFAULT_ARCH, model: dict | None = None,
+                train: dict | None = None, **series) -> RunConfig:
+    """The RunConfig of a series run from Python (what series_config builds from flags), e.g.
+    make_config(["prices.csv"], ["SPX:up=1%,down=0.5%,within=5"], "qrnn", train={"max_steps": 500}, folds=3)."""
+    cfg = RunConfig(arch=arch)
+    cfg.data.paths = [str(p) for p in paths]
+    cfg.series.events = list(events)
+    for key, value in {**SERIES_TRAIN, **(train or {})}.items():
+        setattr(cfg.train, key, value)
+    for key, value in series.items():
+        setattr(cfg.series, key, value)
+    check_series_arch(arch, cfg.series.activation)
+    cfg.model = asdict(event_config(arch, model if model is not None else SERIES_MODELS[arch],
+                                    2 * cfg.series.lookback))
+    check_settings(cfg)
+    return cfg
+
+
 def check_settings(cfg: RunConfig) -> None:
     s, tc = cfg.series, cfg.train
     check_series_arch(cfg.arch, s.activation)
@@ -94,4 +112,4 @@ def is_series(cfg: RunConfig) -> bool:
     return bool(cfg.series.events)
 
 
-__all__ = ["series_config", "check_settings", "is_series", "SERIES_ARCHS"]
+__all__ = ["series_config", "make_config", "check_settings", "is_series", "SERIES_ARCHS"]
