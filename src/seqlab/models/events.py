@@ -19,6 +19,7 @@ from torch import nn
 from ..errors import SeqlabError
 from . import build_model, model_config
 from .base import SeqModel
+from .qrnn import QRNNLayer
 
 SERIES_ARCHS = ("lstm", "qrnn", "conv", "transformer")  # the stack's controller reads token ids (BOS)
 ACTIVATIONS = {"gelu": nn.GELU, "tanh": nn.Tanh, "relu": nn.ReLU}
@@ -62,7 +63,28 @@ def event_model(arch: str, values: dict, n_inputs: int, n_events: int, activatio
     model = build_model(arch, asdict(event_config(arch, values, context)))
     width = model.input_embedding().embedding_dim
     model.replace_io(VectorInput(n_inputs, width, activation), EventHead(model.output_layer().in_features, n_events))
+    remember_over(model, context)
     return model
+
+
+def remember_over(model: nn.Module, context: int) -> None:
+    """Chrono initialisation (Tallec & Ollivier 2018, "Can recurrent neural networks warp time?"): forget-gate
+    biases log U(1, context - 1), input gates the opposite, so a recurrent trunk starts out keeping what it
+    read for up to `context` steps instead of halving its state every step. On a noisy series that is the
+    difference between finding a cause 30 steps back and memorising the training rows first
+    (bench/events.py --planted; docs/series.md)."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.LSTM):
+                H = module.hidden_size
+                for i in range(module.num_layers):
+                    keep = torch.log(torch.empty(H).uniform_(1, max(2, context - 1)))
+                    b_ih, b_hh = getattr(module, f"bias_ih_l{i}"), getattr(module, f"bias_hh_l{i}")
+                    b_ih[H:2 * H], b_ih[:H] = keep, -keep  # gates i, f, g, o
+                    b_hh[:2 * H] = 0
+            elif isinstance(module, QRNNLayer):
+                H = module.n_hidden
+                module.gates.bias[H:2 * H] = torch.log(torch.empty(H).uniform_(1, max(2, context - 1)))  # z, f, o
 
 
 def event_probabilities(model: SeqModel, x: torch.Tensor) -> torch.Tensor:

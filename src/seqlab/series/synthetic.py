@@ -1,10 +1,11 @@
 """A series with a planted long-range cause: what sequence memory buys, and a check that a rig can learn.
 
-Channel `price` is a quiet random walk (0.1% a step). Channel `trigger` is noise with a rare spike; `lag`
-steps after every spike the price jumps +1.5%. So the event "price:up=1%,down=1%,within=5" is caused by a
+Channel `price` is a quiet random walk (0.1% a step). Channel `trigger` is noise with a spike on 5% of the
+rows; `lag` steps after every spike the price jumps +1.5%. So the event "price:up=1%,down=1%,within=5" is caused by a
 spike lag-5 .. lag-1 steps before the row, and by almost nothing else. `noise` more channels are random
 walks that mean nothing. A model that remembers `lag` steps can reach a ROC AUC near 1; baselines whose
-lags and rolling windows stop short of `lag` see noise (AUC near 0.5).
+lags and rolling windows stop short of lag - 5 (the earliest row an event is caused for) see noise (AUC near
+0.5).
 
     python -m seqlab.series.synthetic planted.csv --rows 4000 --lag 30
     seqlab train planted.csv --series --event "price:up=1%,down=1%,within=5"
@@ -20,7 +21,7 @@ EVENT = "price:up=1%,down=1%,within=5"
 JUMP, STEP_SD, SPIKE = 0.015, 0.001, 6.0
 
 
-def planted(rows: int = 4000, noise: int = 8, lag: int = 30, spike_rate: float = 0.02,
+def planted(rows: int = 4000, noise: int = 8, lag: int = 30, spike_rate: float = 0.05,
             seed: int = 0) -> tuple[np.ndarray, list[str], np.ndarray]:
     """(dates (rows,), channel names, values (rows, 2 + noise))."""
     rng = np.random.default_rng(seed)
