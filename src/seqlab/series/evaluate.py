@@ -29,14 +29,21 @@ def is_series_run(run_dir) -> bool:
     return is_series(read_config(Path(run_dir)))
 
 
+def read_meta(run_dir: Path) -> dict:
+    """series.json of a series run."""
+    try:
+        return json.loads((Path(run_dir) / SERIES_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise SeqlabError(f"{run_dir} is an incomplete series run ({e}); train it again") from None
+
+
 def read_predictions(run_dir: Path) -> tuple[dict, dict]:
     """(series.json, {column: array}) of a series run."""
     import pyarrow.parquet as pq
 
-    run_dir = Path(run_dir)
+    meta = read_meta(run_dir)
     try:
-        meta = json.loads((run_dir / SERIES_FILE).read_text())
-        columns = pq.read_table(run_dir / PREDICTIONS_FILE).to_pydict()
+        columns = pq.read_table(Path(run_dir) / PREDICTIONS_FILE).to_pydict()
     except (OSError, ValueError) as e:
         raise SeqlabError(f"{run_dir} is an incomplete series run ({e}); train it again") from None
     return meta, {k: np.asarray(v) for k, v in columns.items()}

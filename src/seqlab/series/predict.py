@@ -21,7 +21,7 @@ import torch
 from .. import checkpoint as ckpt
 from ..errors import SeqlabError
 from ..run import read_config, resolve_device
-from .evaluate import read_predictions
+from .evaluate import read_meta
 from .features import Transform
 from .fit import build, predict_rows
 from .labels import Event, labels
@@ -49,7 +49,7 @@ def load_series(run_dir, device: str = "cpu") -> SeriesRun:
     cfg = read_config(run_dir)
     if not is_series(cfg):
         raise SeqlabError(f"{run_dir} is a text run; predict reads series runs (seqlab train FILE --series ...)")
-    meta, _ = read_predictions(run_dir)
+    meta = read_meta(run_dir)
     transform = Transform.from_dict(meta["transform"])
     events = [Event(**e) for e in meta["events"]]
     model = build(cfg, len(transform.names), len(events))
