@@ -36,7 +36,6 @@ def eval_json(run, capsys) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-@pytest.mark.slow
 def test_the_planted_cause_is_learned_and_the_lag_baselines_miss_it(planted_run, capsys):
     result = eval_json(planted_run / "run", capsys)
     assert result["model"]["roc_auc"] >= 0.9, result["model"]
