@@ -110,7 +110,10 @@ def add_cli(sub) -> None:
 
 def cli(args) -> None:
     from .run import load
+    from .series.evaluate import is_series_run, series_cli
 
+    if is_series_run(args.run):  # a numeric series run: its model against the baselines (series/evaluate.py)
+        return series_cli(args)
     run = load(args.run, device=args.device)
     with quiet(args.json):
         result = evaluate(run, args.files or None)

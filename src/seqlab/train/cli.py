@@ -12,8 +12,11 @@ from ..config import SOFTMAXES, STYLE_BY, RunConfig, check_paths, option_for, va
 from ..data.corpus import default_corpus_path
 from ..errors import SeqlabError
 from ..models import model_config
-from ..options import budget, corpus_path, hf_checkpoint, input_file, integer, key_value, new_run, run_dir
+from ..options import budget, corpus_path, hf_checkpoint, input_file, integer, key_value, new_run, run_dir, text
 from ..run import CONFIG_FILE, read_config
+from ..series.labels import EVENT
+from ..series.settings import is_series, series_config
+from ..series.train import train_series
 from . import distributed
 from .loop import train
 
@@ -79,6 +82,13 @@ def add_cli(sub) -> None:
     p.add_argument("--style-dim", type=option_for("style.dim"), help="size of each style vector (default 16)")
     p.add_argument("--log", type=option_for("train.log"),
                    help="also write the training and held-out curves for TensorBoard (RUN/tensorboard/)")
+    p.add_argument("--series", action="store_true",
+                   help="CORPUS is a numeric table (CSV, .csv.gz, Parquet, or a directory of them): learn per-step "
+                        "event probabilities, walk-forward (docs/series.md)")
+    p.add_argument("--event", action="append", metavar="SPEC", type=EVENT,
+                   help='with --series: what to predict, e.g. "SPX:up=1%%,down=0.5%%,within=5" or "COL:label" '
+                        "(repeatable: one head per event)")
+    p.add_argument("--time", type=text, help="with --series: the time column (default: found by name, else the first)")
     p.set_defaults(func=cli)
 
 
@@ -188,15 +198,21 @@ def cli(args) -> None:
     if args.resume:
         run_dir = Path(args.resume).resolve()
         cfg = resume_config(args)
+        if args.series or is_series(cfg):
+            raise SeqlabError("a --series run is built in one go and cannot be resumed; train a new one")
         if not distributed.train_processes(train, cfg, run_dir, resume=True, nproc=args.nproc):
             train(cfg, run_dir, resume=True)
         return
-    cfg = config_from_args(args)
+    if (args.event or args.time) and not args.series:
+        raise SeqlabError("--event and --time describe a numeric table: add --series")
+    cfg = series_config(args) if args.series else config_from_args(args)
     check_paths(cfg)  # a --config or --set corpus is checked as the CORPUS argument is, before any work
     run_dir = Path(args.out) if args.out else default_run_dir(cfg.arch)
     if (run_dir / CONFIG_FILE).exists():
         raise SeqlabError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
-    if not distributed.train_processes(train, cfg, run_dir, init=args.init, nproc=args.nproc):
+    if args.series:
+        train_series(cfg, run_dir)
+    elif not distributed.train_processes(train, cfg, run_dir, init=args.init, nproc=args.nproc):
         train(cfg, run_dir, init=args.init)
     if distributed.is_rank_zero():
         link_latest(run_dir)
