@@ -52,7 +52,9 @@ def tiny(command: str) -> str:
     command = re.sub(r"--budget[ =]\S+|--max-steps[ =]\d+", "--max-steps 3", command)
     words = shlex.split(command, comments=True) if command.startswith("seqlab ") else []
     budget = "" if "--max-steps" in words else " --max-steps 3"  # the default budget is minutes
-    if words[:2] == ["seqlab", "train"] and "--resume" not in words:
+    if words[:2] == ["seqlab", "train"] and "--series" in words:  # a table's windows are the series' own
+        command = _before_comment(command) + budget + " --batch-size 4"
+    elif words[:2] == ["seqlab", "train"] and "--resume" not in words:
         command = _before_comment(command) + budget + " --batch-size 4 --seq-len 32"
     elif words[:2] == ["seqlab", "compare"]:
         command = _before_comment(command) + budget + " --set train.batch_size=4 --set train.seq_len=32"

@@ -410,3 +410,14 @@ def test_auto_choice_is_nanogpts_recipe_sized_by_budget_cores_and_corpus():
     assert choose(1_000_000, 600, cores=1).model["n_embd"] <= 128
     small = choose(50_000, 3600, cores=2)
     assert small.model["n_embd"] == 64 and "the corpus size" in small.reason and small.model["dropout"] > 0
+
+
+def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path, monkeypatch):
+    from seqlab.train.cli import default_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("time.strftime", lambda fmt: "20261205-101010")
+    first = default_run_dir("lstm")
+    first.mkdir(parents=True)
+    second = default_run_dir("lstm")
+    assert (first.name, second.name) == ("20261205-101010-lstm", "20261205-101010-lstm-2")

@@ -22,7 +22,13 @@ from .loop import train
 
 
 def default_run_dir(arch: str) -> Path:
-    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{arch}"
+    """runs/DATE-TIME-ARCH, with -2, -3 ... when a run started in the same second already has the name."""
+    base = Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{arch}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def link_latest(run_dir: Path) -> None:
