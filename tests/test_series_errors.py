@@ -98,7 +98,8 @@ def test_bad_settings(capsys, tmp_path, rows, flags, needle):
 
 
 def test_event_without_series_and_an_unreadable_table(capsys, tmp_path):
-    assert_one_line_error(*run_cli(capsys, "train", tmp_path, "--event", EVENT), "add --series")
+    (tmp_path / "t.csv").write_text("date,a\n2020-01-01,1\n")
+    assert_one_line_error(*run_cli(capsys, "train", tmp_path / "t.csv", "--event", EVENT), "add --series")
     (tmp_path / "t.parquet").write_bytes(b"not parquet at all")
     assert_one_line_error(*train(capsys, tmp_path, tmp_path / "t.parquet"), "cannot read", "as a table")
 
