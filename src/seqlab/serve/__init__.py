@@ -28,6 +28,10 @@ def serve(run_dir, config=None) -> None:
     # a directory that is not a run, or a backward one, fails now, as one line, not later in the worker
     require_forward(run_dir, read_config(run_dir), "serve")
     resolve_device(cfg.device)
+    if cfg.index:  # an index of another run (or none at all) fails now, as one line
+        from ..vectors.index import PassageIndex
+
+        PassageIndex.load(cfg.index).check_run(run_dir)
     app = create_app(lambda: load(run_dir, device=cfg.device), cfg)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     print(f"seqlab serve: {run_dir} on http://{cfg.host}:{cfg.port}/ (API docs at /docs; Ctrl-C stops)",
@@ -57,6 +61,7 @@ def add_cli(sub) -> None:
     p.add_argument("--log-text", action="store_true", help="include prompts and outputs in the request log")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--index", metavar="IDX", help="a passage index (seqlab index) to serve at /v1/search")
     p.set_defaults(func=cli)
 
 
@@ -79,6 +84,6 @@ def cli(args) -> None:
         max_queue_ms=args.max_queue_ms, score_delay_ms=args.score_delay_ms, max_score_batch=args.max_score_batch,
         cache_size=args.cache_size, max_body_bytes=args.max_body_bytes, max_prompt_bytes=args.max_prompt_bytes,
         max_score_bytes=args.max_score_bytes, max_tokens=args.max_tokens, max_rows=args.max_rows,
-        log_text=args.log_text, device=args.device,
+        log_text=args.log_text, device=args.device, index=args.index,
     )
     serve(args.run, cfg)
