@@ -16,8 +16,8 @@ from .errors import SeqlabError
 from .options import integer
 from .progress import bar
 from .vectors import load_backward, load_forward
-from .vectors.embed import (DEFAULT_POOLING, DTYPES, FORMATS, POOLINGS, VectorWriter, check_pooling, embed_stream,
-                            fingerprint, new_output_dir)
+from .vectors.embed import (CENTRE, DEFAULT_POOLING, DTYPES, FORMATS, POOLINGS, VectorWriter, check_pooling,
+                            embed_stream, fingerprint, new_output_dir)
 from .vectors.passages import UNITS, check_unit, corpus_files, count_passages, passages
 from .vectors.words import DEFAULT_STATES, STATES, Accumulator, accumulate_text, check_states
 
@@ -41,7 +41,7 @@ def embed(run_dir, files, unit: str, out, pooling: str = DEFAULT_POOLING, dtype:
     if unit == "word":
         return _embed_words(run, back, paths, out, info | {"states": states, "backward": backward}, dtype, fmt,
                             states, show_progress)
-    info["pooling"] = pooling
+    info["pooling"], info["centre"] = pooling, CENTRE
     total = count_passages(paths, unit)
     if total == 0:
         raise SeqlabError(f"no {unit} passages in the files given (all empty or blank)")

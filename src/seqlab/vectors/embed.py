@@ -21,12 +21,14 @@ import numpy as np
 import torch
 
 from ..errors import SeqlabError
-from ..scoring import _batches_of_equal_length, _batch_tokens, plan_windows
+from ..scoring import TorchThreads, Window, _batch_tokens, _batches_of_equal_length, _in_order, plan_windows
 
 POOLINGS = ("mean", "last", "max")
 DEFAULT_POOLING = "mean"
+STATE_BLOCK, STATE_WARMUP = 512, 256  # a recurrent model's blocks when reading long texts for states
 RECURRENT_PIECE = 1024  # tokens per piece for models without a context limit (bounds a batch's memory)
 BATCH_TOKENS = 16384  # padded tokens per forward pass
+CENTRE = True  # measured: bench/vectors_retrieval.py (docs/vectors.md)
 DTYPES = {"float32": np.float32, "float16": np.float16}
 FORMATS = ("safetensors", "npy")
 
@@ -61,13 +63,35 @@ def token_states(model, tokens: np.ndarray, device, batch_tokens: int | None = N
     """Yield (start, states (n, C)) covering tokens in order: states[j] is the state after reading
     tokens[start + j], with as much context before it as scoring gives (scoring.plan_windows)."""
     padded = np.append(np.asarray(tokens, dtype=np.int64), 0)  # room for the last token's state; never read
-    windows = plan_windows(model, len(padded), 1)
-    for batch in _batches_of_equal_length(windows, batch_tokens or _batch_tokens(model)):
+    windows = state_windows(model, len(padded))
+    batches = list(_batches_of_equal_length(windows, batch_tokens or _batch_tokens(model)))
+
+    @torch.no_grad()
+    def states_of(batch):
         x = torch.from_numpy(np.stack([padded[w.start : w.stop - 1] for w in batch]))
         last = max(w.stop - w.first for w in batch)
         feats = model.window_features(x.to(device), last).float()  # (B, last, C)
         rows = [feats[i, last - (w.stop - w.first) :] for i, w in enumerate(batch)]
-        yield batch[0].first - 1, torch.cat(rows).cpu().numpy()
+        return batch[0].first - 1, torch.cat(rows).cpu().numpy()
+
+    yield from _in_order(states_of, batches, _workers(device, len(batches)))
+
+
+def _workers(device, n_batches: int) -> int:
+    """Batches computed side by side, each op on one thread (as scoring does): on a CPU this is faster than
+    one batch at a time on every thread, and much faster on a machine that other work keeps busy."""
+    return min(torch.get_num_threads(), n_batches) if torch.device(device).type == "cpu" else 1
+
+
+def state_windows(model, n_total: int) -> list[Window]:
+    """scoring.plan_windows, but a recurrent model reads shorter blocks (STATE_BLOCK tokens, each warmed up
+    on the STATE_WARMUP before it): more rows side by side and fewer steps one after another, 4x faster on a
+    CPU for the same states to within what the warm-up forgets."""
+    if model.max_context:
+        return plan_windows(model, n_total, 1)
+    reach = STATE_BLOCK + STATE_WARMUP
+    return [Window(max(0, min(first + STATE_BLOCK, n_total) - 1 - reach), first, min(first + STATE_BLOCK, n_total))
+            for first in range(1, n_total, STATE_BLOCK)]
 
 
 def states_at(model, tokens: np.ndarray, positions: np.ndarray, device) -> np.ndarray:
@@ -100,24 +124,55 @@ def _pieces(run, texts: list[bytes]) -> list[tuple[int, int, np.ndarray]]:
 
 @torch.no_grad()
 def embed_texts(run, texts: list[bytes], pooling: str = DEFAULT_POOLING, batch_tokens: int = BATCH_TOKENS,
-                normalize: bool = True) -> np.ndarray:
-    """One vector per text (n, C) float32, pooled from the run's token states; unit length by default."""
+                normalize: bool = True, centre: bool = CENTRE) -> np.ndarray:
+    """One vector per text (n, C) float32, pooled from the run's token states, less the run's centre
+    (see run_centre), unit length; normalize=False gives the pooled states as they are."""
     pooled = pool_pieces(run, _pieces(run, texts), len(texts), pooling, batch_tokens)
-    return unit_rows(pooled) if normalize else pooled
+    if not normalize:
+        return pooled
+    return unit_rows(pooled - run_centre(run, pooling) if centre else pooled)
+
+
+CENTRE_SAMPLES, CENTRE_TOKENS = 8, 128
+
+
+@torch.no_grad()
+def run_centre(run, pooling: str) -> np.ndarray:
+    """The run's average pooled vector over text it generates itself (fixed seed, so a function of the
+    weights alone, whatever the corpus at hand): every state shares a large common part that would make all
+    cosines close to 1 and rank passages by how they lean on it; it is subtracted before scaling."""
+    cache = run.__dict__.setdefault("_vector_centres", {})
+    if pooling not in cache:
+        from ..generate import generate
+
+        with TorchThreads(1):  # one small step at a time: more threads only wait on each other
+            samples = [s.text.encode("utf-8", errors="replace")
+                       for s in generate(run, "", n=CENTRE_SAMPLES, max_tokens=CENTRE_TOKENS, seed=0)]
+        lines = [line for s in samples for line in s.split(b"\n") if line.strip()] or [b" "]
+        cache[pooling] = pool_pieces(run, _pieces(run, lines), len(lines), pooling).mean(0)
+    return cache[pooling]
 
 
 def pool_pieces(run, pieces, n: int, pooling: str, batch_tokens: int = BATCH_TOKENS, grad: bool = False):
     """Pool the pieces' token states per passage: (n, C) numpy, or a torch tensor with grad=True (tune)."""
     model, device = run.model, run.device
     order = sorted(range(len(pieces)), key=lambda j: len(pieces[j][2]))
-    sums, counts, best, last, last_piece = None, torch.zeros(n, device=device), None, None, {}
-    for batch in _length_batches(order, pieces, batch_tokens):
+    batches = list(_length_batches(order, pieces, batch_tokens))
+
+    def features_of(batch):
         lengths = torch.tensor([len(pieces[j][2]) for j in batch], device=device)
-        width = int(lengths.max())
-        x = torch.zeros(len(batch), width, dtype=torch.long)
+        x = torch.zeros(len(batch), int(lengths.max()), dtype=torch.long)
         for row, j in enumerate(batch):
             x[row, : len(pieces[j][2])] = torch.from_numpy(pieces[j][2])
-        feats = (model.features if grad else model.scoring_features)(x.to(device))[0].float()  # (B, T, C)
+        if grad:
+            return batch, lengths, model.features(x.to(device))[0].float()
+        with torch.no_grad():
+            return batch, lengths, model.scoring_features(x.to(device))[0].float()  # (B, T, C)
+
+    computed = map(features_of, batches) if grad else _in_order(features_of, batches, _workers(device, len(batches)))
+    sums, counts, best, last, last_piece = None, torch.zeros(n, device=device), None, None, {}
+    for batch, lengths, feats in computed:
+        width = feats.shape[1]
         # token states only: position 0 (after BOS) is the same for every passage, so it counts only alone
         pos = torch.arange(width, device=device)[None, :]
         mask = (pos < lengths[:, None]) & ((pos >= 1) | (lengths[:, None] == 1))  # (B, T)
@@ -156,16 +211,16 @@ def _length_batches(order, pieces, batch_tokens: int):
         yield batch
 
 
-def embed_stream(run, items, pooling: str, text_of=lambda p: p.data, buffer: int = 2048):
+def embed_stream(run, items, pooling: str, text_of=lambda p: p.data, buffer: int = 2048, centre: bool = CENTRE):
     """Yield (items, vectors) for consecutive chunks of an iterable of passages: bounded memory."""
     chunk = []
     for item in items:
         chunk.append(item)
         if len(chunk) >= buffer:
-            yield chunk, embed_texts(run, [text_of(p) for p in chunk], pooling)
+            yield chunk, embed_texts(run, [text_of(p) for p in chunk], pooling, centre=centre)
             chunk = []
     if chunk:
-        yield chunk, embed_texts(run, [text_of(p) for p in chunk], pooling)
+        yield chunk, embed_texts(run, [text_of(p) for p in chunk], pooling, centre=centre)
 
 
 # ---- streamed output ---------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import numpy as np
 from ..checkpoint import atomic_write_text
 from ..errors import SeqlabError
 from ..progress import bar
-from .embed import DEFAULT_POOLING, embed_stream, fingerprint
+from .embed import CENTRE, DEFAULT_POOLING, embed_stream, fingerprint
 from .passages import count_passages, passages
 
 FORMAT = 1
@@ -76,7 +76,7 @@ class PassageIndex:
               exact_below: int = EXACT_BELOW, show_progress: bool = True) -> "PassageIndex":
         out = Path(out)
         info = {"format": FORMAT, "run": str(Path(run.path).resolve()), "fingerprint": fingerprint(run.path),
-                "unit": unit, "pooling": pooling, "exact_below": exact_below, "files": []}
+                "unit": unit, "pooling": pooling, "centre": CENTRE, "exact_below": exact_below, "files": []}
         tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
         tmp.mkdir(parents=True, exist_ok=True)
         (tmp / META).write_bytes(b"")
@@ -116,7 +116,7 @@ class PassageIndex:
         per_file = {}
         with open(self.path / META, "ab") as meta, \
                 bar(total=n_new, desc="index", unit="passage", enabled=None if show_progress else False) as b:
-            for chunk, vectors in embed_stream(run, passages(files, unit), pooling):
+            for chunk, vectors in embed_stream(run, passages(files, unit), pooling, centre=self.info["centre"]):
                 if self.index is None:
                     self.index = new_faiss_index(vectors.shape[1], structure_for(total, self.info["exact_below"]))
                 elif total >= self.info["exact_below"] and self._structure() == "Flat":
@@ -213,6 +213,6 @@ class PassageIndex:
         data = query.encode("utf-8", errors="replace")
         if not data.strip():
             raise SeqlabError("the query is empty; give some text to search for")
-        vector = embed_texts(run, [data], self.info["pooling"])
+        vector = embed_texts(run, [data], self.info["pooling"], centre=self.info["centre"])
         scores, ids = self.search(vector, k)
         return [{**self.passage(int(i)), "score": float(s)} for s, i in zip(scores[0], ids[0]) if i >= 0]
