@@ -192,10 +192,11 @@ def accumulate_text(acc: Accumulator, runs: list, data: bytes, states: str, wher
         acc.first += [(where, int(n), int(a)) for n, a in zip(lines, at)]
     which = ["before", "after"] if states == "both" else [states]
     direction = 0
-    for run in runs:
-        for w in which:
-            tokens, positions = occurrence_positions(run, data, starts, ends, w)
-            acc.add(direction, ids, states_at(run.model, tokens, positions, run.device))
+    for run in runs:  # one reading of the text per run gives every state asked for
+        found = [occurrence_positions(run, data, starts, ends, w) for w in which]
+        states = states_at(run.model, found[0][0], np.concatenate([p for _, p in found]), run.device)
+        for part in np.split(states, len(which)):
+            acc.add(direction, ids, part)
             direction += 1
     return len(words)
 
