@@ -18,7 +18,12 @@ from .vectors.index import PassageIndex
 
 def open_index(index_dir, run_dir=None, device: str = "cpu"):
     """(index loaded memory-mapped, its run), checked to match."""
+    from pathlib import Path
+
     idx = PassageIndex.load(index_dir)
+    if run_dir is None and not Path(idx.info["run"]).exists():
+        raise SeqlabError(f"{index_dir} was built from {idx.info['run']}, which is not there any more; give the "
+                          f"run's new place with --run RUN")
     run = load_forward(run_dir or idx.info["run"], "search", device)
     idx.check_run(run)
     return idx, run

@@ -20,6 +20,7 @@ EXACT_BELOW is converted once. Loading for search memory-maps the FAISS file (IO
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +82,12 @@ class PassageIndex:
         tmp.mkdir(parents=True, exist_ok=True)
         (tmp / META).write_bytes(b"")
         index = cls(tmp, info, None, np.zeros(0, np.int64))
-        index._append(run, files, show_progress)
-        index._save(tmp)
+        try:
+            index._append(run, files, show_progress)
+            index._save(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # nothing half-built is left behind
+            raise
         if out.exists():
             out.rmdir()  # checked empty before the work
         os.replace(tmp, out)

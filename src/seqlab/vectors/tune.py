@@ -98,7 +98,7 @@ def tune(run, files, out, cfg: TuneConfig | None = None, log=print, show_progres
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             step += 1
-            history.append(float(contrastive))
+            history.append(contrastive.item())
             b.update(1)
             b.set_postfix(contrastive=f"{np.mean(history[-20:]):.3f}")
     model.eval()
