@@ -13,7 +13,7 @@ import json
 import sys
 
 from .errors import SeqlabError
-from .options import integer
+from .options import corpus_path, device, integer, output_dir, run_dir
 from .progress import bar
 from .vectors import load_backward, load_forward
 from .vectors.embed import (CENTRE, DEFAULT_POOLING, DTYPES, FORMATS, POOLINGS, VectorWriter, check_pooling,
@@ -83,18 +83,18 @@ def _embed_words(run, back, paths, out, info, dtype, fmt, states, show_progress)
 def add_cli(sub) -> None:
     p = sub.add_parser("embed", help="vectors for the words, lines, paragraphs or documents of files",
                        description="Embed files with a run: one vector per unit, streamed to DIR.")
-    p.add_argument("run")
-    p.add_argument("files", nargs="+", help="files, directories (recursive) or globs")
+    p.add_argument("run", type=run_dir)
+    p.add_argument("files", nargs="+", type=corpus_path, help="files, directories (recursive) or globs")
     p.add_argument("--unit", choices=UNITS, default="paragraph")
-    p.add_argument("--out", required=True, help="output directory (new or empty)")
+    p.add_argument("--out", required=True, type=output_dir, help="output directory (new or empty)")
     p.add_argument("--pooling", choices=POOLINGS, default=DEFAULT_POOLING,
                    help=f"how a passage's token states become one vector (default {DEFAULT_POOLING})")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
     p.add_argument("--format", dest="fmt", choices=FORMATS, default="safetensors")
-    p.add_argument("--backward", metavar="RUN", help="--unit word: join a backward run's states")
+    p.add_argument("--backward", metavar="RUN", type=run_dir, help="--unit word: join a backward run's states")
     p.add_argument("--states", choices=STATES, default=DEFAULT_STATES,
                    help=f"--unit word: the states around each occurrence that are averaged (default {DEFAULT_STATES})")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device)
     p.add_argument("--threads", type=integer(min=1), help="torch threads (default: torch's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cli)

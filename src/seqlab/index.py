@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .embed import set_threads
 from .errors import SeqlabError
-from .options import integer
+from .options import corpus_path, device, integer, output_dir, run_dir
 from .vectors import load_forward
 from .vectors.embed import DEFAULT_POOLING, POOLINGS, check_pooling, new_output_dir
 from .vectors.index import EXACT_BELOW, PassageIndex
@@ -39,13 +39,14 @@ def index(run_dir, paths, out, unit: str = "paragraph", pooling: str = DEFAULT_P
 def add_cli(sub) -> None:
     p = sub.add_parser("index", help="build a nearest-neighbour index of a corpus's passages",
                        description="Embed every passage of PATHS with RUN and index the vectors (FAISS).")
-    p.add_argument("run")
-    p.add_argument("paths", nargs="+", help="files, directories (recursive) or globs")
-    p.add_argument("--out", required=True, help="index directory (new or empty; an existing index with --add)")
+    p.add_argument("run", type=run_dir)
+    p.add_argument("paths", nargs="+", type=corpus_path, help="files, directories (recursive) or globs")
+    p.add_argument("--out", required=True, type=output_dir,
+                   help="index directory (new or empty; an existing index with --add)")
     p.add_argument("--unit", choices=PASSAGE_UNITS, default="paragraph", help="what one result is (paragraph)")
     p.add_argument("--pooling", choices=POOLINGS, default=DEFAULT_POOLING)
     p.add_argument("--add", action="store_true", help="add new files to the existing index at --out")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device)
     p.add_argument("--threads", type=integer(min=1), help="torch threads (default: torch's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cli)

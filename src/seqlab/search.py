@@ -11,7 +11,7 @@ import json
 
 from .embed import set_threads
 from .errors import SeqlabError
-from .options import integer
+from .options import device, index_dir, integer, run_dir, text
 from .vectors import load_forward
 from .vectors.index import PassageIndex
 
@@ -39,11 +39,11 @@ def search(index_dir, query: str, k: int = 10, run_dir=None, device: str = "cpu"
 
 def add_cli(sub) -> None:
     p = sub.add_parser("search", help="passages of an index nearest to a query (seqlab index builds one)")
-    p.add_argument("index", help="an index directory (seqlab index RUN PATHS --out IDX)")
-    p.add_argument("query")
+    p.add_argument("index", type=index_dir, help="an index directory (seqlab index RUN PATHS --out IDX)")
+    p.add_argument("query", type=text)
     p.add_argument("--k", type=integer(min=1), default=10, help="how many passages (default 10)")
-    p.add_argument("--run", help="the run the index was built from, if it has moved")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--run", type=run_dir, help="the run the index was built from, if it has moved")
+    p.add_argument("--device", default="cpu", type=device)
     p.add_argument("--threads", type=integer(min=1))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cli)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .embed import set_threads
 from .errors import SeqlabError
-from .options import integer
+from .options import corpus_path, device, integer, output_dir, output_file, run_dir, text
 from .vectors import load_backward, load_forward
 from .vectors.words import DEFAULT_STATES, STATES, check_states, training_word_vectors
 
@@ -59,21 +59,25 @@ def add_cli(sub) -> None:
     p = sub.add_parser("similar", help="nearest words and analogies from a run's word vectors; exports",
                        description="Most similar words by cosine over the run's training split; king - man + "
                                    "woman is `similar RUN king --minus man --plus woman`.")
-    p.add_argument("run")
-    p.add_argument("word", nargs="?", help="the word to look up (optional with an export)")
-    p.add_argument("--plus", action="append", default=[], metavar="W", help="add this word's vector")
-    p.add_argument("--minus", action="append", default=[], metavar="W", help="subtract this word's vector")
+    p.add_argument("run", type=run_dir)
+    p.add_argument("word", nargs="?", type=text, help="the word to look up (optional with an export)")
+    p.add_argument("--plus", action="append", default=[], metavar="W", type=text, help="add this word's vector")
+    p.add_argument("--minus", action="append", default=[], metavar="W", type=text, help="subtract this word's vector")
     p.add_argument("--k", type=integer(min=1), default=10, help="how many neighbours (default 10)")
     p.add_argument("--min-count", type=integer(min=1), default=5, help="vocabulary: words seen this often (5)")
-    p.add_argument("--backward", metavar="RUN", help="a backward run whose states are joined (context on the right)")
+    p.add_argument("--backward", metavar="RUN", type=run_dir,
+                   help="a backward run whose states are joined (context on the right)")
     p.add_argument("--states", choices=STATES, default=DEFAULT_STATES,
                    help=f"states around each occurrence that are averaged (default {DEFAULT_STATES})")
-    p.add_argument("--corpus", nargs="+", metavar="PATH", help="the run's corpus, if not where it was trained")
-    p.add_argument("--word2vec", metavar="FILE", help="write the vectors in word2vec text format")
-    p.add_argument("--projector", metavar="DIR", help="write TensorBoard projector files (vectors.tsv, metadata.tsv)")
-    p.add_argument("--map", metavar="FILE.png", help="draw a 2-D map (PCA, t-SNE); also FILE.html with hover labels")
+    p.add_argument("--corpus", nargs="+", metavar="PATH", type=corpus_path,
+                   help="the run's corpus, if not where it was trained")
+    p.add_argument("--word2vec", metavar="FILE", type=output_file, help="write the vectors in word2vec text format")
+    p.add_argument("--projector", metavar="DIR", type=output_dir,
+                   help="write TensorBoard projector files (vectors.tsv, metadata.tsv)")
+    p.add_argument("--map", metavar="FILE.png", type=output_file,
+                   help="draw a 2-D map (PCA, t-SNE); also FILE.html with hover labels")
     p.add_argument("--map-words", type=integer(min=4), default=500, help="most frequent words on the map (500)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device)
     p.add_argument("--threads", type=integer(min=1), help="torch threads (default: torch's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cli)

@@ -9,9 +9,8 @@ token loss is kept alongside, and NEW_RUN is an ordinary run (generate, eval, se
 
 import sys
 
-from .config import parse_duration
 from .embed import set_threads
-from .options import integer, number
+from .options import budget, corpus_path, device, integer, new_run, number, run_dir, seed
 from .vectors import load_forward
 from .vectors.embed import new_output_dir
 from .vectors.passages import corpus_files
@@ -30,27 +29,26 @@ def tune(run_dir, corpus, out, config: TuneConfig | None = None, device: str = "
 
 def add_cli(sub) -> None:
     p = sub.add_parser("tune", help="fine-tune a run so its passage vectors find related text (contrastive)")
-    p.add_argument("run")
-    p.add_argument("corpus", nargs="+", help="files, directories or globs whose paragraphs are used")
-    p.add_argument("--out", required=True, help="the new run's directory")
+    p.add_argument("run", type=run_dir)
+    p.add_argument("corpus", nargs="+", type=corpus_path, help="files, directories or globs whose paragraphs are used")
+    p.add_argument("--out", required=True, type=new_run, help="the new run's directory")
     clock = p.add_mutually_exclusive_group()
     clock.add_argument("--max-steps", type=integer(min=1), default=200)
-    clock.add_argument("--budget", help="wall-clock time instead of steps, e.g. 90s, 5m")
+    clock.add_argument("--budget", type=budget, help="wall-clock time instead of steps, e.g. 90s, 5m")
     p.add_argument("--batch-size", type=integer(min=2), default=32, help="paragraphs per step (the negatives)")
     p.add_argument("--lr", type=number(min=0, min_open=True), default=3e-4)
     p.add_argument("--temperature", type=number(min=0, min_open=True), default=0.05)
     p.add_argument("--lm-weight", type=number(min=0), default=0.5, help="weight of the next-token loss kept")
     p.add_argument("--max-crop-tokens", type=integer(min=2), default=256)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--device", default="cpu", type=device)
     p.add_argument("--threads", type=integer(min=1))
     p.set_defaults(func=cli)
 
 
 def cli(args) -> None:
-    budget = parse_duration(args.budget) if args.budget else 0.0
-    cfg = TuneConfig(max_steps=args.max_steps, budget_seconds=budget, batch_size=args.batch_size, lr=args.lr,
-                     temperature=args.temperature, lm_weight=args.lm_weight, max_crop_tokens=args.max_crop_tokens,
-                     seed=args.seed)
+    cfg = TuneConfig(max_steps=args.max_steps, budget_seconds=args.budget or 0.0, batch_size=args.batch_size,
+                     lr=args.lr, temperature=args.temperature, lm_weight=args.lm_weight,
+                     max_crop_tokens=args.max_crop_tokens, seed=args.seed)
     set_threads(args)
     tune(args.run, args.corpus, args.out, cfg, args.device, log=lambda m: print(m, file=sys.stdout))
