@@ -60,7 +60,7 @@ PATTERN_BAD = {
 }
 # A valid value of each kind, for the positional arguments beside the one under test.
 VALID = {"run": ["run"], "file": ["corpus.txt"], "run or file": ["run", "corpus.txt"], "corpus": ["corpus.txt"],
-         "output path": ["exported"], "index": ["index"]}
+         "output path": ["exported"], "index": ["index"], "text": ["a query"]}
 
 
 def subparsers(parser):

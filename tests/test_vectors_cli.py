@@ -122,6 +122,17 @@ def test_other_bad_inputs(made, capsys, tmp_path):
     assert not (tmp_path / "e2").exists()  # nothing half-written
 
 
+def test_an_index_whose_run_moved_names_the_run_and_takes_run(made, capsys, tmp_path):
+    moved = tmp_path / "moved"
+    shutil.copytree(made["index"], moved)
+    info = json.loads((moved / "index.json").read_text())
+    (moved / "index.json").write_text(json.dumps({**info, "run": str(tmp_path / "gone")}))
+    line = one_line_error(capsys, "search", moved, "cat", match="not there any more")
+    assert "--run" in line
+    code, out, err = run_cli(capsys, "search", moved, "cat", "--run", made["lstm"], "--k", 2, "--json")
+    assert code == 0 and len(json.loads(out)["results"]) == 2, err
+
+
 def test_an_interrupted_add_is_reported_not_served(made, capsys, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(made["index"], broken)

@@ -8,6 +8,7 @@ another place for the same run); a run whose weights changed since is refused.
 """
 
 import json
+from pathlib import Path
 
 from .embed import set_threads
 from .errors import SeqlabError
@@ -18,8 +19,6 @@ from .vectors.index import PassageIndex
 
 def open_index(index_dir, run_dir=None, device: str = "cpu"):
     """(index loaded memory-mapped, its run), checked to match."""
-    from pathlib import Path
-
     idx = PassageIndex.load(index_dir)
     if run_dir is None and not Path(idx.info["run"]).exists():
         raise SeqlabError(f"{index_dir} was built from {idx.info['run']}, which is not there any more; give the "
