@@ -35,6 +35,7 @@ FIXTURES = {
     "empty_dir": "hollow",
     "corpus": "corpus.txt",
     "run": "run",  # a trained run
+    "index": "index",  # a folder with an index.json (seqlab index)
 }
 # Which of them each path kind refuses (an input file that may be empty also accepts "empty").
 PATH_BAD = {
@@ -47,6 +48,7 @@ PATH_BAD = {
     "output path": {"run"},
     "new run": {"empty", "run"},
     "Hugging Face checkpoint": {"missing", "empty", "dir", "empty_dir", "corpus", "run"},
+    "index": {"missing", "empty", "dir", "empty_dir", "corpus", "run"},
 }
 PATTERN_BAD = {
     "device": ["gpu9", "cuda:x"],
@@ -58,7 +60,7 @@ PATTERN_BAD = {
 }
 # A valid value of each kind, for the positional arguments beside the one under test.
 VALID = {"run": ["run"], "file": ["corpus.txt"], "run or file": ["run", "corpus.txt"], "corpus": ["corpus.txt"],
-         "output path": ["exported"]}
+         "output path": ["exported"], "index": ["index"], "text": ["a query"]}
 
 
 def subparsers(parser):
@@ -167,6 +169,8 @@ def sandbox(tmp_path_factory, trained_runs, corpus_file):
     (root / FIXTURES["empty_dir"]).mkdir()
     shutil.copy(corpus_file, root / FIXTURES["corpus"])
     shutil.copytree(trained_runs["lstm"], root / FIXTURES["run"])
+    (root / FIXTURES["index"]).mkdir()
+    (root / FIXTURES["index"] / "index.json").write_text("{}")
     return root
 
 

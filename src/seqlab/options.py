@@ -446,6 +446,24 @@ class _Checkpoint(PathKind):
         return None
 
 
+class _Index(PathKind):
+    kind = "index"
+    description = "an index directory written by seqlab index"
+
+    def problem(self, value: str, text=None):
+        path = Path(value)
+        how = f"build one with `seqlab index RUN FILES... --out {value}`"
+        if not path.exists():
+            return f"no such index directory: {value}; {how}"
+        if not path.is_dir():
+            return f"{value} is a file, not an index directory; {how}"
+        if is_run(path):
+            return f"{value} is a seqlab run, not an index; {how}"
+        if not (path / "index.json").exists():
+            return f"{value} is not a seqlab index (no index.json); {how}"
+        return None
+
+
 corpus_path = _Corpus()
 run_dir = _Run()
 input_file = InputFile()
@@ -455,3 +473,4 @@ output_dir = _OutputDir()
 output_path = _OutputPath()
 new_run = _NewRun()
 hf_checkpoint = _Checkpoint()
+index_dir = _Index()

@@ -14,7 +14,8 @@ import os
 import sys
 
 from ..config import MAX_TOKENS
-from ..options import device, integer, number, port, run_dir, text
+from ..errors import SeqlabError
+from ..options import device, index_dir, integer, number, port, run_dir, text
 
 
 def serve(run_dir, config=None) -> None:
@@ -29,11 +30,18 @@ def serve(run_dir, config=None) -> None:
     if read_config(run_dir).series.events:  # a numeric series run: POST rows, get probabilities
         from .series import create_series_app
 
+        if cfg.index:
+            raise SeqlabError(f"--index {cfg.index}: {run_dir} is a numeric series run, which has no passage "
+                              f"vectors; serve a text run with the index built from it, or leave out --index")
         app = create_series_app(run_dir, cfg)
     else:
         # a directory that is not a run, or a backward one, fails now, as one line, not later in the worker
         require_forward(run_dir, read_config(run_dir), "serve")
         resolve_device(cfg.device)
+        if cfg.index:  # an index of another run (or none at all) fails now, as one line
+            from ..vectors.index import PassageIndex
+
+            PassageIndex.load(cfg.index).check_run(run_dir)
         app = create_app(lambda: load(run_dir, device=cfg.device), cfg)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     print(f"seqlab serve: {run_dir} on http://{cfg.host}:{cfg.port}/ (API docs at /docs; Ctrl-C stops)",
@@ -65,6 +73,8 @@ def add_cli(sub) -> None:
     p.add_argument("--log-text", action="store_true", help="include prompts and outputs in the request log")
     p.add_argument("--threads", type=integer(min=0), default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--device", default="cpu", type=device)
+    p.add_argument("--index", metavar="IDX", type=index_dir,
+                   help="a passage index (seqlab index) to serve at /v1/search")
     p.set_defaults(func=cli)
 
 
@@ -80,6 +90,6 @@ def cli(args) -> None:
         max_queue_ms=args.max_queue_ms, score_delay_ms=args.score_delay_ms, max_score_batch=args.max_score_batch,
         cache_size=args.cache_size, max_body_bytes=args.max_body_bytes, max_prompt_bytes=args.max_prompt_bytes,
         max_score_bytes=args.max_score_bytes, max_tokens=args.max_tokens, max_rows=args.max_rows,
-        log_text=args.log_text, device=args.device,
+        log_text=args.log_text, device=args.device, index=args.index,
     )
     serve(args.run, cfg)

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 from .api import ApiError, Collector, plan_completion, score_reply, score_tokens
 from .metrics import Metrics
 from .middleware import BearerAuth, BodyLimit, RequestLog, error_body
+from .vectors import add_vector_routes
 from .schemas import (CompletionRequest, CompletionResponse, ErrorResponse, ModelList, ScoreRequest, ScoreResponse,
                       Status)
 from .worker import Job, Rejected, ServeConfig, Worker
@@ -180,6 +181,8 @@ def create_app(load_run, config: ServeConfig | None = None) -> FastAPI:
             reply = score_reply(tokens, event[1], event[2], run, model_name(), req.top)
             cache.put(key, reply)
             return reply
+
+    add_vector_routes(app, worker, cfg, _ready_run)
 
     @app.get("/", include_in_schema=False)
     async def index():

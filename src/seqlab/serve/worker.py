@@ -53,6 +53,7 @@ class ServeConfig:
     max_stop_chars: int = 64
     log_text: bool = False
     device: str = "cpu"
+    index: str | None = None  # a passage index searched by /v1/search (serve/vectors.py)
 
 
 class Rejected(Exception):

@@ -1,0 +1,240 @@
+"""Nearest-neighbour indexes: FAISS HNSW (what `seqlab index` builds) against exact search and Annoy, on
+synthetic and on real passage vectors, and `seqlab search` on a 1M-passage index.
+
+    python bench/vectors_index.py RUN [--corpus DIR] [--n 100000] [--queries 2000] [--big 1000000]
+
+Datasets: 100,000 x 128 unit vectors from faiss.contrib.datasets.SyntheticDataset, and the line vectors of
+the run's corpus (seqlab embed --unit line, up to --n of them; queries are other lines). Ground truth is
+exact inner-product search. For each HNSW efSearch: recall@10 against exact, queries per second on ONE
+thread (FAISS's OpenMP set to 1, queries in one batch), build time (all cores), size on disk. Annoy
+(angular = cosine on unit vectors) is built with growing forests until it reaches the recall of HNSW at the
+efSearch seqlab uses, and timed the same way. The crossover table times one query at a time, flat vs HNSW,
+by index size (where exact search stops being the faster: EXACT_BELOW). Last, an index of --big passages
+(real vectors, each repeated with small noise, pointing at its line) is saved, loaded memory-mapped, and
+`PassageIndex.search_text` (embed the query, search, read the rows' metadata) is timed per query.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import print_table  # noqa: E402
+
+from seqlab.run import load  # noqa: E402
+from seqlab.stats import bootstrap_statistic  # noqa: E402
+from seqlab.vectors.embed import embed_texts, unit_rows  # noqa: E402
+from seqlab.vectors.index import EF_SEARCH, HNSW, PassageIndex, new_faiss_index  # noqa: E402
+from seqlab.vectors.passages import corpus_files, passages  # noqa: E402
+
+import faiss  # noqa: E402
+
+EF_VALUES = (16, 32, 64, 128)
+K = 10
+
+
+def synthetic(n: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
+    from faiss.contrib.datasets import SyntheticDataset
+
+    ds = SyntheticDataset(128, 0, n, queries, metric="IP", seed=1338)
+    return unit_rows(ds.get_database()), unit_rows(ds.get_queries())
+
+
+def real(run, corpus, n: int, queries: int) -> tuple[np.ndarray, np.ndarray, list]:
+    lines = []
+    for p in passages(corpus_files(corpus), "line"):
+        lines.append(p)
+        if len(lines) >= n + queries:
+            break
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(lines))
+    base, held = [lines[i] for i in np.sort(order[queries:])], [lines[i] for i in order[:queries]]
+    t0 = time.perf_counter()
+    xb = embed_texts(run, [p.data for p in base])
+    print(f"  embedded {len(base):,} lines in {time.perf_counter() - t0:.0f}s", flush=True)
+    return xb, embed_texts(run, [p.data for p in held]), base
+
+
+def recall(found: np.ndarray, kth: np.ndarray, xb: np.ndarray, xq: np.ndarray) -> np.ndarray:
+    """Per query: the share of the K results that belong to the exact top K, where any vector scoring at least
+    the exact K-th score counts (a corpus holds duplicate lines: ties are not misses)."""
+    found = np.asarray(found)
+    scores = np.einsum("qd,qkd->qk", xq, xb[np.maximum(found, 0)])
+    return ((scores >= kth[:, None] - 1e-5) & (found >= 0)).sum(1) / K
+
+
+def interval(values: np.ndarray) -> str:
+    lo, hi = bootstrap_statistic(lambda i: float(values[i].mean()), len(values), 1, n_boot=300)
+    return f"{values.mean():.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def timed(fn, repeats: int = 3) -> tuple[object, float]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return out, best
+
+
+def disk_size(write) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "index")
+        write(path)
+        return os.path.getsize(path)
+
+
+def compare(name: str, xb: np.ndarray, xq: np.ndarray) -> list[list]:
+    from annoy import AnnoyIndex
+
+    threads = len(os.sched_getaffinity(0))
+    faiss.omp_set_num_threads(threads)
+    flat = faiss.IndexFlatIP(xb.shape[1])
+    flat.add(xb)
+    exact, _ = flat.search(xq, K)
+    kth = exact[:, -1]
+    faiss.omp_set_num_threads(1)
+    (_, _), flat_s = timed(lambda: flat.search(xq, K), 1)
+    rows = [[name, "exact (faiss Flat)", "-", "1.000", f"{len(xq) / flat_s:,.0f}", "-",
+             f"{xb.nbytes / 2**20:.0f}"]]
+    faiss.omp_set_num_threads(threads)
+    hnsw = new_faiss_index(xb.shape[1], HNSW)
+    t0 = time.perf_counter()
+    hnsw.add(xb)
+    build = time.perf_counter() - t0
+    size = disk_size(lambda p: faiss.write_index(hnsw, p))
+    faiss.omp_set_num_threads(1)
+    target = None
+    for ef in EF_VALUES:
+        hnsw.hnsw.efSearch = ef
+        (_, ids), secs = timed(lambda: hnsw.search(xq, K))
+        r = recall(ids, kth, xb, xq)
+        if ef == EF_SEARCH:
+            target = r.mean()
+        rows.append([name, f"FAISS {HNSW} efSearch={ef}" + (" (seqlab)" if ef == EF_SEARCH else ""),
+                     f"{build:.1f}", interval(r), f"{len(xq) / secs:,.0f}", f"{size / 2**20:.0f}", ""])
+        print("  ", rows[-1], flush=True)
+    for trees in (10, 25, 50, 100):
+        annoy = AnnoyIndex(xb.shape[1], "angular")
+        for i, v in enumerate(xb):
+            annoy.add_item(i, v)
+        t0 = time.perf_counter()
+        annoy.build(trees, n_jobs=threads)
+        build = time.perf_counter() - t0
+        size = disk_size(annoy.save)
+        for search_k in (trees * K * 4, trees * K * 16, trees * K * 64):
+            ids, secs = timed(lambda a=annoy, sk=search_k: np.array([a.get_nns_by_vector(q, K, search_k=sk)
+                                                                     for q in xq]), 1)
+            r = recall(ids, kth, xb, xq)
+            rows.append([name, f"Annoy trees={trees} search_k={search_k}", f"{build:.1f}", interval(r),
+                         f"{len(xq) / secs:,.0f}", f"{size / 2**20:.0f}", ""])
+            print("  ", rows[-1], flush=True)
+            if r.mean() >= target:
+                return rows
+    return rows
+
+
+def crossover(xb: np.ndarray, xq: np.ndarray) -> list[list]:
+    """Milliseconds per single query, flat vs HNSW, by index size."""
+    faiss.omp_set_num_threads(1)
+    out = []
+    for n in (1_000, 3_000, 10_000, 30_000, 100_000):
+        if n > len(xb):
+            break
+        flat = faiss.IndexFlatIP(xb.shape[1])
+        flat.add(xb[:n])
+        faiss.omp_set_num_threads(len(os.sched_getaffinity(0)))
+        hnsw = new_faiss_index(xb.shape[1], HNSW)
+        hnsw.add(xb[:n])
+        faiss.omp_set_num_threads(1)
+        q = xq[:300]
+        _, a = timed(lambda f=flat, q=q: [f.search(q[i : i + 1], K) for i in range(len(q))])
+        _, b = timed(lambda h=hnsw, q=q: [h.search(q[i : i + 1], K) for i in range(len(q))])
+        out.append([f"{n:,}", f"{a / len(q) * 1000:.3f}", f"{b / len(q) * 1000:.3f}"])
+        print("  ", out[-1], flush=True)
+    return out
+
+
+def big_index(run, xb: np.ndarray, base: list, n: int, out: Path) -> list:
+    """n passages: real vectors repeated with noise (the neighbourhood structure of real text, at scale)."""
+    rng = np.random.default_rng(1)
+    faiss.omp_set_num_threads(len(os.sched_getaffinity(0)))
+    index = new_faiss_index(xb.shape[1], HNSW)
+    offsets, at = [], 0
+    t0 = time.perf_counter()
+    with open(out / "passages.jsonl", "wb") as meta:
+        for start in range(0, n, 50_000):
+            src = rng.integers(0, len(xb), min(50_000, n - start))
+            index.add(unit_rows(xb[src] + rng.normal(0, 0.05, (len(src), xb.shape[1])).astype(np.float32)))
+            lines = [json.dumps(base[i].meta()).encode() + b"\n" for i in src]
+            lengths = np.array([len(x) for x in lines])
+            offsets.append(at + np.concatenate([[0], np.cumsum(lengths)[:-1]]))
+            at += int(lengths.sum())
+            meta.write(b"".join(lines))
+            print(f"  {start + len(src):,} / {n:,} added ({time.perf_counter() - t0:.0f}s)", flush=True)
+    build = time.perf_counter() - t0
+    from seqlab.vectors.embed import fingerprint
+    from seqlab.vectors.index import FORMAT
+
+    info = {"format": FORMAT, "run": str(Path(run.path).resolve()), "fingerprint": fingerprint(run.path),
+            "unit": "line", "pooling": "mean", "centre": True, "exact_below": 0, "files": [], "count": n,
+            "dim": xb.shape[1], "structure": HNSW, "ef_search": EF_SEARCH, "library": f"faiss {faiss.__version__}"}
+    PassageIndex(out, info, index, np.concatenate(offsets))._save(out)
+    t0 = time.perf_counter()
+    loaded = PassageIndex.load(out)
+    load_s = time.perf_counter() - t0
+    faiss.omp_set_num_threads(1)
+    queries = [p.data.decode("utf-8", "replace") for p in base[:60]]
+    loaded.search_text(run, queries[0], 10)  # warm: the run's centre, first pages of the map
+    times = []
+    for q in queries[1:]:
+        t0 = time.perf_counter()
+        loaded.search_text(run, q, 10)
+        times.append((time.perf_counter() - t0) * 1000)
+    times = np.array(times)
+    return [f"{n:,}", f"{build:.0f}", f"{load_s * 1000:.0f}", f"{np.median(times):.1f}",
+            f"{np.percentile(times, 95):.1f}", f"{sum(f.stat().st_size for f in out.iterdir()) / 2**20:.0f}"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run")
+    ap.add_argument("--corpus", nargs="+", help="text whose lines are embedded (default: the run's corpus)")
+    ap.add_argument("--n", type=int, default=100_000, help="vectors per dataset (100,000)")
+    ap.add_argument("--queries", type=int, default=2_000)
+    ap.add_argument("--big", type=int, default=1_000_000, help="passages in the search-latency index (0: skip)")
+    args = ap.parse_args()
+    run = load(args.run)
+    corpus = args.corpus or run.config.data.paths
+    rows = []
+    print("synthetic", flush=True)
+    xs, qs = synthetic(args.n, args.queries)
+    rows += compare(f"synthetic {args.n:,}x128", xs, qs)
+    print("real passage vectors", flush=True)
+    xb, xq, base = real(run, corpus, args.n, args.queries)
+    rows += compare(f"passages {len(xb):,}x{xb.shape[1]}", xb, xq)
+    header = ["data", "index", "build s", "recall@10 vs exact", "queries/s (1 thread)", "MiB on disk", ""]
+    print()
+    print_table("nearest-neighbour indexes (95% intervals over queries)", header[:-1], [r[:-1] for r in rows])
+    print()
+    print_table("one query at a time: exact vs HNSW (ms per query, 1 thread), synthetic 128-d",
+                ["vectors", "flat ms", "HNSW ms"], crossover(xs, qs))
+    if args.big:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"building a {args.big:,}-passage index", flush=True)
+            big = big_index(run, xb, base, args.big, Path(tmp))
+        print()
+        print_table("seqlab search on a large index (PassageIndex.search_text: embed, search, read metadata)",
+                    ["passages", "build s", "load ms (mmap)", "median ms per query", "p95 ms", "MiB on disk"],
+                    [big])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""Hidden states -> vectors: the states after every token of a long text, pooled passage vectors, and a
+writer that streams vectors to disk.
+
+    vecs = embed_texts(run, [b"first passage", b"second"])      # (2, C) float32, unit length
+    for start, states in token_states(run.model, tokens, run.device): ...   # state after tokens[start + j]
+
+A passage is read as its own document (BOS first) through the model contract (`scoring_features`, the
+features the output layer reads) and its token states are pooled: `mean` (the default, measured against
+`last` and `max` in bench/vectors_retrieval.py; see docs/vectors.md). A passage longer than the model's
+context is cut into pieces of at most that many tokens, each read from BOS; mean and max pool over all of
+them, `last` takes the last piece's last state. Vectors are scaled to unit length: cosine = dot product.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import SeqlabError
+from ..scoring import TorchThreads, Window, _batch_tokens, _batches_of_equal_length, _in_order, plan_windows
+
+POOLINGS = ("mean", "last", "max")
+DEFAULT_POOLING = "mean"
+STATE_BLOCK, STATE_WARMUP = 512, 256  # a recurrent model's blocks when reading long texts for states
+RECURRENT_PIECE = 1024  # tokens per piece for models without a context limit (bounds a batch's memory)
+BATCH_TOKENS = 16384  # padded tokens per forward pass
+CENTRE = True  # measured: bench/vectors_retrieval.py (docs/vectors.md)
+DTYPES = {"float32": np.float32, "float16": np.float16}
+FORMATS = ("safetensors", "npy")
+
+
+def fingerprint(run_dir) -> str:
+    """A digest of what makes a run's vectors what they are: its config, tokenizer and checkpoint bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in ("config.json", "tokenizer.json", "checkpoint.safetensors"):
+        path = Path(run_dir) / name
+        if path.exists():
+            h.update(name.encode())
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def check_pooling(pooling: str) -> str:
+    if pooling not in POOLINGS:
+        raise SeqlabError(f"unknown pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
+    return pooling
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+# ---- states after every token of a long text ------------------------------------------------------------
+
+@torch.no_grad()
+def token_states(model, tokens: np.ndarray, device, batch_tokens: int | None = None):
+    """Yield (start, states (n, C)) covering tokens in order: states[j] is the state after reading
+    tokens[start + j], with as much context before it as scoring gives (scoring.plan_windows)."""
+    padded = np.append(np.asarray(tokens, dtype=np.int64), 0)  # room for the last token's state; never read
+    windows = state_windows(model, len(padded))
+    batches = list(_batches_of_equal_length(windows, batch_tokens or _batch_tokens(model)))
+
+    @torch.no_grad()
+    def states_of(batch):
+        x = torch.from_numpy(np.stack([padded[w.start : w.stop - 1] for w in batch]))
+        last = max(w.stop - w.first for w in batch)
+        feats = model.window_features(x.to(device), last).float()  # (B, last, C)
+        rows = [feats[i, last - (w.stop - w.first) :] for i, w in enumerate(batch)]
+        return batch[0].first - 1, torch.cat(rows).cpu().numpy()
+
+    yield from _in_order(states_of, batches, _workers(device, len(batches)))
+
+
+def _workers(device, n_batches: int) -> int:
+    """Batches computed side by side, each op on one thread (as scoring does): on a CPU this is faster than
+    one batch at a time on every thread, and much faster on a machine that other work keeps busy."""
+    return min(torch.get_num_threads(), n_batches) if torch.device(device).type == "cpu" else 1
+
+
+def state_windows(model, n_total: int) -> list[Window]:
+    """scoring.plan_windows, but a recurrent model reads shorter blocks (STATE_BLOCK tokens, each warmed up
+    on the STATE_WARMUP before it): more rows side by side and fewer steps one after another, 4x faster on a
+    CPU for the same states to within what the warm-up forgets."""
+    if model.max_context:
+        return plan_windows(model, n_total, 1)
+    reach = STATE_BLOCK + STATE_WARMUP
+    return [Window(max(0, min(first + STATE_BLOCK, n_total) - 1 - reach), first, min(first + STATE_BLOCK, n_total))
+            for first in range(1, n_total, STATE_BLOCK)]
+
+
+def states_at(model, tokens: np.ndarray, positions: np.ndarray, device) -> np.ndarray:
+    """The states after tokens[p] for each p in positions (any order, repeats allowed): (len(positions), C)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    order = np.argsort(positions, kind="stable")
+    sorted_pos = positions[order]
+    out = None
+    for start, states in token_states(model, tokens, device):
+        lo, hi = np.searchsorted(sorted_pos, [start, start + len(states)])
+        if out is None:
+            out = np.zeros((len(positions), states.shape[1]), dtype=np.float32)
+        out[order[lo:hi]] = states[sorted_pos[lo:hi] - start]
+    return out if out is not None else np.zeros((0, 0), np.float32)
+
+
+# ---- pooled passage vectors --------------------------------------------------------------------------------
+
+def _pieces(run, texts: list[bytes]) -> list[tuple[int, int, np.ndarray]]:
+    """(passage index, piece number, token ids BOS first) of every piece of every text."""
+    tok, model = run.tokenizer, run.model
+    length = (model.max_context or RECURRENT_PIECE) - 1
+    out = []
+    for i, data in enumerate(texts):
+        ids = tok.encode(data)
+        for k, at in enumerate(range(0, max(len(ids), 1), length)):
+            out.append((i, k, np.concatenate([[tok.bos_id], ids[at : at + length]]).astype(np.int64)))
+    return out
+
+
+@torch.no_grad()
+def embed_texts(run, texts: list[bytes], pooling: str = DEFAULT_POOLING, batch_tokens: int = BATCH_TOKENS,
+                normalize: bool = True, centre: bool = CENTRE) -> np.ndarray:
+    """One vector per text (n, C) float32, pooled from the run's token states, less the run's centre
+    (see run_centre), unit length; normalize=False gives the pooled states as they are."""
+    pooled = pool_pieces(run, _pieces(run, texts), len(texts), pooling, batch_tokens)
+    if not normalize:
+        return pooled
+    return unit_rows(pooled - run_centre(run, pooling) if centre else pooled)
+
+
+CENTRE_SAMPLES, CENTRE_TOKENS = 8, 128
+
+
+@torch.no_grad()
+def run_centre(run, pooling: str) -> np.ndarray:
+    """The run's average pooled vector over text it generates itself (fixed seed, so a function of the
+    weights alone, whatever the corpus at hand): every state shares a large common part that would make all
+    cosines close to 1 and rank passages by how they lean on it; it is subtracted before scaling."""
+    cache = run.__dict__.setdefault("_vector_centres", {})
+    if pooling not in cache:
+        from ..generate import generate
+
+        with TorchThreads(1):  # one small step at a time: more threads only wait on each other
+            samples = [s.text.encode("utf-8", errors="replace")
+                       for s in generate(run, "", n=CENTRE_SAMPLES, max_tokens=CENTRE_TOKENS, seed=0)]
+        lines = [line for s in samples for line in s.split(b"\n") if line.strip()] or [b" "]
+        cache[pooling] = pool_pieces(run, _pieces(run, lines), len(lines), pooling).mean(0)
+    return cache[pooling]
+
+
+def pool_pieces(run, pieces, n: int, pooling: str, batch_tokens: int = BATCH_TOKENS, grad: bool = False):
+    """Pool the pieces' token states per passage: (n, C) numpy, or a torch tensor with grad=True (tune)."""
+    model, device = run.model, run.device
+    order = sorted(range(len(pieces)), key=lambda j: len(pieces[j][2]))
+    batches = list(_length_batches(order, pieces, batch_tokens))
+
+    def features_of(batch):
+        lengths = torch.tensor([len(pieces[j][2]) for j in batch], device=device)
+        x = torch.zeros(len(batch), int(lengths.max()), dtype=torch.long)
+        for row, j in enumerate(batch):
+            x[row, : len(pieces[j][2])] = torch.from_numpy(pieces[j][2])
+        if grad:
+            return batch, lengths, model.features(x.to(device))[0].float()
+        with torch.no_grad():
+            return batch, lengths, model.scoring_features(x.to(device))[0].float()  # (B, T, C)
+
+    computed = map(features_of, batches) if grad else _in_order(features_of, batches, _workers(device, len(batches)))
+    sums, counts, best, last, last_piece = None, torch.zeros(n, device=device), None, None, {}
+    for batch, lengths, feats in computed:
+        width = feats.shape[1]
+        # token states only: position 0 (after BOS) is the same for every passage, so it counts only alone
+        pos = torch.arange(width, device=device)[None, :]
+        mask = (pos < lengths[:, None]) & ((pos >= 1) | (lengths[:, None] == 1))  # (B, T)
+        if sums is None:
+            sums = torch.zeros(n, feats.shape[-1], device=device)
+            best = torch.full((n, feats.shape[-1]), -torch.inf, device=device)
+            last = torch.zeros(n, feats.shape[-1], device=device)
+        idx = torch.tensor([pieces[j][0] for j in batch], device=device)
+        sums = sums.index_add(0, idx, (feats * mask[..., None]).sum(1))
+        counts = counts.index_add(0, idx, mask.sum(1).float())
+        if pooling == "max":
+            best = best.index_reduce(0, idx, feats.masked_fill(~mask[..., None], -torch.inf).amax(1), "amax")
+        elif pooling == "last":
+            ends = feats[torch.arange(len(batch), device=device), lengths - 1]
+            for row, j in enumerate(batch):
+                i, k = pieces[j][0], pieces[j][1]
+                if k >= last_piece.get(i, -1):
+                    last_piece[i] = k
+                    last = last.index_copy(0, torch.tensor([i], device=device), ends[row : row + 1])
+    if sums is None:
+        return np.zeros((0, 0), np.float32)
+    out = {"mean": sums / counts.clamp(min=1)[:, None], "max": best, "last": last}[pooling]
+    return out if grad else out.cpu().numpy()
+
+
+def _length_batches(order, pieces, batch_tokens: int):
+    batch, width = [], 0
+    for j in order:
+        w = len(pieces[j][2])
+        if batch and max(width, w) * (len(batch) + 1) > batch_tokens:
+            yield batch
+            batch, width = [], 0
+        batch.append(j)
+        width = max(width, w)
+    if batch:
+        yield batch
+
+
+def embed_stream(run, items, pooling: str, text_of=lambda p: p.data, buffer: int = 2048, centre: bool = CENTRE):
+    """Yield (items, vectors) for consecutive chunks of an iterable of passages: bounded memory."""
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= buffer:
+            yield chunk, embed_texts(run, [text_of(p) for p in chunk], pooling, centre=centre)
+            chunk = []
+    if chunk:
+        yield chunk, embed_texts(run, [text_of(p) for p in chunk], pooling, centre=centre)
+
+
+# ---- streamed output ---------------------------------------------------------------------------------------
+
+def new_output_dir(out) -> Path:
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SeqlabError(f"{out} already exists and is not an empty directory; choose another --out or remove it")
+    return out
+
+
+class VectorWriter:
+    """Rows written as they come into a preallocated file (safetensors or .npy) plus meta.jsonl, in a
+    temporary directory renamed to `out` by close(): a half-written output never appears under its name."""
+
+    def __init__(self, out, count: int, dim: int, dtype: str = "float32", fmt: str = "safetensors",
+                 info: dict | None = None):
+        self.out, self.count, self.dim, self.fmt = Path(out), count, dim, fmt
+        self.dtype = np.dtype(DTYPES[dtype])
+        self.tmp = self.out.with_name(f".{self.out.name}.tmp{os.getpid()}")
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.info = {**(info or {}), "count": count, "dim": dim, "dtype": dtype, "format": fmt}
+        self.rows = self._open_rows()
+        self.meta = open(self.tmp / "meta.jsonl", "w", encoding="utf-8")
+        self.at = 0
+
+    def _open_rows(self):
+        shape = (self.count, self.dim)
+        if self.fmt == "npy":
+            return np.lib.format.open_memmap(self.tmp / "vectors.npy", mode="w+", dtype=self.dtype, shape=shape)
+        code = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16"}[self.dtype]
+        n_bytes = self.count * self.dim * self.dtype.itemsize
+        header = {"vectors": {"dtype": code, "shape": list(shape), "data_offsets": [0, n_bytes]},
+                  "__metadata__": {k: json.dumps(v) for k, v in self.info.items()}}
+        raw = json.dumps(header).encode()
+        raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
+        path = self.tmp / "vectors.safetensors"
+        with open(path, "wb") as f:
+            f.write(len(raw).to_bytes(8, "little") + raw)
+            f.truncate(8 + len(raw) + n_bytes)
+        if not n_bytes:
+            return np.zeros(shape, self.dtype)
+        return np.memmap(path, dtype=self.dtype, mode="r+", offset=8 + len(raw), shape=shape)
+
+    def write(self, vectors: np.ndarray, metas: list[dict]) -> None:
+        assert len(vectors) == len(metas) and self.at + len(vectors) <= self.count
+        self.rows[self.at : self.at + len(vectors)] = vectors
+        self.at += len(vectors)
+        for m in metas:
+            self.meta.write(json.dumps(m, ensure_ascii=False) + "\n")
+
+    def close(self) -> Path:
+        assert self.at == self.count, f"{self.at} rows written of {self.count}"
+        if isinstance(self.rows, np.memmap):
+            self.rows.flush()
+        del self.rows
+        self.meta.close()
+        (self.tmp / "info.json").write_text(json.dumps(self.info, indent=2) + "\n")
+        if self.out.exists():
+            self.out.rmdir()  # checked empty before the work started
+        os.replace(self.tmp, self.out)
+        return self.out
+
+    def abort(self) -> None:
+        self.meta.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def read_vectors(out) -> tuple[np.ndarray, list[dict], dict]:
+    """(vectors, metadata rows, info) of an `seqlab embed` output directory (vectors memory-mapped)."""
+    out = Path(out)
+    info = json.loads((out / "info.json").read_text())
+    if info["format"] == "npy":
+        vectors = np.load(out / "vectors.npy", mmap_mode="r")
+    else:
+        from safetensors.numpy import load_file
+
+        vectors = load_file(str(out / "vectors.safetensors"))["vectors"]
+    with open(out / "meta.jsonl", encoding="utf-8") as f:
+        metas = [json.loads(line) for line in f]
+    return vectors, metas, info

@@ -1,0 +1,137 @@
+"""Contrastive fine-tuning: two crops of one paragraph should embed close, other paragraphs far.
+
+Each step samples `batch_size` paragraphs of the corpus's training split (the run's own held-out fraction
+is left out, so a benchmark can test on it), cuts two random crops of each (each 30-70% of the
+paragraph, anywhere in it), mean-pools their token states (as `seqlab embed` does) and minimises the
+symmetric InfoNCE loss of the crops' cosine similarities at `temperature` (the other paragraphs of the
+batch are the negatives, as in SimCSE/CLIP). The usual next-token loss on the same crops is added with
+weight `lm_weight`, so the tuned run still generates and scores. The result is an ordinary run: config,
+tokenizer, count-model history and a checkpoint of the new weights, plus tune.json saying how it was made.
+"""
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import atomic_write_text, save_checkpoint
+from ..errors import SeqlabError
+from ..models.heads import AdaptiveHead
+from ..progress import bar
+from .embed import RECURRENT_PIECE, fingerprint, pool_pieces
+from .passages import passages
+
+MIN_PARAGRAPH_BYTES = 40
+
+
+@dataclass
+class TuneConfig:
+    max_steps: int = 200
+    budget_seconds: float = 0.0  # > 0: stop after this many seconds instead
+    batch_size: int = 32
+    lr: float = 3e-4
+    temperature: float = 0.05
+    lm_weight: float = 0.5
+    max_crop_tokens: int = 256
+    seed: int = 0
+
+
+def training_paragraphs(files, val_fraction: float) -> list[bytes]:
+    """Paragraphs of each file's training part (its last val_fraction is held out, as the run splits it)."""
+    out = []
+    for f in files:
+        size = f.stat().st_size
+        cut = size - math.ceil(size * val_fraction)
+        out += [p.data for p in passages([f], "paragraph") if p.offset + len(p.data) <= cut]
+    return [p for p in out if len(p) >= MIN_PARAGRAPH_BYTES]
+
+
+def crop(data: bytes, rng: random.Random) -> bytes:
+    n = len(data)
+    length = max(1, int(n * rng.uniform(0.3, 0.7)))
+    start = rng.randrange(0, n - length + 1)
+    return data[start : start + length]
+
+
+def tune(run, files, out, cfg: TuneConfig | None = None, log=print, show_progress: bool = True) -> Path:
+    """Fine-tune `run` (loaded) on the paragraphs of `files`; write the new run to `out`."""
+    cfg = cfg or TuneConfig()
+    out = Path(out)
+    paragraphs = training_paragraphs(files, 0.0 if run.config.data.val_paths else run.config.data.val_fraction)
+    if len(paragraphs) < 2:
+        raise SeqlabError(f"the corpus has {len(paragraphs)} paragraph(s) of at least {MIN_PARAGRAPH_BYTES} bytes "
+                          f"in its training part; contrastive tuning needs 2 or more (blank lines separate them)")
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    model, tok = run.model, run.tokenizer
+    head = model.output_layer()
+    if cfg.lm_weight and isinstance(head, AdaptiveHead):
+        log("note: the run has an adaptive softmax; tuning without the next-token loss (--lm-weight 0)")
+    limit = min(cfg.max_crop_tokens, (model.max_context or RECURRENT_PIECE) - 1)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
+    batch = min(cfg.batch_size, len(paragraphs))
+    model.train()
+    t0, history, step = time.monotonic(), [], 0
+    total = None if cfg.budget_seconds else cfg.max_steps
+    with bar(total=total, desc="tune", unit="step", enabled=None if show_progress else False) as b:
+        while (time.monotonic() - t0 < cfg.budget_seconds) if cfg.budget_seconds else step < cfg.max_steps:
+            chosen = rng.sample(paragraphs, batch)
+            # rows i and batch + i: two crops of paragraph i, drawn independently
+            pieces = [(i, 0, np.concatenate([[tok.bos_id], tok.encode(crop(p, rng))[:limit]]).astype(np.int64))
+                      for i, p in enumerate(chosen + chosen)]
+            z = F.normalize(pool_pieces(run, pieces, 2 * batch, "mean", grad=True), dim=-1)  # (2B, C)
+            logits = z[:batch] @ z[batch:].T / cfg.temperature  # (B, B)
+            target = torch.arange(batch, device=logits.device)
+            contrastive = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+            loss = contrastive
+            if cfg.lm_weight and not isinstance(head, AdaptiveHead):
+                loss = loss + cfg.lm_weight * next_token_loss(model, pieces, run.device)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+            history.append(contrastive.item())
+            b.update(1)
+            b.set_postfix(contrastive=f"{np.mean(history[-20:]):.3f}")
+    model.eval()
+    save_tuned(run, out, model, cfg, step, history)
+    log(f"tuned {step} steps in {time.monotonic() - t0:.0f}s: contrastive loss {np.mean(history[:10]):.3f} -> "
+        f"{np.mean(history[-10:]):.3f}; run saved in {out}")
+    return out
+
+
+def next_token_loss(model, pieces, device):
+    width = max(len(p[2]) for p in pieces)
+    x = torch.zeros(len(pieces), width, dtype=torch.long)
+    y = torch.full((len(pieces), width), -100, dtype=torch.long)
+    for row, (_, _, ids) in enumerate(pieces):
+        x[row, : len(ids)] = torch.from_numpy(ids)
+        y[row, : len(ids) - 1] = torch.from_numpy(ids[1:])
+    logits, _ = model(x[:, :-1].to(device))
+    return F.cross_entropy(logits.float().flatten(0, 1), y[:, :-1].flatten().to(device), ignore_index=-100)
+
+
+def save_tuned(run, out: Path, model, cfg: TuneConfig, steps: int, history: list[float]) -> None:
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in ("config.json", "tokenizer.json", "history.npy"):
+        if (run.path / name).exists():
+            shutil.copyfile(run.path / name, tmp / name)
+    save_checkpoint(tmp, model)
+    record = {"event": "tune", "from": str(Path(run.path).resolve()), "from_fingerprint": fingerprint(run.path),
+              "steps": steps, "contrastive_first": float(np.mean(history[:10])),
+              "contrastive_last": float(np.mean(history[-10:])), **cfg.__dict__}
+    atomic_write_text(tmp / "tune.json", json.dumps(record, indent=2) + "\n")
+    (tmp / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    if out.exists():
+        out.rmdir()  # checked empty before the work
+    tmp.rename(out)
