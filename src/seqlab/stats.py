@@ -7,6 +7,10 @@ stretches of a stated length, each carrying the sums inside it.
     low, high = bootstrap_ratio(bits_per_block, bytes_per_block)          # bits per byte, 95%
     d, low, high = paired_difference(bits_a, bits_b, bytes_per_block)      # A minus B on the same bytes
     low, high = wilson(successes=41, n=50)                                 # a rate
+    ratio, low, high = ratio_interval(seconds_a, seconds_b)               # paired repeated timings
+
+Two uncertainties are kept apart where both exist: the bootstrap interval (which bytes happened to be held
+out) and the spread between seeds (`seed_spread`: which run of training one happened to get).
 """
 
 from statistics import NormalDist
@@ -71,6 +75,44 @@ def paired_difference(numerators_a, numerators_b, denominators, n_boot: int = N_
     sums = _resampled_sums([a - b, d], n_boot, seed)
     low, high = _percentiles(sums[:, 0] / np.maximum(sums[:, 1], 1e-300), level)
     return point, low, high
+
+
+def verdict(low: float, high: float) -> str:
+    """What an interval of A minus B (lower is better, as bits are) says: "better", "worse" or "tied"."""
+    return "better" if high < 0 else "worse" if low > 0 else "tied"
+
+
+def spread_evenly(values, lengths) -> np.ndarray:
+    """Each value spread evenly over its `lengths` units: a token's bits over its bytes, one entry per unit.
+
+    A value of zero length (a token without bytes) joins the next unit, or the last one at the end.
+    """
+    values, lengths = np.asarray(values, np.float64), np.asarray(lengths, np.int64)
+    assert len(values) == len(lengths) and (lengths >= 0).all()
+    out = np.repeat(values / np.maximum(lengths, 1), lengths)
+    empty = np.flatnonzero(lengths == 0)
+    if len(empty) and len(out):
+        np.add.at(out, np.minimum(np.cumsum(lengths)[empty], len(out) - 1), values[empty])
+    return out
+
+
+def ratio_interval(numerators, denominators, n_boot: int = N_BOOT, level: float = LEVEL,
+                   seed: int = 0) -> tuple[float, float, float]:
+    """(sum(a) / sum(b), low, high) over paired repeats: e.g. the seconds of B and A in alternating rounds give
+    A's speed-up over B; the rounds are resampled as pairs, so load that falls on both alike cancels."""
+    a, b = np.asarray(numerators, float), np.asarray(denominators, float)
+    return float(a.sum() / b.sum()), *bootstrap_ratio(a, b, n_boot, level, seed)
+
+
+def seed_spread(values) -> dict:
+    """Mean, sample standard deviation, min and max of one figure over runs that differ only in their seed.
+
+    The spread of training itself (initial weights, batch order), not of the held-out sample.
+    """
+    v = np.asarray(values, np.float64)
+    assert len(v) > 0
+    return {"seeds": len(v), "mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max())}
 
 
 def moving_blocks(n: int, block_len: int, rng: np.random.Generator) -> np.ndarray:
