@@ -30,6 +30,7 @@ from .models.base import state_batch_dims
 from .models.heads import SOFTMAXES, AdaptiveHead
 from .models.style import (STYLE_BY, attach_styles, conditioned, for_document, style_sources, token_sources,
                            train_bytes_by_source)
+from .options import integer
 from .progress import Progress
 from .run import CONFIG_FILE, METRICS_FILE, read_config, resolve_device
 from .scoring import describe_context, token_bits
@@ -357,7 +358,8 @@ def finish(run_dir: Path, model, data: TokenData, tokenizer, metrics: Metrics, d
     metrics.write(event="final", step=loop.pos["step"], elapsed=round(loop.pos["elapsed"], 2),
                   tokens=loop.pos["tokens"], val_bpb=result["bpb"], val_bpb_network=result["bpb_network"],
                   bits_per_token=result["bits_per_token"], perplexity=result["perplexity"],
-                  context=result["context"])
+                  context=result["context"], val_bpb_low=result["bpb_low"], val_bpb_high=result["bpb_high"],
+                  interval_method=result["interval_method"])
     samples = [s.text for s in generate(run, "", n=2, max_tokens=400, seed=1)]
     if config.data.backward:  # generated right to left, shown left to right (a character of several bytes
         samples = [s[::-1] for s in samples]  # came out in reverse order and shows as U+FFFD)
@@ -366,7 +368,8 @@ def finish(run_dir: Path, model, data: TokenData, tokenizer, metrics: Metrics, d
     plot_curve(run_dir)
     log(f"\n{text}\n")
     network = f" (the network alone: {result['bpb_network']:.4f})" if result["bpb_network"] != result["bpb"] else ""
-    log(f"held-out: {result['bpb']:.4f} bits per byte over {result['bytes']:,} bytes{network} "
+    log(f"held-out: {result['bpb']:.4f} bits per byte [95%: {result['bpb_low']:.4f}-{result['bpb_high']:.4f}] "
+        f"over {result['bytes']:,} bytes{network} "
         f"({loop.pos['step']} steps, {loop.pos['elapsed']:.0f}s) — run saved in {run_dir}")
 
 
@@ -424,6 +427,9 @@ def add_cli(sub) -> None:
     p.add_argument("--style-by", choices=STYLE_BY,
                    help="learn a style vector per source file or directory (seqlab generate --style, seqlab styles)")
     p.add_argument("--style-dim", type=int, help="size of each style vector (default 16)")
+    p.add_argument("--seeds", type=integer(min=1), metavar="N",
+                   help="train N seeds (--seed, --seed + 1, ...) into OUT/seed-SEED and report the spread between "
+                        "them next to each run's bootstrap interval")
     p.set_defaults(func=cli)
 
 
@@ -519,6 +525,9 @@ def resume_config(args) -> RunConfig:
 
 
 def cli(args) -> None:
+    if args.resume and args.seeds:
+        raise SeqlabError("--resume continues one run; resume each seed's own run, e.g. "
+                          "seqlab train --resume OUT/seed-1337")
     if args.resume:
         run_dir = Path(args.resume).resolve()
         cfg = resume_config(args)
@@ -527,9 +536,17 @@ def cli(args) -> None:
         return
     cfg = config_from_args(args)
     run_dir = Path(args.out) if args.out else default_run_dir(cfg.arch)
-    if (run_dir / CONFIG_FILE).exists():
-        raise SeqlabError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
-    if not distributed.train_processes(cfg, run_dir, init=args.init, nproc=args.nproc):
-        train(cfg, run_dir, init=args.init)
+    if args.seeds:
+        from .seeds import cli_train_seeds
+
+        return cli_train_seeds(cfg, run_dir, args.seeds, lambda c, d: train_one(c, d, args.init, args.nproc))
+    train_one(cfg, run_dir, args.init, args.nproc)
     if distributed.is_rank_zero():
         link_latest(run_dir)
+
+
+def train_one(cfg: RunConfig, run_dir: Path, init, nproc) -> None:
+    if (run_dir / CONFIG_FILE).exists():
+        raise SeqlabError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
+    if not distributed.train_processes(cfg, run_dir, init=init, nproc=nproc):
+        train(cfg, run_dir, init=init)
