@@ -36,7 +36,8 @@ def test_blocks_by_document_or_length_and_auto():
     assert by_doc.bytes.tolist() == [100, 300, 50] and by_doc.bits.tolist() == [200, 600, 100]
     by_len = make_blocks(docs, 128)  # one stream, as scored: blocks span documents
     assert by_len.bytes.tolist() == [128, 128, 128, 66] and "blocks of 128 bytes" in by_len.method
-    assert make_blocks([np.ones(5)] * 30).method.startswith("by document")
+    assert make_blocks([np.ones(500)] * 10).method.startswith("by document")
+    assert make_blocks([np.ones(500)] * 9).method.startswith("blocks of")
     assert auto_length(111_000) == 1024 and auto_length(10_000_000) == 65536 and auto_length(3000) == 256
     with pytest.raises(SeqlabError, match="at least 2 documents"):
         make_blocks(docs[:1], "document")

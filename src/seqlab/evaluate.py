@@ -169,7 +169,7 @@ def add_cli(sub) -> None:
                         "with a paired 95%% interval and a verdict")
     p.add_argument("--block", type=parse_block, default=AUTO,
                    help="how the bootstrap cuts the scored bytes: document, a length in bytes, or auto (default: "
-                        "by document from 30 documents up, else about 1/100 of the bytes, at least 1024)")
+                        "by document from 10 documents up, else about 1/100 of the bytes, at least 1024)")
     p.set_defaults(func=cli)
 
 
