@@ -77,6 +77,16 @@ class StyleConfig:
 
 
 @dataclass
+class CurriculumConfig:
+    """A curriculum on the built-in tasks (seqlab train task:NAME --curriculum): see curriculum.py."""
+
+    enabled: bool = False
+    threshold: float = 0.1  # lengthen once the training error (1 - exact match) at the current lengths is below it
+    check_every_steps: int = 50
+    examples: int = 64  # training examples of the current lengths answered greedily at each check
+
+
+@dataclass
 class RunConfig:
     arch: str = "transformer"
     model: dict = field(default_factory=dict)  # the architecture's own config, resolved
@@ -84,6 +94,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     counts: CountModelConfig = field(default_factory=CountModelConfig)
     style: StyleConfig = field(default_factory=StyleConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict:

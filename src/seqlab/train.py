@@ -20,6 +20,7 @@ from . import checkpoint as ckpt
 from . import countmodel
 from . import distributed
 from .config import RunConfig
+from .curriculum import Curriculum
 from .data.batches import make_batcher
 from .data.corpus import CONTEXT_TOKENS, TokenData, cache_root, default_corpus_path, encode_corpus, read_documents
 from .data.tasks import task_documents
@@ -145,6 +146,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
         raise SeqlabError("give a training budget: --budget (e.g. 10m) or --max-steps N")
     distributed.check_batch(cfg.train.batch_size, world)
     countmodel.check(cfg.counts)
+    Curriculum.check(cfg, world)
     if init and cfg.data.backward:
         raise SeqlabError("--init loads a checkpoint that reads left to right; it cannot train --backward")
     if init and not resume:
@@ -178,15 +180,20 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     log(f"model: {cfg.arch}, {model.num_params():,} parameters; held-out context: {describe_context(model)}")
 
     optimizer = make_optimizer(model, cfg.train)
-    batcher = make_batcher(model.carries_state, data.train, cfg.train.batch_size, cfg.train.seq_len,
-                           cfg.train.seed, shard=(rank, world), sources=token_sources(cfg.style, docs, data.doc_tokens),
-                           tokenizer=tokenizer)
+    batcher_for = lambda tokens: make_batcher(  # noqa: E731 - a curriculum makes a new one as it lets in lengths
+        model.carries_state, tokens, cfg.train.batch_size, cfg.train.seq_len, cfg.train.seed, shard=(rank, world),
+        sources=token_sources(cfg.style, docs, data.doc_tokens), tokenizer=tokenizer)
+    curriculum = Curriculum.for_run(cfg, data, batcher_for) if cfg.curriculum.enabled else None
+    batcher = curriculum.batcher() if curriculum else batcher_for(data.train)
     metrics = Metrics(run_dir / METRICS_FILE, enabled=rank == 0)
     pos = {"step": 0, "elapsed": 0.0, "tokens": 0, "done": False}
     carry = None
     if resume:
         ckpt.load_weights(run_dir, model)
         pos, carry_tensors = ckpt.load_trainer_state(run_dir, optimizer, device)
+        if curriculum:
+            curriculum.load_state_dict(pos["curriculum"])
+            batcher = curriculum.batcher()
         batcher.load_state_dict(pos["batcher"])
         _set_rng_state(pos["rng"], device)
         carry = distributed.shard_carry(model, carry_tensors, rank, world)
@@ -198,7 +205,8 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
         if cfg.style.by:
             metrics.write(event="styles", train_bytes=train_bytes_by_source(cfg.style, docs, data.doc_bytes))
 
-    loop = TrainLoop(cfg, run_dir, model, optimizer, batcher, data, tokenizer, metrics, device, pos, carry, log)
+    loop = TrainLoop(cfg, run_dir, model, optimizer, batcher, data, tokenizer, metrics, device, pos, carry, log,
+                     curriculum)
     loop.run()
     if rank == 0:
         finish(run_dir, model, data, tokenizer, metrics, device, loop, log)
@@ -230,8 +238,10 @@ class Objective(nn.Module):
 
 
 class TrainLoop:
-    def __init__(self, cfg, run_dir, model, optimizer, batcher, data, tokenizer, metrics, device, pos, carry, log):
+    def __init__(self, cfg, run_dir, model, optimizer, batcher, data, tokenizer, metrics, device, pos, carry, log,
+                 curriculum=None):
         self.cfg, self.tc = cfg, cfg.train
+        self.tokenizer, self.curriculum = tokenizer, curriculum
         self.run_dir, self.model, self.optimizer, self.batcher = run_dir, model, optimizer, batcher
         self.metrics, self.device, self.pos, self.carry, self.log = metrics, device, pos, carry, log
         self.token_lengths = np.array([len(b) for b in tokenizer.token_bytes])
@@ -287,6 +297,8 @@ class TrainLoop:
             return
         trainer = {**self.pos, "batcher": self.batcher.state_dict(), "rng": _rng_state(self.device),
                    "best_val_bpb": self.best}
+        if self.curriculum:
+            trainer["curriculum"] = self.curriculum.state_dict()
         ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, trainer, carry)
 
     def evaluate(self, train_loss: float) -> float:
@@ -299,6 +311,14 @@ class TrainLoop:
                            train_bpb=train_loss / LN2 / self.bytes_per_token, val_bpb=bpb,
                            lr=self.optimizer.param_groups[0]["lr"])
         return bpb
+
+    def lengthen(self) -> None:
+        """Let the curriculum's next length in once the training error allows (curriculum.py)."""
+        error = self.curriculum.training_error(self.model, self.tokenizer, self.device, self.pos["step"])
+        if self.curriculum.update(error):
+            self.batcher, self.carry = self.curriculum.batcher(), None
+            self.metrics.write(event="curriculum", step=self.pos["step"], elapsed=round(self.pos["elapsed"], 2),
+                               training_error=error, max_length=self.curriculum.max_length)
 
     def run(self) -> None:
         tc = self.tc
@@ -314,6 +334,8 @@ class TrainLoop:
         try:
             while self.progress() < 1:
                 losses.append(self.train_step())
+                if self.curriculum and self.curriculum.due(self.pos["step"]):
+                    self.lengthen()
                 self.pos["elapsed"] = distributed.agree_clock(time.monotonic() - start)  # rank 0's clock
                 due = (self.pos["step"] % tc.eval_every_steps == 0) if tc.eval_every_steps else \
                     self.pos["elapsed"] - last_eval >= tc.eval_every_seconds
@@ -427,6 +449,9 @@ def add_cli(sub) -> None:
     p.add_argument("--style-by", choices=STYLE_BY,
                    help="learn a style vector per source file or directory (seqlab generate --style, seqlab styles)")
     p.add_argument("--style-dim", type=int, help="size of each style vector (default 16)")
+    p.add_argument("--curriculum", action="store_true",
+                   help="task:NAME only: start on the shortest examples and let longer ones in as the training "
+                        "error falls below curriculum.threshold (--set curriculum.threshold=0.05)")
     p.add_argument("--seeds", type=integer(min=1), metavar="N",
                    help="train N seeds (--seed, --seed + 1, ...) into OUT/seed-SEED and report the spread between "
                         "them next to each run's bootstrap interval")
@@ -457,6 +482,8 @@ def config_from_args(args) -> RunConfig:
         cfg.data.val_paths = list(args.val)
     if args.backward:
         cfg.data.backward = True
+    if args.curriculum:
+        cfg.curriculum.enabled = True
     for flag, key in FLAG_TO_KEY.items():
         value = getattr(args, flag)
         if value is not None:
@@ -508,7 +535,7 @@ def resume_config(args) -> RunConfig:
                                                    "style_by", "style_dim")
              if getattr(args, k) is not None] + (["CORPUS"] if args.corpus else []) + \
         (["--val"] if args.val else []) + (["--set"] if args.set else []) + \
-        (["--backward"] if args.backward else [])
+        (["--backward"] if args.backward else []) + (["--curriculum"] if args.curriculum else [])
     if given:
         raise SeqlabError(f"--resume continues a run as it was configured; it cannot be combined with "
                           f"{', '.join(given)} (only --budget, --max-steps, --device and --threads)")
