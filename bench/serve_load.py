@@ -7,8 +7,12 @@ For each concurrency level (1, 4, 16, 64) a closed loop of clients sends
 streaming completions for --duration seconds: requests/s, generated tokens/s,
 p50/p99 latency, time to first token, replies by status, and the server's CPU use (so
 tokens per server CPU-second can be compared when the machine is shared). The same load runs
-against a server started with --max-batch 1 (no batching) in the same run, and
-the throughput ratio at concurrency 16 is printed. Then an overload phase: far
+against a server started with --max-batch 1 (no batching) in the same run. The
+throughput ratio at concurrency 16 comes from --ratio-rounds rounds in which the
+two servers (both up) take turns under the same load, so what other processes
+do falls on both alike: the ratio of their median tokens/s, a 95% interval from
+resampling the rounds as pairs (stats.ratio_interval), and the range of the
+round-by-round ratios. Then an overload phase: far
 more clients than the server can hold, a short queue deadline and a short
 queue (refused clients wait as Retry-After says); /health is probed throughout. It must keep answering, what cannot be
 taken must get 429/503, nothing may get a 5xx other than 503, and every
@@ -32,6 +36,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table  # noqa: E402
+
+from seqlab.stats import ratio_interval  # noqa: E402
 
 PROMPTS = ["ROMEO:\n", "JULIET:\nO ", "First Citizen:\nWe are ", "KING RICHARD III:\n", "To be, or not",
            "MENENIUS:\nWhat, ", "The quality of mercy ", "HAMLET:\nAy, "]
@@ -179,6 +185,25 @@ def load_levels(run: str, label: str, flags: list[str], levels: list[int], secon
     return out
 
 
+def alternating_ratio(run: str, flags_a: list[str], flags_b: list[str], concurrency: int, rounds: int,
+                      seconds: float, max_tokens: int) -> tuple[float, float, float, list[float]]:
+    """A's tokens/s over B's at one concurrency: both servers up, taking turns round after round (who goes
+    first alternates); (ratio of medians, low, high, round-by-round ratios)."""
+    servers = [Server(run, *flags_a), Server(run, *flags_b)]
+    tps: list[list[float]] = [[], []]
+    try:
+        for server in servers:
+            asyncio.run(closed_loop(server.url, 1, 1.0, max_tokens))  # warm-up, not counted
+        for r in range(rounds):
+            for i in (0, 1) if r % 2 == 0 else (1, 0):
+                results, elapsed = asyncio.run(closed_loop(servers[i].url, concurrency, seconds, max_tokens))
+                tps[i].append(summarize(results, elapsed)["tps"])
+    finally:
+        for server in servers:
+            server.stop()
+    return *ratio_interval(tps[0], tps[1]), [a / max(b, 1e-9) for a, b in zip(*tps)]
+
+
 def probe_health(url: str, seconds: float) -> None:
     """Print one JSON line per /health probe (ok, seconds) every 0.1 s: run as its own process, so the
     figures are the server's and not the load generator's own event loop."""
@@ -214,6 +239,8 @@ def main() -> None:
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--overload-concurrency", type=int, default=256)
     p.add_argument("--train-steps", type=int, default=20)
+    p.add_argument("--ratio-rounds", type=int, default=6, help="alternating rounds for the batching speed-up")
+    p.add_argument("--ratio-seconds", type=float, default=10.0, help="seconds per server per round")
     p.add_argument("--probe", metavar="URL", help=argparse.SUPPRESS)  # internal: the /health prober process
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per server (1 suits a shared CPU: more threads spin-wait when oversubscribed)")
@@ -240,11 +267,15 @@ def main() -> None:
                  "TTFT p50 ms", "TTFT p99 ms", "replies by status"], rows)
     if 16 in batched:
         b, u = batched[16], single[16]
-        ratio = b["tps"] / max(u["tps"], 1e-9)
         per_cpu = (b["tps"] / b["cpu"]) / (u["tps"] / u["cpu"]) if b["cpu"] > 0 and u["cpu"] > 0 else float("nan")
-        print(f"\nthroughput ratio at concurrency 16 (batched / --max-batch 1): {ratio:.1f}x (target >= 4x); "
-              f"per server CPU-second: {per_cpu:.1f}x; load average now {os.getloadavg()[0]:.1f} "
-              f"on {os.cpu_count()} cores")
+        ratio, low, high, rounds = alternating_ratio(
+            run, ["--max-batch", str(args.max_batch), *common], ["--max-batch", "1", *common], 16,
+            args.ratio_rounds, args.ratio_seconds, args.max_tokens)
+        print(f"\nthroughput ratio at concurrency 16 (batched / --max-batch 1): {ratio:.1f}x, 95% interval "
+              f"{low:.1f}-{high:.1f}x over {args.ratio_rounds} alternating rounds of {args.ratio_seconds:g} s "
+              f"(round by round {min(rounds):.1f}-{max(rounds):.1f}x; target >= 4x); the levels above, one after the "
+              f"other: {b['tps'] / max(u['tps'], 1e-9):.1f}x, per server CPU-second {per_cpu:.1f}x; load average now "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
     server = Server(run, "--max-batch", str(args.max_batch), "--max-queue", "32", "--max-queue-ms", "250",
                     "--cache-size", "0", "--threads", str(args.threads))

@@ -16,7 +16,8 @@ top-1 (the first anomaly lies within 10 bytes of the injection), top-3 (one of
 the first three does), and fix (the first anomaly's suggested edit restores the
 original bytes exactly), per error kind, with the chance level of top-1 for a
 random span of the same window as a baseline, and how often the error is near
-any of the spans given a fix (what ranking them can reach at best).
+any of the spans given a fix (what ranking them can reach at best). Each rate over
+trials comes with its 95% Wilson interval (stats.wilson).
 """
 
 import argparse
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 from seqlab.run import load  # noqa: E402
+from seqlab.stats import wilson  # noqa: E402
 from seqlab.surprise import surprise  # noqa: E402
 
 CLOSERS = b")]}\">"
@@ -106,6 +108,12 @@ def near_span(start: int, stop: int, offset: int) -> bool:
     return start - NEAR <= offset <= stop + NEAR
 
 
+def rate(k: int, n: int) -> str:
+    """A rate over trials with its 95% Wilson interval, e.g. "75% [63-84]"."""
+    low, high = wilson(k, n)
+    return f"{k / n:.0%} [{100 * low:.0f}-{100 * high:.0f}]"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", default="10m", help="training time when no --run is given")
@@ -171,15 +179,15 @@ def main() -> None:
         s[5] += any(near_span(a, b, offset) for a, b in report.candidates)
     seconds = time.perf_counter() - t0
 
-    print(f"\n| {'error':<14} | {'trials':>6} | {'top-1':>6} | {'top-3':>6} | {'fix restores':>12} | "
-          f"{'top-1 by chance':>15} | {'in a candidate':>14} |")
-    print(f"|{'-' * 16}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 14}|{'-' * 17}|{'-' * 16}|")
+    print(f"\n| {'error':<14} | {'trials':>6} | {'top-1':>15} | {'top-3':>15} | {'fix restores':>15} | "
+          f"{'top-1 by chance':>15} | {'in a candidate':>15} |")
+    print(f"|{'-' * 16}|{'-' * 8}|{'-' * 17}|{'-' * 17}|{'-' * 17}|{'-' * 17}|{'-' * 17}|")
     total = [sum(s[i] for s in stats.values()) for i in range(6)]
     for name, s in list(stats.items()) + [("all", total)]:
         n = max(s[0], 1)
-        print(f"| {name:<14} | {s[0]:>6} | {s[1] / n:>6.0%} | {s[2] / n:>6.0%} | {s[3] / n:>12.0%} "
-              f"| {s[4] / n:>15.1%} | {s[5] / n:>14.0%} |")
-    print(f"\nwindows of {args.window} bytes; within {NEAR} bytes counts as found; "
+        print(f"| {name:<14} | {s[0]:>6} | {rate(s[1], n):>15} | {rate(s[2], n):>15} | {rate(s[3], n):>15} "
+              f"| {s[4] / n:>15.1%} | {rate(s[5], n):>15} |")
+    print(f"\n[95% Wilson intervals over trials]; windows of {args.window} bytes; within {NEAR} bytes counts as found; "
           f"{scored / seconds:,.0f} bytes/s through surprise (scoring + fixes)")
 
 

@@ -7,7 +7,7 @@ stretches of a stated length, each carrying the sums inside it.
     low, high = bootstrap_ratio(bits_per_block, bytes_per_block)          # bits per byte, 95%
     d, low, high = paired_difference(bits_a, bits_b, bytes_per_block)      # A minus B on the same bytes
     low, high = wilson(successes=41, n=50)                                 # a rate
-    ratio, low, high = ratio_interval(seconds_a, seconds_b)               # paired repeated timings
+    ratio, low, high = ratio_interval(seconds_b, seconds_a)               # A's speed-up, paired rounds
 
 Two uncertainties are kept apart where both exist: the bootstrap interval (which bytes happened to be held
 out) and the spread between seeds (`seed_spread`: which run of training one happened to get).
@@ -129,10 +129,16 @@ def spread_evenly(values, lengths) -> np.ndarray:
 
 def ratio_interval(numerators, denominators, n_boot: int = N_BOOT, level: float = LEVEL,
                    seed: int = 0) -> tuple[float, float, float]:
-    """(sum(a) / sum(b), low, high) over paired repeats: e.g. the seconds of B and A in alternating rounds give
-    A's speed-up over B; the rounds are resampled as pairs, so load that falls on both alike cancels."""
+    """(median(a) / median(b), low, high) over paired repeats: e.g. the seconds of B and A in alternating rounds
+    give A's speed-up over B. The rounds are resampled as pairs, so load that falls on both alike cancels, and
+    medians keep one round slowed by another process from moving the figure."""
     a, b = np.asarray(numerators, float), np.asarray(denominators, float)
-    return float(a.sum() / b.sum()), *bootstrap_ratio(a, b, n_boot, level, seed)
+    assert len(a) == len(b) and len(a) > 0
+    point = float(np.median(a) / np.median(b))
+    if len(a) == 1:
+        return point, point, point
+    low, high = bootstrap_statistic(lambda i: np.median(a[i]) / np.median(b[i]), len(a), 1, n_boot, level, seed)
+    return point, low, high
 
 
 def seed_spread(values) -> dict:
