@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from seqlab.config import DataConfig, RunConfig, TrainConfig
 from seqlab.models import build_model
 from seqlab.stats import ratio_interval
-from seqlab.train import eval_subset, held_out_bpb, lr_at, make_optimizer, prepare_data
+from seqlab.train.loop import eval_subset, held_out_bpb, lr_at, make_optimizer, prepare_data
 
 MODELS = {  # small enough that the output layer is a large share of the work, as it is at big vocabularies
     "transformer": {"n_layer": 2, "n_head": 4, "n_embd": 256, "block_size": 128, "dropout": 0.0},

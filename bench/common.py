@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 import seqlab  # noqa: E402
-from seqlab.compressors import conditional_bpb, held_out_bytes  # noqa: E402
+from seqlab.compress.classical import conditional_bpb, held_out_bytes  # noqa: E402
 from seqlab.config import RunConfig  # noqa: E402
 from seqlab.data.corpus import read_documents  # noqa: E402
 from seqlab.generate import generate  # noqa: E402

@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from seqlab.compress import Header, compress_bytes, decompress_bytes  # noqa: E402
-from seqlab.compressors import plain_bpb  # noqa: E402
+from seqlab.compress.classical import plain_bpb  # noqa: E402
 from seqlab.data.corpus import default_corpus_path  # noqa: E402
 from seqlab.evaluate import evaluate  # noqa: E402
 from seqlab.run import load  # noqa: E402

@@ -18,7 +18,7 @@ not change training (it is built from the training split and mixed in when
 scoring), so the same nanoGPT run is also scored with seqlab's count model: the row
 that says whether the default's choice of architecture is the best one. When the
 default is nanoGPT's recipe (it is, at budgets of minutes on 1-2 cores: see
-src/seqlab/defaults.py), its run is reused rather than trained twice.
+src/seqlab/train/defaults.py), its run is reused rather than trained twice.
 """
 
 import argparse

@@ -4,7 +4,7 @@
 
 FILE defaults to concatenated C headers from /usr/include (Debian's libc6-dev); of a
 FILE its last --bytes are scored (held out, when the run was trained on FILE).
-Prints bytes/s for surprise scoring with the network alone (surprise_score), for the
+Prints bytes/s for surprise scoring with the network alone (surprise/score.py), for the
 same without the architecture's scoring fast path, for eval's path with the network
 alone and for surprise's default on a run with a count model (eval's path, count model
 mixed in), with each one's bits per byte. `surprise --network-alone` is the first row.
@@ -40,7 +40,7 @@ from seqlab import scoring  # noqa: E402
 from seqlab.models.base import SeqModel  # noqa: E402
 from seqlab.run import load  # noqa: E402
 from seqlab.scoring import run_token_bits  # noqa: E402
-from seqlab.surprise_score import describe_scoring, score_tokens  # noqa: E402
+from seqlab.surprise.score import describe_scoring, score_tokens  # noqa: E402
 
 
 def headers(n_bytes: int) -> bytes:

@@ -73,7 +73,7 @@ def trained_runs(tmp_path_factory, corpus_file) -> TrainedRuns:
 def train_interrupted_at(step: int, cfg: RunConfig, run_dir: Path, monkeypatch) -> None:
     """Train until `step`, then stop as Ctrl-C or SIGTERM would (the checkpoint is saved)."""
     from seqlab.errors import SeqlabError
-    from seqlab.train import TrainLoop, train
+    from seqlab.train.loop import TrainLoop, train
 
     real_step = TrainLoop.train_step
 

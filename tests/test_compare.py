@@ -6,7 +6,7 @@ import pytest
 
 from seqlab.__main__ import main
 from seqlab.compare import compare, format_table, parse_archs
-from seqlab.compressors import conditional_bpb, held_out_bytes
+from seqlab.compress.classical import conditional_bpb, held_out_bytes
 from seqlab.data.corpus import read_documents
 from seqlab.errors import SeqlabError
 from seqlab.models import ARCHS

@@ -13,7 +13,7 @@ from seqlab.__main__ import main
 from seqlab.compress import Header, compress_bytes, decompress_bytes
 from seqlab.countmodel import StepReader, context_hashes, context_hashes_at
 from seqlab.errors import SeqlabError
-from seqlab.rangecoder import Decoder, Encoder
+from seqlab.compress.rangecoder import Decoder, Encoder
 from seqlab.run import load
 from seqlab.train import train
 

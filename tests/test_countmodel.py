@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from seqlab import countmodel
 from seqlab.config import CountModelConfig
 from seqlab.countmodel import CountModel, CountTable, OnlineMixer, RecentCounts, context_hashes, continuations
+from seqlab.countmodel import tables as count_tables
 from seqlab.models import build_model
 from seqlab.run import Run
 from seqlab.scoring import run_token_bits, score_logits
@@ -94,7 +94,7 @@ def test_match_expert_follows_the_longest_context_seen_before():
 def test_lookup_matches_brute_force_for_tables_of_every_size(monkeypatch, directory_from):
     """Directory plus fixed-depth search (large tables) or searchsorted (small ones): present contexts give
     their entries, absent ones (below, between and above the stored ones) none, whatever the table's size."""
-    monkeypatch.setattr(countmodel, "DIRECTORY_FROM", directory_from)
+    monkeypatch.setattr(count_tables, "DIRECTORY_FROM", directory_from)
     rng = np.random.default_rng(7)
     for size in [0, 1, 2, 37, 5000]:
         ctx = rng.integers(0, 1 << 47, size, dtype=np.int64).astype(np.uint64)

@@ -43,10 +43,10 @@ def single(tmp_path_factory, corpus_file) -> dict:
 
 
 def test_nproc_2_matches_one_process_and_learns(single, corpus_file, tmp_path):
-    from seqlab.distributed import train_processes
+    from seqlab.train.distributed import train_processes
 
     run_dir = tmp_path / "two"
-    assert train_processes(tiny_config(corpus_file, "transformer", steps=STEPS), run_dir, nproc=2)
+    assert train_processes(train, tiny_config(corpus_file, "transformer", steps=STEPS), run_dir, nproc=2)
     records = read_metrics(run_dir)
     assert [r["event"] for r in records].count("start") == 1 and records[-1]["event"] == "final"  # rank 0 only
     first, last = evals(run_dir)[0], evals(run_dir)[-1]
@@ -68,22 +68,22 @@ def test_torchrun_resumes_a_one_process_lstm_run_and_matches_it(single, corpus_f
 
 
 def test_budget_clock_is_rank_zeros_so_ranks_stop_together(corpus_file, tmp_path):
-    from seqlab.distributed import train_processes
+    from seqlab.train.distributed import train_processes
 
     cfg = tiny_config(corpus_file, "transformer", steps=0)
     cfg.train.budget_seconds, cfg.train.eval_every_steps = 2.0, 0
     t0 = time.monotonic()
-    assert train_processes(cfg, tmp_path / "budget", nproc=2)  # a disagreement would hang in all-reduce
+    assert train_processes(train, cfg, tmp_path / "budget", nproc=2)  # a disagreement would hang in all-reduce
     assert time.monotonic() - t0 < 120
     final = [r for r in read_metrics(tmp_path / "budget") if r["event"] == "eval"][-1]
     assert 2.0 <= final["elapsed"] < 5.0
 
 
 def test_batch_that_does_not_split_is_a_one_line_error(corpus_file, tmp_path):
-    from seqlab.distributed import train_processes
+    from seqlab.train.distributed import train_processes
     from seqlab.errors import SeqlabError
 
     cfg = tiny_config(corpus_file, "transformer", steps=2)
     cfg.train.batch_size = 7
     with pytest.raises(SeqlabError, match="multiple of 2"):
-        train_processes(cfg, tmp_path / "odd", nproc=2)
+        train_processes(train, cfg, tmp_path / "odd", nproc=2)

@@ -11,8 +11,8 @@ from seqlab.evaluate import evaluate
 from seqlab.models.lstm import LSTM, LSTMConfig
 from seqlab.run import load
 from seqlab.surprise import find_spans, line_column, surprise
-from seqlab.surprise_render import anomaly_table, html_report, terminal_text
-from seqlab.surprise_score import BLOCK, WARMUP, score_tokens
+from seqlab.surprise.render import anomaly_table, html_report, terminal_text
+from seqlab.surprise.score import BLOCK, WARMUP, score_tokens
 from seqlab.train import train
 
 from conftest import structured_text, tiny_config
@@ -140,7 +140,7 @@ def test_a_backward_reading_judges_the_same_fix(runs, backward_run):
     """Read both ways, the lost '.' still ranks first and is mended. The backward run, fed the text
     right to left, sees the loss too (the mirrored fix saves its network bits), and the fix is judged by
     both readings, not the forward one alone."""
-    from seqlab.surprise_fix import MIN_GAIN, edit_gain
+    from seqlab.surprise.fix import MIN_GAIN, edit_gain
 
     text = structured_text(60, seed=11)
     data, offset = _corrupt(text)
@@ -157,7 +157,7 @@ def test_a_backward_reading_judges_the_same_fix(runs, backward_run):
 
 
 def test_a_fix_mirrors_onto_the_text_read_right_to_left():
-    from seqlab.surprise_fix import Fix
+    from seqlab.surprise.fix import Fix
 
     data = "caf\u00e9 (x, y;".encode()
     for fix in [Fix(len(data) - 1, 0, ")", "insert", 1.0), Fix(1, 2, "\u00e9", "replace", 1.0),
@@ -198,7 +198,7 @@ def test_edits_are_tried_at_spikes_inside_a_span(lost_paren):
     """A lost byte mid-span, further after the span's first byte than the anchors before it reach, is
     mended from the spike it leaves; without the span's spikes no anchor reaches it."""
     from seqlab.scoring import mixing_session
-    from seqlab.surprise_fix import BACK, suggest_fix
+    from seqlab.surprise.fix import BACK, suggest_fix
 
     run, text, data, offset = lost_paren
     start = offset - BACK - 3  # the span begins well before the lost ')'
@@ -212,7 +212,7 @@ def test_a_lost_byte_at_a_line_end_is_mended_from_past_the_next_indent(tmp_path)
     """A ';' lost at a line's end can first spike at the next line's first byte, past an indent wider
     than the anchors before a span reach: edits are tried just after the text before the indent too."""
     from seqlab.scoring import mixing_session
-    from seqlab.surprise_fix import BACK, fix_anchors, suggest_fix
+    from seqlab.surprise.fix import BACK, fix_anchors, suggest_fix
 
     rng = np.random.default_rng(5)
     indent = " " * (BACK + 5)
@@ -228,7 +228,7 @@ def test_a_lost_byte_at_a_line_end_is_mended_from_past_the_next_indent(tmp_path)
 
 
 def test_the_noisy_channel_charges_removed_bytes_and_inserted_bytes_past_the_first():
-    from seqlab.surprise_fix import LOST_BITS, NOISE_BITS, Fix, channel_bits
+    from seqlab.surprise.fix import LOST_BITS, NOISE_BITS, Fix, channel_bits
 
     assert channel_bits(Fix(0, 0, ")", "insert", 0.0)) == 0.0
     assert channel_bits(Fix(0, 0, ");\n", "insert", 0.0)) == 2 * LOST_BITS
@@ -239,8 +239,8 @@ def test_the_noisy_channel_charges_removed_bytes_and_inserted_bytes_past_the_fir
 def test_spans_that_suggest_one_edit_make_one_anomaly_at_one_place():
     """The same edit at one offset, found from two spans, is one place and one anomaly (ranked as the
     better span, placed at the span nearer the edit); the same edit at two offsets is two places."""
-    from seqlab.surprise import Anomaly, one_per_fix, places_per_edit
-    from seqlab.surprise_fix import Fix
+    from seqlab.surprise.anomalies import Anomaly, one_per_fix, places_per_edit
+    from seqlab.surprise.fix import Fix
 
     data = b"f(a)\n        g(b)  \\\nh(c) x(a)\n"
     semicolon = [Fix(4, 0, ";", "insert", 9.0), Fix(4, 0, ";", "insert", 8.0)]
@@ -281,7 +281,7 @@ def test_a_convention_of_the_file_is_no_error(lost_paren):
 def test_a_layout_edit_ranks_after_an_edit_of_the_content(lost_paren):
     """Two lines run together, and one line lost the x of its argument. Mending the join saves more
     bits, but it changes whitespace only: the lost x ranks first, the join is still listed with its fix."""
-    from seqlab.surprise_fix import Fix, changes_only_layout
+    from seqlab.surprise.fix import Fix, changes_only_layout
 
     run, text, _, _ = lost_paren
     lines = text.decode().splitlines(keepends=True)
@@ -317,7 +317,7 @@ def test_file_counts_leave_out_what_overlaps_the_edit():
     byte in lo..hi-1."""
     from seqlab.config import CountModelConfig
     from seqlab.countmodel import CountModel, context_hashes, continuations
-    from seqlab.surprise_fix import FileCounts
+    from seqlab.surprise.fix import FileCounts
 
     config = CountModelConfig(orders=[1, 2, 3], experts=[3], match_orders=[5])
     data = b"abcabcabXabcabcab"

@@ -9,9 +9,10 @@ from collections import Counter
 
 import pytest
 
-from seqlab.defaults import choose
 from seqlab.run import load, read_metrics
-from seqlab.train import lr_at, train
+from seqlab.train import train
+from seqlab.train.defaults import choose
+from seqlab.train.loop import lr_at
 
 from conftest import train_interrupted_at, structured_text, tiny_config
 

@@ -152,7 +152,7 @@ def generation_speed(run, n_tokens: int = GEN_TOKENS, seed: int = 0) -> float:
 
 def corpus_bytes(data_cfg) -> tuple[bytes, bytes]:
     """The training and held-out bytes of a corpus, split as training splits it."""
-    from .compressors import held_out_bytes
+    from .compress.classical import held_out_bytes
     from .data.corpus import default_corpus_path, read_documents
     from .data.tasks import task_documents
 
@@ -166,7 +166,7 @@ def corpus_bytes(data_cfg) -> tuple[bytes, bytes]:
 
 
 def compressor_rows(cfg: RunConfig) -> list[Row]:
-    from .compressors import conditional_bpb
+    from .compress.classical import conditional_bpb
 
     train_bytes, val_bytes = corpus_bytes(cfg.data)
     return [Row(f"{name} (conditional)", bpb) for name, bpb in conditional_bpb(train_bytes, val_bytes).items()]

@@ -46,7 +46,7 @@ class TrainConfig:
 
 @dataclass
 class CountModelConfig:
-    """The long-range count model mixed with the network when scoring (see countmodel.py)."""
+    """The long-range count model mixed with the network when scoring (see countmodel/)."""
 
     enabled: bool = True
     orders: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 8, 12, 16, 24])

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from .data.corpus import TokenData, cache_root, encode_corpus, read_documents
+from .data.corpus import TokenData, cache_root, encode_corpus, read_documents, split_document
 from .data.tasks import format_accuracy, task_accuracy, task_documents, task_name
 from .errors import SeqlabError
 from .intervals import AUTO, bpb_interval, byte_bits, paired, parse_block
@@ -64,15 +64,19 @@ def evaluate_held_out(run, data: TokenData, block=AUTO) -> dict:
     return {**result, **bpb_interval(per_byte, block)}
 
 
-def held_out_data(run) -> TokenData:
-    """The run's held-out split, encoded with its own tokenizer."""
-    cfg = run.config.data
+def _documents(cfg) -> tuple[list, list]:
+    """(documents, held-out documents) of a run's data config."""
     from .data.corpus import default_corpus_path
 
-    docs, val_docs = task_documents(cfg) or (  # "task:NAME": generated examples, own held-out set
+    return task_documents(cfg) or (  # "task:NAME": generated examples, own held-out set
         read_documents(cfg.paths or [default_corpus_path()]),
         read_documents(cfg.val_paths) if cfg.val_paths else [])
-    return encode_corpus(docs, val_docs, run.tokenizer, cfg.val_fraction, cache_root())
+
+
+def held_out_data(run) -> TokenData:
+    """The run's held-out split, encoded with its own tokenizer."""
+    docs, val_docs = _documents(run.config.data)
+    return encode_corpus(docs, val_docs, run.tokenizer, run.config.data.val_fraction, cache_root())
 
 
 def scored_bytes(run, files: list[str] | None = None) -> tuple[dict, list[np.ndarray]]:
@@ -103,9 +107,11 @@ def evaluate(run, files: list[str] | None = None, block=AUTO) -> dict:
 
 def same_held_out(run_a, run_b) -> None:
     """Refuse to pair two runs whose held-out splits are not the same bytes."""
-    from .compare import corpus_bytes
+    def held_out_bytes(cfg) -> list[bytes]:
+        docs, val_docs = _documents(cfg)
+        return [d.data for d in val_docs] or [split_document(d.data, cfg.val_fraction)[1] for d in docs]
 
-    if corpus_bytes(run_a.config.data)[1] != corpus_bytes(run_b.config.data)[1]:
+    if held_out_bytes(run_a.config.data) != held_out_bytes(run_b.config.data):
         raise SeqlabError(f"{run_a.path} and {run_b.path} hold out different bytes (other corpora or "
                           f"--val-fraction): give FILES to compare both on the same bytes")
 

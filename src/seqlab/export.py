@@ -83,7 +83,8 @@ def hf_tokenizer(tokenizer):
     """
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
-    from .data.tokenizer import BYTE_TO_CHAR, _split_pattern
+    from .data.byte_chars import BYTE_TO_CHAR
+    from .data.tokenizer import _split_pattern
 
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     if tokenizer.kind == "hf":

@@ -38,7 +38,7 @@ class Run:
 
     @functools.cached_property
     def count_model(self):
-        """The long-range count model mixed in when scoring, or None (see countmodel.py)."""
+        """The long-range count model mixed in when scoring, or None (see countmodel/)."""
         from .countmodel import load_count_model
 
         return load_count_model(self.path, self.tokenizer.vocab_size, self.config.counts)

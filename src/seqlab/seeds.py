@@ -93,12 +93,11 @@ def write_summary(out, summary: dict) -> Path:
     return path
 
 
-def cli_train_seeds(cfg, out: Path, n: int, train_one) -> None:
-    """`seqlab train --seeds N`: the sub-runs, then the table of seeds (also saved as OUT/seeds.json)."""
-    from . import distributed
-
+def cli_train_seeds(cfg, out: Path, n: int, train_one, report: bool = True) -> None:
+    """`seqlab train --seeds N`: the sub-runs, then (report: the process that writes) the table of seeds, also
+    saved as OUT/seeds.json."""
     dirs = train_seeds(cfg, out, n, train_one)
-    if distributed.is_rank_zero():
+    if report:
         summary = summarize(dirs)
         print(f"\n{n} seed(s) of one configuration in {out}:\n{format_summary(summary)}\n"
               f"saved {write_summary(out, summary)}")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SeqlabError
-from .tokenizer import BYTE_TO_CHAR, CHAR_TO_BYTE
+from .byte_chars import BYTE_TO_CHAR, CHAR_TO_BYTE
 
 ENDOFTEXT = "<|endoftext|>"
 _CHUNK = re.compile(rb"(?<=\n)(?=[!-~])")

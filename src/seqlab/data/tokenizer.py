@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SeqlabError
+from .byte_chars import BYTE_TO_CHAR, CHAR_TO_BYTE, to_chars
+from .hf_tokenizer import HFTokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -61,24 +63,6 @@ def reading(tokenizer, backward: bool):
     return Backward(tokenizer) if backward else tokenizer
 
 
-def _byte_to_char() -> dict[int, str]:
-    """GPT-2's map from the 256 bytes to printable characters (one char per byte)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    chars = printable[:]
-    n = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(printable, chars)}
-
-
-BYTE_TO_CHAR = _byte_to_char()
-CHAR_TO_BYTE = {c: b for b, c in BYTE_TO_CHAR.items()}
-_TO_CHARS = str.maketrans({chr(b): c for b, c in BYTE_TO_CHAR.items()})
-
-
 def _split_pattern() -> str:
     """GPT-2-like pre-tokenisation, written over the mapped characters.
 
@@ -123,7 +107,7 @@ class BPETokenizer:
             initial_alphabet=list(BYTE_TO_CHAR.values()),
             show_progress=False,
         )
-        tok.train_from_iterator((_to_chars(t) for t in texts), trainer=trainer)
+        tok.train_from_iterator((to_chars(t) for t in texts), trainer=trainer)
         return cls(tok)
 
     def encode(self, data: bytes) -> np.ndarray:
@@ -131,7 +115,7 @@ class BPETokenizer:
             return np.zeros(0, dtype=np.int64)
         # Encode line by line: bounded memory on large files, and parallel in tokenizers.
         lines = data.splitlines(keepends=True)
-        encoded = self.hf.encode_batch([_to_chars(line) for line in lines], add_special_tokens=False)
+        encoded = self.hf.encode_batch([to_chars(line) for line in lines], add_special_tokens=False)
         return np.fromiter((i for e in encoded for i in e.ids), dtype=np.int64)
 
     def decode(self, ids) -> bytes:
@@ -139,10 +123,6 @@ class BPETokenizer:
 
     def to_json(self) -> str:
         return self.hf.to_str()
-
-
-def _to_chars(data: bytes) -> str:
-    return data.decode("latin-1").translate(_TO_CHARS)
 
 
 def parse_tokenizer_spec(spec: str) -> tuple[str, int]:
@@ -185,8 +165,6 @@ def tokenizer_from_text(text: str):
     if kind == "byte":
         return ByteTokenizer()
     if kind == "hf":
-        from .hf_tokenizer import HFTokenizer
-
         return HFTokenizer.from_text(text)
     from tokenizers import Tokenizer
 

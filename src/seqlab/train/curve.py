@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from .run import read_metrics
+from ..run import read_metrics
 
 
 def plot_curve(run_dir: Path, out: Path | None = None) -> Path:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .countmodel import CountTable, blend_counts, context_hashes, context_hashes_at
+from ..countmodel import CountTable, blend_counts, context_hashes, context_hashes_at
 
 BACK = 3  # anchors tried before a span's first byte
 MAX_LEAD = 128  # bytes of whitespace before a span walked back over to the text they follow

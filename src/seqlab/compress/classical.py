@@ -50,7 +50,7 @@ def plain_bpb(data: bytes) -> dict[str, float]:
 
 def held_out_bytes(docs, val_fraction: float) -> tuple[bytes, bytes]:
     """The training and held-out bytes of a corpus, split as training splits it."""
-    from .data.corpus import split_document
+    from ..data.corpus import split_document
 
     parts = [split_document(d.data, val_fraction) for d in docs]
     return b"".join(t for t, _ in parts), b"".join(v for _, v in parts)

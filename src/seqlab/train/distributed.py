@@ -22,8 +22,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from .errors import SeqlabError
-from .models.base import state_batch_dims
+from ..errors import SeqlabError
+from ..models.base import state_batch_dims
 
 TIMEOUT = timedelta(minutes=60)  # rank 0's final evaluation runs while the others wait at the barrier
 
@@ -46,7 +46,7 @@ def world_size() -> int:
 @contextmanager
 def process_group(device_name: str):
     """Join the job torchrun described in the environment; yields (rank, world)."""
-    from .run import resolve_device
+    from ..run import resolve_device
 
     rank, world, local = env_rank()
     device = resolve_device(device_name)
@@ -80,7 +80,7 @@ def agree_tokenizer(tokenizer):
     """Every rank uses rank 0's tokenizer (BPE training need not be bit-identical across processes)."""
     if not active():
         return tokenizer
-    from .data.tokenizer import tokenizer_from_text
+    from ..data.tokenizer import tokenizer_from_text
 
     text = broadcast_object(tokenizer.to_json() if dist.get_rank() == 0 else None)
     return tokenizer if dist.get_rank() == 0 else tokenizer_from_text(text)
@@ -150,8 +150,9 @@ def is_rank_zero() -> bool:
     return ranks is None or ranks[0] == 0
 
 
-def train_processes(cfg, run_dir, resume: bool = False, init=None, nproc: int | None = None) -> bool:
-    """Train with several processes when asked (--nproc N, or under torchrun); False: train in this one."""
+def train_processes(train, cfg, run_dir, resume: bool = False, init=None, nproc: int | None = None) -> bool:
+    """Run `train` (seqlab's training function) in several processes when asked (--nproc N, or under
+    torchrun); False: train in this one."""
     ranks = env_rank()
     if nproc is not None and nproc < 1:
         raise SeqlabError(f"--nproc must be at least 1, got {nproc}")
@@ -159,18 +160,16 @@ def train_processes(cfg, run_dir, resume: bool = False, init=None, nproc: int | 
         if ranks:
             raise SeqlabError("--nproc starts its own worker processes; under torchrun leave it out")
         check_batch(cfg.train.batch_size, nproc)
-        launch(nproc, train_worker, (cfg, str(run_dir), resume, init))
+        launch(nproc, train_worker, (train, cfg, str(run_dir), resume, init))
         return True
     if ranks and ranks[1] > 1:
-        train_worker(cfg, str(run_dir), resume, init)
+        train_worker(train, cfg, str(run_dir), resume, init)
         return True
     return False
 
 
-def train_worker(cfg, run_dir: str, resume: bool, init) -> None:
+def train_worker(train, cfg, run_dir: str, resume: bool, init) -> None:
     from pathlib import Path
-
-    from .train import train
 
     with process_group(cfg.train.device) as (rank, world):
         run_dir = Path(broadcast_object(run_dir))  # rank 0's: default names carry a timestamp

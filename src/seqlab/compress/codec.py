@@ -4,7 +4,7 @@ The file is coded as one stream, one token at a time through the model's
 incremental `step`, from BOS. Each prediction is the one `seqlab eval` scores
 the file with, so the compressed size is eval's bits per byte plus the header:
 when the run has a count model, the network's log-probabilities are mixed with
-the count experts by the run's OnlineMixer (countmodel.py), and the counts (from
+the count experts by the run's OnlineMixer (countmodel/mixer.py), and the counts (from
 countmodel.StepReader, eval's counts for a decoder that learns one token at a
 time) and the mixing weights change after every `config.counts.chunk` tokens,
 exactly as eval's one left-to-right pass changes them. Decompression repeats the
@@ -36,10 +36,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .countmodel import HISTORY_FILE, Experts, StepReader
-from .errors import SeqlabError
+from ..countmodel import HISTORY_FILE, Experts, StepReader
+from ..errors import SeqlabError
+from ..scoring import TorchThreads
 from .rangecoder import Decoder, Encoder
-from .scoring import TorchThreads
 
 MAGIC = b"SQZ\x1a"
 FORMAT = 4  # 4: the count model gained the blend of the text's own counts (mixed streams differ)
@@ -119,7 +119,7 @@ def run_fingerprint(run_dir) -> bytes:
     """FINGERPRINT_BYTES identifying the run's config, tokenizer and weights (tensor names, dtypes, shapes, bytes)."""
     from safetensors import safe_open
 
-    from .checkpoint import CHECKPOINT_FILE
+    from ..checkpoint import CHECKPOINT_FILE
 
     run_dir = Path(run_dir)
     h = hashlib.sha256()
@@ -287,7 +287,7 @@ def _output_path(args) -> Path:
 
 
 def cli(args) -> None:
-    from .run import load
+    from ..run import load
 
     try:
         data = Path(args.file).read_bytes()

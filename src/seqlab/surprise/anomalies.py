@@ -1,6 +1,6 @@
 """`seqlab surprise`: where in a file the model is surprised, and what it expected instead.
 
-Every token is scored once with full context (surprise_score.py): by default
+Every token is scored once with full context (score.py): by default
 through eval's own path, the run's count model mixed in, so the per-byte surprisal
 sums to eval's total bits; with --network-alone by the network alone, in short
 parallel blocks (faster, when the scoring and not the fixes is the cost).
@@ -12,7 +12,7 @@ model's own predictive entropy there: how much worse than it expected) stands
 out, above mean + 2 std of the file's excess, merged when at most GAP bytes
 apart. Why excess and not surprisal: a rare name is surprising where the model
 knew it could not guess (high entropy), an error is surprising where it was
-sure (low entropy). The spans of most excess get a suggested fix (surprise_fix.py:
+sure (low entropy). The spans of most excess get a suggested fix (fix.py:
 judged by the same model that scored the bytes, count model included when mixed,
 counting the rest of the file too) and are ranked by the bits their fix saves,
 the noisy channel's evidence of an error: a typo (surprising and fixable)
@@ -38,11 +38,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .errors import SeqlabError
-from .scoring import TorchThreads, mixing_session
-from .surprise_fix import FileCounts, Fix, changes_only_layout, channel_bits, edit_gain, suggest_fix
-from .surprise_render import anomaly_table, html_report, terminal_text, to_json
-from .surprise_score import describe_scoring, score_tokens
+from ..errors import SeqlabError
+from ..scoring import TorchThreads, mixing_session
+from .fix import FileCounts, Fix, changes_only_layout, channel_bits, edit_gain, suggest_fix
+from .render import anomaly_table, html_report, terminal_text, to_json
+from .score import describe_scoring, score_tokens
 
 GAP = 3  # spikes at most this many bytes apart join one span
 MAX_SPAN = 24  # bytes
@@ -295,7 +295,7 @@ def add_cli(sub) -> None:
 
 
 def cli(args) -> None:
-    from .run import load
+    from ..run import load
 
     try:
         data = open(args.file, "rb").read()

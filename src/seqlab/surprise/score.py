@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .scoring import describe_context, describe_run_context, score_logits, score_run
+from ..scoring import describe_context, describe_run_context, score_logits, score_run
 
 BLOCK = 1024  # recurrent models: tokens scored per sequence
 WARMUP = 256  # ... read first to settle the state (unscored)

@@ -1,0 +1,232 @@
+"""The count experts and their online mix with the network.
+
+blend_counts turns the counts that followed each context (tables.py) into a few
+Witten-Bell blends (and the match expert), kept sparse as Experts; OnlineMixer
+mixes them with the network's log-probabilities geometrically, one weight row per
+confidence bucket, and learns the weights from each scored chunk.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import CountModelConfig
+from .tables import CountTable, _ranges, _run_starts, _summed
+
+
+@dataclass
+class Experts:
+    """The count experts' log-probabilities for n positions, kept sparse: a long context has seen one or
+    two next tokens, so each expert's distribution is a share every token gets plus a few seen tokens'
+    counts. log p_e(v) = base[:, e] + the bonus of entry (row, v) where there is one, base[:, e] elsewhere.
+    """
+
+    base: np.ndarray  # (n, E): log-probability of a token with no entry
+    row: np.ndarray  # (m,) entries, each (row, token) once
+    token: np.ndarray  # (m,)
+    bonus: np.ndarray  # (m, E): log p_e(token) - base[row, e]
+    bucket: np.ndarray  # (n,): the longest order that had seen the context, the mixer's weight row
+
+    def dense(self, vocab: int) -> np.ndarray:
+        """The log-probabilities (n, E, V) in full."""
+        out = np.repeat(self.base[:, :, None], vocab, axis=2)
+        out[self.row, :, self.token] += self.bonus
+        return out
+
+    @staticmethod
+    def concat(parts: list["Experts"]) -> "Experts":
+        offsets = np.cumsum([0] + [len(p.base) for p in parts[:-1]])
+        return Experts(np.concatenate([p.base for p in parts]),
+                       np.concatenate([p.row + o for p, o in zip(parts, offsets)]),
+                       np.concatenate([p.token for p in parts]), np.concatenate([p.bonus for p in parts]),
+                       np.concatenate([p.bucket for p in parts]))
+
+
+def blend_counts(model, recent: list[CountTable], contexts: np.ndarray) -> Experts:
+    """The count experts for n positions, from their context ids (n, orders): the blends of the training
+    counts (CountModel `model`'s) and `recent` (the text's own counts, a list of tables) together, the match
+    expert, then the blends of `recent` alone. The bucket is the longest order whose counts, training or recent, had
+    seen the context (0 for none, counting the blended orders, then the match orders).
+    """
+    c, vocab = model.config, model.vocab
+    n, n_orders = contexts.shape
+    n_blended = len(c.orders)
+    # the text's own counts alone, as well: its own style, which the training split's many more counts outweigh
+    own_experts, tables = _own_experts(c), [model.table] + recent
+    (types, total, row, order, tokens, counts), *own = _slots(contexts[:, :n_blended], tables,
+                                                              *([recent] if own_experts else []))
+    types, total = (np.concatenate([a, np.zeros((n, n_orders - n_blended), a.dtype)], axis=1) for a in (types, total))
+    # a context never seen at the longest blended order was never seen at a longer one either (it ends
+    # every longer one): the match orders are looked up only where it was (rarely, in fresh text)
+    rows = np.flatnonzero(total[:, n_blended - 1] > 0) if c.match_orders else []
+    if len(rows):
+        (m_types, m_total, m_row, m_order, m_tokens, m_counts), = _slots(contexts[rows, n_blended:], tables)
+        types[rows, n_blended:], total[rows, n_blended:] = m_types, m_total
+        row, order = np.concatenate([row, rows[m_row]]), np.concatenate([order, m_order + n_blended])
+        tokens, counts = np.concatenate([tokens, m_tokens]), np.concatenate([counts, m_counts])
+    seen = total > 0
+    longest = n_orders - 1 - seen[:, ::-1].argmax(1)  # the longest order that saw the context
+    bucket = np.where(seen.any(1), longest + 1, 0)
+    # the experts' entries: each (position, token) that any order saw, once
+    key = row * vocab + tokens
+    own_keys = [o_row * vocab + o_tokens for _, _, o_row, _, o_tokens, _ in own]
+    mark = np.zeros(n * vocab, dtype=bool)
+    for k in [key] + own_keys:
+        mark[k] = True
+    distinct = np.flatnonzero(mark)
+    slot_of = np.empty(n * vocab, dtype=np.int64)
+    slot_of[distinct] = np.arange(len(distinct))
+    erow, etoken = np.divmod(distinct, vocab)
+    base, bonus = _blends(c.orders, c.experts, vocab, total, _escape(c, types), erow, row, order, slot_of[key], counts)
+    if c.match_orders:
+        usual = (order == longest[row]) & (bucket[row] > len(c.orders))
+        predicted = _most_counted(n, row[usual], tokens[usual], counts[usual])
+        mbase, mbonus = _match_expert(predicted, slot_of, vocab, c.match_confidence, len(distinct))
+        base, bonus = np.column_stack([base, mbase]), np.column_stack([bonus, mbonus])
+    for (o_types, o_total, o_row, o_order, _, o_counts), o_key in zip(own, own_keys):
+        obase, obonus = _blends(c.orders, own_experts, vocab, o_total, _escape(c, o_types), erow, o_row, o_order,
+                                slot_of[o_key], o_counts)
+        base, bonus = np.column_stack([base, obase]), np.column_stack([bonus, obonus])
+    return Experts(base.astype(np.float32), erow, etoken, bonus.astype(np.float32), bucket)
+
+
+def _own_experts(c: CountModelConfig) -> list[int]:
+    """The orders of the blends of the text's own counts alone."""
+    return [max(c.experts)] if c.recent_expert else []
+
+
+def _escape(c: CountModelConfig, types: np.ndarray) -> np.ndarray:
+    return c.escape_per_type * types + c.escape_base
+
+
+def _slots(contexts: np.ndarray, *groups: list[CountTable]) -> list[tuple]:
+    """What followed each context of contexts (n, k), summed over each group of tables: distinct next
+    tokens (n, k), total counts (n, k), and the entries (row, column, token, count) of every (row, column).
+    A table in several groups is looked up once."""
+    n, k = contexts.shape
+    unique, inverse = np.unique(contexts.ravel(), return_inverse=True)  # short contexts recur: look each up once
+    tables = {id(t): t for group in groups for t in group}
+    found = {key: t.lookup(unique) for key, t in tables.items()}
+    out = []
+    for group in groups:
+        types, tokens, counts = _summed([found[id(t)] for t in group], len(unique))
+        total = np.bincount(np.repeat(np.arange(len(unique)), types), weights=counts, minlength=len(unique))
+        row, column = np.divmod(np.repeat(np.arange(n * k), types[inverse]), k)
+        entry = _ranges((np.cumsum(types) - types)[inverse], types[inverse])
+        out.append((types[inverse].reshape(n, k), total[inverse].reshape(n, k), row, column, tokens[entry],
+                    counts[entry]))
+    return out
+
+
+def _blends(orders: list[int], experts: list[int], vocab: int, total, escape, erow, row, order, slot, counts):
+    """(base (n, E), bonus (m, E)) of the Witten-Bell blends up to each order in `experts`:
+    blend_k = (counts_k + escape_k blend_{k-1}) / (total_k + escape_k), from the uniform distribution up.
+
+    Written blend_k = a_k counts_k + b_k blend_{k-1}, a blend is a share for every token (the uniform
+    distribution scaled by the b's) plus each (row, order, token, count) entry scaled by its order's a
+    and the b's of the orders above it: each entry is added once, to its experts' entry `slot`.
+    """
+    n = len(total)
+    a = 1 / (total + escape)
+    b = escape * a
+    share = np.full(n, 1.0 / vocab)  # what every token gets
+    extra = np.zeros(len(erow))  # what each entry's token gets on top
+    bases, bonuses, lo = [], [], 0
+    for k in sorted(experts):
+        hi = orders.index(k) + 1  # orders lo..hi-1 go on top of the blend so far
+        scale = np.cumprod(b[:, lo:hi][:, ::-1], axis=1)[:, ::-1]  # scale[:, i - lo] = b_i ... b_{hi-1}
+        above = np.concatenate([scale[:, 1:], np.ones((n, 1))], axis=1)
+        share *= scale[:, 0]
+        extra *= scale[erow, 0]
+        new = (order >= lo) & (order < hi)
+        r, o = row[new], order[new]
+        extra += np.bincount(slot[new], weights=a[r, o] * above[r, o - lo] * counts[new], minlength=len(erow))
+        bases.append(np.log(share))
+        bonuses.append(np.log1p((extra / share[erow]).astype(np.float32)))  # float32 logs are twice as fast
+        lo = hi
+    return np.stack(bases, axis=1), np.stack(bonuses, axis=1)
+
+
+def _most_counted(n: int, row: np.ndarray, tokens: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per row 0..n-1, the token with the highest count among its entries (the lowest such token on a
+    tie, as argmax), -1 where the row has none."""
+    order = np.lexsort((tokens, -counts, row))
+    row, tokens = row[order], tokens[order]
+    first = _run_starts(row)
+    out = np.full(n, -1, dtype=np.int64)
+    out[row[first]] = tokens[first]
+    return out
+
+
+def _match_expert(predicted: np.ndarray, slot_of: np.ndarray, vocab: int, confidence: float, m: int):
+    """(base (n,), bonus (m,)): `confidence` on the predicted token, the rest spread evenly; uniform
+    where nothing is predicted (-1). Under geometric mixing a uniform expert changes nothing."""
+    rows = np.flatnonzero(predicted >= 0)
+    base = np.where(predicted >= 0, np.log((1 - confidence) / (vocab - 1)), -np.log(vocab))
+    bonus = np.zeros(m)
+    bonus[slot_of[rows * vocab + predicted[rows]]] = np.log(confidence) - base[rows]
+    return base, bonus
+
+
+class OnlineMixer:
+    """Geometric mixing: log p = w_0 * log p_net + sum_e w_e * log p_expert_e - log Z, one weight row per bucket.
+
+    The weights start at priors (the network at w_network, the longest-order expert rising from
+    w_counts to w_counts_longest with the bucket, the shorter experts at 0, the match expert at
+    w_match where a match order was seen, the text's own blends at w_recent) and follow the
+    gradient of the log loss of each chunk once it has been scored.
+    """
+
+    def __init__(self, config: CountModelConfig, device):
+        n_blended, n_match = len(config.orders) + 1, len(config.match_orders)
+        longest, match = len(config.experts), len(config.experts) + 1  # their columns (the network's is 0)
+        n_own = len(_own_experts(config))
+        n_experts = len(config.experts) + (1 if n_match else 0) + n_own
+        weights = torch.zeros(n_blended + n_match, 1 + n_experts)
+        weights[:, 0] = config.w_network
+        weights[:n_blended, longest] = torch.linspace(config.w_counts, config.w_counts_longest, n_blended)
+        weights[n_blended:, longest] = config.w_counts_longest
+        if n_match:
+            weights[n_blended:, match] = config.w_match
+        weights[:, 1 + n_experts - n_own :] = config.w_recent
+        self.weights = weights.to(device)
+        self.lr = config.learning_rate
+        # RMSprop: the experts' log-probabilities differ in scale (a sharp match expert's by ~10 nats),
+        # so each weight's step is scaled by its own recent gradient size
+        self.mean_square = torch.zeros_like(self.weights)
+
+    def mix(self, net_logp: torch.Tensor, experts: Experts) -> torch.Tensor:
+        """Mixed log-probabilities (n, V). The experts' bases are constant along each row, which the
+        softmax takes out: only the network and the entries' bonuses are weighed."""
+        w = self.weights[torch.from_numpy(experts.bucket).to(net_logp.device)]  # (n, 1 + E)
+        row, flat, bonus = self._entries(experts, net_logp)
+        logits = net_logp * w[:, :1]
+        logits.view(-1)[flat] += (bonus * w[row, 1:]).sum(1)  # each (row, token) is one entry
+        return torch.log_softmax(logits, dim=-1)
+
+    def update(self, logp: torch.Tensor, net_logp: torch.Tensor, experts: Experts, targets: torch.Tensor):
+        """One gradient step on the chunk's log loss (the chunk is already scored: causal).
+
+        The gradient of a weight is its feature's expected value under the mix less its value at the
+        target; an expert's base cancels out of that, leaving the bonuses.
+        """
+        n, V = logp.shape
+        row, flat, bonus = self._entries(experts, logp)
+        bucket = torch.from_numpy(experts.bucket).to(logp.device)
+        p = logp.exp()
+        grad = torch.zeros_like(self.weights)
+        grad[:, 0].index_add_(0, bucket, (p * net_logp).sum(1) - net_logp.gather(1, targets[:, None])[:, 0])
+        at_target = (flat == row * V + targets[row]).to(p.dtype)
+        grad[:, 1:].index_add_(0, bucket[row], (p.view(-1)[flat] - at_target)[:, None] * bonus)
+        count = torch.bincount(bucket, minlength=len(self.weights)).clamp_min(1).to(grad.dtype)
+        grad /= count[:, None]
+        self.mean_square.mul_(0.9).add_(0.1 * grad * grad)
+        self.weights -= self.lr * grad / (self.mean_square.sqrt() + 1e-3)
+
+    @staticmethod
+    def _entries(experts: Experts, like: torch.Tensor):
+        """The experts' entries as tensors beside `like` (n, V): rows, flat indices into it, bonuses (m, E)."""
+        row = torch.from_numpy(experts.row).to(like.device)
+        flat = row * like.shape[1] + torch.from_numpy(experts.token).to(like.device)
+        return row, flat, torch.from_numpy(experts.bonus).to(like.device)
