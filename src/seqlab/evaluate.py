@@ -187,21 +187,19 @@ def cli(args) -> None:
         run_b, *files = args.against  # `eval RUN_A --against RUN_B FILES`: the files follow RUN_B
         return _cli_against(args, run, load(run_b, device=args.device), args.files + files)
     result = evaluate(run, args.files or None, args.block)
-    if not math.isfinite(result["bpb"]):
-        raise SeqlabError("the model produced non-finite scores; the checkpoint may be damaged")
-    if args.json:
-        json.dump(result, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(format_table(result))
+    _show(result, result["bpb"], args.json, format_table)
 
 
 def _cli_against(args, run_a, run_b, files: list[str]) -> None:
     result = evaluate_against(run_a, run_b, files or None, args.block)
-    if not math.isfinite(result["difference"]):
-        raise SeqlabError("a model produced non-finite scores; a checkpoint may be damaged")
-    if args.json:
+    _show(result, result["difference"], args.json, format_against)
+
+
+def _show(result: dict, figure: float, as_json: bool, table) -> None:
+    if not math.isfinite(figure):
+        raise SeqlabError("the model produced non-finite scores; the checkpoint may be damaged")
+    if as_json:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(format_against(result))
+        print(table(result))
