@@ -5,7 +5,7 @@ import json
 import pytest
 
 from seqlab.__main__ import main
-from seqlab.compare import compare, format_table, parse_archs
+from seqlab.compare import compare, format_table
 from seqlab.compress.classical import conditional_bpb, held_out_bytes
 from seqlab.data.corpus import read_documents
 from seqlab.errors import SeqlabError
@@ -70,8 +70,6 @@ def test_existing_runs_are_not_overwritten(compared):
 
 
 def test_unknown_arch_is_a_one_line_error(capsys, corpus_file):
-    with pytest.raises(SeqlabError, match="choose one of"):
-        parse_archs("lstm,gru")
     assert main(["compare", str(corpus_file), "--archs", "lstm,gru", "--max-steps", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "'gru'" in err and ", ".join(ARCHS) in err

@@ -122,7 +122,7 @@ def test_the_training_error_is_exact_match_on_training_examples_of_the_current_l
 
 @pytest.mark.parametrize("argv,message", [
     (["CORPUS", "--curriculum"], "--curriculum works on the built-in tasks"),
-    (["task:reverse", "--curriculum", "--set", "curriculum.threshold=0"], "curriculum.threshold must be in (0, 1]"),
+    (["task:reverse", "--curriculum", "--set", "curriculum.threshold=0"], "curriculum.threshold: must be in (0, 1]"),
 ])
 def test_a_curriculum_that_cannot_run_is_a_one_line_error_before_anything_is_written(corpus_file, tmp_path, capsys,
                                                                                      argv, message):

@@ -42,10 +42,12 @@ def test_train_seeds_into_sub_runs_and_reports_both_uncertainties(corpus_file, t
 @pytest.mark.parametrize("argv,message", [
     (["--seeds", "0"], "--seeds: must be >= 1, got 0"),
     (["--seeds", "two"], "--seeds: expected an integer"),
-    (["--resume", "x", "--seeds", "2"], "resume each seed's own run"),
+    (["--resume", "RUN", "--seeds", "2"], "resume each seed's own run"),
 ])
-def test_bad_seeds_are_one_line_errors(corpus_file, capsys, argv, message):
-    assert main(["train", str(corpus_file), *argv]) == 2
+def test_bad_seeds_are_one_line_errors(trained_runs, capsys, argv, message):
+    argv = [str(trained_runs["lstm"]) if a == "RUN" else a for a in argv]
+    capsys.readouterr()  # the fixture's training line
+    assert main(["train", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and message in err
 

@@ -24,6 +24,9 @@ CHECKPOINT_FILE = "checkpoint.safetensors"
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
+    if path.exists() and not path.is_file():  # a device or pipe (-o /dev/null): written to, never replaced
+        path.write_bytes(data)
+        return
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as f:
         f.write(data)

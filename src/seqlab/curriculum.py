@@ -47,10 +47,6 @@ class Curriculum:
             raise SeqlabError("--curriculum trains in one process; drop --nproc")
         if cfg.style.by:
             raise SeqlabError("--curriculum and --style-by cannot be combined; drop one")
-        if not 0 < cfg.curriculum.threshold <= 1:
-            raise SeqlabError(f"curriculum.threshold must be in (0, 1], got {cfg.curriculum.threshold}")
-        if cfg.curriculum.check_every_steps < 1 or cfg.curriculum.examples < 1:
-            raise SeqlabError("curriculum.check_every_steps and curriculum.examples must be at least 1")
 
     @property
     def done(self) -> bool:

@@ -18,6 +18,8 @@ from .data.tasks import format_accuracy, task_accuracy, task_documents, task_nam
 from .errors import SeqlabError
 from .intervals import AUTO, bpb_interval, byte_bits, paired, parse_block
 from .models.style import for_document
+from .options import corpus_path, device, run_dir, run_or_file
+from .progress import bar, quiet
 from .scoring import describe_run_context, mixing_session, run_token_bits
 
 
@@ -41,14 +43,16 @@ def _score_items(run, items, per_byte: list | None = None) -> tuple[list[dict], 
     """
     rows, totals = [], np.zeros(4)
     session = mixing_session(run)
-    for name, tokens, n_context, n_bytes in items:
-        with for_document(run.model, name):  # a styled run reads each document in its own source's style
-            bits, network = run_token_bits(run, tokens, n_context, session)
-        if per_byte is not None:
-            per_byte.append(byte_bits(run.tokenizer, tokens[n_context:], bits))
-        n_tokens = len(tokens) - n_context
-        rows.append(_summary(name, float(bits.sum()), float(network.sum()), n_bytes, n_tokens))
-        totals += (bits.sum(), network.sum(), n_bytes, n_tokens)
+    n_scored = sum(len(tokens) - n_context for _, tokens, n_context, _ in items)
+    with bar(total=n_scored, desc="eval", unit="tok") as progress:
+        for name, tokens, n_context, n_bytes in items:
+            with for_document(run.model, name):  # a styled run reads each document in its own source's style
+                bits, network = run_token_bits(run, tokens, n_context, session, progress)
+            if per_byte is not None:
+                per_byte.append(byte_bits(run.tokenizer, tokens[n_context:], bits))
+            n_tokens = len(tokens) - n_context
+            rows.append(_summary(name, float(bits.sum()), float(network.sum()), n_bytes, n_tokens))
+            totals += (bits.sum(), network.sum(), n_bytes, n_tokens)
     return rows, _summary("total", totals[0], totals[1], int(totals[2]), int(totals[3]))
 
 
@@ -69,8 +73,8 @@ def _documents(cfg) -> tuple[list, list]:
     from .data.corpus import default_corpus_path
 
     return task_documents(cfg) or (  # "task:NAME": generated examples, own held-out set
-        read_documents(cfg.paths or [default_corpus_path()]),
-        read_documents(cfg.val_paths) if cfg.val_paths else [])
+        read_documents(cfg.paths or [default_corpus_path()], cfg.text_field),
+        read_documents(cfg.val_paths, cfg.text_field) if cfg.val_paths else [])
 
 
 def held_out_data(run) -> TokenData:
@@ -83,7 +87,7 @@ def scored_bytes(run, files: list[str] | None = None) -> tuple[dict, list[np.nda
     """The eval of the held-out split (default) or the files, without its interval, and the bits of every
     scored byte, document by document (for intervals and paired comparisons)."""
     if files:
-        docs = read_documents(files)
+        docs = read_documents(files, run.config.data.text_field)
         bos = run.tokenizer.bos_id
         items = [(d.name, np.concatenate([[bos], run.tokenizer.encode(d.data)]), 1, len(d.data))
                  for d in docs if d.data]
@@ -166,11 +170,12 @@ def format_table(result: dict) -> str:
 
 def add_cli(sub) -> None:
     p = sub.add_parser("eval", help="bits per byte on the held-out split or on files")
-    p.add_argument("run")
-    p.add_argument("files", nargs="*", help="files to score instead of the held-out split")
+    p.add_argument("run", type=run_dir)
+    p.add_argument("files", nargs="*", type=corpus_path,
+                   help="files to score instead of the held-out split")
     p.add_argument("--json", action="store_true", help="print JSON (the figure is under 'bpb')")
-    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda")
-    p.add_argument("--against", nargs="+", metavar=("RUN_B", "FILES"),
+    p.add_argument("--device", default="auto", type=device, help="default auto: a GPU when there is one")
+    p.add_argument("--against", nargs="+", metavar=("RUN_B", "FILES"), type=run_or_file,
                    help="compare RUN with RUN_B on the same bytes (FILES may follow RUN_B): A - B in bits per byte "
                         "with a paired 95%% interval and a verdict")
     p.add_argument("--block", type=parse_block, default=AUTO,
@@ -186,12 +191,14 @@ def cli(args) -> None:
     if args.against:
         run_b, *files = args.against  # `eval RUN_A --against RUN_B FILES`: the files follow RUN_B
         return _cli_against(args, run, load(run_b, device=args.device), args.files + files)
-    result = evaluate(run, args.files or None, args.block)
+    with quiet(args.json):
+        result = evaluate(run, args.files or None, args.block)
     _show(result, result["bpb"], args.json, format_table)
 
 
 def _cli_against(args, run_a, run_b, files: list[str]) -> None:
-    result = evaluate_against(run_a, run_b, files or None, args.block)
+    with quiet(args.json):
+        result = evaluate_against(run_a, run_b, files or None, args.block)
     _show(result, result["difference"], args.json, format_against)
 
 
@@ -203,3 +210,6 @@ def _show(result: dict, figure: float, as_json: bool, table) -> None:
         sys.stdout.write("\n")
     else:
         print(table(result))
+
+
+

@@ -38,6 +38,8 @@ import torch.nn.functional as F
 
 from ..countmodel import HISTORY_FILE, Experts, StepReader
 from ..errors import SeqlabError
+from ..options import InputFile, input_file, integer, output_file, run_dir
+from ..progress import bar
 from ..scoring import TorchThreads
 from .rangecoder import Decoder, Encoder
 
@@ -181,13 +183,13 @@ class CountMixing:
 
 
 @torch.no_grad()
-def _drive(run, n_tokens: int, pick, mixed: bool) -> None:
+def _drive(run, n_tokens: int, pick, mixed: bool, desc: str) -> None:
     """Step through the text; pick(t, cum) returns its token t given cum (V+1,), the quantised prediction."""
     model = run.model
     x = torch.tensor([run.tokenizer.bos_id])
     state = model.init_state(1, torch.device("cpu"))
     mixing = CountMixing(run) if mixed else None
-    for t in range(n_tokens):
+    for t in bar(iterable=range(n_tokens), total=n_tokens, desc=desc, unit="tok"):
         logits, state = model.step(x, state)  # (1, V)
         scores = mixing.mix(F.log_softmax(logits.float(), dim=-1)) if mixing else logits  # as scoring.score_run
         token = pick(t, quantise(scores[0]))
@@ -209,7 +211,7 @@ def compress_bytes(run, data: bytes, threads: int = 1) -> bytes:
 
     mixed_with = counts_fingerprint(run)
     with TorchThreads(threads):  # recorded: decompress uses the same count
-        _drive(run, len(tokens), pick, mixed=mixed_with is not None)
+        _drive(run, len(tokens), pick, mixed=mixed_with is not None, desc="compress")
     header = Header(run_fingerprint(run.path), mixed_with, torch.__version__, threads, len(tokens),
                     zlib.crc32(data))
     return header.pack() + encoder.finish()
@@ -230,7 +232,7 @@ def decompress_bytes(run, blob: bytes, name: str = "input") -> bytes:
         return s
 
     with TorchThreads(header.threads):
-        _drive(run, header.tokens, pick, mixed=header.counts_fingerprint is not None)
+        _drive(run, header.tokens, pick, mixed=header.counts_fingerprint is not None, desc="decompress")
     data = run.tokenizer.decode(out)
     if zlib.crc32(data) != header.crc:
         raise SeqlabError(f"{name} did not decode to the original (CRC mismatch): the file is damaged, or "
@@ -263,15 +265,19 @@ def _check_compatible(header: Header, run, name: str) -> None:
                           f"decompress it with torch {header.torch_version}")
 
 
+EMPTY = InputFile(empty="compresses to the header alone, and no bits/byte figure is printed")
+
+
 def add_cli(sub) -> None:
-    for verb, help_text, default in (("compress", "compress a file with a run's model (range coding)", "FILE.sqz"),
-                                     ("decompress", "restore a file made by `seqlab compress`", "FILE without .sqz")):
+    for verb, help_text, default, file_kind in (
+            ("compress", "compress a file with a run's model (range coding)", "FILE.sqz", EMPTY),
+            ("decompress", "restore a file made by `seqlab compress`", "FILE without .sqz", input_file)):
         p = sub.add_parser(verb, help=help_text)
-        p.add_argument("run")
-        p.add_argument("file")
-        p.add_argument("-o", "--output", help=f"output path (default {default})")
+        p.add_argument("run", type=run_dir)
+        p.add_argument("file", type=file_kind)
+        p.add_argument("-o", "--output", type=output_file, help=f"output path (default {default})")
         if verb == "compress":
-            p.add_argument("--threads", type=int, default=1,
+            p.add_argument("--threads", type=integer(min=1), default=1,
                            help="CPU threads (recorded for decompress; default 1: small steps gain little from more)")
         p.set_defaults(func=cli)
 
@@ -287,6 +293,7 @@ def _output_path(args) -> Path:
 
 
 def cli(args) -> None:
+    from ..checkpoint import atomic_write_bytes
     from ..run import load
 
     try:
@@ -297,20 +304,19 @@ def cli(args) -> None:
     run = load(args.run, device="cpu")
     t0 = time.perf_counter()
     if args.verb == "compress":
-        if args.threads < 1:
-            raise SeqlabError(f"--threads must be >= 1, got {args.threads}")
         result = compress_bytes(run, data, args.threads)
         original, coded, blob = len(data), len(result), result
     else:
         result = decompress_bytes(run, data, args.file)
         original, coded, blob = len(result), len(data), data
     try:
-        out.write_bytes(result)
+        atomic_write_bytes(out, result)  # never a half-written output
     except OSError as e:
         raise SeqlabError(f"cannot write {out}: {e.strerror}") from None
     seconds = time.perf_counter() - t0
-    bpb = 8 * coded / max(original, 1)
     mixed = Header.unpack(blob, args.file)[0].counts_fingerprint is not None
     model = "network + count model" if mixed else "network alone"
-    print(f"{args.file} -> {out}: {original:,} bytes <-> {coded:,} bytes ({bpb:.4f} bits/byte, {model}) "
+    # an empty file has no bits per byte: its .sqz is the header alone
+    rate = f"{8 * coded / original:.4f} bits/byte, {model}" if original else "an empty file: no bits/byte figure"
+    print(f"{args.file} -> {out}: {original:,} bytes <-> {coded:,} bytes ({rate}) "
           f"in {seconds:.1f}s ({original / max(seconds, 1e-9):,.0f} bytes/s)", file=sys.stderr)

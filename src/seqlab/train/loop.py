@@ -17,7 +17,7 @@ from torch import nn
 
 from .. import checkpoint as ckpt
 from .. import countmodel
-from ..config import RunConfig
+from ..config import RunConfig, check_paths, validate
 from ..curriculum import Curriculum
 from ..data.batches import make_batcher
 from ..data.corpus import CONTEXT_TOKENS, TokenData, cache_root, default_corpus_path, encode_corpus, read_documents
@@ -30,6 +30,7 @@ from ..models.heads import AdaptiveHead
 from ..models.style import attach_styles, conditioned, for_document, style_sources, token_sources, train_bytes_by_source
 from ..run import CONFIG_FILE, METRICS_FILE, read_config, resolve_device
 from ..scoring import describe_context, token_bits
+from .. import tracking
 from . import distributed
 from ..progress import Progress
 
@@ -84,8 +85,8 @@ def held_out_bpb(model, segments, token_lengths: np.ndarray, device) -> float:
 
 
 class Metrics:
-    def __init__(self, path: Path, enabled: bool = True):
-        self.path, self.enabled = path, enabled
+    def __init__(self, path: Path, enabled: bool = True, tracker=None):
+        self.path, self.enabled, self.tracker = path, enabled, tracker  # tracker: --log (tracking.py)
 
     def write(self, **record) -> None:
         if self.enabled:
@@ -93,6 +94,16 @@ class Metrics:
 
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if self.tracker:
+                self.tracker.record(record)
+
+    def step(self, step: int, loss: float) -> None:
+        if self.tracker:
+            self.tracker.step(step, loss)
+
+    def close(self) -> None:
+        if self.tracker:
+            self.tracker.close()
 
 
 def _rng_state(device) -> dict:
@@ -110,8 +121,8 @@ def _set_rng_state(state: dict, device) -> None:
 
 def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool, log=print):
     docs, val_docs = task_documents(cfg.data) or (  # "task:NAME": generated examples, own held-out set
-        read_documents(cfg.data.paths or [default_corpus_path()]),
-        read_documents(cfg.data.val_paths) if cfg.data.val_paths else [])
+        read_documents(cfg.data.paths or [default_corpus_path()], cfg.data.text_field),
+        read_documents(cfg.data.val_paths, cfg.data.text_field) if cfg.data.val_paths else [])
     if not val_docs and not (0 < cfg.data.val_fraction < 1):
         raise SeqlabError(f"--val-fraction must be in (0, 1), got {cfg.data.val_fraction}; or give --val FILE")
     if resume:
@@ -127,7 +138,7 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool, log=print):
     data = encode_corpus(docs, val_docs, tokenizer, cfg.data.val_fraction, cache_root())
     if data.val_tokens == 0:
         raise SeqlabError("the held-out split is empty: the corpus is too small; add data or give --val FILE")
-    log(f"corpus: {len(docs)} file(s), {data.train_bytes:,} training bytes ({len(data.train):,} tokens), "
+    log(f"corpus: {len(docs)} document(s), {data.train_bytes:,} training bytes ({len(data.train):,} tokens), "
         f"{data.val_bytes:,} held-out bytes ({data.val_tokens:,} tokens)")
     return docs, tokenizer, data
 
@@ -139,11 +150,14 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     init: a Hugging Face GPT-2 checkpoint directory to start from (its weights and tokenizer).
     """
     run_dir = Path(run_dir)
+    validate(cfg)
+    check_paths(cfg)
     if cfg.train.budget_seconds <= 0 and cfg.train.max_steps <= 0:
         raise SeqlabError("give a training budget: --budget (e.g. 10m) or --max-steps N")
     distributed.check_batch(cfg.train.batch_size, world)
     countmodel.check(cfg.counts)
     Curriculum.check(cfg, world)
+    tracking.check(cfg.train.log)
     if init and cfg.data.backward:
         raise SeqlabError("--init loads a checkpoint that reads left to right; it cannot train --backward")
     if init and not resume:
@@ -156,7 +170,6 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     docs, tokenizer, data = prepare_data(cfg, run_dir, resume, log)
     if cfg.style.by and not (resume and cfg.style.sources):  # a resumed run keeps its own list
@@ -170,19 +183,21 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     attach_styles(model, cfg.style)
     order_output_layer(model, data, tokenizer, log)
     model = model.to(device)
-    if not resume and rank == 0:
-        save_tokenizer(tokenizer, run_dir)
-        ckpt.atomic_write_text(run_dir / CONFIG_FILE, cfg.describe())
-    log(f"config:\n{cfg.describe()}")
-    log(f"model: {cfg.arch}, {model.num_params():,} parameters; held-out context: {describe_context(model)}")
-
     optimizer = make_optimizer(model, cfg.train)
     batcher_for = lambda tokens: make_batcher(  # noqa: E731 - a curriculum makes a new one as it lets in lengths
         model.carries_state, tokens, cfg.train.batch_size, cfg.train.seq_len, cfg.train.seed, shard=(rank, world),
         sources=token_sources(cfg.style, docs, data.doc_tokens), tokenizer=tokenizer)
     curriculum = Curriculum.for_run(cfg, data, batcher_for) if cfg.curriculum.enabled else None
     batcher = curriculum.batcher() if curriculum else batcher_for(data.train)
-    metrics = Metrics(run_dir / METRICS_FILE, enabled=rank == 0)
+    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a corpus or config refused above leaves nothing behind
+    if not resume and rank == 0:
+        save_tokenizer(tokenizer, run_dir)
+        ckpt.atomic_write_text(run_dir / CONFIG_FILE, cfg.describe())
+    log(f"config:\n{cfg.describe()}")
+    log(f"model: {cfg.arch}, {model.num_params():,} parameters; held-out context: {describe_context(model)}")
+
+    metrics = Metrics(run_dir / METRICS_FILE, enabled=rank == 0,
+                      tracker=tracking.open_tracker(cfg.train.log, run_dir, cfg.describe()) if rank == 0 else None)
     pos = {"step": 0, "elapsed": 0.0, "tokens": 0, "done": False}
     carry = None
     if resume:
@@ -207,6 +222,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     loop.run()
     if rank == 0:
         finish(run_dir, model, data, tokenizer, metrics, device, loop, log)
+    metrics.close()
     return run_dir
 
 
@@ -323,7 +339,7 @@ class TrainLoop:
             self.log("the run has already used its budget; give a larger --budget or --max-steps to go on")
             return
         self.model.train()
-        display = Progress(tc.budget_seconds or None, tc.max_steps or None, enabled=self.is_writer)
+        display = Progress(tc.budget_seconds or None, tc.max_steps or None, enabled=self.is_writer, pos=self.pos)
         start = time.monotonic() - self.pos["elapsed"]
         last_eval = last_ckpt = self.pos["elapsed"]
         losses, val_bpb = [], None
@@ -333,6 +349,7 @@ class TrainLoop:
                 losses.append(self.train_step())
                 if self.curriculum and self.curriculum.due(self.pos["step"]):
                     self.lengthen()
+                self.metrics.step(self.pos['step'], losses[-1])
                 self.pos["elapsed"] = distributed.agree_clock(time.monotonic() - start)  # rank 0's clock
                 due = (self.pos["step"] % tc.eval_every_steps == 0) if tc.eval_every_steps else \
                     self.pos["elapsed"] - last_eval >= tc.eval_every_seconds
