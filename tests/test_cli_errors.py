@@ -1,5 +1,6 @@
 """Bad input: one line on stderr, exit status 2, no traceback, nothing lost."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -115,7 +116,46 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
+def parser_verbs() -> dict:
+    """{verb: its sub-parser}, as the parser itself holds them."""
+    from seqlab.__main__ import build_parser
+
+    (verbs,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(verbs.choices)
+
+
+def test_every_verb_module_is_on_the_command_line():
+    """The modules that define add_cli, found in the source, are exactly the ones the parser adds verbs from."""
+    from pathlib import Path
+
+    import seqlab
+    from seqlab.__main__ import VERBS
+
+    src = Path(seqlab.__file__).parent
+    # a verb is a top-level module, or a package with add_cli in one of its files (train/cli.py)
+    modules = {p.relative_to(src).parts[0].removesuffix(".py")
+               for p in src.rglob("*.py") if "\ndef add_cli(" in p.read_text()}
+    assert modules == set(VERBS)
+    named = {"evaluate": ["eval"], "compress": ["compress", "decompress"]}  # a module's verbs, where not its name
+    assert sorted(parser_verbs()) == sorted(v for module in modules for v in named.get(module, [module]))
+
+
 def test_help_lists_every_verb():
     proc = subprocess.run([sys.executable, "-m", "seqlab", "-h"], capture_output=True, text=True)
-    for verb in ("train", "generate", "eval", "info"):
-        assert verb in proc.stdout
+    assert proc.returncode == 0
+    listed = {line.split()[0] for line in proc.stdout.splitlines() if line.startswith("    ") and line.split()}
+    assert set(parser_verbs()) <= listed, set(parser_verbs()) - listed
+
+
+@pytest.mark.parametrize("verb", sorted(parser_verbs()))
+def test_every_verb_given_a_missing_path_is_a_one_line_error(capsys, tmp_path, verb, monkeypatch):
+    """Each of the verb's positional arguments (a run, a corpus, a file) names a path that does not exist."""
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)  # a serve that failed to refuse returns
+    monkeypatch.chdir(tmp_path)  # nothing is written where the tests run
+    positionals = [a for a in parser_verbs()[verb]._actions if not a.option_strings]
+    missing = [str(tmp_path / f"missing-{a.dest}") for a in positionals]
+    code, err = run_cli(capsys, verb, *missing)
+    assert_one_line_error(code, err, f"seqlab {verb}: error:", "missing-")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -3,7 +3,8 @@
 The convention the docs follow:
 - Each fenced ```bash block is run, line by line (a line ending in a backslash continues), in a fresh
   sandbox folder per page. The sandbox holds the files the docs name (`FIXTURES`: books/, notes/, code/,
-  corpus/, notes.txt, page.html, main.c, data.jsonl, ...) and a tiny trained run at runs/latest.
+  corpus/, notes.txt, page.html, main.c, data.jsonl, ...), a tiny trained run at runs/latest, and the
+  repository's bench/ (a quick benchmark runs as written; one of minutes is marked not run).
 - A block right after a line `<!-- not run: REASON -->` is not run (a GPU, ../shared data, a server that
   runs until stopped, a benchmark of minutes, an install). The test lists them with their reasons.
 - Budgets shrink, nothing else changes (`tiny`): `--budget T` and `--max-steps N` become `--max-steps 3`,
@@ -51,7 +52,9 @@ def tiny(command: str) -> str:
     command = re.sub(r"--budget[ =]\S+|--max-steps[ =]\d+", "--max-steps 3", command)
     words = shlex.split(command, comments=True) if command.startswith("seqlab ") else []
     budget = "" if "--max-steps" in words else " --max-steps 3"  # the default budget is minutes
-    if words[:2] == ["seqlab", "train"] and "--resume" not in words:
+    if words[:2] == ["seqlab", "train"] and "--series" in words:  # a table's windows are the series' own
+        command = _before_comment(command) + budget + " --batch-size 4"
+    elif words[:2] == ["seqlab", "train"] and "--resume" not in words:
         command = _before_comment(command) + budget + " --batch-size 4 --seq-len 32"
     elif words[:2] == ["seqlab", "compare"]:
         command = _before_comment(command) + budget + " --set train.batch_size=4 --set train.seq_len=32"
@@ -130,12 +133,14 @@ FIXTURES = {
 
 @pytest.fixture(scope="module")
 def sandbox_template(tmp_path_factory) -> Path:
-    from seqlab.train import link_latest, train
+    from seqlab.train import train
+    from seqlab.train.cli import link_latest
 
     root = tmp_path_factory.mktemp("docs-sandbox")
     for name, make in FIXTURES.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(make())
+    (root / "bench").symlink_to(ROOT / "bench")  # `python bench/X.py ...` runs the repository's benchmarks
     cfg = tiny_config(root / "books", "transformer", steps=30)
     run = train(cfg, root / "runs" / "tiny", log=lambda *a: None)
     cfg.data.paths = ["books"]  # relative, as a user's run would record it (the sandbox moves)

@@ -54,6 +54,7 @@ PATTERN_BAD = {
     "KEY=VALUE": ["novalue", "=1"],
     "name": ["a/b", ".."],
     "feature": ["nope", "regex:("],
+    "event": ["SPX", "SPX:up=1", "SPX:within=0", "SPX:up=1%,down=0.5%"],
 }
 # A valid value of each kind, for the positional arguments beside the one under test.
 VALID = {"run": ["run"], "file": ["corpus.txt"], "run or file": ["run", "corpus.txt"], "corpus": ["corpus.txt"],

@@ -9,7 +9,7 @@ from .errors import SeqlabError
 
 # Module names: the package's own `seqlab.train` etc. are the API functions.
 VERBS = ["train", "generate", "evaluate", "info", "novelty", "neurons", "compare", "export", "surprise", "compress",
-         "serve", "styles"]
+         "serve", "styles", "predict"]
 
 
 class HelpFormatter(argparse.HelpFormatter):

@@ -116,6 +116,32 @@ class CurriculumConfig:
 
 
 @dataclass
+class SeriesConfig:
+    """Numeric series: a table of channels in, per-step event probabilities out (see series/ and docs/series.md).
+
+    Empty `events` = a text run. The rows are split walk-forward: `folds` test blocks, then a final hold-out.
+    """
+
+    events: list[str] = field(default_factory=list)  # "COLUMN:up=1%,down=0.5%,within=5", "COLUMN:label", ...
+    time: str = ""  # the time column; "" = found (a column named like date/time, else the first column)
+    drop: list[str] = field(default_factory=list)  # columns left out of the inputs
+    transforms: list[str] = field(default_factory=list)  # "COLUMN:return|log_level|level", overriding the rule
+    clip: float = 5.0  # standardised inputs are clipped to +-clip (a crash day stays large, not huge)
+    lookback: int = 64  # every scored step reads at least this many steps before it (windows of 2 x lookback)
+    folds: int = 4  # walk-forward test blocks
+    holdout_fraction: float = 0.15  # the last rows, scored once at the end
+    val_fraction: float = 0.2  # the end of each fold's training rows: early stopping (purged)
+    embargo: int = 0  # rows excluded after a test block; 0 = horizon + 2 x lookback
+    activation: str = "gelu"  # after the linear embedding of each step's vector: gelu, tanh or relu
+    eval_every: int = 0  # optimizer steps between validation losses; 0 = one pass over the fold's training rows
+    patience: int = 10  # validation losses without improvement before a fit stops
+    lags: int = 10  # the baselines' lag window (rows t-lags+1 .. t)
+    windows: list[int] = field(default_factory=lambda: [5, 20])  # LightGBM's rolling means and volatilities
+    block: int = 0  # rows per bootstrap block; 0 = max(2 x horizon, rows ** (1/3))
+    n_boot: int = 1000  # bootstrap draws per interval
+
+
+@dataclass
 class RunConfig:
     arch: str = setting("transformer", one_of(*ARCH_NAMES), flag="--arch")
     model: dict = field(default_factory=dict)  # the architecture's own config, resolved
@@ -124,6 +150,7 @@ class RunConfig:
     counts: CountModelConfig = field(default_factory=CountModelConfig)
     style: StyleConfig = field(default_factory=StyleConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    series: SeriesConfig = field(default_factory=SeriesConfig)
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict:

@@ -186,7 +186,13 @@ def add_cli(sub) -> None:
 
 def cli(args) -> None:
     from .run import load
+    from .series.evaluate import is_series_run, series_cli
 
+    if is_series_run(args.run) or (args.against and is_series_run(args.against[0])):
+        if args.against:
+            raise SeqlabError("--against pairs two text runs on the same bytes; a series run's eval already gives "
+                              "its paired AUC difference against the baselines")
+        return series_cli(args)  # a numeric series run: its model against the baselines (series/evaluate.py)
     run = load(args.run, device=args.device)
     if args.against:
         run_b, *files = args.against  # `eval RUN_A --against RUN_B FILES`: the files follow RUN_B
@@ -210,6 +216,3 @@ def _show(result: dict, figure: float, as_json: bool, table) -> None:
         sys.stdout.write("\n")
     else:
         print(table(result))
-
-
-

@@ -155,7 +155,7 @@ class Transformer(SeqModel):
         return KVCache(c.n_layer, batch_size, c.n_head, c.block_size, c.n_embd // c.n_head, device, dtype)
 
     def features(self, idx, state: KVCache | None = None):
-        B, T = idx.shape
+        B, T = idx.shape[:2]  # (B, T) token ids, or (B, T, D) vectors (models/events.py)
         assert T <= self.max_context, f"sequence of {T} tokens exceeds block_size {self.max_context}"
         if state is None:
             return self._run(idx, None, 0), None

@@ -26,10 +26,15 @@ def serve(run_dir, config=None) -> None:
     from .worker import ServeConfig
 
     cfg = config or ServeConfig()
-    # a directory that is not a run, or a backward one, fails now, as one line, not later in the worker
-    require_forward(run_dir, read_config(run_dir), "serve")
-    resolve_device(cfg.device)
-    app = create_app(lambda: load(run_dir, device=cfg.device), cfg)
+    if read_config(run_dir).series.events:  # a numeric series run: POST rows, get probabilities
+        from .series import create_series_app
+
+        app = create_series_app(run_dir, cfg)
+    else:
+        # a directory that is not a run, or a backward one, fails now, as one line, not later in the worker
+        require_forward(run_dir, read_config(run_dir), "serve")
+        resolve_device(cfg.device)
+        app = create_app(lambda: load(run_dir, device=cfg.device), cfg)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     print(f"seqlab serve: {run_dir} on http://{cfg.host}:{cfg.port}/ (API docs at /docs; Ctrl-C stops)",
           file=sys.stderr)

@@ -12,14 +12,23 @@ from ..config import SOFTMAXES, STYLE_BY, RunConfig, check_paths, option_for, va
 from ..data.corpus import default_corpus_path
 from ..errors import SeqlabError
 from ..models import model_config
-from ..options import budget, corpus_path, hf_checkpoint, input_file, integer, key_value, new_run, run_dir
+from ..options import budget, corpus_path, hf_checkpoint, input_file, integer, key_value, new_run, run_dir, text
 from ..run import CONFIG_FILE, read_config
+from ..series.labels import EVENT
+from ..series.settings import is_series, series_config
+from ..series.train import train_series
 from . import distributed
 from .loop import train
 
 
 def default_run_dir(arch: str) -> Path:
-    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{arch}"
+    """runs/DATE-TIME-ARCH, with -2, -3 ... when a run started in the same second already has the name."""
+    base = Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{arch}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def link_latest(run_dir: Path) -> None:
@@ -85,6 +94,13 @@ def add_cli(sub) -> None:
     p.add_argument("--seeds", type=integer(min=1), metavar="N",
                    help="train N seeds (--seed, --seed + 1, ...) into OUT/seed-SEED and report the spread between "
                         "them next to each run's bootstrap interval")
+    p.add_argument("--series", action="store_true",
+                   help="CORPUS is a numeric table (CSV, .csv.gz, Parquet, or a directory of them): learn per-step "
+                        "event probabilities, walk-forward (docs/series.md)")
+    p.add_argument("--event", action="append", metavar="SPEC", type=EVENT,
+                   help='with --series: what to predict, e.g. "SPX:up=1%%,down=0.5%%,within=5" or "COL:label" '
+                        "(repeatable: one head per event)")
+    p.add_argument("--time", type=text, help="with --series: the time column (default: found by name, else the first)")
     p.set_defaults(func=cli)
 
 
@@ -199,10 +215,17 @@ def cli(args) -> None:
     if args.resume:
         run_dir = Path(args.resume).resolve()
         cfg = resume_config(args)
+        if args.series or is_series(cfg):
+            raise SeqlabError("a --series run is built in one go and cannot be resumed; train a new one")
         if not distributed.train_processes(train, cfg, run_dir, resume=True, nproc=args.nproc):
             train(cfg, run_dir, resume=True)
         return
-    cfg = config_from_args(args)
+    if (args.event or args.time) and not args.series:
+        raise SeqlabError("--event and --time describe a numeric table: add --series")
+    if args.seeds and args.series:
+        raise SeqlabError("--seeds repeats a text run; a --series run reports its folds' spread and intervals "
+                          "itself (train other seeds with --seed N --out DIR)")
+    cfg = series_config(args) if args.series else config_from_args(args)
     check_paths(cfg)  # a --config or --set corpus is checked as the CORPUS argument is, before any work
     run_dir = Path(args.out) if args.out else default_run_dir(cfg.arch)
     if args.seeds:
@@ -210,13 +233,15 @@ def cli(args) -> None:
 
         return cli_train_seeds(cfg, run_dir, args.seeds, lambda c, d: train_one(c, d, args.init, args.nproc),
                                report=distributed.is_rank_zero())
-    train_one(cfg, run_dir, args.init, args.nproc)
+    train_one(cfg, run_dir, args.init, args.nproc, series=args.series)
     if distributed.is_rank_zero():
         link_latest(run_dir)
 
 
-def train_one(cfg: RunConfig, run_dir: Path, init, nproc) -> None:
+def train_one(cfg: RunConfig, run_dir: Path, init, nproc, series: bool = False) -> None:
     if (run_dir / CONFIG_FILE).exists():
         raise SeqlabError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
-    if not distributed.train_processes(train, cfg, run_dir, init=init, nproc=nproc):
+    if series:
+        train_series(cfg, run_dir)
+    elif not distributed.train_processes(train, cfg, run_dir, init=init, nproc=nproc):
         train(cfg, run_dir, init=init)

@@ -27,6 +27,7 @@ from ..errors import SeqlabError
 from ..models import build_model, map_state, model_config
 from ..models.base import state_batch_dims
 from ..models.heads import AdaptiveHead
+from ..optim import lr_at, make_optimizer  # noqa: F401 (lr_at: the schedule's home for callers)
 from ..models.style import attach_styles, conditioned, for_document, style_sources, token_sources, train_bytes_by_source
 from ..run import CONFIG_FILE, METRICS_FILE, read_config, resolve_device
 from ..scoring import describe_context, token_bits
@@ -35,22 +36,6 @@ from . import distributed
 from ..progress import Progress
 
 LN2 = math.log(2)
-
-
-def lr_at(progress: float, cfg) -> float:
-    """Linear warm-up, then cosine decay to lr * min_lr_ratio at progress 1."""
-    if progress < cfg.warmup_fraction:
-        return cfg.lr * (progress + 1e-3) / (cfg.warmup_fraction + 1e-3)
-    t = min(1.0, (progress - cfg.warmup_fraction) / max(1e-9, 1 - cfg.warmup_fraction))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
-def make_optimizer(model, cfg) -> torch.optim.AdamW:
-    # Decay matrices and embeddings; leave biases and norm gains alone (as nanoGPT).
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
 
 
 def eval_subset(data: TokenData, n_tokens: int, n_segments: int = 8) -> list[tuple[np.ndarray, int, str]]:
@@ -140,6 +125,8 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool, log=print):
         raise SeqlabError("the held-out split is empty: the corpus is too small; add data or give --val FILE")
     log(f"corpus: {len(docs)} document(s), {data.train_bytes:,} training bytes ({len(data.train):,} tokens), "
         f"{data.val_bytes:,} held-out bytes ({data.val_tokens:,} tokens)")
+    if countmodel.usable(cfg.counts, tokenizer.vocab_size):  # refused now, not after the budget is spent
+        countmodel.check_fits(min(len(data.train), cfg.counts.max_history))
     return docs, tokenizer, data
 
 
