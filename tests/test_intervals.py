@@ -124,6 +124,24 @@ def test_paired_eval_of_runs_with_other_held_out_bytes_is_a_one_line_error(train
     assert main(["eval", str(trained_runs["lstm"]), "--against", str(run), str(other)]) == 0  # files given: fine
 
 
+@pytest.mark.parametrize("order", ["series first", "series against"])
+def test_a_series_run_is_not_paired_with_against(trained_runs, tmp_path, capsys, order):
+    import json
+    import shutil
+
+    series = tmp_path / "series"
+    shutil.copytree(trained_runs["lstm"], series)
+    config = json.loads((series / "config.json").read_text())
+    config.setdefault("series", {})["events"] = ["close:label"]  # what makes it a series run to eval
+    (series / "config.json").write_text(json.dumps(config))
+    text_run = str(trained_runs["lstm"])
+    runs = [str(series), text_run] if order == "series first" else [text_run, str(series)]
+    capsys.readouterr()
+    assert main(["eval", runs[0], "--against", runs[1]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--against pairs two text runs" in err
+
+
 @pytest.mark.parametrize("value", ["0", "-3", "docs", "1.5"])
 def test_bad_block_is_a_one_line_error(trained_runs, capsys, value):
     assert main(["eval", str(trained_runs["lstm"]), "--block", value]) == 2

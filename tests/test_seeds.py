@@ -43,9 +43,11 @@ def test_train_seeds_into_sub_runs_and_reports_both_uncertainties(corpus_file, t
     (["--seeds", "0"], "--seeds: must be >= 1, got 0"),
     (["--seeds", "two"], "--seeds: expected an integer"),
     (["--resume", "RUN", "--seeds", "2"], "resume each seed's own run"),
+    (["CORPUS", "--series", "--seeds", "2"], "--seeds repeats a text run"),
 ])
-def test_bad_seeds_are_one_line_errors(trained_runs, capsys, argv, message):
-    argv = [str(trained_runs["lstm"]) if a == "RUN" else a for a in argv]
+def test_bad_seeds_are_one_line_errors(trained_runs, corpus_file, capsys, argv, message):
+    given = {"RUN": str(trained_runs["lstm"]), "CORPUS": str(corpus_file)}
+    argv = [given.get(a, a) for a in argv]
     capsys.readouterr()  # the fixture's training line
     assert main(["train", *argv]) == 2
     err = capsys.readouterr().err.strip()

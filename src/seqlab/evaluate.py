@@ -16,7 +16,7 @@ import numpy as np
 from .data.corpus import TokenData, cache_root, encode_corpus, read_documents, split_document
 from .data.tasks import format_accuracy, task_accuracy, task_documents, task_name
 from .errors import SeqlabError
-from .intervals import AUTO, bpb_interval, byte_bits, paired, parse_block
+from .intervals import AUTO, bpb_interval, byte_bits, block_kind, paired
 from .models.style import for_document
 from .options import corpus_path, device, run_dir, run_or_file
 from .progress import bar, quiet
@@ -178,7 +178,7 @@ def add_cli(sub) -> None:
     p.add_argument("--against", nargs="+", metavar=("RUN_B", "FILES"), type=run_or_file,
                    help="compare RUN with RUN_B on the same bytes (FILES may follow RUN_B): A - B in bits per byte "
                         "with a paired 95%% interval and a verdict")
-    p.add_argument("--block", type=parse_block, default=AUTO,
+    p.add_argument("--block", type=block_kind, default=AUTO,
                    help="how the bootstrap cuts the scored bytes: document, a length in bytes, or auto (default: "
                         "by document from 10 documents up, else about 1/100 of the bytes, at least 1024)")
     p.set_defaults(func=cli)

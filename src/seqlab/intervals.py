@@ -12,7 +12,6 @@ came before inside a block stays together.
     low, high = bootstrap_ratio(blocks.bits, blocks.bytes)
 """
 
-import argparse
 import math
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from .data.tokenizer import Backward
 from .errors import SeqlabError
+from .options import Kind
 from .stats import LEVEL, N_BOOT, block_sums, bootstrap_ratio, paired_difference, spread_evenly, verdict
 
 AUTO, DOCUMENT = "auto", "document"
@@ -31,21 +31,25 @@ MIN_BLOCK_BYTES = 1024  # "auto" stretches: about 1/100 of the bytes, at least t
 MIN_BLOCKS = 10  # ... unless that leaves fewer blocks than this
 
 
-def parse_block(text: str):
+class _Block(Kind):
     """--block: "auto", "document", or a length in bytes (an integer >= 1)."""
-    text = text.strip().lower()
-    if text in (AUTO, DOCUMENT):
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected auto, document or a length in bytes >= 1, got {text!r}")
-    return value
+
+    kind = "block"
+
+    def parse(self, text: str):
+        text = text.strip().lower()
+        return int(text) if text.lstrip("+-").isdigit() else text
+
+    def problem(self, value, text=None):
+        if value in (AUTO, DOCUMENT) or (isinstance(value, int) and value >= 1):
+            return None
+        return f"expected auto, document or a length in bytes >= 1, got {(text if text is not None else value)!r}"
+
+    def describe(self) -> str:
+        return "auto, document or a length in bytes >= 1"
 
 
-parse_block.__name__ = "block"
+block_kind = _Block()
 
 
 def byte_bits(tokenizer, scored_tokens: np.ndarray, bits: np.ndarray) -> np.ndarray:

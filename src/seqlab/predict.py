@@ -21,10 +21,10 @@ def add_cli(sub) -> None:
     p = sub.add_parser("predict", help="per-step event probabilities of a series run (seqlab train --series) "
                                        "for new rows")
     p.add_argument("run", type=run_dir)
-    p.add_argument("files", nargs="+", metavar="FILE", type=corpus_path, help="CSV, .csv.gz or Parquet with the run's channels, "
-                                                            "or a directory of them")
-    p.add_argument("-o", "--out", type=output_file, help="the CSV to write (default: FILE's name + .probabilities.csv); the PNG "
-                                       "goes beside it")
+    p.add_argument("files", nargs="+", metavar="FILE", type=corpus_path,
+                   help="CSV, .csv.gz or Parquet with the run's channels, or a directory of them")
+    p.add_argument("-o", "--out", type=output_file,
+                   help="the CSV to write (default: FILE's name + .probabilities.csv); the PNG goes beside it")
     p.add_argument("--no-plot", action="store_true", help="write the CSV only")
     p.add_argument("--device", type=device, default="cpu", help="cpu (default), cuda, auto")
     p.set_defaults(func=cli)
