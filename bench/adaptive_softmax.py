@@ -10,6 +10,8 @@ on the same batches, taking turns step by step, so load from other processes on 
 machine falls on both alike. A step is what `seqlab train` does: model.loss, backward,
 clipped AdamW on the same schedule. The output layer is then timed alone (forward and
 backward of the loss from fixed features), and both models score the same held-out sample.
+Speed-ups are ratios of median seconds with a 95% interval from resampling the steps (or
+output-layer repeats) as pairs (stats.ratio_interval), and the range of the pair-by-pair ratios.
 """
 
 import argparse
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 
 from seqlab.config import DataConfig, RunConfig, TrainConfig
 from seqlab.models import build_model
+from seqlab.stats import ratio_interval
 from seqlab.train.loop import eval_subset, held_out_bpb, lr_at, make_optimizer, prepare_data
 
 MODELS = {  # small enough that the output layer is a large share of the work, as it is at big vocabularies
@@ -116,7 +119,7 @@ def main() -> None:
     head_times = {k: [] for k in kinds}
     with torch.no_grad():
         features = {k: models[k].features(x)[0].flatten(0, 1) for k in kinds}
-    for _ in range(5):
+    for _ in range(9):
         for kind in kinds:
             head_times[kind].append(output_layer_seconds(models[kind], features[kind], y.flatten()))
 
@@ -136,9 +139,13 @@ def main() -> None:
           f"{'held-out bpb':>13}")
     for k in kinds:
         print(f"{k:<9} {models[k].num_params():>11,} {speed[k]:>15,.0f} {head_ms[k]:>21.1f} {bpb[k]:>13.4f}")
-    print(f"speed-up of adaptive over full: {speed['adaptive'] / speed['full']:.2f}x training tokens/s, "
-          f"{head_ms['full'] / head_ms['adaptive']:.2f}x output layer; held-out bpb after {args.steps} steps: "
-          f"{bpb['full']:.4f} full, {bpb['adaptive']:.4f} adaptive ({time.perf_counter() - t_start:.0f}s in all)")
+    for what, times in ("training tokens/s", {k: v[warm] for k, v in step_times.items()}), ("output layer", head_times):
+        ratio, low, high = ratio_interval(times["full"], times["adaptive"])
+        pairs = [f / a for f, a in zip(times["full"], times["adaptive"])]
+        print(f"speed-up of adaptive over full, {what}: {ratio:.2f}x (95% interval {low:.2f}-{high:.2f}x over "
+              f"{len(pairs)} alternating pairs; pair by pair {min(pairs):.2f}-{max(pairs):.2f}x)")
+    print(f"held-out bpb after {args.steps} steps: {bpb['full']:.4f} full, {bpb['adaptive']:.4f} adaptive "
+          f"({time.perf_counter() - t_start:.0f}s in all)")
 
 
 if __name__ == "__main__":

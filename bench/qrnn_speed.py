@@ -6,7 +6,10 @@
 One training step = forward, cross-entropy, backward, AdamW update, as seqlab train
 does it. The architectures take turns, round after round, so load from other
 processes on a shared machine falls on both alike; the figure per arch is its
-median step time. The LSTM runs on torch's native nn.LSTM kernel.
+median step time. The speed ratio is the LSTM's median seconds over the QRNN's,
+with a 95% interval from resampling the rounds as pairs (stats.ratio_interval)
+and the range of the round-by-round ratios. The LSTM runs
+on torch's native nn.LSTM kernel.
 """
 
 import argparse
@@ -17,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from seqlab.models import build_model
+from seqlab.stats import ratio_interval
 
 
 def step_seconds(model, optimizer, x, y) -> float:
@@ -35,7 +39,7 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--rounds", type=int, default=8, help="timed steps per arch (after 2 warm-up steps)")
+    p.add_argument("--rounds", type=int, default=12, help="timed steps per arch (after 2 warm-up steps)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: every core)")
     args = p.parse_args()
     if args.threads:
@@ -57,9 +61,13 @@ def main() -> None:
     speed = {a: tokens / statistics.median(times[a]) for a in archs}
     print(f"{args.layers} layers x {args.hidden} hidden, batch {args.batch} x {args.seq_len} tokens, "
           f"{torch.get_num_threads()} threads, median of {args.rounds} steps")
-    print(f"{'arch':<6} {'params':>10} {'train tokens/s':>15} {'vs lstm':>8}")
+    ratio, low, high = ratio_interval(times["lstm"], times["qrnn"])  # QRNN's speed over the LSTM's
+    rounds = [t_lstm / t_qrnn for t_lstm, t_qrnn in zip(times["lstm"], times["qrnn"])]
+    print(f"{'arch':<6} {'params':>10} {'train tokens/s':>15}")
     for a in archs:
-        print(f"{a:<6} {models[a].num_params():>10,} {speed[a]:>15,.0f} {speed[a] / speed['lstm']:>7.2f}x")
+        print(f"{a:<6} {models[a].num_params():>10,} {speed[a]:>15,.0f}")
+    print(f"qrnn / lstm speed: {ratio:.2f}x (95% interval {low:.2f}-{high:.2f}x over {args.rounds} alternating "
+          f"rounds; round by round {min(rounds):.2f}-{max(rounds):.2f}x)")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,23 @@ def test_report_files(compared):
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_plot_draws_each_models_interval(compared, tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from seqlab.compare import plot_curves
+
+    out, rows = compared
+    bars, errorbar = [], Axes.errorbar
+    monkeypatch.setattr(Axes, "errorbar", lambda ax, x, y, yerr=None, **kw: (bars.append((y[0], yerr)),
+                                                                             errorbar(ax, x, y, yerr=yerr, **kw))[1])
+    for arch in ARCHS_TESTED:
+        (tmp_path / arch).symlink_to(out / arch)
+    plot_curves(tmp_path, ARCHS_TESTED, rows)
+    models = [r for r in rows if r.params is not None]
+    assert all(r.low < r.bpb < r.high for r in models)
+    assert bars == [(r.bpb, [[r.bpb - r.low], [r.high - r.bpb]]) for r in models]
+
+
 def test_existing_runs_are_not_overwritten(compared):
     out, _ = compared
     with pytest.raises(SeqlabError, match="already holds a run"):

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import seqlab.__main__ as entry
+from seqlab.intervals import block_kind
 from seqlab.options import InputFile, Numeric, PathKind, one_of, pattern, text
 
 NUMBERS = ["0", "-1", "nan", "inf", "1e30", "abc"]
@@ -58,6 +59,7 @@ PATTERN_BAD = {
     "feature": ["nope", "regex:("],
     "event": ["SPX", "SPX:up=1", "SPX:within=0", "SPX:up=1%,down=0.5%"],
 }
+BLOCK_BAD = ["0", "-3", "paragraph"]  # eval --block: auto, document or a length in bytes >= 1
 # A valid value of each kind, for the positional arguments beside the one under test.
 VALID = {"run": ["run"], "file": ["corpus.txt"], "run or file": ["run", "corpus.txt"], "corpus": ["corpus.txt"],
          "output path": ["exported"], "index": ["index"], "text": ["a query"]}
@@ -101,6 +103,8 @@ def bad_values(action) -> list[str] | None:
         return NOT_A_CHOICE
     if isinstance(kind, pattern) and kind.kind in PATTERN_BAD:
         return PATTERN_BAD[kind.kind]
+    if kind is block_kind:
+        return BLOCK_BAD
     if type(kind) is type(text):  # text itself, or a copy of it that names its config key
         return []  # any text is valid (a prompt, a stop string, a host name)
     return None

@@ -165,3 +165,18 @@ def test_generate_check_novelty(run_dir, capsys):
     err = capsys.readouterr().err
     notes = [line for line in err.splitlines() if line.startswith("[novelty of sample")]
     assert len(notes) == 2 and all("longest copy" in n and "% of bytes" in n for n in notes)
+    (overall,) = [line for line in err.splitlines() if line.startswith("[novelty over the samples:")]
+    assert " of 2 samples (" in overall and "95% Wilson interval" in overall
+
+
+def test_the_share_of_samples_that_copy_carries_its_wilson_interval():
+    from seqlab.novelty import samples_line
+    from seqlab.stats import wilson
+
+    span = {"start": 0, "end": 30, "length": 30}
+    reports = [{"bytes": 100, "min_len": 20, "copied_bytes": 30 if i < 3 else 0, "spans": [span] if i < 3 else []}
+               for i in range(8)]
+    low, high = wilson(3, 8)
+    assert samples_line(reports) == (f"3 of 8 samples (38%, 95% Wilson interval {low:.0%}-{high:.0%}) hold a copy "
+                                     f"of >= 20 bytes; 11.2% of their bytes are copied")
+    assert (f"{low:.0%}", f"{high:.0%}") == ("14%", "69%")  # the Wilson score interval, not the normal one (4%-71%)

@@ -9,21 +9,31 @@ tokens/s (tokens over wall-clock seconds, periodic evaluations included),
 generation tokens/s (one stream, one token at a time), and as yardsticks the
 classical compressors' conditional bits per byte of the same held-out bytes.
 Saved as DIR/compare.md and DIR/curves.png.
+
+Every model row carries its 95% block-bootstrap interval over the held-out bytes
+and its difference from the best row on the same bytes with a paired interval;
+a row whose paired interval holds 0 is marked tied with the best. With --seeds N
+each architecture trains N seeds (DIR/<arch>/seed-SEED): the row gives the mean
+over seeds, its bootstrap interval (of the seeds' mean), and beside it the spread
+between seeds (training randomness, a different uncertainty; see seeds.py).
 """
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from .config import RunConfig, apply_override, option_for
 from .errors import SeqlabError
+from .intervals import bpb_interval, mean_over_runs, paired
 from .models import ARCHS, model_config
 from .options import budget, corpus_path, integer, key_value, names, output_dir
 from .progress import bar, write
-from .run import CONFIG_FILE, load, read_metrics
+from .run import load, read_metrics
+from .seeds import check_free, seed_dir, seeded
+from .stats import seed_spread
 
 GEN_TOKENS = 200
 
@@ -38,44 +48,78 @@ class Row:
     gen_tokens_per_s: float | None = None
     steps: int | None = None
     seconds: float | None = None
+    low: float | None = None  # 95% block bootstrap over the held-out bytes
+    high: float | None = None
+    vs_best: dict | None = None  # this row minus the best row on the same bytes: difference, low, high, verdict
+    seeds: dict | None = None  # the spread between seeds (stats.seed_spread) when trained with several
+    runs: list[Path] = field(default_factory=list)
 
 
-def compare(base: RunConfig, archs: list[str], out, models: dict | None = None, log=write) -> list[Row]:
+def compare(base: RunConfig, archs: list[str], out, models: dict | None = None, log=write,
+            seeds: int = 1) -> list[Row]:
     """Train every arch in `archs` with `base`'s data and training settings; returns the table rows.
 
-    models: {arch: model config values} (defaults where not given).
+    models: {arch: model config values} (defaults where not given). seeds: runs per arch, seeds
+    base.train.seed, +1, ... (with more than one, into DIR/<arch>/seed-SEED).
     """
     from .train import train
 
     out, models = Path(out), models or {}
+    dirs = {arch: [out / arch] if seeds == 1 else [seed_dir(out / arch, base.train.seed + i) for i in range(seeds)]
+            for arch in archs}
     for arch in archs:
         model_config(arch, models.get(arch, {}))  # bad names or keys fail before anything trains
-        if (out / arch / CONFIG_FILE).exists():
-            raise SeqlabError(f"{out / arch} already holds a run; pick another --out")
+        check_free(dirs[arch])
     base = copy.deepcopy(base)
     base.train.threads = base.train.threads or torch.get_num_threads()  # the same for every arch
-    rows = []
-    with bar(total=len(archs), desc="compare", unit="arch") as progress:  # each run's training line shows below
+    rows, per_byte = [], {}
+    with bar(total=len(archs) * seeds, desc="compare", unit="run") as progress:  # each run's training line below
         for arch in archs:
             cfg = copy.deepcopy(base)
             cfg.arch, cfg.model = arch, dict(models.get(arch, {}))
             log(f"── {arch} ──")
-            run_dir = train(cfg, out / arch, log=lambda msg: None)
-            rows.append(run_row(arch, run_dir))
+            for c, run_dir in zip(seeded(cfg, seeds), dirs[arch]):
+                train(c, run_dir, log=lambda msg: None)
+                progress.update()
+            rows.append(run_row(arch, dirs[arch]))
+            per_byte[arch] = held_out_bits(dirs[arch])
             log(f"{arch}: {rows[-1].bpb:.4f} bits per byte held out")
-            progress.update()
+    add_intervals(rows, per_byte)
     rows += compressor_rows(base)
     write_report(out, base, rows)
     return rows
 
 
-def run_row(arch: str, run_dir: Path) -> Row:
-    records = read_metrics(run_dir)
+def run_row(arch: str, run_dirs: list[Path]) -> Row:
+    """One arch's row: the mean over its runs (seeds) of each figure; generation speed of the first run."""
+    records = read_metrics(run_dirs[0])
     start = next(r for r in records if r.get("event") == "start")
-    final = [r for r in records if r.get("event") == "final"][-1]
-    return Row(arch, final["val_bpb"], final.get("val_bpb_network"), start["params"],
-               final["tokens"] / max(final["elapsed"], 1e-9),
-               generation_speed(load(run_dir)), final["step"], final["elapsed"])
+    finals = [[r for r in read_metrics(d) if r.get("event") == "final"][-1] for d in run_dirs]
+
+    def mean(key):
+        values = [f.get(key) for f in finals]
+        return None if None in values else sum(values) / len(values)
+
+    return Row(arch, mean("val_bpb"), mean("val_bpb_network"), start["params"],
+               sum(f["tokens"] / max(f["elapsed"], 1e-9) for f in finals) / len(finals),
+               generation_speed(load(run_dirs[0])), round(mean("step")), mean("elapsed"),
+               seeds=seed_spread([f["val_bpb"] for f in finals]) if len(finals) > 1 else None, runs=list(run_dirs))
+
+
+def held_out_bits(run_dirs: list[Path]) -> list:
+    """The bits of every held-out byte, averaged over the runs (the same bytes for every seed)."""
+    from .evaluate import scored_bytes
+
+    return mean_over_runs([scored_bytes(load(d))[1] for d in run_dirs])
+
+
+def add_intervals(rows: list[Row], per_byte: dict) -> None:
+    """Each row's bootstrap interval, and its paired difference from the best row on the same bytes."""
+    best = min(rows, key=lambda r: r.bpb)
+    for r in rows:
+        interval = bpb_interval(per_byte[r.name])
+        r.low, r.high = interval["bpb_low"], interval["bpb_high"]
+        r.vs_best = paired(per_byte[r.name], per_byte[best.name]) if r is not best else None
 
 
 @torch.no_grad()
@@ -127,12 +171,30 @@ def _cell(value, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
 
+def _vs_best(r: Row) -> str:
+    if r.low is None:
+        return "–"
+    if r.vs_best is None:
+        return "best"
+    v = r.vs_best
+    return f"{v['difference']:+.4f} ({v['low']:+.4f} to {v['high']:+.4f}){' tied' if v['verdict'] == 'tied' else ''}"
+
+
+def _seeds(r: Row) -> str:
+    return "–" if r.seeds is None else f"{r.seeds['sd']:.4f} ({r.seeds['seeds']} seeds)"
+
+
 def format_table(rows: list[Row]) -> str:
-    lines = ["| model | held-out bits/byte | network alone | parameters | train tokens/s | generation tokens/s "
-             "| steps | seconds |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    with_seeds = any(r.seeds for r in rows)
+    seeds_head, seeds_rule = (" between seeds, sd |", " ---: |") if with_seeds else ("", "")
+    lines = [f"| model | held-out bits/byte | bootstrap 95% | vs best, paired 95% |{seeds_head} network alone "
+             "| parameters | train tokens/s | generation tokens/s | steps | seconds |",
+             f"| --- | ---: | :---: | :---: |{seeds_rule} ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r.name} | {r.bpb:.4f} | {_cell(r.bpb_network, '.4f')} | {_cell(r.params, ',')} | "
-                     f"{_cell(r.train_tokens_per_s, ',.0f')} | "
+        interval = "–" if r.low is None else f"{r.low:.4f}-{r.high:.4f}"
+        seeds = f" {_seeds(r)} |" if with_seeds else ""
+        lines.append(f"| {r.name} | {r.bpb:.4f} | {interval} | {_vs_best(r)} |{seeds} {_cell(r.bpb_network, '.4f')} | "
+                     f"{_cell(r.params, ',')} | {_cell(r.train_tokens_per_s, ',.0f')} | "
                      f"{_cell(r.gen_tokens_per_s, ',.0f')} | {_cell(r.steps, ',')} | {_cell(r.seconds, '.0f')} |")
     return "\n".join(lines)
 
@@ -144,10 +206,22 @@ def write_report(out: Path, cfg: RunConfig, rows: list[Row]) -> None:
             f"{clock} each, {cfg.train.threads} thread(s), device {cfg.train.device}, seed {cfg.train.seed}.\n"
             f"Held-out bits/byte: the full held-out split, every byte scored once. Training tokens/s include the "
             f"periodic evaluations. Generation: one stream of {GEN_TOKENS} sampled tokens. Compressors: "
-            f"size(train + held-out) − size(train) of the same bytes.\n\n")
+            f"size(train + held-out) − size(train) of the same bytes.\n"
+            f"Bootstrap 95%: the uncertainty from which bytes were held out ({interval_method(rows)}). "
+            f"vs best: the row minus the best row on the same bytes, paired; tied: its interval holds 0. "
+            f"Between seeds: the sd of the seeds' figures (training randomness; the row is their mean, "
+            f"its bootstrap interval that of the mean).\n\n")
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(head + format_table(rows) + "\n")
     plot_curves(out, [r.name for r in rows if r.params is not None], rows)
+
+
+def interval_method(rows: list[Row]) -> str:
+    runs = [r for r in rows if r.runs]
+    if not runs:
+        return "block bootstrap"
+    return [r for r in read_metrics(runs[0].runs[0]) if r.get("event") == "final"][-1].get("interval_method",
+                                                                                            "block bootstrap")
 
 
 def plot_curves(out: Path, archs: list[str], rows: list[Row]) -> Path:
@@ -157,9 +231,18 @@ def plot_curves(out: Path, archs: list[str], rows: list[Row]) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
+    by_name = {r.name: r for r in rows}
     for arch in archs:
-        evals = [r for r in read_metrics(out / arch) if r.get("event") == "eval"]
-        ax.plot([r["elapsed"] for r in evals], [r["val_bpb"] for r in evals], marker=".", label=arch)
+        row = by_name[arch]
+        color = None
+        for i, run_dir in enumerate(row.runs or [out / arch]):  # one curve per seed
+            evals = [r for r in read_metrics(run_dir) if r.get("event") == "eval"]
+            line, = ax.plot([r["elapsed"] for r in evals], [r["val_bpb"] for r in evals], marker=".", color=color,
+                            lw=1.5 if i == 0 else 0.8, alpha=1.0 if i == 0 else 0.5, label=None if i else arch)
+            color = line.get_color()
+        if row.low is not None:  # the full held-out figure at the end, with its 95% bootstrap interval
+            ax.errorbar([row.seconds], [row.bpb], yerr=[[row.bpb - row.low], [row.high - row.bpb]], fmt="s",
+                        color=color, capsize=4, ms=4)
     for r in rows:
         if r.params is None:
             ax.axhline(r.bpb, ls="--", lw=0.8, color="#888888")
@@ -167,7 +250,7 @@ def plot_curves(out: Path, archs: list[str], rows: list[Row]) -> Path:
                         xycoords=("axes fraction", "data"), va="bottom")
     ax.set_xlabel("wall-clock seconds")
     ax.set_ylabel("held-out bits per byte (eval subset)")
-    ax.set_title("seqlab compare (dashed: compressors)")
+    ax.set_title("seqlab compare (dashed: compressors; bars: full held-out, 95% bootstrap)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -190,6 +273,9 @@ def add_cli(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=key_value,
                    help="train.KEY=VALUE or data.KEY=VALUE for every run, ARCH.KEY=VALUE for one model "
                         "(e.g. --set lstm.n_hidden=256)")
+    p.add_argument("--seeds", type=integer(min=1), default=1, metavar="N",
+                   help="train each architecture with N seeds (DIR/ARCH/seed-SEED); rows give the mean, its "
+                        "bootstrap interval and the spread between seeds")
     p.set_defaults(func=cli)
 
 
@@ -224,6 +310,6 @@ def cli(args) -> None:
     archs = args.archs
     base, models = config_from_args(args, archs)
     out = Path(args.out) if args.out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
-    rows = compare(base, archs, out, models)
+    rows = compare(base, archs, out, models, seeds=args.seeds)
     print(format_table(rows))
     print(f"saved {out / 'compare.md'} and {out / 'curves.png'}")

@@ -105,6 +105,17 @@ class StyleConfig:
 
 
 @dataclass
+class CurriculumConfig:
+    """A curriculum on the built-in tasks (seqlab train task:NAME --curriculum): see curriculum.py."""
+
+    enabled: bool = setting(False, flag="--curriculum")
+    # lengthen once the training error (1 - exact match) at the current lengths is below it
+    threshold: float = setting(0.1, number(min=0, max=1, min_open=True))
+    check_every_steps: int = setting(50, positive)
+    examples: int = setting(64, positive)  # training examples of the current lengths answered greedily at each check
+
+
+@dataclass
 class SeriesConfig:
     """Numeric series: a table of channels in, per-step event probabilities out (see series/ and docs/series.md).
 
@@ -138,6 +149,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     counts: CountModelConfig = field(default_factory=CountModelConfig)
     style: StyleConfig = field(default_factory=StyleConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     series: SeriesConfig = field(default_factory=SeriesConfig)
     format_version: int = FORMAT_VERSION
 

@@ -1,7 +1,10 @@
 """`seqlab eval`: bits per byte over the whole held-out split or given files.
 
 Every byte is scored exactly once (see scoring.py for the context method,
-which the report states). Bits per byte = total surprisal / bytes scored.
+which the report states). Bits per byte = total surprisal / bytes scored, with a
+95% block-bootstrap interval over the scored bytes (intervals.py says how the
+blocks are cut; the output names the method). `--against RUN_B` scores both runs
+on the same bytes and gives A - B with a paired interval and a verdict.
 """
 
 import json
@@ -10,11 +13,12 @@ import sys
 
 import numpy as np
 
-from .data.corpus import TokenData, cache_root, encode_corpus, read_documents
+from .data.corpus import TokenData, cache_root, encode_corpus, read_documents, split_document
 from .data.tasks import format_accuracy, task_accuracy, task_documents, task_name
 from .errors import SeqlabError
+from .intervals import AUTO, bpb_interval, byte_bits, block_kind, paired
 from .models.style import for_document
-from .options import corpus_path, device, run_dir
+from .options import corpus_path, device, run_dir, run_or_file
 from .progress import bar, quiet
 from .scoring import describe_run_context, mixing_session, run_token_bits
 
@@ -32,8 +36,11 @@ def _summary(name: str, bits: float, network_bits: float, n_bytes: int, n_tokens
     }
 
 
-def _score_items(run, items) -> tuple[list[dict], dict]:
-    """items: (name, tokens, n_context, n_bytes) -> per-item rows and the total, scored in order as one stream."""
+def _score_items(run, items, per_byte: list | None = None) -> tuple[list[dict], dict]:
+    """items: (name, tokens, n_context, n_bytes) -> per-item rows and the total, scored in order as one stream.
+
+    per_byte: when given, gets the bits of every scored byte of each item (intervals.byte_bits).
+    """
     rows, totals = [], np.zeros(4)
     session = mixing_session(run)
     n_scored = sum(len(tokens) - n_context for _, tokens, n_context, _ in items)
@@ -41,42 +48,102 @@ def _score_items(run, items) -> tuple[list[dict], dict]:
         for name, tokens, n_context, n_bytes in items:
             with for_document(run.model, name):  # a styled run reads each document in its own source's style
                 bits, network = run_token_bits(run, tokens, n_context, session, progress)
+            if per_byte is not None:
+                per_byte.append(byte_bits(run.tokenizer, tokens[n_context:], bits))
             n_tokens = len(tokens) - n_context
             rows.append(_summary(name, float(bits.sum()), float(network.sum()), n_bytes, n_tokens))
             totals += (bits.sum(), network.sum(), n_bytes, n_tokens)
     return rows, _summary("total", totals[0], totals[1], int(totals[2]), int(totals[3]))
 
 
-def evaluate_held_out(run, data: TokenData) -> dict:
+def _scored(run, name: str, items) -> tuple[dict, list[np.ndarray]]:
+    per_byte: list[np.ndarray] = []
+    rows, total = _score_items(run, items, per_byte)
+    return {**total, "name": name, "files": rows, "context": describe_run_context(run)}, per_byte
+
+
+def evaluate_held_out(run, data: TokenData, block=AUTO) -> dict:
     items = [(h.name, h.tokens, h.n_context, h.n_bytes) for h in data.held_out if len(h.scored)]
-    rows, total = _score_items(run, items)
-    return {**total, "name": "held-out", "files": rows, "context": describe_run_context(run)}
+    result, per_byte = _scored(run, "held-out", items)
+    return {**result, **bpb_interval(per_byte, block)}
 
 
-def evaluate(run, files: list[str] | None = None) -> dict:
-    """Score the run's held-out split (default) or the given files; returns bpb and friends."""
+def _documents(cfg) -> tuple[list, list]:
+    """(documents, held-out documents) of a run's data config."""
+    from .data.corpus import default_corpus_path
+
+    return task_documents(cfg) or (  # "task:NAME": generated examples, own held-out set
+        read_documents(cfg.paths or [default_corpus_path()], cfg.text_field),
+        read_documents(cfg.val_paths, cfg.text_field) if cfg.val_paths else [])
+
+
+def held_out_data(run) -> TokenData:
+    """The run's held-out split, encoded with its own tokenizer."""
+    docs, val_docs = _documents(run.config.data)
+    return encode_corpus(docs, val_docs, run.tokenizer, run.config.data.val_fraction, cache_root())
+
+
+def scored_bytes(run, files: list[str] | None = None) -> tuple[dict, list[np.ndarray]]:
+    """The eval of the held-out split (default) or the files, without its interval, and the bits of every
+    scored byte, document by document (for intervals and paired comparisons)."""
     if files:
         docs = read_documents(files, run.config.data.text_field)
         bos = run.tokenizer.bos_id
         items = [(d.name, np.concatenate([[bos], run.tokenizer.encode(d.data)]), 1, len(d.data))
                  for d in docs if d.data]
-        rows, total = _score_items(run, items)
-        return {**total, "name": "files", "files": rows, "context": describe_run_context(run)}
-    result = evaluate_held_out(run, held_out_data(run))
-    if task_name(run.config.data.paths):
+        return _scored(run, "files", items)
+    data = held_out_data(run)
+    return _scored(run, "held-out", [(h.name, h.tokens, h.n_context, h.n_bytes) for h in data.held_out
+                                     if len(h.scored)])
+
+
+def evaluate(run, files: list[str] | None = None, block=AUTO) -> dict:
+    """Score the run's held-out split (default) or the given files; returns bpb with its interval and friends.
+
+    block: how the bootstrap cuts the bytes: "auto", "document" or a length in bytes (see intervals.py).
+    """
+    result, per_byte = scored_bytes(run, files)
+    result.update(bpb_interval(per_byte, block))
+    if not files and task_name(run.config.data.paths):
         result["task"] = task_accuracy(run.model, run.tokenizer, task_name(run.config.data.paths), run.device)
     return result
 
 
-def held_out_data(run) -> TokenData:
-    """The run's corpus tokenised as its training split it (the held-out split is `.held_out`)."""
-    from .data.corpus import default_corpus_path
+def same_held_out(run_a, run_b) -> None:
+    """Refuse to pair two runs whose held-out splits are not the same bytes."""
+    def held_out_bytes(cfg) -> list[bytes]:
+        docs, val_docs = _documents(cfg)
+        return [d.data for d in val_docs] or [split_document(d.data, cfg.val_fraction)[1] for d in docs]
 
-    cfg = run.config.data
-    docs, val_docs = task_documents(cfg) or (  # "task:NAME": generated examples, own held-out set
-        read_documents(cfg.paths or [default_corpus_path()], cfg.text_field),
-        read_documents(cfg.val_paths, cfg.text_field) if cfg.val_paths else [])
-    return encode_corpus(docs, val_docs, run.tokenizer, cfg.val_fraction, cache_root())
+    if held_out_bytes(run_a.config.data) != held_out_bytes(run_b.config.data):
+        raise SeqlabError(f"{run_a.path} and {run_b.path} hold out different bytes (other corpora or "
+                          f"--val-fraction): give FILES to compare both on the same bytes")
+
+
+def evaluate_against(run_a, run_b, files: list[str] | None = None, block=AUTO) -> dict:
+    """A minus B in bits per byte on the same bytes, with a paired block-bootstrap interval and a verdict
+    ("better": A's bits per byte are lower). Runs with different tokenizers are compared byte for byte."""
+    if not files:
+        same_held_out(run_a, run_b)
+    (a, bytes_a), (b, bytes_b) = scored_bytes(run_a, files), scored_bytes(run_b, files)
+    out = paired(bytes_a, bytes_b, block)
+    sides = {}
+    for key, run, result, per_byte in ("a", run_a, a, bytes_a), ("b", run_b, b, bytes_b):
+        sides[key] = {"run": str(run.path), "bpb": result["bpb"], **bpb_interval(per_byte, block)}
+        del sides[key]["interval_method"]
+    return {**out, **sides, "bytes": a["bytes"]}
+
+
+VERDICTS = {"better": "A is better", "worse": "B is better", "tied": "no difference at 95%"}
+
+
+def format_against(result: dict) -> str:
+    lines = [f"{key.upper()}: {s['run']}  {s['bpb']:.4f} bits per byte [{s['bpb_low']:.4f}, {s['bpb_high']:.4f}]"
+             for key, s in (("a", result["a"]), ("b", result["b"]))]
+    lines.append(f"A - B: {result['difference']:+.4f} bits per byte, 95% interval [{result['low']:+.4f}, "
+                 f"{result['high']:+.4f}] over the same {result['bytes']:,} bytes ({result['interval_method']})")
+    lines.append(VERDICTS[result["verdict"]])
+    return "\n".join(lines)
 
 
 MAX_ROWS = 50  # per-source rows shown in the table (all are in --json)
@@ -90,6 +157,9 @@ def format_table(result: dict) -> str:
         name = r["name"] if len(r["name"]) <= 40 else "…" + r["name"][-39:]
         lines.append(f"{name:<40} {r['bytes']:>11,} {r['tokens']:>11,} {r['bpb']:>10.4f} "
                      f"{r['bits_per_token']:>11.4f} {r['perplexity']:>11.3f}")
+    if "bpb_low" in result:
+        lines.append(f"95% interval: [{result['bpb_low']:.4f}, {result['bpb_high']:.4f}] bits per byte "
+                     f"({result['interval_method']})")
     if result["bpb_network"] != result["bpb"]:
         lines.append(f"the network alone: {result['bpb_network']:.4f} bits per byte")
     lines.append(f"context: {result['context']}")
@@ -105,6 +175,12 @@ def add_cli(sub) -> None:
                    help="files to score instead of the held-out split")
     p.add_argument("--json", action="store_true", help="print JSON (the figure is under 'bpb')")
     p.add_argument("--device", default="auto", type=device, help="default auto: a GPU when there is one")
+    p.add_argument("--against", nargs="+", metavar=("RUN_B", "FILES"), type=run_or_file,
+                   help="compare RUN with RUN_B on the same bytes (FILES may follow RUN_B): A - B in bits per byte "
+                        "with a paired 95%% interval and a verdict")
+    p.add_argument("--block", type=block_kind, default=AUTO,
+                   help="how the bootstrap cuts the scored bytes: document, a length in bytes, or auto (default: "
+                        "by document from 10 documents up, else about 1/100 of the bytes, at least 1024)")
     p.set_defaults(func=cli)
 
 
@@ -112,18 +188,31 @@ def cli(args) -> None:
     from .run import load
     from .series.evaluate import is_series_run, series_cli
 
-    if is_series_run(args.run):  # a numeric series run: its model against the baselines (series/evaluate.py)
-        return series_cli(args)
+    if is_series_run(args.run) or (args.against and is_series_run(args.against[0])):
+        if args.against:
+            raise SeqlabError("--against pairs two text runs on the same bytes; a series run's eval already gives "
+                              "its paired AUC difference against the baselines")
+        return series_cli(args)  # a numeric series run: its model against the baselines (series/evaluate.py)
     run = load(args.run, device=args.device)
+    if args.against:
+        run_b, *files = args.against  # `eval RUN_A --against RUN_B FILES`: the files follow RUN_B
+        return _cli_against(args, run, load(run_b, device=args.device), args.files + files)
     with quiet(args.json):
-        result = evaluate(run, args.files or None)
-    if not math.isfinite(result["bpb"]):
+        result = evaluate(run, args.files or None, args.block)
+    _show(result, result["bpb"], args.json, format_table)
+
+
+def _cli_against(args, run_a, run_b, files: list[str]) -> None:
+    with quiet(args.json):
+        result = evaluate_against(run_a, run_b, files or None, args.block)
+    _show(result, result["difference"], args.json, format_against)
+
+
+def _show(result: dict, figure: float, as_json: bool, table) -> None:
+    if not math.isfinite(figure):
         raise SeqlabError("the model produced non-finite scores; the checkpoint may be damaged")
-    if args.json:
+    if as_json:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(format_table(result))
-
-
-
+        print(table(result))

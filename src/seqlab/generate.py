@@ -172,8 +172,11 @@ def cli(args) -> None:
     tokens = sum(s.tokens for s in samples)
     print(f"[{tokens} tokens in {seconds:.2f}s, {tokens / max(seconds, 1e-9):.0f} tokens/s]", file=sys.stderr)
     if args.check_novelty:  # the generated text only: a copied prompt is not the model's doing
-        from .novelty import novelty, run_index, summary_line
+        from .novelty import novelty, run_index, samples_line, summary_line
 
         index = run_index(args.run)
-        for i, s in enumerate(samples):
-            print(f"[novelty of sample {i + 1}: {summary_line(novelty(index, s.text.encode()))}]", file=sys.stderr)
+        reports = [novelty(index, s.text.encode()) for s in samples]
+        for i, report in enumerate(reports):
+            print(f"[novelty of sample {i + 1}: {summary_line(report)}]", file=sys.stderr)
+        if len(reports) > 1:
+            print(f"[novelty over the samples: {samples_line(reports)}]", file=sys.stderr)

@@ -39,6 +39,8 @@ def info(run_dir) -> dict:
         "wall_seconds": trainer.get("elapsed"),
         "finished": bool(trainer.get("done")),
         "held_out_bpb": final["val_bpb"] if final else None,
+        "held_out_bpb_interval": [final["val_bpb_low"], final["val_bpb_high"]] if final and "val_bpb_low" in final
+        else None,  # 95%, block bootstrap (runs trained before intervals have none)
         "best_subset_bpb": min((r["val_bpb"] for r in evals), default=None),
     }
 
@@ -60,7 +62,9 @@ def format_info(d: dict) -> str:
         lines.append(f"trained:    {d['steps']:,} steps, {d['tokens_seen']:,} tokens, "
                      f"{clock(d['wall_seconds'])} wall, {state}")
     if d["held_out_bpb"] is not None:
-        lines.append(f"held-out:   {d['held_out_bpb']:.4f} bits per byte (full split)")
+        interval = d["held_out_bpb_interval"]
+        lines.append(f"held-out:   {d['held_out_bpb']:.4f} bits per byte (full split"
+                     + (f"; 95% interval {interval[0]:.4f}-{interval[1]:.4f})" if interval else ")"))
     if d["best_subset_bpb"] is not None:
         lines.append(f"best eval:  {d['best_subset_bpb']:.4f} bits per byte (fixed subset during training)")
     return "\n".join(lines)

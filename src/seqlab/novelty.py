@@ -319,6 +319,19 @@ def summary_line(report: dict) -> str:
             f"of bytes in copies of >= {report['min_len']} bytes")
 
 
+def samples_line(reports: list[dict]) -> str:
+    """Over several samples: the share that hold a copy (a rate over samples, with its 95% Wilson interval) and
+    the copied bytes of all of them together (a share of bytes, not of independent trials: no interval)."""
+    from .stats import wilson
+
+    n, copying = len(reports), sum(bool(r["spans"]) for r in reports)
+    low, high = wilson(copying, n)
+    copied, total = sum(r["copied_bytes"] for r in reports), sum(r["bytes"] for r in reports)
+    return (f"{copying} of {n} samples ({copying / max(n, 1):.0%}, 95% Wilson interval {low:.0%}-{high:.0%}) hold "
+            f"a copy of >= {reports[0]['min_len']} bytes; {100 * copied / max(total, 1):.1f}% of their bytes "
+            f"are copied")
+
+
 def _segments(text: bytes, spans: list[dict]):
     """(bytes, span or None) pieces of the text in order."""
     at = 0

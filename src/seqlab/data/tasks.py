@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import SeqlabError
+from ..stats import wilson
 from .corpus import Document
 
 PREFIX = "task:"
@@ -77,6 +78,11 @@ TASKS = {
     "add": Task("add", add_example, (1, 8), (9, 12)),
     "brackets": Task("brackets", brackets_example, (2, 16), (2, 16)),
 }
+
+
+def prompt_length(name: str, prompt: str) -> int:
+    """The length an example was drawn with, read back from its prompt (the separators and operators aside)."""
+    return (len(prompt) - 2) // 2 if name == "add" else len(prompt) - 1
 
 
 def get_task(name: str) -> Task:
@@ -181,7 +187,10 @@ def exact_match(model, tokenizer, pairs: list[tuple[str, str]], device) -> float
 
 
 def task_accuracy(model, tokenizer, name: str, device, seed: int = DATA_SEED) -> dict:
-    """Exact match and byte accuracy on the held-out examples, and on fresh examples of training lengths."""
+    """Exact match and byte accuracy on the held-out examples, and on fresh examples of training lengths.
+
+    Exact match is a rate over examples: each comes with its 95% Wilson interval ([low, high]).
+    """
     task = get_task(name)
     train, held_out = splits(name, seed)
     seen = frozenset(p for p, _ in train) | frozenset(p for p, _ in held_out)
@@ -189,20 +198,31 @@ def task_accuracy(model, tokenizer, name: str, device, seed: int = DATA_SEED) ->
     model.eval()
     held_out_scores, fresh_scores = answer_scores(model, tokenizer, held_out, device), \
         answer_scores(model, tokenizer, fresh, device)
+    n_right = [round(scores["exact_match"] * len(pairs))
+               for scores, pairs in ((held_out_scores, held_out), (fresh_scores, fresh))]
     return {
         "task": name,
         "exact_match": held_out_scores["exact_match"],
+        "exact_match_interval": list(wilson(n_right[0], len(held_out))),
         "byte_accuracy": held_out_scores["byte_accuracy"],
         "exact_match_lengths": list(task.held_out_lengths),
         "exact_match_train_lengths": fresh_scores["exact_match"],
+        "exact_match_train_lengths_interval": list(wilson(n_right[1], len(fresh))),
         "byte_accuracy_train_lengths": fresh_scores["byte_accuracy"],
         "train_lengths": list(task.train_lengths),
         "examples": len(held_out),
     }
 
 
+def format_rate(rate: float, interval) -> str:
+    """A rate with its 95% interval, e.g. "41.2% [37.0-45.6%]"."""
+    return f"{rate:.1%} [{interval[0]:.1%}-{interval[1]:.1%}]"
+
+
 def format_accuracy(acc: dict) -> str:
     (a, b), (c, d) = acc["exact_match_lengths"], acc["train_lengths"]
-    return (f"task:{acc['task']} exact match of the answer (greedy, {acc['examples']} examples each): "
-            f"{acc['exact_match']:.1%} on held-out lengths {a}-{b}, "
-            f"{acc['exact_match_train_lengths']:.1%} on unseen examples of training lengths {c}-{d}")
+    held_out = format_rate(acc["exact_match"], acc["exact_match_interval"])
+    fresh = format_rate(acc["exact_match_train_lengths"], acc["exact_match_train_lengths_interval"])
+    return (f"task:{acc['task']} exact match of the answer (greedy, {acc['examples']} examples each; "
+            f"95% Wilson intervals): {held_out} on held-out lengths {a}-{b}, "
+            f"{fresh} on unseen examples of training lengths {c}-{d}")

@@ -88,6 +88,12 @@ def add_cli(sub) -> None:
     p.add_argument("--style-dim", type=option_for("style.dim"), help="size of each style vector (default 16)")
     p.add_argument("--log", type=option_for("train.log"),
                    help="also write the training and held-out curves for TensorBoard (RUN/tensorboard/)")
+    p.add_argument("--curriculum", action="store_true",
+                   help="task:NAME only: start on the shortest examples and let longer ones in as the training "
+                        "error falls below curriculum.threshold (--set curriculum.threshold=0.05)")
+    p.add_argument("--seeds", type=integer(min=1), metavar="N",
+                   help="train N seeds (--seed, --seed + 1, ...) into OUT/seed-SEED and report the spread between "
+                        "them next to each run's bootstrap interval")
     p.add_argument("--series", action="store_true",
                    help="CORPUS is a numeric table (CSV, .csv.gz, Parquet, or a directory of them): learn per-step "
                         "event probabilities, walk-forward (docs/series.md)")
@@ -134,6 +140,8 @@ def config_from_args(args) -> RunConfig:
         cfg.data.val_paths = list(args.val)
     if args.backward:
         cfg.data.backward = True
+    if args.curriculum:
+        cfg.curriculum.enabled = True
     for flag, key in FLAG_TO_KEY.items():
         value = getattr(args, flag)
         if value is not None:
@@ -184,7 +192,7 @@ def resume_config(args) -> RunConfig:
                                                    "style_by", "style_dim", "log", "text_field")
              if getattr(args, k) is not None] + (["CORPUS"] if args.corpus else []) + \
         (["--val"] if args.val else []) + (["--set"] if args.set else []) + \
-        (["--backward"] if args.backward else [])
+        (["--backward"] if args.backward else []) + (["--curriculum"] if args.curriculum else [])
     if given:
         raise SeqlabError(f"--resume continues a run as it was configured; it cannot be combined with "
                           f"{', '.join(given)} (only --budget, --max-steps, --device and --threads)")
@@ -201,6 +209,9 @@ def resume_config(args) -> RunConfig:
 
 
 def cli(args) -> None:
+    if args.resume and args.seeds:
+        raise SeqlabError("--resume continues one run; resume each seed's own run, e.g. "
+                          "seqlab train --resume OUT/seed-1337")
     if args.resume:
         run_dir = Path(args.resume).resolve()
         cfg = resume_config(args)
@@ -211,14 +222,26 @@ def cli(args) -> None:
         return
     if (args.event or args.time) and not args.series:
         raise SeqlabError("--event and --time describe a numeric table: add --series")
+    if args.seeds and args.series:
+        raise SeqlabError("--seeds repeats a text run; a --series run reports its folds' spread and intervals "
+                          "itself (train other seeds with --seed N --out DIR)")
     cfg = series_config(args) if args.series else config_from_args(args)
     check_paths(cfg)  # a --config or --set corpus is checked as the CORPUS argument is, before any work
     run_dir = Path(args.out) if args.out else default_run_dir(cfg.arch)
-    if (run_dir / CONFIG_FILE).exists():
-        raise SeqlabError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
-    if args.series:
-        train_series(cfg, run_dir)
-    elif not distributed.train_processes(train, cfg, run_dir, init=args.init, nproc=args.nproc):
-        train(cfg, run_dir, init=args.init)
+    if args.seeds:
+        from ..seeds import cli_train_seeds
+
+        return cli_train_seeds(cfg, run_dir, args.seeds, lambda c, d: train_one(c, d, args.init, args.nproc),
+                               report=distributed.is_rank_zero())
+    train_one(cfg, run_dir, args.init, args.nproc, series=args.series)
     if distributed.is_rank_zero():
         link_latest(run_dir)
+
+
+def train_one(cfg: RunConfig, run_dir: Path, init, nproc, series: bool = False) -> None:
+    if (run_dir / CONFIG_FILE).exists():
+        raise SeqlabError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
+    if series:
+        train_series(cfg, run_dir)
+    elif not distributed.train_processes(train, cfg, run_dir, init=init, nproc=nproc):
+        train(cfg, run_dir, init=init)

@@ -18,6 +18,7 @@ from torch import nn
 from .. import checkpoint as ckpt
 from .. import countmodel
 from ..config import RunConfig, check_paths, validate
+from ..curriculum import Curriculum
 from ..data.batches import make_batcher
 from ..data.corpus import CONTEXT_TOKENS, TokenData, cache_root, default_corpus_path, encode_corpus, read_documents
 from ..data.tasks import task_documents
@@ -142,6 +143,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
         raise SeqlabError("give a training budget: --budget (e.g. 10m) or --max-steps N")
     distributed.check_batch(cfg.train.batch_size, world)
     countmodel.check(cfg.counts)
+    Curriculum.check(cfg, world)
     tracking.check(cfg.train.log)
     if init and cfg.data.backward:
         raise SeqlabError("--init loads a checkpoint that reads left to right; it cannot train --backward")
@@ -169,9 +171,11 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     order_output_layer(model, data, tokenizer, log)
     model = model.to(device)
     optimizer = make_optimizer(model, cfg.train)
-    batcher = make_batcher(model.carries_state, data.train, cfg.train.batch_size, cfg.train.seq_len,
-                           cfg.train.seed, shard=(rank, world), sources=token_sources(cfg.style, docs, data.doc_tokens),
-                           tokenizer=tokenizer)
+    batcher_for = lambda tokens: make_batcher(  # noqa: E731 - a curriculum makes a new one as it lets in lengths
+        model.carries_state, tokens, cfg.train.batch_size, cfg.train.seq_len, cfg.train.seed, shard=(rank, world),
+        sources=token_sources(cfg.style, docs, data.doc_tokens), tokenizer=tokenizer)
+    curriculum = Curriculum.for_run(cfg, data, batcher_for) if cfg.curriculum.enabled else None
+    batcher = curriculum.batcher() if curriculum else batcher_for(data.train)
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a corpus or config refused above leaves nothing behind
     if not resume and rank == 0:
         save_tokenizer(tokenizer, run_dir)
@@ -186,6 +190,9 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     if resume:
         ckpt.load_weights(run_dir, model)
         pos, carry_tensors = ckpt.load_trainer_state(run_dir, optimizer, device)
+        if curriculum:
+            curriculum.load_state_dict(pos["curriculum"])
+            batcher = curriculum.batcher()
         batcher.load_state_dict(pos["batcher"])
         _set_rng_state(pos["rng"], device)
         carry = distributed.shard_carry(model, carry_tensors, rank, world)
@@ -197,7 +204,8 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
         if cfg.style.by:
             metrics.write(event="styles", train_bytes=train_bytes_by_source(cfg.style, docs, data.doc_bytes))
 
-    loop = TrainLoop(cfg, run_dir, model, optimizer, batcher, data, tokenizer, metrics, device, pos, carry, log)
+    loop = TrainLoop(cfg, run_dir, model, optimizer, batcher, data, tokenizer, metrics, device, pos, carry, log,
+                     curriculum)
     loop.run()
     if rank == 0:
         finish(run_dir, model, data, tokenizer, metrics, device, loop, log)
@@ -230,8 +238,10 @@ class Objective(nn.Module):
 
 
 class TrainLoop:
-    def __init__(self, cfg, run_dir, model, optimizer, batcher, data, tokenizer, metrics, device, pos, carry, log):
+    def __init__(self, cfg, run_dir, model, optimizer, batcher, data, tokenizer, metrics, device, pos, carry, log,
+                 curriculum=None):
         self.cfg, self.tc = cfg, cfg.train
+        self.tokenizer, self.curriculum = tokenizer, curriculum
         self.run_dir, self.model, self.optimizer, self.batcher = run_dir, model, optimizer, batcher
         self.metrics, self.device, self.pos, self.carry, self.log = metrics, device, pos, carry, log
         self.token_lengths = np.array([len(b) for b in tokenizer.token_bytes])
@@ -287,6 +297,8 @@ class TrainLoop:
             return
         trainer = {**self.pos, "batcher": self.batcher.state_dict(), "rng": _rng_state(self.device),
                    "best_val_bpb": self.best}
+        if self.curriculum:
+            trainer["curriculum"] = self.curriculum.state_dict()
         ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, trainer, carry)
 
     def evaluate(self, train_loss: float) -> float:
@@ -299,6 +311,14 @@ class TrainLoop:
                            train_bpb=train_loss / LN2 / self.bytes_per_token, val_bpb=bpb,
                            lr=self.optimizer.param_groups[0]["lr"])
         return bpb
+
+    def lengthen(self) -> None:
+        """Let the curriculum's next length in once the training error allows (curriculum.py)."""
+        error = self.curriculum.training_error(self.model, self.tokenizer, self.device, self.pos["step"])
+        if self.curriculum.update(error):
+            self.batcher, self.carry = self.curriculum.batcher(), None
+            self.metrics.write(event="curriculum", step=self.pos["step"], elapsed=round(self.pos["elapsed"], 2),
+                               training_error=error, max_length=self.curriculum.max_length)
 
     def run(self) -> None:
         tc = self.tc
@@ -314,6 +334,8 @@ class TrainLoop:
         try:
             while self.progress() < 1:
                 losses.append(self.train_step())
+                if self.curriculum and self.curriculum.due(self.pos["step"]):
+                    self.lengthen()
                 self.metrics.step(self.pos['step'], losses[-1])
                 self.pos["elapsed"] = distributed.agree_clock(time.monotonic() - start)  # rank 0's clock
                 due = (self.pos["step"] % tc.eval_every_steps == 0) if tc.eval_every_steps else \
@@ -359,7 +381,8 @@ def finish(run_dir: Path, model, data: TokenData, tokenizer, metrics: Metrics, d
     metrics.write(event="final", step=loop.pos["step"], elapsed=round(loop.pos["elapsed"], 2),
                   tokens=loop.pos["tokens"], val_bpb=result["bpb"], val_bpb_network=result["bpb_network"],
                   bits_per_token=result["bits_per_token"], perplexity=result["perplexity"],
-                  context=result["context"])
+                  context=result["context"], val_bpb_low=result["bpb_low"], val_bpb_high=result["bpb_high"],
+                  interval_method=result["interval_method"])
     samples = [s.text for s in generate(run, "", n=2, max_tokens=400, seed=1)]
     if config.data.backward:  # generated right to left, shown left to right (a character of several bytes
         samples = [s[::-1] for s in samples]  # came out in reverse order and shows as U+FFFD)
@@ -368,5 +391,6 @@ def finish(run_dir: Path, model, data: TokenData, tokenizer, metrics: Metrics, d
     plot_curve(run_dir)
     log(f"\n{text}\n")
     network = f" (the network alone: {result['bpb_network']:.4f})" if result["bpb_network"] != result["bpb"] else ""
-    log(f"held-out: {result['bpb']:.4f} bits per byte over {result['bytes']:,} bytes{network} "
+    log(f"held-out: {result['bpb']:.4f} bits per byte [95%: {result['bpb_low']:.4f}-{result['bpb_high']:.4f}] "
+        f"over {result['bytes']:,} bytes{network} "
         f"({loop.pos['step']} steps, {loop.pos['elapsed']:.0f}s) — run saved in {run_dir}")
