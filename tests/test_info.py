@@ -26,7 +26,9 @@ def test_info_prints_corpus_model_training_and_held_out_figures(trained_runs, co
     assert field["params"].split(";")[0] == f"{lstm_params:,}", field["params"]
     assert field["trained"].startswith("400 steps, ") and field["trained"].endswith(", finished")
     assert f"{400 * (8 + 1) * 32:,} tokens" in field["trained"]  # steps x (8 rows + 1 starting a document) x 32
-    assert field["held-out"] == f"{final['val_bpb']:.4f} bits per byte (full split)"
+    assert field["held-out"] == (f"{final['val_bpb']:.4f} bits per byte (full split; 95% interval "
+                                 f"{final['val_bpb_low']:.4f}-{final['val_bpb_high']:.4f})")
+    assert final["val_bpb_low"] < final["val_bpb"] < final["val_bpb_high"]
     assert field["best eval"] == f"{best:.4f} bits per byte (fixed subset during training)"
 
 
