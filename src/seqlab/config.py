@@ -42,6 +42,8 @@ class TrainConfig:
     checkpoint_every_seconds: float = 60.0
     device: str = "auto"
     threads: int = 0  # 0 = every core
+    precision: str = "auto"  # auto (bf16 autocast where the device computes bf16 natively), fp32 or bf16
+    compile: bool = False  # torch.compile the training step (pays for budgets of hours; see train/speed.py)
 
 
 @dataclass
