@@ -30,34 +30,57 @@ def _summary(name: str, bits: float, network_bits: float, n_bytes: int, n_tokens
     }
 
 
-def _score_items(run, items) -> tuple[list[dict], dict]:
+def _score_items(run, items, adapter=None) -> tuple[list[dict], dict]:
     """items: (name, tokens, n_context, n_bytes) -> per-item rows and the total, scored in order as one stream."""
     rows, totals = [], np.zeros(4)
     session = mixing_session(run)
     for name, tokens, n_context, n_bytes in items:
         with for_document(run.model, name):  # a styled run reads each document in its own source's style
-            bits, network = run_token_bits(run, tokens, n_context, session)
+            bits, network = run_token_bits(run, tokens, n_context, session, adapter)
         n_tokens = len(tokens) - n_context
         rows.append(_summary(name, float(bits.sum()), float(network.sum()), n_bytes, n_tokens))
         totals += (bits.sum(), network.sum(), n_bytes, n_tokens)
     return rows, _summary("total", totals[0], totals[1], int(totals[2]), int(totals[3]))
 
 
-def evaluate_held_out(run, data: TokenData) -> dict:
-    items = [(h.name, h.tokens, h.n_context, h.n_bytes) for h in data.held_out if len(h.scored)]
+def _report(run, items, name: str, adapt=None) -> dict:
     rows, total = _score_items(run, items)
-    return {**total, "name": "held-out", "files": rows, "context": describe_run_context(run)}
+    result = {**total, "name": name, "files": rows, "context": describe_run_context(run)}
+    if adapt is not None:  # the same items again, the network learning from each chunk once scored
+        result["adapted"] = _adapted(run, items, adapt)
+    return result
 
 
-def evaluate(run, files: list[str] | None = None) -> dict:
-    """Score the run's held-out split (default) or the given files; returns bpb and friends."""
+def _adapted(run, items, adapt) -> dict:
+    import time
+
+    from .adapt import Adapter
+
+    t0 = time.perf_counter()
+    with Adapter(run.model, run.device, adapt) as adapter:
+        rows, total = _score_items(run, items, adapter)
+        how = adapter.describe()
+    return {**total, "files": rows, "how": how, "lr": adapt.lr, "chunk": adapter.chunk, "threads": adapter.threads,
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def evaluate_held_out(run, data: TokenData, adapt=None) -> dict:
+    items = [(h.name, h.tokens, h.n_context, h.n_bytes) for h in data.held_out if len(h.scored)]
+    return _report(run, items, "held-out", adapt)
+
+
+def evaluate(run, files: list[str] | None = None, adapt=None) -> dict:
+    """Score the run's held-out split (default) or the given files; returns bpb and friends.
+
+    adapt: adapt.AdaptOptions to score them a second time with the network adapting as it reads
+    (dynamic evaluation); its figures are under "adapted".
+    """
     if files:
         docs = read_documents(files)
         bos = run.tokenizer.bos_id
         items = [(d.name, np.concatenate([[bos], run.tokenizer.encode(d.data)]), 1, len(d.data))
                  for d in docs if d.data]
-        rows, total = _score_items(run, items)
-        return {**total, "name": "files", "files": rows, "context": describe_run_context(run)}
+        return _report(run, items, "files", adapt)
     cfg = run.config.data
     from .data.corpus import default_corpus_path
 
@@ -65,7 +88,7 @@ def evaluate(run, files: list[str] | None = None) -> dict:
         read_documents(cfg.paths or [default_corpus_path()]),
         read_documents(cfg.val_paths) if cfg.val_paths else [])
     data = encode_corpus(docs, val_docs, run.tokenizer, cfg.val_fraction, cache_root())
-    result = evaluate_held_out(run, data)
+    result = evaluate_held_out(run, data, adapt)
     if task_name(cfg.paths):
         result["task"] = task_accuracy(run.model, run.tokenizer, task_name(cfg.paths), run.device)
     return result
@@ -87,7 +110,16 @@ def format_table(result: dict) -> str:
     lines.append(f"context: {result['context']}")
     if "task" in result:
         lines.append(format_accuracy(result["task"]))
+    if "adapted" in result:
+        lines.append(format_adapted(result))
     return "\n".join(lines)
+
+
+def format_adapted(result: dict) -> str:
+    a = result["adapted"]
+    network = f" (the network alone: {a['bpb_network']:.4f})" if a["bpb_network"] != a["bpb"] else ""
+    return (f"adapted while scoring ({a['how']}, {a['threads']} thread{'s' * (a['threads'] > 1)}): "
+            f"{a['bpb']:.4f} bits per byte{network}, against {result['bpb']:.4f} frozen; {a['seconds']:.1f}s")
 
 
 def add_cli(sub) -> None:
@@ -96,14 +128,28 @@ def add_cli(sub) -> None:
     p.add_argument("files", nargs="*", help="files to score instead of the held-out split")
     p.add_argument("--json", action="store_true", help="print JSON (the figure is under 'bpb')")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda")
+    add_adapt_options(p)
     p.set_defaults(func=cli)
+
+
+def add_adapt_options(p) -> None:
+    from .adapt import DEFAULT_CHUNK, DEFAULT_LR
+    from .options import integer, number
+
+    p.add_argument("--adapt", action="store_true",
+                   help="also score with the network learning from each chunk once scored (dynamic evaluation; "
+                        "slower, see docs/adapt.md): prints the frozen and the adapted figures")
+    p.add_argument("--adapt-lr", type=number(min=0, min_open=True), default=DEFAULT_LR,
+                   help=f"its Adam learning rate (default {DEFAULT_LR:g}, measured)")
+    p.add_argument("--adapt-chunk", type=integer(min=1), default=DEFAULT_CHUNK,
+                   help=f"tokens scored between its steps (default {DEFAULT_CHUNK})")
 
 
 def cli(args) -> None:
     from .run import load
 
     run = load(args.run, device=args.device)
-    result = evaluate(run, args.files or None)
+    result = evaluate(run, args.files or None, adapt_options(args))
     if not math.isfinite(result["bpb"]):
         raise SeqlabError("the model produced non-finite scores; the checkpoint may be damaged")
     if args.json:
@@ -113,4 +159,7 @@ def cli(args) -> None:
         print(format_table(result))
 
 
+def adapt_options(args):
+    from .adapt import AdaptOptions
 
+    return AdaptOptions(lr=args.adapt_lr, chunk=args.adapt_chunk) if args.adapt else None
