@@ -155,6 +155,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
+    uses_bf16(device, cfg.train.precision, cfg.arch)  # a precision that is not known fails here, before any work
     torch.manual_seed(cfg.train.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
 

@@ -27,8 +27,7 @@ from ..scoring import TorchThreads
 from .defaults import VOCAB, Ladder, corpus_allows, fits
 from .speed import autocast, uses_bf16
 
-MIN_SECONDS = 0.25  # timed per candidate, after a warm-up step
-MIN_STEPS = 2
+MIN_SECONDS = 0.25  # timed per candidate (at least one step), after a warm-up step
 MAX_SHARE = 0.05  # never more of the budget than this
 PROBE_MIN_BUDGET = 60.0  # a shorter budget fits none but the smallest width on any CPU: nothing to measure
 
@@ -75,7 +74,7 @@ def time_steps(ladder: Ladder, width: int, device: torch.device, threads: int, p
     with TorchThreads(threads):
         step()
         steps, t0 = 0, time.perf_counter()
-        while steps < MIN_STEPS or time.perf_counter() - t0 < min_seconds:
+        while steps < 1 or time.perf_counter() - t0 < min_seconds:
             step()
             steps += 1
         return steps * ladder.batch * ladder.context / (time.perf_counter() - t0)
