@@ -73,7 +73,7 @@ def token_bits_of(run, items, adapter=None) -> tuple[np.ndarray, np.ndarray, flo
     token_lengths = np.array([len(b) for b in run.tokenizer.token_bytes])
     t0 = time.perf_counter()
     for tokens, n_context in items:
-        bits.append(run_token_bits(run, tokens, n_context, session, adapter)[0])
+        bits.append(run_token_bits(run, tokens, n_context, session, adapter=adapter)[0])
         lengths.append(token_lengths[tokens[n_context:]])
     return np.concatenate(bits), np.concatenate(lengths), time.perf_counter() - t0
 

@@ -37,6 +37,26 @@ def generation_speed(run: Run, tokens: int = 500, repeats: int = 2) -> float:
     return best
 
 
+def held_out_bits(run, block_tokens: int = 4096):
+    """The run's held-out split scored as `seqlab eval` scores it (one stream, the count model mixed in), summed
+    over blocks of `block_tokens` consecutive tokens: (bits, the network's bits alone, bytes), one entry per block,
+    ready for seqlab.stats.bootstrap_ratio and paired_difference (the same blocks for runs of one corpus)."""
+    import numpy as np
+
+    from seqlab.evaluate import held_out_data
+    from seqlab.models.style import for_document
+    from seqlab.scoring import mixing_session, run_token_bits
+    from seqlab.stats import block_sums
+
+    lengths = np.array([len(b) for b in run.tokenizer.token_bytes])
+    session, parts = mixing_session(run), []
+    for h in held_out_data(run).held_out:
+        with for_document(run.model, h.name):
+            bits, network = run_token_bits(run, h.tokens, h.n_context, session)
+        parts.append((bits, network, lengths[h.scored]))
+    return tuple(block_sums(np.concatenate(column), block_tokens) for column in zip(*parts))
+
+
 def untrained_run(arch: str, model: dict | None = None) -> Run:
     """A default-size model with random weights: generation speed does not depend on training."""
     from seqlab.data.tokenizer import ByteTokenizer
@@ -57,4 +77,5 @@ def print_table(title: str, header: list[str], rows: list[list]) -> str:
     return text
 
 
-__all__ = ["seqlab", "final_record", "compressor_rows", "generation_speed", "untrained_run", "print_table"]
+__all__ = ["seqlab", "final_record", "compressor_rows", "generation_speed", "held_out_bits", "untrained_run",
+           "print_table"]

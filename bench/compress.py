@@ -1,68 +1,157 @@
 """`seqlab compress` against `seqlab eval` and classical compressors, on one file, in one run.
 
-    python bench/compress.py RUN [--file F] [--bytes 40000] [--threads 1]
+    python bench/compress.py RUN [--file F] [--bytes 1000000] [--threads 1] [--repeats 2]
+                                 [--before SRC --before-bytes 8000]
 
 Default file: the last --bytes of the bundled tiny Shakespeare (inside the held-out
-10% of a run trained on it). Prints the compressed size (header included, and its
-bytes), the round-trip check, bytes/s both ways, eval's bits per byte on the same
-bytes (what compress codes with: the network mixed with the run's count model when
-it has one; the network alone too), the gap to eval in %, and gzip/bzip2/xz/zstd alone.
+10% of a run trained on it); give a run's own held-out text with --file. Prints the
+compressed size (header included), the round-trip check, KB/s both ways (wall clock,
+and per CPU-second of the process: the machine may be shared), eval's bits per byte
+on the same bytes (what compress codes with: the network mixed with the run's count
+model when it has one; the network alone too), the gap to eval in %, and gzip, bzip2,
+xz, zstd, PPMd (pyppmd, order 6, 256 MB) and zpaq (`zpaq a -m5`, Debian's package
+zpaq, when installed) on the same bytes, each with its speed.
+--before SRC compresses the first --before-bytes of the file with the seqlab source tree
+SRC (e.g. a `git archive` of the commit before) in a subprocess, in turn with this
+one, for a before/after ratio of speeds measured in the same run.
 """
 
 import argparse
+import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from seqlab.compress import Header, compress_bytes, decompress_bytes  # noqa: E402
-from seqlab.compress.classical import plain_bpb  # noqa: E402
+from seqlab.compress.classical import available  # noqa: E402
 from seqlab.data.corpus import default_corpus_path  # noqa: E402
 from seqlab.evaluate import evaluate  # noqa: E402
 from seqlab.run import load  # noqa: E402
+
+
+def timed(fn):
+    """(what fn returned, wall seconds, process CPU seconds)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def ppmd(data: bytes) -> bytes:
+    import pyppmd
+
+    return pyppmd.compress(data, max_order=6, mem_size=256 << 20)
+
+
+def zpaq(data: bytes) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        src, archive = Path(tmp) / "f", Path(tmp) / "f.zpaq"
+        src.write_bytes(data)
+        subprocess.run(["zpaq", "a", str(archive), str(src), "-m5"], check=True, capture_output=True)
+        return archive.read_bytes()
+
+
+def classical() -> dict:
+    found = dict(available())
+    try:
+        import pyppmd  # noqa: F401
+
+        found["PPMd (order 6)"] = ppmd
+    except ImportError:
+        print("(no PPMd row: pip install pyppmd)")
+    if shutil.which("zpaq"):
+        found["zpaq -m5"] = zpaq
+    else:
+        print("(no zpaq row: apt-get install zpaq)")
+    return found
+
+
+BEFORE = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import torch
+from seqlab.run import load
+from seqlab.compress import compress_bytes
+torch.set_num_threads(1)
+data = open(sys.argv[2], "rb").read()[: int(sys.argv[3])]
+run = load(sys.argv[4]); run.count_model
+wall, cpu = time.perf_counter(), time.process_time()
+compress_bytes(run, data, 1)
+print(len(data) / (time.perf_counter() - wall), len(data) / (time.process_time() - cpu))
+"""
+
+
+def before_speed(src: str, file: str, n: int, run: str) -> tuple[float, float]:
+    out = subprocess.run([sys.executable, "-c", BEFORE, src, file, str(n), run], check=True, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": src})
+    wall, cpu = map(float, out.stdout.split()[-2:])
+    return wall, cpu
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
     ap.add_argument("--file", help="file to compress (default: the tail of the bundled corpus)")
-    ap.add_argument("--bytes", type=int, default=40_000, help="bytes taken from the end of the file")
+    ap.add_argument("--bytes", type=int, default=1_000_000, help="bytes taken from the end of the file")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=2, help="compress + decompress rounds (speeds: median)")
+    ap.add_argument("--before", metavar="SRC", help="a seqlab source tree to measure before/after against")
+    ap.add_argument("--before-bytes", type=int, default=8000)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)  # eval too: the machine is shared
-    data = Path(args.file or default_corpus_path()).read_bytes()[-args.bytes :]
+    file = args.file or str(default_corpus_path())
+    data = Path(file).read_bytes()[-args.bytes :]
     run = load(args.run)
-    t0 = time.perf_counter()
-    blob = compress_bytes(run, data, args.threads)
-    t1 = time.perf_counter()
-    assert decompress_bytes(run, blob) == data, "round trip failed"
-    t2 = time.perf_counter()
+    assert run.count_model is not None or True  # built or mapped here, before any timing
+    rounds, before = [], []
+    for _ in range(args.repeats):
+        blob, c_wall, c_cpu = timed(lambda: compress_bytes(run, data, args.threads))
+        out, d_wall, d_cpu = timed(lambda blob=blob: decompress_bytes(run, blob))
+        assert out == data, "round trip failed"
+        rounds.append((c_wall, c_cpu, d_wall, d_cpu))
+        if args.before:
+            with tempfile.NamedTemporaryFile() as f:
+                f.write(data[: args.before_bytes])
+                f.flush()
+                before.append(before_speed(args.before, f.name, args.before_bytes, args.run))
+    c_wall, c_cpu, d_wall, d_cpu = np.median(np.array(rounds), axis=0)
     with tempfile.NamedTemporaryFile(suffix=".txt") as f:
         f.write(data)
         f.flush()
         ev = evaluate(run, [f.name])
+    kb = len(data) / 1000
     ours = 8 * len(blob) / len(data)
-    speed = f"{len(data) / (t1 - t0):,.0f} / {len(data) / (t2 - t1):,.0f}"
-    rows = [("seqlab compress", len(blob), ours, speed)]
+    rows = [("seqlab compress", len(blob), ours, f"{kb / c_wall:,.1f} / {kb / d_wall:,.1f}",
+             f"{kb / c_cpu:,.1f} / {kb / d_cpu:,.1f}")]
     mixed = ev["bpb"] != ev["bpb_network"]
     if mixed:
-        rows.append(("seqlab eval, with count model", round(ev["bpb"] * len(data) / 8), ev["bpb"], "-"))
-    rows.append(("seqlab eval, network alone", round(ev["bpb_network"] * len(data) / 8), ev["bpb_network"], "-"))
-    rows += [(name, round(bpb * len(data) / 8), bpb, "-") for name, bpb in plain_bpb(data).items()]
-    print(f"{len(data):,} bytes from {args.file or default_corpus_path()}; run {args.run}; "
-          f"{args.threads} thread(s)\n")
-    print(f"| {'method':<30} | {'bytes':>9} | {'bits/byte':>9} | {'bytes/s in / out':<22} |")
-    print(f"|{'-' * 32}|{'-' * 11}|{'-' * 11}|{'-' * 24}|")
-    for name, size, bpb, secs in rows:
-        print(f"| {name:<30} | {size:>9,} | {bpb:>9.4f} | {secs:<22} |")
+        rows.append(("seqlab eval, with count model", round(ev["bpb"] * len(data) / 8), ev["bpb"], "-", "-"))
+    rows.append(("seqlab eval, network alone", round(ev["bpb_network"] * len(data) / 8), ev["bpb_network"], "-", "-"))
+    for name, fn in classical().items():
+        packed, wall, cpu = timed(lambda fn=fn: fn(data))
+        rows.append((name, len(packed), 8 * len(packed) / len(data), f"{kb / wall:,.0f} (in)", f"{kb / cpu:,.0f}"))
+    print(f"{len(data):,} bytes from {file}; run {args.run}; {args.threads} thread(s); median of {args.repeats}\n")
+    print(f"| {'method':<30} | {'bytes':>9} | {'bits/byte':>9} | {'KB/s in / out':<16} | {'KB per CPU-s':<16} |")
+    print(f"|{'-' * 32}|{'-' * 11}|{'-' * 11}|{'-' * 18}|{'-' * 18}|")
+    for name, size, bpb, speed, cpu in rows:
+        print(f"| {name:<30} | {size:>9,} | {bpb:>9.4f} | {speed:<16} | {cpu:<16} |")
     gap = ours / ev["bpb"] - 1
     header = Header.unpack(blob, "blob")[1]
     print(f"\ncompress vs eval ({'with count model' if mixed else 'network alone'}): {100 * gap:+.2f}% "
-          f"({header} header bytes: {100 * 8 * header / len(data) / ev['bpb']:.2f}%); round trip byte-identical")
+          f"({header} header bytes: {100 * 8 * header / len(data) / ev['bpb']:.3f}%); round trip byte-identical")
+    if before:
+        b_wall, b_cpu = np.median(np.array(before), axis=0)
+        ratios = [kb * 1000 / r[0] / w for r, (w, _) in zip(rounds, before)]
+        print(f"before ({args.before}, first {args.before_bytes:,} bytes): {b_wall:,.0f} bytes/s, {b_cpu:,.0f} per "
+              f"CPU-s; compress now {kb * 1000 / c_wall / b_wall:.1f}x wall (rounds: "
+              f"{', '.join(f'{r:.1f}x' for r in ratios)}), {kb * 1000 / c_cpu / b_cpu:.1f}x per CPU-s")
 
 
 if __name__ == "__main__":

@@ -19,17 +19,26 @@ scoring), so the same nanoGPT run is also scored with seqlab's count model: the 
 that says whether the default's choice of architecture is the best one. When the
 default is nanoGPT's recipe (it is, at budgets of minutes on 1-2 cores: see
 src/seqlab/train/defaults.py), its run is reused rather than trained twice.
+
+Spread: every bits-per-byte figure carries a 95% bootstrap interval over blocks of
+4,096 held-out tokens (how much the figure depends on which text was held out),
+and the default is compared with the recipe on the very same bytes as a paired
+difference with its interval. --repeats N trains each model N times with seeds
+seed, seed+1, ..., interleaved (default, recipe, default, recipe, ...), so a
+machine that slows down mid-run slows both, and prints the spread across seeds.
 """
 
 import argparse
+import copy
 import platform
 import time
 
-from common import compressor_rows, final_record, print_table, seqlab
+from common import compressor_rows, final_record, held_out_bits, print_table, seqlab
 
 from seqlab.__main__ import build_parser
 from seqlab.config import parse_duration
 from seqlab.run import read_metrics
+from seqlab.stats import bootstrap_ratio, paired_difference
 from seqlab.train import config_from_args
 
 NANOGPT_CPU = {
@@ -75,12 +84,24 @@ def plot(curves: dict, out: str, compressors: dict) -> None:
     fig.savefig(out)
 
 
+def interval(bits, n_bytes) -> str:
+    low, high = bootstrap_ratio(bits, n_bytes)
+    return f"{bits.sum() / n_bytes.sum():.4f} [{low:.4f}, {high:.4f}]"
+
+
+def difference(a, b, n_bytes) -> str:
+    d, low, high = paired_difference(a, b, n_bytes)
+    return f"{d:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("corpus", nargs="+")
     p.add_argument("--budget", default="10m")
     p.add_argument("--out", default="runs/bench-qpm")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for both models (default: every core)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="train each model N times (seeds seed..seed+N-1), interleaved")
     args = p.parse_args()
     parse_duration(args.budget)
     stamp = int(time.time())
@@ -90,34 +111,69 @@ def main():
             ["train", *args.corpus, "--budget", args.budget, "--threads", str(args.threads)])),
         "nanoGPT CPU recipe": nanogpt_config(args.corpus, args.budget, args.threads),
     }
-    rows, curves, trained = [], {}, []  # trained: (config, run dir, name)
-    for name, cfg in configs.items():
-        twin = next((t for t in trained if same_training(t[0], cfg)), None)
-        if twin:  # the default is nanoGPT's recipe: training it again would only measure the machine's noise
-            print(f"{name}: the same training as {twin[2]}; its run is reused", flush=True)
-            run_dir = twin[1]
+    runs = []  # (name, repeat, config, run dir, the name whose run it reuses or None), in training order
+    for repeat in range(args.repeats):
+        for name, base in configs.items():
+            cfg = copy.deepcopy(base)
+            cfg.train.seed += repeat
+            twin = next((t for t in runs if t[1] == repeat and same_training(t[2], cfg)), None)
+            if twin:  # the default is nanoGPT's recipe: training it again would only measure the machine's noise
+                print(f"{name}: the same training as {twin[0]}; its run is reused", flush=True)
+                runs.append((name, repeat, cfg, twin[3], twin[0]))
+                continue
+            suffix = f"-seed{cfg.train.seed}" if args.repeats > 1 else ""
+            runs.append((name, repeat, cfg, seqlab.train(cfg, f"{args.out}-{stamp}/{name.split()[0].lower()}{suffix}"),
+                         None))
+    scored = {}  # run dir -> (bits, network bits, bytes) per block of held-out tokens
+    for _, _, _, run_dir, _ in runs:
+        if run_dir not in scored:
+            scored[run_dir] = held_out_bits(seqlab.load(run_dir))
+
+    rows, curves, figures = [], {}, {}
+    for name, repeat, cfg, run_dir, twin in runs:
+        final = final_record(run_dir)
+        bits, network, n_bytes = scored[run_dir]
+        params = read_metrics(run_dir)[0]["params"]
+        label = name + (f" (seed {cfg.train.seed})" if args.repeats > 1 else "") + (f" ({twin}'s run)" if twin else "")
+        row = [label, cfg.arch, f"{params / 1e6:.2f}M", final["step"], interval(network, n_bytes)]
+        if name.startswith("nanoGPT"):
+            rows.append(row + [interval(network, n_bytes)])
+            if not twin:  # with a twin, the default's row is this one
+                rows.append([f"nanoGPT recipe + seqlab's count model{label[len(name):]}", *row[1:],
+                             interval(bits, n_bytes)])
         else:
-            run_dir = seqlab.train(cfg, f"{args.out}-{stamp}/{name.split()[0].lower()}")
-            trained.append((cfg, run_dir, name))
+            rows.append(row + [interval(bits, n_bytes)])
+        figures.setdefault(name, []).append((network.sum() / n_bytes.sum(), bits.sum() / n_bytes.sum()))
+        if repeat == 0 and not twin:
             evals = [r for r in read_metrics(run_dir) if r.get("event") == "eval"]
             curves[name] = ([r["elapsed"] for r in evals], [r["val_bpb"] for r in evals])
-        final = final_record(run_dir)
-        params = read_metrics(run_dir)[0]["params"]
-        label = f"{name} ({twin[2]}'s run)" if twin else name
-        row = [label, cfg.arch, f"{params / 1e6:.2f}M", final["step"], f"{final['val_bpb_network']:.4f}"]
-        if name.startswith("nanoGPT"):
-            rows.append(row + [f"{final['val_bpb_network']:.4f}"])
-            if not twin:  # with a twin, the default's row is this one
-                rows.append(["nanoGPT recipe + seqlab's count model", *row[1:], f"{final['val_bpb']:.4f}"])
-        else:
-            rows.append(row + [f"{final['val_bpb']:.4f}"])
     compressors = compressor_rows(args.corpus, configs["seqlab default"].data.val_fraction)
     for name, bpb in compressors.items():
         rows.append([name, "compressor", "", "", "", f"{bpb:.4f}"])
     print()
     print_table(f"held-out bits per byte after {args.budget} on {platform.node()} "
-                f"({platform.machine()}, {__import__('os').cpu_count()} cores, threads {args.threads or 'all'})",
+                f"({platform.machine()}, {__import__('os').cpu_count()} cores, threads {args.threads or 'all'}); "
+                f"[95% bootstrap interval over blocks of 4,096 held-out tokens]",
                 ["model", "arch", "params", "steps", "network alone", "held-out bpb"], rows)
+
+    pairs = []
+    for repeat in range(args.repeats):
+        (default,), (recipe,) = ([r for r in runs if r[1] == repeat and r[0] == n] for n in configs)
+        a, b = scored[default[3]], scored[recipe[3]]
+        if default[3] == recipe[3] or len(a[2]) != len(b[2]) or (a[2] != b[2]).any():
+            continue  # one run, or held-out blocks that are not the same bytes (other tokenizers)
+        pairs.append([f"seed {default[2].train.seed}", difference(a[1], b[1], a[2]), difference(a[0], b[0], a[2])])
+    if pairs:
+        print()
+        print_table("seqlab default minus nanoGPT recipe on the same held-out bytes (bits per byte; negative: the "
+                    "default is better) [95% paired bootstrap]",
+                    ["repeat", "networks alone", "each with the count model"], pairs)
+    if args.repeats > 1:
+        print("\nacross seeds (mean, min - max):")
+        for name, values in figures.items():
+            for i, what in enumerate(("network alone", "with the count model")):
+                v = [f[i] for f in values]
+                print(f"  {name}, {what}: {sum(v) / len(v):.4f} ({min(v):.4f} - {max(v):.4f}) over {len(v)} runs")
     png = f"{args.out}-{stamp}/curves.png"
     plot(curves, png, compressors)
     print(f"\ncurves: {png}")

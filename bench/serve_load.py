@@ -7,8 +7,11 @@ For each concurrency level (1, 4, 16, 64) a closed loop of clients sends
 streaming completions for --duration seconds: requests/s, generated tokens/s,
 p50/p99 latency, time to first token, replies by status, and the server's CPU use (so
 tokens per server CPU-second can be compared when the machine is shared). The same load runs
-against a server started with --max-batch 1 (no batching) in the same run, and
-the throughput ratio at concurrency 16 is printed. Then an overload phase: far
+against a server started with --max-batch 1 (no batching) in the same run, interleaved: both
+servers stay up, and each of --rounds rounds measures every level on one, then on the other, for
+--duration / --rounds seconds, so a machine that gets busier part way slows both alike. The
+throughput ratio at concurrency 16 is printed with a 95% bootstrap interval over the rounds (each
+round's pair resampled together) and each round's own ratio. Then an overload phase: far
 more clients than the server can hold, a short queue deadline and a short
 queue (refused clients wait as Retry-After says); /health is probed throughout. It must keep answering, what cannot be
 taken must get 429/503, nothing may get a 5xx other than 503, and every
@@ -32,6 +35,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table  # noqa: E402
+
+from seqlab.stats import bootstrap_ratio  # noqa: E402
 
 PROMPTS = ["ROMEO:\n", "JULIET:\nO ", "First Citizen:\nWe are ", "KING RICHARD III:\n", "To be, or not",
            "MENENIUS:\nWhat, ", "The quality of mercy ", "HAMLET:\nAy, "]
@@ -159,24 +164,48 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def load_levels(run: str, label: str, flags: list[str], levels: list[int], seconds: float, max_tokens: int) -> dict:
-    """Each level's summary, plus the server's CPU seconds per second: on a shared machine the two servers
-    may get different CPU shares, and tokens per server CPU-second shows the work per token regardless."""
-    server = Server(run, *flags)
-    out = {}
+def interleaved_levels(run: str, servers: dict, levels: list[int], rounds: int, seconds: float,
+                       max_tokens: int) -> dict:
+    """{label: {level: [(results, elapsed, server CPU seconds) per round]}}: every server started once, then in each
+    round every level measured on each server in turn. CPU seconds, so tokens per server CPU-second can be compared
+    when the machine is shared and the two servers get different CPU shares."""
+    started = {label: Server(run, *flags) for label, flags in servers.items()}
+    out = {label: {c: [] for c in levels} for label in servers}
     try:
-        asyncio.run(closed_loop(server.url, 1, 1.0, max_tokens))  # warm-up, not counted
-        for c in levels:
-            cpu0 = cpu_seconds(server.proc.pid)
-            results, elapsed = asyncio.run(closed_loop(server.url, c, seconds, max_tokens))
-            cpu1 = cpu_seconds(server.proc.pid)
-            out[c] = s = summarize(results, elapsed)
-            s["cpu"] = (cpu1 - cpu0) / elapsed if cpu0 is not None and cpu1 is not None else float("nan")
-            print(f"[{label} c={c}] {s['rps']:.1f} req/s, {s['tps']:.0f} tok/s, server CPU {s['cpu']:.2f} cores, "
-                  f"{s['statuses']}", file=sys.stderr)
+        for server in started.values():
+            asyncio.run(closed_loop(server.url, 1, 1.0, max_tokens))  # warm-up, not counted
+        for r in range(rounds):
+            for c in levels:
+                for label, server in started.items():
+                    cpu0 = cpu_seconds(server.proc.pid)
+                    results, elapsed = asyncio.run(closed_loop(server.url, c, seconds / rounds, max_tokens))
+                    cpu1 = cpu_seconds(server.proc.pid)
+                    cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else float("nan")
+                    out[label][c].append((results, elapsed, cpu))
+                    s = summarize(results, elapsed)
+                    print(f"[round {r + 1}/{rounds} {label} c={c}] {s['rps']:.1f} req/s, {s['tps']:.0f} tok/s, "
+                          f"server CPU {cpu / elapsed:.2f} cores, {s['statuses']}", file=sys.stderr)
     finally:
-        server.stop()
+        for server in started.values():
+            server.stop()
     return out
+
+
+def pooled(rounds: list) -> dict:
+    """One level's rounds as one measurement, plus each round's tokens/s and tokens per server CPU-second."""
+    elapsed = sum(e for _, e, _ in rounds)
+    s = summarize([r for results, _, _ in rounds for r in results], elapsed)
+    s["cpu"] = sum(c for _, _, c in rounds) / elapsed
+    s["round_tps"] = np.array([summarize(results, e)["tps"] for results, e, _ in rounds])
+    s["round_cpu"] = np.array([c / e for _, e, c in rounds])
+    return s
+
+
+def ratio_text(a, b) -> str:
+    """sum(a) / sum(b) over paired rounds, its 95% bootstrap interval and each round's own ratio."""
+    low, high = bootstrap_ratio(a, np.maximum(b, 1e-9))
+    each = ", ".join(f"{x / max(y, 1e-9):.1f}" for x, y in zip(a, b))
+    return f"{a.sum() / max(b.sum(), 1e-9):.1f}x [{low:.1f}, {high:.1f}] (rounds: {each})"
 
 
 def probe_health(url: str, seconds: float) -> None:
@@ -208,7 +237,8 @@ async def overload(url: str, concurrency: int, seconds: float, max_tokens: int) 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run", nargs="?", help="run directory (default: train a quick default-size transformer)")
-    p.add_argument("--duration", type=float, default=60.0, help="seconds per concurrency level")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds per concurrency level and server")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds the duration is split into")
     p.add_argument("--levels", default="1,4,16,64")
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--max-batch", type=int, default=64)
@@ -225,26 +255,32 @@ def main() -> None:
     common = ["--max-queue", "1024", "--max-queue-ms", "600000", "--cache-size", "0", "--threads", str(args.threads)]
     print(f"run: {run}; {args.duration:g} s per level; max_tokens {args.max_tokens}; server torch threads "
           f"{args.threads}; cpu cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
-    batched = load_levels(run, "batched", ["--max-batch", str(args.max_batch), *common], levels, args.duration,
-                          args.max_tokens)
-    single = load_levels(run, "max-batch 1", ["--max-batch", "1", *common], levels, args.duration, args.max_tokens)
+    batched_label, single_label = f"--max-batch {args.max_batch}", "--max-batch 1"
+    measured = interleaved_levels(run, {batched_label: ["--max-batch", str(args.max_batch), *common],
+                                        single_label: ["--max-batch", "1", *common]},
+                                  levels, args.rounds, args.duration, args.max_tokens)
+    tables = {label: {c: pooled(rounds) for c, rounds in per_level.items()} for label, per_level in measured.items()}
     rows = []
-    for label, table in [(f"--max-batch {args.max_batch}", batched), ("--max-batch 1", single)]:
+    for label, table in tables.items():
         for c, s in table.items():
-            rows.append([label, c, f"{s['rps']:.2f}", f"{s['tps']:.0f}", f"{s['cpu']:.2f}",
+            spread = f"{np.min(s['round_tps']):.0f}-{np.max(s['round_tps']):.0f}" if args.rounds > 1 else ""
+            rows.append([label, c, f"{s['rps']:.2f}", f"{s['tps']:.0f}", spread, f"{s['cpu']:.2f}",
                          f"{s['tps'] / s['cpu']:.0f}" if s["cpu"] > 0 else "-", f"{s['p50'] * 1000:.0f}",
                          f"{s['p99'] * 1000:.0f}", f"{s['ttft50'] * 1000:.0f}", f"{s['ttft99'] * 1000:.0f}",
                          " ".join(f"{k}:{v}" for k, v in sorted(s["statuses"].items()))])
-    print_table(f"seqlab serve, {args.duration:g} s per level, streaming, max_tokens {args.max_tokens}",
-                ["server", "concurrency", "req/s", "tokens/s", "server CPU cores", "tokens/CPU-s", "p50 ms", "p99 ms",
-                 "TTFT p50 ms", "TTFT p99 ms", "replies by status"], rows)
-    if 16 in batched:
-        b, u = batched[16], single[16]
-        ratio = b["tps"] / max(u["tps"], 1e-9)
-        per_cpu = (b["tps"] / b["cpu"]) / (u["tps"] / u["cpu"]) if b["cpu"] > 0 and u["cpu"] > 0 else float("nan")
-        print(f"\nthroughput ratio at concurrency 16 (batched / --max-batch 1): {ratio:.1f}x (target >= 4x); "
-              f"per server CPU-second: {per_cpu:.1f}x; load average now {os.getloadavg()[0]:.1f} "
-              f"on {os.cpu_count()} cores")
+    print_table(f"seqlab serve, {args.duration:g} s per level in {args.rounds} interleaved round(s), streaming, "
+                f"max_tokens {args.max_tokens}",
+                ["server", "concurrency", "req/s", "tokens/s", "tokens/s by round", "server CPU cores",
+                 "tokens/CPU-s", "p50 ms", "p99 ms", "TTFT p50 ms", "TTFT p99 ms", "replies by status"], rows)
+    for c in levels:
+        b, u = tables[batched_label][c], tables[single_label][c]
+        per_cpu = ratio_text(b["round_tps"] / np.maximum(b["round_cpu"], 1e-9),
+                             u["round_tps"] / np.maximum(u["round_cpu"], 1e-9))
+        target = " (target >= 4x)" if c == 16 else ""
+        print(f"\nthroughput ratio at concurrency {c} (batched / --max-batch 1): "
+              f"{ratio_text(b['round_tps'], u['round_tps'])}{target}; per server CPU-second: {per_cpu}")
+    print(f"(95% bootstrap over {args.rounds} interleaved rounds; load average now {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores)")
 
     server = Server(run, "--max-batch", str(args.max_batch), "--max-queue", "32", "--max-queue-ms", "250",
                     "--cache-size", "0", "--threads", str(args.threads))

@@ -16,7 +16,9 @@ top-1 (the first anomaly lies within 10 bytes of the injection), top-3 (one of
 the first three does), and fix (the first anomaly's suggested edit restores the
 original bytes exactly), per error kind, with the chance level of top-1 for a
 random span of the same window as a baseline, and how often the error is near
-any of the spans given a fix (what ranking them can reach at best).
+any of the spans given a fix (what ranking them can reach at best). Every rate
+carries its 95% Wilson interval. --trial-seed 0,1,2,3 runs several sets of trials
+in one call: a row per set (the spread between sets) and the sets pooled.
 """
 
 import argparse
@@ -31,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 from seqlab.run import load  # noqa: E402
+from seqlab.stats import wilson  # noqa: E402
 from seqlab.surprise import surprise  # noqa: E402
 
 CLOSERS = b")]}\">"
@@ -120,8 +123,8 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=2000, help="bytes of a held-out file per trial")
     ap.add_argument("--seed", type=int, default=0,
                     help="picks the held-out files (a given --run was trained on the rest)")
-    ap.add_argument("--trial-seed", type=int, help="picks the windows and errors (default: --seed); another set of "
-                                                   "trials for the same run")
+    ap.add_argument("--trial-seed", help="picks the windows and errors (default: --seed); another set of trials for "
+                                         "the same run. Several, comma-separated (0,1,2,3): a row per set, then pooled")
     ap.add_argument("--network-alone", action="store_true", help="score as surprise --network-alone")
     ap.add_argument("--bidirectional", action="store_true",
                     help="train a forward and a backward run for half the budget each and score as surprise "
@@ -146,12 +149,33 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"{trained} ({time.perf_counter() - t0:.0f}s); held-out: {len(held)} files of {args.corpus}")
 
-    rng = random.Random((args.seed if args.trial_seed is None else args.trial_seed) + 1)
-    kinds = ["delete closer", "swap", "delete char"]
-    stats = {k: [0, 0, 0, 0, 0.0, 0] for k in kinds}  # trials, top1, top3, fix, chance, in a candidate span
+    seeds = [args.seed] if args.trial_seed is None else [int(x) for x in args.trial_seed.split(",")]
+    sets = {seed: run_trials(run, backward, held, seed, args) for seed in seeds}
+    pooled = {kind: [sum(s[kind][i] for s, _, _ in sets.values()) for i in range(6)] for kind in KINDS}
+    print(f"\n{len(seeds)} set(s) of up to {args.trials} trials (trial seeds {', '.join(map(str, seeds))}); "
+          f"95% Wilson intervals")
+    print_rates("all sets pooled, by kind" if len(seeds) > 1 else "by kind", list(pooled.items()) +
+                [("all", totals(pooled))])
+    if len(seeds) > 1:
+        print_rates("each set (the spread between sets of the same run)",
+                    [(f"set {seed}", totals(stats)) for seed, (stats, _, _) in sets.items()])
+    speeds = [n / seconds for _, n, seconds in sets.values()]
+    spread = f" (sets: {', '.join(f'{v:,.0f}' for v in speeds)})" if len(speeds) > 1 else ""
+    print(f"\nwindows of {args.window} bytes; within {NEAR} bytes counts as found; "
+          f"{sum(n for _, n, _ in sets.values()) / sum(t for _, _, t in sets.values()):,.0f} bytes/s through "
+          f"surprise (scoring + fixes){spread}")
+
+
+KINDS = ["delete closer", "swap", "delete char"]
+
+
+def run_trials(run, backward, held: list[Path], trial_seed: int, args) -> tuple[dict, int, float]:
+    """One set of trials: ({kind: [trials, top1, top3, fix, chance, in a candidate]}, bytes scored, seconds)."""
+    rng = random.Random(trial_seed + 1)
+    stats = {k: [0, 0, 0, 0, 0.0, 0] for k in KINDS}
     t0, scored = time.perf_counter(), 0
     for trial in range(args.trials):
-        kind = kinds[trial % len(kinds)]
+        kind = KINDS[trial % len(KINDS)]
         text = rng.choice(held).read_bytes()
         start = rng.randrange(0, max(1, len(text) - args.window))
         window = text[start : start + args.window]
@@ -169,18 +193,27 @@ def main() -> None:
         s[3] += bool(top) and top[0].fix is not None and top[0].fix.apply(bad) == window
         s[4] += min(1.0, (2 * NEAR + 1) / len(bad))
         s[5] += any(near_span(a, b, offset) for a, b in report.candidates)
-    seconds = time.perf_counter() - t0
+    return stats, scored, time.perf_counter() - t0
 
-    print(f"\n| {'error':<14} | {'trials':>6} | {'top-1':>6} | {'top-3':>6} | {'fix restores':>12} | "
-          f"{'top-1 by chance':>15} | {'in a candidate':>14} |")
-    print(f"|{'-' * 16}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 14}|{'-' * 17}|{'-' * 16}|")
-    total = [sum(s[i] for s in stats.values()) for i in range(6)]
-    for name, s in list(stats.items()) + [("all", total)]:
+
+def totals(stats: dict) -> list:
+    return [sum(s[i] for s in stats.values()) for i in range(6)]
+
+
+def rate(hits: int, n: int) -> str:
+    low, high = wilson(hits, n)
+    return f"{hits / max(n, 1):.0%} [{low:.0%}, {high:.0%}]"
+
+
+def print_rates(title: str, rows: list) -> None:
+    print(f"\n{title}\n")
+    print(f"| {'error':<14} | {'trials':>6} | {'top-1':>16} | {'top-3':>16} | {'fix restores':>16} | "
+          f"{'top-1 by chance':>15} | {'in a candidate':>16} |")
+    print(f"|{'-' * 16}|{'-' * 8}|{'-' * 18}|{'-' * 18}|{'-' * 18}|{'-' * 17}|{'-' * 18}|")
+    for name, s in rows:
         n = max(s[0], 1)
-        print(f"| {name:<14} | {s[0]:>6} | {s[1] / n:>6.0%} | {s[2] / n:>6.0%} | {s[3] / n:>12.0%} "
-              f"| {s[4] / n:>15.1%} | {s[5] / n:>14.0%} |")
-    print(f"\nwindows of {args.window} bytes; within {NEAR} bytes counts as found; "
-          f"{scored / seconds:,.0f} bytes/s through surprise (scoring + fixes)")
+        print(f"| {name:<14} | {s[0]:>6} | {rate(s[1], n):>16} | {rate(s[2], n):>16} | {rate(s[3], n):>16} "
+              f"| {s[4] / n:>15.1%} | {rate(s[5], n):>16} |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """How fast does `seqlab surprise` score a file with the default-size model, against eval's own scoring?
 
     python bench/surprise_speed.py RUN [FILE] [--bytes 200000] [--threads 2]
+    python bench/surprise_speed.py RUN [FILE] --fixes [--bytes 2000] [--before SRC] [--repeats 3]
 
 FILE defaults to concatenated C headers from /usr/include (Debian's libc6-dev); of a
 FILE its last --bytes are scored (held out, when the run was trained on FILE).
@@ -16,6 +17,11 @@ mixed in), with each one's bits per byte. `surprise --network-alone` is the firs
   half of each window) plus small batches that stay in the CPU's cache. Without
   it: full windows in 64k-token batches, as before. Either way the batches are
   scored in --threads workers of one thread each (scoring.score_logits).
+--fixes times the whole command a user runs, `seqlab surprise RUN FILE --top 3` with fixes
+(one reading; loading the run included), on the first --bytes of FILE (default: the C
+headers below), and with --before SRC the same command with the seqlab source tree SRC
+(e.g. a `git archive` of the commit before) in turn, saying whether both listed the same
+anomalies and fixes.
 The rows run in turn, --repeats times, and the median is shown: the machine may be
 shared, so ratios measured in one run are the figures to trust. Bytes per CPU-second
 (process time, all threads) are shown beside wall-clock bytes/s: with --threads 1
@@ -88,6 +94,38 @@ def median_runs(rows, repeats: int) -> list[tuple[str, float, float, float]]:
             for name, ts in times.items()]
 
 
+def whole_commands(args) -> None:
+    """--fixes: `seqlab surprise RUN FILE --top 3 --json` as processes, this tree and --before's in turn."""
+    import json
+    import os
+    import subprocess
+    import tempfile
+
+    data = Path(args.file).read_bytes()[: args.bytes] if args.file else headers(args.bytes)
+    here = str(Path(__file__).resolve().parents[1] / "src")
+    trees = [("after", here)] + ([("before", args.before)] if args.before else [])
+    times, found = {name: [] for name, _ in trees}, {}
+    with tempfile.NamedTemporaryFile(suffix=".txt") as f:
+        f.write(data)
+        f.flush()
+        for _ in range(args.repeats):
+            for name, src in trees:
+                env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": str(args.threads)}
+                t0 = time.perf_counter()
+                out = subprocess.run([sys.executable, "-m", "seqlab", "surprise", args.run, f.name, "--top", "3",
+                                      "--json"], check=True, capture_output=True, text=True, env=env).stdout
+                times[name].append(time.perf_counter() - t0)
+                found[name] = [(a["offset"], a["fix"]) for a in json.loads(out)["anomalies"]]
+    print(f"`seqlab surprise RUN FILE --top 3` on {len(data):,} bytes, whole process, {args.threads} thread(s), "
+          f"{args.repeats} runs in turn")
+    for name, ts in times.items():
+        print(f"{name:<7} median {np.median(ts):6.1f} s   runs: {', '.join(f'{t:.1f}' for t in ts)}")
+    if args.before:
+        ratios = [b / a for a, b in zip(times["after"], times["before"])]
+        print(f"speed-up {np.median(ratios):.2f}x (runs: {', '.join(f'{r:.2f}x' for r in ratios)}); "
+              f"same anomalies and fixes: {found['after'] == found['before']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
@@ -96,7 +134,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-mixed", action="store_true", help="leave out the (slow) mixed paths")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--fixes", action="store_true", help="time `seqlab surprise RUN FILE --top 3` with fixes")
+    ap.add_argument("--before", metavar="SRC", help="with --fixes: a seqlab source tree to compare against")
     args = ap.parse_args()
+    if args.fixes:
+        return whole_commands(args)
     torch.set_num_threads(args.threads)
     run = load(args.run)
     data = Path(args.file).read_bytes()[-args.bytes :] if args.file else headers(args.bytes)  # a run's held-out tail

@@ -1,8 +1,10 @@
 """Shared fixtures: a small structured corpus and tiny trained runs (seconds on a CPU)."""
 
+import math
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -25,6 +27,48 @@ def structured_text(n_lines: int = 400, seed: int = 0) -> str:
     rng = random.Random(seed)
     names, verbs, things = ["anna", "bob", "carl"], ["sees", "takes", "likes"], ["the cat", "a red box", "it"]
     return "".join(f"{rng.choice(names)} {rng.choice(verbs)} {rng.choice(things)}.\n" for _ in range(n_lines))
+
+
+def grammar_bits_per_byte(text: bytes, start: int = 0) -> float:
+    """What text[start:] costs a model that knows structured_text's grammar, in bits per byte: each line picks its
+    name, verb and object, 3 equally likely each, and the first byte of each tells which (every other byte follows),
+    so log2(3) bits at those bytes and none elsewhere. A network far above it has not learned the grammar; one
+    below it by more than luck allows saw what it was scoring."""
+    bits, pos = 0.0, 0
+    for line in text.splitlines(keepends=True):
+        verb = line.index(b" ") + 1
+        obj = line.index(b" ", verb) + 1
+        bits += math.log2(3) * sum(pos + at >= start for at in (0, verb, obj))
+        pos += len(line)
+    return bits / (len(text) - start)
+
+
+def held_out_grammar_bpb(corpus: bytes, val_fraction: float = 0.1) -> float:
+    """grammar_bits_per_byte of the held-out split of a structured_text corpus: its last val_fraction, rounded up."""
+    return grammar_bits_per_byte(corpus, len(corpus) - math.ceil(len(corpus) * val_fraction))
+
+
+def assert_near_the_grammar(bpb: float, ideal: float, high: float = 1.25) -> None:
+    assert 0.9 * ideal < bpb < high * ideal, f"{bpb:.4f} bits per byte; the grammar's own: {ideal:.4f}"
+
+
+@torch.no_grad()
+def brute_force_bits(model, tokens, n_context: int) -> np.ndarray:
+    """Surprisal in bits of tokens[n_context:] computed the plain way, the reference for scoring.py's batches,
+    blocks, threads and fast paths: a recurrent model reads the whole text in one forward pass from a fresh
+    state; a model of context L reads windows of L tokens with stride L/2 (each scored token sees at least L/2
+    before it, as scoring.py documents), one window per forward pass."""
+    tokens = torch.as_tensor(np.asarray(tokens, dtype=np.int64))
+    L = model.max_context
+    spans = [(0, n_context, len(tokens))] if not L else [
+        (max(0, min(first + L // 2, len(tokens)) - 1 - L), first, min(first + L // 2, len(tokens)))
+        for first in range(n_context, len(tokens), L // 2)]
+    bits = []
+    for start, first, stop in spans:  # targets tokens[first:stop], inputs tokens[start:stop - 1]
+        logits, _ = model(tokens[None, start : stop - 1], model.init_state(1, "cpu") if not L else None)
+        logp = torch.log_softmax(logits[0, first - start - 1 :].float(), dim=-1)
+        bits.append(-logp.gather(1, tokens[first:stop, None])[:, 0] / math.log(2))
+    return torch.cat(bits).numpy()
 
 
 @pytest.fixture(autouse=True)

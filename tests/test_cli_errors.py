@@ -1,5 +1,6 @@
 """Bad input: one line on stderr, exit status 2, no traceback, nothing lost."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -68,8 +69,9 @@ def test_conflicting_flags(capsys, tmp_path, trained_runs):
     assert_one_line_error(*run_cli(capsys, "train", "--budget", "1m", "--max-steps", 5), "not allowed with")
     assert_one_line_error(*run_cli(capsys, "train", "--resume", trained_runs["lstm"], "--arch", "lstm"),
                           "cannot be combined")
+    (tmp_path / "b").write_text("b")
     assert_one_line_error(*run_cli(capsys, "generate", trained_runs["lstm"], "--prompt", "a",
-                                   "--prompt-file", "b"), "not allowed with")
+                                   "--prompt-file", tmp_path / "b"), "not allowed with")
 
 
 def test_incompatible_checkpoint_version(capsys, tmp_path, trained_runs):
@@ -92,12 +94,12 @@ def test_existing_run_is_not_overwritten(capsys, trained_runs, corpus_file):
 
 @pytest.mark.parametrize("argv,needle", [
     (["train", "--budget", "soon"], "duration"),
-    (["train", "--arch", "gru9", "--max-steps", "1"], "unknown architecture"),
+    (["train", "--arch", "gru9", "--max-steps", "1"], "not one of: transformer"),
     (["train", "--tokenizer", "words", "--max-steps", "1"], "unknown tokenizer"),
     (["train", "--set", "train.nope=1"], "unknown config key"),
-    (["train", "--set", "model.n_layer=two"], "cannot read"),
+    (["train", "--set", "model.n_layer=two"], "expected an integer"),
     (["train", "--val-fraction", "1.5", "--max-steps", "1"], "val-fraction"),
-    (["train", "--config", "/nonexistent.json"], "config file not found"),
+    (["train", "--config", "/nonexistent.json"], "no such file"),
     (["train", "--set", "counts.match_orders=16,8", "--max-steps", "1"], "match_orders must increase"),
 ])
 def test_bad_values(capsys, tmp_path, argv, needle, monkeypatch):
@@ -114,7 +116,46 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
+def parser_verbs() -> dict:
+    """{verb: its sub-parser}, as the parser itself holds them."""
+    from seqlab.__main__ import build_parser
+
+    (verbs,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(verbs.choices)
+
+
+def test_every_verb_module_is_on_the_command_line():
+    """The modules that define add_cli, found in the source, are exactly the ones the parser adds verbs from."""
+    from pathlib import Path
+
+    import seqlab
+    from seqlab.__main__ import VERBS
+
+    src = Path(seqlab.__file__).parent
+    # a verb is a top-level module, or a package with add_cli in one of its files (train/cli.py)
+    modules = {p.relative_to(src).parts[0].removesuffix(".py")
+               for p in src.rglob("*.py") if "\ndef add_cli(" in p.read_text()}
+    assert modules == set(VERBS)
+    named = {"evaluate": ["eval"], "compress": ["compress", "decompress"]}  # a module's verbs, where not its name
+    assert sorted(parser_verbs()) == sorted(v for module in modules for v in named.get(module, [module]))
+
+
 def test_help_lists_every_verb():
     proc = subprocess.run([sys.executable, "-m", "seqlab", "-h"], capture_output=True, text=True)
-    for verb in ("train", "generate", "eval", "info"):
-        assert verb in proc.stdout
+    assert proc.returncode == 0
+    listed = {line.split()[0] for line in proc.stdout.splitlines() if line.startswith("    ") and line.split()}
+    assert set(parser_verbs()) <= listed, set(parser_verbs()) - listed
+
+
+@pytest.mark.parametrize("verb", sorted(parser_verbs()))
+def test_every_verb_given_a_missing_path_is_a_one_line_error(capsys, tmp_path, verb, monkeypatch):
+    """Each of the verb's positional arguments (a run, a corpus, a file) names a path that does not exist."""
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)  # a serve that failed to refuse returns
+    monkeypatch.chdir(tmp_path)  # nothing is written where the tests run
+    positionals = [a for a in parser_verbs()[verb]._actions if not a.option_strings]
+    missing = [str(tmp_path / f"missing-{a.dest}") for a in positionals]
+    code, err = run_cli(capsys, verb, *missing)
+    assert_one_line_error(code, err, f"seqlab {verb}: error:", "missing-")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -6,45 +6,16 @@ import shutil
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from seqlab.__main__ import main
-from seqlab.compress import Header, compress_bytes, decompress_bytes
-from seqlab.countmodel import StepReader, context_hashes, context_hashes_at
+from seqlab.compress import Header, compress_bytes, decompress_bytes, lockstep
+from seqlab.compress.header import FORMAT
+from seqlab.countmodel import LockstepReader, context_hashes, context_hashes_at
 from seqlab.errors import SeqlabError
-from seqlab.compress.rangecoder import Decoder, Encoder
 from seqlab.run import load
 from seqlab.train import train
 
 from conftest import structured_text, tiny_config
-
-
-@st.composite
-def symbol_streams(draw):
-    n_symbols = draw(st.integers(1, 40))
-    steps = draw(st.lists(st.tuples(st.lists(st.integers(1, 1 << 20), min_size=n_symbols, max_size=n_symbols),
-                                    st.integers(0, n_symbols - 1)), max_size=200))
-    return steps
-
-
-@settings(max_examples=150, deadline=None)
-@given(symbol_streams())
-def test_range_coder_round_trips_any_tables(steps):
-    enc = Encoder()
-    for freqs, s in steps:
-        cum = np.concatenate([[0], np.cumsum(freqs)])
-        enc.encode(int(cum[s]), freqs[s], int(cum[-1]))
-    data = enc.finish()
-    dec, out = Decoder(data), []
-    for freqs, _ in steps:
-        cum = np.concatenate([[0], np.cumsum(freqs)])
-        s = int(np.searchsorted(cum, dec.target(int(cum[-1])), side="right")) - 1
-        dec.consume(int(cum[s]), freqs[s])
-        out.append(s)
-    assert out == [s for _, s in steps]
-    ideal = sum(-np.log2(f[s] / sum(f)) for f, s in steps)
-    assert len(data) * 8 <= ideal + 8 * 2  # within two bytes of the information content
 
 
 @pytest.fixture(scope="module")
@@ -93,24 +64,38 @@ def test_step_hashes_are_context_hashes():
         assert np.array_equal(step[:, j], whole[:, j])
 
 
-def test_step_reader_gives_eval_counts(lstm_run):
-    """Texts read one token at a time, in lockstep, see the counts CountReader gives eval's chunks."""
+def test_lockstep_reader_gives_eval_counts(lstm_run):
+    """Texts read a token at a time, in lockstep, see the context ids and counts CountReader gives eval's
+    chunks: one text exactly, and a second one beside it (never counted) does not change the first's."""
     model, chunk = lstm_run.count_model, lstm_run.config.counts.chunk
     text = np.concatenate([[lstm_run.tokenizer.bos_id],
                            lstm_run.tokenizer.encode(structured_text(60, seed=3).encode())])
     batch = model.session("cpu").reader(text, 1)
-    stepper = StepReader(model.session("cpu"), 2, text[:1])
+    stepper = LockstepReader(model.session("cpu"), 2, int(text[0]), len(text))
     for first in range(1, len(text), chunk):
         stop = min(first + chunk, len(text))
         expected = batch.distributions(first, stop)
         for i in range(first, stop):
-            experts = stepper.distributions(np.array([0, 1]))
+            experts = stepper.distributions()
+            assert np.array_equal(stepper.contexts[0], batch.contexts[i])
             np.testing.assert_allclose(experts.dense(model.vocab)[0], expected.dense(model.vocab)[i - first],
                                        rtol=1e-6, atol=1e-6)
             assert experts.bucket[0] == expected.bucket[i - first]
-            stepper.append(np.array([text[i], text[i]]))
+            stepper.append(np.array([text[i], text[len(text) - i]]), np.array([True, False]))
         batch.advance(stop)
-        stepper.advance(0)  # text 1 (a copy) is never counted: text 0 alone is what eval reads
+        stepper.advance()
+
+
+def test_lockstep_context_ids_are_context_hashes_of_each_text(lstm_run):
+    rng = np.random.default_rng(4)
+    texts = rng.integers(0, 250, (3, 1100))
+    stepper = LockstepReader(lstm_run.count_model.session("cpu"), 3, 256, texts.shape[1])
+    whole = [context_hashes(np.concatenate([[256], t]), lstm_run.count_model.orders) for t in texts]
+    for i in range(texts.shape[1]):
+        ids = stepper.context_ids()
+        for row in range(3):
+            assert np.array_equal(ids[row], whole[row][i + 1])
+        stepper.append(texts[:, i], np.ones(3, dtype=bool))
 
 
 def _mixed(blob) -> bool:
@@ -160,7 +145,9 @@ def test_large_file_round_trip_and_compresses_like_eval(lstm_run, tmp_path):
     _, pos = Header.unpack(blob, "big")
     assert pos <= 32  # magic, format, fingerprints, torch version, threads, tokens, CRC
     coded = 8 * (len(blob) - pos) / len(data)
-    assert bpb * 0.999 < coded < bpb * 1.001 + 16 / len(data)  # eval's own predictions, + the coder's last bytes
+    # eval's own predictions (one segment: it reads the file as eval does), + the block's framing (its token
+    # and word counts) and the coder's last word or two
+    assert bpb * 0.999 < coded < bpb * 1.001 + 8 * 12 / len(data)
 
 
 def test_other_run_is_refused(other_dir, lstm_run):
@@ -174,7 +161,7 @@ def test_damaged_or_foreign_files_are_refused(lstm_run):
     with pytest.raises(SeqlabError, match="not a seqlab compressed file"):
         decompress_bytes(lstm_run, b"hello world")
     header, pos = Header.unpack(blob, "x")
-    assert header.tokens == 280 and pos < len(blob)
+    assert header.n_bytes == 280 and pos < len(blob)
     with pytest.raises(SeqlabError, match="truncated"):
         decompress_bytes(lstm_run, blob[: pos - 1])
     flipped = blob[:pos] + bytes([blob[pos] ^ 0x55]) + blob[pos + 1 :]
@@ -193,3 +180,54 @@ def test_cli_round_trip_and_mismatch(lstm_dir, other_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "different run" in err
     assert main(["decompress", str(lstm_dir), str(src)]) == 2  # not .sqz and no -o
+
+
+@pytest.mark.parametrize("arch", ["lstm", "transformer"])
+@pytest.mark.parametrize("n_bytes,segment", [(700, 64), (1000, 100), (1500, 1000), (900, 7)])
+def test_round_trip_over_segment_counts(trained_runs, monkeypatch, arch, n_bytes, segment):
+    """Segments of every count (uneven last ones too) decode to the very bytes, mixed or not."""
+    monkeypatch.setattr(lockstep, "SEGMENT_TOKENS", segment)
+    run = load(trained_runs[arch])
+    data = (structured_text(200, seed=n_bytes).encode() + bytes(random.Random(n_bytes).randbytes(60)))[:n_bytes]
+    assert lockstep.segments_for(n_bytes) == min(lockstep.MAX_SEGMENTS, max(1, n_bytes // segment))
+    assert decompress_bytes(run, compress_bytes(run, data)) == data
+
+
+def test_blocks_round_trip(lstm_run, monkeypatch):
+    from seqlab.compress import codec
+
+    monkeypatch.setattr(codec, "BLOCK_BYTES", 300)
+    monkeypatch.setattr(lockstep, "SEGMENT_TOKENS", 50)
+    data = structured_text(60, seed=9).encode()
+    assert len(data) > 3 * 300
+    assert decompress_bytes(lstm_run, compress_bytes(lstm_run, data)) == data
+
+
+def test_thread_count_is_the_files(lstm_run, lstm_dir, tmp_path, capsys):
+    data = b"anna sees the cat.\n" * 20
+    blob = compress_bytes(lstm_run, data, threads=2)
+    assert Header.unpack(blob, "x")[0].threads == 2
+    assert decompress_bytes(lstm_run, blob) == data  # the file's count, whatever this process uses
+    with pytest.raises(SeqlabError, match="compressed with 2 thread"):
+        decompress_bytes(lstm_run, blob, threads=1)
+    packed = tmp_path / "x.sqz"
+    packed.write_bytes(blob)
+    assert main(["decompress", str(lstm_dir), str(packed), "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "compressed with 2 thread" in err
+
+
+def test_other_formats_are_refused_in_one_line(lstm_run):
+    blob = bytearray(compress_bytes(lstm_run, b"bob takes it.\n"))
+    blob[4] = FORMAT - 1
+    with pytest.raises(SeqlabError, match=f"format {FORMAT - 1}; this seqlab reads format {FORMAT}"):
+        decompress_bytes(lstm_run, bytes(blob))
+
+
+def test_a_file_from_another_torch_build_is_refused_before_decoding(lstm_run):
+    blob = compress_bytes(lstm_run, b"anna likes a red box.\n" * 4)
+    header, pos = Header.unpack(blob, "x")
+    other_torch = Header(header.fingerprint, header.counts_fingerprint, "2.0.0", header.threads, header.n_bytes,
+                         header.crc).pack() + blob[pos:]
+    with pytest.raises(SeqlabError, match="compressed with torch 2.0.0"):
+        decompress_bytes(lstm_run, other_torch)

@@ -76,12 +76,9 @@ def test_bad_config_is_a_clear_error(over):
 
 def test_tiny_conv_learns_structure(trained_runs, corpus_file):
     """Trained by the shared loop (random windows, sliding-window eval, samples), it learns the grammar."""
-    from collections import Counter
-    from math import log2
-
     from seqlab.run import read_metrics
 
+    from conftest import assert_near_the_grammar, held_out_grammar_bpb
+
     final = [r for r in read_metrics(trained_runs["conv"]) if r["event"] == "final"][-1]
-    text = corpus_file.read_bytes()
-    unigram = -sum(c / len(text) * log2(c / len(text)) for c in Counter(text).values())
-    assert final.get("val_bpb_network", final["val_bpb"]) < 0.6 * unigram
+    assert_near_the_grammar(final["val_bpb_network"], held_out_grammar_bpb(corpus_file.read_bytes()))

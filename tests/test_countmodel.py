@@ -290,3 +290,54 @@ def test_a_session_carries_what_it_scored_from_one_text_to_the_next():
     after_first, network = run_token_bits(run, second, 1, session)
     assert network.mean() > 4.0
     assert after_first.mean() < 1.0 < alone.mean(), (after_first.mean(), alone.mean())
+
+
+@pytest.mark.parametrize("directory_from", [1 << 20, 64])
+def test_tables_kept_on_disk_are_mapped_and_equal_rebuilt_ones(tmp_path, monkeypatch, directory_from):
+    """save_history builds the table once into counts/; a load maps it (no rebuild) and it is the very table
+    CountModel builds in memory, its directory too; a changed history is noticed and rebuilt."""
+    from seqlab.countmodel import TABLES_DIR, load_count_model, save_history
+
+    monkeypatch.setattr(count_tables, "DIRECTORY_FROM", directory_from)
+    config = CountModelConfig(orders=[1, 2, 3, 8], experts=[2, 8], match_orders=[32])
+    history = np.random.default_rng(9).integers(0, 40, 3000).astype(np.uint16)
+    save_history(tmp_path, history, config)
+    assert (tmp_path / TABLES_DIR / "contexts.npy").exists()
+    from seqlab.countmodel import session
+
+    monkeypatch.setattr(session, "_history_table", None)  # a load that rebuilt in memory would fail here
+    monkeypatch.setattr(session.store, "build", None)  # ... and one that rebuilt on disk
+    mapped = load_count_model(tmp_path, 257, config)
+    monkeypatch.undo()
+    monkeypatch.setattr(count_tables, "DIRECTORY_FROM", directory_from)
+    rebuilt = CountModel(history, 257, config)
+    assert isinstance(mapped.table.contexts.base, np.memmap) and mapped.digest == rebuilt.digest
+    for part in ("contexts", "bounds", "tokens", "counts"):
+        assert np.array_equal(getattr(mapped.table, part), getattr(rebuilt.table, part)), part
+    assert (mapped.table.directory is None) == (directory_from > 1000)
+    if mapped.table.directory is not None:
+        assert np.array_equal(mapped.table.directory, rebuilt.table.directory)
+        assert mapped.table.depth == rebuilt.table.depth
+    queries = context_hashes(history[:500].astype(np.int64), mapped.orders).ravel()
+    for a, b in zip(mapped.table.lookup(queries), rebuilt.table.lookup(queries)):
+        assert np.array_equal(a, b)
+    np.save(tmp_path / "history.npy", history[::-1].copy())  # another history: the kept table no longer fits it
+    again = load_count_model(tmp_path, 257, config)
+    assert np.array_equal(again.table.counts, CountModel(history[::-1].copy(), 257, config).table.counts)
+
+
+def test_a_history_too_large_for_memory_is_refused_in_one_line(tmp_path, corpus_file, monkeypatch, capsys):
+    from seqlab.__main__ import main
+    from seqlab.countmodel import check_fits, store
+    from seqlab.errors import SeqlabError
+
+    with pytest.raises(SeqlabError, match=r"needs about .* GiB to build.*counts.max_history=") as e:
+        check_fits(100_000_000, available=2 << 30)
+    assert "\n" not in str(e.value)
+    check_fits(1000, available=2 << 30)
+    monkeypatch.setattr(store, "available_memory", lambda: 1 << 20)  # 1 MiB free: not even the tiny corpus fits
+    out = tmp_path / "run"
+    assert main(["train", str(corpus_file), "--max-steps", "5", "--arch", "lstm", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "counts.max_history" in err
+    assert not (out / "checkpoint.safetensors").exists()  # refused before any training

@@ -94,8 +94,9 @@ def test_onnx_logits_match_pytorch_for_any_batch_and_length(runs, tmp_path, arch
             feed.update(state_0=zeros[0], state_1=zeros[1])
         got = session.run(None, feed)
         np.testing.assert_allclose(got[0], expected.numpy(), atol=1e-4, rtol=1e-4)
-        if arch == "lstm":
+        if arch == "lstm":  # the state out, h and c, each batch first
             np.testing.assert_allclose(got[1], state[0].transpose(0, 1).numpy(), atol=1e-5)
+            np.testing.assert_allclose(got[2], state[1].transpose(0, 1).numpy(), atol=1e-5)
 
 
 def test_onnx_lstm_state_carries_from_call_to_call(runs, tmp_path):

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -33,9 +35,33 @@ def test_stops_exactly_before_stop_string(run):
     assert "." not in sample.text and sample.finish_reason == "stop"
 
 
+@torch.no_grad()
+def greedy_by_hand(model, ids: list[int], n: int, bos: int) -> list[int]:
+    """n greedy tokens, each from one forward pass from a fresh state over what the model may see: all of the text
+    for a recurrent model; for a context of L, what its cache holds (when it fills, the last L/2 tokens, again
+    from position 0)."""
+    ids, seen, out = list(ids), len(ids), []
+    while len(out) < n:
+        window = ids[-seen:] if model.max_context else ids
+        logits, _ = model(torch.tensor([window]), None if model.max_context else model.init_state(1, "cpu"))
+        token = int(logits[0, -1].argmax())
+        out.append(token)
+        if token == bos:
+            break
+        ids.append(token)
+        seen = seen + 1 if not model.max_context or seen < model.max_context else model.max_context // 2
+    return out
+
+
 def test_long_generation_beyond_context(run):
-    sample = generate(run, "", max_tokens=150, seed=2)[0]
-    assert sample.tokens <= 150 and sample.finish_reason in {"length", "end"}
+    """Three contexts' worth of tokens, token for token what a plain forward pass over the visible text picks."""
+    n = 3 * 32  # the tiny transformer's context is 32 tokens
+    sample = generate(run, "anna", max_tokens=n, seed=2, sampling=SamplingConfig(temperature=0))[0]
+    expected = greedy_by_hand(run.model, [run.tokenizer.bos_id, *b"anna"], n, run.tokenizer.bos_id)
+    assert sample.tokens == len(expected) == n and sample.finish_reason == "length"
+    assert sample.text.encode() == bytes(expected)
+    for line in ("anna" + sample.text).split("\n")[:-1]:  # every whole line, past the context too, is grammatical
+        assert re.fullmatch(r"(anna|bob|carl) (sees|takes|likes) (the cat|a red box|it)\.", line), sample.text
 
 
 def test_stream_yields_chunks_then_end(run):

@@ -168,13 +168,14 @@ def test_trained_lstm_has_a_quote_unit_and_the_command_finds_it(quote_run, tmp_p
     assert "rank" in table and "chance:" in table and len(table.strip().splitlines()) == 5
 
 
-def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, quote_run):
     f = tmp_path / "t.txt"
     f.write_text('say "hi"\n')
     for argv, needle in [
         (["neurons", str(tmp_path), str(f)], "not a seqlab run"),
-        (["neurons", str(tmp_path), str(tmp_path / "missing.txt")], "cannot read"),
-        (["neurons", str(tmp_path), str(f), "--feature", "regex:["], "regular expression"),
+        # the first bad argument is the one named
+        (["neurons", str(tmp_path), str(tmp_path / "missing.txt")], "not a seqlab run"),
+        (["neurons", str(quote_run), str(f), "--feature", "regex:["], "regular expression"),
     ]:
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()

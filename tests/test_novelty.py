@@ -149,7 +149,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
     text.write_bytes(b"x")
     cases = [
         (["novelty", str(text)], "seqlab novelty RUN TEXT_FILE"),  # neither a run nor --corpus
-        (["novelty", "--corpus", str(corpus), str(tmp_path / "missing.txt")], "cannot read TEXT_FILE"),
+        (["novelty", "--corpus", str(corpus), str(tmp_path / "missing.txt")], "no such file"),
         (["novelty", "--corpus", str(tmp_path / "nope"), str(text)], "no such file"),
         (["novelty", str(tmp_path), str(text)], "not a seqlab run"),
         (["novelty", "--corpus", str(corpus), str(text), "--min-len", "0"], "--min-len"),

@@ -13,8 +13,9 @@ from seqlab.options import integer, number, port
     (integer(min=1), "abc", "expected an integer, got 'abc'"),
     (integer(min=1), "1.5", "expected an integer"),
     (number(min=0, max=1, min_open=True), "0", "must be in (0, 1], got 0"),
-    (number(min=0), "nan", "expected a number, got 'nan'"),
-    (number(min=0), "inf", "expected a number"),
+    (number(min=0), "nan", "must be a finite number, got nan"),
+    (number(min=0), "inf", "must be a finite number, got inf"),
+    (number(min=0), "abc", "expected a number, got 'abc'"),
     (number(max=2), "1e30", "must be <= 2, got 1e30"),
     (port, "70000", "must be in [0, 65535]"),
 ])

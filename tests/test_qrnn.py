@@ -99,12 +99,9 @@ def test_convolution_sees_exactly_the_window():
 
 def test_tiny_qrnn_learns_structure(trained_runs, corpus_file):
     """Trained by the shared loop (stateful batches, eval, checkpoint, samples), it learns the tiny grammar."""
-    from collections import Counter
-    from math import log2
-
     from seqlab.run import read_metrics
 
+    from conftest import assert_near_the_grammar, held_out_grammar_bpb
+
     final = [r for r in read_metrics(trained_runs["qrnn"]) if r["event"] == "final"][-1]
-    text = corpus_file.read_bytes()
-    unigram = -sum(c / len(text) * log2(c / len(text)) for c in Counter(text).values())
-    assert final.get("val_bpb_network", final["val_bpb"]) < 0.6 * unigram
+    assert_near_the_grammar(final["val_bpb_network"], held_out_grammar_bpb(corpus_file.read_bytes()))

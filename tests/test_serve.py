@@ -590,6 +590,7 @@ def test_seqlab_serve_bad_run_is_one_line(tmp_path):
 # ---- schema-driven fuzzing --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fuzzed_requests_never_get_a_500_and_replies_match_the_schema(runs, tmp_path):
     """Schemathesis fuzzes every operation of the served OpenAPI schema: boundary values of each field (its
     coverage phase), then generated requests, valid and invalid.

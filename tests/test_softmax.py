@@ -15,7 +15,7 @@ from seqlab.models.heads import AdaptiveHead
 from seqlab.run import load, read_metrics
 from seqlab.train import config_from_args, train
 
-from conftest import TINY, tiny_config, train_interrupted_at
+from conftest import TINY, brute_force_bits, tiny_config, train_interrupted_at
 
 BPE = "bpe:320"
 
@@ -74,10 +74,17 @@ def test_clusters_follow_training_frequency_and_are_saved(adaptive_run):
     assert torch.all(by_rank[:-1] >= by_rank[1:])  # position 0 is the most frequent token, and so on
 
 
-def test_eval_and_generate_work_on_an_adaptive_run(adaptive_run, capsys):
+def test_eval_and_generate_work_on_an_adaptive_run(adaptive_run, corpus_file, capsys):
     assert main(["eval", str(adaptive_run), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
     final = [r for r in read_metrics(adaptive_run) if r["event"] == "final"][-1]
-    assert json.loads(capsys.readouterr().out)["bpb"] == pytest.approx(final["val_bpb"], rel=1e-4)
+    assert result["bpb"] == pytest.approx(final["val_bpb"], rel=1e-4)
+    run, corpus = load(adaptive_run), corpus_file.read_bytes()  # the held-out split by hand: the last 10%
+    split = len(corpus) - math.ceil(0.1 * len(corpus))
+    context = [run.tokenizer.bos_id, *run.tokenizer.encode(corpus[:split])][-2048:]
+    tokens = [*context, *run.tokenizer.encode(corpus[split:])]
+    network = brute_force_bits(run.model, tokens, len(context)).sum() / (len(corpus) - split)
+    assert result["bpb_network"] == pytest.approx(network, rel=1e-5)  # forward's log-probs, scored plainly
     assert main(["generate", str(adaptive_run), "--prompt", "anna", "--max-tokens", "12", "--seed", "1"]) == 0
     assert capsys.readouterr().out.strip()
 

@@ -15,7 +15,7 @@ from seqlab.surprise.render import anomaly_table, html_report, terminal_text
 from seqlab.surprise.score import BLOCK, WARMUP, score_tokens
 from seqlab.train import train
 
-from conftest import structured_text, tiny_config
+from conftest import brute_force_bits, structured_text, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +50,24 @@ def _corrupt(text: str) -> tuple[bytes, int]:
 
 @pytest.mark.parametrize("arch", ["transformer", "lstm"])
 def test_summed_surprisal_equals_eval_total_bits(runs, grammar_file, arch):
-    mixed = surprise(runs[arch], grammar_file.read_bytes(), top=3, fixes=False, mixed=True)
-    network = surprise(runs[arch], grammar_file.read_bytes(), top=3, fixes=False, mixed=False)
-    result = evaluate(runs[arch], [str(grammar_file)])
+    from seqlab.compress import Header, compress_bytes
+
+    run, data = runs[arch], grammar_file.read_bytes()
+    mixed = surprise(run, data, top=3, fixes=False, mixed=True)
+    network = surprise(run, data, top=3, fixes=False, mixed=False)
+    result = evaluate(run, [str(grammar_file)])
     assert len(mixed.bits) == len(network.bits) == result["bytes"]
     assert mixed.total_bits == pytest.approx(result["bpb"] * result["bytes"], rel=1e-6)
     assert network.total_bits == pytest.approx(result["bpb_network"] * result["bytes"], rel=1e-4)
     assert np.all(network.entropy >= 0)
+    # independent references: the network read plainly, and the mixed bits as compress codes them, one step at a time
+    plain = brute_force_bits(run.model, [run.tokenizer.bos_id, *data], 1)
+    np.testing.assert_allclose(network.bits[:BLOCK], plain[:BLOCK], atol=1e-4)  # later blocks: a shorter warm-up
+    assert network.total_bits == pytest.approx(plain.sum(), rel=1e-4)
+    blob = compress_bytes(run, data)
+    coded = 8 * (len(blob) - Header.unpack(blob, "x")[1])
+    # + one block's framing (its token and word counts, varints) and the range coder's last 32-bit words
+    assert mixed.total_bits * 0.999 < coded < mixed.total_bits * 1.001 + 96
 
 
 def _random_lstm(**config) -> LSTM:
@@ -136,6 +147,7 @@ def backward_run(run_dirs, tmp_path_factory):
     return train(cfg, tmp_path_factory.mktemp("run-back"), log=lambda *a: None)
 
 
+@pytest.mark.slow
 def test_a_backward_reading_judges_the_same_fix(runs, backward_run):
     """Read both ways, the lost '.' still ranks first and is mended. The backward run, fed the text
     right to left, sees the loss too (the mirrored fix saves its network bits), and the fix is judged by
@@ -384,6 +396,7 @@ def test_html_report_carries_top5_and_escapes(runs):
     assert d["anomalies"] and {"rank", "line", "column", "expected"} <= set(d["anomalies"][0])
 
 
+@pytest.mark.slow
 def test_cli_writes_html_and_plain_text_has_no_escapes(run_dirs, tmp_path, capsys):
     path = tmp_path / "bad.txt"
     data, _ = _corrupt(structured_text(60, seed=11))

@@ -1,6 +1,7 @@
 """The command line: `seqlab VERB ...`, one module per verb."""
 
 import argparse
+import copy
 import importlib
 import sys
 
@@ -8,21 +9,56 @@ from .errors import SeqlabError
 
 # Module names: the package's own `seqlab.train` etc. are the API functions.
 VERBS = ["train", "generate", "evaluate", "info", "novelty", "neurons", "compare", "export", "surprise", "compress",
-         "serve", "styles"]
+         "serve", "styles", "predict"]
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with what it accepts, from the same declaration that checks it (options.py)."""
+
+    def _format_action(self, action):
+        accepts = getattr(action.type, "describe", lambda: "")().replace("%", "%%")
+        if accepts:
+            action = copy.copy(action)
+            action.help = f"{action.help} ({accepts})" if action.help else accepts
+        return super()._format_action(action)
 
 
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # one line and exit 2, not usage + message
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = Parser(prog="seqlab", description="Train sequence models on your own data and put them to work.")
+    parser.add_argument("--version", action="version", version=f"seqlab {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
     sub.required = True
     for verb in VERBS:
         importlib.import_module(f"seqlab.{verb}").add_cli(sub)
+    add_completion(parser, sub.choices.values())
     return parser
+
+
+PATH_OPTIONS = {"out", "output", "html", "config", "resume", "val", "corpus", "init", "backward", "prompt_file"}
+
+
+def add_completion(parser, verbs) -> None:
+    """`seqlab --print-completion bash|zsh|tcsh` prints a completion script made from this parser (shtab):
+    verbs, options and their choices, files where a path goes. Static, so a TAB never starts Python."""
+    import shtab
+
+    for verb in verbs:  # paths complete as files and folders
+        for action in verb._actions:
+            if not action.option_strings or action.dest in PATH_OPTIONS:
+                action.complete = shtab.FILE
+    shtab.add_argument_to(parser, ["--print-completion"],
+                          help="print a shell completion script: eval \"$(seqlab --print-completion bash)\"")
 
 
 def main(argv=None) -> int:

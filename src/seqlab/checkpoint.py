@@ -22,19 +22,47 @@ from .errors import SeqlabError
 CHECKPOINT_FILE = "checkpoint.safetensors"
 
 
+def before_rename(tmp: Path, path: Path) -> None:
+    """Runs between the temp file's fsync and its rename over `path`; nothing here. A test replaces it to kill
+    the process at that moment and show that the previous file is still whole."""
+
+
+class atomic_file:  # noqa: N801 - used as `with atomic_file(path) as f:`, like open()
+    """A file written beside `path` (fsync'd) and renamed onto it when the block ends without an error, else
+    removed: a reader never sees half of it. A device or pipe (-o /dev/null) is written to, never replaced."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.direct = self.path.exists() and not self.path.is_file()
+        self.tmp = self.path if self.direct else self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+
+    def __enter__(self):
+        self.file = open(self.tmp, "wb")
+        return self.file
+
+    def __exit__(self, kind, *rest):
+        if self.direct:
+            self.file.close()
+            return
+        if kind is not None:
+            self.file.close()
+            self.tmp.unlink(missing_ok=True)
+            return
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        before_rename(self.tmp, self.path)
+        os.replace(self.tmp, self.path)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_file(path) as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import torch
 
-from .config import RunConfig, apply_override
+from .config import RunConfig, apply_override, option_for
 from .errors import SeqlabError
-from .models import ARCHS, arch_entry, model_config
+from .models import ARCHS, model_config
+from .options import budget, corpus_path, integer, key_value, names, output_dir
+from .progress import bar, write
 from .run import CONFIG_FILE, load, read_metrics
 
 GEN_TOKENS = 200
@@ -38,16 +40,7 @@ class Row:
     seconds: float | None = None
 
 
-def parse_archs(text: str) -> list[str]:
-    archs = list(dict.fromkeys(a.strip() for a in text.split(",") if a.strip()))
-    if not archs:
-        raise SeqlabError(f"--archs needs at least one architecture, e.g. --archs {','.join(ARCHS)}")
-    for arch in archs:
-        arch_entry(arch)  # one-line error naming the valid ones
-    return archs
-
-
-def compare(base: RunConfig, archs: list[str], out, models: dict | None = None, log=print) -> list[Row]:
+def compare(base: RunConfig, archs: list[str], out, models: dict | None = None, log=write) -> list[Row]:
     """Train every arch in `archs` with `base`'s data and training settings; returns the table rows.
 
     models: {arch: model config values} (defaults where not given).
@@ -62,13 +55,15 @@ def compare(base: RunConfig, archs: list[str], out, models: dict | None = None, 
     base = copy.deepcopy(base)
     base.train.threads = base.train.threads or torch.get_num_threads()  # the same for every arch
     rows = []
-    for arch in archs:
-        cfg = copy.deepcopy(base)
-        cfg.arch, cfg.model = arch, dict(models.get(arch, {}))
-        log(f"── {arch} ──")
-        run_dir = train(cfg, out / arch, log=lambda msg: None)
-        rows.append(run_row(arch, run_dir))
-        log(f"{arch}: {rows[-1].bpb:.4f} bits per byte held out")
+    with bar(total=len(archs), desc="compare", unit="arch") as progress:  # each run's training line shows below
+        for arch in archs:
+            cfg = copy.deepcopy(base)
+            cfg.arch, cfg.model = arch, dict(models.get(arch, {}))
+            log(f"── {arch} ──")
+            run_dir = train(cfg, out / arch, log=lambda msg: None)
+            rows.append(run_row(arch, run_dir))
+            log(f"{arch}: {rows[-1].bpb:.4f} bits per byte held out")
+            progress.update()
     rows += compressor_rows(base)
     write_report(out, base, rows)
     return rows
@@ -114,9 +109,10 @@ def corpus_bytes(data_cfg) -> tuple[bytes, bytes]:
     task = task_documents(data_cfg)
     if task:
         return b"".join(d.data for d in task[0]), b"".join(d.data for d in task[1])
-    docs = read_documents(data_cfg.paths or [default_corpus_path()])
+    docs = read_documents(data_cfg.paths or [default_corpus_path()], data_cfg.text_field)
     if data_cfg.val_paths:
-        return b"".join(d.data for d in docs), b"".join(d.data for d in read_documents(data_cfg.val_paths))
+        val = read_documents(data_cfg.val_paths, data_cfg.text_field)
+        return b"".join(d.data for d in docs), b"".join(d.data for d in val)
     return held_out_bytes(docs, data_cfg.val_fraction)
 
 
@@ -183,39 +179,40 @@ def plot_curves(out: Path, archs: list[str], rows: list[Row]) -> Path:
 def add_cli(sub) -> None:
     p = sub.add_parser("compare", help="train several architectures on one corpus for one budget, then a table",
                        description="Train each architecture for the same budget, sequentially, and compare.")
-    p.add_argument("corpus", nargs="*", help="training data, as for `seqlab train` (default: bundled corpus)")
-    p.add_argument("--archs", default=",".join(ARCHS), help=f"comma-separated (default: {','.join(ARCHS)})")
+    p.add_argument("corpus", nargs="*", type=corpus_path,
+                   help="training data, as for `seqlab train` (default: bundled corpus)")
+    p.add_argument("--archs", default=",".join(ARCHS), type=names(*ARCHS), help="default: all")
     clock_group = p.add_mutually_exclusive_group()
-    clock_group.add_argument("--budget", default="5m", help="wall-clock training time per arch (default 5m)")
-    clock_group.add_argument("--max-steps", type=int, help="train each for exactly N steps instead")
-    p.add_argument("--out", help="directory for the runs and the report (default runs/compare-DATE)")
-    p.add_argument("--threads", type=int, help="CPU threads for every run (default: every core)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+    clock_group.add_argument("--budget", default="5m", type=budget, help="training time per arch (default 5m)")
+    clock_group.add_argument("--max-steps", type=integer(min=1), help="train each for exactly N steps instead")
+    p.add_argument("--out", type=output_dir, help="directory for the runs and the report (default runs/compare-DATE)")
+    p.add_argument("--threads", type=option_for("train.threads"), help="CPU threads for every run (default 0: all)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=key_value,
                    help="train.KEY=VALUE or data.KEY=VALUE for every run, ARCH.KEY=VALUE for one model "
                         "(e.g. --set lstm.n_hidden=256)")
     p.set_defaults(func=cli)
 
 
 def config_from_args(args, archs: list[str]) -> tuple[RunConfig, dict]:
-    from .config import DataConfig, parse_duration
+    from .config import DataConfig
 
     cfg, models = RunConfig(data=DataConfig(paths=list(args.corpus))), {}
     if args.max_steps is not None:
         cfg.train.max_steps = args.max_steps
     else:
-        cfg.train.budget_seconds = parse_duration(args.budget)
+        cfg.train.budget_seconds = args.budget
     if args.threads is not None:
         cfg.train.threads = args.threads
     for item in args.set:
-        key, sep, value = item.partition("=")
+        key, _, value = item.partition("=")
         head, _, rest = key.partition(".")
-        if not sep or not rest:
+        if not rest:
             raise SeqlabError(f"--set expects KEY=VALUE with KEY like train.lr or lstm.n_hidden, got {item!r}")
         if head in ("train", "data"):
             apply_override(cfg, key, value)
         elif head in archs:
             model = model_config(head, models.get(head, {}))
-            apply_override(model, rest, value)  # unknown keys and bad values: one-line errors
+            apply_override(model, rest, value, head)  # unknown keys and bad values: one-line errors
             models[head] = asdict(model)
         else:
             raise SeqlabError(f"--set {item!r}: KEY must start with train., data. or an arch of --archs "
@@ -224,7 +221,7 @@ def config_from_args(args, archs: list[str]) -> tuple[RunConfig, dict]:
 
 
 def cli(args) -> None:
-    archs = parse_archs(args.archs)
+    archs = args.archs
     base, models = config_from_args(args, archs)
     out = Path(args.out) if args.out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     rows = compare(base, archs, out, models)

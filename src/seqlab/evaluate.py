@@ -14,6 +14,8 @@ from .data.corpus import TokenData, cache_root, encode_corpus, read_documents
 from .data.tasks import format_accuracy, task_accuracy, task_documents, task_name
 from .errors import SeqlabError
 from .models.style import for_document
+from .options import corpus_path, device, run_dir
+from .progress import bar, quiet
 from .scoring import describe_run_context, mixing_session, run_token_bits
 
 
@@ -34,12 +36,14 @@ def _score_items(run, items, adapter=None) -> tuple[list[dict], dict]:
     """items: (name, tokens, n_context, n_bytes) -> per-item rows and the total, scored in order as one stream."""
     rows, totals = [], np.zeros(4)
     session = mixing_session(run)
-    for name, tokens, n_context, n_bytes in items:
-        with for_document(run.model, name):  # a styled run reads each document in its own source's style
-            bits, network = run_token_bits(run, tokens, n_context, session, adapter)
-        n_tokens = len(tokens) - n_context
-        rows.append(_summary(name, float(bits.sum()), float(network.sum()), n_bytes, n_tokens))
-        totals += (bits.sum(), network.sum(), n_bytes, n_tokens)
+    n_scored = sum(len(tokens) - n_context for _, tokens, n_context, _ in items)
+    with bar(total=n_scored, desc="eval, adapting" if adapter else "eval", unit="tok") as progress:
+        for name, tokens, n_context, n_bytes in items:
+            with for_document(run.model, name):  # a styled run reads each document in its own source's style
+                bits, network = run_token_bits(run, tokens, n_context, session, progress, adapter)
+            n_tokens = len(tokens) - n_context
+            rows.append(_summary(name, float(bits.sum()), float(network.sum()), n_bytes, n_tokens))
+            totals += (bits.sum(), network.sum(), n_bytes, n_tokens)
     return rows, _summary("total", totals[0], totals[1], int(totals[2]), int(totals[3]))
 
 
@@ -76,22 +80,26 @@ def evaluate(run, files: list[str] | None = None, adapt=None) -> dict:
     (dynamic evaluation); its figures are under "adapted".
     """
     if files:
-        docs = read_documents(files)
+        docs = read_documents(files, run.config.data.text_field)
         bos = run.tokenizer.bos_id
         items = [(d.name, np.concatenate([[bos], run.tokenizer.encode(d.data)]), 1, len(d.data))
                  for d in docs if d.data]
         return _report(run, items, "files", adapt)
-    cfg = run.config.data
+    result = evaluate_held_out(run, held_out_data(run), adapt)
+    if task_name(run.config.data.paths):
+        result["task"] = task_accuracy(run.model, run.tokenizer, task_name(run.config.data.paths), run.device)
+    return result
+
+
+def held_out_data(run) -> TokenData:
+    """The run's corpus tokenised as its training split it (the held-out split is `.held_out`)."""
     from .data.corpus import default_corpus_path
 
+    cfg = run.config.data
     docs, val_docs = task_documents(cfg) or (  # "task:NAME": generated examples, own held-out set
-        read_documents(cfg.paths or [default_corpus_path()]),
-        read_documents(cfg.val_paths) if cfg.val_paths else [])
-    data = encode_corpus(docs, val_docs, run.tokenizer, cfg.val_fraction, cache_root())
-    result = evaluate_held_out(run, data, adapt)
-    if task_name(cfg.paths):
-        result["task"] = task_accuracy(run.model, run.tokenizer, task_name(cfg.paths), run.device)
-    return result
+        read_documents(cfg.paths or [default_corpus_path()], cfg.text_field),
+        read_documents(cfg.val_paths, cfg.text_field) if cfg.val_paths else [])
+    return encode_corpus(docs, val_docs, run.tokenizer, cfg.val_fraction, cache_root())
 
 
 MAX_ROWS = 50  # per-source rows shown in the table (all are in --json)
@@ -124,10 +132,11 @@ def format_adapted(result: dict) -> str:
 
 def add_cli(sub) -> None:
     p = sub.add_parser("eval", help="bits per byte on the held-out split or on files")
-    p.add_argument("run")
-    p.add_argument("files", nargs="*", help="files to score instead of the held-out split")
+    p.add_argument("run", type=run_dir)
+    p.add_argument("files", nargs="*", type=corpus_path,
+                   help="files to score instead of the held-out split")
     p.add_argument("--json", action="store_true", help="print JSON (the figure is under 'bpb')")
-    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda")
+    p.add_argument("--device", default="auto", type=device, help="default auto: a GPU when there is one")
     add_adapt_options(p)
     p.set_defaults(func=cli)
 
@@ -147,9 +156,13 @@ def add_adapt_options(p) -> None:
 
 def cli(args) -> None:
     from .run import load
+    from .series.evaluate import is_series_run, series_cli
 
+    if is_series_run(args.run):  # a numeric series run: its model against the baselines (series/evaluate.py)
+        return series_cli(args)
     run = load(args.run, device=args.device)
-    result = evaluate(run, args.files or None, adapt_options(args))
+    with quiet(args.json):
+        result = evaluate(run, args.files or None, adapt_options(args))
     if not math.isfinite(result["bpb"]):
         raise SeqlabError("the model produced non-finite scores; the checkpoint may be damaged")
     if args.json:

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from .errors import SeqlabError
+from .options import integer, one_of, output_path, plain_name, run_dir
+from .progress import bar
 
 FORMATS = ("hf", "onnx")
 OPSET = 17
@@ -170,7 +172,8 @@ def export_onnx(run, path: Path) -> Path:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError:
         raise SeqlabError("ONNX export needs the onnx package: pip install 'seqlab[interop]'") from None
-    with torch.no_grad(), warnings.catch_warnings():
+    progress = bar(total=2, desc="export: tracing to ONNX", unit="step", bar_format="{desc} {n}/{total} {elapsed}")
+    with progress, torch.no_grad(), warnings.catch_warnings():
         # The trace keeps the shape checks as constants, and our state *is* an input: both warnings are moot.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
@@ -180,7 +183,9 @@ def export_onnx(run, path: Path) -> Path:
         except Exception as e:  # an op the exporter cannot express (e.g. a custom autograd Function)
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise SeqlabError(f"cannot export this {run.config.arch} model to ONNX: {first}") from None
-    error = verify_onnx(model, path)
+        progress.set_description("export: checking with onnxruntime")
+        progress.update()
+        error = verify_onnx(model, path)
     if error:
         path.unlink()
         raise SeqlabError(f"the {run.config.arch} model does not export to ONNX faithfully ({error}); "
@@ -253,14 +258,14 @@ instance_group [ {{ kind: KIND_AUTO count: 1 }} ]
 
 def add_cli(sub) -> None:
     p = sub.add_parser("export", help="write a run as a Hugging Face model or ONNX (optionally for Triton)")
-    p.add_argument("run")
-    p.add_argument("out", help="output folder (hf, --triton) or .onnx file")
-    p.add_argument("--format", default="onnx", help="hf (transformer runs) or onnx (default)")
+    p.add_argument("run", type=run_dir)
+    p.add_argument("out", type=output_path, help="output folder (hf, --triton) or .onnx file")
+    p.add_argument("--format", default="onnx", type=one_of(*FORMATS), help="hf: transformer runs; default onnx")
     p.add_argument("--triton", action="store_true", help="write a Triton model repository: OUT/NAME/1/model.onnx")
-    p.add_argument("--name", help="Triton model name (default: the run folder's name)")
-    p.add_argument("--max-batch-size", type=int, default=32, help="Triton: largest dynamic batch")
-    p.add_argument("--queue-delay-us", type=int, default=2000, help="Triton: wait this long to fill a batch")
-    p.add_argument("--queue-timeout-us", type=int, default=1_000_000,
+    p.add_argument("--name", type=plain_name, help="Triton model name (default: the run folder's name)")
+    p.add_argument("--max-batch-size", type=integer(min=1), default=32, help="Triton: largest dynamic batch")
+    p.add_argument("--queue-delay-us", type=integer(min=0), default=2000, help="Triton: wait this long to fill a batch")
+    p.add_argument("--queue-timeout-us", type=integer(min=1), default=1_000_000,
                    help="Triton: reject a request that waited this long in the queue")
     p.set_defaults(func=cli)
 

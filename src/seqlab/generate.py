@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .config import MAX_TOKENS, SAMPLES, kind_of
 from .errors import SeqlabError
 from .models.style import conditioned, resolve_style
+from .options import InputFile, device, run_dir, seed, text
 from .sampling import Sampler, SamplingConfig, StopMatcher
 
 
@@ -112,20 +114,24 @@ def generate(run, prompt: str | bytes = "", n: int = 1, max_tokens: int = 500, *
 
 def add_cli(sub) -> None:
     p = sub.add_parser("generate", help="sample text from a trained run")
-    p.add_argument("run")
+    p.add_argument("run", type=run_dir)
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--prompt", default=None, help="text to continue")
-    src.add_argument("--prompt-file", default=None, help="file whose bytes are the prompt")
-    p.add_argument("--n", type=int, default=1, help="number of samples")
-    p.add_argument("--max-tokens", type=int, default=500)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--repetition-penalty", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--stop", action="append", default=[], help="stop before this string (repeatable)")
-    p.add_argument("--style", help="a styled run's source (see seqlab styles), a mix \"A:0.7,B:0.3\", or random")
-    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda")
+    src.add_argument("--prompt", default=None, type=text, help="text to continue")
+    src.add_argument("--prompt-file", default=None, type=InputFile(empty="is an empty prompt, as --prompt ''"),
+                     help="file whose bytes are the prompt")
+    p.add_argument("--n", type=SAMPLES, default=1, help="number of samples")
+    p.add_argument("--max-tokens", type=MAX_TOKENS, default=500, help="default 500")
+    sampling = lambda name: kind_of(SamplingConfig, name)  # noqa: E731 - the server's request takes the same ranges
+    p.add_argument("--temperature", type=sampling("temperature"), default=0.8, help="0 = greedy; default 0.8")
+    p.add_argument("--top-k", type=sampling("top_k"), default=0, help="default 0: no limit")
+    p.add_argument("--top-p", type=sampling("top_p"), default=1.0, help="default 1: no limit")
+    p.add_argument("--repetition-penalty", type=sampling("repetition_penalty"), default=1.0,
+                   help="> 1 discourages tokens already in the prompt or output; default 1: off")
+    p.add_argument("--seed", type=seed, default=None, help="default: a random one")
+    p.add_argument("--stop", action="append", default=[], type=text, help="stop before this string (repeatable)")
+    p.add_argument("--style", type=text,
+                   help="a styled run's source (see seqlab styles), a mix \"A:0.7,B:0.3\", or random")
+    p.add_argument("--device", default="auto", type=device, help="default auto: a GPU when there is one")
     p.add_argument("--check-novelty", action="store_true",
                    help="after generating, report each sample's longest copy from the training corpus")
     p.set_defaults(func=cli)

@@ -5,6 +5,7 @@ import sys
 
 from .checkpoint import checkpoint_metadata
 from .errors import SeqlabError
+from .options import run_dir
 from .progress import clock
 from .run import load, read_metrics
 
@@ -67,7 +68,7 @@ def format_info(d: dict) -> str:
 
 def add_cli(sub) -> None:
     p = sub.add_parser("info", help="describe a run")
-    p.add_argument("run")
+    p.add_argument("run", type=run_dir)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cli)
 

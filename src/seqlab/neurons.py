@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .errors import SeqlabError
+from .options import device, input_file, integer, output_file, pattern, run_dir
 
 FEATURES = ["quote", "depth", "line-pos", "regex:PATTERN"]
 LSTM_CHUNK = 2048  # tokens per forward call; the state is carried between chunks
@@ -297,16 +298,28 @@ def format_table(result: dict, name: str) -> str:
     return "\n".join(lines)
 
 
+def _feature_problem(name: str) -> str | None:
+    try:
+        feature_values(b"", name)
+    except SeqlabError as e:
+        return str(e)
+    return None
+
+
+feature = pattern("feature", _feature_problem, "quote, depth, line-pos or regex:PATTERN")
+
+
 def add_cli(sub) -> None:
     p = sub.add_parser("neurons", help="find hidden units that track a feature of the text")
-    p.add_argument("run")
-    p.add_argument("file")
-    p.add_argument("--feature", default="quote", help="quote, depth, line-pos or regex:PATTERN (default quote)")
-    p.add_argument("--top", type=int, default=10, help="how many units to list")
-    p.add_argument("--html", metavar="OUT.html", help="write the text shaded by each top unit's activation")
-    p.add_argument("--html-bytes", type=int, default=3000, help="bytes of the file shown in the HTML view")
+    p.add_argument("run", type=run_dir)
+    p.add_argument("file", type=input_file)
+    p.add_argument("--feature", default="quote", type=feature, help="default quote")
+    p.add_argument("--top", type=integer(min=1), default=10, help="how many units to list")
+    p.add_argument("--html", metavar="OUT.html", type=output_file,
+                   help="write the text shaded by each top unit's activation")
+    p.add_argument("--html-bytes", type=integer(min=1), default=3000, help="bytes of the file shown in the HTML view")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device)
     p.set_defaults(func=cli)
 
 
@@ -317,10 +330,9 @@ def cli(args) -> None:
         data = Path(args.file).read_bytes()
     except OSError as e:
         raise SeqlabError(f"cannot read {args.file}: {e.strerror}") from None
-    feature_values(b"", args.feature)  # reject a bad --feature before loading the model
     run = load(args.run, device=args.device)
     require_forward(run.path, run.config, "neurons")
-    result = neurons(run, data, args.feature, args.top, max(args.html_bytes, 0) if args.html else 0)
+    result = neurons(run, data, args.feature, args.top, args.html_bytes if args.html else 0)
     if args.html:
         write_html(args.html, args.file, data, result)
     if args.json:

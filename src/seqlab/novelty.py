@@ -31,8 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.corpus import cache_root, default_corpus_path, resolve_paths, split_document
+from .data.corpus import RECORD_FORMATS, cache_root, default_corpus_path, read_records, resolve_paths, split_document
 from .errors import SeqlabError
+from .options import corpus_path, integer, is_run, output_file, run_or_file
+from .progress import bar, quiet
 
 INDEX_VERSION = 3
 MANIFEST = "manifest.json"
@@ -159,7 +161,9 @@ def _stat(path: Path) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _train_part(path: Path, val_fraction: float) -> bytes:
+def _train_part(path: Path, val_fraction: float, text_field: str = "") -> bytes:
+    if text_field and path.suffix.lower() in RECORD_FORMATS:  # records, one per line, as the run read them
+        return b"\n".join(split_document(d.data, val_fraction)[0] for d in read_records(path, text_field))
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -171,7 +175,7 @@ def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _is_current(directory: Path, paths: list[Path], val_fraction: float) -> bool:
+def _is_current(directory: Path, paths: list[Path], val_fraction: float, text_field: str) -> bool:
     """True when the cached index matches the corpus; unchanged stats skip re-reading the files."""
     try:
         manifest = json.loads((directory / MANIFEST).read_text())
@@ -179,13 +183,14 @@ def _is_current(directory: Path, paths: list[Path], val_fraction: float) -> bool
         return False
     files = manifest.get("files", [])
     if (manifest.get("version") != INDEX_VERSION or manifest.get("val_fraction") != val_fraction
+            or manifest.get("text_field", "") != text_field
             or [f["name"] for f in files] != [str(p) for p in paths]):
         return False
     touched = False
     for f, path in zip(files, paths):
         stat = _stat(path)
         if stat != {"size": f["size"], "mtime_ns": f["mtime_ns"]}:
-            if _digest(_train_part(path, val_fraction)) != f["digest"]:
+            if _digest(_train_part(path, val_fraction, text_field)) != f["digest"]:
                 return False
             f.update(stat)  # same bytes, new mtime (e.g. a touch): remember, so the next check is cheap
             touched = True
@@ -194,45 +199,62 @@ def _is_current(directory: Path, paths: list[Path], val_fraction: float) -> bool
     return True
 
 
-def _build(directory: Path, paths: list[Path], val_fraction: float) -> None:
-    from pydivsufsort import divsufsort
-
+def _build(directory: Path, paths: list[Path], val_fraction: float, text_field: str) -> None:
     parts, files, at = [], [], 0
-    for path in paths:
-        stat = _stat(path)
-        part = _train_part(path, val_fraction)
-        files.append({"name": str(path), **stat, "digest": _digest(part), "start": at, "train_bytes": len(part)})
-        parts.append(part)
-        at += len(part) + 1
+    with bar(total=sum(_stat(p)["size"] for p in paths), desc="novelty index: reading") as progress:
+        for path in paths:
+            stat = _stat(path)
+            part = _train_part(path, val_fraction, text_field)
+            files.append({"name": str(path), **stat, "digest": _digest(part), "start": at, "train_bytes": len(part)})
+            parts.append(part)
+            at += len(part) + 1
+            progress.update(stat["size"])
     counts = np.bincount(np.frombuffer(b"".join(parts), dtype=np.uint8), minlength=256)
     if not counts.sum():
         raise SeqlabError(f"the corpus has no training bytes ({len(paths)} file(s), val_fraction {val_fraction})")
     separator = int(np.argmin(counts))  # a byte that never occurs, for text: no match can cross it
     corpus = bytes([separator]).join(parts)
-    sa = divsufsort(corpus)  # int32 below 2 GiB, int64 above
+    sa = _suffix_array(corpus)
     tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     np.save(tmp / "corpus.npy", np.frombuffer(corpus, dtype=np.uint8), allow_pickle=False)
     np.save(tmp / "sa.npy", sa, allow_pickle=False)
     np.save(tmp / "newlines.npy", np.flatnonzero(np.frombuffer(corpus, dtype=np.uint8) == 10), allow_pickle=False)
-    manifest = {"version": INDEX_VERSION, "val_fraction": val_fraction, "separator": separator,
-                "bytes": len(corpus), "files": files}
+    manifest = {"version": INDEX_VERSION, "val_fraction": val_fraction, "text_field": text_field,
+                "separator": separator, "bytes": len(corpus), "files": files}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
     if directory.exists():
         shutil.rmtree(directory)
     os.replace(tmp, directory)
 
 
-def open_index(patterns: list[str], directory: Path | None = None, val_fraction: float = 0.0) -> NoveltyIndex:
-    """The index over the files `patterns` name (train part when val_fraction > 0), built or reused."""
+def _suffix_array(corpus: bytes) -> np.ndarray:
+    """libdivsufsort's suffix array (int32 below 2 GiB, int64 above). It gives no progress of its own, so it runs
+    in a thread (the call releases the GIL) while a bar counts the seconds: 100 MB takes about 15 s of CPU."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    from pydivsufsort import divsufsort
+
+    with ThreadPoolExecutor(1) as pool, bar(desc=f"novelty index: sorting {len(corpus):,} bytes",
+                                            bar_format="{desc} {elapsed}") as b:
+        job = pool.submit(divsufsort, corpus)
+        while not wait([job], timeout=0.5).done:
+            b.refresh()
+        return job.result()
+
+
+def open_index(patterns: list[str], directory: Path | None = None, val_fraction: float = 0.0,
+               text_field: str = "") -> NoveltyIndex:
+    """The index over the files `patterns` name (train part when val_fraction > 0), built or reused.
+    text_field: JSONL/CSV/Parquet files are read as their records' text in that field, one per line."""
     paths = [p.resolve() for p in resolve_paths(patterns)]
     if directory is None:
         key = hashlib.blake2b(json.dumps([str(p) for p in paths]).encode(), digest_size=12).hexdigest()
         directory = cache_root().parent / "novelty" / f"{key}-{val_fraction}"
     directory = Path(directory)
-    if _is_current(directory, paths, val_fraction):
+    if _is_current(directory, paths, val_fraction, text_field):
         return NoveltyIndex(directory)
-    _build(directory, paths, val_fraction)
+    _build(directory, paths, val_fraction, text_field)
     return NoveltyIndex(directory, built_now=True)
 
 
@@ -245,7 +267,7 @@ def run_index(run_dir) -> NoveltyIndex:
     # Mirror encode_corpus: with explicit --val files every training document is used whole.
     fraction = 0.0 if data.val_paths else data.val_fraction
     try:
-        return open_index(patterns, Path(run_dir) / "novelty", fraction)
+        return open_index(patterns, Path(run_dir) / "novelty", fraction, data.text_field)
     except SeqlabError as e:
         raise SeqlabError(f"{e} (the corpus of run {run_dir}; give it with --corpus PATH)") from None
 
@@ -367,13 +389,13 @@ def to_json(report: dict) -> dict:
 
 def add_cli(sub) -> None:
     p = sub.add_parser("novelty", help="was this text memorised? longest copies from the training corpus")
-    p.add_argument("inputs", nargs="+", metavar="[RUN] TEXT_FILE",
+    p.add_argument("inputs", nargs="+", metavar="[RUN] TEXT_FILE", type=run_or_file,
                    help="a run (its training split is the corpus) and the text; or just the text with --corpus")
-    p.add_argument("--corpus", action="append", metavar="PATH",
+    p.add_argument("--corpus", action="append", metavar="PATH", type=corpus_path,
                    help="file, directory or glob to compare against instead of a run's corpus (repeatable)")
-    p.add_argument("--min-len", type=int, default=20, help="shortest copy that counts as copied (bytes)")
+    p.add_argument("--min-len", type=integer(min=1), default=20, help="shortest copy that counts as copied (bytes)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--html", metavar="OUT.html", help="write a highlighted HTML view")
+    p.add_argument("--html", metavar="OUT.html", type=output_file, help="write a highlighted HTML view")
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     p.set_defaults(func=cli)
 
@@ -391,13 +413,17 @@ def cli(args) -> None:
         raise SeqlabError(f"got {len(args.inputs)} path(s) {' '.join(args.inputs)}; use "
                           "`seqlab novelty RUN TEXT_FILE` or `seqlab novelty --corpus PATH TEXT_FILE`")
     *run, args.text_file = args.inputs
+    if run and not is_run(run[0]):
+        raise SeqlabError(f"{run[0]} is not a seqlab run; use `seqlab novelty RUN TEXT_FILE` or "
+                          "`seqlab novelty --corpus PATH TEXT_FILE`")
+    if is_run(args.text_file):
+        raise SeqlabError(f"TEXT_FILE {args.text_file} is a seqlab run; give the text to check")
     try:
         text = Path(args.text_file).read_bytes()
     except OSError as e:
         raise SeqlabError(f"cannot read TEXT_FILE {args.text_file}: {e.strerror}") from None
-    if args.min_len < 1:
-        raise SeqlabError(f"--min-len must be at least 1, got {args.min_len}")
-    index, corpus_name = _index_for(args, run[0] if run else None)
+    with quiet(args.json):
+        index, corpus_name = _index_for(args, run[0] if run else None)
     report = novelty(index, text, args.min_len)
     if args.html:
         write_html(args.html, args.text_file, text, report)

@@ -15,12 +15,13 @@ from pathlib import Path
 import torch
 
 from .errors import SeqlabError
+from .options import HF_HOW_TO
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 BUFFERS = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")  # causal-mask buffers older GPT-2 files carry
 ACTIVATIONS = {"gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "gelu_fast": "gelu", "gelu": "gelu_exact"}
 FINETUNE_LR = 1e-4  # default --lr with --init (from scratch it is 3e-3)
-HOW_TO = "a folder written by transformers' save_pretrained (config.json, model.safetensors, tokenizer.json)"
+HOW_TO = HF_HOW_TO
 
 
 def read_gpt2_config(path) -> dict:

@@ -88,6 +88,9 @@ def load(run_dir, device: str = "cpu") -> Run:
     """Rebuild a trained run: config, tokenizer and model (in eval mode) on `device`."""
     run_dir = Path(run_dir)
     config = read_config(run_dir)
+    if config.series.events:
+        raise SeqlabError(f"{run_dir} is a numeric series run (train --series): use seqlab eval, predict or serve "
+                          f"with it")
     tokenizer = reading(load_tokenizer(run_dir), config.data.backward)
     dev = resolve_device(device)
     model = build_model(config.arch, config.model)

@@ -4,30 +4,9 @@ Each row has its own settings and its own random generator, so a row's output
 depends only on its own seed, never on what else shares the batch.
 """
 
-from dataclasses import dataclass
-
 import torch
 
-from .errors import SeqlabError
-
-
-@dataclass
-class SamplingConfig:
-    temperature: float = 0.8  # 0 = greedy
-    top_k: int = 0  # 0 = no limit
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the prompt or output
-
-    def validate(self) -> "SamplingConfig":
-        if not (self.temperature >= 0):
-            raise SeqlabError(f"--temperature must be >= 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise SeqlabError(f"--top-k must be >= 0, got {self.top_k}")
-        if not (0 < self.top_p <= 1):
-            raise SeqlabError(f"--top-p must be in (0, 1], got {self.top_p}")
-        if not (self.repetition_penalty > 0):
-            raise SeqlabError(f"--repetition-penalty must be > 0, got {self.repetition_penalty}")
-        return self
+from .config import SamplingConfig  # declared with the other configs: its ranges are the CLI's and the server's
 
 
 class Sampler:

@@ -164,11 +164,14 @@ def score_run(run, tokens: np.ndarray, n_context: int, session=None, adapter=Non
     yield from session.mix(stream, tokens, n_context)
 
 
-def run_token_bits(run, tokens: np.ndarray, n_context: int, session=None,
+def run_token_bits(run, tokens: np.ndarray, n_context: int, session=None, bar=None,
                    adapter=None) -> tuple[np.ndarray, np.ndarray]:
-    """(bits of each token in tokens[n_context:], the network's bits alone)."""
+    """(bits of each token in tokens[n_context:], the network's bits alone); `bar` (progress.bar) counts tokens;
+    `adapter` (adapt.Adapter): the network learns from each chunk once scored."""
     mixed, network = [], []
     for _, logp, targets, net_logp in score_run(run, tokens, n_context, session, adapter):
+        if bar is not None:
+            bar.update(len(targets))
         idx = targets[:, None]
         mixed.append((-logp.gather(1, idx)[:, 0] / np.log(2)).cpu().numpy())
         network.append((-net_logp.gather(1, idx)[:, 0] / np.log(2)).cpu().numpy())

@@ -85,9 +85,18 @@ def bootstrap_statistic(statistic, n: int, block_len: int, n_boot: int = 1000, l
     """Percentile interval of statistic(indices) over moving-block draws of n time-ordered rows.
 
     Draws where the statistic is undefined (it returns nan, e.g. an AUC on rows of one class) are left out.
+    A statistic that returns an array (several figures of the same rows) gives arrays (low, high), one
+    interval per entry, all from the same draws.
     """
     rng = np.random.default_rng(seed)
     draws = np.array([statistic(moving_blocks(n, block_len, rng)) for _ in range(n_boot)], dtype=float)
+    if draws.ndim > 1:
+        low, high = zip(*(_finite_percentiles(column, level) for column in draws.T))
+        return np.array(low), np.array(high)
+    return _finite_percentiles(draws, level)
+
+
+def _finite_percentiles(draws: np.ndarray, level: float) -> tuple[float, float]:
     draws = draws[np.isfinite(draws)]
     if len(draws) == 0:
         return float("nan"), float("nan")

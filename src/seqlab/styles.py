@@ -7,6 +7,7 @@ import numpy as np
 
 from .errors import SeqlabError
 from .models.style import styles_of
+from .options import output_file, run_dir
 from .run import load, read_metrics
 
 
@@ -69,8 +70,8 @@ def format_styles(d: dict) -> str:
 
 def add_cli(sub) -> None:
     p = sub.add_parser("styles", help="list a styled run's sources and plot their style vectors")
-    p.add_argument("run")
-    p.add_argument("--out", help="PNG file for the 2-D PCA plot (default RUN/styles.png)")
+    p.add_argument("run", type=run_dir)
+    p.add_argument("--out", type=output_file, help="PNG file for the 2-D PCA plot (default RUN/styles.png)")
     p.set_defaults(func=cli)
 
 

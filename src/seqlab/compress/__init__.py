@@ -1,8 +1,9 @@
 """`seqlab compress` / `seqlab decompress`, and the classical compressors seqlab is measured against.
 
-    codec.py       compress_bytes / decompress_bytes: the model's predictions (count model mixed in,
-                   as eval scores) drive a range coder; the .sqz header; the CLI
-    rangecoder.py  the 64-bit range coder itself
+    codec.py       compress_bytes / decompress_bytes (and _file): the model's predictions (count model mixed
+                   in, as eval scores) drive constriction's range coder; the CLI
+    lockstep.py    a block of the file read as segments side by side, one model step for all of them
+    header.py      the .sqz header: fingerprints of the run and count model, torch version, threads, CRC
     classical.py   gzip, bzip2, xz and zstd as yardsticks (seqlab compare, bench/)
 
     import seqlab
@@ -12,6 +13,7 @@
     assert decompress_bytes(run, blob) == b"ROMEO: ..."
 """
 
-from .codec import Header, add_cli, compress_bytes, decompress_bytes
+from .codec import add_cli, compress_bytes, compress_file, decompress_bytes, decompress_file
+from .header import Header
 
-__all__ = ["compress_bytes", "decompress_bytes", "Header", "add_cli"]
+__all__ = ["compress_bytes", "decompress_bytes", "compress_file", "decompress_file", "Header", "add_cli"]

@@ -1,278 +1,211 @@
 """`seqlab compress` / `seqlab decompress`: range coding driven by the model's next-token probabilities.
 
-The file is coded as one stream, one token at a time through the model's
-incremental `step`, from BOS. Each prediction is the one `seqlab eval` scores
-the file with, so the compressed size is eval's bits per byte plus the header:
-when the run has a count model, the network's log-probabilities are mixed with
-the count experts by the run's OnlineMixer (countmodel/mixer.py), and the counts (from
-countmodel.StepReader, eval's counts for a decoder that learns one token at a
-time) and the mixing weights change after every `config.counts.chunk` tokens,
-exactly as eval's one left-to-right pass changes them. Decompression repeats the
-very same computation (same inputs at every step, same thread count), so both
-sides see bit-identical probabilities. Why not several streams in one batch (a
-few times faster per step): streams read in lockstep learn each other's text
-later than eval's single pass does, which cost 20% on a 16 KB file.
-
-Probabilities are quantised to integer frequencies summing to at most TOTAL
-(every token gets at least 1), then coded with rangecoder.py.
+Each prediction is made as `seqlab eval` makes it: the network's log-probabilities
+mixed with the run's count model by its OnlineMixer (countmodel/mixer.py), the
+counts and mixing weights learning from the text as they go. A token at a time that
+is slow (450-800 bytes/s), so the file is read in blocks of up to BLOCK_BYTES, each
+cut into up to 256 segments of at least 4,096 tokens that are read side by side, in
+lockstep (lockstep.py): one model step and one count-model blend give the next token
+of every segment at once. Each segment starts cold from BOS, and the count model
+sees the segments' texts in another order than eval's one pass, which costs a little
+(docs/compress.md measures it against eval: well under 1% on 1 MB). Decompression
+repeats the very same computation (same batch shapes, same thread count, recorded
+in the header), so both sides see bit-identical probabilities; a block is coded by
+constriction's range coder (its Categorical model quantises them to 24 bits).
 
 File layout (little-endian); every header byte counts against the ratio:
     magic "SQZ\\x1a", format u8, mixed u8 (1 when the count model was mixed in),
     run fingerprint (4 bytes), count-model fingerprint (4 bytes, only when mixed),
-    torch version (u8 length + ASCII), threads and tokens (varints), CRC-32 u32 of
-    the original, the stream (the rest of the file).
+    torch version (u8 length + ASCII), threads and original bytes (varints), CRC-32 u32
+    of the original; then per block: its tokens and its coded 32-bit words (varints),
+    the words.
 The fingerprints only name a mismatch early: the CRC is what proves the round trip.
 """
 
-import hashlib
-import struct
+import io
 import sys
 import time
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
+import constriction
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..countmodel import HISTORY_FILE, Experts, StepReader
+from ..checkpoint import atomic_file
 from ..errors import SeqlabError
-from ..scoring import TorchThreads
-from .rangecoder import Decoder, Encoder
+from ..options import InputFile, input_file, integer, output_file, run_dir
+from ..progress import bar
+from .header import LONGEST, ByteReader, Header, check_compatible, counts_fingerprint, run_fingerprint, varints
+from .lockstep import code_block, segment_lengths, segments_for
 
-MAGIC = b"SQZ\x1a"
-FORMAT = 4  # 4: the count model gained the blend of the text's own counts (mixed streams differ)
-TOTAL = 1 << 24
-FINGERPRINT_BYTES = 4  # tells runs apart before decoding; a 1 in 2^32 miss is still caught by the CRC
-
-
-@dataclass
-class Header:
-    fingerprint: bytes
-    counts_fingerprint: bytes | None  # the count model's, when it was mixed in
-    torch_version: str
-    threads: int
-    tokens: int
-    crc: int
-
-    def pack(self) -> bytes:
-        version = self.torch_version.encode()
-        mixed = self.counts_fingerprint is not None
-        return b"".join([MAGIC, bytes([FORMAT, mixed]), self.fingerprint, self.counts_fingerprint or b"",
-                         bytes([len(version)]), version, _varints(self.threads, self.tokens),
-                         struct.pack("<I", self.crc)])
-
-    @classmethod
-    def unpack(cls, data: bytes, name: str) -> tuple["Header", int]:
-        """The header and the offset where the stream starts."""
-        if data[:4] != MAGIC:
-            raise SeqlabError(f"{name} is not a seqlab compressed file (no SQZ header); "
-                              "make one with `seqlab compress`")
-        r = _ByteReader(data, 4)
-        try:
-            fmt, mixed = r.take(2)
-            if fmt != FORMAT:
-                raise SeqlabError(f"{name} has compressed format {fmt}; this seqlab reads format {FORMAT}")
-            fingerprint = r.take(FINGERPRINT_BYTES)
-            counts = r.take(FINGERPRINT_BYTES) if mixed else None
-            version = r.take(r.take(1)[0]).decode()
-            threads, tokens = r.varint(), r.varint()
-            (crc,) = struct.unpack("<I", r.take(4))
-        except (EOFError, UnicodeDecodeError):
-            raise SeqlabError(f"{name} is truncated or damaged (cannot read its header)") from None
-        return cls(fingerprint, counts, version, threads, tokens, crc), r.pos
+BLOCK_BYTES = 1 << 22  # bytes of the original coded as one block (memory stays bounded however large the file)
+_MODEL = constriction.stream.model.Categorical(perfect=False)  # quantises each row to the coder's 24 bits
 
 
-def _varints(*values: int) -> bytes:
-    """LEB128: 7 bits a byte, high bit set while more follow (the header is part of the compressed size)."""
-    out = bytearray()
-    for v in values:
-        while v >= 0x80:
-            out.append(v & 0x7F | 0x80)
-            v >>= 7
-        out.append(v)
-    return bytes(out)
+def _probabilities(logp: torch.Tensor, active: np.ndarray) -> np.ndarray:
+    return logp[torch.from_numpy(active)].exp().double().numpy()
 
 
-class _ByteReader:
-    def __init__(self, data: bytes, pos: int):
-        self.data, self.pos = data, pos
+def encode_stream(run, blocks, write, threads: int = 1, progress=None) -> None:
+    """Code the byte blocks `blocks` (an iterable) after a header already written; write(bytes) takes the output."""
+    session = run.count_model.session(torch.device("cpu")) if run.count_model is not None else None
+    for data in blocks:
+        tokens = np.asarray(run.tokenizer.encode(data), dtype=np.int64)
+        lengths_of = _segments(tokens)
+        encoder = constriction.stream.queue.RangeEncoder()
 
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise EOFError
-        self.pos += n
-        return self.data[self.pos - n : self.pos]
+        def pick(j, active, logp, rows=lengths_of, encoder=encoder):
+            symbols = np.ascontiguousarray(rows[:, j])
+            encoder.encode(symbols[active].astype(np.int32), _MODEL, _probabilities(logp, active))
+            return symbols
 
-    def varint(self) -> int:
-        value, shift = 0, 0
-        while True:
-            (byte,) = self.take(1)
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                return value
+        code_block(run, session, len(tokens), threads, pick, _per_token(progress, data, tokens))
+        words = encoder.get_compressed()
+        write(varints(len(tokens), len(words)) + words.astype("<u4").tobytes())
 
 
-def run_fingerprint(run_dir) -> bytes:
-    """FINGERPRINT_BYTES identifying the run's config, tokenizer and weights (tensor names, dtypes, shapes, bytes)."""
-    from safetensors import safe_open
-
-    from ..checkpoint import CHECKPOINT_FILE
-
-    run_dir = Path(run_dir)
-    h = hashlib.sha256()
-    for name in ("config.json", "tokenizer.json"):
-        h.update((run_dir / name).read_bytes())
-    with safe_open(str(run_dir / CHECKPOINT_FILE), framework="pt", device="cpu") as f:
-        for key in sorted(k for k in f.keys() if k.startswith("model.")):
-            t = f.get_tensor(key).contiguous()
-            h.update(f"{key}|{t.dtype}|{tuple(t.shape)}".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes())
-    return h.digest()[:FINGERPRINT_BYTES]
+def _segments(tokens: np.ndarray) -> np.ndarray:
+    """(segments, steps): the block's tokens as lockstep.code_block reads them, 0 past each segment's end."""
+    lengths = segment_lengths(len(tokens), segments_for(len(tokens)))
+    out = np.zeros((len(lengths), int(lengths.max(initial=0))), dtype=np.int64)
+    start = 0
+    for row, n in enumerate(lengths):
+        out[row, :n] = tokens[start : start + n]
+        start += n
+    return out
 
 
-def counts_fingerprint(run) -> bytes | None:
-    """FINGERPRINT_BYTES identifying the count model's training tokens, or None when the run has no count model."""
-    if run.count_model is None:
+def _per_token(progress, data: bytes, tokens: np.ndarray):
+    """progress(bytes) called as tokens are coded, at the block's bytes per token."""
+    if progress is None:
         return None
-    return hashlib.sha256((Path(run.path) / HISTORY_FILE).read_bytes()).digest()[:FINGERPRINT_BYTES]
+    per = len(data) / max(len(tokens), 1)
+    return lambda n: progress(n * per)
 
 
-def quantise(scores: torch.Tensor) -> np.ndarray:
-    """Cumulative integer frequencies (V+1,) from logits or log-probs (V,): every token >= 1, total <= TOTAL."""
-    probs = torch.softmax(scores.float(), dim=-1)
-    freq = (probs * (TOTAL - scores.shape[-1])).floor().long() + 1  # (V,)
-    cum = np.zeros(len(freq) + 1, dtype=np.int64)
-    np.cumsum(freq.numpy(), out=cum[1:])
-    return cum
+def decode_stream(run, reader: ByteReader, header: Header, write, progress=None) -> int:
+    """Decode the blocks after the header; write(bytes) takes the original. Returns its CRC-32."""
+    session = run.count_model.session(torch.device("cpu")) if header.counts_fingerprint is not None else None
+    done, crc = 0, 0
+    while done < header.n_bytes:
+        n_tokens, n_words = reader.varint(), reader.varint()
+        words = np.frombuffer(reader.take(4 * n_words), dtype="<u4").astype(np.uint32)
+        decoder = constriction.stream.queue.RangeDecoder(words)
+        lengths = segment_lengths(n_tokens, segments_for(n_tokens))
+        out = np.zeros((len(lengths), int(lengths.max(initial=0))), dtype=np.int64)
+
+        def pick(j, active, logp, out=out, decoder=decoder):
+            out[active, j] = decoder.decode(_MODEL, _probabilities(logp, active))
+            return out[:, j].copy()
+
+        code_block(run, session, n_tokens, header.threads, pick, progress and (lambda n: progress(n)))
+        data = run.tokenizer.decode(np.concatenate([out[row, :n] for row, n in enumerate(lengths)]).tolist()) \
+            if n_tokens else b""
+        if not n_tokens and done < header.n_bytes:
+            raise EOFError
+        write(data)
+        crc = zlib.crc32(data, crc)
+        done += len(data)
+    return crc
 
 
-class CountMixing:
-    """The count model's half of each step, as eval's CountSession.mix does it for one text: mixes the
-    counts into the network's prediction, and every `chunk` tokens takes a weight step on them, then
-    counts them."""
-
-    TEXT = np.zeros(1, dtype=np.int64)  # the StepReader's one text
-
-    def __init__(self, run):
-        session = run.count_model.session(torch.device("cpu"))
-        self.mixer, self.chunk = session.mixer, run.config.counts.chunk
-        self.reader = StepReader(session, 1, np.array([run.tokenizer.bos_id]))
-        self.pending: list = []  # per step: (mixed log-probs, the network's, count experts, token), each of 1 row
-
-    def mix(self, net_logp: torch.Tensor) -> torch.Tensor:
-        """Mixed log-probabilities (1, V) of the next token, from the network's (1, V)."""
-        experts = self.reader.distributions(self.TEXT)
-        logp = self.mixer.mix(net_logp, experts)
-        self.pending.append((logp, net_logp, experts))
-        return logp
-
-    def learn(self, token: int) -> None:
-        """The token just mixed; updates once `chunk` tokens have been learnt since the last update."""
-        self.reader.append(np.array([token]))
-        self.pending[-1] += (torch.tensor([token]),)
-        if len(self.pending) == self.chunk:
-            logp, net_logp, experts, tokens = zip(*self.pending)
-            self.mixer.update(torch.cat(logp), torch.cat(net_logp), Experts.concat(experts), torch.cat(tokens))
-            self.reader.advance(0)
-            self.pending = []
-
-
-@torch.no_grad()
-def _drive(run, n_tokens: int, pick, mixed: bool) -> None:
-    """Step through the text; pick(t, cum) returns its token t given cum (V+1,), the quantised prediction."""
-    model = run.model
-    x = torch.tensor([run.tokenizer.bos_id])
-    state = model.init_state(1, torch.device("cpu"))
-    mixing = CountMixing(run) if mixed else None
-    for t in range(n_tokens):
-        logits, state = model.step(x, state)  # (1, V)
-        scores = mixing.mix(F.log_softmax(logits.float(), dim=-1)) if mixing else logits  # as scoring.score_run
-        token = pick(t, quantise(scores[0]))
-        if mixing:
-            mixing.learn(token)
-        x = torch.tensor([token])
-
-
-def compress_bytes(run, data: bytes, threads: int = 1) -> bytes:
+def compress_bytes(run, data: bytes, threads: int = 1, progress=None) -> bytes:
     """Compress `data` with the model of `run` (a loaded Run on the CPU)."""
-    _require_cpu(run)
-    tokens = run.tokenizer.encode(data)
-    encoder = Encoder()
-
-    def pick(t, cum):
-        s = int(tokens[t])
-        encoder.encode(int(cum[s]), int(cum[s + 1] - cum[s]), int(cum[-1]))
-        return s
-
-    mixed_with = counts_fingerprint(run)
-    with TorchThreads(threads):  # recorded: decompress uses the same count
-        _drive(run, len(tokens), pick, mixed=mixed_with is not None)
-    header = Header(run_fingerprint(run.path), mixed_with, torch.__version__, threads, len(tokens),
+    _require_cpu(run, threads)
+    out = io.BytesIO()
+    header = Header(run_fingerprint(run.path), counts_fingerprint(run), torch.__version__, threads, len(data),
                     zlib.crc32(data))
-    return header.pack() + encoder.finish()
+    out.write(header.pack())
+    encode_stream(run, (data[i : i + BLOCK_BYTES] for i in range(0, len(data), BLOCK_BYTES)), out.write, threads,
+                  progress)
+    return out.getvalue()
 
 
-def decompress_bytes(run, blob: bytes, name: str = "input") -> bytes:
-    """Invert compress_bytes; refuses a file made with another run or torch build."""
-    _require_cpu(run)
+def decompress_bytes(run, blob: bytes, name: str = "input", threads: int | None = None, progress=None) -> bytes:
+    """Invert compress_bytes; refuses a file made with another run, torch build or thread count."""
+    _require_cpu(run, 1)
     header, pos = Header.unpack(blob, name)
-    _check_compatible(header, run, name)
-    decoder, out = Decoder(blob[pos:]), []
-
-    def pick(t, cum):
-        v = decoder.target(int(cum[-1]))
-        s = int(np.searchsorted(cum, v, side="right")) - 1
-        decoder.consume(int(cum[s]), int(cum[s + 1] - cum[s]))
-        out.append(s)
-        return s
-
-    with TorchThreads(header.threads):
-        _drive(run, header.tokens, pick, mixed=header.counts_fingerprint is not None)
-    data = run.tokenizer.decode(out)
-    if zlib.crc32(data) != header.crc:
+    check_compatible(header, run, name, threads)
+    out = io.BytesIO()
+    try:
+        crc = decode_stream(run, ByteReader(io.BytesIO(blob[pos:])), header, out.write, progress)
+    except (EOFError, ValueError, RuntimeError) as e:
+        raise SeqlabError(f"{name} is truncated or damaged (its coded blocks end early or do not decode: "
+                          f"{type(e).__name__})") from None
+    data = out.getvalue()
+    if zlib.crc32(data) != header.crc or crc != header.crc or len(data) != header.n_bytes:
         raise SeqlabError(f"{name} did not decode to the original (CRC mismatch): the file is damaged, or "
                           "this machine computes the model differently from the one that compressed it")
     return data
 
 
-def _require_cpu(run) -> None:
+def _require_cpu(run, threads: int) -> None:
     if run.device.type != "cpu":
         raise SeqlabError("compress/decompress run on the CPU only (bit-exact arithmetic); "
                           "load the run with device=cpu")
+    if threads < 1:
+        raise SeqlabError(f"--threads must be >= 1, got {threads}")
 
 
-def _check_compatible(header: Header, run, name: str) -> None:
-    mine = run_fingerprint(run.path)
-    if header.fingerprint != mine:
-        raise SeqlabError(f"{name} was compressed with a different run (fingerprint {header.fingerprint.hex()}, "
-                          f"{run.path} is {mine.hex()}); decompress it with the run that compressed it")
-    if header.counts_fingerprint is not None:
-        counts = counts_fingerprint(run)
-        if counts is None:
-            raise SeqlabError(f"{name} was compressed with the run's count model mixed in, but {run.path} has none "
-                              f"(no {HISTORY_FILE}); decompress it with the run directory that compressed it")
-        if counts != header.counts_fingerprint:
-            raise SeqlabError(f"{name} was compressed with a different count model ({HISTORY_FILE} of {run.path} "
-                              "differs); decompress it with the run directory that compressed it")
-    if header.torch_version != torch.__version__:
-        raise SeqlabError(f"{name} was compressed with torch {header.torch_version}, this is torch "
-                          f"{torch.__version__}: probabilities may differ; "
-                          f"decompress it with torch {header.torch_version}")
+# ---------------------------------------------------------------- files and the CLI
+
+
+def compress_file(run, source: Path, target: Path, threads: int = 1, progress=None) -> None:
+    """Compress file `source` into `target`, a block at a time (written beside it, then renamed)."""
+    _require_cpu(run, threads)
+    n_bytes, crc = _size_and_crc(source)
+    header = Header(run_fingerprint(run.path), counts_fingerprint(run), torch.__version__, threads, n_bytes, crc)
+    with atomic_file(target) as out, open(source, "rb") as f:
+        out.write(header.pack())
+        encode_stream(run, iter(lambda: f.read(BLOCK_BYTES), b""), out.write, threads, progress)
+
+
+def decompress_file(run, source: Path, target: Path, threads: int | None = None, progress=None) -> None:
+    """Invert compress_file, a block at a time."""
+    _require_cpu(run, 1)
+    name = str(source)
+    with open(source, "rb") as f:
+        header, pos = Header.unpack(f.read(LONGEST), name)
+        check_compatible(header, run, name, threads)
+        f.seek(pos)
+        with atomic_file(target) as out:
+            try:
+                crc = decode_stream(run, ByteReader(f), header, out.write, progress)
+            except (EOFError, ValueError, RuntimeError) as e:
+                raise SeqlabError(f"{name} is truncated or damaged (its coded blocks end early or do not decode: "
+                                  f"{type(e).__name__})") from None
+            if crc != header.crc or out.tell() != header.n_bytes:
+                raise SeqlabError(f"{name} did not decode to the original (CRC mismatch): the file is damaged, or "
+                                  "this machine computes the model differently from the one that compressed it")
+
+
+def _size_and_crc(path: Path) -> tuple[int, int]:
+    n, crc = 0, 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            n, crc = n + len(block), zlib.crc32(block, crc)
+    return n, crc
+
+
+EMPTY = InputFile(empty="compresses to the header alone, and no bits/byte figure is printed")
 
 
 def add_cli(sub) -> None:
-    for verb, help_text, default in (("compress", "compress a file with a run's model (range coding)", "FILE.sqz"),
-                                     ("decompress", "restore a file made by `seqlab compress`", "FILE without .sqz")):
+    for verb, help_text, default, file_kind in (
+            ("compress", "compress a file with a run's model (range coding)", "FILE.sqz", EMPTY),
+            ("decompress", "restore a file made by `seqlab compress`", "FILE without .sqz", input_file)):
         p = sub.add_parser(verb, help=help_text)
-        p.add_argument("run")
-        p.add_argument("file")
-        p.add_argument("-o", "--output", help=f"output path (default {default})")
+        p.add_argument("run", type=run_dir)
+        p.add_argument("file", type=file_kind)
+        p.add_argument("-o", "--output", type=output_file, help=f"output path (default {default})")
         if verb == "compress":
-            p.add_argument("--threads", type=int, default=1,
-                           help="CPU threads (recorded for decompress; default 1: small steps gain little from more)")
+            p.add_argument("--threads", type=integer(min=1), default=1,
+                           help="torch threads for the network (recorded for decompress; default 1: the count "
+                                "model runs beside it on a second core)")
+        else:
+            p.add_argument("--threads", type=integer(min=1), default=None,
+                           help="must be the file's own count, which decompress uses when this is left out")
         p.set_defaults(func=cli)
 
 
@@ -289,28 +222,22 @@ def _output_path(args) -> Path:
 def cli(args) -> None:
     from ..run import load
 
-    try:
-        data = Path(args.file).read_bytes()
-    except OSError as e:
-        raise SeqlabError(f"cannot read {args.file}: {e.strerror}") from None
+    source = Path(args.file)
     out = _output_path(args)
     run = load(args.run, device="cpu")
     t0 = time.perf_counter()
-    if args.verb == "compress":
-        if args.threads < 1:
-            raise SeqlabError(f"--threads must be >= 1, got {args.threads}")
-        result = compress_bytes(run, data, args.threads)
-        original, coded, blob = len(data), len(result), result
-    else:
-        result = decompress_bytes(run, data, args.file)
-        original, coded, blob = len(result), len(data), data
-    try:
-        out.write_bytes(result)
-    except OSError as e:
-        raise SeqlabError(f"cannot write {out}: {e.strerror}") from None
+    with bar(total=source.stat().st_size if args.verb == "compress" else None, desc=args.verb) as b:
+        if args.verb == "compress":
+            compress_file(run, source, out, args.threads, b.update)
+        else:
+            decompress_file(run, source, out, args.threads, b.update)
     seconds = time.perf_counter() - t0
-    bpb = 8 * coded / max(original, 1)
-    mixed = Header.unpack(blob, args.file)[0].counts_fingerprint is not None
+    original, coded = (source, out) if args.verb == "compress" else (out, source)
+    original, coded = original.stat().st_size, coded.stat().st_size
+    with open(out if args.verb == "compress" else source, "rb") as f:
+        mixed = Header.unpack(f.read(LONGEST), str(f.name))[0].counts_fingerprint is not None
     model = "network + count model" if mixed else "network alone"
-    print(f"{args.file} -> {out}: {original:,} bytes <-> {coded:,} bytes ({bpb:.4f} bits/byte, {model}) "
+    # an empty file has no bits per byte: its .sqz is the header alone
+    rate = f"{8 * coded / original:.4f} bits/byte, {model}" if original else "an empty file: no bits/byte figure"
+    print(f"{args.file} -> {out}: {original:,} bytes <-> {coded:,} bytes ({rate}) "
           f"in {seconds:.1f}s ({original / max(seconds, 1e-9):,.0f} bytes/s)", file=sys.stderr)

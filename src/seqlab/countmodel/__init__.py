@@ -21,15 +21,20 @@ every chunk of 256 tokens from the chunk's own log loss. One session carries
 counts and weights across the texts it scores, so a held-out set of many files
 reads as one stream.
 
+The training split's table is built once, when training ends, and memory-mapped
+at every load (store.py).
+
 Everything is causal: the prediction for a token uses only the training split
 and the tokens before it, so bits per byte stay an honest compression measure.
 """
 
 from .mixer import Experts, OnlineMixer, blend_counts
-from .session import (HISTORY_FILE, CountModel, CountReader, CountSession, StepReader, check, describe,
+from .lockstep import LockstepReader
+from .session import (HISTORY_FILE, CountModel, CountReader, CountSession, check, describe,
                       load_count_model, save_history, usable)
+from .store import TABLES_DIR, check_fits
 from .tables import CountTable, RecentCounts, context_hashes, context_hashes_at, continuations
 
-__all__ = ["CountModel", "CountSession", "CountReader", "StepReader", "CountTable", "RecentCounts", "Experts",
+__all__ = ["CountModel", "CountSession", "CountReader", "LockstepReader", "CountTable", "RecentCounts", "Experts",
            "OnlineMixer", "blend_counts", "context_hashes", "context_hashes_at", "continuations", "check", "describe",
-           "usable", "save_history", "load_count_model", "HISTORY_FILE"]
+           "usable", "save_history", "load_count_model", "HISTORY_FILE", "TABLES_DIR", "check_fits"]

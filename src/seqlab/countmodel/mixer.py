@@ -34,6 +34,14 @@ class Experts:
         out[self.row, :, self.token] += self.bonus
         return out
 
+    def select(self, keep: np.ndarray) -> "Experts":
+        """The positions where `keep` (bool (n,)) is true."""
+        if keep.all():
+            return self
+        renumbered, kept = np.cumsum(keep) - 1, keep[self.row]
+        return Experts(self.base[keep], renumbered[self.row[kept]], self.token[kept], self.bonus[kept],
+                       self.bucket[keep])
+
     @staticmethod
     def concat(parts: list["Experts"]) -> "Experts":
         offsets = np.cumsum([0] + [len(p.base) for p in parts[:-1]])

@@ -2,7 +2,7 @@
 
 CountModel holds the training split's counts; a CountSession carries the text's own
 counts and the mixing weights across the texts of one pass; CountReader (a chunk at
-a time, eval's) and StepReader (a token at a time, compress's) read one text.
+a time, eval's) reads one text; lockstep.py's LockstepReader reads many a token at a time (compress's).
 """
 
 import numpy as np
@@ -11,7 +11,8 @@ import torch
 from ..config import CountModelConfig
 from ..errors import SeqlabError
 from .mixer import Experts, OnlineMixer, blend_counts
-from .tables import RecentCounts, _history_table, context_hashes, context_hashes_at
+from . import store
+from .tables import CountTable, RecentCounts, _history_table, context_hashes
 
 HISTORY_FILE = "history.npy"
 
@@ -30,12 +31,18 @@ def check(config: CountModelConfig) -> None:
 
 
 class CountModel:
-    def __init__(self, history: np.ndarray, vocab_size: int, config: CountModelConfig):
+    def __init__(self, history: np.ndarray | None, vocab_size: int, config: CountModelConfig,
+                 table: CountTable | None = None, digest: str | None = None):
+        """The counts of `history` (its last config.max_history tokens), or the `table` already built from them
+        (store.open_table's); `digest` names the history (compress's fingerprint)."""
         check(config)
         self.config = config
         self.vocab = vocab_size
         self.orders = list(config.orders) + list(config.match_orders)  # every order that keeps counts
-        self.table = _history_table(np.asarray(history)[-self.config.max_history :], self.orders)
+        if table is None:
+            history = np.asarray(history)[-self.config.max_history :]
+            table, digest = _history_table(history, self.orders), digest or store.history_digest(history)
+        self.table, self.digest = table, digest
 
     def session(self, device) -> "CountSession":
         return CountSession(self, device)
@@ -116,53 +123,6 @@ class CountReader:
         self.seen = max(self.seen, stop)
 
 
-class StepReader:
-    """CountReader's incremental twin: n texts learnt one token at a time (a decoder's view of them).
-
-    Each text starts from `context` (tokens already in the training counts, as CountReader's
-    n_context). `distributions(rows)` blends the counts for the next position of the given texts,
-    hashing its contexts from the last max(orders) tokens (context_hashes' very values, so the counts
-    are eval's); `append(tokens)` learns those positions' tokens; `advance(row)` counts what a text
-    appended since its last advance as seen text, as CountReader.advance does.
-    """
-
-    def __init__(self, session: CountSession, n_texts: int, context: np.ndarray):
-        self.session, orders = session, session.model.orders
-        self.before = np.full((n_texts, max(orders)), -1, dtype=np.int64)  # (n, K): most recent token first
-        for token in context:
-            self._shift_in(np.arange(n_texts), np.full(n_texts, token))
-        self.position = np.full(n_texts, len(context))  # index of each text's next token
-        self.rows = np.zeros(0, dtype=np.int64)  # the texts last given to `distributions`
-        self.contexts = np.zeros((0, len(orders)), dtype=np.uint64)  # and their next positions' context ids
-        self.unseen = [[] for _ in range(n_texts)]  # per text: (position, context ids (orders,), token) not yet counted
-
-    def _shift_in(self, rows: np.ndarray, tokens: np.ndarray) -> None:
-        self.before[rows, 1:] = self.before[rows, :-1]
-        self.before[rows, 0] = tokens
-
-    def distributions(self, rows: np.ndarray) -> "Experts":
-        """The count experts for the next token of texts `rows`."""
-        model = self.session.model
-        self.contexts = context_hashes_at(self.before[rows], model.orders)
-        self.rows = rows
-        return blend_counts(model, self.session.recent.levels, self.contexts)
-
-    def append(self, tokens: np.ndarray) -> None:
-        """Learn the next token of the texts last given to `distributions`."""
-        for i, row in enumerate(self.rows):
-            self.unseen[row].append((int(self.position[row]), self.contexts[i], int(tokens[i])))
-        self._shift_in(self.rows, tokens)
-        self.position[self.rows] += 1
-
-    def advance(self, row: int) -> None:
-        """Count the tokens text `row` appended since its last advance as seen text."""
-        if not self.unseen[row]:
-            return
-        positions, contexts, tokens = zip(*self.unseen[row])
-        self.session.count(np.array(positions), np.stack(contexts), np.array(tokens, dtype=np.int64))
-        self.unseen[row] = []
-
-
 def describe(config: CountModelConfig) -> str:
     match = f", matches of {config.match_orders[0]}-{config.match_orders[-1]}" if config.match_orders else ""
     own = ", and over that text alone" if config.recent_expert else ""
@@ -175,17 +135,35 @@ def usable(config: CountModelConfig, vocab_size: int) -> bool:
 
 
 def save_history(run_dir, train_tokens: np.ndarray, config: CountModelConfig) -> None:
-    """Keep the training tokens the count model needs, so the run stands alone."""
+    """Keep the training tokens the count model needs, so the run stands alone, and build their table once
+    (store.py) so that every load memory-maps it."""
     from ..checkpoint import atomic_write_bytes
     import io
 
+    history = np.asarray(train_tokens[-config.max_history :])
+    store.check_fits(len(history))
     buf = io.BytesIO()
-    np.save(buf, np.asarray(train_tokens[-config.max_history :]), allow_pickle=False)
+    np.save(buf, history, allow_pickle=False)
     atomic_write_bytes(run_dir / HISTORY_FILE, buf.getvalue())
+    store.build(history, list(config.orders) + list(config.match_orders), run_dir / store.TABLES_DIR)
 
 
 def load_count_model(run_dir, vocab_size: int, config: CountModelConfig) -> "CountModel | None":
+    """The run's count model: its table memory-mapped from counts/, or built from history.npy (and kept in
+    counts/ for the next load, when the run directory is writable) for a run trained before the table was."""
     path = run_dir / HISTORY_FILE
     if not usable(config, vocab_size) or not path.exists():
         return None
-    return CountModel(np.load(path, allow_pickle=False), vocab_size, config)
+    history = np.load(path, mmap_mode="r", allow_pickle=False)[-config.max_history :]
+    orders = list(config.orders) + list(config.match_orders)
+    check(config)
+    digest = store.history_digest(history)
+    table = store.open_table(run_dir / store.TABLES_DIR, orders, digest)
+    if table is None:
+        store.check_fits(len(history))
+        try:
+            store.build(history, orders, run_dir / store.TABLES_DIR)
+            table = store.open_table(run_dir / store.TABLES_DIR, orders)
+        except OSError:  # a read-only run: build it in memory, as before the tables were kept
+            table = None
+    return CountModel(history, vocab_size, config, table, digest)

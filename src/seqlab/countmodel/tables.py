@@ -91,6 +91,23 @@ def _finalise(z: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
     return z
 
 
+def index_dtype(n_entries: int):
+    return np.int32 if n_entries < 2**30 else np.int64  # half the memory; find's lo + hi fits
+
+
+def directory_bits(n_contexts: int) -> int:
+    return max(n_contexts.bit_length() - 2, 1)  # a bucket per 2 to 4 contexts
+
+
+def directory_shift(n_contexts: int) -> np.uint64:
+    return np.uint64(48 - directory_bits(n_contexts))  # context ids have 48 bits (_context_id)
+
+
+def directory_of(per_bucket: np.ndarray, index=np.int64) -> tuple[np.ndarray, int]:
+    """(where each bucket of contexts begins, binary search steps that settle the fullest bucket)."""
+    return np.concatenate([[0], np.cumsum(per_bucket)]).astype(index), int(per_bucket.max()).bit_length()
+
+
 class CountTable:
     """(context, next token) counts, n-gram statistics of every order at once, grouped by context.
 
@@ -100,18 +117,22 @@ class CountTable:
     by searchsorted, which is faster there (38 against 127 us for 2,500 queries of 3,000 contexts).
     """
 
-    def __init__(self, contexts: np.ndarray, bounds: np.ndarray, tokens: np.ndarray, counts: np.ndarray):
+    def __init__(self, contexts: np.ndarray, bounds: np.ndarray, tokens: np.ndarray, counts: np.ndarray,
+                 directory: tuple[np.ndarray, int] | None = None):
         """contexts: sorted, distinct; context i's entries (next token, count) are tokens[j], counts[j] for
-        j in bounds[i] .. bounds[i + 1] - 1."""
-        index = np.int32 if len(tokens) < 2**30 else np.int64  # half the memory; find's lo + hi fits
-        self.contexts, self.bounds, self.tokens, self.counts = contexts, bounds.astype(index), tokens, counts
+        j in bounds[i] .. bounds[i + 1] - 1. directory: (directory, depth) as `directory_of` makes them, when
+        already known (a table memory-mapped from disk: computing it would read every context)."""
+        index = index_dtype(len(tokens))
+        self.contexts, self.tokens, self.counts = contexts, tokens, counts
+        self.bounds = bounds.astype(index, copy=False)
         self.directory = None
-        if len(self.contexts) >= DIRECTORY_FROM:
-            bits = max(len(self.contexts).bit_length() - 2, 1)  # a bucket per 2 to 4 contexts
-            self.shift = np.uint64(48 - bits)  # context ids have 48 bits (_context_id)
-            per_bucket = np.bincount((self.contexts >> self.shift).astype(np.int64), minlength=1 << bits)
-            self.directory = np.concatenate([[0], np.cumsum(per_bucket)]).astype(index)
-            self.depth = int(per_bucket.max()).bit_length()  # binary search steps that settle the fullest bucket
+        if directory is None and len(self.contexts) >= DIRECTORY_FROM:
+            per_bucket = np.bincount((self.contexts >> directory_shift(len(self.contexts))).astype(np.int64),
+                                     minlength=1 << directory_bits(len(self.contexts)))
+            directory = directory_of(per_bucket, index)
+        if directory is not None:
+            self.directory, self.depth = directory
+            self.shift = directory_shift(len(self.contexts))
 
     @classmethod
     def from_keys(cls, keys: np.ndarray, counts: np.ndarray) -> "CountTable":
@@ -163,18 +184,26 @@ class CountTable:
 
 
 def _history_table(history: np.ndarray, orders: list[int]) -> CountTable:
-    """The counts of every order over the training history, as one table.
+    """The counts of every order over the training history, as one table in memory (store.py builds the
+    same table on disk, a run's for good).
 
-    The same counts as CountTable.build over context_hashes' columns, order by order in two reused
-    buffers: building from fresh arrays spent most of its time in page faults (12 s for 8M tokens).
     An order's index tops its keys, so the orders' tables laid end to end are one sorted table: a query
     of every order then costs one lookup.
     """
+    parts = [_runs(np.zeros(0, dtype=np.uint64))]  # an empty history makes an empty table
+    parts += list(history_parts(history, orders))
+    return CountTable.from_keys(np.concatenate([keys for keys, _ in parts]), np.concatenate([c for _, c in parts]))
+
+
+def history_parts(history: np.ndarray, orders: list[int]):
+    """Yield (sorted distinct keys, their counts) of each order over the history, in order of `orders`.
+
+    The same counts as CountTable.build over context_hashes' columns, order by order in two reused
+    buffers: building from fresh arrays spent most of its time in page faults (12 s for 8M tokens).
+    """
     n = len(history)
     prefix, _, inv = _prefix_sums(history, max(orders))
-    nxt = history.astype(np.uint64)
     buffer, scratch = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)
-    parts = [_runs(buffer[:0])]  # (distinct keys, counts) of each order; an empty history makes an empty table
     for index, k in enumerate(orders):
         if k >= n:
             continue
@@ -183,10 +212,9 @@ def _history_table(history: np.ndarray, orders: list[int]) -> CountTable:
         keys *= inv[: n - k]
         _context_id(_finalise(keys, tmp), index, len(orders))
         keys <<= np.uint64(16)
-        keys |= nxt[k:]
+        keys |= history[k:].astype(np.uint64)
         keys.sort()
-        parts.append(_runs(keys))
-    return CountTable.from_keys(np.concatenate([keys for keys, _ in parts]), np.concatenate([c for _, c in parts]))
+        yield _runs(keys)
 
 
 def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SeqlabError
+from ..options import corpus_path, is_run, walk_files
 from .tokenizer import Backward
 
 CONTEXT_TOKENS = 2048  # preceding tokens kept before each held-out span
@@ -35,7 +36,7 @@ def default_corpus_path() -> str:
 
 
 def resolve_paths(patterns: list[str]) -> list[Path]:
-    """Expand files, directories (recursively, skipping hidden entries) and globs."""
+    """Expand files, directories (recursively, skipping hidden entries and seqlab runs) and globs."""
     found: list[Path] = []
     for pattern in patterns:
         matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
@@ -43,33 +44,67 @@ def resolve_paths(patterns: list[str]) -> list[Path]:
             raise SeqlabError(f"no files match {pattern!r}")
         for match in matches:
             path = Path(match)
-            if path.is_dir():
-                found.extend(_walk(path))
-            elif path.exists():
-                found.append(path)
-            else:
-                raise SeqlabError(f"no such file or directory: {match}")
+            if not path.exists() or is_run(path):  # a run's checkpoint and history are not text
+                raise SeqlabError(corpus_path.problem(match))
+            found.extend(walk_files(path) if path.is_dir() else [path])
     return list(dict.fromkeys(found))
 
 
-def _walk(root: Path) -> list[Path]:
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
-    return files
-
-
-def read_documents(patterns: list[str]) -> list[Document]:
+def read_documents(patterns: list[str], text_field: str = "") -> list[Document]:
+    """Every file is a document; with `text_field`, every record of a JSONL, CSV or Parquet file is one."""
     docs = []
     for path in resolve_paths(patterns):
-        try:
-            docs.append(Document(str(path), path.read_bytes()))
-        except OSError as e:
-            raise SeqlabError(f"cannot read {path}: {e.strerror}") from None
+        if text_field and path.suffix.lower() in RECORD_FORMATS:
+            docs.extend(read_records(path, text_field))
+        elif path.suffix.lower() == ".parquet":
+            raise SeqlabError(f"{path} is a Parquet table; name the column that holds the text with --text-field "
+                              f"(its fields: {', '.join(_table(path, None).column_names)})")
+        else:
+            try:
+                docs.append(Document(str(path), path.read_bytes()))
+            except OSError as e:
+                raise SeqlabError(f"cannot read {path}: {e.strerror}") from None
     if not any(d.data for d in docs):
         raise SeqlabError(f"the corpus is empty: {', '.join(patterns)} holds no bytes")
     return docs
+
+
+RECORD_FORMATS = {".jsonl": "JSON lines", ".ndjson": "JSON lines", ".csv": "CSV", ".parquet": "Parquet"}
+
+
+def read_records(path: Path, field: str) -> list[Document]:
+    """The text in `field` of each record of a JSONL, CSV or Parquet file (read with pyarrow), one document
+    per record, in file order; records whose field is empty or null are left out. Every record is named
+    after its file, so `--style-by file` or `dir` gives all of a file's records one style."""
+    table = _table(path, field)
+    if field not in table.column_names:
+        raise SeqlabError(f"{path} has no field {field!r}; its fields: {', '.join(table.column_names)} "
+                          f"(choose one with --text-field)")
+    column = table.column(field)
+    import pyarrow as pa
+
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise SeqlabError(f"field {field!r} of {path} holds {column.type}, not text; choose a text field with "
+                          f"--text-field (its fields: {', '.join(table.column_names)})")
+    return [Document(str(path), text.encode()) for text in column.to_pylist() if text]
+
+
+def _table(path: Path, field: str | None):
+    """The file as a pyarrow Table (CSV: `field` read as text, whatever its values look like)."""
+    import pyarrow as pa
+    from pyarrow import csv, json, parquet
+
+    kind = RECORD_FORMATS[path.suffix.lower()]
+    try:
+        if kind == "Parquet":  # columnar: read only the text when it is there
+            return parquet.read_table(path, columns=[field] if field in parquet.read_schema(path).names else None)
+        if kind == "CSV":
+            return csv.read_csv(path, convert_options=csv.ConvertOptions(column_types={field: pa.string()}
+                                                                         if field else {}))
+        return json.read_json(path)
+    except (pa.ArrowException, OSError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SeqlabError(f"cannot read {path} as {kind}: {first}") from None
 
 
 @dataclass

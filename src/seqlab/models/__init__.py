@@ -1,7 +1,7 @@
 """Architectures behind one contract (see base.py); ARCHS maps a name to (config, model)."""
 
 
-from ..config import from_dict
+from ..config import ARCH_NAMES, from_dict
 from ..errors import SeqlabError
 from .base import SeqModel, map_state
 from .conv import Conv, ConvConfig
@@ -17,6 +17,7 @@ ARCHS: dict[str, tuple[type, type]] = {
     "conv": (ConvConfig, Conv),
     "stack": (StackConfig, StackRNN),
 }
+assert tuple(ARCHS) == ARCH_NAMES, "name a new architecture in config.ARCH_NAMES too (RunConfig.arch accepts those)"
 
 
 def arch_entry(arch: str) -> tuple[type, type]:

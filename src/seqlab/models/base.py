@@ -6,6 +6,8 @@
     loss, state = model.loss(idx, targets, state)  # mean cross-entropy (nats): what training minimises
     x, state = model.features(idx, state)     # what the output layer reads: logits = output_layer()(x)
     x = model.window_features(idx, last)      # the same for the last `last` positions only, no state
+    model.replace_io(input_layer, head)       # other ends on the same trunk: vectors in, events out
+                                              # (models/events.py): logits = model(x (B, T, D) float)[0]
 
 `state=None` means "start from nothing and return no state" (the training path
 of a model that carries none). Recurrent models return their state so the
@@ -69,6 +71,13 @@ class SeqModel(nn.Module):
     def input_embedding(self) -> nn.Embedding:
         """The token embedding, whose output style vectors are added to (models/style.py)."""
         return self.embed
+
+    def replace_io(self, input_layer: nn.Module, head: nn.Module) -> None:
+        """Swap the token embedding for `input_layer` and the output layer for `head`; the trunk between them
+        stays as it is, so features() and forward() read whatever input_layer takes (models/events.py)."""
+        for old, new in ((self.input_embedding(), input_layer), (self.output_layer(), head)):
+            name = next(n for n, m in self.named_children() if m is old)
+            setattr(self, name, new)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -13,13 +13,14 @@ however long the text is. The queues start as zeros, which is exactly the left
 padding of the full forward, so stepping equals the full forward.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import SeqlabError
+from ..config import SOFTMAXES, dropout_rate, non_negative, one_of, positive, setting, validate
+from ..options import integer
 from .base import SeqModel
 from .heads import output_layer
 
@@ -28,15 +29,16 @@ CONNECTIONS = ("residual", "dense")
 
 @dataclass
 class ConvConfig:
-    vocab_size: int = 257
-    n_layer: int = 10
-    n_channels: int = 256
-    kernel_size: int = 3
-    cycle: int = 5  # dilations restart every `cycle` layers (1, 2, .., 16, 1, 2, ..); 0 = never
-    connection: str = "residual"  # "residual" or "dense"
-    dropout: float = 0.1
-    softmax: str = "full"  # "full" (tied to the embedding) or "adaptive" (large vocabularies; see heads.py)
-    cutoffs: list[int] = field(default_factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
+    vocab_size: int = setting(257, positive)
+    n_layer: int = setting(10, positive)
+    n_channels: int = setting(256, positive)
+    kernel_size: int = setting(3, integer(min=2))
+    cycle: int = setting(5, non_negative)  # dilations restart every `cycle` layers (1, 2, .., 16, 1, 2, ..); 0 = never
+    connection: str = setting("residual", one_of(*CONNECTIONS))  # "residual" or "dense"
+    dropout: float = setting(0.1, dropout_rate)
+    softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding) or
+    # "adaptive" (large vocabularies; see heads.py)
+    cutoffs: list[int] = setting(kind=positive, factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
 
 
 class GatedConv(nn.Module):
@@ -66,7 +68,7 @@ class Conv(SeqModel):
     def __init__(self, config: ConvConfig):
         super().__init__()
         self.config = c = config
-        _check(c)
+        validate(c, "model")
         C = c.n_channels
         self.dilations = [2 ** (i % c.cycle if c.cycle else i) for i in range(c.n_layer)]
         self.max_context = 1 + sum(d * (c.kernel_size - 1) for d in self.dilations)  # the receptive field
@@ -107,10 +109,3 @@ class Conv(SeqModel):
     def describe(self) -> dict:
         return {"receptive_field": f"{self.max_context} tokens", "dilations": ",".join(map(str, self.dilations))}
 
-
-def _check(c: ConvConfig) -> None:
-    if c.connection not in CONNECTIONS:
-        raise SeqlabError(f"model.connection={c.connection!r} is not known; choose one of: {', '.join(CONNECTIONS)}")
-    if c.n_layer < 1 or c.kernel_size < 2 or c.cycle < 0:
-        raise SeqlabError(f"conv needs model.n_layer >= 1, model.kernel_size >= 2 and model.cycle >= 0; got "
-                          f"{c.n_layer}, {c.kernel_size}, {c.cycle}")

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import SOFTMAXES
 from ..errors import SeqlabError
 
-SOFTMAXES = ("full", "adaptive")
 DIV_VALUE = 4.0  # each rarer cluster's projection is this many times narrower (the paper's choice)
 
 

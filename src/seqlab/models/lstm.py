@@ -7,24 +7,26 @@ looked at (`hidden_states`), at no cost to speed.
 see its docstring.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..config import SOFTMAXES, dropout_rate, non_negative, one_of, positive, setting, validate
 from .base import SeqModel
 from .heads import output_layer
 
 
 @dataclass
 class LSTMConfig:
-    vocab_size: int = 257
-    n_layer: int = 2
-    n_hidden: int = 512
-    n_embd: int = 0  # 0 = same as n_hidden, which lets the output layer share the embedding
-    dropout: float = 0.1
-    softmax: str = "full"  # "full" (tied to the embedding) or "adaptive" (large vocabularies; see heads.py)
-    cutoffs: list[int] = field(default_factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
+    vocab_size: int = setting(257, positive)
+    n_layer: int = setting(2, positive)
+    n_hidden: int = setting(512, positive)
+    n_embd: int = setting(0, non_negative)  # 0 = same as n_hidden, which lets the output layer share the embedding
+    dropout: float = setting(0.1, dropout_rate)
+    softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding) or
+    # "adaptive" (large vocabularies; see heads.py)
+    cutoffs: list[int] = setting(kind=positive, factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
 
 
 def run_layer(layer: nn.LSTM, x, h, c):
@@ -44,6 +46,7 @@ class LSTM(SeqModel):
     def __init__(self, config: LSTMConfig):
         super().__init__()
         self.config = c = config
+        validate(c, "model")
         n_embd = c.n_embd or c.n_hidden
         self.embed = nn.Embedding(c.vocab_size, n_embd)
         self.drop = nn.Dropout(c.dropout)

@@ -13,13 +13,13 @@ over time (`linear_scan`), with a hand-written backward (`ForgetMult`). State =
 the last window-1 inputs of every layer (for the convolution) and every layer's c.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import SeqlabError
+from ..config import SOFTMAXES, dropout_rate, non_negative, one_of, positive, setting, validate
 from .base import SeqModel
 from .heads import output_layer
 
@@ -29,14 +29,15 @@ F_MIN = 1e-8  # forget gates are clamped here, so F_MIN ** POOL_CHUNK (1e-32) ne
 
 @dataclass
 class QRNNConfig:
-    vocab_size: int = 257
-    n_layer: int = 2
-    n_hidden: int = 512
-    n_embd: int = 0  # 0 = same as n_hidden, which lets the output layer share the embedding
-    window: int = 2  # convolution width: gates at t see inputs t-window+1..t
-    dropout: float = 0.1
-    softmax: str = "full"  # "full" (tied to the embedding) or "adaptive" (large vocabularies; see heads.py)
-    cutoffs: list[int] = field(default_factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
+    vocab_size: int = setting(257, positive)
+    n_layer: int = setting(2, positive)
+    n_hidden: int = setting(512, positive)
+    n_embd: int = setting(0, non_negative)  # 0 = same as n_hidden, which lets the output layer share the embedding
+    window: int = setting(2, positive)  # convolution width: gates at t see inputs t-window+1..t
+    dropout: float = setting(0.1, dropout_rate)
+    softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding) or
+    # "adaptive" (large vocabularies; see heads.py)
+    cutoffs: list[int] = setting(kind=positive, factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
 
 
 def fo_pool(f, x, c0):
@@ -119,8 +120,7 @@ class QRNN(SeqModel):
     def __init__(self, config: QRNNConfig):
         super().__init__()
         self.config = c = config
-        if c.window < 1 or c.n_layer < 1:
-            raise SeqlabError(f"qrnn needs model.window >= 1 and model.n_layer >= 1, got {c.window}, {c.n_layer}")
+        validate(c, "model")
         n_embd = c.n_embd or c.n_hidden
         self.embed = nn.Embedding(c.vocab_size, n_embd)
         self.drop = nn.Dropout(c.dropout)

@@ -18,26 +18,27 @@ state carries across windows and so across documents) as at generation (which st
 The bench and the test: bench/stack_vs_lstm.py, tests/test_stack.py (task:reverse at unseen lengths).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..errors import SeqlabError
+from ..config import SOFTMAXES, dropout_rate, non_negative, one_of, positive, setting, validate
 from .base import SeqModel
 from .heads import output_layer
 
 
 @dataclass
 class StackConfig:
-    vocab_size: int = 257
-    n_hidden: int = 256  # controller LSTM
-    n_embd: int = 0  # 0 = same as n_hidden, which lets the output layer share the embedding
-    memory_width: int = 64  # m: width of each stack cell
-    max_depth: int = 128  # K: cells kept; a push beyond them drops the bottom one
-    dropout: float = 0.1
-    softmax: str = "full"  # "full" (tied to the embedding) or "adaptive" (large vocabularies; see heads.py)
-    cutoffs: list[int] = field(default_factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
+    vocab_size: int = setting(257, positive)
+    n_hidden: int = setting(256, positive)  # controller LSTM
+    n_embd: int = setting(0, non_negative)  # 0 = same as n_hidden, which lets the output layer share the embedding
+    memory_width: int = setting(64, positive)  # m: width of each stack cell
+    max_depth: int = setting(128, positive)  # K: cells kept; a push beyond them drops the bottom one
+    dropout: float = setting(0.1, dropout_rate)
+    softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding) or
+    # "adaptive" (large vocabularies; see heads.py)
+    cutoffs: list[int] = setting(kind=positive, factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
 
 
 def stack_update(S, actions, v):
@@ -54,9 +55,7 @@ class StackRNN(SeqModel):
     def __init__(self, config: StackConfig):
         super().__init__()
         self.config = c = config
-        if c.max_depth < 1 or c.memory_width < 1:
-            raise SeqlabError(f"stack needs model.max_depth >= 1 and model.memory_width >= 1, got "
-                              f"{c.max_depth}, {c.memory_width}")
+        validate(c, "model")
         n_embd = c.n_embd or c.n_hidden
         self.bos_id = c.vocab_size - 1  # every tokenizer puts BOS last
         self.embed = nn.Embedding(c.vocab_size, n_embd)

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from ..data.batches import TokenSources
+from ..config import STYLE_BY
 from ..errors import SeqlabError
 
-STYLE_BY = ("file", "dir")
 
 
 def source_key(doc_name: str, by: str) -> str:

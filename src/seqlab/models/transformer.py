@@ -6,29 +6,38 @@ per generated token stays bounded however long the output grows.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import SOFTMAXES, dropout_rate, one_of, positive, setting, validate
+from ..options import number
 from .base import SeqModel
 from .heads import output_layer
 
 
 @dataclass
 class TransformerConfig:
-    vocab_size: int = 257
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 256
-    block_size: int = 256
-    dropout: float = 0.1
+    vocab_size: int = setting(257, positive)
+    n_layer: int = setting(4, positive)
+    n_head: int = setting(4, positive)
+    n_embd: int = setting(256, positive)
+    block_size: int = setting(256, positive)
+    dropout: float = setting(0.1, dropout_rate)
     bias: bool = False
-    layer_norm_eps: float = 1e-5
-    activation: str = "gelu"  # "gelu" (tanh approx, as GPT-2) or "gelu_exact"
-    softmax: str = "full"  # "full" (tied to the embedding) or "adaptive" (large vocabularies; see heads.py)
-    cutoffs: list[int] = field(default_factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
+    layer_norm_eps: float = setting(1e-5, number(min=0, min_open=True))
+    activation: str = setting("gelu", one_of("gelu", "gelu_exact"))  # "gelu" (tanh approx, as GPT-2) or exact
+    softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding) or
+    # "adaptive" (large vocabularies; see heads.py)
+    cutoffs: list[int] = setting(kind=positive, factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
+
+    def check(self) -> str | None:
+        """What the fields cannot say alone (config.validate asks)."""
+        if self.n_embd % self.n_head:
+            return f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})"
+        return None
 
 
 class KVCache:
@@ -129,6 +138,7 @@ class Transformer(SeqModel):
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.config = c = config
+        validate(c, "model")
         self.max_context = c.block_size
         self.wte = nn.Embedding(c.vocab_size, c.n_embd)
         self.wpe = nn.Embedding(c.block_size, c.n_embd)
@@ -154,7 +164,7 @@ class Transformer(SeqModel):
         return KVCache(c.n_layer, batch_size, c.n_head, c.block_size, c.n_embd // c.n_head, device, dtype)
 
     def features(self, idx, state: KVCache | None = None):
-        B, T = idx.shape
+        B, T = idx.shape[:2]  # (B, T) token ids, or (B, T, D) vectors (models/events.py)
         assert T <= self.max_context, f"sequence of {T} tokens exceeds block_size {self.max_context}"
         if state is None:
             return self._run(idx, None, 0), None

@@ -13,7 +13,8 @@ import logging
 import os
 import sys
 
-from ..errors import SeqlabError
+from ..config import MAX_TOKENS
+from ..options import device, integer, number, port, run_dir, text
 
 
 def serve(run_dir, config=None) -> None:
@@ -25,10 +26,15 @@ def serve(run_dir, config=None) -> None:
     from .worker import ServeConfig
 
     cfg = config or ServeConfig()
-    # a directory that is not a run, or a backward one, fails now, as one line, not later in the worker
-    require_forward(run_dir, read_config(run_dir), "serve")
-    resolve_device(cfg.device)
-    app = create_app(lambda: load(run_dir, device=cfg.device), cfg)
+    if read_config(run_dir).series.events:  # a numeric series run: POST rows, get probabilities
+        from .series import create_series_app
+
+        app = create_series_app(run_dir, cfg)
+    else:
+        # a directory that is not a run, or a backward one, fails now, as one line, not later in the worker
+        require_forward(run_dir, read_config(run_dir), "serve")
+        resolve_device(cfg.device)
+        app = create_app(lambda: load(run_dir, device=cfg.device), cfg)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     print(f"seqlab serve: {run_dir} on http://{cfg.host}:{cfg.port}/ (API docs at /docs; Ctrl-C stops)",
           file=sys.stderr)
@@ -37,39 +43,34 @@ def serve(run_dir, config=None) -> None:
 
 def add_cli(sub) -> None:
     p = sub.add_parser("serve", help="serve a run over HTTP (OpenAI-compatible completions, scoring, a web page)")
-    p.add_argument("run")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--token", default=os.environ.get("SEQLAB_SERVE_TOKEN"),
+    positive = integer(min=1)
+    p.add_argument("run", type=run_dir)
+    p.add_argument("--host", default="127.0.0.1", type=text, help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=port, default=8000, help="default 8000; 0: any free port")
+    p.add_argument("--token", default=os.environ.get("SEQLAB_SERVE_TOKEN"), type=text,
                    help="require 'Authorization: Bearer TOKEN' on every route but /health "
                         "(default: $SEQLAB_SERVE_TOKEN)")
-    p.add_argument("--max-batch", type=int, default=32, help="sequences generated together (1 = no batching)")
-    p.add_argument("--max-queue", type=int, default=256, help="waiting requests; more get 429")
-    p.add_argument("--max-queue-ms", type=float, default=10_000, help="a request queued longer gets 503, unrun")
-    p.add_argument("--score-delay-ms", type=float, default=5, help="how long scoring waits to batch requests")
-    p.add_argument("--max-score-batch", type=int, default=16)
-    p.add_argument("--cache-size", type=int, default=256, help="deterministic answers kept (0 = no cache)")
-    p.add_argument("--max-body-bytes", type=int, default=1 << 20)
-    p.add_argument("--max-prompt-bytes", type=int, default=16_384)
-    p.add_argument("--max-score-bytes", type=int, default=65_536)
-    p.add_argument("--max-tokens", type=int, default=1024, help="largest max_tokens a request may ask for")
-    p.add_argument("--max-rows", type=int, default=16, help="largest prompts x n in one request")
+    p.add_argument("--max-batch", type=positive, default=32, help="sequences generated together (1 = no batching)")
+    p.add_argument("--max-queue", type=positive, default=256, help="waiting requests; more get 429")
+    p.add_argument("--max-queue-ms", type=number(min=0, min_open=True), default=10_000,
+                   help="a request queued longer gets 503, unrun")
+    p.add_argument("--score-delay-ms", type=number(min=0), default=5, help="how long scoring waits to batch requests")
+    p.add_argument("--max-score-batch", type=positive, default=16)
+    p.add_argument("--cache-size", type=integer(min=0), default=256, help="deterministic answers kept (0 = no cache)")
+    p.add_argument("--max-body-bytes", type=positive, default=1 << 20)
+    p.add_argument("--max-prompt-bytes", type=positive, default=16_384)
+    p.add_argument("--max-score-bytes", type=positive, default=65_536)
+    p.add_argument("--max-tokens", type=MAX_TOKENS, default=1024, help="largest max_tokens a request may ask for")
+    p.add_argument("--max-rows", type=positive, default=16, help="largest prompts x n in one request")
     p.add_argument("--log-text", action="store_true", help="include prompts and outputs in the request log")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=integer(min=0), default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--device", default="cpu", type=device)
     p.set_defaults(func=cli)
 
 
 def cli(args) -> None:
     from .worker import ServeConfig
 
-    for name in ("port", "max_batch", "max_queue", "max_score_batch", "max_body_bytes", "max_prompt_bytes",
-                 "max_score_bytes", "max_tokens", "max_rows"):
-        value = getattr(args, name)
-        if value < (0 if name == "port" else 1):
-            raise SeqlabError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if args.max_queue_ms <= 0 or args.score_delay_ms < 0 or args.cache_size < 0:
-        raise SeqlabError("--max-queue-ms must be > 0, and --score-delay-ms and --cache-size >= 0")
     if args.threads:
         import torch
 

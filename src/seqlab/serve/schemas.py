@@ -3,14 +3,25 @@
 The completion fields follow OpenAI's legacy /v1/completions so existing clients
 work; `top_k` and `repetition_penalty` are seqlab's additions. Limits that
 depend on the server's flags (max_tokens, n, prompt length, stop strings) are
-checked in api.py, also before any model work.
+checked in api.py, also before any model work. The ranges shared with `seqlab generate`'s flags are
+declared once, in config.py (SamplingConfig, MAX_TOKENS, SAMPLES) and options.py (seed).
 """
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SEED_MAX = 2**63 - 1 - 1024  # per-row seeds are seed + i and must stay within torch's range
+from ..config import MAX_TOKENS, SAMPLES, SamplingConfig, kind_of
+from ..options import seed as SEED
+
+
+def bounds(kind) -> dict:
+    """pydantic's ge/gt/le/lt for a declared kind."""
+    return kind.range.pydantic()
+
+
+def sampling(name: str) -> dict:
+    return bounds(kind_of(SamplingConfig, name))
 
 
 class Strict(BaseModel):
@@ -24,14 +35,14 @@ class StreamOptions(Strict):
 class CompletionRequest(Strict):
     model: str | None = Field(None, max_length=256, description="accepted for compatibility; one model is served")
     prompt: str | list[str] = Field(..., description="text to continue, or a list of texts (one reply choice each)")
-    max_tokens: int = Field(16, ge=1)
-    temperature: float = Field(1.0, ge=0, le=2, description="0 = greedy")
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0, description="0 = no limit (seqlab extension)")
-    repetition_penalty: float = Field(1.0, gt=0, le=10, description="seqlab extension; 1 = off")
-    n: int = Field(1, ge=1)
+    max_tokens: int = Field(16, **bounds(MAX_TOKENS))
+    temperature: float = Field(1.0, **sampling("temperature"), description="0 = greedy")
+    top_p: float = Field(1.0, **sampling("top_p"))
+    top_k: int = Field(0, **sampling("top_k"), description="0 = no limit (seqlab extension)")
+    repetition_penalty: float = Field(1.0, **sampling("repetition_penalty"), description="seqlab extension; 1 = off")
+    n: int = Field(1, **bounds(SAMPLES))
     stop: str | list[str] | None = None
-    seed: int | None = Field(None, ge=0, le=SEED_MAX)
+    seed: int | None = Field(None, **bounds(SEED))
     logprobs: int | None = Field(None, ge=0, le=5)
     stream: bool = False
     stream_options: StreamOptions | None = None

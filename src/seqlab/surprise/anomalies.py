@@ -39,6 +39,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import SeqlabError
+from ..options import device, input_file, integer, output_file, run_dir
+from ..progress import bar, quiet
 from ..scoring import TorchThreads, mixing_session
 from .fix import FileCounts, Fix, changes_only_layout, channel_bits, edit_gain, suggest_fix
 from .render import anomaly_table, html_report, terminal_text, to_json
@@ -148,8 +150,12 @@ def read(run, data: bytes, top: int, fixes: bool, mixed: bool) -> tuple[tuple, R
     spikes = excess > spike_threshold(excess)
     spans = candidate_spans(excess, top)
     with TorchThreads(1):  # fixes run small sequential steps: threads only add synchronisation
-        suggested = [suggest_fix(run, data, a, session, file_counts, a + np.flatnonzero(spikes[a:b])) if fixes
-                     else ("", None) for a, b in spans]
+        suggested = []
+        with bar(total=len(spans), desc="fixes", unit="span", enabled=fixes) as progress:
+            for a, b in spans:
+                suggested.append(suggest_fix(run, data, a, session, file_counts, a + np.flatnonzero(spikes[a:b]))
+                                 if fixes else ("", None))
+                progress.update()
     return scores, Reading(excess, spans, suggested, session, file_counts)
 
 
@@ -278,19 +284,19 @@ def _anomaly(data: bytes, bits: np.ndarray, excess: np.ndarray, a: int, b: int, 
 
 def add_cli(sub) -> None:
     p = sub.add_parser("surprise", help="per-byte surprisal of a file, its anomalies and suggested fixes")
-    p.add_argument("run")
-    p.add_argument("file")
-    p.add_argument("--top", type=int, default=10, help="anomalies to list (default 10)")
-    p.add_argument("--html", metavar="OUT.html", help="write a self-contained HTML heat map")
+    p.add_argument("run", type=run_dir)
+    p.add_argument("file", type=input_file)
+    p.add_argument("--top", type=integer(min=0), default=10, help="anomalies to list (default 10)")
+    p.add_argument("--html", metavar="OUT.html", type=output_file, help="write a self-contained HTML heat map")
     p.add_argument("--json", action="store_true", help="print JSON instead of the coloured text")
     p.add_argument("--no-color", action="store_true", help="plain text; anomalies marked with ^ lines")
     p.add_argument("--network-alone", action="store_true",
                    help="score and judge fixes with the network alone, without the run's count model "
                         "(scores faster, locates errors less well; default: as eval's headline figure)")
-    p.add_argument("--backward", metavar="RUN",
+    p.add_argument("--backward", metavar="RUN", type=run_dir,
                    help="a run trained with --backward on the same kind of text: read right to left as a second "
                         "opinion, errors are placed and mended from both sides (about twice the time)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device)
     p.set_defaults(func=cli)
 
 
@@ -305,8 +311,9 @@ def cli(args) -> None:
         raise SeqlabError(f"{args.file} is empty; there is nothing to score")
     run = load(args.run, device=args.device)
     backward = load(args.backward, device=args.device) if args.backward else None
-    report = surprise(run, data, args.top, name=args.file, mixed=False if args.network_alone else None,
-                      backward=backward)
+    with quiet(args.json):
+        report = surprise(run, data, args.top, name=args.file, mixed=False if args.network_alone else None,
+                          backward=backward)
     if args.html:
         try:
             with open(args.html, "w", encoding="utf-8") as f:

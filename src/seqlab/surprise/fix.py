@@ -133,8 +133,14 @@ class Judge:
         """
         if self.session is None:
             return net_logp
+        return self.mixed(net_logp, np.concatenate([_tokens_before(history, t, self.depth) for t in tails]))
+
+    def mixed(self, net_logp: torch.Tensor, before: np.ndarray) -> torch.Tensor:
+        """Judged log-probabilities (n, V) of n positions, from the network's and the tokens before each
+        (n, depth), most recent first (_tokens_before's rows): one blend of the counts for all of them."""
+        if self.session is None:
+            return net_logp
         model = self.session.model
-        before = np.concatenate([_tokens_before(history, t, self.depth) for t in tails])
         experts = blend_counts(model, self.file_tables, context_hashes_at(before, model.orders))
         return self.session.mixer.mix(net_logp, experts)
 
@@ -164,20 +170,33 @@ def _prefix_ids(run, data: bytes, anchor: int, room: int) -> list[int]:
 
 
 @torch.no_grad()
-def _greedy(judge: Judge, state, logits, history: np.ndarray, n: int) -> tuple[bytes, list[int]]:
-    """(the greedy continuation, the judge's TOP_GUESSES most likely first tokens)."""
-    run, out = judge.run, []
-    for i in range(n):
-        logp = judge.next_log_probs(torch.log_softmax(logits.float(), dim=-1), history)
-        if i == 0:
-            guesses = [int(t) for t in logp[0].topk(min(TOP_GUESSES, logp.shape[-1])).indices]
-        nxt = logp.argmax(dim=-1)
-        if int(nxt[0]) == run.tokenizer.bos_id:
+def _greedy_all(judge: Judge, starts: list[tuple]) -> list[tuple[bytes, list[int]]]:
+    """(the greedy continuation, the judge's TOP_GUESSES most likely first tokens) for several starts
+    (state, last logits (1, V), history, length) side by side: each step's judging is one blend of the
+    counts for all of them (the network still steps each on its own state)"""
+    run, depth = judge.run, judge.depth
+    rows = [{"state": st, "logits": lg, "history": h, "n": n, "out": [], "guesses": [], "done": n <= 0}
+            for st, lg, h, n in starts]
+    for i in range(max((n for *_, n in starts), default=0)):
+        live = [r for r in rows if not r["done"] and i < r["n"]]
+        if not live:
             break
-        out.append(run.tokenizer.token_bytes[int(nxt[0])])
-        history = np.append(history, int(nxt[0]))
-        logits, state = run.model.step(nxt, state)
-    return b"".join(out), guesses
+        net_logp = torch.cat([torch.log_softmax(r["logits"].float(), dim=-1) for r in live])
+        before = np.concatenate([_tokens_before(r["history"], np.zeros(1, dtype=np.int64), depth) for r in live]) \
+            if judge.session is not None else None
+        logp = judge.mixed(net_logp, before)
+        if i == 0:
+            top = logp.topk(min(TOP_GUESSES, logp.shape[-1]), dim=-1).indices
+            for r, t in zip(live, top):
+                r["guesses"] = [int(x) for x in t]
+        for r, nxt in zip(live, logp.argmax(dim=-1)):
+            if int(nxt) == run.tokenizer.bos_id:
+                r["done"] = True
+                continue
+            r["out"].append(run.tokenizer.token_bytes[int(nxt)])
+            r["history"] = np.append(r["history"], int(nxt))
+            r["logits"], r["state"] = run.model.step(nxt[None], r["state"])
+    return [(b"".join(r["out"]), r["guesses"]) for r in rows]
 
 
 def _edits(data: bytes, anchor: int, expected: bytes, guesses: list[bytes]) -> list[tuple[int, bytes, str]]:
@@ -198,7 +217,35 @@ def _edits(data: bytes, anchor: int, expected: bytes, guesses: list[bytes]) -> l
 def _edit_bits(judge: Judge, state, last_logits: torch.Tensor, history: np.ndarray,
                tails: list[np.ndarray]) -> np.ndarray:
     """Total bits of each tail (token array) after the prefix whose state, last logits and history are given."""
-    model, device = judge.run.model, judge.run.device
+    return _edit_bits_all(judge, [(state, last_logits, history, tails)])[0]
+
+
+@torch.no_grad()
+def _edit_bits_all(judge: Judge, groups: list[tuple]) -> list[np.ndarray]:
+    """_edit_bits for several prefixes (state, last logits, history, tails): the network reads each group's
+    tails as one batch, and the judge blends the counts for every position of every group at once."""
+    net, targets, before, sizes = [], [], [], []
+    for state, last_logits, history, tails in groups:
+        logp, y, valid = _tails_network(judge.run, state, last_logits, tails)
+        net.append(logp)
+        targets.append(y)
+        sizes.append((len(y), valid))
+        if judge.session is not None:
+            before.append(np.concatenate([_tokens_before(history, t, judge.depth) for t in tails]))
+    logp = judge.mixed(torch.cat(net), np.concatenate(before) if before else None)
+    bits = -logp.gather(1, torch.cat(targets)[:, None])[:, 0] / LN2
+    out, at = [], 0
+    for n, valid in sizes:  # each group's tails summed as one group alone would be (float32, in order)
+        per_tail = torch.zeros(len(valid), device=bits.device).index_add_(0, valid.nonzero()[:, 0], bits[at : at + n])
+        out.append(per_tail.cpu().numpy())
+        at += n
+    return out
+
+
+def _tails_network(run, state, last_logits: torch.Tensor, tails: list[np.ndarray]):
+    """The network's log-probabilities of every position of every tail after the prefix (state, last logits),
+    tail after tail (valid positions only), and the tokens there."""
+    model, device = run.model, run.device
     length = max(len(t) for t in tails)
     batch = np.zeros((len(tails), length), dtype=np.int64)
     for i, t in enumerate(tails):
@@ -209,10 +256,7 @@ def _edit_bits(judge: Judge, state, last_logits: torch.Tensor, history: np.ndarr
         rest, _ = model(y[:, :-1], _repeat_state(model, state, len(tails)))
         logits = torch.cat([logits, rest.float()], dim=1)
     valid = torch.tensor([[j < len(t) for j in range(length)] for t in tails], device=device)
-    logp = judge.log_probs(torch.log_softmax(logits[valid], dim=-1), history, tails)  # (valid positions, V)
-    bits = -logp.gather(1, y[valid][:, None])[:, 0] / LN2
-    per_tail = torch.zeros(len(tails), device=device).index_add_(0, valid.nonzero()[:, 0], bits)
-    return per_tail.cpu().numpy()
+    return torch.log_softmax(logits[valid], dim=-1), y[valid], valid
 
 
 def _minimal_fix(data: bytes, offset: int, remove: int, insert: bytes, kind: str, gain: float) -> Fix:
@@ -311,11 +355,16 @@ def suggest_fix(run, data: bytes, start: int, session=None, file_counts: FileCou
     tok, model, best, expected_here = run.tokenizer, run.model, None, b""
     anchors = fix_anchors(data, start, spikes)
     judge = _judge_edits_between(run, session, file_counts, anchors[0], anchors[-1])
+    starts = []
     for anchor, logits, state in _anchor_states(run, data, anchors):
-        history = judge.history(data, anchor)
         # at a spike inside the span a lost or swapped byte needs no continuation: one-token guesses suffice
-        length = EXPECT_TOKENS if anchor <= start else 1
-        expected, guesses = _greedy(judge, _repeat_state(model, state, 1), logits[:, -1], history, length)
+        # a copy: the next anchor steps the same state on (a transformer's cache changes in place)
+        starts.append((anchor, logits, _repeat_state(model, state, 1), judge.history(data, anchor),
+                       EXPECT_TOKENS if anchor <= start else 1))
+    greedy = _greedy_all(judge, [(_repeat_state(model, state, 1), logits[:, -1], history, length)
+                                 for _, logits, state, history, length in starts])
+    groups, candidates = [], []  # per anchor with edits to weigh: its tails, and (anchor, edits, kept tails)
+    for (anchor, logits, state, history, _), (expected, guesses) in zip(starts, greedy):
         expected = expected[:EXPECT_BYTES]
         if anchor == start:
             expected_here = expected
@@ -325,7 +374,9 @@ def suggest_fix(run, data: bytes, start: int, session=None, file_counts: FileCou
         keep = [i for i, t in enumerate(tails) if len(t)]
         if len(keep) < 2 or keep[0] != 0:
             continue
-        bits = _edit_bits(judge, state, logits[0, -1], history, [np.asarray(tails[i]) for i in keep])
+        groups.append((state, logits[0, -1], history, [np.asarray(tails[i]) for i in keep]))
+        candidates.append((anchor, edits, keep))
+    for (anchor, edits, keep), bits in zip(candidates, _edit_bits_all(judge, groups) if groups else []):
         for i, b in zip(keep[1:], bits[1:]):
             m, ins, kind = edits[i]
             fix = _minimal_fix(data, anchor, m, ins, kind, float(bits[0] - b))

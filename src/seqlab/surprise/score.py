@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..progress import bar
 from ..scoring import describe_context, describe_run_context, score_logits, score_run
 
 BLOCK = 1024  # recurrent models: tokens scored per sequence
@@ -67,13 +68,16 @@ def score_tokens(run, tokens: np.ndarray, mixed: bool = False, session=None) -> 
     n = max(len(tokens) - 1, 0)
     k = min(5, run.tokenizer.vocab_size)
     scores = TokenScores.empty(n, k)
-    if mixed or run.model.max_context:
-        stream = score_run(run, tokens, 1, session) if mixed else score_logits(run.model, tokens, 1, run.device)
-        for first, logp, targets, *_ in stream:
-            scores.put(slice(first - 1, first - 1 + len(targets)), logp, targets)
-        return scores
-    for rows in _groups(_plan_rows(len(tokens))):
-        _score_group(run, tokens, rows, scores)
+    with bar(total=n, desc="score", unit="tok") as progress:
+        if mixed or run.model.max_context:
+            stream = score_run(run, tokens, 1, session) if mixed else score_logits(run.model, tokens, 1, run.device)
+            for first, logp, targets, *_ in stream:
+                scores.put(slice(first - 1, first - 1 + len(targets)), logp, targets)
+                progress.update(len(targets))
+            return scores
+        for rows in _groups(_plan_rows(len(tokens))):
+            _score_group(run, tokens, rows, scores)
+            progress.update(sum(stop - first for _, first, stop in rows))
     return scores
 
 

@@ -4,7 +4,6 @@
     cli.py          `seqlab train`'s flags -> RunConfig, --resume, --nproc
     distributed.py  DistributedDataParallel across processes (--nproc N, or torchrun)
     defaults.py     the architecture and size picked for a budget and corpus when --arch is not given
-    progress.py     the live training line
     curve.py        the learning-curve PNG written beside the run
 
     import seqlab

@@ -8,19 +8,27 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..config import RunConfig
+from ..config import SOFTMAXES, STYLE_BY, RunConfig, check_paths, option_for, validate
 from ..data.corpus import default_corpus_path
 from ..errors import SeqlabError
 from ..models import model_config
-from ..models.heads import SOFTMAXES
-from ..models.style import STYLE_BY
+from ..options import budget, corpus_path, hf_checkpoint, input_file, integer, key_value, new_run, run_dir, text
 from ..run import CONFIG_FILE, read_config
+from ..series.labels import EVENT
+from ..series.settings import is_series, series_config
+from ..series.train import train_series
 from . import distributed
 from .loop import train
 
 
 def default_run_dir(arch: str) -> Path:
-    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{arch}"
+    """runs/DATE-TIME-ARCH, with -2, -3 ... when a run started in the same second already has the name."""
+    base = Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{arch}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def link_latest(run_dir: Path) -> None:
@@ -42,35 +50,51 @@ DEFAULT_BUDGET_SECONDS = 600.0
 def add_cli(sub) -> None:
     p = sub.add_parser("train", help="train a model on your files (default: the bundled corpus)",
                        description="Train a model. CORPUS: files, directories (recursive) or globs.")
-    p.add_argument("corpus", nargs="*", help="training data (default: bundled tinyshakespeare)")
-    p.add_argument("--arch", help="transformer, lstm, qrnn, conv or stack (default: chosen for the budget and corpus)")
+    p.add_argument("corpus", nargs="*", type=corpus_path,
+                   help="training data (default: bundled tinyshakespeare); runs inside a folder are skipped")
+    p.add_argument("--arch", type=option_for("arch"), help="default: chosen for the budget and corpus")
     clock_group = p.add_mutually_exclusive_group()
-    clock_group.add_argument("--budget", help="wall-clock training time, e.g. 90s, 10m, 1h (default 10m)")
-    clock_group.add_argument("--max-steps", type=int, help="train for exactly N optimizer steps")
-    p.add_argument("--tokenizer", help="byte (default) or bpe:VOCAB")
+    clock_group.add_argument("--budget", type=budget, help="wall-clock training time (default 10m)")
+    clock_group.add_argument("--max-steps", type=integer(min=1), help="train for exactly N optimizer steps")
+    p.add_argument("--tokenizer", type=option_for("data.tokenizer"), help="default byte")
     p.add_argument("--softmax", choices=SOFTMAXES,
                    help="output layer: full (default) or adaptive, faster for large BPE vocabularies "
                         "(clusters: --set model.cutoffs=A,B)")
-    p.add_argument("--out", help="run directory (default runs/DATE-ARCH; runs/latest points at it)")
-    p.add_argument("--config", help="JSON file with config values (see config.json of any run)")
-    p.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint")
-    p.add_argument("--val", action="append", default=[], metavar="FILE", help="held-out file(s) instead of a split")
-    p.add_argument("--val-fraction", type=float, help="held-out fraction of each document (default 0.1)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seq-len", type=int, help="tokens per training window")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu, cuda")
-    p.add_argument("--threads", type=int, help="CPU threads (default: every core)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--out", type=new_run, help="run directory (default runs/DATE-ARCH; runs/latest points at it)")
+    p.add_argument("--config", type=input_file, help="JSON file with config values (see config.json of any run)")
+    p.add_argument("--resume", metavar="RUN", type=run_dir, help="continue a run from its last checkpoint")
+    p.add_argument("--val", action="append", default=[], metavar="FILE", type=corpus_path,
+                   help="held-out file(s) instead of a split")
+    p.add_argument("--val-fraction", type=option_for("data.val_fraction"),
+                   help="held-out fraction of each document (default 0.1)")
+    p.add_argument("--text-field", metavar="NAME", type=option_for("data.text_field"),
+                   help="JSONL, CSV or Parquet files: read each record's NAME field as one document")
+    p.add_argument("--batch-size", type=option_for("train.batch_size"))
+    p.add_argument("--seq-len", type=option_for("train.seq_len"), help="tokens per training window")
+    p.add_argument("--lr", type=option_for("train.lr"))
+    p.add_argument("--seed", type=option_for("train.seed"))
+    p.add_argument("--device", type=option_for("train.device"), help="default auto")
+    p.add_argument("--threads", type=option_for("train.threads"), help="CPU threads (default 0: every core)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=key_value,
                    help="any config value, e.g. --set model.n_layer=6 --set train.weight_decay=0.05")
     p.add_argument("--backward", action="store_true",
                    help="model the text right to left: a second opinion for `seqlab surprise --backward`")
-    p.add_argument("--init", metavar="DIR", help="fine-tune a local Hugging Face GPT-2 checkpoint (its tokenizer too)")
-    p.add_argument("--nproc", type=int, help="train with N processes (DistributedDataParallel); or use torchrun")
+    p.add_argument("--init", metavar="DIR", type=hf_checkpoint,
+                   help="fine-tune a local Hugging Face GPT-2 checkpoint (its tokenizer too)")
+    p.add_argument("--nproc", type=integer(min=1),
+                   help="train with N processes (DistributedDataParallel); or use torchrun")
     p.add_argument("--style-by", choices=STYLE_BY,
                    help="learn a style vector per source file or directory (seqlab generate --style, seqlab styles)")
-    p.add_argument("--style-dim", type=int, help="size of each style vector (default 16)")
+    p.add_argument("--style-dim", type=option_for("style.dim"), help="size of each style vector (default 16)")
+    p.add_argument("--log", type=option_for("train.log"),
+                   help="also write the training and held-out curves for TensorBoard (RUN/tensorboard/)")
+    p.add_argument("--series", action="store_true",
+                   help="CORPUS is a numeric table (CSV, .csv.gz, Parquet, or a directory of them): learn per-step "
+                        "event probabilities, walk-forward (docs/series.md)")
+    p.add_argument("--event", action="append", metavar="SPEC", type=EVENT,
+                   help='with --series: what to predict, e.g. "SPX:up=1%%,down=0.5%%,within=5" or "COL:label" '
+                        "(repeatable: one head per event)")
+    p.add_argument("--time", type=text, help="with --series: the time column (default: found by name, else the first)")
     p.set_defaults(func=cli)
 
 
@@ -78,13 +102,25 @@ FLAG_TO_KEY = {
     "tokenizer": "data.tokenizer", "val_fraction": "data.val_fraction", "batch_size": "train.batch_size",
     "seq_len": "train.seq_len", "lr": "train.lr", "seed": "train.seed", "device": "train.device",
     "threads": "train.threads", "max_steps": "train.max_steps", "style_by": "style.by", "style_dim": "style.dim",
+    "log": "train.log", "text_field": "data.text_field",
 }
 
 
-def config_from_args(args) -> RunConfig:
-    from ..config import apply_override, from_dict, load_config_file, parse_duration
+def read_config_file(path: str) -> RunConfig:
+    """A --config file as a RunConfig; a value it holds is refused in the words the flag would use."""
+    from ..config import from_dict, load_config_file
 
-    cfg = from_dict(RunConfig, load_config_file(args.config)) if args.config else RunConfig()
+    try:
+        return from_dict(RunConfig, load_config_file(path))
+    except SeqlabError as e:
+        message = str(e)
+        raise SeqlabError(message if path in message else f"config file {path}: {message}") from None
+
+
+def config_from_args(args) -> RunConfig:
+    from ..config import apply_override
+
+    cfg = read_config_file(args.config) if args.config else RunConfig()
     if args.init and not args.config:
         from ..pretrained import FINETUNE_LR
 
@@ -103,29 +139,32 @@ def config_from_args(args) -> RunConfig:
         if value is not None:
             apply_override(cfg, key, str(value))
     if args.budget:
-        cfg.train.budget_seconds, cfg.train.max_steps = parse_duration(args.budget), 0
+        cfg.train.budget_seconds, cfg.train.max_steps = args.budget, 0
     elif args.max_steps is not None:
         cfg.train.budget_seconds = 0.0
     if cfg.train.budget_seconds <= 0 and cfg.train.max_steps <= 0:
         cfg.train.budget_seconds = DEFAULT_BUDGET_SECONDS
+    reason = None
     if not (args.arch or args.config or args.init or any(p.startswith("task:") for p in cfg.data.paths)):
-        model_cfg = _auto_choice(cfg, args)
+        model_cfg, reason = _auto_choice(cfg, args)
     if args.softmax:
         model_cfg.softmax = args.softmax
     for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SeqlabError(f"--set expects KEY=VALUE, got {item!r}")
+        key, _, value = item.partition("=")
         if key.startswith("model."):
-            apply_override(model_cfg, key[len("model."):], value)
+            apply_override(model_cfg, key[len("model."):], value, "model")
         else:
             apply_override(cfg, key, value)
+    validate(model_cfg, "model")  # what one field cannot say alone (e.g. n_embd a multiple of n_head)
     cfg.model = asdict(model_cfg)
+    if reason:
+        print(reason, flush=True)  # once the config is known to be valid: an error is the only line
     return cfg
 
 
 def _auto_choice(cfg: RunConfig, args):
-    """No --arch: pick the architecture and size for the budget and corpus, from rates measured here, and say why."""
+    """No --arch: pick the architecture and size for the budget and corpus, from rates measured here;
+    returns its config and why."""
     from ..data.corpus import resolve_paths
     from ..run import resolve_device
     from .defaults import choose, ladder_for
@@ -142,22 +181,19 @@ def _auto_choice(cfg: RunConfig, args):
         cfg.train.budget_seconds = budget - measured.seconds  # the probe is part of the budget
     choice = choose(corpus_bytes, cfg.train.budget_seconds, measured.rates, device.type, cfg.train.max_steps,
                     measured.describe(ladder, device.type) if measured.rates else "")
-    print(choice.reason, flush=True)
     cfg.arch = choice.arch
     for key, value in choice.train.items():
         if getattr(args, key, None) is None:
             setattr(cfg.train, key, value)
     if not cfg.train.threads and device.type == "cpu" and measured.threads:
         cfg.train.threads = measured.threads[choice.model["n_embd"]]
-    return model_config(cfg.arch, choice.model)
+    return model_config(cfg.arch, choice.model), choice.reason
 
 
 def resume_config(args) -> RunConfig:
-    from ..config import parse_duration
-
     given = [f"--{k.replace('_', '-')}" for k in ("arch", "tokenizer", "out", "config", "val_fraction",
                                                    "batch_size", "seq_len", "lr", "seed", "init", "softmax",
-                                                   "style_by", "style_dim")
+                                                   "style_by", "style_dim", "log", "text_field")
              if getattr(args, k) is not None] + (["CORPUS"] if args.corpus else []) + \
         (["--val"] if args.val else []) + (["--set"] if args.set else []) + \
         (["--backward"] if args.backward else [])
@@ -166,7 +202,7 @@ def resume_config(args) -> RunConfig:
                           f"{', '.join(given)} (only --budget, --max-steps, --device and --threads)")
     cfg = read_config(Path(args.resume))
     if args.budget:
-        cfg.train.budget_seconds, cfg.train.max_steps = parse_duration(args.budget), 0
+        cfg.train.budget_seconds, cfg.train.max_steps = args.budget, 0
     elif args.max_steps is not None:
         cfg.train.budget_seconds, cfg.train.max_steps = 0.0, args.max_steps
     if args.device:
@@ -180,14 +216,21 @@ def cli(args) -> None:
     if args.resume:
         run_dir = Path(args.resume).resolve()
         cfg = resume_config(args)
+        if args.series or is_series(cfg):
+            raise SeqlabError("a --series run is built in one go and cannot be resumed; train a new one")
         if not distributed.train_processes(train, cfg, run_dir, resume=True, nproc=args.nproc):
             train(cfg, run_dir, resume=True)
         return
-    cfg = config_from_args(args)
+    if (args.event or args.time) and not args.series:
+        raise SeqlabError("--event and --time describe a numeric table: add --series")
+    cfg = series_config(args) if args.series else config_from_args(args)
+    check_paths(cfg)  # a --config or --set corpus is checked as the CORPUS argument is, before any work
     run_dir = Path(args.out) if args.out else default_run_dir(cfg.arch)
     if (run_dir / CONFIG_FILE).exists():
         raise SeqlabError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
-    if not distributed.train_processes(train, cfg, run_dir, init=args.init, nproc=args.nproc):
+    if args.series:
+        train_series(cfg, run_dir)
+    elif not distributed.train_processes(train, cfg, run_dir, init=args.init, nproc=args.nproc):
         train(cfg, run_dir, init=args.init)
     if distributed.is_rank_zero():
         link_latest(run_dir)

@@ -193,11 +193,18 @@ def launch(nproc: int, target, args: tuple) -> None:
     ctx = mp.get_context("spawn")
     errors = ctx.SimpleQueue()
     port = free_port()
+    workers = mp.start_processes(_worker, args=(nproc, port, errors, target, args), nprocs=nproc,
+                                 start_method="spawn", join=False)
     try:
-        mp.start_processes(_worker, args=(nproc, port, errors, target, args), nprocs=nproc, start_method="spawn")
+        while not workers.join():
+            pass
     except mp.ProcessExitedException:
         message = errors.get() if not errors.empty() else "a training process died (see the output above)"
         raise SeqlabError(message) from None
+    finally:  # interrupted while waiting (Ctrl-C, a test's timeout): no worker outlives this call, hung or not
+        for process in workers.processes:
+            if process.is_alive():
+                process.kill()
 
 
 def _worker(rank: int, nproc: int, port: int, errors, target, args) -> None:

@@ -17,7 +17,7 @@ from torch import nn
 
 from .. import checkpoint as ckpt
 from .. import countmodel
-from ..config import RunConfig
+from ..config import RunConfig, check_paths, validate
 from ..data.batches import make_batcher
 from ..data.corpus import CONTEXT_TOKENS, TokenData, cache_root, default_corpus_path, encode_corpus, read_documents
 from ..data.tasks import task_documents
@@ -26,9 +26,12 @@ from ..errors import SeqlabError
 from ..models import build_model, map_state, model_config
 from ..models.base import state_batch_dims
 from ..models.heads import AdaptiveHead
+from .. import optim
+from ..optim import lr_at  # noqa: F401 (lr_at: the schedule's home for callers)
 from ..models.style import attach_styles, conditioned, for_document, style_sources, token_sources, train_bytes_by_source
 from ..run import CONFIG_FILE, METRICS_FILE, read_config, resolve_device
 from ..scoring import describe_context, token_bits
+from .. import tracking
 from . import distributed
 from .speed import CompiledStep, autocast, fused_adamw_supported, uses_bf16
 from ..progress import Progress
@@ -36,21 +39,9 @@ from ..progress import Progress
 LN2 = math.log(2)
 
 
-def lr_at(progress: float, cfg) -> float:
-    """Linear warm-up, then cosine decay to lr * min_lr_ratio at progress 1."""
-    if progress < cfg.warmup_fraction:
-        return cfg.lr * (progress + 1e-3) / (cfg.warmup_fraction + 1e-3)
-    t = min(1.0, (progress - cfg.warmup_fraction) / max(1e-9, 1 - cfg.warmup_fraction))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
 def make_optimizer(model, cfg) -> torch.optim.AdamW:
-    # Decay matrices and embeddings; leave biases and norm gains alone (as nanoGPT).
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    fused = fused_adamw_supported(next(model.parameters()).device)  # one kernel for all updates (train/speed.py)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99), fused=fused)
+    """optim.make_optimizer, with a fused AdamW (one kernel for all updates) where the device has it."""
+    return optim.make_optimizer(model, cfg, fused=fused_adamw_supported(next(model.parameters()).device))
 
 
 def eval_subset(data: TokenData, n_tokens: int, n_segments: int = 8) -> list[tuple[np.ndarray, int, str]]:
@@ -85,8 +76,8 @@ def held_out_bpb(model, segments, token_lengths: np.ndarray, device) -> float:
 
 
 class Metrics:
-    def __init__(self, path: Path, enabled: bool = True):
-        self.path, self.enabled = path, enabled
+    def __init__(self, path: Path, enabled: bool = True, tracker=None):
+        self.path, self.enabled, self.tracker = path, enabled, tracker  # tracker: --log (tracking.py)
 
     def write(self, **record) -> None:
         if self.enabled:
@@ -94,6 +85,16 @@ class Metrics:
 
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if self.tracker:
+                self.tracker.record(record)
+
+    def step(self, step: int, loss: float) -> None:
+        if self.tracker:
+            self.tracker.step(step, loss)
+
+    def close(self) -> None:
+        if self.tracker:
+            self.tracker.close()
 
 
 def _rng_state(device) -> dict:
@@ -111,8 +112,8 @@ def _set_rng_state(state: dict, device) -> None:
 
 def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool, log=print):
     docs, val_docs = task_documents(cfg.data) or (  # "task:NAME": generated examples, own held-out set
-        read_documents(cfg.data.paths or [default_corpus_path()]),
-        read_documents(cfg.data.val_paths) if cfg.data.val_paths else [])
+        read_documents(cfg.data.paths or [default_corpus_path()], cfg.data.text_field),
+        read_documents(cfg.data.val_paths, cfg.data.text_field) if cfg.data.val_paths else [])
     if not val_docs and not (0 < cfg.data.val_fraction < 1):
         raise SeqlabError(f"--val-fraction must be in (0, 1), got {cfg.data.val_fraction}; or give --val FILE")
     if resume:
@@ -128,8 +129,10 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool, log=print):
     data = encode_corpus(docs, val_docs, tokenizer, cfg.data.val_fraction, cache_root())
     if data.val_tokens == 0:
         raise SeqlabError("the held-out split is empty: the corpus is too small; add data or give --val FILE")
-    log(f"corpus: {len(docs)} file(s), {data.train_bytes:,} training bytes ({len(data.train):,} tokens), "
+    log(f"corpus: {len(docs)} document(s), {data.train_bytes:,} training bytes ({len(data.train):,} tokens), "
         f"{data.val_bytes:,} held-out bytes ({data.val_tokens:,} tokens)")
+    if countmodel.usable(cfg.counts, tokenizer.vocab_size):  # refused now, not after the budget is spent
+        countmodel.check_fits(min(len(data.train), cfg.counts.max_history))
     return docs, tokenizer, data
 
 
@@ -140,10 +143,13 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     init: a Hugging Face GPT-2 checkpoint directory to start from (its weights and tokenizer).
     """
     run_dir = Path(run_dir)
+    validate(cfg)
+    check_paths(cfg)
     if cfg.train.budget_seconds <= 0 and cfg.train.max_steps <= 0:
         raise SeqlabError("give a training budget: --budget (e.g. 10m) or --max-steps N")
     distributed.check_batch(cfg.train.batch_size, world)
     countmodel.check(cfg.counts)
+    tracking.check(cfg.train.log)
     if init and cfg.data.backward:
         raise SeqlabError("--init loads a checkpoint that reads left to right; it cannot train --backward")
     if init and not resume:
@@ -155,9 +161,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
-    uses_bf16(device, cfg.train.precision, cfg.arch)  # a precision that is not known fails here, before any work
     torch.manual_seed(cfg.train.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     docs, tokenizer, data = prepare_data(cfg, run_dir, resume, log)
     if cfg.style.by and not (resume and cfg.style.sources):  # a resumed run keeps its own list
@@ -171,17 +175,19 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     attach_styles(model, cfg.style)
     order_output_layer(model, data, tokenizer, log)
     model = model.to(device)
+    optimizer = make_optimizer(model, cfg.train)
+    batcher = make_batcher(model.carries_state, data.train, cfg.train.batch_size, cfg.train.seq_len,
+                           cfg.train.seed, shard=(rank, world), sources=token_sources(cfg.style, docs, data.doc_tokens),
+                           tokenizer=tokenizer)
+    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a corpus or config refused above leaves nothing behind
     if not resume and rank == 0:
         save_tokenizer(tokenizer, run_dir)
         ckpt.atomic_write_text(run_dir / CONFIG_FILE, cfg.describe())
     log(f"config:\n{cfg.describe()}")
     log(f"model: {cfg.arch}, {model.num_params():,} parameters; held-out context: {describe_context(model)}")
 
-    optimizer = make_optimizer(model, cfg.train)
-    batcher = make_batcher(model.carries_state, data.train, cfg.train.batch_size, cfg.train.seq_len,
-                           cfg.train.seed, shard=(rank, world), sources=token_sources(cfg.style, docs, data.doc_tokens),
-                           tokenizer=tokenizer)
-    metrics = Metrics(run_dir / METRICS_FILE, enabled=rank == 0)
+    metrics = Metrics(run_dir / METRICS_FILE, enabled=rank == 0,
+                      tracker=tracking.open_tracker(cfg.train.log, run_dir, cfg.describe()) if rank == 0 else None)
     pos = {"step": 0, "elapsed": 0.0, "tokens": 0, "done": False}
     carry = None
     if resume:
@@ -202,6 +208,7 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
     loop.run()
     if rank == 0:
         finish(run_dir, model, data, tokenizer, metrics, device, loop, log)
+    metrics.close()
     return run_dir
 
 
@@ -310,7 +317,7 @@ class TrainLoop:
             self.log("the run has already used its budget; give a larger --budget or --max-steps to go on")
             return
         self.model.train()
-        display = Progress(tc.budget_seconds or None, tc.max_steps or None, enabled=self.is_writer)
+        display = Progress(tc.budget_seconds or None, tc.max_steps or None, enabled=self.is_writer, pos=self.pos)
         start = time.monotonic() - self.pos["elapsed"]
         last_eval = last_ckpt = self.pos["elapsed"]
         losses, val_bpb = [], None
@@ -318,6 +325,7 @@ class TrainLoop:
         try:
             while self.progress() < 1:
                 losses.append(self.train_step())
+                self.metrics.step(self.pos['step'], losses[-1])
                 self.pos["elapsed"] = distributed.agree_clock(time.monotonic() - start)  # rank 0's clock
                 due = (self.pos["step"] % tc.eval_every_steps == 0) if tc.eval_every_steps else \
                     self.pos["elapsed"] - last_eval >= tc.eval_every_seconds

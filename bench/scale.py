@@ -1,0 +1,158 @@
+"""Does seqlab work on a 100 MB corpus? Start-up, count-model build and load, memory, eval and surprise speed.
+
+    python bench/scale.py [--mb 100] [--budget 10m] [--out ~/.cache/seqlab/scale] [--history 100000000]
+
+The corpus is assembled reproducibly from Debian packages' docs and sources (PACKAGES:
+`apt-get download` + `dpkg-deb -x`, no root; text files only, sorted paths, capped at
+--mb), as bench/debian_corpora.py does. Each stage runs as its own process, timed, with
+its peak resident memory (the process's ru_maxrss, from wait4):
+
+  tokenise + cache   encode_corpus from scratch, then again (its cache)
+  train              `seqlab train CORPUS --budget B --set counts.max_history=H`: at its end
+                     the count model's table is built into RUN/counts/ (store.py)
+  build              the table alone, rebuilt from RUN/history.npy (store.build)
+  load               seqlab.load(RUN) and its count model, mapped from RUN/counts/
+  eval               `seqlab eval RUN HELD_OUT` on --eval-bytes of the held-out split
+  surprise           `seqlab surprise RUN FILE --top 3` (fixes, one reading) on 2,000 bytes of it
+
+Goals (issue 29): the count model of a 100M-token history loads in <= 10 s, and scoring stays
+under 6 GB resident; a history too large for the free memory is refused in one line.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[0]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from debian_corpora import unpack  # noqa: E402
+
+# (package, root inside it): text-heavy Debian packages, about 130 MB of text together
+PACKAGES = [("python3.11-doc", "usr/share/doc/python3.11"), ("python3-django", "usr/lib/python3/dist-packages"),
+            ("perl-doc", "usr/share/perl"), ("linux-libc-dev", "usr/include"), ("fortunes", "usr/share/games")]
+
+
+def is_text(path: Path) -> bool:
+    if not path.is_file() or path.is_symlink():
+        return False
+    with open(path, "rb") as f:
+        return b"\0" not in f.read(8192)
+
+
+def assemble(out: Path, max_bytes: int) -> Path:
+    """One file per source file, under out/corpus, until max_bytes (deterministic: sorted paths)."""
+    target = out / "corpus"
+    if target.exists():
+        return target
+    tmp = out / "corpus.tmp"
+    total = 0
+    for package, inner in PACKAGES:
+        source = unpack(package, out) / inner
+        for path in sorted(source.rglob("*")):
+            if total >= max_bytes:
+                break
+            if is_text(path):
+                dest = tmp / package / path.relative_to(source)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                data = path.read_bytes()[: max_bytes - total]
+                dest.write_bytes(data)
+                total += len(data)
+    tmp.rename(target)
+    return target
+
+
+def measure(argv: list[str], env=None) -> tuple[float, float, str]:
+    """(wall seconds, peak resident GB, stdout + stderr) of a process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"failed: {' '.join(argv)}\n{out[-3000:]}")
+    return seconds, usage.ru_maxrss / 2**20, out
+
+
+def python(code: str, *args) -> list[str]:
+    return [sys.executable, "-c", "import sys; sys.path.insert(0, %r)\n" % str(Path(__file__).resolve().parents[1]
+                                                                            / "src") + code, *map(str, args)]
+
+
+TOKENISE = """
+from seqlab.data.corpus import cache_root, encode_corpus, read_documents
+from seqlab.data.tokenizer import ByteTokenizer
+data = encode_corpus(read_documents([sys.argv[1]]), [], ByteTokenizer(), 0.01, cache_root())
+print(len(data.train), "training tokens")
+"""
+BUILD = """
+import numpy as np
+from pathlib import Path
+from seqlab.countmodel import store
+from seqlab.run import read_config
+run = Path(sys.argv[1]); c = read_config(run).counts
+store.build(np.load(run / "history.npy", mmap_mode="r"), list(c.orders) + list(c.match_orders), run / "rebuilt")
+"""
+LOAD = """
+import time
+from seqlab.run import load
+t0 = time.perf_counter(); run = load(sys.argv[1]); model = run.count_model
+print(f"{time.perf_counter() - t0:.2f} s to load; {len(model.table.tokens):,} entries")
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mb", type=float, default=100)
+    ap.add_argument("--budget", default="10m")
+    ap.add_argument("--history", type=int, default=100_000_000, help="counts.max_history")
+    ap.add_argument("--eval-bytes", type=int, default=200_000)
+    ap.add_argument("--out", type=Path, default=Path.home() / ".cache" / "seqlab" / "scale")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    corpus = assemble(args.out, int(args.mb * 1e6))
+    n_bytes = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
+    cache = {"SEQLAB_CACHE": str(args.out / "cache")}
+    rows = []
+    for label in ("tokenise + cache (first)", "tokenise (cached)"):
+        seconds, rss, _ = measure(python(TOKENISE, corpus), cache)
+        rows.append((label, seconds, rss, ""))
+    run = args.out / "run"
+    seconds, rss, out = measure([sys.executable, "-m", "seqlab", "train", str(corpus), "--budget", args.budget,
+                                 "--val-fraction", "0.01", "--set", f"counts.max_history={args.history}",
+                                 "--out", str(run)], {**cache, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    rows.append(("train (budget + final eval)", seconds, rss, f"{args.budget} budget"))
+    seconds, rss, _ = measure(python(BUILD, run))
+    rows.append(("count model: build table", seconds, rss, _size(run)))
+    seconds, rss, out = measure(python(LOAD, run))
+    rows.append(("count model: load (mapped)", seconds, rss, out.strip().splitlines()[-1]))
+    held = args.out / "held_out.txt"
+    tail = b"".join(p.read_bytes()[-max(1, int(p.stat().st_size * 0.01)) :] for p in sorted(corpus.rglob("*"))
+                    if p.is_file())  # the last 1% of every file: the run's held-out split
+    held.write_bytes(tail[: args.eval_bytes])
+    seconds, rss, _ = measure([sys.executable, "-m", "seqlab", "eval", str(run), str(held)],
+                              {"PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    rows.append(("eval (whole process)", seconds, rss, f"{len(held.read_bytes()) / seconds:,.0f} bytes/s"))
+    small = args.out / "surprise.txt"
+    small.write_bytes(tail[:2000])
+    seconds, rss, _ = measure([sys.executable, "-m", "seqlab", "surprise", str(run), str(small), "--top", "3",
+                               "--json"], {"PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    rows.append(("surprise, 2,000 bytes, fixes", seconds, rss, "whole process"))
+    print(f"corpus {corpus}: {n_bytes:,} bytes; counts.max_history {args.history:,}\n")
+    print(f"| {'stage':<30} | {'seconds':>8} | {'peak RSS GB':>11} | note")
+    print(f"|{'-' * 32}|{'-' * 10}|{'-' * 13}|{'-' * 30}")
+    for label, seconds, rss, note in rows:
+        print(f"| {label:<30} | {seconds:>8.1f} | {rss:>11.2f} | {note}")
+
+
+def _size(run: Path) -> str:
+    total = sum(p.stat().st_size for p in (run / "counts").iterdir())
+    return f"table on disk {total / 2**30:.2f} GiB"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""The .sqz header: what a file was compressed with, checked before anything is decoded."""
+
+import hashlib
+import io
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import SeqlabError
+
+MAGIC = b"SQZ\x1a"
+LONGEST = 300  # bytes: no header is longer (its one string, torch's version, is at most 255)
+# 5: segments read in lockstep, blocks, constriction's range coder (4: one stream a token at a time)
+FORMAT = 5
+FINGERPRINT_BYTES = 4  # tells runs apart before decoding; a 1 in 2^32 miss is still caught by the CRC
+
+
+@dataclass
+class Header:
+    fingerprint: bytes
+    counts_fingerprint: bytes | None  # the count model's, when it was mixed in
+    torch_version: str
+    threads: int
+    n_bytes: int  # of the original
+    crc: int
+
+    def pack(self) -> bytes:
+        version = self.torch_version.encode()
+        mixed = self.counts_fingerprint is not None
+        return b"".join([MAGIC, bytes([FORMAT, mixed]), self.fingerprint, self.counts_fingerprint or b"",
+                         bytes([len(version)]), version, varints(self.threads, self.n_bytes),
+                         struct.pack("<I", self.crc)])
+
+    @classmethod
+    def unpack(cls, data: bytes, name: str) -> tuple["Header", int]:
+        """The header and the offset where the blocks start."""
+        if data[:4] != MAGIC:
+            raise SeqlabError(f"{name} is not a seqlab compressed file (no SQZ header); "
+                              "make one with `seqlab compress`")
+        r = ByteReader(io.BytesIO(data))
+        r.take(4)
+        try:
+            fmt, mixed = r.take(2)
+            if fmt != FORMAT:
+                raise SeqlabError(f"{name} has compressed format {fmt}; this seqlab reads format {FORMAT}: "
+                                  "decompress it with the seqlab version that made it")
+            fingerprint = r.take(FINGERPRINT_BYTES)
+            counts = r.take(FINGERPRINT_BYTES) if mixed else None
+            version = r.take(r.take(1)[0]).decode()
+            threads, n_bytes = r.varint(), r.varint()
+            (crc,) = struct.unpack("<I", r.take(4))
+        except (EOFError, UnicodeDecodeError):
+            raise SeqlabError(f"{name} is truncated or damaged (cannot read its header)") from None
+        return cls(fingerprint, counts, version, threads, n_bytes, crc), r.stream.tell()
+
+
+def varints(*values: int) -> bytes:
+    """LEB128: 7 bits a byte, high bit set while more follow (the header is part of the compressed size)."""
+    out = bytearray()
+    for v in values:
+        while v >= 0x80:
+            out.append(v & 0x7F | 0x80)
+            v >>= 7
+        out.append(v)
+    return bytes(out)
+
+
+class ByteReader:
+    """Reads a binary stream (a file, or io.BytesIO), raising EOFError where it ends early."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def take(self, n: int) -> bytes:
+        data = self.stream.read(n)
+        if len(data) < n:
+            raise EOFError
+        return data
+
+    def varint(self) -> int:
+        value, shift = 0, 0
+        while True:
+            (byte,) = self.take(1)
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                return value
+
+
+def run_fingerprint(run_dir) -> bytes:
+    """FINGERPRINT_BYTES identifying the run's config, tokenizer and weights (tensor names, dtypes, shapes, bytes)."""
+    from safetensors import safe_open
+
+    from ..checkpoint import CHECKPOINT_FILE
+
+    run_dir = Path(run_dir)
+    h = hashlib.sha256()
+    for name in ("config.json", "tokenizer.json"):
+        h.update((run_dir / name).read_bytes())
+    with safe_open(str(run_dir / CHECKPOINT_FILE), framework="pt", device="cpu") as f:
+        for key in sorted(k for k in f.keys() if k.startswith("model.")):
+            t = f.get_tensor(key).contiguous()
+            h.update(f"{key}|{t.dtype}|{tuple(t.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.digest()[:FINGERPRINT_BYTES]
+
+
+def counts_fingerprint(run) -> bytes | None:
+    """FINGERPRINT_BYTES identifying the count model's training tokens, or None when the run has no count model."""
+    if run.count_model is None:
+        return None
+    return hashlib.sha256(run.count_model.digest.encode()).digest()[:FINGERPRINT_BYTES]
+
+
+def check_compatible(header: Header, run, name: str, threads: int | None) -> None:
+    """Refuse, in one line, a file that this run, torch build or thread count would decode differently."""
+    from ..countmodel import HISTORY_FILE
+
+    mine = run_fingerprint(run.path)
+    if header.fingerprint != mine:
+        raise SeqlabError(f"{name} was compressed with a different run (fingerprint {header.fingerprint.hex()}, "
+                          f"{run.path} is {mine.hex()}); decompress it with the run that compressed it")
+    if header.counts_fingerprint is not None:
+        counts = counts_fingerprint(run)
+        if counts is None:
+            raise SeqlabError(f"{name} was compressed with the run's count model mixed in, but {run.path} has none "
+                              f"(no {HISTORY_FILE}); decompress it with the run directory that compressed it")
+        if counts != header.counts_fingerprint:
+            raise SeqlabError(f"{name} was compressed with a different count model ({HISTORY_FILE} of {run.path} "
+                              "differs); decompress it with the run directory that compressed it")
+    if header.torch_version != torch.__version__:
+        raise SeqlabError(f"{name} was compressed with torch {header.torch_version}, this is torch "
+                          f"{torch.__version__}: probabilities may differ; "
+                          f"decompress it with torch {header.torch_version}")
+    if threads is not None and threads != header.threads:
+        raise SeqlabError(f"--threads {threads} was given, but {name} was compressed with {header.threads} "
+                          f"thread(s), and other thread counts round differently; leave --threads out "
+                          f"(decompress uses the file's)")

@@ -1,0 +1,95 @@
+"""One block of a file coded as segments read side by side, in lockstep.
+
+A token at a time, one text is slow: every step is a handful of small matrix products
+and a count-model lookup, whatever the batch. So a block of the file is cut into
+`segments_for(n)` contiguous segments, each read from BOS as its own text, and every
+step predicts the next token of all of them at once: one model step of batch S, one
+count-model blend of S rows (LockstepReader), one mix. The count model's session is
+one for the whole file: every segment's tokens are counted as they are learnt, and
+the mixing weights take a step every `max(1, chunk // S)` steps, on as many tokens
+as eval's chunk. The network's step runs in a worker thread beside the count model's
+blend (numpy and torch each release the GIL in their kernels).
+
+Encoder and decoder run this very loop (same shapes, same order, same thread count),
+so both see bit-identical probabilities; only `pick` differs: the encoder codes the
+token it knows, the decoder decodes it.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..countmodel import Experts
+from ..countmodel.lockstep import LockstepReader
+from ..scoring import TorchThreads
+
+SEGMENT_TOKENS = 4096  # at least this many tokens per segment: each starts cold, without the text before it
+MAX_SEGMENTS = 256  # rows per step
+BLOCK_TOKENS = 1 << 22  # tokens coded as one block: memory stays bounded however large the file
+
+
+def segments_for(n_tokens: int) -> int:
+    return max(1, min(MAX_SEGMENTS, n_tokens // SEGMENT_TOKENS))
+
+
+def segment_lengths(n_tokens: int, segments: int) -> np.ndarray:
+    """Tokens in each segment: all ceil(n / S) but the last."""
+    per = -(-n_tokens // segments) if n_tokens else 0
+    return np.clip(n_tokens - per * np.arange(segments), 0, per)
+
+
+def _network_step(model, x: torch.Tensor, state):
+    with torch.no_grad():
+        logits, state = model.step(x, state)
+        return F.log_softmax(logits.float(), dim=-1), state
+
+
+@torch.no_grad()
+def code_block(run, session, n_tokens: int, threads: int, pick, progress=None) -> None:
+    """Step through a block of n_tokens as segments_for(n_tokens) segments in lockstep.
+
+    pick(j, active, logp) gets step j's mixed log-probabilities (S, V) and which rows still have a
+    token (bool (S,)); it returns every row's token at step j (int64 (S,), anything for inactive rows).
+    session: the file's count-model session (CountSession), or None for the network alone.
+    """
+    lengths = segment_lengths(n_tokens, segments_for(n_tokens))
+    n_rows, steps, bos = len(lengths), int(lengths.max(initial=0)), run.tokenizer.bos_id
+    model = run.model
+    state = model.init_state(n_rows, torch.device("cpu"))
+    x = torch.full((n_rows,), bos, dtype=torch.long)
+    reader = LockstepReader(session, n_rows, bos, steps) if session is not None else None
+    every = max(1, run.config.counts.chunk // n_rows)
+    pending: list = []
+    # the worker's torch threads are its own (OpenMP's count is per thread): set in it, as in this one
+    with ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(threads,)) as pool, TorchThreads(threads):
+        for j in range(steps):
+            active = lengths > j
+            net = pool.submit(_network_step, model, x, state)
+            experts = reader.distributions() if reader else None
+            net_logp, state = net.result()
+            logp = session.mixer.mix(net_logp, experts) if reader else net_logp
+            tokens = pick(j, active, logp)
+            if reader:
+                reader.append(tokens, active)
+                pending.append((logp, net_logp, experts, tokens, active))
+                if len(pending) == every or j == steps - 1:
+                    _learn_chunk(session, reader, pending)
+                    pending = []
+            x = torch.from_numpy(tokens)
+            if progress is not None:
+                progress(int(active.sum()))
+
+
+def _learn_chunk(session, reader: LockstepReader, pending: list) -> None:
+    """A step of the mixing weights on the steps since the last (their rows with a token), then count them."""
+    logp, net_logp, experts, tokens = [], [], [], []
+    for lp, net, ex, tok, active in pending:
+        rows = torch.from_numpy(active)
+        logp.append(lp[rows])
+        net_logp.append(net[rows])
+        experts.append(ex.select(active))
+        tokens.append(torch.from_numpy(tok[active]))
+    session.mixer.update(torch.cat(logp), torch.cat(net_logp), Experts.concat(experts), torch.cat(tokens))
+    reader.advance()
