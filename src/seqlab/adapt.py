@@ -34,7 +34,7 @@ from .models.base import map_state
 from .scoring import TorchThreads, _batches_of_equal_length, plan_windows, window_log_probs
 
 # Chosen on a slice of the *training* split of tinyshakespeare (never its held-out bytes):
-# bench/adapt.py --tune, docs/quality.md.
+# bench/adapt.py, docs/adapt.md (provisional: one short run).
 DEFAULT_LR = 3e-4
 DEFAULT_CHUNK = 256
 BETAS = (0.9, 0.999)

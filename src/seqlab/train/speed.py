@@ -5,13 +5,14 @@
   and the LSTM; the others keep fp32 unless `train.precision=bf16`). The weights, the optimizer and the loss stay
   fp32; matrix products run in bf16, which on an AVX512-BF16 CPU is about twice as fast as fp32.
   Attention stays fp32 on the CPU (models/transformer.py): PyTorch's bf16 attention backward is
-  several times slower there. Measured side by side on this project's 2-core AMD EPYC VM
-  (docs/quality.md, bench/train_speed.py): the default 4x128 transformer and the LSTM train
-  about 1.4x faster, with the same held-out bits per byte at equal steps.
+  several times slower there. Measured side by side on this project's shared 2-core VM, one
+  thread (docs/quality.md, bench/train_speed.py; provisional): the default 4x128 transformer and
+  the LSTM train about 1.5x faster; `--learn` there checks the held-out bits at equal steps.
 - **A fused AdamW** (one kernel for every parameter's update): a few per cent, free.
 - **torch.compile** (`train.compile=true`, opt-in): inductor fuses the element-wise work around
-  the matrix products (GELU, layer norms, residual adds). On the CPU it adds 5-10% to the above
-  but costs 20-90 s of compilation, taken from the budget, so it pays only for budgets of hours.
+  the matrix products (GELU, layer norms, residual adds). On the CPU its compilation takes a
+  minute or more of the budget, so it can pay only for budgets of hours (bench/train_speed.py
+  --compile measures it).
   If compiling fails (no C++ compiler, an unsupported op), the run says so in one line and goes
   on eagerly from the same step.
 """
