@@ -11,7 +11,7 @@ from seqlab.models import build_model
 from seqlab.run import load
 from seqlab.scoring import token_bits
 
-from conftest import TINY
+from conftest import TINY, structured_text
 
 
 def tiny_model(arch: str, seed: int = 0):
@@ -87,3 +87,21 @@ def test_eval_prints_the_frozen_and_the_adapted_figures(trained_runs, capsys):
     assert main(["eval", run_dir, "--adapt", "--adapt-lr", "0"]) == 2
     assert "--adapt-lr" in capsys.readouterr().err
     assert load(run_dir).model is not None
+
+
+@pytest.mark.parametrize("arch", ["lstm", "transformer"])
+def test_compress_adapt_round_trips_bit_for_bit_from_the_header_alone(trained_runs, monkeypatch, arch):
+    """compress --adapt: the header records lr and chunk, decompress repeats the same steps; the weights come back."""
+    from seqlab.compress import Header, compress_bytes, decompress_bytes, lockstep
+
+    monkeypatch.setattr(lockstep, "SEGMENT_TOKENS", 300)  # several segments side by side, an uneven last one
+    run = load(trained_runs[arch])
+    before = {k: v.clone() for k, v in run.model.state_dict().items()}
+    data = structured_text(120, seed=5).encode()[:1700]
+    options = AdaptOptions(lr=1e-2, chunk=64)
+    blob = compress_bytes(run, data, adapt=options)
+    header = Header.unpack(blob, "x")[0]
+    assert (header.adapt_lr, header.adapt_chunk, header.threads) == (1e-2, 64, 1)
+    assert blob != compress_bytes(run, data)  # the adapted network codes the text differently
+    assert decompress_bytes(run, blob) == data
+    assert all(torch.equal(before[k], v) for k, v in run.model.state_dict().items())

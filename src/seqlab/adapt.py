@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .models.base import map_state
+from .options import integer, number
 from .scoring import TorchThreads, _batches_of_equal_length, plan_windows, window_log_probs
 
 # Chosen on a slice of the *training* split of tinyshakespeare (never its held-out bytes):
@@ -79,6 +80,26 @@ class Adapter:
 
     def describe(self) -> str:
         return self.options.describe(self.chunk)
+
+    def learn_rows(self, known: torch.Tensor, valid: torch.Tensor, span: int) -> None:
+        """A step on the last `span` tokens of each row of `known` (S, T), tokens a codec has already coded
+        side by side (compress/lockstep.py); row i's tokens from column valid[i] on are padding. A window
+        model reads at most its context. Encoder and decoder call it with the same tensors: the same step."""
+        model, end = self.model, known.shape[1]
+        width = min(end, (model.max_context or span) + 1)
+        window = known[:, end - width :]
+        targets = window[:, 1:].clone()
+        columns = torch.arange(end - width + 1, end)
+        targets[columns[None, :] >= valid[:, None]] = -100  # past a row's end
+        if not (targets >= 0).any():
+            return
+        with TorchThreads(self.threads), torch.enable_grad():
+            logits, _ = model(window[:, :-1])
+            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        self.steps += 1
 
     def text(self, n_context: int) -> "AdaptedText":
         return AdaptedText(self, n_context)
@@ -134,3 +155,16 @@ class AdaptedText:
         features, state = model.features(x, self.state)
         self.state = map_state(torch.Tensor.detach, state)
         return F.log_softmax(model.output_layer()(features[0, -(stop - first) :]).float(), dim=-1)
+
+
+def add_adapt_options(p, what: str) -> None:
+    """--adapt, --adapt-lr and --adapt-chunk of a verb (eval, compress); `what` is --adapt's help."""
+    p.add_argument("--adapt", action="store_true", help=what)
+    p.add_argument("--adapt-lr", type=number(min=0, min_open=True), default=DEFAULT_LR,
+                   help=f"its Adam learning rate (default {DEFAULT_LR:g})")
+    p.add_argument("--adapt-chunk", type=integer(min=1), default=DEFAULT_CHUNK,
+                   help=f"tokens between its steps (default {DEFAULT_CHUNK})")
+
+
+def adapt_options(args) -> AdaptOptions | None:
+    return AdaptOptions(lr=args.adapt_lr, chunk=args.adapt_chunk) if args.adapt else None

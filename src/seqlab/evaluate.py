@@ -14,6 +14,7 @@ from .data.corpus import TokenData, cache_root, encode_corpus, read_documents
 from .data.tasks import format_accuracy, task_accuracy, task_documents, task_name
 from .errors import SeqlabError
 from .models.style import for_document
+from .adapt import add_adapt_options, adapt_options
 from .options import corpus_path, device, run_dir
 from .progress import bar, quiet
 from .scoring import describe_run_context, mixing_session, run_token_bits
@@ -137,21 +138,9 @@ def add_cli(sub) -> None:
                    help="files to score instead of the held-out split")
     p.add_argument("--json", action="store_true", help="print JSON (the figure is under 'bpb')")
     p.add_argument("--device", default="auto", type=device, help="default auto: a GPU when there is one")
-    add_adapt_options(p)
+    add_adapt_options(p, "also score with the network learning from each chunk once scored (dynamic evaluation; "
+                         "slower, see docs/adapt.md): prints the frozen and the adapted figures")
     p.set_defaults(func=cli)
-
-
-def add_adapt_options(p) -> None:
-    from .adapt import DEFAULT_CHUNK, DEFAULT_LR
-    from .options import integer, number
-
-    p.add_argument("--adapt", action="store_true",
-                   help="also score with the network learning from each chunk once scored (dynamic evaluation; "
-                        "slower, see docs/adapt.md): prints the frozen and the adapted figures")
-    p.add_argument("--adapt-lr", type=number(min=0, min_open=True), default=DEFAULT_LR,
-                   help=f"its Adam learning rate (default {DEFAULT_LR:g}, measured)")
-    p.add_argument("--adapt-chunk", type=integer(min=1), default=DEFAULT_CHUNK,
-                   help=f"tokens scored between its steps (default {DEFAULT_CHUNK})")
 
 
 def cli(args) -> None:
@@ -170,9 +159,3 @@ def cli(args) -> None:
         sys.stdout.write("\n")
     else:
         print(format_table(result))
-
-
-def adapt_options(args):
-    from .adapt import AdaptOptions
-
-    return AdaptOptions(lr=args.adapt_lr, chunk=args.adapt_chunk) if args.adapt else None
