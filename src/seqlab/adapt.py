@@ -83,14 +83,15 @@ class Adapter:
 
     def learn_rows(self, known: torch.Tensor, valid: torch.Tensor, span: int) -> None:
         """A step on the last `span` tokens of each row of `known` (S, T), tokens a codec has already coded
-        side by side (compress/lockstep.py); row i's tokens from column valid[i] on are padding. A window
-        model reads at most its context. Encoder and decoder call it with the same tensors: the same step."""
+        side by side (compress/lockstep.py), each learnt once as eval's chunks are; row i's tokens from column
+        valid[i] on are padding. A window model reads them with up to its context before them, a recurrent
+        one from a fresh state over them. Encoder and decoder call it with the same tensors: the same step."""
         model, end = self.model, known.shape[1]
         width = min(end, (model.max_context or span) + 1)
         window = known[:, end - width :]
         targets = window[:, 1:].clone()
         columns = torch.arange(end - width + 1, end)
-        targets[columns[None, :] >= valid[:, None]] = -100  # past a row's end
+        targets[(columns[None, :] >= valid[:, None]) | (columns[None, :] < end - span)] = -100  # padding, or learnt
         if not (targets >= 0).any():
             return
         with TorchThreads(self.threads), torch.enable_grad():
