@@ -13,7 +13,7 @@ import torch
 
 from seqlab.run import load, read_config, read_metrics
 from seqlab.train import train
-from seqlab.train.defaults import choose
+from seqlab.train.defaults import LADDERS, choose
 from seqlab.train.loop import lr_at
 
 from conftest import (assert_near_the_grammar, brute_force_bits, grammar_bits_per_byte, held_out_grammar_bpb,
@@ -396,20 +396,30 @@ def test_without_the_count_model_every_figure_is_the_networks(corpus_file, tmp_p
     assert result["bpb"] == pytest.approx(expected, rel=1e-5)
 
 
-def test_auto_choice_is_nanogpts_recipe_sized_by_budget_cores_and_corpus():
-    ten_minutes = choose(1_000_000, 600, cores=2)
+def developers_rates(scale: float = 1.0) -> dict[int, float]:
+    """Tokens/s by width as measured on the developers' 2 cores: 24k at 4x128, inversely to the parameters."""
+    ladder = LADDERS["cpu"]
+    return {w: scale * 24_000 * ladder.params(128) / ladder.params(w) for w in ladder.widths}
+
+
+def test_auto_choice_is_nanogpts_recipe_sized_by_measured_rates_and_corpus():
+    ten_minutes = choose(1_000_000, 600, developers_rates())
     assert ten_minutes.arch == "transformer"
     assert ten_minutes.model == {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "dropout": 0.0,
                                  "bias": False}
     assert ten_minutes.train["batch_size"] == 12 and ten_minutes.train["lr"] == 3e-3
-    assert "\n" not in ten_minutes.reason and "10 minutes on 2 cores" in ten_minutes.reason
-    widths = [choose(1_000_000, minutes * 60, cores=2).model["n_embd"] for minutes in (1, 10, 60, 600)]
+    assert "\n" not in ten_minutes.reason and "10 minutes" in ten_minutes.reason
+    widths = [choose(1_000_000, minutes * 60, developers_rates()).model["n_embd"] for minutes in (1, 10, 60, 600)]
     assert widths == sorted(widths) and widths[0] < 128 < widths[-1]
-    rates = [choose(1_000_000, minutes * 60, cores=2).train["lr"] for minutes in (1, 10, 60, 600)]
+    rates = [choose(1_000_000, minutes * 60, developers_rates()).train["lr"] for minutes in (1, 10, 60, 600)]
     assert rates == sorted(rates, reverse=True) and rates[0] == 3e-3 > rates[-1]  # wider models take less
-    assert choose(1_000_000, 600, cores=1).model["n_embd"] <= 128
-    small = choose(50_000, 3600, cores=2)
+    assert choose(1_000_000, 600, developers_rates(0.5)).model["n_embd"] < 128  # a slower machine: narrower
+    measured_to_128 = {w: r for w, r in developers_rates().items() if w <= 128}
+    assert choose(1_000_000, 36_000, measured_to_128).model["n_embd"] == 128  # unmeasured widths do not fit
+    small = choose(50_000, 3600, developers_rates())
     assert small.model["n_embd"] == 64 and "the corpus size" in small.reason and small.model["dropout"] > 0
+    assert choose(1_000_000, 0, {}, max_steps=100).model["n_embd"] == 64  # 77k tokens: the smallest
+    assert choose(1_000_000, 0, {}, max_steps=20_000).model["n_embd"] == 128  # 15M tokens
 
 
 def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path, monkeypatch):

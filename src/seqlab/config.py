@@ -17,6 +17,7 @@ from .options import (Kind, Numeric, PathKind, budget, corpus_path, device, inte
 FORMAT_VERSION = 1  # bump when a run directory written by older code can no longer be read
 STYLE_BY = ("file", "dir")  # what counts as one source for style vectors (models/style.py)
 SOFTMAXES = ("full", "adaptive")  # the output layer (models/heads.py)
+PRECISIONS = ("auto", "fp32", "bf16")  # train.precision (train/speed.py)
 TRACKERS = ("tensorboard",)  # what --log writes besides metrics.jsonl (tracking.py)
 ARCH_NAMES = ("transformer", "lstm", "qrnn", "conv", "stack")  # models.ARCHS, named here for RunConfig.arch
 
@@ -70,6 +71,8 @@ class TrainConfig:
     device: str = setting("auto", device, flag="--device")
     threads: int = setting(0, non_negative, flag="--threads")  # 0 = every core
     log: str = setting("", one_of("", *TRACKERS), flag="--log")  # "tensorboard": the curves as TensorBoard scalars
+    precision: str = setting("auto", one_of(*PRECISIONS))  # auto: bf16 autocast where the device computes bf16 natively
+    compile: bool = False  # torch.compile the training step (pays for budgets of hours; see train/speed.py)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from .data.tasks import format_accuracy, task_accuracy, task_documents, task_nam
 from .errors import SeqlabError
 from .intervals import AUTO, bpb_interval, byte_bits, block_kind, paired
 from .models.style import for_document
+from .adapt import add_adapt_options, adapt_options
 from .options import corpus_path, device, run_dir, run_or_file
 from .progress import bar, quiet
 from .scoring import describe_run_context, mixing_session, run_token_bits
@@ -36,18 +37,19 @@ def _summary(name: str, bits: float, network_bits: float, n_bytes: int, n_tokens
     }
 
 
-def _score_items(run, items, per_byte: list | None = None) -> tuple[list[dict], dict]:
+def _score_items(run, items, per_byte: list | None = None, adapter=None) -> tuple[list[dict], dict]:
     """items: (name, tokens, n_context, n_bytes) -> per-item rows and the total, scored in order as one stream.
 
     per_byte: when given, gets the bits of every scored byte of each item (intervals.byte_bits).
+    adapter: an adapt.Adapter when the network learns from each chunk once scored (dynamic evaluation).
     """
     rows, totals = [], np.zeros(4)
     session = mixing_session(run)
     n_scored = sum(len(tokens) - n_context for _, tokens, n_context, _ in items)
-    with bar(total=n_scored, desc="eval", unit="tok") as progress:
+    with bar(total=n_scored, desc="eval, adapting" if adapter else "eval", unit="tok") as progress:
         for name, tokens, n_context, n_bytes in items:
             with for_document(run.model, name):  # a styled run reads each document in its own source's style
-                bits, network = run_token_bits(run, tokens, n_context, session, progress)
+                bits, network = run_token_bits(run, tokens, n_context, session, progress, adapter)
             if per_byte is not None:
                 per_byte.append(byte_bits(run.tokenizer, tokens[n_context:], bits))
             n_tokens = len(tokens) - n_context
@@ -62,9 +64,26 @@ def _scored(run, name: str, items) -> tuple[dict, list[np.ndarray]]:
     return {**total, "name": name, "files": rows, "context": describe_run_context(run)}, per_byte
 
 
+def _adapted(run, items, adapt) -> dict:
+    """The same items scored again, the network learning from each chunk once scored."""
+    import time
+
+    from .adapt import Adapter
+
+    t0 = time.perf_counter()
+    with Adapter(run.model, run.device, adapt) as adapter:
+        rows, total = _score_items(run, items, adapter=adapter)
+        how = adapter.describe()
+    return {**total, "files": rows, "how": how, "lr": adapt.lr, "chunk": adapter.chunk, "threads": adapter.threads,
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _held_out_items(data: TokenData) -> list:
+    return [(h.name, h.tokens, h.n_context, h.n_bytes) for h in data.held_out if len(h.scored)]
+
+
 def evaluate_held_out(run, data: TokenData, block=AUTO) -> dict:
-    items = [(h.name, h.tokens, h.n_context, h.n_bytes) for h in data.held_out if len(h.scored)]
-    result, per_byte = _scored(run, "held-out", items)
+    result, per_byte = _scored(run, "held-out", _held_out_items(data))
     return {**result, **bpb_interval(per_byte, block)}
 
 
@@ -83,27 +102,35 @@ def held_out_data(run) -> TokenData:
     return encode_corpus(docs, val_docs, run.tokenizer, run.config.data.val_fraction, cache_root())
 
 
-def scored_bytes(run, files: list[str] | None = None) -> tuple[dict, list[np.ndarray]]:
-    """The eval of the held-out split (default) or the files, without its interval, and the bits of every
-    scored byte, document by document (for intervals and paired comparisons)."""
+def _items(run, files: list[str] | None) -> tuple[str, list]:
+    """What eval scores: the files given, else the held-out split, as (name, items)."""
     if files:
         docs = read_documents(files, run.config.data.text_field)
         bos = run.tokenizer.bos_id
         items = [(d.name, np.concatenate([[bos], run.tokenizer.encode(d.data)]), 1, len(d.data))
                  for d in docs if d.data]
-        return _scored(run, "files", items)
-    data = held_out_data(run)
-    return _scored(run, "held-out", [(h.name, h.tokens, h.n_context, h.n_bytes) for h in data.held_out
-                                     if len(h.scored)])
+        return "files", items
+    return "held-out", _held_out_items(held_out_data(run))
 
 
-def evaluate(run, files: list[str] | None = None, block=AUTO) -> dict:
+def scored_bytes(run, files: list[str] | None = None) -> tuple[dict, list[np.ndarray]]:
+    """The eval of the held-out split (default) or the files, without its interval, and the bits of every
+    scored byte, document by document (for intervals and paired comparisons)."""
+    return _scored(run, *_items(run, files))
+
+
+def evaluate(run, files: list[str] | None = None, block=AUTO, adapt=None) -> dict:
     """Score the run's held-out split (default) or the given files; returns bpb with its interval and friends.
 
     block: how the bootstrap cuts the bytes: "auto", "document" or a length in bytes (see intervals.py).
+    adapt: adapt.AdaptOptions to score them a second time with the network adapting as it reads
+    (dynamic evaluation); its figures are under "adapted".
     """
-    result, per_byte = scored_bytes(run, files)
+    name, items = _items(run, files)
+    result, per_byte = _scored(run, name, items)
     result.update(bpb_interval(per_byte, block))
+    if adapt is not None:
+        result["adapted"] = _adapted(run, items, adapt)
     if not files and task_name(run.config.data.paths):
         result["task"] = task_accuracy(run.model, run.tokenizer, task_name(run.config.data.paths), run.device)
     return result
@@ -165,7 +192,16 @@ def format_table(result: dict) -> str:
     lines.append(f"context: {result['context']}")
     if "task" in result:
         lines.append(format_accuracy(result["task"]))
+    if "adapted" in result:
+        lines.append(format_adapted(result))
     return "\n".join(lines)
+
+
+def format_adapted(result: dict) -> str:
+    a = result["adapted"]
+    network = f" (the network alone: {a['bpb_network']:.4f})" if a["bpb_network"] != a["bpb"] else ""
+    return (f"adapted while scoring ({a['how']}, {a['threads']} thread{'s' * (a['threads'] > 1)}): "
+            f"{a['bpb']:.4f} bits per byte{network}, against {result['bpb']:.4f} frozen; {a['seconds']:.1f}s")
 
 
 def add_cli(sub) -> None:
@@ -181,6 +217,8 @@ def add_cli(sub) -> None:
     p.add_argument("--block", type=block_kind, default=AUTO,
                    help="how the bootstrap cuts the scored bytes: document, a length in bytes, or auto (default: "
                         "by document from 10 documents up, else about 1/100 of the bytes, at least 1024)")
+    add_adapt_options(p, "also score with the network learning from each chunk once scored (dynamic evaluation; "
+                         "slower, see docs/adapt.md): prints the frozen and the adapted figures")
     p.set_defaults(func=cli)
 
 
@@ -188,7 +226,12 @@ def cli(args) -> None:
     from .run import load
     from .series.evaluate import is_series_run, series_cli
 
+    if args.adapt and args.against:
+        raise SeqlabError("--adapt scores one run frozen and adapted; --against compares two runs frozen: "
+                          "give one of them")
     if is_series_run(args.run) or (args.against and is_series_run(args.against[0])):
+        if args.adapt:
+            raise SeqlabError("--adapt is for text runs; a series run's eval scores its walk-forward folds")
         if args.against:
             raise SeqlabError("--against pairs two text runs on the same bytes; a series run's eval already gives "
                               "its paired AUC difference against the baselines")
@@ -198,7 +241,7 @@ def cli(args) -> None:
         run_b, *files = args.against  # `eval RUN_A --against RUN_B FILES`: the files follow RUN_B
         return _cli_against(args, run, load(run_b, device=args.device), args.files + files)
     with quiet(args.json):
-        result = evaluate(run, args.files or None, args.block)
+        result = evaluate(run, args.files or None, args.block, adapt_options(args))
     _show(result, result["bpb"], args.json, format_table)
 
 

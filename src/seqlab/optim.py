@@ -13,9 +13,9 @@ def lr_at(progress: float, cfg) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def make_optimizer(model, cfg) -> torch.optim.AdamW:
+def make_optimizer(model, cfg, fused: bool = False) -> torch.optim.AdamW:
     # Decay matrices and embeddings; leave biases and norm gains alone (as nanoGPT).
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99), fused=fused)

@@ -81,6 +81,12 @@ def score_logits(model, tokens: np.ndarray, n_context: int, device, batch_tokens
 
 @torch.no_grad()
 def _score_batch(model, tokens: np.ndarray, device, batch: list[Window]):
+    return window_log_probs(model, tokens, device, batch)
+
+
+def window_log_probs(model, tokens: np.ndarray, device, batch: list[Window]):
+    """(first position, log_probs (n, V), targets (n,)) of a batch of windows of one input length, scored
+    positions only; with gradients when they are enabled (adapt.py learns from them)."""
     x = torch.from_numpy(np.stack([tokens[w.start : w.stop - 1] for w in batch]).astype(np.int64))
     last = max(w.stop - w.first for w in batch)
     feats = model.window_features(x.to(device), last)  # (B, last, C)
@@ -139,13 +145,17 @@ def mixing_session(run):
     return run.count_model.session(run.device) if run.count_model is not None else None
 
 
-def score_run(run, tokens: np.ndarray, n_context: int, session=None):
+def score_run(run, tokens: np.ndarray, n_context: int, session=None, adapter=None):
     """Like score_logits for a whole run: yields (first, log_probs, targets, network_log_probs).
 
     When the run has a count model, log_probs are the network mixed with it; otherwise both are the
-    network's. Pass one `session` (mixing_session) to score several texts as one stream.
+    network's. Pass one `session` (mixing_session) to score several texts as one stream, and an
+    `adapter` (adapt.Adapter) to have the network learn from each chunk once it is scored.
     """
-    stream = score_logits(run.model, tokens, n_context, run.device)
+    if adapter is not None:
+        stream = adapter.stream(tokens, n_context)
+    else:
+        stream = score_logits(run.model, tokens, n_context, run.device)
     session = session or mixing_session(run)
     if session is None:
         for first, logp, targets in stream:
@@ -154,10 +164,12 @@ def score_run(run, tokens: np.ndarray, n_context: int, session=None):
     yield from session.mix(stream, tokens, n_context)
 
 
-def run_token_bits(run, tokens: np.ndarray, n_context: int, session=None, bar=None) -> tuple[np.ndarray, np.ndarray]:
-    """(bits of each token in tokens[n_context:], the network's bits alone); `bar` (progress.bar) counts tokens."""
+def run_token_bits(run, tokens: np.ndarray, n_context: int, session=None, bar=None,
+                   adapter=None) -> tuple[np.ndarray, np.ndarray]:
+    """(bits of each token in tokens[n_context:], the network's bits alone); `bar` (progress.bar) counts tokens;
+    `adapter` (adapt.Adapter): the network learns from each chunk once scored."""
     mixed, network = [], []
-    for _, logp, targets, net_logp in score_run(run, tokens, n_context, session):
+    for _, logp, targets, net_logp in score_run(run, tokens, n_context, session, adapter):
         if bar is not None:
             bar.update(len(targets))
         idx = targets[:, None]

@@ -32,6 +32,7 @@ import constriction
 import numpy as np
 import torch
 
+from ..adapt import add_adapt_options, adapt_options
 from ..checkpoint import atomic_file
 from ..errors import SeqlabError
 from ..options import InputFile, input_file, integer, output_file, run_dir
@@ -47,8 +48,9 @@ def _probabilities(logp: torch.Tensor, active: np.ndarray) -> np.ndarray:
     return logp[torch.from_numpy(active)].exp().double().numpy()
 
 
-def encode_stream(run, blocks, write, threads: int = 1, progress=None) -> None:
-    """Code the byte blocks `blocks` (an iterable) after a header already written; write(bytes) takes the output."""
+def encode_stream(run, blocks, write, threads: int = 1, progress=None, adapter=None) -> None:
+    """Code the byte blocks `blocks` (an iterable) after a header already written; write(bytes) takes the output.
+    adapter: an adapt.Adapter when the network adapts as it codes (compress --adapt)."""
     session = run.count_model.session(torch.device("cpu")) if run.count_model is not None else None
     for data in blocks:
         tokens = np.asarray(run.tokenizer.encode(data), dtype=np.int64)
@@ -60,7 +62,7 @@ def encode_stream(run, blocks, write, threads: int = 1, progress=None) -> None:
             encoder.encode(symbols[active].astype(np.int32), _MODEL, _probabilities(logp, active))
             return symbols
 
-        code_block(run, session, len(tokens), threads, pick, _per_token(progress, data, tokens))
+        code_block(run, session, len(tokens), threads, pick, _per_token(progress, data, tokens), adapter)
         words = encoder.get_compressed()
         write(varints(len(tokens), len(words)) + words.astype("<u4").tobytes())
 
@@ -86,6 +88,11 @@ def _per_token(progress, data: bytes, tokens: np.ndarray):
 
 def decode_stream(run, reader: ByteReader, header: Header, write, progress=None) -> int:
     """Decode the blocks after the header; write(bytes) takes the original. Returns its CRC-32."""
+    with _adapting(run, header.adapt_options()) as adapter:
+        return _decode_blocks(run, reader, header, write, progress, adapter)
+
+
+def _decode_blocks(run, reader: ByteReader, header: Header, write, progress, adapter) -> int:
     session = run.count_model.session(torch.device("cpu")) if header.counts_fingerprint is not None else None
     done, crc = 0, 0
     while done < header.n_bytes:
@@ -99,7 +106,7 @@ def decode_stream(run, reader: ByteReader, header: Header, write, progress=None)
             out[active, j] = decoder.decode(_MODEL, _probabilities(logp, active))
             return out[:, j].copy()
 
-        code_block(run, session, n_tokens, header.threads, pick, progress and (lambda n: progress(n)))
+        code_block(run, session, n_tokens, header.threads, pick, progress and (lambda n: progress(n)), adapter)
         data = run.tokenizer.decode(np.concatenate([out[row, :n] for row, n in enumerate(lengths)]).tolist()) \
             if n_tokens else b""
         if not n_tokens and done < header.n_bytes:
@@ -110,15 +117,38 @@ def decode_stream(run, reader: ByteReader, header: Header, write, progress=None)
     return crc
 
 
-def compress_bytes(run, data: bytes, threads: int = 1, progress=None) -> bytes:
-    """Compress `data` with the model of `run` (a loaded Run on the CPU)."""
+def _adapting(run, options):
+    """An adapt.Adapter for a file (the weights put back when it is done), or a context giving None."""
+    from contextlib import nullcontext
+
+    from ..adapt import Adapter
+
+    return Adapter(run.model, "cpu", options) if options is not None else nullcontext()
+
+
+def _header(run, threads: int, n_bytes: int, crc: int, adapt) -> Header:
+    lr, chunk = (adapt.lr, adapt.chunk) if adapt is not None else (0.0, 0)
+    return Header(run_fingerprint(run.path), counts_fingerprint(run), torch.__version__, threads, n_bytes, crc,
+                  lr, chunk)
+
+
+def _with_threads(adapt, threads: int):
+    """AdaptOptions at the file's thread count (its steps round as the network's do), or None."""
+    from dataclasses import replace
+
+    return replace(adapt, threads=threads) if adapt is not None else None
+
+
+def compress_bytes(run, data: bytes, threads: int = 1, progress=None, adapt=None) -> bytes:
+    """Compress `data` with the model of `run` (a loaded Run on the CPU); adapt: adapt.AdaptOptions to let the
+    network learn from what it has coded (recorded in the header; decompress repeats it)."""
     _require_cpu(run, threads)
+    adapt = _with_threads(adapt, threads)
     out = io.BytesIO()
-    header = Header(run_fingerprint(run.path), counts_fingerprint(run), torch.__version__, threads, len(data),
-                    zlib.crc32(data))
-    out.write(header.pack())
-    encode_stream(run, (data[i : i + BLOCK_BYTES] for i in range(0, len(data), BLOCK_BYTES)), out.write, threads,
-                  progress)
+    out.write(_header(run, threads, len(data), zlib.crc32(data), adapt).pack())
+    with _adapting(run, adapt) as adapter:
+        encode_stream(run, (data[i : i + BLOCK_BYTES] for i in range(0, len(data), BLOCK_BYTES)), out.write,
+                      threads, progress, adapter)
     return out.getvalue()
 
 
@@ -151,14 +181,14 @@ def _require_cpu(run, threads: int) -> None:
 # ---------------------------------------------------------------- files and the CLI
 
 
-def compress_file(run, source: Path, target: Path, threads: int = 1, progress=None) -> None:
+def compress_file(run, source: Path, target: Path, threads: int = 1, progress=None, adapt=None) -> None:
     """Compress file `source` into `target`, a block at a time (written beside it, then renamed)."""
     _require_cpu(run, threads)
+    adapt = _with_threads(adapt, threads)
     n_bytes, crc = _size_and_crc(source)
-    header = Header(run_fingerprint(run.path), counts_fingerprint(run), torch.__version__, threads, n_bytes, crc)
-    with atomic_file(target) as out, open(source, "rb") as f:
-        out.write(header.pack())
-        encode_stream(run, iter(lambda: f.read(BLOCK_BYTES), b""), out.write, threads, progress)
+    with atomic_file(target) as out, open(source, "rb") as f, _adapting(run, adapt) as adapter:
+        out.write(_header(run, threads, n_bytes, crc, adapt).pack())
+        encode_stream(run, iter(lambda: f.read(BLOCK_BYTES), b""), out.write, threads, progress, adapter)
 
 
 def decompress_file(run, source: Path, target: Path, threads: int | None = None, progress=None) -> None:
@@ -203,6 +233,8 @@ def add_cli(sub) -> None:
             p.add_argument("--threads", type=integer(min=1), default=1,
                            help="torch threads for the network (recorded for decompress; default 1: the count "
                                 "model runs beside it on a second core)")
+            add_adapt_options(p, "the network learns from each chunk once coded (recorded in the header; "
+                                 "decompress repeats it); slower, see docs/adapt.md")
         else:
             p.add_argument("--threads", type=integer(min=1), default=None,
                            help="must be the file's own count, which decompress uses when this is left out")
@@ -228,7 +260,7 @@ def cli(args) -> None:
     t0 = time.perf_counter()
     with bar(total=source.stat().st_size if args.verb == "compress" else None, desc=args.verb) as b:
         if args.verb == "compress":
-            compress_file(run, source, out, args.threads, b.update)
+            compress_file(run, source, out, args.threads, b.update, adapt_options(args))
         else:
             decompress_file(run, source, out, args.threads, b.update)
     seconds = time.perf_counter() - t0

@@ -11,9 +11,10 @@ import torch
 from ..errors import SeqlabError
 
 MAGIC = b"SQZ\x1a"
-LONGEST = 300  # bytes: no header is longer (its one string, torch's version, is at most 255)
+LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is at most 255)
 # 5: segments read in lockstep, blocks, constriction's range coder (4: one stream a token at a time)
 FORMAT = 5
+ADAPTED_FORMAT = 6  # format 5 plus the network's online adaptation (compress --adapt): its lr and chunk
 FINGERPRINT_BYTES = 4  # tells runs apart before decoding; a 1 in 2^32 miss is still caught by the CRC
 
 
@@ -25,13 +26,16 @@ class Header:
     threads: int
     n_bytes: int  # of the original
     crc: int
+    adapt_lr: float = 0.0  # > 0: the network adapted as it coded (adapt.Adapter), with this lr
+    adapt_chunk: int = 0  # and this chunk
 
     def pack(self) -> bytes:
         version = self.torch_version.encode()
         mixed = self.counts_fingerprint is not None
-        return b"".join([MAGIC, bytes([FORMAT, mixed]), self.fingerprint, self.counts_fingerprint or b"",
-                         bytes([len(version)]), version, varints(self.threads, self.n_bytes),
-                         struct.pack("<I", self.crc)])
+        adapted = struct.pack("<d", self.adapt_lr) + varints(self.adapt_chunk) if self.adapt_lr > 0 else b""
+        return b"".join([MAGIC, bytes([ADAPTED_FORMAT if adapted else FORMAT, mixed]), self.fingerprint,
+                         self.counts_fingerprint or b"", bytes([len(version)]), version,
+                         varints(self.threads, self.n_bytes), struct.pack("<I", self.crc), adapted])
 
     @classmethod
     def unpack(cls, data: bytes, name: str) -> tuple["Header", int]:
@@ -43,17 +47,26 @@ class Header:
         r.take(4)
         try:
             fmt, mixed = r.take(2)
-            if fmt != FORMAT:
-                raise SeqlabError(f"{name} has compressed format {fmt}; this seqlab reads format {FORMAT}: "
-                                  "decompress it with the seqlab version that made it")
+            if fmt not in (FORMAT, ADAPTED_FORMAT):
+                raise SeqlabError(f"{name} has compressed format {fmt}; this seqlab reads format {FORMAT} "
+                                  f"({ADAPTED_FORMAT} with --adapt): decompress it with the seqlab version that "
+                                  "made it")
             fingerprint = r.take(FINGERPRINT_BYTES)
             counts = r.take(FINGERPRINT_BYTES) if mixed else None
             version = r.take(r.take(1)[0]).decode()
             threads, n_bytes = r.varint(), r.varint()
             (crc,) = struct.unpack("<I", r.take(4))
+            (lr,) = struct.unpack("<d", r.take(8)) if fmt == ADAPTED_FORMAT else (0.0,)
+            chunk = r.varint() if fmt == ADAPTED_FORMAT else 0
         except (EOFError, UnicodeDecodeError):
             raise SeqlabError(f"{name} is truncated or damaged (cannot read its header)") from None
-        return cls(fingerprint, counts, version, threads, n_bytes, crc), r.stream.tell()
+        return cls(fingerprint, counts, version, threads, n_bytes, crc, lr, chunk), r.stream.tell()
+
+    def adapt_options(self):
+        """adapt.AdaptOptions the file was coded with, or None."""
+        from ..adapt import AdaptOptions
+
+        return AdaptOptions(self.adapt_lr, self.adapt_chunk, self.threads) if self.adapt_lr > 0 else None
 
 
 def varints(*values: int) -> bytes:

@@ -47,12 +47,15 @@ def _network_step(model, x: torch.Tensor, state):
 
 
 @torch.no_grad()
-def code_block(run, session, n_tokens: int, threads: int, pick, progress=None) -> None:
+def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, adapter=None) -> None:
     """Step through a block of n_tokens as segments_for(n_tokens) segments in lockstep.
 
     pick(j, active, logp) gets step j's mixed log-probabilities (S, V) and which rows still have a
     token (bool (S,)); it returns every row's token at step j (int64 (S,), anything for inactive rows).
     session: the file's count-model session (CountSession), or None for the network alone.
+    adapter: an adapt.Adapter (compress --adapt): every max(1, chunk // S) steps the network takes a step
+    on the tokens coded since (learn_rows); the next steps predict with the new weights and the state
+    (recurrent state, KV cache) built before, as the decoder does.
     """
     lengths = segment_lengths(n_tokens, segments_for(n_tokens))
     n_rows, steps, bos = len(lengths), int(lengths.max(initial=0)), run.tokenizer.bos_id
@@ -61,6 +64,8 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None) -
     x = torch.full((n_rows,), bos, dtype=torch.long)
     reader = LockstepReader(session, n_rows, bos, steps) if session is not None else None
     every = max(1, run.config.counts.chunk // n_rows)
+    adapt_every = max(1, adapter.chunk // n_rows) if adapter is not None else 0
+    known = torch.full((n_rows, steps + 1), bos, dtype=torch.long) if adapter is not None else None
     pending: list = []
     # the worker's torch threads are its own (OpenMP's count is per thread): set in it, as in this one
     with ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(threads,)) as pool, TorchThreads(threads):
@@ -78,6 +83,10 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None) -
                     _learn_chunk(session, reader, pending)
                     pending = []
             x = torch.from_numpy(tokens)
+            if adapter is not None:
+                known[:, j + 1] = x
+                if (j + 1) % adapt_every == 0 or j == steps - 1:
+                    adapter.learn_rows(known[:, : j + 2], torch.from_numpy(lengths + 1), adapt_every)
             if progress is not None:
                 progress(int(active.sum()))
 

@@ -71,15 +71,24 @@ class CausalSelfAttention(nn.Module):
         if last:
             q = q[:, :, -last:]
         n_q, n_k = q.shape[2], k.shape[2]
-        if n_q == n_k:
-            y = F.scaled_dot_product_attention(
-                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-            )
-        else:  # the queries are the last n_q of n_k positions: query i sees keys 0..n_k-n_q+i
-            mask = torch.ones(n_q, n_k, dtype=torch.bool, device=x.device).tril(diagonal=n_k - n_q)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # PyTorch's bf16 attention backward on a CPU is several times slower than its fp32 one, which
+            # undid the gain of bf16 matrix products: attention stays fp32 (train/speed.py)
+            with torch.autocast("cpu", enabled=False):
+                y = self._attend(q.float(), k.float(), v.float(), n_q, n_k)
+        else:
+            y = self._attend(q, k, v, n_q, n_k)
         y = y.transpose(1, 2).contiguous().view(B, n_q, C)
         return self.resid_dropout(self.c_proj(y))
+
+    def _attend(self, q, k, v, n_q: int, n_k: int):
+        if n_q == n_k:
+            return F.scaled_dot_product_attention(
+                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+            )
+        # the queries are the last n_q of n_k positions: query i sees keys 0..n_k-n_q+i
+        mask = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(diagonal=n_k - n_q)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 class MLP(nn.Module):

@@ -171,18 +171,30 @@ def config_from_args(args) -> RunConfig:
 
 
 def _auto_choice(cfg: RunConfig, args):
-    """No --arch: pick the architecture and size for the budget and corpus; returns its config and why."""
+    """No --arch: pick the architecture and size for the budget and corpus, from rates measured here;
+    returns its config and why."""
     from ..data.corpus import resolve_paths
-    from .defaults import choose
+    from ..run import resolve_device
+    from .defaults import choose, ladder_for
+    from .probe import PROBE_MIN_BUDGET, Measured, measure
 
     corpus_bytes = sum(p.stat().st_size for p in resolve_paths(cfg.data.paths or [default_corpus_path()]))
-    budget = cfg.train.budget_seconds or 600.0
-    cores = len(os.sched_getaffinity(0))  # what this process may use (taskset, containers), not the machine
-    choice = choose(corpus_bytes, budget, cfg.train.threads or cores)
+    device = resolve_device(cfg.train.device)
+    ladder, budget = ladder_for(device.type), cfg.train.budget_seconds
+    measured = Measured()
+    if budget >= PROBE_MIN_BUDGET:  # with --max-steps the tokens are known; a tiny budget fits the smallest anyway
+        cores = len(os.sched_getaffinity(0))  # what this process may use (taskset, containers), not the machine
+        options = [cfg.train.threads] if cfg.train.threads or device.type != "cpu" else sorted({cores, 1}, reverse=True)
+        measured = measure(ladder, budget, corpus_bytes, device, options, cfg.train.precision)
+        cfg.train.budget_seconds = budget - measured.seconds  # the probe is part of the budget
+    choice = choose(corpus_bytes, cfg.train.budget_seconds, measured.rates, device.type, cfg.train.max_steps,
+                    measured.describe(ladder, device.type) if measured.rates else "")
     cfg.arch = choice.arch
     for key, value in choice.train.items():
         if getattr(args, key, None) is None:
             setattr(cfg.train, key, value)
+    if not cfg.train.threads and device.type == "cpu" and measured.threads:
+        cfg.train.threads = measured.threads[choice.model["n_embd"]]
     return model_config(cfg.arch, choice.model), choice.reason
 
 

@@ -27,15 +27,22 @@ from ..errors import SeqlabError
 from ..models import build_model, map_state, model_config
 from ..models.base import state_batch_dims
 from ..models.heads import AdaptiveHead
-from ..optim import lr_at, make_optimizer  # noqa: F401 (lr_at: the schedule's home for callers)
+from .. import optim
+from ..optim import lr_at  # noqa: F401 (lr_at: the schedule's home for callers)
 from ..models.style import attach_styles, conditioned, for_document, style_sources, token_sources, train_bytes_by_source
 from ..run import CONFIG_FILE, METRICS_FILE, read_config, resolve_device
 from ..scoring import describe_context, token_bits
 from .. import tracking
 from . import distributed
+from .speed import CompiledStep, autocast, fused_adamw_supported, uses_bf16
 from ..progress import Progress
 
 LN2 = math.log(2)
+
+
+def make_optimizer(model, cfg) -> torch.optim.AdamW:
+    """optim.make_optimizer, with a fused AdamW (one kernel for all updates) where the device has it."""
+    return optim.make_optimizer(model, cfg, fused=fused_adamw_supported(next(model.parameters()).device))
 
 
 def eval_subset(data: TokenData, n_tokens: int, n_segments: int = 8) -> list[tuple[np.ndarray, int, str]]:
@@ -247,10 +254,11 @@ class TrainLoop:
         self.token_lengths = np.array([len(b) for b in tokenizer.token_bytes])
         self.bytes_per_token = data.train_bytes / max(1, len(data.train))
         self.segments = eval_subset(data, self.tc.eval_tokens)
-        self.autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        self.bf16 = uses_bf16(device, self.tc.precision, cfg.arch)
         self.best = pos.get("best_val_bpb")
         self.is_writer = metrics.enabled
-        self.net = distributed.wrap(Objective(model), device)  # DDP across processes, else the objective itself
+        net = distributed.wrap(Objective(model), device)  # DDP across processes, else the objective itself
+        self.step_with = CompiledStep(net, self.tc.compile, lambda: optimizer.zero_grad(set_to_none=True), log)
         self.state_dims = state_batch_dims(model) if model.carries_state else []
 
     def progress(self) -> float:
@@ -265,11 +273,8 @@ class TrainLoop:
             self.carry = None
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.progress(), self.tc)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast), \
-                conditioned(self.model, styles):
-            loss, state = self.net(x, y, self.with_fresh_rows(self.carry))
         self.optimizer.zero_grad(set_to_none=True)
-        (loss * self.batcher.row_share).backward()  # DDP averages the ranks' gradients: weigh them by rows
+        loss, state = self.step_with(self.forward_backward, x, y, styles)
         if self.tc.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
         self.optimizer.step()
@@ -278,6 +283,12 @@ class TrainLoop:
         self.pos["step"] += 1
         self.pos["tokens"] += round(x.numel() * distributed.world_size() / self.batcher.row_share)  # every rank's
         return loss.item()
+
+    def forward_backward(self, net, x, y, styles):
+        with autocast(self.device, self.bf16), conditioned(self.model, styles):
+            loss, state = net(x, y, self.with_fresh_rows(self.carry))
+        (loss * self.batcher.row_share).backward()  # DDP averages the ranks' gradients: weigh them by rows
+        return loss, state
 
     def with_fresh_rows(self, carry):
         """The carried state of the streams, then a fresh one for the batch's rows that start documents."""
