@@ -91,3 +91,14 @@ def test_a_budget_too_short_to_measure_takes_the_smallest_size(corpus_file, monk
     cfg = config_from_args(build_parser().parse_args(["train", str(corpus_file), "--budget", "30s"]))
     assert cfg.model["n_embd"] == CPU.widths[0] and cfg.train.budget_seconds == 30
     assert "too short a budget to measure" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("item,message", [("model.n_embd=-3", "model.n_embd"), ("train.lr=nan", "train.lr")])
+def test_a_bad_set_value_fails_before_the_probe_spends_any_budget(corpus_file, monkeypatch, capsys, item, message):
+    from seqlab.__main__ import main
+
+    monkeypatch.setattr(probe, "time_steps", lambda *a: pytest.fail("probed before the --set values were checked"))
+    out = corpus_file.parent / "run"
+    assert main(["train", str(corpus_file), "--budget", "10m", "--set", item, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err and not out.exists()

@@ -3,6 +3,7 @@
 The training itself is loop.py's train(), which is also the Python API.
 """
 
+import copy
 import os
 import time
 from dataclasses import asdict
@@ -154,20 +155,28 @@ def config_from_args(args) -> RunConfig:
         cfg.train.budget_seconds = DEFAULT_BUDGET_SECONDS
     reason = None
     if not (args.arch or args.config or args.init or any(p.startswith("task:") for p in cfg.data.paths)):
+        _apply_sets(copy.deepcopy(cfg), copy.deepcopy(model_cfg), args.set)  # a bad value fails before the probe
         model_cfg, reason = _auto_choice(cfg, args)
     if args.softmax:
         model_cfg.softmax = args.softmax
-    for item in args.set:
-        key, _, value = item.partition("=")
-        if key.startswith("model."):
-            apply_override(model_cfg, key[len("model."):], value, "model")
-        else:
-            apply_override(cfg, key, value)
+    _apply_sets(cfg, model_cfg, args.set)
     validate(model_cfg, "model")  # what one field cannot say alone (e.g. n_embd a multiple of n_head)
     cfg.model = asdict(model_cfg)
     if reason:
         print(reason, flush=True)  # once the config is known to be valid: an error is the only line
     return cfg
+
+
+def _apply_sets(cfg: RunConfig, model_cfg, sets: list[str]) -> None:
+    """--set KEY=VALUE items: `model.*` on the model's config, the rest on the run's."""
+    from ..config import apply_override
+
+    for item in sets:
+        key, _, value = item.partition("=")
+        if key.startswith("model."):
+            apply_override(model_cfg, key[len("model."):], value, "model")
+        else:
+            apply_override(cfg, key, value)
 
 
 def _auto_choice(cfg: RunConfig, args):
