@@ -41,7 +41,8 @@ def assert_same_training(one, two, rel=1e-4, atol=1e-5):
 @pytest.fixture(scope="module")
 def single(tmp_path_factory, corpus_file) -> dict:
     """The one-process reference runs."""
-    return {arch: train(tiny_config(corpus_file, arch, steps=STEPS, **FP32), tmp_path_factory.mktemp(f"one-{arch}"), log=quiet)
+    return {arch: train(tiny_config(corpus_file, arch, steps=STEPS, **FP32), tmp_path_factory.mktemp(f"one-{arch}"),
+                        log=quiet)
             for arch in ("transformer", "lstm")}
 
 
