@@ -96,10 +96,13 @@ class Adapter:
             return
         with TorchThreads(self.threads), torch.enable_grad():
             logits, _ = model(window[:, :-1])
-            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.step(F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100))
+
+    def step(self, loss: torch.Tensor) -> None:
+        """One Adam step on `loss` (inside the caller's thread and grad settings)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
         self.steps += 1
 
     def text(self, n_context: int) -> "AdaptedText":
@@ -137,11 +140,7 @@ class AdaptedText:
         with TorchThreads(a.threads), torch.enable_grad():
             log_probs = self._log_probs(np.asarray(tokens[:stop]), first, stop)
             targets = torch.from_numpy(np.asarray(tokens[first:stop], dtype=np.int64)).to(a.device)
-            loss = F.nll_loss(log_probs, targets)
-            a.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            a.optimizer.step()
-        a.steps += 1
+            a.step(F.nll_loss(log_probs, targets))
         return log_probs.detach()
 
     def _log_probs(self, tokens: np.ndarray, first: int, stop: int) -> torch.Tensor:

@@ -10,6 +10,7 @@ on the same bytes and gives A - B with a paired interval and a verdict.
 import json
 import math
 import sys
+import time
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from .data.tasks import format_accuracy, task_accuracy, task_documents, task_nam
 from .errors import SeqlabError
 from .intervals import AUTO, bpb_interval, byte_bits, block_kind, paired
 from .models.style import for_document
-from .adapt import add_adapt_options, adapt_options
+from .adapt import Adapter, add_adapt_options, adapt_options
 from .options import corpus_path, device, run_dir, run_or_file
 from .progress import bar, quiet
 from .scoring import describe_run_context, mixing_session, run_token_bits
@@ -66,9 +67,6 @@ def _scored(run, name: str, items) -> tuple[dict, list[np.ndarray]]:
 
 def _adapted(run, items, adapt) -> dict:
     """The same items scored again, the network learning from each chunk once scored."""
-    import time
-
-    from .adapt import Adapter
 
     t0 = time.perf_counter()
     with Adapter(run.model, run.device, adapt) as adapter:

@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 
 RUN_CONFIG = "config.json"  # what makes a directory a seqlab run (run.py CONFIG_FILE)
+INDEX_INFO = "index.json"  # what makes a directory a seqlab index (vectors/index.py INFO)
 HF_HOW_TO = "a folder written by transformers' save_pretrained: config.json, model.safetensors, tokenizer.json"
 
 
@@ -459,8 +460,8 @@ class _Index(PathKind):
             return f"{value} is a file, not an index directory; {how}"
         if is_run(path):
             return f"{value} is a seqlab run, not an index; {how}"
-        if not (path / "index.json").exists():
-            return f"{value} is not a seqlab index (no index.json); {how}"
+        if not (path / INDEX_INFO).exists():
+            return f"{value} is not a seqlab index (no {INDEX_INFO}); {how}"
         return None
 
 
