@@ -49,8 +49,6 @@ def add_cli(sub) -> None:
 
 
 def cli(args) -> None:
-    if not args.query.strip():
-        raise SeqlabError("the query is empty; give some text to search for")
     set_threads(args)
     result = search(args.index, args.query, args.k, args.run, args.device)
     if args.json:
