@@ -33,10 +33,12 @@ judged both ways (see `bidirectional`).
 
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
 
 from ..errors import SeqlabError
 from ..options import device, input_file, integer, output_file, run_dir
@@ -149,13 +151,19 @@ def read(run, data: bytes, top: int, fixes: bool, mixed: bool) -> tuple[tuple, R
         if session is not None and fixes else None
     spikes = excess > spike_threshold(excess)
     spans = candidate_spans(excess, top)
-    with TorchThreads(1):  # fixes run small sequential steps: threads only add synchronisation
-        suggested = []
-        with bar(total=len(spans), desc="fixes", unit="span", enabled=fixes) as progress:
-            for a, b in spans:
-                suggested.append(suggest_fix(run, data, a, session, file_counts, a + np.flatnonzero(spikes[a:b]))
-                                 if fixes else ("", None))
-                progress.update()
+    suggested = []
+    # fixes run small steps, where a thread's share of one matrix product costs more synchronisation than it
+    # saves: each span is judged on one thread, and as many spans side by side as torch has threads
+    with bar(total=len(spans), desc="fixes", unit="span", enabled=fixes) as progress, \
+            ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool, TorchThreads(1):
+        def fix(span):
+            a, b = span
+            return suggest_fix(run, data, a, session, file_counts, a + np.flatnonzero(spikes[a:b])) if fixes \
+                else ("", None)
+
+        for one in pool.map(fix, spans):
+            suggested.append(one)
+            progress.update()
     return scores, Reading(excess, spans, suggested, session, file_counts)
 
 

@@ -63,23 +63,35 @@ class Fix:
 
 
 def _repeat_state(model, state, n: int):
-    """The batch-1 state repeated n times along its batch dimension (found by comparing init shapes)."""
-    template = model.init_state(2, torch.device("cpu"))
+    """The batch-1 state repeated n times along its batch dimension."""
+    return _map_batch(model, state, lambda s, dim: s.repeat_interleave(n, dim=dim))
 
-    def walk(s, t):
+
+def _select_state(model, state, rows: list[int]):
+    """The state of some rows of a batch."""
+    index = torch.tensor(rows)
+    return _map_batch(model, state, lambda s, dim: s.index_select(dim, index.to(s.device)))
+
+
+def _map_batch(model, state, fn):
+    """fn(tensor, its batch dimension) applied to every tensor of a state (the dimension found by comparing
+    init_state's shapes for batches of 1 and 2)."""
+    one, two = (model.init_state(n, torch.device("cpu")) for n in (1, 2))
+
+    def walk(s, a, b):
         if isinstance(s, torch.Tensor):
-            dim = next(d for d in range(s.dim()) if s.shape[d] == 1 and t.shape[d] == 2)
-            return s.repeat_interleave(n, dim=dim)
+            dim = next(d for d in range(s.dim()) if a.shape[d] == 1 and b.shape[d] == 2)
+            return fn(s, dim)
         if isinstance(s, (tuple, list)):
-            return type(s)(walk(a, b) for a, b in zip(s, t))
+            return type(s)(walk(*parts) for parts in zip(s, a, b))
         if hasattr(s, "__dict__"):
             out = copy.copy(s)
             for k, v in vars(s).items():
-                setattr(out, k, walk(v, getattr(t, k)))
+                setattr(out, k, walk(v, getattr(a, k), getattr(b, k)))
             return out
         return s
 
-    return walk(state, template)
+    return walk(state, one, two)
 
 
 class FileCounts:
@@ -195,7 +207,8 @@ def _greedy_all(judge: Judge, starts: list[tuple]) -> list[tuple[bytes, list[int
                 continue
             r["out"].append(run.tokenizer.token_bytes[int(nxt)])
             r["history"] = np.append(r["history"], int(nxt))
-            r["logits"], r["state"] = run.model.step(nxt[None], r["state"])
+            if i + 1 < r["n"]:  # the last token's prediction is never asked for
+                r["logits"], r["state"] = run.model.step(nxt[None], r["state"])
     return [(b"".join(r["out"]), r["guesses"]) for r in rows]
 
 
@@ -221,42 +234,128 @@ def _edit_bits(judge: Judge, state, last_logits: torch.Tensor, history: np.ndarr
 
 
 @torch.no_grad()
-def _edit_bits_all(judge: Judge, groups: list[tuple]) -> list[np.ndarray]:
+def _edit_bits_all(judge: Judge, groups: list[tuple], costs: list[np.ndarray] | None = None) -> list[np.ndarray]:
     """_edit_bits for several prefixes (state, last logits, history, tails): the network reads each group's
-    tails as one batch, and the judge blends the counts for every position of every group at once."""
-    net, targets, before, sizes = [], [], [], []
-    for state, last_logits, history, tails in groups:
-        logp, y, valid = _tails_network(judge.run, state, last_logits, tails)
-        net.append(logp)
-        targets.append(y)
-        sizes.append((len(y), valid))
+    tails as one batch, and the judge blends the counts for every position of a stage of every group at once.
+
+    costs (one per group, per tail; the first tail is the text as it is): the channel's bits for each edit.
+    Given them, a tail is first read through its PROBE first tokens only, and read on only while it could
+    still be suggested: bits are never negative, so one whose first tokens already cost more than the
+    text's total less MIN_GAIN and its channel cost never could (its total is given as infinity).
+    """
+    reads = [_TailRead(judge, *group) for group in groups]
+    if costs is None:
+        _judge_stage(judge, [(r, list(range(len(r.lengths))), 0, r.width) for r in reads])
+    else:
+        _judge_stage(judge, [stage for r in reads for stage in ((r, [0], 0, r.width),
+                                                                (r, list(range(1, len(r.lengths))), 0, PROBE))])
+        rest = []
+        for r, cost in zip(reads, costs):
+            text_bits = r.total([0])[0]
+            live = [i for i in range(1, len(r.lengths))
+                    if r.width > PROBE and text_bits - r.total([i])[0] - cost[i] >= MIN_GAIN - 1e-3]
+            rest.append((r, live, PROBE, r.width))
+        _judge_stage(judge, [stage for stage in rest if stage[1]])
+    return [r.totals() for r in reads]
+
+
+PROBE = 8  # tokens of every candidate tail read before the rest (see _edit_bits_all)
+
+
+class _TailRead:
+    """One group's tails after one prefix, read by the network in stages (the rows and positions each
+    stage asks for) and judged; each stage gives what one read of every tail would give (a transformer
+    whose cache one read would overflow re-reads the last half window before the tails, here too)."""
+
+    def __init__(self, judge: Judge, state, last_logits: torch.Tensor, history: np.ndarray, tails: list):
+        model, device = judge.run.model, judge.run.device
+        self.model, self.state, self.last = model, state, last_logits.float()
+        self.lengths = np.array([len(t) for t in tails])
+        self.width = int(self.lengths.max())
+        batch = np.zeros((len(tails), self.width), dtype=np.int64)
+        for i, t in enumerate(tails):
+            batch[i, : len(t)] = t
+        self.y = torch.from_numpy(batch).to(device)
+        self.before = None  # (tails, width, depth): the tokens before each position, as _tokens_before's rows
         if judge.session is not None:
-            before.append(np.concatenate([_tokens_before(history, t, judge.depth) for t in tails]))
+            head = np.concatenate([np.full(judge.depth, -1, dtype=np.int64), history])
+            seqs = np.concatenate([np.broadcast_to(head, (len(tails), len(head))), batch], axis=1)
+            last = len(head) - 1 + np.arange(self.width)  # the index of the token before position j
+            self.before = seqs[:, last[:, None] - np.arange(judge.depth)[None, :]]
+        self.bits = torch.full((len(tails), self.width), float("nan"))
+        self.carried = None  # (rows, state after reading their first tokens): where a later stage goes on
+        inputs, limit = self.width - 1, model.max_context
+        self.window = None
+        if limit and hasattr(state, "tokens") and state.length + inputs > limit:  # Transformer.features re-reads
+            keep = max(limit // 2, inputs)
+            self.window = torch.cat([state.tokens.expand(len(tails), -1), self.y[:, :-1]], dim=1)[:, -keep:]
+
+    def network(self, rows: list[int], lo: int, hi: int) -> torch.Tensor:
+        """The network's log-probabilities (len(rows), hi - lo, V) at positions lo..hi-1 of tails `rows`
+        (positions past lo = 0 continue the stage that read these rows' positions up to lo)."""
+        model, x, parts = self.model, self.y[rows, :-1], []
+        if lo == 0:
+            parts.append(self.last[None, None].expand(len(rows), 1, -1))
+        first = max(lo, 1)  # position j is predicted from input j - 1
+        if first < hi and self.window is not None:
+            offset = self.window.shape[1] - x.shape[1]  # the window's index of input 0
+            out, _ = model(self.window[rows, : offset + hi - 1])
+            parts.append(out[:, offset + first - 1 :].float())
+        elif first < hi:
+            if lo == 0:
+                state = _repeat_state(model, self.state, len(rows))
+            else:
+                carried_rows, carried = self.carried
+                state = _select_state(model, carried, [carried_rows.index(r) for r in rows])
+            out, state = model(x[:, first - 1 : hi - 1], state)
+            parts.append(out.float())
+            if lo == 0:
+                self.carried = (rows, state)
+        return torch.log_softmax(torch.cat(parts, dim=1), dim=-1)
+
+    def total(self, rows: list[int]) -> np.ndarray:
+        """Bits judged so far of each of `rows`, summed in position order (float32)."""
+        m = self.bits[rows]
+        valid = ~torch.isnan(m)
+        return torch.zeros(len(rows)).index_add_(0, valid.nonzero()[:, 0], m[valid]).numpy()
+
+    def totals(self) -> np.ndarray:
+        """Every tail's bits; infinity for a tail not read to its end."""
+        out = self.total(list(range(len(self.lengths))))
+        unread = torch.isnan(self.bits[:, : self.width]) & (torch.arange(self.width)[None] < torch.from_numpy(
+            self.lengths)[:, None])
+        out[unread.any(dim=1).numpy()] = np.inf
+        return out
+
+
+def _judge_stage(judge: Judge, stages: list[tuple]) -> None:
+    """Read and judge positions lo..hi-1 of some rows of some groups ((_TailRead, rows, lo, hi) each):
+    the network group by group, the judge's blend of the counts once for all."""
+    net, targets, before, where = [], [], [], []
+    for read, rows, lo, hi in stages:
+        hi = min(hi, read.width)
+        if not rows or lo >= hi:
+            continue
+        positions = np.arange(lo, hi)
+        valid = positions[None, :] < read.lengths[rows][:, None]  # (rows, positions)
+        logp = read.network(rows, lo, hi)
+        mask = torch.from_numpy(valid)
+        net.append(logp[mask])
+        targets.append(read.y[rows, lo:hi][mask])
+        if read.before is not None:
+            before.append(read.before[rows, lo:hi][valid])
+        where.append((read, rows, lo, hi, mask))
+    if not net:
+        return
     logp = judge.mixed(torch.cat(net), np.concatenate(before) if before else None)
-    bits = -logp.gather(1, torch.cat(targets)[:, None])[:, 0] / LN2
-    out, at = [], 0
-    for n, valid in sizes:  # each group's tails summed as one group alone would be (float32, in order)
-        per_tail = torch.zeros(len(valid), device=bits.device).index_add_(0, valid.nonzero()[:, 0], bits[at : at + n])
-        out.append(per_tail.cpu().numpy())
+    bits = (-logp.gather(1, torch.cat(targets)[:, None])[:, 0] / LN2).cpu()
+    at = 0
+    for read, rows, lo, hi, mask in where:
+        n = int(mask.sum())
+        block = torch.full(mask.shape, float("nan"))
+        block[mask] = bits[at : at + n]
+        read.bits[rows, lo:hi] = block
         at += n
-    return out
-
-
-def _tails_network(run, state, last_logits: torch.Tensor, tails: list[np.ndarray]):
-    """The network's log-probabilities of every position of every tail after the prefix (state, last logits),
-    tail after tail (valid positions only), and the tokens there."""
-    model, device = run.model, run.device
-    length = max(len(t) for t in tails)
-    batch = np.zeros((len(tails), length), dtype=np.int64)
-    for i, t in enumerate(tails):
-        batch[i, : len(t)] = t
-    y = torch.from_numpy(batch).to(device)
-    logits = last_logits.float()[None, None].expand(len(tails), 1, -1)
-    if length > 1:
-        rest, _ = model(y[:, :-1], _repeat_state(model, state, len(tails)))
-        logits = torch.cat([logits, rest.float()], dim=1)
-    valid = torch.tensor([[j < len(t) for j in range(length)] for t in tails], device=device)
-    return torch.log_softmax(logits[valid], dim=-1), y[valid], valid
 
 
 def _minimal_fix(data: bytes, offset: int, remove: int, insert: bytes, kind: str, gain: float) -> Fix:
@@ -363,7 +462,7 @@ def suggest_fix(run, data: bytes, start: int, session=None, file_counts: FileCou
                        EXPECT_TOKENS if anchor <= start else 1))
     greedy = _greedy_all(judge, [(_repeat_state(model, state, 1), logits[:, -1], history, length)
                                  for _, logits, state, history, length in starts])
-    groups, candidates = [], []  # per anchor with edits to weigh: its tails, and (anchor, edits, kept tails)
+    groups, candidates, costs = [], [], []  # per anchor with edits to weigh: its tails, its edits, their channel bits
     for (anchor, logits, state, history, _), (expected, guesses) in zip(starts, greedy):
         expected = expected[:EXPECT_BYTES]
         if anchor == start:
@@ -375,12 +474,12 @@ def suggest_fix(run, data: bytes, start: int, session=None, file_counts: FileCou
         if len(keep) < 2 or keep[0] != 0:
             continue
         groups.append((state, logits[0, -1], history, [np.asarray(tails[i]) for i in keep]))
-        candidates.append((anchor, edits, keep))
-    for (anchor, edits, keep), bits in zip(candidates, _edit_bits_all(judge, groups) if groups else []):
-        for i, b in zip(keep[1:], bits[1:]):
-            m, ins, kind = edits[i]
-            fix = _minimal_fix(data, anchor, m, ins, kind, float(bits[0] - b))
-            fix.gain_bits -= channel_bits(fix)
+        fixes = [_minimal_fix(data, anchor, *edits[i], 0.0) for i in keep]
+        candidates.append(fixes)
+        costs.append(np.array([channel_bits(fix) for fix in fixes]))
+    for fixes, bits in zip(candidates, _edit_bits_all(judge, groups, costs) if groups else []):
+        for fix, b in zip(fixes[1:], bits[1:]):
+            fix.gain_bits = float(bits[0] - b) - channel_bits(fix)
             if fix.gain_bits >= MIN_GAIN and (best is None or _preference(data, fix) > _preference(data, best)):
                 best = fix
     return expected_here.decode("utf-8", "replace"), best
