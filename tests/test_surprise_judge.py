@@ -7,7 +7,7 @@ import torch
 
 from seqlab.run import load
 from seqlab.scoring import mixing_session
-from seqlab.surprise.fix import MIN_GAIN, PROBE, Judge, _edit_bits, _edit_bits_all, _edits
+from seqlab.surprise.fix import MIN_GAIN, PROBES, Judge, _edit_bits, _edit_bits_all, _edits
 from seqlab.train import train
 
 from conftest import tiny_config
@@ -52,7 +52,7 @@ def test_batched_staged_judge_equals_judging_each_edit_alone(judge):
     batched = _edit_bits_all(judge, list(groups), list(costs))
     cut = 0
     for (state, last, history, tails), cost, bits in zip(groups, costs, batched):
-        assert max(len(t) for t in tails) > PROBE and len({len(t) for t in tails}) > 1  # stages, ragged rows
+        assert max(len(t) for t in tails) > PROBES[-1] and len({len(t) for t in tails}) > 1  # stages, ragged rows
         alone = np.array([_edit_bits(judge, state, last, history, [t])[0] for t in tails])
         read = np.isfinite(bits)
         np.testing.assert_allclose(bits[read], alone[read], rtol=1e-4, atol=1e-3)

@@ -239,27 +239,29 @@ def _edit_bits_all(judge: Judge, groups: list[tuple], costs: list[np.ndarray] | 
     tails as one batch, and the judge blends the counts for every position of a stage of every group at once.
 
     costs (one per group, per tail; the first tail is the text as it is): the channel's bits for each edit.
-    Given them, a tail is first read through its PROBE first tokens only, and read on only while it could
-    still be suggested: bits are never negative, so one whose first tokens already cost more than the
-    text's total less MIN_GAIN and its channel cost never could (its total is given as infinity).
+    Given them, a tail is read in stages, through PROBES[0] tokens, then PROBES[1], then to its end, and
+    read on only while it could still be suggested: bits are never negative, so one whose first tokens
+    already cost more than the text's total less MIN_GAIN and its channel cost never could (its total is
+    given as infinity).
     """
     reads = [_TailRead(judge, *group) for group in groups]
     if costs is None:
         _judge_stage(judge, [(r, list(range(len(r.lengths))), 0, r.width) for r in reads])
-    else:
-        _judge_stage(judge, [stage for r in reads for stage in ((r, [0], 0, r.width),
-                                                                (r, list(range(1, len(r.lengths))), 0, PROBE))])
-        rest = []
-        for r, cost in zip(reads, costs):
-            text_bits = r.total([0])[0]
-            live = [i for i in range(1, len(r.lengths))
-                    if r.width > PROBE and text_bits - r.total([i])[0] - cost[i] >= MIN_GAIN - 1e-3]
-            rest.append((r, live, PROBE, r.width))
-        _judge_stage(judge, [stage for stage in rest if stage[1]])
+        return [r.totals() for r in reads]
+    _judge_stage(judge, [stage for r in reads for stage in ((r, [0], 0, r.width),
+                                                            (r, list(range(1, len(r.lengths))), 0, PROBES[0]))])
+    live = [list(range(1, len(r.lengths))) for r in reads]
+    for lo, hi in zip(PROBES, PROBES[1:] + (None,)):
+        stages = []
+        for k, (r, cost) in enumerate(zip(reads, costs)):
+            room = r.total([0])[0] - r.total(live[k]) - cost[live[k]]  # the most each could still save
+            live[k] = [i for i, saves in zip(live[k], room) if r.lengths[i] > lo and saves >= MIN_GAIN - 1e-3]
+            stages.append((r, live[k], lo, hi or r.width))
+        _judge_stage(judge, [stage for stage in stages if stage[1]])
     return [r.totals() for r in reads]
 
 
-PROBE = 8  # tokens of every candidate tail read before the rest (see _edit_bits_all)
+PROBES = (8, 16)  # tokens of every candidate tail read before the rest (see _edit_bits_all)
 
 
 class _TailRead:
@@ -283,7 +285,7 @@ class _TailRead:
             last = len(head) - 1 + np.arange(self.width)  # the index of the token before position j
             self.before = seqs[:, last[:, None] - np.arange(judge.depth)[None, :]]
         self.bits = torch.full((len(tails), self.width), float("nan"))
-        self.carried = None  # (rows, state after reading their first tokens): where a later stage goes on
+        self.carried = None  # (rows, state after the last stage that read them): where the next stage goes on
         inputs, limit = self.width - 1, model.max_context
         self.window = None
         if limit and hasattr(state, "tokens") and state.length + inputs > limit:  # Transformer.features re-reads
@@ -292,7 +294,7 @@ class _TailRead:
 
     def network(self, rows: list[int], lo: int, hi: int) -> torch.Tensor:
         """The network's log-probabilities (len(rows), hi - lo, V) at positions lo..hi-1 of tails `rows`
-        (positions past lo = 0 continue the stage that read these rows' positions up to lo)."""
+        (lo > 0: these rows' positions up to lo were the last stage read)."""
         model, x, parts = self.model, self.y[rows, :-1], []
         if lo == 0:
             parts.append(self.last[None, None].expand(len(rows), 1, -1))
@@ -309,8 +311,7 @@ class _TailRead:
                 state = _select_state(model, carried, [carried_rows.index(r) for r in rows])
             out, state = model(x[:, first - 1 : hi - 1], state)
             parts.append(out.float())
-            if lo == 0:
-                self.carried = (rows, state)
+            self.carried = (rows, state)
         return torch.log_softmax(torch.cat(parts, dim=1), dim=-1)
 
     def total(self, rows: list[int]) -> np.ndarray:
