@@ -109,7 +109,11 @@ def whole_commands(args) -> None:
 
     data = Path(args.file).read_bytes()[: args.bytes] if args.file else headers(args.bytes)
     here = str(Path(__file__).resolve().parents[1] / "src")
-    trees = [("after", here)] + ([("before", args.before)] if args.before else [])
+    before = Path(args.before or ".")
+    before = before / "src" if (before / "src" / "seqlab").is_dir() else before  # a checkout or its src/
+    if args.before and not (before / "seqlab").is_dir():
+        sys.exit(f"--before {args.before}: no seqlab package there or in its src/")
+    trees = [("after", here)] + ([("before", str(before))] if args.before else [])
     times, found = {name: [] for name, _ in trees}, {}
     with tempfile.NamedTemporaryFile(suffix=".txt") as f:
         f.write(data)
