@@ -200,6 +200,17 @@ class PassageIndex:
                               f"{self.info['fingerprint'][:12]}); {run_dir} has other weights: use that run, or "
                               f"rebuild the index with `seqlab index {run_dir} FILES --out NEW`")
 
+    @property
+    def ef_search(self) -> int | None:
+        """The graph's search breadth (efSearch): the one stored with the index unless set_ef changed it."""
+        return int(self.index.hnsw.efSearch) if hasattr(self.index, "hnsw") else None
+
+    def set_ef(self, ef: int | None) -> None:
+        """Search wider (more recall, slower) or narrower than the stored efSearch; None keeps it. No effect on
+        an exact (flat) index."""
+        if ef is not None and hasattr(self.index, "hnsw"):
+            self.index.hnsw.efSearch = int(ef)
+
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """(scores (Q, k'), ids (Q, k')) for unit query vectors, best first; k' = min(k, len(self))."""
         k = min(k, len(self))
