@@ -43,6 +43,7 @@ def qps(count: int, best: float, median: float) -> str:
 
 
 def faiss_rows(xb, xq, kth, m, ef_construction, n_rounds, threads):
+    single = min(SINGLE, len(xq))
     faiss.omp_set_num_threads(threads)
     index = faiss.IndexHNSWFlat(xb.shape[1], m, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = ef_construction
@@ -55,10 +56,10 @@ def faiss_rows(xb, xq, kth, m, ef_construction, n_rounds, threads):
     for ef in EFS:
         index.hnsw.efSearch = ef
         (_, ids), b_min, b_med = rounds(lambda: index.search(xq, K), n_rounds)
-        _, s_min, s_med = rounds(lambda: [index.search(xq[i : i + 1], K) for i in range(min(SINGLE, len(xq)))], n_rounds)
+        _, s_min, s_med = rounds(lambda: [index.search(xq[i : i + 1], K) for i in range(single)], n_rounds)
         r = recall(ids, kth, xb, xq)
         rows.append(["faiss", f"HNSW M={m} efC={ef_construction} efSearch={ef}", f"{build:.1f}", r,
-                     qps(len(xq), b_min, b_med), qps(min(SINGLE, len(xq)), s_min, s_med), f"{size / 2**20:.0f}", len(xq) / b_min])
+                     qps(len(xq), b_min, b_med), qps(single, s_min, s_med), f"{size / 2**20:.0f}", len(xq) / b_min])
         print("  ", rows[-1][:3], f"{r.mean():.3f}", rows[-1][4:7], flush=True)
     return rows
 
@@ -66,6 +67,7 @@ def faiss_rows(xb, xq, kth, m, ef_construction, n_rounds, threads):
 def usearch_rows(xb, xq, kth, dtype, connectivity, n_rounds, threads):
     from usearch.index import Index
 
+    single = min(SINGLE, len(xq))
     index = Index(ndim=xb.shape[1], metric="ip", dtype=dtype, connectivity=connectivity, expansion_add=128)
     t0 = time.perf_counter()
     index.add(np.arange(len(xb)), xb, threads=threads)
@@ -75,11 +77,11 @@ def usearch_rows(xb, xq, kth, dtype, connectivity, n_rounds, threads):
     for ef in EFS:
         index.expansion_search = ef
         m, b_min, b_med = rounds(lambda: index.search(xq, K, threads=1), n_rounds)
-        _, s_min, s_med = rounds(lambda: [index.search(xq[i], K, threads=1) for i in range(min(SINGLE, len(xq)))], n_rounds)
+        _, s_min, s_med = rounds(lambda: [index.search(xq[i], K, threads=1) for i in range(single)], n_rounds)
         ids = np.where(m.keys < len(xb), m.keys, -1).astype(np.int64)
         r = recall(ids, kth, xb, xq)
         rows.append(["usearch", f"{dtype} connectivity={connectivity} efC=128 ef={ef}", f"{build:.1f}", r,
-                     qps(len(xq), b_min, b_med), qps(min(SINGLE, len(xq)), s_min, s_med), f"{size / 2**20:.0f}", len(xq) / b_min])
+                     qps(len(xq), b_min, b_med), qps(single, s_min, s_med), f"{size / 2**20:.0f}", len(xq) / b_min])
         print("  ", rows[-1][:3], f"{r.mean():.3f}", rows[-1][4:7], flush=True)
     return rows
 

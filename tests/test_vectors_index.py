@@ -11,7 +11,7 @@ from vectors_data import write_corpus
 from seqlab.embed import embed
 from seqlab.run import load
 from seqlab.vectors.embed import embed_stream, embed_texts, read_vectors
-from seqlab.vectors.index import PassageIndex
+from seqlab.vectors.index import HNSW, PassageIndex
 from seqlab.vectors.passages import count_passages, passages
 
 
@@ -81,7 +81,7 @@ def test_index_search_equals_exact_search(setup, tmp_path, exact_below):
     run = load(setup["lstm"])
     idx = PassageIndex.build(run, setup["files"], tmp_path / "idx", "paragraph", exact_below=exact_below,
                              show_progress=False)
-    assert idx.info["structure"] == ("Flat" if exact_below else "HNSW32,Flat")
+    assert idx.info["structure"] == ("Flat" if exact_below else HNSW)
     texts = [p.data for p in passages(setup["files"], "paragraph")]
     vectors = embed_texts(run, texts)
     queries = embed_texts(run, [b"the cat sat", b"a royal queen came.", b"we read"])

@@ -48,7 +48,9 @@ def add_cli(sub) -> None:
                    help="search breadth of an HNSW index: more recall, slower (default: the one stored with it)")
     p.add_argument("--run", type=run_dir, help="the run the index was built from, if it has moved")
     p.add_argument("--device", default="cpu", type=device)
-    p.add_argument("--threads", type=integer(min=1))
+    p.add_argument("--threads", type=integer(min=1), default=1,
+                   help="torch threads (default 1: a query's forward is a few small steps that more threads "
+                        "only wait on; see docs/vectors.md)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cli)
 
