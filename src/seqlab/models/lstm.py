@@ -85,8 +85,8 @@ class LSTM(SeqModel):
         (B*T, E) x (E, 4H) matmul as costly as the recurrence itself, and the time loop does one
         matmul per step (an input with fewer tokens than V, such as a search query, projects its own
         tokens instead: building the table would cost more than the whole forward). Style vectors are
-        added by a hook on the embedding, which the table
-        would skip: a model that has one, or that is training, takes features().
+        added by a hook on the embedding, which the table would skip: a model that has one, or that is
+        training, takes features().
         """
         if self.training or torch.is_grad_enabled() or self.embed._forward_hooks:
             return self.features(idx, state)
