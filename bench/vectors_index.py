@@ -116,16 +116,21 @@ def disk_size(write) -> int:
         return os.path.getsize(path)
 
 
+def exact_search(xb: np.ndarray, xq: np.ndarray):
+    """(a flat index of xb, each query's exact K-th score); FAISS left on one thread for the timings."""
+    faiss.omp_set_num_threads(len(os.sched_getaffinity(0)))
+    flat = faiss.IndexFlatIP(xb.shape[1])
+    flat.add(xb)
+    exact, _ = flat.search(xq, K)
+    faiss.omp_set_num_threads(1)
+    return flat, exact[:, -1]
+
+
 def compare(name: str, xb: np.ndarray, xq: np.ndarray) -> list[list]:
     from annoy import AnnoyIndex
 
     threads = len(os.sched_getaffinity(0))
-    faiss.omp_set_num_threads(threads)
-    flat = faiss.IndexFlatIP(xb.shape[1])
-    flat.add(xb)
-    exact, _ = flat.search(xq, K)
-    kth = exact[:, -1]
-    faiss.omp_set_num_threads(1)
+    flat, kth = exact_search(xb, xq)
     (_, _), flat_s = timed(lambda: flat.search(xq, K), 1)
     rows = [[name, "exact (faiss Flat)", "-", "1.000", f"{len(xq) / flat_s:,.0f}", "-",
              f"{xb.nbytes / 2**20:.0f}"]]

@@ -11,7 +11,8 @@ flat index (exact inner product, faster than a graph at that size); from there o
 ("HNSW16,Flat", efConstruction 80), searched with efSearch = EF_SEARCH (stored in index.json; `search --ef`
 overrides it): the fastest setting of bench/vectors_sweep.py with recall@10 >= 0.95 against exact search on
 both synthetic and real passage vectors. Adding passages to an HNSW index inserts them into the graph; a flat
-index that grows past EXACT_BELOW is converted once. Loading for search memory-maps the FAISS file (IO_FLAG_MMAP_IFC).
+index that grows past EXACT_BELOW is converted once. Loading for search memory-maps the FAISS file
+(IO_FLAG_MMAP_IFC).
 
     IDX/index.json           run, fingerprint, unit, pooling, structure, files
     IDX/vectors.faiss        the FAISS index (unit vectors, inner product)
@@ -33,7 +34,7 @@ from .embed import CENTRE, DEFAULT_POOLING, embed_stream, fingerprint
 from .passages import count_passages, passages
 
 FORMAT = 1
-EXACT_BELOW = 10_000
+EXACT_BELOW = 3_000  # measured: bench/vectors_index.py crossover table (docs/vectors.md)
 HNSW = "HNSW16,Flat"
 EF_CONSTRUCTION = 80
 EF_SEARCH = 32
