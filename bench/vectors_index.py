@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -62,6 +63,30 @@ def real(run, corpus, n: int, queries: int) -> tuple[np.ndarray, np.ndarray, lis
     return xb, embed_texts(run, [p.data for p in held]), base
 
 
+class Line:
+    """A corpus line read back from the cache: what big_index uses of a Passage."""
+
+    def __init__(self, meta: dict):
+        self._meta, self.data = meta, meta["text"].encode()
+
+    def meta(self) -> dict:
+        return self._meta
+
+
+def cached(folder) -> tuple[np.ndarray, np.ndarray, list]:
+    with open(Path(folder, "base.jsonl")) as f:
+        base = [Line(json.loads(line)) for line in f]
+    return np.load(Path(folder, "xb.npy")), np.load(Path(folder, "xq.npy")), base
+
+
+def save_cache(folder, xb: np.ndarray, xq: np.ndarray, base: list) -> None:
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    if not Path(folder, "xb.npy").exists():
+        np.save(Path(folder, "xb.npy"), xb)
+        np.save(Path(folder, "xq.npy"), xq)
+        Path(folder, "base.jsonl").write_text("".join(json.dumps(p.meta()) + "\n" for p in base))
+
+
 def recall(found: np.ndarray, kth: np.ndarray, xb: np.ndarray, xq: np.ndarray) -> np.ndarray:
     """Per query: the share of the K results that belong to the exact top K, where any vector scoring at least
     the exact K-th score counts (a corpus holds duplicate lines: ties are not misses)."""
@@ -91,16 +116,21 @@ def disk_size(write) -> int:
         return os.path.getsize(path)
 
 
+def exact_search(xb: np.ndarray, xq: np.ndarray):
+    """(a flat index of xb, each query's exact K-th score); FAISS left on one thread for the timings."""
+    faiss.omp_set_num_threads(len(os.sched_getaffinity(0)))
+    flat = faiss.IndexFlatIP(xb.shape[1])
+    flat.add(xb)
+    exact, _ = flat.search(xq, K)
+    faiss.omp_set_num_threads(1)
+    return flat, exact[:, -1]
+
+
 def compare(name: str, xb: np.ndarray, xq: np.ndarray) -> list[list]:
     from annoy import AnnoyIndex
 
     threads = len(os.sched_getaffinity(0))
-    faiss.omp_set_num_threads(threads)
-    flat = faiss.IndexFlatIP(xb.shape[1])
-    flat.add(xb)
-    exact, _ = flat.search(xq, K)
-    kth = exact[:, -1]
-    faiss.omp_set_num_threads(1)
+    flat, kth = exact_search(xb, xq)
     (_, _), flat_s = timed(lambda: flat.search(xq, K), 1)
     rows = [[name, "exact (faiss Flat)", "-", "1.000", f"{len(xq) / flat_s:,.0f}", "-",
              f"{xb.nbytes / 2**20:.0f}"]]
@@ -162,23 +192,28 @@ def crossover(xb: np.ndarray, xq: np.ndarray) -> list[list]:
     return out
 
 
-def big_index(run, xb: np.ndarray, base: list, n: int, out: Path) -> list:
-    """n passages: real vectors repeated with noise (the neighbourhood structure of real text, at scale)."""
+def big_index(run, xb: np.ndarray, base: list, n: int, out: Path, chunk: int = 100_000) -> tuple[list, list]:
+    """n passages: real vectors repeated with noise (the neighbourhood structure of real text, at scale), added
+    in chunks (the seconds of each chunk show how the build grows); then the real query path, per query and per
+    part: tokenise + forward (embed_texts), ANN search, metadata rows read by offset."""
     rng = np.random.default_rng(1)
     faiss.omp_set_num_threads(len(os.sched_getaffinity(0)))
     index = new_faiss_index(xb.shape[1], HNSW)
-    offsets, at = [], 0
+    offsets, at, chunks = [], 0, []
     t0 = time.perf_counter()
     with open(out / "passages.jsonl", "wb") as meta:
-        for start in range(0, n, 50_000):
-            src = rng.integers(0, len(xb), min(50_000, n - start))
-            index.add(unit_rows(xb[src] + rng.normal(0, 0.05, (len(src), xb.shape[1])).astype(np.float32)))
+        for start in range(0, n, chunk):
+            src = rng.integers(0, len(xb), min(chunk, n - start))
+            t1 = time.perf_counter()
+            index.add(unit_rows(xb[src] + rng.normal(0, NOISE, (len(src), xb.shape[1])).astype(np.float32)))
+            chunks.append(time.perf_counter() - t1)
             lines = [json.dumps(base[i].meta()).encode() + b"\n" for i in src]
             lengths = np.array([len(x) for x in lines])
             offsets.append(at + np.concatenate([[0], np.cumsum(lengths)[:-1]]))
             at += int(lengths.sum())
             meta.write(b"".join(lines))
-            print(f"  {start + len(src):,} / {n:,} added ({time.perf_counter() - t0:.0f}s)", flush=True)
+            print(f"  {start + len(src):,} / {n:,} added (this chunk {chunks[-1]:.0f}s, "
+                  f"{time.perf_counter() - t0:.0f}s in all)", flush=True)
     build = time.perf_counter() - t0
     from seqlab.vectors.embed import fingerprint
     from seqlab.vectors.index import FORMAT
@@ -187,20 +222,42 @@ def big_index(run, xb: np.ndarray, base: list, n: int, out: Path) -> list:
             "unit": "line", "pooling": "mean", "centre": True, "exact_below": 0, "files": [], "count": n,
             "dim": xb.shape[1], "structure": HNSW, "ef_search": EF_SEARCH, "library": f"faiss {faiss.__version__}"}
     PassageIndex(out, info, index, np.concatenate(offsets))._save(out)
+    del index
     t0 = time.perf_counter()
     loaded = PassageIndex.load(out)
     load_s = time.perf_counter() - t0
     faiss.omp_set_num_threads(1)
-    queries = [p.data.decode("utf-8", "replace") for p in base[:60]]
-    loaded.search_text(run, queries[0], 10)  # warm: the run's centre, first pages of the map
-    times = []
+    torch.set_num_threads(1)
+    queries = [p.data for p in base[: QUERIES_BIG + 1]]
+    loaded.search_text(run, queries[0].decode("utf-8", "replace"), K)  # warm: the run's centre
+    parts = {"forward": [], "ANN": [], "metadata": [], "total": []}
     for q in queries[1:]:
         t0 = time.perf_counter()
-        loaded.search_text(run, q, 10)
-        times.append((time.perf_counter() - t0) * 1000)
-    times = np.array(times)
-    return [f"{n:,}", f"{build:.0f}", f"{load_s * 1000:.0f}", f"{np.median(times):.1f}",
-            f"{np.percentile(times, 95):.1f}", f"{sum(f.stat().st_size for f in out.iterdir()) / 2**20:.0f}"]
+        vector = embed_texts(run, [q])
+        t1 = time.perf_counter()
+        scores, ids = loaded.search(vector, K)
+        t2 = time.perf_counter()
+        [loaded.passage(int(i)) for i in ids[0] if i >= 0]
+        t3 = time.perf_counter()
+        loaded.search_text(run, q.decode("utf-8", "replace"), K)
+        t4 = time.perf_counter()
+        for name, secs in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            parts[name].append(secs * 1000)
+    size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
+    growth = " / ".join(f"{c:.0f}" for c in chunks)
+    row = [f"{n:,}", f"{build:.0f}", growth, f"{load_s * 1000:.0f}", f"{size:.0f}"]
+    latency = [[name, f"{np.median(v):.2f}", median_interval(np.array(v)), f"{np.percentile(v, 95):.2f}"]
+               for name, v in parts.items()]
+    return row, latency
+
+
+QUERIES_BIG = 200
+NOISE = 0.01  # per dimension: |noise| ~ 0.16 of a unit vector in 256-d (0.05 gave 0.8: near-random points)
+
+
+def median_interval(values: np.ndarray) -> str:
+    lo, hi = bootstrap_statistic(lambda i: float(np.median(values[i])), len(values), 1, n_boot=300)
+    return f"[{lo:.2f}, {hi:.2f}]"
 
 
 def main() -> None:
@@ -210,30 +267,38 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000, help="vectors per dataset (100,000)")
     ap.add_argument("--queries", type=int, default=2_000)
     ap.add_argument("--big", type=int, default=1_000_000, help="passages in the search-latency index (0: skip)")
+    ap.add_argument("--only-big", action="store_true", help="skip the comparison tables")
+    ap.add_argument("--cache", help="a folder where the passage vectors are saved / read back (skips embedding)")
     args = ap.parse_args()
     run = load(args.run)
     corpus = args.corpus or run.config.data.paths
-    rows = []
-    print("synthetic", flush=True)
-    xs, qs = synthetic(args.n, args.queries)
-    rows += compare(f"synthetic {args.n:,}x128", xs, qs)
-    print("real passage vectors", flush=True)
-    xb, xq, base = real(run, corpus, args.n, args.queries)
-    rows += compare(f"passages {len(xb):,}x{xb.shape[1]}", xb, xq)
-    header = ["data", "index", "build s", "recall@10 vs exact", "queries/s (1 thread)", "MiB on disk", ""]
-    print()
-    print_table("nearest-neighbour indexes (95% intervals over queries)", header[:-1], [r[:-1] for r in rows])
-    print()
-    print_table("one query at a time: exact vs HNSW (ms per query, 1 thread), synthetic 128-d",
-                ["vectors", "flat ms", "HNSW ms"], crossover(xs, qs))
+    xb, xq, base = cached(args.cache) if args.cache and Path(args.cache, "xb.npy").exists() else \
+        real(run, corpus, args.n, args.queries)
+    if args.cache:
+        save_cache(args.cache, xb, xq, base)
+    if not args.only_big:
+        print("synthetic", flush=True)
+        xs, qs = synthetic(args.n, args.queries)
+        rows = compare(f"synthetic {args.n:,}x128", xs, qs)
+        print("real passage vectors", flush=True)
+        rows += compare(f"passages {len(xb):,}x{xb.shape[1]}", xb, xq)
+        header = ["data", "index", "build s", "recall@10 vs exact", "queries/s (1 thread)", "MiB on disk", ""]
+        print()
+        print_table("nearest-neighbour indexes (95% intervals over queries)", header[:-1], [r[:-1] for r in rows])
+        print()
+        print_table("one query at a time: exact vs HNSW (ms per query, 1 thread), synthetic 128-d",
+                    ["vectors", "flat ms", "HNSW ms"], crossover(xs, qs))
     if args.big:
         with tempfile.TemporaryDirectory() as tmp:
             print(f"building a {args.big:,}-passage index", flush=True)
-            big = big_index(run, xb, base, args.big, Path(tmp))
+            big, latency = big_index(run, xb, base, args.big, Path(tmp))
         print()
-        print_table("seqlab search on a large index (PassageIndex.search_text: embed, search, read metadata)",
-                    ["passages", "build s", "load ms (mmap)", "median ms per query", "p95 ms", "MiB on disk"],
+        print_table(f"a {args.big:,}-passage index ({HNSW}, real passage vectors repeated with noise)",
+                    ["passages", "build s", "s per chunk of 100,000 (in order)", "load ms (mmap)", "MiB on disk"],
                     [big])
+        print()
+        print_table(f"seqlab search per query after load, 1 thread ({QUERIES_BIG} corpus lines as queries; "
+                    "total = PassageIndex.search_text)", ["part", "median ms", "95% interval", "p95 ms"], latency)
 
 
 if __name__ == "__main__":

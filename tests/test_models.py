@@ -60,6 +60,8 @@ def test_scoring_paths_give_the_training_forwards_features(arch):
     with torch.inference_mode():
         assert torch.allclose(model.scoring_features(x)[0], reference, atol=1e-5)
         assert torch.allclose(model.window_features(x, 7), reference[:, -7:], atol=1e-5)
+        short = x[:1, :6]  # fewer tokens than the vocabulary (a search query): the LSTM projects them alone
+        assert torch.allclose(model.scoring_features(short)[0], model.features(short)[0], atol=1e-5)
 
 
 def test_state_carries_across_windows():

@@ -11,7 +11,7 @@ from vectors_data import write_corpus
 from seqlab.embed import embed
 from seqlab.run import load
 from seqlab.vectors.embed import embed_stream, embed_texts, read_vectors
-from seqlab.vectors.index import PassageIndex
+from seqlab.vectors.index import HNSW, PassageIndex
 from seqlab.vectors.passages import count_passages, passages
 
 
@@ -81,7 +81,7 @@ def test_index_search_equals_exact_search(setup, tmp_path, exact_below):
     run = load(setup["lstm"])
     idx = PassageIndex.build(run, setup["files"], tmp_path / "idx", "paragraph", exact_below=exact_below,
                              show_progress=False)
-    assert idx.info["structure"] == ("Flat" if exact_below else "HNSW32,Flat")
+    assert idx.info["structure"] == ("Flat" if exact_below else HNSW)
     texts = [p.data for p in passages(setup["files"], "paragraph")]
     vectors = embed_texts(run, texts)
     queries = embed_texts(run, [b"the cat sat", b"a royal queen came.", b"we read"])
@@ -121,3 +121,36 @@ def test_adding_files_equals_building_from_scratch(setup, tmp_path, exact_below)
     assert np.allclose(a[0], b[0], atol=1e-5)
     info = json.loads((tmp_path / "grown" / "index.json").read_text())
     assert [f["passages"] for f in info["files"]] == [count_passages([f], "line") for f in files]
+
+
+def test_the_stored_ef_search_is_used_and_ef_overrides_it(setup, tmp_path):
+    from seqlab.search import search
+
+    run = load(setup["lstm"])
+    PassageIndex.build(run, setup["files"], tmp_path / "idx", "paragraph", exact_below=0, show_progress=False)
+    info = json.loads((tmp_path / "idx" / "index.json").read_text())
+    assert PassageIndex.load(tmp_path / "idx").ef_search == info["ef_search"]
+    (tmp_path / "idx" / "index.json").write_text(json.dumps({**info, "ef_search": 3}))
+    idx = PassageIndex.load(tmp_path / "idx")
+    assert idx.ef_search == 3 and idx.index.hnsw.efSearch == 3
+    opened = (idx, run)
+    narrow = search(tmp_path / "idx", "the cat sat", 10, opened=opened)
+    assert idx.ef_search == 3
+    wide = search(tmp_path / "idx", "the cat sat", 10, opened=opened, ef=500)
+    assert idx.ef_search == 500
+    exact = PassageIndex.build(run, setup["files"], tmp_path / "flat", "paragraph", show_progress=False)
+    truth = search(tmp_path / "flat", "the cat sat", 10, opened=(exact, run))
+    assert [r["score"] for r in wide["results"]] == pytest.approx([r["score"] for r in truth["results"]], abs=1e-5)
+    assert len(narrow["results"]) == 10
+
+
+def test_every_passage_is_read_back_by_its_offset(setup, tmp_path):
+    run = load(setup["lstm"])
+    PassageIndex.build(run, setup["files"], tmp_path / "idx", "line", show_progress=False)
+    idx = PassageIndex.load(tmp_path / "idx")  # offsets memory-mapped
+    assert isinstance(idx.offsets, np.memmap)
+    lines = list(passages(setup["files"], "line"))
+    order = np.random.default_rng(0).permutation(len(lines))  # random access, not a scan
+    for i in order[:200]:
+        row = idx.passage(int(i))
+        assert (row["file"], row["line"], row["text"].encode()) == (lines[i].file, lines[i].line, lines[i].data)

@@ -83,8 +83,10 @@ class LSTM(SeqModel):
         With byte-sized vocabularies the first layer's input projection of every token,
         embed(idx) @ W_ih^T + biases, is one of V rows: a table (V, 4H) built once replaces a
         (B*T, E) x (E, 4H) matmul as costly as the recurrence itself, and the time loop does one
-        matmul per step. Style vectors are added by a hook on the embedding, which the table
-        would skip: a model that has one, or that is training, takes features().
+        matmul per step (an input with fewer tokens than V, such as a search query, projects its own
+        tokens instead: building the table would cost more than the whole forward). Style vectors are
+        added by a hook on the embedding, which the table would skip: a model that has one, or that is
+        training, takes features().
         """
         if self.training or torch.is_grad_enabled() or self.embed._forward_hooks:
             return self.features(idx, state)
@@ -103,11 +105,15 @@ class LSTM(SeqModel):
         ifog = torch.arange(4 * n, device=idx.device).view(4, n)[[0, 1, 3, 2]].flatten()
         w_ih, w_hh = layer.weight_ih_l0[ifog], layer.weight_hh_l0[ifog]  # gates reordered i, f, o, g:
         bias = (layer.bias_ih_l0 + layer.bias_hh_l0)[ifog]  # ... one sigmoid covers three of them
-        table = torch.addmm(bias, self.embed.weight, w_ih.t())  # (V, 4H): each token's input projection
         w_hh_t, steps = w_hh.t(), idx.t().contiguous()  # (H, 4H), (T, B)
-        out = table.new_empty(idx.shape[0], idx.shape[1], n)
+        if steps.numel() < self.embed.weight.shape[0]:  # a short input (a query): project its own tokens only
+            inputs = torch.addmm(bias, self.embed.weight[steps.flatten()], w_ih.t()).view(*steps.shape, 4 * n)
+        else:
+            table = torch.addmm(bias, self.embed.weight, w_ih.t())  # (V, 4H): each token's input projection
+            inputs = None
+        out = w_hh.new_empty(idx.shape[0], idx.shape[1], n)
         for t in range(idx.shape[1]):
-            gates = torch.addmm(table[steps[t]], h, w_hh_t)  # (B, 4H)
+            gates = torch.addmm(table[steps[t]] if inputs is None else inputs[t], h, w_hh_t)  # (B, 4H)
             i_f_o = gates[:, : 3 * n].sigmoid_()
             g = gates[:, 3 * n :].tanh_()
             c = torch.addcmul(i_f_o[:, n : 2 * n] * c, i_f_o[:, :n], g)

@@ -8,9 +8,11 @@ fingerprint.
 
 Structure, chosen by size (bench/vectors_index.py measures the crossover): below EXACT_BELOW passages a
 flat index (exact inner product, faster than a graph at that size); from there on FAISS's HNSW graph
-("HNSW32,Flat"), searched with efSearch = EF_SEARCH, recall@10 >= 0.95 against exact search in the
-benchmark. Adding passages to an HNSW index inserts them into the graph; a flat index that grows past
-EXACT_BELOW is converted once. Loading for search memory-maps the FAISS file (IO_FLAG_MMAP_IFC).
+("HNSW16,Flat", efConstruction 80), searched with efSearch = EF_SEARCH (stored in index.json; `search --ef`
+overrides it): the fastest setting of bench/vectors_sweep.py with recall@10 >= 0.95 against exact search on
+both synthetic and real passage vectors. Adding passages to an HNSW index inserts them into the graph; a flat
+index that grows past EXACT_BELOW is converted once. Loading for search memory-maps the FAISS file
+(IO_FLAG_MMAP_IFC).
 
     IDX/index.json           run, fingerprint, unit, pooling, structure, files
     IDX/vectors.faiss        the FAISS index (unit vectors, inner product)
@@ -32,10 +34,10 @@ from .embed import CENTRE, DEFAULT_POOLING, embed_stream, fingerprint
 from .passages import count_passages, passages
 
 FORMAT = 1
-EXACT_BELOW = 10_000
-HNSW = "HNSW32,Flat"
+EXACT_BELOW = 3_000  # measured: bench/vectors_index.py crossover table (docs/vectors.md)
+HNSW = "HNSW16,Flat"
 EF_CONSTRUCTION = 80
-EF_SEARCH = 64
+EF_SEARCH = 32
 INFO, FAISS_FILE, META, OFFSETS = "index.json", "vectors.faiss", "passages.jsonl", "passages.offsets.npy"
 
 
@@ -199,6 +201,17 @@ class PassageIndex:
             raise SeqlabError(f"{self.path} was built from another run ({self.info['run']}, fingerprint "
                               f"{self.info['fingerprint'][:12]}); {run_dir} has other weights: use that run, or "
                               f"rebuild the index with `seqlab index {run_dir} FILES --out NEW`")
+
+    @property
+    def ef_search(self) -> int | None:
+        """The graph's search breadth (efSearch): the one stored with the index unless set_ef changed it."""
+        return int(self.index.hnsw.efSearch) if hasattr(self.index, "hnsw") else None
+
+    def set_ef(self, ef: int | None) -> None:
+        """Search wider (more recall, slower) or narrower than the stored efSearch; None keeps it. No effect on
+        an exact (flat) index."""
+        if ef is not None and hasattr(self.index, "hnsw"):
+            self.index.hnsw.efSearch = int(ef)
 
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """(scores (Q, k'), ids (Q, k')) for unit query vectors, best first; k' = min(k, len(self))."""
