@@ -90,3 +90,18 @@ def test_the_mix_and_its_small_contexts_are_causal():
     half = [(1, net[:199], torch.from_numpy(text[1:200]))]
     first = torch.cat([lp for _, lp, _, _ in model.session("cpu").mix(iter(half), text[:200], 1)])
     torch.testing.assert_close(whole[:199], first)
+
+
+def test_a_run_config_from_before_the_weight_sets_loads_with_them(tmp_path):
+    """A run whose config.json predates counts.select / sse / sse_context loads, and mixes with today's defaults."""
+    import dataclasses
+
+    from seqlab.config import RunConfig, from_dict
+
+    data = dataclasses.asdict(RunConfig())
+    for key in ("select", "sse", "sse_context"):
+        del data["counts"][key]
+    counts = from_dict(RunConfig, data).counts
+    assert (counts.select, counts.sse, counts.sse_context) == (["order1"], 0.25, "seen")
+    mixer = OnlineMixer(counts, "cpu")
+    assert [column for column, _, _ in mixer.sets] == [0] and mixer.sse is not None

@@ -239,11 +239,15 @@ class OnlineMixer:
                       torch.zeros(1 + n_experts, device=device)) for name in config.select]
         self.sse = SSE(config.sse, 1 << SLOT_BITS, device) if config.sse > 0 else None
         self.sse_column = MIXER_SELECTORS.index(config.sse_context)
+        self._before_sse = (None, None, None)
 
     def mix(self, net_logp: torch.Tensor, experts: Experts) -> torch.Tensor:
         """Mixed log-probabilities (n, V)."""
         logp = self._mix(net_logp, experts)
-        return self.sse.refine(logp, self._small(experts, logp)[:, self.sse_column]) if self.sse is not None else logp
+        if self.sse is None:
+            return logp
+        self._before_sse = (net_logp, experts, logp)  # update's, when it is called on the same chunk (eval's)
+        return self.sse.refine(logp, self._small(experts, logp)[:, self.sse_column])
 
     def _mix(self, net_logp: torch.Tensor, experts: Experts) -> torch.Tensor:
         """The mix before the SSE stage. The experts' bases are constant along each row, which the
@@ -264,8 +268,9 @@ class OnlineMixer:
         target; an expert's base cancels out of that, leaving the bonuses. The weights learn from the
         mix before the SSE stage; the SSE stage from its own input and the targets.
         """
-        if self.sse is not None or self.sets:
-            logp = self._mix(net_logp, experts)
+        if self.sse is not None:  # the mix before the SSE stage: kept by mix, or again (compress's rows)
+            last_net, last_experts, last = self._before_sse
+            logp = last if last_net is net_logp and last_experts is experts else self._mix(net_logp, experts)
         if self.sse is not None:
             self.sse.learn(logp, self._small(experts, logp)[:, self.sse_column], targets)
         n, V = logp.shape
@@ -330,25 +335,33 @@ class SSE:
         centres = torch.linspace(-8, 8, self.POINTS, device=device)
         self.table = torch.sigmoid(centres).repeat(contexts, 1)  # starts as the identity
         self.hits = torch.zeros(contexts, self.POINTS, device=device)
+        self._last: tuple = (None, None)
 
-    def _cells(self, logp: torch.Tensor, context: torch.Tensor):
+    def _cells(self, logp: torch.Tensor):
+        if self._last[0] is logp:  # learn on the chunk that refine just read (eval's)
+            return self._last[1]
         top_logp, top = logp.max(1)
-        rest = torch.logsumexp(logp.scatter(1, top[:, None], float("-inf")), dim=1)  # log(1 - p_top), exactly
+        rest = torch.log(-torch.expm1(top_logp))  # log(1 - p_top); summed from the others where it is tiny:
+        sure = torch.nonzero(top_logp > -1e-4)[:, 0]
+        if len(sure):
+            others = logp[sure].scatter(1, top[sure, None], float("-inf"))
+            rest[sure] = torch.logsumexp(others, dim=1)
         at = ((top_logp - rest).clamp(-8, 8) + 8) * (self.POINTS - 1) / 16
         lo = at.floor().long().clamp(max=self.POINTS - 2)
         frac = at - lo
-        return top, top_logp, rest, lo, frac
+        self._last = (logp, (top, top_logp, rest, lo, frac))
+        return self._last[1]
 
     def refine(self, logp: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        top, top_logp, rest, lo, frac = self._cells(logp, context)
+        top, top_logp, rest, lo, frac = self._cells(logp)
         cells = self.table[context]
         sse = (1 - frac) * cells.gather(1, lo[:, None])[:, 0] + frac * cells.gather(1, lo[:, None] + 1)[:, 0]
         p = ((1 - self.share) * top_logp.exp() + self.share * sse).clamp(1e-6, 1 - 1e-6)
         out = logp + (torch.log1p(-p) - rest)[:, None]  # the others: scaled to share 1 - p
-        return out.scatter(1, top[:, None], p.log()[:, None])
+        return out.scatter_(1, top[:, None], p.log()[:, None])
 
     def learn(self, logp: torch.Tensor, context: torch.Tensor, targets: torch.Tensor) -> None:
-        top, _, _, lo, frac = self._cells(logp, context)
+        top, _, _, lo, frac = self._cells(logp)
         right = (top == targets).to(logp.dtype)
         flat = torch.cat([context * self.POINTS + lo, context * self.POINTS + lo + 1])
         weight = torch.cat([1 - frac, frac])
