@@ -237,7 +237,7 @@ class OnlineMixer:
         rows = {"order1": 1 << SLOT_BITS, "order2": 1 << SLOT_BITS, "seen": len(weights) * SEEN_LEVELS}
         self.sets = [(MIXER_SELECTORS.index(name), torch.zeros(rows[name], 1 + n_experts, device=device),
                       torch.zeros(1 + n_experts, device=device)) for name in config.select]
-        self.sse = SSE(config.sse, 1 << SLOT_BITS, device) if config.sse > 0 else None
+        self.sse = SSE(config.sse, rows[config.sse_context], device) if config.sse > 0 else None
         self.sse_column = MIXER_SELECTORS.index(config.sse_context)
         self._before_sse = (None, None, None)
 
@@ -271,7 +271,7 @@ class OnlineMixer:
         if self.sse is not None:  # the mix before the SSE stage: kept by mix, or again (compress's rows)
             last_net, last_experts, last = self._before_sse
             logp = last if last_net is net_logp and last_experts is experts else self._mix(net_logp, experts)
-        if self.sse is not None:
+            self._before_sse = (None, None, None)
             self.sse.learn(logp, self._small(experts, logp)[:, self.sse_column], targets)
         n, V = logp.shape
         row, flat, bonus = self._entries(experts, logp)
@@ -362,6 +362,7 @@ class SSE:
 
     def learn(self, logp: torch.Tensor, context: torch.Tensor, targets: torch.Tensor) -> None:
         top, _, _, lo, frac = self._cells(logp)
+        self._last = (None, None)
         right = (top == targets).to(logp.dtype)
         flat = torch.cat([context * self.POINTS + lo, context * self.POINTS + lo + 1])
         weight = torch.cat([1 - frac, frac])
