@@ -81,6 +81,7 @@ def test_lockstep_reader_gives_eval_counts(lstm_run):
             np.testing.assert_allclose(experts.dense(model.vocab)[0], expected.dense(model.vocab)[i - first],
                                        rtol=1e-6, atol=1e-6)
             assert experts.bucket[0] == expected.bucket[i - first]
+            assert np.array_equal(experts.small[0], expected.small[i - first])  # the mixer's small contexts too
             stepper.append(np.array([text[i], text[len(text) - i]]), np.array([True, False]))
         batch.advance(stop)
         stepper.advance()

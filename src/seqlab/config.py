@@ -75,6 +75,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training step (pays for budgets of hours; see train/speed.py)
 
 
+MIXER_SELECTORS = ("order1", "order2", "seen")  # the small contexts that can select mixing weights
+
+
 @dataclass
 class CountModelConfig:
     """The long-range count model mixed with the network when scoring (see countmodel/)."""
@@ -94,6 +97,10 @@ class CountModelConfig:
     w_counts_longest: float = setting(1.0, weight)  # rising to this where the longest order was seen
     learning_rate: float = setting(0.02, weight)
     chunk: int = setting(256, positive)  # tokens scored between count and weight updates
+    # more weight sets, added to the bucket's, selected by small contexts (countmodel/mixer.py MIXER_SELECTORS)
+    select: list[str] = setting(kind=one_of(*MIXER_SELECTORS), factory=lambda: ["order1"])
+    sse: float = setting(0.25, number(min=0, max=1))  # the SSE stage's share of the top token's probability (0: off)
+    sse_context: str = setting("seen", one_of(*MIXER_SELECTORS))  # the small context that selects its cells
     max_history: int = setting(8_000_000, positive)  # training tokens kept (the most recent)
     max_vocab: int = setting(4096, positive)  # larger vocabularies score with the network alone
 

@@ -16,8 +16,10 @@ its indentation), the training split's far larger counts outweigh the file's own
 in the other blends (it took 2-3% off eval's mixed bits per byte on the held-out
 splits of tinyshakespeare and C headers, 2-19% off single 100 KB texts).
 The mixing weights adapt online to the text being scored: one set per
-confidence bucket (the longest order that has seen the context), updated after
-every chunk of 256 tokens from the chunk's own log loss. One session carries
+confidence bucket (the longest order that has seen the context), plus a set
+selected by the order-1 context, updated after every chunk of 256 tokens from
+the chunk's own log loss; an SSE stage then corrects the most likely token's
+probability (mixer.py; their gains: docs/quality.md). One session carries
 counts and weights across the texts it scores, so a held-out set of many files
 reads as one stream.
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import CountModelConfig
-from .tables import CountTable, _ranges, _run_starts, _summed
+from ..config import MIXER_SELECTORS, CountModelConfig
+from .tables import _MUL, CountTable, _ranges, _run_starts, _summed
 
 
 @dataclass
@@ -27,6 +27,7 @@ class Experts:
     token: np.ndarray  # (m,)
     bonus: np.ndarray  # (m, E): log p_e(token) - base[row, e]
     bucket: np.ndarray  # (n,): the longest order that had seen the context, the mixer's weight row
+    small: np.ndarray  # (n, len(MIXER_SELECTORS)): each small context's slot (small_contexts), selecting more weights
 
     def dense(self, vocab: int) -> np.ndarray:
         """The log-probabilities (n, E, V) in full."""
@@ -40,7 +41,7 @@ class Experts:
             return self
         renumbered, kept = np.cumsum(keep) - 1, keep[self.row]
         return Experts(self.base[keep], renumbered[self.row[kept]], self.token[kept], self.bonus[kept],
-                       self.bucket[keep])
+                       self.bucket[keep], self.small[keep])
 
     @staticmethod
     def concat(parts: list["Experts"]) -> "Experts":
@@ -48,7 +49,7 @@ class Experts:
         return Experts(np.concatenate([p.base for p in parts]),
                        np.concatenate([p.row + o for p, o in zip(parts, offsets)]),
                        np.concatenate([p.token for p in parts]), np.concatenate([p.bonus for p in parts]),
-                       np.concatenate([p.bucket for p in parts]))
+                       np.concatenate([p.bucket for p in parts]), np.concatenate([p.small for p in parts]))
 
 
 def blend_counts(model, recent: list[CountTable], contexts: np.ndarray) -> Experts:
@@ -96,7 +97,34 @@ def blend_counts(model, recent: list[CountTable], contexts: np.ndarray) -> Exper
         obase, obonus = _blends(c.orders, own_experts, vocab, o_total, _escape(c, o_types), erow, o_row, o_order,
                                 slot_of[o_key], o_counts)
         base, bonus = np.column_stack([base, obase]), np.column_stack([bonus, obonus])
-    return Experts(base.astype(np.float32), erow, etoken, bonus.astype(np.float32), bucket)
+    return Experts(base.astype(np.float32), erow, etoken, bonus.astype(np.float32), bucket,
+                   small_contexts(contexts, bucket, types, total, longest))
+
+
+# the selected weight sets' steps (_evidence_step): a multiple of the bucket weights' learning rate, and the
+# positions a row must have seen in a chunk to take half a full step; both chosen on the tuning slices
+# (bench/mixer_gains.py; docs/quality.md)
+SET_LR, SET_PSEUDO = 3.0, 4.0
+SLOT_BITS = 16  # a hashed small context's weight rows: 65,536 (an order-1 context of 4,096 tokens rarely collides)
+SEEN_LEVELS = 8  # what the longest seen context saw: 1, 2, 3+ times one token, or more than one token (by count)
+
+
+def small_contexts(contexts: np.ndarray, bucket: np.ndarray, types: np.ndarray, total: np.ndarray,
+                   longest: np.ndarray) -> np.ndarray:
+    """(n, len(MIXER_SELECTORS)) slots of the small contexts that select mixing weights and the SSE stage's cells:
+    the shortest order's context and the next (hashed to SLOT_BITS), and the bucket with what its context saw
+    (one token 1, 2 or 3+ times, or several tokens; a run model's question)."""
+    n = len(contexts)
+    slots = [_slot(contexts[:, min(j, contexts.shape[1] - 1)]) for j in (0, 1)]
+    at = np.arange(n)
+    t, c = types[at, longest], total[at, longest]
+    seen = np.where(bucket > 0, np.minimum(c, 3).astype(np.int64) + 4 * (t > 1), 0)
+    return np.column_stack(slots + [bucket * SEEN_LEVELS + seen]).astype(np.int64)
+
+
+def _slot(ids: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return ((ids * _MUL) >> np.uint64(64 - SLOT_BITS)).astype(np.int64)
 
 
 def _own_experts(c: CountModelConfig) -> list[int]:
@@ -178,12 +206,14 @@ def _match_expert(predicted: np.ndarray, slot_of: np.ndarray, vocab: int, confid
 
 
 class OnlineMixer:
-    """Geometric mixing: log p = w_0 * log p_net + sum_e w_e * log p_expert_e - log Z, one weight row per bucket.
+    """Geometric mixing: log p = w_0 * log p_net + sum_e w_e * log p_expert_e - log Z, one weight row per bucket,
+    plus a row of each weight set that config.select names (selected by a small context, small_contexts),
+    then an SSE stage (config.sse) that corrects the probability of the mix's most likely token.
 
     The weights start at priors (the network at w_network, the longest-order expert rising from
     w_counts to w_counts_longest with the bucket, the shorter experts at 0, the match expert at
-    w_match where a match order was seen, the text's own blends at w_recent) and follow the
-    gradient of the log loss of each chunk once it has been scored.
+    w_match where a match order was seen, the text's own blends at w_recent; the selected sets at 0)
+    and follow the gradient of the log loss of each chunk once it has been scored.
     """
 
     def __init__(self, config: CountModelConfig, device):
@@ -203,11 +233,29 @@ class OnlineMixer:
         # RMSprop: the experts' log-probabilities differ in scale (a sharp match expert's by ~10 nats),
         # so each weight's step is scaled by its own recent gradient size
         self.mean_square = torch.zeros_like(self.weights)
+        # the selected weight sets, each a table of rows added to the bucket's: (small_contexts' column, rows)
+        rows = {"order1": 1 << SLOT_BITS, "order2": 1 << SLOT_BITS, "seen": len(weights) * SEEN_LEVELS}
+        self.sets = [(MIXER_SELECTORS.index(name), torch.zeros(rows[name], 1 + n_experts, device=device),
+                      torch.zeros(1 + n_experts, device=device)) for name in config.select]
+        self.sse = SSE(config.sse, rows[config.sse_context], device) if config.sse > 0 else None
+        self.sse_column = MIXER_SELECTORS.index(config.sse_context)
+        self._before_sse = (None, None, None)
 
     def mix(self, net_logp: torch.Tensor, experts: Experts) -> torch.Tensor:
-        """Mixed log-probabilities (n, V). The experts' bases are constant along each row, which the
+        """Mixed log-probabilities (n, V)."""
+        logp = self._mix(net_logp, experts)
+        if self.sse is None:
+            return logp
+        self._before_sse = (net_logp, experts, logp)  # update's, when it is called on the same chunk (eval's)
+        return self.sse.refine(logp, self._small(experts, logp)[:, self.sse_column])
+
+    def _mix(self, net_logp: torch.Tensor, experts: Experts) -> torch.Tensor:
+        """The mix before the SSE stage. The experts' bases are constant along each row, which the
         softmax takes out: only the network and the entries' bonuses are weighed."""
         w = self.weights[torch.from_numpy(experts.bucket).to(net_logp.device)]  # (n, 1 + E)
+        small = self._small(experts, net_logp) if self.sets else None
+        for column, table, _ in self.sets:
+            w = w + table[small[:, column]]
         row, flat, bonus = self._entries(experts, net_logp)
         logits = net_logp * w[:, :1]
         logits.view(-1)[flat] += (bonus * w[row, 1:]).sum(1)  # each (row, token) is one entry
@@ -217,20 +265,31 @@ class OnlineMixer:
         """One gradient step on the chunk's log loss (the chunk is already scored: causal).
 
         The gradient of a weight is its feature's expected value under the mix less its value at the
-        target; an expert's base cancels out of that, leaving the bonuses.
+        target; an expert's base cancels out of that, leaving the bonuses. The weights learn from the
+        mix before the SSE stage; the SSE stage from its own input and the targets.
         """
+        if self.sse is not None:  # the mix before the SSE stage: kept by mix, or again (compress's rows)
+            last_net, last_experts, last = self._before_sse
+            logp = last if last_net is net_logp and last_experts is experts else self._mix(net_logp, experts)
+            self._before_sse = (None, None, None)
+            self.sse.learn(logp, self._small(experts, logp)[:, self.sse_column], targets)
         n, V = logp.shape
         row, flat, bonus = self._entries(experts, logp)
         bucket = torch.from_numpy(experts.bucket).to(logp.device)
         p = logp.exp()
-        grad = torch.zeros_like(self.weights)
-        grad[:, 0].index_add_(0, bucket, (p * net_logp).sum(1) - net_logp.gather(1, targets[:, None])[:, 0])
+        # each position's gradient (n, 1 + E), summed into the rows that weighed it
+        grad = torch.zeros(n, self.weights.shape[1], dtype=p.dtype, device=p.device)
+        grad[:, 0] = (p * net_logp).sum(1) - net_logp.gather(1, targets[:, None])[:, 0]
         at_target = (flat == row * V + targets[row]).to(p.dtype)
-        grad[:, 1:].index_add_(0, bucket[row], (p.view(-1)[flat] - at_target)[:, None] * bonus)
-        count = torch.bincount(bucket, minlength=len(self.weights)).clamp_min(1).to(grad.dtype)
-        grad /= count[:, None]
-        self.mean_square.mul_(0.9).add_(0.1 * grad * grad)
-        self.weights -= self.lr * grad / (self.mean_square.sqrt() + 1e-3)
+        grad[:, 1:].index_add_(0, row, (p.view(-1)[flat] - at_target)[:, None] * bonus)
+        _rmsprop(self.weights, self.mean_square, bucket, grad, self.lr)
+        small = self._small(experts, logp) if self.sets else None
+        for column, table, mean_square in self.sets:
+            _evidence_step(table, mean_square, small[:, column], grad, self.lr * SET_LR)
+
+    @staticmethod
+    def _small(experts: Experts, like: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(experts.small).to(like.device)
 
     @staticmethod
     def _entries(experts: Experts, like: torch.Tensor):
@@ -238,3 +297,79 @@ class OnlineMixer:
         row = torch.from_numpy(experts.row).to(like.device)
         flat = row * like.shape[1] + torch.from_numpy(experts.token).to(like.device)
         return row, flat, torch.from_numpy(experts.bonus).to(like.device)
+
+
+def _rmsprop(weights: torch.Tensor, mean_square: torch.Tensor, index: torch.Tensor, grad: torch.Tensor,
+             lr: float) -> None:
+    """An RMSprop step of every weight row, from each position's gradient (n, k) averaged over the positions that
+    row `index` (n,) selected."""
+    summed = torch.zeros_like(weights).index_add_(0, index, grad)
+    summed /= torch.bincount(index, minlength=len(weights)).clamp_min(1).to(grad.dtype)[:, None]
+    mean_square.mul_(0.9).add_(0.1 * summed * summed)
+    weights -= lr * summed / (mean_square.sqrt() + 1e-3)
+
+
+def _evidence_step(weights: torch.Tensor, mean_square: torch.Tensor, index: torch.Tensor, grad: torch.Tensor,
+                   lr: float) -> None:
+    """A step of the rows `index` (n,) selected, of a table too large for each row to keep its own gradient size:
+    each row's averaged gradient is shrunk by its evidence (c / (c + SET_PSEUDO) for c positions), and every row
+    is scaled by the table's gradient size per column (`mean_square` (k,), a moving average over positions)."""
+    rows, inverse = torch.unique(index, return_inverse=True)
+    counts = torch.bincount(inverse, minlength=len(rows)).to(grad.dtype)[:, None]
+    summed = torch.zeros(len(rows), grad.shape[1], dtype=grad.dtype, device=grad.device).index_add_(0, inverse, grad)
+    mean_square.mul_(0.9).add_(0.1 * (grad * grad).mean(0))
+    weights[rows] -= lr * summed / (counts + SET_PSEUDO) / (mean_square.sqrt() + 1e-3)
+
+
+class SSE:
+    """Secondary estimation of the mix's most likely token, as paq's APM does for a bit: a table per small context
+    of what the top token's probability turned out to be, at 33 points of its stretch ln(p / (1 - p)) in
+    [-8, 8], read by linear interpolation. The corrected probability is (1 - share) p + share table(p); the
+    other tokens keep their ratios. Each cell learns the rate at which its top tokens were right (an average
+    over its first hits, then a moving one)."""
+
+    POINTS, LIMIT = 33, 255.0
+
+    def __init__(self, share: float, contexts: int, device):
+        self.share = share
+        centres = torch.linspace(-8, 8, self.POINTS, device=device)
+        self.table = torch.sigmoid(centres).repeat(contexts, 1)  # starts as the identity
+        self.hits = torch.zeros(contexts, self.POINTS, device=device)
+        self._last: tuple = (None, None)
+
+    def _cells(self, logp: torch.Tensor):
+        if self._last[0] is logp:  # learn on the chunk that refine just read (eval's)
+            return self._last[1]
+        top_logp, top = logp.max(1)
+        rest = torch.log(-torch.expm1(top_logp))  # log(1 - p_top); summed from the others where it is tiny:
+        sure = torch.nonzero(top_logp > -1e-4)[:, 0]
+        if len(sure):
+            others = logp[sure].scatter(1, top[sure, None], float("-inf"))
+            rest[sure] = torch.logsumexp(others, dim=1)
+        at = ((top_logp - rest).clamp(-8, 8) + 8) * (self.POINTS - 1) / 16
+        lo = at.floor().long().clamp(max=self.POINTS - 2)
+        frac = at - lo
+        self._last = (logp, (top, top_logp, rest, lo, frac))
+        return self._last[1]
+
+    def refine(self, logp: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        top, top_logp, rest, lo, frac = self._cells(logp)
+        cells = self.table[context]
+        sse = (1 - frac) * cells.gather(1, lo[:, None])[:, 0] + frac * cells.gather(1, lo[:, None] + 1)[:, 0]
+        p = ((1 - self.share) * top_logp.exp() + self.share * sse).clamp(1e-6, 1 - 1e-6)
+        out = logp + (torch.log1p(-p) - rest)[:, None]  # the others: scaled to share 1 - p
+        return out.scatter_(1, top[:, None], p.log()[:, None])
+
+    def learn(self, logp: torch.Tensor, context: torch.Tensor, targets: torch.Tensor) -> None:
+        top, _, _, lo, frac = self._cells(logp)
+        self._last = (None, None)
+        right = (top == targets).to(logp.dtype)
+        flat = torch.cat([context * self.POINTS + lo, context * self.POINTS + lo + 1])
+        weight = torch.cat([1 - frac, frac])
+        table, hits = self.table.view(-1), self.hits.view(-1)
+        touched, inverse = torch.unique(flat, return_inverse=True)
+        error = torch.zeros(len(touched), dtype=table.dtype, device=table.device)
+        error.index_add_(0, inverse, weight * (torch.cat([right, right]) - table[flat]))
+        mass = torch.zeros_like(error).index_add_(0, inverse, weight)
+        table[touched] += error / (hits[touched] + mass + 1.5)
+        hits[touched] = (hits[touched] + mass).clamp(max=self.LIMIT)

@@ -127,7 +127,12 @@ def describe(config: CountModelConfig) -> str:
     match = f", matches of {config.match_orders[0]}-{config.match_orders[-1]}" if config.match_orders else ""
     own = ", and over that text alone" if config.recent_expert else ""
     return (f"mixed with a count model (orders {','.join(map(str, config.orders))}{match}) over the training split "
-            f"and the text before each token{own}, weights adapted online")
+            f"and the text before each token{own}, weights adapted online{_mixer_extras(config)}")
+
+
+def _mixer_extras(config: CountModelConfig) -> str:
+    sets = f" (per bucket and {', '.join(config.select)} context)" if config.select else ""
+    return sets + (", an SSE stage" if config.sse > 0 else "")
 
 
 def usable(config: CountModelConfig, vocab_size: int) -> bool:
