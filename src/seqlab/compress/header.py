@@ -12,9 +12,10 @@ from ..errors import SeqlabError
 
 MAGIC = b"SQZ\x1a"
 LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is at most 255)
-# 5: segments read in lockstep, blocks, constriction's range coder (4: one stream a token at a time)
-FORMAT = 5
-ADAPTED_FORMAT = 6  # format 5 plus the network's online adaptation (compress --adapt): its lr and chunk
+# 7: the text's own counts taken in every COUNT_EVERY steps, as eval takes them in (5 and 6: every chunk//S
+# steps); 5: segments read in lockstep, blocks, constriction's range coder (4: one stream a token at a time)
+FORMAT = 7
+ADAPTED_FORMAT = 8  # format 7 plus the network's online adaptation (compress --adapt): its lr and chunk
 FINGERPRINT_BYTES = 4  # tells runs apart before decoding; a 1 in 2^32 miss is still caught by the CRC
 
 

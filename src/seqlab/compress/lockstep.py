@@ -5,9 +5,10 @@ and a count-model lookup, whatever the batch. So a block of the file is cut into
 `segments_for(n)` contiguous segments, each read from BOS as its own text, and every
 step predicts the next token of all of them at once: one model step of batch S, one
 count-model blend of S rows (LockstepReader), one mix. The count model's session is
-one for the whole file: every segment's tokens are counted as they are learnt, and
-the mixing weights take a step every `max(1, chunk // S)` steps, on as many tokens
-as eval's chunk. The network's step runs in a worker thread beside the count model's
+one for the whole file: every segment's tokens are counted every COUNT_EVERY steps
+(countmodel/session.py), as eval counts its text every COUNT_EVERY tokens, and the
+mixing weights take a step every `max(1, chunk // S)` steps, on as many tokens as
+eval's chunk. The network's step runs in a worker thread beside the count model's
 blend (numpy and torch each release the GIL in their kernels).
 
 Encoder and decoder run this very loop (same shapes, same order, same thread count),
@@ -78,9 +79,11 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
             tokens = pick(j, active, logp)
             if reader:
                 reader.append(tokens, active)
+                if (j + 1) % session.count_every == 0 or j == steps - 1:
+                    reader.advance()
                 pending.append((logp, net_logp, experts, tokens, active))
                 if len(pending) == every or j == steps - 1:
-                    _learn_chunk(session, reader, pending)
+                    _learn_chunk(session, pending)
                     pending = []
             x = torch.from_numpy(tokens)
             if adapter is not None:
@@ -91,8 +94,8 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
                 progress(int(active.sum()))
 
 
-def _learn_chunk(session, reader: LockstepReader, pending: list) -> None:
-    """A step of the mixing weights on the steps since the last (their rows with a token), then count them."""
+def _learn_chunk(session, pending: list) -> None:
+    """A step of the mixing weights on the steps since the last (their rows with a token)."""
     logp, net_logp, experts, tokens = [], [], [], []
     for lp, net, ex, tok, active in pending:
         rows = torch.from_numpy(active)
@@ -101,4 +104,3 @@ def _learn_chunk(session, reader: LockstepReader, pending: list) -> None:
         experts.append(ex.select(active))
         tokens.append(torch.from_numpy(tok[active]))
     session.mixer.update(torch.cat(logp), torch.cat(net_logp), Experts.concat(experts), torch.cat(tokens))
-    reader.advance()

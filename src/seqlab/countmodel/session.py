@@ -1,8 +1,9 @@
 """A run's count model and one scoring pass with it: load and save, sessions, readers.
 
 CountModel holds the training split's counts; a CountSession carries the text's own
-counts and the mixing weights across the texts of one pass; CountReader (a chunk at
-a time, eval's) reads one text; lockstep.py's LockstepReader reads many a token at a time (compress's).
+counts and the mixing weights across the texts of one pass; CountReader (eval's, a
+piece of COUNT_EVERY tokens at a time) reads one text; lockstep.py's LockstepReader
+reads many a token at a time (compress's).
 """
 
 import numpy as np
@@ -15,6 +16,9 @@ from . import store
 from .tables import CountTable, RecentCounts, _history_table, context_hashes
 
 HISTORY_FILE = "history.npy"
+# The text's own counts take in what was read every COUNT_EVERY tokens (eval) or steps (compress's lockstep
+# rows): a line repeated a few tokens later is already counted. The mixing weights still step once a chunk.
+COUNT_EVERY = 16
 
 
 def check(config: CountModelConfig) -> None:
@@ -59,6 +63,7 @@ class CountSession:
         self.model = model
         self.recent = RecentCounts()  # every order's, as the model's table
         self.mixer = OnlineMixer(model.config, device)
+        self.count_every = COUNT_EVERY
 
     def count(self, positions: np.ndarray, contexts: np.ndarray, tokens: np.ndarray) -> None:
         """Count tokens at `positions` of a text after their contexts (n, orders) as seen text."""
@@ -72,8 +77,8 @@ class CountSession:
     def mix(self, scored, tokens: np.ndarray, n_context: int):
         """Wrap scoring.score_logits' stream for one text: yield (first, mixed log_probs, targets, network log_probs).
 
-        The network's windows are regrouped into chunks of `config.chunk` tokens: counts and mixing
-        weights are updated after each chunk, whatever the architecture's window size.
+        The network's windows are regrouped into chunks of `config.chunk` tokens: the text is counted every
+        COUNT_EVERY tokens and the mixing weights take a step after each chunk, whatever the window size.
         """
         chunk = self.model.config.chunk
         reader = self.reader(tokens, n_context)
@@ -88,14 +93,20 @@ class CountSession:
             yield self._mix_chunk(reader, pending)
 
     def _mix_chunk(self, reader: "CountReader", pending: list):
+        """Mix one chunk: its text is counted every COUNT_EVERY tokens (the weights are fixed within a chunk,
+        so each piece is mixed as it is read), then the weights take one step on the whole chunk."""
         first = pending[0][0]
         net_logp = torch.cat([p[1] for p in pending])
         targets = torch.cat([p[2] for p in pending])
         stop = first + len(targets)
-        experts = reader.distributions(first, stop)
+        pieces = []
+        for start in range(first, stop, self.count_every):
+            end = min(start + self.count_every, stop)
+            pieces.append(reader.distributions(start, end))
+            reader.advance(end)
+        experts = Experts.concat(pieces) if len(pieces) > 1 else pieces[0]
         logp = self.mixer.mix(net_logp, experts)
         self.mixer.update(logp, net_logp, experts, targets)
-        reader.advance(stop)
         return first, logp, targets, net_logp
 
 
