@@ -239,15 +239,25 @@ class OnlineMixer:
                       torch.zeros(1 + n_experts, device=device)) for name in config.select]
         self.sse = SSE(config.sse, rows[config.sse_context], device) if config.sse > 0 else None
         self.sse_column = MIXER_SELECTORS.index(config.sse_context)
-        self._before_sse = (None, None, None)
 
+    # mix keeps no state: surprise's judge calls it from several threads at once
     def mix(self, net_logp: torch.Tensor, experts: Experts) -> torch.Tensor:
         """Mixed log-probabilities (n, V)."""
-        logp = self._mix(net_logp, experts)
+        before = self._mix(net_logp, experts)
+        return before if self.sse is None else self.sse.refine(before, self._sse_context(experts, before))
+
+    def mix_and_update(self, net_logp: torch.Tensor, experts: Experts, targets: torch.Tensor) -> torch.Tensor:
+        """mix, then update on the same chunk (eval's), the mix before the SSE stage computed once."""
+        before = self._mix(net_logp, experts)
         if self.sse is None:
-            return logp
-        self._before_sse = (net_logp, experts, logp)  # update's, when it is called on the same chunk (eval's)
-        return self.sse.refine(logp, self._small(experts, logp)[:, self.sse_column])
+            self._learn(before, net_logp, experts, targets)
+            return before
+        context = self._sse_context(experts, before)
+        cells = self.sse.cells(before)
+        after = self.sse.refine(before, context, cells)
+        self.sse.learn(before, context, targets, cells)
+        self._learn(before, net_logp, experts, targets)
+        return after
 
     def _mix(self, net_logp: torch.Tensor, experts: Experts) -> torch.Tensor:
         """The mix before the SSE stage. The experts' bases are constant along each row, which the
@@ -268,11 +278,13 @@ class OnlineMixer:
         target; an expert's base cancels out of that, leaving the bonuses. The weights learn from the
         mix before the SSE stage; the SSE stage from its own input and the targets.
         """
-        if self.sse is not None:  # the mix before the SSE stage: kept by mix, or again (compress's rows)
-            last_net, last_experts, last = self._before_sse
-            logp = last if last_net is net_logp and last_experts is experts else self._mix(net_logp, experts)
-            self._before_sse = (None, None, None)
-            self.sse.learn(logp, self._small(experts, logp)[:, self.sse_column], targets)
+        if self.sse is not None:  # `logp` went through the SSE stage: the mix before it, again
+            logp = self._mix(net_logp, experts)
+            self.sse.learn(logp, self._sse_context(experts, logp), targets)
+        self._learn(logp, net_logp, experts, targets)
+
+    def _learn(self, logp: torch.Tensor, net_logp: torch.Tensor, experts: Experts, targets: torch.Tensor) -> None:
+        """update's step of the weights, from the mix before the SSE stage."""
         n, V = logp.shape
         row, flat, bonus = self._entries(experts, logp)
         bucket = torch.from_numpy(experts.bucket).to(logp.device)
@@ -290,6 +302,9 @@ class OnlineMixer:
     @staticmethod
     def _small(experts: Experts, like: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(experts.small).to(like.device)
+
+    def _sse_context(self, experts: Experts, like: torch.Tensor) -> torch.Tensor:
+        return self._small(experts, like)[:, self.sse_column]
 
     @staticmethod
     def _entries(experts: Experts, like: torch.Tensor):
@@ -335,11 +350,10 @@ class SSE:
         centres = torch.linspace(-8, 8, self.POINTS, device=device)
         self.table = torch.sigmoid(centres).repeat(contexts, 1)  # starts as the identity
         self.hits = torch.zeros(contexts, self.POINTS, device=device)
-        self._last: tuple = (None, None)
 
-    def _cells(self, logp: torch.Tensor):
-        if self._last[0] is logp:  # learn on the chunk that refine just read (eval's)
-            return self._last[1]
+    def cells(self, logp: torch.Tensor) -> tuple:
+        """Where each row's top token falls among the points: what refine and learn read (pass it to both to
+        compute it once)."""
         top_logp, top = logp.max(1)
         rest = torch.log(-torch.expm1(top_logp))  # log(1 - p_top); summed from the others where it is tiny:
         sure = torch.nonzero(top_logp > -1e-4)[:, 0]
@@ -349,20 +363,19 @@ class SSE:
         at = ((top_logp - rest).clamp(-8, 8) + 8) * (self.POINTS - 1) / 16
         lo = at.floor().long().clamp(max=self.POINTS - 2)
         frac = at - lo
-        self._last = (logp, (top, top_logp, rest, lo, frac))
-        return self._last[1]
+        return top, top_logp, rest, lo, frac
 
-    def refine(self, logp: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        top, top_logp, rest, lo, frac = self._cells(logp)
+    def refine(self, logp: torch.Tensor, context: torch.Tensor, cells: tuple | None = None) -> torch.Tensor:
+        top, top_logp, rest, lo, frac = cells or self.cells(logp)
         cells = self.table[context]
         sse = (1 - frac) * cells.gather(1, lo[:, None])[:, 0] + frac * cells.gather(1, lo[:, None] + 1)[:, 0]
         p = ((1 - self.share) * top_logp.exp() + self.share * sse).clamp(1e-6, 1 - 1e-6)
         out = logp + (torch.log1p(-p) - rest)[:, None]  # the others: scaled to share 1 - p
         return out.scatter_(1, top[:, None], p.log()[:, None])
 
-    def learn(self, logp: torch.Tensor, context: torch.Tensor, targets: torch.Tensor) -> None:
-        top, _, _, lo, frac = self._cells(logp)
-        self._last = (None, None)
+    def learn(self, logp: torch.Tensor, context: torch.Tensor, targets: torch.Tensor,
+              cells: tuple | None = None) -> None:
+        top, _, _, lo, frac = cells or self.cells(logp)
         right = (top == targets).to(logp.dtype)
         flat = torch.cat([context * self.POINTS + lo, context * self.POINTS + lo + 1])
         weight = torch.cat([1 - frac, frac])

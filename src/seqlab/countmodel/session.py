@@ -105,8 +105,7 @@ class CountSession:
             pieces.append(reader.distributions(start, end))
             reader.advance(end)
         experts = Experts.concat(pieces) if len(pieces) > 1 else pieces[0]
-        logp = self.mixer.mix(net_logp, experts)
-        self.mixer.update(logp, net_logp, experts, targets)
+        logp = self.mixer.mix_and_update(net_logp, experts, targets)
         return first, logp, targets, net_logp
 
 

@@ -33,8 +33,8 @@ judged both ways (see `bidirectional`).
 
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
