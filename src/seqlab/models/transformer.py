@@ -215,3 +215,31 @@ class Transformer(SeqModel):
 
     def describe(self) -> dict:
         return {"context": f"{self.max_context} tokens"}
+
+
+def features_at(model: Transformer, idx: torch.Tensor, cache: KVCache, lengths: torch.Tensor) -> torch.Tensor:
+    """model.features(idx, state) for rows that continue texts of different lengths: row b of cache holds
+    its text's first lengths[b] positions (B rows: the caches of several texts side by side), and its
+    tokens idx[b] (T of them) go at the positions after them. The cache's keys and values are written
+    in place; cache.length and cache.tokens are left as they were (the caller keeps the lengths).
+    A row's text must fit the context (features re-reads a half window there); a row padded past its
+    text's end may run past it, into cache slots beyond max_context: those positions are padding, their
+    features meaningless (they read the last position's embedding), and no earlier position reads them."""
+    B, T = idx.shape
+    pos = lengths[:, None] + torch.arange(T, device=idx.device)  # (B, T)
+    assert int(pos.max()) < cache.k[0].shape[2], "the cache has no slot for a row's last token"
+    x = model.wte(idx) + model.wpe(pos.clamp(max=model.max_context - 1))
+    n_keys = int(pos.max()) + 1  # no query sees a slot past the last position
+    keys = torch.arange(n_keys, device=idx.device)
+    mask = (keys[None, None, :] <= pos[:, :, None])[:, None]  # (B, 1, T, keys): each query sees its row's past
+    rows = torch.arange(B, device=idx.device)[:, None].expand(B, T)
+    for i, block in enumerate(model.h):
+        attn, C = block.attn, x.shape[-1]
+        q, k, v = attn.c_attn(block.ln_1(x)).split(C, dim=2)
+        q = q.view(B, T, attn.n_head, C // attn.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        cache.k[i][rows, :, pos] = k.view(B, T, attn.n_head, C // attn.n_head)  # (B, T, nh, hs) at (b, :, pos)
+        cache.v[i][rows, :, pos] = v.view(B, T, attn.n_head, C // attn.n_head)
+        y = F.scaled_dot_product_attention(q, cache.k[i][:, :, :n_keys], cache.v[i][:, :, :n_keys], attn_mask=mask)
+        x = x + attn.resid_dropout(attn.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
+        x = x + block.mlp(block.ln_2(x))
+    return model.ln_f(x)

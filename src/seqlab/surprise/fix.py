@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..countmodel import CountTable, blend_counts, context_hashes, context_hashes_at
-from .tails import _judge_stage, _repeat_state, _TailRead
+from ..countmodel import CountTable, blend_counts, context_hashes
+from .tails import StepRows, _judge_stage, _repeat_state, _TailRead, context_ids
 
 BACK = 3  # anchors tried before a span's first byte
 MAX_LEAD = 128  # bytes of whitespace before a span walked back over to the text they follow
@@ -113,27 +113,24 @@ class Judge:
         """
         if self.session is None:
             return net_logp
-        return self.mixed(net_logp, np.concatenate([_tokens_before(history, t, self.depth) for t in tails]))
+        return self.mixed(net_logp, np.concatenate([self.contexts(history, t[None])[0] for t in tails]))
 
-    def mixed(self, net_logp: torch.Tensor, before: np.ndarray) -> torch.Tensor:
-        """Judged log-probabilities (n, V) of n positions, from the network's and the tokens before each
-        (n, depth), most recent first (_tokens_before's rows): one blend of the counts for all of them."""
+    def contexts(self, history: np.ndarray, batch: np.ndarray) -> np.ndarray:
+        """The count model's context ids (rows, width, orders) of each position of each row of batch
+        read after `history` (tails.context_ids)."""
+        return context_ids(history, batch, self.session.model.orders)
+
+    def mixed(self, net_logp: torch.Tensor, contexts: np.ndarray) -> torch.Tensor:
+        """Judged log-probabilities (n, V) of n positions, from the network's and their count-model context
+        ids (n, orders): one blend of the counts for all of them."""
         if self.session is None:
             return net_logp
-        model = self.session.model
-        experts = blend_counts(model, self.file_tables, context_hashes_at(before, model.orders))
+        experts = blend_counts(self.session.model, self.file_tables, contexts)
         return self.session.mixer.mix(net_logp, experts)
 
     def next_log_probs(self, net_logp: torch.Tensor, history: np.ndarray) -> torch.Tensor:
         """Judged log-probabilities (1, V) of the token after `history`."""
         return self.log_probs(net_logp, history, [np.zeros(1, dtype=np.int64)])
-
-
-def _tokens_before(history: np.ndarray, tail: np.ndarray, depth: int) -> np.ndarray:
-    """(len(tail), depth): row j holds the tokens before tail[j], most recent first, -1 past the start."""
-    seq = np.concatenate([np.full(depth, -1, dtype=np.int64), history, tail])
-    last = depth + len(history) - 1 + np.arange(len(tail))  # index of the token just before tail[j]
-    return seq[last[:, None] - np.arange(depth)[None, :]]
 
 
 def _ids_before(tok, data: bytes, anchor: int, limit: int) -> list[int]:
@@ -153,18 +150,22 @@ def _prefix_ids(run, data: bytes, anchor: int, room: int) -> list[int]:
 def _greedy_all(judge: Judge, starts: list[tuple]) -> list[tuple[bytes, list[int]]]:
     """(the greedy continuation, the judge's TOP_GUESSES most likely first tokens) for several starts
     (state, last logits (1, V), history, length) side by side: each step's judging is one blend of the
-    counts for all of them (the network still steps each on its own state)"""
-    run, depth = judge.run, judge.depth
-    rows = [{"state": st, "logits": lg, "history": h, "n": n, "out": [], "guesses": [], "done": n <= 0}
-            for st, lg, h, n in starts]
+    counts for all of them, and the network steps them all as one batch (tails.StepRows; the states
+    given are left as they were)."""
+    run = judge.run
+    rows = [{"logits": lg, "history": h, "n": n, "out": [], "guesses": [], "done": n <= 0}
+            for _, lg, h, n in starts]
+    stepping = [k for k, (*_, n) in enumerate(starts) if n > 1]  # the last token's prediction is never asked for
+    steps = max((starts[k][3] - 1 for k in stepping), default=0)
+    network = StepRows(run.model, [starts[k][0] for k in stepping], steps) if stepping else None
     for i in range(max((n for *_, n in starts), default=0)):
         live = [r for r in rows if not r["done"] and i < r["n"]]
         if not live:
             break
         net_logp = torch.cat([torch.log_softmax(r["logits"].float(), dim=-1) for r in live])
-        before = np.concatenate([_tokens_before(r["history"], np.zeros(1, dtype=np.int64), depth) for r in live]) \
+        contexts = np.concatenate([judge.contexts(r["history"], np.zeros((1, 1), dtype=np.int64))[0] for r in live]) \
             if judge.session is not None else None
-        logp = judge.mixed(net_logp, before)
+        logp = judge.mixed(net_logp, contexts)
         if i == 0:
             top = logp.topk(min(TOP_GUESSES, logp.shape[-1]), dim=-1).indices
             for r, t in zip(live, top):
@@ -175,8 +176,12 @@ def _greedy_all(judge: Judge, starts: list[tuple]) -> list[tuple[bytes, list[int
                 continue
             r["out"].append(run.tokenizer.token_bytes[int(nxt)])
             r["history"] = np.append(r["history"], int(nxt))
-            if i + 1 < r["n"]:  # the last token's prediction is never asked for
-                r["logits"], r["state"] = run.model.step(nxt[None], r["state"])
+            r["next"] = int(nxt)
+        if i < steps and any(not rows[k]["done"] and i + 1 < rows[k]["n"] for k in stepping):
+            # rows done are stepped too (their state is dropped): a batch keeps one shape
+            tokens = torch.tensor([rows[k].get("next", 0) for k in stepping], device=run.device)
+            for k, logits in zip(stepping, network.step(tokens)):
+                rows[k]["logits"] = logits[None]
     return [(b"".join(r["out"]), r["guesses"]) for r in rows]
 
 
@@ -334,7 +339,7 @@ def suggest_fix(run, data: bytes, start: int, session=None, file_counts: FileCou
         # a copy: the next anchor steps the same state on (a transformer's cache changes in place)
         starts.append((anchor, logits, _repeat_state(model, state, 1), judge.history(data, anchor),
                        EXPECT_TOKENS if anchor <= start else 1))
-    greedy = _greedy_all(judge, [(_repeat_state(model, state, 1), logits[:, -1], history, length)
+    greedy = _greedy_all(judge, [(state, logits[:, -1], history, length)
                                  for _, logits, state, history, length in starts])
     groups, candidates, costs = [], [], []  # per anchor with edits to weigh: its tails, its edits, their channel bits
     for (anchor, logits, state, history, _), (expected, guesses) in zip(starts, greedy):

@@ -6,7 +6,33 @@ import copy
 import numpy as np
 import torch
 
+from ..countmodel.tables import _INV, _MUL, _context_id, _finalise, _powers
+from ..models.transformer import features_at
+
 LN2 = float(np.log(2))
+
+
+def context_ids(history: np.ndarray, batch: np.ndarray, orders) -> np.ndarray:
+    """(rows, width, len(orders)) count-model context ids of every position of every row of batch (rows,
+    width) read after `history`: position j's context is history and the row's first j tokens. The values
+    of countmodel.context_hashes (and of context_hashes_at on fix._tokens_before's rows), from prefix sums
+    of the hash over history and each row: O(orders) a position, where context_hashes_at reads every
+    token of the longest order's context at every position."""
+    orders = np.asarray(orders)
+    n_history, (n_rows, width) = len(history), batch.shape
+    mul, inv = _powers(int(_MUL), n_history + width + int(orders.max())), _powers(int(_INV), n_history + width)
+    prefix = np.empty((n_rows, n_history + width + 1), dtype=np.uint64)  # prefix[:, i]: sum of t[m] * MUL**m, m < i
+    with np.errstate(over="ignore"):
+        prefix[:, 0] = 0
+        np.cumsum((history.astype(np.uint64) + np.uint64(1)) * mul[:n_history], out=prefix[0, 1 : n_history + 1])
+        prefix[1:, : n_history + 1] = prefix[0, : n_history + 1]
+        np.cumsum((batch.astype(np.uint64) + np.uint64(1)) * mul[n_history : n_history + width], axis=1,
+                  out=prefix[:, n_history + 1 :])
+        prefix[:, n_history + 1 :] += prefix[:, n_history : n_history + 1]
+        end = n_history + np.arange(width)[:, None]  # (width, 1): position j's context is seq[:end]
+        window = prefix[:, end] - prefix[:, np.maximum(end - orders, 0)]  # (rows, width, orders)
+        scale = np.where(end <= orders, mul[np.maximum(orders - end, 0)], inv[np.maximum(end - orders, 0)])
+        return _context_id(_finalise(window * scale), np.arange(len(orders), dtype=np.uint64), len(orders))
 
 
 def _repeat_state(model, state, n: int):
@@ -23,22 +49,77 @@ def _select_state(model, state, rows: list[int]):
 def _map_batch(model, state, fn):
     """fn(tensor, its batch dimension) applied to every tensor of a state (the dimension found by comparing
     init_state's shapes for batches of 1 and 2)."""
+    return _zip_batch(model, [state], lambda parts, dim: fn(parts[0], dim))
+
+
+def _cat_states(model, states: list):
+    """Several states side by side as one batch, in their order."""
+    return _zip_batch(model, states, lambda parts, dim: torch.cat(parts, dim=dim))
+
+
+def _zip_batch(model, states: list, fn):
+    """fn(the states' corresponding tensors, their batch dimension) in place of every tensor of the states'
+    common structure (the dimension found by comparing init_state's shapes for batches of 1 and 2)."""
     one, two = (model.init_state(n, torch.device("cpu")) for n in (1, 2))
 
-    def walk(s, a, b):
+    def walk(parts, a, b):
+        s = parts[0]
         if isinstance(s, torch.Tensor):
             dim = next(d for d in range(s.dim()) if a.shape[d] == 1 and b.shape[d] == 2)
-            return fn(s, dim)
+            return fn(parts, dim)
         if isinstance(s, (tuple, list)):
-            return type(s)(walk(*parts) for parts in zip(s, a, b))
+            return type(s)(walk(list(p), *ab) for p, *ab in zip(zip(*parts), a, b))
         if hasattr(s, "__dict__"):
             out = copy.copy(s)
-            for k, v in vars(s).items():
-                setattr(out, k, walk(v, getattr(a, k), getattr(b, k)))
+            for k in vars(s):
+                setattr(out, k, walk([getattr(p, k) for p in parts], getattr(a, k), getattr(b, k)))
             return out
         return s
 
-    return walk(state, one, two)
+    return walk(list(states), one, two)
+
+
+class StepRows:
+    """Several texts' states stepped a token each, side by side in one batch (each text's own state
+    given, batch 1): a recurrent state's rows are concatenated; transformer caches of different lengths
+    are read with a key mask (transformer.features_at). A cache that `steps` more tokens would overflow
+    (where features re-reads a half window) is stepped on its own, as before."""
+
+    def __init__(self, model, states: list, steps: int):
+        self.model = model
+        cached = [hasattr(s, "length") for s in states]
+        fits = [not c or s.length + steps <= model.max_context for s, c in zip(states, cached)]
+        self.batched = [i for i, ok in enumerate(fits) if ok]
+        # a copy of each state stepped on its own (a transformer's cache changes in place)
+        self.states = [None if ok else _repeat_state(model, s, 1) for s, ok in zip(states, fits)]
+        self.lengths, self.state, rows = None, None, [states[i] for i in self.batched]
+        if rows and any(cached):  # one cache of the rows' keys and values (their lengths and tokens differ)
+            self.lengths = torch.tensor([s.length for s in rows])
+            self.state = copy.copy(rows[0])
+            self.state.k, self.state.v = ([torch.cat(layer) for layer in zip(*(getattr(s, kv) for s in rows))]
+                                          for kv in ("k", "v"))
+        elif rows:
+            self.state = _cat_states(model, rows)
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (n, V) of every text's next token after tokens (n,), one each."""
+        model, out = self.model, [None] * len(self.states)
+        if self.batched:
+            x = tokens[self.batched]
+            if self.lengths is not None:
+                logits = model.output_layer()(features_at(model, x[:, None], self.state, self.lengths))[:, -1]
+                self.lengths += 1
+            else:
+                logits, self.state = model.step(x, self.state)
+            for row, i in enumerate(self.batched):
+                out[i] = logits[row]
+        alone = set(self.batched)
+        for i, s in enumerate(self.states):
+            if i not in alone:
+                logits, self.states[i] = model.step(tokens[i : i + 1], s)
+                out[i] = logits[0]
+        return torch.stack(out)
 
 
 class _TailRead:
@@ -55,14 +136,18 @@ class _TailRead:
         for i, t in enumerate(tails):
             batch[i, : len(t)] = t
         self.y = torch.from_numpy(batch).to(device)
-        self.before = None  # (tails, width, depth): the tokens before each position, as fix._tokens_before's rows
+        self.contexts = None  # (tails, width, orders): the count model's context ids of each position
         if judge.session is not None:
-            head = np.concatenate([np.full(judge.depth, -1, dtype=np.int64), history])
-            seqs = np.concatenate([np.broadcast_to(head, (len(tails), len(head))), batch], axis=1)
-            last = len(head) - 1 + np.arange(self.width)  # the index of the token before position j
-            self.before = seqs[:, last[:, None] - np.arange(judge.depth)[None, :]]
+            self.contexts = context_ids(history, batch, judge.session.model.orders)
         self.bits = torch.full((len(tails), self.width), float("nan"))
-        self.carried = None  # (rows, state after the last stage that read them): where the next stage goes on
+        # prefix[i, j]: which of the tails' distinct beginnings tail i's first j tokens are (the inserts of the
+        # expected text's first k tokens share them, as an insert and the replacements by the same text do):
+        # its position j is predicted from them alone, and judged once for every tail that shares them
+        self.prefix = np.zeros((len(tails), self.width), dtype=np.int64)
+        for j in range(1, self.width):
+            pairs = self.prefix[:, j - 1] * (int(batch.max()) + 1) + batch[:, j - 1]
+            self.prefix[:, j] = self.prefix[:, j - 1].max() + 1 + np.unique(pairs, return_inverse=True)[1]
+        self.carried = {}  # row: (the joint state the last stage that read it left, its index there)
         inputs, limit = self.width - 1, model.max_context
         self.window = None
         if limit and hasattr(state, "tokens") and state.length + inputs > limit:  # Transformer.features re-reads
@@ -70,25 +155,17 @@ class _TailRead:
             self.window = torch.cat([state.tokens.expand(len(tails), -1), self.y[:, :-1]], dim=1)[:, -keep:]
 
     def network(self, rows: list[int], lo: int, hi: int) -> torch.Tensor:
-        """The network's log-probabilities (len(rows), hi - lo, V) at positions lo..hi-1 of tails `rows`
-        (lo > 0: these rows' positions up to lo were the last stage read)."""
+        """The network's log-probabilities (len(rows), hi - lo, V) at positions lo..hi-1 of tails `rows`, for
+        a group that re-reads a window (else _read_together reads it with others), or of position 0 alone."""
         model, x, parts = self.model, self.y[rows, :-1], []
         if lo == 0:
             parts.append(self.last[None, None].expand(len(rows), 1, -1))
         first = max(lo, 1)  # position j is predicted from input j - 1
-        if first < hi and self.window is not None:
+        if first < hi:
+            assert self.window is not None, "a group without a window is read with the others (_read_together)"
             offset = self.window.shape[1] - x.shape[1]  # the window's index of input 0
             out, _ = model(self.window[rows, : offset + hi - 1])
             parts.append(out[:, offset + first - 1 :].float())
-        elif first < hi:
-            if lo == 0:
-                state = _repeat_state(model, self.state, len(rows))
-            else:
-                carried_rows, carried = self.carried
-                state = _select_state(model, carried, [carried_rows.index(r) for r in rows])
-            out, state = model(x[:, first - 1 : hi - 1], state)
-            parts.append(out.float())
-            self.carried = (rows, state)
         return torch.log_softmax(torch.cat(parts, dim=1), dim=-1)
 
     def total(self, rows: list[int]) -> np.ndarray:
@@ -108,24 +185,27 @@ class _TailRead:
 
 def _judge_stage(judge, stages: list[tuple]) -> None:
     """Read and judge positions lo..hi-1 of some rows of some groups ((_TailRead, rows, lo, hi) each):
-    the network group by group, the judge's blend of the counts once for all."""
-    net, targets, before, where = [], [], [], []
-    for read, rows, lo, hi in stages:
-        hi = min(hi, read.width)
-        if not rows or lo >= hi:
-            continue
+    the network all groups' rows in a few batches (_network), the judge's blend of the counts once for all."""
+    stages = [(read, rows, lo, min(hi, read.width)) for read, rows, lo, hi in stages]
+    stages = [stage for stage in stages if stage[1] and stage[2] < stage[3]]
+    if not stages:
+        return
+    net, targets, contexts, prefixes, where, groups = [], [], [], [], [], {}
+    for (read, rows, lo, hi), logp in zip(stages, _network(stages)):
         positions = np.arange(lo, hi)
         valid = positions[None, :] < read.lengths[rows][:, None]  # (rows, positions)
-        logp = read.network(rows, lo, hi)
         mask = torch.from_numpy(valid)
         net.append(logp[mask])
         targets.append(read.y[rows, lo:hi][mask])
-        if read.before is not None:
-            before.append(read.before[rows, lo:hi][valid])
+        if read.contexts is not None:
+            contexts.append(read.contexts[rows, lo:hi][valid])
+        group = groups.setdefault(id(read), len(groups))
+        prefixes.append(read.prefix[rows, lo:hi][valid] * (len(stages) + 1) + group)
         where.append((read, rows, lo, hi, mask))
-    if not net:
-        return
-    logp = judge.mixed(torch.cat(net), np.concatenate(before) if before else None)
+    # each distinct (group, beginning) judged once: the same network output and count contexts
+    _, once, copies = np.unique(np.concatenate(prefixes), return_index=True, return_inverse=True)
+    net = torch.cat(net)[torch.from_numpy(once)]
+    logp = judge.mixed(net, np.concatenate(contexts)[once] if contexts else None)[torch.from_numpy(copies.ravel())]
     bits = (-logp.gather(1, torch.cat(targets)[:, None])[:, 0] / LN2).cpu()
     at = 0
     for read, rows, lo, hi, mask in where:
@@ -134,3 +214,84 @@ def _judge_stage(judge, stages: list[tuple]) -> None:
         block[mask] = bits[at : at + n]
         read.bits[rows, lo:hi] = block
         at += n
+
+
+PAD = 4  # positions a row may be padded by to join another's batch (_network)
+
+
+def _network(stages: list[tuple]) -> list[torch.Tensor]:
+    """The network's log-probabilities (len(rows), hi - lo, V) of each (read, rows, lo, hi), as
+    _TailRead.network gives them: the rows of every group that needs no re-read window in a few batches
+    (stages of about the same length together, padded by at most PAD positions)."""
+    out = [None] * len(stages)
+    joint = []
+    for k, (read, rows, lo, hi) in enumerate(stages):
+        if read.window is None and max(lo, 1) < hi:
+            joint.append(k)
+        else:
+            out[k] = read.network(rows, lo, hi)
+    joint.sort(key=lambda k: (stages[k][2], -stages[k][3]))
+    while joint:
+        lo, longest = stages[joint[0]][2], stages[joint[0]][3]
+        batch = [k for k in joint if stages[k][2] == lo and stages[k][3] >= longest - PAD]
+        joint = [k for k in joint if k not in batch]
+        for k, logp in zip(batch, _read_together([stages[k] for k in batch])):
+            out[k] = logp
+    return out
+
+
+def _read_together(stages: list[tuple]) -> list[torch.Tensor]:
+    """_TailRead.network for several groups' stages that start at the same position, as one batch: each
+    row goes on from its group's prefix (lo = 0) or from where the last stage left it. A row shorter than
+    the batch is padded past its stage; no stage goes on from a padded row (it was read to its end)."""
+    lo = stages[0][2]
+    first = max(lo, 1)  # position j is predicted from input j - 1
+    model, width = stages[0][0].model, max(hi for *_, hi in stages) - first
+    x = torch.cat([torch.nn.functional.pad(read.y[rows, first - 1 : hi - 1], (0, width - (hi - first)))
+                   for read, rows, _, hi in stages])
+    cached = hasattr(stages[0][0].state, "length")
+    if lo == 0:
+        parts = [(read.state, [0] * len(rows)) for read, rows, *_ in stages]
+    else:
+        parts = [_carried(read, rows) for read, rows, *_ in stages]
+    if cached:
+        lengths = torch.cat([torch.full((len(rows),), read.state.length) for read, rows, *_ in stages])
+        slots = int(lengths.max()) + first - 1 + width
+        state = copy.copy(stages[0][0].state)
+        state.k, state.v = ([_rows_of([getattr(s, kv)[layer] for s, _ in parts], parts, slots)
+                             for layer in range(len(state.k))] for kv in ("k", "v"))
+        logits = model.output_layer()(features_at(model, x, state, lengths + first - 1))
+    else:
+        state = _cat_states(model, [_select_state(model, s, index) for s, index in parts])
+        logits, state = model(x, state)
+    out, at = [], 0
+    for read, rows, _, hi in stages:
+        part = [logits[at : at + len(rows), : hi - first].float()]
+        if lo == 0:
+            part.insert(0, read.last[None, None].expand(len(rows), 1, -1))
+        read.carried.update({r: (state, at + i) for i, r in enumerate(rows)})
+        out.append(torch.log_softmax(torch.cat(part, dim=1), dim=-1))
+        at += len(rows)
+    return out
+
+
+def _rows_of(tensors: list[torch.Tensor], parts: list[tuple], slots: int) -> torch.Tensor:
+    """One layer's keys (or values) of the rows `parts` give ((state, indices) each; tensors: each state's
+    (B, heads, S, head size)), side by side, with `slots` positions (zeros past a state's own)."""
+    first = tensors[0]
+    out = first.new_empty((sum(len(index) for _, index in parts), first.shape[1], slots, first.shape[3]))
+    at = 0
+    for t, (_, index) in zip(tensors, parts):
+        n, kept = len(index), min(slots, t.shape[2])
+        rows = t[:1] if t.shape[0] == 1 else t[torch.tensor(index, device=t.device)]  # a prefix's state: batch 1
+        out[at : at + n, :, :kept] = rows[:, :, :kept]
+        out[at : at + n, :, kept:] = 0  # masked, but a value times a weight of 0 must not be nan
+        at += n
+    return out
+
+
+def _carried(read, rows: list[int]) -> tuple:
+    """(the state, the indices in it) where rows of `read` were left by the last stage (one joint state)."""
+    states = {id(read.carried[r][0]) for r in rows}
+    assert len(states) == 1, "a stage's rows were left in one batch"
+    return read.carried[rows[0]][0], [read.carried[r][1] for r in rows]
