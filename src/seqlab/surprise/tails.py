@@ -216,13 +216,16 @@ def _judge_stage(judge, stages: list[tuple]) -> None:
         at += n
 
 
-PAD = 4  # positions a row may be padded by to join another's batch (_network)
+PAD = 4  # positions a transformer's row may be padded by to join a longer stage's batch (_network)
 
 
 def _network(stages: list[tuple]) -> list[torch.Tensor]:
     """The network's log-probabilities (len(rows), hi - lo, V) of each (read, rows, lo, hi), as
-    _TailRead.network gives them: the rows of every group that needs no re-read window in a few batches
-    (stages of about the same length together, padded by at most PAD positions)."""
+    _TailRead.network gives them: the rows of every group that needs no re-read window in a few batches,
+    those of stages of the same length together. A transformer's row may be padded by PAD positions past
+    its stage to join a longer one: the next stage writes over the padding's keys before any position
+    reads them. A recurrent state read past a row's stage would be wrong where the next stage goes on."""
+    pad = PAD if hasattr(stages[0][0].state, "length") else 0
     out = [None] * len(stages)
     joint = []
     for k, (read, rows, lo, hi) in enumerate(stages):
@@ -233,7 +236,7 @@ def _network(stages: list[tuple]) -> list[torch.Tensor]:
     joint.sort(key=lambda k: (stages[k][2], -stages[k][3]))
     while joint:
         lo, longest = stages[joint[0]][2], stages[joint[0]][3]
-        batch = [k for k in joint if stages[k][2] == lo and stages[k][3] >= longest - PAD]
+        batch = [k for k in joint if stages[k][2] == lo and stages[k][3] >= longest - pad]
         joint = [k for k in joint if k not in batch]
         for k, logp in zip(batch, _read_together([stages[k] for k in batch])):
             out[k] = logp
@@ -242,8 +245,9 @@ def _network(stages: list[tuple]) -> list[torch.Tensor]:
 
 def _read_together(stages: list[tuple]) -> list[torch.Tensor]:
     """_TailRead.network for several groups' stages that start at the same position, as one batch: each
-    row goes on from its group's prefix (lo = 0) or from where the last stage left it. A row shorter than
-    the batch is padded past its stage; no stage goes on from a padded row (it was read to its end)."""
+    row goes on from its group's prefix (lo = 0) or from where the last stage left it (a transformer's
+    rows with a length each: transformer.features_at). A stage shorter than the batch is padded (_network
+    says when that is safe)."""
     lo = stages[0][2]
     first = max(lo, 1)  # position j is predicted from input j - 1
     model, width = stages[0][0].model, max(hi for *_, hi in stages) - first
