@@ -143,15 +143,16 @@ def test_batched_greedy_equals_each_anchor_alone(judges, arch, mixed):
 @pytest.mark.parametrize("arch", ["transformer", "lstm"])
 @torch.no_grad()
 def test_batched_tails_equal_each_tail_alone(judges, arch):
-    """Three anchors' candidate edits (prefixes of different lengths) judged as surprise judges them, in
-    stages, every anchor's tails of a stage in one batch, each distinct tail beginning once: every tail
-    read to its end has the bits it gets read alone from scratch, every one cut short could not have
-    been suggested, and the best edit is the same."""
+    """Four anchors' candidate edits (prefixes of different lengths; one near the end of its text, whose
+    short tails join the others' first stage padded) judged as surprise judges them, in stages, every
+    anchor's tails of a stage in one batch, each distinct tail beginning once: every tail read to its
+    end has the bits it gets read alone from scratch, every one cut short could not have been
+    suggested, and the best edit is the same."""
     judge = judges[arch]
-    run, tok, data = judge.run, judge.run.tokenizer, TEXT.encode()[:400]
-    data = data[:200] + data[201:]  # a byte lost
+    run, tok, text = judge.run, judge.run.tokenizer, TEXT.encode()[:400]
+    text = text[:200] + text[201:]  # a byte lost
     groups, costs, prefixes = [], [], []
-    for anchor, prefix in ((196, 5), (199, 8), (201, 6)):
+    for anchor, prefix, data in ((196, 5, text), (199, 8, text), (201, 6, text), (204, 7, text[:209])):
         ids = tok.encode(data[:anchor])[-prefix:]
         logits, state = _prefix_state(run, ids)
         edits = _edits(data, anchor, b"x1, 2", [b"(", b";", b"\n"])
