@@ -225,20 +225,29 @@ def features_at(model: Transformer, idx: torch.Tensor, cache: KVCache, lengths: 
     A row's text must fit the context (features re-reads a half window there); a row padded past its
     text's end may run past it, into cache slots beyond max_context: those positions are padding, their
     features meaningless (they read the last position's embedding), and no earlier position reads them."""
-    B, T = idx.shape
+    T = idx.shape[1]
     pos = lengths[:, None] + torch.arange(T, device=idx.device)  # (B, T)
-    assert int(pos.max()) < cache.k[0].shape[2], "the cache has no slot for a row's last token"
+    keys = torch.arange(int(pos.max()) + 1, device=idx.device)  # no query sees a slot past the last position
+    return features_masked(model, idx, pos, cache, pos, keys[None, None, :] <= pos[:, :, None])
+
+
+def features_masked(model: Transformer, idx: torch.Tensor, pos: torch.Tensor, cache: KVCache, slots: torch.Tensor,
+                    sees: torch.Tensor) -> torch.Tensor:
+    """Features (B, T, C) of tokens idx (B, T) at positions pos (B, T) (clamped to the context: past it,
+    padding), their keys and values written to cache slots `slots` (B, T), each token attending to the
+    cache slots sees[b, t] (bool (B, T, keys): the first `keys` slots) says: a causal text, or a tree of
+    texts that share their beginnings (each token sees its own ancestors)."""
+    B, T = idx.shape
+    assert int(slots.max()) < cache.k[0].shape[2], "the cache has no slot for a token"
     x = model.wte(idx) + model.wpe(pos.clamp(max=model.max_context - 1))
-    n_keys = int(pos.max()) + 1  # no query sees a slot past the last position
-    keys = torch.arange(n_keys, device=idx.device)
-    mask = (keys[None, None, :] <= pos[:, :, None])[:, None]  # (B, 1, T, keys): each query sees its row's past
+    n_keys, mask = sees.shape[2], sees[:, None]  # (B, 1, T, keys)
     rows = torch.arange(B, device=idx.device)[:, None].expand(B, T)
     for i, block in enumerate(model.h):
         attn, C = block.attn, x.shape[-1]
         q, k, v = attn.c_attn(block.ln_1(x)).split(C, dim=2)
         q = q.view(B, T, attn.n_head, C // attn.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        cache.k[i][rows, :, pos] = k.view(B, T, attn.n_head, C // attn.n_head)  # (B, T, nh, hs) at (b, :, pos)
-        cache.v[i][rows, :, pos] = v.view(B, T, attn.n_head, C // attn.n_head)
+        cache.k[i][rows, :, slots] = k.view(B, T, attn.n_head, C // attn.n_head)  # (B, T, nh, hs) at (b, :, slot)
+        cache.v[i][rows, :, slots] = v.view(B, T, attn.n_head, C // attn.n_head)
         y = F.scaled_dot_product_attention(q, cache.k[i][:, :, :n_keys], cache.v[i][:, :, :n_keys], attn_mask=mask)
         x = x + attn.resid_dropout(attn.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
         x = x + block.mlp(block.ln_2(x))

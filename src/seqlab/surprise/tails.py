@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..countmodel.tables import _INV, _MUL, _context_id, _finalise, _powers
-from ..models.transformer import features_at
+from ..models.transformer import features_at, features_masked
 
 LN2 = float(np.log(2))
 
@@ -254,6 +254,8 @@ def _read_together(stages: list[tuple]) -> list[torch.Tensor]:
     x = torch.cat([torch.nn.functional.pad(read.y[rows, first - 1 : hi - 1], (0, width - (hi - first)))
                    for read, rows, _, hi in stages])
     cached = hasattr(stages[0][0].state, "length")
+    if cached and lo == 0:
+        return _read_trees(stages)
     if lo == 0:
         parts = [(read.state, [0] * len(rows)) for read, rows, *_ in stages]
     else:
@@ -262,8 +264,7 @@ def _read_together(stages: list[tuple]) -> list[torch.Tensor]:
         lengths = torch.cat([torch.full((len(rows),), read.state.length) for read, rows, *_ in stages])
         slots = int(lengths.max()) + first - 1 + width
         state = copy.copy(stages[0][0].state)
-        state.k, state.v = ([_rows_of([getattr(s, kv)[layer] for s, _ in parts], parts, slots)
-                             for layer in range(len(state.k))] for kv in ("k", "v"))
+        state.k, state.v = ([_rows_of(parts, kv, layer, slots) for layer in range(len(state.k))] for kv in "kv")
         logits = model.output_layer()(features_at(model, x, state, lengths + first - 1))
     else:
         state = _cat_states(model, [_select_state(model, s, index) for s, index in parts])
@@ -279,18 +280,116 @@ def _read_together(stages: list[tuple]) -> list[torch.Tensor]:
     return out
 
 
-def _rows_of(tensors: list[torch.Tensor], parts: list[tuple], slots: int) -> torch.Tensor:
-    """One layer's keys (or values) of the rows `parts` give ((state, indices) each; tensors: each state's
-    (B, heads, S, head size)), side by side, with `slots` positions (zeros past a state's own)."""
+def _rows_of(parts: list[tuple], kv: str, layer: int, slots: int) -> torch.Tensor:
+    """One layer's keys ("k") or values ("v") of the rows `parts` give ((state, indices) each: a cache of
+    batch 1 for its every row, a batch's cache or a _Trees), side by side, with `slots` positions (zeros
+    past a state's own)."""
+    tensors = [s.rows(kv, layer, index, slots) if isinstance(s, _Trees) else getattr(s, kv)[layer]
+               for s, index in parts]
     first = tensors[0]
     out = first.new_empty((sum(len(index) for _, index in parts), first.shape[1], slots, first.shape[3]))
     at = 0
-    for t, (_, index) in zip(tensors, parts):
+    for t, (state, index) in zip(tensors, parts):
         n, kept = len(index), min(slots, t.shape[2])
-        rows = t[:1] if t.shape[0] == 1 else t[torch.tensor(index, device=t.device)]  # a prefix's state: batch 1
+        if isinstance(state, _Trees):
+            rows = t  # already the rows asked for
+        elif t.shape[0] == 1:
+            rows = t[:1]  # a prefix's state, batch 1: the same for every row
+        else:
+            rows = t[torch.tensor(index, device=t.device)]
         out[at : at + n, :, :kept] = rows[:, :, :kept]
         out[at : at + n, :, kept:] = 0  # masked, but a value times a weight of 0 must not be nan
         at += n
+    return out
+
+
+class _Trees:
+    """Several groups' tails through their first inputs, each group read as one tree of its tails'
+    distinct beginnings (transformer.features_masked: each token attends to its prefix and its own
+    ancestors, at the position it has in its tails): a beginning several tails share is read once. Keeps
+    the tree's keys and values, and gives any tail's cache as reading it alone would have left it."""
+
+    def __init__(self, stages: list[tuple]):
+        read = stages[0][0]
+        model, device = read.model, read.y.device
+        trees = []  # per group: (prefix length, path (rows, inputs) of node indices, -1 where not read, tokens, depths)
+        for read, rows, _, hi in stages:
+            inputs = hi - 1
+            valid = np.arange(1, hi)[None, :] < read.lengths[rows][:, None]  # input i predicts position i + 1
+            ids = read.prefix[rows, 1:hi]
+            nodes, first, local = np.unique(ids[valid], return_index=True, return_inverse=True)
+            path = np.full((len(rows), inputs), -1, dtype=np.int64)
+            path[valid] = local.ravel()
+            tokens = read.y[rows, :inputs].cpu().numpy()[valid][first]
+            depths = np.nonzero(valid)[1][first]
+            trees.append((read.state.length, path, tokens, depths))
+        n_nodes = max(len(t[2]) for t in trees)
+        self.base = max(t[0] for t in trees)  # node n of a tree is at cache slot base + n
+        keys = self.base + n_nodes
+        idx = torch.zeros(len(trees), n_nodes, dtype=torch.long)
+        pos = torch.zeros(len(trees), n_nodes, dtype=torch.long)
+        sees = torch.zeros(len(trees), n_nodes, keys, dtype=torch.bool)
+        for b, (length, path, tokens, depths) in enumerate(trees):
+            idx[b, : len(tokens)] = torch.from_numpy(tokens)
+            pos[b, : len(tokens)] = torch.from_numpy(length + depths)
+            sees[b, :, :length] = True
+            ancestors = np.zeros((n_nodes, n_nodes), dtype=bool)
+            ancestors[np.arange(n_nodes), np.arange(n_nodes)] = True  # padding sees itself
+            for i in range(path.shape[1]):
+                on = path[:, i] >= 0
+                ancestors[path[on, i][:, None], path[on, : i + 1]] = True
+            sees[b, :, self.base :] = torch.from_numpy(ancestors)
+        self.k, self.v = [], []
+        for layer in range(len(read.state.k)):
+            for kv, out in (("k", self.k), ("v", self.v)):
+                t = getattr(stages[0][0].state, kv)[layer]
+                cache = t.new_zeros((len(trees), t.shape[1], keys, t.shape[3]))
+                for b, (read, *_) in enumerate(stages):
+                    length = read.state.length
+                    cache[b, :, :length] = getattr(read.state, kv)[layer][0, :, :length]
+                out.append(cache)
+        state = copy.copy(stages[0][0].state)
+        state.k, state.v = self.k, self.v
+        slots = self.base + torch.arange(n_nodes)[None].expand(len(trees), n_nodes)
+        self.logits = model.output_layer()(features_masked(model, idx.to(device), pos.to(device), state,
+                                                           slots.to(device), sees.to(device)))
+        self.trees = trees
+        self.group_of = np.concatenate([np.full(len(rows), b) for b, (_, rows, *_) in enumerate(stages)])
+        self.length_of = np.array([t[0] for t in trees])[self.group_of]
+        widest = max(t[1].shape[1] for t in trees)
+        self.path = np.concatenate([np.pad(t[1], ((0, 0), (0, widest - t[1].shape[1])), constant_values=-1)
+                                    for t in trees])  # every group's rows laid end to end
+
+    def outputs(self, b: int) -> torch.Tensor:
+        """Group b's logits (rows, inputs, V): each input's node's (meaningless where it was not read)."""
+        path = torch.from_numpy(self.trees[b][1]).clamp(min=0)
+        return self.logits[b][path]
+
+    def rows(self, kv: str, layer: int, index: list[int], slots: int) -> torch.Tensor:
+        """The keys or values (len(index), heads, slots, head size) of the rows `index` (into every
+        group's rows, laid end to end) as reading each alone would have left its cache: its prefix, then
+        the nodes of its path (zeros past them)."""
+        cache = (self.k if kv == "k" else self.v)[layer]
+        index = np.asarray(index)
+        groups = torch.from_numpy(self.group_of[index])
+        prefix = min(self.base, slots)  # a group's slots past its prefix length hold zeros up to base
+        out = cache.new_zeros((len(index), cache.shape[1], slots, cache.shape[3]))
+        out[:, :, :prefix] = cache[groups, :, :prefix]
+        row, i = np.nonzero(self.path[index] >= 0)
+        nodes = torch.from_numpy(self.base + self.path[index][row, i])
+        at = torch.from_numpy(self.length_of[index][row] + i)
+        out[torch.from_numpy(row), :, at] = cache[groups[row], :, nodes]
+        return out
+
+
+def _read_trees(stages: list[tuple]) -> list[torch.Tensor]:
+    """_read_together's first stage (lo = 0) for a transformer: each group's tails as one tree (_Trees)."""
+    trees, out, at = _Trees(stages), [], 0
+    for b, (read, rows, _, hi) in enumerate(stages):
+        part = [read.last[None, None].expand(len(rows), 1, -1), trees.outputs(b)[:, : hi - 1].float()]
+        read.carried.update({r: (trees, at + i) for i, r in enumerate(rows)})
+        out.append(torch.log_softmax(torch.cat(part, dim=1), dim=-1))
+        at += len(rows)
     return out
 
 
