@@ -284,6 +284,9 @@ def _rows_of(parts: list[tuple], kv: str, layer: int, slots: int) -> torch.Tenso
     """One layer's keys ("k") or values ("v") of the rows `parts` give ((state, indices) each: a cache of
     batch 1 for its every row, a batch's cache or a _Trees), side by side, with `slots` positions (zeros
     past a state's own)."""
+    trees = parts[0][0]
+    if isinstance(trees, _Trees) and all(s is trees for s, _ in parts):  # one gather for every group's rows
+        return trees.rows(kv, layer, [i for _, index in parts for i in index], slots)
     tensors = [s.rows(kv, layer, index, slots) if isinstance(s, _Trees) else getattr(s, kv)[layer]
                for s, index in parts]
     first = tensors[0]
