@@ -245,17 +245,17 @@ def _network(stages: list[tuple]) -> list[torch.Tensor]:
 
 def _read_together(stages: list[tuple]) -> list[torch.Tensor]:
     """_TailRead.network for several groups' stages that start at the same position, as one batch: each
-    row goes on from its group's prefix (lo = 0) or from where the last stage left it (a transformer's
-    rows with a length each: transformer.features_at). A stage shorter than the batch is padded (_network
-    says when that is safe)."""
-    lo = stages[0][2]
+    row goes on from its group's prefix (lo = 0; a transformer's first stage is read as trees, _Trees)
+    or from where the last stage left it (a transformer's rows with a length each:
+    transformer.features_at). A stage shorter than the batch is padded (_network says when that is
+    safe)."""
+    lo, cached = stages[0][2], hasattr(stages[0][0].state, "length")
+    if cached and lo == 0:
+        return _read_trees(stages)
     first = max(lo, 1)  # position j is predicted from input j - 1
     model, width = stages[0][0].model, max(hi for *_, hi in stages) - first
     x = torch.cat([torch.nn.functional.pad(read.y[rows, first - 1 : hi - 1], (0, width - (hi - first)))
                    for read, rows, _, hi in stages])
-    cached = hasattr(stages[0][0].state, "length")
-    if cached and lo == 0:
-        return _read_trees(stages)
     if lo == 0:
         parts = [(read.state, [0] * len(rows)) for read, rows, *_ in stages]
     else:
@@ -320,7 +320,7 @@ class _Trees:
             inputs = hi - 1
             valid = np.arange(1, hi)[None, :] < read.lengths[rows][:, None]  # input i predicts position i + 1
             ids = read.prefix[rows, 1:hi]
-            nodes, first, local = np.unique(ids[valid], return_index=True, return_inverse=True)
+            _, first, local = np.unique(ids[valid], return_index=True, return_inverse=True)
             path = np.full((len(rows), inputs), -1, dtype=np.int64)
             path[valid] = local.ravel()
             tokens = read.y[rows, :inputs].cpu().numpy()[valid][first]
