@@ -268,6 +268,44 @@ def _summed(found: list[tuple], n: int):
     return np.bincount(rows, minlength=n), tokens, counts
 
 
+class PendingCounts:
+    """The text's own tokens read within one chunk, not yet in RecentCounts: each query sees those read before
+    its own limit. So a chunk counted every few tokens is blended in one pass, its training counts looked up once.
+
+    contexts (p, orders) and tokens (p,) of the chunk's positions in order; keep (p, orders) marks the
+    (position, order) pairs that count (as CountSession.count keeps them).
+    """
+
+    def __init__(self, contexts: np.ndarray, tokens: np.ndarray, keep: np.ndarray):
+        index, _ = np.nonzero(keep)  # each entry's position in the chunk, in order
+        self.contexts, rank = np.unique(contexts[keep], return_inverse=True)
+        token = tokens[index].astype(np.int64)
+        # entries sorted by (context, token, position); a group is one (context, token), its positions in order
+        self.span = np.int64(len(tokens) + 1)
+        keys = (rank * 65536 + token) * self.span + index
+        keys.sort()
+        self.keys = keys
+        starts = _run_starts(keys // self.span)
+        self.group_key, self.group_start = keys[starts] // self.span * self.span, starts
+        self.group_token = self.group_key // self.span % 65536
+        # each context's groups: first and how many
+        per_context = np.bincount(self.group_key // self.span // 65536, minlength=len(self.contexts))
+        self.first_group, self.groups = np.cumsum(per_context) - per_context, per_context
+
+    def lookup(self, context: np.ndarray, limit: np.ndarray):
+        """(query, next token, count) of what followed each query context (n,) among the positions before its
+        limit (n,), one per (query, token) seen, sorted by query then token."""
+        if not len(self.keys):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        rank = np.minimum(np.searchsorted(self.contexts, context), len(self.contexts) - 1)
+        groups = np.where(self.contexts[rank] == context, self.groups[rank], 0)
+        query = np.repeat(np.arange(len(context)), groups)
+        group = _ranges(self.first_group[rank], groups)
+        counts = np.searchsorted(self.keys, self.group_key[group] + limit[query]) - self.group_start[group]
+        seen = counts > 0
+        return query[seen], self.group_token[group[seen]], counts[seen].astype(np.float32)
+
+
 class RecentCounts:
     """Counts of the text scored so far, as log-structured levels: adding a chunk costs O(log n) merges."""
 
