@@ -150,32 +150,28 @@ def _slots(contexts: np.ndarray, *groups: list[CountTable], pending: tuple | Non
     fresh = pending[0].lookup(contexts.ravel(), np.repeat(pending[1], k)) if pending else None
     out = []
     for group in groups:
-        types, tokens, counts = _summed([found[id(t)] for t in group], len(unique))
-        if fresh is not None and len(fresh[0]):
-            out.append(_with_fresh(n, k, types, tokens, counts, inverse, fresh))
-            continue
-        total = np.bincount(np.repeat(np.arange(len(unique)), types), weights=counts, minlength=len(unique))
-        row, column = np.divmod(np.repeat(np.arange(n * k), types[inverse]), k)
-        entry = _ranges((np.cumsum(types) - types)[inverse], types[inverse])
-        out.append((types[inverse].reshape(n, k), total[inverse].reshape(n, k), row, column, tokens[entry],
-                    counts[entry]))
+        out.append(_spread(n, k, *_summed([found[id(t)] for t in group], len(unique)), inverse, fresh))
     return out
 
 
-def _with_fresh(n: int, k: int, types, tokens, counts, inverse, fresh) -> tuple:
+def _spread(n: int, k: int, types, tokens, counts, inverse, fresh) -> tuple:
     """_slots' answer for one group: its tables' continuations of each unique context (types, tokens, counts)
     given to every (row, column) that has it, plus the pending counts `fresh` (flat query, token, count)."""
+    total = np.bincount(np.repeat(np.arange(len(types)), types), weights=counts, minlength=len(types))[inverse]
     entry = _ranges((np.cumsum(types) - types)[inverse], types[inverse])
-    keys = (np.repeat(np.arange(n * k), types[inverse]) << 16) | tokens[entry]  # sorted, as the fresh keys
-    counts, fresh_keys, fresh_counts = counts[entry], (fresh[0] << 16) | fresh[1], fresh[2]
-    at = np.searchsorted(keys, fresh_keys)  # merged, not sorted again: a sort of both cost twice as much
-    known = keys[np.minimum(at, len(keys) - 1)] == fresh_keys if len(keys) else np.zeros(len(at), dtype=bool)
-    counts[at[known]] += fresh_counts[known]
-    keys = np.insert(keys, at[~known], fresh_keys[~known])
-    counts = np.insert(counts, at[~known], fresh_counts[~known])
-    query, tokens = keys >> 16, keys & 0xFFFF
-    types = np.bincount(query, minlength=n * k)
-    total = np.bincount(query, weights=counts, minlength=n * k)
+    types, tokens, counts = types[inverse], tokens[entry], counts[entry]
+    query = np.repeat(np.arange(n * k), types)
+    if fresh is not None and len(fresh[0]):
+        fresh_query, fresh_tokens, fresh_counts = fresh
+        keys, fresh_keys = (query << 16) | tokens, (fresh_query << 16) | fresh_tokens  # both sorted
+        at = np.searchsorted(keys, fresh_keys)  # merged, not sorted again: a sort of both cost twice as much
+        known = keys[np.minimum(at, len(keys) - 1)] == fresh_keys if len(keys) else np.zeros(len(at), dtype=bool)
+        counts[at[known]] += fresh_counts[known]
+        at, new = at[~known], ~known
+        query, tokens = np.insert(query, at, fresh_query[new]), np.insert(tokens, at, fresh_tokens[new])
+        counts = np.insert(counts, at, fresh_counts[new])
+        types = types + np.bincount(fresh_query[new], minlength=n * k)
+        total = total + np.bincount(fresh_query, weights=fresh_counts, minlength=n * k)  # whole counts: exact
     row, column = np.divmod(query, k)
     return types.reshape(n, k), total.reshape(n, k), row, column, tokens, counts
 
