@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..config import MIXER_SELECTORS, CountModelConfig
-from .tables import _MUL, CountTable, _ranges, _run_starts, _summed
+from .tables import _MUL, CountTable, _kept, _merged, _ranges, _run_starts, _summed
 
 
 @dataclass
@@ -148,10 +148,16 @@ def _slots(contexts: np.ndarray, *groups: list[CountTable], pending: tuple | Non
     tables = {id(t): t for group in groups for t in group}
     found = {key: t.lookup(unique) for key, t in tables.items()}
     fresh = pending[0].lookup(contexts.ravel(), np.repeat(pending[1], k)) if pending else None
-    out = []
-    for group in groups:
-        out.append(_spread(n, k, *_summed([found[id(t)] for t in group], len(unique)), inverse, fresh))
-    return out
+    return [_spread(n, k, *summed, inverse, fresh) for summed in _group_sums(groups, found, len(unique))]
+
+
+def _group_sums(groups: tuple, found: dict, n: int) -> list[tuple]:
+    """tables._summed of each group's lookups (`found`, by table id). Where the second group is the first's
+    tables after its first (blend_counts': the training table, then the text's own), those are merged once."""
+    if len(groups) == 2 and len(groups[1]) > 1 and list(map(id, groups[0][1:])) == list(map(id, groups[1])):
+        own = _merged([found[id(t)] for t in groups[1]])
+        return [_kept(_merged([found[id(groups[0][0])], own]), n), _kept(own, n)]
+    return [_summed([found[id(t)] for t in group], n) for group in groups]
 
 
 def _spread(n: int, k: int, types, tokens, counts, inverse, fresh) -> tuple:

@@ -145,13 +145,16 @@ class CountReader:
         """The count experts for positions start..stop-1 read `every` tokens at a time, each piece counted as seen
         text once read (what distributions, then advance, piece by piece give), then advance(stop). One blend:
         the training split's counts are looked up once, the chunk's own tokens by PendingCounts."""
+        assert start <= self.seen, "chunks in order, none skipped"
         first = max(self.seen, start)  # the chunk's tokens counted as they are read (those before are counted)
-        positions = np.arange(first, stop)
-        pending = PendingCounts(self.contexts[first:stop], self.tokens[first:stop], self.session.counted(positions))
+        keep = self.session.counted(np.arange(first, stop))
+        pending = PendingCounts(self.contexts[first:stop], self.tokens[first:stop], keep)
         piece_start = start + (np.arange(start, stop) - start) // every * every
         experts = blend_counts(self.session.model, self.session.recent.levels, self.contexts[start:stop],
                                (pending, np.maximum(piece_start - first, 0)))
-        self.advance(stop)
+        if keep.any():  # what advance(stop) would count, already sorted
+            self.session.recent.add_table(pending.table(), int(keep.sum()))
+        self.seen = max(self.seen, stop)
         return experts
 
     def advance(self, stop: int) -> None:

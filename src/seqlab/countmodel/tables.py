@@ -259,13 +259,27 @@ def _summed(found: list[tuple], n: int):
     """continuations from each table's lookup (rows, tokens, counts) of the same n queries."""
     if not found:  # the text's own counts before any of it was scored
         return np.zeros(n, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    if len(found) > 1:
+        return _kept(_merged(found), n)
+    rows, tokens, counts = found[0]
+    return np.bincount(rows, minlength=n), tokens, counts
+
+
+def _kept(merged: tuple, n: int) -> tuple:
+    """_summed's answer from the merged lookups of several tables: the entries of positive count, per query."""
+    rows, tokens, counts = merged
+    kept = counts > 0  # a table of negative counts takes some away
+    return np.bincount(rows[kept], minlength=n), tokens[kept], counts[kept]
+
+
+def _merged(found: list[tuple]) -> tuple:
+    """Lookups (rows, tokens, counts) of the same queries as one: a token seen in several is one entry, its
+    counts summed (whole numbers: exact in any order), by row then token."""
     rows, tokens, counts = (np.concatenate(part) for part in zip(*found))
-    if len(found) > 1:  # a token seen in several tables is one continuation
+    if len(found) > 1:
         key, counts = _sum_by_key((rows << 16) | tokens, counts)
         rows, tokens = key >> 16, key & 0xFFFF
-        kept = counts > 0  # a table of negative counts takes some away
-        rows, tokens, counts = rows[kept], tokens[kept], counts[kept]
-    return np.bincount(rows, minlength=n), tokens, counts
+    return rows, tokens, counts
 
 
 class PendingCounts:
@@ -292,6 +306,12 @@ class PendingCounts:
         per_context = np.bincount(self.group_key // self.span // 65536, minlength=len(self.contexts))
         self.first_group, self.groups = np.cumsum(per_context) - per_context, per_context
 
+    def table(self) -> CountTable:
+        """All of these counts as a table (what RecentCounts.add would build from them)."""
+        sizes = np.diff(self.group_start, append=len(self.keys)).astype(np.float32)
+        bounds = np.append(self.first_group, len(self.group_start))
+        return CountTable(self.contexts, bounds, self.group_token.astype(np.uint16), sizes)
+
     def lookup(self, context: np.ndarray, limit: np.ndarray):
         """(query, next token, count) of what followed each query context (n,) among the positions before its
         limit (n,), one per (query, token) seen, sorted by query then token."""
@@ -314,8 +334,12 @@ class RecentCounts:
         self.sizes: list[int] = []
 
     def add(self, context: np.ndarray, nxt: np.ndarray) -> None:
-        self.levels.append(CountTable.build(context, nxt))
-        self.sizes.append(len(nxt))
+        self.add_table(CountTable.build(context, nxt), len(nxt))
+
+    def add_table(self, table: CountTable, size: int) -> None:
+        """Add counts already made a table (of `size` tokens counted)."""
+        self.levels.append(table)
+        self.sizes.append(size)
         while len(self.sizes) > 1 and self.sizes[-2] <= self.sizes[-1]:
             top, size = self.levels.pop(), self.sizes.pop()
             self.levels[-1] = CountTable.merge(self.levels[-1], top)
