@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from seqlab.config import CountModelConfig
-from seqlab.countmodel import (CountModel, CountTable, Experts, OnlineMixer, RecentCounts, context_hashes,
-                              continuations)
+from seqlab.countmodel import (CountModel, CountReader, CountTable, Experts, OnlineMixer, RecentCounts,
+                              context_hashes, continuations)
 from seqlab.countmodel import tables as count_tables
 from seqlab.models import build_model
 from seqlab.run import Run
@@ -369,3 +369,24 @@ def test_reading_a_chunk_at_once_equals_reading_it_piece_by_piece(n_context, chu
             assert np.array_equal(getattr(got, part), getattr(expected, part)), (first, part)
     merged = [functools.reduce(CountTable.merge, r.session.recent.levels) for r in (at_once, by_piece)]
     assert np.array_equal(merged[0].keys(), merged[1].keys()) and np.array_equal(merged[0].counts, merged[1].counts)
+
+
+def test_mixed_scoring_equals_counting_piece_by_piece(monkeypatch):
+    """eval's path (each chunk's experts read at once, in a thread while the chunk before is mixed) gives the
+    same bits, to the last one, as blending and counting each COUNT_EVERY-token piece in turn."""
+    rng = np.random.default_rng(13)
+    passage = rng.integers(97, 123, 150)
+    text = np.concatenate([[256], passage, rng.integers(97, 123, 120), passage, passage[:60]])
+    run = _run("transformer", rng.integers(97, 123, 3000), CountModelConfig(chunk=48))
+    bits, _ = run_token_bits(run, text, 1)
+
+    def piece_by_piece(reader, start, stop, every):
+        pieces = []
+        for first in range(start, stop, every):
+            pieces.append(reader.distributions(first, min(first + every, stop)))
+            reader.advance(min(first + every, stop))
+        return Experts.concat(pieces)
+
+    monkeypatch.setattr(CountReader, "read", piece_by_piece)
+    expected, _ = run_token_bits(run, text, 1)
+    assert np.array_equal(bits, expected)
