@@ -2,6 +2,7 @@
 
     python bench/surprise_speed.py RUN [FILE] [--bytes 200000] [--threads 2]
     python bench/surprise_speed.py RUN [FILE] --fixes [--bytes 2000] [--before SRC] [--repeats 3]
+    python bench/surprise_speed.py RUN [FILE] --mixed-only --before SRC [--bytes 100000] [--repeats 3]
 
 FILE defaults to concatenated C headers from /usr/include (Debian's libc6-dev); of a
 FILE its last --bytes are scored (held out, when the run was trained on FILE).
@@ -22,6 +23,10 @@ mixed in), with each one's bits per byte. `surprise --network-alone` is the firs
 headers below), and with --before SRC the same command with the seqlab source tree SRC
 (e.g. a `git archive` of the commit before) in turn, saying whether both listed the same
 anomalies and fixes.
+Without --fixes, --before SRC times the mixed row (eval's scoring with the count model) with this tree and
+with SRC in turn, each a fresh process (one untimed pass, then the timed one), --repeats times, and pairs
+the two trees' bits byte by byte (intervals.paired): the speed-up and whether the bits stayed the same.
+--mixed-only leaves out the other rows.
 The rows run in turn, --repeats times, and the median is shown: the machine may be
 shared, so ratios measured in one run are the figures to trust. Bytes per CPU-second
 (process time, all threads) are shown beside wall-clock bytes/s: with --threads 1
@@ -30,14 +35,19 @@ they are what one otherwise idle core would score.
 
 import argparse
 import glob
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from unittest.mock import patch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+HERE = str(Path(__file__).resolve().parents[1] / "src")
+sys.path.insert(0, os.environ.get("SEQLAB_BENCH_SRC", HERE))  # --before's child processes import SRC's seqlab
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -100,20 +110,21 @@ def _rounded(fix: dict | None) -> dict | None:
     return fix and {k: round(v, 3) if isinstance(v, float) else v for k, v in fix.items()}
 
 
+def source_tree(before: str | None) -> list[tuple[str, str]]:
+    """[("after", this tree's src), ("before", --before's src)], the second only with --before (a checkout or
+    its src/)."""
+    if not before:
+        return [("after", HERE)]
+    src = Path(before) / "src" if (Path(before) / "src" / "seqlab").is_dir() else Path(before)
+    if not (src / "seqlab").is_dir():
+        sys.exit(f"--before {before}: no seqlab package there or in its src/")
+    return [("after", HERE), ("before", str(src))]
+
+
 def whole_commands(args) -> None:
     """--fixes: `seqlab surprise RUN FILE --top 3 --json` as processes, this tree and --before's in turn."""
-    import json
-    import os
-    import subprocess
-    import tempfile
-
     data = Path(args.file).read_bytes()[: args.bytes] if args.file else headers(args.bytes)
-    here = str(Path(__file__).resolve().parents[1] / "src")
-    before = Path(args.before or ".")
-    before = before / "src" if (before / "src" / "seqlab").is_dir() else before  # a checkout or its src/
-    if args.before and not (before / "seqlab").is_dir():
-        sys.exit(f"--before {args.before}: no seqlab package there or in its src/")
-    trees = [("after", here)] + ([("before", str(before))] if args.before else [])
+    trees = source_tree(args.before)
     times, found = {name: [] for name, _ in trees}, {}
     with tempfile.NamedTemporaryFile(suffix=".txt") as f:
         f.write(data)
@@ -136,6 +147,61 @@ def whole_commands(args) -> None:
               f"same anomalies and fixes: {found['after'] == found['before']}")
 
 
+def text_tokens(run, args) -> tuple[bytes, np.ndarray]:
+    """The bytes scored (the last --bytes of FILE, a run's held-out tail, or the C headers) and their tokens
+    after BOS."""
+    data = Path(args.file).read_bytes()[-args.bytes :] if args.file else headers(args.bytes)
+    return data, np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(data)]).astype(np.int64)
+
+
+def mixed_child(args) -> None:
+    """--child OUT: one untimed pass of eval's mixed scoring, then a timed one; its bits per byte go to OUT (.npy)
+    and its times to stdout (JSON)."""
+    from seqlab.intervals import byte_bits
+
+    torch.set_num_threads(args.threads)
+    run = load(args.run)
+    data, tokens = text_tokens(run, args)
+    run_token_bits(run, tokens, 1)
+    wall, cpu = time.perf_counter(), time.process_time()
+    bits = run_token_bits(run, tokens, 1)[0]
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    np.save(args.child, byte_bits(run.tokenizer, tokens[1:], bits), allow_pickle=False)
+    print(json.dumps({"wall": wall, "cpu": cpu, "bytes": len(data)}))
+
+
+def mixed_before_after(args) -> None:
+    """--before SRC without --fixes: the mixed row with this tree and SRC's in turn, fresh processes, paired."""
+    from seqlab.intervals import AUTO, paired
+
+    times, bits = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.repeats):
+            for name, src in source_tree(args.before):
+                out = Path(tmp) / f"{name}.npy"
+                cmd = [sys.executable, __file__, args.run, *([args.file] if args.file else []), "--bytes",
+                       str(args.bytes), "--threads", str(args.threads), "--child", str(out)]
+                done = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                      env={**os.environ, "SEQLAB_BENCH_SRC": src})
+                times.setdefault(name, []).append(json.loads(done.stdout.splitlines()[-1]))
+                bits[name] = np.load(out)
+    n = times["after"][0]["bytes"]
+    print(f"eval's scoring, mixed: {n:,} bytes, {args.threads} threads, a fresh process per reading, "
+          f"{args.repeats} readings each in turn (one untimed pass first)")
+    for name, ts in times.items():
+        wall, cpu = (float(np.median([t[k] for t in ts])) for k in ("wall", "cpu"))
+        each = ", ".join(f"{n / t['wall']:,.0f}" for t in ts)
+        print(f"{name:<7} {n / wall:>10,.0f} bytes/s  {n / cpu:>10,.0f} bytes/CPU-s  {bits[name].sum() / n:.6f} bpb  "
+              f"(bytes/s of each reading: {each})")
+    ratios = [b["wall"] / a["wall"] for a, b in zip(times["after"], times["before"])]
+    cpu = [b["cpu"] / a["cpu"] for a, b in zip(times["after"], times["before"])]
+    d = paired([bits["after"]], [bits["before"]], AUTO)
+    print(f"speed-up after/before: {np.median(ratios):.2f}x wall (readings: {', '.join(f'{r:.2f}x' for r in ratios)}), "
+          f"{np.median(cpu):.2f}x CPU")
+    print(f"bits per byte, after minus before, byte by byte: {d['difference']:+.6f} [{d['low']:+.6f}, "
+          f"{d['high']:+.6f}]; identical bytes' bits: {np.array_equal(bits['after'], bits['before'])}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
@@ -145,14 +211,22 @@ def main() -> None:
     ap.add_argument("--skip-mixed", action="store_true", help="leave out the (slow) mixed paths")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--fixes", action="store_true", help="time `seqlab surprise RUN FILE --top 3` with fixes")
-    ap.add_argument("--before", metavar="SRC", help="with --fixes: a seqlab source tree to compare against")
+    ap.add_argument("--before", metavar="SRC", help="a seqlab source tree (checkout or its src/) to compare against: "
+                    "the whole command with --fixes, else the mixed row")
+    ap.add_argument("--mixed-only", action="store_true", help="with --before: only the mixed row, before and after")
+    ap.add_argument("--child", metavar="OUT", help=argparse.SUPPRESS)  # one reading of the mixed row (--before's)
     args = ap.parse_args()
     if args.fixes:
         return whole_commands(args)
+    if args.child:
+        return mixed_child(args)
+    if args.mixed_only:
+        if not args.before:
+            sys.exit("--mixed-only compares the mixed row with --before SRC's; give --before")
+        return mixed_before_after(args)
     torch.set_num_threads(args.threads)
     run = load(args.run)
-    data = Path(args.file).read_bytes()[-args.bytes :] if args.file else headers(args.bytes)  # a run's held-out tail
-    tokens = np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(data)]).astype(np.int64)
+    data, tokens = text_tokens(run, args)
     has_counts = run.count_model is not None  # loaded here, before any timing
     surprise = lambda: score_tokens(run, tokens).bits.sum()
     run_eval = lambda: run_token_bits(run, tokens, 1)[0].sum()
@@ -170,6 +244,8 @@ def main() -> None:
     for name, wall, cpu, _ in results[1:3]:
         print(f"speed-up of surprise over {name} in this run: {wall / results[0][1]:.2f}x wall, "
               f"{cpu / results[0][2]:.2f}x CPU")
+    if args.before and has_counts and not args.skip_mixed:
+        mixed_before_after(args)
 
 
 if __name__ == "__main__":

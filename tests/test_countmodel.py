@@ -1,5 +1,6 @@
 """The count model mixed in when scoring: exact counts, causal, and it catches long repeats."""
 
+import functools
 from collections import Counter
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 import torch
 
 from seqlab.config import CountModelConfig
-from seqlab.countmodel import CountModel, CountTable, OnlineMixer, RecentCounts, context_hashes, continuations
+from seqlab.countmodel import (CountModel, CountReader, CountTable, Experts, OnlineMixer, RecentCounts,
+                              context_hashes, continuations)
 from seqlab.countmodel import tables as count_tables
 from seqlab.models import build_model
 from seqlab.run import Run
@@ -342,3 +344,49 @@ def test_a_history_too_large_for_memory_is_refused_in_one_line(tmp_path, corpus_
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "counts.max_history" in err
     assert not (out / "checkpoint.safetensors").exists()  # refused before any training
+
+
+@pytest.mark.parametrize("n_context, chunk, every", [(1, 40, 16), (9, 37, 5), (1, 30, 1)])
+def test_reading_a_chunk_at_once_equals_reading_it_piece_by_piece(n_context, chunk, every):
+    """read (eval's: the training counts looked up once per chunk, the chunk's own tokens as pending counts)
+    gives exactly what distributions then advance give piece by piece, COUNT_EVERY tokens at a time: the same
+    floats, so eval's bits and compress's format do not change."""
+    rng = np.random.default_rng(12)
+    V = 6
+    history = rng.integers(0, V, 3000)
+    config = CountModelConfig(chunk=chunk, orders=[1, 2, 3, 5, 8], experts=[2, 8], match_orders=[12, 20])
+    model = CountModel(history, V, config)
+    text = np.concatenate([rng.integers(0, V, 150), history[500:650], np.tile(history[:7], 20)])
+    at_once, by_piece = model.session("cpu").reader(text, n_context), model.session("cpu").reader(text, n_context)
+    for first in range(n_context, len(text), chunk):
+        stop = min(first + chunk, len(text))
+        pieces = []
+        for start in range(first, stop, every):
+            pieces.append(by_piece.distributions(start, min(start + every, stop)))
+            by_piece.advance(min(start + every, stop))
+        expected, got = Experts.concat(pieces), at_once.read(first, stop, every)
+        for part in ("base", "row", "token", "bonus", "bucket", "small"):
+            assert np.array_equal(getattr(got, part), getattr(expected, part)), (first, part)
+    merged = [functools.reduce(CountTable.merge, r.session.recent.levels) for r in (at_once, by_piece)]
+    assert np.array_equal(merged[0].keys(), merged[1].keys()) and np.array_equal(merged[0].counts, merged[1].counts)
+
+
+def test_mixed_scoring_equals_counting_piece_by_piece(monkeypatch):
+    """eval's path (each chunk's experts read at once, in a thread while the chunk before is mixed) gives the
+    same bits, to the last one, as blending and counting each COUNT_EVERY-token piece in turn."""
+    rng = np.random.default_rng(13)
+    passage = rng.integers(97, 123, 150)
+    text = np.concatenate([[256], passage, rng.integers(97, 123, 120), passage, passage[:60]])
+    run = _run("transformer", rng.integers(97, 123, 3000), CountModelConfig(chunk=48))
+    bits, _ = run_token_bits(run, text, 1)
+
+    def piece_by_piece(reader, start, stop, every):
+        pieces = []
+        for first in range(start, stop, every):
+            pieces.append(reader.distributions(first, min(first + every, stop)))
+            reader.advance(min(first + every, stop))
+        return Experts.concat(pieces)
+
+    monkeypatch.setattr(CountReader, "read", piece_by_piece)
+    expected, _ = run_token_bits(run, text, 1)
+    assert np.array_equal(bits, expected)

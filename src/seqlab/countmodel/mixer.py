@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..config import MIXER_SELECTORS, CountModelConfig
-from .tables import _MUL, CountTable, _ranges, _run_starts, _summed
+from .tables import _MUL, CountTable, _kept, _merged, _ranges, _run_starts, _summed
 
 
 @dataclass
@@ -52,11 +52,12 @@ class Experts:
                        np.concatenate([p.bucket for p in parts]), np.concatenate([p.small for p in parts]))
 
 
-def blend_counts(model, recent: list[CountTable], contexts: np.ndarray) -> Experts:
+def blend_counts(model, recent: list[CountTable], contexts: np.ndarray, pending: tuple | None = None) -> Experts:
     """The count experts for n positions, from their context ids (n, orders): the blends of the training
     counts (CountModel `model`'s) and `recent` (the text's own counts, a list of tables) together, the match
     expert, then the blends of `recent` alone. The bucket is the longest order whose counts, training or recent, had
-    seen the context (0 for none, counting the blended orders, then the match orders).
+    seen the context (0 for none, counting the blended orders, then the match orders). pending: (PendingCounts,
+    limit (n,)), text read since `recent` that counts as recent, position i's up to its limit (_slots).
     """
     c, vocab = model.config, model.vocab
     n, n_orders = contexts.shape
@@ -64,13 +65,14 @@ def blend_counts(model, recent: list[CountTable], contexts: np.ndarray) -> Exper
     # the text's own counts alone, as well: its own style, which the training split's many more counts outweigh
     own_experts, tables = _own_experts(c), [model.table] + recent
     (types, total, row, order, tokens, counts), *own = _slots(contexts[:, :n_blended], tables,
-                                                              *([recent] if own_experts else []))
+                                                              *([recent] if own_experts else []), pending=pending)
     types, total = (np.concatenate([a, np.zeros((n, n_orders - n_blended), a.dtype)], axis=1) for a in (types, total))
     # a context never seen at the longest blended order was never seen at a longer one either (it ends
     # every longer one): the match orders are looked up only where it was (rarely, in fresh text)
     rows = np.flatnonzero(total[:, n_blended - 1] > 0) if c.match_orders else []
     if len(rows):
-        (m_types, m_total, m_row, m_order, m_tokens, m_counts), = _slots(contexts[rows, n_blended:], tables)
+        (m_types, m_total, m_row, m_order, m_tokens, m_counts), = _slots(
+            contexts[rows, n_blended:], tables, pending=pending and (pending[0], pending[1][rows]))
         types[rows, n_blended:], total[rows, n_blended:] = m_types, m_total
         row, order = np.concatenate([row, rows[m_row]]), np.concatenate([order, m_order + n_blended])
         tokens, counts = np.concatenate([tokens, m_tokens]), np.concatenate([counts, m_counts])
@@ -136,23 +138,48 @@ def _escape(c: CountModelConfig, types: np.ndarray) -> np.ndarray:
     return c.escape_per_type * types + c.escape_base
 
 
-def _slots(contexts: np.ndarray, *groups: list[CountTable]) -> list[tuple]:
+def _slots(contexts: np.ndarray, *groups: list[CountTable], pending: tuple | None = None) -> list[tuple]:
     """What followed each context of contexts (n, k), summed over each group of tables: distinct next
-    tokens (n, k), total counts (n, k), and the entries (row, column, token, count) of every (row, column).
-    A table in several groups is looked up once."""
+    tokens (n, k), total counts (n, k), and the entries (row, column, token, count) of every (row, column),
+    each (row, column)'s by token. A table in several groups is looked up once. pending: (PendingCounts,
+    limit (n,)), the text's tokens read since its tables, added to every group, row i's up to limit[i]."""
     n, k = contexts.shape
     unique, inverse = np.unique(contexts.ravel(), return_inverse=True)  # short contexts recur: look each up once
     tables = {id(t): t for group in groups for t in group}
     found = {key: t.lookup(unique) for key, t in tables.items()}
-    out = []
-    for group in groups:
-        types, tokens, counts = _summed([found[id(t)] for t in group], len(unique))
-        total = np.bincount(np.repeat(np.arange(len(unique)), types), weights=counts, minlength=len(unique))
-        row, column = np.divmod(np.repeat(np.arange(n * k), types[inverse]), k)
-        entry = _ranges((np.cumsum(types) - types)[inverse], types[inverse])
-        out.append((types[inverse].reshape(n, k), total[inverse].reshape(n, k), row, column, tokens[entry],
-                    counts[entry]))
-    return out
+    fresh = pending[0].lookup(contexts.ravel(), np.repeat(pending[1], k)) if pending else None
+    return [_spread(n, k, *summed, inverse, fresh) for summed in _group_sums(groups, found, len(unique))]
+
+
+def _group_sums(groups: tuple, found: dict, n: int) -> list[tuple]:
+    """tables._summed of each group's lookups (`found`, by table id). Where the second group is the first's
+    tables after its first (blend_counts': the training table, then the text's own), those are merged once."""
+    if len(groups) == 2 and len(groups[1]) > 1 and list(map(id, groups[0][1:])) == list(map(id, groups[1])):
+        own = _merged([found[id(t)] for t in groups[1]])
+        return [_kept(_merged([found[id(groups[0][0])], own]), n), _kept(own, n)]
+    return [_summed([found[id(t)] for t in group], n) for group in groups]
+
+
+def _spread(n: int, k: int, types, tokens, counts, inverse, fresh) -> tuple:
+    """_slots' answer for one group: its tables' continuations of each unique context (types, tokens, counts)
+    given to every (row, column) that has it, plus the pending counts `fresh` (flat query, token, count)."""
+    total = np.bincount(np.repeat(np.arange(len(types)), types), weights=counts, minlength=len(types))[inverse]
+    entry = _ranges((np.cumsum(types) - types)[inverse], types[inverse])
+    types, tokens, counts = types[inverse], tokens[entry], counts[entry]
+    query = np.repeat(np.arange(n * k), types)
+    if fresh is not None and len(fresh[0]):
+        fresh_query, fresh_tokens, fresh_counts = fresh
+        keys, fresh_keys = (query << 16) | tokens, (fresh_query << 16) | fresh_tokens  # both sorted
+        at = np.searchsorted(keys, fresh_keys)  # merged, not sorted again: a sort of both cost twice as much
+        known = keys[np.minimum(at, len(keys) - 1)] == fresh_keys if len(keys) else np.zeros(len(at), dtype=bool)
+        counts[at[known]] += fresh_counts[known]
+        at, new = at[~known], ~known
+        query, tokens = np.insert(query, at, fresh_query[new]), np.insert(tokens, at, fresh_tokens[new])
+        counts = np.insert(counts, at, fresh_counts[new])
+        types = types + np.bincount(fresh_query[new], minlength=n * k)
+        total = total + np.bincount(fresh_query, weights=fresh_counts, minlength=n * k)  # whole counts: exact
+    row, column = np.divmod(query, k)
+    return types.reshape(n, k), total.reshape(n, k), row, column, tokens, counts
 
 
 def _blends(orders: list[int], experts: list[int], vocab: int, total, escape, erow, row, order, slot, counts):
@@ -163,24 +190,36 @@ def _blends(orders: list[int], experts: list[int], vocab: int, total, escape, er
     distribution scaled by the b's) plus each (row, order, token, count) entry scaled by its order's a
     and the b's of the orders above it: each entry is added once, to its experts' entry `slot`.
     """
-    n = len(total)
+    n, m = len(total), len(erow)
     a = 1 / (total + escape)
     b = escape * a
-    share = np.full(n, 1.0 / vocab)  # what every token gets
-    extra = np.zeros(len(erow))  # what each entry's token gets on top
-    bases, bonuses, lo = [], [], 0
+    blocks, lo = [], 0  # expert e's blend puts orders lo..hi-1 on top of the blend so far
     for k in sorted(experts):
-        hi = orders.index(k) + 1  # orders lo..hi-1 go on top of the blend so far
+        blocks.append((lo, orders.index(k) + 1))
+        lo = blocks[-1][1]
+    scales, above = [], np.ones_like(a)
+    for lo, hi in blocks:
         scale = np.cumprod(b[:, lo:hi][:, ::-1], axis=1)[:, ::-1]  # scale[:, i - lo] = b_i ... b_{hi-1}
-        above = np.concatenate([scale[:, 1:], np.ones((n, 1))], axis=1)
-        share *= scale[:, 0]
-        extra *= scale[erow, 0]
-        new = (order >= lo) & (order < hi)
-        r, o = row[new], order[new]
-        extra += np.bincount(slot[new], weights=a[r, o] * above[r, o - lo] * counts[new], minlength=len(erow))
+        above[:, lo : hi - 1] = scale[:, 1:]
+        scales.append(scale[:, 0])
+    # every entry's weight at once, summed per (expert's block, slot): each block's sums come in entry order
+    block_of = np.full(a.shape[1], -1)  # orders above the last expert's (the match orders') are not blended
+    for i, (lo, hi) in enumerate(blocks):
+        block_of[lo:hi] = i
+    blended = block_of[order] >= 0
+    if not blended.all():
+        row, order, slot, counts = row[blended], order[blended], slot[blended], counts[blended]
+    weights = (a * above).ravel()[row * a.shape[1] + order] * counts
+    sums = np.bincount(block_of[order] * m + slot, weights=weights, minlength=len(blocks) * m).reshape(len(blocks), m)
+    share = np.full(n, 1.0 / vocab)  # what every token gets
+    extra = np.zeros(m)  # what each entry's token gets on top
+    bases, bonuses = [], []
+    for i, scale in enumerate(scales):
+        share *= scale
+        extra *= scale[erow]
+        extra += sums[i]
         bases.append(np.log(share))
         bonuses.append(np.log1p((extra / share[erow]).astype(np.float32)))  # float32 logs are twice as fast
-        lo = hi
     return np.stack(bases, axis=1), np.stack(bonuses, axis=1)
 
 

@@ -2,9 +2,12 @@
 
 CountModel holds the training split's counts; a CountSession carries the text's own
 counts and the mixing weights across the texts of one pass; CountReader (eval's, a
-piece of COUNT_EVERY tokens at a time) reads one text; lockstep.py's LockstepReader
-reads many a token at a time (compress's).
+piece of COUNT_EVERY tokens at a time, a chunk of pieces blended at once) reads one text;
+lockstep.py's LockstepReader reads many a token at a time (compress's).
 """
+
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -13,7 +16,7 @@ from ..config import CountModelConfig
 from ..errors import SeqlabError
 from .mixer import Experts, OnlineMixer, blend_counts
 from . import store
-from .tables import CountTable, RecentCounts, _history_table, context_hashes
+from .tables import CountTable, PendingCounts, RecentCounts, _history_table, context_hashes
 
 HISTORY_FILE = "history.npy"
 # The text's own counts take in what was read every COUNT_EVERY tokens (eval) or steps (compress's lockstep
@@ -67,9 +70,13 @@ class CountSession:
 
     def count(self, positions: np.ndarray, contexts: np.ndarray, tokens: np.ndarray) -> None:
         """Count tokens at `positions` of a text after their contexts (n, orders) as seen text."""
-        keep = positions[:, None] >= np.asarray(self.model.orders)  # contexts that run off the text's start don't count
+        keep = self.counted(positions)
         if keep.any():
             self.recent.add(contexts[keep], np.broadcast_to(tokens[:, None], keep.shape)[keep])
+
+    def counted(self, positions: np.ndarray) -> np.ndarray:
+        """(n, orders): which of the contexts at `positions` of a text count (those that run off its start don't)."""
+        return positions[:, None] >= np.asarray(self.model.orders)
 
     def reader(self, tokens: np.ndarray, n_context: int) -> "CountReader":
         return CountReader(self, tokens, n_context)
@@ -79,32 +86,41 @@ class CountSession:
 
         The network's windows are regrouped into chunks of `config.chunk` tokens: the text is counted every
         COUNT_EVERY tokens and the mixing weights take a step after each chunk, whatever the window size.
+        The count experts of a window's next chunk are read in a thread while this one is mixed (they depend
+        on the text alone, and the reads stay in order): numpy's work beside torch's on two cores.
         """
         chunk = self.model.config.chunk
         reader = self.reader(tokens, n_context)
         pending: list = []
-        for first, net_logp, targets in scored:
-            for offset in range(0, len(targets), chunk):
-                pending.append((first + offset, net_logp[offset : offset + chunk], targets[offset : offset + chunk]))
-                if sum(len(t) for _, _, t in pending) >= chunk:
-                    yield self._mix_chunk(reader, pending)
-                    pending = []
-        if pending:
-            yield self._mix_chunk(reader, pending)
+        with ThreadPoolExecutor(1) as counting:
+            for first, net_logp, targets in scored:
+                chunks = []
+                for offset in range(0, len(targets), chunk):
+                    pending.append((first + offset, net_logp[offset : offset + chunk],
+                                    targets[offset : offset + chunk]))
+                    if sum(len(t) for _, _, t in pending) >= chunk:
+                        chunks.append(pending)
+                        pending = []
+                yield from self._mix_chunks(reader, chunks, counting)
+            yield from self._mix_chunks(reader, [pending] if pending else [], counting)
 
-    def _mix_chunk(self, reader: "CountReader", pending: list):
-        """Mix one chunk: its text is counted every COUNT_EVERY tokens (the weights are fixed within a chunk,
-        so each piece is mixed as it is read), then the weights take one step on the whole chunk."""
+    def _mix_chunks(self, reader: "CountReader", chunks: list[list], counting: ThreadPoolExecutor, ahead: int = 2):
+        """Mix each chunk (a list of (first, network log_probs, targets)) in turn, its count experts read by
+        `counting` up to `ahead` chunks before."""
+        reads: deque = deque()
+        for i, pending in enumerate(chunks):
+            for later in chunks[i + len(reads) : i + ahead]:
+                first = later[0][0]
+                stop = first + sum(len(t) for _, _, t in later)
+                reads.append(counting.submit(reader.read, first, stop, self.count_every))
+            yield self._mix_chunk(pending, reads.popleft().result())
+
+    def _mix_chunk(self, pending: list, experts: "Experts"):
+        """Mix one chunk with its count experts (its text counted every COUNT_EVERY tokens: the weights are fixed
+        within a chunk), then the weights take one step on the whole chunk."""
         first = pending[0][0]
         net_logp = torch.cat([p[1] for p in pending])
         targets = torch.cat([p[2] for p in pending])
-        stop = first + len(targets)
-        pieces = []
-        for start in range(first, stop, self.count_every):
-            end = min(start + self.count_every, stop)
-            pieces.append(reader.distributions(start, end))
-            reader.advance(end)
-        experts = Experts.concat(pieces) if len(pieces) > 1 else pieces[0]
         logp = self.mixer.mix_and_update(net_logp, experts, targets)
         return first, logp, targets, net_logp
 
@@ -124,6 +140,22 @@ class CountReader:
         order `config.experts[e]`. The bucket is how many orders had seen the context.
         """
         return blend_counts(self.session.model, self.session.recent.levels, self.contexts[start:stop])
+
+    def read(self, start: int, stop: int, every: int) -> "Experts":
+        """The count experts for positions start..stop-1 read `every` tokens at a time, each piece counted as seen
+        text once read (what distributions, then advance, piece by piece give), then advance(stop). One blend:
+        the training split's counts are looked up once, the chunk's own tokens by PendingCounts."""
+        assert start <= self.seen, "chunks in order, none skipped"
+        first = max(self.seen, start)  # the chunk's tokens counted as they are read (those before are counted)
+        keep = self.session.counted(np.arange(first, stop))
+        pending = PendingCounts(self.contexts[first:stop], self.tokens[first:stop], keep)
+        piece_start = start + (np.arange(start, stop) - start) // every * every
+        experts = blend_counts(self.session.model, self.session.recent.levels, self.contexts[start:stop],
+                               (pending, np.maximum(piece_start - first, 0)))
+        if keep.any():  # what advance(stop) would count, already sorted
+            self.session.recent.add_table(pending.table(), int(keep.sum()))
+        self.seen = max(self.seen, stop)
+        return experts
 
     def advance(self, stop: int) -> None:
         """Count tokens up to `stop` as seen text."""

@@ -259,13 +259,71 @@ def _summed(found: list[tuple], n: int):
     """continuations from each table's lookup (rows, tokens, counts) of the same n queries."""
     if not found:  # the text's own counts before any of it was scored
         return np.zeros(n, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    if len(found) > 1:
+        return _kept(_merged(found), n)
+    rows, tokens, counts = found[0]
+    return np.bincount(rows, minlength=n), tokens, counts
+
+
+def _kept(merged: tuple, n: int) -> tuple:
+    """_summed's answer from the merged lookups of several tables: the entries of positive count, per query."""
+    rows, tokens, counts = merged
+    kept = counts > 0  # a table of negative counts takes some away
+    return np.bincount(rows[kept], minlength=n), tokens[kept], counts[kept]
+
+
+def _merged(found: list[tuple]) -> tuple:
+    """Lookups (rows, tokens, counts) of the same queries as one: a token seen in several is one entry, its
+    counts summed (whole numbers: exact in any order), by row then token."""
     rows, tokens, counts = (np.concatenate(part) for part in zip(*found))
-    if len(found) > 1:  # a token seen in several tables is one continuation
+    if len(found) > 1:
         key, counts = _sum_by_key((rows << 16) | tokens, counts)
         rows, tokens = key >> 16, key & 0xFFFF
-        kept = counts > 0  # a table of negative counts takes some away
-        rows, tokens, counts = rows[kept], tokens[kept], counts[kept]
-    return np.bincount(rows, minlength=n), tokens, counts
+    return rows, tokens, counts
+
+
+class PendingCounts:
+    """The text's own tokens read within one chunk, not yet in RecentCounts: each query sees those read before
+    its own limit. So a chunk counted every few tokens is blended in one pass, its training counts looked up once.
+
+    contexts (p, orders) and tokens (p,) of the chunk's positions in order; keep (p, orders) marks the
+    (position, order) pairs that count (as CountSession.count keeps them).
+    """
+
+    def __init__(self, contexts: np.ndarray, tokens: np.ndarray, keep: np.ndarray):
+        index, _ = np.nonzero(keep)  # each entry's position in the chunk, in order
+        self.contexts, rank = np.unique(contexts[keep], return_inverse=True)
+        token = tokens[index].astype(np.int64)
+        # entries sorted by (context, token, position); a group is one (context, token), its positions in order
+        self.span = np.int64(len(tokens) + 1)
+        keys = (rank * 65536 + token) * self.span + index
+        keys.sort()
+        self.keys = keys
+        starts = _run_starts(keys // self.span)
+        self.group_key, self.group_start = keys[starts] // self.span * self.span, starts
+        self.group_token = self.group_key // self.span % 65536
+        # each context's groups: first and how many
+        per_context = np.bincount(self.group_key // self.span // 65536, minlength=len(self.contexts))
+        self.first_group, self.groups = np.cumsum(per_context) - per_context, per_context
+
+    def table(self) -> CountTable:
+        """All of these counts as a table (what RecentCounts.add would build from them)."""
+        sizes = np.diff(self.group_start, append=len(self.keys)).astype(np.float32)
+        bounds = np.append(self.first_group, len(self.group_start))
+        return CountTable(self.contexts, bounds, self.group_token.astype(np.uint16), sizes)
+
+    def lookup(self, context: np.ndarray, limit: np.ndarray):
+        """(query, next token, count) of what followed each query context (n,) among the positions before its
+        limit (n,), one per (query, token) seen, sorted by query then token."""
+        if not len(self.keys):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        rank = np.minimum(np.searchsorted(self.contexts, context), len(self.contexts) - 1)
+        groups = np.where(self.contexts[rank] == context, self.groups[rank], 0)
+        query = np.repeat(np.arange(len(context)), groups)
+        group = _ranges(self.first_group[rank], groups)
+        counts = np.searchsorted(self.keys, self.group_key[group] + limit[query]) - self.group_start[group]
+        seen = counts > 0
+        return query[seen], self.group_token[group[seen]], counts[seen].astype(np.float32)
 
 
 class RecentCounts:
@@ -276,8 +334,12 @@ class RecentCounts:
         self.sizes: list[int] = []
 
     def add(self, context: np.ndarray, nxt: np.ndarray) -> None:
-        self.levels.append(CountTable.build(context, nxt))
-        self.sizes.append(len(nxt))
+        self.add_table(CountTable.build(context, nxt), len(nxt))
+
+    def add_table(self, table: CountTable, size: int) -> None:
+        """Add counts already made a table (of `size` tokens counted)."""
+        self.levels.append(table)
+        self.sizes.append(size)
         while len(self.sizes) > 1 and self.sizes[-2] <= self.sizes[-1]:
             top, size = self.levels.pop(), self.sizes.pop()
             self.levels[-1] = CountTable.merge(self.levels[-1], top)
