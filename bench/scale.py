@@ -86,7 +86,7 @@ def python(code: str, *args) -> list[str]:
 TOKENISE = """
 from seqlab.data.corpus import cache_root, encode_corpus, read_documents
 from seqlab.data.tokenizer import ByteTokenizer
-data = encode_corpus(read_documents([sys.argv[1]]), [], ByteTokenizer(), 0.01, cache_root())
+data = encode_corpus(read_documents([sys.argv[1]]), [], ByteTokenizer(), float(sys.argv[2]), cache_root())
 print(len(data.train), "training tokens")
 """
 BUILD = """
@@ -111,6 +111,8 @@ def main() -> None:
     ap.add_argument("--budget", default="10m")
     ap.add_argument("--history", type=int, default=100_000_000, help="counts.max_history")
     ap.add_argument("--eval-bytes", type=int, default=200_000)
+    ap.add_argument("--val-fraction", type=float, default=0.01,
+                    help="the run's held-out share (train's final eval scores all of it)")
     ap.add_argument("--out", type=Path, default=Path.home() / ".cache" / "seqlab" / "scale")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -119,20 +121,21 @@ def main() -> None:
     cache = {"SEQLAB_CACHE": str(args.out / "cache")}
     rows = []
     for label in ("tokenise + cache (first)", "tokenise (cached)"):
-        seconds, rss, _ = measure(python(TOKENISE, corpus), cache)
+        seconds, rss, _ = measure(python(TOKENISE, corpus, args.val_fraction), cache)
         rows.append((label, seconds, rss, ""))
     run = args.out / "run"
     seconds, rss, out = measure([sys.executable, "-m", "seqlab", "train", str(corpus), "--budget", args.budget,
-                                 "--val-fraction", "0.01", "--set", f"counts.max_history={args.history}",
-                                 "--out", str(run)], {**cache, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+                                 "--val-fraction", str(args.val_fraction),
+                                 "--set", f"counts.max_history={args.history}", "--out", str(run)],
+                                {**cache, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
     rows.append(("train (budget + final eval)", seconds, rss, f"{args.budget} budget"))
     seconds, rss, _ = measure(python(BUILD, run))
     rows.append(("count model: build table", seconds, rss, _size(run)))
     seconds, rss, out = measure(python(LOAD, run))
     rows.append(("count model: load (mapped)", seconds, rss, out.strip().splitlines()[-1]))
     held = args.out / "held_out.txt"
-    tail = b"".join(p.read_bytes()[-max(1, int(p.stat().st_size * 0.01)) :] for p in sorted(corpus.rglob("*"))
-                    if p.is_file())  # the last 1% of every file: the run's held-out split
+    tail = b"".join(p.read_bytes()[-max(1, int(p.stat().st_size * args.val_fraction)) :]
+                    for p in sorted(corpus.rglob("*")) if p.is_file())  # the end of every file: the held-out split
     held.write_bytes(tail[: args.eval_bytes])
     seconds, rss, _ = measure([sys.executable, "-m", "seqlab", "eval", str(run), str(held)],
                               {"PYTHONPATH": str(Path(__file__).parents[1] / "src")})
