@@ -100,3 +100,14 @@ def test_a_build_that_would_not_fit_the_disk_is_refused_before_it_starts(tmp_pat
     with pytest.raises(SeqlabError, match=r"of disk in .* to build") as e:
         store.build(history(3000), ORDERS, tmp_path / "counts")
     assert "\n" not in str(e.value) and not (tmp_path / "counts").exists()
+
+
+def test_train_refuses_a_history_whose_table_would_not_fit_the_disk(tmp_path, corpus_file, monkeypatch, capsys):
+    from seqlab.__main__ import main
+
+    monkeypatch.setattr(store, "free_disk", lambda directory: 1000)
+    out = tmp_path / "run"
+    assert main(["train", str(corpus_file), "--max-steps", "5", "--arch", "lstm", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "of disk in" in err and "counts.max_history" in err
+    assert not (out / "checkpoint.safetensors").exists()  # refused before any training
