@@ -111,3 +111,23 @@ def test_train_refuses_a_history_whose_table_would_not_fit_the_disk(tmp_path, co
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "of disk in" in err and "counts.max_history" in err
     assert not (out / "checkpoint.safetensors").exists()  # refused before any training
+
+
+def test_a_long_history_s_blends_stay_finite_where_the_share_of_every_token_is_tiny():
+    """Ten orders that each saw their context 1e8 times leave every token a share of ~1e-52 of the blend: the
+    bonus of the token seen at the longest order is then past float32's range, and must not become inf (it did at
+    96M history tokens: eval's mix turned to NaN)."""
+    from seqlab.countmodel import mixer
+
+    orders = list(range(1, 11))
+    n_orders = len(orders)
+    total = np.full((1, n_orders), 1e8)
+    escape = np.full((1, n_orders), 1000.0)
+    row, order = np.array([0]), np.array([n_orders - 1])  # one entry, at the longest order
+    base, bonus = mixer._blends(orders, [10], 256, total, escape, np.array([0]), row, order, np.array([0]),
+                                np.array([1e8]))
+    share = np.exp(base[0, 0])
+    assert share < 1e-40
+    assert np.isfinite(bonus).all()
+    a = 1 / (1e8 + 1000)
+    assert bonus[0, 0] == pytest.approx(np.log1p(a * 1e8 / share), rel=1e-6)
