@@ -46,12 +46,12 @@ MERGE = 1 << 22  # entries of one order's sorted runs merged at a time
 CHUNK = 1 << 22  # contexts read at a time to count the directory
 INT32_ENTRIES = 2**31  # bounds are int32 when a table can have fewer entries than this
 # The build's working memory whatever the history's length (a shard's hashes and their sort, the merge's blocks,
-# the cached hash powers; measured by bench/scale.py), and what it needs per history token besides: the history
-# itself (uint16) and the copy save_history writes.
+# the cached hash powers: the whole process peaked at 0.56-0.98 GB for 2.5M-96M tokens, docs/countmodel.md), and
+# what it needs per history token besides: the history itself (uint16) and the copy save_history writes.
 BUILD_MEMORY = 1 << 30
 BUILD_BYTES_PER_TOKEN = 8
-# Disk per history token: the table (measured 150 bytes for 4.95M tokens of Python's docs; less redundant text
-# makes more distinct contexts) and one order's sorted runs (12 bytes at most).
+# Disk per history token: the table (measured 114 bytes for 96M tokens of Debian docs and sources, 165 for 5M of
+# Python's HTML docs; less repetitive text makes more distinct contexts) and one order's sorted runs (12 at most).
 DISK_BYTES_PER_TOKEN = 180
 
 
@@ -75,8 +75,7 @@ def free_disk(directory: Path) -> int:
     directory = Path(directory).absolute()
     while not directory.exists() and directory != directory.parent:
         directory = directory.parent
-    usage = shutil.disk_usage(directory)
-    return usage.free
+    return shutil.disk_usage(directory).free
 
 
 def check_fits(n_tokens: int, what: str = "the count model", available: int | None = None,
@@ -120,7 +119,7 @@ def build(history: np.ndarray, orders: list[int], out: Path) -> None:
         if e.errno != errno.ENOSPC:
             raise
         raise SeqlabError(f"the disk of {out.parent} filled up while the count model's table of {len(history):,} "
-                          f"tokens was built (nothing was kept); free some, or keep fewer with "
+                          f"tokens was built (nothing half-built was left); free some, or keep fewer with "
                           f"--set counts.max_history=N, or --set counts.enabled=false") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
