@@ -329,15 +329,19 @@ def test_tables_kept_on_disk_are_mapped_and_equal_rebuilt_ones(tmp_path, monkeyp
     assert np.array_equal(again.table.counts, CountModel(history[::-1].copy(), 257, config).table.counts)
 
 
-def test_a_history_too_large_for_memory_is_refused_in_one_line(tmp_path, corpus_file, monkeypatch, capsys):
+def test_a_history_too_large_for_memory_or_disk_is_refused_in_one_line(tmp_path, corpus_file, monkeypatch, capsys):
     from seqlab.__main__ import main
     from seqlab.countmodel import check_fits, store
     from seqlab.errors import SeqlabError
 
-    with pytest.raises(SeqlabError, match=r"needs about .* GiB to build.*counts.max_history=") as e:
-        check_fits(100_000_000, available=2 << 30)
+    with pytest.raises(SeqlabError, match=r"needs about .* GiB of memory to build.*counts.max_history=") as e:
+        check_fits(100_000_000, available=1 << 30)
     assert "\n" not in str(e.value)
-    check_fits(1000, available=2 << 30)
+    check_fits(100_000_000, available=2 << 30)  # the build's memory hardly grows with the history; its disk does
+    with pytest.raises(SeqlabError, match=r"needs about .* GiB of disk in .* to build.*counts.max_history=") as e:
+        check_fits(100_000_000, available=2 << 30, directory=tmp_path, disk=10 << 30)
+    assert "\n" not in str(e.value)
+    check_fits(1000, available=2 << 30, directory=tmp_path, disk=10 << 30)
     monkeypatch.setattr(store, "available_memory", lambda: 1 << 20)  # 1 MiB free: not even the tiny corpus fits
     out = tmp_path / "run"
     assert main(["train", str(corpus_file), "--max-steps", "5", "--arch", "lstm", "--out", str(out)]) == 2

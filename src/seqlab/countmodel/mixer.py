@@ -219,8 +219,18 @@ def _blends(orders: list[int], experts: list[int], vocab: int, total, escape, er
         extra *= scale[erow]
         extra += sums[i]
         bases.append(np.log(share))
-        bonuses.append(np.log1p((extra / share[erow]).astype(np.float32)))  # float32 logs are twice as fast
+        bonuses.append(_log1p(extra / share[erow]))
     return np.stack(bases, axis=1), np.stack(bonuses, axis=1)
+
+
+def _log1p(ratio: np.ndarray) -> np.ndarray:
+    """log(1 + ratio) in float32 (its logs are twice as fast), in float64 where the ratio is past float32's range:
+    a long history's large counts can make a blend's share of every token smaller than 1e-38."""
+    huge = ratio > 1e30
+    out = np.log1p(np.where(huge, 0, ratio).astype(np.float32))
+    if huge.any():
+        out[huge] = np.log1p(ratio[huge])
+    return out
 
 
 def _most_counted(n: int, row: np.ndarray, tokens: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -124,7 +124,8 @@ class CountTable:
         already known (a table memory-mapped from disk: computing it would read every context)."""
         index = index_dtype(len(tokens))
         self.contexts, self.tokens, self.counts = contexts, tokens, counts
-        self.bounds = bounds.astype(index, copy=False)
+        wide_enough = bounds.dtype in (np.int32, np.int64) and np.iinfo(bounds.dtype).max >= len(tokens)
+        self.bounds = bounds if wide_enough else bounds.astype(index)  # a mapped table's stays mapped
         self.directory = None
         if directory is None and len(self.contexts) >= DIRECTORY_FROM:
             per_bucket = np.bincount((self.contexts >> directory_shift(len(self.contexts))).astype(np.int64),
@@ -139,8 +140,8 @@ class CountTable:
         """keys: sorted, distinct (context << 16 | next token); counts: theirs."""
         context = keys >> np.uint64(16)
         starts = _run_starts(context)
-        return cls(context[starts], np.append(starts, len(keys)), (keys & np.uint64(0xFFFF)).astype(np.uint16),
-                   counts)
+        return cls(context[starts], np.append(starts, len(keys)).astype(index_dtype(len(keys))),
+                   (keys & np.uint64(0xFFFF)).astype(np.uint16), counts)
 
     @classmethod
     def build(cls, context: np.ndarray, nxt: np.ndarray) -> "CountTable":
@@ -215,6 +216,26 @@ def history_parts(history: np.ndarray, orders: list[int]):
         keys |= history[k:].astype(np.uint64)
         keys.sort()
         yield _runs(keys)
+
+
+def order_keys(history: np.ndarray, index: int, k: int, n_orders: int, start: int, stop: int,
+               span: int) -> np.ndarray:
+    """history_parts' keys of order k (the index-th of n_orders) at positions start..stop-1 (start >= k), unsorted,
+    from the tokens history[start - k : stop] alone: a window's hash does not depend on where the text began, so a
+    history can be hashed a shard at a time. span (>= stop - start + k): the length of the cached hash powers."""
+    window = history[start - k : stop]
+    m = len(window)
+    mul, inv = _powers(int(_MUL), span), _powers(int(_INV), span)
+    prefix = np.zeros(m + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        np.cumsum((window.astype(np.uint64) + np.uint64(1)) * mul[:m], out=prefix[1:])
+        keys = prefix[k:m] - prefix[: m - k]  # as history_parts, the text's start moved to start - k
+        del prefix
+        keys *= inv[: m - k]
+        _context_id(_finalise(keys), index, n_orders)
+    keys <<= np.uint64(16)
+    keys |= window[k:].astype(np.uint64)
+    return keys
 
 
 def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -133,7 +133,7 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool, log=print):
     log(f"corpus: {len(docs)} document(s), {data.train_bytes:,} training bytes ({len(data.train):,} tokens), "
         f"{data.val_bytes:,} held-out bytes ({data.val_tokens:,} tokens)")
     if countmodel.usable(cfg.counts, tokenizer.vocab_size):  # refused now, not after the budget is spent
-        countmodel.check_fits(min(len(data.train), cfg.counts.max_history))
+        countmodel.check_fits(min(len(data.train), cfg.counts.max_history), directory=run_dir)
     return docs, tokenizer, data
 
 
