@@ -5,9 +5,10 @@
 Paragraphs (blank-line separated, 100-3000 bytes, two sentences or more) come from the held-out part of the
 run's own corpus (the last val_fraction of each file, which neither training nor `seqlab tune` saw) and are
 split at the sentence boundary nearest their middle. Side by side on the same queries: seqlab's passage
-vectors with each pooling (mean, last, max; centred on the run's mean state and raw), a tuned run's, BM25
-(bm25s, Lucene's formula) and TF-IDF (scikit-learn, cosine). recall@1 and recall@10 carry Wilson intervals,
-MRR a bootstrap interval over queries.
+vectors with each pooling (mean, last, max: centred on the run's mean state and raw; surprisal), a tuned
+run's, BM25 (bm25s, Lucene's formula) and TF-IDF (scikit-learn, cosine). recall@1 and recall@10 carry Wilson
+intervals, MRR a bootstrap interval over queries; the last column is each method's recall@1 less BM25's on
+the same queries, with a paired bootstrap interval (seqlab.stats.paired_difference).
 """
 
 import argparse
@@ -25,19 +26,9 @@ from common import print_table  # noqa: E402
 from seqlab.data.corpus import resolve_paths, split_document  # noqa: E402
 from seqlab.run import load, read_config  # noqa: E402
 from seqlab.stats import bootstrap_statistic, wilson  # noqa: E402
-from seqlab.vectors.embed import embed_texts  # noqa: E402
-
-SENTENCE_END = re.compile(rb"(?<=[.!?])[\"')\]]*\s+")
-
-
-def halves(paragraph: bytes) -> tuple[bytes, bytes] | None:
-    cuts = [m.end() for m in SENTENCE_END.finditer(paragraph) if 0 < m.end() < len(paragraph.rstrip())]
-    if not cuts:
-        return None
-    cut = min(cuts, key=lambda c: abs(c - len(paragraph) / 2))
-    first, second = paragraph[:cut].strip(), paragraph[cut:].strip()
-    return (first, second) if len(first) >= 30 and len(second) >= 30 else None
-
+from seqlab.stats import paired_difference  # noqa: E402
+from seqlab.vectors.embed import embed_texts, is_centred  # noqa: E402
+from seqlab.vectors.tune import halves  # noqa: E402
 
 def held_out_pairs(run_dir, corpus, n: int, seed: int = 0) -> list[tuple[bytes, bytes]]:
     config = read_config(run_dir)
@@ -87,13 +78,15 @@ def seqlab_ranks(run, queries, docs, pooling: str, centre: bool) -> np.ndarray:
     return ranks_from_scores(q @ d.T)
 
 
-def row(name: str, ranks: np.ndarray, seconds: float) -> list:
+def row(name: str, ranks: np.ndarray, seconds: float, reference: np.ndarray) -> list:
     n = len(ranks)
     r1, r10 = int((ranks <= 1).sum()), int((ranks <= 10).sum())
     rr = 1.0 / ranks
     lo, hi = bootstrap_statistic(lambda idx: float(rr[idx].mean()), n, block_len=1, n_boot=1000)
     fmt = lambda k: f"{k / n:.3f} [{wilson(k, n)[0]:.3f}, {wilson(k, n)[1]:.3f}]"  # noqa: E731
-    return [name, fmt(r1), fmt(r10), f"{rr.mean():.3f} [{lo:.3f}, {hi:.3f}]", f"{seconds:.1f}"]
+    d, d_lo, d_hi = paired_difference(ranks <= 1, reference <= 1, np.ones(n))
+    return [name, fmt(r1), fmt(r10), f"{rr.mean():.3f} [{lo:.3f}, {hi:.3f}]", f"{d:+.3f} [{d_lo:+.3f}, {d_hi:+.3f}]",
+            f"{seconds:.1f}"]
 
 
 def main() -> None:
@@ -102,7 +95,7 @@ def main() -> None:
     ap.add_argument("--tuned", help="a run made by `seqlab tune RUN ...`")
     ap.add_argument("--corpus", nargs="+", help="the run's corpus, if not where it was trained")
     ap.add_argument("--n", type=int, default=1000, help="held-out paragraphs (queries), default 1000")
-    ap.add_argument("--poolings", default="mean,last,max")
+    ap.add_argument("--poolings", default="mean,last,max,surprisal")
     args = ap.parse_args()
     pairs = held_out_pairs(args.run, args.corpus, args.n)
     queries, docs = [p[0] for p in pairs], [p[1] for p in pairs]
@@ -112,21 +105,26 @@ def main() -> None:
     methods = [("BM25 (bm25s)", lambda: bm25_ranks(queries, docs)),
                ("TF-IDF (scikit-learn)", lambda: tfidf_ranks(queries, docs))]
     run = load(args.run)
-    for pooling in args.poolings.split(","):
-        for centre in (True, False):
-            name = f"seqlab {pooling}{', centred' if centre else ', raw'}"
+    poolings = args.poolings.split(",")
+    for pooling in poolings:
+        for centre in (True, False) if is_centred(pooling) else (False,):
+            name = f"seqlab {pooling}{(', centred' if centre else ', raw') if is_centred(pooling) else ''}"
             methods.append((name, lambda p=pooling, c=centre: seqlab_ranks(run, queries, docs, p, c)))
     if args.tuned:
         tuned = load(args.tuned)
-        methods.append(("seqlab tuned mean, centred", lambda: seqlab_ranks(tuned, queries, docs, "mean", True)))
+        for pooling in poolings:
+            name = f"seqlab tuned {pooling}{', centred' if is_centred(pooling) else ''}"
+            methods.append((name, lambda p=pooling: seqlab_ranks(tuned, queries, docs, p, True)))
+    reference = None
     for name, fn in methods:
         t0 = time.perf_counter()
         ranks = fn()
-        rows.append(row(name, ranks, time.perf_counter() - t0))
+        reference = ranks if reference is None else reference  # BM25, the first
+        rows.append(row(name, ranks, time.perf_counter() - t0, reference))
         print(f"  {name}: recall@1 {np.mean(ranks <= 1):.3f}", flush=True)
     print()
     print_table(f"retrieval on {len(pairs)} held-out paragraphs of {Path(args.run).name}'s corpus "
-                f"(95% intervals)", ["method", "recall@1", "recall@10", "MRR", "seconds"], rows)
+                f"(95% intervals)", ["method", "recall@1", "recall@10", "MRR", "recall@1 - BM25", "seconds"], rows)
 
 
 if __name__ == "__main__":

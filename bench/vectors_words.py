@@ -5,6 +5,8 @@ same words, same vocabulary, evaluated by the same code.
     seqlab train ~/.cache/seqlab/corpora/prose-en --arch lstm --tokenizer bpe:2048 --out runs/prose-fwd ...
     seqlab train ~/.cache/seqlab/corpora/prose-en ... --backward --out runs/prose-bwd
     python bench/vectors_words.py runs/prose-fwd --backward runs/prose-bwd [--min-count 5]
+    python bench/vectors_words.py runs/prose-fwd --backward runs/prose-bwd --states "" \
+        --joins fwd-after+bwd-before,fwd-after+bwd-after        # ELMo-style: each run's own states
 
 Words are find_words' (runs of letters, lowercased) over the run's training split; Word2Vec is trained on
 the same words, one sentence per line, with the same min_count, so both have the same vocabulary. Test data
@@ -12,6 +14,10 @@ ship with gensim (gensim.test.utils.datapath): WordSim-353 and SimLex-999 give S
 whose words are both in the vocabulary (the out-of-vocabulary share is shown; 95% bootstrap interval over
 pairs), questions-words.txt the analogy accuracy (gensim's evaluate_word_analogies: 3CosAdd over the 300,000
 most frequent words, case-insensitive; Wilson interval over the questions it could ask).
+
+`--joins` measures joins of each run's own states (`fwd-after+bwd-before`: the forward run's state after
+the word with the backward run's state before it, the issue's ELMo-like suggestion), each part unit length
+before they are concatenated, as `seqlab similar --backward` joins them.
 """
 
 import argparse
@@ -27,6 +33,7 @@ from common import print_table  # noqa: E402
 
 from seqlab.run import load  # noqa: E402
 from seqlab.stats import bootstrap_statistic, wilson  # noqa: E402
+from seqlab.vectors.embed import unit_rows  # noqa: E402
 from seqlab.vectors.words import STATES, WordVectors, training_texts, training_word_vectors, word_tokens  # noqa: E402
 
 
@@ -93,6 +100,13 @@ def gensim_vectors(texts, min_count: int, dim: int, seed: int = 1) -> WordVector
     return WordVectors(words, counts, vectors.astype(np.float32))
 
 
+def joined(parts: list[WordVectors], words: list[str]) -> WordVectors:
+    """The parts' vectors of `words`, concatenated and scaled to unit length (each part is unit length)."""
+    rows = [np.stack([p.vectors[p.ids[w]] for w in words]) for p in parts]
+    counts = np.array([parts[0].counts[parts[0].ids[w]] for w in words])
+    return WordVectors(words, counts, unit_rows(np.concatenate(rows, axis=1)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
@@ -100,6 +114,7 @@ def main() -> None:
     ap.add_argument("--corpus", nargs="+", help="the run's corpus, if not where it was trained")
     ap.add_argument("--min-count", type=int, default=5)
     ap.add_argument("--states", default=",".join(STATES), help="which seqlab variants to measure")
+    ap.add_argument("--joins", default="", help="e.g. fwd-after+bwd-before,fwd-after+bwd-after (needs --backward)")
     ap.add_argument("--dim", type=int, default=100, help="Word2Vec's vector size (gensim's default 100)")
     args = ap.parse_args()
     run = load(args.run)
@@ -110,9 +125,9 @@ def main() -> None:
     rows.append(evaluate(f"gensim Word2Vec skip-gram ({args.dim}d)", reference, time.perf_counter() - t0))
     vocab = set(reference.words)
     print(rows[-1], flush=True)
-    variants = [(s, None) for s in args.states.split(",")]
+    variants = [(s, None) for s in args.states.split(",") if s]
     if args.backward:
-        variants += [(s, args.backward) for s in args.states.split(",")]
+        variants += [(s, args.backward) for s in args.states.split(",") if s]
     for states, backward in variants:
         t0 = time.perf_counter()
         back = load(args.backward) if backward else None
@@ -120,6 +135,13 @@ def main() -> None:
         same = set(wv.words) == vocab
         name = f"seqlab {states}" + (" + backward" if backward else "") + ("" if same else " (other vocabulary!)")
         rows.append(evaluate(name, wv, time.perf_counter() - t0))
+        print(rows[-1], flush=True)
+    runs = {"fwd": run, "bwd": load(args.backward) if args.backward else None}
+    for join in filter(None, args.joins.split(",")):
+        t0 = time.perf_counter()
+        which = [p.split("-") for p in join.split("+")]
+        parts = [training_word_vectors(runs[r], None, s, args.corpus) for r, s in which]
+        rows.append(evaluate(f"seqlab {join}", joined(parts, reference.words), time.perf_counter() - t0))
         print(rows[-1], flush=True)
     print()
     print_table(f"word vectors on {Path(args.run).name}'s training split, words seen >= {args.min_count} times "

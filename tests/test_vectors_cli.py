@@ -66,6 +66,39 @@ def test_tune_saves_an_ordinary_run(made, capsys, tmp_path):
     assert code == 0
 
 
+def test_tune_and_index_with_the_surprisal_pooling(made, capsys, tmp_path):
+    """`tune --pooling surprisal --crops halves` trains the pooling `index --pooling surprisal` uses, whose
+    vectors have two vocabulary-sized halves (bag of surprising tokens, expected next tokens)."""
+    from safetensors.torch import load_file
+
+    from seqlab.run import load
+
+    out = tmp_path / "tuned"
+    code, _, err = run_cli(capsys, "tune", made["lstm"], made["root"] / "docs", "--out", out, "--max-steps", 2,
+                           "--batch-size", 4, "--pooling", "surprisal", "--crops", "halves", "--lr", "0.01")
+    assert code == 0, err
+    record = json.loads((out / "tune.json").read_text())
+    assert (record["pooling"], record["crops"]) == ("surprisal", "halves")
+    before = load_file(str(made["lstm"] / "checkpoint.safetensors"))
+    after = load_file(str(out / "checkpoint.safetensors"))
+    assert any(not before[k].equal(after[k]) for k in before)  # the loss reached the weights
+    code, text, err = run_cli(capsys, "index", out, made["files"][0], "--out", tmp_path / "idx", "--pooling",
+                              "surprisal", "--json")
+    assert code == 0, err
+    assert json.loads(text)["dim"] == 2 * len(load(out).tokenizer.token_bytes)
+    code, text, _ = run_cli(capsys, "search", tmp_path / "idx", "a royal queen came.", "--k", 1, "--json")
+    assert code == 0 and json.loads(text)["results"][0]["text"]
+
+
+def test_halves_cut_at_the_sentence_end_nearest_the_middle():
+    from seqlab.vectors.tune import halves
+
+    assert halves(b"One two three. Four five six! Seven eight nine ten eleven.", 1) == (
+        b"One two three. Four five six!", b"Seven eight nine ten eleven.")
+    assert halves(b"no sentence end in here at all", 1) is None
+    assert halves(b"Short. This second part is longer than thirty bytes.") is None  # a half under 30 bytes
+
+
 def one_line_error(capsys, *argv, match: str) -> str:
     code, out, err = run_cli(capsys, *argv)
     assert code == 2, (out, err)

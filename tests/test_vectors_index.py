@@ -34,7 +34,7 @@ def test_passages_know_their_file_line_and_offset(tmp_path):
 
 
 @pytest.mark.parametrize("arch", ["lstm", "transformer"])
-@pytest.mark.parametrize("pooling", ["mean", "last", "max"])
+@pytest.mark.parametrize("pooling", ["mean", "last", "max", "surprisal"])
 def test_a_batch_gives_each_passage_the_vector_it_gets_alone(setup, arch, pooling):
     run = load(setup[arch])
     texts = [p.data for p in passages(setup["files"][:1], "paragraph")][:12]
@@ -154,3 +154,21 @@ def test_every_passage_is_read_back_by_its_offset(setup, tmp_path):
     for i in order[:200]:
         row = idx.passage(int(i))
         assert (row["file"], row["line"], row["text"].encode()) == (lines[i].file, lines[i].line, lines[i].data)
+
+
+def test_surprisal_pooling_finds_the_passage_that_shares_a_rare_word(setup):
+    """Each query shares an unexpected word with its own passage and all its ordinary text with another
+    passage: the surprisal pooling (the bits the run pays for each token) finds the right one, where mean-pooled
+    states follow the ordinary text."""
+    run = load(setup["lstm"])  # trained on the grammar of conftest.structured_text: anna sees the cat.
+    fillers = [b"anna sees the cat. bob takes it.", b"carl likes a red box. anna takes the cat.",
+               b"bob sees it. carl takes a red box.", b"anna likes it. bob likes the cat.",
+               b"carl sees the cat. anna takes it."]
+    rare = [b"fjfjf", b"mpmpm", b"quqvq", b"wywyw", b"zgzgz"]
+    n = len(rare)
+    queries = [fillers[i] + b" " + rare[i] for i in range(n)]
+    passages_ = [fillers[(i + 1) % n] + b" " + rare[i] for i in range(n)]  # passage i-1 has query i's text
+    found = {pooling: (embed_texts(run, queries, pooling) @ embed_texts(run, passages_, pooling).T).argmax(1)
+             for pooling in ("surprisal", "mean")}
+    assert list(found["surprisal"]) == list(range(n))
+    assert (found["mean"] == np.arange(n)).sum() < n  # the test asks something the states do not answer

@@ -16,7 +16,7 @@ from .errors import SeqlabError
 from .options import corpus_path, device, integer, output_dir, run_dir
 from .progress import bar
 from .vectors import load_backward, load_forward
-from .vectors.embed import (CENTRE, DEFAULT_POOLING, DTYPES, FORMATS, POOLINGS, VectorWriter, check_pooling,
+from .vectors.embed import (CENTRE, DEFAULT_POOLING, DTYPES, FORMATS, POOLINGS, VectorWriter, check_pooling, is_centred,
                             embed_stream, fingerprint, new_output_dir)
 from .vectors.passages import UNITS, check_unit, corpus_files, count_passages, passages
 from .vectors.words import DEFAULT_STATES, STATES, Accumulator, accumulate_text, check_states
@@ -41,7 +41,7 @@ def embed(run_dir, files, unit: str, out, pooling: str = DEFAULT_POOLING, dtype:
     if unit == "word":
         return _embed_words(run, back, paths, out, info | {"states": states, "backward": backward}, dtype, fmt,
                             states, show_progress)
-    info["pooling"], info["centre"] = pooling, CENTRE
+    info["pooling"], info["centre"] = pooling, CENTRE and is_centred(pooling)
     total = count_passages(paths, unit)
     if total == 0:
         raise SeqlabError(f"no {unit} passages in the files given (all empty or blank)")
@@ -88,7 +88,9 @@ def add_cli(sub) -> None:
     p.add_argument("--unit", choices=UNITS, default="paragraph")
     p.add_argument("--out", required=True, type=output_dir, help="output directory (new or empty)")
     p.add_argument("--pooling", choices=POOLINGS, default=DEFAULT_POOLING,
-                   help=f"how a passage's token states become one vector (default {DEFAULT_POOLING})")
+                   help=f"how a passage's token states become one vector (default {DEFAULT_POOLING}; surprisal: "
+                        "the tokens the run did not expect and what it expects, 2x vocabulary dims, the best "
+                        "for retrieval in docs/vectors.md)")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
     p.add_argument("--format", dest="fmt", choices=FORMATS, default="safetensors")
     p.add_argument("--backward", metavar="RUN", type=run_dir, help="--unit word: join a backward run's states")

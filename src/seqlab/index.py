@@ -44,7 +44,9 @@ def add_cli(sub) -> None:
     p.add_argument("--out", required=True, type=output_dir,
                    help="index directory (new or empty; an existing index with --add)")
     p.add_argument("--unit", choices=PASSAGE_UNITS, default="paragraph", help="what one result is (paragraph)")
-    p.add_argument("--pooling", choices=POOLINGS, default=DEFAULT_POOLING)
+    p.add_argument("--pooling", choices=POOLINGS, default=DEFAULT_POOLING,
+                   help=f"passage vectors (default {DEFAULT_POOLING}; surprisal finds related passages best, "
+                        "2x vocabulary dims: docs/vectors.md)")
     p.add_argument("--add", action="store_true", help="add new files to the existing index at --out")
     p.add_argument("--device", default="cpu", type=device)
     p.add_argument("--threads", type=integer(min=1), help="torch threads (default: torch's)")

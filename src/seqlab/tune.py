@@ -12,9 +12,9 @@ import sys
 from .embed import set_threads
 from .options import budget, corpus_path, device, integer, new_run, number, run_dir, seed
 from .vectors import load_forward
-from .vectors.embed import new_output_dir
+from .vectors.embed import POOLINGS, new_output_dir
 from .vectors.passages import corpus_files
-from .vectors.tune import TuneConfig
+from .vectors.tune import CROPS, TuneConfig
 from .vectors.tune import tune as tune_run
 
 
@@ -40,6 +40,10 @@ def add_cli(sub) -> None:
     p.add_argument("--temperature", type=number(min=0, min_open=True), default=0.05)
     p.add_argument("--lm-weight", type=number(min=0), default=0.5, help="weight of the next-token loss kept")
     p.add_argument("--max-crop-tokens", type=integer(min=2), default=256)
+    p.add_argument("--pooling", choices=POOLINGS, default="mean",
+                   help="the pooling trained (the one `seqlab embed/index --pooling` will use)")
+    p.add_argument("--crops", choices=CROPS, default="random",
+                   help="two random crops of a paragraph, or its two halves (cut at a sentence end)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="cpu", type=device)
     p.add_argument("--threads", type=integer(min=1))
@@ -49,6 +53,6 @@ def add_cli(sub) -> None:
 def cli(args) -> None:
     cfg = TuneConfig(max_steps=args.max_steps, budget_seconds=args.budget or 0.0, batch_size=args.batch_size,
                      lr=args.lr, temperature=args.temperature, lm_weight=args.lm_weight,
-                     max_crop_tokens=args.max_crop_tokens, seed=args.seed)
+                     max_crop_tokens=args.max_crop_tokens, seed=args.seed, pooling=args.pooling, crops=args.crops)
     set_threads(args)
     tune(args.run, args.corpus, args.out, cfg, args.device, log=lambda m: print(m, file=sys.stdout))

@@ -9,22 +9,33 @@ features the output layer reads) and its token states are pooled: `mean` (the de
 `last` and `max` in bench/vectors_retrieval.py; see docs/vectors.md). A passage longer than the model's
 context is cut into pieces of at most that many tokens, each read from BOS; mean and max pool over all of
 them, `last` takes the last piece's last state. Vectors are scaled to unit length: cosine = dot product.
+
+`surprisal` pools what the run predicts rather than its states, in the vocabulary's space (2 x V dims):
+each token's bits (-log2 of the probability the run gave it there) raised to SURPRISAL_POWER and summed at
+its id (the tokens the run did not expect carry the passage's content, as IDF says of rare words), joined
+with the square root of the run's average next-token distribution over the passage (what it expects to
+read around it). Each half is scaled to unit length. On held-out paragraphs it finds a passage's other half
+7x more often than pooled states (docs/vectors.md); it needs a full softmax (any head; adaptive ones too).
 """
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import SeqlabError
 from ..scoring import TorchThreads, Window, _batch_tokens, _batches_of_equal_length, _in_order, plan_windows
 
-POOLINGS = ("mean", "last", "max")
+STATE_POOLINGS = ("mean", "last", "max")
+POOLINGS = (*STATE_POOLINGS, "surprisal")
 DEFAULT_POOLING = "mean"
+SURPRISAL_POWER = 1.5  # bits**1.5: measured against bits and bits**2 (docs/vectors.md)
 STATE_BLOCK, STATE_WARMUP = 512, 256  # a recurrent model's blocks when reading long texts for states
 RECURRENT_PIECE = 1024  # tokens per piece for models without a context limit (bounds a batch's memory)
 BATCH_TOKENS = 16384  # padded tokens per forward pass
@@ -130,7 +141,12 @@ def embed_texts(run, texts: list[bytes], pooling: str = DEFAULT_POOLING, batch_t
     pooled = pool_pieces(run, _pieces(run, texts), len(texts), pooling, batch_tokens)
     if not normalize:
         return pooled
-    return unit_rows(pooled - run_centre(run, pooling) if centre else pooled)
+    return unit_rows(pooled - run_centre(run, pooling) if centre and is_centred(pooling) else pooled)
+
+
+def is_centred(pooling: str) -> bool:
+    """Pooled states share the run's common part (run_centre); the surprisal pooling's parts do not."""
+    return pooling in STATE_POOLINGS
 
 
 CENTRE_SAMPLES, CENTRE_TOKENS = 8, 128
@@ -155,6 +171,8 @@ def run_centre(run, pooling: str) -> np.ndarray:
 
 def pool_pieces(run, pieces, n: int, pooling: str, batch_tokens: int = BATCH_TOKENS, grad: bool = False):
     """Pool the pieces' token states per passage: (n, C) numpy, or a torch tensor with grad=True (tune)."""
+    if pooling == "surprisal":
+        return pool_surprisal(run, pieces, n, batch_tokens, grad)
     model, device = run.model, run.device
     order = sorted(range(len(pieces)), key=lambda j: len(pieces[j][2]))
     batches = list(_length_batches(order, pieces, batch_tokens))
@@ -196,6 +214,47 @@ def pool_pieces(run, pieces, n: int, pooling: str, batch_tokens: int = BATCH_TOK
         return np.zeros((0, 0), np.float32)
     out = {"mean": sums / counts.clamp(min=1)[:, None], "max": best, "last": last}[pooling]
     return out if grad else out.cpu().numpy()
+
+
+def pool_surprisal(run, pieces, n: int, batch_tokens: int = BATCH_TOKENS, grad: bool = False):
+    """The `surprisal` pooling of each passage (n, 2V): [bag of its tokens weighted by bits**SURPRISAL_POWER,
+    sqrt of its mean next-token distribution], each half unit length, the whole scaled by 1/sqrt(2); numpy,
+    or a torch tensor with grad=True (tune)."""
+    model, device = run.model, run.device
+    head = model.output_layer()
+    order = sorted(range(len(pieces)), key=lambda j: len(pieces[j][2]))
+    batches = list(_length_batches(order, pieces, batch_tokens // 4))  # a (B, T, V) softmax per batch
+
+    def parts_of(batch):
+        lengths = torch.tensor([len(pieces[j][2]) for j in batch], device=device)
+        x = torch.zeros(len(batch), int(lengths.max()), dtype=torch.long)
+        for row, j in enumerate(batch):
+            x[row, : len(pieces[j][2])] = torch.from_numpy(pieces[j][2])
+        x = x.to(device)
+        with torch.set_grad_enabled(grad):
+            feats = (model.features if grad else model.scoring_features)(x)[0]
+            logp = F.log_softmax(head(feats[:, :-1]).float(), -1)  # (B, T-1, V): position t predicts token t+1
+            predicts = torch.arange(x.shape[1] - 1, device=device)[None, :] < (lengths[:, None] - 1)
+            bits = -logp.gather(2, x[:, 1:, None])[..., 0] / math.log(2)
+            bag = torch.zeros(len(batch), logp.shape[-1], device=device)
+            bag = bag.scatter_add(1, x[:, 1:], bits.clamp(min=0) ** SURPRISAL_POWER * predicts)
+            expected = (logp.exp() * predicts[..., None]).sum(1)
+        return batch, bag, expected, predicts.sum(1).float()
+
+    computed = map(parts_of, batches) if grad else _in_order(parts_of, batches, _workers(device, len(batches)))
+    bags = expected = counts = None
+    for batch, bag, exp, count in computed:
+        if bags is None:
+            bags = torch.zeros(n, bag.shape[1], device=device)
+            expected, counts = torch.zeros_like(bags), torch.zeros(n, device=device)
+        idx = torch.tensor([pieces[j][0] for j in batch], device=device)
+        bags, expected = bags.index_add(0, idx, bag), expected.index_add(0, idx, exp)
+        counts = counts.index_add(0, idx, count)
+    if bags is None:
+        return np.zeros((0, 0), np.float32)
+    mean_expected = torch.sqrt(expected / counts.clamp(min=1)[:, None] + 1e-12)
+    out = torch.cat([F.normalize(bags, dim=-1), F.normalize(mean_expected, dim=-1)], 1) / math.sqrt(2)
+    return out if grad else out.detach().cpu().numpy()
 
 
 def _length_batches(order, pieces, batch_tokens: int):

@@ -30,7 +30,7 @@ import numpy as np
 from ..checkpoint import atomic_write_text
 from ..errors import SeqlabError
 from ..progress import bar
-from .embed import CENTRE, DEFAULT_POOLING, embed_stream, fingerprint
+from .embed import CENTRE, DEFAULT_POOLING, embed_stream, fingerprint, is_centred
 from .passages import count_passages, passages
 
 FORMAT = 1
@@ -79,7 +79,8 @@ class PassageIndex:
               exact_below: int = EXACT_BELOW, show_progress: bool = True) -> "PassageIndex":
         out = Path(out)
         info = {"format": FORMAT, "run": str(Path(run.path).resolve()), "fingerprint": fingerprint(run.path),
-                "unit": unit, "pooling": pooling, "centre": CENTRE, "exact_below": exact_below, "files": []}
+                "unit": unit, "pooling": pooling, "centre": CENTRE and is_centred(pooling), "exact_below": exact_below,
+                "files": []}
         tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
         tmp.mkdir(parents=True, exist_ok=True)
         (tmp / META).write_bytes(b"")

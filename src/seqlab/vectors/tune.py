@@ -2,7 +2,8 @@
 
 Each step samples `batch_size` paragraphs of the corpus's training split (the run's own held-out fraction
 is left out, so a benchmark can test on it), cuts two random crops of each (each 30-70% of the
-paragraph, anywhere in it), mean-pools their token states (as `seqlab embed` does) and minimises the
+paragraph, anywhere in it; `crops="halves"`: its two halves, cut at the sentence end nearest its middle),
+pools them as `seqlab embed --pooling` does (mean or surprisal) and minimises the
 symmetric InfoNCE loss of the crops' cosine similarities at `temperature` (the other paragraphs of the
 batch are the negatives, as in SimCSE/CLIP). The usual next-token loss on the same crops is added with
 weight `lm_weight`, so the tuned run still generates and scores. The result is an ordinary run: config,
@@ -12,6 +13,7 @@ tokenizer, count-model history and a checkpoint of the new weights, plus tune.js
 import json
 import math
 import random
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,10 +27,12 @@ from ..checkpoint import atomic_write_text, save_checkpoint
 from ..errors import SeqlabError
 from ..models.heads import AdaptiveHead
 from ..progress import bar
-from .embed import RECURRENT_PIECE, fingerprint, pool_pieces
+from .embed import POOLINGS, RECURRENT_PIECE, fingerprint, pool_pieces
 from .passages import passages
 
 MIN_PARAGRAPH_BYTES = 40
+CROPS = ("random", "halves")
+SENTENCE_END = re.compile(rb"(?<=[.!?])[\"')\]]*\s+")
 
 
 @dataclass
@@ -41,6 +45,8 @@ class TuneConfig:
     lm_weight: float = 0.5
     max_crop_tokens: int = 256
     seed: int = 0
+    pooling: str = "mean"
+    crops: str = "random"
 
 
 def training_paragraphs(files, val_fraction: float) -> list[bytes]:
@@ -60,9 +66,28 @@ def crop(data: bytes, rng: random.Random) -> bytes:
     return data[start : start + length]
 
 
+def halves(paragraph: bytes, min_bytes: int = 30) -> tuple[bytes, bytes] | None:
+    """The paragraph cut at the sentence end nearest its middle, or None where either half would be shorter
+    than min_bytes (bench/vectors_retrieval.py asks each first half to find its second)."""
+    cuts = [m.end() for m in SENTENCE_END.finditer(paragraph) if 0 < m.end() < len(paragraph.rstrip())]
+    if not cuts:
+        return None
+    cut = min(cuts, key=lambda c: abs(c - len(paragraph) / 2))
+    first, second = paragraph[:cut].strip(), paragraph[cut:].strip()
+    return (first, second) if len(first) >= min_bytes and len(second) >= min_bytes else None
+
+
+def two_views(data: bytes, how: str, rng: random.Random) -> tuple[bytes, bytes]:
+    """Two views of one paragraph: random crops, or its halves (random crops where it has no sentence end)."""
+    return (how == "halves" and halves(data, 1)) or (crop(data, rng), crop(data, rng))
+
+
 def tune(run, files, out, cfg: TuneConfig | None = None, log=print, show_progress: bool = True) -> Path:
     """Fine-tune `run` (loaded) on the paragraphs of `files`; write the new run to `out`."""
     cfg = cfg or TuneConfig()
+    if cfg.pooling not in POOLINGS or cfg.crops not in CROPS:
+        raise SeqlabError(f"pooling {cfg.pooling!r}, crops {cfg.crops!r}: choose a pooling of {', '.join(POOLINGS)} "
+                          f"and crops of {', '.join(CROPS)}")
     out = Path(out)
     paragraphs = training_paragraphs(files, 0.0 if run.config.data.val_paths else run.config.data.val_fraction)
     if len(paragraphs) < 2:
@@ -82,11 +107,11 @@ def tune(run, files, out, cfg: TuneConfig | None = None, log=print, show_progres
     total = None if cfg.budget_seconds else cfg.max_steps
     with bar(total=total, desc="tune", unit="step", enabled=None if show_progress else False) as b:
         while (time.monotonic() - t0 < cfg.budget_seconds) if cfg.budget_seconds else step < cfg.max_steps:
-            chosen = rng.sample(paragraphs, batch)
-            # rows i and batch + i: two crops of paragraph i, drawn independently
-            pieces = [(i, 0, np.concatenate([[tok.bos_id], tok.encode(crop(p, rng))[:limit]]).astype(np.int64))
-                      for i, p in enumerate(chosen + chosen)]
-            z = F.normalize(pool_pieces(run, pieces, 2 * batch, "mean", grad=True), dim=-1)  # (2B, C)
+            views = [two_views(p, cfg.crops, rng) for p in rng.sample(paragraphs, batch)]
+            # rows i and batch + i: two views of paragraph i
+            pieces = [(i, 0, np.concatenate([[tok.bos_id], tok.encode(v)[:limit]]).astype(np.int64))
+                      for i, v in enumerate([v[0] for v in views] + [v[1] for v in views])]
+            z = F.normalize(pool_pieces(run, pieces, 2 * batch, cfg.pooling, grad=True), dim=-1)  # (2B, C)
             logits = z[:batch] @ z[batch:].T / cfg.temperature  # (B, B)
             target = torch.arange(batch, device=logits.device)
             contrastive = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
