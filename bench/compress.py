@@ -79,18 +79,20 @@ sys.path.insert(0, sys.argv[1])
 import torch
 from seqlab.run import load
 from seqlab.compress import compress_bytes
-torch.set_num_threads(1)
+threads = int(sys.argv[5])
+torch.set_num_threads(threads)
 data = open(sys.argv[2], "rb").read()[: int(sys.argv[3])]
 run = load(sys.argv[4]); run.count_model
 wall, cpu = time.perf_counter(), time.process_time()
-compress_bytes(run, data, 1)
+compress_bytes(run, data, threads)
 print(len(data) / (time.perf_counter() - wall), len(data) / (time.process_time() - cpu))
 """
 
 
-def before_speed(src: str, file: str, n: int, run: str) -> tuple[float, float]:
-    out = subprocess.run([sys.executable, "-c", BEFORE, src, file, str(n), run], check=True, capture_output=True,
-                         text=True, env={**os.environ, "PYTHONPATH": src})
+def before_speed(src: str, file: str, n: int, run: str, threads: int) -> tuple[float, float]:
+    """Compress speed of the source tree SRC, with the same thread count as this tree's rounds."""
+    out = subprocess.run([sys.executable, "-c", BEFORE, src, file, str(n), run, str(threads)], check=True,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": src})
     wall, cpu = map(float, out.stdout.split()[-2:])
     return wall, cpu
 
@@ -120,7 +122,7 @@ def main() -> None:
             with tempfile.NamedTemporaryFile() as f:
                 f.write(data[: args.before_bytes])
                 f.flush()
-                before.append(before_speed(args.before, f.name, args.before_bytes, args.run))
+                before.append(before_speed(args.before, f.name, args.before_bytes, args.run, args.threads))
     c_wall, c_cpu, d_wall, d_cpu = np.median(np.array(rounds), axis=0)
     with tempfile.NamedTemporaryFile(suffix=".txt") as f:
         f.write(data)
