@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from seqlab.countmodel.tables import context_hashes, context_hashes_at
+from seqlab.countmodel.tables import context_hashes, context_hashes_at, context_ids
 from seqlab.models.transformer import features_at
 from seqlab.run import load
 from seqlab.scoring import mixing_session
 from seqlab.surprise.fix import MIN_GAIN, Judge, _edit_bits_all, _edits, _greedy_all
-from seqlab.surprise.tails import LN2, StepRows, context_ids
+from seqlab.surprise.tails import LN2, StepRows
 from seqlab.train import train
 
 from conftest import tiny_config

@@ -35,8 +35,9 @@ from .lockstep import LockstepReader
 from .session import (HISTORY_FILE, CountModel, CountReader, CountSession, check, describe,
                       load_count_model, save_history, usable)
 from .store import TABLES_DIR, check_fits
-from .tables import CountTable, RecentCounts, context_hashes, context_hashes_at, continuations
+from .tables import CountTable, RecentCounts, context_hashes, context_hashes_at, context_ids, continuations
 
 __all__ = ["CountModel", "CountSession", "CountReader", "LockstepReader", "CountTable", "RecentCounts", "Experts",
-           "OnlineMixer", "blend_counts", "context_hashes", "context_hashes_at", "continuations", "check", "describe",
-           "usable", "save_history", "load_count_model", "HISTORY_FILE", "TABLES_DIR", "check_fits"]
+           "OnlineMixer", "blend_counts", "context_hashes", "context_hashes_at", "context_ids", "continuations",
+           "check", "describe", "usable", "save_history", "load_count_model", "HISTORY_FILE", "TABLES_DIR",
+           "check_fits"]

@@ -32,16 +32,40 @@ def context_hashes(tokens: np.ndarray, orders) -> np.ndarray:
     a difference of prefix sums, so any order costs O(n) however long. The id tags it with k's place
     in `orders` (see _context_id).
     """
-    n = len(tokens)
     prefix, mul, inv = _prefix_sums(tokens, max(orders))
+    positions = np.arange(len(tokens))
+    return np.stack([_window_ids(prefix, positions, k, index, len(orders), mul, inv) for index, k in enumerate(orders)],
+                    axis=1)
+
+
+def context_ids(history: np.ndarray, batch: np.ndarray, orders) -> np.ndarray:
+    """(rows, width, len(orders)) context ids of every position of every row of batch (rows, width) read after
+    `history`: position j's context is history and the row's first j tokens. context_hashes' values, from prefix
+    sums over history and each row: O(orders) a position, where context_hashes_at reads every token of the
+    longest order's context at every position."""
+    orders = np.asarray(orders)
+    n_history, (n_rows, width) = len(history), batch.shape
+    mul, inv = _powers(int(_MUL), n_history + width + int(orders.max())), _powers(int(_INV), n_history + width)
+    prefix = np.empty((n_rows, n_history + width + 1), dtype=np.uint64)  # prefix[:, i]: sum of t[m] * MUL**m, m < i
     with np.errstate(over="ignore"):
-        positions = np.arange(n)
-        columns = []
-        for index, k in enumerate(orders):
-            window = prefix[:n] - prefix[np.maximum(positions - k, 0)]  # sum of t[m] * MUL**m, m in [i-k, i)
-            scale = np.where(positions <= k, mul[np.maximum(k - positions, 0)], inv[np.maximum(positions - k, 0)])
-            columns.append(_context_id(_finalise(window * scale), index, len(orders)))
-    return np.stack(columns, axis=1)
+        prefix[:, 0] = 0
+        np.cumsum((history.astype(np.uint64) + np.uint64(1)) * mul[:n_history], out=prefix[0, 1 : n_history + 1])
+        prefix[1:, : n_history + 1] = prefix[0, : n_history + 1]
+        np.cumsum((batch.astype(np.uint64) + np.uint64(1)) * mul[n_history : n_history + width], axis=1,
+                  out=prefix[:, n_history + 1 :])
+        prefix[:, n_history + 1 :] += prefix[:, n_history : n_history + 1]
+    end = n_history + np.arange(width)[:, None]  # (width, 1): position j's context is the tokens before end
+    return _window_ids(prefix, end, orders, np.arange(len(orders), dtype=np.uint64), len(orders), mul, inv)
+
+
+def _window_ids(prefix: np.ndarray, end: np.ndarray, k, index, n_orders: int, mul, inv) -> np.ndarray:
+    """Context ids of the k tokens before each `end` (short where the text has fewer), from prefix sums
+    (prefix[..., i] = sum of (t[m] + 1) * MUL**m, m < i) and the powers of MUL and its inverse; k and index
+    (the order's place in `orders`) broadcast against end."""
+    with np.errstate(over="ignore"):
+        window = prefix[..., end] - prefix[..., np.maximum(end - k, 0)]  # sum of t[m] * MUL**m, m in [end-k, end)
+        scale = np.where(end <= k, mul[np.maximum(k - end, 0)], inv[np.maximum(end - k, 0)])
+        return _context_id(_finalise(window * scale), index, n_orders)
 
 
 def _prefix_sums(tokens: np.ndarray, longest: int):
@@ -208,12 +232,7 @@ def history_parts(history: np.ndarray, orders: list[int]):
     for index, k in enumerate(orders):
         if k >= n:
             continue
-        keys, tmp = buffer[: n - k], scratch[: n - k]
-        np.subtract(prefix[k:n], prefix[: n - k], out=keys)  # the k tokens before position i >= k: as context_hashes
-        keys *= inv[: n - k]
-        _context_id(_finalise(keys, tmp), index, len(orders))
-        keys <<= np.uint64(16)
-        keys |= history[k:].astype(np.uint64)
+        keys = _order_keys(history, prefix, inv, k, index, len(orders), buffer[: n - k], scratch[: n - k])
         keys.sort()
         yield _runs(keys)
 
@@ -229,13 +248,22 @@ def order_keys(history: np.ndarray, index: int, k: int, n_orders: int, start: in
     prefix = np.zeros(m + 1, dtype=np.uint64)
     with np.errstate(over="ignore"):
         np.cumsum((window.astype(np.uint64) + np.uint64(1)) * mul[:m], out=prefix[1:])
-        keys = prefix[k:m] - prefix[: m - k]  # as history_parts, the text's start moved to start - k
-        del prefix
-        keys *= inv[: m - k]
-        _context_id(_finalise(keys), index, n_orders)
-    keys <<= np.uint64(16)
-    keys |= window[k:].astype(np.uint64)
-    return keys
+    # as history_parts, the text's start moved to start - k
+    return _order_keys(window, prefix, inv, k, index, n_orders, np.empty(m - k, dtype=np.uint64))
+
+
+def _order_keys(tokens: np.ndarray, prefix: np.ndarray, inv: np.ndarray, k: int, index: int, n_orders: int,
+                out: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
+    """Into out (len(tokens) - k,): the keys (context id << 16 | next token) of order k (the index-th of n_orders)
+    at positions k.. of tokens, from their prefix sums (_prefix_sums') and the inverse powers of MUL."""
+    n = len(tokens)
+    with np.errstate(over="ignore"):
+        np.subtract(prefix[k:n], prefix[: n - k], out=out)  # the k tokens before position i >= k: as context_hashes
+        out *= inv[: n - k]
+        _context_id(_finalise(out, scratch), index, n_orders)
+    out <<= np.uint64(16)
+    out |= tokens[k:].astype(np.uint64)
+    return out
 
 
 def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

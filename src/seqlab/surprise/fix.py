@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..countmodel import CountTable, blend_counts, context_hashes
-from .tails import StepRows, _judge_stage, _repeat_state, _TailRead, context_ids
+from ..countmodel import CountTable, blend_counts, context_hashes, context_ids
+from .tails import StepRows, _judge_stage, _repeat_state, _TailRead
 
 BACK = 3  # anchors tried before a span's first byte
 MAX_LEAD = 128  # bytes of whitespace before a span walked back over to the text they follow
@@ -117,7 +117,7 @@ class Judge:
 
     def contexts(self, history: np.ndarray, batch: np.ndarray) -> np.ndarray:
         """The count model's context ids (rows, width, orders) of each position of each row of batch
-        read after `history` (tails.context_ids)."""
+        read after `history` (countmodel.context_ids)."""
         return context_ids(history, batch, self.session.model.orders)
 
     def mixed(self, net_logp: torch.Tensor, contexts: np.ndarray) -> torch.Tensor:

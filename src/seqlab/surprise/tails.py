@@ -6,33 +6,10 @@ import copy
 import numpy as np
 import torch
 
-from ..countmodel.tables import _INV, _MUL, _context_id, _finalise, _powers
+from ..countmodel import context_ids
 from ..models.transformer import features_at, features_masked
 
 LN2 = float(np.log(2))
-
-
-def context_ids(history: np.ndarray, batch: np.ndarray, orders) -> np.ndarray:
-    """(rows, width, len(orders)) count-model context ids of every position of every row of batch (rows,
-    width) read after `history`: position j's context is history and the row's first j tokens. The values
-    of countmodel.context_hashes (and of context_hashes_at on fix._tokens_before's rows), from prefix sums
-    of the hash over history and each row: O(orders) a position, where context_hashes_at reads every
-    token of the longest order's context at every position."""
-    orders = np.asarray(orders)
-    n_history, (n_rows, width) = len(history), batch.shape
-    mul, inv = _powers(int(_MUL), n_history + width + int(orders.max())), _powers(int(_INV), n_history + width)
-    prefix = np.empty((n_rows, n_history + width + 1), dtype=np.uint64)  # prefix[:, i]: sum of t[m] * MUL**m, m < i
-    with np.errstate(over="ignore"):
-        prefix[:, 0] = 0
-        np.cumsum((history.astype(np.uint64) + np.uint64(1)) * mul[:n_history], out=prefix[0, 1 : n_history + 1])
-        prefix[1:, : n_history + 1] = prefix[0, : n_history + 1]
-        np.cumsum((batch.astype(np.uint64) + np.uint64(1)) * mul[n_history : n_history + width], axis=1,
-                  out=prefix[:, n_history + 1 :])
-        prefix[:, n_history + 1 :] += prefix[:, n_history : n_history + 1]
-        end = n_history + np.arange(width)[:, None]  # (width, 1): position j's context is seq[:end]
-        window = prefix[:, end] - prefix[:, np.maximum(end - orders, 0)]  # (rows, width, orders)
-        scale = np.where(end <= orders, mul[np.maximum(orders - end, 0)], inv[np.maximum(end - orders, 0)])
-        return _context_id(_finalise(window * scale), np.arange(len(orders), dtype=np.uint64), len(orders))
 
 
 def _repeat_state(model, state, n: int):

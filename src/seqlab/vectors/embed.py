@@ -173,23 +173,9 @@ def pool_pieces(run, pieces, n: int, pooling: str, batch_tokens: int = BATCH_TOK
     """Pool the pieces' token states per passage: (n, C) numpy, or a torch tensor with grad=True (tune)."""
     if pooling == "surprisal":
         return pool_surprisal(run, pieces, n, batch_tokens, grad)
-    model, device = run.model, run.device
-    order = sorted(range(len(pieces)), key=lambda j: len(pieces[j][2]))
-    batches = list(_length_batches(order, pieces, batch_tokens))
-
-    def features_of(batch):
-        lengths = torch.tensor([len(pieces[j][2]) for j in batch], device=device)
-        x = torch.zeros(len(batch), int(lengths.max()), dtype=torch.long)
-        for row, j in enumerate(batch):
-            x[row, : len(pieces[j][2])] = torch.from_numpy(pieces[j][2])
-        if grad:
-            return batch, lengths, model.features(x.to(device))[0].float()
-        with torch.no_grad():
-            return batch, lengths, model.scoring_features(x.to(device))[0].float()  # (B, T, C)
-
-    computed = map(features_of, batches) if grad else _in_order(features_of, batches, _workers(device, len(batches)))
+    device = run.device
     sums, counts, best, last, last_piece = None, torch.zeros(n, device=device), None, None, {}
-    for batch, lengths, feats in computed:
+    for batch, lengths, _, feats in _read_pieces(run, pieces, batch_tokens, grad):
         width = feats.shape[1]
         # token states only: position 0 (after BOS) is the same for every passage, so it counts only alone
         pos = torch.arange(width, device=device)[None, :]
@@ -220,30 +206,20 @@ def pool_surprisal(run, pieces, n: int, batch_tokens: int = BATCH_TOKENS, grad: 
     """The `surprisal` pooling of each passage (n, 2V): [bag of its tokens weighted by bits**SURPRISAL_POWER,
     sqrt of its mean next-token distribution], each half unit length, the whole scaled by 1/sqrt(2); numpy,
     or a torch tensor with grad=True (tune)."""
-    model, device = run.model, run.device
-    head = model.output_layer()
-    order = sorted(range(len(pieces)), key=lambda j: len(pieces[j][2]))
-    batches = list(_length_batches(order, pieces, batch_tokens // 4))  # a (B, T, V) softmax per batch
+    device = run.device
+    head = run.model.output_layer()
 
-    def parts_of(batch):
-        lengths = torch.tensor([len(pieces[j][2]) for j in batch], device=device)
-        x = torch.zeros(len(batch), int(lengths.max()), dtype=torch.long)
-        for row, j in enumerate(batch):
-            x[row, : len(pieces[j][2])] = torch.from_numpy(pieces[j][2])
-        x = x.to(device)
-        with torch.set_grad_enabled(grad):
-            feats = (model.features if grad else model.scoring_features)(x)[0]
-            logp = F.log_softmax(head(feats[:, :-1]).float(), -1)  # (B, T-1, V): position t predicts token t+1
-            predicts = torch.arange(x.shape[1] - 1, device=device)[None, :] < (lengths[:, None] - 1)
-            bits = -logp.gather(2, x[:, 1:, None])[..., 0] / math.log(2)
-            bag = torch.zeros(len(batch), logp.shape[-1], device=device)
-            bag = bag.scatter_add(1, x[:, 1:], bits.clamp(min=0) ** SURPRISAL_POWER * predicts)
-            expected = (logp.exp() * predicts[..., None]).sum(1)
-        return batch, bag, expected, predicts.sum(1).float()
+    def parts_of(lengths, x, feats):
+        logp = F.log_softmax(head(feats[:, :-1]).float(), -1)  # (B, T-1, V): position t predicts token t+1
+        predicts = torch.arange(x.shape[1] - 1, device=device)[None, :] < (lengths[:, None] - 1)
+        bits = -logp.gather(2, x[:, 1:, None])[..., 0] / math.log(2)
+        bag = torch.zeros(len(x), logp.shape[-1], device=device)
+        bag = bag.scatter_add(1, x[:, 1:], bits.clamp(min=0) ** SURPRISAL_POWER * predicts)
+        return bag, (logp.exp() * predicts[..., None]).sum(1), predicts.sum(1).float()
 
-    computed = map(parts_of, batches) if grad else _in_order(parts_of, batches, _workers(device, len(batches)))
     bags = expected = counts = None
-    for batch, bag, exp, count in computed:
+    # a (B, T, V) softmax per batch: a quarter of the tokens
+    for batch, _, _, (bag, exp, count) in _read_pieces(run, pieces, batch_tokens // 4, grad, parts_of):
         if bags is None:
             bags = torch.zeros(n, bag.shape[1], device=device)
             expected, counts = torch.zeros_like(bags), torch.zeros(n, device=device)
@@ -255,6 +231,27 @@ def pool_surprisal(run, pieces, n: int, batch_tokens: int = BATCH_TOKENS, grad: 
     mean_expected = torch.sqrt(expected / counts.clamp(min=1)[:, None] + 1e-12)
     out = torch.cat([F.normalize(bags, dim=-1), F.normalize(mean_expected, dim=-1)], 1) / math.sqrt(2)
     return out if grad else out.detach().cpu().numpy()
+
+
+def _read_pieces(run, pieces, batch_tokens: int, grad: bool, then=None):
+    """(batch, lengths, x, what) per batch of pieces of about equal length, in order: x the batch's tokens
+    (B, T) padded, what the model's features (B, T, C) or then(lengths, x, features), computed with grad for
+    tune, else in _workers threads without it."""
+    model, device = run.model, run.device
+    order = sorted(range(len(pieces)), key=lambda j: len(pieces[j][2]))
+    batches = list(_length_batches(order, pieces, batch_tokens))
+
+    def read(batch):
+        lengths = torch.tensor([len(pieces[j][2]) for j in batch], device=device)
+        x = torch.zeros(len(batch), int(lengths.max()), dtype=torch.long)
+        for row, j in enumerate(batch):
+            x[row, : len(pieces[j][2])] = torch.from_numpy(pieces[j][2])
+        x = x.to(device)
+        with torch.set_grad_enabled(grad):
+            feats = (model.features if grad else model.scoring_features)(x)[0]  # (B, T, C)
+            return batch, lengths, x, then(lengths, x, feats) if then else feats.float()
+
+    return map(read, batches) if grad else _in_order(read, batches, _workers(device, len(batches)))
 
 
 def _length_batches(order, pieces, batch_tokens: int):
