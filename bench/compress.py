@@ -35,6 +35,7 @@ from seqlab.compress.classical import available  # noqa: E402
 from seqlab.data.corpus import default_corpus_path  # noqa: E402
 from seqlab.evaluate import evaluate  # noqa: E402
 from seqlab.run import load  # noqa: E402
+from trees import seqlab_src  # noqa: E402
 
 
 def timed(fn):
@@ -107,6 +108,7 @@ def main() -> None:
     ap.add_argument("--before", metavar="SRC", help="a seqlab source tree to measure before/after against")
     ap.add_argument("--before-bytes", type=int, default=8000)
     args = ap.parse_args()
+    before_src = seqlab_src(args.before) if args.before else None
     torch.set_num_threads(args.threads)  # eval too: the machine is shared
     file = args.file or str(default_corpus_path())
     data = Path(file).read_bytes()[-args.bytes :]
@@ -122,7 +124,7 @@ def main() -> None:
             with tempfile.NamedTemporaryFile() as f:
                 f.write(data[: args.before_bytes])
                 f.flush()
-                before.append(before_speed(args.before, f.name, args.before_bytes, args.run, args.threads))
+                before.append(before_speed(before_src, f.name, args.before_bytes, args.run, args.threads))
     c_wall, c_cpu, d_wall, d_cpu = np.median(np.array(rounds), axis=0)
     with tempfile.NamedTemporaryFile(suffix=".txt") as f:
         f.write(data)

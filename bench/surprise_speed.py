@@ -57,6 +57,7 @@ from seqlab.models.base import SeqModel  # noqa: E402
 from seqlab.run import load  # noqa: E402
 from seqlab.scoring import run_token_bits  # noqa: E402
 from seqlab.surprise.score import describe_scoring, score_tokens  # noqa: E402
+from trees import seqlab_src  # noqa: E402
 
 
 def headers(n_bytes: int) -> bytes:
@@ -113,12 +114,7 @@ def _rounded(fix: dict | None) -> dict | None:
 def source_tree(before: str | None) -> list[tuple[str, str]]:
     """[("after", this tree's src), ("before", --before's src)], the second only with --before (a checkout or
     its src/)."""
-    if not before:
-        return [("after", HERE)]
-    src = Path(before) / "src" if (Path(before) / "src" / "seqlab").is_dir() else Path(before)
-    if not (src / "seqlab").is_dir():
-        sys.exit(f"--before {before}: no seqlab package there or in its src/")
-    return [("after", HERE), ("before", str(src))]
+    return [("after", HERE)] + ([("before", seqlab_src(before))] if before else [])
 
 
 def whole_commands(args) -> None:
