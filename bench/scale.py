@@ -41,7 +41,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[0]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+import numpy as np  # noqa: E402
 from debian_corpora import unpack  # noqa: E402
+from trees import seqlab_src  # noqa: E402
 
 # (package, root inside it): text-heavy Debian packages, about 130 MB of text together
 PACKAGES = [("python3.11-doc", "usr/share/doc/python3.11"), ("python3-django", "usr/lib/python3/dist-packages"),
@@ -139,7 +141,7 @@ LOAD = """
 import time
 from seqlab.run import load
 t0 = time.perf_counter(); run = load(sys.argv[1]); model = run.count_model
-print(f"{time.perf_counter() - t0:.2f} s to load; {len(model.table.tokens):,} entries")
+print(f"{time.perf_counter() - t0:.2f} s to load; {len(model.table):,} entries")
 """
 
 
@@ -153,6 +155,10 @@ def main() -> None:
                     help="the run's held-out share (train's final eval scores all of it)")
     ap.add_argument("--out", type=Path, default=Path.home() / ".cache" / "seqlab" / "scale")
     ap.add_argument("--reuse", action="store_true", help="keep OUT/run when it exists: measure from the build on")
+    ap.add_argument("--keep-table", action="store_true", help="with --reuse: do not build the table again")
+    ap.add_argument("--before", metavar="SRC", help="a seqlab source tree (a checkout or its src/): eval and "
+                    "surprise with it too, in turn with this tree's")
+    ap.add_argument("--repeats", type=int, default=1, help="readings of eval and surprise per tree")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     corpus = assemble(args.out, int(args.mb * 1e6))
@@ -170,27 +176,48 @@ def main() -> None:
                                            "--set", f"counts.max_history={args.history}", "--out", str(run)],
                                           {**cache, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
         rows.append(("train (budget + final eval)", seconds, rss, anon, f"{args.budget} budget"))
-    seconds, rss, _, anon = measure(python(BUILD, run))
-    rows.append(("count model: build table", seconds, rss, anon, _size(run)))
+    if not (args.keep_table and args.reuse and (run / "counts" / "meta.json").exists()):
+        seconds, rss, _, anon = measure(python(BUILD, run))
+        rows.append(("count model: build table", seconds, rss, anon, _size(run)))
     seconds, rss, out, anon = measure(python(LOAD, run))
-    rows.append(("count model: load (mapped)", seconds, rss, anon, out.strip().splitlines()[-1]))
+    rows.append(("count model: load", seconds, rss, anon, out.strip().splitlines()[-1]))
     held = args.out / "held_out.txt"
     tail = b"".join(p.read_bytes()[-max(1, int(p.stat().st_size * args.val_fraction)) :]
                     for p in sorted(corpus.rglob("*")) if p.is_file())  # the end of every file: the held-out split
     held.write_bytes(tail[: args.eval_bytes])
-    seconds, rss, _, anon = measure([sys.executable, "-m", "seqlab", "eval", str(run), str(held)],
-                                    {"PYTHONPATH": str(Path(__file__).parents[1] / "src")})
-    rows.append(("eval (whole process)", seconds, rss, anon, f"{len(held.read_bytes()) / seconds:,.0f} bytes/s"))
     small = args.out / "surprise.txt"
     small.write_bytes(tail[:2000])
-    seconds, rss, _, anon = measure([sys.executable, "-m", "seqlab", "surprise", str(run), str(small), "--top", "3",
-                                     "--json"], {"PYTHONPATH": str(Path(__file__).parents[1] / "src")})
-    rows.append(("surprise, 2,000 bytes, fixes", seconds, rss, anon, f"{2000 / seconds:,.0f} bytes/s"))
+    rows += scoring_rows(args, run, held, small)
     print(f"corpus {corpus}: {n_bytes:,} bytes; counts.max_history {args.history:,}\n")
     print(f"| {'stage':<30} | {'seconds':>8} | {'peak RSS GB':>11} | {'of it anon GB':>13} | note")
     print(f"|{'-' * 32}|{'-' * 10}|{'-' * 13}|{'-' * 15}|{'-' * 30}")
     for label, seconds, rss, anon, note in rows:
         print(f"| {label:<30} | {seconds:>8.1f} | {rss:>11.2f} | {anon:>13.2f} | {note}")
+
+
+def scoring_rows(args, run: Path, held: Path, small: Path) -> list[tuple]:
+    """The eval and surprise rows: with --before, this tree's and SRC's in turn, --repeats times, and whether the
+    two print the same figures (eval's --json, surprise's anomalies and fixes)."""
+    trees = [("", str(Path(__file__).parents[1] / "src"))] + ([(" before", seqlab_src(args.before))]
+                                                              if args.before else [])
+    commands = [("eval", ["eval", str(run), str(held), "--json"], len(held.read_bytes())),
+                ("surprise, 2,000 bytes, fixes", ["surprise", str(run), str(small), "--top", "3", "--json"], 2000)]
+    found, printed = {}, {}
+    for _ in range(args.repeats):
+        for label, argv, _ in commands:
+            for name, src in trees:
+                seconds, rss, out, anon = measure([sys.executable, "-m", "seqlab", *argv], {"PYTHONPATH": src})
+                found.setdefault((label, name), []).append((seconds, rss, anon))
+                printed.setdefault(label, set()).add(out[out.index("{"):])  # the JSON, without any warnings
+    rows = []
+    for (label, name), each in found.items():
+        n = next(n for lab, _, n in commands if lab == label)
+        note = "bytes/s " + ", ".join(f"{n / seconds:,.0f}" for seconds, _, _ in each)
+        if args.before:
+            note += "; same output before and after: " + str(len(printed[label]) == 1)
+        rows.append((f"{label}{name}", float(np.median([e[0] for e in each])), max(e[1] for e in each),
+                     max(e[2] for e in each), note))
+    return rows
 
 
 def _size(run: Path) -> str:

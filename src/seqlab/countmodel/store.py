@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SeqlabError
-from . import tables
+from . import disktable, tables
 from .tables import CountTable, _run_starts, _sum_by_key, directory_bits, directory_shift, index_dtype, order_keys
 
 TABLES_DIR = "counts"
@@ -111,6 +111,7 @@ def build(history: np.ndarray, orders: list[int], out: Path) -> None:
     tmp.mkdir(parents=True)
     try:
         meta = _write_table(history, orders, tmp)
+        disktable.write_fence(disktable.make_fence(disktable._Array(tmp / "contexts.npy")), tmp)
         meta.update(format=FORMAT, orders=list(orders), history_tokens=len(history), history=history_digest(history))
         (tmp / "meta.json").write_text(json.dumps(meta))
         shutil.rmtree(out, ignore_errors=True)
@@ -271,9 +272,10 @@ class _NpyWriter:
         self.file.close()
 
 
-def open_table(directory: Path, orders: list[int], digest: str | None = None) -> CountTable | None:
-    """The table stored in `directory`, memory-mapped; None when it is missing, of another format or orders,
-    or (when `digest` is given) of other history tokens than those history_digest named so."""
+def open_table(directory: Path, orders: list[int], digest: str | None = None, mapped: bool = False):
+    """The table stored in `directory`, as a DiskTable (read from its files as lookups ask, nothing mapped) or, with
+    `mapped`, a CountTable over its memory-mapped arrays; None when it is missing, of another format or orders, or
+    (when `digest` is given) of other history tokens than those history_digest named so."""
     directory = Path(directory)
     try:
         meta = json.loads((directory / "meta.json").read_text())
@@ -284,9 +286,11 @@ def open_table(directory: Path, orders: list[int], digest: str | None = None) ->
     if digest is not None and meta.get("history") != digest:
         return None
     try:
+        if not mapped:
+            return disktable.DiskTable(directory)
         arrays = {name: _mapped(directory / f"{name}.npy") for name in ARRAYS}
         found = (_mapped(directory / "directory.npy"), meta["depth"]) if meta.get("depth") is not None else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError):
         return None
     return CountTable(arrays["contexts"], arrays["bounds"], arrays["tokens"], arrays["counts"], found)
 
