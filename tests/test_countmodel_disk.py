@@ -29,10 +29,14 @@ def queries(tokens: np.ndarray, seed: int = 6) -> np.ndarray:
 
 
 @pytest.mark.parametrize("n", [1, 10, 3000, 40000])
-@pytest.mark.parametrize("fence, gap", [(64, 4096), (4, 0), (1, 16), (7, 100)])
-def test_disk_lookups_equal_the_mapped_table_s_in_every_array(tmp_path, monkeypatch, n, fence, gap):
-    monkeypatch.setattr(disktable, "FENCE", fence)
-    monkeypatch.setattr(disktable, "GAP", gap)
+@pytest.mark.parametrize("fence, gap, front, cache_bits", [(64, 4096, 0, 22), (4, 0, 3000, 3), (1, 16, 1 << 30, 22),
+                                                           (7, 100, 40000, 1)])
+def test_disk_lookups_equal_the_mapped_table_s_in_every_array(tmp_path, monkeypatch, n, fence, gap, front, cache_bits):
+    """Whatever the fence, the gap between reads merged, the part held in memory (none, some, all) and the cache (its
+    slots shared by many contexts, or not): each array of a lookup is the mapped table's, the first time a context
+    is asked and again from the cache."""
+    for name, value in (("FENCE", fence), ("GAP", gap), ("FRONT", front), ("CACHE_BITS", cache_bits)):
+        monkeypatch.setattr(disktable, name, value)
     monkeypatch.setattr(disktable, "CHUNK", fence * 5)  # the fence made a few contexts at a time
     tokens = history(n)
     store.build(tokens, ORDERS, tmp_path / "counts")
@@ -40,9 +44,14 @@ def test_disk_lookups_equal_the_mapped_table_s_in_every_array(tmp_path, monkeypa
                                                                                     mapped=True)
     assert isinstance(disk, disktable.DiskTable) and len(disk) == len(mapped.tokens)
     assert np.array_equal(disk.fence, mapped.contexts[::fence])
+    held, stored = len(disk.front.contexts), len(mapped.contexts)
+    if n > 10000:  # the table in memory: none of it, some, all of it
+        assert {0: held == 0, 3000: 0 < held < stored, 40000: 0 < held < stored, 1 << 30: held == stored}[front]
     q = queries(tokens)
-    for a, b in zip(disk.lookup(q), mapped.lookup(q)):
-        assert a.dtype == b.dtype and np.array_equal(a, b)
+    for again in range(3):
+        for a, b in zip(disk.lookup(q), mapped.lookup(q)):
+            assert a.dtype == b.dtype and np.array_equal(a, b), again
+        q = np.concatenate([q[::-3], queries(tokens, seed=again)])  # some asked before, some not
     (start, span), (mapped_start, mapped_span) = disk.find(q), mapped.find(q)
     assert np.array_equal(span, mapped_span) and np.array_equal(start[span > 0], mapped_start[span > 0])
     if n > 1000:
@@ -65,13 +74,16 @@ def _bytes_read() -> int:
 def test_the_reader_maps_nothing_and_reads_no_more_than_its_bound(tmp_path, monkeypatch):
     """A lookup reads (every read call of the process counted, not only the reader's) no more than `bound` for its
     queries and what they find, a small part of a table of 2.4 MB; no table file is ever mapped; what it keeps is
-    the fence, one context in FENCE."""
+    the fence, one context in FENCE, the cache, and no more than FRONT bytes of the table's first contexts."""
     monkeypatch.setattr(disktable, "GAP", 64)
+    monkeypatch.setattr(disktable, "FRONT", 100_000)
     tokens = history(60000)
     store.build(tokens, ORDERS, tmp_path / "counts")
     size = sum(p.stat().st_size for p in (tmp_path / "counts").glob("*.npy"))
     disk = store.open_table(tmp_path / "counts", ORDERS)
     assert disk.fence.nbytes == -(-disk.contexts.n // disktable.FENCE) * 8 < size / 100
+    front = disk.front
+    assert 0 < sum(a.nbytes for a in (front.contexts, front.bounds, front.tokens, front.counts)) <= 100_000 + 4
     q = queries(tokens)
     for lo in range(0, len(q), 500):
         part = q[lo : lo + 500]

@@ -23,8 +23,8 @@ probability (mixer.py; their gains: docs/quality.md). One session carries
 counts and weights across the texts it scores, so a held-out set of many files
 reads as one stream.
 
-The training split's table is built once, when training ends, and memory-mapped
-at every load (store.py).
+The training split's table is built once, when training ends, and read from its
+files at every load, what a lookup needs by position (store.py, disktable.py).
 
 Everything is causal: the prediction for a token uses only the training split
 and the tokens before it, so bits per byte stay an honest compression measure.

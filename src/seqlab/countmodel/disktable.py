@@ -1,33 +1,46 @@
 """The training split's count table read from its files, not mapped: resident memory that does not grow with it.
 
 A memory-mapped table of 96M history tokens (10.5 GiB) took scoring's resident set to 10.9 GB: a lookup
-touches a few random pages of every array, so a text of a few thousand tokens touches most of the table's
-pages, and each stays mapped (and counted in the process's RSS) until the process ends. DiskTable keeps
-only a FENCE in memory, every FENCE-th context of the sorted contexts (8 bytes per FENCE contexts: 70 MB for
-564M), and answers a batch of queries in three rounds of positional reads (os.preadv into its own
-buffers, nothing mapped):
+touches a few random pages of every array, the kernel maps each with its neighbours, so a text of a few
+thousand tokens maps most of the table, and it stays counted in the process's RSS. (Letting the pages go
+with MADV_DONTNEED once 4 GiB were mapped took the lookups of 190 KB from 2.2 s to 19 s: each lookup mapped
+about 1 GB again.) DiskTable holds, in memory and bounded:
+
+  FENCE   every FENCE-th context of the sorted contexts (8 bytes per 64 contexts: 70 MB for 564M);
+  FRONT   the table's first contexts and their entries, whole blocks up to FRONT bytes: the shortest
+          orders come first (an order's index tops its ids) and are asked the most (a short context
+          recurs in every chunk); a CountTable in memory answers the queries below them;
+  cache   2**CACHE_BITS slots: each a context asked before, its entries' place and number, and its
+          entries when WIDTH or fewer (a long context usually has one); repeated text asks again.
+
+and answers the other queries in three rounds of positional reads (os.preadv into its own buffers):
 
   1. each query's block of FENCE contexts, found by searching the fence; the query's place in it;
   2. bounds[at], bounds[at + 1] of the queries found;
   3. their entries' tokens and counts.
 
-Reads of one round are sorted and those less than GAP bytes apart are one read. What a lookup of q
-queries holds is its answer plus at most q blocks of FENCE contexts and the gaps between merged reads
-(`bound`); the tests check that and that no table file is ever mapped. The answers are CountTable's,
+Reads of one round are sorted, and those less than GAP bytes apart are one read (a system call costs
+about 4 us on the shared VM, more than copying a page). A lookup of q queries reads at most `bound`
+bytes; the tests check that, and that no table file is ever mapped. The answers are CountTable's,
 array for array (the same files, the same search).
 """
 
 import os
+import threading
 import weakref
 from pathlib import Path
 
 import numpy as np
 
-from .tables import CountTable, _ranges, _run_starts
+from .tables import _MUL, CountTable, _ranges, _run_starts
 
 FENCE = 64  # contexts per block: one block read per query, FENCE * 8 bytes
 GAP = 4096  # bytes: reads of one round closer than this are one read
 CHUNK = FENCE << 16  # contexts read at a time to make a fence
+CACHE_BITS = 22  # the cache of lookups has 2**CACHE_BITS slots (4M: 176 MB) ...
+WIDTH = 4  # ... each holding a context's number of entries and, of WIDTH or fewer, the entries
+NONE = np.uint64(2**64 - 1)  # an empty slot (context ids have 48 bits)
+FRONT = 512 << 20  # bytes: the table's first contexts (its shortest orders') and their entries, held in memory
 
 
 def fence_file(directory: Path) -> Path:
@@ -75,8 +88,11 @@ class _Array:
         lo, hi = starts[first], stops[last]
         at = np.concatenate([[0], np.cumsum(hi - lo)])  # each read's place in the data
         data = np.empty(int(at[-1]), dtype=self.dtype)
-        for a, b, s in zip(at[:-1].tolist(), at[1:].tolist(), lo.tolist()):
-            self.bytes_read += self._into(data[a:b], s)
+        size, fd, view = self.dtype.itemsize, self.fd, memoryview(data.view(np.uint8))
+        for a, b, s in zip((at[:-1] * size).tolist(), (at[1:] * size).tolist(), (self.offset + lo * size).tolist()):
+            if os.preadv(fd, [view[a:b]], s) != b - a:  # one read a range: its cost is the system call's
+                raise OSError(f"{self.path}: a short read: the table changed on disk")
+        self.bytes_read += data.nbytes
         read_of = np.repeat(np.arange(len(first)), last - first + 1)
         return data, at[read_of] + starts - lo[read_of]
 
@@ -92,6 +108,31 @@ class DiskTable:
             raise ValueError(f"{directory}: arrays of mismatched lengths")
         self.directory = directory
         self.fence = read_fence(self.contexts, directory) if fence is None else fence
+        # the cache: per slot a context (NONE: empty), its first entry and number of entries, and those of WIDTH or
+        # fewer entries themselves (a long context's are one or two)
+        self.cached = np.full(1 << CACHE_BITS, NONE, dtype=np.uint64)
+        self.start, self.span = np.zeros(1 << CACHE_BITS, np.int64), np.zeros(1 << CACHE_BITS, np.int64)
+        self.cached_tokens = np.zeros((1 << CACHE_BITS, WIDTH), self.tokens.dtype)
+        self.cached_counts = np.zeros((1 << CACHE_BITS, WIDTH), self.counts.dtype)
+        self.lock = threading.Lock()
+        self.front, self.limit = self._front()
+
+    def _front(self) -> tuple["_Front", np.uint64]:
+        """(the table's first contexts and their entries, in memory, as many whole blocks as fit FRONT bytes; the
+        least context after them). The shortest orders come first (an order's index tops its context ids), and they
+        are asked the most: every position asks each order, and a short context recurs in every chunk."""
+        n, row = self.contexts.n, 8 + self.bounds.dtype.itemsize
+        per_entry = self.tokens.dtype.itemsize + self.counts.dtype.itemsize
+        lo, hi = 0, len(self.fence)  # blocks: the most whose contexts and entries fit FRONT bytes
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            m = min(mid * FENCE, n)
+            lo, hi = (mid, hi) if m * row + int(self.bounds.read(m, 1)[0]) * per_entry <= FRONT else (lo, mid - 1)
+        m = min(lo * FENCE, n)
+        bounds = self.bounds.read(0, m + 1)
+        front = _Front(self.contexts.read(0, m), bounds, self.tokens.read(0, int(bounds[-1])),
+                       self.counts.read(0, int(bounds[-1])), self.fence[: lo])
+        return front, self.contexts.read(m, 1)[0] if m < n else NONE
 
     def __len__(self) -> int:
         return self.tokens.n  # entries
@@ -123,16 +164,43 @@ class DiskTable:
     def lookup(self, context: np.ndarray):
         """(rows, next tokens, counts) of every entry whose context is one of the queries, by row: CountTable's."""
         unique, inverse = np.unique(context, return_inverse=True)
-        start, span = self._find_sorted(unique)
-        seen = np.flatnonzero(span)
+        held = int(np.searchsorted(unique, self.limit))  # the queries below `limit`: the front's to answer
+        rows, tokens, counts = self.front.lookup(unique[:held])
+        with self.lock:  # the cache is one
+            span, later_tokens, later_counts = self._entries(unique[held:])
+        span = np.concatenate([np.bincount(rows, minlength=held), span])
+        tokens, counts = np.concatenate([tokens, later_tokens]), np.concatenate([counts, later_counts])
+        idx = _ranges((np.cumsum(span) - span)[inverse], span[inverse])
+        return np.repeat(np.arange(len(context)), span[inverse]), tokens[idx].astype(np.int64), counts[idx]
+
+    def _entries(self, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(number of entries, their tokens, their counts) of sorted distinct queries, the entries laid end to end in
+        query order: those the cache has from it, the others read (and then cached)."""
+        slot = ((context * _MUL) >> np.uint64(64 - CACHE_BITS)).astype(np.int64)
+        hit = self.cached[slot] == context
+        start, span = self.start[slot], self.span[slot]
+        miss = np.flatnonzero(~hit)
+        start[miss], span[miss] = self._find_sorted(context[miss])
+        offsets = np.cumsum(span) - span
+        tokens, counts = np.empty(int(span.sum()), self.tokens.dtype), np.empty(int(span.sum()), self.counts.dtype)
+        read = np.flatnonzero((~hit | (span > WIDTH)) & (span > 0))  # entries the cache does not hold
         gap = GAP // max(self.tokens.dtype.itemsize, self.counts.dtype.itemsize)  # one layout for both
-        tokens, where = self.tokens.ranges(start[seen], start[seen] + span[seen], gap)
-        counts, _ = self.counts.ranges(start[seen], start[seen] + span[seen], gap)
-        entry = np.zeros(len(unique), np.int64)
-        entry[seen] = where  # each query's entries' place in the data read (tokens' and counts' alike)
-        span = span[inverse]
-        idx = _ranges(entry[inverse], span)
-        return np.repeat(np.arange(len(context)), span), tokens[idx].astype(np.int64), counts[idx]
+        got_tokens, where = self.tokens.ranges(start[read], start[read] + span[read], gap)
+        got_counts, _ = self.counts.ranges(start[read], start[read] + span[read], gap)
+        into, src = _ranges(offsets[read], span[read]), _ranges(where, span[read])
+        tokens[into], counts[into] = got_tokens[src], got_counts[src]
+        held = np.flatnonzero(hit & (span <= WIDTH))
+        into, row = _ranges(offsets[held], span[held]), np.repeat(slot[held], span[held])
+        column = into - np.repeat(offsets[held], span[held])
+        tokens[into], counts[into] = self.cached_tokens[row, column], self.cached_counts[row, column]
+        # cache the misses, one a slot
+        keep = miss[len(miss) - 1 - np.unique(slot[miss][::-1], return_index=True)[1]]
+        self.cached[slot[keep]], self.start[slot[keep]], self.span[slot[keep]] = context[keep], start[keep], span[keep]
+        small = keep[span[keep] <= WIDTH]
+        into, row = _ranges(offsets[small], span[small]), np.repeat(slot[small], span[small])
+        column = into - np.repeat(offsets[small], span[small])
+        self.cached_tokens[row, column], self.cached_counts[row, column] = tokens[into], counts[into]
+        return span, tokens, counts
 
     def bound(self, queries: int, entries: int) -> int:
         """Bytes a lookup of `queries` contexts that finds `entries` entries reads at most: a block of contexts
@@ -140,11 +208,26 @@ class DiskTable:
         per_entry = self.tokens.dtype.itemsize + self.counts.dtype.itemsize
         return queries * (FENCE * 8 + 2 * self.bounds.dtype.itemsize + 4 * GAP) + entries * per_entry
 
-    def mapped(self) -> CountTable:
-        """The same table memory-mapped, as CountTable (the reader before DiskTable: tests and benchmarks)."""
-        arrays = [np.load(a.path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
-                  for a in (self.contexts, self.bounds, self.tokens, self.counts)]
-        return CountTable(*arrays)
+
+class _Front(CountTable):
+    """DiskTable's first contexts and their entries, in memory: a CountTable searched through the fence, so that
+    there is no directory to compute at load (1 s for 26M contexts)."""
+
+    def __init__(self, contexts: np.ndarray, bounds: np.ndarray, tokens: np.ndarray, counts: np.ndarray,
+                 fence: np.ndarray):
+        self.contexts, self.bounds, self.tokens, self.counts, self.fence = contexts, bounds, tokens, counts, fence
+        self.directory = None
+
+    def _candidate(self, context: np.ndarray) -> np.ndarray:
+        """Per query, the first stored context >= it (the last, past the end): its block by the fence, then its
+        rank among the block's FENCE contexts (those past the end read as the last, which the query exceeds)."""
+        last, out = len(self.contexts) - 1, np.empty(len(context), np.int64)
+        for lo in range(0, len(context), 1 << 13):  # (queries, FENCE) at a time
+            part = context[lo : lo + (1 << 13)]
+            block = np.maximum(np.searchsorted(self.fence, part, side="right") - 1, 0) * FENCE
+            rank = (self.contexts[np.minimum(block[:, None] + np.arange(FENCE), last)] < part[:, None]).sum(1)
+            out[lo : lo + len(part)] = np.minimum(block + rank, last)
+        return out
 
 
 def read_fence(contexts: _Array, directory: Path) -> np.ndarray:

@@ -41,7 +41,7 @@ class CountModel:
     def __init__(self, history: np.ndarray | None, vocab_size: int, config: CountModelConfig,
                  table: CountTable | None = None, digest: str | None = None):
         """The counts of `history` (its last config.max_history tokens), or the `table` already built from them
-        (store.open_table's); `digest` names the history (compress's fingerprint)."""
+        (store.open_table's: a DiskTable); `digest` names the history (compress's fingerprint)."""
         check(config)
         self.config = config
         self.vocab = vocab_size
@@ -183,7 +183,7 @@ def usable(config: CountModelConfig, vocab_size: int) -> bool:
 
 def save_history(run_dir, train_tokens: np.ndarray, config: CountModelConfig) -> None:
     """Keep the training tokens the count model needs, so the run stands alone, and build their table once
-    (store.py) so that every load memory-maps it."""
+    (store.py) so that every load reads it from there, not rebuilt."""
     from ..checkpoint import atomic_write_bytes
     import io
 
@@ -196,7 +196,7 @@ def save_history(run_dir, train_tokens: np.ndarray, config: CountModelConfig) ->
 
 
 def load_count_model(run_dir, vocab_size: int, config: CountModelConfig) -> "CountModel | None":
-    """The run's count model: its table memory-mapped from counts/, or built from history.npy (and kept in
+    """The run's count model: its table read from counts/ (store.open_table), or built from history.npy (and kept in
     counts/ for the next load, when the run directory is writable) for a run trained before the table was."""
     path = run_dir / HISTORY_FILE
     if not usable(config, vocab_size) or not path.exists():

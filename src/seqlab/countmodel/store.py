@@ -1,4 +1,4 @@
-"""The training split's count table on disk: built once, memory-mapped at every load.
+"""The training split's count table on disk: built once, read from its files at every load.
 
 Rebuilding the table from `history.npy` at every load took 6.5 s for 8M tokens and
 about 410 bytes of memory per token; at 100M tokens that is past a 24 GB machine.
@@ -11,9 +11,12 @@ So training builds it once, at its end, into the run directory:
       tokens.npy     uint16, each entry's next token
       counts.npy     float32, each entry's count
       directory.npy  where each bucket of leading context bits begins (large tables only)
+      fence64.npy    every 64th context (disktable.py; made at the first load of a table built before it)
 
-and every load opens these with numpy's mmap_mode: no work at load, and only the
-pages a lookup reads become resident.
+and every load opens it as a disktable.DiskTable: lookups read what they need by position,
+nothing is mapped, so resident memory does not grow with the table (mapped, a 10.5 GiB
+table became 10.9 GB of a scoring process's RSS). `open_table(..., mapped=True)` maps the
+arrays instead, as CountTable (the reader before; tests compare the two).
 
 The build's memory does not grow with the history: one order at a time, the history
 is hashed and sorted a SHARD of positions at a time into sorted runs of distinct keys
