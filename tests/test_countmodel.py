@@ -327,6 +327,12 @@ def test_tables_kept_on_disk_are_mapped_and_equal_rebuilt_ones(tmp_path, monkeyp
     queries = context_hashes(history[:500].astype(np.int64), mapped.orders).ravel()
     for a, b in zip(mapped.table.lookup(queries), rebuilt.table.lookup(queries)):
         assert np.array_equal(a, b)
+    from dataclasses import replace
+
+    chosen = load_count_model(tmp_path, 257, replace(config, mapped=True))  # counts.mapped: the arrays mapped
+    assert type(chosen.table) is CountTable and isinstance(chosen.table.contexts.base, np.memmap)
+    for a, b in zip(chosen.table.lookup(queries), rebuilt.table.lookup(queries)):
+        assert np.array_equal(a, b)
     np.save(tmp_path / "history.npy", history[::-1].copy())  # another history: the kept table no longer fits it
     again = load_count_model(tmp_path, 257, config)
     again_arrays = store.open_table(tmp_path / TABLES_DIR, again.orders, again.digest, mapped=True)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tables import _MUL, CountTable, _ranges, _run_starts
+from .tables import _MUL, CountTable, _ranges, _run_starts, search
 
 FENCE = 64  # contexts per block: one block read per query, FENCE * 8 bytes
 GAP = 4096  # bytes: reads of one round closer than this are one read
@@ -219,15 +219,11 @@ class _Front(CountTable):
         self.directory = None
 
     def _candidate(self, context: np.ndarray) -> np.ndarray:
-        """Per query, the first stored context >= it (the last, past the end): its block by the fence, then its
-        rank among the block's FENCE contexts (those past the end read as the last, which the query exceeds)."""
-        last, out = len(self.contexts) - 1, np.empty(len(context), np.int64)
-        for lo in range(0, len(context), 1 << 13):  # (queries, FENCE) at a time
-            part = context[lo : lo + (1 << 13)]
-            block = np.maximum(np.searchsorted(self.fence, part, side="right") - 1, 0) * FENCE
-            rank = (self.contexts[np.minimum(block[:, None] + np.arange(FENCE), last)] < part[:, None]).sum(1)
-            out[lo : lo + len(part)] = np.minimum(block + rank, last)
-        return out
+        """Per query, the first stored context >= it (the last, past the end): its block by the fence, then a binary
+        search of the block."""
+        block = np.maximum(np.searchsorted(self.fence, context, side="right") - 1, 0) * FENCE
+        return search(self.contexts, context, block, np.minimum(block + FENCE, len(self.contexts)),
+                      FENCE.bit_length())
 
 
 def read_fence(contexts: _Array, directory: Path) -> np.ndarray:

@@ -205,12 +205,12 @@ def load_count_model(run_dir, vocab_size: int, config: CountModelConfig) -> "Cou
     orders = list(config.orders) + list(config.match_orders)
     check(config)
     digest = store.history_digest(history)
-    table = store.open_table(run_dir / store.TABLES_DIR, orders, digest)
+    table = store.open_table(run_dir / store.TABLES_DIR, orders, digest, config.mapped)
     if table is None:
         store.check_fits(len(history))
         try:
             store.build(history, orders, run_dir / store.TABLES_DIR)
-            table = store.open_table(run_dir / store.TABLES_DIR, orders)
+            table = store.open_table(run_dir / store.TABLES_DIR, orders, mapped=config.mapped)
         except OSError:  # a read-only run: build it in memory, as before the tables were kept
             table = None
     return CountModel(history, vocab_size, config, table, digest)
