@@ -1,7 +1,8 @@
 """Does seqlab work on a 100 MB corpus? Start-up, count-model build and load, memory, eval and surprise speed.
 
     python bench/scale.py [--mb 100] [--budget 10m] [--out ~/.cache/seqlab/scale] [--history 100000000]
-                          [--val-fraction 0.01] [--eval-bytes 200000] [--reuse]
+                          [--val-fraction 0.01] [--eval-bytes 200000] [--reuse [--keep-table]]
+                          [--before SRC] [--repeats 1]
 
 The corpus is assembled reproducibly from Debian packages' docs and sources (PACKAGES:
 `apt-get download` + `dpkg-deb -x`, no root; text files only, sorted paths, capped at
@@ -16,17 +17,25 @@ pressure); the anonymous part is what the process holds itself.
                      the count model's table is built into RUN/counts/ (store.py), then the
                      final eval scores the whole held-out split (--val-fraction of every file)
   build              the table alone, built again from RUN/history.npy into RUN/counts/ (store.build)
-  load               seqlab.load(RUN) and its count model, mapped from RUN/counts/
+  load               seqlab.load(RUN) and its count model, opened from RUN/counts/ (disktable.py)
   eval               `seqlab eval RUN HELD_OUT` on --eval-bytes of the held-out split
   surprise           `seqlab surprise RUN FILE --top 3` (fixes, one reading) on 2,000 bytes of it
 
 --reuse keeps OUT/run from an earlier call and measures from the build on.
 
+--before SRC (a seqlab source tree, e.g. a `git archive` of main) runs eval and surprise
+with it too, in turn with this tree's, --repeats times each, and says whether both printed
+the same JSON; --keep-table (with --reuse) skips the build.
+
 Goals (issue 29): the count model of a 100M-token history loads in <= 10 s, and scoring stays
 under 6 GB resident; a history too large for the free memory or disk is refused in one line.
-Measured 2026-12-05 (docs/countmodel.md has the whole table): `--mb 100 --budget 1m --val-fraction
-0.002` (96.2M history tokens): build 307 s at 0.98 GB peak RSS, a 10.54 GiB table, mapped load 0.19 s,
+Measured 2026-12-05 (docs/countmodel.md has the whole tables): `--mb 100 --budget 1m --val-fraction
+0.002` (96.2M history tokens): build 307 s at 0.98 GB peak RSS, a 10.54 GiB table. Mapped (main then),
 eval 3,157 bytes/s at 10.89 GB peak RSS of which 0.32 GB anonymous (the rest the mapped table's pages).
+Read through countmodel/disktable.py instead, `... --reuse --keep-table --before MAIN --repeats 3` at
+15:00 UTC, load average 1.6-3.2: load 1.5 s; eval 9,707 bytes/s (median of 3) at 1.19 GB peak RSS
+against main's 11,436 at 10.48 GB; surprise (2,000 bytes, fixes) 13.8 s at 1.13 GB against 11.4 s at
+4.10 GB; the same output from both.
 """
 
 import argparse
