@@ -165,7 +165,7 @@ def suggest_fixes(run, data: bytes, spans: list[tuple[int, int]], excess: np.nda
     """
     spikes = excess > spike_threshold(excess)
     at = [(a, a + np.flatnonzero(spikes[a:b])) for a, b in spans]
-    workers = torch.get_num_threads() if run.device.type == "cpu" else 1  # a forked process cannot use CUDA
+    workers = min(torch.get_num_threads(), len(spans)) if run.device.type == "cpu" else 1  # a fork cannot use CUDA
     with bar(total=len(spans), desc="fixes", unit="span") as progress:
         suggested = []
         for one in forked_map(partial(_suggest_at, run, data, session, file_counts), at, workers):
