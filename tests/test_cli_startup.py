@@ -4,6 +4,8 @@ start-up); usage, and a verb named unlike its module, still see every verb."""
 import subprocess
 import sys
 
+import pytest
+
 from seqlab.__main__ import main
 
 
@@ -44,3 +46,11 @@ def test_the_program_leaves_what_its_imports_made_to_the_exit(trained_runs):
     as_program = f"from seqlab.__main__ import main\nsys.argv = ['seqlab', 'info', {run!r}]\nassert main() == 0"
     assert _frozen_after(as_program) > 10_000
     assert _frozen_after(f"from seqlab.__main__ import main\nassert main(['info', {run!r}]) == 0") == 0
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_importing_seqlab_leaves_the_collector_as_it_was(collecting):
+    """seqlab's imports run with the collector off (torch's objects are no garbage), and turn it back on
+    only where it was on."""
+    code = f"import gc\nif not {collecting}: gc.disable()\nimport seqlab\nassert gc.isenabled() is {collecting}"
+    subprocess.run([sys.executable, "-c", code], check=True)
