@@ -1,6 +1,7 @@
 """The count model mixed in when scoring: exact counts, causal, and it catches long repeats."""
 
 import functools
+from dataclasses import replace
 from collections import Counter
 
 import numpy as np
@@ -311,7 +312,7 @@ def test_tables_kept_on_disk_are_mapped_and_equal_rebuilt_ones(tmp_path, monkeyp
 
     monkeypatch.setattr(session, "_history_table", None)  # a load that rebuilt in memory would fail here
     monkeypatch.setattr(session.store, "build", None)  # ... and one that rebuilt on disk
-    mapped = load_count_model(tmp_path, 257, config)
+    mapped = load_count_model(tmp_path, 257, replace(config, map_up_to_gib=0))  # larger than that: read
     monkeypatch.undo()
     monkeypatch.setattr(count_tables, "DIRECTORY_FROM", directory_from)
     rebuilt = CountModel(history, 257, config)
@@ -327,9 +328,7 @@ def test_tables_kept_on_disk_are_mapped_and_equal_rebuilt_ones(tmp_path, monkeyp
     queries = context_hashes(history[:500].astype(np.int64), mapped.orders).ravel()
     for a, b in zip(mapped.table.lookup(queries), rebuilt.table.lookup(queries)):
         assert np.array_equal(a, b)
-    from dataclasses import replace
-
-    chosen = load_count_model(tmp_path, 257, replace(config, mapped=True))  # counts.mapped: the arrays mapped
+    chosen = load_count_model(tmp_path, 257, config)  # a table under counts.map_up_to_gib: its arrays mapped
     assert type(chosen.table) is CountTable and isinstance(chosen.table.contexts.base, np.memmap)
     for a, b in zip(chosen.table.lookup(queries), rebuilt.table.lookup(queries)):
         assert np.array_equal(a, b)

@@ -102,7 +102,9 @@ class CountModelConfig:
     sse: float = setting(0.25, number(min=0, max=1))  # the SSE stage's share of the top token's probability (0: off)
     sse_context: str = setting("seen", one_of(*MIXER_SELECTORS))  # the small context that selects its cells
     max_history: int = setting(8_000_000, positive)  # training tokens kept (the most recent)
-    mapped: bool = False  # map the stored table (faster, but its pages count in RSS) rather than read it (disktable.py)
+    # a stored table up to this size is memory-mapped (fastest, its pages count in RSS); a larger one is read
+    # through disktable.py (RSS bounded whatever its size)
+    map_up_to_gib: float = setting(4.0, number(min=0))
     max_vocab: int = setting(4096, positive)  # larger vocabularies score with the network alone
 
 

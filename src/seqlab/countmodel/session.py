@@ -205,12 +205,18 @@ def load_count_model(run_dir, vocab_size: int, config: CountModelConfig) -> "Cou
     orders = list(config.orders) + list(config.match_orders)
     check(config)
     digest = store.history_digest(history)
-    table = store.open_table(run_dir / store.TABLES_DIR, orders, digest, config.mapped)
+    tables = run_dir / store.TABLES_DIR
+    table = store.open_table(tables, orders, digest, _mapped(tables, config))
     if table is None:
         store.check_fits(len(history))
         try:
-            store.build(history, orders, run_dir / store.TABLES_DIR)
-            table = store.open_table(run_dir / store.TABLES_DIR, orders, mapped=config.mapped)
+            store.build(history, orders, tables)
+            table = store.open_table(tables, orders, mapped=_mapped(tables, config))
         except OSError:  # a read-only run: build it in memory, as before the tables were kept
             table = None
     return CountModel(history, vocab_size, config, table, digest)
+
+
+def _mapped(tables, config: CountModelConfig) -> bool:
+    """Whether the stored table is small enough to map (counts.map_up_to_gib): a load then costs nothing."""
+    return store.table_bytes(tables) <= config.map_up_to_gib * (1 << 30)

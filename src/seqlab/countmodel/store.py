@@ -13,10 +13,10 @@ So training builds it once, at its end, into the run directory:
       directory.npy  where each bucket of leading context bits begins (large tables only)
       fence64.npy    every 64th context (disktable.py; made at the first load of a table built before it)
 
-and every load opens it as a disktable.DiskTable: lookups read what they need by position,
-nothing is mapped, so resident memory does not grow with the table (mapped, a 10.5 GiB
-table became 10.9 GB of a scoring process's RSS). `open_table(..., mapped=True)` maps the
-arrays instead, as CountTable (the reader before; tests compare the two).
+and every load opens it: a table of up to counts.map_up_to_gib memory-mapped, as a CountTable
+(no work at load), a larger one as a disktable.DiskTable: lookups read what they need by
+position, nothing is mapped, so resident memory does not grow with the table (mapped, a
+10.5 GiB table became 10.9 GB of a scoring process's RSS). Tests compare the two.
 
 The build's memory does not grow with the history: one order at a time, the history
 is hashed and sorted a SHARD of positions at a time into sorted runs of distinct keys
@@ -273,6 +273,11 @@ class _NpyWriter:
         self.file.seek(0)
         self.file.write(header)
         self.file.close()
+
+
+def table_bytes(directory: Path) -> int:
+    """The size on disk of the table stored in `directory` (0 when there is none)."""
+    return sum(path.stat().st_size for path in (Path(directory) / f"{name}.npy" for name in ARRAYS) if path.exists())
 
 
 def open_table(directory: Path, orders: list[int], digest: str | None = None, mapped: bool = False):
