@@ -66,14 +66,10 @@ class _Array:
     def read(self, start: int, count: int) -> np.ndarray:
         """Elements start .. start + count - 1 (a sequential read, for the fence)."""
         out = np.empty(count, dtype=self.dtype)
-        self._into(out, start)
-        return out
-
-    def _into(self, out: np.ndarray, start: int) -> int:
         got = os.preadv(self.fd, [out.view(np.uint8)], self.offset + start * self.dtype.itemsize)
         if got != out.nbytes:
             raise OSError(f"{self.path}: short read ({got} of {out.nbytes} bytes): the table changed on disk")
-        return got
+        return out
 
     def ranges(self, starts: np.ndarray, stops: np.ndarray, gap: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(data, where each range's elements begin in it) of ranges start..stop-1, their starts and their stops each
@@ -189,17 +185,13 @@ class DiskTable:
         got_counts, _ = self.counts.ranges(start[read], start[read] + span[read], gap)
         into, src = _ranges(offsets[read], span[read]), _ranges(where, span[read])
         tokens[into], counts[into] = got_tokens[src], got_counts[src]
-        held = np.flatnonzero(hit & (span <= WIDTH))
-        into, row = _ranges(offsets[held], span[held]), np.repeat(slot[held], span[held])
-        column = into - np.repeat(offsets[held], span[held])
-        tokens[into], counts[into] = self.cached_tokens[row, column], self.cached_counts[row, column]
+        into, cell = _cells(np.flatnonzero(hit & (span <= WIDTH)), offsets, span, slot)
+        tokens[into], counts[into] = self.cached_tokens[cell], self.cached_counts[cell]
         # cache the misses, one a slot
         keep = miss[len(miss) - 1 - np.unique(slot[miss][::-1], return_index=True)[1]]
         self.cached[slot[keep]], self.start[slot[keep]], self.span[slot[keep]] = context[keep], start[keep], span[keep]
-        small = keep[span[keep] <= WIDTH]
-        into, row = _ranges(offsets[small], span[small]), np.repeat(slot[small], span[small])
-        column = into - np.repeat(offsets[small], span[small])
-        self.cached_tokens[row, column], self.cached_counts[row, column] = tokens[into], counts[into]
+        into, cell = _cells(keep[span[keep] <= WIDTH], offsets, span, slot)
+        self.cached_tokens[cell], self.cached_counts[cell] = tokens[into], counts[into]
         return span, tokens, counts
 
     def bound(self, queries: int, entries: int) -> int:
@@ -207,6 +199,12 @@ class DiskTable:
         per query, two bounds and its entries per query found, and a gap of at most GAP bytes between reads."""
         per_entry = self.tokens.dtype.itemsize + self.counts.dtype.itemsize
         return queries * (FENCE * 8 + 2 * self.bounds.dtype.itemsize + 4 * GAP) + entries * per_entry
+
+
+def _cells(which: np.ndarray, offsets: np.ndarray, span: np.ndarray, slot: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """For the queries `which`, each entry's place in the laid-out entries and its cache cell (slot, column)."""
+    into = _ranges(offsets[which], span[which])
+    return into, (np.repeat(slot[which], span[which]), into - np.repeat(offsets[which], span[which]))
 
 
 class _Front(CountTable):
