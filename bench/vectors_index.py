@@ -181,7 +181,8 @@ def compare(name: str, xb: np.ndarray, xq: np.ndarray) -> list[list]:
             continue
         p, _ = calibrate(other, xb[calibration_rows(len(xb))])
         set_probes(other, p)
-        measure(name, f"{structure_of(other)} probes={p} (calibrated)", other, xb, xq, kth, build, size, rows)
+        measure(name, f"{structure_of(other)} probes={p} (calibrated; same cells, k-means not in its build s)",
+                other, xb, xq, kth, build, size, rows)
     for ef in EF_VALUES:
         if ef == EF_VALUES[0]:
             hnsw, build, size = built(lambda: hnsw_index(xb))

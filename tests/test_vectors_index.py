@@ -12,7 +12,7 @@ from vectors_data import write_corpus
 from seqlab.embed import embed
 from seqlab.run import load
 from seqlab.vectors.embed import embed_stream, embed_texts, read_vectors
-from seqlab.vectors.index import TARGET_RECALL, PassageIndex, new_ivf, structure_of
+from seqlab.vectors.index import TARGET_RECALL, PassageIndex, new_ivf, recalibrated, structure_of
 from seqlab.vectors.passages import count_passages, passages
 
 
@@ -216,3 +216,13 @@ def test_surprisal_pooling_finds_the_passage_that_shares_a_rare_word(setup):
              for pooling in ("surprisal", "mean")}
     assert list(found["surprisal"]) == list(range(n))
     assert (found["mean"] == np.arange(n)).sum() < n  # the test asks something the states do not answer
+
+
+def test_vectors_added_where_the_cells_were_not_learnt_make_the_ivf_learn_again():
+    near, far = unit_vectors(4_000, 32, 0.2), unit_vectors(8_000, 32, 0.2)[4_000:] * -1  # centres mirrored
+    index, _, _ = new_ivf(near)
+    index.add(near[:500] + 0.0)  # more of the same: kept, calibrated again
+    assert recalibrated(index)[0] is index
+    index.add(far)
+    grown, probes, recall = recalibrated(index)
+    assert grown is not index and grown.ntotal == 4_500 + len(far) and recall >= TARGET_RECALL

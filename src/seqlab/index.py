@@ -67,4 +67,4 @@ def cli(args) -> None:
           f"({info['structure']}, {info['dim']} dims, {info['pooling']} pooling, {info['library']})")
     if "probes" in info:
         print(f"a query reads {info['probes']} cells: recall@10 {info['calibrated_recall']:.3f} against exact search "
-              f"on {min(info['count'], CALIBRATION)} of the passages")
+              f"on {min(info['count'], CALIBRATION)} of the passages (cells learnt on {info['learnt_on']:,})")

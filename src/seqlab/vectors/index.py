@@ -158,6 +158,18 @@ def new_ivf(vectors: np.ndarray) -> tuple[object, int, float]:
     return index, probes, recall
 
 
+def recalibrated(index) -> tuple[object, int, float]:
+    """(the index, its probes, their recall) after vectors were added to an IVF: calibrated again on a sample of
+    all its vectors, and learnt again from all of them (new_ivf) when no number of cells reaches TARGET_RECALL
+    (the added vectors lie where the cells and codes were not learnt: an 8-bit code clips values outside the
+    ranges it was trained on)."""
+    vectors = _faiss().downcast_index(index.refine_index) if hasattr(index, "refine_index") else index
+    probes, recall = calibrate(index, vectors.reconstruct_batch(calibration_rows(index.ntotal)))
+    if recall >= TARGET_RECALL:
+        return index, probes, recall
+    return new_ivf(vectors.reconstruct_n(0, index.ntotal))
+
+
 def structure_of(index) -> str:
     faiss = _faiss()
     if isinstance(index, faiss.IndexFlat):
@@ -256,8 +268,11 @@ class PassageIndex:
         if self.structure == "Flat" and len(self) >= self.info["exact_below"]:
             vectors, self.index = self.index.reconstruct_n(0, self.index.ntotal), None
             self.index, probes, recall = new_ivf(vectors)
+            learnt_on = len(self)
         elif self.structure != "Flat":
-            probes, recall = calibrate(self.index, self.index.reconstruct_batch(calibration_rows(len(self))))
+            kept = self.index
+            self.index, probes, recall = recalibrated(self.index)
+            learnt_on = self.info["learnt_on"] if self.index is kept else len(self)
         _threads(1)
         self.offsets = np.concatenate(offsets).astype(np.int64)
         self.info["files"] += [{"path": str(Path(f).resolve()), "bytes": Path(f).stat().st_size,
@@ -266,7 +281,7 @@ class PassageIndex:
                          library=f"faiss {_faiss().__version__}")
         if self.structure != "Flat":
             set_probes(self.index, probes)
-            self.info.update(probes=probes, calibrated_recall=round(recall, 4))
+            self.info.update(probes=probes, calibrated_recall=round(recall, 4), learnt_on=learnt_on)
 
     @property
     def structure(self) -> str:
