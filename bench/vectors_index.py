@@ -208,6 +208,26 @@ def compare(name: str, xb: np.ndarray, xq: np.ndarray) -> list[list]:
     return rows
 
 
+def side_by_side(name: str, xb: np.ndarray, xq: np.ndarray, rounds: int) -> list[list]:
+    """seqlab's index at its stored probes and HNSW16 at each efSearch, built once, read in turn `rounds` times:
+    median (min, max) queries/s on one thread, so a busy machine slows every row alike."""
+    _, kth = exact_search(xb, xq)
+    (ivf, probes, _), _, _ = built(lambda: new_ivf(xb))
+    hnsw, _, _ = built(lambda: hnsw_index(xb))
+    readers = [(f"seqlab {structure_of(ivf)} probes={probes}", ivf, None)]
+    readers += [(f"FAISS {HNSW} efSearch={ef}", hnsw, ef) for ef in (16, 24, 32)]
+    rates, recalls = {label: [] for label, *_ in readers}, {}
+    for _ in range(rounds):
+        for label, index, ef in readers:
+            if ef:
+                index.hnsw.efSearch = ef
+            (_, ids), secs = timed(lambda i=index: i.search(xq, K), 1)
+            rates[label].append(len(xq) / secs)
+            recalls[label] = recall(ids, kth, xb, xq)
+    return [[name, label, interval(recalls[label]), f"{np.median(r):,.0f} ({min(r):,.0f}, {max(r):,.0f})"]
+            for label, r in rates.items()]
+
+
 def hnsw_index(xb: np.ndarray):
     index = faiss.index_factory(xb.shape[1], HNSW, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = 80
@@ -306,6 +326,8 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=1_000_000, help="passages in the search-latency index (0: skip)")
     ap.add_argument("--only-big", action="store_true", help="skip the comparison tables")
     ap.add_argument("--cache", help="a folder where the passage vectors are saved / read back (skips embedding)")
+    ap.add_argument("--rounds", type=int, default=0,
+                    help="only seqlab's index and HNSW16 (efSearch 16, 24, 32), read in turn this many times")
     args = ap.parse_args()
     run = load(args.run)
     corpus = args.corpus or run.config.data.paths
@@ -313,6 +335,12 @@ def main() -> None:
         real(run, corpus, args.n, args.queries)
     if args.cache:
         save_cache(args.cache, xb, xq, base)
+    if args.rounds:
+        rows = side_by_side(f"synthetic {args.n:,}x128", *synthetic(args.n, args.queries), args.rounds)
+        rows += side_by_side(f"passages {len(xb):,}x{xb.shape[1]}", xb, xq, args.rounds)
+        print_table(f"read in turn, {args.rounds} rounds (queries/s on 1 thread: median (min, max))",
+                    ["data", "index", "recall@10 vs exact", "queries/s"], rows)
+        return
     if not args.only_big:
         print("synthetic", flush=True)
         xs, qs = synthetic(args.n, args.queries)
