@@ -68,6 +68,7 @@ def test_lockstep_reader_gives_eval_counts(lstm_run):
     """Texts read a token at a time, in lockstep, see the context ids and counts CountReader gives eval's
     chunks: one text exactly, and a second one beside it (never counted) does not change the first's."""
     model, chunk = lstm_run.count_model, lstm_run.config.counts.chunk
+    assert model.words is not None  # the word model's counts and contexts are compared too
     text = np.concatenate([[lstm_run.tokenizer.bos_id],
                            lstm_run.tokenizer.encode(structured_text(60, seed=3).encode())])
     batch = model.session("cpu").reader(text, 1)
@@ -78,6 +79,7 @@ def test_lockstep_reader_gives_eval_counts(lstm_run):
         for i in range(first, stop):
             experts = stepper.distributions()
             assert np.array_equal(stepper.contexts[0], batch.contexts[i])
+            assert np.array_equal(stepper.word_contexts[0], batch.words[i])  # the word model's contexts too
             np.testing.assert_allclose(experts.dense(model.vocab)[0], expected.dense(model.vocab)[i - first],
                                        rtol=1e-6, atol=1e-6)
             assert experts.bucket[0] == expected.bucket[i - first]

@@ -14,8 +14,9 @@ MAGIC = b"SQZ\x1a"
 LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is at most 255)
 # 7: the text's own counts taken in every COUNT_EVERY steps, as eval takes them in (5 and 6: every chunk//S
 # steps); 5: segments read in lockstep, blocks, constriction's range coder (4: one stream a token at a time)
-FORMAT = 7
-ADAPTED_FORMAT = 8  # format 7 plus the network's online adaptation (compress --adapt): its lr and chunk
+# 9: the count model's word model (counts.words) mixed in (7 and 8 were the same files without it)
+FORMAT = 9
+ADAPTED_FORMAT = 10  # format 9 plus the network's online adaptation (compress --adapt): its lr and chunk
 FINGERPRINT_BYTES = 4  # tells runs apart before decoding; a 1 in 2^32 miss is still caught by the CRC
 
 

@@ -6,7 +6,9 @@ piece of COUNT_EVERY tokens at a time, a chunk of pieces blended at once) reads 
 lockstep.py's LockstepReader reads many a token at a time (compress's).
 """
 
+import dataclasses
 from collections import deque
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -17,6 +19,7 @@ from ..errors import SeqlabError
 from .mixer import Experts, OnlineMixer, blend_counts
 from . import store
 from .tables import CountTable, PendingCounts, RecentCounts, _history_table, context_hashes
+from .words import WORD_ORDERS, word_classes, word_contexts
 
 HISTORY_FILE = "history.npy"
 # The text's own counts take in what was read every COUNT_EVERY tokens (eval) or steps (compress's lockstep
@@ -37,12 +40,34 @@ def check(config: CountModelConfig) -> None:
         raise SeqlabError(f"counts.match_confidence must lie strictly between 0 and 1, got {config.match_confidence}")
 
 
+@dataclass
+class WordModel:
+    """The word model's token classes (words.word_classes) and its table of the training split's counts."""
+
+    letter: np.ndarray
+    folded: np.ndarray
+    table: CountTable
+
+    @classmethod
+    def build(cls, history: np.ndarray, token_bytes: list[bytes]) -> "WordModel":
+        letter, folded = word_classes(token_bytes)
+        history = np.asarray(history)
+        return cls(letter, folded, CountTable.build(word_contexts(history, letter, folded).ravel(),
+                                                    np.repeat(history, WORD_ORDERS)))
+
+    def contexts(self, tokens: np.ndarray) -> np.ndarray:
+        return word_contexts(tokens, self.letter, self.folded)
+
+
 class CountModel:
     def __init__(self, history: np.ndarray | None, vocab_size: int, config: CountModelConfig,
-                 table: CountTable | None = None, digest: str | None = None):
+                 table: CountTable | None = None, digest: str | None = None, words: WordModel | None = None):
         """The counts of `history` (its last config.max_history tokens), or the `table` already built from them
-        (store.open_table's); `digest` names the history (compress's fingerprint)."""
+        (store.open_table's); `digest` names the history (compress's fingerprint); words: the word model's
+        (config.words; without it, the model has none)."""
         check(config)
+        if config.words and words is None:  # no word model without the tokens' bytes (a model made from ids alone)
+            config = dataclasses.replace(config, words=False)
         self.config = config
         self.vocab = vocab_size
         self.orders = list(config.orders) + list(config.match_orders)  # every order that keeps counts
@@ -50,6 +75,7 @@ class CountModel:
             history = np.asarray(history)[-self.config.max_history :]
             table, digest = _history_table(history, self.orders), digest or store.history_digest(history)
         self.table, self.digest = table, digest
+        self.words = words if config.words else None
 
     def session(self, device) -> "CountSession":
         return CountSession(self, device)
@@ -65,14 +91,25 @@ class CountSession:
     def __init__(self, model: CountModel, device):
         self.model = model
         self.recent = RecentCounts()  # every order's, as the model's table
+        self.recent_words = RecentCounts()  # the word model's
         self.mixer = OnlineMixer(model.config, device)
         self.count_every = COUNT_EVERY
 
-    def count(self, positions: np.ndarray, contexts: np.ndarray, tokens: np.ndarray) -> None:
-        """Count tokens at `positions` of a text after their contexts (n, orders) as seen text."""
+    def count(self, positions: np.ndarray, contexts: np.ndarray, tokens: np.ndarray,
+              words: np.ndarray | None = None) -> None:
+        """Count tokens at `positions` of a text after their contexts (n, orders), and their word contexts (n,
+        WORD_ORDERS) where the model has a word model, as seen text."""
         keep = self.counted(positions)
         if keep.any():
             self.recent.add(contexts[keep], np.broadcast_to(tokens[:, None], keep.shape)[keep])
+        if words is not None and len(tokens):
+            self.recent_words.add(words.ravel(), np.repeat(tokens, WORD_ORDERS))
+
+    def words(self, contexts: np.ndarray, pending: tuple | None = None) -> tuple | None:
+        """blend_counts' `words` for positions of these word contexts (n, WORD_ORDERS), or None without a word model."""
+        if self.model.words is None:
+            return None
+        return contexts, [self.model.words.table] + self.recent_words.levels, pending
 
     def counted(self, positions: np.ndarray) -> np.ndarray:
         """(n, orders): which of the contexts at `positions` of a text count (those that run off its start don't)."""
@@ -131,6 +168,8 @@ class CountReader:
     def __init__(self, session: CountSession, tokens: np.ndarray, n_context: int):
         self.session, self.tokens = session, tokens
         self.contexts = context_hashes(tokens, session.model.orders)  # (n, orders)
+        words = session.model.words
+        self.words = words.contexts(tokens) if words is not None else None  # (n, WORD_ORDERS)
         self.seen = n_context  # tokens before this are context only (already in the training counts)
 
     def distributions(self, start: int, stop: int) -> "Experts":
@@ -139,7 +178,11 @@ class CountReader:
         The orders are blended by interpolation, shortest first; expert e is the blend up to
         order `config.experts[e]`. The bucket is how many orders had seen the context.
         """
-        return blend_counts(self.session.model, self.session.recent.levels, self.contexts[start:stop])
+        return blend_counts(self.session.model, self.session.recent.levels, self.contexts[start:stop],
+                            words=self._words(start, stop))
+
+    def _words(self, start: int, stop: int, pending: tuple | None = None) -> tuple | None:
+        return None if self.words is None else self.session.words(self.words[start:stop], pending)
 
     def read(self, start: int, stop: int, every: int) -> "Experts":
         """The count experts for positions start..stop-1 read `every` tokens at a time, each piece counted as seen
@@ -150,10 +193,18 @@ class CountReader:
         keep = self.session.counted(np.arange(first, stop))
         pending = PendingCounts(self.contexts[first:stop], self.tokens[first:stop], keep)
         piece_start = start + (np.arange(start, stop) - start) // every * every
+        limit = np.maximum(piece_start - first, 0)
+        words = None
+        if self.words is not None:
+            word_pending = PendingCounts(self.words[first:stop], self.tokens[first:stop],
+                                         np.ones((stop - first, WORD_ORDERS), dtype=bool))
+            words = self._words(start, stop, (word_pending, limit))
         experts = blend_counts(self.session.model, self.session.recent.levels, self.contexts[start:stop],
-                               (pending, np.maximum(piece_start - first, 0)))
+                               (pending, limit), words)
         if keep.any():  # what advance(stop) would count, already sorted
             self.session.recent.add_table(pending.table(), int(keep.sum()))
+        if words is not None and stop > first:
+            self.session.recent_words.add_table(word_pending.table(), stop - first)
         self.seen = max(self.seen, stop)
         return experts
 
@@ -161,7 +212,8 @@ class CountReader:
         """Count tokens up to `stop` as seen text."""
         if stop > self.seen:
             new = slice(self.seen, stop)
-            self.session.count(np.arange(self.seen, stop), self.contexts[new], self.tokens[new])
+            self.session.count(np.arange(self.seen, stop), self.contexts[new], self.tokens[new],
+                               None if self.words is None else self.words[new])
         self.seen = max(self.seen, stop)
 
 
@@ -195,7 +247,8 @@ def save_history(run_dir, train_tokens: np.ndarray, config: CountModelConfig) ->
     store.build(history, list(config.orders) + list(config.match_orders), run_dir / store.TABLES_DIR)
 
 
-def load_count_model(run_dir, vocab_size: int, config: CountModelConfig) -> "CountModel | None":
+def load_count_model(run_dir, vocab_size: int, config: CountModelConfig,
+                     token_bytes: list[bytes] | None = None) -> "CountModel | None":
     """The run's count model: its table memory-mapped from counts/, or built from history.npy (and kept in
     counts/ for the next load, when the run directory is writable) for a run trained before the table was."""
     path = run_dir / HISTORY_FILE
@@ -213,4 +266,19 @@ def load_count_model(run_dir, vocab_size: int, config: CountModelConfig) -> "Cou
             table = store.open_table(run_dir / store.TABLES_DIR, orders)
         except OSError:  # a read-only run: build it in memory, as before the tables were kept
             table = None
-    return CountModel(history, vocab_size, config, table, digest)
+    words = _word_model(run_dir, history, digest, token_bytes) if config.words and token_bytes is not None else None
+    return CountModel(history, vocab_size, config, table, digest, words)
+
+
+def _word_model(run_dir, history: np.ndarray, digest: str, token_bytes: list[bytes]) -> WordModel:
+    """The run's word model: its table memory-mapped from counts/words/, built there at the first load that needs
+    it (in memory when the run directory is read-only)."""
+    directory = run_dir / store.TABLES_DIR / store.WORDS_DIR
+    table = store.open_table(directory, store.WORD_TABLE, digest)
+    if table is None:
+        try:
+            store.build(history, store.WORD_TABLE, directory, word_classes(token_bytes))
+            table = store.open_table(directory, store.WORD_TABLE)
+        except OSError:
+            return WordModel.build(history, token_bytes)
+    return WordModel(*word_classes(token_bytes), table)
