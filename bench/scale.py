@@ -1,7 +1,8 @@
 """Does seqlab work on a 100 MB corpus? Start-up, count-model build and load, memory, eval and surprise speed.
 
     python bench/scale.py [--mb 100] [--budget 10m] [--out ~/.cache/seqlab/scale] [--history 100000000]
-                          [--val-fraction 0.01] [--eval-bytes 200000] [--reuse]
+                          [--val-fraction 0.01] [--eval-bytes 200000] [--reuse [--keep-table]]
+                          [--before SRC] [--repeats 1]
 
 The corpus is assembled reproducibly from Debian packages' docs and sources (PACKAGES:
 `apt-get download` + `dpkg-deb -x`, no root; text files only, sorted paths, capped at
@@ -16,17 +17,25 @@ pressure); the anonymous part is what the process holds itself.
                      the count model's table is built into RUN/counts/ (store.py), then the
                      final eval scores the whole held-out split (--val-fraction of every file)
   build              the table alone, built again from RUN/history.npy into RUN/counts/ (store.build)
-  load               seqlab.load(RUN) and its count model, mapped from RUN/counts/
+  load               seqlab.load(RUN) and its count model, opened from RUN/counts/ (disktable.py)
   eval               `seqlab eval RUN HELD_OUT` on --eval-bytes of the held-out split
   surprise           `seqlab surprise RUN FILE --top 3` (fixes, one reading) on 2,000 bytes of it
 
 --reuse keeps OUT/run from an earlier call and measures from the build on.
 
+--before SRC (a seqlab source tree, e.g. a `git archive` of main) runs eval and surprise
+with it too, in turn with this tree's, --repeats times each, and says whether both printed
+the same JSON; --keep-table (with --reuse) skips the build.
+
 Goals (issue 29): the count model of a 100M-token history loads in <= 10 s, and scoring stays
 under 6 GB resident; a history too large for the free memory or disk is refused in one line.
-Measured 2026-12-05 (docs/countmodel.md has the whole table): `--mb 100 --budget 1m --val-fraction
-0.002` (96.2M history tokens): build 307 s at 0.98 GB peak RSS, a 10.54 GiB table, mapped load 0.19 s,
+Measured 2026-12-05 (docs/countmodel.md has the whole tables): `--mb 100 --budget 1m --val-fraction
+0.002` (96.2M history tokens): build 307 s at 0.98 GB peak RSS, a 10.54 GiB table. Mapped (main then),
 eval 3,157 bytes/s at 10.89 GB peak RSS of which 0.32 GB anonymous (the rest the mapped table's pages).
+Read through countmodel/disktable.py instead, `... --reuse --keep-table --before MAIN --repeats 3` at
+15:00 UTC, load average 1.6-3.2: load 1.5 s; eval 9,707 bytes/s (median of 3) at 1.19 GB peak RSS
+against main's 11,436 at 10.48 GB; surprise (2,000 bytes, fixes) 13.8 s at 1.13 GB against 11.4 s at
+4.10 GB; the same output from both.
 """
 
 import argparse
@@ -41,7 +50,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[0]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+import numpy as np  # noqa: E402
 from debian_corpora import unpack  # noqa: E402
+from trees import seqlab_src  # noqa: E402
 
 # (package, root inside it): text-heavy Debian packages, about 130 MB of text together
 PACKAGES = [("python3.11-doc", "usr/share/doc/python3.11"), ("python3-django", "usr/lib/python3/dist-packages"),
@@ -139,7 +150,7 @@ LOAD = """
 import time
 from seqlab.run import load
 t0 = time.perf_counter(); run = load(sys.argv[1]); model = run.count_model
-print(f"{time.perf_counter() - t0:.2f} s to load; {len(model.table.tokens):,} entries")
+print(f"{time.perf_counter() - t0:.2f} s to load; {len(model.table):,} entries")
 """
 
 
@@ -153,6 +164,10 @@ def main() -> None:
                     help="the run's held-out share (train's final eval scores all of it)")
     ap.add_argument("--out", type=Path, default=Path.home() / ".cache" / "seqlab" / "scale")
     ap.add_argument("--reuse", action="store_true", help="keep OUT/run when it exists: measure from the build on")
+    ap.add_argument("--keep-table", action="store_true", help="with --reuse: do not build the table again")
+    ap.add_argument("--before", metavar="SRC", help="a seqlab source tree (a checkout or its src/): eval and "
+                    "surprise with it too, in turn with this tree's")
+    ap.add_argument("--repeats", type=int, default=1, help="readings of eval and surprise per tree")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     corpus = assemble(args.out, int(args.mb * 1e6))
@@ -170,27 +185,48 @@ def main() -> None:
                                            "--set", f"counts.max_history={args.history}", "--out", str(run)],
                                           {**cache, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
         rows.append(("train (budget + final eval)", seconds, rss, anon, f"{args.budget} budget"))
-    seconds, rss, _, anon = measure(python(BUILD, run))
-    rows.append(("count model: build table", seconds, rss, anon, _size(run)))
+    if not (args.keep_table and args.reuse and (run / "counts" / "meta.json").exists()):
+        seconds, rss, _, anon = measure(python(BUILD, run))
+        rows.append(("count model: build table", seconds, rss, anon, _size(run)))
     seconds, rss, out, anon = measure(python(LOAD, run))
-    rows.append(("count model: load (mapped)", seconds, rss, anon, out.strip().splitlines()[-1]))
+    rows.append(("count model: load", seconds, rss, anon, out.strip().splitlines()[-1]))
     held = args.out / "held_out.txt"
     tail = b"".join(p.read_bytes()[-max(1, int(p.stat().st_size * args.val_fraction)) :]
                     for p in sorted(corpus.rglob("*")) if p.is_file())  # the end of every file: the held-out split
     held.write_bytes(tail[: args.eval_bytes])
-    seconds, rss, _, anon = measure([sys.executable, "-m", "seqlab", "eval", str(run), str(held)],
-                                    {"PYTHONPATH": str(Path(__file__).parents[1] / "src")})
-    rows.append(("eval (whole process)", seconds, rss, anon, f"{len(held.read_bytes()) / seconds:,.0f} bytes/s"))
     small = args.out / "surprise.txt"
     small.write_bytes(tail[:2000])
-    seconds, rss, _, anon = measure([sys.executable, "-m", "seqlab", "surprise", str(run), str(small), "--top", "3",
-                                     "--json"], {"PYTHONPATH": str(Path(__file__).parents[1] / "src")})
-    rows.append(("surprise, 2,000 bytes, fixes", seconds, rss, anon, f"{2000 / seconds:,.0f} bytes/s"))
+    rows += scoring_rows(args, run, held, small)
     print(f"corpus {corpus}: {n_bytes:,} bytes; counts.max_history {args.history:,}\n")
     print(f"| {'stage':<30} | {'seconds':>8} | {'peak RSS GB':>11} | {'of it anon GB':>13} | note")
     print(f"|{'-' * 32}|{'-' * 10}|{'-' * 13}|{'-' * 15}|{'-' * 30}")
     for label, seconds, rss, anon, note in rows:
         print(f"| {label:<30} | {seconds:>8.1f} | {rss:>11.2f} | {anon:>13.2f} | {note}")
+
+
+def scoring_rows(args, run: Path, held: Path, small: Path) -> list[tuple]:
+    """The eval and surprise rows: with --before, this tree's and SRC's in turn, --repeats times, and whether the
+    two print the same figures (eval's --json, surprise's anomalies and fixes)."""
+    trees = [("", str(Path(__file__).parents[1] / "src"))] + ([(" before", seqlab_src(args.before))]
+                                                              if args.before else [])
+    commands = [("eval", ["eval", str(run), str(held), "--json"], len(held.read_bytes())),
+                ("surprise, 2,000 bytes, fixes", ["surprise", str(run), str(small), "--top", "3", "--json"], 2000)]
+    found, printed = {}, {}
+    for _ in range(args.repeats):
+        for label, argv, _ in commands:
+            for name, src in trees:
+                seconds, rss, out, anon = measure([sys.executable, "-m", "seqlab", *argv], {"PYTHONPATH": src})
+                found.setdefault((label, name), []).append((seconds, rss, anon))
+                printed.setdefault(label, set()).add(out[out.index("{"):])  # the JSON, without any warnings
+    rows = []
+    for (label, name), each in found.items():
+        n = next(n for lab, _, n in commands if lab == label)
+        note = "bytes/s " + ", ".join(f"{n / seconds:,.0f}" for seconds, _, _ in each)
+        if args.before:
+            note += "; same output before and after: " + str(len(printed[label]) == 1)
+        rows.append((f"{label}{name}", float(np.median([e[0] for e in each])), max(e[1] for e in each),
+                     max(e[2] for e in each), note))
+    return rows
 
 
 def _size(run: Path) -> str:

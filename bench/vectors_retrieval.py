@@ -1,6 +1,7 @@
 """Retrieval: each held-out paragraph's first half must find its own second half among all second halves.
 
-    python bench/vectors_retrieval.py RUN [--tuned TUNED_RUN] [--corpus DIR] [--n 1000]
+    python bench/vectors_retrieval.py RUN [--tuned TUNED_RUN ...] [--corpus DIR] [--n 1000]
+    python bench/vectors_retrieval.py RUN --tuned A B --split validation --holdout 0.05   # choose settings
 
 Paragraphs (blank-line separated, 100-3000 bytes, two sentences or more) come from the held-out part of the
 run's own corpus (the last val_fraction of each file, which neither training nor `seqlab tune` saw) and are
@@ -9,6 +10,10 @@ vectors with each pooling (mean, last, max: centred on the run's mean state and 
 run's, BM25 (bm25s, Lucene's formula) and TF-IDF (scikit-learn, cosine). recall@1 and recall@10 carry Wilson
 intervals, MRR a bootstrap interval over queries; the last column is each method's recall@1 less BM25's on
 the same queries, with a paired bootstrap interval (seqlab.stats.paired_difference).
+
+`--split validation` asks paragraphs of the training part instead: those in the `--holdout` share that
+`seqlab tune --holdout` (the same share) left out of tuning (vectors.tune.is_validation). Tuning settings are
+compared there, and the held-out benchmark is run once with the settings chosen.
 """
 
 import argparse
@@ -28,15 +33,20 @@ from seqlab.run import load, read_config  # noqa: E402
 from seqlab.stats import bootstrap_statistic, wilson  # noqa: E402
 from seqlab.stats import paired_difference  # noqa: E402
 from seqlab.vectors.embed import embed_texts, is_centred  # noqa: E402
-from seqlab.vectors.tune import halves  # noqa: E402
+from seqlab.vectors.tune import halves, is_validation  # noqa: E402
 
-def held_out_pairs(run_dir, corpus, n: int, seed: int = 0) -> list[tuple[bytes, bytes]]:
+
+def held_out_pairs(run_dir, corpus, n: int, seed: int = 0, holdout: float | None = None) -> list[tuple[bytes, bytes]]:
+    """Paragraphs' (first half, second half): from the held-out part of each file, or with `holdout` from the
+    training part, those of its validation share."""
     config = read_config(run_dir)
     pairs = []
     for path in resolve_paths(corpus or config.data.paths):
-        held = split_document(path.read_bytes(), config.data.val_fraction)[1]
-        for para in re.split(rb"\n\s*\n", held):
+        train, held = split_document(path.read_bytes(), config.data.val_fraction)
+        for para in re.split(rb"\n\s*\n", held if holdout is None else train):
             para = para.strip()
+            if holdout is not None and not is_validation(para, holdout):
+                continue
             if 100 <= len(para) <= 3000 and (pair := halves(para)):
                 pairs.append(pair)
     rng = np.random.default_rng(seed)
@@ -92,14 +102,17 @@ def row(name: str, ranks: np.ndarray, seconds: float, reference: np.ndarray) -> 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
-    ap.add_argument("--tuned", help="a run made by `seqlab tune RUN ...`")
+    ap.add_argument("--tuned", nargs="+", default=[], help="runs made by `seqlab tune RUN ...`")
     ap.add_argument("--corpus", nargs="+", help="the run's corpus, if not where it was trained")
     ap.add_argument("--n", type=int, default=1000, help="held-out paragraphs (queries), default 1000")
     ap.add_argument("--poolings", default="mean,last,max,surprisal")
+    ap.add_argument("--split", choices=("held-out", "validation"), default="held-out",
+                    help="the run's held-out part, or the validation share of its training part (--holdout)")
+    ap.add_argument("--holdout", type=float, default=0.05, help="the share given to `seqlab tune --holdout`")
     args = ap.parse_args()
-    pairs = held_out_pairs(args.run, args.corpus, args.n)
+    pairs = held_out_pairs(args.run, args.corpus, args.n, holdout=args.holdout if args.split == "validation" else None)
     queries, docs = [p[0] for p in pairs], [p[1] for p in pairs]
-    print(f"{len(pairs)} held-out paragraphs (query: first half, {np.mean([len(q) for q in queries]):.0f} bytes "
+    print(f"{len(pairs)} {args.split} paragraphs (query: first half, {np.mean([len(q) for q in queries]):.0f} bytes "
           f"on average; answer: its second half among {len(docs)})", flush=True)
     rows = []
     methods = [("BM25 (bm25s)", lambda: bm25_ranks(queries, docs)),
@@ -110,11 +123,11 @@ def main() -> None:
         for centre in (True, False) if is_centred(pooling) else (False,):
             name = f"seqlab {pooling}{(', centred' if centre else ', raw') if is_centred(pooling) else ''}"
             methods.append((name, lambda p=pooling, c=centre: seqlab_ranks(run, queries, docs, p, c)))
-    if args.tuned:
-        tuned = load(args.tuned)
+    for tuned_dir in args.tuned:
+        tuned = load(tuned_dir)
         for pooling in poolings:
-            name = f"seqlab tuned {pooling}{', centred' if is_centred(pooling) else ''}"
-            methods.append((name, lambda p=pooling: seqlab_ranks(tuned, queries, docs, p, True)))
+            name = f"{Path(tuned_dir).name} {pooling}{', centred' if is_centred(pooling) else ''}"
+            methods.append((name, lambda p=pooling, t=tuned: seqlab_ranks(t, queries, docs, p, True)))
     reference = None
     for name, fn in methods:
         t0 = time.perf_counter()
@@ -123,7 +136,7 @@ def main() -> None:
         rows.append(row(name, ranks, time.perf_counter() - t0, reference))
         print(f"  {name}: recall@1 {np.mean(ranks <= 1):.3f}", flush=True)
     print()
-    print_table(f"retrieval on {len(pairs)} held-out paragraphs of {Path(args.run).name}'s corpus "
+    print_table(f"retrieval on {len(pairs)} {args.split} paragraphs of {Path(args.run).name}'s corpus "
                 f"(95% intervals)", ["method", "recall@1", "recall@10", "MRR", "recall@1 - BM25", "seconds"], rows)
 
 

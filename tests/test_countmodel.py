@@ -1,6 +1,7 @@
 """The count model mixed in when scoring: exact counts, causal, and it catches long repeats."""
 
 import functools
+from dataclasses import replace
 from collections import Counter
 
 import numpy as np
@@ -299,7 +300,8 @@ def test_a_session_carries_what_it_scored_from_one_text_to_the_next():
 def test_tables_kept_on_disk_are_mapped_and_equal_rebuilt_ones(tmp_path, monkeypatch, directory_from):
     """save_history builds the table once into counts/; a load maps it (no rebuild) and it is the very table
     CountModel builds in memory, its directory too; a changed history is noticed and rebuilt."""
-    from seqlab.countmodel import TABLES_DIR, load_count_model, save_history
+    from seqlab.countmodel import TABLES_DIR, load_count_model, save_history, store
+    from seqlab.countmodel.disktable import DiskTable
 
     monkeypatch.setattr(count_tables, "DIRECTORY_FROM", directory_from)
     config = CountModelConfig(orders=[1, 2, 3, 8], experts=[2, 8], match_orders=[32])
@@ -310,23 +312,30 @@ def test_tables_kept_on_disk_are_mapped_and_equal_rebuilt_ones(tmp_path, monkeyp
 
     monkeypatch.setattr(session, "_history_table", None)  # a load that rebuilt in memory would fail here
     monkeypatch.setattr(session.store, "build", None)  # ... and one that rebuilt on disk
-    mapped = load_count_model(tmp_path, 257, config)
+    mapped = load_count_model(tmp_path, 257, replace(config, map_up_to_gib=0))  # larger than that: read
     monkeypatch.undo()
     monkeypatch.setattr(count_tables, "DIRECTORY_FROM", directory_from)
     rebuilt = CountModel(history, 257, config)
-    assert isinstance(mapped.table.contexts.base, np.memmap) and mapped.digest == rebuilt.digest
+    assert isinstance(mapped.table, DiskTable) and mapped.digest == rebuilt.digest  # read from its files
+    arrays = store.open_table(tmp_path / TABLES_DIR, mapped.orders, mapped=True)
+    assert isinstance(arrays.contexts.base, np.memmap)
     for part in ("contexts", "bounds", "tokens", "counts"):
-        assert np.array_equal(getattr(mapped.table, part), getattr(rebuilt.table, part)), part
-    assert (mapped.table.directory is None) == (directory_from > 1000)
-    if mapped.table.directory is not None:
-        assert np.array_equal(mapped.table.directory, rebuilt.table.directory)
-        assert mapped.table.depth == rebuilt.table.depth
+        assert np.array_equal(getattr(arrays, part), getattr(rebuilt.table, part)), part
+    assert (arrays.directory is None) == (directory_from > 1000)
+    if arrays.directory is not None:
+        assert np.array_equal(arrays.directory, rebuilt.table.directory)
+        assert arrays.depth == rebuilt.table.depth
     queries = context_hashes(history[:500].astype(np.int64), mapped.orders).ravel()
     for a, b in zip(mapped.table.lookup(queries), rebuilt.table.lookup(queries)):
         assert np.array_equal(a, b)
+    chosen = load_count_model(tmp_path, 257, config)  # a table under counts.map_up_to_gib: its arrays mapped
+    assert type(chosen.table) is CountTable and isinstance(chosen.table.contexts.base, np.memmap)
+    for a, b in zip(chosen.table.lookup(queries), rebuilt.table.lookup(queries)):
+        assert np.array_equal(a, b)
     np.save(tmp_path / "history.npy", history[::-1].copy())  # another history: the kept table no longer fits it
     again = load_count_model(tmp_path, 257, config)
-    assert np.array_equal(again.table.counts, CountModel(history[::-1].copy(), 257, config).table.counts)
+    again_arrays = store.open_table(tmp_path / TABLES_DIR, again.orders, again.digest, mapped=True)
+    assert np.array_equal(again_arrays.counts, CountModel(history[::-1].copy(), 257, config).table.counts)
 
 
 def test_a_history_too_large_for_memory_or_disk_is_refused_in_one_line(tmp_path, corpus_file, monkeypatch, capsys):

@@ -34,7 +34,7 @@ def test_a_sharded_build_equals_the_one_shot_table_exactly(tmp_path, monkeypatch
     small_pieces(monkeypatch, shard, merge, chunk)
     tokens = history(n)
     store.build(tokens, ORDERS, tmp_path / "counts")
-    mapped = store.open_table(tmp_path / "counts", ORDERS, store.history_digest(tokens))
+    mapped = store.open_table(tmp_path / "counts", ORDERS, store.history_digest(tokens), mapped=True)
     one_shot = count_tables._history_table(tokens, ORDERS)
     for part in ("contexts", "bounds", "tokens", "counts"):
         a, b = getattr(mapped, part), getattr(one_shot, part)
@@ -71,13 +71,14 @@ def test_bounds_too_many_for_int32_are_stored_int64_and_stay_mapped(tmp_path, mo
     monkeypatch.setattr(store, "INT32_ENTRIES", 100)
     tokens = history(3000)
     store.build(tokens, ORDERS, tmp_path / "counts")
-    mapped = store.open_table(tmp_path / "counts", ORDERS)
+    mapped = store.open_table(tmp_path / "counts", ORDERS, mapped=True)
     one_shot = count_tables._history_table(tokens, ORDERS)
     assert mapped.bounds.dtype == np.int64 and isinstance(mapped.bounds.base, np.memmap)
     assert np.array_equal(mapped.bounds, one_shot.bounds)
     queries = count_tables.context_hashes(tokens[:300].astype(np.int64), ORDERS).ravel()
-    for a, b in zip(mapped.lookup(queries), one_shot.lookup(queries)):
-        assert np.array_equal(a, b)
+    for a, b, c in zip(mapped.lookup(queries), one_shot.lookup(queries), store.open_table(tmp_path / "counts",
+                                                                                          ORDERS).lookup(queries)):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
 
 
 def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):

@@ -214,7 +214,7 @@ def assert_refused(code, out, err, name: str, argv):
 def test_a_bad_value_is_one_line_exit_2_and_writes_nothing(verb, dest, value, sandbox, stubbed_parser, capsys,
                                                            monkeypatch):
     monkeypatch.chdir(sandbox)
-    monkeypatch.setattr(entry, "build_parser", lambda: stubbed_parser)
+    monkeypatch.setattr(entry, "build_parser", lambda verb=None: stubbed_parser)
     sub = subparsers(stubbed_parser)[verb]
     action = next(a for a in sub._actions if a.dest == dest and takes_value(a))
     argv = argv_for(verb, sub, action, value)

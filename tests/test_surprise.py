@@ -214,6 +214,39 @@ def test_surprise_judges_fixes_with_the_count_model(lost_paren):
     assert top.fix is not None and top.fix.apply(data) == text
 
 
+def test_spans_judged_in_forked_workers_are_judged_as_here(lost_paren):
+    """Two torch threads judge the spans in two forked worker processes: every span gets the very fix (its
+    gain to the last bit) and expected text that one thread judging them all in this process gives, in order."""
+    from seqlab.scoring import TorchThreads
+    from seqlab.surprise.anomalies import read, suggest_fixes
+
+    run, _, data, _ = lost_paren
+    for at in (len(data) // 5, len(data) // 3, 3 * len(data) // 4):  # three more bytes lost: more spans
+        data = data[:at] + data[at + 1 :]
+    with TorchThreads(1):
+        _, reading = read(run, data, top=10, fixes=True, mixed=True)
+    assert len(reading.spans) >= 4 and any(fix for _, fix in reading.suggested)
+    with TorchThreads(2):
+        forked = suggest_fixes(run, data, reading.spans, reading.excess, reading.session, reading.file_counts)
+    assert forked == reading.suggested
+
+
+def test_forked_map_keeps_the_order_and_inherits_what_it_reads():
+    """Workers are other processes, which inherit the function and what it reads (a lock, which no pickle
+    could send) and take the items as they come free; the results come back in the items' order."""
+    import os
+    import threading
+
+    from seqlab.surprise.anomalies import forked_map
+
+    lock = threading.Lock()
+    items = list(range(40))
+    out = list(forked_map(lambda i: (i * i, os.getpid(), lock.locked()), items, 2))
+    assert [square for square, *_ in out] == [i * i for i in items]
+    assert os.getpid() not in {pid for _, pid, _ in out}
+    assert {pid for _, pid, _ in forked_map(lambda i: (i, os.getpid(), 0), items, 1)} == {os.getpid()}
+
+
 def test_edits_are_tried_at_spikes_inside_a_span(lost_paren):
     """A lost byte mid-span, further after the span's first byte than the anchors before it reach, is
     mended from the spike it leaves; without the span's spikes no anchor reaches it."""

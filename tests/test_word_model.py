@@ -1,8 +1,14 @@
 """The word model: contexts of the current partial word and the previous word, case-folded; its table on disk."""
 
-import numpy as np
+from dataclasses import replace
+from types import SimpleNamespace
 
-from seqlab.countmodel import store
+import numpy as np
+import pytest
+import torch
+
+from seqlab.config import CountModelConfig
+from seqlab.countmodel import CountModel, CountTable, Experts, disktable, load_count_model, save_history, store
 from seqlab.countmodel.session import WordModel
 from seqlab.countmodel.words import REACH, word_classes, word_contexts
 
@@ -44,8 +50,71 @@ def test_the_word_table_built_in_shards_on_disk_is_the_one_built_in_memory(tmp_p
     monkeypatch.setattr(store, "WORD_SHARD", 4096)
     monkeypatch.setattr(store, "MERGE", 1000)
     store.build(history, store.WORD_TABLE, tmp_path / "words", (LETTER, FOLDED))
-    disk = store.open_table(tmp_path / "words", store.WORD_TABLE, store.history_digest(history))
+    mapped = store.open_table(tmp_path / "words", store.WORD_TABLE, store.history_digest(history), mapped=True)
     memory = WordModel.build(history, BYTES).table
     for name in ("contexts", "bounds", "tokens", "counts"):
-        assert np.array_equal(np.asarray(getattr(disk, name)), np.asarray(getattr(memory, name))), name
+        assert np.array_equal(getattr(mapped, name), getattr(memory, name)), name
     assert store.open_table(tmp_path / "words", [1, 2]) is None  # not a table of context orders
+
+
+def _scored(model: CountModel, text: np.ndarray) -> tuple[torch.Tensor, Experts]:
+    """(the mixed log-probabilities of a text scored as eval scores it, after a fixed network's; the experts of its
+    last chunk read again) of a count model."""
+    torch.manual_seed(0)
+    net = torch.log_softmax(torch.randn(len(text) - 1, len(BYTES)), dim=-1)
+    targets = torch.from_numpy(text[1:])
+    session = model.session("cpu")
+    logp = torch.cat([out[1] for out in session.mix([(1, net, targets)], text, 1)])
+    return logp, session.reader(text, 1).distributions(len(text) - 100, len(text))
+
+
+@pytest.mark.parametrize("front, cache_bits", [(0, 22), (2000, 3)])
+def test_the_word_table_scores_alike_mapped_or_read_through_disktable(tmp_path, monkeypatch, front, cache_bits):
+    """save_history builds the word table with the count table; a load reads both mapped (up to
+    counts.map_up_to_gib) or through DiskTable (beyond it: the threshold set to 0 here), and the bits are the same
+    to the last one, as are the experts; without the word model they differ (the test can tell)."""
+    monkeypatch.setattr(disktable, "FRONT", front)  # none of the table held in memory, or a part of it
+    monkeypatch.setattr(disktable, "CACHE_BITS", cache_bits)  # a cache whose slots many contexts share
+    rng = np.random.default_rng(2)
+    words = ["the ", "The ", "cat ", "CAT ", "sat", ". ", "on ", "a ", "mat", "\n", "dog ", "ran"]
+    history = encode("".join(rng.choice(words, 4000))).astype(np.uint16)
+    text = np.concatenate([[256], encode("".join(rng.choice(words, 150)))])
+    config = CountModelConfig(orders=[1, 2, 3, 5], experts=[2, 5], match_orders=[12])
+    save_history(tmp_path, history, config, BYTES)
+    mapped = load_count_model(tmp_path, len(BYTES), config, BYTES)
+    disk = load_count_model(tmp_path, len(BYTES), replace(config, map_up_to_gib=0), BYTES)
+    assert isinstance(mapped.words.table, CountTable) and isinstance(disk.words.table, disktable.DiskTable)
+    assert isinstance(disk.table, disktable.DiskTable)
+    (a, a_experts), (b, b_experts) = _scored(mapped, text), _scored(disk, text)
+    assert torch.equal(a, b)
+    for name in ("base", "row", "token", "bonus", "bucket", "small"):
+        assert np.array_equal(getattr(a_experts, name), getattr(b_experts, name)), name
+    without, _ = _scored(mapped.without_words(), text)
+    assert not torch.equal(a, without)
+
+
+def test_a_run_without_a_word_table_has_no_word_model_and_scores_as_before(tmp_path):
+    """A run trained before the word model (counts/ without words/) loads without one, whatever counts.words says
+    (its mixer sized for the experts it has), and scores exactly as the same count model with counts.words=false;
+    add_word_table gives it one."""
+    from seqlab.countmodel import add_word_table
+
+    rng = np.random.default_rng(3)
+    history = rng.choice(encode("ab cd. Ef gh\n"), 5000).astype(np.uint16)
+    text = np.concatenate([[256], rng.choice(encode("ab cd. Ef gh\n"), 400)])
+    config = CountModelConfig(orders=[1, 2, 3], experts=[3], match_orders=[])
+    save_history(tmp_path, history, config)  # as training did before: no tokens' bytes, no word table
+    assert not (tmp_path / "counts" / store.WORDS_DIR).exists()
+    old = load_count_model(tmp_path, len(BYTES), config, BYTES)
+    assert old.words is None and not old.config.words and config.words
+    assert old.session("cpu").mixer.weights.shape[1] == 1 + len(config.experts) + 1  # + the text's own blend
+    plain = load_count_model(tmp_path, len(BYTES), replace(config, words=False), BYTES)
+    assert torch.equal(_scored(old, text)[0], _scored(plain, text)[0])
+
+    add_word_table(SimpleNamespace(path=tmp_path, config=SimpleNamespace(counts=config),  # a seqlab.run.Run's parts
+                                   tokenizer=SimpleNamespace(vocab_size=len(BYTES), token_bytes=BYTES)))
+    new = load_count_model(tmp_path, len(BYTES), config, BYTES)
+    assert new.words is not None and new.config.words
+    assert not torch.equal(_scored(new, text)[0], _scored(old, text)[0])
+    save_history(tmp_path, history, config)  # the count table built again keeps the word table beside it
+    assert load_count_model(tmp_path, len(BYTES), config, BYTES).words is not None

@@ -103,6 +103,9 @@ class CountModelConfig:
     sse_context: str = setting("seen", one_of(*MIXER_SELECTORS))  # the small context that selects its cells
     words: bool = True  # a word model: counts after the current partial word, and after the previous word and it
     max_history: int = setting(8_000_000, positive)  # training tokens kept (the most recent)
+    # a stored table up to this size is memory-mapped (fastest, its pages count in RSS); a larger one is read
+    # through disktable.py (RSS bounded whatever its size)
+    map_up_to_gib: float = setting(4.0, number(min=0))
     max_vocab: int = setting(4096, positive)  # larger vocabularies score with the network alone
 
 

@@ -44,6 +44,11 @@ def add_cli(sub) -> None:
                    help="the pooling trained (the one `seqlab embed/index --pooling` will use)")
     p.add_argument("--crops", choices=CROPS, default="random",
                    help="two random crops of a paragraph, or its two halves (cut at a sentence end)")
+    p.add_argument("--holdout", type=number(min=0, max=1, max_open=True), default=0.0,
+                   help="share of the training paragraphs left out of tuning, to validate settings on "
+                        "(bench/vectors_retrieval.py --split validation)")
+    p.add_argument("--hard-negatives", action="store_true",
+                   help="half of each batch is the other half's nearest paragraphs by TF-IDF")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="cpu", type=device)
     p.add_argument("--threads", type=integer(min=1))
@@ -53,6 +58,7 @@ def add_cli(sub) -> None:
 def cli(args) -> None:
     cfg = TuneConfig(max_steps=args.max_steps, budget_seconds=args.budget or 0.0, batch_size=args.batch_size,
                      lr=args.lr, temperature=args.temperature, lm_weight=args.lm_weight,
-                     max_crop_tokens=args.max_crop_tokens, seed=args.seed, pooling=args.pooling, crops=args.crops)
+                     max_crop_tokens=args.max_crop_tokens, seed=args.seed, pooling=args.pooling, crops=args.crops,
+                     holdout=args.holdout, hard_negatives=args.hard_negatives)
     set_threads(args)
     tune(args.run, args.corpus, args.out, cfg, args.device, log=lambda m: print(m, file=sys.stdout))

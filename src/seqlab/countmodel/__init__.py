@@ -23,8 +23,8 @@ probability (mixer.py; their gains: docs/quality.md). One session carries
 counts and weights across the texts it scores, so a held-out set of many files
 reads as one stream.
 
-The training split's table is built once, when training ends, and memory-mapped
-at every load (store.py).
+The training split's table is built once, when training ends, and read from its
+files at every load, what a lookup needs by position (store.py, disktable.py).
 
 Everything is causal: the prediction for a token uses only the training split
 and the tokens before it, so bits per byte stay an honest compression measure.
@@ -32,12 +32,12 @@ and the tokens before it, so bits per byte stay an honest compression measure.
 
 from .mixer import Experts, OnlineMixer, blend_counts
 from .lockstep import LockstepReader
-from .session import (HISTORY_FILE, CountModel, CountReader, CountSession, check, describe,
+from .session import (HISTORY_FILE, CountModel, CountReader, CountSession, add_word_table, check, describe,
                       load_count_model, save_history, usable)
 from .store import TABLES_DIR, check_fits
 from .tables import CountTable, RecentCounts, context_hashes, context_hashes_at, context_ids, continuations
 
 __all__ = ["CountModel", "CountSession", "CountReader", "LockstepReader", "CountTable", "RecentCounts", "Experts",
            "OnlineMixer", "blend_counts", "context_hashes", "context_hashes_at", "context_ids", "continuations",
-           "check", "describe", "usable", "save_history", "load_count_model", "HISTORY_FILE", "TABLES_DIR",
-           "check_fits"]
+           "check", "describe", "usable", "save_history", "load_count_model", "add_word_table", "HISTORY_FILE",
+           "TABLES_DIR", "check_fits"]

@@ -63,8 +63,8 @@ class CountModel:
     def __init__(self, history: np.ndarray | None, vocab_size: int, config: CountModelConfig,
                  table: CountTable | None = None, digest: str | None = None, words: WordModel | None = None):
         """The counts of `history` (its last config.max_history tokens), or the `table` already built from them
-        (store.open_table's); `digest` names the history (compress's fingerprint); words: the word model's
-        (config.words; without it, the model has none)."""
+        (store.open_table's: a CountTable or a DiskTable); `digest` names the history (compress's fingerprint);
+        words: the word model's (config.words; without it, the model has none)."""
         check(config)
         if config.words and words is None:  # no word model without the tokens' bytes (a model made from ids alone)
             config = dataclasses.replace(config, words=False)
@@ -79,6 +79,12 @@ class CountModel:
 
     def session(self, device) -> "CountSession":
         return CountSession(self, device)
+
+    def without_words(self) -> "CountModel":
+        """The same count model without its word model (a file compressed before it, or by a run without one)."""
+        if self.words is None:
+            return self
+        return CountModel(None, self.vocab, dataclasses.replace(self.config, words=False), self.table, self.digest)
 
 
 class CountSession:
@@ -218,6 +224,7 @@ class CountReader:
 
 
 def describe(config: CountModelConfig) -> str:
+    """What the count model mixes in, from its effective config (CountModel.config: words only where it has them)."""
     match = f", matches of {config.match_orders[0]}-{config.match_orders[-1]}" if config.match_orders else ""
     own = ", and over that text alone" if config.recent_expert else ""
     return (f"mixed with a count model (orders {','.join(map(str, config.orders))}{match}) over the training split "
@@ -226,16 +233,18 @@ def describe(config: CountModelConfig) -> str:
 
 def _mixer_extras(config: CountModelConfig) -> str:
     sets = f" (per bucket and {', '.join(config.select)} context)" if config.select else ""
-    return sets + (", an SSE stage" if config.sse > 0 else "")
+    return sets + (", an SSE stage" if config.sse > 0 else "") + (", a word model" if config.words else "")
 
 
 def usable(config: CountModelConfig, vocab_size: int) -> bool:
     return config.enabled and vocab_size <= config.max_vocab
 
 
-def save_history(run_dir, train_tokens: np.ndarray, config: CountModelConfig) -> None:
+def save_history(run_dir, train_tokens: np.ndarray, config: CountModelConfig,
+                 token_bytes: list[bytes] | None = None) -> None:
     """Keep the training tokens the count model needs, so the run stands alone, and build their table once
-    (store.py) so that every load memory-maps it."""
+    (store.py) so that every load reads it from there, not rebuilt; and, with config.words and the tokens' bytes,
+    the word model's table (counts/words/): a run has a word model when it has that table."""
     from ..checkpoint import atomic_write_bytes
     import io
 
@@ -245,11 +254,31 @@ def save_history(run_dir, train_tokens: np.ndarray, config: CountModelConfig) ->
     np.save(buf, history, allow_pickle=False)
     atomic_write_bytes(run_dir / HISTORY_FILE, buf.getvalue())
     store.build(history, list(config.orders) + list(config.match_orders), run_dir / store.TABLES_DIR)
+    if config.words and token_bytes is not None:
+        store.build(history, store.WORD_TABLE, _words_dir(run_dir), word_classes(token_bytes))
+
+
+def add_word_table(run) -> None:
+    """Build the word model's table of a run (seqlab.run.load's) trained before there was one, into its counts/words/:
+    its later loads mix the word model in (its figures change: eval it again). Refused for a run without a count model
+    or with counts.words=false."""
+    config = run.config.counts
+    path = run.path / HISTORY_FILE
+    if not usable(config, run.tokenizer.vocab_size) or not path.exists() or not config.words:
+        raise SeqlabError(f"{run.path} has no count model to add a word model to (no {HISTORY_FILE}, "
+                          f"counts.enabled=false, or counts.words=false); train a run with the count model")
+    history = np.load(path, mmap_mode="r", allow_pickle=False)[-config.max_history :]
+    store.build(history, store.WORD_TABLE, _words_dir(run.path), word_classes(run.tokenizer.token_bytes))
+    run.__dict__.pop("count_model", None)  # loaded again, with it, when next asked
+
+
+def _words_dir(run_dir):
+    return run_dir / store.TABLES_DIR / store.WORDS_DIR
 
 
 def load_count_model(run_dir, vocab_size: int, config: CountModelConfig,
                      token_bytes: list[bytes] | None = None) -> "CountModel | None":
-    """The run's count model: its table memory-mapped from counts/, or built from history.npy (and kept in
+    """The run's count model: its table read from counts/ (store.open_table), or built from history.npy (and kept in
     counts/ for the next load, when the run directory is writable) for a run trained before the table was."""
     path = run_dir / HISTORY_FILE
     if not usable(config, vocab_size) or not path.exists():
@@ -258,27 +287,37 @@ def load_count_model(run_dir, vocab_size: int, config: CountModelConfig,
     orders = list(config.orders) + list(config.match_orders)
     check(config)
     digest = store.history_digest(history)
-    table = store.open_table(run_dir / store.TABLES_DIR, orders, digest)
+    tables = run_dir / store.TABLES_DIR
+    table = store.open_table(tables, orders, digest, _mapped(tables, config))
     if table is None:
         store.check_fits(len(history))
         try:
-            store.build(history, orders, run_dir / store.TABLES_DIR)
-            table = store.open_table(run_dir / store.TABLES_DIR, orders)
+            store.build(history, orders, tables)
+            table = store.open_table(tables, orders, mapped=_mapped(tables, config))
         except OSError:  # a read-only run: build it in memory, as before the tables were kept
             table = None
-    words = _word_model(run_dir, history, digest, token_bytes) if config.words and token_bytes is not None else None
+    has_words = config.words and token_bytes is not None and (_words_dir(run_dir) / "meta.json").exists()
+    words = _word_model(run_dir, history, digest, token_bytes, config) if has_words else None
     return CountModel(history, vocab_size, config, table, digest, words)
 
 
-def _word_model(run_dir, history: np.ndarray, digest: str, token_bytes: list[bytes]) -> WordModel:
-    """The run's word model: its table memory-mapped from counts/words/, built there at the first load that needs
-    it (in memory when the run directory is read-only)."""
-    directory = run_dir / store.TABLES_DIR / store.WORDS_DIR
-    table = store.open_table(directory, store.WORD_TABLE, digest)
+def _word_model(run_dir, history: np.ndarray, digest: str, token_bytes: list[bytes],
+                config: CountModelConfig) -> WordModel:
+    """The run's word model: its table read from counts/words/ as the count table is (mapped up to
+    counts.map_up_to_gib, else a DiskTable); built again there when it is not the history's (in memory when the run
+    directory is read-only). A run trained before the word model has no such table, and no word model: it scores
+    as it did (add_word_table adds one)."""
+    directory = _words_dir(run_dir)
+    table = store.open_table(directory, store.WORD_TABLE, digest, _mapped(directory, config))
     if table is None:
         try:
             store.build(history, store.WORD_TABLE, directory, word_classes(token_bytes))
-            table = store.open_table(directory, store.WORD_TABLE)
+            table = store.open_table(directory, store.WORD_TABLE, mapped=_mapped(directory, config))
         except OSError:
             return WordModel.build(history, token_bytes)
     return WordModel(*word_classes(token_bytes), table)
+
+
+def _mapped(tables, config: CountModelConfig) -> bool:
+    """Whether the stored table is small enough to map (counts.map_up_to_gib): a load then costs nothing."""
+    return store.table_bytes(tables) <= config.map_up_to_gib * (1 << 30)

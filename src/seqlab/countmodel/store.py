@@ -1,4 +1,4 @@
-"""The training split's count table on disk: built once, memory-mapped at every load.
+"""The training split's count table on disk: built once, read from its files at every load.
 
 Rebuilding the table from `history.npy` at every load took 6.5 s for 8M tokens and
 about 410 bytes of memory per token; at 100M tokens that is past a 24 GB machine.
@@ -11,10 +11,13 @@ So training builds it once, at its end, into the run directory:
       tokens.npy     uint16, each entry's next token
       counts.npy     float32, each entry's count
       directory.npy  where each bucket of leading context bits begins (large tables only)
-      words/         the word model's table (words.py), the same files
+      fence64.npy    every 64th context (disktable.py; made at the first load of a table built before it)
+      words/         the word model's table (words.py), the same files, read the same way
 
-and every load opens these with numpy's mmap_mode: no work at load, and only the
-pages a lookup reads become resident.
+and every load opens it: a table of up to counts.map_up_to_gib memory-mapped, as a CountTable
+(no work at load), a larger one as a disktable.DiskTable: lookups read what they need by
+position, nothing is mapped, so resident memory does not grow with the table (mapped, a
+10.5 GiB table became 10.9 GB of a scoring process's RSS). Tests compare the two.
 
 The build's memory does not grow with the history: one order at a time, the history
 is hashed and sorted a SHARD of positions at a time into sorted runs of distinct keys
@@ -36,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SeqlabError
-from . import tables
+from . import disktable, tables
 from .tables import CountTable, _run_starts, _sum_by_key, directory_bits, directory_shift, index_dtype, order_keys
 from .words import REACH, SEPARATOR_TOKENS, WORD_ORDERS, WORD_TOKENS, word_contexts
 
@@ -118,8 +121,11 @@ def build(history: np.ndarray, orders: list, out: Path, words: tuple | None = No
     tmp.mkdir(parents=True)
     try:
         meta = _write_table(history, orders, tmp, words)
+        disktable.write_fence(disktable.make_fence(disktable._Array(tmp / "contexts.npy")), tmp)
         meta.update(format=FORMAT, orders=list(orders), history_tokens=len(history), history=history_digest(history))
         (tmp / "meta.json").write_text(json.dumps(meta))
+        if (out / WORDS_DIR).is_dir():  # the word model's table inside is kept (a load checks it is the history's)
+            os.replace(out / WORDS_DIR, tmp / WORDS_DIR)
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
     except OSError as e:
@@ -306,9 +312,15 @@ class _NpyWriter:
         self.file.close()
 
 
-def open_table(directory: Path, orders: list[int], digest: str | None = None) -> CountTable | None:
-    """The table stored in `directory`, memory-mapped; None when it is missing, of another format or orders,
-    or (when `digest` is given) of other history tokens than those history_digest named so."""
+def table_bytes(directory: Path) -> int:
+    """The size on disk of the table stored in `directory` (0 when there is none)."""
+    return sum(path.stat().st_size for path in (Path(directory) / f"{name}.npy" for name in ARRAYS) if path.exists())
+
+
+def open_table(directory: Path, orders: list[int], digest: str | None = None, mapped: bool = False):
+    """The table stored in `directory`, as a DiskTable (read from its files as lookups ask, nothing mapped) or, with
+    `mapped`, a CountTable over its memory-mapped arrays; None when it is missing, of another format or orders, or
+    (when `digest` is given) of other history tokens than those history_digest named so."""
     directory = Path(directory)
     try:
         meta = json.loads((directory / "meta.json").read_text())
@@ -319,9 +331,11 @@ def open_table(directory: Path, orders: list[int], digest: str | None = None) ->
     if digest is not None and meta.get("history") != digest:
         return None
     try:
+        if not mapped:
+            return disktable.DiskTable(directory)
         arrays = {name: _mapped(directory / f"{name}.npy") for name in ARRAYS}
         found = (_mapped(directory / "directory.npy"), meta["depth"]) if meta.get("depth") is not None else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError):
         return None
     return CountTable(arrays["contexts"], arrays["bounds"], arrays["tokens"], arrays["counts"], found)
 

@@ -192,20 +192,26 @@ class CountTable:
         if self.directory is None:
             return np.minimum(np.searchsorted(self.contexts, context), last)
         bucket = (context >> self.shift).astype(np.int64)
-        lo, hi = self.directory[bucket], self.directory[bucket + 1]
-        for _ in range(self.depth):
-            mid = (lo + hi) >> 1
-            searching = lo < hi
-            less = self.contexts[np.minimum(mid, last)] < context
-            lo = np.where(searching & less, mid + 1, lo)
-            hi = np.where(searching & ~less, mid, hi)
-        return np.minimum(lo, last)
+        return search(self.contexts, context, self.directory[bucket], self.directory[bucket + 1], self.depth)
 
     def lookup(self, context: np.ndarray):
         """(rows, next tokens, counts) of every entry whose context is one of the queries, by row."""
         start, span = self.find(context)
         idx = _ranges(start, span)
         return np.repeat(np.arange(len(context)), span), self.tokens[idx].astype(np.int64), self.counts[idx]
+
+
+def search(contexts: np.ndarray, context: np.ndarray, lo: np.ndarray, hi: np.ndarray, depth: int) -> np.ndarray:
+    """Per query, the first of the sorted contexts >= it within lo..hi - 1 (hi where none is; at most the last), by
+    `depth` steps of binary search, every query at once (2**depth >= the widest range)."""
+    last = len(contexts) - 1
+    for _ in range(depth):
+        mid = (lo + hi) >> 1
+        searching = lo < hi
+        less = contexts[np.minimum(mid, last)] < context
+        lo = np.where(searching & less, mid + 1, lo)
+        hi = np.where(searching & ~less, mid, hi)
+    return np.minimum(lo, last)
 
 
 def _history_table(history: np.ndarray, orders: list[int]) -> CountTable:

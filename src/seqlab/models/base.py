@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .heads import AdaptiveHead
+from ..config import validate
+from .heads import AdaptiveHead, output_layer
 
 
 class SeqModel(nn.Module):
@@ -103,3 +104,31 @@ def state_batch_dims(model) -> list[int]:
     init_state for B=1 and B=2)."""
     one, two = list(model.init_state(1, "cpu")), list(model.init_state(2, "cpu"))
     return [next(d for d, (a, b) in enumerate(zip(s.shape, t.shape)) if a != b) for s, t in zip(one, two)]
+
+
+class LayerStack(SeqModel):
+    """Token embedding -> recurrent layers -> projection back to the embedding width -> output head.
+    LSTM and QRNN share this frame; each makes its layers (make_layer(inputs, outputs)) and runs them
+    in hidden_states(idx, state) -> ([per-layer outputs (B, T, H)], new state)."""
+
+    carries_state = True
+
+    def __init__(self, config, make_layer):
+        super().__init__()
+        self.config = c = config
+        validate(c, "model")
+        n_embd = c.n_embd or c.n_hidden
+        self.embed = nn.Embedding(c.vocab_size, n_embd)
+        self.drop = nn.Dropout(c.dropout)
+        sizes = [n_embd] + [c.n_hidden] * c.n_layer
+        self.layers = nn.ModuleList(make_layer(a, b) for a, b in zip(sizes, sizes[1:]))
+        self.proj = nn.Linear(c.n_hidden, n_embd, bias=False) if n_embd != c.n_hidden else nn.Identity()
+        self.head = output_layer(c, n_embd, self.embed)
+        nn.init.normal_(self.embed.weight, std=n_embd ** -0.5)
+
+    def features(self, idx, state=None):
+        outputs, state = self.hidden_states(idx, state)
+        return self.proj(self.drop(outputs[-1])), state
+
+    def hidden_states(self, idx, state=None):
+        raise NotImplementedError

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import SOFTMAXES, dropout_rate, non_negative, one_of, positive, setting, validate
-from .base import SeqModel
-from .heads import output_layer
+from ..config import SOFTMAXES, dropout_rate, non_negative, one_of, positive, setting
+from .base import LayerStack
 
 
 @dataclass
@@ -40,30 +39,14 @@ def run_layer(layer: nn.LSTM, x, h, c):
         return layer(x, (h, c))
 
 
-class LSTM(SeqModel):
-    carries_state = True
-
+class LSTM(LayerStack):
     def __init__(self, config: LSTMConfig):
-        super().__init__()
-        self.config = c = config
-        validate(c, "model")
-        n_embd = c.n_embd or c.n_hidden
-        self.embed = nn.Embedding(c.vocab_size, n_embd)
-        self.drop = nn.Dropout(c.dropout)
-        sizes = [n_embd] + [c.n_hidden] * c.n_layer
-        self.layers = nn.ModuleList(nn.LSTM(a, b, batch_first=True) for a, b in zip(sizes, sizes[1:]))
-        self.proj = nn.Linear(c.n_hidden, n_embd, bias=False) if n_embd != c.n_hidden else nn.Identity()
-        self.head = output_layer(c, n_embd, self.embed)
-        nn.init.normal_(self.embed.weight, std=n_embd ** -0.5)
+        super().__init__(config, lambda a, b: nn.LSTM(a, b, batch_first=True))
 
     def init_state(self, batch_size: int, device):
         shape = (self.config.n_layer, batch_size, self.config.n_hidden)
         dtype = self.embed.weight.dtype
         return torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype)
-
-    def features(self, idx, state=None):
-        outputs, state = self.hidden_states(idx, state)
-        return self.proj(self.drop(outputs[-1])), state
 
     def hidden_states(self, idx, state=None):
         """([per-layer outputs (B, T, H)], new state): the model's insides, for analysis."""

@@ -19,9 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import SOFTMAXES, dropout_rate, non_negative, one_of, positive, setting, validate
-from .base import SeqModel
-from .heads import output_layer
+from ..config import SOFTMAXES, dropout_rate, non_negative, one_of, positive, setting
+from .base import LayerStack
 
 POOL_CHUNK = 4  # steps scanned at once; the smallest product of gates in a chunk must stay a normal float32
 F_MIN = 1e-8  # forget gates are clamped here, so F_MIN ** POOL_CHUNK (1e-32) never underflows
@@ -114,21 +113,9 @@ class QRNNLayer(nn.Module):
         return h, xs[:, xs.shape[1] - (self.window - 1) :], c[:, -1]
 
 
-class QRNN(SeqModel):
-    carries_state = True
-
+class QRNN(LayerStack):
     def __init__(self, config: QRNNConfig):
-        super().__init__()
-        self.config = c = config
-        validate(c, "model")
-        n_embd = c.n_embd or c.n_hidden
-        self.embed = nn.Embedding(c.vocab_size, n_embd)
-        self.drop = nn.Dropout(c.dropout)
-        sizes = [n_embd] + [c.n_hidden] * c.n_layer
-        self.layers = nn.ModuleList(QRNNLayer(a, b, c.window) for a, b in zip(sizes, sizes[1:]))
-        self.proj = nn.Linear(c.n_hidden, n_embd, bias=False) if n_embd != c.n_hidden else nn.Identity()
-        self.head = output_layer(c, n_embd, self.embed)
-        nn.init.normal_(self.embed.weight, std=n_embd ** -0.5)
+        super().__init__(config, lambda a, b: QRNNLayer(a, b, config.window))
 
     def init_state(self, batch_size: int, device):
         """(previous inputs of layer 0, ..., of layer L-1, c (L, B, H)): a flat tuple, as checkpoints store it."""
@@ -136,10 +123,6 @@ class QRNN(SeqModel):
         sizes = [layer.gates.in_features // c.window for layer in self.layers]
         prevs = tuple(torch.zeros(batch_size, c.window - 1, d, device=device, dtype=dtype) for d in sizes)
         return prevs + (torch.zeros(c.n_layer, batch_size, c.n_hidden, device=device, dtype=dtype),)
-
-    def features(self, idx, state=None):
-        outputs, state = self.hidden_states(idx, state)
-        return self.proj(self.drop(outputs[-1])), state
 
     def hidden_states(self, idx, state=None):
         """([per-layer outputs (B, T, H)], new state): the model's insides, for analysis."""

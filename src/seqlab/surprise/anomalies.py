@@ -34,8 +34,9 @@ judged both ways (see `bidirectional`).
 import json
 import sys
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing as mp
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -149,22 +150,59 @@ def read(run, data: bytes, top: int, fixes: bool, mixed: bool) -> tuple[tuple, R
     excess = bits - entropy
     file_counts = FileCounts(tokens, token_of_byte + 1, run.count_model.orders, session.recent.levels) \
         if session is not None and fixes else None
-    spikes = excess > spike_threshold(excess)
     spans = candidate_spans(excess, top)
-    suggested = []
-    # fixes run small steps, where a thread's share of one matrix product costs more synchronisation than it
-    # saves: each span is judged on one thread, and as many spans side by side as torch has threads
-    with bar(total=len(spans), desc="fixes", unit="span", enabled=fixes) as progress, \
-            ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool, TorchThreads(1):
-        def fix(span):
-            a, b = span
-            return suggest_fix(run, data, a, session, file_counts, a + np.flatnonzero(spikes[a:b])) if fixes \
-                else ("", None)
+    suggested = suggest_fixes(run, data, spans, excess, session, file_counts) if fixes else [("", None)] * len(spans)
+    return scores, Reading(excess, spans, suggested, session, file_counts)
 
-        for one in pool.map(fix, spans):
+
+def suggest_fixes(run, data: bytes, spans: list[tuple[int, int]], excess: np.ndarray, session,
+                  file_counts: FileCounts | None) -> list[tuple[str, Fix | None]]:
+    """suggest_fix for each span, tried at its spikes too: as many spans side by side as torch has threads.
+
+    Fixes run small steps, where a thread's share of one matrix product costs more synchronisation than it
+    saves, and much of their time is numpy and Python on small arrays, which hold the GIL: so each span is
+    judged on one torch thread, in forked worker processes (forked_map) rather than threads.
+    """
+    spikes = excess > spike_threshold(excess)
+    at = [(a, a + np.flatnonzero(spikes[a:b])) for a, b in spans]
+    workers = min(torch.get_num_threads(), len(spans)) if run.device.type == "cpu" else 1  # a fork cannot use CUDA
+    with bar(total=len(spans), desc="fixes", unit="span") as progress:
+        suggested = []
+        for one in forked_map(partial(_suggest_at, run, data, session, file_counts), at, workers):
             suggested.append(one)
             progress.update()
-    return scores, Reading(excess, spans, suggested, session, file_counts)
+    return suggested
+
+
+def _suggest_at(run, data: bytes, session, file_counts: FileCounts | None, at: tuple) -> tuple[str, Fix | None]:
+    start, spikes = at
+    return suggest_fix(run, data, start, session, file_counts, spikes)
+
+
+_job = None  # what a forked worker of forked_map applies: inherited from the parent, set by _take_job
+
+
+def _take_job(fn) -> None:
+    global _job
+    _job = fn
+    torch.set_num_threads(1)
+
+
+def _do_job(item):
+    return _job(item)
+
+
+def forked_map(fn, items: list, workers: int):
+    """fn over items, in order (a generator), in `workers` forked processes of one torch thread each, which
+    take items as they come free: each inherits fn and everything it reads (the run, the scoring session)
+    without a copy or pickling; only the items and results travel, pickled, between this process and its
+    own children. Here, on one torch thread, when one worker is asked for or a fork is not available."""
+    if workers <= 1 or "fork" not in mp.get_all_start_methods():
+        with TorchThreads(1):
+            yield from map(fn, items)
+        return
+    with mp.get_context("fork").Pool(workers, initializer=_take_job, initargs=(fn,)) as pool:
+        yield from pool.imap(_do_job, items)
 
 
 def surprise(run, data: bytes, top: int = 10, name: str = "input", fixes: bool = True,

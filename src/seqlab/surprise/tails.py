@@ -240,7 +240,7 @@ def _read_together(stages: list[tuple]) -> list[torch.Tensor]:
         lengths = torch.cat([torch.full((len(rows),), read.state.length) for read, rows, *_ in stages])
         slots = int(lengths.max()) + first - 1 + width
         state = copy.copy(stages[0][0].state)
-        state.k, state.v = ([_rows_of(parts, kv, layer, slots) for layer in range(len(state.k))] for kv in "kv")
+        state.k, state.v = _rows_of(parts, slots)
         logits = model.output_layer()(features_at(model, x, state, lengths + first - 1))
     else:
         state = _cat_states(model, [_select_state(model, s, index) for s, index in parts])
@@ -256,15 +256,21 @@ def _read_together(stages: list[tuple]) -> list[torch.Tensor]:
     return out
 
 
-def _rows_of(parts: list[tuple], kv: str, layer: int, slots: int) -> torch.Tensor:
-    """One layer's keys ("k") or values ("v") of the rows `parts` give ((state, indices) each: a cache of
-    batch 1 for its every row, a batch's cache or a _Trees), side by side, with `slots` positions (zeros
-    past a state's own)."""
+def _rows_of(parts: list[tuple], slots: int) -> tuple[list, list]:
+    """The keys and values (a tensor per layer each) of the rows `parts` give ((state, indices) each: a
+    cache of batch 1 for its every row, a batch's cache or a _Trees), side by side, with `slots` positions
+    (zeros past a state's own)."""
     trees = parts[0][0]
     if isinstance(trees, _Trees) and all(s is trees for s, _ in parts):  # one gather for every group's rows
-        return trees.rows(kv, layer, [i for _, index in parts for i in index], slots)
-    tensors = [s.rows(kv, layer, index, slots) if isinstance(s, _Trees) else getattr(s, kv)[layer]
-               for s, index in parts]
+        return trees.rows([i for _, index in parts for i in index], slots)
+    given = [s.rows(index, slots) if isinstance(s, _Trees) else (s.k, s.v) for s, index in parts]
+    return tuple([_side_by_side(parts, [g[kv][layer] for g in given], slots) for layer in range(len(given[0][kv]))]
+                 for kv in (0, 1))
+
+
+def _side_by_side(parts: list[tuple], tensors: list[torch.Tensor], slots: int) -> torch.Tensor:
+    """One layer's keys or values (rows, heads, slots, head size) of the rows `parts` give, from each part's
+    tensor of that layer."""
     first = tensors[0]
     out = first.new_empty((sum(len(index) for _, index in parts), first.shape[1], slots, first.shape[3]))
     at = 0
@@ -318,17 +324,14 @@ class _Trees:
                 on = path[:, i] >= 0
                 ancestors[path[on, i][:, None], path[on, : i + 1]] = True
             sees[b, :, self.base :] = torch.from_numpy(ancestors)
-        self.k, self.v = [], []
-        for layer in range(len(read.state.k)):
-            for kv, out in (("k", self.k), ("v", self.v)):
-                t = getattr(stages[0][0].state, kv)[layer]
-                cache = t.new_zeros((len(trees), t.shape[1], keys, t.shape[3]))
-                for b, (read, *_) in enumerate(stages):
-                    length = read.state.length
-                    cache[b, :, :length] = getattr(read.state, kv)[layer][0, :, :length]
-                out.append(cache)
+        t = read.state.k[0]  # the keys and values of every layer in one tensor: rows() gathers them at once
+        self.kv = t.new_zeros((2, len(read.state.k), len(trees), t.shape[1], keys, t.shape[3]))
+        for b, (read, *_) in enumerate(stages):
+            length = read.state.length
+            self.kv[:, :, b, :, :length] = torch.stack([torch.stack(read.state.k), torch.stack(read.state.v)])[
+                :, :, 0, :, :length]
         state = copy.copy(stages[0][0].state)
-        state.k, state.v = self.k, self.v
+        state.k, state.v = list(self.kv[0]), list(self.kv[1])
         slots = self.base + torch.arange(n_nodes)[None].expand(len(trees), n_nodes)
         self.logits = model.output_layer()(features_masked(model, idx.to(device), pos.to(device), state,
                                                            slots.to(device), sees.to(device)))
@@ -344,21 +347,24 @@ class _Trees:
         path = torch.from_numpy(self.trees[b][1]).clamp(min=0)
         return self.logits[b][path]
 
-    def rows(self, kv: str, layer: int, index: list[int], slots: int) -> torch.Tensor:
-        """The keys or values (len(index), heads, slots, head size) of the rows `index` (into every
-        group's rows, laid end to end) as reading each alone would have left its cache: its prefix, then
-        the nodes of its path (zeros past them)."""
-        cache = (self.k if kv == "k" else self.v)[layer]
-        index = np.asarray(index)
-        groups = torch.from_numpy(self.group_of[index])
+    def rows(self, index: list[int], slots: int) -> tuple[list, list]:
+        """The keys and values (a tensor (len(index), heads, slots, head size) per layer each) of the rows
+        `index` (into every group's rows, laid end to end) as reading each alone would have left its cache:
+        its prefix, then the nodes of its path (zeros past them). One gather for every layer."""
+        kv, index = self.kv, np.asarray(index)
+        group = self.group_of[index]
         prefix = min(self.base, slots)  # a group's slots past its prefix length hold zeros up to base
-        out = cache.new_zeros((len(index), cache.shape[1], slots, cache.shape[3]))
-        out[:, :, :prefix] = cache[groups, :, :prefix]
+        out = kv.new_empty((*kv.shape[:2], len(index), kv.shape[3], slots, kv.shape[5]))
+        starts = np.flatnonzero(np.diff(group, prepend=-1))  # runs of rows of one group: its prefix broadcast
+        for a, b in zip(starts, np.append(starts[1:], len(group))):
+            out[:, :, a:b, :, :prefix] = kv[:, :, group[a] : group[a] + 1, :, :prefix]
+        out[..., prefix:, :] = 0
+        groups = torch.from_numpy(group)
         row, i = np.nonzero(self.path[index] >= 0)
         nodes = torch.from_numpy(self.base + self.path[index][row, i])
         at = torch.from_numpy(self.length_of[index][row] + i)
-        out[torch.from_numpy(row), :, at] = cache[groups[row], :, nodes]
-        return out
+        out[:, :, torch.from_numpy(row), :, at] = kv[:, :, groups[row], :, nodes]
+        return list(out[0]), list(out[1])
 
 
 def _read_trees(stages: list[tuple]) -> list[torch.Tensor]:

@@ -8,7 +8,15 @@ symmetric InfoNCE loss of the crops' cosine similarities at `temperature` (the o
 batch are the negatives, as in SimCSE/CLIP). The usual next-token loss on the same crops is added with
 weight `lm_weight`, so the tuned run still generates and scores. The result is an ordinary run: config,
 tokenizer, count-model history and a checkpoint of the new weights, plus tune.json saying how it was made.
+
+`holdout` > 0 leaves that share of the training paragraphs out of tuning (chosen by a digest of their bytes,
+`is_validation`), so settings can be compared on paragraphs of the training split that neither the
+benchmark nor the tune used (bench/vectors_retrieval.py --split validation). `hard_negatives`: half of each
+batch is sampled, the other half is each sampled paragraph's nearest other paragraph by TF-IDF cosine (a
+negative that shares its rare words, which the in-batch negatives seldom do).
 """
+
+import hashlib
 
 import json
 import math
@@ -47,6 +55,8 @@ class TuneConfig:
     seed: int = 0
     pooling: str = "mean"
     crops: str = "random"
+    holdout: float = 0.0
+    hard_negatives: bool = False
 
 
 def training_paragraphs(files, val_fraction: float) -> list[bytes]:
@@ -57,6 +67,51 @@ def training_paragraphs(files, val_fraction: float) -> list[bytes]:
         cut = size - math.ceil(size * val_fraction)
         out += [p.data for p in passages([f], "paragraph") if p.offset + len(p.data) <= cut]
     return [p for p in out if len(p) >= MIN_PARAGRAPH_BYTES]
+
+
+def tuning_paragraphs(files, val_fraction: float, holdout: float) -> list[bytes]:
+    """The training paragraphs a tune reads: those of the training part outside the `holdout` share."""
+    return [p for p in training_paragraphs(files, val_fraction) if not is_validation(p, holdout)]
+
+
+def is_validation(paragraph: bytes, holdout: float) -> bool:
+    """Whether a paragraph is in the `holdout` share kept out of tuning: a digest of its stripped bytes, so the
+    tune and the benchmark pick the same paragraphs however each cuts the files into them."""
+    digest = hashlib.blake2b(paragraph.strip(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") < holdout * 2**64
+
+
+class Neighbours:
+    """Each paragraph's nearest other paragraphs by TF-IDF cosine (scikit-learn), for hard negatives."""
+
+    def __init__(self, paragraphs: list[bytes]):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        texts = [p.decode("utf-8", errors="replace") for p in paragraphs]
+        self.x = TfidfVectorizer(sublinear_tf=True).fit_transform(texts).tocsr()
+
+    def nearest(self, i: int, taken: set[int]) -> int | None:
+        scores = (self.x[i] @ self.x.T).toarray()[0]
+        scores[i] = -1.0
+        for j in np.argsort(-scores)[: len(taken) + 2]:
+            if int(j) not in taken and scores[j] > 0:
+                return int(j)
+        return None
+
+
+def batch_indices(n: int, size: int, rng: random.Random, neighbours: Neighbours | None) -> list[int]:
+    """`size` distinct paragraph indices: a random sample, or half of one and each one's nearest neighbour."""
+    if neighbours is None:
+        return rng.sample(range(n), size)
+    chosen = rng.sample(range(n), (size + 1) // 2)
+    taken = set(chosen)
+    for i in list(chosen):
+        j = neighbours.nearest(i, taken) if len(taken) < size else None
+        if j is not None:
+            taken.add(j)
+            chosen.append(j)
+    rest = [i for i in rng.sample(range(n), min(n, 2 * size)) if i not in taken]
+    return chosen + rest[: size - len(chosen)]
 
 
 def crop(data: bytes, rng: random.Random) -> bytes:
@@ -89,7 +144,8 @@ def tune(run, files, out, cfg: TuneConfig | None = None, log=print, show_progres
         raise SeqlabError(f"pooling {cfg.pooling!r}, crops {cfg.crops!r}: choose a pooling of {', '.join(POOLINGS)} "
                           f"and crops of {', '.join(CROPS)}")
     out = Path(out)
-    paragraphs = training_paragraphs(files, 0.0 if run.config.data.val_paths else run.config.data.val_fraction)
+    paragraphs = tuning_paragraphs(files, 0.0 if run.config.data.val_paths else run.config.data.val_fraction,
+                                   cfg.holdout)
     if len(paragraphs) < 2:
         raise SeqlabError(f"the corpus has {len(paragraphs)} paragraph(s) of at least {MIN_PARAGRAPH_BYTES} bytes "
                           f"in its training part; contrastive tuning needs 2 or more (blank lines separate them)")
@@ -102,12 +158,14 @@ def tune(run, files, out, cfg: TuneConfig | None = None, log=print, show_progres
     limit = min(cfg.max_crop_tokens, (model.max_context or RECURRENT_PIECE) - 1)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
     batch = min(cfg.batch_size, len(paragraphs))
+    neighbours = Neighbours(paragraphs) if cfg.hard_negatives else None
     model.train()
     t0, history, step = time.monotonic(), [], 0
     total = None if cfg.budget_seconds else cfg.max_steps
     with bar(total=total, desc="tune", unit="step", enabled=None if show_progress else False) as b:
         while (time.monotonic() - t0 < cfg.budget_seconds) if cfg.budget_seconds else step < cfg.max_steps:
-            views = [two_views(p, cfg.crops, rng) for p in rng.sample(paragraphs, batch)]
+            views = [two_views(paragraphs[i], cfg.crops, rng)
+                     for i in batch_indices(len(paragraphs), batch, rng, neighbours)]
             # rows i and batch + i: two views of paragraph i
             pieces = [(i, 0, np.concatenate([[tok.bos_id], tok.encode(v)[:limit]]).astype(np.int64))
                       for i, v in enumerate([v[0] for v in views] + [v[1] for v in views])]
@@ -127,7 +185,7 @@ def tune(run, files, out, cfg: TuneConfig | None = None, log=print, show_progres
             b.update(1)
             b.set_postfix(contrastive=f"{np.mean(history[-20:]):.3f}")
     model.eval()
-    save_tuned(run, out, model, cfg, step, history)
+    save_tuned(run, out, model, cfg, step, history, len(paragraphs))
     log(f"tuned {step} steps in {time.monotonic() - t0:.0f}s: contrastive loss {np.mean(history[:10]):.3f} -> "
         f"{np.mean(history[-10:]):.3f}; run saved in {out}")
     return out
@@ -144,7 +202,7 @@ def next_token_loss(model, pieces, device):
     return F.cross_entropy(logits.float().flatten(0, 1), y[:, :-1].flatten().to(device), ignore_index=-100)
 
 
-def save_tuned(run, out: Path, model, cfg: TuneConfig, steps: int, history: list[float]) -> None:
+def save_tuned(run, out: Path, model, cfg: TuneConfig, steps: int, history: list[float], paragraphs: int) -> None:
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -153,7 +211,7 @@ def save_tuned(run, out: Path, model, cfg: TuneConfig, steps: int, history: list
             shutil.copyfile(run.path / name, tmp / name)
     save_checkpoint(tmp, model)
     record = {"event": "tune", "from": str(Path(run.path).resolve()), "from_fingerprint": fingerprint(run.path),
-              "steps": steps, "contrastive_first": float(np.mean(history[:10])),
+              "steps": steps, "paragraphs": paragraphs, "contrastive_first": float(np.mean(history[:10])),
               "contrastive_last": float(np.mean(history[-10:])), **cfg.__dict__}
     atomic_write_text(tmp / "tune.json", json.dumps(record, indent=2) + "\n")
     (tmp / "metrics.jsonl").write_text(json.dumps(record) + "\n")
