@@ -36,7 +36,6 @@ ADDITIONS = [
     ("kept before: order-1 weight sets, SSE (cells: bucket and count)",
      {"select": ["order1"], "sse": 0.25, "sse_context": "seen", "words": False}),
     ("+ a word model (the current partial word; the previous word and it; case-folded)", {"words": True}),
-    ("+ sparse contexts (t-2; t-3; t-3 and t-2), each its own expert", {"sparse": True}),
 ]
 
 
@@ -60,7 +59,7 @@ def mixed_bits(run, items, settings: dict) -> tuple[np.ndarray, np.ndarray]:
     """(bits per token, bytes per token) of the count model with `settings` over the items as one stream."""
     base = run.count_model
     config = dataclasses.replace(run.config.counts, **settings)
-    words = word_model(run, config.sparse) if config.words else None
+    words = word_model(run) if config.words else None
     session = CountModel(None, base.vocab, config, base.table, base.digest, words).session(run.device)
     lengths = np.array([len(b) for b in run.tokenizer.token_bytes])
     bits, n_bytes = [], []
@@ -74,12 +73,12 @@ def mixed_bits(run, items, settings: dict) -> tuple[np.ndarray, np.ndarray]:
 WORD_MODELS: dict = {}
 
 
-def word_model(run, sparse: bool = False) -> WordModel:
-    """The run's word model (with the sparse contexts: `sparse`), built once from its history."""
-    if (run.path, sparse) not in WORD_MODELS:
+def word_model(run) -> WordModel:
+    """The run's word model, built once from its history."""
+    if run.path not in WORD_MODELS:
         history = np.load(run.path / HISTORY_FILE, mmap_mode="r")[-run.config.counts.max_history :]
-        WORD_MODELS[run.path, sparse] = WordModel.build(history, run.tokenizer.token_bytes, sparse)
-    return WORD_MODELS[run.path, sparse]
+        WORD_MODELS[run.path] = WordModel.build(history, run.tokenizer.token_bytes)
+    return WORD_MODELS[run.path]
 
 
 def paired(a, b, lengths, block: int) -> tuple[float, float, float]:

@@ -13,7 +13,7 @@ import torch
 
 from ..config import MIXER_SELECTORS, CountModelConfig
 from .tables import _MUL, CountTable, _kept, _merged, _ranges, _run_starts, _summed
-from .words import SPARSE_ORDERS, WORD_ORDERS
+from .words import WORD_ORDERS
 
 
 @dataclass
@@ -85,15 +85,9 @@ def blend_counts(model, recent: list[CountTable], contexts: np.ndarray, pending:
     bucket = np.where(seen.any(1), longest + 1, 0)
     # the experts' entries: each (position, token) that any order saw, once
     key = row * vocab + tokens
-    extra = []  # (levels, top) of each blend of the word model's table: its words, then its sparse contexts
     if words is not None:
         word_contexts, word_tables, word_pending = words
-        groups = [(slice(0, WORD_ORDERS), WORD_LEVELS)]
-        for column in range(WORD_ORDERS, word_contexts.shape[1]):  # each sparse context its own expert
-            groups.append((slice(column, column + 1), [1]))
-        for columns, levels in groups:
-            own.append(_slots(word_contexts[:, columns], word_tables, pending=word_pending)[0])
-            extra.append((levels, levels[-1:]))
+        own.append(_slots(word_contexts, word_tables, pending=word_pending)[0])
     own_keys = [o_row * vocab + o_tokens for _, _, o_row, _, o_tokens, _ in own]
     mark = np.zeros(n * vocab, dtype=bool)
     for k in [key] + own_keys:
@@ -108,7 +102,7 @@ def blend_counts(model, recent: list[CountTable], contexts: np.ndarray, pending:
         predicted = _most_counted(n, row[usual], tokens[usual], counts[usual])
         mbase, mbonus = _match_expert(predicted, slot_of, vocab, c.match_confidence, len(distinct))
         base, bonus = np.column_stack([base, mbase]), np.column_stack([bonus, mbonus])
-    blended = [(c.orders, own_experts)] * len(own_experts) + extra
+    blended = [(c.orders, own_experts)] * len(own_experts) + ([(WORD_LEVELS, WORD_LEVELS[-1:])] if words else [])
     for (o_types, o_total, o_row, o_order, _, o_counts), o_key, (levels, top) in zip(own, own_keys, blended):
         obase, obonus = _blends(levels, top, vocab, o_total, _escape(c, o_types), erow, o_row, o_order,
                                 slot_of[o_key], o_counts)
@@ -118,7 +112,6 @@ def blend_counts(model, recent: list[CountTable], contexts: np.ndarray, pending:
 
 
 WORD_LEVELS = list(range(1, WORD_ORDERS + 1))  # the word model's contexts, blended as orders 1, 2
-SPARSE_LEVELS = list(range(1, SPARSE_ORDERS + 1))  # the sparse contexts, blended as orders 1, 2, 3
 WORD_PRIOR = 0.1  # the word model's prior weight
 
 # the selected weight sets' steps (_evidence_step): a multiple of the bucket weights' learning rate, and the
@@ -287,7 +280,7 @@ class OnlineMixer:
         n_blended, n_match = len(config.orders) + 1, len(config.match_orders)
         longest, match = len(config.experts), len(config.experts) + 1  # their columns (the network's is 0)
         n_own = len(_own_experts(config))
-        n_words = (1 if config.words else 0) + (SPARSE_ORDERS if config.words and config.sparse else 0)
+        n_words = 1 if config.words else 0
         n_experts = len(config.experts) + (1 if n_match else 0) + n_own + n_words
         weights = torch.zeros(n_blended + n_match, 1 + n_experts)
         weights[:, 0] = config.w_network
@@ -297,7 +290,7 @@ class OnlineMixer:
             weights[n_blended:, match] = config.w_match
         weights[:, 1 + n_experts - n_own - n_words : 1 + n_experts - n_words] = config.w_recent
         if n_words:
-            weights[:, -n_words:] = WORD_PRIOR
+            weights[:, -1] = WORD_PRIOR
         self.weights = weights.to(device)
         self.lr = config.learning_rate
         # RMSprop: the experts' log-probabilities differ in scale (a sharp match expert's by ~10 nats),

@@ -19,7 +19,7 @@ from ..errors import SeqlabError
 from .mixer import Experts, OnlineMixer, blend_counts
 from . import store
 from .tables import CountTable, PendingCounts, RecentCounts, _history_table, context_hashes
-from .words import word_classes, word_contexts
+from .words import WORD_ORDERS, word_classes, word_contexts
 
 HISTORY_FILE = "history.npy"
 # The text's own counts take in what was read every COUNT_EVERY tokens (eval) or steps (compress's lockstep
@@ -47,18 +47,16 @@ class WordModel:
     letter: np.ndarray
     folded: np.ndarray
     table: CountTable
-    sparse: bool = False  # its table and contexts hold the sparse contexts too (words.word_contexts)
 
     @classmethod
-    def build(cls, history: np.ndarray, token_bytes: list[bytes], sparse: bool = False) -> "WordModel":
+    def build(cls, history: np.ndarray, token_bytes: list[bytes]) -> "WordModel":
         letter, folded = word_classes(token_bytes)
         history = np.asarray(history)
-        contexts = word_contexts(history, letter, folded, sparse)
-        return cls(letter, folded, CountTable.build(contexts.ravel(), np.repeat(history, contexts.shape[-1])),
-                   sparse)
+        return cls(letter, folded, CountTable.build(word_contexts(history, letter, folded).ravel(),
+                                                    np.repeat(history, WORD_ORDERS)))
 
     def contexts(self, tokens: np.ndarray) -> np.ndarray:
-        return word_contexts(tokens, self.letter, self.folded, self.sparse)
+        return word_contexts(tokens, self.letter, self.folded)
 
 
 class CountModel:
@@ -70,8 +68,6 @@ class CountModel:
         check(config)
         if config.words and words is None:  # no word model without the tokens' bytes (a model made from ids alone)
             config = dataclasses.replace(config, words=False)
-        if config.sparse != (config.words and words.sparse):  # sparse contexts where the word model has them
-            config = dataclasses.replace(config, sparse=config.words and words.sparse)
         self.config = config
         self.vocab = vocab_size
         self.orders = list(config.orders) + list(config.match_orders)  # every order that keeps counts
@@ -113,7 +109,7 @@ class CountSession:
         if keep.any():
             self.recent.add(contexts[keep], np.broadcast_to(tokens[:, None], keep.shape)[keep])
         if words is not None and len(tokens):
-            self.recent_words.add(words.ravel(), np.repeat(tokens, words.shape[1]))
+            self.recent_words.add(words.ravel(), np.repeat(tokens, WORD_ORDERS))
 
     def words(self, contexts: np.ndarray, pending: tuple | None = None) -> tuple | None:
         """blend_counts' `words` for positions of these word contexts (n, WORD_ORDERS), or None without a word model."""
@@ -207,7 +203,7 @@ class CountReader:
         words = None
         if self.words is not None:
             word_pending = PendingCounts(self.words[first:stop], self.tokens[first:stop],
-                                         np.ones((stop - first, self.words.shape[1]), dtype=bool))
+                                         np.ones((stop - first, WORD_ORDERS), dtype=bool))
             words = self._words(start, stop, (word_pending, limit))
         experts = blend_counts(self.session.model, self.session.recent.levels, self.contexts[start:stop],
                                (pending, limit), words)

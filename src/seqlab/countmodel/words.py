@@ -27,12 +27,8 @@ def word_classes(token_bytes: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     return letter, folded
 
 
-SPARSE_ORDERS = 3  # sparse contexts: the 1, 2 and 3 tokens before the last one (the last token skipped)
-
-
-def word_contexts(tokens: np.ndarray, letter: np.ndarray, folded: np.ndarray, sparse: bool = False) -> np.ndarray:
-    """(..., n, WORD_ORDERS) context ids of every position of tokens (..., n): each row read from its start; with
-    `sparse`, SPARSE_ORDERS more columns: the sparse contexts (not folded)."""
+def word_contexts(tokens: np.ndarray, letter: np.ndarray, folded: np.ndarray) -> np.ndarray:
+    """(..., n, WORD_ORDERS) context ids of every position of tokens (..., n): each row read from its start."""
     t = np.asarray(tokens, dtype=np.int64)
     n = t.shape[-1]
     idx = np.broadcast_to(np.arange(n), t.shape)
@@ -52,15 +48,8 @@ def word_contexts(tokens: np.ndarray, letter: np.ndarray, folded: np.ndarray, sp
         current = _window(prefix, inv, start, i)
         previous = np.where(has_previous, _window(prefix, inv, previous_start, end + 1), np.uint64(0))
         pair = current + previous * _PREVIOUS
-        columns = [_finalise(current), _finalise(pair)]
-        if sparse:
-            raw, _ = _folded_prefix(t)
-            for k, (a, b) in enumerate(((2, 1), (3, 2), (3, 1)), 1):  # tokens i-a .. i-b-1: t-2; t-3; t-3 and t-2
-                start = np.broadcast_to(np.maximum(i - a, 0), t.shape)
-                stop = np.broadcast_to(np.maximum(i - b, 0), t.shape)
-                columns.append(_finalise(_window(raw, inv, start, stop) + np.uint64(k)))
-        ids = np.stack(columns, axis=-1)
-    return _context_id(ids, np.arange(len(columns), dtype=np.uint64), len(columns))
+        ids = np.stack([_finalise(current), _finalise(pair)], axis=-1)
+    return _context_id(ids, np.arange(WORD_ORDERS, dtype=np.uint64), WORD_ORDERS)
 
 
 def _folded_prefix(folded: np.ndarray):
