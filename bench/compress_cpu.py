@@ -1,0 +1,67 @@
+"""Where compress's CPU goes, per thread: the network worker's and the main thread's (count model, mixing, coder).
+
+    python bench/compress_cpu.py RUN --file F [--bytes 100000] [--segment-tokens 1024] [--src SRC] [--decompress]
+
+CPU-seconds per thread (time.thread_time) hardly move with the machine's load, where wall-clock speeds do:
+on a shared machine they say what a change saves. --segment-tokens below lockstep's 4,096 makes a small file
+step like a large one (1,024: 100 KB reads 97 rows a step, as 400 KB does). --src SRC imports seqlab from another
+source tree (e.g. a `git archive` of the commit before), to run the same measurement on it in turn.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+ap.add_argument("run")
+ap.add_argument("--file", required=True)
+ap.add_argument("--bytes", type=int, default=100_000, help="bytes taken from the start of the file")
+ap.add_argument("--segment-tokens", type=int, default=1024)
+ap.add_argument("--threads", type=int, default=1)
+ap.add_argument("--src", help="a seqlab source tree to measure instead of this one")
+ap.add_argument("--decompress", action="store_true", help="time the round trip's decompress too")
+args = ap.parse_args()
+src = Path(args.src) if args.src else Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(src / "src" if (src / "src" / "seqlab").is_dir() else src))
+
+import torch  # noqa: E402
+
+from seqlab.compress import compress_bytes, decompress_bytes, lockstep  # noqa: E402
+from seqlab.run import load  # noqa: E402
+
+torch.set_num_threads(args.threads)
+lockstep.SEGMENT_TOKENS = args.segment_tokens
+data = Path(args.file).read_bytes()[: args.bytes]
+run = load(args.run)
+assert run.count_model is not None or True  # built or mapped here, before any timing
+network = [0.0]
+step = lockstep._network_step
+
+
+def timed_step(*a):
+    t = time.thread_time()
+    out = step(*a)
+    network[0] += time.thread_time() - t
+    return out
+
+
+lockstep._network_step = timed_step
+
+
+def measure(name: str, fn) -> object:
+    network[0] = 0.0
+    wall, cpu, main = time.perf_counter(), time.process_time(), time.thread_time()
+    out = fn()
+    wall, cpu, main = time.perf_counter() - wall, time.process_time() - cpu, time.thread_time() - main
+    print(f"{name}: {len(data) / wall / 1000:.2f} KB/s wall, {len(data) / cpu / 1000:.2f} KB per CPU-s; "
+          f"CPU {cpu:.2f} s = main thread {main:.2f} + network worker {network[0]:.2f}")
+    return out
+
+
+print(f"{len(data):,} bytes, {lockstep.segments_for(len(run.tokenizer.encode(data)))} segments, seqlab from "
+      f"{Path(lockstep.__file__).parents[2]}")
+blob = measure("compress", lambda: compress_bytes(run, data, args.threads))
+print(f"  {8 * len(blob) / len(data):.4f} bits/byte")
+if args.decompress:
+    assert measure("decompress", lambda: decompress_bytes(run, blob)) == data
