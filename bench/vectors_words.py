@@ -147,11 +147,12 @@ def read_sums(run, texts, total: int) -> dict[str, Accumulator]:
     return parts
 
 
-def variant(parts: list[tuple[dict, str]], components, words: list[str]) -> WordVectors:
-    """Each part (a run's sums, a state) post-processed as `seqlab similar` does, joined, restricted to words."""
+def variant(parts: list[tuple[dict, str]], components, words: list[str], min_count: int) -> WordVectors:
+    """Each part (a run's sums, a state) post-processed as `seqlab similar` does over the words seen at least
+    min_count times, joined, in the order of `words`."""
     rows = []
     for accs, part in parts:
-        wv = accs[part].vectors(components)
+        wv = accs[part].vectors(components, min_count)
         rows.append(wv.vectors[[wv.ids[w] for w in words]])
         counts = wv.counts[[wv.ids[w] for w in words]]
     return WordVectors(words, counts, unit_rows(np.concatenate(rows, axis=1)))
@@ -193,7 +194,7 @@ def main() -> None:
     goal = ([("fwd", DEFAULT_STATES)] + ([("bwd", DEFAULT_STATES)] if args.backward else []), None)
     for parts, c in variants:
         name = "+".join(f"{r}-{s}" for r, s in parts) + f", {'auto' if c is None else c} removed"
-        wv = variant([(sums[r], s) for r, s in parts], c, words)
+        wv = variant([(sums[r], s) for r, s in parts], c, words, args.min_count)
         rows.append(evaluate(name + (" (default: goal row)" if (parts, c) == goal else ""), wv, ref_kv))
         print(rows[-1], flush=True)
     print()

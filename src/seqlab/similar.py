@@ -25,7 +25,7 @@ def word_vectors_of(run_dir, min_count: int = 5, backward=None, states: str = DE
     check_states(states)
     run = load_forward(run_dir, "similar", device)
     back = load_backward(backward, device) if backward is not None else None
-    return training_word_vectors(run, back, states, corpus, show_progress, components).restrict(min_count)
+    return training_word_vectors(run, back, states, corpus, show_progress, components, min_count)
 
 
 def similar(run_dir, word: str, plus=(), minus=(), k: int = 10, min_count: int = 5, backward=None,

@@ -10,10 +10,11 @@ state once the word is read, Flair's choice for character models). A backward ru
 --backward`) reads the text right to left, so its `before` state holds the context on the word's right.
 `inside` is the mean of the states of the word's own tokens (every token that holds a byte of it; the
 last of them is `after`). `states` picks which are averaged over the occurrences: before, after, inside or
-both (before and after concatenated). Each word's average is post-processed (`postprocess`): the mean over
-the words is subtracted (every word counts once, so frequent words do not set the centre) and, on request,
-the projections on the top round(dims / 100) principal components are removed ("all-but-the-top", Mu &
-Viswanath 2018, with their default, fixed before measuring); then it is scaled to unit length. With a
+both (before and after concatenated). Each word's average is post-processed over the vocabulary (the words
+seen at least --min-count times; `postprocess`): the mean over those words is subtracted (each counts once,
+so frequent words do not set the centre) and the projections on the top round(dims / 100) principal
+components are removed ("all-but-the-top", Mu & Viswanath 2018, with their default, fixed before
+measuring); then it is scaled to unit length. With a
 backward run the two directions are post-processed apart and concatenated, each unit length first so both
 weigh the same. Measured against the alternatives on WordSim-353/SimLex-999 in bench/vectors_words.py
 (docs/vectors.md).
@@ -213,13 +214,16 @@ class Accumulator:
         acc.sums = [tensors[f"sums.{i}"] for i in range(len(tensors) - 1)]
         return acc
 
-    def vectors(self, components: int | None = DEFAULT_COMPONENTS) -> WordVectors:
-        """Each direction's averages post-processed apart (`postprocess`), then joined and scaled to unit length."""
+    def vectors(self, components: int | None = DEFAULT_COMPONENTS, min_count: int = 1) -> WordVectors:
+        """The words seen at least min_count times, each direction's averages post-processed apart over those
+        words (`postprocess`: the centre and top directions are the vocabulary's own, not those of the rare
+        words left out), then joined and scaled to unit length."""
+        keep = np.flatnonzero(self.counts[: len(self.ids)] >= min_count)
         words = list(self.ids)
-        n = len(words)
-        parts = [postprocess(s[:n] / np.maximum(self.counts[:, None], 1), components) for s in self.sums]
-        vectors = unit_rows(np.concatenate(parts, axis=1)) if parts else np.zeros((n, 0), np.float32)
-        return WordVectors(words, self.counts.copy(), vectors)
+        counts = self.counts[keep]
+        parts = [postprocess(s[keep] / np.maximum(counts[:, None], 1), components) for s in self.sums]
+        vectors = unit_rows(np.concatenate(parts, axis=1)) if parts else np.zeros((len(keep), 0), np.float32)
+        return WordVectors([words[i] for i in keep], counts.copy(), vectors)
 
 
 def accumulate_text(acc: Accumulator, runs: list, data: bytes, states: str, where: tuple = ()) -> int:
@@ -328,10 +332,11 @@ def vectors_cache_dir(key: str) -> Path:
 
 
 def training_word_vectors(run, backward=None, states: str = DEFAULT_STATES, corpus=None,
-                          show_progress: bool = True, components: int | None = DEFAULT_COMPONENTS) -> WordVectors:
-    """Word vectors over the run's training split. The raw sums are computed once per (run, backward run,
-    states, corpus) and kept in seqlab's cache (SEQLAB_CACHE or ~/.cache/seqlab/vectors); post-processing
-    (`components`) is applied on load."""
+                          show_progress: bool = True, components: int | None = DEFAULT_COMPONENTS,
+                          min_count: int = 1) -> WordVectors:
+    """Vectors of the words seen at least min_count times in the run's training split. The raw sums are
+    computed once per (run, backward run, states, corpus) and kept in seqlab's cache (SEQLAB_CACHE or
+    ~/.cache/seqlab/vectors); post-processing (`components`, over those words) is applied on load."""
     import hashlib
 
     from ..checkpoint import atomic_write_text
@@ -346,10 +351,10 @@ def training_word_vectors(run, backward=None, states: str = DEFAULT_STATES, corp
     h.update(json.dumps(signature).encode())
     cache = vectors_cache_dir(h.hexdigest())
     if (cache / "done").exists():
-        return Accumulator.load(cache).vectors(components)
+        return Accumulator.load(cache).vectors(components, min_count)
     total = sum(p.stat().st_size for p in paths)
     with bar(total=total, desc="word vectors", enabled=None if show_progress else False) as b:
         acc = word_sums(run, texts(), backward, states, progress=b)
     acc.save(cache)
     atomic_write_text(cache / "done", json.dumps(signature))
-    return acc.vectors(components)
+    return acc.vectors(components, min_count)
