@@ -145,3 +145,9 @@ def test_the_cache_keeps_raw_sums_and_every_load_post_processes_them_the_same(ru
     means = acc.sums[0][: len(acc.ids)] / acc.counts[:, None]
     assert np.allclose(back.vectors(2).vectors, postprocess(means, 2), atol=1e-6)
     assert np.allclose(first.vectors, back.vectors(2).vectors, atol=1e-6)
+    m = int(np.median(acc.counts)) + 1
+    frequent = acc.counts >= m  # the vocabulary's own centre and directions, not the rarer words'
+    assert 0 < frequent.sum() < len(frequent)
+    assert np.allclose(back.vectors(2, min_count=m).vectors, postprocess(means[frequent], 2), atol=1e-6)
+    assert np.allclose(training_word_vectors(run, show_progress=False, components=2, min_count=m).vectors,
+                       postprocess(means[frequent], 2), atol=1e-6)
