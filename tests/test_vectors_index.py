@@ -1,5 +1,6 @@
 """Passage vectors and the index: batching changes nothing, the streamed files read back, index search equals
-exact search, save -> load -> search keeps ids, adding files equals building from scratch."""
+exact search (all cells read) and reaches its calibrated recall (the stored cells), save -> load -> search keeps
+ids, adding files equals building from scratch."""
 
 import json
 
@@ -11,7 +12,7 @@ from vectors_data import write_corpus
 from seqlab.embed import embed
 from seqlab.run import load
 from seqlab.vectors.embed import embed_stream, embed_texts, read_vectors
-from seqlab.vectors.index import HNSW, PassageIndex
+from seqlab.vectors.index import TARGET_RECALL, PassageIndex, new_ivf, recalibrated, structure_of
 from seqlab.vectors.passages import count_passages, passages
 
 
@@ -76,12 +77,14 @@ def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :k]
 
 
-@pytest.mark.parametrize("exact_below", [10_000, 0])  # a flat index, and an HNSW graph
+@pytest.mark.parametrize("exact_below", [10_000, 0])  # a flat index, and an IVF read whole
 def test_index_search_equals_exact_search(setup, tmp_path, exact_below):
     run = load(setup["lstm"])
     idx = PassageIndex.build(run, setup["files"], tmp_path / "idx", "paragraph", exact_below=exact_below,
                              show_progress=False)
-    assert idx.info["structure"] == ("Flat" if exact_below else HNSW)
+    assert idx.info["structure"] == "Flat" if exact_below else idx.info["structure"].startswith("IVF")
+    if not exact_below:
+        idx.read_cells(int(idx.info["structure"][3:].split(",")[0]))  # every cell: exact
     texts = [p.data for p in passages(setup["files"], "paragraph")]
     vectors = embed_texts(run, texts)
     queries = embed_texts(run, [b"the cat sat", b"a royal queen came.", b"we read"])
@@ -105,7 +108,7 @@ def test_save_load_search_gives_the_same_ids(setup, tmp_path):
         assert loaded.passage(int(after[1][0][0])) == built.passage(int(before[1][0][0]))
 
 
-@pytest.mark.parametrize("exact_below", [10_000, 300])  # flat throughout, and flat turned into a graph by the add
+@pytest.mark.parametrize("exact_below", [10_000, 500])  # flat throughout, and flat turned into an IVF by the add
 def test_adding_files_equals_building_from_scratch(setup, tmp_path, exact_below):
     run = load(setup["lstm"])
     files = setup["files"]
@@ -123,25 +126,66 @@ def test_adding_files_equals_building_from_scratch(setup, tmp_path, exact_below)
     assert [f["passages"] for f in info["files"]] == [count_passages([f], "line") for f in files]
 
 
-def test_the_stored_ef_search_is_used_and_ef_overrides_it(setup, tmp_path):
+def test_adding_to_an_ivf_puts_the_passages_in_its_cells(setup, tmp_path):
+    run = load(setup["lstm"])
+    files = setup["files"]
+    grown = PassageIndex.build(run, files[:1], tmp_path / "idx", "line", exact_below=0, show_progress=False)
+    cells = grown.info["structure"]
+    grown.add(run, files[1:], show_progress=False)
+    grown = PassageIndex.load(tmp_path / "idx")
+    assert grown.info["structure"] == cells and grown.info["probes"] >= 1  # the same cells, calibrated again
+    texts = [p.data for p in passages(files, "line")]
+    vectors, queries = embed_texts(run, texts), embed_texts(run, [b"the cat sat on the mat.", b"she is a queen."])
+    grown.read_cells(int(cells[3:].split(",")[0]))
+    scores, ids = grown.search(queries, 10)
+    assert len(grown) == len(texts)
+    assert np.allclose(scores, np.sort(queries @ vectors.T, axis=1)[:, ::-1][:, :10], atol=1e-5)
+
+
+def test_the_stored_probes_are_used_and_probes_override_them(setup, tmp_path):
     from seqlab.search import search
 
     run = load(setup["lstm"])
     PassageIndex.build(run, setup["files"], tmp_path / "idx", "paragraph", exact_below=0, show_progress=False)
     info = json.loads((tmp_path / "idx" / "index.json").read_text())
-    assert PassageIndex.load(tmp_path / "idx").ef_search == info["ef_search"]
-    (tmp_path / "idx" / "index.json").write_text(json.dumps({**info, "ef_search": 3}))
+    assert PassageIndex.load(tmp_path / "idx").probes == info["probes"]
+    (tmp_path / "idx" / "index.json").write_text(json.dumps({**info, "probes": 1}))
     idx = PassageIndex.load(tmp_path / "idx")
-    assert idx.ef_search == 3 and idx.index.hnsw.efSearch == 3
+    assert idx.probes == 1
     opened = (idx, run)
     narrow = search(tmp_path / "idx", "the cat sat", 10, opened=opened)
-    assert idx.ef_search == 3
-    wide = search(tmp_path / "idx", "the cat sat", 10, opened=opened, ef=500)
-    assert idx.ef_search == 500
+    assert idx.probes == 1
+    wide = search(tmp_path / "idx", "the cat sat", 10, opened=opened, probes=500)
+    assert idx.probes == 500
     exact = PassageIndex.build(run, setup["files"], tmp_path / "flat", "paragraph", show_progress=False)
     truth = search(tmp_path / "flat", "the cat sat", 10, opened=(exact, run))
     assert [r["score"] for r in wide["results"]] == pytest.approx([r["score"] for r in truth["results"]], abs=1e-5)
     assert len(narrow["results"]) == 10
+
+
+def unit_vectors(n: int, dim: int, spread: float) -> np.ndarray:
+    """FAISS's synthetic vectors (spread 0), or unit vectors near 64 centres (the smaller the spread, the tighter
+    the neighbourhoods: passage vectors' are tight)."""
+    rng = np.random.default_rng(0)
+    if spread:
+        x = rng.standard_normal((64, dim))[rng.integers(0, 64, n)] + spread * rng.standard_normal((n, dim))
+    else:
+        from faiss.contrib.datasets import SyntheticDataset
+
+        x = SyntheticDataset(dim, 0, n, 0, metric="IP", seed=1338).get_database()
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("spread, codes", [(0, "PQ16x4fs,"), (0.2, "SQ8,"), (0.01, "IVF128,Flat")])
+def test_the_ivf_reaches_its_calibrated_recall_on_new_queries_reading_part_of_its_cells(spread, codes):
+    everything = unit_vectors(6_300, 32, spread)
+    base, queries = everything[:6_000], everything[6_000:]
+    index, probes, recall = new_ivf(base)
+    assert codes in structure_of(index) and recall >= TARGET_RECALL
+    assert probes < int(structure_of(index)[3:].split(",")[0])  # it prunes
+    kth = np.sort(queries @ base.T, axis=1)[:, -10]
+    scores, ids = index.search(queries, 10)
+    assert ((scores >= kth[:, None] - 1e-5) & (ids >= 0)).sum(1).mean() / 10 >= TARGET_RECALL - 0.03
 
 
 def test_every_passage_is_read_back_by_its_offset(setup, tmp_path):
@@ -172,3 +216,13 @@ def test_surprisal_pooling_finds_the_passage_that_shares_a_rare_word(setup):
              for pooling in ("surprisal", "mean")}
     assert list(found["surprisal"]) == list(range(n))
     assert (found["mean"] == np.arange(n)).sum() < n  # the test asks something the states do not answer
+
+
+def test_vectors_added_where_the_cells_were_not_learnt_make_the_ivf_learn_again():
+    near, far = unit_vectors(4_000, 32, 0.2), unit_vectors(8_000, 32, 0.2)[4_000:] * -1  # centres mirrored
+    index, _, _ = new_ivf(near)
+    index.add(near[:500] + 0.0)  # more of the same: kept, calibrated again
+    assert recalibrated(index)[0] is index
+    index.add(far)
+    grown, probes, recall = recalibrated(index)
+    assert grown is not index and grown.ntotal == 4_500 + len(far) and recall >= TARGET_RECALL

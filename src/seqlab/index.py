@@ -16,7 +16,7 @@ from .errors import SeqlabError
 from .options import corpus_path, device, integer, output_dir, run_dir
 from .vectors import load_forward
 from .vectors.embed import DEFAULT_POOLING, POOLINGS, check_pooling, new_output_dir
-from .vectors.index import EXACT_BELOW, PassageIndex
+from .vectors.index import CALIBRATION, EXACT_BELOW, PassageIndex
 from .vectors.passages import PASSAGE_UNITS, check_unit, corpus_files
 
 
@@ -65,3 +65,6 @@ def cli(args) -> None:
         return
     print(f"{info['count']:,} {info['unit']} passages of {len(info['files'])} file(s) in {args.out} "
           f"({info['structure']}, {info['dim']} dims, {info['pooling']} pooling, {info['library']})")
+    if "probes" in info:
+        print(f"a query reads {info['probes']} cells: recall@10 {info['calibrated_recall']:.3f} against exact search "
+              f"on {min(info['count'], CALIBRATION)} of the passages (cells learnt on {info['learnt_on']:,})")

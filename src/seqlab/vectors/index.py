@@ -6,21 +6,30 @@ fingerprint.
     scores, ids = idx.search(query_vectors, k=10)                     # cosine, best first
     idx.passage(ids[0][0])                                             # {"text", "file", "line", ...}
 
-Structure, chosen by size (bench/vectors_index.py measures the crossover): below EXACT_BELOW passages a
-flat index (exact inner product, faster than a graph at that size); from there on FAISS's HNSW graph
-("HNSW16,Flat", efConstruction 80), searched with efSearch = EF_SEARCH (stored in index.json; `search --ef`
-overrides it): the fastest setting of bench/vectors_sweep.py with recall@10 >= 0.95 against exact search on
-both synthetic and real passage vectors. Adding passages to an HNSW index inserts them into the graph; a flat
-index that grows past EXACT_BELOW is converted once. Loading for search memory-maps the FAISS file
-(IO_FLAG_MMAP_IFC).
+Structure, chosen by size and by the data (bench/vectors_index.py measures both): below EXACT_BELOW passages a
+flat index (exact inner product, faster than any partition at that size). From there on an inverted file
+(IVF): the vectors are split into about 2 sqrt(n) cells by k-means, and a query reads only the cells nearest to
+it. Each vector is stored twice: as a short code the cells are scanned by, and as it is, to re-rank the best
+REFINE x k by exact score. Two codings are tried on a sample of the index's own passages asked as queries
+(calibrate): 4-bit product codes read by FAISS's SIMD fast scan ("IVF512,PQ64x4fs,RFlat") are kept when they
+reach TARGET_RECALL@10 against exact search reading at most twice the cells that 8-bit scalar codes
+("IVF512,SQ8,RFlat") need; the neighbourhoods of passage vectors are often too tight for 4-bit codes, and then
+the scalar codes are used, or, where near-duplicates are tighter than 8 bits resolve, the exact vectors
+themselves ("IVF512,Flat"). The number of
+cells read per query (`probes`) is the smallest that reaches TARGET_RECALL on that sample; it is stored in
+index.json with the recall it reached (`seqlab search IDX "..." --probes 64` reads more). Adding passages puts
+them in their cells (nothing is rebuilt) and calibrates again; a flat index that grows past EXACT_BELOW is
+converted once. Loading for search memory-maps the exact vectors (the codes, 1/16 to 1/4 of their size, are
+read into memory).
 
-    IDX/index.json           run, fingerprint, unit, pooling, structure, files
+    IDX/index.json           run, fingerprint, unit, pooling, structure, probes, files
     IDX/vectors.faiss        the FAISS index (unit vectors, inner product)
     IDX/passages.jsonl       one metadata row per passage, in id order
     IDX/passages.offsets.npy byte offset of each row in passages.jsonl (random access)
 """
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -33,11 +42,13 @@ from ..progress import bar
 from .embed import CENTRE, DEFAULT_POOLING, embed_stream, fingerprint, is_centred
 from .passages import count_passages, passages
 
-FORMAT = 1
+FORMAT = 2  # 1: an HNSW graph
 EXACT_BELOW = 3_000  # measured: bench/vectors_index.py crossover table (docs/vectors.md)
-HNSW = "HNSW16,Flat"
-EF_CONSTRUCTION = 80
-EF_SEARCH = 32
+TARGET_RECALL = 0.96  # recall@10 the stored probes reach on the index's own sample (0.95 is the goal on new queries)
+REFINE = 4  # product codes re-rank REFINE x k candidates by the exact vectors
+CALIBRATION = 256  # passages asked as queries when the probes are calibrated
+PQ_FROM = 1_000  # product codes need this many vectors to train their 16 centroids per part
+K = 10
 INFO, FAISS_FILE, META, OFFSETS = "index.json", "vectors.faiss", "passages.jsonl", "passages.offsets.npy"
 
 
@@ -47,17 +58,134 @@ def _faiss():
     return faiss
 
 
-def structure_for(n: int, exact_below: int) -> str:
-    return "Flat" if n < exact_below else HNSW
+def cells_for(n: int) -> int:
+    """IVF cells for n vectors: a power of two near 2 sqrt(n), with at least 39 vectors to train each."""
+    return max(1, min(2 ** round(math.log2(2 * math.sqrt(n))), n // 39))
 
 
-def new_faiss_index(dim: int, structure: str):
+def probe_ladder(cells: int) -> list[int]:
+    steps = sorted({int(b * 2**e) for e in range(20) for b in (1, 1.5)} | {1})
+    return [p for p in steps if p < cells] + [cells]
+
+
+def exact_kth(index, queries: np.ndarray, k: int) -> np.ndarray:
+    """Each query's exact k-th best score among the index's vectors (the exact vectors, or every cell, read)."""
     faiss = _faiss()
-    index = faiss.index_factory(dim, structure, faiss.METRIC_INNER_PRODUCT)
-    if structure.startswith("HNSW"):
-        index.hnsw.efConstruction = EF_CONSTRUCTION
-        index.hnsw.efSearch = EF_SEARCH
+    if isinstance(index, faiss.IndexFlat):
+        return index.search(queries, k)[0][:, -1]
+    if hasattr(index, "refine_index"):
+        return faiss.downcast_index(index.refine_index).search(queries, k)[0][:, -1]
+    ivf = faiss.extract_index_ivf(index)
+    kept, ivf.nprobe = ivf.nprobe, ivf.nlist
+    try:
+        return index.search(queries, k)[0][:, -1]
+    finally:
+        ivf.nprobe = kept
+
+
+def calibrate(index, sample: np.ndarray) -> tuple[int, float]:
+    """(the fewest cells to read per query for recall@K >= TARGET_RECALL on `sample`, rows of the index asked as
+    queries, and the recall reached there). A row is its own best match: it is asked for K + 1 and the other K
+    are scored; any vector scoring at least the exact (K+1)-th counts (a corpus holds duplicate lines)."""
+    ivf = _faiss().extract_index_ivf(index)
+    kth = exact_kth(index, sample, K + 1)
+    recall = 0.0
+    for probes in probe_ladder(ivf.nlist):
+        ivf.nprobe = probes
+        scores, ids = index.search(sample, K + 1)
+        hits = ((scores >= kth[:, None] - 1e-5) & (ids >= 0)).sum(1) - 1
+        recall = float(np.clip(hits / K, 0, 1).mean())
+        if recall >= TARGET_RECALL:
+            break
+    return probes, recall
+
+
+def _trained_cells(vectors: np.ndarray, cells: int):
+    """A flat index of `cells` spherical k-means centroids of the vectors (a fixed seed: the same vectors give the
+    same cells)."""
+    faiss = _faiss()
+    clustering = faiss.Clustering(vectors.shape[1], cells)
+    clustering.seed, clustering.spherical = 1234, True
+    clustering.min_points_per_centroid, clustering.max_points_per_centroid = 1, 64
+    quantizer = faiss.IndexFlatIP(vectors.shape[1])
+    clustering.train(vectors, quantizer)
+    return quantizer
+
+
+def _ivf(vectors: np.ndarray, quantizer, codes: str):
+    """The vectors in an IVF over `quantizer`'s cells, coded as 4-bit fast-scan product codes ("pq4") or 8-bit
+    scalars ("sq8"), the best REFINE x k candidates re-ranked by the exact vectors, or stored exactly ("flat")."""
+    faiss = _faiss()
+    dim, cells = vectors.shape[1], quantizer.ntotal
+    quantizer = faiss.clone_index(quantizer)
+    if codes == "flat":
+        index = faiss.IndexIVFFlat(quantizer, dim, cells, faiss.METRIC_INNER_PRODUCT)
+        index.set_direct_map_type(faiss.DirectMap.Array)  # rows read back to calibrate after an add
+    else:
+        if codes == "pq4":
+            ivf = faiss.IndexIVFPQFastScan(quantizer, dim, cells, dim // 2, 4, faiss.METRIC_INNER_PRODUCT)
+        else:
+            ivf = faiss.IndexIVFScalarQuantizer(quantizer, dim, cells, faiss.ScalarQuantizer.QT_8bit,
+                                                faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexRefineFlat(ivf)
+        index.k_factor = REFINE
+    index.train(vectors[:: max(1, len(vectors) // (256 * cells))])
+    index.add(vectors)
     return index
+
+
+def calibration_rows(n: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(n).choice(n, min(CALIBRATION, n), replace=False))
+
+
+def new_ivf(vectors: np.ndarray) -> tuple[object, int, float]:
+    """(the IVF index of the vectors, its probes, the recall they reach). 4-bit product codes when they reach
+    TARGET_RECALL reading at most twice the cells 8-bit scalar codes need (their scan is about 3.5x faster per
+    vector, bench/vectors_index.py); else the scalar codes when they reach it; else (neighbourhoods tighter than
+    8 bits resolve: near-duplicate passages) the exact vectors."""
+    quantizer = _trained_cells(vectors, cells_for(len(vectors)))
+    sample = vectors[calibration_rows(len(vectors))]
+    index = _ivf(vectors, quantizer, "sq8")
+    probes, recall = calibrate(index, sample)
+    if recall < TARGET_RECALL:
+        index = _ivf(vectors, quantizer, "flat")
+        return (index, *calibrate(index, sample))
+    if vectors.shape[1] % 2 == 0 and len(vectors) >= PQ_FROM:
+        coded = _ivf(vectors, quantizer, "pq4")
+        coded_probes, coded_recall = calibrate(coded, sample)
+        if coded_recall >= TARGET_RECALL and coded_probes <= 2 * probes:
+            return coded, coded_probes, coded_recall
+    return index, probes, recall
+
+
+def recalibrated(index) -> tuple[object, int, float]:
+    """(the index, its probes, their recall) after vectors were added to an IVF: calibrated again on a sample of
+    all its vectors, and learnt again from all of them (new_ivf) when no number of cells reaches TARGET_RECALL
+    (the added vectors lie where the cells and codes were not learnt: an 8-bit code clips values outside the
+    ranges it was trained on)."""
+    vectors = _faiss().downcast_index(index.refine_index) if hasattr(index, "refine_index") else index
+    probes, recall = calibrate(index, vectors.reconstruct_batch(calibration_rows(index.ntotal)))
+    if recall >= TARGET_RECALL:
+        return index, probes, recall
+    return new_ivf(vectors.reconstruct_n(0, index.ntotal))
+
+
+def structure_of(index) -> str:
+    faiss = _faiss()
+    if isinstance(index, faiss.IndexFlat):
+        return "Flat"
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+    if not hasattr(index, "refine_index"):
+        return f"IVF{ivf.nlist},Flat"
+    codes = f"PQ{ivf.M}x4fs" if isinstance(ivf, faiss.IndexIVFPQFastScan) else "SQ8"
+    return f"IVF{ivf.nlist},{codes},RFlat"
+
+
+def set_probes(index, probes: int) -> None:
+    faiss = _faiss()
+    faiss.extract_index_ivf(index).nprobe = int(probes)
+    if hasattr(index, "refine_index"):
+        faiss.downcast_index(index).k_factor = REFINE
 
 
 def _threads(n: int) -> None:
@@ -117,7 +245,6 @@ class PassageIndex:
     def _append(self, run, files, show_progress: bool) -> None:
         unit, pooling = self.info["unit"], self.info["pooling"]
         n_new = count_passages(files, unit)
-        total = len(self) + n_new
         offsets, at = [self.offsets], (self.path / META).stat().st_size
         threads = max(1, len(os.sched_getaffinity(0)))
         _threads(threads)
@@ -125,10 +252,8 @@ class PassageIndex:
         with open(self.path / META, "ab") as meta, \
                 bar(total=n_new, desc="index", unit="passage", enabled=None if show_progress else False) as b:
             for chunk, vectors in embed_stream(run, passages(files, unit), pooling, centre=self.info["centre"]):
-                if self.index is None:
-                    self.index = new_faiss_index(vectors.shape[1], structure_for(total, self.info["exact_below"]))
-                elif total >= self.info["exact_below"] and self._structure() == "Flat":
-                    self._to_graph()
+                if self.index is None:  # flat until it is complete: the cells are learnt from every vector
+                    self.index = _faiss().IndexFlatIP(vectors.shape[1])
                 self.index.add(vectors)
                 rows = [json.dumps(p.meta(), ensure_ascii=False).encode() + b"\n" for p in chunk]
                 lengths = np.array([len(r) for r in rows], np.int64)
@@ -140,21 +265,27 @@ class PassageIndex:
                 b.update(len(chunk))
         if self.index is None:
             raise SeqlabError(f"no {unit} passages in the files given (all empty or blank)")
+        if self.structure == "Flat" and len(self) >= self.info["exact_below"]:
+            vectors, self.index = self.index.reconstruct_n(0, self.index.ntotal), None
+            self.index, probes, recall = new_ivf(vectors)
+            learnt_on = len(self)
+        elif self.structure != "Flat":
+            kept = self.index
+            self.index, probes, recall = recalibrated(self.index)
+            learnt_on = self.info["learnt_on"] if self.index is kept else len(self)
         _threads(1)
         self.offsets = np.concatenate(offsets).astype(np.int64)
         self.info["files"] += [{"path": str(Path(f).resolve()), "bytes": Path(f).stat().st_size,
                                 "passages": per_file.get(str(f), 0)} for f in files]
-        self.info.update(count=len(self), dim=int(self.index.d), structure=self._structure(),
-                         ef_search=EF_SEARCH if self._structure() != "Flat" else None,
+        self.info.update(count=len(self), dim=int(self.index.d), structure=self.structure,
                          library=f"faiss {_faiss().__version__}")
+        if self.structure != "Flat":
+            set_probes(self.index, probes)
+            self.info.update(probes=probes, calibrated_recall=round(recall, 4), learnt_on=learnt_on)
 
-    def _structure(self) -> str:
-        return HNSW if hasattr(self.index, "hnsw") else "Flat"
-
-    def _to_graph(self) -> None:
-        vectors = self.index.reconstruct_n(0, self.index.ntotal)
-        self.index = new_faiss_index(self.index.d, HNSW)
-        self.index.add(vectors)
+    @property
+    def structure(self) -> str:
+        return structure_of(self.index)
 
     def _save(self, where: Path) -> None:
         faiss = _faiss()
@@ -180,7 +311,9 @@ class PassageIndex:
         if info.get("format") != FORMAT:
             raise SeqlabError(f"{path} is index format {info.get('format')!r}; this seqlab reads {FORMAT}: rebuild it")
         faiss = _faiss()
-        flags = faiss.IO_FLAG_MMAP_IFC if mmap else 0
+        # mapped: the exact vectors of a flat index or a re-ranking store (_IFC), an IVF's exact cells (_MMAP)
+        flags = 0 if not mmap else faiss.IO_FLAG_MMAP if info.get("structure", "").endswith(",Flat") else \
+            faiss.IO_FLAG_MMAP_IFC
         try:
             index = faiss.read_index(str(path / FAISS_FILE), flags)
             offsets = np.load(path / OFFSETS, mmap_mode="r")
@@ -189,8 +322,8 @@ class PassageIndex:
         if not (index.ntotal == len(offsets) == info.get("count")):
             raise SeqlabError(f"{path} is inconsistent ({index.ntotal} vectors, {len(offsets)} passages, "
                               f"{info.get('count')} in {INFO}): an add was interrupted; rebuild the index")
-        if hasattr(index, "hnsw"):
-            index.hnsw.efSearch = info.get("ef_search") or EF_SEARCH
+        if info["structure"] != "Flat":
+            set_probes(index, info["probes"])
         out = cls(path, info, index, offsets)
         out.owned = not mmap
         return out
@@ -204,15 +337,15 @@ class PassageIndex:
                               f"rebuild the index with `seqlab index {run_dir} FILES --out NEW`")
 
     @property
-    def ef_search(self) -> int | None:
-        """The graph's search breadth (efSearch): the one stored with the index unless set_ef changed it."""
-        return int(self.index.hnsw.efSearch) if hasattr(self.index, "hnsw") else None
+    def probes(self) -> int | None:
+        """The IVF cells a query reads: those stored with the index unless read_cells changed them."""
+        return None if self.structure == "Flat" else int(_faiss().extract_index_ivf(self.index).nprobe)
 
-    def set_ef(self, ef: int | None) -> None:
-        """Search wider (more recall, slower) or narrower than the stored efSearch; None keeps it. No effect on
-        an exact (flat) index."""
-        if ef is not None and hasattr(self.index, "hnsw"):
-            self.index.hnsw.efSearch = int(ef)
+    def read_cells(self, probes: int | None) -> None:
+        """Read more cells per query (more recall, slower) or fewer than stored; None keeps them. No effect on an
+        exact (flat) index."""
+        if probes is not None and self.structure != "Flat":
+            set_probes(self.index, probes)
 
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """(scores (Q, k'), ids (Q, k')) for unit query vectors, best first; k' = min(k, len(self))."""
