@@ -111,6 +111,11 @@ def test_all_but_the_top_removes_what_frequency_adds_and_keeps_synonyms_nearest(
     assert np.allclose(np.linalg.norm(kept, axis=1), 1, atol=1e-5)
     assert postprocess(means, components=None).shape == (40, 64)  # None: round(64 / 100) = 1 removed
     assert np.allclose(postprocess(means, components=None), kept)
+    # learnt on some rows only (embed's frequent words), applied to all: the learnt rows get what they alone give
+    rare = np.vstack([means, 500 * rng.normal(size=(10, 64))])
+    fit = np.arange(50) < 40
+    assert np.allclose(postprocess(rare, 1, fit)[:40], kept, atol=1e-5)
+    assert not np.allclose(postprocess(rare, 1)[:40], kept, atol=1e-2)
 
 
 def test_inside_states_are_the_mean_over_each_words_own_tokens(runs):

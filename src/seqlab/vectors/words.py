@@ -35,6 +35,7 @@ from .embed import token_states, unit_rows
 STATES = ("before", "after", "inside", "both")
 DEFAULT_STATES = "before"
 DEFAULT_COMPONENTS = None  # top principal components removed: None is ABTT's default, round(dims / 100)
+FIT_COUNT = 5  # `embed --unit word` (every word kept) learns the post-processing on words seen this often
 ASCII_WORD = re.compile(rb"[A-Za-z]+")
 WORD = re.compile(r"[^\W\d_]+")
 
@@ -73,16 +74,18 @@ def occurrence_positions(run, data: bytes, starts, ends, which: str) -> tuple[np
     return tokens, np.searchsorted(done, ends, side="left")  # the first token that completes the word
 
 
-def postprocess(means: np.ndarray, components: int | None = DEFAULT_COMPONENTS) -> np.ndarray:
+def postprocess(means: np.ndarray, components: int | None = DEFAULT_COMPONENTS, fit=None) -> np.ndarray:
     """Word averages (V, D) -> unit vectors: the mean over the words subtracted, the projections on the top
     `components` principal directions removed (all-but-the-top; None: round(D / 100), its authors' rule),
     then unit length. Without the centring every average shares a large common part and all cosines sit
-    near 1; the top directions left hold mostly how frequent a word is."""
+    near 1; the top directions left hold mostly how frequent a word is. `fit` (a boolean mask): the rows the
+    centre and the directions are learnt on (default all); every row is transformed the same way."""
     x = np.asarray(means, np.float64)
-    x = x - x.mean(0) if len(x) else x
+    fit = np.ones(len(x), bool) if fit is None or not np.any(fit) else np.asarray(fit, bool)
+    x = x - x[fit].mean(0) if len(x) else x
     components = round(x.shape[1] / 100) if components is None else components
-    if components and len(x) > 1:
-        top = np.linalg.svd(x, full_matrices=False)[2][:components]
+    if components and fit.sum() > 1:
+        top = np.linalg.svd(x[fit], full_matrices=False)[2][:components]
         x = x - (x @ top.T) @ top
     return unit_rows(x)
 
@@ -214,14 +217,17 @@ class Accumulator:
         acc.sums = [tensors[f"sums.{i}"] for i in range(len(tensors) - 1)]
         return acc
 
-    def vectors(self, components: int | None = DEFAULT_COMPONENTS, min_count: int = 1) -> WordVectors:
-        """The words seen at least min_count times, each direction's averages post-processed apart over those
-        words (`postprocess`: the centre and top directions are the vocabulary's own, not those of the rare
-        words left out), then joined and scaled to unit length."""
+    def vectors(self, components: int | None = DEFAULT_COMPONENTS, min_count: int = 1,
+                fit_count: int = 1) -> WordVectors:
+        """The words seen at least min_count times, each direction's averages post-processed apart
+        (`postprocess`), learnt on the words seen at least max(min_count, fit_count) times (the vocabulary's
+        own centre and directions, not those of the noisy averages of rare words), then joined and scaled to
+        unit length."""
         keep = np.flatnonzero(self.counts[: len(self.ids)] >= min_count)
         words = list(self.ids)
         counts = self.counts[keep]
-        parts = [postprocess(s[keep] / np.maximum(counts[:, None], 1), components) for s in self.sums]
+        fit = counts >= fit_count
+        parts = [postprocess(s[keep] / np.maximum(counts[:, None], 1), components, fit) for s in self.sums]
         vectors = unit_rows(np.concatenate(parts, axis=1)) if parts else np.zeros((len(keep), 0), np.float32)
         return WordVectors([words[i] for i in keep], counts.copy(), vectors)
 
