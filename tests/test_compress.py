@@ -41,6 +41,15 @@ def network_only_dir(lstm_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def no_words_dir(lstm_dir, tmp_path_factory):
+    """The same run without its word table, as a run trained before the word model: no word model."""
+    other = tmp_path_factory.mktemp("no-words") / "run"
+    shutil.copytree(lstm_dir, other)
+    shutil.rmtree(other / "counts" / "words")
+    return other
+
+
+@pytest.fixture(scope="module")
 def other_dir(lstm_dir, tmp_path_factory):
     """The same weights under a changed config: a different run to the fingerprint."""
     other = tmp_path_factory.mktemp("other") / "run"
@@ -68,6 +77,7 @@ def test_lockstep_reader_gives_eval_counts(lstm_run):
     """Texts read a token at a time, in lockstep, see the context ids and counts CountReader gives eval's
     chunks: one text exactly, and a second one beside it (never counted) does not change the first's."""
     model, chunk = lstm_run.count_model, lstm_run.config.counts.chunk
+    assert model.words is not None  # the word model's counts and contexts are compared too
     text = np.concatenate([[lstm_run.tokenizer.bos_id],
                            lstm_run.tokenizer.encode(structured_text(60, seed=3).encode())])
     batch = model.session("cpu").reader(text, 1)
@@ -78,6 +88,7 @@ def test_lockstep_reader_gives_eval_counts(lstm_run):
         for i in range(first, stop):
             experts = stepper.distributions()
             assert np.array_equal(stepper.contexts[0], batch.contexts[i])
+            assert np.array_equal(stepper.word_contexts[0], batch.words[i])  # the word model's contexts too
             np.testing.assert_allclose(experts.dense(model.vocab)[0], expected.dense(model.vocab)[i - first],
                                        rtol=1e-6, atol=1e-6)
             assert experts.bucket[0] == expected.bucket[i - first]
@@ -220,9 +231,30 @@ def test_thread_count_is_the_files(lstm_run, lstm_dir, tmp_path, capsys):
 
 def test_other_formats_are_refused_in_one_line(lstm_run):
     blob = bytearray(compress_bytes(lstm_run, b"bob takes it.\n"))
-    blob[4] = FORMAT - 1
-    with pytest.raises(SeqlabError, match=f"format {FORMAT - 1}; this seqlab reads format {FORMAT}"):
+    blob[4] = 6  # the format before 7
+    with pytest.raises(SeqlabError, match=f"format 6; this seqlab reads format {FORMAT}"):
         decompress_bytes(lstm_run, bytes(blob))
+
+
+def test_a_run_without_a_word_table_writes_and_reads_the_format_before_it(lstm_run, no_words_dir, tmp_path):
+    """A run without a word table codes as before the word model (format 7, no word model mixed in); once the table
+    is added (format 9 from then on) it still decodes its format-7 files without it; a format-9 file is refused,
+    in one line, by a run that has no word table."""
+    from seqlab.countmodel import add_word_table
+
+    data = structured_text(20, seed=5).encode()
+    old_run = load(no_words_dir)
+    assert old_run.count_model.words is None and lstm_run.count_model.words is not None
+    old, new = compress_bytes(old_run, data), compress_bytes(lstm_run, data)
+    assert (old[4], new[4]) == (7, FORMAT) and _mixed(old) and old != new
+    assert decompress_bytes(old_run, old) == data
+    with pytest.raises(SeqlabError, match="word model, but .* has no word table"):
+        decompress_bytes(old_run, new)
+    added = tmp_path / "run"
+    shutil.copytree(no_words_dir, added)
+    add_word_table(load(added))
+    assert decompress_bytes(load(added), old) == data
+    assert decompress_bytes(load(added), new) == data and compress_bytes(load(added), data) == new
 
 
 def test_a_file_from_another_torch_build_is_refused_before_decoding(lstm_run):

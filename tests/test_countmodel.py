@@ -178,7 +178,7 @@ def test_sparse_mixing_equals_the_dense_geometric_mix():
     rng = np.random.default_rng(9)
     V = 6
     config = CountModelConfig(orders=[1, 2, 3, 5, 8], experts=[2, 8], match_orders=[12, 20],
-                              select=[], sse=0.0)  # the bucket rows alone (the selected sets: test_mixer_select)
+                              select=[], sse=0.0, words=False)  # the bucket rows alone (the rest: test_mixer_select)
     model = CountModel(rng.integers(0, V, 3000), V, config)
     text = rng.integers(0, V, 200)
     experts = model.session("cpu").reader(text, 1).distributions(1, 200)

@@ -6,6 +6,7 @@ import torch
 from seqlab.config import CountModelConfig
 from seqlab.countmodel import CountModel, Experts, OnlineMixer
 from seqlab.countmodel.mixer import SSE, SLOT_BITS
+from seqlab.countmodel.session import WordModel
 
 V = 8
 
@@ -28,7 +29,8 @@ def two_context_chunk(rng, n: int = 256):
 
 
 def config(**settings) -> CountModelConfig:
-    return CountModelConfig(orders=[1, 2], experts=[2], match_orders=[], recent_expert=False, **settings)
+    return CountModelConfig(orders=[1, 2], experts=[2], match_orders=[], recent_expert=False,
+                            **{"words": False, **settings})
 
 
 def last_chunk_bits(mixer: OnlineMixer, chunks: int = 40) -> float:
@@ -79,10 +81,13 @@ def test_sse_learns_that_an_overconfident_top_token_is_right_half_the_time():
 
 def test_the_mix_and_its_small_contexts_are_causal():
     """A token's mixed probability is the same whether or not later tokens exist: scoring a text and its first
-    half give the same log-probabilities over the half (the count model's own chunks, small contexts, SSE)."""
+    half give the same log-probabilities over the half (the count model's own chunks, small contexts, SSE, the
+    word model)."""
     rng = np.random.default_rng(3)
-    model = CountModel(rng.integers(0, V, 4000), V, config(select=["order1", "order2", "seen"], sse=0.5,
-                                                           sse_context="order1", chunk=32))
+    history = rng.integers(0, V, 4000)
+    words = WordModel.build(history, [b"a", b"B", b"b", b" ", b".", b"c", b"C", b"\n"])  # case-folded words too
+    model = CountModel(history, V, config(select=["order1", "order2", "seen"], sse=0.5, sse_context="order1",
+                                          chunk=32, words=True), words=words)
     text = rng.integers(0, V, 400)
     net = torch.log_softmax(torch.randn(len(text) - 1, V), dim=-1)
     stream = [(1, net, torch.from_numpy(text[1:]))]

@@ -29,6 +29,7 @@ def judges(tmp_path_factory) -> dict:
         path = tmp_path_factory.mktemp(arch)
         (path / "calls.txt").write_text(TEXT)
         run = load(train(tiny_config(path / "calls.txt", arch, steps=20), path / "run", log=lambda *a: None))
+        assert run.count_model.words is not None  # training built its word table: the judge mixes it in
         out[arch] = Judge(run, mixing_session(run))
     return out
 
@@ -39,6 +40,14 @@ def _prefix_state(run, ids: list[int]):
     return logits[:, -1], state
 
 
+def _contexts_alone(judge: Judge, text: np.ndarray) -> np.ndarray:
+    """The count contexts (n, orders) of every position of a text read from its start (context_hashes), then
+    its word model's (n, WORD_ORDERS) read from its start too (the judge's are read from REACH tokens before)."""
+    contexts = context_hashes(text, judge.session.model.orders)
+    words = judge.session.model.words
+    return contexts if words is None else np.concatenate([contexts, words.contexts(text)], axis=1)
+
+
 @torch.no_grad()
 def _bits_alone(judge: Judge, prefix: list[int], history: np.ndarray, tail: np.ndarray) -> float:
     """A tail's bits judged on its own: the network reads prefix + tail from nothing, the count contexts
@@ -46,8 +55,7 @@ def _bits_alone(judge: Judge, prefix: list[int], history: np.ndarray, tail: np.n
     run = judge.run
     logits, _ = run.model(torch.tensor([prefix + [int(t) for t in tail[:-1]]]))
     net = torch.log_softmax(logits[0, len(prefix) - 1 :].float(), dim=-1)
-    contexts = context_hashes(np.concatenate([history, tail]), judge.session.model.orders)[len(history) :]
-    logp = judge.mixed(net, contexts)
+    logp = judge.mixed(net, _contexts_alone(judge, np.concatenate([history, tail]))[len(history) :])
     bits = -logp.gather(1, torch.from_numpy(tail)[:, None])[:, 0] / LN2
     return float(torch.zeros(1).index_add_(0, torch.zeros(len(tail), dtype=torch.long), bits)[0])
 
@@ -128,7 +136,7 @@ def test_batched_greedy_equals_each_anchor_alone(judges, arch, mixed):
     for (state, logits, history, n), (expected, guesses) in zip(starts, together):
         out = []
         for i in range(n):
-            contexts = context_hashes(np.append(history, 0), judge.session.model.orders)[-1:] if mixed else None
+            contexts = _contexts_alone(judge, np.append(history, 0))[-1:] if mixed else None
             logp = judge.mixed(torch.log_softmax(logits.float(), dim=-1), contexts)
             if i == 0:
                 assert guesses == logp.topk(len(guesses), dim=-1).indices[0].tolist()

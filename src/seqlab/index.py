@@ -5,7 +5,7 @@
     seqlab search idx/ "where is the common room"
 
 The index keeps the run's path and fingerprint: search embeds queries with that run and refuses one whose
-weights changed. See vectors/index.py for the structure (exact below 3,000 passages, HNSW above).
+weights changed. See vectors/index.py for the structure (exact below 3,000 passages, a calibrated IVF above).
 """
 
 import json

@@ -41,7 +41,7 @@ class Run:
         """The long-range count model mixed in when scoring, or None (see countmodel/)."""
         from .countmodel import load_count_model
 
-        return load_count_model(self.path, self.tokenizer.vocab_size, self.config.counts)
+        return load_count_model(self.path, self.tokenizer.vocab_size, self.config.counts, self.tokenizer.token_bytes)
 
     @functools.cached_property
     def in_reading_order(self) -> "Run":

@@ -185,5 +185,5 @@ def describe_run_context(run) -> str:
     if run.count_model is not None:
         from .countmodel import describe
 
-        text += "; " + describe(run.config.counts)
+        text += "; " + describe(run.count_model.config)
     return text

@@ -93,7 +93,10 @@ def decode_stream(run, reader: ByteReader, header: Header, write, progress=None)
 
 
 def _decode_blocks(run, reader: ByteReader, header: Header, write, progress, adapter) -> int:
-    session = run.count_model.session(torch.device("cpu")) if header.counts_fingerprint is not None else None
+    session = None
+    if header.counts_fingerprint is not None:  # a file coded without the word model is decoded without it
+        model = run.count_model if header.words else run.count_model.without_words()
+        session = model.session(torch.device("cpu"))
     done, crc = 0, 0
     while done < header.n_bytes:
         n_tokens, n_words = reader.varint(), reader.varint()
@@ -128,8 +131,9 @@ def _adapting(run, options):
 
 def _header(run, threads: int, n_bytes: int, crc: int, adapt) -> Header:
     lr, chunk = (adapt.lr, adapt.chunk) if adapt is not None else (0.0, 0)
+    words = run.count_model is not None and run.count_model.words is not None
     return Header(run_fingerprint(run.path), counts_fingerprint(run), torch.__version__, threads, n_bytes, crc,
-                  lr, chunk)
+                  lr, chunk, words)
 
 
 def _with_threads(adapt, threads: int):

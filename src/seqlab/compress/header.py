@@ -14,8 +14,13 @@ MAGIC = b"SQZ\x1a"
 LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is at most 255)
 # 7: the text's own counts taken in every COUNT_EVERY steps, as eval takes them in (5 and 6: every chunk//S
 # steps); 5: segments read in lockstep, blocks, constriction's range coder (4: one stream a token at a time)
-FORMAT = 7
-ADAPTED_FORMAT = 8  # format 7 plus the network's online adaptation (compress --adapt): its lr and chunk
+# 9: the count model's word model (countmodel/words.py) mixed in; a run without one writes 7 (8 with --adapt), the
+# files it wrote before, and decodes them as it did
+FORMAT = 9
+ADAPTED_FORMAT = 10  # format 9 plus the network's online adaptation (compress --adapt): its lr and chunk
+NO_WORDS_FORMAT, NO_WORDS_ADAPTED_FORMAT = 7, 8  # 9 and 10 without the word model
+FORMATS = {FORMAT: (True, False), ADAPTED_FORMAT: (True, True), NO_WORDS_FORMAT: (False, False),
+           NO_WORDS_ADAPTED_FORMAT: (False, True)}  # format: (the word model mixed in, adapted)
 FINGERPRINT_BYTES = 4  # tells runs apart before decoding; a 1 in 2^32 miss is still caught by the CRC
 
 
@@ -29,12 +34,14 @@ class Header:
     crc: int
     adapt_lr: float = 0.0  # > 0: the network adapted as it coded (adapt.Adapter), with this lr
     adapt_chunk: int = 0  # and this chunk
+    words: bool = False  # the count model's word model was mixed in (format 9 or 10)
 
     def pack(self) -> bytes:
         version = self.torch_version.encode()
         mixed = self.counts_fingerprint is not None
         adapted = struct.pack("<d", self.adapt_lr) + varints(self.adapt_chunk) if self.adapt_lr > 0 else b""
-        return b"".join([MAGIC, bytes([ADAPTED_FORMAT if adapted else FORMAT, mixed]), self.fingerprint,
+        fmt = next(f for f, kind in FORMATS.items() if kind == (self.words, bool(adapted)))
+        return b"".join([MAGIC, bytes([fmt, mixed]), self.fingerprint,
                          self.counts_fingerprint or b"", bytes([len(version)]), version,
                          varints(self.threads, self.n_bytes), struct.pack("<I", self.crc), adapted])
 
@@ -48,20 +55,21 @@ class Header:
         r.take(4)
         try:
             fmt, mixed = r.take(2)
-            if fmt not in (FORMAT, ADAPTED_FORMAT):
+            if fmt not in FORMATS:
                 raise SeqlabError(f"{name} has compressed format {fmt}; this seqlab reads format {FORMAT} "
-                                  f"({ADAPTED_FORMAT} with --adapt): decompress it with the seqlab version that "
-                                  "made it")
+                                  f"({ADAPTED_FORMAT} with --adapt; {NO_WORDS_FORMAT} and {NO_WORDS_ADAPTED_FORMAT} "
+                                  "without the word model): decompress it with the seqlab version that made it")
+            words, adapted = FORMATS[fmt]
             fingerprint = r.take(FINGERPRINT_BYTES)
             counts = r.take(FINGERPRINT_BYTES) if mixed else None
             version = r.take(r.take(1)[0]).decode()
             threads, n_bytes = r.varint(), r.varint()
             (crc,) = struct.unpack("<I", r.take(4))
-            (lr,) = struct.unpack("<d", r.take(8)) if fmt == ADAPTED_FORMAT else (0.0,)
-            chunk = r.varint() if fmt == ADAPTED_FORMAT else 0
+            (lr,) = struct.unpack("<d", r.take(8)) if adapted else (0.0,)
+            chunk = r.varint() if adapted else 0
         except (EOFError, UnicodeDecodeError):
             raise SeqlabError(f"{name} is truncated or damaged (cannot read its header)") from None
-        return cls(fingerprint, counts, version, threads, n_bytes, crc, lr, chunk), r.stream.tell()
+        return cls(fingerprint, counts, version, threads, n_bytes, crc, lr, chunk, words), r.stream.tell()
 
     def adapt_options(self):
         """adapt.AdaptOptions the file was coded with, or None."""
@@ -144,6 +152,10 @@ def check_compatible(header: Header, run, name: str, threads: int | None) -> Non
         if counts != header.counts_fingerprint:
             raise SeqlabError(f"{name} was compressed with a different count model ({HISTORY_FILE} of {run.path} "
                               "differs); decompress it with the run directory that compressed it")
+        if header.words and run.count_model.words is None:
+            raise SeqlabError(f"{name} was compressed with the count model's word model, but {run.path} has no word "
+                              f"table (counts/words/); add it with seqlab.countmodel.add_word_table(run), or "
+                              f"decompress with the run directory that compressed it")
     if header.torch_version != torch.__version__:
         raise SeqlabError(f"{name} was compressed with torch {header.torch_version}, this is torch "
                           f"{torch.__version__}: probabilities may differ; "

@@ -32,12 +32,12 @@ and the tokens before it, so bits per byte stay an honest compression measure.
 
 from .mixer import Experts, OnlineMixer, blend_counts
 from .lockstep import LockstepReader
-from .session import (HISTORY_FILE, CountModel, CountReader, CountSession, check, describe,
+from .session import (HISTORY_FILE, CountModel, CountReader, CountSession, add_word_table, check, describe,
                       load_count_model, save_history, usable)
 from .store import TABLES_DIR, check_fits
 from .tables import CountTable, RecentCounts, context_hashes, context_hashes_at, context_ids, continuations
 
 __all__ = ["CountModel", "CountSession", "CountReader", "LockstepReader", "CountTable", "RecentCounts", "Experts",
            "OnlineMixer", "blend_counts", "context_hashes", "context_hashes_at", "context_ids", "continuations",
-           "check", "describe", "usable", "save_history", "load_count_model", "HISTORY_FILE", "TABLES_DIR",
-           "check_fits"]
+           "check", "describe", "usable", "save_history", "load_count_model", "add_word_table", "HISTORY_FILE",
+           "TABLES_DIR", "check_fits"]

@@ -13,6 +13,7 @@ import numpy as np
 
 from .mixer import Experts, blend_counts
 from .tables import _MUL, _INV, _context_id, _finalise, _powers
+from .words import REACH
 
 
 class LockstepReader:
@@ -28,10 +29,17 @@ class LockstepReader:
         self.position = 0
         self.contexts = np.zeros((n_texts, len(self.orders)), dtype=np.uint64)
         self.unseen: list[tuple] = []  # (position, rows, their contexts, their tokens) not yet counted
+        # the word model's: every text's last REACH tokens (the most its word contexts read), the last at the end
+        self.words = session.model.words
+        self.tail = np.zeros((n_texts, REACH), dtype=np.int64) if self.words is not None else None
+        self.word_contexts = None
         self._learn(np.full(n_texts, first, dtype=np.int64))
 
     def _learn(self, tokens: np.ndarray) -> None:
         i = self.position
+        if self.tail is not None:
+            self.tail[:, :-1] = self.tail[:, 1:]
+            self.tail[:, -1] = tokens
         with np.errstate(over="ignore"):
             self.prefix[:, (i + 1) % self.ring] = self.prefix[:, i % self.ring] + \
                 (tokens.astype(np.uint64) + np.uint64(1)) * self.mul[i]
@@ -49,21 +57,28 @@ class LockstepReader:
     def distributions(self) -> Experts:
         """The count experts for the next token of every text."""
         self.contexts = self.context_ids()
-        return blend_counts(self.session.model, self.session.recent.levels, self.contexts)
+        words = None
+        if self.tail is not None:  # the text so far (its last REACH tokens) and a place for the next token
+            known = self.tail[:, REACH - min(self.position, REACH) :]
+            self.word_contexts = self.words.contexts(np.pad(known, ((0, 0), (0, 1))))[:, -1]
+            words = self.session.words(self.word_contexts)
+        return blend_counts(self.session.model, self.session.recent.levels, self.contexts, words=words)
 
     def append(self, tokens: np.ndarray, counted: np.ndarray) -> None:
         """Learn the next token of every text (tokens (n,)); those of rows `counted` (bool (n,)) will count."""
         rows = np.flatnonzero(counted)
-        self.unseen.append((self.position, self.contexts[rows], tokens[rows]))
+        words = None if self.word_contexts is None else self.word_contexts[rows]
+        self.unseen.append((self.position, self.contexts[rows], tokens[rows], words))
         self._learn(tokens)
 
     def advance(self) -> None:
         """Count the tokens appended since the last advance as seen text."""
         if not self.unseen:
             return
-        positions = np.concatenate([np.full(len(t), p) for p, _, t in self.unseen])
-        contexts = np.concatenate([c for _, c, _ in self.unseen])
-        tokens = np.concatenate([t for _, _, t in self.unseen]).astype(np.int64)
+        positions = np.concatenate([np.full(len(t), p) for p, _, t, _ in self.unseen])
+        contexts = np.concatenate([c for _, c, _, _ in self.unseen])
+        tokens = np.concatenate([t for _, _, t, _ in self.unseen]).astype(np.int64)
+        words = None if self.word_contexts is None else np.concatenate([w for _, _, _, w in self.unseen])
         self.unseen = []
         if len(tokens):
-            self.session.count(positions, contexts, tokens)
+            self.session.count(positions, contexts, tokens, words)

@@ -13,6 +13,7 @@ import torch
 
 from ..config import MIXER_SELECTORS, CountModelConfig
 from .tables import _MUL, CountTable, _kept, _merged, _ranges, _run_starts, _summed
+from .words import WORD_ORDERS
 
 
 @dataclass
@@ -52,12 +53,15 @@ class Experts:
                        np.concatenate([p.bucket for p in parts]), np.concatenate([p.small for p in parts]))
 
 
-def blend_counts(model, recent: list[CountTable], contexts: np.ndarray, pending: tuple | None = None) -> Experts:
+def blend_counts(model, recent: list[CountTable], contexts: np.ndarray, pending: tuple | None = None,
+                 words: tuple | None = None) -> Experts:
     """The count experts for n positions, from their context ids (n, orders): the blends of the training
     counts (CountModel `model`'s) and `recent` (the text's own counts, a list of tables) together, the match
     expert, then the blends of `recent` alone. The bucket is the longest order whose counts, training or recent, had
     seen the context (0 for none, counting the blended orders, then the match orders). pending: (PendingCounts,
     limit (n,)), text read since `recent` that counts as recent, position i's up to its limit (_slots).
+    words: (word contexts (n, WORD_ORDERS), their tables (the training split's, then the text's own), pending or
+    None), where config.words: the word model's blend, the last expert.
     """
     c, vocab = model.config, model.vocab
     n, n_orders = contexts.shape
@@ -81,6 +85,9 @@ def blend_counts(model, recent: list[CountTable], contexts: np.ndarray, pending:
     bucket = np.where(seen.any(1), longest + 1, 0)
     # the experts' entries: each (position, token) that any order saw, once
     key = row * vocab + tokens
+    if words is not None:
+        word_contexts, word_tables, word_pending = words
+        own.append(_slots(word_contexts, word_tables, pending=word_pending)[0])
     own_keys = [o_row * vocab + o_tokens for _, _, o_row, _, o_tokens, _ in own]
     mark = np.zeros(n * vocab, dtype=bool)
     for k in [key] + own_keys:
@@ -95,13 +102,17 @@ def blend_counts(model, recent: list[CountTable], contexts: np.ndarray, pending:
         predicted = _most_counted(n, row[usual], tokens[usual], counts[usual])
         mbase, mbonus = _match_expert(predicted, slot_of, vocab, c.match_confidence, len(distinct))
         base, bonus = np.column_stack([base, mbase]), np.column_stack([bonus, mbonus])
-    for (o_types, o_total, o_row, o_order, _, o_counts), o_key in zip(own, own_keys):
-        obase, obonus = _blends(c.orders, own_experts, vocab, o_total, _escape(c, o_types), erow, o_row, o_order,
+    blended = [(c.orders, own_experts)] * len(own_experts) + ([(WORD_LEVELS, WORD_LEVELS[-1:])] if words else [])
+    for (o_types, o_total, o_row, o_order, _, o_counts), o_key, (levels, top) in zip(own, own_keys, blended):
+        obase, obonus = _blends(levels, top, vocab, o_total, _escape(c, o_types), erow, o_row, o_order,
                                 slot_of[o_key], o_counts)
         base, bonus = np.column_stack([base, obase]), np.column_stack([bonus, obonus])
     return Experts(base.astype(np.float32), erow, etoken, bonus.astype(np.float32), bucket,
                    small_contexts(contexts, bucket, types, total, longest))
 
+
+WORD_LEVELS = list(range(1, WORD_ORDERS + 1))  # the word model's contexts, blended as orders 1, 2
+WORD_PRIOR = 0.1  # the word model's prior weight
 
 # the selected weight sets' steps (_evidence_step): a multiple of the bucket weights' learning rate, and the
 # positions a row must have seen in a chunk to take half a full step; both chosen on the tuning slices
@@ -269,14 +280,17 @@ class OnlineMixer:
         n_blended, n_match = len(config.orders) + 1, len(config.match_orders)
         longest, match = len(config.experts), len(config.experts) + 1  # their columns (the network's is 0)
         n_own = len(_own_experts(config))
-        n_experts = len(config.experts) + (1 if n_match else 0) + n_own
+        n_words = 1 if config.words else 0
+        n_experts = len(config.experts) + (1 if n_match else 0) + n_own + n_words
         weights = torch.zeros(n_blended + n_match, 1 + n_experts)
         weights[:, 0] = config.w_network
         weights[:n_blended, longest] = torch.linspace(config.w_counts, config.w_counts_longest, n_blended)
         weights[n_blended:, longest] = config.w_counts_longest
         if n_match:
             weights[n_blended:, match] = config.w_match
-        weights[:, 1 + n_experts - n_own :] = config.w_recent
+        weights[:, 1 + n_experts - n_own - n_words : 1 + n_experts - n_words] = config.w_recent
+        if n_words:
+            weights[:, -1] = WORD_PRIOR
         self.weights = weights.to(device)
         self.lr = config.learning_rate
         # RMSprop: the experts' log-probabilities differ in scale (a sharp match expert's by ~10 nats),

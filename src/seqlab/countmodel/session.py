@@ -6,7 +6,9 @@ piece of COUNT_EVERY tokens at a time, a chunk of pieces blended at once) reads 
 lockstep.py's LockstepReader reads many a token at a time (compress's).
 """
 
+import dataclasses
 from collections import deque
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -17,6 +19,7 @@ from ..errors import SeqlabError
 from .mixer import Experts, OnlineMixer, blend_counts
 from . import store
 from .tables import CountTable, PendingCounts, RecentCounts, _history_table, context_hashes
+from .words import WORD_ORDERS, word_classes, word_contexts
 
 HISTORY_FILE = "history.npy"
 # The text's own counts take in what was read every COUNT_EVERY tokens (eval) or steps (compress's lockstep
@@ -37,12 +40,34 @@ def check(config: CountModelConfig) -> None:
         raise SeqlabError(f"counts.match_confidence must lie strictly between 0 and 1, got {config.match_confidence}")
 
 
+@dataclass
+class WordModel:
+    """The word model's token classes (words.word_classes) and its table of the training split's counts."""
+
+    letter: np.ndarray
+    folded: np.ndarray
+    table: CountTable
+
+    @classmethod
+    def build(cls, history: np.ndarray, token_bytes: list[bytes]) -> "WordModel":
+        letter, folded = word_classes(token_bytes)
+        history = np.asarray(history)
+        return cls(letter, folded, CountTable.build(word_contexts(history, letter, folded).ravel(),
+                                                    np.repeat(history, WORD_ORDERS)))
+
+    def contexts(self, tokens: np.ndarray) -> np.ndarray:
+        return word_contexts(tokens, self.letter, self.folded)
+
+
 class CountModel:
     def __init__(self, history: np.ndarray | None, vocab_size: int, config: CountModelConfig,
-                 table: CountTable | None = None, digest: str | None = None):
+                 table: CountTable | None = None, digest: str | None = None, words: WordModel | None = None):
         """The counts of `history` (its last config.max_history tokens), or the `table` already built from them
-        (store.open_table's: a DiskTable); `digest` names the history (compress's fingerprint)."""
+        (store.open_table's: a CountTable or a DiskTable); `digest` names the history (compress's fingerprint);
+        words: the word model's (config.words; without it, the model has none)."""
         check(config)
+        if config.words and words is None:  # no word model without the tokens' bytes (a model made from ids alone)
+            config = dataclasses.replace(config, words=False)
         self.config = config
         self.vocab = vocab_size
         self.orders = list(config.orders) + list(config.match_orders)  # every order that keeps counts
@@ -50,9 +75,16 @@ class CountModel:
             history = np.asarray(history)[-self.config.max_history :]
             table, digest = _history_table(history, self.orders), digest or store.history_digest(history)
         self.table, self.digest = table, digest
+        self.words = words if config.words else None
 
     def session(self, device) -> "CountSession":
         return CountSession(self, device)
+
+    def without_words(self) -> "CountModel":
+        """The same count model without its word model (a file compressed before it, or by a run without one)."""
+        if self.words is None:
+            return self
+        return CountModel(None, self.vocab, dataclasses.replace(self.config, words=False), self.table, self.digest)
 
 
 class CountSession:
@@ -65,14 +97,25 @@ class CountSession:
     def __init__(self, model: CountModel, device):
         self.model = model
         self.recent = RecentCounts()  # every order's, as the model's table
+        self.recent_words = RecentCounts()  # the word model's
         self.mixer = OnlineMixer(model.config, device)
         self.count_every = COUNT_EVERY
 
-    def count(self, positions: np.ndarray, contexts: np.ndarray, tokens: np.ndarray) -> None:
-        """Count tokens at `positions` of a text after their contexts (n, orders) as seen text."""
+    def count(self, positions: np.ndarray, contexts: np.ndarray, tokens: np.ndarray,
+              words: np.ndarray | None = None) -> None:
+        """Count tokens at `positions` of a text after their contexts (n, orders), and their word contexts (n,
+        WORD_ORDERS) where the model has a word model, as seen text."""
         keep = self.counted(positions)
         if keep.any():
             self.recent.add(contexts[keep], np.broadcast_to(tokens[:, None], keep.shape)[keep])
+        if words is not None and len(tokens):
+            self.recent_words.add(words.ravel(), np.repeat(tokens, WORD_ORDERS))
+
+    def words(self, contexts: np.ndarray, pending: tuple | None = None) -> tuple | None:
+        """blend_counts' `words` for positions of these word contexts (n, WORD_ORDERS), or None without a word model."""
+        if self.model.words is None:
+            return None
+        return contexts, [self.model.words.table] + self.recent_words.levels, pending
 
     def counted(self, positions: np.ndarray) -> np.ndarray:
         """(n, orders): which of the contexts at `positions` of a text count (those that run off its start don't)."""
@@ -131,6 +174,8 @@ class CountReader:
     def __init__(self, session: CountSession, tokens: np.ndarray, n_context: int):
         self.session, self.tokens = session, tokens
         self.contexts = context_hashes(tokens, session.model.orders)  # (n, orders)
+        words = session.model.words
+        self.words = words.contexts(tokens) if words is not None else None  # (n, WORD_ORDERS)
         self.seen = n_context  # tokens before this are context only (already in the training counts)
 
     def distributions(self, start: int, stop: int) -> "Experts":
@@ -139,7 +184,11 @@ class CountReader:
         The orders are blended by interpolation, shortest first; expert e is the blend up to
         order `config.experts[e]`. The bucket is how many orders had seen the context.
         """
-        return blend_counts(self.session.model, self.session.recent.levels, self.contexts[start:stop])
+        return blend_counts(self.session.model, self.session.recent.levels, self.contexts[start:stop],
+                            words=self._words(start, stop))
+
+    def _words(self, start: int, stop: int, pending: tuple | None = None) -> tuple | None:
+        return None if self.words is None else self.session.words(self.words[start:stop], pending)
 
     def read(self, start: int, stop: int, every: int) -> "Experts":
         """The count experts for positions start..stop-1 read `every` tokens at a time, each piece counted as seen
@@ -150,10 +199,18 @@ class CountReader:
         keep = self.session.counted(np.arange(first, stop))
         pending = PendingCounts(self.contexts[first:stop], self.tokens[first:stop], keep)
         piece_start = start + (np.arange(start, stop) - start) // every * every
+        limit = np.maximum(piece_start - first, 0)
+        words = None
+        if self.words is not None:
+            word_pending = PendingCounts(self.words[first:stop], self.tokens[first:stop],
+                                         np.ones((stop - first, WORD_ORDERS), dtype=bool))
+            words = self._words(start, stop, (word_pending, limit))
         experts = blend_counts(self.session.model, self.session.recent.levels, self.contexts[start:stop],
-                               (pending, np.maximum(piece_start - first, 0)))
+                               (pending, limit), words)
         if keep.any():  # what advance(stop) would count, already sorted
             self.session.recent.add_table(pending.table(), int(keep.sum()))
+        if words is not None and stop > first:
+            self.session.recent_words.add_table(word_pending.table(), stop - first)
         self.seen = max(self.seen, stop)
         return experts
 
@@ -161,11 +218,13 @@ class CountReader:
         """Count tokens up to `stop` as seen text."""
         if stop > self.seen:
             new = slice(self.seen, stop)
-            self.session.count(np.arange(self.seen, stop), self.contexts[new], self.tokens[new])
+            self.session.count(np.arange(self.seen, stop), self.contexts[new], self.tokens[new],
+                               None if self.words is None else self.words[new])
         self.seen = max(self.seen, stop)
 
 
 def describe(config: CountModelConfig) -> str:
+    """What the count model mixes in, from its effective config (CountModel.config: words only where it has them)."""
     match = f", matches of {config.match_orders[0]}-{config.match_orders[-1]}" if config.match_orders else ""
     own = ", and over that text alone" if config.recent_expert else ""
     return (f"mixed with a count model (orders {','.join(map(str, config.orders))}{match}) over the training split "
@@ -174,16 +233,18 @@ def describe(config: CountModelConfig) -> str:
 
 def _mixer_extras(config: CountModelConfig) -> str:
     sets = f" (per bucket and {', '.join(config.select)} context)" if config.select else ""
-    return sets + (", an SSE stage" if config.sse > 0 else "")
+    return sets + (", an SSE stage" if config.sse > 0 else "") + (", a word model" if config.words else "")
 
 
 def usable(config: CountModelConfig, vocab_size: int) -> bool:
     return config.enabled and vocab_size <= config.max_vocab
 
 
-def save_history(run_dir, train_tokens: np.ndarray, config: CountModelConfig) -> None:
+def save_history(run_dir, train_tokens: np.ndarray, config: CountModelConfig,
+                 token_bytes: list[bytes] | None = None) -> None:
     """Keep the training tokens the count model needs, so the run stands alone, and build their table once
-    (store.py) so that every load reads it from there, not rebuilt."""
+    (store.py) so that every load reads it from there, not rebuilt; and, with config.words and the tokens' bytes,
+    the word model's table (counts/words/): a run has a word model when it has that table."""
     from ..checkpoint import atomic_write_bytes
     import io
 
@@ -193,9 +254,30 @@ def save_history(run_dir, train_tokens: np.ndarray, config: CountModelConfig) ->
     np.save(buf, history, allow_pickle=False)
     atomic_write_bytes(run_dir / HISTORY_FILE, buf.getvalue())
     store.build(history, list(config.orders) + list(config.match_orders), run_dir / store.TABLES_DIR)
+    if config.words and token_bytes is not None:
+        store.build(history, store.WORD_TABLE, _words_dir(run_dir), word_classes(token_bytes))
 
 
-def load_count_model(run_dir, vocab_size: int, config: CountModelConfig) -> "CountModel | None":
+def add_word_table(run) -> None:
+    """Build the word model's table of a run (seqlab.run.load's) trained before there was one, into its counts/words/:
+    its later loads mix the word model in (its figures change: eval it again). Refused for a run without a count model
+    or with counts.words=false."""
+    config = run.config.counts
+    path = run.path / HISTORY_FILE
+    if not usable(config, run.tokenizer.vocab_size) or not path.exists() or not config.words:
+        raise SeqlabError(f"{run.path} has no count model to add a word model to (no {HISTORY_FILE}, "
+                          f"counts.enabled=false, or counts.words=false); train a run with the count model")
+    history = np.load(path, mmap_mode="r", allow_pickle=False)[-config.max_history :]
+    store.build(history, store.WORD_TABLE, _words_dir(run.path), word_classes(run.tokenizer.token_bytes))
+    run.__dict__.pop("count_model", None)  # loaded again, with it, when next asked
+
+
+def _words_dir(run_dir):
+    return run_dir / store.TABLES_DIR / store.WORDS_DIR
+
+
+def load_count_model(run_dir, vocab_size: int, config: CountModelConfig,
+                     token_bytes: list[bytes] | None = None) -> "CountModel | None":
     """The run's count model: its table read from counts/ (store.open_table), or built from history.npy (and kept in
     counts/ for the next load, when the run directory is writable) for a run trained before the table was."""
     path = run_dir / HISTORY_FILE
@@ -214,7 +296,26 @@ def load_count_model(run_dir, vocab_size: int, config: CountModelConfig) -> "Cou
             table = store.open_table(tables, orders, mapped=_mapped(tables, config))
         except OSError:  # a read-only run: build it in memory, as before the tables were kept
             table = None
-    return CountModel(history, vocab_size, config, table, digest)
+    has_words = config.words and token_bytes is not None and (_words_dir(run_dir) / "meta.json").exists()
+    words = _word_model(run_dir, history, digest, token_bytes, config) if has_words else None
+    return CountModel(history, vocab_size, config, table, digest, words)
+
+
+def _word_model(run_dir, history: np.ndarray, digest: str, token_bytes: list[bytes],
+                config: CountModelConfig) -> WordModel:
+    """The run's word model: its table read from counts/words/ as the count table is (mapped up to
+    counts.map_up_to_gib, else a DiskTable); built again there when it is not the history's (in memory when the run
+    directory is read-only). A run trained before the word model has no such table, and no word model: it scores
+    as it did (add_word_table adds one)."""
+    directory = _words_dir(run_dir)
+    table = store.open_table(directory, store.WORD_TABLE, digest, _mapped(directory, config))
+    if table is None:
+        try:
+            store.build(history, store.WORD_TABLE, directory, word_classes(token_bytes))
+            table = store.open_table(directory, store.WORD_TABLE, mapped=_mapped(directory, config))
+        except OSError:
+            return WordModel.build(history, token_bytes)
+    return WordModel(*word_classes(token_bytes), table)
 
 
 def _mapped(tables, config: CountModelConfig) -> bool:

@@ -12,6 +12,7 @@ So training builds it once, at its end, into the run directory:
       counts.npy     float32, each entry's count
       directory.npy  where each bucket of leading context bits begins (large tables only)
       fence64.npy    every 64th context (disktable.py; made at the first load of a table built before it)
+      words/         the word model's table (words.py), the same files, read the same way
 
 and every load opens it: a table of up to counts.map_up_to_gib memory-mapped, as a CountTable
 (no work at load), a larger one as a disktable.DiskTable: lookups read what they need by
@@ -40,8 +41,12 @@ import numpy as np
 from ..errors import SeqlabError
 from . import disktable, tables
 from .tables import CountTable, _run_starts, _sum_by_key, directory_bits, directory_shift, index_dtype, order_keys
+from .words import REACH, SEPARATOR_TOKENS, WORD_ORDERS, WORD_TOKENS, word_contexts
 
 TABLES_DIR = "counts"
+WORDS_DIR = "words"  # the word model's table, inside TABLES_DIR
+WORD_TABLE = ["words", WORD_TOKENS, SEPARATOR_TOKENS]  # its meta.json "orders": what its contexts are
+WORD_SHARD = 1 << 20  # history positions of word contexts hashed at a time (word_contexts' arrays are wider)
 FORMAT = 1
 ARRAYS = ("contexts", "bounds", "tokens", "counts")
 SHARD = 1 << 22  # history positions hashed and sorted at a time
@@ -105,18 +110,22 @@ def _refuse(what: str, n_tokens: int, need: int, free: int, where: str, has: str
                       f"or --set counts.enabled=false")
 
 
-def build(history: np.ndarray, orders: list[int], out: Path) -> None:
-    """Write the table of `history` into directory `out` (replaced whole: built beside it, then renamed)."""
+def build(history: np.ndarray, orders: list, out: Path, words: tuple | None = None) -> None:
+    """Write the table of `history` into directory `out` (replaced whole: built beside it, then renamed): of the
+    context orders `orders`, or, with words (the token classes words.word_classes gives), the word model's table,
+    whose `orders` are WORD_TABLE."""
     out = Path(out)
     check_fits(len(history), directory=out.parent)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        meta = _write_table(history, orders, tmp)
+        meta = _write_table(history, orders, tmp, words)
         disktable.write_fence(disktable.make_fence(disktable._Array(tmp / "contexts.npy")), tmp)
         meta.update(format=FORMAT, orders=list(orders), history_tokens=len(history), history=history_digest(history))
         (tmp / "meta.json").write_text(json.dumps(meta))
+        if (out / WORDS_DIR).is_dir():  # the word model's table inside is kept (a load checks it is the history's)
+            os.replace(out / WORDS_DIR, tmp / WORDS_DIR)
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
     except OSError as e:
@@ -129,18 +138,24 @@ def build(history: np.ndarray, orders: list[int], out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write_table(history: np.ndarray, orders: list[int], tmp: Path) -> dict:
-    """Every order's contexts, bounds, tokens and counts, appended to the .npy files order by order."""
+def _write_table(history: np.ndarray, orders: list, tmp: Path, words: tuple | None) -> dict:
+    """Every order's (or word context's) contexts, bounds, tokens and counts, appended to the .npy files order by
+    order."""
     n = len(history)
-    most = sum(max(n - k, 0) for k in orders)  # entries, at most: bounds must hold them before they are counted
+    if words is None:
+        columns = [_order_counts(history, index, k, len(orders), tmp) for index, k in enumerate(orders)]
+        most = sum(max(n - k, 0) for k in orders)  # entries, at most: bounds must hold them before they are counted
+    else:
+        columns = [_word_counts(history, column, *words, tmp) for column in range(WORD_ORDERS)]
+        most = n * WORD_ORDERS
     dtypes = {"contexts": np.uint64, "bounds": np.int32 if most < INT32_ENTRIES else np.int64, "tokens": np.uint16,
               "counts": np.float32}
     files = {name: _NpyWriter(tmp / f"{name}.npy", dtypes[name]) for name in ARRAYS}
     entries = 0
     try:
-        for index, k in enumerate(orders):
+        for pieces in columns:
             last = None  # the context the previous piece ended with (one order's contexts may span pieces)
-            for keys, counts in _order_counts(history, index, k, len(orders), tmp):
+            for keys, counts in pieces:
                 context = keys >> np.uint64(16)
                 starts = _run_starts(context)
                 if last is not None and context[0] == last:
@@ -192,16 +207,38 @@ def _order_counts(history: np.ndarray, index: int, k: int, n_orders: int, tmp: P
     a shard of positions at a time into sorted runs on disk, then the runs merged."""
     n = len(history)
     span = min(SHARD, n) + k
-    shards = range(k, n, SHARD)
-    if not shards:  # no position has k tokens before it
+
+    def keys_at(start):
+        return order_keys(history, index, k, n_orders, start, min(start + SHARD, n), span)
+
+    yield from _sharded_counts(range(k, n, SHARD), keys_at, tmp)  # none when no position has k tokens before it
+
+
+def _word_counts(history: np.ndarray, column: int, letter: np.ndarray, folded: np.ndarray, tmp: Path):
+    """_order_counts' pieces for the word model's context `column` (words.py), from every position of the history:
+    a shard of WORD_SHARD positions at a time, each read with the REACH tokens before it."""
+    n = len(history)
+
+    def keys_at(start):
+        lo, stop = max(start - REACH, 0), min(start + WORD_SHARD, n)
+        contexts = word_contexts(history[lo:stop], letter, folded)[start - lo :, column]
+        return (contexts << np.uint64(16)) | np.asarray(history[start:stop]).astype(np.uint64)
+
+    yield from _sharded_counts(range(0, n, WORD_SHARD), keys_at, tmp)
+
+
+def _sharded_counts(shards: range, keys_at, tmp: Path):
+    """Yield pieces (sorted distinct keys, their counts as uint32) of the keys that keys_at(start) gives for each
+    shard's start, in key order: each shard's keys sorted into a run on disk, then the runs merged."""
+    if not shards:
         return
     if len(shards) == 1:  # a short history: one run, held
-        yield _counted(order_keys(history, index, k, n_orders, k, n, span))
+        yield _counted(keys_at(shards[0]))
         return
     runs = []
     try:
         for i, start in enumerate(shards):
-            keys, counts = _counted(order_keys(history, index, k, n_orders, start, min(start + SHARD, n), span))
+            keys, counts = _counted(keys_at(start))
             for part, array in (("keys", keys), ("counts", counts)):
                 array.tofile(tmp / f"run{i}.{part}")
             runs.append((len(keys), tmp / f"run{i}.keys", tmp / f"run{i}.counts"))

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..countmodel import CountTable, blend_counts, context_hashes, context_ids
+from ..countmodel.words import REACH, WORD_ORDERS
 from .tails import StepRows, _judge_stage, _repeat_state, _TailRead
 
 BACK = 3  # anchors tried before a span's first byte
@@ -117,15 +118,27 @@ class Judge:
 
     def contexts(self, history: np.ndarray, batch: np.ndarray) -> np.ndarray:
         """The count model's context ids (rows, width, orders) of each position of each row of batch
-        read after `history` (countmodel.context_ids)."""
-        return context_ids(history, batch, self.session.model.orders)
+        read after `history` (countmodel.context_ids), then its word model's (words.py), if it has one."""
+        ids = context_ids(history, batch, self.session.model.orders)
+        words = self.session.model.words
+        if words is None:
+            return ids
+        before = np.broadcast_to(history[-REACH:], (len(batch), min(len(history), REACH)))
+        word_ids = words.contexts(np.concatenate([before, batch], axis=1))[:, before.shape[1] :]
+        return np.concatenate([ids, word_ids], axis=2)
 
     def mixed(self, net_logp: torch.Tensor, contexts: np.ndarray) -> torch.Tensor:
         """Judged log-probabilities (n, V) of n positions, from the network's and their count-model context
-        ids (n, orders): one blend of the counts for all of them."""
+        ids (n, orders + WORD_ORDERS where the model has a word model, as contexts() gives them): one blend of
+        the counts for all of them."""
         if self.session is None:
             return net_logp
-        experts = blend_counts(self.session.model, self.file_tables, contexts)
+        model = self.session.model
+        n = len(model.orders)  # the word model's contexts after the orders' read its training counts
+        if contexts.shape[1] != n + (WORD_ORDERS if model.words is not None else 0):
+            raise ValueError(f"context ids of {contexts.shape[1]} columns for a count model of {n} orders"
+                             f"{' and a word model' if model.words is not None else ''}")
+        experts = blend_counts(model, self.file_tables, contexts[:, :n], words=self.session.words(contexts[:, n:]))
         return self.session.mixer.mix(net_logp, experts)
 
     def next_log_probs(self, net_logp: torch.Tensor, history: np.ndarray) -> torch.Tensor:

@@ -6,7 +6,6 @@ import copy
 import numpy as np
 import torch
 
-from ..countmodel import context_ids
 from ..models.transformer import features_at, features_masked
 
 LN2 = float(np.log(2))
@@ -115,7 +114,7 @@ class _TailRead:
         self.y = torch.from_numpy(batch).to(device)
         self.contexts = None  # (tails, width, orders): the count model's context ids of each position
         if judge.session is not None:
-            self.contexts = context_ids(history, batch, judge.session.model.orders)
+            self.contexts = judge.contexts(history, batch)
         self.bits = torch.full((len(tails), self.width), float("nan"))
         # prefix[i, j]: which of the tails' distinct beginnings tail i's first j tokens are (the inserts of the
         # expected text's first k tokens share them, as an insert and the replacements by the same text do):

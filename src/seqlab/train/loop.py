@@ -386,7 +386,7 @@ def finish(run_dir: Path, model, data: TokenData, tokenizer, metrics: Metrics, d
     model.eval()
     config = read_config(run_dir)
     if countmodel.usable(config.counts, tokenizer.vocab_size):
-        countmodel.save_history(run_dir, data.train, config.counts)
+        countmodel.save_history(run_dir, data.train, config.counts, tokenizer.token_bytes)
     run = Run(run_dir, config, tokenizer, model, device)
     result = evaluate_held_out(run, data)
     metrics.write(event="final", step=loop.pos["step"], elapsed=round(loop.pos["elapsed"], 2),
