@@ -1,23 +1,25 @@
 """Word similarity and analogies: seqlab's word vectors against gensim Word2Vec (skip-gram), same corpus,
-same words, same vocabulary, evaluated by the same code.
+same words, same vocabulary, evaluated by the same code; gensim is retrained in the same run.
 
     python bench/prose_corpus.py                                   # the corpus (Debian packages)
     seqlab train ~/.cache/seqlab/corpora/prose-en --arch lstm --tokenizer bpe:2048 --out runs/prose-fwd ...
     seqlab train ~/.cache/seqlab/corpora/prose-en ... --backward --out runs/prose-bwd
     python bench/vectors_words.py runs/prose-fwd --backward runs/prose-bwd [--min-count 5]
-    python bench/vectors_words.py runs/prose-fwd --backward runs/prose-bwd --states "" \
-        --joins fwd-after+bwd-before,fwd-after+bwd-after        # ELMo-style: each run's own states
 
 Words are find_words' (runs of letters, lowercased) over the run's training split; Word2Vec is trained on
 the same words, one sentence per line, with the same min_count, so both have the same vocabulary. Test data
 ship with gensim (gensim.test.utils.datapath): WordSim-353 and SimLex-999 give Spearman's rho over the pairs
 whose words are both in the vocabulary (the out-of-vocabulary share is shown; 95% bootstrap interval over
 pairs), questions-words.txt the analogy accuracy (gensim's evaluate_word_analogies: 3CosAdd over the 300,000
-most frequent words, case-insensitive; Wilson interval over the questions it could ask).
+most frequent words, case-insensitive; Wilson interval over the questions it could ask). `- gensim` columns:
+seqlab's rho less gensim's with a paired bootstrap interval (the same resampled pairs for both). `A`/`B`: rho
+on two fixed random halves of each test's pairs (seed 26): a variant chosen on A is judged on B.
 
-`--joins` measures joins of each run's own states (`fwd-after+bwd-before`: the forward run's state after
-the word with the backward run's state before it, the issue's ELMo-like suggestion), each part unit length
-before they are concatenated, as `seqlab similar --backward` joins them.
+Each run is read once; every state (before, after, inside) of every word is summed in that reading
+(vectors/words.py word_state_sums), then each variant is post-processed as `seqlab similar` does
+(Accumulator.vectors: word-mean centring, `components` top principal directions removed, unit length; with
+a backward run the directions apart, then joined). `--components` lists the removals measured: `auto` is
+round(dims / 100), seqlab's default. The goal row is seqlab's default (`seqlab similar RUN --backward BWD`).
 """
 
 import argparse
@@ -32,9 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table  # noqa: E402
 
 from seqlab.run import load  # noqa: E402
+from seqlab.progress import bar  # noqa: E402
 from seqlab.stats import bootstrap_statistic, wilson  # noqa: E402
 from seqlab.vectors.embed import unit_rows  # noqa: E402
-from seqlab.vectors.words import STATES, WordVectors, training_texts, training_word_vectors, word_tokens  # noqa: E402
+from seqlab.vectors.words import (  # noqa: E402
+    DEFAULT_STATES, Accumulator, WordVectors, find_words, training_texts, word_state_sums, word_tokens)
+
+PARTS = ("before", "after", "inside")
 
 
 def keyed(wv: WordVectors):
@@ -45,26 +51,49 @@ def keyed(wv: WordVectors):
     return kv
 
 
-def pair_scores(kv, name: str) -> tuple[str, float]:
-    """Spearman's rho [interval] over in-vocabulary pairs, and the out-of-vocabulary share."""
+def test_pairs(name: str) -> tuple[list[tuple[str, str, float]], np.ndarray]:
+    """(word a, word b, human score) of every pair of a test, and its half (0: A, 1: B), fixed by seed 26."""
     from gensim.test.utils import datapath
-    from scipy.stats import spearmanr
 
-    human, model, total = [], [], 0
+    pairs = []
     for line in open(datapath(name), encoding="utf-8"):
         if line.startswith("#") or not line.strip():
             continue
         a, b, score = line.lower().split("\t")[:3]
-        total += 1
-        if a in kv.key_to_index and b in kv.key_to_index:
-            human.append(float(score))
-            model.append(float(kv.similarity(a, b)))
-    human, model = np.array(human), np.array(model)
+        pairs.append((a, b, float(score)))
+    return pairs, np.random.default_rng(26).permutation(len(pairs)) % 2
+
+
+def cosines(kv, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(human scores, cosines, halves) of the in-vocabulary pairs, and the out-of-vocabulary share."""
+    pairs, halves = test_pairs(name)
+    keep = [i for i, (a, b, _) in enumerate(pairs) if a in kv.key_to_index and b in kv.key_to_index]
+    human = np.array([pairs[i][2] for i in keep])
+    model = np.array([float(kv.similarity(pairs[i][0], pairs[i][1])) for i in keep])
+    return human, model, halves[keep], 1 - len(keep) / len(pairs)
+
+
+def rho(human, model) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(human, model).statistic) if len(human) >= 3 else float("nan")
+
+
+def pair_scores(kv, name: str, reference=None) -> list[str]:
+    """rho [interval], OOV share, rho on halves A and B, and rho less the reference's [paired interval]."""
+    human, model, halves, oov = cosines(kv, name)
     if len(human) < 3:
-        return "n/a", 1 - len(human) / total
-    rho = spearmanr(human, model).statistic
-    lo, hi = bootstrap_statistic(lambda i: spearmanr(human[i], model[i]).statistic, len(human), 1, n_boot=500)
-    return f"{rho:.3f} [{lo:.3f}, {hi:.3f}]", 1 - len(human) / total
+        return ["n/a", f"{oov:.0%}", "", "", ""]
+    lo, hi = bootstrap_statistic(lambda i: rho(human[i], model[i]), len(human), 1, n_boot=500)
+    out = [f"{rho(human, model):.3f} [{lo:.3f}, {hi:.3f}]", f"{oov:.0%}",
+           f"{rho(human[halves == 0], model[halves == 0]):.3f} / {rho(human[halves == 1], model[halves == 1]):.3f}"]
+    if reference is None:
+        return out + [""]
+    ref_human, ref_model, _, _ = cosines(reference, name)
+    assert np.array_equal(ref_human, human), "the same vocabulary gives the same pairs"
+    lo, hi = bootstrap_statistic(lambda i: rho(human[i], model[i]) - rho(human[i], ref_model[i]), len(human), 1,
+                                 n_boot=500)
+    return out + [f"{rho(human, model) - rho(human, ref_model):+.3f} [{lo:+.3f}, {hi:+.3f}]"]
 
 
 def analogies(kv) -> str:
@@ -79,12 +108,11 @@ def analogies(kv) -> str:
     return f"{right / n:.3f} [{lo:.3f}, {hi:.3f}] of {n}"
 
 
-def evaluate(name: str, wv: WordVectors, seconds: float) -> list:
+def evaluate(name: str, wv: WordVectors, reference=None) -> list:
     kv = keyed(wv)
-    ws, ws_oov = pair_scores(kv, "wordsim353.tsv")
-    sl, sl_oov = pair_scores(kv, "simlex999.txt")
-    return [name, wv.vectors.shape[1], f"{len(wv):,}", ws, f"{ws_oov:.0%}", sl, f"{sl_oov:.0%}", analogies(kv),
-            f"{seconds:.0f}"]
+    ws = pair_scores(kv, "wordsim353.tsv", reference)
+    sl = pair_scores(kv, "simlex999.txt", reference)
+    return [name, wv.vectors.shape[1], f"{len(wv):,}", *ws[:3], ws[3], *sl[:3], sl[3], analogies(kv)]
 
 
 def gensim_vectors(texts, min_count: int, dim: int, seed: int = 1) -> WordVectors:
@@ -100,10 +128,33 @@ def gensim_vectors(texts, min_count: int, dim: int, seed: int = 1) -> WordVector
     return WordVectors(words, counts, vectors.astype(np.float32))
 
 
-def joined(parts: list[WordVectors], words: list[str]) -> WordVectors:
-    """The parts' vectors of `words`, concatenated and scaled to unit length (each part is unit length)."""
-    rows = [np.stack([p.vectors[p.ids[w]] for w in words]) for p in parts]
-    counts = np.array([parts[0].counts[parts[0].ids[w]] for w in words])
+def read_sums(run, texts, total: int) -> dict[str, Accumulator]:
+    """One reading of the training split: each word's sums of its before, after and inside states."""
+    acc = Accumulator()
+    with bar(total=total, desc=f"states of {Path(run.path).name}") as b:
+        for data in texts():
+            words, starts, ends = find_words(data)
+            if words:
+                ids = acc.word_ids(words)
+                for direction, sums in enumerate(word_state_sums(run, data, starts, ends, ids, len(acc.ids),
+                                                                 list(PARTS))):
+                    acc.add(direction, sums)
+            b.update(len(data))
+    parts = {}
+    for direction, part in enumerate(PARTS):  # each state on its own, as `seqlab similar --states` gives it
+        parts[part] = Accumulator()
+        parts[part].ids, parts[part].counts, parts[part].sums = acc.ids, acc.counts, [acc.sums[direction]]
+    return parts
+
+
+def variant(parts: list[tuple[dict, str]], components, words: list[str], min_count: int) -> WordVectors:
+    """Each part (a run's sums, a state) post-processed as `seqlab similar` does over the words seen at least
+    min_count times, joined, in the order of `words`."""
+    rows = []
+    for accs, part in parts:
+        wv = accs[part].vectors(components, min_count)
+        rows.append(wv.vectors[[wv.ids[w] for w in words]])
+        counts = wv.counts[[wv.ids[w] for w in words]]
     return WordVectors(words, counts, unit_rows(np.concatenate(rows, axis=1)))
 
 
@@ -113,40 +164,44 @@ def main() -> None:
     ap.add_argument("--backward", help="a backward run of the same corpus (seqlab train --backward)")
     ap.add_argument("--corpus", nargs="+", help="the run's corpus, if not where it was trained")
     ap.add_argument("--min-count", type=int, default=5)
-    ap.add_argument("--states", default=",".join(STATES), help="which seqlab variants to measure")
-    ap.add_argument("--joins", default="", help="e.g. fwd-after+bwd-before,fwd-after+bwd-after (needs --backward)")
+    ap.add_argument("--states", default=",".join(PARTS), help="which states to measure (before, after, inside)")
+    ap.add_argument("--components", default="0,auto", help="top components removed: numbers or auto (dims/100)")
+    ap.add_argument("--joins", default="after+after,inside+inside",
+                    help="forward+backward states joined besides the same state of both (needs --backward)")
     ap.add_argument("--dim", type=int, default=100, help="Word2Vec's vector size (gensim's default 100)")
     args = ap.parse_args()
     run = load(args.run)
-    rows = []
+    paths, texts = training_texts(run.config, args.corpus)
+    total = sum(p.stat().st_size for p in paths)
     t0 = time.perf_counter()
-    _, texts = training_texts(run.config, args.corpus)
     reference = gensim_vectors(texts(), args.min_count, args.dim)
-    rows.append(evaluate(f"gensim Word2Vec skip-gram ({args.dim}d)", reference, time.perf_counter() - t0))
-    vocab = set(reference.words)
+    gensim_seconds = time.perf_counter() - t0
+    ref_kv = keyed(reference)
+    rows = [evaluate(f"gensim Word2Vec skip-gram ({args.dim}d)", reference)]
     print(rows[-1], flush=True)
-    variants = [(s, None) for s in args.states.split(",") if s]
+    sums = {"fwd": read_sums(run, texts, total)}
     if args.backward:
-        variants += [(s, args.backward) for s in args.states.split(",") if s]
-    for states, backward in variants:
-        t0 = time.perf_counter()
-        back = load(args.backward) if backward else None
-        wv = training_word_vectors(run, back, states, args.corpus).restrict(args.min_count)
-        same = set(wv.words) == vocab
-        name = f"seqlab {states}" + (" + backward" if backward else "") + ("" if same else " (other vocabulary!)")
-        rows.append(evaluate(name, wv, time.perf_counter() - t0))
-        print(rows[-1], flush=True)
-    runs = {"fwd": run, "bwd": load(args.backward) if args.backward else None}
-    for join in filter(None, args.joins.split(",")):
-        t0 = time.perf_counter()
-        which = [p.split("-") for p in join.split("+")]
-        parts = [training_word_vectors(runs[r], None, s, args.corpus) for r, s in which]
-        rows.append(evaluate(f"seqlab {join}", joined(parts, reference.words), time.perf_counter() - t0))
+        sums["bwd"] = read_sums(load(args.backward), texts, total)
+    words = reference.words
+    assert all(w in sums["fwd"]["before"].ids for w in words), "the same words are counted by both"
+    components = [None if c == "auto" else int(c) for c in args.components.split(",")]
+    states = [s for s in args.states.split(",") if s]
+    variants = [([("fwd", s)], c) for s in states for c in components]
+    if args.backward:
+        joins = [s + "+" + s for s in states] + [j for j in args.joins.split(",") if j]
+        variants += [([("fwd", a), ("bwd", b)], c) for j in dict.fromkeys(joins) for a, b in [j.split("+")]
+                     for c in components]
+    goal = ([("fwd", DEFAULT_STATES)] + ([("bwd", DEFAULT_STATES)] if args.backward else []), None)
+    for parts, c in variants:
+        name = "+".join(f"{r}-{s}" for r, s in parts) + f", {'auto' if c is None else c} removed"
+        wv = variant([(sums[r], s) for r, s in parts], c, words, args.min_count)
+        rows.append(evaluate(name + (" (default: goal row)" if (parts, c) == goal else ""), wv, ref_kv))
         print(rows[-1], flush=True)
     print()
     print_table(f"word vectors on {Path(args.run).name}'s training split, words seen >= {args.min_count} times "
-                f"(95% intervals)", ["vectors", "dims", "vocabulary", "WordSim-353 rho", "OOV", "SimLex-999 rho",
-                                     "OOV", "analogies (accuracy of n)", "seconds"], rows)
+                f"(95% intervals; gensim trained in {gensim_seconds:.0f} s)",
+                ["vectors", "dims", "vocabulary", "WordSim-353 rho", "OOV", "A / B", "- gensim", "SimLex-999 rho",
+                 "OOV", "A / B", "- gensim", "analogies (accuracy of n)"], rows)
 
 
 if __name__ == "__main__":

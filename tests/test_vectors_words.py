@@ -91,3 +91,68 @@ def test_save_and_load_keep_words_counts_and_vectors(tmp_path):
     wv.save(tmp_path)
     back = WordVectors.load(tmp_path)
     assert back.words == ["a", "b"] and back.counts.tolist() == [3, 1] and np.array_equal(back.vectors, wv.vectors)
+
+
+def test_all_but_the_top_removes_what_frequency_adds_and_keeps_synonyms_nearest():
+    from seqlab.vectors.words import postprocess
+
+    rng = np.random.default_rng(0)
+    meaning = np.repeat(rng.normal(size=(20, 64)), 2, axis=0)  # words 2i and 2i+1 are synonyms
+    frequency = rng.uniform(0, 30, size=(40, 1)) * rng.normal(size=(1, 64))  # a common direction, scaled per word
+    means = 50 + frequency + meaning + 0.1 * rng.normal(size=(40, 64))
+
+    def synonyms_nearest(vectors):
+        sims = vectors @ vectors.T - 2 * np.eye(40)
+        return np.mean(sims.argmax(1) == np.arange(40) ^ 1)
+
+    assert synonyms_nearest(postprocess(means, components=0)) < 0.5  # centred only: frequency decides
+    kept = postprocess(means, components=1)
+    assert synonyms_nearest(kept) == 1.0
+    assert np.allclose(np.linalg.norm(kept, axis=1), 1, atol=1e-5)
+    assert postprocess(means, components=None).shape == (40, 64)  # None: round(64 / 100) = 1 removed
+    assert np.allclose(postprocess(means, components=None), kept)
+    # learnt on some rows only (embed's frequent words), applied to all: the learnt rows get what they alone give
+    rare = np.vstack([means, 500 * rng.normal(size=(10, 64))])
+    fit = np.arange(50) < 40
+    assert np.allclose(postprocess(rare, 1, fit)[:40], kept, atol=1e-5)
+    assert not np.allclose(postprocess(rare, 1)[:40], kept, atol=1e-2)
+
+
+def test_inside_states_are_the_mean_over_each_words_own_tokens(runs):
+    from seqlab.vectors.embed import states_at
+    from seqlab.vectors.words import word_state_sums
+
+    run = load(runs["forward"])
+    data = b"the cat sat on the mat. a dog ran."
+    words, starts, ends = find_words(data)
+    ids = np.array([sorted(set(words)).index(w) for w in words])
+    inside, before = word_state_sums(run, data, starts, ends, ids, len(set(words)), ["inside", "before"])
+    tokens, at_before = occurrence_positions(run, data, starts, ends, "before")
+    _, at_after = occurrence_positions(run, data, starts, ends, "after")
+    expected = np.zeros_like(inside)
+    for i, b, a in zip(ids, at_before, at_after):
+        expected[i] += states_at(run.model, tokens, np.arange(b + 1, a + 1), run.device).mean(0)
+    assert np.allclose(inside, expected, atol=1e-5)
+    assert np.allclose(before[ids[1]], states_at(run.model, tokens, at_before[[1]], run.device)[0], atol=1e-5)
+
+
+def test_the_cache_keeps_raw_sums_and_every_load_post_processes_them_the_same(runs, tmp_path):
+    from seqlab.vectors.words import Accumulator, postprocess, training_texts, word_sums
+
+    run = load(runs["forward"])
+    first = training_word_vectors(run, show_progress=False, components=2)  # computed (or loaded) ...
+    again = training_word_vectors(run, show_progress=False, components=2)  # ... then loaded from the cache
+    other = training_word_vectors(run, show_progress=False, components=0)
+    assert np.array_equal(first.vectors, again.vectors) and not np.allclose(first.vectors, other.vectors)
+    acc = word_sums(run, training_texts(run.config)[1]())
+    acc.save(tmp_path)
+    back = Accumulator.load(tmp_path)
+    means = acc.sums[0][: len(acc.ids)] / acc.counts[:, None]
+    assert np.allclose(back.vectors(2).vectors, postprocess(means, 2), atol=1e-6)
+    assert np.allclose(first.vectors, back.vectors(2).vectors, atol=1e-6)
+    m = int(np.median(acc.counts)) + 1
+    frequent = acc.counts >= m  # the vocabulary's own centre and directions, not the rarer words'
+    assert 0 < frequent.sum() < len(frequent)
+    assert np.allclose(back.vectors(2, min_count=m).vectors, postprocess(means[frequent], 2), atol=1e-6)
+    assert np.allclose(training_word_vectors(run, show_progress=False, components=2, min_count=m).vectors,
+                       postprocess(means[frequent], 2), atol=1e-6)

@@ -19,7 +19,7 @@ from .vectors import load_backward, load_forward
 from .vectors.embed import (CENTRE, DEFAULT_POOLING, DTYPES, FORMATS, POOLINGS, VectorWriter, check_pooling, is_centred,
                             embed_stream, fingerprint, new_output_dir)
 from .vectors.passages import UNITS, check_unit, corpus_files, count_passages, passages
-from .vectors.words import DEFAULT_STATES, STATES, Accumulator, accumulate_text, check_states
+from .vectors.words import DEFAULT_STATES, FIT_COUNT, STATES, Accumulator, accumulate_text, check_states
 
 
 def embed(run_dir, files, unit: str, out, pooling: str = DEFAULT_POOLING, dtype: str = "float32",
@@ -69,7 +69,7 @@ def _embed_words(run, back, paths, out, info, dtype, fmt, states, show_progress)
             data = path.read_bytes()
             accumulate_text(acc, runs, data, states, where=str(path))
             b.update(len(data))
-    wv = acc.vectors()
+    wv = acc.vectors(fit_count=FIT_COUNT)  # every word, post-processed as `similar` does its vocabulary
     if not len(wv):
         raise SeqlabError("no words in the files given (a word is a run of letters)")
     writer = VectorWriter(out, len(wv), wv.vectors.shape[1], dtype, fmt, info)

@@ -15,16 +15,17 @@ from .embed import set_threads
 from .errors import SeqlabError
 from .options import corpus_path, device, integer, output_dir, output_file, run_dir, text
 from .vectors import load_backward, load_forward
-from .vectors.words import DEFAULT_STATES, STATES, check_states, training_word_vectors
+from .vectors.words import DEFAULT_COMPONENTS, DEFAULT_STATES, STATES, check_states, training_word_vectors
 
 
 def word_vectors_of(run_dir, min_count: int = 5, backward=None, states: str = DEFAULT_STATES, corpus=None,
-                    device: str = "cpu", show_progress: bool = True):
-    """The run's training-split word vectors, words seen at least min_count times."""
+                    device: str = "cpu", show_progress: bool = True, components: int | None = DEFAULT_COMPONENTS):
+    """The run's training-split word vectors, words seen at least min_count times (components: top principal
+    directions removed, None for round(dims / 100); vectors/words.py postprocess)."""
     check_states(states)
     run = load_forward(run_dir, "similar", device)
     back = load_backward(backward, device) if backward is not None else None
-    return training_word_vectors(run, back, states, corpus, show_progress).restrict(min_count)
+    return training_word_vectors(run, back, states, corpus, show_progress, components, min_count)
 
 
 def similar(run_dir, word: str, plus=(), minus=(), k: int = 10, min_count: int = 5, backward=None,
@@ -69,6 +70,8 @@ def add_cli(sub) -> None:
                    help="a backward run whose states are joined (context on the right)")
     p.add_argument("--states", choices=STATES, default=DEFAULT_STATES,
                    help=f"states around each occurrence that are averaged (default {DEFAULT_STATES})")
+    p.add_argument("--components", type=integer(min=0), default=DEFAULT_COMPONENTS,
+                   help="top principal directions removed from the word averages (default: dims / 100)")
     p.add_argument("--corpus", nargs="+", metavar="PATH", type=corpus_path,
                    help="the run's corpus, if not where it was trained")
     p.add_argument("--word2vec", metavar="FILE", type=output_file, help="write the vectors in word2vec text format")
@@ -91,7 +94,7 @@ def cli(args) -> None:
         raise SeqlabError(f"--map takes a .png file name (the .html is written beside it), got {args.map}")
     set_threads(args)
     wv = word_vectors_of(args.run, args.min_count, args.backward, args.states, args.corpus, args.device,
-                         show_progress=not args.json)
+                         show_progress=not args.json, components=args.components)
     result = {}
     if args.word is not None:
         result = similar(args.run, args.word, args.plus, args.minus, args.k, args.min_count, vectors=wv)

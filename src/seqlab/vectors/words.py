@@ -1,6 +1,6 @@
 """Word vectors from a run's states: each word's states averaged over its occurrences.
 
-    wv = word_vectors(run, texts, backward=backward_run)        # WordVectors
+    wv = word_sums(run, texts, backward=backward_run).vectors()  # WordVectors
     wv.most_similar(["king", "woman"], ["man"], topn=5)           # [(word, cosine), ...]
     wv.save_word2vec_format("words.txt"); wv.save_projector("projector/")
 
@@ -8,9 +8,16 @@ A word is a maximal run of letters, lowercased. Around each occurrence the model
 `before` it has read the word (its context so far: what a forward model expects there) and `after` (the
 state once the word is read, Flair's choice for character models). A backward run (`seqlab train
 --backward`) reads the text right to left, so its `before` state holds the context on the word's right.
-`states` picks which are averaged: before, after or both (concatenated). With a backward run the two
-directions are concatenated, each scaled to unit length first so both weigh the same. The default is the
-choice measured best on WordSim-353/SimLex-999 (bench/vectors_words.py, docs/vectors.md).
+`inside` is the mean of the states of the word's own tokens (every token that holds a byte of it; the
+last of them is `after`). `states` picks which are averaged over the occurrences: before, after, inside or
+both (before and after concatenated). Each word's average is post-processed over the vocabulary (the words
+seen at least --min-count times; `postprocess`): the mean over those words is subtracted (each counts once,
+so frequent words do not set the centre) and the projections on the top round(dims / 100) principal
+components are removed ("all-but-the-top", Mu & Viswanath 2018, with their default, fixed before
+measuring); then it is scaled to unit length. With a
+backward run the two directions are post-processed apart and concatenated, each unit length first so both
+weigh the same. Measured against the alternatives on WordSim-353/SimLex-999 in bench/vectors_words.py
+(docs/vectors.md).
 """
 
 import difflib
@@ -23,10 +30,12 @@ import numpy as np
 import torch
 
 from ..errors import SeqlabError
-from .embed import states_at, unit_rows
+from .embed import token_states, unit_rows
 
-STATES = ("before", "after", "both")
+STATES = ("before", "after", "inside", "both")
 DEFAULT_STATES = "before"
+DEFAULT_COMPONENTS = None  # top principal components removed: None is ABTT's default, round(dims / 100)
+FIT_COUNT = 5  # `embed --unit word` (every word kept) learns the post-processing on words seen this often
 ASCII_WORD = re.compile(rb"[A-Za-z]+")
 WORD = re.compile(r"[^\W\d_]+")
 
@@ -63,6 +72,22 @@ def occurrence_positions(run, data: bytes, starts, ends, which: str) -> tuple[np
     if which == "before":  # the last token that ends at or before the word's first byte
         return tokens, np.searchsorted(done, starts, side="right") - 1
     return tokens, np.searchsorted(done, ends, side="left")  # the first token that completes the word
+
+
+def postprocess(means: np.ndarray, components: int | None = DEFAULT_COMPONENTS, fit=None) -> np.ndarray:
+    """Word averages (V, D) -> unit vectors: the mean over the words subtracted, the projections on the top
+    `components` principal directions removed (all-but-the-top; None: round(D / 100), its authors' rule),
+    then unit length. Without the centring every average shares a large common part and all cosines sit
+    near 1; the top directions left hold mostly how frequent a word is. `fit` (a boolean mask): the rows the
+    centre and the directions are learnt on (default all); every row is transformed the same way."""
+    x = np.asarray(means, np.float64)
+    fit = np.ones(len(x), bool) if fit is None or not np.any(fit) else np.asarray(fit, bool)
+    x = x - x[fit].mean(0) if len(x) else x
+    components = round(x.shape[1] / 100) if components is None else components
+    if components and fit.sum() > 1:
+        top = np.linalg.svd(x[fit], full_matrices=False)[2][:components]
+        x = x - (x @ top.T) @ top
+    return unit_rows(x)
 
 
 @dataclass
@@ -156,26 +181,55 @@ class Accumulator:
         np.add.at(self.counts, out, 1)
         return out
 
-    def add(self, direction: int, ids: np.ndarray, states: np.ndarray) -> None:
+    def add(self, direction: int, sums: np.ndarray) -> None:
+        """Add (n, D) sums for the first n words (n <= len(self.ids))."""
         while len(self.sums) <= direction:
             self.sums.append(None)
-        sums = self.sums[direction]
-        if sums is None or len(sums) < len(self.ids):
-            grown = np.zeros((max(2 * len(self.ids), 1024), states.shape[1]), np.float64)
-            if sums is not None:
-                grown[: len(sums)] = sums
-            self.sums[direction] = sums = grown
-        torch.from_numpy(sums).index_add_(0, torch.from_numpy(ids), torch.from_numpy(states).double())
+        held = self.sums[direction]
+        if held is None or len(held) < len(sums):
+            grown = np.zeros((max(2 * len(self.ids), 1024), sums.shape[1]), np.float64)
+            if held is not None:
+                grown[: len(held)] = held
+            self.sums[direction] = held = grown
+        held[: len(sums)] += sums
 
-    def vectors(self) -> WordVectors:
+
+    def save(self, out) -> None:
+        """Words, counts and each direction's raw sums (safetensors + JSON): post-processing is applied on load."""
+        from safetensors.numpy import save_file
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        n = len(self.ids)
+        save_file({"counts": self.counts[:n].astype(np.int64)} | {f"sums.{i}": np.ascontiguousarray(s[:n])
+                                                                  for i, s in enumerate(self.sums)},
+                  str(out / "sums.safetensors"))
+        (out / "words.json").write_text(json.dumps(list(self.ids), ensure_ascii=False))
+
+    @classmethod
+    def load(cls, out) -> "Accumulator":
+        from safetensors.numpy import load_file
+
+        tensors = load_file(str(Path(out) / "sums.safetensors"))
+        acc = cls()
+        acc.ids = {w: i for i, w in enumerate(json.loads((Path(out) / "words.json").read_text()))}
+        acc.counts = tensors["counts"]
+        acc.sums = [tensors[f"sums.{i}"] for i in range(len(tensors) - 1)]
+        return acc
+
+    def vectors(self, components: int | None = DEFAULT_COMPONENTS, min_count: int = 1,
+                fit_count: int = 1) -> WordVectors:
+        """The words seen at least min_count times, each direction's averages post-processed apart
+        (`postprocess`), learnt on the words seen at least max(min_count, fit_count) times (the vocabulary's
+        own centre and directions, not those of the noisy averages of rare words), then joined and scaled to
+        unit length."""
+        keep = np.flatnonzero(self.counts[: len(self.ids)] >= min_count)
         words = list(self.ids)
-        n = len(words)
-        # every state shares a large common part (the model's average state), which would make all cosines ~1:
-        # each direction's means are centred on the mean state over all occurrences before scaling
-        parts = [unit_rows(s[:n] / np.maximum(self.counts[:, None], 1) - s[:n].sum(0) / max(self.counts.sum(), 1))
-                 for s in self.sums]
-        vectors = unit_rows(np.concatenate(parts, axis=1)) if parts else np.zeros((n, 0), np.float32)
-        return WordVectors(words, self.counts.copy(), vectors)
+        counts = self.counts[keep]
+        fit = counts >= fit_count
+        parts = [postprocess(s[keep] / np.maximum(counts[:, None], 1), components, fit) for s in self.sums]
+        vectors = unit_rows(np.concatenate(parts, axis=1)) if parts else np.zeros((len(keep), 0), np.float32)
+        return WordVectors([words[i] for i in keep], counts.copy(), vectors)
 
 
 def accumulate_text(acc: Accumulator, runs: list, data: bytes, states: str, where: tuple = ()) -> int:
@@ -193,12 +247,44 @@ def accumulate_text(acc: Accumulator, runs: list, data: bytes, states: str, wher
     which = ["before", "after"] if states == "both" else [states]
     direction = 0
     for run in runs:  # one reading of the text per run gives every state asked for
-        found = [occurrence_positions(run, data, starts, ends, w) for w in which]
-        states = states_at(run.model, found[0][0], np.concatenate([p for _, p in found]), run.device)
-        for part in np.split(states, len(which)):
-            acc.add(direction, ids, part)
+        for sums in word_state_sums(run, data, starts, ends, ids, len(acc.ids), which):
+            acc.add(direction, sums)
             direction += 1
     return len(words)
+
+
+def word_state_sums(run, data: bytes, starts, ends, ids: np.ndarray, n_words: int, which: list[str]) -> list:
+    """For each of `which`: (n_words, C) sums over the occurrences (word ids `ids`) of their state, in one
+    streamed reading of data (memory bounded by the vocabulary, not the text). `inside` adds each occurrence's
+    mean over the states of its own tokens, the tokens after `before` up to `after`."""
+    tokens, before = occurrence_positions(run, data, starts, ends, "before")
+    after = occurrence_positions(run, data, starts, ends, "after")[1]
+    width = np.maximum(after - before, 1)
+    order = np.argsort(after, kind="stable")
+    ends_sorted = after[order]
+    by_start = np.argsort(before, kind="stable")
+    by = {"before": (by_start, before[by_start], before), "after": (order, ends_sorted, after)}
+    longest = int(width.max())
+    sums = {w: None for w in which}
+    ids_t = torch.from_numpy(ids)
+    for start, states in token_states(run.model, tokens, run.device):
+        stop = start + len(states)
+        x = torch.from_numpy(states).double()
+        for w in which:
+            if sums[w] is None:
+                sums[w] = torch.zeros(n_words, x.shape[1], dtype=torch.float64)
+            if w == "inside":  # occurrences whose tokens overlap [start, stop): their share of this block
+                k = order[np.searchsorted(ends_sorted, start) : np.searchsorted(ends_sorted, stop + longest)]
+                lo, hi = np.maximum(before[k] + 1, start), np.minimum(after[k], stop - 1)
+                k, lo, hi = k[lo <= hi], lo[lo <= hi] - start, hi[lo <= hi] - start
+                cum = torch.cat([torch.zeros(1, x.shape[1], dtype=x.dtype), x.cumsum(0)])
+                part = (cum[torch.from_numpy(hi + 1)] - cum[torch.from_numpy(lo)]) / torch.from_numpy(width[k])[:, None]
+            else:
+                rows, at, position = by[w]
+                k = rows[np.searchsorted(at, start) : np.searchsorted(at, stop)]
+                part = x[torch.from_numpy(position[k] - start)]
+            sums[w].index_add_(0, ids_t[torch.from_numpy(k)], part)
+    return [sums[w].numpy() if sums[w] is not None else np.zeros((n_words, 0)) for w in which]
 
 
 def check_states(states: str) -> str:
@@ -207,20 +293,21 @@ def check_states(states: str) -> str:
     return states
 
 
-def word_vectors(run, texts, backward=None, states: str = DEFAULT_STATES, progress=None) -> WordVectors:
-    """Word vectors of the words in `texts` (an iterable of bytes), from run (and a backward run)."""
+def word_sums(run, texts, backward=None, states: str = DEFAULT_STATES, progress=None) -> Accumulator:
+    """Each word's sums of states over its occurrences in `texts` (an iterable of bytes), from run (and a
+    backward run); `.vectors()` turns them into word vectors."""
     acc = Accumulator()
     runs = [run] + ([backward] if backward is not None else [])
     for data in texts:
         accumulate_text(acc, runs, data, check_states(states))
         if progress is not None:
             progress.update(len(data))
-    return acc.vectors()
+    return acc
 
 
 # ---- the training split's words, cached ------------------------------------------------------------------
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: each direction's raw sums are kept; post-processed on load
 
 
 def training_texts(config, corpus: list[str] | None = None):
@@ -251,9 +338,11 @@ def vectors_cache_dir(key: str) -> Path:
 
 
 def training_word_vectors(run, backward=None, states: str = DEFAULT_STATES, corpus=None,
-                          show_progress: bool = True) -> WordVectors:
-    """Word vectors over the run's training split, computed once per (run, backward run, states, corpus) and
-    kept in seqlab's cache (SEQLAB_CACHE or ~/.cache/seqlab/vectors)."""
+                          show_progress: bool = True, components: int | None = DEFAULT_COMPONENTS,
+                          min_count: int = 1) -> WordVectors:
+    """Vectors of the words seen at least min_count times in the run's training split. The raw sums are
+    computed once per (run, backward run, states, corpus) and kept in seqlab's cache (SEQLAB_CACHE or
+    ~/.cache/seqlab/vectors); post-processing (`components`, over those words) is applied on load."""
     import hashlib
 
     from ..checkpoint import atomic_write_text
@@ -268,10 +357,10 @@ def training_word_vectors(run, backward=None, states: str = DEFAULT_STATES, corp
     h.update(json.dumps(signature).encode())
     cache = vectors_cache_dir(h.hexdigest())
     if (cache / "done").exists():
-        return WordVectors.load(cache)
+        return Accumulator.load(cache).vectors(components, min_count)
     total = sum(p.stat().st_size for p in paths)
     with bar(total=total, desc="word vectors", enabled=None if show_progress else False) as b:
-        wv = word_vectors(run, texts(), backward, states, progress=b)
-    wv.save(cache)
+        acc = word_sums(run, texts(), backward, states, progress=b)
+    acc.save(cache)
     atomic_write_text(cache / "done", json.dumps(signature))
-    return wv
+    return acc.vectors(components, min_count)
