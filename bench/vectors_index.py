@@ -148,14 +148,18 @@ def measure(name: str, label: str, index, xb, xq, kth, build: float, size: int, 
     return float(r.mean())
 
 
-def built(make) -> tuple[object, float, int]:
-    """(make(), its build seconds on every core, its bytes on disk); FAISS left on one thread."""
+def built(make) -> tuple[object, float]:
+    """(make(), its build seconds on every core); FAISS left on one thread."""
     faiss.omp_set_num_threads(len(os.sched_getaffinity(0)))
     t0 = time.perf_counter()
-    index = make()
+    result = make()
     build = time.perf_counter() - t0
     faiss.omp_set_num_threads(1)
-    return index, build, disk_size(lambda p: faiss.write_index(index if not isinstance(index, tuple) else index[0], p))
+    return result, build
+
+
+def index_bytes(index) -> int:
+    return disk_size(lambda p: faiss.write_index(index, p))
 
 
 def compare(name: str, xb: np.ndarray, xq: np.ndarray) -> list[list]:
@@ -166,7 +170,8 @@ def compare(name: str, xb: np.ndarray, xq: np.ndarray) -> list[list]:
     (_, _), flat_s = timed(lambda: flat.search(xq, K), 1)
     rows = [[name, "exact (faiss Flat)", "-", "1.000", f"{len(xq) / flat_s:,.0f}", "-",
              f"{xb.nbytes / 2**20:.0f}"]]
-    (index, probes, calibrated), build, size = built(lambda: new_ivf(xb))
+    (index, probes, calibrated), build = built(lambda: new_ivf(xb))
+    size = index_bytes(index)
     structure, target = structure_of(index), None
     cells = faiss.extract_index_ivf(index).nlist
     for p in sorted({max(1, probes // 2), probes, min(cells, probes * 2)}):
@@ -176,16 +181,17 @@ def compare(name: str, xb: np.ndarray, xq: np.ndarray) -> list[list]:
         target = r if p == probes else target
     quantizer = _trained_cells(xb, cells)
     for codes in ("pq4", "sq8", "flat"):
-        other, build, size = built(lambda c=codes: _ivf(xb, quantizer, c))
+        other, build = built(lambda c=codes: _ivf(xb, quantizer, c))
         if structure_of(other) == structure:
             continue
         p, _ = calibrate(other, xb[calibration_rows(len(xb))])
         set_probes(other, p)
         measure(name, f"{structure_of(other)} probes={p} (calibrated; same cells, k-means not in its build s)",
-                other, xb, xq, kth, build, size, rows)
+                other, xb, xq, kth, build, index_bytes(other), rows)
     for ef in EF_VALUES:
         if ef == EF_VALUES[0]:
-            hnsw, build, size = built(lambda: hnsw_index(xb))
+            hnsw, build = built(lambda: hnsw_index(xb))
+            size = index_bytes(hnsw)
         hnsw.hnsw.efSearch = ef
         measure(name, f"FAISS {HNSW} efSearch={ef}", hnsw, xb, xq, kth, build, size, rows)
     for trees in (10, 25, 50, 100):
@@ -212,8 +218,8 @@ def side_by_side(name: str, xb: np.ndarray, xq: np.ndarray, rounds: int) -> list
     """seqlab's index at its stored probes and HNSW16 at each efSearch, built once, read in turn `rounds` times:
     median (min, max) queries/s on one thread, so a busy machine slows every row alike."""
     _, kth = exact_search(xb, xq)
-    (ivf, probes, _), _, _ = built(lambda: new_ivf(xb))
-    hnsw, _, _ = built(lambda: hnsw_index(xb))
+    (ivf, probes, _), _ = built(lambda: new_ivf(xb))
+    hnsw, _ = built(lambda: hnsw_index(xb))
     readers = [(f"seqlab {structure_of(ivf)} probes={probes}", ivf, None)]
     readers += [(f"FAISS {HNSW} efSearch={ef}", hnsw, ef) for ef in (16, 24, 32)]
     rates, recalls = {label: [] for label, *_ in readers}, {}
@@ -244,7 +250,7 @@ def crossover(xb: np.ndarray, xq: np.ndarray) -> list[list]:
             break
         flat = faiss.IndexFlatIP(xb.shape[1])
         flat.add(xb[:n])
-        (ivf, _, _), _, _ = built(lambda n=n: new_ivf(xb[:n]))
+        (ivf, _, _), _ = built(lambda n=n: new_ivf(xb[:n]))
         q = xq[:300]
         _, a = timed(lambda f=flat, q=q: [f.search(q[i : i + 1], K) for i in range(len(q))])
         _, b = timed(lambda h=ivf, q=q: [h.search(q[i : i + 1], K) for i in range(len(q))])
@@ -270,7 +276,7 @@ def big_index(run, xb: np.ndarray, base: list, n: int, out: Path, chunk: int = 1
             offsets.append(at + np.concatenate([[0], np.cumsum(lengths)[:-1]]))
             at += int(lengths.sum())
             meta.write(b"".join(lines))
-    (index, probes, calibrated), build, size = built(lambda: new_ivf(vectors))
+    (index, probes, calibrated), build = built(lambda: new_ivf(vectors))
     from seqlab.vectors.embed import fingerprint
     from seqlab.vectors.index import FORMAT
 

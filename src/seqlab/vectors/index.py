@@ -68,17 +68,21 @@ def probe_ladder(cells: int) -> list[int]:
     return [p for p in steps if p < cells] + [cells]
 
 
+def _exact_store(index):
+    """Where the index keeps its vectors exactly: a flat index itself, an IVF's re-ranking store, or an
+    IVF,Flat (exact when every cell is read)."""
+    return _faiss().downcast_index(index.refine_index) if hasattr(index, "refine_index") else index
+
+
 def exact_kth(index, queries: np.ndarray, k: int) -> np.ndarray:
-    """Each query's exact k-th best score among the index's vectors (the exact vectors, or every cell, read)."""
-    faiss = _faiss()
-    if isinstance(index, faiss.IndexFlat):
-        return index.search(queries, k)[0][:, -1]
-    if hasattr(index, "refine_index"):
-        return faiss.downcast_index(index.refine_index).search(queries, k)[0][:, -1]
-    ivf = faiss.extract_index_ivf(index)
+    """Each query's exact k-th best score among the index's vectors."""
+    store = _exact_store(index)
+    if isinstance(store, _faiss().IndexFlat):
+        return store.search(queries, k)[0][:, -1]
+    ivf = _faiss().extract_index_ivf(store)
     kept, ivf.nprobe = ivf.nprobe, ivf.nlist
     try:
-        return index.search(queries, k)[0][:, -1]
+        return store.search(queries, k)[0][:, -1]
     finally:
         ivf.nprobe = kept
 
@@ -163,11 +167,11 @@ def recalibrated(index) -> tuple[object, int, float]:
     all its vectors, and learnt again from all of them (new_ivf) when no number of cells reaches TARGET_RECALL
     (the added vectors lie where the cells and codes were not learnt: an 8-bit code clips values outside the
     ranges it was trained on)."""
-    vectors = _faiss().downcast_index(index.refine_index) if hasattr(index, "refine_index") else index
-    probes, recall = calibrate(index, vectors.reconstruct_batch(calibration_rows(index.ntotal)))
+    store = _exact_store(index)
+    probes, recall = calibrate(index, store.reconstruct_batch(calibration_rows(index.ntotal)))
     if recall >= TARGET_RECALL:
         return index, probes, recall
-    return new_ivf(vectors.reconstruct_n(0, index.ntotal))
+    return new_ivf(store.reconstruct_n(0, index.ntotal))
 
 
 def structure_of(index) -> str:
@@ -182,10 +186,7 @@ def structure_of(index) -> str:
 
 
 def set_probes(index, probes: int) -> None:
-    faiss = _faiss()
-    faiss.extract_index_ivf(index).nprobe = int(probes)
-    if hasattr(index, "refine_index"):
-        faiss.downcast_index(index).k_factor = REFINE
+    _faiss().extract_index_ivf(index).nprobe = int(probes)  # (the re-ranking's k_factor is saved with the index)
 
 
 def _threads(n: int) -> None:
@@ -311,9 +312,9 @@ class PassageIndex:
         if info.get("format") != FORMAT:
             raise SeqlabError(f"{path} is index format {info.get('format')!r}; this seqlab reads {FORMAT}: rebuild it")
         faiss = _faiss()
-        # mapped: the exact vectors of a flat index or a re-ranking store (_IFC), an IVF's exact cells (_MMAP)
-        flags = 0 if not mmap else faiss.IO_FLAG_MMAP if info.get("structure", "").endswith(",Flat") else \
-            faiss.IO_FLAG_MMAP_IFC
+        flags = 0
+        if mmap:  # the exact vectors mapped: an IVF,Flat's cells (_MMAP), else the flat vectors (_IFC)
+            flags = faiss.IO_FLAG_MMAP if info.get("structure", "").endswith(",Flat") else faiss.IO_FLAG_MMAP_IFC
         try:
             index = faiss.read_index(str(path / FAISS_FILE), flags)
             offsets = np.load(path / OFFSETS, mmap_mode="r")

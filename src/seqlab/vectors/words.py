@@ -193,7 +193,6 @@ class Accumulator:
             self.sums[direction] = held = grown
         held[: len(sums)] += sums
 
-
     def save(self, out) -> None:
         """Words, counts and each direction's raw sums (safetensors + JSON): post-processing is applied on load."""
         from safetensors.numpy import save_file
