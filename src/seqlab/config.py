@@ -75,7 +75,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training step (pays for budgets of hours; see train/speed.py)
 
 
-MIXER_SELECTORS = ("order1", "order2", "seen")  # the small contexts that can select mixing weights
+MIXER_SELECTORS = ("order1", "order2", "seen", "warmth")  # the small contexts that can select mixing weights
 
 
 @dataclass

@@ -16,11 +16,16 @@ LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is
 # steps); 5: segments read in lockstep, blocks, constriction's range coder (4: one stream a token at a time)
 # 9: the count model's word model (countmodel/words.py) mixed in; a run without one writes 7 (8 with --adapt), the
 # files it wrote before, and decodes them as it did
-FORMAT = 9
-ADAPTED_FORMAT = 10  # format 9 plus the network's online adaptation (compress --adapt): its lr and chunk
-NO_WORDS_FORMAT, NO_WORDS_ADAPTED_FORMAT = 7, 8  # 9 and 10 without the word model
-FORMATS = {FORMAT: (True, False), ADAPTED_FORMAT: (True, True), NO_WORDS_FORMAT: (False, False),
-           NO_WORDS_ADAPTED_FORMAT: (False, True)}  # format: (the word model mixed in, adapted)
+# 11: the mixer's weight sets selected by warmth (counts.select has "warmth": how much of its segment the network has
+# read); 11-14 are 9, 10, 7, 8 with them. A run whose counts.select lacks it writes 7-10 as before, and every file
+# decodes with the mixer it was coded with
+FORMAT = 11
+ADAPTED_FORMAT = 12  # format 11 plus the network's online adaptation (compress --adapt): its lr and chunk
+NO_WORDS_FORMAT, NO_WORDS_ADAPTED_FORMAT = 13, 14  # 11 and 12 without the word model
+# format: (the word model mixed in, adapted, weight sets selected by warmth)
+FORMATS = {9: (True, False, False), 10: (True, True, False), 7: (False, False, False), 8: (False, True, False),
+           FORMAT: (True, False, True), ADAPTED_FORMAT: (True, True, True), NO_WORDS_FORMAT: (False, False, True),
+           NO_WORDS_ADAPTED_FORMAT: (False, True, True)}
 FINGERPRINT_BYTES = 4  # tells runs apart before decoding; a 1 in 2^32 miss is still caught by the CRC
 
 
@@ -34,13 +39,14 @@ class Header:
     crc: int
     adapt_lr: float = 0.0  # > 0: the network adapted as it coded (adapt.Adapter), with this lr
     adapt_chunk: int = 0  # and this chunk
-    words: bool = False  # the count model's word model was mixed in (format 9 or 10)
+    words: bool = False  # the count model's word model was mixed in (format 9, 10, 11 or 12)
+    warmth: bool = False  # the mixer had weight sets selected by warmth (formats 11-14)
 
     def pack(self) -> bytes:
         version = self.torch_version.encode()
         mixed = self.counts_fingerprint is not None
         adapted = struct.pack("<d", self.adapt_lr) + varints(self.adapt_chunk) if self.adapt_lr > 0 else b""
-        fmt = next(f for f, kind in FORMATS.items() if kind == (self.words, bool(adapted)))
+        fmt = next(f for f, kind in FORMATS.items() if kind == (self.words, bool(adapted), self.warmth))
         return b"".join([MAGIC, bytes([fmt, mixed]), self.fingerprint,
                          self.counts_fingerprint or b"", bytes([len(version)]), version,
                          varints(self.threads, self.n_bytes), struct.pack("<I", self.crc), adapted])
@@ -56,10 +62,10 @@ class Header:
         try:
             fmt, mixed = r.take(2)
             if fmt not in FORMATS:
-                raise SeqlabError(f"{name} has compressed format {fmt}; this seqlab reads format {FORMAT} "
-                                  f"({ADAPTED_FORMAT} with --adapt; {NO_WORDS_FORMAT} and {NO_WORDS_ADAPTED_FORMAT} "
-                                  "without the word model): decompress it with the seqlab version that made it")
-            words, adapted = FORMATS[fmt]
+                raise SeqlabError(f"{name} has compressed format {fmt}; this seqlab reads formats "
+                                  f"{', '.join(map(str, sorted(FORMATS)))}: decompress it with the seqlab version "
+                                  "that made it")
+            words, adapted, warmth = FORMATS[fmt]
             fingerprint = r.take(FINGERPRINT_BYTES)
             counts = r.take(FINGERPRINT_BYTES) if mixed else None
             version = r.take(r.take(1)[0]).decode()
@@ -69,7 +75,7 @@ class Header:
             chunk = r.varint() if adapted else 0
         except (EOFError, UnicodeDecodeError):
             raise SeqlabError(f"{name} is truncated or damaged (cannot read its header)") from None
-        return cls(fingerprint, counts, version, threads, n_bytes, crc, lr, chunk, words), r.stream.tell()
+        return cls(fingerprint, counts, version, threads, n_bytes, crc, lr, chunk, words, warmth), r.stream.tell()
 
     def adapt_options(self):
         """adapt.AdaptOptions the file was coded with, or None."""
