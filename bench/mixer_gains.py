@@ -36,7 +36,8 @@ from seqlab.stats import block_sums, paired_difference  # noqa: E402
 ADDITIONS = [
     ("kept before: order-1 weight sets, SSE (cells: bucket and count), the word model",
      {"select": ["order1"], "sse": 0.25, "sse_context": "seen", "words": True}),
-    ("+ weight sets selected by the warmth (0, 1, 2-3, ..., 64+ tokens of the text read)", {"select": ["warmth"]}),
+    ("+ weight sets selected by warmth (1, 2-3, ..., 32-63 tokens of the text read; the first token's mix x0.3)",
+     {"select": ["warmth"]}),
 ]
 
 

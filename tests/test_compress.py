@@ -6,10 +6,11 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from seqlab.__main__ import main
 from seqlab.compress import Header, compress_bytes, decompress_bytes, lockstep
-from seqlab.compress.header import FORMAT, FORMATS
+from seqlab.compress.header import FORMAT, FORMATS, NO_WORDS_FORMAT, VERSION_TAG
 from seqlab.config import MIXER_SELECTORS
 from seqlab.countmodel import LockstepReader, context_hashes, context_hashes_at
 from seqlab.countmodel.mixer import warmth
@@ -242,16 +243,16 @@ def test_other_formats_are_refused_in_one_line(lstm_run):
 
 
 def test_a_run_without_a_word_table_writes_and_reads_the_format_before_it(lstm_run, no_words_dir, tmp_path):
-    """A run without a word table codes as before the word model (format 7, no word model mixed in); once the table
-    is added (format 9 from then on) it still decodes its format-7 files without it; a format-9 file is refused,
-    in one line, by a run that has no word table."""
+    """A run without a word table codes as before the word model (format 13: 11, the warmth sets, without the word
+    model); once the table is added (format 11 from then on) it still decodes its format-13 files without it; a
+    format-11 file is refused, in one line, by a run that has no word table."""
     from seqlab.countmodel import add_word_table
 
     data = structured_text(20, seed=5).encode()
     old_run = load(no_words_dir)
     assert old_run.count_model.words is None and lstm_run.count_model.words is not None
     old, new = compress_bytes(old_run, data), compress_bytes(lstm_run, data)
-    assert (old[4], new[4]) == (7, FORMAT) and _mixed(old) and old != new
+    assert (old[4], new[4]) == (NO_WORDS_FORMAT, FORMAT) and _mixed(old) and old != new
     assert decompress_bytes(old_run, old) == data
     with pytest.raises(SeqlabError, match="word model, but .* has no word table"):
         decompress_bytes(old_run, new)
@@ -263,12 +264,14 @@ def test_a_run_without_a_word_table_writes_and_reads_the_format_before_it(lstm_r
 
 
 def test_a_file_from_another_torch_build_is_refused_before_decoding(lstm_run):
+    """By its version's name (formats 7-10), or by its tag (formats 11-14, with the warmth sets)."""
     blob = compress_bytes(lstm_run, b"anna likes a red box.\n" * 4)
     header, pos = Header.unpack(blob, "x")
-    other_torch = Header(header.fingerprint, header.counts_fingerprint, "2.0.0", header.threads, header.n_bytes,
-                         header.crc).pack() + blob[pos:]
-    with pytest.raises(SeqlabError, match="compressed with torch 2.0.0"):
-        decompress_bytes(lstm_run, other_torch)
+    for warmth, refused in ((False, "compressed with torch 2.0.0"), (True, "another torch build")):
+        other_torch = Header(header.fingerprint, header.counts_fingerprint, "2.0.0", header.threads, header.n_bytes,
+                             header.crc, words=header.words, warmth=warmth).pack() + blob[pos:]
+        with pytest.raises(SeqlabError, match=refused):
+            decompress_bytes(lstm_run, other_torch)
 
 
 def test_segments_in_lockstep_code_as_eval_scores_a_file_with_repeats(lstm_run, tmp_path):
@@ -314,4 +317,6 @@ def test_warmth_codes_its_own_format_round_trips_over_segments_and_old_files_dec
     run.count_model = run.count_model.with_warmth(False)  # the mixer of a run from before the warmth sets
     old = compress_bytes(run, data)
     assert FORMATS[old[4]] == (True, False, False) and old != blob  # the sets change the coded bits
+    # the warmth formats name torch by a tag of VERSION_TAG bytes: a shorter header
+    assert Header.unpack(old, "x")[1] - Header.unpack(blob, "x")[1] == len(torch.__version__) + 1 - VERSION_TAG
     assert decompress_bytes(load(run.path), old) == data

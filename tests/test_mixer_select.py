@@ -107,6 +107,6 @@ def test_a_run_config_from_before_the_weight_sets_loads_with_them(tmp_path):
     for key in ("select", "sse", "sse_context"):
         del data["counts"][key]
     counts = from_dict(RunConfig, data).counts
-    assert (counts.select, counts.sse, counts.sse_context) == (["order1"], 0.25, "seen")
+    assert (counts.select, counts.sse, counts.sse_context) == (["order1", "warmth"], 0.25, "seen")
     mixer = OnlineMixer(counts, "cpu")
-    assert [column for column, _, _ in mixer.sets] == [0] and mixer.sse is not None
+    assert [column for column, _, _ in mixer.sets] == [0, 3] and mixer.sse is not None
