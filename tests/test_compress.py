@@ -267,9 +267,9 @@ def test_a_file_from_another_torch_build_is_refused_before_decoding(lstm_run):
     """By its version's name (formats 7-10), or by its tag (formats 11-14, with the warmth sets)."""
     blob = compress_bytes(lstm_run, b"anna likes a red box.\n" * 4)
     header, pos = Header.unpack(blob, "x")
-    for warmth, refused in ((False, "compressed with torch 2.0.0"), (True, "another torch build")):
+    for tagged, refused in ((False, "compressed with torch 2.0.0"), (True, "another torch build")):
         other_torch = Header(header.fingerprint, header.counts_fingerprint, "2.0.0", header.threads, header.n_bytes,
-                             header.crc, words=header.words, warmth=warmth).pack() + blob[pos:]
+                             header.crc, words=header.words, warmth=tagged).pack() + blob[pos:]
         with pytest.raises(SeqlabError, match=refused):
             decompress_bytes(lstm_run, other_torch)
 
