@@ -114,7 +114,8 @@ def test_a_run_config_from_before_the_weight_sets_loads_with_them(tmp_path):
 
 def test_warmth_leaves_warm_positions_alone_and_flattens_a_texts_first_token():
     """The warmth sets: a position with 64+ tokens of its text read mixes exactly as without them, and stays so
-    after learning (its bucket has no row); the first token after BOS is mixed at WARMTH_PRIOR[1] of its scale."""
+    after learning (its bucket has no row); the first token after BOS is mixed with the network's weight at
+    WARMTH_PRIOR[1] of its prior and the experts' lowered by as much of their average prior: flatter."""
     from seqlab.countmodel.mixer import WARMTH_COLUMN, WARMTH_LEVELS, WARMTH_PRIOR, warmth
 
     assert list(warmth(np.array([1, 2, 3, 4, 63, 64, 10_000]), 7)) == [1, 2, 2, 3, 6, 7, 7]
@@ -130,7 +131,7 @@ def test_warmth_leaves_warm_positions_alone_and_flattens_a_texts_first_token():
             torch.testing.assert_close(after, before)
         else:
             scale = WARMTH_PRIOR[min(level, len(WARMTH_PRIOR) - 1)]
-            w = plain.weights[experts.bucket] * scale
+            w = plain.weights[experts.bucket] + (scale - 1) * plain.weights.mean(0)  # the network's weight x scale
             logits = net * w[:, :1]
             logits[np.arange(len(net)), experts.token] += torch.from_numpy(experts.bonus[:, 0]) * w[:, 1]
             torch.testing.assert_close(after, torch.log_softmax(logits, dim=-1))

@@ -125,7 +125,9 @@ SEEN_LEVELS = 8  # what the longest seen context saw: 1, 2, 3+ times one token, 
 WARM = 64  # tokens of its text read: from here on a position counts as warm (the network's window is full)
 WARMTH_LEVELS = WARM.bit_length() + 1  # 0, 1, 2-3, 4-7, ..., 32-63, 64+ tokens read (the last row stays zero)
 WARMTH_COLUMN = MIXER_SELECTORS.index("warmth")
-WARMTH_PRIOR = (1.0, 0.3, 1.0)  # the mix's scale at warmth 0, 1, 2, ... (1 from the last on): the tuning slice's
+# the network's weight at warmth 0, 1, 2, ... as a share of its prior (1 from the last on; the experts' are lowered
+# by as much of their average prior): chosen on the tuning slice (docs/quality.md)
+WARMTH_PRIOR = (1.0, 0.3, 1.0)
 
 
 def warmth(positions: np.ndarray | None, n: int) -> np.ndarray:
