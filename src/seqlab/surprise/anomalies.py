@@ -45,7 +45,7 @@ from ..errors import SeqlabError
 from ..options import device, input_file, integer, output_file, run_dir
 from ..progress import bar, quiet
 from ..scoring import TorchThreads, mixing_session
-from .fix import FileCounts, Fix, changes_only_layout, channel_bits, edit_gain, suggest_fix
+from .fix import FileCounts, Fix, changes_only_layout, channel_bits, edit_gain, suggest_fixes as suggest_together
 from .render import anomaly_table, html_report, terminal_text, to_json
 from .score import describe_scoring, score_tokens
 
@@ -56,6 +56,7 @@ MAX_SPAN = 24  # bytes
 # (every span of most 2 KB windows of C headers).
 CANDIDATES_PER_TOP = 3
 MIN_CANDIDATES = 96
+SPANS_TOGETHER = 8  # spans a worker judges at once (fix.suggest_fixes), at most: a few chunks for each worker
 EXCESS_WEIGHT = 0.01  # ranking: a fix's gain first, excess breaks ties and orders the spans no content edit explains
 
 
@@ -160,23 +161,26 @@ def suggest_fixes(run, data: bytes, spans: list[tuple[int, int]], excess: np.nda
     """suggest_fix for each span, tried at its spikes too: as many spans side by side as torch has threads.
 
     Fixes run small steps, where a thread's share of one matrix product costs more synchronisation than it
-    saves, and much of their time is numpy and Python on small arrays, which hold the GIL: so each span is
-    judged on one torch thread, in forked worker processes (forked_map) rather than threads.
+    saves, and much of their time is numpy and Python on small arrays, which hold the GIL: so spans are
+    judged on one torch thread, in forked worker processes (forked_map) rather than threads, a few at a
+    time (fix.suggest_fixes: their greedy steps share network and blend calls), in chunks small enough
+    that the workers finish together.
     """
     spikes = excess > spike_threshold(excess)
     at = [(a, a + np.flatnonzero(spikes[a:b])) for a, b in spans]
     workers = min(torch.get_num_threads(), len(spans)) if run.device.type == "cpu" else 1  # a fork cannot use CUDA
+    size = SPANS_TOGETHER if workers > 1 else len(at)  # one worker: no worker waits for another
+    chunks = [at[i : i + size] for i in range(0, len(at), max(size, 1))]
     with bar(total=len(spans), desc="fixes", unit="span") as progress:
         suggested = []
-        for one in forked_map(partial(_suggest_at, run, data, session, file_counts), at, workers):
-            suggested.append(one)
-            progress.update()
+        for some in forked_map(partial(_suggest_chunk, run, data, session, file_counts), chunks, workers):
+            suggested += some
+            progress.update(len(some))
     return suggested
 
 
-def _suggest_at(run, data: bytes, session, file_counts: FileCounts | None, at: tuple) -> tuple[str, Fix | None]:
-    start, spikes = at
-    return suggest_fix(run, data, start, session, file_counts, spikes)
+def _suggest_chunk(run, data: bytes, session, file_counts: FileCounts | None, at: list) -> list:
+    return suggest_together(run, data, at, session, file_counts)
 
 
 _job = None  # what a forked worker of forked_map applies: inherited from the parent, set by _take_job
