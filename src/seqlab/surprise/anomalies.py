@@ -56,7 +56,7 @@ MAX_SPAN = 24  # bytes
 # (every span of most 2 KB windows of C headers).
 CANDIDATES_PER_TOP = 3
 MIN_CANDIDATES = 96
-SPANS_TOGETHER = 8  # spans a worker judges at once (fix.suggest_fixes), at most: a few chunks for each worker
+CHUNKS_PER_WORKER = 3  # the spans are judged a chunk at a time (fix.suggest_fixes), this many for each worker
 EXCESS_WEIGHT = 0.01  # ranking: a fix's gain first, excess breaks ties and orders the spans no content edit explains
 
 
@@ -163,18 +163,22 @@ def suggest_fixes(run, data: bytes, spans: list[tuple[int, int]], excess: np.nda
     Fixes run small steps, where a thread's share of one matrix product costs more synchronisation than it
     saves, and much of their time is numpy and Python on small arrays, which hold the GIL: so spans are
     judged on one torch thread, in forked worker processes (forked_map) rather than threads, a few at a
-    time (fix.suggest_fixes: their greedy steps share network and blend calls), in chunks small enough
-    that the workers finish together.
+    time (fix.suggest_fixes: their greedy steps share network and blend calls). Each worker takes a few
+    chunks, each of every n-th span (the spans come most excess first, and cost more with more spikes), so
+    that the chunks cost about the same and the workers finish together; one worker takes them all at once.
     """
     spikes = excess > spike_threshold(excess)
     at = [(a, a + np.flatnonzero(spikes[a:b])) for a, b in spans]
     workers = min(torch.get_num_threads(), len(spans)) if run.device.type == "cpu" else 1  # a fork cannot use CUDA
-    size = SPANS_TOGETHER if workers > 1 else len(at)  # one worker: no worker waits for another
-    chunks = [at[i : i + size] for i in range(0, len(at), max(size, 1))]
+    n = min(len(at), workers * CHUNKS_PER_WORKER) if workers > 1 else min(len(at), 1)
+    chunks = [list(range(j, len(at), n)) for j in range(n)]
+    suggested = [None] * len(at)
     with bar(total=len(spans), desc="fixes", unit="span") as progress:
-        suggested = []
-        for some in forked_map(partial(_suggest_chunk, run, data, session, file_counts), chunks, workers):
-            suggested += some
+        judged = forked_map(partial(_suggest_chunk, run, data, session, file_counts),
+                            [[at[i] for i in chunk] for chunk in chunks], workers)
+        for chunk, some in zip(chunks, judged):
+            for i, one in zip(chunk, some):
+                suggested[i] = one
             progress.update(len(some))
     return suggested
 
