@@ -180,3 +180,65 @@ def test_batched_tails_equal_each_tail_alone(judges, arch):
         assert np.argmax(gains) == np.argmax(gains_alone)
         cut += int((~read).sum())
     assert cut  # the 1000-bit edits at least were cut short
+
+
+def _scored(judge: Judge, data: bytes):
+    """(a fresh mixing session having scored data as surprise scores it, the file's counts FileCounts)."""
+    from seqlab.surprise.anomalies import score_bytes
+    from seqlab.surprise.fix import FileCounts
+
+    run = judge.run
+    session = mixing_session(run)
+    tokens = np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(data)]).astype(np.int64)
+    token_of_byte = score_bytes(run, tokens, True, session)[2]
+    return session, FileCounts(tokens, token_of_byte + 1, run.count_model.orders, session.recent.levels)
+
+
+@pytest.mark.parametrize("arch", ["transformer", "lstm"])
+@torch.no_grad()
+def test_a_judge_of_several_spans_blends_each_row_as_its_own_spans_judge(judges, arch):
+    """Judge(..., less=tables).mixed with an owner per row (blend_counts' less) gives each row what the
+    judge of its own span alone gives it (the file's counts less that span's table); rows of no span
+    (owner -1) get the file's counts whole."""
+    run, data = judges[arch].run, TEXT.encode()[:600]
+    session, counts = _scored(judges[arch], data)
+    windows = [(100, 140), (130, 170), (300, 340), (520, 560)]  # the first two overlap
+    tables = [counts.overlapping(lo, hi) for lo, hi in windows]
+    together = Judge(run, session, counts.counted, tables)
+    alone = [Judge(run, session, counts.around(lo, hi)) for lo, hi in windows] + [Judge(run, session, counts.counted)]
+    rows, owner = [], []
+    for k, (lo, _) in enumerate(windows + [(200, 240)]):
+        history = together.history(data, lo + 5)
+        batch = np.asarray(run.tokenizer.encode(data[lo + 5 : lo + 17]))[None]
+        rows.append(together.contexts(history, batch)[0])
+        owner += [k if k < len(windows) else -1] * batch.shape[1]
+    contexts, owner = np.concatenate(rows), np.array(owner)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(owner))  # the spans' rows mixed together
+    contexts, owner = contexts[order], owner[order]
+    net = torch.log_softmax(torch.from_numpy(rng.normal(size=(len(owner), run.tokenizer.vocab_size))).float(), -1)
+    joint = together.mixed(net, contexts, owner)
+    for i, k in enumerate(owner):
+        assert torch.equal(joint[i], alone[k].mixed(net[i : i + 1], contexts[i : i + 1])[0]), (i, k)
+    # the tables matter here: a row judged with another span's table would differ
+    differs = [i for i, k in enumerate(owner) if k >= 0 and not torch.equal(
+        joint[i], alone[(k + 1) % len(windows)].mixed(net[i : i + 1], contexts[i : i + 1])[0])]
+    assert len(differs) > 5
+
+
+@pytest.mark.parametrize("arch", ["transformer", "lstm"])
+@torch.no_grad()
+def test_spans_judged_together_get_the_fixes_each_gets_alone(judges, arch):
+    """suggest_fixes (several spans' greedy continuations stepped and judged as one batch, by one judge of
+    all of them) gives every span the expected text and fix, gain to the last bit, that suggest_fix gives
+    it alone."""
+    from seqlab.surprise.fix import suggest_fix, suggest_fixes
+
+    run, text = judges[arch].run, TEXT.encode()[:700]
+    data = text[:200] + text[201:400] + text[400:402][::-1] + text[402:520] + text[521:]  # two lost, two swapped
+    session, counts = _scored(judges[arch], data)
+    spans = [(196, [199, 200]), (205, []), (396, [399]), (515, [518]), (40, [])]
+    together = suggest_fixes(run, data, spans, session, counts)
+    alone = [suggest_fix(run, data, start, session, counts, spikes) for start, spikes in spans]
+    assert together == alone
+    assert sum(fix is not None for _, fix in alone) >= 2 and len({e for e, _ in alone}) > 2

@@ -54,16 +54,20 @@ class Experts:
 
 
 def blend_counts(model, recent: list[CountTable], contexts: np.ndarray, pending: tuple | None = None,
-                 words: tuple | None = None, positions: np.ndarray | None = None) -> Experts:
+                 words: tuple | None = None, less: tuple | None = None,
+                 positions: np.ndarray | None = None) -> Experts:
     """The count experts for n positions, from their context ids (n, orders): the blends of the training
     counts (CountModel `model`'s) and `recent` (the text's own counts, a list of tables) together, the match
     expert, then the blends of `recent` alone. The bucket is the longest order whose counts, training or recent, had
     seen the context (0 for none, counting the blended orders, then the match orders). pending: (PendingCounts,
     limit (n,)), text read since `recent` that counts as recent, position i's up to its limit (_slots).
     words: (word contexts (n, WORD_ORDERS), their tables (the training split's, then the text's own), pending or
-    None), where config.words: the word model's blend, the last expert. positions (n,): each position's place in
-    its text (the tokens before it, BOS included: what the network has read of it), for the warmth selector; None
-    for a network with a long context behind every position.
+    None), where config.words: the word model's blend, the last expert.
+    less: (tables of negative counts, owner (n,)): row i's counts less those of tables[owner[i]] (where
+    owner[i] >= 0), as if that table were the last of `recent` for row i alone: positions whose `recent`
+    differs by such a table (several texts' judges, surprise/fix.py) blended in one call.
+    positions (n,): each position's place in its text (the tokens before it, BOS included: what the network has
+    read of it), for the warmth selector; None for a network with a long context behind every position.
     """
     c, vocab = model.config, model.vocab
     n, n_orders = contexts.shape
@@ -71,14 +75,16 @@ def blend_counts(model, recent: list[CountTable], contexts: np.ndarray, pending:
     # the text's own counts alone, as well: its own style, which the training split's many more counts outweigh
     own_experts, tables = _own_experts(c), [model.table] + recent
     (types, total, row, order, tokens, counts), *own = _slots(contexts[:, :n_blended], tables,
-                                                              *([recent] if own_experts else []), pending=pending)
+                                                              *([recent] if own_experts else []), pending=pending,
+                                                              less=less)
     types, total = (np.concatenate([a, np.zeros((n, n_orders - n_blended), a.dtype)], axis=1) for a in (types, total))
     # a context never seen at the longest blended order was never seen at a longer one either (it ends
     # every longer one): the match orders are looked up only where it was (rarely, in fresh text)
     rows = np.flatnonzero(total[:, n_blended - 1] > 0) if c.match_orders else []
     if len(rows):
         (m_types, m_total, m_row, m_order, m_tokens, m_counts), = _slots(
-            contexts[rows, n_blended:], tables, pending=pending and (pending[0], pending[1][rows]))
+            contexts[rows, n_blended:], tables, pending=pending and (pending[0], pending[1][rows]),
+            less=less and (less[0], less[1][rows]))
         types[rows, n_blended:], total[rows, n_blended:] = m_types, m_total
         row, order = np.concatenate([row, rows[m_row]]), np.concatenate([order, m_order + n_blended])
         tokens, counts = np.concatenate([tokens, m_tokens]), np.concatenate([counts, m_counts])
@@ -167,17 +173,36 @@ def _escape(c: CountModelConfig, types: np.ndarray) -> np.ndarray:
     return c.escape_per_type * types + c.escape_base
 
 
-def _slots(contexts: np.ndarray, *groups: list[CountTable], pending: tuple | None = None) -> list[tuple]:
+def _slots(contexts: np.ndarray, *groups: list[CountTable], pending: tuple | None = None,
+           less: tuple | None = None) -> list[tuple]:
     """What followed each context of contexts (n, k), summed over each group of tables: distinct next
     tokens (n, k), total counts (n, k), and the entries (row, column, token, count) of every (row, column),
     each (row, column)'s by token. A table in several groups is looked up once. pending: (PendingCounts,
-    limit (n,)), the text's tokens read since its tables, added to every group, row i's up to limit[i]."""
+    limit (n,)), the text's tokens read since its tables, added to every group, row i's up to limit[i].
+    less: (tables of negative counts, owner (n,)), taken from every group, row i's from tables[owner[i]]."""
     n, k = contexts.shape
     unique, inverse = np.unique(contexts.ravel(), return_inverse=True)  # short contexts recur: look each up once
     tables = {id(t): t for group in groups for t in group}
     found = {key: t.lookup(unique) for key, t in tables.items()}
     fresh = pending[0].lookup(contexts.ravel(), np.repeat(pending[1], k)) if pending else None
-    return [_spread(n, k, *summed, inverse, fresh) for summed in _group_sums(groups, found, len(unique))]
+    taken = _taken(contexts, *less) if less is not None else None
+    return [_spread(n, k, *summed, inverse, fresh, taken) for summed in _group_sums(groups, found, len(unique))]
+
+
+def _taken(contexts: np.ndarray, tables: list[CountTable], owner: np.ndarray) -> tuple:
+    """(flat query, token, count) of tables[owner[i]]'s entries for each context of row i of contexts (n, k),
+    by query then token (_slots' `less`)."""
+    n, k = contexts.shape
+    parts = []
+    for u in np.unique(owner[owner >= 0]):
+        rows = np.flatnonzero(owner == u)
+        query, tokens, counts = tables[u].lookup(contexts[rows].ravel())
+        parts.append((rows[query // k] * k + query % k, tokens, counts))
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    query, tokens, counts = (np.concatenate(part) for part in zip(*parts))
+    order = np.argsort(query, kind="stable")  # a query's entries come from one table, by token
+    return query[order], tokens[order], counts[order]
 
 
 def _group_sums(groups: tuple, found: dict, n: int) -> list[tuple]:
@@ -189,9 +214,10 @@ def _group_sums(groups: tuple, found: dict, n: int) -> list[tuple]:
     return [_summed([found[id(t)] for t in group], n) for group in groups]
 
 
-def _spread(n: int, k: int, types, tokens, counts, inverse, fresh) -> tuple:
+def _spread(n: int, k: int, types, tokens, counts, inverse, fresh, taken=None) -> tuple:
     """_slots' answer for one group: its tables' continuations of each unique context (types, tokens, counts)
-    given to every (row, column) that has it, plus the pending counts `fresh` (flat query, token, count)."""
+    given to every (row, column) that has it, plus the pending counts `fresh` (flat query, token, count), less
+    the counts `taken` (the same, negative): an entry left with none is dropped, as _kept drops it."""
     total = np.bincount(np.repeat(np.arange(len(types)), types), weights=counts, minlength=len(types))[inverse]
     entry = _ranges((np.cumsum(types) - types)[inverse], types[inverse])
     types, tokens, counts = types[inverse], tokens[entry], counts[entry]
@@ -207,6 +233,16 @@ def _spread(n: int, k: int, types, tokens, counts, inverse, fresh) -> tuple:
         counts = np.insert(counts, at, fresh_counts[new])
         types = types + np.bincount(fresh_query[new], minlength=n * k)
         total = total + np.bincount(fresh_query, weights=fresh_counts, minlength=n * k)  # whole counts: exact
+    if taken is not None and len(taken[0]):
+        keys, taken_keys = (query << 16) | tokens, (taken[0] << 16) | taken[1]
+        at = np.minimum(np.searchsorted(keys, taken_keys), max(len(keys) - 1, 0))
+        known = keys[at] == taken_keys if len(keys) else np.zeros(len(at), dtype=bool)
+        counts = counts.copy()
+        counts[at[known]] += taken[2][known]  # distinct (query, token) pairs: no two add to one entry
+        kept = counts > 0
+        query, tokens, counts = query[kept], tokens[kept], counts[kept]
+        types = np.bincount(query, minlength=n * k)
+        total = np.bincount(query, weights=counts, minlength=n * k)
     row, column = np.divmod(query, k)
     return types.reshape(n, k), total.reshape(n, k), row, column, tokens, counts
 

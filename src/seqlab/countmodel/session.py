@@ -215,7 +215,7 @@ class CountReader:
                                          np.ones((stop - first, WORD_ORDERS), dtype=bool))
             words = self._words(start, stop, (word_pending, limit))
         experts = blend_counts(self.session.model, self.session.recent.levels, self.contexts[start:stop],
-                               (pending, limit), words, np.arange(start, stop))
+                               (pending, limit), words, positions=np.arange(start, stop))
         if keep.any():  # what advance(stop) would count, already sorted
             self.session.recent.add_table(pending.table(), int(keep.sum()))
         if words is not None and stop > first:

@@ -45,7 +45,7 @@ from ..errors import SeqlabError
 from ..options import device, input_file, integer, output_file, run_dir
 from ..progress import bar, quiet
 from ..scoring import TorchThreads, mixing_session
-from .fix import FileCounts, Fix, changes_only_layout, channel_bits, edit_gain, suggest_fix
+from .fix import FileCounts, Fix, changes_only_layout, channel_bits, edit_gain, suggest_fixes as suggest_together
 from .render import anomaly_table, html_report, terminal_text, to_json
 from .score import describe_scoring, score_tokens
 
@@ -56,6 +56,7 @@ MAX_SPAN = 24  # bytes
 # (every span of most 2 KB windows of C headers).
 CANDIDATES_PER_TOP = 3
 MIN_CANDIDATES = 96
+CHUNKS_PER_WORKER = 3  # the spans are judged a chunk at a time (fix.suggest_fixes), this many for each worker
 EXCESS_WEIGHT = 0.01  # ranking: a fix's gain first, excess breaks ties and orders the spans no content edit explains
 
 
@@ -160,23 +161,30 @@ def suggest_fixes(run, data: bytes, spans: list[tuple[int, int]], excess: np.nda
     """suggest_fix for each span, tried at its spikes too: as many spans side by side as torch has threads.
 
     Fixes run small steps, where a thread's share of one matrix product costs more synchronisation than it
-    saves, and much of their time is numpy and Python on small arrays, which hold the GIL: so each span is
-    judged on one torch thread, in forked worker processes (forked_map) rather than threads.
+    saves, and much of their time is numpy and Python on small arrays, which hold the GIL: so spans are
+    judged on one torch thread, in forked worker processes (forked_map) rather than threads, a few at a
+    time (fix.suggest_fixes: their greedy steps share network and blend calls). Each worker takes a few
+    chunks, each of every n-th span (the spans come most excess first, and cost more with more spikes), so
+    that the chunks cost about the same and the workers finish together; one worker takes them all at once.
     """
     spikes = excess > spike_threshold(excess)
     at = [(a, a + np.flatnonzero(spikes[a:b])) for a, b in spans]
     workers = min(torch.get_num_threads(), len(spans)) if run.device.type == "cpu" else 1  # a fork cannot use CUDA
+    n = min(len(at), workers * CHUNKS_PER_WORKER) if workers > 1 else min(len(at), 1)
+    chunks = [list(range(j, len(at), n)) for j in range(n)]
+    suggested = [None] * len(at)
     with bar(total=len(spans), desc="fixes", unit="span") as progress:
-        suggested = []
-        for one in forked_map(partial(_suggest_at, run, data, session, file_counts), at, workers):
-            suggested.append(one)
-            progress.update()
+        judged = forked_map(partial(_suggest_chunk, run, data, session, file_counts),
+                            [[at[i] for i in chunk] for chunk in chunks], workers)
+        for chunk, some in zip(chunks, judged):
+            for i, one in zip(chunk, some):
+                suggested[i] = one
+            progress.update(len(some))
     return suggested
 
 
-def _suggest_at(run, data: bytes, session, file_counts: FileCounts | None, at: tuple) -> tuple[str, Fix | None]:
-    start, spikes = at
-    return suggest_fix(run, data, start, session, file_counts, spikes)
+def _suggest_chunk(run, data: bytes, session, file_counts: FileCounts | None, at: list) -> list:
+    return suggest_together(run, data, at, session, file_counts)
 
 
 _job = None  # what a forked worker of forked_map applies: inherited from the parent, set by _take_job

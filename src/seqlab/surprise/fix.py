@@ -80,6 +80,11 @@ class FileCounts:
         """The file's counts less those that read a byte in lo..hi-1."""
         if not len(self.token_at_byte):
             return []
+        return self.counted + [self.overlapping(lo, hi)]
+
+    def overlapping(self, lo: int, hi: int) -> CountTable:
+        """The counts that read a byte in lo..hi-1 (of a file with a token at least), negative: what around
+        adds to the file's counts."""
         first = self.token_at_byte[min(lo, len(self.token_at_byte) - 1)]
         stop = self.token_at_byte[min(hi, len(self.token_at_byte)) - 1] + 1
         longest = int(self.orders.max())
@@ -91,14 +96,17 @@ class FileCounts:
         nxt = np.broadcast_to(self.tokens[positions][:, None], keep.shape)[keep]
         overlapping = CountTable.build(contexts[keep], nxt)
         overlapping.counts *= -1
-        return self.counted + [overlapping]
+        return overlapping
 
 
 class Judge:
     """Next-token log-probabilities for texts that continue a file: the network's, or mixed with the count model."""
 
-    def __init__(self, run, session=None, file_tables: list | None = None):
-        self.run, self.session, self.file_tables = run, session, file_tables or []
+    def __init__(self, run, session=None, file_tables: list | None = None, less: list | None = None):
+        """less: for a judge of several spans at once, each span's counts to leave out (FileCounts.overlapping),
+        taken from file_tables for the positions a span owns (mixed's owner): as each span's own judge, with
+        file_tables + [its table], would judge them."""
+        self.run, self.session, self.file_tables, self.less = run, session, file_tables or [], less
         self.depth = max(session.model.orders) if session is not None else 0  # tokens of history the counts read
 
     def history(self, data: bytes, anchor: int) -> np.ndarray:
@@ -127,10 +135,10 @@ class Judge:
         word_ids = words.contexts(np.concatenate([before, batch], axis=1))[:, before.shape[1] :]
         return np.concatenate([ids, word_ids], axis=2)
 
-    def mixed(self, net_logp: torch.Tensor, contexts: np.ndarray) -> torch.Tensor:
+    def mixed(self, net_logp: torch.Tensor, contexts: np.ndarray, owner: np.ndarray | None = None) -> torch.Tensor:
         """Judged log-probabilities (n, V) of n positions, from the network's and their count-model context
         ids (n, orders + WORD_ORDERS where the model has a word model, as contexts() gives them): one blend of
-        the counts for all of them."""
+        the counts for all of them. owner (n,): the span (index into `less`) each position is judged for."""
         if self.session is None:
             return net_logp
         model = self.session.model
@@ -138,7 +146,9 @@ class Judge:
         if contexts.shape[1] != n + (WORD_ORDERS if model.words is not None else 0):
             raise ValueError(f"context ids of {contexts.shape[1]} columns for a count model of {n} orders"
                              f"{' and a word model' if model.words is not None else ''}")
-        experts = blend_counts(model, self.file_tables, contexts[:, :n], words=self.session.words(contexts[:, n:]))
+        less = (self.less, owner) if self.less is not None else None
+        experts = blend_counts(model, self.file_tables, contexts[:, :n], words=self.session.words(contexts[:, n:]),
+                               less=less)
         return self.session.mixer.mix(net_logp, experts)
 
     def next_log_probs(self, net_logp: torch.Tensor, history: np.ndarray) -> torch.Tensor:
@@ -162,23 +172,23 @@ def _prefix_ids(run, data: bytes, anchor: int, room: int) -> list[int]:
 @torch.no_grad()
 def _greedy_all(judge: Judge, starts: list[tuple]) -> list[tuple[bytes, list[int]]]:
     """(the greedy continuation, the judge's TOP_GUESSES most likely first tokens) for several starts
-    (state, last logits (1, V), history, length) side by side: each step's judging is one blend of the
-    counts for all of them, and the network steps them all as one batch (tails.StepRows; the states
-    given are left as they were)."""
+    (state, last logits (1, V), history, length[, owner: the span it is judged for, a judge of several])
+    side by side: each step's judging is one blend of the counts for all of them, and the network steps
+    them all as one batch (tails.StepRows; the states given are left as they were)."""
     run = judge.run
-    rows = [{"logits": lg, "history": h, "n": n, "out": [], "guesses": [], "done": n <= 0}
-            for _, lg, h, n in starts]
-    stepping = [k for k, (*_, n) in enumerate(starts) if n > 1]  # the last token's prediction is never asked for
+    rows = [{"logits": lg, "history": h, "n": n, "out": [], "guesses": [], "done": n <= 0,
+             "owner": owner[0] if owner else -1} for _, lg, h, n, *owner in starts]
+    stepping = [k for k, start in enumerate(starts) if start[3] > 1]  # the last token's prediction is never asked for
     steps = max((starts[k][3] - 1 for k in stepping), default=0)
     network = StepRows(run.model, [starts[k][0] for k in stepping], steps) if stepping else None
-    for i in range(max((n for *_, n in starts), default=0)):
+    for i in range(max((start[3] for start in starts), default=0)):
         live = [r for r in rows if not r["done"] and i < r["n"]]
         if not live:
             break
         net_logp = torch.cat([torch.log_softmax(r["logits"].float(), dim=-1) for r in live])
         contexts = np.concatenate([judge.contexts(r["history"], np.zeros((1, 1), dtype=np.int64))[0] for r in live]) \
             if judge.session is not None else None
-        logp = judge.mixed(net_logp, contexts)
+        logp = judge.mixed(net_logp, contexts, np.array([r["owner"] for r in live]))
         if i == 0:
             top = logp.topk(min(TOP_GUESSES, logp.shape[-1]), dim=-1).indices
             for r, t in zip(live, top):
@@ -331,8 +341,24 @@ def _tail_end(data: bytes, anchor: int) -> int:
 def _judge_edits_between(run, session, file_counts: FileCounts | None, first: int, last: int) -> Judge:
     """The judge of edits at anchors first..last, the file's counts less those that read any byte an edit,
     its expectation or its tail reads."""
-    tables = file_counts.around(first, last + 2 + EXPECT_BYTES + FOLLOW) if file_counts is not None else None
+    tables = file_counts.around(*_read_by_edits(first, last)) if file_counts is not None else None
     return Judge(run, session, tables)
+
+
+def _read_by_edits(first: int, last: int) -> tuple[int, int]:
+    """The bytes lo..hi-1 that an edit at anchors first..last, its expectation or its tail reads."""
+    return first, last + 2 + EXPECT_BYTES + FOLLOW
+
+
+def _judges(run, session, file_counts: FileCounts | None, anchors: list[list[int]]) -> tuple[list[Judge], Judge]:
+    """(each span's judge, one judge of all of them) for spans whose edits are tried at `anchors` (a list
+    each): the file's counts less, for each span, those its edits read (Judge's less)."""
+    if file_counts is None or not len(file_counts.token_at_byte):
+        judge = _judge_edits_between(run, session, file_counts, 0, 0)
+        return [judge] * len(anchors), judge
+    less = [file_counts.overlapping(*_read_by_edits(at[0], at[-1])) for at in anchors]
+    return ([Judge(run, session, file_counts.counted + [table]) for table in less],
+            Judge(run, session, file_counts.counted, less))
 
 
 @torch.no_grad()
@@ -343,17 +369,50 @@ def suggest_fix(run, data: bytes, start: int, session=None, file_counts: FileCou
 
     With a scoring `session` (a mixed pass's), edits are judged by the network mixed with the count model.
     """
-    tok, model, best, expected_here = run.tokenizer, run.model, None, b""
     anchors = fix_anchors(data, start, spikes)
     judge = _judge_edits_between(run, session, file_counts, anchors[0], anchors[-1])
+    starts = _starts(run, data, start, anchors, judge)
+    greedy = _greedy_all(judge, [(state, logits[:, -1], history, length)
+                                 for _, logits, state, history, length in starts])
+    return _best_edit(run, data, start, judge, starts, greedy)
+
+
+@torch.no_grad()
+def suggest_fixes(run, data: bytes, spans: list[tuple], session=None,
+                  file_counts: FileCounts | None = None) -> list[tuple[str, Fix | None]]:
+    """suggest_fix for several spans ((start, spikes) each), the same answers: the greedy continuations of
+    every anchor of every span step as one batch, judged by one blend of the counts a step (a judge of all
+    the spans, each position's counts less its own span's); each span's edits are then weighed by its own
+    judge, as suggest_fix weighs them. (A few spans at a time: the greedy steps are small, their network
+    and blend calls cost more than their rows.)"""
+    anchors = [fix_anchors(data, start, spikes) for start, spikes in spans]
+    judges, together = _judges(run, session, file_counts, anchors)
+    starts = [_starts(run, data, start, at, together) for (start, _), at in zip(spans, anchors)]
+    rows = [(state, logits[:, -1], history, length, u)
+            for u, mine in enumerate(starts) for _, logits, state, history, length in mine]
+    greedy = _greedy_all(together, rows)
+    out, at = [], 0
+    for (start, _), judge, mine in zip(spans, judges, starts):
+        out.append(_best_edit(run, data, start, judge, mine, greedy[at : at + len(mine)]))
+        at += len(mine)
+    return out
+
+
+def _starts(run, data: bytes, start: int, anchors: list[int], judge: Judge) -> list[tuple]:
+    """(anchor, logits, state, history, greedy length) of each anchor of the span at `start`."""
     starts = []
     for anchor, logits, state in _anchor_states(run, data, anchors):
         # at a spike inside the span a lost or swapped byte needs no continuation: one-token guesses suffice
         # a copy: the next anchor steps the same state on (a transformer's cache changes in place)
-        starts.append((anchor, logits, _repeat_state(model, state, 1), judge.history(data, anchor),
+        starts.append((anchor, logits, _repeat_state(run.model, state, 1), judge.history(data, anchor),
                        EXPECT_TOKENS if anchor <= start else 1))
-    greedy = _greedy_all(judge, [(state, logits[:, -1], history, length)
-                                 for _, logits, state, history, length in starts])
+    return starts
+
+
+def _best_edit(run, data: bytes, start: int, judge: Judge, starts: list[tuple],
+               greedy: list[tuple]) -> tuple[str, Fix | None]:
+    """suggest_fix's answer from its anchors' starts and greedy continuations: every edit weighed by `judge`."""
+    tok, best, expected_here = run.tokenizer, None, b""
     groups, candidates, costs = [], [], []  # per anchor with edits to weigh: its tails, its edits, their channel bits
     for (anchor, logits, state, history, _), (expected, guesses) in zip(starts, greedy):
         expected = expected[:EXPECT_BYTES]
