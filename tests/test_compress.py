@@ -13,7 +13,7 @@ from seqlab.compress import Header, compress_bytes, decompress_bytes, lockstep
 from seqlab.compress.header import FORMAT, FORMATS, NO_WORDS_FORMAT, VERSION_TAG
 from seqlab.config import MIXER_SELECTORS
 from seqlab.countmodel import LockstepReader, context_hashes, context_hashes_at
-from seqlab.countmodel.mixer import warmth
+from seqlab.countmodel.selectors import warmth
 from seqlab.errors import SeqlabError
 from seqlab.run import load
 from seqlab.train import train

@@ -116,7 +116,7 @@ def test_warmth_leaves_warm_positions_alone_and_flattens_a_texts_first_token():
     """The warmth sets: a position with 64+ tokens of its text read mixes exactly as without them, and stays so
     after learning (its bucket has no row); the first token after BOS is mixed with the network's weight at
     WARMTH_PRIOR[1] of its prior and the experts' lowered by as much of their average prior: flatter."""
-    from seqlab.countmodel.mixer import WARMTH_COLUMN, WARMTH_LEVELS, WARMTH_PRIOR, warmth
+    from seqlab.countmodel.selectors import WARMTH_COLUMN, WARMTH_LEVELS, WARMTH_PRIOR, warmth
 
     assert list(warmth(np.array([1, 2, 3, 4, 63, 64, 10_000]), 7)) == [1, 2, 2, 3, 6, 7, 7]
     assert list(warmth(None, 2)) == [WARMTH_LEVELS - 1] * 2  # no positions (surprise's judge): warm
