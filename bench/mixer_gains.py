@@ -31,11 +31,13 @@ from seqlab.scoring import score_logits  # noqa: E402
 from seqlab.stats import block_sums, paired_difference  # noqa: E402
 
 # (name, counts.* settings added to the last kept row), cheapest first. The first row is the mixer kept by the rows
-# measured before (docs/quality.md's table: the order-1 weight sets and the SSE stage; their list is in git, 88f1918)
+# measured before (docs/quality.md's tables: the order-1 weight sets, the SSE stage, the word model; their lists are in
+# git, 88f1918 and the commit before this row)
 ADDITIONS = [
-    ("kept before: order-1 weight sets, SSE (cells: bucket and count)",
-     {"select": ["order1"], "sse": 0.25, "sse_context": "seen", "words": False}),
-    ("+ a word model (the current partial word; the previous word and it; case-folded)", {"words": True}),
+    ("kept before: order-1 weight sets, SSE (cells: bucket and count), the word model",
+     {"select": ["order1"], "sse": 0.25, "sse_context": "seen", "words": True}),
+    ("+ weight sets selected by warmth (1, 2-3, ..., 32-63 tokens of the text read; the first token's mix x0.3)",
+     {"select": ["warmth"]}),
 ]
 
 

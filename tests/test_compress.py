@@ -6,16 +6,21 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from seqlab.__main__ import main
 from seqlab.compress import Header, compress_bytes, decompress_bytes, lockstep
-from seqlab.compress.header import FORMAT
+from seqlab.compress.header import FORMAT, FORMATS, NO_WORDS_FORMAT, VERSION_TAG
+from seqlab.config import MIXER_SELECTORS
 from seqlab.countmodel import LockstepReader, context_hashes, context_hashes_at
+from seqlab.countmodel.selectors import warmth
 from seqlab.errors import SeqlabError
 from seqlab.run import load
 from seqlab.train import train
 
 from conftest import structured_text, tiny_config
+
+WARMTH = MIXER_SELECTORS.index("warmth")  # the small context of the tokens of its text the network has read
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +98,7 @@ def test_lockstep_reader_gives_eval_counts(lstm_run):
                                        rtol=1e-6, atol=1e-6)
             assert experts.bucket[0] == expected.bucket[i - first]
             assert np.array_equal(experts.small[0], expected.small[i - first])  # the mixer's small contexts too
+            assert experts.small[0, WARMTH] == expected.small[i - first, WARMTH] == warmth(np.array([i]), 1)[0]
             stepper.append(np.array([text[i], text[len(text) - i]]), np.array([True, False]))
         batch.advance(stop)
         stepper.advance()
@@ -232,21 +238,21 @@ def test_thread_count_is_the_files(lstm_run, lstm_dir, tmp_path, capsys):
 def test_other_formats_are_refused_in_one_line(lstm_run):
     blob = bytearray(compress_bytes(lstm_run, b"bob takes it.\n"))
     blob[4] = 6  # the format before 7
-    with pytest.raises(SeqlabError, match=f"format 6; this seqlab reads format {FORMAT}"):
+    with pytest.raises(SeqlabError, match=f"format 6; this seqlab reads formats 7, .*{FORMAT}"):
         decompress_bytes(lstm_run, bytes(blob))
 
 
 def test_a_run_without_a_word_table_writes_and_reads_the_format_before_it(lstm_run, no_words_dir, tmp_path):
-    """A run without a word table codes as before the word model (format 7, no word model mixed in); once the table
-    is added (format 9 from then on) it still decodes its format-7 files without it; a format-9 file is refused,
-    in one line, by a run that has no word table."""
+    """A run without a word table codes as before the word model (format 13: 11, the warmth sets, without the word
+    model); once the table is added (format 11 from then on) it still decodes its format-13 files without it; a
+    format-11 file is refused, in one line, by a run that has no word table."""
     from seqlab.countmodel import add_word_table
 
     data = structured_text(20, seed=5).encode()
     old_run = load(no_words_dir)
     assert old_run.count_model.words is None and lstm_run.count_model.words is not None
     old, new = compress_bytes(old_run, data), compress_bytes(lstm_run, data)
-    assert (old[4], new[4]) == (7, FORMAT) and _mixed(old) and old != new
+    assert (old[4], new[4]) == (NO_WORDS_FORMAT, FORMAT) and _mixed(old) and old != new
     assert decompress_bytes(old_run, old) == data
     with pytest.raises(SeqlabError, match="word model, but .* has no word table"):
         decompress_bytes(old_run, new)
@@ -258,12 +264,14 @@ def test_a_run_without_a_word_table_writes_and_reads_the_format_before_it(lstm_r
 
 
 def test_a_file_from_another_torch_build_is_refused_before_decoding(lstm_run):
+    """By its version's name (formats 7-10), or by its tag (formats 11-14, with the warmth sets)."""
     blob = compress_bytes(lstm_run, b"anna likes a red box.\n" * 4)
     header, pos = Header.unpack(blob, "x")
-    other_torch = Header(header.fingerprint, header.counts_fingerprint, "2.0.0", header.threads, header.n_bytes,
-                         header.crc).pack() + blob[pos:]
-    with pytest.raises(SeqlabError, match="compressed with torch 2.0.0"):
-        decompress_bytes(lstm_run, other_torch)
+    for tagged, refused in ((False, "compressed with torch 2.0.0"), (True, "another torch build")):
+        other_torch = Header(header.fingerprint, header.counts_fingerprint, "2.0.0", header.threads, header.n_bytes,
+                             header.crc, words=header.words, warmth=tagged).pack() + blob[pos:]
+        with pytest.raises(SeqlabError, match=refused):
+            decompress_bytes(lstm_run, other_torch)
 
 
 def test_segments_in_lockstep_code_as_eval_scores_a_file_with_repeats(lstm_run, tmp_path):
@@ -283,3 +291,32 @@ def test_segments_in_lockstep_code_as_eval_scores_a_file_with_repeats(lstm_run, 
     bits = evaluate(lstm_run, [str(path)])["bpb"] * len(data)
     _, header = Header.unpack(blob, "repeats")
     assert abs(8 * len(blob) - bits) < 0.01 * bits + 8 * header, (8 * len(blob), bits)
+
+
+def _with_select(run_dir, tmp_path, select: list[str]):
+    """A copy of the run whose config names these weight sets (counts.select)."""
+    out = tmp_path / ("run-" + "-".join(select))
+    shutil.copytree(run_dir, out)
+    config = json.loads((out / "config.json").read_text())
+    config["counts"]["select"] = select
+    (out / "config.json").write_text(json.dumps(config))
+    return load(out)
+
+
+def test_warmth_codes_its_own_format_round_trips_over_segments_and_old_files_decode(lstm_dir, tmp_path, monkeypatch):
+    """A run whose counts.select has "warmth" codes a file of several segments (each a cold start) in the warmth
+    format, byte-identical back; the same run's file coded without the warmth sets (the format before, as a run
+    trained before them wrote it) still decodes, with the mixer it was coded with."""
+    monkeypatch.setattr(lockstep, "SEGMENT_TOKENS", 300)
+    data = structured_text(80, seed=11).encode()
+    assert lockstep.segments_for(len(data)) >= 4
+    run = _with_select(lstm_dir, tmp_path, ["order1", "warmth"])
+    blob = compress_bytes(run, data)
+    assert FORMATS[blob[4]] == (True, False, True) and Header.unpack(blob, "x")[0].warmth
+    assert decompress_bytes(run, blob) == data
+    run.count_model = run.count_model.with_warmth(False)  # the mixer of a run from before the warmth sets
+    old = compress_bytes(run, data)
+    assert FORMATS[old[4]] == (True, False, False) and old != blob  # the sets change the coded bits
+    # the warmth formats name torch by a tag of VERSION_TAG bytes: a shorter header
+    assert Header.unpack(old, "x")[1] - Header.unpack(blob, "x")[1] == len(torch.__version__) + 1 - VERSION_TAG
+    assert decompress_bytes(load(run.path), old) == data

@@ -107,6 +107,35 @@ def test_a_run_config_from_before_the_weight_sets_loads_with_them(tmp_path):
     for key in ("select", "sse", "sse_context"):
         del data["counts"][key]
     counts = from_dict(RunConfig, data).counts
-    assert (counts.select, counts.sse, counts.sse_context) == (["order1"], 0.25, "seen")
+    assert (counts.select, counts.sse, counts.sse_context) == (["order1", "warmth"], 0.25, "seen")
     mixer = OnlineMixer(counts, "cpu")
-    assert [column for column, _, _ in mixer.sets] == [0] and mixer.sse is not None
+    assert [column for column, _, _ in mixer.sets] == [0, 3] and mixer.sse is not None
+
+
+def test_warmth_leaves_warm_positions_alone_and_flattens_a_texts_first_token():
+    """The warmth sets: a position with 64+ tokens of its text read mixes exactly as without them, and stays so
+    after learning (its bucket has no row); the first token after BOS is mixed with the network's weight at
+    WARMTH_PRIOR[1] of its prior and the experts' lowered by as much of their average prior: flatter."""
+    from seqlab.countmodel.selectors import WARMTH_COLUMN, WARMTH_LEVELS, WARMTH_PRIOR, warmth
+
+    assert list(warmth(np.array([1, 2, 3, 4, 63, 64, 10_000]), 7)) == [1, 2, 2, 3, 6, 7, 7]
+    assert list(warmth(None, 2)) == [WARMTH_LEVELS - 1] * 2  # no positions (surprise's judge): warm
+    rng = np.random.default_rng(5)
+    net, experts, targets = two_context_chunk(rng)
+    experts.small = np.column_stack([experts.small, np.zeros(len(net), dtype=np.int64)])  # + the warmth column
+    plain, warm = OnlineMixer(config(select=[], sse=0), "cpu"), OnlineMixer(config(select=["warmth"], sse=0), "cpu")
+    for level in (1, 3, WARMTH_LEVELS - 1):
+        experts.small[:, WARMTH_COLUMN] = level
+        before, after = plain.mix(net, experts), warm.mix(net, experts)
+        if level == WARMTH_LEVELS - 1:
+            torch.testing.assert_close(after, before)
+        else:
+            scale = WARMTH_PRIOR[min(level, len(WARMTH_PRIOR) - 1)]
+            w = plain.weights[experts.bucket] + (scale - 1) * plain.weights.mean(0)  # the network's weight x scale
+            logits = net * w[:, :1]
+            logits[np.arange(len(net)), experts.token] += torch.from_numpy(experts.bonus[:, 0]) * w[:, 1]
+            torch.testing.assert_close(after, torch.log_softmax(logits, dim=-1))
+    experts.small[:, WARMTH_COLUMN] = rng.integers(1, WARMTH_LEVELS, len(net))
+    warm.update(warm.mix(net, experts), net, experts, targets)
+    assert not warm.sets[0][1][WARMTH_LEVELS - 1].any()  # the warm bucket's row: still none
+    assert warm.sets[0][1][1:WARMTH_LEVELS - 1].ne(warm._set_prior("warmth", WARMTH_LEVELS, warm.weights)[1:-1]).any()

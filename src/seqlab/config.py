@@ -75,7 +75,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training step (pays for budgets of hours; see train/speed.py)
 
 
-MIXER_SELECTORS = ("order1", "order2", "seen")  # the small contexts that can select mixing weights
+MIXER_SELECTORS = ("order1", "order2", "seen", "warmth")  # the small contexts that can select mixing weights
 
 
 @dataclass
@@ -98,7 +98,7 @@ class CountModelConfig:
     learning_rate: float = setting(0.02, weight)
     chunk: int = setting(256, positive)  # tokens scored between count and weight updates
     # more weight sets, added to the bucket's, selected by small contexts (countmodel/mixer.py MIXER_SELECTORS)
-    select: list[str] = setting(kind=one_of(*MIXER_SELECTORS), factory=lambda: ["order1"])
+    select: list[str] = setting(kind=one_of(*MIXER_SELECTORS), factory=lambda: ["order1", "warmth"])
     sse: float = setting(0.25, number(min=0, max=1))  # the SSE stage's share of the top token's probability (0: off)
     sse_context: str = setting("seen", one_of(*MIXER_SELECTORS))  # the small context that selects its cells
     words: bool = True  # a word model: counts after the current partial word, and after the previous word and it

@@ -94,9 +94,9 @@ def decode_stream(run, reader: ByteReader, header: Header, write, progress=None)
 
 def _decode_blocks(run, reader: ByteReader, header: Header, write, progress, adapter) -> int:
     session = None
-    if header.counts_fingerprint is not None:  # a file coded without the word model is decoded without it
+    if header.counts_fingerprint is not None:  # a file coded without the word model or warmth is decoded without it
         model = run.count_model if header.words else run.count_model.without_words()
-        session = model.session(torch.device("cpu"))
+        session = model.with_warmth(header.warmth).session(torch.device("cpu"))
     done, crc = 0, 0
     while done < header.n_bytes:
         n_tokens, n_words = reader.varint(), reader.varint()
@@ -132,8 +132,9 @@ def _adapting(run, options):
 def _header(run, threads: int, n_bytes: int, crc: int, adapt) -> Header:
     lr, chunk = (adapt.lr, adapt.chunk) if adapt is not None else (0.0, 0)
     words = run.count_model is not None and run.count_model.words is not None
+    warmth = run.count_model is not None and "warmth" in run.count_model.config.select
     return Header(run_fingerprint(run.path), counts_fingerprint(run), torch.__version__, threads, n_bytes, crc,
-                  lr, chunk, words)
+                  lr, chunk, words, warmth)
 
 
 def _with_threads(adapt, threads: int):

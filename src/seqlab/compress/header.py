@@ -16,12 +16,24 @@ LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is
 # steps); 5: segments read in lockstep, blocks, constriction's range coder (4: one stream a token at a time)
 # 9: the count model's word model (countmodel/words.py) mixed in; a run without one writes 7 (8 with --adapt), the
 # files it wrote before, and decodes them as it did
-FORMAT = 9
-ADAPTED_FORMAT = 10  # format 9 plus the network's online adaptation (compress --adapt): its lr and chunk
-NO_WORDS_FORMAT, NO_WORDS_ADAPTED_FORMAT = 7, 8  # 9 and 10 without the word model
-FORMATS = {FORMAT: (True, False), ADAPTED_FORMAT: (True, True), NO_WORDS_FORMAT: (False, False),
-           NO_WORDS_ADAPTED_FORMAT: (False, True)}  # format: (the word model mixed in, adapted)
+# 11: the mixer's weight sets selected by warmth (counts.select has "warmth": how much of its segment the network has
+# read); 11-14 are 9, 10, 7, 8 with them. A run whose counts.select lacks it writes 7-10 as before, and every file
+# decodes with the mixer it was coded with. 11-14 record torch's version as a tag of VERSION_TAG bytes, not its name
+FORMAT = 11
+ADAPTED_FORMAT = 12  # format 11 plus the network's online adaptation (compress --adapt): its lr and chunk
+NO_WORDS_FORMAT, NO_WORDS_ADAPTED_FORMAT = 13, 14  # 11 and 12 without the word model
+# format: (the word model mixed in, adapted, weight sets selected by warmth)
+FORMATS = {9: (True, False, False), 10: (True, True, False), 7: (False, False, False), 8: (False, True, False),
+           FORMAT: (True, False, True), ADAPTED_FORMAT: (True, True, True), NO_WORDS_FORMAT: (False, False, True),
+           NO_WORDS_ADAPTED_FORMAT: (False, True, True)}
 FINGERPRINT_BYTES = 4  # tells runs apart before decoding; a 1 in 2^32 miss is still caught by the CRC
+VERSION_TAG = 2  # bytes of a hash of torch's version (formats 11-14): a 1 in 65,536 miss is still caught by the CRC
+
+
+def version_tag(version: str) -> str:
+    """How formats 11-14 name a torch version: "tag " and VERSION_TAG bytes of its hash, in hex (8 bytes fewer than
+    the name, a third of what was left of the gap between compress and eval on 100 KB)."""
+    return "tag " + hashlib.sha256(version.encode()).digest()[:VERSION_TAG].hex()
 
 
 @dataclass
@@ -34,15 +46,19 @@ class Header:
     crc: int
     adapt_lr: float = 0.0  # > 0: the network adapted as it coded (adapt.Adapter), with this lr
     adapt_chunk: int = 0  # and this chunk
-    words: bool = False  # the count model's word model was mixed in (format 9 or 10)
+    words: bool = False  # the count model's word model was mixed in (format 9, 10, 11 or 12)
+    warmth: bool = False  # the mixer had weight sets selected by warmth (formats 11-14)
 
     def pack(self) -> bytes:
         version = self.torch_version.encode()
+        if self.warmth:  # formats 11-14: the version's tag
+            tag = self.torch_version if self.torch_version.startswith("tag ") else version_tag(self.torch_version)
+            version = bytes.fromhex(tag[4:])
         mixed = self.counts_fingerprint is not None
         adapted = struct.pack("<d", self.adapt_lr) + varints(self.adapt_chunk) if self.adapt_lr > 0 else b""
-        fmt = next(f for f, kind in FORMATS.items() if kind == (self.words, bool(adapted)))
+        fmt = next(f for f, kind in FORMATS.items() if kind == (self.words, bool(adapted), self.warmth))
         return b"".join([MAGIC, bytes([fmt, mixed]), self.fingerprint,
-                         self.counts_fingerprint or b"", bytes([len(version)]), version,
+                         self.counts_fingerprint or b"", b"" if self.warmth else bytes([len(version)]), version,
                          varints(self.threads, self.n_bytes), struct.pack("<I", self.crc), adapted])
 
     @classmethod
@@ -56,20 +72,20 @@ class Header:
         try:
             fmt, mixed = r.take(2)
             if fmt not in FORMATS:
-                raise SeqlabError(f"{name} has compressed format {fmt}; this seqlab reads format {FORMAT} "
-                                  f"({ADAPTED_FORMAT} with --adapt; {NO_WORDS_FORMAT} and {NO_WORDS_ADAPTED_FORMAT} "
-                                  "without the word model): decompress it with the seqlab version that made it")
-            words, adapted = FORMATS[fmt]
+                raise SeqlabError(f"{name} has compressed format {fmt}; this seqlab reads formats "
+                                  f"{', '.join(map(str, sorted(FORMATS)))}: decompress it with the seqlab version "
+                                  "that made it")
+            words, adapted, warmth = FORMATS[fmt]
             fingerprint = r.take(FINGERPRINT_BYTES)
             counts = r.take(FINGERPRINT_BYTES) if mixed else None
-            version = r.take(r.take(1)[0]).decode()
+            version = "tag " + r.take(VERSION_TAG).hex() if warmth else r.take(r.take(1)[0]).decode()
             threads, n_bytes = r.varint(), r.varint()
             (crc,) = struct.unpack("<I", r.take(4))
             (lr,) = struct.unpack("<d", r.take(8)) if adapted else (0.0,)
             chunk = r.varint() if adapted else 0
         except (EOFError, UnicodeDecodeError):
             raise SeqlabError(f"{name} is truncated or damaged (cannot read its header)") from None
-        return cls(fingerprint, counts, version, threads, n_bytes, crc, lr, chunk, words), r.stream.tell()
+        return cls(fingerprint, counts, version, threads, n_bytes, crc, lr, chunk, words, warmth), r.stream.tell()
 
     def adapt_options(self):
         """adapt.AdaptOptions the file was coded with, or None."""
@@ -156,10 +172,11 @@ def check_compatible(header: Header, run, name: str, threads: int | None) -> Non
             raise SeqlabError(f"{name} was compressed with the count model's word model, but {run.path} has no word "
                               f"table (counts/words/); add it with seqlab.countmodel.add_word_table(run), or "
                               f"decompress with the run directory that compressed it")
-    if header.torch_version != torch.__version__:
-        raise SeqlabError(f"{name} was compressed with torch {header.torch_version}, this is torch "
-                          f"{torch.__version__}: probabilities may differ; "
-                          f"decompress it with torch {header.torch_version}")
+    tagged = header.torch_version.startswith("tag ")
+    if header.torch_version != (version_tag(torch.__version__) if tagged else torch.__version__):
+        other = f"another torch build (version {header.torch_version})" if tagged else f"torch {header.torch_version}"
+        raise SeqlabError(f"{name} was compressed with {other}, this is torch {torch.__version__}: probabilities "
+                          f"may differ; decompress it with the torch that compressed it")
     if threads is not None and threads != header.threads:
         raise SeqlabError(f"--threads {threads} was given, but {name} was compressed with {header.threads} "
                           f"thread(s), and other thread counts round differently; leave --threads out "

@@ -62,7 +62,8 @@ class LockstepReader:
             known = self.tail[:, REACH - min(self.position, REACH) :]
             self.word_contexts = self.words.contexts(np.pad(known, ((0, 0), (0, 1))))[:, -1]
             words = self.session.words(self.word_contexts)
-        return blend_counts(self.session.model, self.session.recent.levels, self.contexts, words=words)
+        return blend_counts(self.session.model, self.session.recent.levels, self.contexts, words=words,
+                            positions=np.full(len(self.contexts), self.position))  # every text's, from BOS
 
     def append(self, tokens: np.ndarray, counted: np.ndarray) -> None:
         """Learn the next token of every text (tokens (n,)); those of rows `counted` (bool (n,)) will count."""

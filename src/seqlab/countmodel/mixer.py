@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from ..config import MIXER_SELECTORS, CountModelConfig
-from .tables import _MUL, CountTable, _kept, _merged, _ranges, _run_starts, _summed
+from .selectors import SEEN_LEVELS, SLOT_BITS, WARMTH_COLUMN, WARMTH_LEVELS, WARMTH_PRIOR, small_contexts
+from .tables import CountTable, _kept, _merged, _ranges, _run_starts, _summed
 from .words import WORD_ORDERS
 
 
@@ -54,7 +55,8 @@ class Experts:
 
 
 def blend_counts(model, recent: list[CountTable], contexts: np.ndarray, pending: tuple | None = None,
-                 words: tuple | None = None, less: tuple | None = None) -> Experts:
+                 words: tuple | None = None, less: tuple | None = None,
+                 positions: np.ndarray | None = None) -> Experts:
     """The count experts for n positions, from their context ids (n, orders): the blends of the training
     counts (CountModel `model`'s) and `recent` (the text's own counts, a list of tables) together, the match
     expert, then the blends of `recent` alone. The bucket is the longest order whose counts, training or recent, had
@@ -65,6 +67,8 @@ def blend_counts(model, recent: list[CountTable], contexts: np.ndarray, pending:
     less: (tables of negative counts, owner (n,)): row i's counts less those of tables[owner[i]] (where
     owner[i] >= 0), as if that table were the last of `recent` for row i alone: positions whose `recent`
     differs by such a table (several texts' judges, surprise/fix.py) blended in one call.
+    positions (n,): each position's place in its text (the tokens before it, BOS included: what the network has
+    read of it), for the warmth selector; None for a network with a long context behind every position.
     """
     c, vocab = model.config, model.vocab
     n, n_orders = contexts.shape
@@ -113,7 +117,7 @@ def blend_counts(model, recent: list[CountTable], contexts: np.ndarray, pending:
                                 slot_of[o_key], o_counts)
         base, bonus = np.column_stack([base, obase]), np.column_stack([bonus, obonus])
     return Experts(base.astype(np.float32), erow, etoken, bonus.astype(np.float32), bucket,
-                   small_contexts(contexts, bucket, types, total, longest))
+                   small_contexts(contexts, bucket, types, total, longest, positions))
 
 
 WORD_LEVELS = list(range(1, WORD_ORDERS + 1))  # the word model's contexts, blended as orders 1, 2
@@ -123,28 +127,6 @@ WORD_PRIOR = 0.1  # the word model's prior weight
 # positions a row must have seen in a chunk to take half a full step; both chosen on the tuning slices
 # (bench/mixer_gains.py; docs/quality.md)
 SET_LR, SET_PSEUDO = 3.0, 4.0
-SLOT_BITS = 16  # a hashed small context's weight rows: 65,536 (an order-1 context of 4,096 tokens rarely collides)
-SEEN_LEVELS = 8  # what the longest seen context saw: 1, 2, 3+ times one token, or more than one token (by count)
-
-
-def small_contexts(contexts: np.ndarray, bucket: np.ndarray, types: np.ndarray, total: np.ndarray,
-                   longest: np.ndarray) -> np.ndarray:
-    """(n, len(MIXER_SELECTORS)) slots of the small contexts that select mixing weights and the SSE stage's cells:
-    the shortest order's context and the next (hashed to SLOT_BITS), and the bucket with what its context saw
-    (one token 1, 2 or 3+ times, or several tokens; a run model's question)."""
-    n = len(contexts)
-    slots = [_slot(contexts[:, min(j, contexts.shape[1] - 1)]) for j in (0, 1)]
-    at = np.arange(n)
-    t, c = types[at, longest], total[at, longest]
-    seen = np.where(bucket > 0, np.minimum(c, 3).astype(np.int64) + 4 * (t > 1), 0)
-    return np.column_stack(slots + [bucket * SEEN_LEVELS + seen]).astype(np.int64)
-
-
-def _slot(ids: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        return ((ids * _MUL) >> np.uint64(64 - SLOT_BITS)).astype(np.int64)
-
-
 def _own_experts(c: CountModelConfig) -> list[int]:
     """The orders of the blends of the text's own counts alone."""
     return [max(c.experts)] if c.recent_expert else []
@@ -332,11 +314,23 @@ class OnlineMixer:
         # so each weight's step is scaled by its own recent gradient size
         self.mean_square = torch.zeros_like(self.weights)
         # the selected weight sets, each a table of rows added to the bucket's: (small_contexts' column, rows)
-        rows = {"order1": 1 << SLOT_BITS, "order2": 1 << SLOT_BITS, "seen": len(weights) * SEEN_LEVELS}
-        self.sets = [(MIXER_SELECTORS.index(name), torch.zeros(rows[name], 1 + n_experts, device=device),
+        rows = {"order1": 1 << SLOT_BITS, "order2": 1 << SLOT_BITS, "seen": len(weights) * SEEN_LEVELS,
+                "warmth": WARMTH_LEVELS}
+        self.sets = [(MIXER_SELECTORS.index(name), self._set_prior(name, rows[name], weights).to(device),
                       torch.zeros(1 + n_experts, device=device)) for name in config.select]
         self.sse = SSE(config.sse, rows[config.sse_context], device) if config.sse > 0 else None
         self.sse_column = MIXER_SELECTORS.index(config.sse_context)
+
+    @staticmethod
+    def _set_prior(name: str, rows: int, weights: torch.Tensor) -> torch.Tensor:
+        """A weight set's rows as they start: 0 (the buckets' weights alone), but for the warmth set, whose cold rows
+        scale the mix down (its prior weights, averaged over the buckets, times WARMTH_PRIOR[level] - 1): a text's
+        first tokens are learnt from too few times for its rows to move far from where they start."""
+        table = torch.zeros(rows, weights.shape[1])
+        if name == "warmth":
+            scale = torch.tensor([WARMTH_PRIOR[min(level, len(WARMTH_PRIOR) - 1)] for level in range(rows)])
+            table += (scale - 1)[:, None] * weights.mean(0)
+        return table
 
     # mix keeps no state: surprise's judge calls it from several threads at once
     def mix(self, net_logp: torch.Tensor, experts: Experts) -> torch.Tensor:
@@ -395,7 +389,13 @@ class OnlineMixer:
         _rmsprop(self.weights, self.mean_square, bucket, grad, self.lr)
         small = self._small(experts, logp) if self.sets else None
         for column, table, mean_square in self.sets:
-            _evidence_step(table, mean_square, small[:, column], grad, self.lr * SET_LR)
+            index, rows = small[:, column], grad
+            if column == WARMTH_COLUMN:  # warm positions add no row: the warmth sets weigh only a text's start
+                cold = torch.nonzero(index < WARMTH_LEVELS - 1)[:, 0]
+                if not len(cold):
+                    continue
+                index, rows = index[cold], grad[cold]
+            _evidence_step(table, mean_square, index, rows, self.lr * SET_LR)
 
     @staticmethod
     def _small(experts: Experts, like: torch.Tensor) -> torch.Tensor:

@@ -86,6 +86,15 @@ class CountModel:
             return self
         return CountModel(None, self.vocab, dataclasses.replace(self.config, words=False), self.table, self.digest)
 
+    def with_warmth(self, warmth: bool) -> "CountModel":
+        """The same count model with or without the mixer's weight sets selected by warmth (a compressed file's
+        format says which it was coded with; a run trained before them has them by default now)."""
+        select = [name for name in self.config.select if name != "warmth"] + (["warmth"] if warmth else [])
+        if ("warmth" in self.config.select) == warmth:
+            return self
+        config = dataclasses.replace(self.config, select=select)
+        return CountModel(None, self.vocab, config, self.table, self.digest, self.words)
+
 
 class CountSession:
     """One scoring pass over a sequence of texts, in order.
@@ -185,7 +194,7 @@ class CountReader:
         order `config.experts[e]`. The bucket is how many orders had seen the context.
         """
         return blend_counts(self.session.model, self.session.recent.levels, self.contexts[start:stop],
-                            words=self._words(start, stop))
+                            words=self._words(start, stop), positions=np.arange(start, stop))
 
     def _words(self, start: int, stop: int, pending: tuple | None = None) -> tuple | None:
         return None if self.words is None else self.session.words(self.words[start:stop], pending)
@@ -206,7 +215,7 @@ class CountReader:
                                          np.ones((stop - first, WORD_ORDERS), dtype=bool))
             words = self._words(start, stop, (word_pending, limit))
         experts = blend_counts(self.session.model, self.session.recent.levels, self.contexts[start:stop],
-                               (pending, limit), words)
+                               (pending, limit), words, positions=np.arange(start, stop))
         if keep.any():  # what advance(stop) would count, already sorted
             self.session.recent.add_table(pending.table(), int(keep.sum()))
         if words is not None and stop > first:
