@@ -187,9 +187,7 @@ def _spread(n: int, k: int, types, tokens, counts, inverse, fresh, taken=None) -
     query = np.repeat(np.arange(n * k), types)
     if fresh is not None and len(fresh[0]):
         fresh_query, fresh_tokens, fresh_counts = fresh
-        keys, fresh_keys = (query << 16) | tokens, (fresh_query << 16) | fresh_tokens  # both sorted
-        at = np.searchsorted(keys, fresh_keys)  # merged, not sorted again: a sort of both cost twice as much
-        known = keys[np.minimum(at, len(keys) - 1)] == fresh_keys if len(keys) else np.zeros(len(at), dtype=bool)
+        at, known = _find((query << 16) | tokens, (fresh_query << 16) | fresh_tokens)
         counts[at[known]] += fresh_counts[known]
         at, new = at[~known], ~known
         query, tokens = np.insert(query, at, fresh_query[new]), np.insert(tokens, at, fresh_tokens[new])
@@ -197,9 +195,7 @@ def _spread(n: int, k: int, types, tokens, counts, inverse, fresh, taken=None) -
         types = types + np.bincount(fresh_query[new], minlength=n * k)
         total = total + np.bincount(fresh_query, weights=fresh_counts, minlength=n * k)  # whole counts: exact
     if taken is not None and len(taken[0]):
-        keys, taken_keys = (query << 16) | tokens, (taken[0] << 16) | taken[1]
-        at = np.minimum(np.searchsorted(keys, taken_keys), max(len(keys) - 1, 0))
-        known = keys[at] == taken_keys if len(keys) else np.zeros(len(at), dtype=bool)
+        at, known = _find((query << 16) | tokens, (taken[0] << 16) | taken[1])
         counts = counts.copy()
         counts[at[known]] += taken[2][known]  # distinct (query, token) pairs: no two add to one entry
         kept = counts > 0
@@ -208,6 +204,14 @@ def _spread(n: int, k: int, types, tokens, counts, inverse, fresh, taken=None) -
         total = np.bincount(query, weights=counts, minlength=n * k)
     row, column = np.divmod(query, k)
     return types.reshape(n, k), total.reshape(n, k), row, column, tokens, counts
+
+
+def _find(keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of `wanted` (sorted) goes among `keys` (sorted), and whether it is there: merged, not sorted
+    again (a sort of both cost twice as much)."""
+    at = np.searchsorted(keys, wanted)
+    known = keys[np.minimum(at, len(keys) - 1)] == wanted if len(keys) else np.zeros(len(at), dtype=bool)
+    return at, known
 
 
 def _blends(orders: list[int], experts: list[int], vocab: int, total, escape, erow, row, order, slot, counts):

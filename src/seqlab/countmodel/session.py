@@ -89,9 +89,9 @@ class CountModel:
     def with_warmth(self, warmth: bool) -> "CountModel":
         """The same count model with or without the mixer's weight sets selected by warmth (a compressed file's
         format says which it was coded with; a run trained before them has them by default now)."""
-        select = [name for name in self.config.select if name != "warmth"] + (["warmth"] if warmth else [])
         if ("warmth" in self.config.select) == warmth:
             return self
+        select = [name for name in self.config.select if name != "warmth"] + (["warmth"] if warmth else [])
         config = dataclasses.replace(self.config, select=select)
         return CountModel(None, self.vocab, config, self.table, self.digest, self.words)
 

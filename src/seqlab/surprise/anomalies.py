@@ -174,17 +174,13 @@ def suggest_fixes(run, data: bytes, spans: list[tuple[int, int]], excess: np.nda
     chunks = [list(range(j, len(at), n)) for j in range(n)]
     suggested = [None] * len(at)
     with bar(total=len(spans), desc="fixes", unit="span") as progress:
-        judged = forked_map(partial(_suggest_chunk, run, data, session, file_counts),
+        judged = forked_map(partial(suggest_together, run, data, session=session, file_counts=file_counts),
                             [[at[i] for i in chunk] for chunk in chunks], workers)
         for chunk, some in zip(chunks, judged):
             for i, one in zip(chunk, some):
                 suggested[i] = one
             progress.update(len(some))
     return suggested
-
-
-def _suggest_chunk(run, data: bytes, session, file_counts: FileCounts | None, at: list) -> list:
-    return suggest_together(run, data, at, session, file_counts)
 
 
 _job = None  # what a forked worker of forked_map applies: inherited from the parent, set by _take_job
