@@ -178,7 +178,10 @@ def main() -> None:
 
     def row(name, v):
         wv = WordVectors(words, dirs[0]["counts"], v)
-        return [name, v.shape[1], *scores(v, ref, tests), analogies(keyed(wv)) if args.analogies else ""]
+        cells = scores(v, ref, tests)
+        if v is ref:  # no difference to itself
+            cells[2] = cells[5] = ""
+        return [name, v.shape[1], *cells, analogies(keyed(wv)) if args.analogies else ""]
 
     rows = [row(f"gensim Word2Vec skip-gram (100d, {gensim_seconds:.0f} s)", ref)]
     print(rows[-1], flush=True)
