@@ -29,12 +29,13 @@ from numba import njit
 ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; the two word contexts follow
 N_CTX = len(ORDERS) + 2
 N_IN = N_CTX + 2  # the contexts' stretch(p), the match model's, a bias
-LIMIT = 127  # an entry's count stops here: its rate stays 1/(LIMIT + 1.5), it keeps adapting
+LIMIT = 127  # an entry's rate stops falling here: it stays 1/(LIMIT + 1.5), it keeps adapting
 MATCH_MIN = 6  # bytes hashed to find a match
 MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
 APM_CELLS = 33
 APM2_BITS = 16
 STRETCH_CLAMP = 8.0
+STRETCH = np.clip(np.log((np.arange(4096) + 0.5) / (4096 - np.arange(4096) - 0.5)), -8.0, 8.0)
 K1 = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64
 K2 = -4658895280553007687  # 0xBF58476D1CE4E5B9
 K3 = -7723592293110705685  # 0x94D049BB133111EB
@@ -154,7 +155,7 @@ def _node(c0, slot_of, prob, count, buf, regs, msm, w1, w2, apm1, apm2, c2h, x, 
         s = slot_of[i]
         if s >= 0 and count[s, j] > 0:
             seen += 1
-            x[i] = _stretch((prob[s, j] + 0.5) / 65536.0)
+            x[i] = STRETCH[prob[s, j] >> 4]
         else:
             x[i] = 0.0
     x[N_CTX] = 0.0
@@ -215,7 +216,7 @@ def _learn_node(c0, y, slot_of, prob, count, buf, regs, msm, mcount, w1, w2, apm
         p = prob[s, j]
         p += int((y * 65535 - p) * rates[n])
         prob[s, j] = min(max(p, 32), 65503)
-        if n < LIMIT:
+        if n < 255:
             count[s, j] = n + 1
     length = regs[3]
     if length > 0:
@@ -297,7 +298,7 @@ class BitCM:
     (3, 256)
     """
 
-    def __init__(self, table_bits: int = 22, match_bits: int = 20, learning_rate: float = 0.02):
+    def __init__(self, table_bits: int = 22, match_bits: int = 20, learning_rate: float = 0.005, limit: int = LIMIT):
         self.bits, self.mbits, self.lr = table_bits, match_bits, learning_rate
         n = 1 << table_bits
         self.chk = np.zeros(n, dtype=np.uint8)
@@ -311,7 +312,7 @@ class BitCM:
         cells = _squash_np(np.linspace(-STRETCH_CLAMP, STRETCH_CLAMP, APM_CELLS))
         self.apm1 = np.tile(cells, (256, 1))
         self.apm2 = np.tile(cells, (1 << APM2_BITS, 1))
-        self.rates = 1.0 / (np.arange(1024) + 1.5)
+        self.rates = 1.0 / (np.minimum(np.arange(1024), limit) + 1.5)
         self.regs = np.zeros(4, dtype=np.int64)  # current word, previous word, match pointer, match length
         self.buf = np.zeros(1 << 16, dtype=np.int64)
         self.n = 0  # bytes read
