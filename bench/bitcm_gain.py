@@ -52,23 +52,26 @@ def todays_mix(run, items, cache: Path) -> tuple[np.ndarray, np.ndarray]:
     return logp, target
 
 
-def bitwise(run, items, history_bytes: int, settings: dict) -> tuple[np.ndarray, float, float, int]:
-    """(n, vocab) rows of the bitwise model over the items' scored tokens, seconds to read the history and to
-    score, and the history's length in bytes."""
+def bitwise(run, items, history_bytes: int, settings: dict,
+            given: np.ndarray | None = None) -> tuple[np.ndarray, float, float, int]:
+    """(n, vocab) rows of the bitwise model over the items' scored tokens (given: (n, vocab) rows of another model,
+    one more input of its mixers), seconds to read the history and to score, and the history's length in bytes."""
     history = np.load(run.path / HISTORY_FILE, mmap_mode="r")
     history = np.asarray(history[history < 256])[-history_bytes:]  # the bytes (BOS left out)
     model = BitCM(**settings)
     t0 = time.perf_counter()
     model.learn(history)
     learn_s, rows = time.perf_counter() - t0, []
-    t0 = time.perf_counter()
+    t0, at = time.perf_counter(), 0
     for tokens, n_context, _ in items:
         context, scored = np.asarray(tokens[:n_context]), np.asarray(tokens[n_context:])
         context = context[context < 256]
         if not model.ends_with(context):
             model.learn(context)  # a text whose context is not the history's end (training bytes all the same)
         is_byte = scored < 256
-        rows.append(byte_rows(model.score(scored[is_byte]), is_byte, run.tokenizer.vocab_size))
+        extra = None if given is None else given[at : at + len(scored)][is_byte, :256]
+        rows.append(byte_rows(model.score(scored[is_byte], extra), is_byte, run.tokenizer.vocab_size))
+        at += len(scored)
     return np.concatenate(rows), learn_s, time.perf_counter() - t0, len(history)
 
 
@@ -112,6 +115,7 @@ def main() -> None:
     p.add_argument("--history", type=int, default=16 << 20, help="training bytes the bitwise model reads (the last)")
     p.add_argument("--table-bits", type=int, default=22)
     p.add_argument("--learning-rate", type=float, default=0.005, help="the bitwise model's mixers'")
+    p.add_argument("--prune", type=float, default=1e-6, help="nodes below this path probability are not evaluated")
     p.add_argument("--mix-rate", type=float, default=0.002, help="the second layer's")
     p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "bitcm-gain"))
     p.add_argument("--zpaq", action="store_true", help="measure zpaq -m5 too (when installed)")
@@ -119,7 +123,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     limit = args.bytes or 1 << 62
-    settings = {"table_bits": args.table_bits, "learning_rate": args.learning_rate}
+    settings = {"table_bits": args.table_bits, "learning_rate": args.learning_rate, "prune": args.prune}
     rows, speeds = [], []
     for label, path in ("tuning slice", args.tuning_run), ("held-out (report only)", args.run):
         run = seqlab.load(path)
@@ -128,18 +132,20 @@ def main() -> None:
         mixed, targets = todays_mix(run, items, Path(args.cache))
         bits_rows, learn_s, score_s, n_history = bitwise(run, items, args.history, settings)
         both = second_layer(mixed, bits_rows, targets, args.mix_rate)
+        inside, _, given_s, _ = bitwise(run, items, args.history, settings, mixed)
         n_bytes = lengths[targets]
-        picked = [-r[np.arange(len(targets)), targets] / np.log(2) for r in (mixed, bits_rows, both)]
+        picked = [-r[np.arange(len(targets)), targets] / np.log(2) for r in (mixed, bits_rows, both, inside)]
         today = picked[0]
-        for name, b in zip(["(a) eval's mix today", "(b) the bitwise model alone", "(c) (a) + (b), second layer"],
-                           picked):
+        for name, b in zip(["(a) eval's mix today", "(b) the bitwise model alone", "(c) (a) + (b), second layer",
+                            "(d) the bitwise model given (a) as one more input"], picked):
             versus = None if b is today else paired(b, today, n_bytes, args.block)
             rows.append([label, name, f"{b.sum() / n_bytes.sum():.4f}", shown(versus)])
         if args.zpaq and shutil.which("zpaq"):
             rows.append([label, "zpaq -m5 (given the training split)", f"{zpaq_bpb(run, items):.4f}", ""])
         speeds.append(f"{label}: read {n_history:,} history bytes in {learn_s:.1f} s, scored {len(targets):,} "
-                      f"tokens in {score_s:.1f} s ({len(targets) / score_s / 1e3:.1f} KB/s)")
-        for r in rows[-4:]:
+                      f"tokens in {score_s:.1f} s "
+                      f"({len(targets) / score_s / 1e3:.1f} KB/s; given (a): {given_s:.1f} s)")
+        for r in rows[-5:]:
             print(" | ".join(r), flush=True)
     print()
     print_table(f"bitwise context mixing ({platform.node()}, {torch.get_num_threads()} threads; {settings}, "

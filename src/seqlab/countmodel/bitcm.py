@@ -28,7 +28,8 @@ from numba import njit
 
 ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; the two word contexts follow
 N_CTX = len(ORDERS) + 2
-N_IN = N_CTX + 2  # the contexts' stretch(p), the match model's, a bias
+N_IN = N_CTX + 3  # the contexts' stretch(p), the match model's, the given distribution's (score's `given`), a bias
+GIVEN_PRIOR = 1.0  # the given distribution's prior weight in both mixers (the others': 0.3)
 LIMIT = 127  # an entry's rate stops falling here: it stays 1/(LIMIT + 1.5), it keeps adapting
 MATCH_MIN = 6  # bytes hashed to find a match
 MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
@@ -143,7 +144,7 @@ def _match_bucket(length):
 
 
 @njit(cache=True)
-def _node(c0, slot_of, prob, count, buf, regs, msm, w1, w2, apm1, apm2, c2h, x, out):
+def _node(c0, slot_of, prob, count, buf, regs, msm, w1, w2, apm1, apm2, c2h, given, x, out):
     """Predict node c0 (the partial byte with its leading 1) from its contexts' slots: fills its inputs x and
     out = (p, mixer 1's p, mixer 2's p, mixer 2's set, the mix's stretch, apm1's p)."""
     d = 0
@@ -166,7 +167,8 @@ def _node(c0, slot_of, prob, count, buf, regs, msm, w1, w2, apm1, apm2, c2h, x, 
             bit = (predicted >> (7 - d)) & 1
             st = _stretch(msm[min(length, 63)])
             x[N_CTX] = st if bit == 1 else -st
-    x[N_CTX + 1] = 0.5
+    x[N_CTX + 1] = given
+    x[N_CTX + 2] = 0.5
     set2 = _match_bucket(length) * (N_CTX + 1) + seen
     dot1 = 0.0
     dot2 = 0.0
@@ -238,17 +240,28 @@ def _learn_node(c0, y, slot_of, prob, count, buf, regs, msm, mcount, w1, w2, apm
 
 
 @njit(cache=True)
-def _run(buf, start, stop, full, logp, regs, mtab, mbits, chk, prob, count, bits, msm, mcount, w1, w2, apm1, apm2,
-         rates, lr):
+def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, chk, prob, count, bits, msm, mcount, w1, w2,
+         apm1, apm2, rates, lr):
     """Read buf[start:stop] one byte at a time: where `full`, write each position's log-distribution over the 256
-    bytes into logp[t - start] (all 255 nodes), then learn the byte (its path's 8 nodes)."""
+    bytes into logp[t - start] (the 255 nodes, less those under a node whose path's log-probability is below
+    `prune`: uniform there), then learn the byte (its path's 8 nodes). given: (stop - start, 256) log-distributions
+    over the bytes, one more input at each node (its bit's probability under them), or (0, 256): none."""
     ctx = np.zeros(N_CTX, dtype=np.int64)
     slots1 = np.empty(N_CTX, dtype=np.int64)
     slots2 = np.empty((16, N_CTX), dtype=np.int64)
     xs = np.zeros((256, N_IN))
     outs = np.zeros((256, 6))
     lp = np.zeros(512)
+    sums = np.zeros(512)
+    node_given = np.zeros(256)
+    done = np.zeros(256, dtype=np.bool_)
     for t in range(start, stop):
+        if len(given):
+            for b in range(256):
+                sums[256 + b] = math.exp(given[t - start, b])
+            for c0 in range(255, 0, -1):
+                sums[c0] = sums[2 * c0] + sums[2 * c0 + 1]
+                node_given[c0] = _stretch(sums[2 * c0 + 1] / max(sums[c0], 1e-300))
         _contexts(buf, t, regs, ctx)
         c2h = _hash(buf[t - 1] if t >= 1 else 256, buf[t - 2] if t >= 2 else 256)
         byte = buf[t]
@@ -259,8 +272,13 @@ def _run(buf, start, stop, full, logp, regs, mtab, mbits, chk, prob, count, bits
                     slots2[hn, i] = _find(chk, _hash(ctx[i], hn + 1), bits)
             lp[1] = 0.0
             for c0 in range(1, 256):
+                done[c0] = lp[c0] >= prune
+                if not done[c0]:
+                    lp[2 * c0 + 1] = lp[2 * c0] = lp[c0] - math.log(2.0)
+                    continue
                 slot_of = slots1 if c0 < 16 else slots2[(c0 >> (_depth(c0) - 4)) & 15]
-                _node(c0, slot_of, prob, count, buf, regs, msm, w1, w2, apm1, apm2, c2h, xs[c0], outs[c0])
+                _node(c0, slot_of, prob, count, buf, regs, msm, w1, w2, apm1, apm2, c2h, node_given[c0], xs[c0],
+                      outs[c0])
                 p = outs[c0, 0]
                 lp[2 * c0 + 1] = lp[c0] + math.log(p)
                 lp[2 * c0] = lp[c0] + math.log(1.0 - p)
@@ -274,8 +292,9 @@ def _run(buf, start, stop, full, logp, regs, mtab, mbits, chk, prob, count, bits
                 for i in range(N_CTX):
                     slots2[0, i] = _claim(chk, prob, count, _hash(ctx[i], (c0 & 15) + 1), bits)
             slot_of = slots1 if d < 4 else slots2[0]
-            if not full:  # (full: predicted above, from the slots found; a claimed one is fresh where none was)
-                _node(c0, slot_of, prob, count, buf, regs, msm, w1, w2, apm1, apm2, c2h, xs[c0], outs[c0])
+            if not full or not done[c0]:  # (full: predicted above from the slots found, fresh where none was)
+                _node(c0, slot_of, prob, count, buf, regs, msm, w1, w2, apm1, apm2, c2h, node_given[c0], xs[c0],
+                      outs[c0])
             y = (byte >> (7 - d)) & 1
             _learn_node(c0, y, slot_of, prob, count, buf, regs, msm, mcount, w1, w2, apm1, apm2, c2h, xs[c0],
                         outs[c0], rates, lr)
@@ -298,8 +317,9 @@ class BitCM:
     (3, 256)
     """
 
-    def __init__(self, table_bits: int = 22, match_bits: int = 20, learning_rate: float = 0.005, limit: int = LIMIT):
-        self.bits, self.mbits, self.lr = table_bits, match_bits, learning_rate
+    def __init__(self, table_bits: int = 22, match_bits: int = 20, learning_rate: float = 0.005, limit: int = LIMIT,
+                 prune: float = 1e-6):
+        self.bits, self.mbits, self.lr, self.prune = table_bits, match_bits, learning_rate, math.log(prune)
         n = 1 << table_bits
         self.chk = np.zeros(n, dtype=np.uint8)
         self.prob = np.full((n, 16), 32768, dtype=np.uint16)
@@ -309,6 +329,7 @@ class BitCM:
         self.mcount = np.zeros(64, dtype=np.int64)
         self.w1 = np.full((256, N_IN), 0.3)
         self.w2 = np.full((MATCH_SETS, N_IN), 0.3)
+        self.w1[:, N_CTX + 1] = self.w2[:, N_CTX + 1] = GIVEN_PRIOR
         cells = _squash_np(np.linspace(-STRETCH_CLAMP, STRETCH_CLAMP, APM_CELLS))
         self.apm1 = np.tile(cells, (256, 1))
         self.apm2 = np.tile(cells, (1 << APM2_BITS, 1))
@@ -328,9 +349,11 @@ class BitCM:
         self.n += len(data)
         return start
 
-    def _run(self, start: int, full: bool) -> np.ndarray:
+    def _run(self, start: int, full: bool, given: np.ndarray | None = None) -> np.ndarray:
         logp = np.zeros((self.n - start if full else 0, 256))
-        _run(self.buf, start, self.n, full, logp, self.regs, self.mtab, self.mbits, self.chk, self.prob, self.count,
+        given = np.zeros((0, 256)) if given is None else np.ascontiguousarray(given, dtype=np.float64)
+        assert len(given) in (0, self.n - start)
+        _run(self.buf, start, self.n, full, logp, given, self.prune, self.regs, self.mtab, self.mbits, self.chk, self.prob, self.count,
              self.bits, self.msm, self.mcount, self.w1, self.w2, self.apm1, self.apm2, self.rates, self.lr)
         return logp
 
@@ -338,10 +361,11 @@ class BitCM:
         """Read `data` (bytes, or byte values), learning each byte after predicting it along its path only."""
         self._run(self._append(data), full=False)
 
-    def score(self, data) -> np.ndarray:
+    def score(self, data, given: np.ndarray | None = None) -> np.ndarray:
         """(len(data), 256) natural-log distributions over each byte of `data`, each from the bytes before it;
-        the model learns each byte after writing its row."""
-        return self._run(self._append(data), full=True)
+        the model learns each byte after writing its row. given: (len(data), 256) log-distributions of another
+        model (eval's mix), mixed in bit by bit as one more input."""
+        return self._run(self._append(data), True, given)
 
     def ends_with(self, data) -> bool:
         """Whether the bytes read so far end with `data` (a text's context already read)."""
