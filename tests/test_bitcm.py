@@ -64,3 +64,38 @@ def test_a_bytes_row_does_not_depend_on_that_byte():
         model.learn(TEXT[:1000])
         rows.append(model.score(TEXT[1000:1200] + last))
     np.testing.assert_array_equal(*rows)
+
+
+def bitcm_copy(run_dir, tmp_path):
+    """A copy of a trained byte-level run with "bitcm": true under counts in its config.json (how eval turns it on)."""
+    import json
+    import shutil
+
+    copy = tmp_path / "bitcm-run"
+    shutil.copytree(run_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["counts"]["bitcm"] = True
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
+def test_eval_with_counts_bitcm_mixes_it_in_and_stays_causal(trained_runs, tmp_path):
+    import torch
+
+    from seqlab.evaluate import evaluate
+    from seqlab.run import load
+    from seqlab.scoring import score_run
+
+    plain, run = load(trained_runs["lstm"]), load(bitcm_copy(trained_runs["lstm"], tmp_path))
+    assert run.tokenizer.kind == "byte" and run.count_model.config.bitcm and not plain.count_model.config.bitcm
+    result, before = evaluate(run), evaluate(plain)
+    assert result["bpb"] != before["bpb"] and abs(result["bpb"] - before["bpb"]) < 0.5 * before["bpb"]
+    assert "bitwise context-mixing" in result["context"]
+    text = np.frombuffer(TEXT[:600], dtype=np.uint8).astype(np.int64)
+
+    def mixed(tokens):
+        return torch.cat([lp for _, lp, _, _ in score_run(run, tokens, 1, run.count_model.session(run.device))])
+
+    whole, half = mixed(text), mixed(text[:301])
+    torch.testing.assert_close(whole[:300], half)
+    torch.testing.assert_close(torch.logsumexp(whole, dim=1), torch.zeros(len(whole), dtype=whole.dtype))
