@@ -29,8 +29,8 @@ from numba import njit
 ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; the two word contexts follow
 N_CTX = len(ORDERS) + 2
 N_IN = N_CTX + 3  # the contexts' stretch(p), the match model's, the given distribution's (score's `given`), a bias
-GIVEN_PRIOR = 1.0  # the given distribution's prior weight in both mixers (the others': 0.3)
-LIMIT = 127  # an entry's rate stops falling here: it stays 1/(LIMIT + 1.5), it keeps adapting
+GIVEN_PRIOR = 0.6  # the given distribution's prior weight in both mixers (the others': 0.3)
+LIMIT = 30  # an entry's rate stops falling here: it stays 1/(LIMIT + 1.5), it keeps adapting
 MATCH_MIN = 6  # bytes hashed to find a match
 MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
 APM_CELLS = 33
@@ -268,14 +268,15 @@ def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, chk, pro
         if full:
             for i in range(N_CTX):
                 slots1[i] = _find(chk, _hash(ctx[i], 0), bits)
-                for hn in range(16):
-                    slots2[hn, i] = _find(chk, _hash(ctx[i], hn + 1), bits)
             lp[1] = 0.0
             for c0 in range(1, 256):
                 done[c0] = lp[c0] >= prune
                 if not done[c0]:
                     lp[2 * c0 + 1] = lp[2 * c0] = lp[c0] - math.log(2.0)
                     continue
+                if 16 <= c0 < 32:  # a high nibble whose low nibble's nodes are evaluated: its slots
+                    for i in range(N_CTX):
+                        slots2[c0 - 16, i] = _find(chk, _hash(ctx[i], c0 - 15), bits)
                 slot_of = slots1 if c0 < 16 else slots2[(c0 >> (_depth(c0) - 4)) & 15]
                 _node(c0, slot_of, prob, count, buf, regs, msm, w1, w2, apm1, apm2, c2h, node_given[c0], xs[c0],
                       outs[c0])
