@@ -30,7 +30,7 @@ ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; the two word contexts follow
 N_CTX = len(ORDERS) + 2
 N_IN = N_CTX + 3  # the contexts' stretch(p), the match model's, the given distribution's (score's `given`), a bias
 GIVEN_PRIOR = 0.6  # the given distribution's prior weight in both mixers (the others': 0.3)
-LIMIT = 30  # an entry's rate stops falling here: it stays 1/(LIMIT + 1.5), it keeps adapting
+LIMIT = 15  # an entry's rate stops falling here: it stays 1/(LIMIT + 1.5), it keeps adapting
 MATCH_MIN = 6  # bytes hashed to find a match
 MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
 APM_CELLS = 33
@@ -319,7 +319,7 @@ class BitCM:
     """
 
     def __init__(self, table_bits: int = 22, match_bits: int = 20, learning_rate: float = 0.005, limit: int = LIMIT,
-                 prune: float = 1e-6):
+                 prune: float = 1e-4):
         self.bits, self.mbits, self.lr, self.prune = table_bits, match_bits, learning_rate, math.log(prune)
         n = 1 << table_bits
         self.chk = np.zeros(n, dtype=np.uint8)
