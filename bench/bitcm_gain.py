@@ -114,7 +114,7 @@ def main() -> None:
     p.add_argument("--block", type=int, default=4096, help="tokens per bootstrap block")
     p.add_argument("--history", type=int, default=16 << 20, help="training bytes the bitwise model reads (the last)")
     p.add_argument("--table-bits", type=int, default=22)
-    p.add_argument("--learning-rate", type=float, default=0.005, help="the bitwise model's mixers'")
+    p.add_argument("--learning-rate", type=float, default=0.0015, help="the bitwise model's mixers'")
     p.add_argument("--prune", type=float, default=1e-4, help="nodes below this path probability are not evaluated")
     p.add_argument("--mix-rate", type=float, default=0.002, help="the second layer's")
     p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "bitcm-gain"))

@@ -28,8 +28,10 @@ from numba import njit
 
 ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; the two word contexts follow
 N_CTX = len(ORDERS) + 2
-N_IN = 2 * N_CTX + 3  # each context's two stretch(p), the match model's, the given distribution's (score's), a bias
-MATCH_IN, GIVEN_IN = 2 * N_CTX, 2 * N_CTX + 1
+PER_CTX = 3  # a context's inputs: its entry's slow and fast probabilities, and its bit history's
+N_IN = PER_CTX * N_CTX + 3  # and the match model's, the given distribution's (score's), a bias
+MATCH_IN, GIVEN_IN = PER_CTX * N_CTX, PER_CTX * N_CTX + 1
+HISTORY_BITS = 6  # an entry's bit history: its last bits (up to 6) after a leading 1; 1: none yet
 GIVEN_PRIOR = 0.6  # the given distribution's prior weight in both mixers (the others': 0.3)
 LIMIT = 127  # an entry's slow rate stops falling here: it stays 1/(LIMIT + 1.5), it keeps adapting
 FAST_LIMIT = 4  # and its fast one's (each entry keeps both probabilities: a stationary and a recent view)
@@ -76,7 +78,7 @@ def _find(chk, h, bits):
 
 
 @njit(cache=True)
-def _claim(chk, prob, fast, count, h, bits):
+def _claim(chk, prob, fast, count, hist, h, bits):
     """The slot of hash h, made fresh where it was not there (the less used of the two is replaced)."""
     s = _find(chk, h, bits)
     if s >= 0:
@@ -87,6 +89,7 @@ def _claim(chk, prob, fast, count, h, bits):
     prob[s, :] = 32768
     fast[s, :] = 32768
     count[s, :] = 0
+    hist[s, :] = 1
     return s
 
 
@@ -147,7 +150,7 @@ def _match_bucket(length):
 
 
 @njit(cache=True)
-def _node(c0, slot_of, prob, fast, count, buf, regs, msm, w1, w2, apm1, apm2, c2h, given, x, out):
+def _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, apm1, apm2, c2h, given, x, out):
     """Predict node c0 (the partial byte with its leading 1) from its contexts' slots: fills its inputs x and
     out = (p, mixer 1's p, mixer 2's p, mixer 2's set, the mix's stretch, apm1's p)."""
     d = 0
@@ -159,10 +162,12 @@ def _node(c0, slot_of, prob, fast, count, buf, regs, msm, w1, w2, apm1, apm2, c2
         s = slot_of[i]
         if s >= 0 and count[s, j] > 0:
             seen += 1
-            x[2 * i] = STRETCH[prob[s, j] >> 4]
-            x[2 * i + 1] = STRETCH[fast[s, j] >> 4]
+            x[PER_CTX * i] = STRETCH[prob[s, j] >> 4]
+            x[PER_CTX * i + 1] = STRETCH[fast[s, j] >> 4]
+            x[PER_CTX * i + 2] = STRETCH[int(ism[i, hist[s, j]] * 4095.0)]
         else:
-            x[2 * i] = x[2 * i + 1] = 0.0
+            x[PER_CTX * i] = x[PER_CTX * i + 1] = 0.0
+            x[PER_CTX * i + 2] = STRETCH[int(ism[i, 1] * 4095.0)]
     x[MATCH_IN] = 0.0
     length = regs[3]
     if length > 0:
@@ -212,7 +217,8 @@ def _apm_learn(table, row, st, y, rate):
 
 
 @njit(cache=True)
-def _learn_node(c0, y, slot_of, prob, fast, count, buf, regs, msm, mcount, w1, w2, apm1, apm2, c2h, x, out, rates,
+def _learn_node(c0, y, slot_of, prob, fast, count, hist, ism, icount, buf, regs, msm, mcount, w1, w2, apm1, apm2, c2h,
+                x, out, rates,
                 frates, lr):
     """Update node c0 with its bit y, from its inputs x and outputs `out` (_node's)."""
     d = int(out[5])
@@ -226,6 +232,14 @@ def _learn_node(c0, y, slot_of, prob, fast, count, buf, regs, msm, mcount, w1, w
         f = fast[s, j]
         f += int((y * 65535 - f) * frates[n])
         fast[s, j] = min(max(f, 32), 65503)
+        h = hist[s, j]
+        ism[i, h] += (y - ism[i, h]) / (icount[i, h] + 1.5)
+        if icount[i, h] < 1023:
+            icount[i, h] += 1
+        h = 2 * h + y
+        if h >= 1 << (HISTORY_BITS + 1):
+            h = (1 << HISTORY_BITS) | (h & ((1 << HISTORY_BITS) - 1))
+        hist[s, j] = h
         if n < 255:
             count[s, j] = n + 1
     length = regs[3]
@@ -248,8 +262,8 @@ def _learn_node(c0, y, slot_of, prob, fast, count, buf, regs, msm, mcount, w1, w
 
 
 @njit(cache=True)
-def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, chk, prob, fast, count, bits, msm, mcount,
-         w1, w2, apm1, apm2, rates, frates, lr):
+def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, chk, prob, fast, count, hist, ism, icount,
+         bits, msm, mcount, w1, w2, apm1, apm2, rates, frates, lr):
     """Read buf[start:stop] one byte at a time: where `full`, write each position's log-distribution over the 256
     bytes into logp[t - start] (the 255 nodes, less those under a node whose path's log-probability is below
     `prune`: uniform there), then learn the byte (its path's 8 nodes). given: (stop - start, 256) log-distributions
@@ -286,27 +300,27 @@ def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, chk, pro
                     for i in range(N_CTX):
                         slots2[c0 - 16, i] = _find(chk, _hash(ctx[i], c0 - 15), bits)
                 slot_of = slots1 if c0 < 16 else slots2[(c0 >> (_depth(c0) - 4)) & 15]
-                _node(c0, slot_of, prob, fast, count, buf, regs, msm, w1, w2, apm1, apm2, c2h, node_given[c0], xs[c0],
-                      outs[c0])
+                _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, apm1, apm2, c2h,
+                      node_given[c0], xs[c0], outs[c0])
                 p = outs[c0, 0]
                 lp[2 * c0 + 1] = lp[c0] + math.log(p)
                 lp[2 * c0] = lp[c0] + math.log(1.0 - p)
             for b in range(256):
                 logp[t - start, b] = lp[256 + b]
         for i in range(N_CTX):
-            slots1[i] = _claim(chk, prob, fast, count, _hash(ctx[i], 0), bits)
+            slots1[i] = _claim(chk, prob, fast, count, hist, _hash(ctx[i], 0), bits)
         c0 = 1
         for d in range(8):
             if d == 4:
                 for i in range(N_CTX):
-                    slots2[0, i] = _claim(chk, prob, fast, count, _hash(ctx[i], (c0 & 15) + 1), bits)
+                    slots2[0, i] = _claim(chk, prob, fast, count, hist, _hash(ctx[i], (c0 & 15) + 1), bits)
             slot_of = slots1 if d < 4 else slots2[0]
             if not full or not done[c0]:  # (full: predicted above from the slots found, fresh where none was)
-                _node(c0, slot_of, prob, fast, count, buf, regs, msm, w1, w2, apm1, apm2, c2h, node_given[c0], xs[c0],
-                      outs[c0])
+                _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, apm1, apm2, c2h,
+                      node_given[c0], xs[c0], outs[c0])
             y = (byte >> (7 - d)) & 1
-            _learn_node(c0, y, slot_of, prob, fast, count, buf, regs, msm, mcount, w1, w2, apm1, apm2, c2h,
-                        xs[c0], outs[c0], rates, frates, lr)
+            _learn_node(c0, y, slot_of, prob, fast, count, hist, ism, icount, buf, regs, msm, mcount, w1, w2, apm1,
+                        apm2, c2h, xs[c0], outs[c0], rates, frates, lr)
             c0 = 2 * c0 + y
         _after_byte(buf, t, regs, mtab, mbits)
 
@@ -326,20 +340,23 @@ class BitCM:
     (3, 256)
     """
 
-    def __init__(self, table_bits: int = 22, match_bits: int = 20, learning_rate: float = 0.005, limit: int = LIMIT,
+    def __init__(self, table_bits: int = 22, match_bits: int = 20, learning_rate: float = 0.0015, limit: int = LIMIT,
                  fast_limit: int = FAST_LIMIT, prune: float = 1e-4):
         self.bits, self.mbits, self.lr, self.prune = table_bits, match_bits, learning_rate, math.log(prune)
         n = 1 << table_bits
         self.chk = np.zeros(n, dtype=np.uint8)
         self.prob = np.full((n, 16), 32768, dtype=np.uint16)
         self.fast = np.full((n, 16), 32768, dtype=np.uint16)
+        self.hist = np.ones((n, 16), dtype=np.uint8)
+        self.ism = np.full((N_CTX, 1 << (HISTORY_BITS + 1)), 0.5)  # each context's probability per bit history
+        self.icount = np.zeros((N_CTX, 1 << (HISTORY_BITS + 1)), dtype=np.int64)
         self.count = np.zeros((n, 16), dtype=np.uint8)
         self.mtab = np.zeros(1 << match_bits, dtype=np.int64)
         self.msm = np.full(64, 0.75)
         self.mcount = np.zeros(64, dtype=np.int64)
         self.w1 = np.full((256, N_IN), 0.3)
         self.w2 = np.full((MATCH_SETS, N_IN), 0.3)
-        self.w1[:, :MATCH_IN] = self.w2[:, :MATCH_IN] = 0.15  # two inputs per context
+        self.w1[:, :MATCH_IN] = self.w2[:, :MATCH_IN] = 0.1  # three inputs per context
         self.w1[:, GIVEN_IN] = self.w2[:, GIVEN_IN] = GIVEN_PRIOR
         cells = _squash_np(np.linspace(-STRETCH_CLAMP, STRETCH_CLAMP, APM_CELLS))
         self.apm1 = np.tile(cells, (256, 1))
@@ -366,7 +383,8 @@ class BitCM:
         given = np.zeros((0, 256)) if given is None else np.ascontiguousarray(given, dtype=np.float64)
         assert len(given) in (0, self.n - start)
         _run(self.buf, start, self.n, full, logp, given, self.prune, self.regs, self.mtab, self.mbits, self.chk,
-             self.prob, self.fast, self.count, self.bits, self.msm, self.mcount, self.w1, self.w2, self.apm1,
+             self.prob, self.fast, self.count, self.hist, self.ism, self.icount, self.bits, self.msm, self.mcount,
+             self.w1, self.w2, self.apm1,
              self.apm2, self.rates, self.frates, self.lr)
         return logp
 
