@@ -37,6 +37,7 @@ LIMIT = 127  # an entry's slow rate stops falling here: it stays 1/(LIMIT + 1.5)
 FAST_LIMIT = 4  # and its fast one's (each entry keeps both probabilities: a stationary and a recent view)
 MATCH_MIN = 6  # bytes hashed to find a match
 MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
+FINAL_RATE = 1.0  # the final mixer's rate, times the mixers'
 APM_CELLS = 33
 APM2_BITS = 16
 STRETCH_CLAMP = 8.0
@@ -150,7 +151,7 @@ def _match_bucket(length):
 
 
 @njit(cache=True)
-def _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, apm1, apm2, c2h, given, x, out):
+def _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, w3, apm1, apm2, c2h, given, x, out):
     """Predict node c0 (the partial byte with its leading 1) from its contexts' slots: fills its inputs x and
     out = (p, mixer 1's p, mixer 2's p, mixer 2's set, the mix's stretch, apm1's p)."""
     d = 0
@@ -186,7 +187,7 @@ def _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, apm
         dot2 += w2[set2, i] * x[i]
     dot1 = min(max(dot1, -STRETCH_CLAMP), STRETCH_CLAMP)
     dot2 = min(max(dot2, -STRETCH_CLAMP), STRETCH_CLAMP)
-    st = 0.5 * (dot1 + dot2)
+    st = min(max(w3[c0, 0] * dot1 + w3[c0, 1] * dot2, -STRETCH_CLAMP), STRETCH_CLAMP)  # the final mixer's
     p = _squash(st)
     a1 = _apm(apm1, c0, st)
     a2 = _apm(apm2, (c2h ^ (c0 * 40503)) & ((1 << APM2_BITS) - 1), st)
@@ -197,6 +198,8 @@ def _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, apm
     out[3] = set2
     out[4] = st
     out[5] = d
+    out[6] = dot1
+    out[7] = dot2
 
 
 @njit(cache=True)
@@ -217,9 +220,8 @@ def _apm_learn(table, row, st, y, rate):
 
 
 @njit(cache=True)
-def _learn_node(c0, y, slot_of, prob, fast, count, hist, ism, icount, buf, regs, msm, mcount, w1, w2, apm1, apm2, c2h,
-                x, out, rates,
-                frates, lr):
+def _learn_node(c0, y, slot_of, prob, fast, count, hist, ism, icount, buf, regs, msm, mcount, w1, w2, w3, apm1, apm2,
+                c2h, x, out, rates, frates, lr):
     """Update node c0 with its bit y, from its inputs x and outputs `out` (_node's)."""
     d = int(out[5])
     j = c0 if d < 4 else (1 << (d - 4)) | (c0 & ((1 << (d - 4)) - 1))
@@ -257,13 +259,16 @@ def _learn_node(c0, y, slot_of, prob, fast, count, hist, ism, icount, buf, regs,
     for i in range(N_IN):
         w1[c0, i] += lr * e1 * x[i]
         w2[set2, i] += lr * e2 * x[i]
+    e3 = (y - _squash(out[4])) * lr * FINAL_RATE
+    w3[c0, 0] += e3 * out[6]
+    w3[c0, 1] += e3 * out[7]
     _apm_learn(apm1, c0, out[4], y, 0.02)
     _apm_learn(apm2, (c2h ^ (c0 * 40503)) & ((1 << APM2_BITS) - 1), out[4], y, 0.02)
 
 
 @njit(cache=True)
 def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, chk, prob, fast, count, hist, ism, icount,
-         bits, msm, mcount, w1, w2, apm1, apm2, rates, frates, lr):
+         bits, msm, mcount, w1, w2, w3, apm1, apm2, rates, frates, lr):
     """Read buf[start:stop] one byte at a time: where `full`, write each position's log-distribution over the 256
     bytes into logp[t - start] (the 255 nodes, less those under a node whose path's log-probability is below
     `prune`: uniform there), then learn the byte (its path's 8 nodes). given: (stop - start, 256) log-distributions
@@ -272,7 +277,7 @@ def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, chk, pro
     slots1 = np.empty(N_CTX, dtype=np.int64)
     slots2 = np.empty((16, N_CTX), dtype=np.int64)
     xs = np.zeros((256, N_IN))
-    outs = np.zeros((256, 6))
+    outs = np.zeros((256, 8))
     lp = np.zeros(512)
     sums = np.zeros(512)
     node_given = np.zeros(256)
@@ -300,7 +305,7 @@ def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, chk, pro
                     for i in range(N_CTX):
                         slots2[c0 - 16, i] = _find(chk, _hash(ctx[i], c0 - 15), bits)
                 slot_of = slots1 if c0 < 16 else slots2[(c0 >> (_depth(c0) - 4)) & 15]
-                _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, apm1, apm2, c2h,
+                _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, w3, apm1, apm2, c2h,
                       node_given[c0], xs[c0], outs[c0])
                 p = outs[c0, 0]
                 lp[2 * c0 + 1] = lp[c0] + math.log(p)
@@ -316,10 +321,10 @@ def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, chk, pro
                     slots2[0, i] = _claim(chk, prob, fast, count, hist, _hash(ctx[i], (c0 & 15) + 1), bits)
             slot_of = slots1 if d < 4 else slots2[0]
             if not full or not done[c0]:  # (full: predicted above from the slots found, fresh where none was)
-                _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, apm1, apm2, c2h,
+                _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, w3, apm1, apm2, c2h,
                       node_given[c0], xs[c0], outs[c0])
             y = (byte >> (7 - d)) & 1
-            _learn_node(c0, y, slot_of, prob, fast, count, hist, ism, icount, buf, regs, msm, mcount, w1, w2, apm1,
+            _learn_node(c0, y, slot_of, prob, fast, count, hist, ism, icount, buf, regs, msm, mcount, w1, w2, w3, apm1,
                         apm2, c2h, xs[c0], outs[c0], rates, frates, lr)
             c0 = 2 * c0 + y
         _after_byte(buf, t, regs, mtab, mbits)
@@ -358,6 +363,7 @@ class BitCM:
         self.w2 = np.full((MATCH_SETS, N_IN), 0.3)
         self.w1[:, :MATCH_IN] = self.w2[:, :MATCH_IN] = 0.1  # three inputs per context
         self.w1[:, GIVEN_IN] = self.w2[:, GIVEN_IN] = GIVEN_PRIOR
+        self.w3 = np.full((256, 2), 0.5)  # the final mixer's, over the two mixers' stretch, per partial byte
         cells = _squash_np(np.linspace(-STRETCH_CLAMP, STRETCH_CLAMP, APM_CELLS))
         self.apm1 = np.tile(cells, (256, 1))
         self.apm2 = np.tile(cells, (1 << APM2_BITS, 1))
@@ -384,7 +390,7 @@ class BitCM:
         assert len(given) in (0, self.n - start)
         _run(self.buf, start, self.n, full, logp, given, self.prune, self.regs, self.mtab, self.mbits, self.chk,
              self.prob, self.fast, self.count, self.hist, self.ism, self.icount, self.bits, self.msm, self.mcount,
-             self.w1, self.w2, self.apm1,
+             self.w1, self.w2, self.w3, self.apm1,
              self.apm2, self.rates, self.frates, self.lr)
         return logp
 
