@@ -12,7 +12,6 @@ block-bootstrap interval (seqlab.stats.paired_difference). Today's mix is cached
 on the bitwise model). --zpaq measures zpaq -m5 on the same bytes (size(train + held-out) less size(train)).
 """
 
-import argparse
 import hashlib
 import platform
 import shutil
@@ -26,7 +25,7 @@ from common import print_table, seqlab
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mixer_gains import held_out, paired, shown  # noqa: E402
+from mixer_gains import held_out, paired, shown, tuning_arguments  # noqa: E402
 from seqlab.countmodel import HISTORY_FILE  # noqa: E402
 from seqlab.countmodel.bitcm import BitCM, byte_rows, mix_two  # noqa: E402
 
@@ -107,11 +106,7 @@ def zpaq_bpb(run, items) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("tuning_run")
-    p.add_argument("run")
-    p.add_argument("--bytes", type=int, default=0, help="score at most this many tokens of each (0: all)")
-    p.add_argument("--block", type=int, default=4096, help="tokens per bootstrap block")
+    p = tuning_arguments(__doc__)
     p.add_argument("--history", type=int, default=16 << 20, help="training bytes the bitwise model reads (the last)")
     p.add_argument("--table-bits", type=int, default=22)
     p.add_argument("--learning-rate", type=float, default=0.0015, help="the bitwise model's mixers'")
@@ -119,7 +114,6 @@ def main() -> None:
     p.add_argument("--mix-rate", type=float, default=0.002, help="the second layer's")
     p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "bitcm-gain"))
     p.add_argument("--zpaq", action="store_true", help="measure zpaq -m5 too (when installed)")
-    p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     limit = args.bytes or 1 << 62
