@@ -16,7 +16,6 @@ import torch
 
 from ..config import CountModelConfig
 from ..errors import SeqlabError
-from .bitcm import BitCM, byte_rows
 from .mixer import Experts, OnlineMixer, blend_counts
 from . import store
 from .tables import CountTable, PendingCounts, RecentCounts, _history_table, context_hashes
@@ -118,6 +117,8 @@ class CountSession:
         self.count_every = COUNT_EVERY
         self.bitcm = None
         if model.history_bytes is not None:  # it reads the training bytes first (eval's time counts it)
+            from .bitcm import BitCM  # here: importing numba costs every verb's start ~0.3 s, and it is off by default
+
             self.bitcm = BitCM()
             self.bitcm.learn(model.history_bytes)
 
@@ -197,6 +198,8 @@ class CountSession:
     def _bitwise(self, logp: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The bitwise model's distributions over the chunk's bytes, the mix one of its inputs at each bit (it
         scores the bytes in order: each row from the bytes before it and the mix's row)."""
+        from .bitcm import byte_rows
+
         tokens = targets.cpu().numpy()
         is_byte = tokens < 256
         mixed = logp.double().cpu().numpy()
