@@ -312,7 +312,7 @@ def test_warmth_codes_its_own_format_round_trips_over_segments_and_old_files_dec
     assert lockstep.segments_for(len(data)) >= 4
     run = _with_select(lstm_dir, tmp_path, ["order1", "warmth"])
     blob = compress_bytes(run, data)
-    assert FORMATS[blob[4]] == (True, False, True) and Header.unpack(blob, "x")[0].warmth
+    assert FORMATS[blob[4]] == (True, False, True, True) and Header.unpack(blob, "x")[0].warmth
     assert decompress_bytes(run, blob) == data
     run.count_model = run.count_model.with_warmth(False)  # the mixer of a run from before the warmth sets
     old = compress_bytes(run, data)

@@ -17,6 +17,7 @@ token it knows, the decoder decodes it.
 """
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -41,6 +42,34 @@ def segment_lengths(n_tokens: int, segments: int) -> np.ndarray:
     return np.clip(n_tokens - per * np.arange(segments), 0, per)
 
 
+@dataclass
+class Layout:
+    """A block's segments: their lengths (tokens, in the text's order) and the token each is read after
+    (its first context: BOS, or a newline for a segment moved to a line start, formats 15-18)."""
+
+    lengths: np.ndarray  # int64 (S,)
+    first: np.ndarray  # int64 (S,)
+
+    @classmethod
+    def nominal(cls, n_tokens: int, bos: int) -> "Layout":
+        lengths = segment_lengths(n_tokens, segments_for(n_tokens))
+        return cls(lengths.astype(np.int64), np.full(len(lengths), bos, dtype=np.int64))
+
+    def rows(self, tokens: np.ndarray) -> np.ndarray:
+        """(S, steps): the block's tokens as code_block reads them, 0 past each segment's end."""
+        out = np.zeros((len(self.lengths), int(self.lengths.max(initial=0))), dtype=np.int64)
+        for row, (start, n) in enumerate(zip(self.starts(), self.lengths)):
+            out[row, :n] = tokens[start : start + n]
+        return out
+
+    def starts(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+
+    def text(self, rows: np.ndarray) -> np.ndarray:
+        """The block's tokens back from rows (S, steps), in the text's order."""
+        return np.concatenate([rows[row, :n] for row, n in enumerate(self.lengths)]) if len(rows) else rows
+
+
 def _network_step(model, x: torch.Tensor, state):
     with torch.no_grad():
         logits, state = model.step(x, state)
@@ -48,7 +77,8 @@ def _network_step(model, x: torch.Tensor, state):
 
 
 @torch.no_grad()
-def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, adapter=None) -> None:
+def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, adapter=None,
+               layout: "Layout | None" = None) -> None:
     """Step through a block of n_tokens as segments_for(n_tokens) segments in lockstep.
 
     pick(j, active, logp) gets step j's mixed log-probabilities (S, V) and which rows still have a
@@ -57,16 +87,18 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     adapter: an adapt.Adapter (compress --adapt): every max(1, chunk // S) steps the network takes a step
     on the tokens coded since (learn_rows); the next steps predict with the new weights and the state
     (recurrent state, KV cache) built before, as the decoder does.
+    layout: the segments' lengths and first contexts (Layout); by default segment_lengths' cuts, each from BOS.
     """
-    lengths = segment_lengths(n_tokens, segments_for(n_tokens))
-    n_rows, steps, bos = len(lengths), int(lengths.max(initial=0)), run.tokenizer.bos_id
+    layout = layout or Layout.nominal(n_tokens, run.tokenizer.bos_id)
+    lengths = layout.lengths
+    n_rows, steps = len(lengths), int(lengths.max(initial=0))
     model = run.model
     state = model.init_state(n_rows, torch.device("cpu"))
-    x = torch.full((n_rows,), bos, dtype=torch.long)
-    reader = LockstepReader(session, n_rows, bos, steps) if session is not None else None
+    x = torch.from_numpy(layout.first.copy())
+    reader = LockstepReader(session, n_rows, layout.first, steps) if session is not None else None
     every = max(1, run.config.counts.chunk // n_rows)
     adapt_every = max(1, adapter.chunk // n_rows) if adapter is not None else 0
-    known = torch.full((n_rows, steps + 1), bos, dtype=torch.long) if adapter is not None else None
+    known = x[:, None].repeat(1, steps + 1) if adapter is not None else None
     pending: list = []
     # the worker's torch threads are its own (OpenMP's count is per thread): set in it, as in this one
     with ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(threads,)) as pool, TorchThreads(threads):

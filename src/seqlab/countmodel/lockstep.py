@@ -17,10 +17,11 @@ from .words import REACH
 
 
 class LockstepReader:
-    """n texts, each from `first` (BOS) at position 0; `distributions()` blends the counts for every text's
-    next position, `append(tokens, counted)` learns them, `advance()` counts what was learnt as seen text."""
+    """n texts, each from `first` (BOS, or each text's own: an int64 (n,) array) at position 0; `distributions()`
+    blends the counts for every text's next position, `append(tokens, counted)` learns them, `advance()` counts what
+    was learnt as seen text."""
 
-    def __init__(self, session, n_texts: int, first: int, longest_text: int):
+    def __init__(self, session, n_texts: int, first, longest_text: int):
         self.session, self.orders = session, np.asarray(session.model.orders)
         self.ring = int(self.orders.max()) + 1
         self.prefix = np.zeros((n_texts, self.ring), dtype=np.uint64)  # prefix sums at positions i % ring
@@ -33,7 +34,7 @@ class LockstepReader:
         self.words = session.model.words
         self.tail = np.zeros((n_texts, REACH), dtype=np.int64) if self.words is not None else None
         self.word_contexts = None
-        self._learn(np.full(n_texts, first, dtype=np.int64))
+        self._learn(np.broadcast_to(np.asarray(first, dtype=np.int64), (n_texts,)).copy())
 
     def _learn(self, tokens: np.ndarray) -> None:
         i = self.position
