@@ -70,7 +70,7 @@ def main() -> None:
     position = np.concatenate([np.arange(n) for n in lengths])
     print(f"{len(data):,} bytes of {args.file}; run {args.run}; {len(lengths)} segments of up to "
           f"{lengths.max():,} tokens, {'at line starts' if lines else 'at the nominal cuts'}"
-          f" ({framing} bytes of moves, not in the table)\n")
+          f" ({framing} bytes of framing for them, not in the table)\n")
     print("| positions in a segment | tokens  | compress bytes | eval bytes | compress - eval (% of eval) |")
     print("|------------------------|--------:|---------------:|-----------:|-----------------------------|")
     for lo, hi in BANDS + [(0, None)]:

@@ -75,8 +75,7 @@ def block_layout(run, tokens: np.ndarray, lines: bool) -> tuple[Layout, bytes]:
     """A block's segments and the framing bytes that say where they start (none before format 15)."""
     if not lines:
         return Layout.nominal(len(tokens), run.tokenizer.bos_id), b""
-    layout, codes = seams.line_starts(tokens, run.tokenizer)
-    return layout, seams.write_moves(codes)
+    return seams.line_starts(tokens, run.tokenizer)
 
 
 def _per_token(progress, data: bytes, tokens: np.ndarray):
@@ -101,7 +100,7 @@ def _decode_blocks(run, reader: ByteReader, header: Header, write, progress, ada
     done, crc = 0, 0
     while done < header.n_bytes:
         n_tokens, n_words = reader.varint(), reader.varint()
-        layout = seams.read_moves(reader, n_tokens, run.tokenizer) if header.lines else \
+        layout = seams.read_layout(reader, n_tokens, run.tokenizer) if header.lines else \
             Layout.nominal(n_tokens, run.tokenizer.bos_id)
         words = np.frombuffer(reader.take(4 * n_words), dtype="<u4").astype(np.uint32)
         decoder = constriction.stream.queue.RangeDecoder(words)

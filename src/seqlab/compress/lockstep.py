@@ -30,6 +30,9 @@ from ..scoring import TorchThreads
 SEGMENT_TOKENS = 4096  # at least this many tokens per segment: each starts cold, without the text before it
 MAX_SEGMENTS = 256  # rows per step
 BLOCK_TOKENS = 1 << 22  # tokens coded as one block: memory stays bounded however large the file
+# a segment read after a newline (seams.py) counts as this many tokens warmer to the warmth sets: its first token
+# is mixed with the network's weight at its prior (a line start is a true context), not at the cold start's 0.3
+LINE_WARMTH = 1
 
 
 def segments_for(n_tokens: int) -> int:
@@ -62,6 +65,9 @@ class Layout:
             out[row, :n] = tokens[start : start + n]
         return out
 
+    def read(self, step: int, tokens: np.ndarray) -> None:
+        """Step `step`'s tokens were read (every row's): a layout whose lengths are known has nothing to learn."""
+
     def starts(self) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
 
@@ -90,40 +96,45 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     layout: the segments' lengths and first contexts (Layout); by default segment_lengths' cuts, each from BOS.
     """
     layout = layout or Layout.nominal(n_tokens, run.tokenizer.bos_id)
-    lengths = layout.lengths
+    lengths = layout.lengths  # a decoder's seams.Chain learns some as it reads: until then, their most
     n_rows, steps = len(lengths), int(lengths.max(initial=0))
     model = run.model
     state = model.init_state(n_rows, torch.device("cpu"))
     x = torch.from_numpy(layout.first.copy())
-    reader = LockstepReader(session, n_rows, layout.first, steps) if session is not None else None
+    ahead = np.where(layout.first != run.tokenizer.bos_id, LINE_WARMTH, 0)
+    reader = LockstepReader(session, n_rows, layout.first, steps, ahead) if session is not None else None
     every = max(1, run.config.counts.chunk // n_rows)
     adapt_every = max(1, adapter.chunk // n_rows) if adapter is not None else 0
     known = x[:, None].repeat(1, steps + 1) if adapter is not None else None
     pending: list = []
+    j = 0
     # the worker's torch threads are its own (OpenMP's count is per thread): set in it, as in this one
     with ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(threads,)) as pool, TorchThreads(threads):
-        for j in range(steps):
+        while j < lengths.max(initial=0):
             active = lengths > j
             net = pool.submit(_network_step, model, x, state)
             experts = reader.distributions() if reader else None
             net_logp, state = net.result()
             logp = session.mixer.mix(net_logp, experts) if reader else net_logp
             tokens = pick(j, active, logp)
+            layout.read(j, tokens)
+            last = j + 1 >= lengths.max()
             if reader:
                 reader.append(tokens, active)
-                if (j + 1) % session.count_every == 0 or j == steps - 1:
+                if (j + 1) % session.count_every == 0 or last:
                     reader.advance()
                 pending.append((logp, net_logp, experts, tokens, active))
-                if len(pending) == every or j == steps - 1:
+                if len(pending) == every or last:
                     _learn_chunk(session, pending)
                     pending = []
             x = torch.from_numpy(tokens)
             if adapter is not None:
                 known[:, j + 1] = x
-                if (j + 1) % adapt_every == 0 or j == steps - 1:
+                if (j + 1) % adapt_every == 0 or last:
                     adapter.learn_rows(known[:, : j + 2], torch.from_numpy(lengths + 1), adapt_every)
             if progress is not None:
                 progress(int(active.sum()))
+            j += 1
 
 
 def _learn_chunk(session, pending: list) -> None:

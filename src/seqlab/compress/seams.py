@@ -1,13 +1,17 @@
-"""Where a block's segments start (formats 15-18): at a line start near each nominal cut, read after a newline.
+"""Where a block's segments start (formats 15-18): at line starts, each read after a newline.
 
 Each segment of a block is read cold (compress/lockstep.py): its first context is all the network and the count
 model see. From BOS in the middle of a line that context is a lie, and a segment's first tokens cost several bits
-each where eval pays a fraction of one. The encoder knows the text, so it moves each segment's start (after the
-first) from its nominal position to the first position at most REACH - 1 tokens on whose previous token's bytes end
-in a newline, and that segment is read after the tokenizer's newline token instead of BOS: its first context is
-then the truth. The moves go into the block's framing, a byte a segment (before the coder's words), so the decoder
-knows every segment's start and first context before it steps. A segment with no newline in reach keeps its nominal
-start and BOS. docs/compress.md measures what it pays.
+each where eval pays a fraction of one. The encoder knows the text, so every segment but the last ends at the first
+line end at or after its `span`-th token (a chain: each starts where the one before ends, after a newline), and each
+after the first is read after the tokenizer's newline token instead of BOS: its first context is then the truth.
+
+The decoder learns where a segment ends as it reads it (the first newline token at or after its span-th), so a
+block's framing needs only the span (a varint, 0 for the nominal cuts from BOS): the encoder picks the longest span
+whose last segment is at least as long as every other, so that the others have all ended, and so the last one's
+start is known, before it has to stop. A block where no span gives such a chain with each segment ending within
+REACH tokens past its span and the last no more than REACH longer than a nominal segment (a stretch without
+newlines, no newline token in the vocabulary, one segment) keeps the nominal cuts.
 """
 
 import numpy as np
@@ -15,7 +19,7 @@ import numpy as np
 from .header import ByteReader, varints
 from .lockstep import Layout
 
-REACH = 127  # a move is 0..REACH-1 tokens, written as move + 1 (0: not moved, read from BOS): one varint byte
+REACH = 1024  # a segment ends at most this many tokens past its span, or the block keeps the nominal cuts
 
 
 def newline_token(tokenizer) -> int | None:
@@ -24,42 +28,80 @@ def newline_token(tokenizer) -> int | None:
     return ids[0] if len(ids) == 1 and tokenizer.token_bytes[ids[0]] == b"\n" else None
 
 
-def line_starts(tokens: np.ndarray, tokenizer) -> tuple[Layout, list[int]]:
-    """The block's layout with each segment after the first moved to a line start in reach, and the codes to
-    write (one a segment after the first: 0 for not moved, move + 1)."""
-    nominal = Layout.nominal(len(tokens), tokenizer.bos_id)
-    newline = newline_token(tokenizer)
-    codes = [0] * (len(nominal.lengths) - 1)
-    if newline is not None:
-        ends = np.array([b.endswith(b"\n") for b in tokenizer.token_bytes])
-        for i, start in enumerate(nominal.starts()[1:]):
-            # the tokens before start .. start + REACH - 1 (never the block's end: a segment keeps a token)
-            after = np.flatnonzero(ends[tokens[start - 1 : min(start - 1 + REACH, len(tokens) - 1)]])
-            codes[i] = int(after[0]) + 1 if len(after) else 0
-    return _layout(nominal, codes, newline, len(tokens)), codes
+def _line_ends(tokenizer) -> np.ndarray:
+    """bool (vocab,): the tokens whose bytes end in a newline (a line starts after each)."""
+    return np.array([b.endswith(b"\n") for b in tokenizer.token_bytes])
 
 
-def write_moves(codes: list[int]) -> bytes:
-    return varints(*codes)
+def line_starts(tokens: np.ndarray, tokenizer) -> tuple[Layout, bytes]:
+    """The block's layout, segments at line starts where they can be, and the framing bytes that say so."""
+    n, bos = len(tokens), tokenizer.bos_id
+    nominal = Layout.nominal(n, bos)
+    newline, segments = newline_token(tokenizer), len(nominal.lengths)
+    if newline is None or segments < 2:
+        return nominal, varints(0)
+    after = np.flatnonzero(_line_ends(tokenizer)[tokens[:-1]]) + 1  # positions right after a newline (< n)
+    best, lo, hi = None, 1, int(nominal.lengths[0])
+    while lo <= hi:  # the longest span whose last segment is at least as long as every other
+        span = (lo + hi) // 2
+        starts = _chain(after, span, segments)
+        if starts is not None and n - starts[-1] >= np.diff(starts).max():
+            best, lo = (span, starts), span + 1
+        else:
+            hi = span - 1
+    if best is None or n - best[1][-1] > nominal.lengths[0] + REACH:  # no chain, or one that reads too many steps
+        return nominal, varints(0)
+    span, starts = best
+    first = np.full(segments, newline, dtype=np.int64)
+    first[0] = bos
+    return Layout(np.diff(np.append(starts, n)).astype(np.int64), first), varints(span)
 
 
-def read_moves(reader: ByteReader, n_tokens: int, tokenizer) -> Layout:
-    """The layout of a block of n_tokens whose moves follow in reader (as write_moves wrote them)."""
+def _chain(after: np.ndarray, span: int, segments: int) -> np.ndarray | None:
+    """Every segment's start when each ends at the first line start at or after its span-th token, or None where
+    one finds none within REACH tokens past it."""
+    starts = [0]
+    for _ in range(segments - 1):
+        k = np.searchsorted(after, starts[-1] + span)
+        if k == len(after) or after[k] - starts[-1] - span >= REACH:
+            return None
+        starts.append(int(after[k]))
+    return np.array(starts, dtype=np.int64)
+
+
+def read_layout(reader: ByteReader, n_tokens: int, tokenizer) -> Layout:
+    """The layout of a block of n_tokens whose framing follows in reader (as line_starts wrote it)."""
+    span = reader.varint()
     nominal = Layout.nominal(n_tokens, tokenizer.bos_id)
-    codes = [reader.varint() for _ in range(len(nominal.lengths) - 1)]
-    if any(c > REACH for c in codes):
-        raise ValueError("a segment's move is out of reach")
-    return _layout(nominal, codes, newline_token(tokenizer), n_tokens)
-
-
-def _layout(nominal: Layout, codes: list[int], newline: int | None, n_tokens: int) -> Layout:
-    """nominal's segments with segment i + 1 moved by codes[i] - 1 and read after `newline` (codes[i] > 0)."""
-    if not codes:
+    if span == 0:
         return nominal
-    if newline is None and any(codes):
-        raise ValueError("a segment moved to a line start, but the tokenizer has no newline token")
-    moves = np.maximum(np.asarray(codes, dtype=np.int64) - 1, 0)
-    starts = np.concatenate([[0], nominal.starts()[1:] + moves, [n_tokens]])
-    first = nominal.first.copy()
-    first[1:][np.asarray(codes) > 0] = newline if newline is not None else first[0]
-    return Layout(np.diff(starts).astype(np.int64), first)
+    newline = newline_token(tokenizer)
+    if newline is None or len(nominal.lengths) < 2 or span > nominal.lengths[0]:
+        raise ValueError("segments at line starts that this block cannot have")
+    return Chain(n_tokens, len(nominal.lengths), span, newline, tokenizer.bos_id, _line_ends(tokenizer))
+
+
+class Chain(Layout):
+    """A decoder's layout of segments at line starts: each but the last ends at its first newline token at or after
+    its span-th (learnt from the tokens as they are read); the last's length is what the others leave."""
+
+    def __init__(self, n_tokens: int, segments: int, span: int, newline: int, bos: int, line_ends: np.ndarray):
+        first = np.full(segments, newline, dtype=np.int64)
+        first[0] = bos
+        # until a segment's end is read, its length is the most it can be
+        most = max(span + REACH, n_tokens - (segments - 1) * span)
+        super().__init__(np.full(segments, most, dtype=np.int64), first)
+        self.n_tokens, self.span, self.line_ends = n_tokens, span, line_ends
+        self.open = np.ones(segments, dtype=bool)  # lengths not known yet
+
+    def read(self, step: int, tokens: np.ndarray) -> None:
+        ends = self.open[:-1] & (step + 1 >= self.span) & self.line_ends[tokens[:-1]]
+        self.lengths[:-1][ends] = step + 1
+        self.open[:-1] &= ~ends
+        if self.open[:-1].any() and step + 1 >= self.span + REACH:
+            raise ValueError("a segment runs past its reach")
+        if self.open[-1] and not self.open[:-1].any():
+            self.lengths[-1] = self.n_tokens - self.lengths[:-1].sum()
+            self.open[-1] = False
+            if self.lengths[-1] < step + 1:
+                raise ValueError("the last segment ends before the others")
