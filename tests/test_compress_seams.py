@@ -83,11 +83,15 @@ def test_the_format_before_still_decodes_and_the_framing_is_a_span(run, monkeypa
 
 
 def test_a_damaged_span_is_refused(run, monkeypatch):
+    """A span longer than a nominal segment cannot have been written: the layout refuses it, and decompress says
+    the file is damaged, in one line."""
     monkeypatch.setattr(lockstep, "SEGMENT_TOKENS", 300)
     data = structured_text(60, seed=8).encode()
     blob = bytearray(compress_bytes(run, data))
     n_tokens, span, at = _framing(bytes(blob))
-    assert span > 0
-    blob[at : at + len(varints(span))] = varints(n_tokens)[: len(varints(span))]  # longer than any segment
+    assert span > 0 and len(varints(span)) == len(varints(n_tokens))
+    blob[at : at + len(varints(span))] = varints(n_tokens)  # longer than any segment
+    with pytest.raises(ValueError, match="cannot have"):
+        seams.read_layout(ByteReader(io.BytesIO(bytes(blob[at:]))), n_tokens, run.tokenizer)
     with pytest.raises(Exception, match="truncated or damaged"):
         decompress_bytes(run, bytes(blob))
