@@ -20,7 +20,6 @@ from .header import ByteReader, varints
 from .lockstep import Layout
 
 REACH = 1024  # a segment ends at most this many tokens past its span, or the block keeps the nominal cuts
-BLANK = False  # segments end at blank lines (two newline tokens in a row) rather than at any line end
 
 
 def newline_token(tokenizer) -> int | None:
@@ -41,11 +40,7 @@ def line_starts(tokens: np.ndarray, tokenizer) -> tuple[Layout, bytes]:
     newline, segments = newline_token(tokenizer), len(nominal.lengths)
     if newline is None or segments < 2:
         return nominal, varints(0)
-    ends = _line_ends(tokenizer)[tokens[:-1]]
-    if BLANK:
-        ends[1:] &= ends[:-1]
-        ends[0] = False
-    after = np.flatnonzero(ends) + 1  # positions right after a newline (< n)
+    after = np.flatnonzero(_line_ends(tokenizer)[tokens[:-1]]) + 1  # positions right after a newline (< n)
     best, lo, hi = None, 1, int(nominal.lengths[0])
     while lo <= hi:  # the longest span whose last segment is at least as long as every other
         span = (lo + hi) // 2
@@ -98,14 +93,9 @@ class Chain(Layout):
         super().__init__(np.full(segments, most, dtype=np.int64), first)
         self.n_tokens, self.span, self.line_ends = n_tokens, span, line_ends
         self.open = np.ones(segments, dtype=bool)  # lengths not known yet
-        self.before = line_ends[first]  # whether each row's token before ends a line (BLANK)
 
     def read(self, step: int, tokens: np.ndarray) -> None:
-        line_end = self.line_ends[tokens]
-        ends = self.open[:-1] & (step + 1 >= self.span) & line_end[:-1]
-        if BLANK:
-            ends &= self.before[:-1]
-            self.before = line_end
+        ends = self.open[:-1] & (step + 1 >= self.span) & self.line_ends[tokens[:-1]]
         self.lengths[:-1][ends] = step + 1
         self.open[:-1] &= ~ends
         if self.open[:-1].any() and step + 1 >= self.span + REACH:
