@@ -95,3 +95,26 @@ def test_a_damaged_span_is_refused(run, monkeypatch):
         seams.read_layout(ByteReader(io.BytesIO(bytes(blob[at:]))), n_tokens, run.tokenizer)
     with pytest.raises(Exception, match="truncated or damaged"):
         decompress_bytes(run, bytes(blob))
+
+
+def test_a_bpe_run_cuts_after_tokens_that_end_a_line_and_round_trips(corpus_file, tmp_path, monkeypatch):
+    """A BPE run: segments start after a token whose bytes end in a newline, are read after the tokenizer's own
+    newline token, and the file decodes byte-identical."""
+    from seqlab.train import train
+
+    from conftest import tiny_config
+
+    cfg = tiny_config(corpus_file, "lstm", steps=30)
+    cfg.data.tokenizer = "bpe:300"
+    bpe = load(train(cfg, tmp_path / "bpe", log=lambda *a: None))
+    monkeypatch.setattr(lockstep, "SEGMENT_TOKENS", 100)
+    data = structured_text(150, seed=12).encode()
+    blob = compress_bytes(bpe, data)
+    assert decompress_bytes(bpe, blob) == data
+    tokens = np.asarray(bpe.tokenizer.encode(data))
+    layout, framing = seams.line_starts(tokens, bpe.tokenizer)
+    assert len(layout.lengths) >= 3 and framing == varints(_framing(blob)[1]) != b"\0"
+    newline = seams.newline_token(bpe.tokenizer)
+    assert newline is not None and (layout.first[1:] == newline).all()
+    ends = [bpe.tokenizer.token_bytes[tokens[s - 1]] for s in layout.starts()[1:]]
+    assert all(e.endswith(b"\n") for e in ends)

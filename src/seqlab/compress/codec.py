@@ -17,8 +17,8 @@ File layout (little-endian); every header byte counts against the ratio:
     magic "SQZ\\x1a", format u8, mixed u8 (1 when the count model was mixed in),
     run fingerprint (4 bytes), count-model fingerprint (4 bytes, only when mixed),
     torch version (u8 length + ASCII), threads and original bytes (varints), CRC-32 u32
-    of the original; then per block: its tokens and its coded 32-bit words (varints),
-    the words.
+    of the original; then per block: its tokens and its coded 32-bit words (varints), in formats
+    15-18 the span of its segments at line starts (a varint, seams.py), the words.
 The fingerprints only name a mismatch early: the CRC is what proves the round trip.
 """
 
