@@ -7,7 +7,8 @@ is slow (450-800 bytes/s), so the file is read in blocks of up to BLOCK_BYTES, e
 cut into up to 256 segments of at least 4,096 tokens that are read side by side, in
 lockstep (lockstep.py): one model step and one count-model blend give the next token
 of every segment at once. Both count the text's own tokens every COUNT_EVERY tokens
-(steps). Each segment starts cold from BOS, and the count model sees the segments'
+(steps). Each segment starts cold, from BOS or (formats 15-18, seams.py) after a newline at a line start, and the
+count model sees the segments'
 texts in another order than eval's one pass: docs/compress.md measures the gap. Decompression
 repeats the very same computation (same batch shapes, same thread count, recorded
 in the header), so both sides see bit-identical probabilities; a block is coded by

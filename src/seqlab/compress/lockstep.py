@@ -2,7 +2,8 @@
 
 A token at a time, one text is slow: every step is a handful of small matrix products
 and a count-model lookup, whatever the batch. So a block of the file is cut into
-`segments_for(n)` contiguous segments, each read from BOS as its own text, and every
+`segments_for(n)` contiguous segments, each read from BOS as its own text (formats 15-18:
+at line starts, after a newline, seams.py), and every
 step predicts the next token of all of them at once: one model step of batch S, one
 count-model blend of S rows (LockstepReader), one mix. The count model's session is
 one for the whole file: every segment's tokens are counted every COUNT_EVERY steps
