@@ -1,12 +1,14 @@
 """Where `seqlab compress`'s bits differ from `seqlab eval`'s: each token's cost by its position in its segment.
 
-    python bench/compress_gap.py RUN --file F [--bytes 400000] [--threads 1] [--segment-tokens 4096]
+    python bench/compress_gap.py RUN --file F [--bytes 400000] [--threads 1] [--segment-tokens 4096] [--nominal]
 
 Codes the last --bytes of F (one block, at most codec.BLOCK_BYTES) as compress does (lockstep.code_block,
 the same segments, session and mixer) but without the range coder: each token's cost is -log2 of the
 probability compress would code it with. Scores the same bytes with eval (per byte: a byte-level run's
 tokens) and prints both summed over bands of positions within a segment (0-15, 16-31, ...): a segment
 starts cold (no network context, the text before it not read yet), so the bands show what the cuts cost.
+Segments start where compress starts them: at line starts (compress/seams.py) when the run writes formats
+15-18, at the nominal cuts from BOS with --nominal (or for a run that does not).
 """
 
 import argparse
@@ -26,10 +28,11 @@ from seqlab.run import load  # noqa: E402
 BANDS = [(0, 1), (1, 3), (3, 16), (16, 32), (32, 64), (64, 256), (256, 1024), (1024, None)]
 
 
-def compress_bits(run, tokens: np.ndarray, threads: int) -> np.ndarray:
-    """Each token's cost in bits as compress codes it (one block), in the order of the text."""
-    rows = codec._segments(tokens)
-    lengths = lockstep.segment_lengths(len(tokens), len(rows))
+def compress_bits(run, tokens: np.ndarray, threads: int, lines: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each token's cost in bits as compress codes it (one block), in the order of the text; the segments'
+    lengths; the bytes that say where they start."""
+    layout, moves = codec.block_layout(run, tokens, lines)
+    rows = layout.rows(tokens)
     bits = np.zeros(rows.shape)
     session = run.count_model.session(torch.device("cpu")) if run.count_model is not None else None
 
@@ -38,8 +41,8 @@ def compress_bits(run, tokens: np.ndarray, threads: int) -> np.ndarray:
         bits[active, j] = -np.log2(p[np.arange(len(p)), rows[active, j]])
         return rows[:, j].copy()
 
-    lockstep.code_block(run, session, len(tokens), threads, pick)
-    return np.concatenate([bits[row, :n] for row, n in enumerate(lengths)]), lengths
+    lockstep.code_block(run, session, len(tokens), threads, pick, layout=layout)
+    return layout.text(bits), layout.lengths, len(moves)
 
 
 def main() -> None:
@@ -49,13 +52,15 @@ def main() -> None:
     ap.add_argument("--bytes", type=int, default=400_000, help="bytes taken from the end of the file")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--segment-tokens", type=int, default=lockstep.SEGMENT_TOKENS)
+    ap.add_argument("--nominal", action="store_true", help="segments at the nominal cuts, from BOS (format 14's)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     lockstep.SEGMENT_TOKENS = args.segment_tokens
     data = Path(args.file).read_bytes()[-args.bytes :][: codec.BLOCK_BYTES]
     run = load(args.run)
     tokens = np.asarray(run.tokenizer.encode(data), dtype=np.int64)
-    ours, lengths = compress_bits(run, tokens, args.threads)
+    lines = codec.with_warmth(run) and codec.LINE_STARTS and not args.nominal
+    ours, lengths, framing = compress_bits(run, tokens, args.threads, lines)
     with tempfile.NamedTemporaryFile(suffix=".txt") as f:
         f.write(data)
         f.flush()
@@ -64,7 +69,8 @@ def main() -> None:
         sys.exit(f"eval scored {len(theirs)} bytes for {len(ours)} tokens: this table needs a byte-level run")
     position = np.concatenate([np.arange(n) for n in lengths])
     print(f"{len(data):,} bytes of {args.file}; run {args.run}; {len(lengths)} segments of up to "
-          f"{lengths.max():,} tokens\n")
+          f"{lengths.max():,} tokens, {'at line starts' if lines else 'at the nominal cuts'}"
+          f" ({framing} bytes of framing for them, not in the table)\n")
     print("| positions in a segment | tokens  | compress bytes | eval bytes | compress - eval (% of eval) |")
     print("|------------------------|--------:|---------------:|-----------:|-----------------------------|")
     for lo, hi in BANDS + [(0, None)]:

@@ -92,14 +92,19 @@ def shown(difference: tuple[float, float, float] | None) -> str:
     return "" if difference is None else "{:+.4f} [{:+.4f}, {:+.4f}]".format(*difference)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def tuning_arguments(doc: str) -> argparse.ArgumentParser:
+    """The arguments of a benchmark over a tuning run and a run: the runs, --bytes, --block, --threads."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("tuning_run")
     p.add_argument("run")
     p.add_argument("--bytes", type=int, default=0, help="score at most this many tokens of each (0: all)")
     p.add_argument("--block", type=int, default=4096, help="tokens per bootstrap block")
     p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = tuning_arguments(__doc__).parse_args()
     torch.set_num_threads(args.threads)
     limit = args.bytes or 1 << 62
     runs = [seqlab.load(args.tuning_run), seqlab.load(args.run)]

@@ -66,7 +66,7 @@ def test_summed_surprisal_equals_eval_total_bits(runs, grammar_file, arch):
     assert network.total_bits == pytest.approx(plain.sum(), rel=1e-4)
     blob = compress_bytes(run, data)
     coded = 8 * (len(blob) - Header.unpack(blob, "x")[1])
-    # + one block's framing (its token and word counts, varints) and the range coder's last 32-bit words
+    # + one block's framing (its token and word counts and its span, varints) and the range coder's last 32-bit words
     assert mixed.total_bits * 0.999 < coded < mixed.total_bits * 1.001 + 96
 
 

@@ -7,7 +7,8 @@ is slow (450-800 bytes/s), so the file is read in blocks of up to BLOCK_BYTES, e
 cut into up to 256 segments of at least 4,096 tokens that are read side by side, in
 lockstep (lockstep.py): one model step and one count-model blend give the next token
 of every segment at once. Both count the text's own tokens every COUNT_EVERY tokens
-(steps). Each segment starts cold from BOS, and the count model sees the segments'
+(steps). Each segment starts cold, from BOS or (formats 15-18, seams.py) after a newline at a line start, and the
+count model sees the segments'
 texts in another order than eval's one pass: docs/compress.md measures the gap. Decompression
 repeats the very same computation (same batch shapes, same thread count, recorded
 in the header), so both sides see bit-identical probabilities; a block is coded by
@@ -17,8 +18,8 @@ File layout (little-endian); every header byte counts against the ratio:
     magic "SQZ\\x1a", format u8, mixed u8 (1 when the count model was mixed in),
     run fingerprint (4 bytes), count-model fingerprint (4 bytes, only when mixed),
     torch version (u8 length + ASCII), threads and original bytes (varints), CRC-32 u32
-    of the original; then per block: its tokens and its coded 32-bit words (varints),
-    the words.
+    of the original; then per block: its tokens and its coded 32-bit words (varints), in formats
+    15-18 the span of its segments at line starts (a varint, seams.py), the words.
 The fingerprints only name a mismatch early: the CRC is what proves the round trip.
 """
 
@@ -38,8 +39,10 @@ from ..errors import SeqlabError
 from ..options import InputFile, input_file, integer, output_file, run_dir
 from ..progress import bar
 from .header import LONGEST, ByteReader, Header, check_compatible, counts_fingerprint, run_fingerprint, varints
-from .lockstep import code_block, segment_lengths, segments_for
+from . import seams
+from .lockstep import Layout, code_block
 
+LINE_STARTS = True  # runs with the warmth sets write formats 15-18 (segments at line starts); False: 11-14, as before
 BLOCK_BYTES = 1 << 22  # bytes of the original coded as one block (memory stays bounded however large the file)
 _MODEL = constriction.stream.model.Categorical(perfect=False)  # quantises each row to the coder's 24 bits
 
@@ -48,34 +51,32 @@ def _probabilities(logp: torch.Tensor, active: np.ndarray) -> np.ndarray:
     return logp[torch.from_numpy(active)].exp().double().numpy()
 
 
-def encode_stream(run, blocks, write, threads: int = 1, progress=None, adapter=None) -> None:
+def encode_stream(run, blocks, write, threads: int = 1, progress=None, adapter=None, lines: bool = False) -> None:
     """Code the byte blocks `blocks` (an iterable) after a header already written; write(bytes) takes the output.
-    adapter: an adapt.Adapter when the network adapts as it codes (compress --adapt)."""
+    adapter: an adapt.Adapter when the network adapts as it codes (compress --adapt); lines: segments start at line
+    starts (formats 15-18, seams.py)."""
     session = run.count_model.session(torch.device("cpu")) if run.count_model is not None else None
     for data in blocks:
         tokens = np.asarray(run.tokenizer.encode(data), dtype=np.int64)
-        lengths_of = _segments(tokens)
+        layout, moves = block_layout(run, tokens, lines)
+        rows = layout.rows(tokens)
         encoder = constriction.stream.queue.RangeEncoder()
 
-        def pick(j, active, logp, rows=lengths_of, encoder=encoder):
+        def pick(j, active, logp, rows=rows, encoder=encoder):
             symbols = np.ascontiguousarray(rows[:, j])
             encoder.encode(symbols[active].astype(np.int32), _MODEL, _probabilities(logp, active))
             return symbols
 
-        code_block(run, session, len(tokens), threads, pick, _per_token(progress, data, tokens), adapter)
+        code_block(run, session, len(tokens), threads, pick, _per_token(progress, data, tokens), adapter, layout)
         words = encoder.get_compressed()
-        write(varints(len(tokens), len(words)) + words.astype("<u4").tobytes())
+        write(varints(len(tokens), len(words)) + moves + words.astype("<u4").tobytes())
 
 
-def _segments(tokens: np.ndarray) -> np.ndarray:
-    """(segments, steps): the block's tokens as lockstep.code_block reads them, 0 past each segment's end."""
-    lengths = segment_lengths(len(tokens), segments_for(len(tokens)))
-    out = np.zeros((len(lengths), int(lengths.max(initial=0))), dtype=np.int64)
-    start = 0
-    for row, n in enumerate(lengths):
-        out[row, :n] = tokens[start : start + n]
-        start += n
-    return out
+def block_layout(run, tokens: np.ndarray, lines: bool) -> tuple[Layout, bytes]:
+    """A block's segments and the framing bytes that say where they start (none before format 15)."""
+    if not lines:
+        return Layout.nominal(len(tokens), run.tokenizer.bos_id), b""
+    return seams.line_starts(tokens, run.tokenizer)
 
 
 def _per_token(progress, data: bytes, tokens: np.ndarray):
@@ -100,18 +101,19 @@ def _decode_blocks(run, reader: ByteReader, header: Header, write, progress, ada
     done, crc = 0, 0
     while done < header.n_bytes:
         n_tokens, n_words = reader.varint(), reader.varint()
+        layout = seams.read_layout(reader, n_tokens, run.tokenizer) if header.lines else \
+            Layout.nominal(n_tokens, run.tokenizer.bos_id)
         words = np.frombuffer(reader.take(4 * n_words), dtype="<u4").astype(np.uint32)
         decoder = constriction.stream.queue.RangeDecoder(words)
-        lengths = segment_lengths(n_tokens, segments_for(n_tokens))
-        out = np.zeros((len(lengths), int(lengths.max(initial=0))), dtype=np.int64)
+        out = np.zeros((len(layout.lengths), int(layout.lengths.max(initial=0))), dtype=np.int64)
 
         def pick(j, active, logp, out=out, decoder=decoder):
             out[active, j] = decoder.decode(_MODEL, _probabilities(logp, active))
             return out[:, j].copy()
 
-        code_block(run, session, n_tokens, header.threads, pick, progress and (lambda n: progress(n)), adapter)
-        data = run.tokenizer.decode(np.concatenate([out[row, :n] for row, n in enumerate(lengths)]).tolist()) \
-            if n_tokens else b""
+        code_block(run, session, n_tokens, header.threads, pick, progress and (lambda n: progress(n)), adapter,
+                   layout)
+        data = run.tokenizer.decode(layout.text(out).tolist()) if n_tokens else b""
         if not n_tokens and done < header.n_bytes:
             raise EOFError
         write(data)
@@ -132,9 +134,15 @@ def _adapting(run, options):
 def _header(run, threads: int, n_bytes: int, crc: int, adapt) -> Header:
     lr, chunk = (adapt.lr, adapt.chunk) if adapt is not None else (0.0, 0)
     words = run.count_model is not None and run.count_model.words is not None
-    warmth = run.count_model is not None and "warmth" in run.count_model.config.select
+    warmth = with_warmth(run)
+    # segments at line starts (formats 15-18) come with the warmth sets: a run without them writes 7-10 as before
     return Header(run_fingerprint(run.path), counts_fingerprint(run), torch.__version__, threads, n_bytes, crc,
-                  lr, chunk, words, warmth)
+                  lr, chunk, words, warmth, lines=warmth and LINE_STARTS)
+
+
+def with_warmth(run) -> bool:
+    """Whether compress mixes with the warmth sets (formats 11-18)."""
+    return run.count_model is not None and "warmth" in run.count_model.config.select
 
 
 def _with_threads(adapt, threads: int):
@@ -150,10 +158,11 @@ def compress_bytes(run, data: bytes, threads: int = 1, progress=None, adapt=None
     _require_cpu(run, threads)
     adapt = _with_threads(adapt, threads)
     out = io.BytesIO()
-    out.write(_header(run, threads, len(data), zlib.crc32(data), adapt).pack())
+    header = _header(run, threads, len(data), zlib.crc32(data), adapt)
+    out.write(header.pack())
     with _adapting(run, adapt) as adapter:
         encode_stream(run, (data[i : i + BLOCK_BYTES] for i in range(0, len(data), BLOCK_BYTES)), out.write,
-                      threads, progress, adapter)
+                      threads, progress, adapter, header.lines)
     return out.getvalue()
 
 
@@ -191,9 +200,11 @@ def compress_file(run, source: Path, target: Path, threads: int = 1, progress=No
     _require_cpu(run, threads)
     adapt = _with_threads(adapt, threads)
     n_bytes, crc = _size_and_crc(source)
+    header = _header(run, threads, n_bytes, crc, adapt)
     with atomic_file(target) as out, open(source, "rb") as f, _adapting(run, adapt) as adapter:
-        out.write(_header(run, threads, n_bytes, crc, adapt).pack())
-        encode_stream(run, iter(lambda: f.read(BLOCK_BYTES), b""), out.write, threads, progress, adapter)
+        out.write(header.pack())
+        encode_stream(run, iter(lambda: f.read(BLOCK_BYTES), b""), out.write, threads, progress, adapter,
+                      header.lines)
 
 
 def decompress_file(run, source: Path, target: Path, threads: int | None = None, progress=None) -> None:

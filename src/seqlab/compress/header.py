@@ -19,19 +19,23 @@ LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is
 # 11: the mixer's weight sets selected by warmth (counts.select has "warmth": how much of its segment the network has
 # read); 11-14 are 9, 10, 7, 8 with them. A run whose counts.select lacks it writes 7-10 as before, and every file
 # decodes with the mixer it was coded with. 11-14 record torch's version as a tag of VERSION_TAG bytes, not its name
-FORMAT = 11
-ADAPTED_FORMAT = 12  # format 11 plus the network's online adaptation (compress --adapt): its lr and chunk
-NO_WORDS_FORMAT, NO_WORDS_ADAPTED_FORMAT = 13, 14  # 11 and 12 without the word model
-# format: (the word model mixed in, adapted, weight sets selected by warmth)
-FORMATS = {9: (True, False, False), 10: (True, True, False), 7: (False, False, False), 8: (False, True, False),
-           FORMAT: (True, False, True), ADAPTED_FORMAT: (True, True, True), NO_WORDS_FORMAT: (False, False, True),
-           NO_WORDS_ADAPTED_FORMAT: (False, True, True)}
+# 15: segments start at line starts, read after a newline (compress/seams.py: their moves in each block's framing);
+# 15-18 are 11-14 with them, and a run with warmth writes them
+FORMAT = 15
+ADAPTED_FORMAT = 16  # format 15 plus the network's online adaptation (compress --adapt): its lr and chunk
+NO_WORDS_FORMAT, NO_WORDS_ADAPTED_FORMAT = 17, 18  # 15 and 16 without the word model
+# format: (the word model mixed in, adapted, weight sets selected by warmth, segments moved to line starts)
+FORMATS = {9: (True, False, False, False), 10: (True, True, False, False), 7: (False, False, False, False),
+           8: (False, True, False, False), 11: (True, False, True, False), 12: (True, True, True, False),
+           13: (False, False, True, False), 14: (False, True, True, False),
+           FORMAT: (True, False, True, True), ADAPTED_FORMAT: (True, True, True, True),
+           NO_WORDS_FORMAT: (False, False, True, True), NO_WORDS_ADAPTED_FORMAT: (False, True, True, True)}
 FINGERPRINT_BYTES = 4  # tells runs apart before decoding; a 1 in 2^32 miss is still caught by the CRC
 VERSION_TAG = 2  # bytes of a hash of torch's version (formats 11-14): a 1 in 65,536 miss is still caught by the CRC
 
 
 def version_tag(version: str) -> str:
-    """How formats 11-14 name a torch version: "tag " and VERSION_TAG bytes of its hash, in hex (8 bytes fewer than
+    """How formats 11-18 name a torch version: "tag " and VERSION_TAG bytes of its hash, in hex (8 bytes fewer than
     the name, a third of what was left of the gap between compress and eval on 100 KB)."""
     return "tag " + hashlib.sha256(version.encode()).digest()[:VERSION_TAG].hex()
 
@@ -47,16 +51,17 @@ class Header:
     adapt_lr: float = 0.0  # > 0: the network adapted as it coded (adapt.Adapter), with this lr
     adapt_chunk: int = 0  # and this chunk
     words: bool = False  # the count model's word model was mixed in (format 9, 10, 11 or 12)
-    warmth: bool = False  # the mixer had weight sets selected by warmth (formats 11-14)
+    warmth: bool = False  # the mixer had weight sets selected by warmth (formats 11-18)
+    lines: bool = False  # segments moved to line starts, their moves in each block (formats 15-18)
 
     def pack(self) -> bytes:
         version = self.torch_version.encode()
-        if self.warmth:  # formats 11-14: the version's tag
+        if self.warmth:  # formats 11-18: the version's tag
             tag = self.torch_version if self.torch_version.startswith("tag ") else version_tag(self.torch_version)
             version = bytes.fromhex(tag[4:])
         mixed = self.counts_fingerprint is not None
         adapted = struct.pack("<d", self.adapt_lr) + varints(self.adapt_chunk) if self.adapt_lr > 0 else b""
-        fmt = next(f for f, kind in FORMATS.items() if kind == (self.words, bool(adapted), self.warmth))
+        fmt = next(f for f, kind in FORMATS.items() if kind == (self.words, bool(adapted), self.warmth, self.lines))
         return b"".join([MAGIC, bytes([fmt, mixed]), self.fingerprint,
                          self.counts_fingerprint or b"", b"" if self.warmth else bytes([len(version)]), version,
                          varints(self.threads, self.n_bytes), struct.pack("<I", self.crc), adapted])
@@ -75,7 +80,7 @@ class Header:
                 raise SeqlabError(f"{name} has compressed format {fmt}; this seqlab reads formats "
                                   f"{', '.join(map(str, sorted(FORMATS)))}: decompress it with the seqlab version "
                                   "that made it")
-            words, adapted, warmth = FORMATS[fmt]
+            words, adapted, warmth, lines = FORMATS[fmt]
             fingerprint = r.take(FINGERPRINT_BYTES)
             counts = r.take(FINGERPRINT_BYTES) if mixed else None
             version = "tag " + r.take(VERSION_TAG).hex() if warmth else r.take(r.take(1)[0]).decode()
@@ -85,7 +90,8 @@ class Header:
             chunk = r.varint() if adapted else 0
         except (EOFError, UnicodeDecodeError):
             raise SeqlabError(f"{name} is truncated or damaged (cannot read its header)") from None
-        return cls(fingerprint, counts, version, threads, n_bytes, crc, lr, chunk, words, warmth), r.stream.tell()
+        header = cls(fingerprint, counts, version, threads, n_bytes, crc, lr, chunk, words, warmth, lines)
+        return header, r.stream.tell()
 
     def adapt_options(self):
         """adapt.AdaptOptions the file was coded with, or None."""

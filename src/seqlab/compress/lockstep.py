@@ -2,7 +2,8 @@
 
 A token at a time, one text is slow: every step is a handful of small matrix products
 and a count-model lookup, whatever the batch. So a block of the file is cut into
-`segments_for(n)` contiguous segments, each read from BOS as its own text, and every
+`segments_for(n)` contiguous segments, each read from BOS as its own text (formats 15-18:
+at line starts, after a newline, seams.py), and every
 step predicts the next token of all of them at once: one model step of batch S, one
 count-model blend of S rows (LockstepReader), one mix. The count model's session is
 one for the whole file: every segment's tokens are counted every COUNT_EVERY steps
@@ -17,6 +18,7 @@ token it knows, the decoder decodes it.
 """
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,6 +31,9 @@ from ..scoring import TorchThreads
 SEGMENT_TOKENS = 4096  # at least this many tokens per segment: each starts cold, without the text before it
 MAX_SEGMENTS = 256  # rows per step
 BLOCK_TOKENS = 1 << 22  # tokens coded as one block: memory stays bounded however large the file
+# a segment read after a newline (seams.py) counts as this many tokens warmer to the warmth sets: its first token
+# is mixed with the network's weight at its prior (a line start is a true context), not at the cold start's 0.3
+LINE_WARMTH = 1
 
 
 def segments_for(n_tokens: int) -> int:
@@ -41,6 +46,37 @@ def segment_lengths(n_tokens: int, segments: int) -> np.ndarray:
     return np.clip(n_tokens - per * np.arange(segments), 0, per)
 
 
+@dataclass
+class Layout:
+    """A block's segments: their lengths (tokens, in the text's order) and the token each is read after
+    (its first context: BOS, or a newline for a segment moved to a line start, formats 15-18)."""
+
+    lengths: np.ndarray  # int64 (S,)
+    first: np.ndarray  # int64 (S,)
+
+    @classmethod
+    def nominal(cls, n_tokens: int, bos: int) -> "Layout":
+        lengths = segment_lengths(n_tokens, segments_for(n_tokens))
+        return cls(lengths.astype(np.int64), np.full(len(lengths), bos, dtype=np.int64))
+
+    def rows(self, tokens: np.ndarray) -> np.ndarray:
+        """(S, steps): the block's tokens as code_block reads them, 0 past each segment's end."""
+        out = np.zeros((len(self.lengths), int(self.lengths.max(initial=0))), dtype=np.int64)
+        for row, (start, n) in enumerate(zip(self.starts(), self.lengths)):
+            out[row, :n] = tokens[start : start + n]
+        return out
+
+    def read(self, step: int, tokens: np.ndarray) -> None:
+        """Step `step`'s tokens were read (every row's): a layout whose lengths are known has nothing to learn."""
+
+    def starts(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+
+    def text(self, rows: np.ndarray) -> np.ndarray:
+        """The block's tokens back from rows (S, steps), in the text's order."""
+        return np.concatenate([rows[row, :n] for row, n in enumerate(self.lengths)]) if len(rows) else rows
+
+
 def _network_step(model, x: torch.Tensor, state):
     with torch.no_grad():
         logits, state = model.step(x, state)
@@ -48,7 +84,8 @@ def _network_step(model, x: torch.Tensor, state):
 
 
 @torch.no_grad()
-def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, adapter=None) -> None:
+def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, adapter=None,
+               layout: "Layout | None" = None) -> None:
     """Step through a block of n_tokens as segments_for(n_tokens) segments in lockstep.
 
     pick(j, active, logp) gets step j's mixed log-probabilities (S, V) and which rows still have a
@@ -57,41 +94,48 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     adapter: an adapt.Adapter (compress --adapt): every max(1, chunk // S) steps the network takes a step
     on the tokens coded since (learn_rows); the next steps predict with the new weights and the state
     (recurrent state, KV cache) built before, as the decoder does.
+    layout: the segments' lengths and first contexts (Layout); by default segment_lengths' cuts, each from BOS.
     """
-    lengths = segment_lengths(n_tokens, segments_for(n_tokens))
-    n_rows, steps, bos = len(lengths), int(lengths.max(initial=0)), run.tokenizer.bos_id
+    layout = layout or Layout.nominal(n_tokens, run.tokenizer.bos_id)
+    lengths = layout.lengths  # a decoder's seams.Chain learns some as it reads: until then, their most
+    n_rows, steps = len(lengths), int(lengths.max(initial=0))
     model = run.model
     state = model.init_state(n_rows, torch.device("cpu"))
-    x = torch.full((n_rows,), bos, dtype=torch.long)
-    reader = LockstepReader(session, n_rows, bos, steps) if session is not None else None
+    x = torch.from_numpy(layout.first.copy())
+    ahead = np.where(layout.first != run.tokenizer.bos_id, LINE_WARMTH, 0)
+    reader = LockstepReader(session, n_rows, layout.first, steps, ahead) if session is not None else None
     every = max(1, run.config.counts.chunk // n_rows)
     adapt_every = max(1, adapter.chunk // n_rows) if adapter is not None else 0
-    known = torch.full((n_rows, steps + 1), bos, dtype=torch.long) if adapter is not None else None
+    known = x[:, None].repeat(1, steps + 1) if adapter is not None else None
     pending: list = []
+    j = 0
     # the worker's torch threads are its own (OpenMP's count is per thread): set in it, as in this one
     with ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(threads,)) as pool, TorchThreads(threads):
-        for j in range(steps):
+        while j < lengths.max(initial=0):
             active = lengths > j
             net = pool.submit(_network_step, model, x, state)
             experts = reader.distributions() if reader else None
             net_logp, state = net.result()
             logp = session.mixer.mix(net_logp, experts) if reader else net_logp
             tokens = pick(j, active, logp)
+            layout.read(j, tokens)
+            last = j + 1 >= lengths.max()
             if reader:
                 reader.append(tokens, active)
-                if (j + 1) % session.count_every == 0 or j == steps - 1:
+                if (j + 1) % session.count_every == 0 or last:
                     reader.advance()
                 pending.append((logp, net_logp, experts, tokens, active))
-                if len(pending) == every or j == steps - 1:
+                if len(pending) == every or last:
                     _learn_chunk(session, pending)
                     pending = []
             x = torch.from_numpy(tokens)
             if adapter is not None:
                 known[:, j + 1] = x
-                if (j + 1) % adapt_every == 0 or j == steps - 1:
+                if (j + 1) % adapt_every == 0 or last:
                     adapter.learn_rows(known[:, : j + 2], torch.from_numpy(lengths + 1), adapt_every)
             if progress is not None:
                 progress(int(active.sum()))
+            j += 1
 
 
 def _learn_chunk(session, pending: list) -> None:

@@ -17,23 +17,25 @@ from .words import REACH
 
 
 class LockstepReader:
-    """n texts, each from `first` (BOS) at position 0; `distributions()` blends the counts for every text's
-    next position, `append(tokens, counted)` learns them, `advance()` counts what was learnt as seen text."""
+    """n texts, each from `first` (BOS, or each text's own: an int64 (n,) array) at position 0; `distributions()`
+    blends the counts for every text's next position, `append(tokens, counted)` learns them, `advance()` counts what
+    was learnt as seen text."""
 
-    def __init__(self, session, n_texts: int, first: int, longest_text: int):
+    def __init__(self, session, n_texts: int, first, longest_text: int, ahead=0):
         self.session, self.orders = session, np.asarray(session.model.orders)
         self.ring = int(self.orders.max()) + 1
         self.prefix = np.zeros((n_texts, self.ring), dtype=np.uint64)  # prefix sums at positions i % ring
         self.mul = _powers(int(_MUL), longest_text + self.ring + 1)
         self.inv = _powers(int(_INV), longest_text + self.ring + 1)
         self.position = 0
+        self.ahead = np.broadcast_to(np.asarray(ahead, dtype=np.int64), (n_texts,))  # added to warmth's positions
         self.contexts = np.zeros((n_texts, len(self.orders)), dtype=np.uint64)
         self.unseen: list[tuple] = []  # (position, rows, their contexts, their tokens) not yet counted
         # the word model's: every text's last REACH tokens (the most its word contexts read), the last at the end
         self.words = session.model.words
         self.tail = np.zeros((n_texts, REACH), dtype=np.int64) if self.words is not None else None
         self.word_contexts = None
-        self._learn(np.full(n_texts, first, dtype=np.int64))
+        self._learn(np.broadcast_to(np.asarray(first, dtype=np.int64), (n_texts,)).copy())
 
     def _learn(self, tokens: np.ndarray) -> None:
         i = self.position
@@ -63,7 +65,7 @@ class LockstepReader:
             self.word_contexts = self.words.contexts(np.pad(known, ((0, 0), (0, 1))))[:, -1]
             words = self.session.words(self.word_contexts)
         return blend_counts(self.session.model, self.session.recent.levels, self.contexts, words=words,
-                            positions=np.full(len(self.contexts), self.position))  # every text's, from BOS
+                            positions=self.position + self.ahead)  # every text's, from BOS
 
     def append(self, tokens: np.ndarray, counted: np.ndarray) -> None:
         """Learn the next token of every text (tokens (n,)); those of rows `counted` (bool (n,)) will count."""

@@ -61,13 +61,17 @@ class WordModel:
 
 class CountModel:
     def __init__(self, history: np.ndarray | None, vocab_size: int, config: CountModelConfig,
-                 table: CountTable | None = None, digest: str | None = None, words: WordModel | None = None):
+                 table: CountTable | None = None, digest: str | None = None, words: WordModel | None = None,
+                 history_bytes: np.ndarray | None = None):
         """The counts of `history` (its last config.max_history tokens), or the `table` already built from them
         (store.open_table's: a CountTable or a DiskTable); `digest` names the history (compress's fingerprint);
-        words: the word model's (config.words; without it, the model has none)."""
+        words: the word model's (config.words; without it, the model has none); history_bytes: the training bytes
+        the bitwise model reads first (config.bitcm, a byte tokenizer's run; without them, it has none)."""
         check(config)
         if config.words and words is None:  # no word model without the tokens' bytes (a model made from ids alone)
             config = dataclasses.replace(config, words=False)
+        if config.bitcm and history_bytes is None:  # no bitwise model without the training bytes (a byte run's)
+            config = dataclasses.replace(config, bitcm=False)
         self.config = config
         self.vocab = vocab_size
         self.orders = list(config.orders) + list(config.match_orders)  # every order that keeps counts
@@ -76,6 +80,7 @@ class CountModel:
             table, digest = _history_table(history, self.orders), digest or store.history_digest(history)
         self.table, self.digest = table, digest
         self.words = words if config.words else None
+        self.history_bytes = history_bytes if config.bitcm else None  # the bitwise model's (bitcm.py)
 
     def session(self, device) -> "CountSession":
         return CountSession(self, device)
@@ -84,7 +89,8 @@ class CountModel:
         """The same count model without its word model (a file compressed before it, or by a run without one)."""
         if self.words is None:
             return self
-        return CountModel(None, self.vocab, dataclasses.replace(self.config, words=False), self.table, self.digest)
+        return CountModel(None, self.vocab, dataclasses.replace(self.config, words=False), self.table, self.digest,
+                          history_bytes=self.history_bytes)
 
     def with_warmth(self, warmth: bool) -> "CountModel":
         """The same count model with or without the mixer's weight sets selected by warmth (a compressed file's
@@ -93,7 +99,7 @@ class CountModel:
             return self
         select = [name for name in self.config.select if name != "warmth"] + (["warmth"] if warmth else [])
         config = dataclasses.replace(self.config, select=select)
-        return CountModel(None, self.vocab, config, self.table, self.digest, self.words)
+        return CountModel(None, self.vocab, config, self.table, self.digest, self.words, self.history_bytes)
 
 
 class CountSession:
@@ -109,6 +115,12 @@ class CountSession:
         self.recent_words = RecentCounts()  # the word model's
         self.mixer = OnlineMixer(model.config, device)
         self.count_every = COUNT_EVERY
+        self.bitcm = None
+        if model.history_bytes is not None:  # it reads the training bytes first (eval's time counts it)
+            from .bitcm import BitCM  # here: importing numba costs every verb's start ~0.3 s, and it is off by default
+
+            self.bitcm = BitCM()
+            self.bitcm.learn(model.history_bytes)
 
     def count(self, positions: np.ndarray, contexts: np.ndarray, tokens: np.ndarray,
               words: np.ndarray | None = None) -> None:
@@ -143,6 +155,11 @@ class CountSession:
         """
         chunk = self.model.config.chunk
         reader = self.reader(tokens, n_context)
+        if self.bitcm is not None:
+            context = np.asarray(tokens[:n_context])
+            context = context[context < 256]
+            if not self.bitcm.ends_with(context):  # a text whose context is not the bytes last read
+                self.bitcm.learn(context)
         pending: list = []
         with ThreadPoolExecutor(1) as counting:
             for first, net_logp, targets in scored:
@@ -174,7 +191,21 @@ class CountSession:
         net_logp = torch.cat([p[1] for p in pending])
         targets = torch.cat([p[2] for p in pending])
         logp = self.mixer.mix_and_update(net_logp, experts, targets)
+        if self.bitcm is not None:
+            logp = self._bitwise(logp, targets)
         return first, logp, targets, net_logp
+
+    def _bitwise(self, logp: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The bitwise model's distributions over the chunk's bytes, the mix one of its inputs at each bit (it
+        scores the bytes in order: each row from the bytes before it and the mix's row)."""
+        from .bitcm import byte_rows
+
+        tokens = targets.cpu().numpy()
+        is_byte = tokens < 256
+        mixed = logp.double().cpu().numpy()
+        rows = byte_rows(self.bitcm.score(tokens[is_byte], mixed[is_byte, :256]), is_byte, logp.shape[1])
+        rows[~is_byte] = mixed[~is_byte]  # a non-byte token (BOS): the mix's row
+        return torch.from_numpy(rows).to(logp)
 
 
 class CountReader:
@@ -242,7 +273,8 @@ def describe(config: CountModelConfig) -> str:
 
 def _mixer_extras(config: CountModelConfig) -> str:
     sets = f" (per bucket and {', '.join(config.select)} context)" if config.select else ""
-    return sets + (", an SSE stage" if config.sse > 0 else "") + (", a word model" if config.words else "")
+    return (sets + (", an SSE stage" if config.sse > 0 else "") + (", a word model" if config.words else "")
+            + (", then a bitwise context-mixing model over the mix" if config.bitcm else ""))
 
 
 def usable(config: CountModelConfig, vocab_size: int) -> bool:
@@ -307,7 +339,18 @@ def load_count_model(run_dir, vocab_size: int, config: CountModelConfig,
             table = None
     has_words = config.words and token_bytes is not None and (_words_dir(run_dir) / "meta.json").exists()
     words = _word_model(run_dir, history, digest, token_bytes, config) if has_words else None
-    return CountModel(history, vocab_size, config, table, digest, words)
+    return CountModel(history, vocab_size, config, table, digest, words, _history_bytes(run_dir, config, token_bytes))
+
+
+def _history_bytes(run_dir, config: CountModelConfig, token_bytes: list[bytes] | None) -> np.ndarray | None:
+    """The training bytes the bitwise model reads first (the last config.bitcm_history): a byte tokenizer's run with
+    config.bitcm only."""
+    byte_level = token_bytes is not None and len(token_bytes) == 257 and all(
+        token_bytes[i] == bytes([i]) for i in range(256))
+    if not (config.bitcm and byte_level):
+        return None
+    history = np.load(run_dir / HISTORY_FILE, mmap_mode="r", allow_pickle=False)
+    return np.asarray(history[history < 256])[-config.bitcm_history :]
 
 
 def _word_model(run_dir, history: np.ndarray, digest: str, token_bytes: list[bytes],

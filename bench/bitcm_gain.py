@@ -1,0 +1,151 @@
+"""What a bitwise context-mixing expert (countmodel/bitcm.py) adds to eval's mix, measured before it is integrated.
+
+    python bench/bitcm_gain.py TUNING_RUN RUN [--bytes N] [--block 4096] [--zpaq]
+
+TUNING_RUN is a run trained on the first 90% of a corpus's training split (bench/adapt.py makes one), so its
+held-out bytes are training data: every constant is chosen there. RUN is the run trained on the whole training
+split; its held-out split is only reported. For each: (a) eval's mix today (session.mix, as mixer_gains.py runs
+it), (b) the bitwise model alone (it reads the run's history.npy, its last --history bytes, then scores the
+held-out bytes causally), (c) (a) and (b) mixed by a second layer (bitcm.mix_two: geometric, weights selected by
+both experts' confidence, stepped after each token), each with the paired difference against (a) and its 95%
+block-bootstrap interval (seqlab.stats.paired_difference). Today's mix is cached under --cache (it does not depend
+on the bitwise model). --zpaq measures zpaq -m5 on the same bytes (size(train + held-out) less size(train)).
+"""
+
+import hashlib
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from common import print_table, seqlab
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from mixer_gains import held_out, paired, shown, tuning_arguments  # noqa: E402
+from seqlab.countmodel import HISTORY_FILE  # noqa: E402
+from seqlab.countmodel.bitcm import BitCM, byte_rows, mix_two  # noqa: E402
+
+CONFIDENCE_BUCKETS = 8
+
+
+def todays_mix(run, items, cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(n, vocab) log-distributions of eval's mix today over the items as one stream, and the targets; cached."""
+    key = hashlib.sha1(f"{run.path.resolve()}:{[len(t) for t, _, _ in items]}".encode()).hexdigest()[:16]
+    path = cache / f"mix-{key}.npz"
+    if path.exists():
+        saved = np.load(path)
+        return saved["logp"], saved["targets"]
+    session = run.count_model.session(run.device)
+    logps, targets = [], []
+    for tokens, n_context, stream in items:
+        for _, logp, target, _ in session.mix(iter(stream), tokens, n_context):
+            logps.append(logp.numpy().astype(np.float32))
+            targets.append(target.numpy())
+    logp, target = np.concatenate(logps), np.concatenate(targets)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, logp=logp, targets=target)
+    return logp, target
+
+
+def bitwise(run, items, history_bytes: int, settings: dict,
+            given: np.ndarray | None = None) -> tuple[np.ndarray, float, float, int]:
+    """(n, vocab) rows of the bitwise model over the items' scored tokens (given: (n, vocab) rows of another model,
+    one more input of its mixers), seconds to read the history and to score, and the history's length in bytes."""
+    history = np.load(run.path / HISTORY_FILE, mmap_mode="r")
+    history = np.asarray(history[history < 256])[-history_bytes:]  # the bytes (BOS left out)
+    model = BitCM(**settings)
+    t0 = time.perf_counter()
+    model.learn(history)
+    learn_s, rows = time.perf_counter() - t0, []
+    t0, at = time.perf_counter(), 0
+    for tokens, n_context, _ in items:
+        context, scored = np.asarray(tokens[:n_context]), np.asarray(tokens[n_context:])
+        context = context[context < 256]
+        if not model.ends_with(context):
+            model.learn(context)  # a text whose context is not the history's end (training bytes all the same)
+        is_byte = scored < 256
+        extra = None if given is None else given[at : at + len(scored)][is_byte, :256]
+        rows.append(byte_rows(model.score(scored[is_byte], extra), is_byte, run.tokenizer.vocab_size))
+        at += len(scored)
+    return np.concatenate(rows), learn_s, time.perf_counter() - t0, len(history)
+
+
+def confidence_sets(*rows: np.ndarray) -> np.ndarray:
+    """Each position's weight set: the bucket of each expert's largest probability, combined."""
+    sets = np.zeros(len(rows[0]), dtype=np.int64)
+    for r in rows:
+        sets = sets * CONFIDENCE_BUCKETS + np.minimum((np.exp(r.max(axis=1)) * CONFIDENCE_BUCKETS).astype(np.int64),
+                                                      CONFIDENCE_BUCKETS - 1)
+    return sets
+
+
+def second_layer(mixed: np.ndarray, bits_rows: np.ndarray, targets: np.ndarray, lr: float) -> np.ndarray:
+    sets = confidence_sets(mixed, bits_rows)
+    weights = np.tile([1.0, 0.3], (CONFIDENCE_BUCKETS**2, 1))
+    out = np.empty_like(bits_rows)
+    mix_two(mixed.astype(np.float64), bits_rows, targets.astype(np.int64), sets, weights, lr, out)
+    return out
+
+
+def zpaq_bpb(run, items) -> float:
+    """zpaq -m5's bits per byte of the items' scored bytes given the run's history: size(all) - size(train)."""
+    history = np.load(run.path / HISTORY_FILE, mmap_mode="r")
+    train = np.asarray(history[history < 256], dtype=np.uint8).tobytes()
+    held = b"".join(np.asarray(t[c:])[np.asarray(t[c:]) < 256].astype(np.uint8).tobytes() for t, c, _ in items)
+    sizes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in ("train", train), ("all", train + held):
+            (Path(tmp) / name).write_bytes(data)
+            subprocess.run(["zpaq", "a", f"{name}.zpaq", name, "-m5"], cwd=tmp, check=True, capture_output=True)
+            sizes.append((Path(tmp) / f"{name}.zpaq").stat().st_size)
+    return 8 * (sizes[1] - sizes[0]) / len(held)
+
+
+def main() -> None:
+    p = tuning_arguments(__doc__)
+    p.add_argument("--history", type=int, default=16 << 20, help="training bytes the bitwise model reads (the last)")
+    p.add_argument("--table-bits", type=int, default=22)
+    p.add_argument("--learning-rate", type=float, default=0.0015, help="the bitwise model's mixers'")
+    p.add_argument("--prune", type=float, default=1e-4, help="nodes below this path probability are not evaluated")
+    p.add_argument("--mix-rate", type=float, default=0.002, help="the second layer's")
+    p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "bitcm-gain"))
+    p.add_argument("--zpaq", action="store_true", help="measure zpaq -m5 too (when installed)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    limit = args.bytes or 1 << 62
+    settings = {"table_bits": args.table_bits, "learning_rate": args.learning_rate, "prune": args.prune}
+    rows, speeds = [], []
+    for label, path in ("tuning slice", args.tuning_run), ("held-out (report only)", args.run):
+        run = seqlab.load(path)
+        lengths = np.array([len(b) for b in run.tokenizer.token_bytes])
+        items = held_out(run, limit)
+        mixed, targets = todays_mix(run, items, Path(args.cache))
+        bits_rows, learn_s, score_s, n_history = bitwise(run, items, args.history, settings)
+        both = second_layer(mixed, bits_rows, targets, args.mix_rate)
+        inside, _, given_s, _ = bitwise(run, items, args.history, settings, mixed)
+        n_bytes = lengths[targets]
+        picked = [-r[np.arange(len(targets)), targets] / np.log(2) for r in (mixed, bits_rows, both, inside)]
+        today = picked[0]
+        for name, b in zip(["(a) eval's mix today", "(b) the bitwise model alone", "(c) (a) + (b), second layer",
+                            "(d) the bitwise model given (a) as one more input"], picked):
+            versus = None if b is today else paired(b, today, n_bytes, args.block)
+            rows.append([label, name, f"{b.sum() / n_bytes.sum():.4f}", shown(versus)])
+        if args.zpaq and shutil.which("zpaq"):
+            rows.append([label, "zpaq -m5 (given the training split)", f"{zpaq_bpb(run, items):.4f}", ""])
+        speeds.append(f"{label}: read {n_history:,} history bytes in {learn_s:.1f} s, scored {len(targets):,} "
+                      f"tokens in {score_s:.1f} s "
+                      f"({len(targets) / score_s / 1e3:.1f} KB/s; given (a): {given_s:.1f} s)")
+        for r in rows[-5:]:
+            print(" | ".join(r), flush=True)
+    print()
+    print_table(f"bitwise context mixing ({platform.node()}, {torch.get_num_threads()} threads; {settings}, "
+                f"second layer rate {args.mix_rate})", ["split", "model", "bits per byte", "vs (a), 95%"], rows)
+    print("\n".join(speeds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""zpaq -m5's cost of a run's held-out bytes block by block, beside seqlab eval's: is size(all) - size(train) what
+an online coder pays?
+
+    python bench/zpaq_blocks.py RUN [--block 8192] [--bytes N]
+
+A compressor's conditional cost of held-out bytes is usually taken as size(train + held-out) - size(train)
+(compress/classical.py). That is an online coder's cost only if the compressor codes its input left to right with
+one model. zpaq -m5 chooses its model from the input it is given, so a longer input can be coded with another
+model, training bytes included. This bench adds the held-out bytes a block at a time, size(train + held[:k]) for
+k = 0, block, 2 block, ..., and prints each block's increment (bits per byte of the block) beside what `seqlab
+eval`'s mix pays for the same bytes (bitcm_gain.todays_mix: session.mix, eval's path, cached). A block whose
+increment is negative (the archive shrank when bytes were added) says the total is not an online cost. Byte-level
+runs only (a token is a byte).
+"""
+
+import argparse
+import subprocess
+import tempfile
+from pathlib import Path
+
+from common import print_table, seqlab
+
+import numpy as np  # noqa: E402
+
+from bitcm_gain import todays_mix  # noqa: E402
+from mixer_gains import held_out  # noqa: E402
+from seqlab.countmodel import HISTORY_FILE  # noqa: E402
+
+
+def zpaq_size(data: bytes, tmp: Path) -> int:
+    (tmp / "f").write_bytes(data)
+    (tmp / "f.zpaq").unlink(missing_ok=True)
+    subprocess.run(["zpaq", "a", "f.zpaq", "f", "-m5", "-t1"], cwd=tmp, check=True, capture_output=True)
+    return (tmp / "f.zpaq").stat().st_size
+
+
+def increments(train: bytes, held: bytes, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """(block starts, zpaq's bytes for each block given train and the blocks before it)."""
+    starts = np.arange(0, len(held), block)
+    with tempfile.TemporaryDirectory() as tmp:
+        sizes = [zpaq_size(train + held[:k], Path(tmp)) for k in [*starts, len(held)]]
+    return starts, np.diff(sizes)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run")
+    p.add_argument("--block", type=int, default=8192, help="held-out bytes added per zpaq run")
+    p.add_argument("--bytes", type=int, default=0, help="at most this many held-out bytes (0: all)")
+    p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "bitcm-gain"))
+    args = p.parse_args()
+    run = seqlab.load(args.run)
+    if len(run.tokenizer.token_bytes) != 257:
+        raise SystemExit("a byte-level run is needed (a token is a byte)")
+    items = held_out(run, args.bytes or 1 << 62)
+    logp, targets = todays_mix(run, items, Path(args.cache))
+    seqlab_bits = -logp[np.arange(len(targets)), targets] / np.log(2)
+    history = np.load(run.path / HISTORY_FILE, mmap_mode="r")
+    train = np.asarray(history[history < 256], dtype=np.uint8).tobytes()
+    held = targets.astype(np.uint8).tobytes()
+    starts, zpaq_bytes = increments(train, held, args.block)
+    ends = np.minimum(starts + args.block, len(held))
+    seqlab_bytes = np.array([seqlab_bits[a:b].sum() / 8 for a, b in zip(starts, ends)])
+    n = ends - starts
+    rows = [[f"{a:,}-{b:,}", f"{8 * z / m:.3f}", f"{8 * s / m:.3f}"]
+            for a, b, m, z, s in zip(starts, ends, n, zpaq_bytes, seqlab_bytes)]
+    grew = zpaq_bytes > 0
+    for label, keep in ("all blocks (size(all) - size(train))", np.ones_like(grew)), \
+                       (f"the {int(grew.sum())} blocks where zpaq's archive grew", grew):
+        rows.append([label, f"{8 * zpaq_bytes[keep].sum() / n[keep].sum():.4f}",
+                     f"{8 * seqlab_bytes[keep].sum() / n[keep].sum():.4f}"])
+    print_table(f"zpaq -m5 block by block, {run.path.name}: {len(train):,} training bytes, {len(held):,} held-out",
+                ["held-out bytes", "zpaq -m5 bits/byte", "seqlab eval bits/byte"], rows)
+    print(f"seqlab's eval costs less than zpaq's increment in {int((seqlab_bytes < zpaq_bytes).sum())} of "
+          f"{len(starts)} blocks")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,454 @@
+"""A bitwise context-mixing model (lpaq/zpaq's design) that gives a full distribution over the next byte.
+
+Why: compressors that predict one bit at a time in hashed contexts (lpaq, zpaq -m5, paq) beat PPM-class
+counts on text by 10-15%: every context's per-bit probability adapts on its own, and a logistic mixer
+weighs them per bit. seqlab mixes distributions over tokens, so this model evaluates all 255 nodes of the
+byte's binary tree (the product along a leaf's path is a normalised distribution over the 256 bytes) and
+updates only along the byte that came, as a compressor would.
+
+The design, smallest first (docs/quality.md "A bitwise context-mixing expert"):
+- contexts: orders 0, 1, 2, 3, 4, 6 of the last bytes, the current word (letters, case-folded) and the
+  previous word with it; each hashed with the nibble already read to one slot of 16 entries (lpaq's
+  layout: entry j is the node j of the nibble's 15, one check byte per slot, two slots probed), so one
+  lookup serves a nibble's 15 nodes;
+- each entry an adaptive probability with a count: rate 1/(n + 1.5) until n reaches LIMIT (paq's StateMap);
+- a match model: the last position of the hash of the last MATCH_MIN bytes; its predicted bit's
+  probability learnt per match length;
+- two logistic mixers over the inputs' stretch(p) (weights selected by the partial byte, and by match
+  length and how many contexts were seen), averaged, then two APM stages (partial byte; partial byte
+  with the order-2 context).
+Every prediction uses only the bytes before it (learn's, then the text's): a scored byte updates the model
+after its distribution is written.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; the two word contexts follow
+N_CTX = len(ORDERS) + 2
+PER_CTX = 3  # a context's inputs: its entry's slow and fast probabilities, and its bit history's
+N_IN = PER_CTX * N_CTX + 3  # and the match model's, the given distribution's (score's), a bias
+MATCH_IN, GIVEN_IN = PER_CTX * N_CTX, PER_CTX * N_CTX + 1
+HISTORY_BITS = 6  # an entry's bit history: its last bits (up to 6) after a leading 1; 1: none yet
+GIVEN_PRIOR = 0.6  # the given distribution's prior weight in both mixers (the others': 0.3)
+LIMIT = 127  # an entry's slow rate stops falling here: it stays 1/(LIMIT + 1.5), it keeps adapting
+FAST_LIMIT = 4  # and its fast one's (each entry keeps both probabilities: a stationary and a recent view)
+MATCH_MIN = 6  # bytes hashed to find a match
+MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
+FINAL_RATE = 0.3  # the final mixer's rate, times the mixers'
+APM_CELLS = 33
+APM2_BITS = 16
+STRETCH_CLAMP = 8.0
+STRETCH = np.clip(np.log((np.arange(4096) + 0.5) / (4096 - np.arange(4096) - 0.5)), -8.0, 8.0)
+K1 = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64
+K2 = -4658895280553007687  # 0xBF58476D1CE4E5B9
+K3 = -7723592293110705685  # 0x94D049BB133111EB
+
+
+@njit(cache=True)
+def _hash(a, b):
+    x = (a + (b + 1) * K2) * K1
+    x ^= (x >> 31) & 0x1FFFFFFFF
+    x *= K3
+    return x ^ ((x >> 29) & 0x7FFFFFFFF)
+
+
+@njit(cache=True)
+def _stretch(p):
+    p = min(max(p, 1e-6), 1.0 - 1e-6)
+    return min(max(math.log(p / (1.0 - p)), -STRETCH_CLAMP), STRETCH_CLAMP)
+
+
+@njit(cache=True)
+def _squash(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@njit(cache=True)
+def _find(chk, h, bits):
+    """The slot of hash h (one of two probed), or -1."""
+    i = (h >> (64 - bits)) & ((1 << bits) - 1)
+    c = (h >> 8) & 255
+    if chk[i] == c:
+        return i
+    if chk[i ^ 1] == c:
+        return i ^ 1
+    return -1
+
+
+@njit(cache=True)
+def _claim(chk, prob, fast, count, hist, h, bits):
+    """The slot of hash h, made fresh where it was not there (the less used of the two is replaced)."""
+    s = _find(chk, h, bits)
+    if s >= 0:
+        return s
+    i = (h >> (64 - bits)) & ((1 << bits) - 1)
+    s = i if count[i, 1] <= count[i ^ 1, 1] else i ^ 1
+    chk[s] = (h >> 8) & 255
+    prob[s, :] = 32768
+    fast[s, :] = 32768
+    count[s, :] = 0
+    hist[s, :] = 1
+    return s
+
+
+@njit(cache=True)
+def _contexts(buf, t, regs, ctx):
+    """The context hashes before position t (regs: current word, previous word)."""
+    for k in range(len(ORDERS)):
+        h = np.int64(ORDERS[k] + 1)
+        for j in range(1, ORDERS[k] + 1):
+            h = _hash(h, buf[t - j] if t - j >= 0 else 256)
+        ctx[k] = h
+    ctx[len(ORDERS)] = _hash(regs[0], 1000)
+    ctx[len(ORDERS) + 1] = _hash(regs[0], regs[1] + 2000)
+
+
+@njit(cache=True)
+def _after_byte(buf, t, regs, mtab, mbits):
+    """Word hashes and the match model after byte buf[t] (regs: word, previous word, match ptr, match length)."""
+    c = buf[t]
+    if 65 <= c <= 90:
+        c += 32
+    if 97 <= c <= 122 or c >= 128:
+        regs[0] = _hash(regs[0], c)
+    elif regs[0] != 0:
+        regs[1], regs[0] = regs[0], 0
+    if regs[3] > 0 and buf[regs[2]] == buf[t]:
+        regs[3] = min(regs[3] + 1, 65535)
+        regs[2] += 1
+    else:
+        regs[3] = 0
+    if t + 1 >= MATCH_MIN:
+        h = np.int64(7)
+        for j in range(MATCH_MIN):
+            h = _hash(h, buf[t - j])
+        slot = (h >> (64 - mbits)) & ((1 << mbits) - 1)
+        if regs[3] == 0:
+            ptr = mtab[slot]
+            if ptr > 0:
+                n = 0
+                while n < 32 and ptr - 1 - n >= 0 and buf[ptr - 1 - n] == buf[t - n]:
+                    n += 1
+                if n >= MATCH_MIN:
+                    regs[2], regs[3] = ptr, n
+        mtab[slot] = t + 1
+
+
+@njit(cache=True)
+def _match_bucket(length):
+    if length == 0:
+        return 0
+    if length < 16:
+        return 1
+    if length < 24:
+        return 2
+    if length < 32:
+        return 3
+    return 4
+
+
+@njit(cache=True)
+def _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, w3, apm1, apm2, c2h, given, x, out):
+    """Predict node c0 (the partial byte with its leading 1) from its contexts' slots: fills its inputs x and
+    out = (p, mixer 1's p, mixer 2's p, mixer 2's set, the mix's stretch, apm1's p)."""
+    d = 0
+    while (c0 >> (d + 1)) > 0:
+        d += 1
+    j = c0 if d < 4 else (1 << (d - 4)) | (c0 & ((1 << (d - 4)) - 1))
+    seen = 0
+    for i in range(N_CTX):
+        s = slot_of[i]
+        if s >= 0 and count[s, j] > 0:
+            seen += 1
+            x[PER_CTX * i] = STRETCH[prob[s, j] >> 4]
+            x[PER_CTX * i + 1] = STRETCH[fast[s, j] >> 4]
+            x[PER_CTX * i + 2] = STRETCH[int(ism[i, hist[s, j]] * 4095.0)]
+        else:
+            x[PER_CTX * i] = x[PER_CTX * i + 1] = 0.0
+            x[PER_CTX * i + 2] = STRETCH[int(ism[i, 1] * 4095.0)]
+    x[MATCH_IN] = 0.0
+    length = regs[3]
+    if length > 0:
+        predicted = buf[regs[2]] | 256
+        if (predicted >> (8 - d)) == c0:
+            bit = (predicted >> (7 - d)) & 1
+            st = _stretch(msm[min(length, 63)])
+            x[MATCH_IN] = st if bit == 1 else -st
+    x[GIVEN_IN] = given
+    x[N_IN - 1] = 0.5
+    set2 = _match_bucket(length) * (N_CTX + 1) + seen
+    dot1 = 0.0
+    dot2 = 0.0
+    for i in range(N_IN):
+        dot1 += w1[c0, i] * x[i]
+        dot2 += w2[set2, i] * x[i]
+    dot1 = min(max(dot1, -STRETCH_CLAMP), STRETCH_CLAMP)
+    dot2 = min(max(dot2, -STRETCH_CLAMP), STRETCH_CLAMP)
+    st = min(max(w3[c0, 0] * dot1 + w3[c0, 1] * dot2, -STRETCH_CLAMP), STRETCH_CLAMP)  # the final mixer's
+    p = _squash(st)
+    a1 = _apm(apm1, c0, st)
+    a2 = _apm(apm2, (c2h ^ (c0 * 40503)) & ((1 << APM2_BITS) - 1), st)
+    p = 0.25 * p + 0.25 * a1 + 0.5 * a2
+    out[0] = min(max(p, 1.0 / 8192), 1.0 - 1.0 / 8192)
+    out[1] = _squash(dot1)
+    out[2] = _squash(dot2)
+    out[3] = set2
+    out[4] = st
+    out[5] = d
+    out[6] = dot1
+    out[7] = dot2
+
+
+@njit(cache=True)
+def _apm(table, row, st):
+    pos = (st + STRETCH_CLAMP) * (APM_CELLS - 1) / (2 * STRETCH_CLAMP)
+    lo = min(int(pos), APM_CELLS - 2)
+    f = pos - lo
+    return table[row, lo] * (1 - f) + table[row, lo + 1] * f
+
+
+@njit(cache=True)
+def _apm_learn(table, row, st, y, rate):
+    pos = (st + STRETCH_CLAMP) * (APM_CELLS - 1) / (2 * STRETCH_CLAMP)
+    lo = min(int(pos), APM_CELLS - 2)
+    f = pos - lo
+    table[row, lo] += (y - table[row, lo]) * rate * (1 - f)
+    table[row, lo + 1] += (y - table[row, lo + 1]) * rate * f
+
+
+@njit(cache=True)
+def _learn_node(c0, y, slot_of, prob, fast, count, hist, ism, icount, buf, regs, msm, mcount, w1, w2, w3, apm1, apm2,
+                c2h, x, out, rates, frates, lr):
+    """Update node c0 with its bit y, from its inputs x and outputs `out` (_node's)."""
+    d = int(out[5])
+    j = c0 if d < 4 else (1 << (d - 4)) | (c0 & ((1 << (d - 4)) - 1))
+    for i in range(N_CTX):
+        s = slot_of[i]
+        n = count[s, j]
+        p = prob[s, j]
+        p += int((y * 65535 - p) * rates[n])
+        prob[s, j] = min(max(p, 32), 65503)
+        f = fast[s, j]
+        f += int((y * 65535 - f) * frates[n])
+        fast[s, j] = min(max(f, 32), 65503)
+        h = hist[s, j]
+        ism[i, h] += (y - ism[i, h]) / (icount[i, h] + 1.5)
+        if icount[i, h] < 1023:
+            icount[i, h] += 1
+        h = 2 * h + y
+        if h >= 1 << (HISTORY_BITS + 1):
+            h = (1 << HISTORY_BITS) | (h & ((1 << HISTORY_BITS) - 1))
+        hist[s, j] = h
+        if n < 255:
+            count[s, j] = n + 1
+    length = regs[3]
+    if length > 0:
+        predicted = buf[regs[2]] | 256
+        if (predicted >> (8 - d)) == c0:
+            k = min(length, 63)
+            hit = 1.0 if ((predicted >> (7 - d)) & 1) == y else 0.0
+            msm[k] += (hit - msm[k]) * rates[mcount[k]]
+            if mcount[k] < 1023:
+                mcount[k] += 1
+    e1 = y - out[1]
+    e2 = y - out[2]
+    set2 = int(out[3])
+    for i in range(N_IN):
+        w1[c0, i] += lr * e1 * x[i]
+        w2[set2, i] += lr * e2 * x[i]
+    e3 = (y - _squash(out[4])) * lr * FINAL_RATE
+    w3[c0, 0] += e3 * out[6]
+    w3[c0, 1] += e3 * out[7]
+    _apm_learn(apm1, c0, out[4], y, 0.02)
+    _apm_learn(apm2, (c2h ^ (c0 * 40503)) & ((1 << APM2_BITS) - 1), out[4], y, 0.02)
+
+
+@njit(cache=True)
+def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, chk, prob, fast, count, hist, ism, icount,
+         bits, msm, mcount, w1, w2, w3, apm1, apm2, rates, frates, lr):
+    """Read buf[start:stop] one byte at a time: where `full`, write each position's log-distribution over the 256
+    bytes into logp[t - start] (the 255 nodes, less those under a node whose path's log-probability is below
+    `prune`: uniform there), then learn the byte (its path's 8 nodes). given: (stop - start, 256) log-distributions
+    over the bytes, one more input at each node (its bit's probability under them), or (0, 256): none."""
+    ctx = np.zeros(N_CTX, dtype=np.int64)
+    slots1 = np.empty(N_CTX, dtype=np.int64)
+    slots2 = np.empty((16, N_CTX), dtype=np.int64)
+    xs = np.zeros((256, N_IN))
+    outs = np.zeros((256, 8))
+    lp = np.zeros(512)
+    sums = np.zeros(512)
+    node_given = np.zeros(256)
+    done = np.zeros(256, dtype=np.bool_)
+    for t in range(start, stop):
+        if len(given):
+            for b in range(256):
+                sums[256 + b] = math.exp(given[t - start, b])
+            for c0 in range(255, 0, -1):
+                sums[c0] = sums[2 * c0] + sums[2 * c0 + 1]
+                node_given[c0] = _stretch(sums[2 * c0 + 1] / max(sums[c0], 1e-300))
+        _contexts(buf, t, regs, ctx)
+        c2h = _hash(buf[t - 1] if t >= 1 else 256, buf[t - 2] if t >= 2 else 256)
+        byte = buf[t]
+        if full:
+            for i in range(N_CTX):
+                slots1[i] = _find(chk, _hash(ctx[i], 0), bits)
+            lp[1] = 0.0
+            for c0 in range(1, 256):
+                done[c0] = lp[c0] >= prune
+                if not done[c0]:
+                    lp[2 * c0 + 1] = lp[2 * c0] = lp[c0] - math.log(2.0)
+                    continue
+                if 16 <= c0 < 32:  # a high nibble whose low nibble's nodes are evaluated: its slots
+                    for i in range(N_CTX):
+                        slots2[c0 - 16, i] = _find(chk, _hash(ctx[i], c0 - 15), bits)
+                slot_of = slots1 if c0 < 16 else slots2[(c0 >> (_depth(c0) - 4)) & 15]
+                _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, w3, apm1, apm2, c2h,
+                      node_given[c0], xs[c0], outs[c0])
+                p = outs[c0, 0]
+                lp[2 * c0 + 1] = lp[c0] + math.log(p)
+                lp[2 * c0] = lp[c0] + math.log(1.0 - p)
+            for b in range(256):
+                logp[t - start, b] = lp[256 + b]
+        for i in range(N_CTX):
+            slots1[i] = _claim(chk, prob, fast, count, hist, _hash(ctx[i], 0), bits)
+        c0 = 1
+        for d in range(8):
+            if d == 4:
+                for i in range(N_CTX):
+                    slots2[0, i] = _claim(chk, prob, fast, count, hist, _hash(ctx[i], (c0 & 15) + 1), bits)
+            slot_of = slots1 if d < 4 else slots2[0]
+            if not full or not done[c0]:  # (full: predicted above from the slots found, fresh where none was)
+                _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, w3, apm1, apm2, c2h,
+                      node_given[c0], xs[c0], outs[c0])
+            y = (byte >> (7 - d)) & 1
+            _learn_node(c0, y, slot_of, prob, fast, count, hist, ism, icount, buf, regs, msm, mcount, w1, w2, w3, apm1,
+                        apm2, c2h, xs[c0], outs[c0], rates, frates, lr)
+            c0 = 2 * c0 + y
+        _after_byte(buf, t, regs, mtab, mbits)
+
+
+@njit(cache=True)
+def _depth(c0):
+    d = 0
+    while (c0 >> (d + 1)) > 0:
+        d += 1
+    return d
+
+
+class BitCM:
+    """A bitwise context-mixing model over bytes: `learn` what came before, `score` a text causally.
+
+    >>> m = BitCM(table_bits=16); m.learn(b"abcabcabc"); m.score(b"abc").shape
+    (3, 256)
+    """
+
+    def __init__(self, table_bits: int = 22, match_bits: int = 20, learning_rate: float = 0.0015, limit: int = LIMIT,
+                 fast_limit: int = FAST_LIMIT, prune: float = 1e-4):
+        self.bits, self.mbits, self.lr, self.prune = table_bits, match_bits, learning_rate, math.log(prune)
+        n = 1 << table_bits
+        self.chk = np.zeros(n, dtype=np.uint8)
+        self.prob = np.full((n, 16), 32768, dtype=np.uint16)
+        self.fast = np.full((n, 16), 32768, dtype=np.uint16)
+        self.hist = np.ones((n, 16), dtype=np.uint8)
+        self.ism = np.full((N_CTX, 1 << (HISTORY_BITS + 1)), 0.5)  # each context's probability per bit history
+        self.icount = np.zeros((N_CTX, 1 << (HISTORY_BITS + 1)), dtype=np.int64)
+        self.count = np.zeros((n, 16), dtype=np.uint8)
+        self.mtab = np.zeros(1 << match_bits, dtype=np.int64)
+        self.msm = np.full(64, 0.75)
+        self.mcount = np.zeros(64, dtype=np.int64)
+        self.w1 = np.full((256, N_IN), 0.3)
+        self.w2 = np.full((MATCH_SETS, N_IN), 0.3)
+        self.w1[:, :MATCH_IN] = self.w2[:, :MATCH_IN] = 0.1  # three inputs per context
+        self.w1[:, GIVEN_IN] = self.w2[:, GIVEN_IN] = GIVEN_PRIOR
+        self.w3 = np.full((256, 2), 0.5)  # the final mixer's, over the two mixers' stretch, per partial byte
+        cells = _squash_np(np.linspace(-STRETCH_CLAMP, STRETCH_CLAMP, APM_CELLS))
+        self.apm1 = np.tile(cells, (256, 1))
+        self.apm2 = np.tile(cells, (1 << APM2_BITS, 1))
+        self.rates = 1.0 / (np.minimum(np.arange(1024), limit) + 1.5)
+        self.frates = 1.0 / (np.minimum(np.arange(1024), fast_limit) + 1.5)
+        self.regs = np.zeros(4, dtype=np.int64)  # current word, previous word, match pointer, match length
+        self.buf = np.zeros(1 << 16, dtype=np.int64)
+        self.n = 0  # bytes read
+
+    def _append(self, data) -> int:
+        data = np.frombuffer(bytes(data), dtype=np.uint8) if isinstance(data, (bytes, bytearray)) else np.asarray(data)
+        if self.n + len(data) > len(self.buf):
+            grown = np.zeros(max(2 * len(self.buf), self.n + len(data)), dtype=np.int64)
+            grown[: self.n] = self.buf[: self.n]
+            self.buf = grown
+        start = self.n
+        self.buf[start : start + len(data)] = data
+        self.n += len(data)
+        return start
+
+    def _run(self, start: int, full: bool, given: np.ndarray | None = None) -> np.ndarray:
+        logp = np.zeros((self.n - start if full else 0, 256))
+        given = np.zeros((0, 256)) if given is None else np.ascontiguousarray(given, dtype=np.float64)
+        assert len(given) in (0, self.n - start)
+        _run(self.buf, start, self.n, full, logp, given, self.prune, self.regs, self.mtab, self.mbits, self.chk,
+             self.prob, self.fast, self.count, self.hist, self.ism, self.icount, self.bits, self.msm, self.mcount,
+             self.w1, self.w2, self.w3, self.apm1,
+             self.apm2, self.rates, self.frates, self.lr)
+        return logp
+
+    def learn(self, data) -> None:
+        """Read `data` (bytes, or byte values), learning each byte after predicting it along its path only."""
+        self._run(self._append(data), full=False)
+
+    def score(self, data, given: np.ndarray | None = None) -> np.ndarray:
+        """(len(data), 256) natural-log distributions over each byte of `data`, each from the bytes before it;
+        the model learns each byte after writing its row. given: (len(data), 256) log-distributions of another
+        model (eval's mix), mixed in bit by bit as one more input."""
+        return self._run(self._append(data), True, given)
+
+    def ends_with(self, data) -> bool:
+        """Whether the bytes read so far end with `data` (a text's context already read)."""
+        data = np.asarray(data)
+        return len(data) <= self.n and bool(np.array_equal(self.buf[self.n - len(data) : self.n], data))
+
+
+def _squash_np(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@njit(cache=True)
+def mix_two(mixed, bitwise, targets, sets, weights, lr, out):
+    """A second mixer layer: out[t] = log softmax(w . (mixed[t], bitwise[t])) (geometric), w selected by sets[t],
+    the weights stepping after each token on its log loss (targets[t] < 0: no step). Rows are natural-log
+    distributions over the same vocabulary; causal: row t's weights saw only the tokens before it."""
+    n, v = mixed.shape
+    for t in range(n):
+        s = sets[t]
+        w0, w1 = weights[s, 0], weights[s, 1]
+        top = -1e300
+        for k in range(v):
+            z = w0 * mixed[t, k] + w1 * bitwise[t, k]
+            out[t, k] = z
+            top = max(top, z)
+        total = 0.0
+        for k in range(v):
+            total += math.exp(out[t, k] - top)
+        norm = top + math.log(total)
+        e0 = 0.0
+        e1 = 0.0
+        for k in range(v):
+            out[t, k] -= norm
+            p = math.exp(out[t, k])
+            e0 += p * mixed[t, k]
+            e1 += p * bitwise[t, k]
+        y = targets[t]
+        if y >= 0:  # the loss's gradient: expected less actual log-probability of each input
+            weights[s, 0] = min(max(w0 + lr * (mixed[t, y] - e0), 0.0), 4.0)
+            weights[s, 1] = min(max(w1 + lr * (bitwise[t, y] - e1), 0.0), 4.0)
+
+
+def byte_rows(logp: np.ndarray, is_byte: np.ndarray, vocab: int, floor: float = 1e-6) -> np.ndarray:
+    """(n, vocab) token log-distributions from the bitwise model's (n_bytes, 256) rows, for a byte tokenizer's ids
+    (0-255 the bytes; the others, BOS, get `floor`): positions where is_byte is False get a uniform row."""
+    rows = np.full((len(is_byte), vocab), -np.log(vocab))
+    rows[is_byte, :256] = logp + np.log1p(-floor * (vocab - 256))
+    rows[is_byte, 256:] = np.log(floor)
+    return rows

@@ -1,0 +1,101 @@
+"""The bitwise context-mixing expert (countmodel/bitcm.py): distributions, learning, causality, determinism."""
+
+import numpy as np
+
+from conftest import structured_text
+from seqlab.countmodel.bitcm import BitCM
+
+TEXT = structured_text(200, seed=3).encode()
+
+
+def bits(model: BitCM, data: bytes) -> np.ndarray:
+    values = np.frombuffer(data, dtype=np.uint8)
+    return -model.score(data)[np.arange(len(values)), values] / np.log(2)
+
+
+def test_every_row_is_a_distribution_over_the_256_bytes():
+    model = BitCM(table_bits=12, match_bits=10)
+    model.learn(TEXT[:500])
+    logp = model.score(TEXT[500:800])
+    assert logp.shape == (300, 256)
+    np.testing.assert_allclose(np.exp(logp).sum(axis=1), 1.0, atol=1e-9)
+
+
+def test_a_repeated_text_becomes_cheap():
+    model = BitCM(table_bits=12, match_bits=10)
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, 400).astype(np.uint8).tobytes()  # nothing to learn within it
+    first, second = bits(model, noise), bits(model, noise)
+    assert first.mean() > 7.0  # random bytes cost about 8 bits when first seen
+    assert second[50:].mean() < 0.5  # the match model and the long contexts know them the second time
+
+
+def test_scoring_a_text_and_its_first_half_agree_on_the_half():
+    def fresh():
+        model = BitCM(table_bits=12, match_bits=10)
+        model.learn(TEXT[:1000])
+        return model
+
+    text = TEXT[1000:1600]
+    whole, half = fresh().score(text), fresh().score(text[:300])
+    np.testing.assert_array_equal(whole[:300], half)
+
+
+def test_the_same_bytes_give_the_same_bits():
+    runs = []
+    for _ in range(2):
+        model = BitCM(table_bits=12, match_bits=10)
+        model.learn(TEXT[:800])
+        runs.append(model.score(TEXT[800:1200]))
+    np.testing.assert_array_equal(*runs)
+
+
+def test_learning_the_training_split_first_makes_its_grammar_cheaper():
+    cold, warm = BitCM(table_bits=14, match_bits=12), BitCM(table_bits=14, match_bits=12)
+    warm.learn(TEXT[:2000])
+    text = TEXT[2000:2600]
+    assert bits(warm, text).mean() < 0.7 * bits(cold, text).mean()
+
+
+def test_a_bytes_row_does_not_depend_on_that_byte():
+    rows = []
+    for last in (b"x", b"y"):
+        model = BitCM(table_bits=12, match_bits=10)
+        model.learn(TEXT[:1000])
+        rows.append(model.score(TEXT[1000:1200] + last))
+    np.testing.assert_array_equal(*rows)
+
+
+def bitcm_copy(run_dir, tmp_path):
+    """A copy of a trained byte-level run with "bitcm": true under counts in its config.json (how eval turns it on)."""
+    import json
+    import shutil
+
+    copy = tmp_path / "bitcm-run"
+    shutil.copytree(run_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["counts"]["bitcm"] = True
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
+def test_eval_with_counts_bitcm_mixes_it_in_and_stays_causal(trained_runs, tmp_path):
+    import torch
+
+    from seqlab.evaluate import evaluate
+    from seqlab.run import load
+    from seqlab.scoring import score_run
+
+    plain, run = load(trained_runs["lstm"]), load(bitcm_copy(trained_runs["lstm"], tmp_path))
+    assert run.tokenizer.kind == "byte" and run.count_model.config.bitcm and not plain.count_model.config.bitcm
+    result, before = evaluate(run), evaluate(plain)
+    assert result["bpb"] != before["bpb"] and abs(result["bpb"] - before["bpb"]) < 0.5 * before["bpb"]
+    assert "bitwise context-mixing" in result["context"]
+    text = np.frombuffer(TEXT[:600], dtype=np.uint8).astype(np.int64)
+
+    def mixed(tokens):
+        return torch.cat([lp for _, lp, _, _ in score_run(run, tokens, 1, run.count_model.session(run.device))])
+
+    whole, half = mixed(text), mixed(text[:301])
+    torch.testing.assert_close(whole[:300], half)
+    torch.testing.assert_close(torch.logsumexp(whole, dim=1), torch.zeros(len(whole), dtype=whole.dtype))
