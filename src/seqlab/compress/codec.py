@@ -38,7 +38,8 @@ from ..checkpoint import atomic_file
 from ..errors import SeqlabError
 from ..options import InputFile, input_file, integer, output_file, run_dir
 from ..progress import bar
-from .header import LONGEST, ByteReader, Header, check_compatible, counts_fingerprint, run_fingerprint, varints
+from .header import (LONGEST, ByteReader, Header, bitcm_on, check_compatible, counts_fingerprint, run_fingerprint,
+                     varints)
 from . import seams
 from .lockstep import Layout, code_block
 
@@ -137,7 +138,7 @@ def _header(run, threads: int, n_bytes: int, crc: int, adapt) -> Header:
     warmth = with_warmth(run)
     # segments at line starts (formats 15-18) come with the warmth sets: a run without them writes 7-10 as before
     return Header(run_fingerprint(run.path), counts_fingerprint(run), torch.__version__, threads, n_bytes, crc,
-                  lr, chunk, words, warmth, lines=warmth and LINE_STARTS)
+                  lr, chunk, words, warmth, lines=warmth and LINE_STARTS, bitcm=bitcm_on(run))
 
 
 def with_warmth(run) -> bool:
