@@ -66,9 +66,20 @@ def test_compress_codes_as_eval_scores_with_the_bitwise_model(runs, tmp_path):
 
 
 def test_a_file_made_with_the_other_setting_is_refused_in_one_line(runs):
+    """The run's fingerprint (its config.json) already tells the two apart; the count model's covers the setting too:
+    a file whose run fingerprint matches but whose bitwise setting does not is refused, naming counts.bitcm."""
+    from dataclasses import replace
+
+    from seqlab.compress.header import run_fingerprint
+
     plain, on = runs
     data = structured_text(20, seed=5).encode()
     for coded_by, decoded_by in ((plain, on), (on, plain)):
+        blob = compress_bytes(coded_by, data)
+        with pytest.raises(SeqlabError, match="different run") as refused:
+            decompress_bytes(decoded_by, blob)
+        header, start = Header.unpack(blob, "x")
+        relabelled = replace(header, fingerprint=run_fingerprint(decoded_by.path)).pack() + blob[start:]
         with pytest.raises(SeqlabError, match="counts.bitcm") as refused:
-            decompress_bytes(decoded_by, compress_bytes(coded_by, data))
+            decompress_bytes(decoded_by, relabelled)
         assert "\n" not in str(refused.value)
