@@ -2,7 +2,6 @@
 with the distribution eval scores with, and files refused by a run with the other setting."""
 
 import json
-import random
 import shutil
 
 import pytest
@@ -12,7 +11,7 @@ from seqlab.compress.header import FORMATS
 from seqlab.errors import SeqlabError
 from seqlab.run import load
 
-from conftest import structured_text
+from conftest import coded_and_eval_bits, lines_said_twice, structured_text
 
 
 def _bitcm_copy(run_dir, out, on: bool = True):
@@ -50,20 +49,13 @@ def test_segments_round_trip_with_the_bitwise_model_in_its_format(runs, monkeypa
 
 def test_compress_codes_as_eval_scores_with_the_bitwise_model(runs, tmp_path):
     """Random lines, each said twice: the size is eval's bits (with the bitwise model) within 1% plus the header."""
-    from seqlab.evaluate import evaluate
-
     _, on = runs
-    rng = random.Random(3)
-    lines = (bytes(rng.randrange(97, 123) for _ in range(rng.randrange(20, 100))) + b"\n" for _ in range(200))
-    data = b"".join(2 * line for line in lines)[:8400]
+    data = lines_said_twice()
     assert lockstep.segments_for(len(data)) == 2
     blob = compress_bytes(on, data)
     assert decompress_bytes(on, blob) == data
-    path = tmp_path / "repeats.txt"
-    path.write_bytes(data)
-    bits = evaluate(on, [str(path)])["bpb"] * len(data)
-    _, header = Header.unpack(blob, "repeats")
-    assert abs(8 * len(blob) - bits) < 0.01 * bits + 8 * header, (8 * len(blob), bits)
+    coded, bits, header = coded_and_eval_bits(on, data, blob, tmp_path)
+    assert abs(coded - bits) < 0.01 * bits + header, (coded, bits)
 
 
 def test_a_file_made_with_the_other_setting_is_refused_in_one_line(runs):
