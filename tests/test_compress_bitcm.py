@@ -47,6 +47,18 @@ def test_segments_round_trip_with_the_bitwise_model_in_its_format(runs, monkeypa
     assert decompress_bytes(on, blob) == data
 
 
+def test_blocks_round_trip_with_the_bitwise_model(runs, monkeypatch):
+    """Each block's rows take the regions of the block before (the buffer stays one block's size)."""
+    from seqlab.compress import codec
+
+    monkeypatch.setattr(codec, "BLOCK_BYTES", 500)
+    monkeypatch.setattr(lockstep, "SEGMENT_TOKENS", 100)
+    _, on = runs
+    data = structured_text(80, seed=9).encode()
+    assert len(data) > 2 * 500
+    assert decompress_bytes(on, compress_bytes(on, data)) == data
+
+
 def test_compress_codes_as_eval_scores_with_the_bitwise_model(runs, tmp_path):
     """Random lines, each said twice: the size is eval's bits (with the bitwise model) within 1% plus the header."""
     _, on = runs

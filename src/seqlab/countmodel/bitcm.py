@@ -437,6 +437,7 @@ class BitCM:
         self.regs = np.zeros(4, dtype=np.int64)  # current word, previous word, match pointer, match length
         self.buf = np.zeros(1 << 16, dtype=np.int64)
         self.n = 0  # bytes read
+        self.rows_from = None  # where lockstep rows' regions start (rows)
 
     def _append(self, data) -> int:
         data = np.frombuffer(bytes(data), dtype=np.uint8) if isinstance(data, (bytes, bytearray)) else np.asarray(data)
@@ -472,6 +473,9 @@ class BitCM:
     def rows(self, first: np.ndarray, bound: int) -> "BitRows":
         """Lockstep rows over these tables (compress/lockstep.py): len(first) texts read side by side, each at most
         `bound` bytes, read after its token first[row] (a byte, or BOS: none)."""
+        if self.rows_from is None:
+            self.rows_from = self.n
+        self.n = self.rows_from  # a block's rows over the last's regions: the buffer stays one block's size
         return BitRows(self, first, bound)
 
     def ends_with(self, data) -> bool:
