@@ -1,6 +1,9 @@
 """Shared pieces of the benchmarks: train for a budget, measure generation, compare with compressors."""
 
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -9,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 import seqlab  # noqa: E402
-from seqlab.compress.classical import conditional_bpb, held_out_bytes  # noqa: E402
+from seqlab.compress.classical import available, conditional_bpb, held_out_bytes  # noqa: E402
 from seqlab.config import RunConfig  # noqa: E402
 from seqlab.data.corpus import read_documents  # noqa: E402
 from seqlab.generate import generate  # noqa: E402
@@ -24,6 +27,59 @@ def final_record(run_dir) -> dict:
 def compressor_rows(corpus: list[str], val_fraction: float = 0.1) -> dict[str, float]:
     train, val = held_out_bytes(read_documents(corpus), val_fraction)
     return conditional_bpb(train, val)
+
+
+def ppmd(data: bytes) -> bytes:
+    import pyppmd
+
+    return pyppmd.compress(data, max_order=6, mem_size=256 << 20)
+
+
+def _command(output: str, *argv: str):
+    """A compressor run as a command on the file `f` in a temporary directory: the bytes it wrote to `output`."""
+    def compress(data: bytes) -> bytes:
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "f").write_bytes(data)
+            subprocess.run([*argv], cwd=tmp, check=True, capture_output=True)
+            return (Path(tmp) / output).read_bytes()
+    return compress
+
+
+zpaq = _command("f.zpaq", "zpaq", "a", "f.zpaq", "f", "-m5", "-t1")
+bzip3 = _command("f.bz3", "bzip3", "-e", "-k", "f")
+
+
+def yardsticks() -> dict:
+    """The classical compressors seqlab is measured against: gzip, bzip2, xz, zstd, and PPMd (pyppmd), zpaq -m5
+    and bzip3 where installed (pip install pyppmd; apt-get install zpaq bzip3)."""
+    found = dict(available())
+    try:
+        import pyppmd  # noqa: F401
+        found["PPMd (order 6)"] = ppmd
+    except ImportError:
+        print("(no PPMd row: pip install pyppmd)")
+    for name, fn, command in ("bzip3", bzip3, "bzip3"), ("zpaq -m5", zpaq, "zpaq"):
+        if shutil.which(command):
+            found[name] = fn
+        else:
+            print(f"(no {name} row: apt-get install {command})")
+    return found
+
+
+def compressor_blocks(corpus: list[str], val_fraction: float = 0.1, blocks: int = 16) -> dict[str, tuple]:
+    """{compressor: (bits, bytes) per block of the held-out bytes}: each block's cost given the training bytes and
+    the blocks before it, size(train + val[:end]) - size(train + val[:start]), ready for seqlab.stats.bootstrap_ratio.
+    The sum is size(all) - size(train); a negative block says the compressor chose another model for the longer
+    input (zpaq -m5 does: bench/zpaq_blocks.py), which the interval then shows."""
+    import numpy as np
+
+    train, val = held_out_bytes(read_documents(corpus), val_fraction)
+    ends = np.unique(np.linspace(0, len(val), blocks + 1).astype(int))
+    out = {}
+    for name, fn in yardsticks().items():
+        sizes = np.array([len(fn(train + val[:end])) for end in ends])
+        out[name] = (8.0 * np.diff(sizes), np.diff(ends).astype(float))
+    return out
 
 
 def generation_speed(run: Run, tokens: int = 500, repeats: int = 2) -> float:
@@ -77,5 +133,5 @@ def print_table(title: str, header: list[str], rows: list[list]) -> str:
     return text
 
 
-__all__ = ["seqlab", "final_record", "compressor_rows", "generation_speed", "held_out_bits", "untrained_run",
-           "print_table"]
+__all__ = ["seqlab", "final_record", "compressor_rows", "compressor_blocks", "yardsticks", "generation_speed",
+           "held_out_bits", "untrained_run", "print_table"]

@@ -9,8 +9,8 @@ compressed size (header included), the round-trip check, KB/s both ways (wall cl
 and per CPU-second of the process: the machine may be shared), eval's bits per byte
 on the same bytes (what compress codes with: the network mixed with the run's count
 model when it has one; the network alone too), the gap to eval in %, and gzip, bzip2,
-xz, zstd, PPMd (pyppmd, order 6, 256 MB) and zpaq (`zpaq a -m5`, Debian's package
-zpaq, when installed) on the same bytes, each with its speed.
+xz, zstd, PPMd (pyppmd, order 6, 256 MB), bzip3 and zpaq (`zpaq a -m5`; Debian's packages
+bzip3 and zpaq, when installed) on the same bytes, each with its speed.
 --before SRC compresses the first --before-bytes of the file with the seqlab source tree
 SRC (e.g. a `git archive` of the commit before) in a subprocess, in turn with this
 one, for a before/after ratio of speeds measured in the same run.
@@ -18,7 +18,6 @@ one, for a before/after ratio of speeds measured in the same run.
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,10 +30,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from seqlab.compress import Header, compress_bytes, decompress_bytes  # noqa: E402
-from seqlab.compress.classical import available  # noqa: E402
 from seqlab.data.corpus import default_corpus_path  # noqa: E402
 from seqlab.evaluate import evaluate  # noqa: E402
 from seqlab.run import load  # noqa: E402
+from common import yardsticks  # noqa: E402
 from trees import seqlab_src  # noqa: E402
 
 
@@ -43,35 +42,6 @@ def timed(fn):
     wall, cpu = time.perf_counter(), time.process_time()
     out = fn()
     return out, time.perf_counter() - wall, time.process_time() - cpu
-
-
-def ppmd(data: bytes) -> bytes:
-    import pyppmd
-
-    return pyppmd.compress(data, max_order=6, mem_size=256 << 20)
-
-
-def zpaq(data: bytes) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        src, archive = Path(tmp) / "f", Path(tmp) / "f.zpaq"
-        src.write_bytes(data)
-        subprocess.run(["zpaq", "a", str(archive), str(src), "-m5"], check=True, capture_output=True)
-        return archive.read_bytes()
-
-
-def classical() -> dict:
-    found = dict(available())
-    try:
-        import pyppmd  # noqa: F401
-
-        found["PPMd (order 6)"] = ppmd
-    except ImportError:
-        print("(no PPMd row: pip install pyppmd)")
-    if shutil.which("zpaq"):
-        found["zpaq -m5"] = zpaq
-    else:
-        print("(no zpaq row: apt-get install zpaq)")
-    return found
 
 
 BEFORE = """
@@ -138,7 +108,7 @@ def main() -> None:
     if mixed:
         rows.append(("seqlab eval, with count model", round(ev["bpb"] * len(data) / 8), ev["bpb"], "-", "-"))
     rows.append(("seqlab eval, network alone", round(ev["bpb_network"] * len(data) / 8), ev["bpb_network"], "-", "-"))
-    for name, fn in classical().items():
+    for name, fn in yardsticks().items():
         packed, wall, cpu = timed(lambda fn=fn: fn(data))
         rows.append((name, len(packed), 8 * len(packed) / len(data), f"{kb / wall:,.0f} (in)", f"{kb / cpu:,.0f}"))
     print(f"{len(data):,} bytes from {file}; run {args.run}; {args.threads} thread(s); median of {args.repeats}\n")

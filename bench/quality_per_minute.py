@@ -10,8 +10,9 @@ Trains, one after the other on the same threads and the same budget:
     AdamW(0.9, 0.99), weight decay 0.1, warm-up 100 of 2000
     iterations, cosine decay to lr/10, no biases — here spread over the same wall-clock
     budget instead of 2000 iterations,
-then prints their held-out bits per byte beside gzip/bzip2/xz/zstd's conditional
-cost of the same held-out bytes, and writes the bpb-vs-seconds curves as a PNG.
+then prints their held-out bits per byte beside the conditional cost of the same
+held-out bytes for gzip, bzip2, xz, zstd, PPMd (pyppmd), bzip3 and zpaq -m5 (the last
+three where installed), and writes the bpb-vs-seconds curves as a PNG.
 
 nanoGPT has no count model, so its row is its network alone. The count model does
 not change training (it is built from the training split and mixed in when
@@ -21,7 +22,9 @@ default is nanoGPT's recipe (it is, at budgets of minutes on 1-2 cores: see
 src/seqlab/train/defaults.py), its run is reused rather than trained twice.
 
 Spread: every bits-per-byte figure carries a 95% bootstrap interval over blocks of
-4,096 held-out tokens (how much the figure depends on which text was held out),
+4,096 held-out tokens (how much the figure depends on which text was held out; a
+compressor's over --compressor-blocks blocks, each costed as size(train + held-out up to
+the block's end) less size(train + held-out up to its start): bench/common.py),
 and the default is compared with the recipe on the very same bytes as a paired
 difference with its interval. --repeats N trains each model N times with seeds
 seed, seed+1, ..., interleaved (default, recipe, default, recipe, ...), so a
@@ -33,7 +36,7 @@ import copy
 import platform
 import time
 
-from common import compressor_rows, final_record, held_out_bits, print_table, seqlab
+from common import compressor_blocks, final_record, held_out_bits, print_table, seqlab
 
 from seqlab.__main__ import build_parser
 from seqlab.config import parse_duration
@@ -100,6 +103,8 @@ def main():
     p.add_argument("--budget", default="10m")
     p.add_argument("--out", default="runs/bench-qpm")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for both models (default: every core)")
+    p.add_argument("--compressor-blocks", type=int, default=16,
+                   help="the compressors' held-out cost is measured block by block, for its interval")
     p.add_argument("--repeats", type=int, default=1,
                    help="train each model N times (seeds seed..seed+N-1), interleaved")
     args = p.parse_args()
@@ -147,9 +152,11 @@ def main():
         if repeat == 0 and not twin:
             evals = [r for r in read_metrics(run_dir) if r.get("event") == "eval"]
             curves[name] = ([r["elapsed"] for r in evals], [r["val_bpb"] for r in evals])
-    compressors = compressor_rows(args.corpus, configs["seqlab default"].data.val_fraction)
-    for name, bpb in compressors.items():
-        rows.append([name, "compressor", "", "", "", f"{bpb:.4f}"])
+    compressors = {}
+    for name, (bits, n_bytes) in compressor_blocks(args.corpus, configs["seqlab default"].data.val_fraction,
+                                                   args.compressor_blocks).items():
+        rows.append([name, "compressor", "", "", "", interval(bits, n_bytes)])
+        compressors[name] = bits.sum() / n_bytes.sum()
     print()
     print_table(f"held-out bits per byte after {args.budget} on {platform.node()} "
                 f"({platform.machine()}, {__import__('os').cpu_count()} cores, threads {args.threads or 'all'}); "
