@@ -5,7 +5,7 @@
 The last --bytes of the file are scored after the --history bytes before them were read (as eval reads the
 training split), with no given distribution (a uniform one: the bitwise model's own bits): as one stream
 (eval's `BitCM.score`), as `--rows` segments read one after another (each a cold start, the tables shared:
-`BitCM.rows` stepped one row at a time), and as the same segments read in lockstep (compress's order: every
+`BitRows` stepped one row at a time), and as the same segments read in lockstep (compress's order: every
 row scored, then every row's byte learnt, in row order). Prints the bytes each reading costs.
 """
 
@@ -20,16 +20,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from seqlab.compress.lockstep import segment_lengths  # noqa: E402
 from seqlab.countmodel.bitcm import BitCM  # noqa: E402
+from seqlab.countmodel.bitrows import BitRows  # noqa: E402
 from seqlab.data.corpus import default_corpus_path  # noqa: E402
 
 
 def lockstep_bytes(history: np.ndarray, text: np.ndarray, n_rows: int, interleaved: bool) -> float:
-    """Bytes of text read as n_rows segments by BitCM.rows: in lockstep, or one segment after another."""
+    """Bytes of text read as n_rows segments by BitRows: in lockstep, or one segment after another."""
     model = BitCM()
     model.learn(history)
     lengths = segment_lengths(len(text), n_rows)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    rows = model.rows(np.full(n_rows, 256), int(lengths.max()))
+    rows = BitRows(model, np.full(n_rows, 256), int(lengths.max()))
     uniform, bits = np.full((n_rows, 256), -np.log(256)), 0.0
     order = [None] if interleaved else range(n_rows)
     for only in order:

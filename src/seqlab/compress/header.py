@@ -22,9 +22,9 @@ LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is
 # 15: segments start at line starts, read after a newline (compress/seams.py: their moves in each block's framing);
 # 15-18 are 11-14 with them, and a run with warmth writes them
 # 19: the count model's bitwise context-mixing model (counts.bitcm, countmodel/bitcm.py) over the mix, in lockstep
-# rows (bitcm.BitRows); 19-22 are 15-18 with it (it needs the warmth sets and line starts: a run without them refuses
-# to compress with it). Its setting is in the count model's fingerprint (counts_fingerprint), so a file is refused by
-# a run whose counts.bitcm or bitcm_history differ from the one that coded it
+# rows (countmodel/bitrows.py); 19-22 are 15-18 with it (it needs the warmth sets and line starts: a run without
+# them refuses to compress with it). Its setting is in the count model's fingerprint (counts_fingerprint), so a
+# file is refused by a run whose counts.bitcm or bitcm_history differ from the one that coded it
 FORMAT = 15
 ADAPTED_FORMAT = 16  # format 15 plus the network's online adaptation (compress --adapt): its lr and chunk
 NO_WORDS_FORMAT, NO_WORDS_ADAPTED_FORMAT = 17, 18  # 15 and 16 without the word model

@@ -38,6 +38,7 @@ BLOCK_TOKENS = 1 << 22  # tokens coded as one block: memory stays bounded howeve
 # a segment read after a newline (seams.py) counts as this many tokens warmer to the warmth sets: its first token
 # is mixed with the network's weight at its prior (a line start is a true context), not at the cold start's 0.3
 LINE_WARMTH = 1
+REACH = 1024  # a segment at a line start ends at most this many tokens past its span (seams.py)
 
 
 def segments_for(n_tokens: int) -> int:
@@ -108,7 +109,7 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     x = torch.from_numpy(layout.first.copy())
     ahead = np.where(layout.first != run.tokenizer.bos_id, LINE_WARMTH, 0)
     reader = LockstepReader(session, n_rows, layout.first, steps, ahead) if session is not None else None
-    bitwise = session.bitcm.rows(layout.first, row_bound(n_tokens)) if reader and session.bitcm else None
+    bitwise = _bit_rows(session.bitcm, layout.first, n_tokens) if reader and session.bitcm else None
     every = max(1, run.config.counts.chunk // n_rows)
     adapt_every = max(1, adapter.chunk // n_rows) if adapter is not None else 0
     known = x[:, None].repeat(1, steps + 1) if adapter is not None else None
@@ -149,9 +150,13 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
 def row_bound(n_tokens: int) -> int:
     """The most tokens any segment of a block of n_tokens can have, nominal or at line starts (seams.py: none
     ends more than REACH past a nominal segment's length): what the encoder and the decoder both know first."""
-    from .seams import REACH
-
     return int(segment_lengths(n_tokens, segments_for(n_tokens)).max(initial=0)) + REACH
+
+
+def _bit_rows(bitcm, first: np.ndarray, n_tokens: int):
+    from ..countmodel.bitrows import BitRows  # here: numba's import, as the session's
+
+    return BitRows(bitcm, first, row_bound(n_tokens))
 
 
 def _bitwise(rows, logp: torch.Tensor, active: np.ndarray) -> torch.Tensor:
