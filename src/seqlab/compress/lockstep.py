@@ -13,7 +13,7 @@ eval's chunk. The network's step runs in a worker thread beside the count model'
 blend (numpy and torch each release the GIL in their kernels).
 
 With the count model's bitwise model on (counts.bitcm, formats 19-22), the mix's rows go through it
-(countmodel/bitcm.py BitRows: a row per segment over shared tables) before `pick`, and the step's bytes are
+(countmodel/bitrows.py BitRows: a row per segment over shared tables) before `pick`, and the step's bytes are
 learnt in row order after it; the mixer learns from the mix before it, as eval's.
 
 Encoder and decoder run this very loop (same shapes, same order, same thread count),
