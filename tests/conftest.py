@@ -83,6 +83,23 @@ def corpus_file(tmp_path_factory) -> Path:
     return path
 
 
+def lines_said_twice(seed: int = 3, n_lines: int = 200, n_bytes: int = 8400) -> bytes:
+    """Random lines, each said twice in a row: the network cannot learn them, the counts remember them."""
+    rng = random.Random(seed)
+    lines = (bytes(rng.randrange(97, 123) for _ in range(rng.randrange(20, 100))) + b"\n" for _ in range(n_lines))
+    return b"".join(2 * line for line in lines)[:n_bytes]
+
+
+def coded_and_eval_bits(run, data: bytes, blob: bytes, tmp_path) -> tuple[int, float, int]:
+    """(bits of a compressed file, eval's bits for the same bytes with the same run, bits of the file's header)."""
+    from seqlab.compress import Header
+    from seqlab.evaluate import evaluate
+
+    path = tmp_path / "eval-input.txt"
+    path.write_bytes(data)
+    return 8 * len(blob), evaluate(run, [str(path)])["bpb"] * len(data), 8 * Header.unpack(blob, "x")[1]
+
+
 def tiny_config(corpus: Path, arch: str = "lstm", steps: int = 60, **train) -> RunConfig:
     cfg = RunConfig(arch=arch, model=dict(TINY[arch]), data=DataConfig(paths=[str(corpus)]))
     cfg.train = TrainConfig(max_steps=steps, batch_size=8, seq_len=32, lr=1e-2, eval_every_steps=20,

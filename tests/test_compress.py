@@ -18,7 +18,7 @@ from seqlab.errors import SeqlabError
 from seqlab.run import load
 from seqlab.train import train
 
-from conftest import structured_text, tiny_config
+from conftest import coded_and_eval_bits, lines_said_twice, structured_text, tiny_config
 
 WARMTH = MIXER_SELECTORS.index("warmth")  # the small context of the tokens of its text the network has read
 
@@ -278,19 +278,12 @@ def test_segments_in_lockstep_code_as_eval_scores_a_file_with_repeats(lstm_run, 
     """Random lines, each said twice in a row: eval and compress's segments in lockstep both count the text's
     own tokens every COUNT_EVERY tokens (steps), so the second saying is cheap to both, and the size is eval's
     bits within 1% plus the header (with eval counting a chunk at a time, they were several % apart)."""
-    from seqlab.evaluate import evaluate
-
-    rng = random.Random(3)
-    lines = (bytes(rng.randrange(97, 123) for _ in range(rng.randrange(20, 100))) + b"\n" for _ in range(200))
-    data = b"".join(2 * line for line in lines)[:8400]
+    data = lines_said_twice()
     assert lockstep.segments_for(len(lstm_run.tokenizer.encode(data))) == 2
     blob = compress_bytes(lstm_run, data)
     assert decompress_bytes(lstm_run, blob) == data
-    path = tmp_path / "repeats.txt"
-    path.write_bytes(data)
-    bits = evaluate(lstm_run, [str(path)])["bpb"] * len(data)
-    _, header = Header.unpack(blob, "repeats")
-    assert abs(8 * len(blob) - bits) < 0.01 * bits + 8 * header, (8 * len(blob), bits)
+    coded, bits, header = coded_and_eval_bits(lstm_run, data, blob, tmp_path)
+    assert abs(coded - bits) < 0.01 * bits + header, (coded, bits)
 
 
 def _with_select(run_dir, tmp_path, select: list[str]):
@@ -312,11 +305,11 @@ def test_warmth_codes_its_own_format_round_trips_over_segments_and_old_files_dec
     assert lockstep.segments_for(len(data)) >= 4
     run = _with_select(lstm_dir, tmp_path, ["order1", "warmth"])
     blob = compress_bytes(run, data)
-    assert FORMATS[blob[4]] == (True, False, True, True) and Header.unpack(blob, "x")[0].warmth
+    assert FORMATS[blob[4]] == (True, False, True, True, False) and Header.unpack(blob, "x")[0].warmth
     assert decompress_bytes(run, blob) == data
     run.count_model = run.count_model.with_warmth(False)  # the mixer of a run from before the warmth sets
     old = compress_bytes(run, data)
-    assert FORMATS[old[4]] == (True, False, False, False) and old != blob  # the sets change the coded bits
+    assert FORMATS[old[4]] == (True, False, False, False, False) and old != blob  # the sets change the coded bits
     # the warmth formats name torch by a tag of VERSION_TAG bytes: a shorter header
     assert Header.unpack(old, "x")[1] - Header.unpack(blob, "x")[1] == len(torch.__version__) + 1 - VERSION_TAG
     assert decompress_bytes(load(run.path), old) == data

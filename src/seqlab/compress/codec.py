@@ -19,7 +19,8 @@ File layout (little-endian); every header byte counts against the ratio:
     run fingerprint (4 bytes), count-model fingerprint (4 bytes, only when mixed),
     torch version (u8 length + ASCII), threads and original bytes (varints), CRC-32 u32
     of the original; then per block: its tokens and its coded 32-bit words (varints), in formats
-    15-18 the span of its segments at line starts (a varint, seams.py), the words.
+    15-22 the span of its segments at line starts (a varint, seams.py), the words. Formats 19-22 (15-18
+    with counts.bitcm) code the mix through the count model's bitwise model (lockstep.py).
 The fingerprints only name a mismatch early: the CRC is what proves the round trip.
 """
 
@@ -38,7 +39,8 @@ from ..checkpoint import atomic_file
 from ..errors import SeqlabError
 from ..options import InputFile, input_file, integer, output_file, run_dir
 from ..progress import bar
-from .header import LONGEST, ByteReader, Header, check_compatible, counts_fingerprint, run_fingerprint, varints
+from .header import (LONGEST, ByteReader, Header, bitcm_on, check_compatible, counts_fingerprint, run_fingerprint,
+                     varints)
 from . import seams
 from .lockstep import Layout, code_block
 
@@ -137,7 +139,7 @@ def _header(run, threads: int, n_bytes: int, crc: int, adapt) -> Header:
     warmth = with_warmth(run)
     # segments at line starts (formats 15-18) come with the warmth sets: a run without them writes 7-10 as before
     return Header(run_fingerprint(run.path), counts_fingerprint(run), torch.__version__, threads, n_bytes, crc,
-                  lr, chunk, words, warmth, lines=warmth and LINE_STARTS)
+                  lr, chunk, words, warmth, lines=warmth and LINE_STARTS, bitcm=bitcm_on(run))
 
 
 def with_warmth(run) -> bool:

@@ -21,15 +21,23 @@ LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is
 # decodes with the mixer it was coded with. 11-14 record torch's version as a tag of VERSION_TAG bytes, not its name
 # 15: segments start at line starts, read after a newline (compress/seams.py: their moves in each block's framing);
 # 15-18 are 11-14 with them, and a run with warmth writes them
+# 19: the count model's bitwise context-mixing model (counts.bitcm, countmodel/bitcm.py) over the mix, in lockstep
+# rows (countmodel/bitrows.py); 19-22 are 15-18 with it (it needs the warmth sets and line starts: a run without
+# them refuses to compress with it). Its setting is in the count model's fingerprint (counts_fingerprint), so a
+# file is refused by a run whose counts.bitcm or bitcm_history differ from the one that coded it
 FORMAT = 15
 ADAPTED_FORMAT = 16  # format 15 plus the network's online adaptation (compress --adapt): its lr and chunk
 NO_WORDS_FORMAT, NO_WORDS_ADAPTED_FORMAT = 17, 18  # 15 and 16 without the word model
-# format: (the word model mixed in, adapted, weight sets selected by warmth, segments moved to line starts)
-FORMATS = {9: (True, False, False, False), 10: (True, True, False, False), 7: (False, False, False, False),
-           8: (False, True, False, False), 11: (True, False, True, False), 12: (True, True, True, False),
-           13: (False, False, True, False), 14: (False, True, True, False),
-           FORMAT: (True, False, True, True), ADAPTED_FORMAT: (True, True, True, True),
-           NO_WORDS_FORMAT: (False, False, True, True), NO_WORDS_ADAPTED_FORMAT: (False, True, True, True)}
+# format: (the word model mixed in, adapted, weight sets selected by warmth, segments moved to line starts, bitcm)
+FORMATS = {9: (True, False, False, False, False), 10: (True, True, False, False, False),
+           7: (False, False, False, False, False), 8: (False, True, False, False, False),
+           11: (True, False, True, False, False), 12: (True, True, True, False, False),
+           13: (False, False, True, False, False), 14: (False, True, True, False, False),
+           FORMAT: (True, False, True, True, False), ADAPTED_FORMAT: (True, True, True, True, False),
+           NO_WORDS_FORMAT: (False, False, True, True, False),
+           NO_WORDS_ADAPTED_FORMAT: (False, True, True, True, False),
+           19: (True, False, True, True, True), 20: (True, True, True, True, True),
+           21: (False, False, True, True, True), 22: (False, True, True, True, True)}
 FINGERPRINT_BYTES = 4  # tells runs apart before decoding; a 1 in 2^32 miss is still caught by the CRC
 VERSION_TAG = 2  # bytes of a hash of torch's version (formats 11-14): a 1 in 65,536 miss is still caught by the CRC
 
@@ -52,7 +60,8 @@ class Header:
     adapt_chunk: int = 0  # and this chunk
     words: bool = False  # the count model's word model was mixed in (format 9, 10, 11 or 12)
     warmth: bool = False  # the mixer had weight sets selected by warmth (formats 11-18)
-    lines: bool = False  # segments moved to line starts, their moves in each block (formats 15-18)
+    lines: bool = False  # segments moved to line starts, their moves in each block (formats 15-22)
+    bitcm: bool = False  # the bitwise model over the mix (formats 19-22)
 
     def pack(self) -> bytes:
         version = self.torch_version.encode()
@@ -61,7 +70,12 @@ class Header:
             version = bytes.fromhex(tag[4:])
         mixed = self.counts_fingerprint is not None
         adapted = struct.pack("<d", self.adapt_lr) + varints(self.adapt_chunk) if self.adapt_lr > 0 else b""
-        fmt = next(f for f, kind in FORMATS.items() if kind == (self.words, bool(adapted), self.warmth, self.lines))
+        kind = (self.words, bool(adapted), self.warmth, self.lines, self.bitcm)
+        fmt = next((f for f, k in FORMATS.items() if k == kind), None)
+        if fmt is None:  # bitcm without the warmth sets' line starts
+            raise SeqlabError("compress codes with counts.bitcm only with the warmth sets (\"warmth\" in "
+                              "counts.select): this run has bitcm without them; add \"warmth\" to counts.select "
+                              "in its config.json, or set counts.bitcm to false")
         return b"".join([MAGIC, bytes([fmt, mixed]), self.fingerprint,
                          self.counts_fingerprint or b"", b"" if self.warmth else bytes([len(version)]), version,
                          varints(self.threads, self.n_bytes), struct.pack("<I", self.crc), adapted])
@@ -80,7 +94,7 @@ class Header:
                 raise SeqlabError(f"{name} has compressed format {fmt}; this seqlab reads formats "
                                   f"{', '.join(map(str, sorted(FORMATS)))}: decompress it with the seqlab version "
                                   "that made it")
-            words, adapted, warmth, lines = FORMATS[fmt]
+            words, adapted, warmth, lines, bitcm = FORMATS[fmt]
             fingerprint = r.take(FINGERPRINT_BYTES)
             counts = r.take(FINGERPRINT_BYTES) if mixed else None
             version = "tag " + r.take(VERSION_TAG).hex() if warmth else r.take(r.take(1)[0]).decode()
@@ -90,7 +104,7 @@ class Header:
             chunk = r.varint() if adapted else 0
         except (EOFError, UnicodeDecodeError):
             raise SeqlabError(f"{name} is truncated or damaged (cannot read its header)") from None
-        header = cls(fingerprint, counts, version, threads, n_bytes, crc, lr, chunk, words, warmth, lines)
+        header = cls(fingerprint, counts, version, threads, n_bytes, crc, lr, chunk, words, warmth, lines, bitcm)
         return header, r.stream.tell()
 
     def adapt_options(self):
@@ -155,7 +169,15 @@ def counts_fingerprint(run) -> bytes | None:
     """FINGERPRINT_BYTES identifying the count model's training tokens, or None when the run has no count model."""
     if run.count_model is None:
         return None
-    return hashlib.sha256(run.count_model.digest.encode()).digest()[:FINGERPRINT_BYTES]
+    digest = run.count_model.digest
+    if bitcm_on(run):  # its setting too (off: the digest alone, as files made before it have)
+        digest += f"|bitcm {run.count_model.config.bitcm_history}"
+    return hashlib.sha256(digest.encode()).digest()[:FINGERPRINT_BYTES]
+
+
+def bitcm_on(run) -> bool:
+    """Whether the run's count model has the bitwise model (counts.bitcm on a byte tokenizer's run)."""
+    return run.count_model is not None and run.count_model.history_bytes is not None
 
 
 def check_compatible(header: Header, run, name: str, threads: int | None) -> None:
@@ -172,8 +194,11 @@ def check_compatible(header: Header, run, name: str, threads: int | None) -> Non
             raise SeqlabError(f"{name} was compressed with the run's count model mixed in, but {run.path} has none "
                               f"(no {HISTORY_FILE}); decompress it with the run directory that compressed it")
         if counts != header.counts_fingerprint:
+            mine, theirs = ("on" if bitcm_on(run) else "off"), ("on" if header.bitcm else "off")
+            setting = f"counts.bitcm {mine} in {run.path}, {theirs} in the file"
             raise SeqlabError(f"{name} was compressed with a different count model ({HISTORY_FILE} of {run.path} "
-                              "differs); decompress it with the run directory that compressed it")
+                              f"differs, or its bitwise model's setting: {setting}); decompress it with the run "
+                              "directory and config that compressed it")
         if header.words and run.count_model.words is None:
             raise SeqlabError(f"{name} was compressed with the count model's word model, but {run.path} has no word "
                               f"table (counts/words/); add it with seqlab.countmodel.add_word_table(run), or "

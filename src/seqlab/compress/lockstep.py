@@ -12,6 +12,10 @@ mixing weights take a step every `max(1, chunk // S)` steps, on as many tokens a
 eval's chunk. The network's step runs in a worker thread beside the count model's
 blend (numpy and torch each release the GIL in their kernels).
 
+With the count model's bitwise model on (counts.bitcm, formats 19-22), the mix's rows go through it
+(countmodel/bitrows.py BitRows: a row per segment over shared tables) before `pick`, and the step's bytes are
+learnt in row order after it; the mixer learns from the mix before it, as eval's.
+
 Encoder and decoder run this very loop (same shapes, same order, same thread count),
 so both see bit-identical probabilities; only `pick` differs: the encoder codes the
 token it knows, the decoder decodes it.
@@ -34,6 +38,7 @@ BLOCK_TOKENS = 1 << 22  # tokens coded as one block: memory stays bounded howeve
 # a segment read after a newline (seams.py) counts as this many tokens warmer to the warmth sets: its first token
 # is mixed with the network's weight at its prior (a line start is a true context), not at the cold start's 0.3
 LINE_WARMTH = 1
+REACH = 1024  # a segment at a line start ends at most this many tokens past its span (seams.py)
 
 
 def segments_for(n_tokens: int) -> int:
@@ -104,6 +109,7 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     x = torch.from_numpy(layout.first.copy())
     ahead = np.where(layout.first != run.tokenizer.bos_id, LINE_WARMTH, 0)
     reader = LockstepReader(session, n_rows, layout.first, steps, ahead) if session is not None else None
+    bitwise = _bit_rows(session.bitcm, layout.first, n_tokens) if reader and session.bitcm else None
     every = max(1, run.config.counts.chunk // n_rows)
     adapt_every = max(1, adapter.chunk // n_rows) if adapter is not None else 0
     known = x[:, None].repeat(1, steps + 1) if adapter is not None else None
@@ -117,7 +123,10 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
             experts = reader.distributions() if reader else None
             net_logp, state = net.result()
             logp = session.mixer.mix(net_logp, experts) if reader else net_logp
-            tokens = pick(j, active, logp)
+            coded = _bitwise(bitwise, logp, active) if bitwise else logp  # the mixer learns from the mix before it
+            tokens = pick(j, active, coded)
+            if bitwise:
+                bitwise.learn(tokens, active)
             layout.read(j, tokens)
             last = j + 1 >= lengths.max()
             if reader:
@@ -136,6 +145,28 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
             if progress is not None:
                 progress(int(active.sum()))
             j += 1
+
+
+def row_bound(n_tokens: int) -> int:
+    """The most tokens any segment of a block of n_tokens can have, nominal or at line starts (seams.py: none
+    ends more than REACH past a nominal segment's length): what the encoder and the decoder both know first."""
+    return int(segment_lengths(n_tokens, segments_for(n_tokens)).max(initial=0)) + REACH
+
+
+def _bit_rows(bitcm, first: np.ndarray, n_tokens: int):
+    from ..countmodel.bitrows import BitRows  # here: numba's import, as the session's
+
+    return BitRows(bitcm, first, row_bound(n_tokens))
+
+
+def _bitwise(rows, logp: torch.Tensor, active: np.ndarray) -> torch.Tensor:
+    """The bitwise model's distributions (countmodel/bitcm.py) of every active row's next token, the mix's row one
+    of its inputs at each bit, as eval's CountSession._bitwise gives them (BOS: its floor)."""
+    from ..countmodel.bitcm import byte_rows
+
+    mixed = logp.double().numpy()
+    out = byte_rows(rows.score(mixed[:, :256], active), np.ones(len(active), dtype=bool), logp.shape[1])
+    return torch.from_numpy(out).to(logp)
 
 
 def _learn_chunk(session, pending: list) -> None:

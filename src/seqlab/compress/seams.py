@@ -17,9 +17,8 @@ newlines, no newline token in the vocabulary, one segment) keeps the nominal cut
 import numpy as np
 
 from .header import ByteReader, varints
-from .lockstep import Layout
-
-REACH = 1024  # a segment ends at most this many tokens past its span, or the block keeps the nominal cuts
+from .lockstep import REACH, Layout  # REACH: a segment ends at most this many tokens past its span, or the
+# block keeps the nominal cuts (lockstep sizes the bitwise model's rows by it)
 
 
 def newline_token(tokenizer) -> int | None:

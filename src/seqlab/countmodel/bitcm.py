@@ -267,12 +267,77 @@ def _learn_node(c0, y, slot_of, prob, fast, count, hist, ism, icount, buf, regs,
 
 
 @njit(cache=True)
+def _predict(buf, t, regs, given, g, prune, chk, prob, fast, count, hist, ism, bits, msm, w1, w2, w3, apm1, apm2,
+             ctx, slots1, slots2, xs, outs, lp, sums, node_given, done, logp, row):
+    """Write position t's log-distribution over the 256 bytes into logp[row] (the 255 nodes, less those under a node
+    whose path's log-probability is below `prune`: uniform there), from the bytes before t in buf and the stream's
+    registers regs; given[g] (g >= 0): another model's log-distribution, one more input at each node. Fills the
+    nodes' inputs xs, outputs outs, node_given and done (which nodes were evaluated) for _learn_byte."""
+    node_given[:] = 0.0
+    if g >= 0:
+        for b in range(256):
+            sums[256 + b] = math.exp(given[g, b])
+        for c0 in range(255, 0, -1):
+            sums[c0] = sums[2 * c0] + sums[2 * c0 + 1]
+            node_given[c0] = _stretch(sums[2 * c0 + 1] / max(sums[c0], 1e-300))
+    _contexts(buf, t, regs, ctx)
+    c2h = _hash(buf[t - 1] if t >= 1 else 256, buf[t - 2] if t >= 2 else 256)
+    for i in range(N_CTX):
+        slots1[i] = _find(chk, _hash(ctx[i], 0), bits)
+    lp[1] = 0.0
+    for c0 in range(1, 256):
+        done[c0] = lp[c0] >= prune
+        if not done[c0]:
+            lp[2 * c0 + 1] = lp[2 * c0] = lp[c0] - math.log(2.0)
+            continue
+        if 16 <= c0 < 32:  # a high nibble whose low nibble's nodes are evaluated: its slots
+            for i in range(N_CTX):
+                slots2[c0 - 16, i] = _find(chk, _hash(ctx[i], c0 - 15), bits)
+        slot_of = slots1 if c0 < 16 else slots2[(c0 >> (_depth(c0) - 4)) & 15]
+        _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, w3, apm1, apm2, c2h,
+              node_given[c0], xs[c0], outs[c0])
+        p = outs[c0, 0]
+        lp[2 * c0 + 1] = lp[c0] + math.log(p)
+        lp[2 * c0] = lp[c0] + math.log(1.0 - p)
+    for b in range(256):
+        logp[row, b] = lp[256 + b]
+
+
+@njit(cache=True)
+def _learn_byte(buf, t, regs, predicted, mtab, mbits, chk, prob, fast, count, hist, ism, icount, bits, msm, mcount,
+                w1, w2, w3, apm1, apm2, rates, frates, lr, ctx, slots1, slots2, xs, outs, node_given, done):
+    """Learn byte buf[t] along its path's 8 nodes, then the stream's registers after it. predicted: _predict filled
+    xs, outs, node_given and done for t (its evaluated nodes learn from those; the others are predicted here from
+    the slots claimed, fresh where none was); else every node is predicted here, without a given input."""
+    if not predicted:
+        node_given[:] = 0.0
+    _contexts(buf, t, regs, ctx)
+    c2h = _hash(buf[t - 1] if t >= 1 else 256, buf[t - 2] if t >= 2 else 256)
+    byte = buf[t]
+    for i in range(N_CTX):
+        slots1[i] = _claim(chk, prob, fast, count, hist, _hash(ctx[i], 0), bits)
+    c0 = 1
+    for d in range(8):
+        if d == 4:
+            for i in range(N_CTX):
+                slots2[0, i] = _claim(chk, prob, fast, count, hist, _hash(ctx[i], (c0 & 15) + 1), bits)
+        slot_of = slots1 if d < 4 else slots2[0]
+        if not predicted or not done[c0]:
+            _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, w3, apm1, apm2, c2h,
+                  node_given[c0], xs[c0], outs[c0])
+        y = (byte >> (7 - d)) & 1
+        _learn_node(c0, y, slot_of, prob, fast, count, hist, ism, icount, buf, regs, msm, mcount, w1, w2, w3, apm1,
+                    apm2, c2h, xs[c0], outs[c0], rates, frates, lr)
+        c0 = 2 * c0 + y
+    _after_byte(buf, t, regs, mtab, mbits)
+
+
+@njit(cache=True)
 def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, chk, prob, fast, count, hist, ism, icount,
          bits, msm, mcount, w1, w2, w3, apm1, apm2, rates, frates, lr):
-    """Read buf[start:stop] one byte at a time: where `full`, write each position's log-distribution over the 256
-    bytes into logp[t - start] (the 255 nodes, less those under a node whose path's log-probability is below
-    `prune`: uniform there), then learn the byte (its path's 8 nodes). given: (stop - start, 256) log-distributions
-    over the bytes, one more input at each node (its bit's probability under them), or (0, 256): none."""
+    """Read buf[start:stop] one byte at a time (one stream: one row of _rows): where `full`, write each position's
+    log-distribution over the 256 bytes into logp[t - start] (_predict), then learn the byte (_learn_byte).
+    given: (stop - start, 256) log-distributions over the bytes, one more input at each node, or (0, 256): none."""
     ctx = np.zeros(N_CTX, dtype=np.int64)
     slots1 = np.empty(N_CTX, dtype=np.int64)
     slots2 = np.empty((16, N_CTX), dtype=np.int64)
@@ -283,51 +348,12 @@ def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, chk, pro
     node_given = np.zeros(256)
     done = np.zeros(256, dtype=np.bool_)
     for t in range(start, stop):
-        if len(given):
-            for b in range(256):
-                sums[256 + b] = math.exp(given[t - start, b])
-            for c0 in range(255, 0, -1):
-                sums[c0] = sums[2 * c0] + sums[2 * c0 + 1]
-                node_given[c0] = _stretch(sums[2 * c0 + 1] / max(sums[c0], 1e-300))
-        _contexts(buf, t, regs, ctx)
-        c2h = _hash(buf[t - 1] if t >= 1 else 256, buf[t - 2] if t >= 2 else 256)
-        byte = buf[t]
         if full:
-            for i in range(N_CTX):
-                slots1[i] = _find(chk, _hash(ctx[i], 0), bits)
-            lp[1] = 0.0
-            for c0 in range(1, 256):
-                done[c0] = lp[c0] >= prune
-                if not done[c0]:
-                    lp[2 * c0 + 1] = lp[2 * c0] = lp[c0] - math.log(2.0)
-                    continue
-                if 16 <= c0 < 32:  # a high nibble whose low nibble's nodes are evaluated: its slots
-                    for i in range(N_CTX):
-                        slots2[c0 - 16, i] = _find(chk, _hash(ctx[i], c0 - 15), bits)
-                slot_of = slots1 if c0 < 16 else slots2[(c0 >> (_depth(c0) - 4)) & 15]
-                _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, w3, apm1, apm2, c2h,
-                      node_given[c0], xs[c0], outs[c0])
-                p = outs[c0, 0]
-                lp[2 * c0 + 1] = lp[c0] + math.log(p)
-                lp[2 * c0] = lp[c0] + math.log(1.0 - p)
-            for b in range(256):
-                logp[t - start, b] = lp[256 + b]
-        for i in range(N_CTX):
-            slots1[i] = _claim(chk, prob, fast, count, hist, _hash(ctx[i], 0), bits)
-        c0 = 1
-        for d in range(8):
-            if d == 4:
-                for i in range(N_CTX):
-                    slots2[0, i] = _claim(chk, prob, fast, count, hist, _hash(ctx[i], (c0 & 15) + 1), bits)
-            slot_of = slots1 if d < 4 else slots2[0]
-            if not full or not done[c0]:  # (full: predicted above from the slots found, fresh where none was)
-                _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, w3, apm1, apm2, c2h,
-                      node_given[c0], xs[c0], outs[c0])
-            y = (byte >> (7 - d)) & 1
-            _learn_node(c0, y, slot_of, prob, fast, count, hist, ism, icount, buf, regs, msm, mcount, w1, w2, w3, apm1,
-                        apm2, c2h, xs[c0], outs[c0], rates, frates, lr)
-            c0 = 2 * c0 + y
-        _after_byte(buf, t, regs, mtab, mbits)
+            _predict(buf, t, regs, given, t - start if len(given) else -1, prune, chk, prob, fast, count, hist, ism,
+                     bits, msm, w1, w2, w3, apm1, apm2, ctx, slots1, slots2, xs, outs, lp, sums, node_given, done,
+                     logp, t - start)
+        _learn_byte(buf, t, regs, full, mtab, mbits, chk, prob, fast, count, hist, ism, icount, bits, msm, mcount,
+                    w1, w2, w3, apm1, apm2, rates, frates, lr, ctx, slots1, slots2, xs, outs, node_given, done)
 
 
 @njit(cache=True)
@@ -372,6 +398,7 @@ class BitCM:
         self.regs = np.zeros(4, dtype=np.int64)  # current word, previous word, match pointer, match length
         self.buf = np.zeros(1 << 16, dtype=np.int64)
         self.n = 0  # bytes read
+        self.rows_from = None  # where lockstep rows' regions start (bitrows.py)
 
     def _append(self, data) -> int:
         data = np.frombuffer(bytes(data), dtype=np.uint8) if isinstance(data, (bytes, bytearray)) else np.asarray(data)
