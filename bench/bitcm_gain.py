@@ -6,28 +6,29 @@ TUNING_RUN is a run trained on the first 90% of a corpus's training split (bench
 held-out bytes are training data: every constant is chosen there. RUN is the run trained on the whole training
 split; its held-out split is only reported. For each: (a) eval's mix today (session.mix, as mixer_gains.py runs
 it), (b) the bitwise model alone (it reads the run's history.npy, its last --history bytes, then scores the
-held-out bytes causally), (c) (a) and (b) mixed by a second layer (bitcm.mix_two: geometric, weights selected by
+held-out bytes causally), (c) (a) and (b) mixed by a second layer (mix_two below: geometric, weights selected by
 both experts' confidence, stepped after each token), each with the paired difference against (a) and its 95%
 block-bootstrap interval (seqlab.stats.paired_difference). Today's mix is cached under --cache (it does not depend
 on the bitwise model). --zpaq measures zpaq -m5 on the same bytes (size(train + held-out) less size(train)).
 """
 
 import hashlib
+import math
 import platform
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from common import print_table, seqlab
+from common import print_table, seqlab, zpaq
 
 import numpy as np  # noqa: E402
+from numba import njit  # noqa: E402
 import torch  # noqa: E402
 
 from mixer_gains import held_out, paired, shown, tuning_arguments  # noqa: E402
 from seqlab.countmodel import HISTORY_FILE  # noqa: E402
-from seqlab.countmodel.bitcm import BitCM, byte_rows, mix_two  # noqa: E402
+from seqlab.countmodel.bitcm import BitCM, byte_rows  # noqa: E402
 
 CONFIDENCE_BUCKETS = 8
 
@@ -74,6 +75,37 @@ def bitwise(run, items, history_bytes: int, settings: dict,
     return np.concatenate(rows), learn_s, time.perf_counter() - t0, len(history)
 
 
+@njit(cache=True)
+def mix_two(mixed, bitwise, targets, sets, weights, lr, out):
+    """A second mixer layer: out[t] = log softmax(w . (mixed[t], bitwise[t])) (geometric), w selected by sets[t],
+    the weights stepping after each token on its log loss (targets[t] < 0: no step). Rows are natural-log
+    distributions over the same vocabulary; causal: row t's weights saw only the tokens before it."""
+    n, v = mixed.shape
+    for t in range(n):
+        s = sets[t]
+        w0, w1 = weights[s, 0], weights[s, 1]
+        top = -1e300
+        for k in range(v):
+            z = w0 * mixed[t, k] + w1 * bitwise[t, k]
+            out[t, k] = z
+            top = max(top, z)
+        total = 0.0
+        for k in range(v):
+            total += math.exp(out[t, k] - top)
+        norm = top + math.log(total)
+        e0 = 0.0
+        e1 = 0.0
+        for k in range(v):
+            out[t, k] -= norm
+            p = math.exp(out[t, k])
+            e0 += p * mixed[t, k]
+            e1 += p * bitwise[t, k]
+        y = targets[t]
+        if y >= 0:  # the loss's gradient: expected less actual log-probability of each input
+            weights[s, 0] = min(max(w0 + lr * (mixed[t, y] - e0), 0.0), 4.0)
+            weights[s, 1] = min(max(w1 + lr * (bitwise[t, y] - e1), 0.0), 4.0)
+
+
 def confidence_sets(*rows: np.ndarray) -> np.ndarray:
     """Each position's weight set: the bucket of each expert's largest probability, combined."""
     sets = np.zeros(len(rows[0]), dtype=np.int64)
@@ -96,13 +128,7 @@ def zpaq_bpb(run, items) -> float:
     history = np.load(run.path / HISTORY_FILE, mmap_mode="r")
     train = np.asarray(history[history < 256], dtype=np.uint8).tobytes()
     held = b"".join(np.asarray(t[c:])[np.asarray(t[c:]) < 256].astype(np.uint8).tobytes() for t, c, _ in items)
-    sizes = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, data in ("train", train), ("all", train + held):
-            (Path(tmp) / name).write_bytes(data)
-            subprocess.run(["zpaq", "a", f"{name}.zpaq", name, "-m5"], cwd=tmp, check=True, capture_output=True)
-            sizes.append((Path(tmp) / f"{name}.zpaq").stat().st_size)
-    return 8 * (sizes[1] - sizes[0]) / len(held)
+    return 8 * (len(zpaq(train + held)) - len(zpaq(train))) / len(held)
 
 
 def main() -> None:

@@ -75,11 +75,16 @@ def compressor_blocks(corpus: list[str], val_fraction: float = 0.1, blocks: int 
 
     train, val = held_out_bytes(read_documents(corpus), val_fraction)
     ends = np.unique(np.linspace(0, len(val), blocks + 1).astype(int))
-    out = {}
-    for name, fn in yardsticks().items():
-        sizes = np.array([len(fn(train + val[:end])) for end in ends])
-        out[name] = (8.0 * np.diff(sizes), np.diff(ends).astype(float))
-    return out
+    return {name: (8.0 * block_costs(fn, train, val, ends), np.diff(ends).astype(float))
+            for name, fn in yardsticks().items()}
+
+
+def block_costs(compress, train: bytes, val: bytes, ends):
+    """Bytes each block of `val` adds to compress(train + val[:end]): the block between each pair of `ends`
+    (held-out offsets, the first 0, the last len(val))."""
+    import numpy as np
+
+    return np.diff([len(compress(train + val[:end])) for end in ends])
 
 
 def generation_speed(run: Run, tokens: int = 500, repeats: int = 2) -> float:
@@ -133,5 +138,5 @@ def print_table(title: str, header: list[str], rows: list[list]) -> str:
     return text
 
 
-__all__ = ["seqlab", "final_record", "compressor_rows", "compressor_blocks", "yardsticks", "generation_speed",
-           "held_out_bits", "untrained_run", "print_table"]
+__all__ = ["seqlab", "final_record", "compressor_rows", "compressor_blocks", "block_costs", "yardsticks",
+           "generation_speed", "held_out_bits", "untrained_run", "print_table"]

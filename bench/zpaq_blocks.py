@@ -14,32 +14,16 @@ runs only (a token is a byte).
 """
 
 import argparse
-import subprocess
 import tempfile
 from pathlib import Path
 
-from common import print_table, seqlab
+from common import block_costs, print_table, seqlab, zpaq
 
 import numpy as np  # noqa: E402
 
 from bitcm_gain import todays_mix  # noqa: E402
 from mixer_gains import held_out  # noqa: E402
 from seqlab.countmodel import HISTORY_FILE  # noqa: E402
-
-
-def zpaq_size(data: bytes, tmp: Path) -> int:
-    (tmp / "f").write_bytes(data)
-    (tmp / "f.zpaq").unlink(missing_ok=True)
-    subprocess.run(["zpaq", "a", "f.zpaq", "f", "-m5", "-t1"], cwd=tmp, check=True, capture_output=True)
-    return (tmp / "f.zpaq").stat().st_size
-
-
-def increments(train: bytes, held: bytes, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """(block starts, zpaq's bytes for each block given train and the blocks before it)."""
-    starts = np.arange(0, len(held), block)
-    with tempfile.TemporaryDirectory() as tmp:
-        sizes = [zpaq_size(train + held[:k], Path(tmp)) for k in [*starts, len(held)]]
-    return starts, np.diff(sizes)
 
 
 def main() -> None:
@@ -58,8 +42,9 @@ def main() -> None:
     history = np.load(run.path / HISTORY_FILE, mmap_mode="r")
     train = np.asarray(history[history < 256], dtype=np.uint8).tobytes()
     held = targets.astype(np.uint8).tobytes()
-    starts, zpaq_bytes = increments(train, held, args.block)
+    starts = np.arange(0, len(held), args.block)
     ends = np.minimum(starts + args.block, len(held))
+    zpaq_bytes = block_costs(zpaq, train, held, [0, *ends])
     seqlab_bytes = np.array([seqlab_bits[a:b].sum() / 8 for a, b in zip(starts, ends)])
     n = ends - starts
     rows = [[f"{a:,}-{b:,}", f"{8 * z / m:.3f}", f"{8 * s / m:.3f}"]

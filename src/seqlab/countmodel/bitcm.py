@@ -441,37 +441,6 @@ def _squash_np(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-@njit(cache=True)
-def mix_two(mixed, bitwise, targets, sets, weights, lr, out):
-    """A second mixer layer: out[t] = log softmax(w . (mixed[t], bitwise[t])) (geometric), w selected by sets[t],
-    the weights stepping after each token on its log loss (targets[t] < 0: no step). Rows are natural-log
-    distributions over the same vocabulary; causal: row t's weights saw only the tokens before it."""
-    n, v = mixed.shape
-    for t in range(n):
-        s = sets[t]
-        w0, w1 = weights[s, 0], weights[s, 1]
-        top = -1e300
-        for k in range(v):
-            z = w0 * mixed[t, k] + w1 * bitwise[t, k]
-            out[t, k] = z
-            top = max(top, z)
-        total = 0.0
-        for k in range(v):
-            total += math.exp(out[t, k] - top)
-        norm = top + math.log(total)
-        e0 = 0.0
-        e1 = 0.0
-        for k in range(v):
-            out[t, k] -= norm
-            p = math.exp(out[t, k])
-            e0 += p * mixed[t, k]
-            e1 += p * bitwise[t, k]
-        y = targets[t]
-        if y >= 0:  # the loss's gradient: expected less actual log-probability of each input
-            weights[s, 0] = min(max(w0 + lr * (mixed[t, y] - e0), 0.0), 4.0)
-            weights[s, 1] = min(max(w1 + lr * (bitwise[t, y] - e1), 0.0), 4.0)
-
-
 def byte_rows(logp: np.ndarray, is_byte: np.ndarray, vocab: int, floor: float = 1e-6) -> np.ndarray:
     """(n, vocab) token log-distributions from the bitwise model's (n_bytes, 256) rows, for a byte tokenizer's ids
     (0-255 the bytes; the others, BOS, get `floor`): positions where is_byte is False get a uniform row."""
