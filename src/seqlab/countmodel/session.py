@@ -308,7 +308,8 @@ def add_word_table(run) -> None:
     if not usable(config, run.tokenizer.vocab_size) or not path.exists() or not config.words:
         raise SeqlabError(f"{run.path} has no count model to add a word model to (no {HISTORY_FILE}, "
                           f"counts.enabled=false, or counts.words=false); train a run with the count model")
-    history = np.load(path, mmap_mode="r", allow_pickle=False)[-config.max_history :]
+    everything = np.load(path, mmap_mode="r", allow_pickle=False)
+    history = everything[-config.max_history :]
     store.build(history, store.WORD_TABLE, _words_dir(run.path), word_classes(run.tokenizer.token_bytes))
     run.__dict__.pop("count_model", None)  # loaded again, with it, when next asked
 
@@ -324,7 +325,8 @@ def load_count_model(run_dir, vocab_size: int, config: CountModelConfig,
     path = run_dir / HISTORY_FILE
     if not usable(config, vocab_size) or not path.exists():
         return None
-    history = np.load(path, mmap_mode="r", allow_pickle=False)[-config.max_history :]
+    everything = np.load(path, mmap_mode="r", allow_pickle=False)
+    history = everything[-config.max_history :]
     orders = list(config.orders) + list(config.match_orders)
     check(config)
     digest = store.history_digest(history)
@@ -339,17 +341,17 @@ def load_count_model(run_dir, vocab_size: int, config: CountModelConfig,
             table = None
     has_words = config.words and token_bytes is not None and (_words_dir(run_dir) / "meta.json").exists()
     words = _word_model(run_dir, history, digest, token_bytes, config) if has_words else None
-    return CountModel(history, vocab_size, config, table, digest, words, _history_bytes(run_dir, config, token_bytes))
+    bitwise = _history_bytes(everything, config, token_bytes)
+    return CountModel(history, vocab_size, config, table, digest, words, bitwise)
 
 
-def _history_bytes(run_dir, config: CountModelConfig, token_bytes: list[bytes] | None) -> np.ndarray | None:
-    """The training bytes the bitwise model reads first (the last config.bitcm_history): a byte tokenizer's run with
-    config.bitcm only."""
+def _history_bytes(history: np.ndarray, config: CountModelConfig, token_bytes: list[bytes] | None) -> np.ndarray | None:
+    """The training bytes the bitwise model reads first (the last config.bitcm_history of the whole history.npy, not
+    only its last max_history tokens): a byte tokenizer's run with config.bitcm only."""
     byte_level = token_bytes is not None and len(token_bytes) == 257 and all(
         token_bytes[i] == bytes([i]) for i in range(256))
     if not (config.bitcm and byte_level):
         return None
-    history = np.load(run_dir / HISTORY_FILE, mmap_mode="r", allow_pickle=False)
     return np.asarray(history[history < 256])[-config.bitcm_history :]
 
 
