@@ -1,14 +1,19 @@
 """Where compress's CPU goes, per thread: the network worker's and the main thread's (count model, mixing, coder).
 
     python bench/compress_cpu.py RUN --file F [--bytes 100000] [--segment-tokens 1024] [--src SRC] [--decompress]
+                                 [--profile 25] [--fp32]
 
 CPU-seconds per thread (time.thread_time) hardly move with the machine's load, where wall-clock speeds do:
 on a shared machine they say what a change saves. --segment-tokens below lockstep's 4,096 makes a small file
 step like a large one (1,024: 100 KB reads 97 rows a step, as 400 KB does). --src SRC imports seqlab from another
-source tree (e.g. a `git archive` of the commit before), to run the same measurement on it in turn.
+source tree (e.g. a `git archive` of the commit before), to run the same measurement on it in turn. --profile N
+prints the main thread's N costliest functions (cProfile, cumulative: it sees that thread only; its overhead
+inflates the main thread's CPU, so the figures above it are then not the plain run's).
 """
 
 import argparse
+import cProfile
+import pstats
 import sys
 import time
 from pathlib import Path
@@ -21,6 +26,8 @@ ap.add_argument("--segment-tokens", type=int, default=1024)
 ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--src", help="a seqlab source tree to measure instead of this one")
 ap.add_argument("--decompress", action="store_true", help="time the round trip's decompress too")
+ap.add_argument("--profile", type=int, default=0, metavar="N", help="the main thread's N costliest functions")
+ap.add_argument("--fp32", action="store_true", help="the network's step in fp32 where compress would take bf16")
 args = ap.parse_args()
 src = Path(args.src) if args.src else Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(src / "src" if (src / "src" / "seqlab").is_dir() else src))
@@ -32,6 +39,8 @@ from seqlab.run import load  # noqa: E402
 
 torch.set_num_threads(args.threads)
 lockstep.SEGMENT_TOKENS = args.segment_tokens
+if args.fp32:
+    lockstep.native_bf16 = lambda device: False
 data = Path(args.file).read_bytes()[: args.bytes]
 run = load(args.run)
 assert run.count_model is not None or True  # built or mapped here, before any timing
@@ -51,16 +60,20 @@ lockstep._network_step = timed_step
 
 def measure(name: str, fn) -> object:
     network[0] = 0.0
+    profile = cProfile.Profile(time.thread_time) if args.profile else None
     wall, cpu, main = time.perf_counter(), time.process_time(), time.thread_time()
-    out = fn()
+    out = profile.runcall(fn) if profile else fn()
     wall, cpu, main = time.perf_counter() - wall, time.process_time() - cpu, time.thread_time() - main
     print(f"{name}: {len(data) / wall / 1000:.2f} KB/s wall, {len(data) / cpu / 1000:.2f} KB per CPU-s; "
           f"CPU {cpu:.2f} s = main thread {main:.2f} + network worker {network[0]:.2f}")
+    if profile:
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(args.profile)
     return out
 
 
-print(f"{len(data):,} bytes, {lockstep.segments_for(len(run.tokenizer.encode(data)))} segments, seqlab from "
-      f"{Path(lockstep.__file__).parents[2]}")
+precision = "bf16" if getattr(lockstep, "step_in_bf16", lambda run: False)(run) else "fp32"  # --src: before it
+print(f"{len(data):,} bytes, {lockstep.segments_for(len(run.tokenizer.encode(data)))} segments, network step in "
+      f"{precision}, seqlab from {Path(lockstep.__file__).parents[2]}")
 blob = measure("compress", lambda: compress_bytes(run, data, args.threads))
 print(f"  {8 * len(blob) / len(data):.4f} bits/byte")
 if args.decompress:

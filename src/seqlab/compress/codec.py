@@ -42,7 +42,7 @@ from ..progress import bar
 from .header import (LONGEST, ByteReader, Header, bitcm_on, check_compatible, counts_fingerprint, run_fingerprint,
                      varints)
 from . import seams
-from .lockstep import Layout, code_block
+from .lockstep import Layout, code_block, step_in_bf16
 
 LINE_STARTS = True  # runs with the warmth sets write formats 15-18 (segments at line starts); False: 11-14, as before
 BLOCK_BYTES = 1 << 22  # bytes of the original coded as one block (memory stays bounded however large the file)
@@ -53,10 +53,11 @@ def _probabilities(logp: torch.Tensor, active: np.ndarray) -> np.ndarray:
     return logp[torch.from_numpy(active)].exp().double().numpy()
 
 
-def encode_stream(run, blocks, write, threads: int = 1, progress=None, adapter=None, lines: bool = False) -> None:
+def encode_stream(run, blocks, write, threads: int = 1, progress=None, adapter=None, lines: bool = False,
+                  bf16: bool = False) -> None:
     """Code the byte blocks `blocks` (an iterable) after a header already written; write(bytes) takes the output.
     adapter: an adapt.Adapter when the network adapts as it codes (compress --adapt); lines: segments start at line
-    starts (formats 15-18, seams.py)."""
+    starts (formats 15-18, seams.py); bf16: the network's step in bf16 (formats 23-30)."""
     session = run.count_model.session(torch.device("cpu")) if run.count_model is not None else None
     for data in blocks:
         tokens = np.asarray(run.tokenizer.encode(data), dtype=np.int64)
@@ -69,7 +70,8 @@ def encode_stream(run, blocks, write, threads: int = 1, progress=None, adapter=N
             encoder.encode(symbols[active].astype(np.int32), _MODEL, _probabilities(logp, active))
             return symbols
 
-        code_block(run, session, len(tokens), threads, pick, _per_token(progress, data, tokens), adapter, layout)
+        code_block(run, session, len(tokens), threads, pick, _per_token(progress, data, tokens), adapter, layout,
+                   bf16)
         words = encoder.get_compressed()
         write(varints(len(tokens), len(words)) + moves + words.astype("<u4").tobytes())
 
@@ -114,7 +116,7 @@ def _decode_blocks(run, reader: ByteReader, header: Header, write, progress, ada
             return out[:, j].copy()
 
         code_block(run, session, n_tokens, header.threads, pick, progress and (lambda n: progress(n)), adapter,
-                   layout)
+                   layout, header.bf16)
         data = run.tokenizer.decode(layout.text(out).tolist()) if n_tokens else b""
         if not n_tokens and done < header.n_bytes:
             raise EOFError
@@ -136,10 +138,11 @@ def _adapting(run, options):
 def _header(run, threads: int, n_bytes: int, crc: int, adapt) -> Header:
     lr, chunk = (adapt.lr, adapt.chunk) if adapt is not None else (0.0, 0)
     words = run.count_model is not None and run.count_model.words is not None
-    warmth = with_warmth(run)
-    # segments at line starts (formats 15-18) come with the warmth sets: a run without them writes 7-10 as before
+    lines = with_warmth(run) and LINE_STARTS
+    # segments at line starts (formats 15-18) come with the warmth sets: a run without them writes 7-10 as before;
+    # the step in bf16 (23-30) with the line starts
     return Header(run_fingerprint(run.path), counts_fingerprint(run), torch.__version__, threads, n_bytes, crc,
-                  lr, chunk, words, warmth, lines=warmth and LINE_STARTS, bitcm=bitcm_on(run))
+                  lr, chunk, words, with_warmth(run), lines, bitcm_on(run), lines and step_in_bf16(run))
 
 
 def with_warmth(run) -> bool:
@@ -164,7 +167,7 @@ def compress_bytes(run, data: bytes, threads: int = 1, progress=None, adapt=None
     out.write(header.pack())
     with _adapting(run, adapt) as adapter:
         encode_stream(run, (data[i : i + BLOCK_BYTES] for i in range(0, len(data), BLOCK_BYTES)), out.write,
-                      threads, progress, adapter, header.lines)
+                      threads, progress, adapter, header.lines, header.bf16)
     return out.getvalue()
 
 
@@ -206,7 +209,7 @@ def compress_file(run, source: Path, target: Path, threads: int = 1, progress=No
     with atomic_file(target) as out, open(source, "rb") as f, _adapting(run, adapt) as adapter:
         out.write(header.pack())
         encode_stream(run, iter(lambda: f.read(BLOCK_BYTES), b""), out.write, threads, progress, adapter,
-                      header.lines)
+                      header.lines, header.bf16)
 
 
 def decompress_file(run, source: Path, target: Path, threads: int | None = None, progress=None) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import SeqlabError
+from ..train.speed import native_bf16
 
 MAGIC = b"SQZ\x1a"
 LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is at most 255)
@@ -25,11 +26,14 @@ LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is
 # rows (countmodel/bitrows.py); 19-22 are 15-18 with it (it needs the warmth sets and line starts: a run without
 # them refuses to compress with it). Its setting is in the count model's fingerprint (counts_fingerprint), so a
 # file is refused by a run whose counts.bitcm or bitcm_history differ from the one that coded it
+# 23: the network's step in bf16 (compress/lockstep.py step_in_bf16: a transformer's, where the CPU computes bf16
+# natively); 23-30 are 15-22 with it, and a CPU without native bf16 refuses them (check_compatible)
 FORMAT = 15
 ADAPTED_FORMAT = 16  # format 15 plus the network's online adaptation (compress --adapt): its lr and chunk
 NO_WORDS_FORMAT, NO_WORDS_ADAPTED_FORMAT = 17, 18  # 15 and 16 without the word model
-# format: (the word model mixed in, adapted, weight sets selected by warmth, segments moved to line starts, bitcm)
-FORMATS = {9: (True, False, False, False, False), 10: (True, True, False, False, False),
+# format: (the word model mixed in, adapted, weight sets selected by warmth, segments moved to line starts, bitcm,
+# the network's step in bf16)
+_FP32_FORMATS = {9: (True, False, False, False, False), 10: (True, True, False, False, False),
            7: (False, False, False, False, False), 8: (False, True, False, False, False),
            11: (True, False, True, False, False), 12: (True, True, True, False, False),
            13: (False, False, True, False, False), 14: (False, True, True, False, False),
@@ -38,6 +42,9 @@ FORMATS = {9: (True, False, False, False, False), 10: (True, True, False, False,
            NO_WORDS_ADAPTED_FORMAT: (False, True, True, True, False),
            19: (True, False, True, True, True), 20: (True, True, True, True, True),
            21: (False, False, True, True, True), 22: (False, True, True, True, True)}
+BF16_OFFSET = 8  # format 15 + 8 = 23 is 15 with the step in bf16, and so on to 30
+FORMATS = {f: kind + (False,) for f, kind in _FP32_FORMATS.items()} | \
+    {f + BF16_OFFSET: kind + (True,) for f, kind in _FP32_FORMATS.items() if kind[3]}
 FINGERPRINT_BYTES = 4  # tells runs apart before decoding; a 1 in 2^32 miss is still caught by the CRC
 VERSION_TAG = 2  # bytes of a hash of torch's version (formats 11-14): a 1 in 65,536 miss is still caught by the CRC
 
@@ -62,6 +69,7 @@ class Header:
     warmth: bool = False  # the mixer had weight sets selected by warmth (formats 11-18)
     lines: bool = False  # segments moved to line starts, their moves in each block (formats 15-22)
     bitcm: bool = False  # the bitwise model over the mix (formats 19-22)
+    bf16: bool = False  # the network's step under bf16 autocast (formats 23-30)
 
     def pack(self) -> bytes:
         version = self.torch_version.encode()
@@ -70,8 +78,9 @@ class Header:
             version = bytes.fromhex(tag[4:])
         mixed = self.counts_fingerprint is not None
         adapted = struct.pack("<d", self.adapt_lr) + varints(self.adapt_chunk) if self.adapt_lr > 0 else b""
-        kind = (self.words, bool(adapted), self.warmth, self.lines, self.bitcm)
+        kind = (self.words, bool(adapted), self.warmth, self.lines, self.bitcm, self.bf16)
         fmt = next((f for f, k in FORMATS.items() if k == kind), None)
+        assert fmt is not None or not self.bf16, "bf16 formats come with the line starts (codec._header)"
         if fmt is None:  # bitcm without the warmth sets' line starts
             raise SeqlabError("compress codes with counts.bitcm only with the warmth sets (\"warmth\" in "
                               "counts.select): this run has bitcm without them; add \"warmth\" to counts.select "
@@ -94,7 +103,7 @@ class Header:
                 raise SeqlabError(f"{name} has compressed format {fmt}; this seqlab reads formats "
                                   f"{', '.join(map(str, sorted(FORMATS)))}: decompress it with the seqlab version "
                                   "that made it")
-            words, adapted, warmth, lines, bitcm = FORMATS[fmt]
+            words, adapted, warmth, lines, bitcm, bf16 = FORMATS[fmt]
             fingerprint = r.take(FINGERPRINT_BYTES)
             counts = r.take(FINGERPRINT_BYTES) if mixed else None
             version = "tag " + r.take(VERSION_TAG).hex() if warmth else r.take(r.take(1)[0]).decode()
@@ -104,7 +113,8 @@ class Header:
             chunk = r.varint() if adapted else 0
         except (EOFError, UnicodeDecodeError):
             raise SeqlabError(f"{name} is truncated or damaged (cannot read its header)") from None
-        header = cls(fingerprint, counts, version, threads, n_bytes, crc, lr, chunk, words, warmth, lines, bitcm)
+        header = cls(fingerprint, counts, version, threads, n_bytes, crc, lr, chunk, words, warmth, lines, bitcm,
+                     bf16)
         return header, r.stream.tell()
 
     def adapt_options(self):
@@ -208,6 +218,10 @@ def check_compatible(header: Header, run, name: str, threads: int | None) -> Non
         other = f"another torch build (version {header.torch_version})" if tagged else f"torch {header.torch_version}"
         raise SeqlabError(f"{name} was compressed with {other}, this is torch {torch.__version__}: probabilities "
                           f"may differ; decompress it with the torch that compressed it")
+    if header.bf16 and not native_bf16(torch.device("cpu")):
+        raise SeqlabError(f"{name} was compressed with the network in bf16, which this CPU does not compute natively "
+                          f"(no AVX512-BF16 or AMX): its probabilities would differ; decompress it on a CPU with "
+                          f"native bf16, like the one that compressed it")
     if threads is not None and threads != header.threads:
         raise SeqlabError(f"--threads {threads} was given, but {name} was compressed with {header.threads} "
                           f"thread(s), and other thread counts round differently; leave --threads out "

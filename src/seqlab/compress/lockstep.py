@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from ..countmodel import Experts
 from ..countmodel.lockstep import LockstepReader
 from ..scoring import TorchThreads
+from ..train.speed import autocast, native_bf16
 
 SEGMENT_TOKENS = 4096  # at least this many tokens per segment: each starts cold, without the text before it
 MAX_SEGMENTS = 256  # rows per step
@@ -39,6 +40,15 @@ BLOCK_TOKENS = 1 << 22  # tokens coded as one block: memory stays bounded howeve
 # is mixed with the network's weight at its prior (a line start is a true context), not at the cold start's 0.3
 LINE_WARMTH = 1
 REACH = 1024  # a segment at a line start ends at most this many tokens past its span (seams.py)
+BF16_ARCHS = ("transformer",)  # whose step runs in bf16 where the CPU computes it natively (measured: docs/compress.md)
+CPU = torch.device("cpu")
+
+
+def step_in_bf16(run) -> bool:
+    """Whether compress runs the network's step under bf16 autocast on this CPU (formats 23-30): a transformer's,
+    where the CPU multiplies bf16 natively (train/speed.py's test: AVX512-BF16 or AMX), twice as fast as fp32 there.
+    The decoder must compute the same floats, so the header records it and a CPU without native bf16 refuses."""
+    return run.config.arch in BF16_ARCHS and native_bf16(CPU)
 
 
 def segments_for(n_tokens: int) -> int:
@@ -82,15 +92,15 @@ class Layout:
         return np.concatenate([rows[row, :n] for row, n in enumerate(self.lengths)]) if len(rows) else rows
 
 
-def _network_step(model, x: torch.Tensor, state):
-    with torch.no_grad():
+def _network_step(model, x: torch.Tensor, state, bf16: bool):
+    with torch.no_grad(), autocast(CPU, bf16):  # autocast's state is per thread: entered in the worker
         logits, state = model.step(x, state)
-        return F.log_softmax(logits.float(), dim=-1), state
+    return F.log_softmax(logits.float(), dim=-1), state
 
 
 @torch.no_grad()
 def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, adapter=None,
-               layout: "Layout | None" = None) -> None:
+               layout: "Layout | None" = None, bf16: bool = False) -> None:
     """Step through a block of n_tokens as segments_for(n_tokens) segments in lockstep.
 
     pick(j, active, logp) gets step j's mixed log-probabilities (S, V) and which rows still have a
@@ -100,6 +110,7 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     on the tokens coded since (learn_rows); the next steps predict with the new weights and the state
     (recurrent state, KV cache) built before, as the decoder does.
     layout: the segments' lengths and first contexts (Layout); by default segment_lengths' cuts, each from BOS.
+    bf16: the network's step under bf16 autocast (step_in_bf16: formats 23-30).
     """
     layout = layout or Layout.nominal(n_tokens, run.tokenizer.bos_id)
     lengths = layout.lengths  # a decoder's seams.Chain learns some as it reads: until then, their most
@@ -119,7 +130,7 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     with ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(threads,)) as pool, TorchThreads(threads):
         while j < lengths.max(initial=0):
             active = lengths > j
-            net = pool.submit(_network_step, model, x, state)
+            net = pool.submit(_network_step, model, x, state, bf16)
             experts = reader.distributions() if reader else None
             net_logp, state = net.result()
             logp = session.mixer.mix(net_logp, experts) if reader else net_logp

@@ -71,9 +71,10 @@ class CausalSelfAttention(nn.Module):
         if last:
             q = q[:, :, -last:]
         n_q, n_k = q.shape[2], k.shape[2]
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.is_grad_enabled():
             # PyTorch's bf16 attention backward on a CPU is several times slower than its fp32 one, which
-            # undid the gain of bf16 matrix products: attention stays fp32 (train/speed.py)
+            # undid the gain of bf16 matrix products: in training attention stays fp32 (train/speed.py);
+            # without gradients (compress's bf16 step) its forward is faster in bf16
             with torch.autocast("cpu", enabled=False):
                 y = self._attend(q.float(), k.float(), v.float(), n_q, n_k)
         else:
