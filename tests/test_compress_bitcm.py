@@ -41,7 +41,7 @@ def test_segments_round_trip_with_the_bitwise_model_in_its_format(runs, monkeypa
     data = structured_text(80, seed=11).encode()
     assert lockstep.segments_for(len(data)) >= 4
     blob = compress_bytes(on, data)
-    assert FORMATS[blob[4]] == (True, False, True, True, True) and Header.unpack(blob, "x")[0].bitcm
+    assert FORMATS[blob[4]] == (True, False, True, True, True, False) and Header.unpack(blob, "x")[0].bitcm
     without = compress_bytes(plain, data)
     assert blob[Header.unpack(blob, "x")[1] :] != without[Header.unpack(without, "x")[1] :]
     assert decompress_bytes(on, blob) == data

@@ -34,7 +34,7 @@ def test_segments_start_at_line_starts_read_after_a_newline_and_round_trip(run, 
     monkeypatch.setattr(lockstep, "SEGMENT_TOKENS", 300)
     data = structured_text(120, seed=4).encode()
     blob = compress_bytes(run, data)
-    assert FORMATS[blob[4]] == (True, False, True, True, False) and Header.unpack(blob, "x")[0].lines
+    assert FORMATS[blob[4]] == (True, False, True, True, False, False) and Header.unpack(blob, "x")[0].lines
     assert decompress_bytes(run, blob) == data
     tokens = np.asarray(run.tokenizer.encode(data))
     layout, framing = seams.line_starts(tokens, run.tokenizer)

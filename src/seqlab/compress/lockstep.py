@@ -116,7 +116,8 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     lengths = layout.lengths  # a decoder's seams.Chain learns some as it reads: until then, their most
     n_rows, steps = len(lengths), int(lengths.max(initial=0))
     model = run.model
-    state = model.init_state(n_rows, torch.device("cpu"))
+    # a bf16 step's keys and values are bf16: a cache of them (BF16_ARCHS' init_state takes its dtype)
+    state = model.init_state(n_rows, CPU, torch.bfloat16) if bf16 else model.init_state(n_rows, CPU)
     x = torch.from_numpy(layout.first.copy())
     ahead = np.where(layout.first != run.tokenizer.bos_id, LINE_WARMTH, 0)
     reader = LockstepReader(session, n_rows, layout.first, steps, ahead) if session is not None else None

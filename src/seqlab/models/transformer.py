@@ -113,6 +113,7 @@ def gelu(x: torch.Tensor, approximate: str) -> torch.Tensor:
     which makes it a fifth of scoring time otherwise. Training keeps F.gelu and its fused backward."""
     if approximate != "tanh" or torch.is_grad_enabled():
         return F.gelu(x, approximate=approximate)
+    x = x.float()  # a bf16 step's (compress): a CPU's element-wise work is 2-4x slower in bf16, rounding at every op
     u = x * x
     u.mul_(0.044715 * GELU_2U).add_(GELU_2U).mul_(x)  # 2u = 2·sqrt(2/pi)·(x + 0.044715·x³)
     return u.sigmoid_().mul_(x)
@@ -159,9 +160,11 @@ class Transformer(SeqModel):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def init_state(self, batch_size: int, device) -> KVCache:
+    def init_state(self, batch_size: int, device, dtype: torch.dtype | None = None) -> KVCache:
+        """dtype: the cache's (default the weights'): bf16 for steps under bf16 autocast, whose keys and values are
+        bf16 (compress: stored as they come, and half the bytes to read, which is what a step's attention costs)."""
         c = self.config
-        dtype = self.wte.weight.dtype
+        dtype = dtype or self.wte.weight.dtype
         return KVCache(c.n_layer, batch_size, c.n_head, c.block_size, c.n_embd // c.n_head, device, dtype)
 
     def features(self, idx, state: KVCache | None = None):
