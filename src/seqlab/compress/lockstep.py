@@ -9,8 +9,8 @@ count-model blend of S rows (LockstepReader), one mix. The count model's session
 one for the whole file: every segment's tokens are counted every COUNT_EVERY steps
 (countmodel/session.py), as eval counts its text every COUNT_EVERY tokens, and the
 mixing weights take a step every `max(1, chunk // S)` steps, on as many tokens as
-eval's chunk. The network's step runs in a worker thread beside the count model's
-blend (numpy and torch each release the GIL in their kernels).
+eval's chunk. The network's step, then the mixing weights' step on the last chunk, run in a worker
+thread beside the count model's blend (numpy and torch each release the GIL in their kernels).
 
 With the count model's bitwise model on (counts.bitcm, formats 19-22), the mix's rows go through it
 (countmodel/bitrows.py BitRows: a row per segment over shared tables) before `pick`, and the step's bytes are
@@ -92,6 +92,15 @@ class Layout:
         return np.concatenate([rows[row, :n] for row, n in enumerate(self.lengths)]) if len(rows) else rows
 
 
+def _worker_step(model, x: torch.Tensor, state, bf16: bool, session, due: list):
+    """The network's step, then the mixing weights' step on the chunk `due` (none: []), in the worker, beside the
+    main thread's count-model blend: only the mix after both reads the weights (the same floats in either thread)."""
+    out = _network_step(model, x, state, bf16)
+    if due:
+        _learn_chunk(session, due)
+    return out
+
+
 def _network_step(model, x: torch.Tensor, state, bf16: bool):
     with torch.no_grad(), autocast(CPU, bf16):  # autocast's state is per thread: entered in the worker
         logits, state = model.step(x, state)
@@ -126,12 +135,14 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     adapt_every = max(1, adapter.chunk // n_rows) if adapter is not None else 0
     known = x[:, None].repeat(1, steps + 1) if adapter is not None else None
     pending: list = []
+    due: list = []  # a chunk whose weights' step the worker takes with the next network step
     j = 0
     # the worker's torch threads are its own (OpenMP's count is per thread): set in it, as in this one
     with ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(threads,)) as pool, TorchThreads(threads):
         while j < lengths.max(initial=0):
             active = lengths > j
-            net = pool.submit(_network_step, model, x, state, bf16)
+            net = pool.submit(_worker_step, model, x, state, bf16, session, due)
+            due = []
             experts = reader.distributions() if reader else None
             net_logp, state = net.result()
             logp = session.mixer.mix(net_logp, experts) if reader else net_logp
@@ -147,8 +158,7 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
                     reader.advance()
                 pending.append((logp, net_logp, experts, tokens, active))
                 if len(pending) == every or last:
-                    _learn_chunk(session, pending)
-                    pending = []
+                    due, pending = pending, []
             x = torch.from_numpy(tokens)
             if adapter is not None:
                 known[:, j + 1] = x
@@ -157,6 +167,8 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
             if progress is not None:
                 progress(int(active.sum()))
             j += 1
+    if due:  # the block's last chunk: the next block's mix reads the weights after it
+        _learn_chunk(session, due)
 
 
 def row_bound(n_tokens: int) -> int:
