@@ -139,10 +139,9 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     j = 0
     # the worker's torch threads are its own (OpenMP's count is per thread): set in it, as in this one
     with ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(threads,)) as pool, TorchThreads(threads):
+        net = pool.submit(_worker_step, model, x, state, bf16, session, []) if steps else None
         while j < lengths.max(initial=0):
             active = lengths > j
-            net = pool.submit(_worker_step, model, x, state, bf16, session, due)
-            due = []
             experts = reader.distributions() if reader else None
             net_logp, state = net.result()
             logp = session.mixer.mix(net_logp, experts) if reader else net_logp
@@ -153,9 +152,6 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
             layout.read(j, tokens)
             last = j + 1 >= lengths.max()
             if reader:
-                reader.append(tokens, active)
-                if (j + 1) % session.count_every == 0 or last:
-                    reader.advance()
                 pending.append((logp, net_logp, experts, tokens, active))
                 if len(pending) == every or last:
                     due, pending = pending, []
@@ -164,6 +160,13 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
                 known[:, j + 1] = x
                 if (j + 1) % adapt_every == 0 or last:
                     adapter.learn_rows(known[:, : j + 2], torch.from_numpy(lengths + 1), adapt_every)
+            if not last:  # the next step's network (and the weights' step on `due`) beside the counting below
+                net = pool.submit(_worker_step, model, x, state, bf16, session, due)
+                due = []
+            if reader:
+                reader.append(tokens, active)
+                if (j + 1) % session.count_every == 0 or last:
+                    reader.advance()
             if progress is not None:
                 progress(int(active.sum()))
             j += 1
