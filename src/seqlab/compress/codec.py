@@ -20,7 +20,8 @@ File layout (little-endian); every header byte counts against the ratio:
     torch version (u8 length + ASCII), threads and original bytes (varints), CRC-32 u32
     of the original; then per block: its tokens and its coded 32-bit words (varints), in formats
     15-22 the span of its segments at line starts (a varint, seams.py), the words. Formats 19-22 (15-18
-    with counts.bitcm) code the mix through the count model's bitwise model (lockstep.py).
+    with counts.bitcm) code the mix through the count model's bitwise model (lockstep.py); formats 23-30 are 15-22
+    with the network's step in bf16 (lockstep.step_in_bf16: a transformer, on a CPU that computes bf16 natively).
 The fingerprints only name a mismatch early: the CRC is what proves the round trip.
 """
 
