@@ -98,6 +98,18 @@ def test_checkpoint_round_trip(arch, tmp_path):
     assert torch.equal(model(x)[0], again(x)[0])
 
 
+def test_transformer_attention_weights_get_no_dropout():
+    """Dropout stays on the residuals and embeddings; on the attention weights it cost a CPU step 1.4x (docs/quality.md).
+    With those dropouts silenced, a training-mode forward is deterministic only if attention drops nothing."""
+    model = tiny("transformer", dropout=0.5).train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    x = torch.randint(0, 50, (2, 24))
+    a, _ = model(x)
+    b, _ = model(x)
+    assert torch.equal(a, b)
+
 def test_checkpoint_of_wrong_shape_is_a_clear_error(tmp_path):
     save_checkpoint(tmp_path, tiny("lstm"))
     with pytest.raises(SeqlabError, match="does not fit"):
