@@ -3,7 +3,9 @@ with its own recent state, coding with the distribution eval scores with, and fi
 setting."""
 
 import json
+import random
 import shutil
+import string
 
 import numpy as np
 import pytest
@@ -107,16 +109,25 @@ def _rows_bits(texts: list[bytes], private_bits: int) -> float:
     return bits
 
 
+def _drifting(seed: int, n_bytes: int = 3000, block: int = 100) -> bytes:
+    """Blocks of `block` bytes, each drawn from 4 letters of its own: what comes next is in the recent bytes."""
+    rng = random.Random(seed)
+    out: list[int] = []
+    while len(out) < n_bytes:
+        out += rng.choices(rng.sample(string.ascii_lowercase.encode(), 4), k=block)
+    return bytes(out[:n_bytes])
+
+
 def test_rows_side_by_side_keep_their_own_recent_state():
-    """Two rows reading two repetitive texts side by side (each line a few times, in its own words, over the same
-    letters) cost about what each costs read alone: each row's fast probabilities and bit histories are its own.
-    Rows sharing them (private_bits 0, formats 19-22) see the other text's bits in every common context."""
-    texts = [lines_said_twice(seed, n_bytes=3000) for seed in (1, 2)]
+    """Two rows reading two drifting texts side by side (over the same letters, each its own 4 at a time) cost about
+    what each costs read alone: each row's fast probabilities and bit histories are its own. Rows sharing them
+    (private_bits 0, as formats 19-22 did) see the other text's bits in every common context: 10% more."""
+    texts = [_drifting(seed) for seed in (1, 2)]
     alone = sum(_rows_bits([text], 12) for text in texts)
     side_by_side = _rows_bits(texts, 12)
     shared = _rows_bits(texts, 0)
     assert side_by_side < 1.01 * alone, (side_by_side, alone)
-    assert shared > 1.02 * alone, (shared, alone)
+    assert shared > 1.05 * alone, (shared, alone)
 
 
 def test_files_of_the_rows_without_caches_are_refused_in_one_line(runs):
