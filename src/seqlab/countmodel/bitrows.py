@@ -1,16 +1,14 @@
 """The bitwise model (bitcm.py) read in lockstep: S texts side by side, one byte each per step (compress/lockstep.py).
 
-The slow state is the model's, shared by the rows: its slots' slow probabilities and counts, APMs, bit-history maps
-and match table keep learning from every row. The recent state is each row's own: a small hashed cache per row
+The slow state is the model's, shared by the rows: its slots' slow probabilities and counts, mixers, APMs, bit-history
+maps and match table keep learning from every row. The recent state is each row's own: a small hashed cache per row
 holds, for the slots the row touched, the row's fast probabilities and bit histories (read where the row has them,
-else the shared slot's: the last row's to learn there), and each row has its own mixers (the model's, as the
-training split left them, then learning from the row's bytes alone). Why: the fast probabilities and bit histories
-are the model's strongest inputs and the mixers' weights move within tens of bytes; shared, a context common to
-the rows (the low orders, frequent words) sees the rows' bits interleaved and the mixers every row's errors, so
-their recent past is no longer their text's: 27 rows in lockstep cost 3.2% more than one stream with all of it
-shared, 0.8% with it the rows' own (docs/compress.md "The bitwise model in compress"). Each row has its own
-registers and its own region of the model's buffer. The node kernels are bitcm's own (`_node`, `_learn_node`),
-run on the row's view of its slots and its mixers.
+else the shared slot's: the last row's to learn there). Why: those are the model's strongest inputs,
+and a context shared by the rows (the low orders, frequent words) would otherwise see the rows' bits interleaved,
+so its recent bits would no longer be its text's: 27 rows in lockstep cost 3.2% more than one stream with them
+shared, 1.1% with them the rows' own (docs/compress.md "The bitwise model in compress"). The mixers stay shared:
+per row they gain 0.3% more there but cost 4% on a small file of 2 rows, each row's mixer learning from half its
+bytes. Each row has its own registers and its own region of the model's buffer. The node kernels are bitcm's own (`_node`, `_learn_node`), run on the row's view of its slots.
 """
 
 import math
@@ -21,8 +19,8 @@ from numba import njit
 from .bitcm import N_CTX, N_IN, ORDERS, BitCM, _after_byte, _claim, _contexts, _depth, _find, _hash, _learn_node, \
     _node, _stretch
 
-PRIVATE_BITS = 12  # each row's cache: 2^12 slots of 16 entries (57 bytes a slot; with its mixers, 70 KB, 78 MB
-# for 256 rows); 2^14 slots cost 4 times the memory for 0.2% less on tinyshakespeare's 27 rows
+PRIVATE_BITS = 12  # each row's cache: 2^12 slots of 16 entries (57 bytes a slot: 60 MB for 256 rows); 2^14
+# slots cost 4 times the memory for 0.2% less on tinyshakespeare's 27 rows
 
 
 @njit(cache=True)
@@ -107,8 +105,8 @@ def _given_nodes(given, g, sums, node_given):
 def _score_rows(buf, pos, regs, active, given, logp, prune, chk, prob, fast, count, hist, ism, bits, msm, w1, w2, w3,
                 apm1, apm2, pchk, pused, pfast, phist, pbits, xs, outs, node_given, done):
     """Lockstep: write every active row's distribution of its next byte (at buf[pos[row]], its registers regs[row],
-    its cache, its mixers w1-w3[row], its mix given[row]) into logp[row], as bitcm's _predict does for one stream
-    (the 255 nodes, less those under a path below `prune`); nothing is learnt."""
+    its cache, its mix given[row]) into logp[row], as bitcm's _predict does for one stream (the 255 nodes, less
+    those under a path below `prune`); nothing is learnt."""
     ctx = np.zeros(N_CTX, dtype=np.int64)
     slots = np.empty(N_CTX, dtype=np.int64)
     owns = np.empty(N_CTX, dtype=np.int64)
@@ -141,8 +139,8 @@ def _score_rows(buf, pos, regs, active, given, logp, prune, chk, prob, fast, cou
                 _view(slots, owns, key, prob, fast, count, hist, pfast[row], phist[row], lslots, lprob, lfast, lcount,
                       lhist)
             slot_of = lslots[0] if c0 < 16 else lslots[1 + ((c0 >> (_depth(c0) - 4)) & 15)]
-            _node(c0, slot_of, lprob, lfast, lcount, lhist, ism, buf, regs[row], msm, w1[row], w2[row], w3[row], apm1,
-                  apm2, c2h, node_given[row, c0], xs[row, c0], outs[row, c0])
+            _node(c0, slot_of, lprob, lfast, lcount, lhist, ism, buf, regs[row], msm, w1, w2, w3, apm1, apm2, c2h,
+                  node_given[row, c0], xs[row, c0], outs[row, c0])
             p = outs[row, c0, 0]
             lp[2 * c0 + 1] = lp[c0] + math.log(p)
             lp[2 * c0] = lp[c0] + math.log(1.0 - p)
@@ -187,11 +185,11 @@ def _learn_rows(buf, pos, ends, regs, active, tokens, mtab, mbits, chk, prob, fa
                 _view(slots, owns, 0, prob, fast, count, hist, pfast[row], phist[row], lslots, lprob, lfast, lcount,
                       lhist)
             if not done[row, c0]:
-                _node(c0, lslots[0], lprob, lfast, lcount, lhist, ism, buf, regs[row], msm, w1[row], w2[row], w3[row],
-                      apm1, apm2, c2h, node_given[row, c0], xs[row, c0], outs[row, c0])
+                _node(c0, lslots[0], lprob, lfast, lcount, lhist, ism, buf, regs[row], msm, w1, w2, w3, apm1, apm2,
+                      c2h, node_given[row, c0], xs[row, c0], outs[row, c0])
             y = (tokens[row] >> (7 - d)) & 1
-            _learn_node(c0, y, lslots[0], lprob, lfast, lcount, lhist, ism, icount, buf, regs[row], msm, mcount,
-                        w1[row], w2[row], w3[row], apm1, apm2, c2h, xs[row, c0], outs[row, c0], rates, frates, lr)
+            _learn_node(c0, y, lslots[0], lprob, lfast, lcount, lhist, ism, icount, buf, regs[row], msm, mcount, w1,
+                        w2, w3, apm1, apm2, c2h, xs[row, c0], outs[row, c0], rates, frates, lr)
             c0 = 2 * c0 + y
             if d == 3 or d == 7:
                 _keep(slots, owns, prob, fast, count, hist, pfast[row], phist[row], lprob, lfast, lcount, lhist)
@@ -202,7 +200,7 @@ def _learn_rows(buf, pos, ends, regs, active, tokens, mtab, mbits, chk, prob, fa
 
 class BitRows:
     """S texts read by one BitCM side by side, one byte each per step: shared slow state (slots' slow probabilities
-    and counts, APMs, match table), per row its registers (words, match), its mixers, its cache of recent state (fast
+    and counts, mixers, APMs, match table), per row its registers (words, match), its cache of recent state (fast
     probabilities, bit histories: 2^private_bits slots; 0: none, every row's recency in the shared slots) and its
     bytes, written to its own region of the model's buffer (PAD bytes before it: 256, "before the text", but the
     byte it is read after) so match pointers stay valid. The encoder and the decoder step it alike: `score` every
@@ -224,7 +222,6 @@ class BitRows:
         self.ends = self.pos + bound
         self.regs = np.zeros((n_rows, 4), dtype=np.int64)
         self.pbits = private_bits
-        self.w1, self.w2, self.w3 = (np.tile(w, (n_rows, 1, 1)) for w in (m.w1, m.w2, m.w3))
         cache = 1 << max(private_bits, 1)
         self.pchk = np.zeros((n_rows, cache), dtype=np.int64)
         self.pused = np.zeros((n_rows, cache), dtype=np.uint8)
@@ -241,9 +238,9 @@ class BitRows:
         m = self.model
         logp = np.zeros((len(self.pos), 256))
         _score_rows(m.buf, self.pos, self.regs, active, np.ascontiguousarray(given, dtype=np.float64), logp, m.prune,
-                    m.chk, m.prob, m.fast, m.count, m.hist, m.ism, m.bits, m.msm, self.w1, self.w2, self.w3, m.apm1,
-                    m.apm2, self.pchk, self.pused, self.pfast, self.phist, self.pbits, self.xs, self.outs,
-                    self.node_given, self.done)
+                    m.chk, m.prob, m.fast, m.count, m.hist, m.ism, m.bits, m.msm, m.w1, m.w2, m.w3, m.apm1, m.apm2,
+                    self.pchk, self.pused, self.pfast, self.phist, self.pbits, self.xs, self.outs, self.node_given,
+                    self.done)
         return logp
 
     def learn(self, tokens: np.ndarray, active: np.ndarray) -> None:
@@ -251,6 +248,6 @@ class BitRows:
         m = self.model
         if not _learn_rows(m.buf, self.pos, self.ends, self.regs, active, np.asarray(tokens, dtype=np.int64), m.mtab,
                            m.mbits, m.chk, m.prob, m.fast, m.count, m.hist, m.ism, m.icount, m.bits, m.msm, m.mcount,
-                           self.w1, self.w2, self.w3, m.apm1, m.apm2, m.rates, m.frates, m.lr, self.pchk, self.pused,
+                           m.w1, m.w2, m.w3, m.apm1, m.apm2, m.rates, m.frates, m.lr, self.pchk, self.pused,
                            self.pfast, self.phist, self.pbits, self.xs, self.outs, self.node_given, self.done):
             raise ValueError("a lockstep row runs past its bound")
