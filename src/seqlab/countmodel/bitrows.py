@@ -6,7 +6,7 @@ holds, for the slots the row touched, the row's fast probabilities and bit histo
 else the shared slot's: the last row's to learn there). Why: those are the model's strongest inputs,
 and a context shared by the rows (the low orders, frequent words) would otherwise see the rows' bits interleaved,
 so its recent bits would no longer be its text's: 27 rows in lockstep cost 3.2% more than one stream with them
-shared, 1.1% with them the rows' own (docs/compress.md "The bitwise model in compress"). The mixers stay shared:
+shared, 0.95% with them the rows' own (docs/compress.md "The bitwise model in compress"). The mixers stay shared:
 per row they gained 0.3% more there but put the tests' 2-row file 3.9% above eval, each row's mixer learning from
 half its bytes. Each row has its own registers and its own region of the model's buffer. The node kernels are
 bitcm's own (`_node`, `_learn_node`), run on the row's view of its slots.
@@ -20,8 +20,14 @@ from numba import njit
 from .bitcm import N_CTX, N_IN, ORDERS, BitCM, _after_byte, _claim, _contexts, _depth, _find, _hash, _learn_node, \
     _node, _stretch
 
-PRIVATE_BITS = 12  # each row's cache: 2^12 slots of 16 entries (57 bytes a slot: 60 MB for 256 rows); 2^14
-# slots cost 4 times the memory for 0.2% less on tinyshakespeare's 27 rows
+PRIVATE_BITS = 14  # each row's cache: at most 2^14 slots of 16 entries (57 bytes a slot, 0.9 MB a row)
+CACHE_SLOTS = 1 << 20  # and all rows' caches together at most this many slots (60 MB): 2^12 a row for 256 rows
+
+
+def cache_bits(n_rows: int) -> int:
+    """Each row's cache of n_rows (2^bits slots): PRIVATE_BITS, less where the rows would hold more than CACHE_SLOTS.
+    2^14 against 2^12 a row: compress 0.96% above eval on tinyshakespeare's 27 rows, against 1.16%."""
+    return min(PRIVATE_BITS, (CACHE_SLOTS // max(n_rows, 1)).bit_length() - 1)
 
 
 @njit(cache=True)
@@ -209,8 +215,9 @@ class BitRows:
 
     PAD = max(ORDERS) + 2
 
-    def __init__(self, model: BitCM, first: np.ndarray, bound: int, private_bits: int = PRIVATE_BITS):
-        """len(first) texts, each at most `bound` bytes, read after its token first[row] (a byte, or BOS: none)."""
+    def __init__(self, model: BitCM, first: np.ndarray, bound: int, private_bits: int | None = None):
+        """len(first) texts, each at most `bound` bytes, read after its token first[row] (a byte, or BOS: none);
+        private_bits: each row's cache (2^bits slots), by default cache_bits(len(first))."""
         self.model = m = model
         if m.rows_from is None:
             m.rows_from = m.n
@@ -222,8 +229,8 @@ class BitRows:
         self.pos = start + np.arange(n_rows, dtype=np.int64) * size + self.PAD
         self.ends = self.pos + bound
         self.regs = np.zeros((n_rows, 4), dtype=np.int64)
-        self.pbits = private_bits
-        cache = 1 << max(private_bits, 1)
+        self.pbits = cache_bits(n_rows) if private_bits is None else private_bits
+        cache = 1 << max(self.pbits, 1)
         self.pchk = np.zeros((n_rows, cache), dtype=np.int64)
         self.pused = np.zeros((n_rows, cache), dtype=np.uint8)
         self.pfast = np.zeros((n_rows, cache, 16), dtype=m.fast.dtype)
