@@ -1,12 +1,14 @@
 """What reading segments side by side costs the bitwise model (countmodel/bitcm.py) alone, on one file.
 
-    python bench/bitcm_rows.py [--file F] [--bytes 111540] [--history 1000000] [--rows 4 8 27]
+    python bench/bitcm_rows.py [--file F] [--bytes 111540] [--history 1000000] [--rows 4 8 27] [--private-bits 0 12]
 
 The last --bytes of the file are scored after the --history bytes before them were read (as eval reads the
 training split), with no given distribution (a uniform one: the bitwise model's own bits): as one stream
 (eval's `BitCM.score`), as `--rows` segments read one after another (each a cold start, the tables shared:
 `BitRows` stepped one row at a time), and as the same segments read in lockstep (compress's order: every
-row scored, then every row's byte learnt, in row order). Prints the bytes each reading costs.
+row scored, then every row's byte learnt, in row order), once per --private-bits (each row's cache of its recent
+state: 2^bits slots; 0: none, the rows' recent state shared). Prints the bytes each reading costs and its CPU
+seconds (this thread's).
 """
 
 import argparse
@@ -20,17 +22,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from seqlab.compress.lockstep import segment_lengths  # noqa: E402
 from seqlab.countmodel.bitcm import BitCM  # noqa: E402
-from seqlab.countmodel.bitrows import BitRows  # noqa: E402
+from seqlab.countmodel.bitrows import PRIVATE_BITS, BitRows  # noqa: E402
 from seqlab.data.corpus import default_corpus_path  # noqa: E402
 
 
-def lockstep_bytes(history: np.ndarray, text: np.ndarray, n_rows: int, interleaved: bool) -> float:
+def lockstep_bytes(history: np.ndarray, text: np.ndarray, n_rows: int, interleaved: bool,
+                   private_bits: int = PRIVATE_BITS) -> float:
     """Bytes of text read as n_rows segments by BitRows: in lockstep, or one segment after another."""
     model = BitCM()
     model.learn(history)
     lengths = segment_lengths(len(text), n_rows)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    rows = BitRows(model, np.full(n_rows, 256), int(lengths.max()))
+    rows = BitRows(model, np.full(n_rows, 256), int(lengths.max()), private_bits)
     uniform, bits = np.full((n_rows, 256), -np.log(256)), 0.0
     order = [None] if interleaved else range(n_rows)
     for only in order:
@@ -51,25 +54,27 @@ def main() -> None:
     p.add_argument("--bytes", type=int, default=111540)
     p.add_argument("--history", type=int, default=1_000_000)
     p.add_argument("--rows", type=int, nargs="+", default=[4, 8, 27])
+    p.add_argument("--private-bits", type=int, nargs="+", default=[0, PRIVATE_BITS])
     args = p.parse_args()
     data = Path(args.file).read_bytes()
     text = np.frombuffer(data[-args.bytes :], dtype=np.uint8).astype(np.int64)
     history = np.frombuffer(data[-args.bytes - args.history : -args.bytes], dtype=np.uint8).astype(np.int64)
     model = BitCM()
     model.learn(history)
-    t0 = time.perf_counter()
+    t0 = time.thread_time()
     logp = model.score(text, np.full((len(text), 256), -np.log(256)))
     stream = -logp[np.arange(len(text)), text].sum() / np.log(2) / 8
     print(f"{len(text):,} bytes of {args.file} after {len(history):,} bytes read first\n")
-    print("| reading | bytes | vs one stream | seconds |\n|---|---:|---:|---:|")
-    print(f"| one stream (eval's) | {stream:,.0f} | - | {time.perf_counter() - t0:.1f} |")
+    print("| reading | bytes | vs one stream | CPU seconds |\n|---|---:|---:|---:|")
+    print(f"| one stream (eval's) | {stream:,.0f} | - | {time.thread_time() - t0:.1f} |", flush=True)
     for n_rows in args.rows:
-        for interleaved in (False, True):
-            t0 = time.perf_counter()
-            cost = lockstep_bytes(history, text, n_rows, interleaved)
-            how = "in lockstep" if interleaved else "one after another"
+        for interleaved, bits in [(False, PRIVATE_BITS)] + [(True, b) for b in args.private_bits]:
+            t0 = time.thread_time()
+            cost = lockstep_bytes(history, text, n_rows, interleaved, bits)
+            how = f"in lockstep, row caches of 2^{bits}" if interleaved and bits else \
+                "in lockstep, no row caches" if interleaved else "one after another"
             print(f"| {n_rows} segments {how} | {cost:,.0f} | {100 * (cost / stream - 1):+.2f}% | "
-                  f"{time.perf_counter() - t0:.1f} |")
+                  f"{time.thread_time() - t0:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

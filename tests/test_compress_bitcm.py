@@ -1,9 +1,13 @@
-"""seqlab compress with the count model's bitwise model (counts.bitcm): lockstep rows over shared tables, coding
-with the distribution eval scores with, and files refused by a run with the other setting."""
+"""seqlab compress with the count model's bitwise model (counts.bitcm): lockstep rows over shared slow state, each
+with its own recent state, coding with the distribution eval scores with, and files refused by a run with the other
+setting."""
 
 import json
+import random
 import shutil
+import string
 
+import numpy as np
 import pytest
 
 from seqlab.compress import Header, compress_bytes, decompress_bytes, lockstep
@@ -34,7 +38,7 @@ def runs(trained_runs, tmp_path_factory):
 
 
 def test_segments_round_trip_with_the_bitwise_model_in_its_format(runs, monkeypatch):
-    """Several segments, each a row of the bitwise model over shared tables: byte-identical back, in format 19
+    """Several segments, each a row of the bitwise model over shared tables: byte-identical back, in format 27
     (15 with it), and coded differently from the run without it (it is used, not silently dropped)."""
     monkeypatch.setattr(lockstep, "SEGMENT_TOKENS", 300)
     plain, on = runs
@@ -88,3 +92,49 @@ def test_a_file_made_with_the_other_setting_is_refused_in_one_line(runs):
         with pytest.raises(SeqlabError, match="counts.bitcm") as refused:
             decompress_bytes(decoded_by, relabelled)
         assert "\n" not in str(refused.value)
+
+
+def _rows_bits(texts: list[bytes], private_bits: int) -> float:
+    """Bits the bitwise model alone (no given distribution) spends on texts read side by side as BitRows' rows."""
+    from seqlab.countmodel.bitcm import BitCM
+    from seqlab.countmodel.bitrows import BitRows
+
+    rows = BitRows(BitCM(table_bits=16, match_bits=12), np.full(len(texts), 256), max(map(len, texts)), private_bits)
+    uniform, bits = np.full((len(texts), 256), -np.log(256)), 0.0
+    for j in range(max(map(len, texts))):
+        active = np.array([len(t) > j for t in texts])
+        tokens = np.array([t[j] if len(t) > j else 0 for t in texts], dtype=np.int64)
+        bits -= rows.score(uniform, active)[active, tokens[active]].sum() / np.log(2)
+        rows.learn(tokens, active)
+    return bits
+
+
+def _drifting(seed: int, n_bytes: int = 3000, block: int = 100) -> bytes:
+    """Blocks of `block` bytes, each drawn from 4 letters of its own: what comes next is in the recent bytes."""
+    rng = random.Random(seed)
+    out: list[int] = []
+    while len(out) < n_bytes:
+        out += rng.choices(rng.sample(string.ascii_lowercase.encode(), 4), k=block)
+    return bytes(out[:n_bytes])
+
+
+def test_rows_side_by_side_keep_their_own_recent_state():
+    """Two rows reading two drifting texts side by side (over the same letters, each its own 4 at a time) cost about
+    what each costs read alone: each row's fast probabilities and bit histories are its own. Rows sharing them
+    (private_bits 0, as formats 19-22 did) see the other text's bits in every common context: 10% more."""
+    texts = [_drifting(seed) for seed in (1, 2)]
+    alone = sum(_rows_bits([text], 12) for text in texts)
+    side_by_side = _rows_bits(texts, 12)
+    shared = _rows_bits(texts, 0)
+    assert side_by_side < 1.01 * alone, (side_by_side, alone)
+    assert shared > 1.05 * alone, (shared, alone)
+
+
+def test_files_of_the_rows_without_caches_are_refused_in_one_line(runs):
+    """Formats 19-22 (rows that shared their recent state) decode differently now: refused, naming the format."""
+    _, on = runs
+    blob = bytearray(compress_bytes(on, structured_text(20, seed=5).encode()))
+    blob[4] = 19
+    with pytest.raises(SeqlabError, match="format 19") as refused:
+        decompress_bytes(on, bytes(blob))
+    assert "\n" not in str(refused.value)
