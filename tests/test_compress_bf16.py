@@ -1,5 +1,5 @@
-"""The network's step in bf16 (formats 23-26, 35-38): exact round trips where the CPU computes bf16 natively, and a
-one-line refusal where it does not."""
+"""The network's step in bf16 (formats 23-26, 35-38): exact round trips where the CPU computes bf16 natively,
+and a one-line refusal where it does not."""
 
 import pytest
 import torch
