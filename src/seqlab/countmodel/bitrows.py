@@ -7,33 +7,33 @@ buffer. The per-byte kernels are bitcm's own (`_predict`, `_learn_byte`): eval's
 import numpy as np
 from numba import njit
 
-from .bitcm import N_CTX, N_IN, ORDERS, BitCM, _learn_byte, _predict
+from .bitcm import N_BYTE_CTX, N_CTX, N_IN, N_OUT, N_REGS, ORDERS, BitCM, _learn_byte, _predict
 
 
 @njit(cache=True)
-def _score_rows(buf, pos, regs, active, given, logp, prune, chk, prob, fast, count, hist, ism, bits, msm, w1, w2, w3,
-                apm1, apm2, xs, outs, node_given, done):
+def _score_rows(buf, pos, regs, active, given, logp, prune, chk, prob, fast, count, hist, ism, bits, msm, w, w3, apm,
+                xs, outs, node_given, done):
     """Lockstep: write every active row's distribution of its next byte (at buf[pos[row]], its own registers
     regs[row], its mix given[row]) into logp[row], from the tables as they are; nothing is learnt."""
-    ctx = np.zeros(N_CTX, dtype=np.int64)
+    ctx = np.zeros(N_CTX + N_BYTE_CTX, dtype=np.int64)
     slots1 = np.empty(N_CTX, dtype=np.int64)
     slots2 = np.empty((16, N_CTX), dtype=np.int64)
     lp = np.zeros(512)
     sums = np.zeros(512)
     for row in range(len(pos)):
         if active[row]:
-            _predict(buf, pos[row], regs[row], given, row, prune, chk, prob, fast, count, hist, ism, bits, msm, w1, w2,
-                     w3, apm1, apm2, ctx, slots1, slots2, xs[row], outs[row], lp, sums, node_given[row], done[row],
+            _predict(buf, pos[row], regs[row], given, row, prune, chk, prob, fast, count, hist, ism, bits, msm, w, w3,
+                     apm, ctx, slots1, slots2, xs[row], outs[row], lp, sums, node_given[row], done[row],
                      logp, row)
 
 
 @njit(cache=True)
 def _learn_rows(buf, pos, ends, regs, active, tokens, mtab, mbits, chk, prob, fast, count, hist, ism, icount, bits, msm,
-                mcount, w1, w2, w3, apm1, apm2, rates, frates, lr, xs, outs, node_given, done):
+                mcount, w, w3, apm, rates, frates, lr, xs, outs, node_given, done):
     """Lockstep: every active row's byte tokens[row] written at buf[pos[row]] and learnt, in row order (the tables
     are shared: the order is the decoder's too); a token that is no byte (>= 256) is not read. False where a row
     would run past its region's end (ends[row])."""
-    ctx = np.zeros(N_CTX, dtype=np.int64)
+    ctx = np.zeros(N_CTX + N_BYTE_CTX, dtype=np.int64)
     slots1 = np.empty(N_CTX, dtype=np.int64)
     slots2 = np.empty((16, N_CTX), dtype=np.int64)
     for row in range(len(pos)):
@@ -43,7 +43,7 @@ def _learn_rows(buf, pos, ends, regs, active, tokens, mtab, mbits, chk, prob, fa
                 return False
             buf[t] = tokens[row]
             _learn_byte(buf, t, regs[row], True, mtab, mbits, chk, prob, fast, count, hist, ism, icount, bits, msm,
-                        mcount, w1, w2, w3, apm1, apm2, rates, frates, lr, ctx, slots1, slots2, xs[row], outs[row],
+                        mcount, w, w3, apm, rates, frates, lr, ctx, slots1, slots2, xs[row], outs[row],
                         node_given[row], done[row])
             pos[row] = t + 1
     return True
@@ -70,9 +70,9 @@ class BitRows:
         start = m._append(region.ravel())
         self.pos = start + np.arange(n_rows, dtype=np.int64) * size + self.PAD
         self.ends = self.pos + bound
-        self.regs = np.zeros((n_rows, 4), dtype=np.int64)
+        self.regs = np.zeros((n_rows, N_REGS), dtype=np.int64)
         self.xs = np.zeros((n_rows, 256, N_IN))
-        self.outs = np.zeros((n_rows, 256, 8))
+        self.outs = np.zeros((n_rows, 256, N_OUT))
         self.node_given = np.zeros((n_rows, 256))
         self.done = np.zeros((n_rows, 256), dtype=np.bool_)
 
@@ -82,7 +82,7 @@ class BitRows:
         m = self.model
         logp = np.zeros((len(self.pos), 256))
         _score_rows(m.buf, self.pos, self.regs, active, np.ascontiguousarray(given, dtype=np.float64), logp, m.prune,
-                    m.chk, m.prob, m.fast, m.count, m.hist, m.ism, m.bits, m.msm, m.w1, m.w2, m.w3, m.apm1, m.apm2,
+                    m.chk, m.prob, m.fast, m.count, m.hist, m.ism, m.bits, m.msm, m.w, m.w3, m.apm,
                     self.xs, self.outs, self.node_given, self.done)
         return logp
 
@@ -91,6 +91,6 @@ class BitRows:
         m = self.model
         if not _learn_rows(m.buf, self.pos, self.ends, self.regs, active, np.asarray(tokens, dtype=np.int64), m.mtab,
                            m.mbits, m.chk, m.prob, m.fast, m.count, m.hist, m.ism, m.icount, m.bits, m.msm, m.mcount,
-                           m.w1, m.w2, m.w3, m.apm1, m.apm2, m.rates, m.frates, m.lr, self.xs, self.outs,
+                           m.w, m.w3, m.apm, m.rates, m.frates, m.lr, self.xs, self.outs,
                            self.node_given, self.done):
             raise ValueError("a lockstep row runs past its bound")
