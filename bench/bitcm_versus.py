@@ -15,6 +15,7 @@ per CPU-second of scoring (time.thread_time, the training bytes' read apart). A 
 import hashlib
 import importlib.util
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,6 +53,7 @@ def version_file(rev: str | None, cache: Path) -> Path:
 def load_version(path: Path):
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # numba's cached code finds its module by name
     spec.loader.exec_module(module)
     return module
 

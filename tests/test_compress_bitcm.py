@@ -34,7 +34,7 @@ def runs(trained_runs, tmp_path_factory):
 
 
 def test_segments_round_trip_with_the_bitwise_model_in_its_format(runs, monkeypatch):
-    """Several segments, each a row of the bitwise model over shared tables: byte-identical back, in format 19
+    """Several segments, each a row of the bitwise model over shared tables: byte-identical back, in format 23
     (15 with it), and coded differently from the run without it (it is used, not silently dropped)."""
     monkeypatch.setattr(lockstep, "SEGMENT_TOKENS", 300)
     plain, on = runs

@@ -19,7 +19,7 @@ File layout (little-endian); every header byte counts against the ratio:
     run fingerprint (4 bytes), count-model fingerprint (4 bytes, only when mixed),
     torch version (u8 length + ASCII), threads and original bytes (varints), CRC-32 u32
     of the original; then per block: its tokens and its coded 32-bit words (varints), in formats
-    15-22 the span of its segments at line starts (a varint, seams.py), the words. Formats 19-22 (15-18
+    15-26 the span of its segments at line starts (a varint, seams.py), the words. Formats 23-26 (15-18
     with counts.bitcm) code the mix through the count model's bitwise model (lockstep.py).
 The fingerprints only name a mismatch early: the CRC is what proves the round trip.
 """

@@ -25,6 +25,9 @@ LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is
 # rows (countmodel/bitrows.py); 19-22 are 15-18 with it (it needs the warmth sets and line starts: a run without
 # them refuses to compress with it). Its setting is in the count model's fingerprint (counts_fingerprint), so a
 # file is refused by a run whose counts.bitcm or bitcm_history differ from the one that coded it
+# 23: 19-22's bitwise model with more contexts, mixers and APM stages (docs/quality.md "Stronger bitwise model");
+# 23-26 are 19-22 with it. Files in 19-22 are refused (their model is gone): decompress them with the seqlab that
+# made them
 FORMAT = 15
 ADAPTED_FORMAT = 16  # format 15 plus the network's online adaptation (compress --adapt): its lr and chunk
 NO_WORDS_FORMAT, NO_WORDS_ADAPTED_FORMAT = 17, 18  # 15 and 16 without the word model
@@ -36,8 +39,8 @@ FORMATS = {9: (True, False, False, False, False), 10: (True, True, False, False,
            FORMAT: (True, False, True, True, False), ADAPTED_FORMAT: (True, True, True, True, False),
            NO_WORDS_FORMAT: (False, False, True, True, False),
            NO_WORDS_ADAPTED_FORMAT: (False, True, True, True, False),
-           19: (True, False, True, True, True), 20: (True, True, True, True, True),
-           21: (False, False, True, True, True), 22: (False, True, True, True, True)}
+           23: (True, False, True, True, True), 24: (True, True, True, True, True),
+           25: (False, False, True, True, True), 26: (False, True, True, True, True)}
 FINGERPRINT_BYTES = 4  # tells runs apart before decoding; a 1 in 2^32 miss is still caught by the CRC
 VERSION_TAG = 2  # bytes of a hash of torch's version (formats 11-14): a 1 in 65,536 miss is still caught by the CRC
 
@@ -61,7 +64,7 @@ class Header:
     words: bool = False  # the count model's word model was mixed in (format 9, 10, 11 or 12)
     warmth: bool = False  # the mixer had weight sets selected by warmth (formats 11-18)
     lines: bool = False  # segments moved to line starts, their moves in each block (formats 15-22)
-    bitcm: bool = False  # the bitwise model over the mix (formats 19-22)
+    bitcm: bool = False  # the bitwise model over the mix (formats 23-26)
 
     def pack(self) -> bytes:
         version = self.torch_version.encode()

@@ -12,7 +12,7 @@ mixing weights take a step every `max(1, chunk // S)` steps, on as many tokens a
 eval's chunk. The network's step runs in a worker thread beside the count model's
 blend (numpy and torch each release the GIL in their kernels).
 
-With the count model's bitwise model on (counts.bitcm, formats 19-22), the mix's rows go through it
+With the count model's bitwise model on (counts.bitcm, formats 23-26), the mix's rows go through it
 (countmodel/bitrows.py BitRows: a row per segment over shared tables) before `pick`, and the step's bytes are
 learnt in row order after it; the mixer learns from the mix before it, as eval's.
 

@@ -27,7 +27,8 @@ import numpy as np
 from numba import njit
 
 ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; the two word contexts follow
-N_CTX = len(ORDERS) + 2
+N_COLUMN = 2  # the position in the line with the byte above; the byte above with the last byte
+N_CTX = len(ORDERS) + 2 + N_COLUMN
 PER_CTX = 3  # a context's inputs: its entry's slow and fast probabilities, and its bit history's
 N_IN = PER_CTX * N_CTX + 3  # and the match model's, the given distribution's (score's), a bias
 MATCH_IN, GIVEN_IN = PER_CTX * N_CTX, PER_CTX * N_CTX + 1
@@ -114,6 +115,28 @@ def _claim(chk, prob, fast, count, hist, h, bits):
 
 
 @njit(cache=True)
+def _line_start(buf, t):
+    """Where the line holding position t starts, and whether a newline is before it (not the text's start: a
+    byte 256, "before the text", or 255 bytes without one)."""
+    i = t - 1
+    while i >= 0 and t - i <= 255 and buf[i] != 10 and buf[i] != 256:
+        i -= 1
+    return i + 1, i >= 0 and buf[i] == 10
+
+
+@njit(cache=True)
+def _column(buf, t):
+    """Position t's column (bytes since the line's start) and the byte above it (the line before's byte at that
+    column; 10 past that line's end, 256 when there is no line before)."""
+    start, newline = _line_start(buf, t)
+    column = t - start
+    if not newline:
+        return column, 256
+    above_start, _ = _line_start(buf, start - 1)
+    return column, buf[above_start + column] if above_start + column < start - 1 else 10
+
+
+@njit(cache=True)
 def _contexts(buf, t, regs, ctx):
     """The context hashes before position t (regs: current word, previous word), then (from N_CTX) the small
     contexts of its nodes' mixers and APMs."""
@@ -125,6 +148,9 @@ def _contexts(buf, t, regs, ctx):
         ctx[k] = h
     ctx[len(ORDERS)] = _hash(regs[0], 1000)
     ctx[len(ORDERS) + 1] = _hash(regs[0], regs[1] + 2000)
+    column, above = _column(buf, t)
+    ctx[len(ORDERS) + 2] = _hash(min(column, 127) + 5000, above)
+    ctx[len(ORDERS) + 3] = _hash(above + 6000, buf[t - 1] if t >= 1 else 256)
     bctx[0] = buf[t - 1] if t >= 1 else 256
     bctx[1] = _hash(bctx[0], buf[t - 2] if t >= 2 else 256)
 
