@@ -41,8 +41,9 @@ MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x con
 N_REGS = 4  # a stream's registers: current word, previous word, match pointer, match length
 N_BYTE_CTX = 2  # the small contexts of a byte's nodes (after its N_CTX hashes): the last byte, the order-2 hash
 # the mixers, one table of weight sets: each mixer's sets (selected in _mixer_rows) from its first row
-MIXER_SETS = (256, MATCH_SETS)  # by the partial byte; by match length and how many contexts were seen
-MIXER_FROM = (0, 256)
+MIXER_SETS = (256, MATCH_SETS, 257)  # by the partial byte; by match length and how many contexts were seen; by
+# the last byte
+MIXER_FROM = (0, 256, 256 + MATCH_SETS)
 N_MIXERS = len(MIXER_SETS)
 FINAL_RATE = 0.3  # the final mixer's rate, times the mixers'
 # the APM stages, one table of rows (selected in _apm_rows), and each one's weight in the final average (the
@@ -204,6 +205,7 @@ def _mixer_rows(c0, seen, length, bctx, out):
     """Each mixer's weight set at node c0, a row of the mixers' table, into out."""
     out[OUT_SET] = c0
     out[OUT_SET + 1] = MIXER_FROM[1] + _match_bucket(length) * (N_CTX + 1) + seen
+    out[OUT_SET + 2] = MIXER_FROM[2] + bctx[0]
 
 
 @njit(cache=True)
