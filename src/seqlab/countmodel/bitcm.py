@@ -28,7 +28,7 @@ from numba import njit
 
 ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; the two word contexts follow
 N_COLUMN = 2  # the position in the line with the byte above; the byte above with the last byte
-N_CTX = len(ORDERS) + 2 + N_COLUMN
+N_CTX = len(ORDERS) + 3 + N_COLUMN  # and the three word contexts
 PER_CTX = 3  # a context's inputs: its entry's slow and fast probabilities, and its bit history's
 N_IN = PER_CTX * N_CTX + 3  # and the match model's, the given distribution's (score's), a bias
 MATCH_IN, GIVEN_IN = PER_CTX * N_CTX, PER_CTX * N_CTX + 1
@@ -38,7 +38,7 @@ LIMIT = 127  # an entry's slow rate stops falling here: it stays 1/(LIMIT + 1.5)
 FAST_LIMIT = 4  # and its fast one's (each entry keeps both probabilities: a stationary and a recent view)
 MATCH_MIN = 6  # bytes hashed to find a match
 MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
-N_REGS = 4  # a stream's registers: current word, previous word, match pointer, match length
+N_REGS = 5  # a stream's registers: current word, previous word, match pointer, match length, the word before
 N_BYTE_CTX = 2  # the small contexts of a byte's nodes (after its N_CTX hashes): the last byte, the order-2 hash
 # the mixers, one table of weight sets: each mixer's sets (selected in _mixer_rows) from its first row
 MIXER_SETS = (256, MATCH_SETS, 257)  # by the partial byte; by match length and how many contexts were seen; by
@@ -149,9 +149,10 @@ def _contexts(buf, t, regs, ctx):
         ctx[k] = h
     ctx[len(ORDERS)] = _hash(regs[0], 1000)
     ctx[len(ORDERS) + 1] = _hash(regs[0], regs[1] + 2000)
+    ctx[len(ORDERS) + 2] = _hash(_hash(regs[0], regs[1] + 3000), regs[4])
     column, above = _column(buf, t)
-    ctx[len(ORDERS) + 2] = _hash(min(column, 127) + 5000, above)
-    ctx[len(ORDERS) + 3] = _hash(above + 6000, buf[t - 1] if t >= 1 else 256)
+    ctx[len(ORDERS) + 3] = _hash(min(column, 127) + 5000, above)
+    ctx[len(ORDERS) + 4] = _hash(above + 6000, buf[t - 1] if t >= 1 else 256)
     bctx[0] = buf[t - 1] if t >= 1 else 256
     bctx[1] = _hash(bctx[0], buf[t - 2] if t >= 2 else 256)
 
@@ -165,7 +166,7 @@ def _after_byte(buf, t, regs, mtab, mbits):
     if 97 <= c <= 122 or c >= 128:
         regs[0] = _hash(regs[0], c)
     elif regs[0] != 0:
-        regs[1], regs[0] = regs[0], 0
+        regs[4], regs[1], regs[0] = regs[1], regs[0], 0
     if regs[3] > 0 and buf[regs[2]] == buf[t]:
         regs[3] = min(regs[3] + 1, 65535)
         regs[2] += 1
