@@ -50,9 +50,10 @@ FINAL_RATE = 0.3  # the final mixer's rate, times the mixers'
 # mix's own: what is left)
 APM_CELLS = 33
 APM2_BITS = 16
-APM_ROWS = (256, 1 << APM2_BITS)  # by the partial byte; by it with the order-2 context, hashed
-APM_FROM = (0, 256)
-APM_WEIGHTS = (0.25, 0.5)
+APM_ROWS = (256, 1 << APM2_BITS, 257 * 256)  # by the partial byte; by it with the order-2 context, hashed;
+# by it with the last byte
+APM_FROM = (0, 256, 256 + (1 << APM2_BITS))
+APM_WEIGHTS = (0.2, 0.4, 0.2)
 MIX_WEIGHT = 1.0 - sum(APM_WEIGHTS)
 N_APM = len(APM_ROWS)
 # a node's outputs (_node's, for _learn_node): p, the final stretch, the depth, each mixer's dot and weight set's
@@ -214,6 +215,7 @@ def _apm_rows(c0, bctx, out):
     """Each APM stage's row at node c0, a row of the APMs' table, into out."""
     out[OUT_APM] = c0
     out[OUT_APM + 1] = APM_FROM[1] + ((bctx[1] ^ (c0 * 40503)) & ((1 << APM2_BITS) - 1))
+    out[OUT_APM + 2] = APM_FROM[2] + bctx[0] * 256 + c0
 
 
 @njit(cache=True)
