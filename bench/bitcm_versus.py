@@ -5,7 +5,7 @@
 Each version's bitcm.py comes from git (`git show REV:src/seqlab/countmodel/bitcm.py`; REV may also be a file of
 its own; --head defaults to the working tree's bitcm.py) and runs as `counts.bitcm` runs it: it reads the run's training bytes (its history.npy,
 the last --history bytes), then scores the held-out bytes causally, eval's mix today one more input of its
-mixers (bitcm_gain.todays_mix, cached). TUNING_RUN's held-out bytes are a slice of the training split (bench/adapt.py
+mixers (bitcm_gain.todays_mix, cached; its own bits per byte are printed too, and with --zpaq zpaq -m5's). TUNING_RUN's held-out bytes are a slice of the training split (bench/adapt.py
 makes such a run): a change is kept when the tuning slice's 95% interval of head less base lies below zero. RUN's
 held-out split is only reported (--tuning-only leaves it out). Also printed: each version's scoring speed in KB
 per CPU-second of scoring (time.thread_time, the training bytes' read apart). A version's bits are cached under
@@ -25,7 +25,7 @@ from common import print_table, seqlab
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bitcm_gain import todays_mix  # noqa: E402
+from bitcm_gain import todays_mix, zpaq_bpb  # noqa: E402
 from mixer_gains import paired, shown, tuning_arguments  # noqa: E402
 from seqlab.countmodel import HISTORY_FILE  # noqa: E402
 from seqlab.data.corpus import cache_root, encode_corpus, read_documents  # noqa: E402
@@ -114,6 +114,7 @@ def main() -> None:
     p.add_argument("--head", help="git revision of the version measured (default: the working tree's bitcm.py)")
     p.add_argument("--tuning-only", action="store_true", help="leave RUN's held-out split out")
     p.add_argument("--fresh", action="store_true", help="score both versions again (no cached bits)")
+    p.add_argument("--zpaq", action="store_true", help="zpaq -m5 on the same bytes too (size(all) - size(train))")
     p.add_argument("--history", type=int, default=16 << 20, help="training bytes the bitwise model reads (the last)")
     p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "bitcm-gain"))
     args = p.parse_args()
@@ -130,13 +131,15 @@ def main() -> None:
         lengths = np.array([len(b) for b in run.tokenizer.token_bytes])[targets]
         (b, _, b_s), (h, learn_s, h_s) = (cached_bits(v, run, items, mixed, targets, args.history, cache, args.fresh)
                                           for v in (base, head))
-        n = lengths.sum()
-        rows.append([label, f"{n:,}", f"{b.sum() / n:.4f}", f"{h.sum() / n:.4f}",
-                     shown(paired(h, b, lengths, args.block)), f"{n / b_s / 1e3:.1f}", f"{n / h_s / 1e3:.1f}"])
+        n, today = lengths.sum(), -mixed[np.arange(len(targets)), targets] / np.log(2)
+        rows.append([label, f"{n:,}", f"{today.sum() / n:.4f}", f"{b.sum() / n:.4f}", f"{h.sum() / n:.4f}",
+                     shown(paired(h, b, lengths, args.block)), f"{n / b_s / 1e3:.1f}", f"{n / h_s / 1e3:.1f}",
+                     f"{zpaq_bpb(run, items):.4f}" if args.zpaq else ""])
         print(" | ".join(rows[-1]), f"(head read the history in {learn_s:.1f} CPU-s)", flush=True)
     print()
     print_table(f"bitcm.py {args.head or 'working tree'} against {args.base} (given eval's mix)",
-                ["split", "bytes", "base bpb", "head bpb", "head - base, 95%", "base KB/CPU-s", "head KB/CPU-s"],
+                ["split", "bytes", "eval's mix today", "base bpb", "head bpb", "head - base, 95%", "base KB/CPU-s",
+                 "head KB/CPU-s", "zpaq -m5"],
                 rows)
 
 

@@ -7,16 +7,17 @@ byte's binary tree (the product along a leaf's path is a normalised distribution
 updates only along the byte that came, as a compressor would.
 
 The design, smallest first (docs/quality.md "A bitwise context-mixing expert"):
-- contexts: orders 0, 1, 2, 3, 4, 6 of the last bytes, the current word (letters, case-folded) and the
-  previous word with it; each hashed with the nibble already read to one slot of 16 entries (lpaq's
+- contexts: orders 0, 1, 2, 3, 4, 6 of the last bytes; the current word (letters, case-folded), with the
+  previous word, and with the two before it; the column (the position in the line with the byte above it,
+  and the byte above with the last byte: verse and code line up); each hashed with the nibble already read to one slot of 16 entries (lpaq's
   layout: entry j is the node j of the nibble's 15, one check byte per slot, two slots probed), so one
   lookup serves a nibble's 15 nodes;
 - each entry an adaptive probability with a count: rate 1/(n + 1.5) until n reaches LIMIT (paq's StateMap);
 - a match model: the last position of the hash of the last MATCH_MIN bytes; its predicted bit's
   probability learnt per match length;
-- two logistic mixers over the inputs' stretch(p) (weights selected by the partial byte, and by match
-  length and how many contexts were seen), averaged, then two APM stages (partial byte; partial byte
-  with the order-2 context).
+- three logistic mixers over the inputs' stretch(p) (weights selected by the partial byte; by match
+  length and how many contexts were seen; by the last byte), a final mixer over them (weights per partial
+  byte), then three APM stages averaged with it (partial byte; with the order-2 context; with the last byte).
 Every prediction uses only the bytes before it (learn's, then the text's): a scored byte updates the model
 after its distribution is written.
 """
@@ -26,9 +27,9 @@ import math
 import numpy as np
 from numba import njit
 
-ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; the two word contexts follow
+ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; the three word contexts follow, then the column's
 N_COLUMN = 2  # the position in the line with the byte above; the byte above with the last byte
-N_CTX = len(ORDERS) + 3 + N_COLUMN  # and the three word contexts
+N_CTX = len(ORDERS) + 3 + N_COLUMN
 PER_CTX = 3  # a context's inputs: its entry's slow and fast probabilities, and its bit history's
 N_IN = PER_CTX * N_CTX + 3  # and the match model's, the given distribution's (score's), a bias
 MATCH_IN, GIVEN_IN = PER_CTX * N_CTX, PER_CTX * N_CTX + 1
@@ -41,18 +42,17 @@ MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x con
 N_REGS = 5  # a stream's registers: current word, previous word, match pointer, match length, the word before
 N_BYTE_CTX = 2  # the small contexts of a byte's nodes (after its N_CTX hashes): the last byte, the order-2 hash
 # the mixers, one table of weight sets: each mixer's sets (selected in _mixer_rows) from its first row
-MIXER_SETS = (256, MATCH_SETS, 257)  # by the partial byte; by match length and how many contexts were seen; by
-# the last byte
-MIXER_FROM = (0, 256, 256 + MATCH_SETS)
+MIXER_SETS = (256, MATCH_SETS, 257)  # by the partial byte; by match length and contexts seen; by the last byte
+MIXER_FROM = tuple(sum(MIXER_SETS[:k]) for k in range(len(MIXER_SETS)))
 N_MIXERS = len(MIXER_SETS)
 FINAL_RATE = 0.3  # the final mixer's rate, times the mixers'
 # the APM stages, one table of rows (selected in _apm_rows), and each one's weight in the final average (the
 # mix's own: what is left)
 APM_CELLS = 33
 APM2_BITS = 16
-APM_ROWS = (256, 1 << APM2_BITS, 257 * 256)  # by the partial byte; by it with the order-2 context, hashed;
-# by it with the last byte
-APM_FROM = (0, 256, 256 + (1 << APM2_BITS))
+APM_ROWS = (256, 1 << APM2_BITS, 257 * 256)  # by the partial byte; with the order-2 context, hashed; with the
+# last byte
+APM_FROM = tuple(sum(APM_ROWS[:k]) for k in range(len(APM_ROWS)))
 APM_WEIGHTS = (0.2, 0.4, 0.2)
 MIX_WEIGHT = 1.0 - sum(APM_WEIGHTS)
 N_APM = len(APM_ROWS)
@@ -140,8 +140,8 @@ def _column(buf, t):
 
 @njit(cache=True)
 def _contexts(buf, t, regs, ctx):
-    """The context hashes before position t (regs: current word, previous word), then (from N_CTX) the small
-    contexts of its nodes' mixers and APMs."""
+    """The context hashes before position t (regs: the words), then (from N_CTX) the small contexts of its nodes'
+    mixers and APMs."""
     bctx = ctx[N_CTX:]
     for k in range(len(ORDERS)):
         h = np.int64(ORDERS[k] + 1)
@@ -160,7 +160,7 @@ def _contexts(buf, t, regs, ctx):
 
 @njit(cache=True)
 def _after_byte(buf, t, regs, mtab, mbits):
-    """Word hashes and the match model after byte buf[t] (regs: word, previous word, match ptr, match length)."""
+    """Word hashes and the match model after byte buf[t] (regs: N_REGS's)."""
     c = buf[t]
     if 65 <= c <= 90:
         c += 32
