@@ -88,3 +88,15 @@ def test_a_file_made_with_the_other_setting_is_refused_in_one_line(runs):
         with pytest.raises(SeqlabError, match="counts.bitcm") as refused:
             decompress_bytes(decoded_by, relabelled)
         assert "\n" not in str(refused.value)
+
+
+def test_a_file_of_the_old_bitwise_model_is_refused_in_one_line(runs):
+    """Formats 19-22 were coded by the bitwise model before its column contexts, mixers and APMs: refused, with the
+    seqlab version that made them named as the way to read them."""
+    _, on = runs
+    blob = bytearray(compress_bytes(on, structured_text(20, seed=6).encode()))
+    assert blob[4] == 23
+    blob[4] = 19
+    with pytest.raises(SeqlabError, match="format 19") as refused:
+        decompress_bytes(on, bytes(blob))
+    assert "\n" not in str(refused.value) and "version that made it" in str(refused.value)
