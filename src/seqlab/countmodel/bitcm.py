@@ -15,9 +15,9 @@ The design, smallest first (docs/quality.md "A bitwise context-mixing expert"):
 - each entry an adaptive probability with a count: rate 1/(n + 1.5) until n reaches LIMIT (paq's StateMap);
 - a match model: the last position of the hash of the last MATCH_MIN bytes; its predicted bit's
   probability learnt per match length;
-- four logistic mixers over the inputs' stretch(p) (weights selected by the partial byte; by match
-  length and how many contexts were seen; by the last byte; by the last two bytes), a final mixer over them
-  (weights per partial byte), then three APM stages averaged with it (partial byte; with the order-2 context; with the last byte).
+- three logistic mixers over the inputs' stretch(p) (weights selected by the partial byte; by match
+  length and how many contexts were seen; by the last byte), a final mixer over them (weights per partial
+  byte), then three APM stages averaged with it (partial byte; with the order-2 context; with the last byte).
 Every prediction uses only the bytes before it (learn's, then the text's): a scored byte updates the model
 after its distribution is written.
 """
@@ -42,8 +42,7 @@ MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x con
 N_REGS = 5  # a stream's registers: current word, previous word, match pointer, match length, the word before
 N_BYTE_CTX = 2  # the small contexts of a byte's nodes (after its N_CTX hashes): the last byte, the order-2 hash
 # the mixers, one table of weight sets: each mixer's sets (selected in _mixer_rows) from its first row
-MIXER_SETS = (256, MATCH_SETS, 257, 1024)  # by the partial byte; by match length and contexts seen; by the last
-# byte; by the last two bytes (their hash's low bits)
+MIXER_SETS = (256, MATCH_SETS, 257)  # by the partial byte; by match length and contexts seen; by the last byte
 MIXER_FROM = tuple(sum(MIXER_SETS[:k]) for k in range(len(MIXER_SETS)))
 N_MIXERS = len(MIXER_SETS)
 FINAL_RATE = 0.3  # the final mixer's rate, times the mixers'
@@ -209,7 +208,6 @@ def _mixer_rows(c0, seen, length, bctx, out):
     out[OUT_SET] = c0
     out[OUT_SET + 1] = MIXER_FROM[1] + _match_bucket(length) * (N_CTX + 1) + seen
     out[OUT_SET + 2] = MIXER_FROM[2] + bctx[0]
-    out[OUT_SET + 3] = MIXER_FROM[3] + (bctx[1] & (MIXER_SETS[3] - 1))
 
 
 @njit(cache=True)
