@@ -1,12 +1,13 @@
 """Two versions of the bitwise model (countmodel/bitcm.py) on the same bytes: what a change to it gains, and costs.
 
-    python bench/bitcm_versus.py TUNING_RUN RUN --base REV [--head REV] [--tuning-only] [--fresh] [--block 4096]
+    python bench/bitcm_versus.py TUNING_RUN RUN --base REV [--head REV] [--tuning-only] [--fresh] [--zpaq]
 
 Each version's bitcm.py comes from git (`git show REV:src/seqlab/countmodel/bitcm.py`; REV may also be a file of
-its own; --head defaults to the working tree's bitcm.py) and runs as `counts.bitcm` runs it: it reads the run's training bytes (its history.npy,
-the last --history bytes), then scores the held-out bytes causally, eval's mix today one more input of its
-mixers (bitcm_gain.todays_mix, cached; its own bits per byte are printed too, and with --zpaq zpaq -m5's). TUNING_RUN's held-out bytes are a slice of the training split (bench/adapt.py
-makes such a run): a change is kept when the tuning slice's 95% interval of head less base lies below zero. RUN's
+its own; --head defaults to the working tree's bitcm.py) and runs as `counts.bitcm` runs it: it reads the run's
+training bytes (its history.npy, the last --history bytes), then scores the held-out bytes causally, eval's mix
+today one more input of its mixers (bitcm_gain.todays_mix, cached; its own bits per byte are printed too, and
+with --zpaq zpaq -m5's). TUNING_RUN's held-out bytes are a slice of the training split (bench/adapt.py makes
+such a run): a change is kept when the tuning slice's 95% interval of head less base lies below zero. RUN's
 held-out split is only reported (--tuning-only leaves it out). Also printed: each version's scoring speed in KB
 per CPU-second of scoring (time.thread_time, the training bytes' read apart). A version's bits are cached under
 --cache by its file's hash, so a base is scored once (--fresh: both scored again, side by side in this run).
