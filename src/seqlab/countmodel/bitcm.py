@@ -7,16 +7,17 @@ byte's binary tree (the product along a leaf's path is a normalised distribution
 updates only along the byte that came, as a compressor would.
 
 The design, smallest first (docs/quality.md "A bitwise context-mixing expert"):
-- contexts: orders 0, 1, 2, 3, 4, 6 of the last bytes, the current word (letters, case-folded) and the
-  previous word with it; each hashed with the nibble already read to one slot of 16 entries (lpaq's
-  layout: entry j is the node j of the nibble's 15, one check byte per slot, two slots probed), so one
-  lookup serves a nibble's 15 nodes;
+- contexts: orders 0, 1, 2, 3, 4, 6 of the last bytes; the current word (letters, case-folded), with the
+  previous word, and with the two before it; the column (the position in the line with the byte above it,
+  and the byte above with the last byte: verse and code line up); each hashed with the nibble already read
+  to one slot of 16 entries (lpaq's layout: entry j is the node j of the nibble's 15, one check byte per
+  slot, two slots probed), so one lookup serves a nibble's 15 nodes;
 - each entry an adaptive probability with a count: rate 1/(n + 1.5) until n reaches LIMIT (paq's StateMap);
 - a match model: the last position of the hash of the last MATCH_MIN bytes; its predicted bit's
   probability learnt per match length;
-- two logistic mixers over the inputs' stretch(p) (weights selected by the partial byte, and by match
-  length and how many contexts were seen), averaged, then two APM stages (partial byte; partial byte
-  with the order-2 context).
+- three logistic mixers over the inputs' stretch(p) (weights selected by the partial byte; by match
+  length and how many contexts were seen; by the last byte), a final mixer over them (weights per partial
+  byte), then three APM stages averaged with it (partial byte; with the order-2 context; with the last byte).
 Every prediction uses only the bytes before it (learn's, then the text's): a scored byte updates the model
 after its distribution is written.
 """
@@ -26,8 +27,9 @@ import math
 import numpy as np
 from numba import njit
 
-ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; the two word contexts follow
-N_CTX = len(ORDERS) + 2
+ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; the three word contexts follow, then the column's
+N_COLUMN = 2  # the position in the line with the byte above; the byte above with the last byte
+N_CTX = len(ORDERS) + 3 + N_COLUMN
 PER_CTX = 3  # a context's inputs: its entry's slow and fast probabilities, and its bit history's
 N_IN = PER_CTX * N_CTX + 3  # and the match model's, the given distribution's (score's), a bias
 MATCH_IN, GIVEN_IN = PER_CTX * N_CTX, PER_CTX * N_CTX + 1
@@ -37,9 +39,29 @@ LIMIT = 127  # an entry's slow rate stops falling here: it stays 1/(LIMIT + 1.5)
 FAST_LIMIT = 4  # and its fast one's (each entry keeps both probabilities: a stationary and a recent view)
 MATCH_MIN = 6  # bytes hashed to find a match
 MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
+N_REGS = 5  # a stream's registers: current word, previous word, match pointer, match length, the word before
+N_BYTE_CTX = 2  # the small contexts of a byte's nodes (after its N_CTX hashes): the last byte, the order-2 hash
+# the mixers, one table of weight sets: each mixer's sets (selected in _mixer_rows) from its first row
+MIXER_SETS = (256, MATCH_SETS, 257)  # by the partial byte; by match length and contexts seen; by the last byte
+MIXER_FROM = tuple(sum(MIXER_SETS[:k]) for k in range(len(MIXER_SETS)))
+N_MIXERS = len(MIXER_SETS)
 FINAL_RATE = 0.3  # the final mixer's rate, times the mixers'
+# the APM stages, one table of rows (selected in _apm_rows), and each one's weight in the final average (the
+# mix's own: what is left)
 APM_CELLS = 33
 APM2_BITS = 16
+APM_ROWS = (256, 1 << APM2_BITS, 257 * 256)  # by the partial byte; with the order-2 context, hashed; with the
+# last byte
+APM_FROM = tuple(sum(APM_ROWS[:k]) for k in range(len(APM_ROWS)))
+APM_WEIGHTS = (0.2, 0.4, 0.2)
+MIX_WEIGHT = 1.0 - sum(APM_WEIGHTS)
+N_APM = len(APM_ROWS)
+# a node's outputs (_node's, for _learn_node): p, the final stretch, the depth, each mixer's dot and weight set's
+# row, each APM stage's row
+OUT_P, OUT_ST, OUT_DEPTH, OUT_DOT = 0, 1, 2, 3
+OUT_SET = OUT_DOT + N_MIXERS
+OUT_APM = OUT_SET + N_MIXERS
+N_OUT = OUT_APM + N_APM
 STRETCH_CLAMP = 8.0
 STRETCH = np.clip(np.log((np.arange(4096) + 0.5) / (4096 - np.arange(4096) - 0.5)), -8.0, 8.0)
 K1 = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64
@@ -95,8 +117,32 @@ def _claim(chk, prob, fast, count, hist, h, bits):
 
 
 @njit(cache=True)
+def _line_start(buf, t):
+    """Where the line holding position t starts, and whether a newline is before it (not the text's start: a
+    byte 256, "before the text", or 255 bytes without one)."""
+    i = t - 1
+    while i >= 0 and t - i <= 255 and buf[i] != 10 and buf[i] != 256:
+        i -= 1
+    return i + 1, i >= 0 and buf[i] == 10
+
+
+@njit(cache=True)
+def _column(buf, t):
+    """Position t's column (bytes since the line's start) and the byte above it (the line before's byte at that
+    column; 10 past that line's end, 256 when there is no line before)."""
+    start, newline = _line_start(buf, t)
+    column = t - start
+    if not newline:
+        return column, 256
+    above_start, _ = _line_start(buf, start - 1)
+    return column, buf[above_start + column] if above_start + column < start - 1 else 10
+
+
+@njit(cache=True)
 def _contexts(buf, t, regs, ctx):
-    """The context hashes before position t (regs: current word, previous word)."""
+    """The context hashes before position t (regs: the words), then (from N_CTX) the small contexts of its nodes'
+    mixers and APMs."""
+    bctx = ctx[N_CTX:]
     for k in range(len(ORDERS)):
         h = np.int64(ORDERS[k] + 1)
         for j in range(1, ORDERS[k] + 1):
@@ -104,18 +150,24 @@ def _contexts(buf, t, regs, ctx):
         ctx[k] = h
     ctx[len(ORDERS)] = _hash(regs[0], 1000)
     ctx[len(ORDERS) + 1] = _hash(regs[0], regs[1] + 2000)
+    ctx[len(ORDERS) + 2] = _hash(_hash(regs[0], regs[1] + 3000), regs[4])
+    column, above = _column(buf, t)
+    ctx[len(ORDERS) + 3] = _hash(min(column, 127) + 5000, above)
+    ctx[len(ORDERS) + 4] = _hash(above + 6000, buf[t - 1] if t >= 1 else 256)
+    bctx[0] = buf[t - 1] if t >= 1 else 256
+    bctx[1] = _hash(bctx[0], buf[t - 2] if t >= 2 else 256)
 
 
 @njit(cache=True)
 def _after_byte(buf, t, regs, mtab, mbits):
-    """Word hashes and the match model after byte buf[t] (regs: word, previous word, match ptr, match length)."""
+    """Word hashes and the match model after byte buf[t] (regs: N_REGS's)."""
     c = buf[t]
     if 65 <= c <= 90:
         c += 32
     if 97 <= c <= 122 or c >= 128:
         regs[0] = _hash(regs[0], c)
     elif regs[0] != 0:
-        regs[1], regs[0] = regs[0], 0
+        regs[4], regs[1], regs[0] = regs[1], regs[0], 0
     if regs[3] > 0 and buf[regs[2]] == buf[t]:
         regs[3] = min(regs[3] + 1, 65535)
         regs[2] += 1
@@ -151,12 +203,26 @@ def _match_bucket(length):
 
 
 @njit(cache=True)
-def _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, w3, apm1, apm2, c2h, given, x, out):
+def _mixer_rows(c0, seen, length, bctx, out):
+    """Each mixer's weight set at node c0, a row of the mixers' table, into out."""
+    out[OUT_SET] = c0
+    out[OUT_SET + 1] = MIXER_FROM[1] + _match_bucket(length) * (N_CTX + 1) + seen
+    out[OUT_SET + 2] = MIXER_FROM[2] + bctx[0]
+
+
+@njit(cache=True)
+def _apm_rows(c0, bctx, out):
+    """Each APM stage's row at node c0, a row of the APMs' table, into out."""
+    out[OUT_APM] = c0
+    out[OUT_APM + 1] = APM_FROM[1] + ((bctx[1] ^ (c0 * 40503)) & ((1 << APM2_BITS) - 1))
+    out[OUT_APM + 2] = APM_FROM[2] + bctx[0] * 256 + c0
+
+
+@njit(cache=True)
+def _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w, w3, apm, bctx, given, x, out):
     """Predict node c0 (the partial byte with its leading 1) from its contexts' slots: fills its inputs x and
-    out = (p, mixer 1's p, mixer 2's p, mixer 2's set, the mix's stretch, apm1's p)."""
-    d = 0
-    while (c0 >> (d + 1)) > 0:
-        d += 1
+    its outputs out (OUT_*)."""
+    d = _depth(c0)
     j = c0 if d < 4 else (1 << (d - 4)) | (c0 & ((1 << (d - 4)) - 1))
     seen = 0
     for i in range(N_CTX):
@@ -179,27 +245,23 @@ def _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, w3,
             x[MATCH_IN] = st if bit == 1 else -st
     x[GIVEN_IN] = given
     x[N_IN - 1] = 0.5
-    set2 = _match_bucket(length) * (N_CTX + 1) + seen
-    dot1 = 0.0
-    dot2 = 0.0
-    for i in range(N_IN):
-        dot1 += w1[c0, i] * x[i]
-        dot2 += w2[set2, i] * x[i]
-    dot1 = min(max(dot1, -STRETCH_CLAMP), STRETCH_CLAMP)
-    dot2 = min(max(dot2, -STRETCH_CLAMP), STRETCH_CLAMP)
-    st = min(max(w3[c0, 0] * dot1 + w3[c0, 1] * dot2, -STRETCH_CLAMP), STRETCH_CLAMP)  # the final mixer's
-    p = _squash(st)
-    a1 = _apm(apm1, c0, st)
-    a2 = _apm(apm2, (c2h ^ (c0 * 40503)) & ((1 << APM2_BITS) - 1), st)
-    p = 0.25 * p + 0.25 * a1 + 0.5 * a2
-    out[0] = min(max(p, 1.0 / 8192), 1.0 - 1.0 / 8192)
-    out[1] = _squash(dot1)
-    out[2] = _squash(dot2)
-    out[3] = set2
-    out[4] = st
-    out[5] = d
-    out[6] = dot1
-    out[7] = dot2
+    _mixer_rows(c0, seen, length, bctx, out)
+    st = 0.0
+    for k in range(N_MIXERS):
+        row = int(out[OUT_SET + k])
+        dot = 0.0
+        for i in range(N_IN):
+            dot += w[row, i] * x[i]
+        out[OUT_DOT + k] = min(max(dot, -STRETCH_CLAMP), STRETCH_CLAMP)
+        st += w3[c0, k] * out[OUT_DOT + k]
+    st = min(max(st, -STRETCH_CLAMP), STRETCH_CLAMP)  # the final mixer's
+    _apm_rows(c0, bctx, out)
+    p = MIX_WEIGHT * _squash(st)
+    for k in range(N_APM):
+        p += APM_WEIGHTS[k] * _apm(apm, int(out[OUT_APM + k]), st)
+    out[OUT_P] = min(max(p, 1.0 / 8192), 1.0 - 1.0 / 8192)
+    out[OUT_ST] = st
+    out[OUT_DEPTH] = d
 
 
 @njit(cache=True)
@@ -220,10 +282,10 @@ def _apm_learn(table, row, st, y, rate):
 
 
 @njit(cache=True)
-def _learn_node(c0, y, slot_of, prob, fast, count, hist, ism, icount, buf, regs, msm, mcount, w1, w2, w3, apm1, apm2,
-                c2h, x, out, rates, frates, lr):
+def _learn_node(c0, y, slot_of, prob, fast, count, hist, ism, icount, buf, regs, msm, mcount, w, w3, apm, x, out,
+                rates, frates, lr):
     """Update node c0 with its bit y, from its inputs x and outputs `out` (_node's)."""
-    d = int(out[5])
+    d = int(out[OUT_DEPTH])
     j = c0 if d < 4 else (1 << (d - 4)) | (c0 & ((1 << (d - 4)) - 1))
     for i in range(N_CTX):
         s = slot_of[i]
@@ -253,35 +315,41 @@ def _learn_node(c0, y, slot_of, prob, fast, count, hist, ism, icount, buf, regs,
             msm[k] += (hit - msm[k]) * rates[mcount[k]]
             if mcount[k] < 1023:
                 mcount[k] += 1
-    e1 = y - out[1]
-    e2 = y - out[2]
-    set2 = int(out[3])
-    for i in range(N_IN):
-        w1[c0, i] += lr * e1 * x[i]
-        w2[set2, i] += lr * e2 * x[i]
-    e3 = (y - _squash(out[4])) * lr * FINAL_RATE
-    w3[c0, 0] += e3 * out[6]
-    w3[c0, 1] += e3 * out[7]
-    _apm_learn(apm1, c0, out[4], y, 0.02)
-    _apm_learn(apm2, (c2h ^ (c0 * 40503)) & ((1 << APM2_BITS) - 1), out[4], y, 0.02)
+    for k in range(N_MIXERS):
+        row = int(out[OUT_SET + k])
+        e = y - _squash(out[OUT_DOT + k])
+        for i in range(N_IN):
+            w[row, i] += lr * e * x[i]
+    e = (y - _squash(out[OUT_ST])) * lr * FINAL_RATE
+    for k in range(N_MIXERS):
+        w3[c0, k] += e * out[OUT_DOT + k]
+    for k in range(N_APM):
+        _apm_learn(apm, int(out[OUT_APM + k]), out[OUT_ST], y, 0.02)
 
 
 @njit(cache=True)
-def _predict(buf, t, regs, given, g, prune, chk, prob, fast, count, hist, ism, bits, msm, w1, w2, w3, apm1, apm2,
+def _given_nodes(given, g, sums, node_given):
+    """node_given[c0]: the stretch of the given distribution's (given[g]; g < 0: none, 0) probability of a 1 at
+    node c0."""
+    node_given[:] = 0.0
+    if g < 0:
+        return
+    for b in range(256):
+        sums[256 + b] = math.exp(given[g, b])
+    for c0 in range(255, 0, -1):
+        sums[c0] = sums[2 * c0] + sums[2 * c0 + 1]
+        node_given[c0] = _stretch(sums[2 * c0 + 1] / max(sums[c0], 1e-300))
+
+
+@njit(cache=True)
+def _predict(buf, t, regs, given, g, prune, chk, prob, fast, count, hist, ism, bits, msm, w, w3, apm,
              ctx, slots1, slots2, xs, outs, lp, sums, node_given, done, logp, row):
     """Write position t's log-distribution over the 256 bytes into logp[row] (the 255 nodes, less those under a node
     whose path's log-probability is below `prune`: uniform there), from the bytes before t in buf and the stream's
     registers regs; given[g] (g >= 0): another model's log-distribution, one more input at each node. Fills the
     nodes' inputs xs, outputs outs, node_given and done (which nodes were evaluated) for _learn_byte."""
-    node_given[:] = 0.0
-    if g >= 0:
-        for b in range(256):
-            sums[256 + b] = math.exp(given[g, b])
-        for c0 in range(255, 0, -1):
-            sums[c0] = sums[2 * c0] + sums[2 * c0 + 1]
-            node_given[c0] = _stretch(sums[2 * c0 + 1] / max(sums[c0], 1e-300))
+    _given_nodes(given, g, sums, node_given)
     _contexts(buf, t, regs, ctx)
-    c2h = _hash(buf[t - 1] if t >= 1 else 256, buf[t - 2] if t >= 2 else 256)
     for i in range(N_CTX):
         slots1[i] = _find(chk, _hash(ctx[i], 0), bits)
     lp[1] = 0.0
@@ -294,8 +362,8 @@ def _predict(buf, t, regs, given, g, prune, chk, prob, fast, count, hist, ism, b
             for i in range(N_CTX):
                 slots2[c0 - 16, i] = _find(chk, _hash(ctx[i], c0 - 15), bits)
         slot_of = slots1 if c0 < 16 else slots2[(c0 >> (_depth(c0) - 4)) & 15]
-        _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, w3, apm1, apm2, c2h,
-              node_given[c0], xs[c0], outs[c0])
+        _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w, w3, apm, ctx[N_CTX:], node_given[c0],
+              xs[c0], outs[c0])
         p = outs[c0, 0]
         lp[2 * c0 + 1] = lp[c0] + math.log(p)
         lp[2 * c0] = lp[c0] + math.log(1.0 - p)
@@ -305,14 +373,13 @@ def _predict(buf, t, regs, given, g, prune, chk, prob, fast, count, hist, ism, b
 
 @njit(cache=True)
 def _learn_byte(buf, t, regs, predicted, mtab, mbits, chk, prob, fast, count, hist, ism, icount, bits, msm, mcount,
-                w1, w2, w3, apm1, apm2, rates, frates, lr, ctx, slots1, slots2, xs, outs, node_given, done):
+                w, w3, apm, rates, frates, lr, ctx, slots1, slots2, xs, outs, node_given, done):
     """Learn byte buf[t] along its path's 8 nodes, then the stream's registers after it. predicted: _predict filled
     xs, outs, node_given and done for t (its evaluated nodes learn from those; the others are predicted here from
     the slots claimed, fresh where none was); else every node is predicted here, without a given input."""
     if not predicted:
         node_given[:] = 0.0
     _contexts(buf, t, regs, ctx)
-    c2h = _hash(buf[t - 1] if t >= 1 else 256, buf[t - 2] if t >= 2 else 256)
     byte = buf[t]
     for i in range(N_CTX):
         slots1[i] = _claim(chk, prob, fast, count, hist, _hash(ctx[i], 0), bits)
@@ -323,26 +390,26 @@ def _learn_byte(buf, t, regs, predicted, mtab, mbits, chk, prob, fast, count, hi
                 slots2[0, i] = _claim(chk, prob, fast, count, hist, _hash(ctx[i], (c0 & 15) + 1), bits)
         slot_of = slots1 if d < 4 else slots2[0]
         if not predicted or not done[c0]:
-            _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w1, w2, w3, apm1, apm2, c2h,
+            _node(c0, slot_of, prob, fast, count, hist, ism, buf, regs, msm, w, w3, apm, ctx[N_CTX:],
                   node_given[c0], xs[c0], outs[c0])
         y = (byte >> (7 - d)) & 1
-        _learn_node(c0, y, slot_of, prob, fast, count, hist, ism, icount, buf, regs, msm, mcount, w1, w2, w3, apm1,
-                    apm2, c2h, xs[c0], outs[c0], rates, frates, lr)
+        _learn_node(c0, y, slot_of, prob, fast, count, hist, ism, icount, buf, regs, msm, mcount, w, w3, apm,
+                    xs[c0], outs[c0], rates, frates, lr)
         c0 = 2 * c0 + y
     _after_byte(buf, t, regs, mtab, mbits)
 
 
 @njit(cache=True)
 def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, chk, prob, fast, count, hist, ism, icount,
-         bits, msm, mcount, w1, w2, w3, apm1, apm2, rates, frates, lr):
+         bits, msm, mcount, w, w3, apm, rates, frates, lr):
     """Read buf[start:stop] one byte at a time (one stream: one row of _rows): where `full`, write each position's
     log-distribution over the 256 bytes into logp[t - start] (_predict), then learn the byte (_learn_byte).
     given: (stop - start, 256) log-distributions over the bytes, one more input at each node, or (0, 256): none."""
-    ctx = np.zeros(N_CTX, dtype=np.int64)
+    ctx = np.zeros(N_CTX + N_BYTE_CTX, dtype=np.int64)
     slots1 = np.empty(N_CTX, dtype=np.int64)
     slots2 = np.empty((16, N_CTX), dtype=np.int64)
     xs = np.zeros((256, N_IN))
-    outs = np.zeros((256, 8))
+    outs = np.zeros((256, N_OUT))
     lp = np.zeros(512)
     sums = np.zeros(512)
     node_given = np.zeros(256)
@@ -350,10 +417,10 @@ def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, chk, pro
     for t in range(start, stop):
         if full:
             _predict(buf, t, regs, given, t - start if len(given) else -1, prune, chk, prob, fast, count, hist, ism,
-                     bits, msm, w1, w2, w3, apm1, apm2, ctx, slots1, slots2, xs, outs, lp, sums, node_given, done,
+                     bits, msm, w, w3, apm, ctx, slots1, slots2, xs, outs, lp, sums, node_given, done,
                      logp, t - start)
         _learn_byte(buf, t, regs, full, mtab, mbits, chk, prob, fast, count, hist, ism, icount, bits, msm, mcount,
-                    w1, w2, w3, apm1, apm2, rates, frates, lr, ctx, slots1, slots2, xs, outs, node_given, done)
+                    w, w3, apm, rates, frates, lr, ctx, slots1, slots2, xs, outs, node_given, done)
 
 
 @njit(cache=True)
@@ -385,17 +452,15 @@ class BitCM:
         self.mtab = np.zeros(1 << match_bits, dtype=np.int64)
         self.msm = np.full(64, 0.75)
         self.mcount = np.zeros(64, dtype=np.int64)
-        self.w1 = np.full((256, N_IN), 0.3)
-        self.w2 = np.full((MATCH_SETS, N_IN), 0.3)
-        self.w1[:, :MATCH_IN] = self.w2[:, :MATCH_IN] = 0.1  # three inputs per context
-        self.w1[:, GIVEN_IN] = self.w2[:, GIVEN_IN] = GIVEN_PRIOR
-        self.w3 = np.full((256, 2), 0.5)  # the final mixer's, over the two mixers' stretch, per partial byte
+        self.w = np.full((sum(MIXER_SETS), N_IN), 0.3)  # every mixer's weight sets
+        self.w[:, :MATCH_IN] = 0.1  # three inputs per context
+        self.w[:, GIVEN_IN] = GIVEN_PRIOR
+        self.w3 = np.full((256, N_MIXERS), 1.0 / N_MIXERS)  # the final mixer's, over the mixers', per partial byte
         cells = _squash_np(np.linspace(-STRETCH_CLAMP, STRETCH_CLAMP, APM_CELLS))
-        self.apm1 = np.tile(cells, (256, 1))
-        self.apm2 = np.tile(cells, (1 << APM2_BITS, 1))
+        self.apm = np.tile(cells, (sum(APM_ROWS), 1))  # every APM stage's rows
         self.rates = 1.0 / (np.minimum(np.arange(1024), limit) + 1.5)
         self.frates = 1.0 / (np.minimum(np.arange(1024), fast_limit) + 1.5)
-        self.regs = np.zeros(4, dtype=np.int64)  # current word, previous word, match pointer, match length
+        self.regs = np.zeros(N_REGS, dtype=np.int64)
         self.buf = np.zeros(1 << 16, dtype=np.int64)
         self.n = 0  # bytes read
         self.rows_from = None  # where lockstep rows' regions start (bitrows.py)
@@ -417,8 +482,7 @@ class BitCM:
         assert len(given) in (0, self.n - start)
         _run(self.buf, start, self.n, full, logp, given, self.prune, self.regs, self.mtab, self.mbits, self.chk,
              self.prob, self.fast, self.count, self.hist, self.ism, self.icount, self.bits, self.msm, self.mcount,
-             self.w1, self.w2, self.w3, self.apm1,
-             self.apm2, self.rates, self.frates, self.lr)
+             self.w, self.w3, self.apm, self.rates, self.frates, self.lr)
         return logp
 
     def learn(self, data) -> None:

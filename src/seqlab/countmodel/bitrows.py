@@ -17,8 +17,8 @@ import math
 import numpy as np
 from numba import njit
 
-from .bitcm import N_CTX, N_IN, ORDERS, BitCM, _after_byte, _claim, _contexts, _depth, _find, _hash, _learn_node, \
-    _node, _stretch
+from .bitcm import N_BYTE_CTX, N_CTX, N_IN, N_OUT, N_REGS, ORDERS, BitCM, _after_byte, _claim, _contexts, _depth, \
+    _find, _given_nodes, _hash, _learn_node, _node
 
 PRIVATE_BITS = 14  # each row's cache: at most 2^14 slots of 16 entries (57 bytes a slot, 0.9 MB a row)
 CACHE_SLOTS = 1 << 20  # and all rows' caches together at most this many slots (60 MB): 2^12 a row for 256 rows
@@ -96,25 +96,12 @@ def _keep(slots, owns, prob, fast, count, hist, pfast, phist, lprob, lfast, lcou
 
 
 @njit(cache=True)
-def _given_nodes(given, g, sums, node_given):
-    """node_given[c0]: the stretch of the given distribution's (given[g]) probability of a 1 at node c0."""
-    node_given[:] = 0.0
-    if g < 0:
-        return
-    for b in range(256):
-        sums[256 + b] = math.exp(given[g, b])
-    for c0 in range(255, 0, -1):
-        sums[c0] = sums[2 * c0] + sums[2 * c0 + 1]
-        node_given[c0] = _stretch(sums[2 * c0 + 1] / max(sums[c0], 1e-300))
-
-
-@njit(cache=True)
-def _score_rows(buf, pos, regs, active, given, logp, prune, chk, prob, fast, count, hist, ism, bits, msm, w1, w2, w3,
-                apm1, apm2, pchk, pused, pfast, phist, pbits, xs, outs, node_given, done):
+def _score_rows(buf, pos, regs, active, given, logp, prune, chk, prob, fast, count, hist, ism, bits, msm, w, w3, apm,
+                pchk, pused, pfast, phist, pbits, xs, outs, node_given, done):
     """Lockstep: write every active row's distribution of its next byte (at buf[pos[row]], its registers regs[row],
     its cache, its mix given[row]) into logp[row], as bitcm's _predict does for one stream (the 255 nodes, less
     those under a path below `prune`); nothing is learnt."""
-    ctx = np.zeros(N_CTX, dtype=np.int64)
+    ctx = np.zeros(N_CTX + N_BYTE_CTX, dtype=np.int64)
     slots = np.empty(N_CTX, dtype=np.int64)
     owns = np.empty(N_CTX, dtype=np.int64)
     lslots = np.empty((17, N_CTX), dtype=np.int64)
@@ -130,7 +117,6 @@ def _score_rows(buf, pos, regs, active, given, logp, prune, chk, prob, fast, cou
         t = pos[row]
         _given_nodes(given, row, sums, node_given[row])
         _contexts(buf, t, regs[row], ctx)
-        c2h = _hash(buf[t - 1] if t >= 1 else 256, buf[t - 2] if t >= 2 else 256)
         lp[1] = 0.0
         for c0 in range(1, 256):
             done[row, c0] = lp[c0] >= prune
@@ -146,7 +132,7 @@ def _score_rows(buf, pos, regs, active, given, logp, prune, chk, prob, fast, cou
                 _view(slots, owns, key, prob, fast, count, hist, pfast[row], phist[row], lslots, lprob, lfast, lcount,
                       lhist)
             slot_of = lslots[0] if c0 < 16 else lslots[1 + ((c0 >> (_depth(c0) - 4)) & 15)]
-            _node(c0, slot_of, lprob, lfast, lcount, lhist, ism, buf, regs[row], msm, w1, w2, w3, apm1, apm2, c2h,
+            _node(c0, slot_of, lprob, lfast, lcount, lhist, ism, buf, regs[row], msm, w, w3, apm, ctx[N_CTX:],
                   node_given[row, c0], xs[row, c0], outs[row, c0])
             p = outs[row, c0, 0]
             lp[2 * c0 + 1] = lp[c0] + math.log(p)
@@ -157,13 +143,13 @@ def _score_rows(buf, pos, regs, active, given, logp, prune, chk, prob, fast, cou
 
 @njit(cache=True)
 def _learn_rows(buf, pos, ends, regs, active, tokens, mtab, mbits, chk, prob, fast, count, hist, ism, icount, bits, msm,
-                mcount, w1, w2, w3, apm1, apm2, rates, frates, lr, pchk, pused, pfast, phist, pbits, xs, outs,
+                mcount, w, w3, apm, rates, frates, lr, pchk, pused, pfast, phist, pbits, xs, outs,
                 node_given, done):
     """Lockstep: every active row's byte tokens[row] written at buf[pos[row]] and learnt along its path, in row order
     (the slow state is shared: the order is the decoder's too), as bitcm's _learn_byte does for one stream, on the
     row's view of its slots; a token that is no byte (>= 256) is not read. False where a row would run past its
     region's end (ends[row])."""
-    ctx = np.zeros(N_CTX, dtype=np.int64)
+    ctx = np.zeros(N_CTX + N_BYTE_CTX, dtype=np.int64)
     slots = np.empty(N_CTX, dtype=np.int64)
     owns = np.empty(N_CTX, dtype=np.int64)
     lslots = np.empty((1, N_CTX), dtype=np.int64)
@@ -179,7 +165,6 @@ def _learn_rows(buf, pos, ends, regs, active, tokens, mtab, mbits, chk, prob, fa
             return False
         buf[t] = tokens[row]
         _contexts(buf, t, regs[row], ctx)
-        c2h = _hash(buf[t - 1] if t >= 1 else 256, buf[t - 2] if t >= 2 else 256)
         c0 = 1
         for d in range(8):
             if d == 0 or d == 4:
@@ -192,11 +177,11 @@ def _learn_rows(buf, pos, ends, regs, active, tokens, mtab, mbits, chk, prob, fa
                 _view(slots, owns, 0, prob, fast, count, hist, pfast[row], phist[row], lslots, lprob, lfast, lcount,
                       lhist)
             if not done[row, c0]:
-                _node(c0, lslots[0], lprob, lfast, lcount, lhist, ism, buf, regs[row], msm, w1, w2, w3, apm1, apm2,
-                      c2h, node_given[row, c0], xs[row, c0], outs[row, c0])
+                _node(c0, lslots[0], lprob, lfast, lcount, lhist, ism, buf, regs[row], msm, w, w3, apm, ctx[N_CTX:],
+                      node_given[row, c0], xs[row, c0], outs[row, c0])
             y = (tokens[row] >> (7 - d)) & 1
-            _learn_node(c0, y, lslots[0], lprob, lfast, lcount, lhist, ism, icount, buf, regs[row], msm, mcount, w1,
-                        w2, w3, apm1, apm2, c2h, xs[row, c0], outs[row, c0], rates, frates, lr)
+            _learn_node(c0, y, lslots[0], lprob, lfast, lcount, lhist, ism, icount, buf, regs[row], msm, mcount, w, w3,
+                        apm, xs[row, c0], outs[row, c0], rates, frates, lr)
             c0 = 2 * c0 + y
             if d == 3 or d == 7:
                 _keep(slots, owns, prob, fast, count, hist, pfast[row], phist[row], lprob, lfast, lcount, lhist)
@@ -228,7 +213,7 @@ class BitRows:
         start = m._append(region.ravel())
         self.pos = start + np.arange(n_rows, dtype=np.int64) * size + self.PAD
         self.ends = self.pos + bound
-        self.regs = np.zeros((n_rows, 4), dtype=np.int64)
+        self.regs = np.zeros((n_rows, N_REGS), dtype=np.int64)
         self.pbits = cache_bits(n_rows) if private_bits is None else private_bits
         cache = 1 << max(self.pbits, 1)
         self.pchk = np.zeros((n_rows, cache), dtype=np.int64)
@@ -236,7 +221,7 @@ class BitRows:
         self.pfast = np.zeros((n_rows, cache, 16), dtype=m.fast.dtype)
         self.phist = np.zeros((n_rows, cache, 16), dtype=m.hist.dtype)
         self.xs = np.zeros((n_rows, 256, N_IN))
-        self.outs = np.zeros((n_rows, 256, 8))
+        self.outs = np.zeros((n_rows, 256, N_OUT))
         self.node_given = np.zeros((n_rows, 256))
         self.done = np.zeros((n_rows, 256), dtype=np.bool_)
 
@@ -246,7 +231,7 @@ class BitRows:
         m = self.model
         logp = np.zeros((len(self.pos), 256))
         _score_rows(m.buf, self.pos, self.regs, active, np.ascontiguousarray(given, dtype=np.float64), logp, m.prune,
-                    m.chk, m.prob, m.fast, m.count, m.hist, m.ism, m.bits, m.msm, m.w1, m.w2, m.w3, m.apm1, m.apm2,
+                    m.chk, m.prob, m.fast, m.count, m.hist, m.ism, m.bits, m.msm, m.w, m.w3, m.apm,
                     self.pchk, self.pused, self.pfast, self.phist, self.pbits, self.xs, self.outs, self.node_given,
                     self.done)
         return logp
@@ -256,6 +241,6 @@ class BitRows:
         m = self.model
         if not _learn_rows(m.buf, self.pos, self.ends, self.regs, active, np.asarray(tokens, dtype=np.int64), m.mtab,
                            m.mbits, m.chk, m.prob, m.fast, m.count, m.hist, m.ism, m.icount, m.bits, m.msm, m.mcount,
-                           m.w1, m.w2, m.w3, m.apm1, m.apm2, m.rates, m.frates, m.lr, self.pchk, self.pused,
+                           m.w, m.w3, m.apm, m.rates, m.frates, m.lr, self.pchk, self.pused,
                            self.pfast, self.phist, self.pbits, self.xs, self.outs, self.node_given, self.done):
             raise ValueError("a lockstep row runs past its bound")
