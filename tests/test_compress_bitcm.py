@@ -141,3 +141,20 @@ def test_files_of_the_old_bitwise_models_are_refused_in_one_line(runs):
         with pytest.raises(SeqlabError, match=f"format {old}") as refused:
             decompress_bytes(on, bytes(blob))
         assert "\n" not in str(refused.value) and "version that made it" in str(refused.value)
+
+
+def test_one_row_computes_what_the_stream_computes():
+    """A lone row without a cache (private_bits 0) gives, to the last float, the rows that BitCM.score gives the same
+    text with the same given distributions: bitrows' loops compute what bitcm's _predict and _learn_byte do (its
+    contexts, registers, mixers, APMs), so a change to one that the other misses fails here."""
+    from seqlab.countmodel.bitcm import BitCM
+    from seqlab.countmodel.bitrows import BitRows
+
+    text = structured_text(30, seed=3).encode()
+    given = np.log(np.random.default_rng(0).dirichlet(np.full(256, 0.3), size=len(text)))
+    stream = BitCM(table_bits=18, match_bits=20).score(text, given)
+    rows = BitRows(BitCM(table_bits=18, match_bits=20), np.full(1, 256), len(text), private_bits=0)
+    active = np.ones(1, dtype=bool)
+    for j, byte in enumerate(text):
+        np.testing.assert_array_equal(rows.score(given[j : j + 1], active)[0], stream[j], err_msg=f"byte {j}")
+        rows.learn(np.array([byte]), active)
