@@ -10,6 +10,11 @@ shared, 0.95% with them the rows' own (docs/compress.md "The bitwise model in co
 per row they gained 0.3% more there but put the tests' 2-row file 3.9% above eval, each row's mixer learning from
 half its bytes. Each row has its own registers and its own region of the model's buffer. The node kernels are
 bitcm's own (`_node`, `_learn_node`), run on the row's view of its slots.
+
+_score_rows and _learn_rows are compiled in each process, not cached (cache=True): numba keys a cached function on
+its own file only, but their machine code holds bitcm's kernels, so after a change to bitcm.py alone the cache gave
+the old model's rows (and, loaded first, its symbols served bitcm's own stream too). Compiling them costs the first
+step about 4 s of CPU against 0.4 s cached (docs/compress.md "The bitwise model in compress").
 """
 
 import math
@@ -95,7 +100,7 @@ def _keep(slots, owns, prob, fast, count, hist, pfast, phist, lprob, lfast, lcou
             phist[owns[i], :] = lhist[i, :]
 
 
-@njit(cache=True)
+@njit  # not cached: see the module's docstring
 def _score_rows(buf, pos, regs, active, given, logp, prune, chk, prob, fast, count, hist, ism, bits, msm, w, w3, apm,
                 pchk, pused, pfast, phist, pbits, xs, outs, node_given, done):
     """Lockstep: write every active row's distribution of its next byte (at buf[pos[row]], its registers regs[row],
@@ -141,7 +146,7 @@ def _score_rows(buf, pos, regs, active, given, logp, prune, chk, prob, fast, cou
             logp[row, b] = lp[256 + b]
 
 
-@njit(cache=True)
+@njit  # not cached: see the module's docstring
 def _learn_rows(buf, pos, ends, regs, active, tokens, mtab, mbits, chk, prob, fast, count, hist, ism, icount, bits, msm,
                 mcount, w, w3, apm, rates, frates, lr, pchk, pused, pfast, phist, pbits, xs, outs,
                 node_given, done):
