@@ -28,7 +28,8 @@ import torch  # noqa: E402
 
 from mixer_gains import held_out, paired, shown, tuning_arguments  # noqa: E402
 from seqlab.countmodel import HISTORY_FILE  # noqa: E402
-from seqlab.countmodel.bitcm import BitCM, byte_rows  # noqa: E402
+from seqlab.countmodel.bitcm import BitCM  # noqa: E402
+from seqlab.countmodel.bitrows import byte_rows  # noqa: E402
 
 CONFIDENCE_BUCKETS = 8
 

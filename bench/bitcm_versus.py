@@ -29,6 +29,7 @@ import torch  # noqa: E402
 from bitcm_gain import todays_mix, zpaq_bpb  # noqa: E402
 from mixer_gains import paired, shown, tuning_arguments  # noqa: E402
 from seqlab.countmodel import HISTORY_FILE  # noqa: E402
+from seqlab.countmodel.bitrows import byte_rows  # noqa: E402
 from seqlab.data.corpus import cache_root, encode_corpus, read_documents  # noqa: E402
 from seqlab.scoring import score_logits  # noqa: E402
 
@@ -78,7 +79,7 @@ def version_bits(module, run, items, mixed: np.ndarray, targets: np.ndarray, his
         t0 = time.thread_time()
         logp = model.score(scored[is_byte], mixed[at : at + len(scored)][is_byte, :256])
         score_s += time.thread_time() - t0
-        rows.append(module.byte_rows(logp, is_byte, run.tokenizer.vocab_size))
+        rows.append(byte_rows(logp, is_byte, run.tokenizer.vocab_size))
         at += len(scored)
     rows = np.concatenate(rows)
     return -rows[np.arange(len(targets)), targets] / np.log(2), learn_s, score_s

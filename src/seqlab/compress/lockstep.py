@@ -189,7 +189,7 @@ def _bit_rows(bitcm, first: np.ndarray, n_tokens: int):
 def _bitwise(rows, logp: torch.Tensor, active: np.ndarray) -> torch.Tensor:
     """The bitwise model's distributions (countmodel/bitcm.py) of every active row's next token, the mix's row one
     of its inputs at each bit, as eval's CountSession._bitwise gives them (BOS: its floor)."""
-    from ..countmodel.bitcm import byte_rows
+    from ..countmodel.bitrows import byte_rows
 
     mixed = logp.double().numpy()
     out = byte_rows(rows.score(mixed[:, :256], active), np.ones(len(active), dtype=bool), logp.shape[1])

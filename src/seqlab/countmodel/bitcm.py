@@ -50,8 +50,7 @@ FINAL_RATE = 0.3  # the final mixer's rate, times the mixers'
 # mix's own: what is left)
 APM_CELLS = 33
 APM2_BITS = 16
-APM_ROWS = (256, 1 << APM2_BITS, 257 * 256)  # by the partial byte; with the order-2 context, hashed; with the
-# last byte
+APM_ROWS = (256, 1 << APM2_BITS, 257 * 256)  # by the partial byte; with the order-2 hash; with the last byte
 APM_FROM = tuple(sum(APM_ROWS[:k]) for k in range(len(APM_ROWS)))
 APM_WEIGHTS = (0.2, 0.4, 0.2)
 MIX_WEIGHT = 1.0 - sum(APM_WEIGHTS)
@@ -456,7 +455,7 @@ class BitCM:
         self.w[:, :MATCH_IN] = 0.1  # three inputs per context
         self.w[:, GIVEN_IN] = GIVEN_PRIOR
         self.w3 = np.full((256, N_MIXERS), 1.0 / N_MIXERS)  # the final mixer's, over the mixers', per partial byte
-        cells = _squash_np(np.linspace(-STRETCH_CLAMP, STRETCH_CLAMP, APM_CELLS))
+        cells = 1.0 / (1.0 + np.exp(-np.linspace(-STRETCH_CLAMP, STRETCH_CLAMP, APM_CELLS)))
         self.apm = np.tile(cells, (sum(APM_ROWS), 1))  # every APM stage's rows
         self.rates = 1.0 / (np.minimum(np.arange(1024), limit) + 1.5)
         self.frates = 1.0 / (np.minimum(np.arange(1024), fast_limit) + 1.5)
@@ -499,16 +498,3 @@ class BitCM:
         """Whether the bytes read so far end with `data` (a text's context already read)."""
         data = np.asarray(data)
         return len(data) <= self.n and bool(np.array_equal(self.buf[self.n - len(data) : self.n], data))
-
-
-def _squash_np(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def byte_rows(logp: np.ndarray, is_byte: np.ndarray, vocab: int, floor: float = 1e-6) -> np.ndarray:
-    """(n, vocab) token log-distributions from the bitwise model's (n_bytes, 256) rows, for a byte tokenizer's ids
-    (0-255 the bytes; the others, BOS, get `floor`): positions where is_byte is False get a uniform row."""
-    rows = np.full((len(is_byte), vocab), -np.log(vocab))
-    rows[is_byte, :256] = logp + np.log1p(-floor * (vocab - 256))
-    rows[is_byte, 256:] = np.log(floor)
-    return rows

@@ -249,3 +249,12 @@ class BitRows:
                            m.w, m.w3, m.apm, m.rates, m.frates, m.lr, self.pchk, self.pused,
                            self.pfast, self.phist, self.pbits, self.xs, self.outs, self.node_given, self.done):
             raise ValueError("a lockstep row runs past its bound")
+
+
+def byte_rows(logp: np.ndarray, is_byte: np.ndarray, vocab: int, floor: float = 1e-6) -> np.ndarray:
+    """(n, vocab) token log-distributions from the bitwise model's (n_bytes, 256) rows, for a byte tokenizer's ids
+    (0-255 the bytes; the others, BOS, get `floor`): positions where is_byte is False get a uniform row."""
+    rows = np.full((len(is_byte), vocab), -np.log(vocab))
+    rows[is_byte, :256] = logp + np.log1p(-floor * (vocab - 256))
+    rows[is_byte, 256:] = np.log(floor)
+    return rows

@@ -198,7 +198,7 @@ class CountSession:
     def _bitwise(self, logp: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The bitwise model's distributions over the chunk's bytes, the mix one of its inputs at each bit (it
         scores the bytes in order: each row from the bytes before it and the mix's row)."""
-        from .bitcm import byte_rows
+        from .bitrows import byte_rows
 
         tokens = targets.cpu().numpy()
         is_byte = tokens < 256
