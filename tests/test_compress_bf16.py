@@ -66,3 +66,18 @@ def test_a_bf16_file_is_refused_by_a_cpu_without_native_bf16(run, trained_runs, 
     assert main(["decompress", str(trained_runs["transformer"]), str(packed), "-o", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bf16" in err
+
+
+def test_fp32_asks_for_the_fp32_step_on_any_cpu(run, monkeypatch, tmp_path, trained_runs):
+    """--fp32 writes the line-start format without bf16 (what a CPU without native bf16 decodes), through the API and
+    the command line, and the file round trips."""
+    monkeypatch.setattr(lockstep, "native_bf16", lambda device: True)  # where compress would otherwise take bf16
+    data = structured_text(10, seed=5).encode()
+    blob = compress_bytes(run, data, fp32=True)
+    assert blob[4] == FORMAT and not Header.unpack(blob, "x")[0].bf16
+    monkeypatch.setattr(header, "native_bf16", lambda device: False)
+    assert decompress_bytes(run, blob) == data
+    source = tmp_path / "x.txt"
+    source.write_bytes(data)
+    assert main(["compress", str(trained_runs["transformer"]), str(source), "--fp32"]) == 0
+    assert (tmp_path / "x.txt.sqz").read_bytes()[4] == FORMAT

@@ -137,14 +137,14 @@ def _adapting(run, options):
     return Adapter(run.model, "cpu", options) if options is not None else nullcontext()
 
 
-def _header(run, threads: int, n_bytes: int, crc: int, adapt) -> Header:
+def _header(run, threads: int, n_bytes: int, crc: int, adapt, fp32: bool) -> Header:
     lr, chunk = (adapt.lr, adapt.chunk) if adapt is not None else (0.0, 0)
     words = run.count_model is not None and run.count_model.words is not None
     lines = with_warmth(run) and LINE_STARTS
     # segments at line starts (formats 15-18) come with the warmth sets: a run without them writes 7-10 as before;
-    # the step in bf16 (23-26, 39-42) with the line starts
+    # the step in bf16 (23-26, 39-42) with the line starts, unless asked for fp32 (a file that needs no bf16)
     return Header(run_fingerprint(run.path), counts_fingerprint(run), torch.__version__, threads, n_bytes, crc,
-                  lr, chunk, words, with_warmth(run), lines, bitcm_on(run), lines and step_in_bf16(run))
+                  lr, chunk, words, with_warmth(run), lines, bitcm_on(run), lines and step_in_bf16(run) and not fp32)
 
 
 def with_warmth(run) -> bool:
@@ -159,13 +159,14 @@ def _with_threads(adapt, threads: int):
     return replace(adapt, threads=threads) if adapt is not None else None
 
 
-def compress_bytes(run, data: bytes, threads: int = 1, progress=None, adapt=None) -> bytes:
+def compress_bytes(run, data: bytes, threads: int = 1, progress=None, adapt=None, fp32: bool = False) -> bytes:
     """Compress `data` with the model of `run` (a loaded Run on the CPU); adapt: adapt.AdaptOptions to let the
-    network learn from what it has coded (recorded in the header; decompress repeats it)."""
+    network learn from what it has coded (recorded in the header; decompress repeats it); fp32: the network's step
+    in fp32 where it would take bf16 (slower; the file then needs no native bf16 to decode)."""
     _require_cpu(run, threads)
     adapt = _with_threads(adapt, threads)
     out = io.BytesIO()
-    header = _header(run, threads, len(data), zlib.crc32(data), adapt)
+    header = _header(run, threads, len(data), zlib.crc32(data), adapt, fp32)
     out.write(header.pack())
     with _adapting(run, adapt) as adapter:
         encode_stream(run, (data[i : i + BLOCK_BYTES] for i in range(0, len(data), BLOCK_BYTES)), out.write,
@@ -202,12 +203,14 @@ def _require_cpu(run, threads: int) -> None:
 # ---------------------------------------------------------------- files and the CLI
 
 
-def compress_file(run, source: Path, target: Path, threads: int = 1, progress=None, adapt=None) -> None:
-    """Compress file `source` into `target`, a block at a time (written beside it, then renamed)."""
+def compress_file(run, source: Path, target: Path, threads: int = 1, progress=None, adapt=None,
+                  fp32: bool = False) -> None:
+    """Compress file `source` into `target`, a block at a time (written beside it, then renamed); fp32 as in
+    compress_bytes."""
     _require_cpu(run, threads)
     adapt = _with_threads(adapt, threads)
     n_bytes, crc = _size_and_crc(source)
-    header = _header(run, threads, n_bytes, crc, adapt)
+    header = _header(run, threads, n_bytes, crc, adapt, fp32)
     with atomic_file(target) as out, open(source, "rb") as f, _adapting(run, adapt) as adapter:
         out.write(header.pack())
         encode_stream(run, iter(lambda: f.read(BLOCK_BYTES), b""), out.write, threads, progress, adapter,
@@ -256,6 +259,9 @@ def add_cli(sub) -> None:
             p.add_argument("--threads", type=integer(min=1), default=1,
                            help="torch threads for the network (recorded for decompress; default 1: the count "
                                 "model runs beside it on a second core)")
+            p.add_argument("--fp32", action="store_true",
+                           help="the network's step in fp32 even where this CPU computes bf16 natively: slower, "
+                                "but decoding the file then needs no native bf16 either")
             add_adapt_options(p, "the network learns from each chunk once coded (recorded in the header; "
                                  "decompress repeats it); slower, see docs/adapt.md")
         else:
@@ -283,7 +289,7 @@ def cli(args) -> None:
     t0 = time.perf_counter()
     with bar(total=source.stat().st_size if args.verb == "compress" else None, desc=args.verb) as b:
         if args.verb == "compress":
-            compress_file(run, source, out, args.threads, b.update, adapt_options(args))
+            compress_file(run, source, out, args.threads, b.update, adapt_options(args), args.fp32)
         else:
             decompress_file(run, source, out, args.threads, b.update)
     seconds = time.perf_counter() - t0

@@ -228,7 +228,8 @@ def check_compatible(header: Header, run, name: str, threads: int | None) -> Non
     if header.bf16 and not native_bf16(torch.device("cpu")):
         raise SeqlabError(f"{name} was compressed with the network in bf16, which this CPU does not compute natively "
                           f"(no AVX512-BF16 or AMX): its probabilities would differ; decompress it on a CPU with "
-                          f"native bf16, like the one that compressed it")
+                          f"native bf16, like the one that compressed it (`seqlab compress --fp32` writes files that "
+                          f"need no bf16)")
     if threads is not None and threads != header.threads:
         raise SeqlabError(f"--threads {threads} was given, but {name} was compressed with {header.threads} "
                           f"thread(s), and other thread counts round differently; leave --threads out "
