@@ -19,6 +19,8 @@ from seqlab.generate import generate  # noqa: E402
 from seqlab.models import build_model  # noqa: E402
 from seqlab.run import Run, read_metrics  # noqa: E402
 
+from zpaq_model import one_model_zpaq  # noqa: E402
+
 
 def final_record(run_dir) -> dict:
     return [r for r in read_metrics(run_dir) if r.get("event") == "final"][-1]
@@ -70,13 +72,22 @@ def compressor_blocks(corpus: list[str], val_fraction: float = 0.1, blocks: int 
     """{compressor: (bits, bytes) per block of the held-out bytes}: each block's cost given the training bytes and
     the blocks before it, size(train + val[:end]) - size(train + val[:start]), ready for seqlab.stats.bootstrap_ratio.
     The sum is size(all) - size(train); a negative block says the compressor chose another model for the longer
-    input (zpaq -m5 does: bench/zpaq_blocks.py), which the interval then shows."""
+    input (zpaq -m5 does: bench/zpaq_blocks.py), which the interval then shows. So zpaq -m5 has a second row, every
+    prefix coded with the model -m5 picks for train + val (bench/zpaq_model.py): what it pays as an online coder."""
     import numpy as np
 
     train, val = held_out_bytes(read_documents(corpus), val_fraction)
     ends = np.unique(np.linspace(0, len(val), blocks + 1).astype(int))
+    compressors = yardsticks()
+    if "zpaq -m5" in compressors:
+        one_model = one_model_zpaq(train + val)
+        if one_model is not None:
+            compressors[ONE_MODEL] = one_model
     return {name: (8.0 * block_costs(fn, train, val, ends), np.diff(ends).astype(float))
-            for name, fn in yardsticks().items()}
+            for name, fn in compressors.items()}
+
+
+ONE_MODEL = "zpaq -m5, one model (an online coder's cost: bench/zpaq_model.py)"
 
 
 def block_costs(compress, train: bytes, val: bytes, ends):

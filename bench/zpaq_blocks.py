@@ -9,8 +9,9 @@ one model. zpaq -m5 chooses its model from the input it is given, so a longer in
 model, training bytes included. This bench adds the held-out bytes a block at a time, size(train + held[:k]) for
 k = 0, block, 2 block, ..., and prints each block's increment (bits per byte of the block) beside what `seqlab
 eval`'s mix pays for the same bytes (bitcm_gain.todays_mix: session.mix, eval's path, cached). A block whose
-increment is negative (the archive shrank when bytes were added) says the total is not an online cost. Byte-level
-runs only (a token is a byte).
+increment is negative (the archive shrank when bytes were added) says the total is not an online cost. The
+column "one model" codes every prefix with the model -m5 picks for all the bytes (bench/zpaq_model.py): an online
+coder's increments. Byte-level runs only (a token is a byte).
 """
 
 import argparse
@@ -18,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from common import block_costs, print_table, seqlab, zpaq
+from zpaq_model import one_model_zpaq
 
 import numpy as np  # noqa: E402
 
@@ -45,17 +47,21 @@ def main() -> None:
     starts = np.arange(0, len(held), args.block)
     ends = np.minimum(starts + args.block, len(held))
     zpaq_bytes = block_costs(zpaq, train, held, [0, *ends])
+    one_model = one_model_zpaq(train + held)
+    if one_model is None:
+        raise SystemExit("could not write out zpaq -m5's model for these bytes (bench/zpaq_model.py)")
+    fixed_bytes = block_costs(one_model, train, held, [0, *ends])
     seqlab_bytes = np.array([seqlab_bits[a:b].sum() / 8 for a, b in zip(starts, ends)])
     n = ends - starts
-    rows = [[f"{a:,}-{b:,}", f"{8 * z / m:.3f}", f"{8 * s / m:.3f}"]
-            for a, b, m, z, s in zip(starts, ends, n, zpaq_bytes, seqlab_bytes)]
+    rows = [[f"{a:,}-{b:,}", f"{8 * z / m:.3f}", f"{8 * f / m:.3f}", f"{8 * s / m:.3f}"]
+            for a, b, m, z, f, s in zip(starts, ends, n, zpaq_bytes, fixed_bytes, seqlab_bytes)]
     grew = zpaq_bytes > 0
     for label, keep in ("all blocks (size(all) - size(train))", np.ones_like(grew)), \
                        (f"the {int(grew.sum())} blocks where zpaq's archive grew", grew):
-        rows.append([label, f"{8 * zpaq_bytes[keep].sum() / n[keep].sum():.4f}",
-                     f"{8 * seqlab_bytes[keep].sum() / n[keep].sum():.4f}"])
+        rows.append([label, *(f"{8 * b[keep].sum() / n[keep].sum():.4f}" for b in (zpaq_bytes, fixed_bytes,
+                                                                                      seqlab_bytes))])
     print_table(f"zpaq -m5 block by block, {run.path.name}: {len(train):,} training bytes, {len(held):,} held-out",
-                ["held-out bytes", "zpaq -m5 bits/byte", "seqlab eval bits/byte"], rows)
+                ["held-out bytes", "zpaq -m5 bits/byte", "zpaq -m5, one model", "seqlab eval bits/byte"], rows)
     print(f"seqlab's eval costs less than zpaq's increment in {int((seqlab_bytes < zpaq_bytes).sum())} of "
           f"{len(starts)} blocks")
 
