@@ -1,4 +1,4 @@
-"""Assemble benchmark corpora of three kinds from Debian packages (prose, HTML, C source).
+"""Assemble benchmark corpora of four kinds from Debian packages (prose, HTML, C source, Python source).
 
     python bench/debian_corpora.py [--out ~/.cache/seqlab/corpora] [--max-bytes 1500000]
 
@@ -18,6 +18,7 @@ CORPORA = {
     "prose": ("fortunes", "usr/share/games/fortunes", "*", "fortune-mod's quotations and stories"),
     "html": ("python3.11-doc", "usr/share/doc/python3.11/html/library", "*.html", "Python 3.11 library docs, HTML"),
     "c": ("linux-libc-dev", "usr/include/linux", "*.h", "Linux kernel UAPI headers, C"),
+    "python": ("libpython3.11-stdlib", "usr/lib/python3.11", "*.py", "Python 3.11's standard library, Python"),
 }
 
 
