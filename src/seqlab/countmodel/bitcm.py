@@ -72,7 +72,7 @@ class BitCM:
         self.tables = (self.chk, self.prob, self.fast, self.count, self.hist)  # bitkernel's tuples
         self.learnt = (self.ism, self.icount, self.msm, self.mcount, self.w, self.w3, self.apm)
         self.rates_by_count = (self.rates, self.frates)
-        self.stream = (self.cache(1, 0), self.view(0), self.work()) + self.nodes(1)
+        self.stream = (self.cache(1, 0), self.view(0), np.zeros(512)) + self.nodes(1)
 
     def cache(self, n_rows: int, pbits: int) -> tuple:
         """n_rows rows' caches of their recent state (2^pbits slots each; pbits 0: none): check hashes, use counts,
@@ -90,15 +90,11 @@ class BitCM:
         return (slots,) + tuple(np.empty((N_BLOCKS * N_CTX, 16), dtype=a.dtype) for a in self.tables[1:]) + (where,)
 
     @staticmethod
-    def work() -> tuple:
-        """A row's scratch: its context hashes, its nodes' path log-probabilities, the given distribution's sums."""
-        return np.zeros(N_CTX + N_BYTE_CTX, dtype=np.int64), np.zeros(512), np.zeros(512)
-
-    @staticmethod
     def nodes(n_rows: int) -> tuple:
-        """n_rows rows' nodes as predicted (inputs, outputs, the given distribution's input, whether evaluated)."""
-        return (np.zeros((n_rows, 256, N_IN)), np.zeros((n_rows, 256, N_OUT)), np.zeros((n_rows, 256)),
-                np.zeros((n_rows, 256), dtype=np.bool_))
+        """n_rows rows' byte as predicted, for learning it: context hashes, nodes' inputs and outputs, the given
+        distribution's sums (bitkernel._given_sums), which nodes were evaluated."""
+        return (np.zeros((n_rows, N_CTX + N_BYTE_CTX), dtype=np.int64), np.zeros((n_rows, 256, N_IN)),
+                np.zeros((n_rows, 256, N_OUT)), np.zeros((n_rows, 512)), np.zeros((n_rows, 256), dtype=np.bool_))
 
     def _append(self, data) -> int:
         data = np.frombuffer(bytes(data), dtype=np.uint8) if isinstance(data, (bytes, bytearray)) else np.asarray(data)
@@ -115,10 +111,10 @@ class BitCM:
         logp = np.zeros((self.n - start if full else 0, 256))
         given = np.zeros((0, 256)) if given is None else np.ascontiguousarray(given, dtype=np.float64)
         assert len(given) in (0, self.n - start)
-        cache, view, work, xs, outs, node_given, done = self.stream
+        cache, view, lp, *nodes = self.stream
         _run(self.buf, start, self.n, full, logp, given, self.prune, self.regs, self.mtab, self.mbits, self.tables,
-             self.bits, self.learnt, self.rates_by_count, self.lr, tuple(a[0] for a in cache), view, work, xs[0],
-             outs[0], node_given[0], done[0])
+             self.bits, self.learnt, self.rates_by_count, self.lr, tuple(a[0] for a in cache), view, lp,
+             *(a[0] for a in nodes))
         return logp
 
     def learn(self, data) -> None:

@@ -305,12 +305,12 @@ def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out):
     x[GIVEN_IN] = given
     x[N_IN - 1] = 0.5
     _mixer_rows(c0, seen, length, bctx, out)
+    r0, r1, r2 = int(out[OUT_SET]), int(out[OUT_SET + 1]), int(out[OUT_SET + 2])
+    d0 = d1 = d2 = 0.0
+    for i in range(N_IN):  # the N_MIXERS (3) dots side by side, each summed in order (the floats of one at a time)
+        d0, d1, d2 = d0 + w[r0, i] * x[i], d1 + w[r1, i] * x[i], d2 + w[r2, i] * x[i]
     st = 0.0
-    for k in range(N_MIXERS):
-        row = int(out[OUT_SET + k])
-        dot = 0.0
-        for i in range(N_IN):
-            dot += w[row, i] * x[i]
+    for k, dot in enumerate((d0, d1, d2)):
         out[OUT_DOT + k] = min(max(dot, -STRETCH_CLAMP), STRETCH_CLAMP)
         st += w3[c0, k] * out[OUT_DOT + k]
     st = min(max(st, -STRETCH_CLAMP), STRETCH_CLAMP)  # the final mixer's
@@ -386,29 +386,34 @@ def _learn_node(c0, y, slot_of, view, learnt, buf, regs, x, out, rates, lr):
 
 
 @njit(cache=True)
-def _given_nodes(given, g, sums, node_given):
-    """node_given[c0]: the stretch of the given distribution's (given[g]; g < 0: none, 0) probability of a 1 at
-    node c0."""
-    node_given[:] = 0.0
+def _given_sums(given, g, sums):
+    """sums[c0]: the given distribution's (given[g]) mass under node c0 (the leaves from 256); sums[0]: whether there
+    is one (g >= 0)."""
+    sums[0] = g >= 0
     if g < 0:
         return
     for b in range(256):
         sums[256 + b] = math.exp(given[g, b])
     for c0 in range(255, 0, -1):
         sums[c0] = sums[2 * c0] + sums[2 * c0 + 1]
-        node_given[c0] = _stretch(sums[2 * c0 + 1] / max(sums[c0], 1e-300))
 
 
 @njit(cache=True)
-def _predict(buf, t, regs, given, g, prune, tables, bits, learnt, cache, pbits, view, work, xs, outs, node_given,
-             done, logp, row):
+def _given_at(sums, c0):
+    """The given distribution's input at node c0: the stretch of its probability of a 1 there (none: 0)."""
+    return _stretch(sums[2 * c0 + 1] / max(sums[c0], 1e-300)) if sums[0] else 0.0
+
+
+@njit(cache=True)
+def _predict(buf, t, regs, given, g, prune, tables, bits, learnt, cache, pbits, view, lp, ctx, xs, outs, sums, done,
+             logp, row):
     """Write a row's log-distribution of its byte at buf[t] into logp[row] (the 255 nodes, less those under a node
     whose path's log-probability is below `prune`: uniform there), from the bytes before t and the row's registers
-    regs; given[g] (g >= 0): another model's log-distribution, one more input at each node. Fills the nodes' inputs
-    xs, outputs outs, node_given and done (which nodes were evaluated) for _learn; nothing is learnt."""
-    ctx, lp, sums = work
+    regs; given[g] (g >= 0): another model's log-distribution, one more input at each node. Fills the row's context
+    hashes ctx, its nodes' inputs xs, outputs outs, the given's sums and done (which nodes were evaluated) for
+    _learn; nothing is learnt. lp: scratch, the nodes' path log-probabilities."""
     lp[1] = 0.0
-    _given_nodes(given, g, sums, node_given)
+    _given_sums(given, g, sums)
     _contexts(buf, t, regs, ctx)
     for c0 in range(1, 256):
         done[c0] = lp[c0] >= prune
@@ -419,7 +424,7 @@ def _predict(buf, t, regs, given, g, prune, tables, bits, learnt, cache, pbits, 
             key = 0 if c0 == 1 else c0 - 15
             _nibble(tables, bits, ctx, key, False, cache, pbits, key, view)
         slot_of = view[0][0] if c0 < 16 else view[0][1 + ((c0 >> (_depth(c0) - 4)) & 15)]
-        _node(c0, slot_of, view, learnt, buf, regs, ctx[N_CTX:], node_given[c0], xs[c0], outs[c0])
+        _node(c0, slot_of, view, learnt, buf, regs, ctx[N_CTX:], _given_at(sums, c0), xs[c0], outs[c0])
         p = outs[c0, 0]
         lp[2 * c0 + 1] = lp[c0] + math.log(p)
         lp[2 * c0] = lp[c0] + math.log(1.0 - p)
@@ -428,23 +433,22 @@ def _predict(buf, t, regs, given, g, prune, tables, bits, learnt, cache, pbits, 
 
 
 @njit(cache=True)
-def _learn(buf, t, regs, predicted, mtab, mbits, tables, bits, learnt, rates, lr, cache, pbits, view, work, xs,
-           outs, node_given, done):
+def _learn(buf, t, regs, predicted, mtab, mbits, tables, bits, learnt, rates, lr, cache, pbits, view, ctx, xs, outs,
+           sums, done):
     """Learn a row's byte buf[t] along its path's 8 nodes, then the row's registers after it. predicted: _predict
-    filled xs, outs, node_given and done for t (its evaluated nodes learn from those; the others are predicted here
+    filled ctx, xs, outs, sums and done for t (its evaluated nodes learn from those; the others are predicted here
     from the slots claimed, fresh where none was); else every node is predicted here, without a given input."""
     if not predicted:
-        node_given[:] = 0.0
+        sums[0] = 0.0
         done[:] = False
-    ctx = work[0]
-    _contexts(buf, t, regs, ctx)
+        _contexts(buf, t, regs, ctx)
     byte = buf[t]
     c0 = 1
     for d in range(8):
         if d == 0 or d == 4:
             _nibble(tables, bits, ctx, 0 if d == 0 else (c0 & 15) + 1, True, cache, pbits, 0, view)
         if not done[c0]:
-            _node(c0, view[0][0], view, learnt, buf, regs, ctx[N_CTX:], node_given[c0], xs[c0], outs[c0])
+            _node(c0, view[0][0], view, learnt, buf, regs, ctx[N_CTX:], _given_at(sums, c0), xs[c0], outs[c0])
         y = (byte >> (7 - d)) & 1
         _learn_node(c0, y, view[0][0], view, learnt, buf, regs, xs[c0], outs[c0], rates, lr)
         c0 = 2 * c0 + y
@@ -455,33 +459,33 @@ def _learn(buf, t, regs, predicted, mtab, mbits, tables, bits, learnt, rates, lr
 
 @njit(cache=True)
 def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, tables, bits, learnt, rates, lr, cache, view,
-         work, xs, outs, node_given, done):
+         lp, ctx, xs, outs, sums, done):
     """The stream (a row without a cache, pbits 0): read buf[start:stop] one byte at a time, where `full` writing each
     position's log-distribution over the 256 bytes into logp[t - start] (_predict), then learn the byte (_learn).
     given: (stop - start, 256) log-distributions over the bytes, one more input at each node, or (0, 256): none."""
     for t in range(start, stop):
         if full:
             _predict(buf, t, regs, given, t - start if len(given) else -1, prune, tables, bits, learnt, cache, 0,
-                     view, work, xs, outs, node_given, done, logp, t - start)
-        _learn(buf, t, regs, full, mtab, mbits, tables, bits, learnt, rates, lr, cache, 0, view, work, xs, outs,
-               node_given, done)
+                     view, lp, ctx, xs, outs, sums, done, logp, t - start)
+        _learn(buf, t, regs, full, mtab, mbits, tables, bits, learnt, rates, lr, cache, 0, view, ctx, xs, outs, sums,
+               done)
 
 
 @njit(cache=True)
-def _score_rows(buf, pos, regs, active, given, logp, prune, tables, bits, learnt, caches, pbits, view, work, xs, outs,
-                node_given, done):
+def _score_rows(buf, pos, regs, active, given, logp, prune, tables, bits, learnt, caches, pbits, view, lp, ctx, xs,
+                outs, sums, done):
     """Lockstep: every active row's distribution of its next byte (at buf[pos[row]], its registers regs[row], its
     cache caches[.][row], its mix given[row]) into logp[row] (_predict); nothing is learnt."""
     for row in range(len(pos)):
         if active[row]:
             cache = (caches[0][row], caches[1][row], caches[2][row], caches[3][row])
-            _predict(buf, pos[row], regs[row], given, row, prune, tables, bits, learnt, cache, pbits, view, work,
-                     xs[row], outs[row], node_given[row], done[row], logp, row)
+            _predict(buf, pos[row], regs[row], given, row, prune, tables, bits, learnt, cache, pbits, view, lp,
+                     ctx[row], xs[row], outs[row], sums[row], done[row], logp, row)
 
 
 @njit(cache=True)
 def _learn_rows(buf, pos, ends, regs, active, tokens, mtab, mbits, tables, bits, learnt, rates, lr, caches, pbits,
-                view, work, xs, outs, node_given, done):
+                view, lp, ctx, xs, outs, sums, done):
     """Lockstep: every active row's byte tokens[row] written at buf[pos[row]] and learnt (_learn), in row order (the
     slow state is shared: the order is the decoder's too); a token that is no byte (>= 256) is not read. False where
     a row would run past its region's end (ends[row])."""
@@ -493,7 +497,7 @@ def _learn_rows(buf, pos, ends, regs, active, tokens, mtab, mbits, tables, bits,
             return False
         buf[t] = tokens[row]
         cache = (caches[0][row], caches[1][row], caches[2][row], caches[3][row])
-        _learn(buf, t, regs[row], True, mtab, mbits, tables, bits, learnt, rates, lr, cache, pbits, view, work,
-               xs[row], outs[row], node_given[row], done[row])
+        _learn(buf, t, regs[row], True, mtab, mbits, tables, bits, learnt, rates, lr, cache, pbits, view, ctx[row],
+               xs[row], outs[row], sums[row], done[row])
         pos[row] = t + 1
     return True

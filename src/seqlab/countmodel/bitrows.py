@@ -54,7 +54,7 @@ class BitRows:
         self.ends = self.pos + bound
         self.regs = np.zeros((n_rows, N_REGS), dtype=np.int64)
         self.pbits = cache_bits(n_rows) if private_bits is None else private_bits
-        self.caches, self.view, self.work = m.cache(n_rows, self.pbits), m.view(self.pbits), m.work()
+        self.caches, self.view, self.lp = m.cache(n_rows, self.pbits), m.view(self.pbits), np.zeros(512)
         self.nodes = m.nodes(n_rows)
 
     def score(self, given: np.ndarray, active: np.ndarray) -> np.ndarray:
@@ -63,7 +63,7 @@ class BitRows:
         m = self.model
         logp = np.zeros((len(self.pos), 256))
         _score_rows(m.buf, self.pos, self.regs, active, np.ascontiguousarray(given, dtype=np.float64), logp, m.prune,
-                    m.tables, m.bits, m.learnt, self.caches, self.pbits, self.view, self.work, *self.nodes)
+                    m.tables, m.bits, m.learnt, self.caches, self.pbits, self.view, self.lp, *self.nodes)
         return logp
 
     def learn(self, tokens: np.ndarray, active: np.ndarray) -> None:
@@ -71,7 +71,7 @@ class BitRows:
         m = self.model
         if not _learn_rows(m.buf, self.pos, self.ends, self.regs, active, np.asarray(tokens, dtype=np.int64), m.mtab,
                            m.mbits, m.tables, m.bits, m.learnt, m.rates_by_count, m.lr, self.caches, self.pbits,
-                           self.view, self.work, *self.nodes):
+                           self.view, self.lp, *self.nodes):
             raise ValueError("a lockstep row runs past its bound")
 
 
