@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from .bitkernel import APM_CELLS, APM_ROWS, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_SETS, N_BYTE_CTX, N_CTX, N_IN, \
-    N_MIXERS, N_OUT, N_REGS, STRETCH_CLAMP, _run
+    N_MIXERS, N_OUT, N_REGS, SLOT_WIDTH, STRETCH_CLAMP, CH, _run
 
 GIVEN_PRIOR = 0.6  # the given distribution's prior weight in both mixers (the others': 0.3)
 LIMIT = 127  # an entry's slow rate stops falling here: it stays 1/(LIMIT + 1.5), it keeps adapting
@@ -47,13 +47,12 @@ class BitCM:
                  fast_limit: int = FAST_LIMIT, prune: float = 1e-4):
         self.bits, self.mbits, self.lr, self.prune = table_bits, match_bits, learning_rate, math.log(prune)
         n = 1 << table_bits
-        self.chk = np.zeros(n, dtype=np.uint8)
-        self.prob = np.full((n, 16), 32768, dtype=np.uint16)
-        self.fast = np.full((n, 16), 32768, dtype=np.uint16)
-        self.hist = np.ones((n, 16), dtype=np.uint8)
+        self.slots = np.empty((n, SLOT_WIDTH), dtype=np.uint16)  # bitkernel's layout: check byte, probabilities,
+        self.slots[:, 0] = 0  # counts and bit histories (none read yet)
+        self.slots[:, 1:CH] = 32768
+        self.slots[:, CH:] = 1 << 8
         self.ism = np.full((N_CTX, 1 << (HISTORY_BITS + 1)), 0.5)  # each context's probability per bit history
         self.icount = np.zeros((N_CTX, 1 << (HISTORY_BITS + 1)), dtype=np.int64)
-        self.count = np.zeros((n, 16), dtype=np.uint8)
         self.mtab = np.zeros(1 << match_bits, dtype=np.int64)
         self.msm = np.full(64, 0.75)
         self.mcount = np.zeros(64, dtype=np.int64)
@@ -69,7 +68,6 @@ class BitCM:
         self.buf = np.zeros(1 << 16, dtype=np.int64)
         self.n = 0  # bytes read
         self.rows_from = None  # where lockstep rows' regions start (bitrows.py)
-        self.tables = (self.chk, self.prob, self.fast, self.count, self.hist)  # bitkernel's tuples
         self.learnt = (self.ism, self.icount, self.msm, self.mcount, self.w, self.w3, self.apm)
         self.rates_by_count = (self.rates, self.frates)
         self.stream = (self.cache(1, 0), self.view(0), np.zeros(512)) + self.nodes(1)
@@ -79,15 +77,13 @@ class BitCM:
         fast probabilities, bit histories."""
         n = 1 << max(pbits, 1)
         return (np.zeros((n_rows, n), dtype=np.int64), np.zeros((n_rows, n), dtype=np.uint8),
-                np.zeros((n_rows, n, 16), dtype=self.fast.dtype), np.zeros((n_rows, n, 16), dtype=self.hist.dtype))
+                np.zeros((n_rows, n, 16), dtype=np.uint16), np.zeros((n_rows, n, 16), dtype=np.uint8))
 
     def view(self, pbits: int) -> tuple:
-        """The slots a row's nodes read (bitkernel._nibble): the nibbles' slots, the tables they are read from (the
-        shared ones for a row without a cache, else local copies), the last nibble's shared and cache slots."""
-        slots, where = np.empty((N_BLOCKS, N_CTX), dtype=np.int64), np.empty((2, N_CTX), dtype=np.int64)
-        if pbits == 0:
-            return (slots,) + self.tables[1:] + (where,)
-        return (slots,) + tuple(np.empty((N_BLOCKS * N_CTX, 16), dtype=a.dtype) for a in self.tables[1:]) + (where,)
+        """The slots a row's nodes read (bitkernel._nibble): the nibbles' slots, the table they are read from (the
+        shared one for a row without a cache, else local copies), the last nibble's shared and cache slots."""
+        local = self.slots if pbits == 0 else np.empty((N_BLOCKS * N_CTX, SLOT_WIDTH), dtype=np.uint16)
+        return np.empty((N_BLOCKS, N_CTX), dtype=np.int64), local, np.empty((2, N_CTX), dtype=np.int64)
 
     @staticmethod
     def nodes(n_rows: int) -> tuple:
@@ -112,7 +108,7 @@ class BitCM:
         given = np.zeros((0, 256)) if given is None else np.ascontiguousarray(given, dtype=np.float64)
         assert len(given) in (0, self.n - start)
         cache, view, lp, *nodes = self.stream
-        _run(self.buf, start, self.n, full, logp, given, self.prune, self.regs, self.mtab, self.mbits, self.tables,
+        _run(self.buf, start, self.n, full, logp, given, self.prune, self.regs, self.mtab, self.mbits, self.slots,
              self.bits, self.learnt, self.rates_by_count, self.lr, tuple(a[0] for a in cache), view, lp,
              *(a[0] for a in nodes))
         return logp

@@ -2,7 +2,7 @@
 rows (BitRows) run the same loops, `_predict` and `_learn`, the stream being a row without a cache of its own.
 Why one file: numba keys a cached function on its own file only, but its machine code holds every jitted function
 it calls (rows' loops in another file ran the old model after a change here); the constants it reads, likewise.
-The arrays travel in tuples (bitcm.BitCM builds them): tables, learnt, rates, and a row's cache, view and work.
+The arrays travel in tuples (bitcm.BitCM builds them): learnt, rates, and a row's cache and view.
 """
 
 import math
@@ -41,6 +41,10 @@ OUT_P, OUT_ST, OUT_DEPTH, OUT_DOT = 0, 1, 2, 3
 OUT_SET = OUT_DOT + N_MIXERS
 OUT_APM = OUT_SET + N_MIXERS
 N_OUT = OUT_APM + N_APM
+# a slot's columns (uint16): each entry j (1-15: a nibble's nodes) has its slow probability in column j, its fast one
+# in FAST + j, its count and bit history (count | history << 8) in CH + j; column 0 is the slot's check byte. One row,
+# 96 bytes, holds what a context's nodes read: two cache lines, where four arrays took five.
+FAST, CH, SLOT_WIDTH = 16, 32, 48
 STRETCH_CLAMP = 8.0
 STRETCH = np.clip(np.log((np.arange(4096) + 0.5) / (4096 - np.arange(4096) - 0.5)), -8.0, 8.0)
 K1 = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64
@@ -76,30 +80,28 @@ def _depth(c0):
 
 
 @njit(cache=True)
-def _find(chk, h, bits):
+def _find(slots, h, bits):
     """The slot of hash h (one of two probed), or -1."""
     i = (h >> (64 - bits)) & ((1 << bits) - 1)
     c = (h >> 8) & 255
-    if chk[i] == c:
+    if slots[i, 0] == c:
         return i
-    if chk[i ^ 1] == c:
+    if slots[i ^ 1, 0] == c:
         return i ^ 1
     return -1
 
 
 @njit(cache=True)
-def _claim(tables, h, bits):
+def _claim(slots, h, bits):
     """The slot of hash h, made fresh where it was not there (the less used of the two is replaced)."""
-    chk, prob, fast, count, hist = tables
-    s = _find(chk, h, bits)
+    s = _find(slots, h, bits)
     if s >= 0:
         return s
     i = (h >> (64 - bits)) & ((1 << bits) - 1)
-    s = i if count[i, 1] <= count[i ^ 1, 1] else i ^ 1
-    chk[s] = (h >> 8) & 255
-    prob[s, :] = fast[s, :] = 32768
-    count[s, :] = 0
-    hist[s, :] = 1
+    s = i if slots[i, CH + 1] & 255 <= slots[i ^ 1, CH + 1] & 255 else i ^ 1
+    slots[s, :CH] = 32768
+    slots[s, CH:] = 1 << 8  # count 0, bit history 1 (none)
+    slots[s, 0] = (h >> 8) & 255
     return s
 
 
@@ -116,7 +118,7 @@ def _own(cache, h, pbits):
 
 
 @njit(cache=True)
-def _own_claim(cache, h, pbits, tables, s):
+def _own_claim(cache, h, pbits, slots, s):
     """The row's cache slot for hash h, made from shared slot s where it was not there (the less used of the two is
     replaced): the row's recency starts from the state the shared slot holds."""
     pchk, pused, pfast, phist = cache
@@ -126,62 +128,54 @@ def _own_claim(cache, h, pbits, tables, s):
         p = i if pused[i] <= pused[i ^ 1] else i ^ 1
         pchk[p] = h
         pused[p] = 0
-        pfast[p, :] = tables[2][s, :]
-        phist[p, :] = tables[4][s, :]
+        pfast[p, :] = slots[s, FAST:CH]
+        for j in range(16):
+            phist[p, j] = slots[s, CH + j] >> 8
     pused[p] = min(pused[p] + 1, 255)
     return p
 
 
 @njit(cache=True)
-def _nibble(tables, bits, ctx, key, claim, cache, pbits, block, view):
+def _nibble(slots, bits, ctx, key, claim, cache, pbits, block, view):
     """Every context's slot for nibble `key` (0: the first; the high nibble + 1: the second), found in the shared
-    tables (claimed, fresh where missing, when `claim`), into view block `block`. A row without a cache (pbits 0:
+    slots (claimed, fresh where missing, when `claim`), into view block `block`. A row without a cache (pbits 0:
     the stream) reads the shared slots themselves; a row with one reads copies (local rows block * N_CTX + i): the
     shared slow probability and count, its own fast probability and bit history where its cache has them."""
-    lslots, lprob, lfast, lcount, lhist, where = view
+    lslots, local, where = view
     for i in range(N_CTX):
         h = _hash(ctx[i], key)
-        s = _claim(tables, h, bits) if claim else _find(tables[0], h, bits)
+        s = _claim(slots, h, bits) if claim else _find(slots, h, bits)
         where[0, i] = s
         if pbits == 0:
             lslots[block, i] = s
         elif claim:
-            where[1, i] = _own_claim(cache, h, pbits, tables, s)
+            where[1, i] = _own_claim(cache, h, pbits, slots, s)
         else:
             where[1, i] = _own(cache, h, pbits) if s >= 0 else -1
-    if pbits == 0:
-        return
-    for i in range(N_CTX):
+    for i in range(N_CTX if pbits > 0 else 0):
         s, o, r = where[0, i], where[1, i], block * N_CTX + i
         lslots[block, i] = r if s >= 0 else -1
-        if s < 0:
-            continue
-        lprob[r, :] = tables[1][s, :]
-        lcount[r, :] = tables[3][s, :]
-        if o >= 0:
-            lfast[r, :] = cache[2][o, :]
-            lhist[r, :] = cache[3][o, :]
-        else:
-            lfast[r, :] = tables[2][s, :]
-            lhist[r, :] = tables[4][s, :]
+        if s >= 0:
+            local[r, :] = slots[s, :]
+        if s >= 0 and o >= 0:
+            local[r, FAST:CH] = cache[2][o, :]
+            for j in range(16):
+                local[r, CH + j] = (local[r, CH + j] & 255) | (int(cache[3][o, j]) << 8)
 
 
 @njit(cache=True)
-def _keep(tables, cache, pbits, view):
-    """A row with a cache: its learnt view of the last nibble (block 0) back, slow state to the shared slots, recent
-    state to the row's cache and to the shared slot too (the last row's: a context only this row reads, as most
-    long ones are, stays the row's own there when its cache lets it go). The stream learnt in place."""
-    if pbits == 0:
-        return
-    _, prob, fast, count, hist = tables
-    _, lprob, lfast, lcount, lhist, where = view
-    for i in range(N_CTX):
+def _keep(slots, cache, pbits, view):
+    """A row with a cache: its learnt view of the last nibble (block 0) back, to the shared slots, and its recent
+    state to the row's cache too (the shared slot keeps the last row's: a context only this row reads, as most long
+    ones are, stays the row's own there when its cache lets it go). The stream learnt in place."""
+    _, local, where = view
+    for i in range(N_CTX if pbits > 0 else 0):
         s, o = where[0, i], where[1, i]
-        prob[s, :], count[s, :] = lprob[i, :], lcount[i, :]
-        fast[s, :], hist[s, :] = lfast[i, :], lhist[i, :]
+        slots[s, :] = local[i, :]
         if o >= 0:
-            cache[2][o, :] = lfast[i, :]
-            cache[3][o, :] = lhist[i, :]
+            cache[2][o, :] = local[i, FAST:CH]
+            for j in range(16):
+                cache[3][o, j] = local[i, CH + j] >> 8
 
 
 @njit(cache=True)
@@ -279,19 +273,19 @@ def _apm_rows(c0, bctx, out):
 @njit(cache=True)
 def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out):
     """Predict node c0 (the partial byte with its leading 1) from its contexts' slots (slot_of, in the view's
-    tables): fills its inputs x and its outputs out (OUT_*)."""
-    _, prob, fast, count, hist, _ = view
+    slots): fills its inputs x and its outputs out (OUT_*)."""
+    slots = view[1]
     ism, _, msm, _, w, w3, apm = learnt
     d = _depth(c0)
     j = c0 if d < 4 else (1 << (d - 4)) | (c0 & ((1 << (d - 4)) - 1))
     seen = 0
     for i in range(N_CTX):
         s = slot_of[i]
-        if s >= 0 and count[s, j] > 0:
+        if s >= 0 and slots[s, CH + j] & 255 > 0:
             seen += 1
-            x[PER_CTX * i] = STRETCH[prob[s, j] >> 4]
-            x[PER_CTX * i + 1] = STRETCH[fast[s, j] >> 4]
-            x[PER_CTX * i + 2] = STRETCH[int(ism[i, hist[s, j]] * 4095.0)]
+            x[PER_CTX * i] = STRETCH[slots[s, j] >> 4]
+            x[PER_CTX * i + 1] = STRETCH[slots[s, FAST + j] >> 4]
+            x[PER_CTX * i + 2] = STRETCH[int(ism[i, slots[s, CH + j] >> 8] * 4095.0)]
         else:
             x[PER_CTX * i] = x[PER_CTX * i + 1] = 0.0
             x[PER_CTX * i + 2] = STRETCH[int(ism[i, 1] * 4095.0)]
@@ -343,28 +337,26 @@ def _apm_learn(table, row, st, y, rate):
 @njit(cache=True)
 def _learn_node(c0, y, slot_of, view, learnt, buf, regs, x, out, rates, lr):
     """Update node c0 with its bit y, from its inputs x and outputs `out` (_node's)."""
-    _, prob, fast, count, hist, _ = view
+    slots = view[1]
     ism, icount, msm, mcount, w, w3, apm = learnt
     srates, frates = rates
     d = int(out[OUT_DEPTH])
     j = c0 if d < 4 else (1 << (d - 4)) | (c0 & ((1 << (d - 4)) - 1))
     for i in range(N_CTX):
         s = slot_of[i]
-        n = count[s, j]
-        p = prob[s, j]
+        n, h = slots[s, CH + j] & 255, slots[s, CH + j] >> 8
+        p = slots[s, j]
         p += int((y * 65535 - p) * srates[n])
-        prob[s, j] = min(max(p, 32), 65503)
-        f = fast[s, j]
+        slots[s, j] = min(max(p, 32), 65503)
+        f = slots[s, FAST + j]
         f += int((y * 65535 - f) * frates[n])
-        fast[s, j] = min(max(f, 32), 65503)
-        h = hist[s, j]
+        slots[s, FAST + j] = min(max(f, 32), 65503)
         ism[i, h] += (y - ism[i, h]) / (icount[i, h] + 1.5)
         icount[i, h] = min(icount[i, h] + 1, 1023)
         h = 2 * h + y
         if h >= 1 << (HISTORY_BITS + 1):
             h = (1 << HISTORY_BITS) | (h & ((1 << HISTORY_BITS) - 1))
-        hist[s, j] = h
-        count[s, j] = min(n + 1, 255)
+        slots[s, CH + j] = min(n + 1, 255) | (h << 8)
     length = regs[3]
     if length > 0:
         predicted = buf[regs[2]] | 256
@@ -405,7 +397,7 @@ def _given_at(sums, c0):
 
 
 @njit(cache=True)
-def _predict(buf, t, regs, given, g, prune, tables, bits, learnt, cache, pbits, view, lp, ctx, xs, outs, sums, done,
+def _predict(buf, t, regs, given, g, prune, slots, bits, learnt, cache, pbits, view, lp, ctx, xs, outs, sums, done,
              logp, row):
     """Write a row's log-distribution of its byte at buf[t] into logp[row] (the 255 nodes, less those under a node
     whose path's log-probability is below `prune`: uniform there), from the bytes before t and the row's registers
@@ -422,7 +414,7 @@ def _predict(buf, t, regs, given, g, prune, tables, bits, learnt, cache, pbits, 
             continue
         if c0 == 1 or 16 <= c0 < 32:  # a nibble whose nodes are evaluated: its slots
             key = 0 if c0 == 1 else c0 - 15
-            _nibble(tables, bits, ctx, key, False, cache, pbits, key, view)
+            _nibble(slots, bits, ctx, key, False, cache, pbits, key, view)
         slot_of = view[0][0] if c0 < 16 else view[0][1 + ((c0 >> (_depth(c0) - 4)) & 15)]
         _node(c0, slot_of, view, learnt, buf, regs, ctx[N_CTX:], _given_at(sums, c0), xs[c0], outs[c0])
         p = outs[c0, 0]
@@ -433,7 +425,7 @@ def _predict(buf, t, regs, given, g, prune, tables, bits, learnt, cache, pbits, 
 
 
 @njit(cache=True)
-def _learn(buf, t, regs, predicted, mtab, mbits, tables, bits, learnt, rates, lr, cache, pbits, view, ctx, xs, outs,
+def _learn(buf, t, regs, predicted, mtab, mbits, slots, bits, learnt, rates, lr, cache, pbits, view, ctx, xs, outs,
            sums, done):
     """Learn a row's byte buf[t] along its path's 8 nodes, then the row's registers after it. predicted: _predict
     filled ctx, xs, outs, sums and done for t (its evaluated nodes learn from those; the others are predicted here
@@ -446,45 +438,45 @@ def _learn(buf, t, regs, predicted, mtab, mbits, tables, bits, learnt, rates, lr
     c0 = 1
     for d in range(8):
         if d == 0 or d == 4:
-            _nibble(tables, bits, ctx, 0 if d == 0 else (c0 & 15) + 1, True, cache, pbits, 0, view)
+            _nibble(slots, bits, ctx, 0 if d == 0 else (c0 & 15) + 1, True, cache, pbits, 0, view)
         if not done[c0]:
             _node(c0, view[0][0], view, learnt, buf, regs, ctx[N_CTX:], _given_at(sums, c0), xs[c0], outs[c0])
         y = (byte >> (7 - d)) & 1
         _learn_node(c0, y, view[0][0], view, learnt, buf, regs, xs[c0], outs[c0], rates, lr)
         c0 = 2 * c0 + y
         if d == 3 or d == 7:
-            _keep(tables, cache, pbits, view)
+            _keep(slots, cache, pbits, view)
     _after_byte(buf, t, regs, mtab, mbits)
 
 
 @njit(cache=True)
-def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, tables, bits, learnt, rates, lr, cache, view,
+def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, slots, bits, learnt, rates, lr, cache, view,
          lp, ctx, xs, outs, sums, done):
     """The stream (a row without a cache, pbits 0): read buf[start:stop] one byte at a time, where `full` writing each
     position's log-distribution over the 256 bytes into logp[t - start] (_predict), then learn the byte (_learn).
     given: (stop - start, 256) log-distributions over the bytes, one more input at each node, or (0, 256): none."""
     for t in range(start, stop):
         if full:
-            _predict(buf, t, regs, given, t - start if len(given) else -1, prune, tables, bits, learnt, cache, 0,
+            _predict(buf, t, regs, given, t - start if len(given) else -1, prune, slots, bits, learnt, cache, 0,
                      view, lp, ctx, xs, outs, sums, done, logp, t - start)
-        _learn(buf, t, regs, full, mtab, mbits, tables, bits, learnt, rates, lr, cache, 0, view, ctx, xs, outs, sums,
+        _learn(buf, t, regs, full, mtab, mbits, slots, bits, learnt, rates, lr, cache, 0, view, ctx, xs, outs, sums,
                done)
 
 
 @njit(cache=True)
-def _score_rows(buf, pos, regs, active, given, logp, prune, tables, bits, learnt, caches, pbits, view, lp, ctx, xs,
+def _score_rows(buf, pos, regs, active, given, logp, prune, slots, bits, learnt, caches, pbits, view, lp, ctx, xs,
                 outs, sums, done):
     """Lockstep: every active row's distribution of its next byte (at buf[pos[row]], its registers regs[row], its
     cache caches[.][row], its mix given[row]) into logp[row] (_predict); nothing is learnt."""
     for row in range(len(pos)):
         if active[row]:
             cache = (caches[0][row], caches[1][row], caches[2][row], caches[3][row])
-            _predict(buf, pos[row], regs[row], given, row, prune, tables, bits, learnt, cache, pbits, view, lp,
+            _predict(buf, pos[row], regs[row], given, row, prune, slots, bits, learnt, cache, pbits, view, lp,
                      ctx[row], xs[row], outs[row], sums[row], done[row], logp, row)
 
 
 @njit(cache=True)
-def _learn_rows(buf, pos, ends, regs, active, tokens, mtab, mbits, tables, bits, learnt, rates, lr, caches, pbits,
+def _learn_rows(buf, pos, ends, regs, active, tokens, mtab, mbits, slots, bits, learnt, rates, lr, caches, pbits,
                 view, lp, ctx, xs, outs, sums, done):
     """Lockstep: every active row's byte tokens[row] written at buf[pos[row]] and learnt (_learn), in row order (the
     slow state is shared: the order is the decoder's too); a token that is no byte (>= 256) is not read. False where
@@ -497,7 +489,7 @@ def _learn_rows(buf, pos, ends, regs, active, tokens, mtab, mbits, tables, bits,
             return False
         buf[t] = tokens[row]
         cache = (caches[0][row], caches[1][row], caches[2][row], caches[3][row])
-        _learn(buf, t, regs[row], True, mtab, mbits, tables, bits, learnt, rates, lr, cache, pbits, view, ctx[row],
+        _learn(buf, t, regs[row], True, mtab, mbits, slots, bits, learnt, rates, lr, cache, pbits, view, ctx[row],
                xs[row], outs[row], sums[row], done[row])
         pos[row] = t + 1
     return True

@@ -63,14 +63,14 @@ class BitRows:
         m = self.model
         logp = np.zeros((len(self.pos), 256))
         _score_rows(m.buf, self.pos, self.regs, active, np.ascontiguousarray(given, dtype=np.float64), logp, m.prune,
-                    m.tables, m.bits, m.learnt, self.caches, self.pbits, self.view, self.lp, *self.nodes)
+                    m.slots, m.bits, m.learnt, self.caches, self.pbits, self.view, self.lp, *self.nodes)
         return logp
 
     def learn(self, tokens: np.ndarray, active: np.ndarray) -> None:
         """The step's tokens (S,) of the active rows, learnt in row order after `score` gave their rows."""
         m = self.model
         if not _learn_rows(m.buf, self.pos, self.ends, self.regs, active, np.asarray(tokens, dtype=np.int64), m.mtab,
-                           m.mbits, m.tables, m.bits, m.learnt, m.rates_by_count, m.lr, self.caches, self.pbits,
+                           m.mbits, m.slots, m.bits, m.learnt, m.rates_by_count, m.lr, self.caches, self.pbits,
                            self.view, self.lp, *self.nodes):
             raise ValueError("a lockstep row runs past its bound")
 
