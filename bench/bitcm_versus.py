@@ -2,8 +2,8 @@
 
     python bench/bitcm_versus.py TUNING_RUN RUN --base REV [--head REV] [--tuning-only] [--fresh] [--zpaq]
 
-Each version's bitcm.py comes from git (`git show REV:src/seqlab/countmodel/bitcm.py`; REV may also be a file of
-its own; --head defaults to the working tree's bitcm.py) and runs as `counts.bitcm` runs it: it reads the run's
+Each version's files of the bitwise model (src/seqlab/countmodel/bit*.py) come from git (`git show REV:...`;
+--head defaults to the working tree's) as a package of their own, and it runs as `counts.bitcm` runs it: it reads the run's
 training bytes (its history.npy, the last --history bytes), then scores the held-out bytes causally, eval's mix
 today one more input of its mixers (bitcm_gain.todays_mix, cached; its own bits per byte are printed too, and
 with --zpaq zpaq -m5's). TUNING_RUN's held-out bytes are a slice of the training split (bench/adapt.py makes
@@ -14,7 +14,7 @@ per CPU-second of scoring (time.thread_time, the training bytes' read apart). A 
 """
 
 import hashlib
-import importlib.util
+import importlib
 import subprocess
 import sys
 import tempfile
@@ -34,30 +34,36 @@ from seqlab.data.corpus import cache_root, encode_corpus, read_documents  # noqa
 from seqlab.scoring import score_logits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = "src/seqlab/countmodel/bitcm.py"
+SOURCE = "src/seqlab/countmodel"
 
 
-def version_file(rev: str | None, cache: Path) -> Path:
-    """bitcm.py at git revision rev (None: the working tree's; a file: that one), as a file of its own, named by
-    its hash (numba caches compiled code by path)."""
-    if rev is None or Path(rev).is_file():
-        text = Path(rev or ROOT / SOURCE).read_text()
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+
+
+def version_package(rev: str | None, cache: Path) -> Path:
+    """The bitwise model's files (bit*.py: bitcm.py, and since the kernel's split bitkernel.py, bitrows.py) at git
+    revision rev (None: the working tree's), as a package of their own under cache, named by their hash (numba
+    caches compiled code by path)."""
+    if rev is None:
+        texts = {p.name: p.read_text() for p in sorted((ROOT / SOURCE).glob("bit*.py"))}
     else:
-        text = subprocess.run(["git", "show", f"{rev}:{SOURCE}"], cwd=ROOT, check=True, capture_output=True,
-                              text=True).stdout
-    path = cache / f"bitcm_{hashlib.sha1(text.encode()).hexdigest()[:12]}.py"
-    if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return path
+        names = [Path(n).name for n in git("ls-tree", "--name-only", f"{rev}:{SOURCE}").split()]
+        texts = {n: git("show", f"{rev}:{SOURCE}/{n}") for n in names if n.startswith("bit") and n.endswith(".py")}
+    digest = hashlib.sha1("".join(f"{n}\0{t}\0" for n, t in sorted(texts.items())).encode()).hexdigest()[:12]
+    package = cache / f"bitcm_{digest}"
+    if not package.exists():
+        package.mkdir(parents=True)
+        for name, text in texts.items():
+            (package / name).write_text(text)
+        (package / "__init__.py").write_text("")
+    return package
 
 
-def load_version(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module  # numba's cached code finds its module by name
-    spec.loader.exec_module(module)
-    return module
+def load_version(package: Path):
+    if str(package.parent) not in sys.path:
+        sys.path.insert(0, str(package.parent))
+    return importlib.import_module(f"{package.name}.bitcm")
 
 
 def version_bits(module, run, items, mixed: np.ndarray, targets: np.ndarray, history_bytes: int):
@@ -113,7 +119,7 @@ def cached_bits(path: Path, run, items, mixed, targets, history_bytes: int, cach
 def main() -> None:
     p = tuning_arguments(__doc__)
     p.add_argument("--base", required=True, help="git revision of the version compared against")
-    p.add_argument("--head", help="git revision of the version measured (default: the working tree's bitcm.py)")
+    p.add_argument("--head", help="git revision of the version measured (default: the working tree's)")
     p.add_argument("--tuning-only", action="store_true", help="leave RUN's held-out split out")
     p.add_argument("--fresh", action="store_true", help="score both versions again (no cached bits)")
     p.add_argument("--zpaq", action="store_true", help="zpaq -m5 on the same bytes too (size(all) - size(train))")
@@ -122,7 +128,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cache, limit = Path(args.cache), args.bytes or 1 << 62
-    base, head = version_file(args.base, cache), version_file(args.head, cache)
+    base, head = version_package(args.base, cache), version_package(args.head, cache)
     rows = []
     splits = [("tuning slice", args.tuning_run)] + ([] if args.tuning_only else [("held-out (report only)", args.run)])
     for label, path in splits:

@@ -1,7 +1,7 @@
-"""Seconds (thread CPU, wall) of BitRows' first score+learn step (27 rows) in a fresh process: its two loops are
-compiled there (not cached, bitrows.py says why), bitcm's own kernels come from numba's cache.
+"""Seconds (thread CPU, wall) of BitRows' first score+learn step (27 rows) in a fresh process: its loops come from
+numba's cache (bitkernel.py; until 2026-12-06 they were compiled in each process, 3.7-4.5 CPU-seconds).
 
-Run twice (the first run fills bitcm's cache): nice python bench/bitrows_first_call.py
+Run twice (the first run fills the cache): nice python bench/bitrows_first_call.py
 """
 import time
 import numpy as np

@@ -23,6 +23,7 @@ mixed in), with each one's bits per byte. `surprise --network-alone` is the firs
 headers below), and with --before SRC the same command with the seqlab source tree SRC
 (e.g. a `git archive` of the commit before) in turn, saying whether both listed the same
 anomalies and fixes.
+--mixed-only --against RUN2 does the same for RUN (after) and RUN2 (before) with this tree.
 Without --fixes, --before SRC times the mixed row (eval's scoring with the count model) with this tree and
 with SRC in turn, each a fresh process (one untimed pass, then the timed one), --repeats times, and pairs
 the two trees' bits byte by byte (intervals.paired): the speed-up and whether the bits stayed the same.
@@ -167,15 +168,18 @@ def mixed_child(args) -> None:
 
 
 def mixed_before_after(args) -> None:
-    """--before SRC without --fixes: the mixed row with this tree and SRC's in turn, fresh processes, paired."""
+    """--before SRC without --fixes: the mixed row with this tree and SRC's in turn, fresh processes, paired;
+    --against RUN2 instead: the mixed row of RUN and of RUN2 (a copy with other settings) with this tree."""
     from seqlab.intervals import AUTO, paired
 
     times, bits = {}, {}
+    readings = ([("after", HERE, args.run), ("before", HERE, args.against)] if args.against
+                else [(name, src, args.run) for name, src in source_tree(args.before)])
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeats):
-            for name, src in source_tree(args.before):
+            for name, src, run in readings:
                 out = Path(tmp) / f"{name}.npy"
-                cmd = [sys.executable, __file__, args.run, *([args.file] if args.file else []), "--bytes",
+                cmd = [sys.executable, __file__, run, *([args.file] if args.file else []), "--bytes",
                        str(args.bytes), "--threads", str(args.threads), "--child", str(out)]
                 done = subprocess.run(cmd, check=True, capture_output=True, text=True,
                                       env={**os.environ, "SEQLAB_BENCH_SRC": src})
@@ -183,7 +187,8 @@ def mixed_before_after(args) -> None:
                 bits[name] = np.load(out)
     n = times["after"][0]["bytes"]
     print(f"eval's scoring, mixed: {n:,} bytes, {args.threads} threads, a fresh process per reading, "
-          f"{args.repeats} readings each in turn (one untimed pass first)")
+          f"{args.repeats} readings each in turn (one untimed pass first)"
+          + (f"; after: {args.run}, before: {args.against}" if args.against else ""))
     for name, ts in times.items():
         wall, cpu = (float(np.median([t[k] for t in ts])) for k in ("wall", "cpu"))
         each = ", ".join(f"{n / t['wall']:,.0f}" for t in ts)
@@ -210,6 +215,8 @@ def main() -> None:
     ap.add_argument("--before", metavar="SRC", help="a seqlab source tree (checkout or its src/) to compare against: "
                     "the whole command with --fixes, else the mixed row")
     ap.add_argument("--mixed-only", action="store_true", help="with --before: only the mixed row, before and after")
+    ap.add_argument("--against", metavar="RUN2", help="with --mixed-only: the mixed row of RUN2 (e.g. a copy of RUN "
+                    "with other settings in its config.json) as the 'before', this tree for both")
     ap.add_argument("--child", metavar="OUT", help=argparse.SUPPRESS)  # one reading of the mixed row (--before's)
     args = ap.parse_args()
     if args.fixes:
@@ -217,8 +224,8 @@ def main() -> None:
     if args.child:
         return mixed_child(args)
     if args.mixed_only:
-        if not args.before:
-            sys.exit("--mixed-only compares the mixed row with --before SRC's; give --before")
+        if not (args.before or args.against):
+            sys.exit("--mixed-only compares the mixed row with --before SRC's or --against RUN2's; give one")
         return mixed_before_after(args)
     torch.set_num_threads(args.threads)
     run = load(args.run)

@@ -99,3 +99,20 @@ def test_eval_with_counts_bitcm_mixes_it_in_and_stays_causal(trained_runs, tmp_p
     whole, half = mixed(text), mixed(text[:301])
     torch.testing.assert_close(whole[:300], half)
     torch.testing.assert_close(torch.logsumexp(whole, dim=1), torch.zeros(len(whole), dtype=whole.dtype))
+
+
+def test_the_bitwise_models_numba_code_is_all_in_one_file():
+    """numba keys a cached function (cache=True) on its own file only, but its machine code holds the jitted functions
+    it calls: jitted code in a second file (compress's lockstep loops were, calling bitcm's kernels) ran the old model
+    after a change to the first. So every file of seqlab that uses numba is bitkernel.py, which imports no other."""
+    import re
+    from pathlib import Path
+
+    import seqlab
+
+    root = Path(seqlab.__file__).parent
+    imports_numba = re.compile(r"^\s*(from|import) numba\b", re.MULTILINE)
+    with_numba = sorted(p.name for p in root.rglob("*.py") if imports_numba.search(p.read_text()))
+    assert with_numba == ["bitkernel.py"], with_numba
+    kernel = (root / "countmodel" / "bitkernel.py").read_text()
+    assert "from ." not in kernel and "import seqlab" not in kernel and "from seqlab" not in kernel

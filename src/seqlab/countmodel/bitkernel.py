@@ -1,0 +1,495 @@
+"""The bitwise model's numba code (bitcm.py's model), all of it: the single stream (BitCM) and compress's lockstep
+rows (BitRows) run the same loops, `_predict` and `_learn`, the stream being a row without a cache of its own.
+Why one file: numba keys a cached function on its own file only, but its machine code holds every jitted function
+it calls (rows' loops in another file ran the old model after a change here); the constants it reads, likewise.
+The arrays travel in tuples (bitcm.BitCM builds them): learnt, rates, and a row's cache and view.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; the three word contexts follow, then the column's
+N_COLUMN = 2  # the position in the line with the byte above; the byte above with the last byte
+N_CTX = len(ORDERS) + 3 + N_COLUMN
+PER_CTX = 3  # a context's inputs: its entry's slow and fast probabilities, and its bit history's
+N_IN = PER_CTX * N_CTX + 3  # and the match model's, the given distribution's (score's), a bias
+MATCH_IN, GIVEN_IN = PER_CTX * N_CTX, PER_CTX * N_CTX + 1
+HISTORY_BITS = 6  # an entry's bit history: its last bits (up to 6) after a leading 1; 1: none yet
+MATCH_MIN = 6  # bytes hashed to find a match
+MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
+N_REGS = 5  # a stream's registers: current word, previous word, match pointer, match length, the word before
+N_BYTE_CTX = 2  # the small contexts of a byte's nodes (after its N_CTX hashes): the last byte, the order-2 hash
+# the mixers, one table of weight sets: each mixer's sets (selected in _mixer_rows) from its first row
+MIXER_SETS = (256, MATCH_SETS, 257)  # by the partial byte; by match length and contexts seen; by the last byte
+MIXER_FROM = tuple(sum(MIXER_SETS[:k]) for k in range(len(MIXER_SETS)))
+N_MIXERS = len(MIXER_SETS)
+FINAL_RATE = 0.3  # the final mixer's rate, times the mixers'
+# the APM stages, one table of rows (selected in _apm_rows), and each one's weight in the final average (the
+# mix's own: what is left)
+APM_CELLS = 33
+APM2_BITS = 16
+APM_ROWS = (256, 1 << APM2_BITS, 257 * 256)  # by the partial byte; with the order-2 hash; with the last byte
+APM_FROM = tuple(sum(APM_ROWS[:k]) for k in range(len(APM_ROWS)))
+APM_WEIGHTS = (0.2, 0.4, 0.2)
+MIX_WEIGHT = 1.0 - sum(APM_WEIGHTS)
+N_APM = len(APM_ROWS)
+# a node's outputs (_node's, for _learn_node): p, the final stretch, the depth, each mixer's dot and weight set's
+# row, each APM stage's row
+OUT_P, OUT_ST, OUT_DEPTH, OUT_DOT = 0, 1, 2, 3
+OUT_SET = OUT_DOT + N_MIXERS
+OUT_APM = OUT_SET + N_MIXERS
+N_OUT = OUT_APM + N_APM
+# a slot's columns (uint16): each entry j (1-15: a nibble's nodes) has its slow probability in column j, its fast one
+# in FAST + j, its count and bit history (count | history << 8) in CH + j; column 0 is the slot's check byte. One row,
+# 96 bytes, holds what a context's nodes read: two cache lines, where four arrays took five.
+FAST, CH, SLOT_WIDTH = 16, 32, 48
+STRETCH_CLAMP = 8.0
+STRETCH = np.clip(np.log((np.arange(4096) + 0.5) / (4096 - np.arange(4096) - 0.5)), -8.0, 8.0)
+K1 = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64
+K2 = -4658895280553007687  # 0xBF58476D1CE4E5B9
+K3 = -7723592293110705685  # 0x94D049BB133111EB
+
+
+@njit(cache=True)
+def _hash(a, b):
+    x = (a + (b + 1) * K2) * K1
+    x ^= (x >> 31) & 0x1FFFFFFFF
+    x *= K3
+    return x ^ ((x >> 29) & 0x7FFFFFFFF)
+
+
+@njit(cache=True)
+def _stretch(p):
+    p = min(max(p, 1e-6), 1.0 - 1e-6)
+    return min(max(math.log(p / (1.0 - p)), -STRETCH_CLAMP), STRETCH_CLAMP)
+
+
+@njit(cache=True)
+def _squash(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@njit(cache=True)
+def _depth(c0):
+    d = 0
+    while (c0 >> (d + 1)) > 0:
+        d += 1
+    return d
+
+
+@njit(cache=True)
+def _find(slots, h, bits):
+    """The slot of hash h (one of two probed), or -1."""
+    i = (h >> (64 - bits)) & ((1 << bits) - 1)
+    c = (h >> 8) & 255
+    if slots[i, 0] == c:
+        return i
+    if slots[i ^ 1, 0] == c:
+        return i ^ 1
+    return -1
+
+
+@njit(cache=True)
+def _claim(slots, h, bits):
+    """The slot of hash h, made fresh where it was not there (the less used of the two is replaced)."""
+    s = _find(slots, h, bits)
+    if s >= 0:
+        return s
+    i = (h >> (64 - bits)) & ((1 << bits) - 1)
+    s = i if slots[i, CH + 1] & 255 <= slots[i ^ 1, CH + 1] & 255 else i ^ 1
+    slots[s, :CH] = 32768
+    slots[s, CH:] = 1 << 8  # count 0, bit history 1 (none)
+    slots[s, 0] = (h >> 8) & 255
+    return s
+
+
+@njit(cache=True)
+def _own(cache, h, pbits):
+    """The row's cache slot for hash h (one of two probed), or -1."""
+    pchk, pused = cache[0], cache[1]
+    i = (h >> (64 - pbits)) & ((1 << pbits) - 1)
+    if pused[i] > 0 and pchk[i] == h:
+        return i
+    if pused[i ^ 1] > 0 and pchk[i ^ 1] == h:
+        return i ^ 1
+    return -1
+
+
+@njit(cache=True)
+def _own_claim(cache, h, pbits, slots, s):
+    """The row's cache slot for hash h, made from shared slot s where it was not there (the less used of the two is
+    replaced): the row's recency starts from the state the shared slot holds."""
+    pchk, pused, pfast, phist = cache
+    p = _own(cache, h, pbits)
+    if p < 0:
+        i = (h >> (64 - pbits)) & ((1 << pbits) - 1)
+        p = i if pused[i] <= pused[i ^ 1] else i ^ 1
+        pchk[p] = h
+        pused[p] = 0
+        pfast[p, :] = slots[s, FAST:CH]
+        for j in range(16):
+            phist[p, j] = slots[s, CH + j] >> 8
+    pused[p] = min(pused[p] + 1, 255)
+    return p
+
+
+@njit(cache=True)
+def _nibble(slots, bits, ctx, key, claim, cache, pbits, block, view):
+    """Every context's slot for nibble `key` (0: the first; the high nibble + 1: the second), found in the shared
+    slots (claimed, fresh where missing, when `claim`), into view block `block`. A row without a cache (pbits 0:
+    the stream) reads the shared slots themselves; a row with one reads copies (local rows block * N_CTX + i): the
+    shared slow probability and count, its own fast probability and bit history where its cache has them."""
+    lslots, local, where = view
+    for i in range(N_CTX):
+        h = _hash(ctx[i], key)
+        s = _claim(slots, h, bits) if claim else _find(slots, h, bits)
+        where[0, i] = s
+        if pbits == 0:
+            lslots[block, i] = s
+        elif claim:
+            where[1, i] = _own_claim(cache, h, pbits, slots, s)
+        else:
+            where[1, i] = _own(cache, h, pbits) if s >= 0 else -1
+    for i in range(N_CTX if pbits > 0 else 0):
+        s, o, r = where[0, i], where[1, i], block * N_CTX + i
+        lslots[block, i] = r if s >= 0 else -1
+        if s >= 0:
+            local[r, :] = slots[s, :]
+        if s >= 0 and o >= 0:
+            local[r, FAST:CH] = cache[2][o, :]
+            for j in range(16):
+                local[r, CH + j] = (local[r, CH + j] & 255) | (int(cache[3][o, j]) << 8)
+
+
+@njit(cache=True)
+def _keep(slots, cache, pbits, view):
+    """A row with a cache: its learnt view of the last nibble (block 0) back, to the shared slots, and its recent
+    state to the row's cache too (the shared slot keeps the last row's: a context only this row reads, as most long
+    ones are, stays the row's own there when its cache lets it go). The stream learnt in place."""
+    _, local, where = view
+    for i in range(N_CTX if pbits > 0 else 0):
+        s, o = where[0, i], where[1, i]
+        slots[s, :] = local[i, :]
+        if o >= 0:
+            cache[2][o, :] = local[i, FAST:CH]
+            for j in range(16):
+                cache[3][o, j] = local[i, CH + j] >> 8
+
+
+@njit(cache=True)
+def _line_start(buf, t):
+    """Where the line holding position t starts, and whether a newline is before it (not the text's start: a
+    byte 256, "before the text", or 255 bytes without one)."""
+    i = t - 1
+    while i >= 0 and t - i <= 255 and buf[i] != 10 and buf[i] != 256:
+        i -= 1
+    return i + 1, i >= 0 and buf[i] == 10
+
+
+@njit(cache=True)
+def _column(buf, t):
+    """Position t's column (bytes since the line's start) and the byte above it (the line before's byte at that
+    column; 10 past that line's end, 256 when there is no line before)."""
+    start, newline = _line_start(buf, t)
+    column = t - start
+    if not newline:
+        return column, 256
+    above_start, _ = _line_start(buf, start - 1)
+    return column, buf[above_start + column] if above_start + column < start - 1 else 10
+
+
+@njit(cache=True)
+def _contexts(buf, t, regs, ctx):
+    """The context hashes before position t (regs: the words), then (from N_CTX) the small contexts of its nodes'
+    mixers and APMs."""
+    bctx = ctx[N_CTX:]
+    for k in range(len(ORDERS)):
+        h = np.int64(ORDERS[k] + 1)
+        for j in range(1, ORDERS[k] + 1):
+            h = _hash(h, buf[t - j] if t - j >= 0 else 256)
+        ctx[k] = h
+    ctx[len(ORDERS)] = _hash(regs[0], 1000)
+    ctx[len(ORDERS) + 1] = _hash(regs[0], regs[1] + 2000)
+    ctx[len(ORDERS) + 2] = _hash(_hash(regs[0], regs[1] + 3000), regs[4])
+    column, above = _column(buf, t)
+    ctx[len(ORDERS) + 3] = _hash(min(column, 127) + 5000, above)
+    ctx[len(ORDERS) + 4] = _hash(above + 6000, buf[t - 1] if t >= 1 else 256)
+    bctx[0] = buf[t - 1] if t >= 1 else 256
+    bctx[1] = _hash(bctx[0], buf[t - 2] if t >= 2 else 256)
+
+
+@njit(cache=True)
+def _after_byte(buf, t, regs, mtab, mbits):
+    """Word hashes and the match model after byte buf[t] (regs: N_REGS's)."""
+    c = buf[t] + 32 if 65 <= buf[t] <= 90 else buf[t]  # case-folded
+    if 97 <= c <= 122 or c >= 128:
+        regs[0] = _hash(regs[0], c)
+    elif regs[0] != 0:
+        regs[4], regs[1], regs[0] = regs[1], regs[0], 0
+    if regs[3] > 0 and buf[regs[2]] == buf[t]:
+        regs[3] = min(regs[3] + 1, 65535)
+        regs[2] += 1
+    else:
+        regs[3] = 0
+    if t + 1 >= MATCH_MIN:
+        h = np.int64(7)
+        for j in range(MATCH_MIN):
+            h = _hash(h, buf[t - j])
+        slot = (h >> (64 - mbits)) & ((1 << mbits) - 1)
+        if regs[3] == 0:
+            ptr = mtab[slot]
+            if ptr > 0:
+                n = 0
+                while n < 32 and ptr - 1 - n >= 0 and buf[ptr - 1 - n] == buf[t - n]:
+                    n += 1
+                if n >= MATCH_MIN:
+                    regs[2], regs[3] = ptr, n
+        mtab[slot] = t + 1
+
+
+@njit(cache=True)
+def _match_bucket(length):
+    return 0 if length == 0 else 1 if length < 16 else 2 if length < 24 else 3 if length < 32 else 4
+
+
+@njit(cache=True)
+def _mixer_rows(c0, seen, length, bctx, out):
+    """Each mixer's weight set at node c0, a row of the mixers' table, into out."""
+    out[OUT_SET] = c0
+    out[OUT_SET + 1] = MIXER_FROM[1] + _match_bucket(length) * (N_CTX + 1) + seen
+    out[OUT_SET + 2] = MIXER_FROM[2] + bctx[0]
+
+
+@njit(cache=True)
+def _apm_rows(c0, bctx, out):
+    """Each APM stage's row at node c0, a row of the APMs' table, into out."""
+    out[OUT_APM] = c0
+    out[OUT_APM + 1] = APM_FROM[1] + ((bctx[1] ^ (c0 * 40503)) & ((1 << APM2_BITS) - 1))
+    out[OUT_APM + 2] = APM_FROM[2] + bctx[0] * 256 + c0
+
+
+@njit(cache=True)
+def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out):
+    """Predict node c0 (the partial byte with its leading 1) from its contexts' slots (slot_of, in the view's
+    slots): fills its inputs x and its outputs out (OUT_*)."""
+    slots = view[1]
+    ism, _, msm, _, w, w3, apm = learnt
+    d = _depth(c0)
+    j = c0 if d < 4 else (1 << (d - 4)) | (c0 & ((1 << (d - 4)) - 1))
+    seen = 0
+    for i in range(N_CTX):
+        s = slot_of[i]
+        if s >= 0 and slots[s, CH + j] & 255 > 0:
+            seen += 1
+            x[PER_CTX * i] = STRETCH[slots[s, j] >> 4]
+            x[PER_CTX * i + 1] = STRETCH[slots[s, FAST + j] >> 4]
+            x[PER_CTX * i + 2] = STRETCH[int(ism[i, slots[s, CH + j] >> 8] * 4095.0)]
+        else:
+            x[PER_CTX * i] = x[PER_CTX * i + 1] = 0.0
+            x[PER_CTX * i + 2] = STRETCH[int(ism[i, 1] * 4095.0)]
+    x[MATCH_IN] = 0.0
+    length = regs[3]
+    if length > 0:
+        predicted = buf[regs[2]] | 256
+        if (predicted >> (8 - d)) == c0:
+            st = _stretch(msm[min(length, 63)])
+            x[MATCH_IN] = st if (predicted >> (7 - d)) & 1 == 1 else -st
+    x[GIVEN_IN] = given
+    x[N_IN - 1] = 0.5
+    _mixer_rows(c0, seen, length, bctx, out)
+    r0, r1, r2 = int(out[OUT_SET]), int(out[OUT_SET + 1]), int(out[OUT_SET + 2])
+    d0 = d1 = d2 = 0.0
+    for i in range(N_IN):  # the N_MIXERS (3) dots side by side, each summed in order (the floats of one at a time)
+        d0, d1, d2 = d0 + w[r0, i] * x[i], d1 + w[r1, i] * x[i], d2 + w[r2, i] * x[i]
+    st = 0.0
+    for k, dot in enumerate((d0, d1, d2)):
+        out[OUT_DOT + k] = min(max(dot, -STRETCH_CLAMP), STRETCH_CLAMP)
+        st += w3[c0, k] * out[OUT_DOT + k]
+    st = min(max(st, -STRETCH_CLAMP), STRETCH_CLAMP)  # the final mixer's
+    _apm_rows(c0, bctx, out)
+    p = MIX_WEIGHT * _squash(st)
+    for k in range(N_APM):
+        p += APM_WEIGHTS[k] * _apm(apm, int(out[OUT_APM + k]), st)
+    out[OUT_P] = min(max(p, 1.0 / 8192), 1.0 - 1.0 / 8192)
+    out[OUT_ST] = st
+    out[OUT_DEPTH] = d
+
+
+@njit(cache=True)
+def _apm(table, row, st):
+    pos = (st + STRETCH_CLAMP) * (APM_CELLS - 1) / (2 * STRETCH_CLAMP)
+    lo = min(int(pos), APM_CELLS - 2)
+    f = pos - lo
+    return table[row, lo] * (1 - f) + table[row, lo + 1] * f
+
+
+@njit(cache=True)
+def _apm_learn(table, row, st, y, rate):
+    pos = (st + STRETCH_CLAMP) * (APM_CELLS - 1) / (2 * STRETCH_CLAMP)
+    lo = min(int(pos), APM_CELLS - 2)
+    f = pos - lo
+    table[row, lo] += (y - table[row, lo]) * rate * (1 - f)
+    table[row, lo + 1] += (y - table[row, lo + 1]) * rate * f
+
+
+@njit(cache=True)
+def _learn_node(c0, y, slot_of, view, learnt, buf, regs, x, out, rates, lr):
+    """Update node c0 with its bit y, from its inputs x and outputs `out` (_node's)."""
+    slots = view[1]
+    ism, icount, msm, mcount, w, w3, apm = learnt
+    srates, frates = rates
+    d = int(out[OUT_DEPTH])
+    j = c0 if d < 4 else (1 << (d - 4)) | (c0 & ((1 << (d - 4)) - 1))
+    for i in range(N_CTX):
+        s = slot_of[i]
+        n, h = slots[s, CH + j] & 255, slots[s, CH + j] >> 8
+        p = slots[s, j]
+        p += int((y * 65535 - p) * srates[n])
+        slots[s, j] = min(max(p, 32), 65503)
+        f = slots[s, FAST + j]
+        f += int((y * 65535 - f) * frates[n])
+        slots[s, FAST + j] = min(max(f, 32), 65503)
+        ism[i, h] += (y - ism[i, h]) / (icount[i, h] + 1.5)
+        icount[i, h] = min(icount[i, h] + 1, 1023)
+        h = 2 * h + y
+        if h >= 1 << (HISTORY_BITS + 1):
+            h = (1 << HISTORY_BITS) | (h & ((1 << HISTORY_BITS) - 1))
+        slots[s, CH + j] = min(n + 1, 255) | (h << 8)
+    length = regs[3]
+    if length > 0:
+        predicted = buf[regs[2]] | 256
+        if (predicted >> (8 - d)) == c0:
+            k = min(length, 63)
+            hit = 1.0 if ((predicted >> (7 - d)) & 1) == y else 0.0
+            msm[k] += (hit - msm[k]) * srates[mcount[k]]
+            mcount[k] = min(mcount[k] + 1, 1023)
+    for k in range(N_MIXERS):
+        row = int(out[OUT_SET + k])
+        e = y - _squash(out[OUT_DOT + k])
+        for i in range(N_IN):
+            w[row, i] += lr * e * x[i]
+    e = (y - _squash(out[OUT_ST])) * lr * FINAL_RATE
+    for k in range(N_MIXERS):
+        w3[c0, k] += e * out[OUT_DOT + k]
+    for k in range(N_APM):
+        _apm_learn(apm, int(out[OUT_APM + k]), out[OUT_ST], y, 0.02)
+
+
+@njit(cache=True)
+def _given_sums(given, g, sums):
+    """sums[c0]: the given distribution's (given[g]) mass under node c0 (the leaves from 256); sums[0]: whether there
+    is one (g >= 0)."""
+    sums[0] = g >= 0
+    if g < 0:
+        return
+    for b in range(256):
+        sums[256 + b] = math.exp(given[g, b])
+    for c0 in range(255, 0, -1):
+        sums[c0] = sums[2 * c0] + sums[2 * c0 + 1]
+
+
+@njit(cache=True)
+def _given_at(sums, c0):
+    """The given distribution's input at node c0: the stretch of its probability of a 1 there (none: 0)."""
+    return _stretch(sums[2 * c0 + 1] / max(sums[c0], 1e-300)) if sums[0] else 0.0
+
+
+@njit(cache=True)
+def _predict(buf, t, regs, given, g, prune, slots, bits, learnt, cache, pbits, view, lp, ctx, xs, outs, sums, done,
+             logp, row):
+    """Write a row's log-distribution of its byte at buf[t] into logp[row] (the 255 nodes, less those under a node
+    whose path's log-probability is below `prune`: uniform there), from the bytes before t and the row's registers
+    regs; given[g] (g >= 0): another model's log-distribution, one more input at each node. Fills the row's context
+    hashes ctx, its nodes' inputs xs, outputs outs, the given's sums and done (which nodes were evaluated) for
+    _learn; nothing is learnt. lp: scratch, the nodes' path log-probabilities."""
+    lp[1] = 0.0
+    _given_sums(given, g, sums)
+    _contexts(buf, t, regs, ctx)
+    for c0 in range(1, 256):
+        done[c0] = lp[c0] >= prune
+        if not done[c0]:
+            lp[2 * c0 + 1] = lp[2 * c0] = lp[c0] - math.log(2.0)
+            continue
+        if c0 == 1 or 16 <= c0 < 32:  # a nibble whose nodes are evaluated: its slots
+            key = 0 if c0 == 1 else c0 - 15
+            _nibble(slots, bits, ctx, key, False, cache, pbits, key, view)
+        slot_of = view[0][0] if c0 < 16 else view[0][1 + ((c0 >> (_depth(c0) - 4)) & 15)]
+        _node(c0, slot_of, view, learnt, buf, regs, ctx[N_CTX:], _given_at(sums, c0), xs[c0], outs[c0])
+        p = outs[c0, 0]
+        lp[2 * c0 + 1] = lp[c0] + math.log(p)
+        lp[2 * c0] = lp[c0] + math.log(1.0 - p)
+    for b in range(256):
+        logp[row, b] = lp[256 + b]
+
+
+@njit(cache=True)
+def _learn(buf, t, regs, predicted, mtab, mbits, slots, bits, learnt, rates, lr, cache, pbits, view, ctx, xs, outs,
+           sums, done):
+    """Learn a row's byte buf[t] along its path's 8 nodes, then the row's registers after it. predicted: _predict
+    filled ctx, xs, outs, sums and done for t (its evaluated nodes learn from those; the others are predicted here
+    from the slots claimed, fresh where none was); else every node is predicted here, without a given input."""
+    if not predicted:
+        sums[0] = 0.0
+        done[:] = False
+        _contexts(buf, t, regs, ctx)
+    byte = buf[t]
+    c0 = 1
+    for d in range(8):
+        if d == 0 or d == 4:
+            _nibble(slots, bits, ctx, 0 if d == 0 else (c0 & 15) + 1, True, cache, pbits, 0, view)
+        if not done[c0]:
+            _node(c0, view[0][0], view, learnt, buf, regs, ctx[N_CTX:], _given_at(sums, c0), xs[c0], outs[c0])
+        y = (byte >> (7 - d)) & 1
+        _learn_node(c0, y, view[0][0], view, learnt, buf, regs, xs[c0], outs[c0], rates, lr)
+        c0 = 2 * c0 + y
+        if d == 3 or d == 7:
+            _keep(slots, cache, pbits, view)
+    _after_byte(buf, t, regs, mtab, mbits)
+
+
+@njit(cache=True)
+def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, slots, bits, learnt, rates, lr, cache, view,
+         lp, ctx, xs, outs, sums, done):
+    """The stream (a row without a cache, pbits 0): read buf[start:stop] one byte at a time, where `full` writing each
+    position's log-distribution over the 256 bytes into logp[t - start] (_predict), then learn the byte (_learn).
+    given: (stop - start, 256) log-distributions over the bytes, one more input at each node, or (0, 256): none."""
+    for t in range(start, stop):
+        if full:
+            _predict(buf, t, regs, given, t - start if len(given) else -1, prune, slots, bits, learnt, cache, 0,
+                     view, lp, ctx, xs, outs, sums, done, logp, t - start)
+        _learn(buf, t, regs, full, mtab, mbits, slots, bits, learnt, rates, lr, cache, 0, view, ctx, xs, outs, sums,
+               done)
+
+
+@njit(cache=True)
+def _score_rows(buf, pos, regs, active, given, logp, prune, slots, bits, learnt, caches, pbits, view, lp, ctx, xs,
+                outs, sums, done):
+    """Lockstep: every active row's distribution of its next byte (at buf[pos[row]], its registers regs[row], its
+    cache caches[.][row], its mix given[row]) into logp[row] (_predict); nothing is learnt."""
+    for row in range(len(pos)):
+        if active[row]:
+            cache = (caches[0][row], caches[1][row], caches[2][row], caches[3][row])
+            _predict(buf, pos[row], regs[row], given, row, prune, slots, bits, learnt, cache, pbits, view, lp,
+                     ctx[row], xs[row], outs[row], sums[row], done[row], logp, row)
+
+
+@njit(cache=True)
+def _learn_rows(buf, pos, ends, regs, active, tokens, mtab, mbits, slots, bits, learnt, rates, lr, caches, pbits,
+                view, lp, ctx, xs, outs, sums, done):
+    """Lockstep: every active row's byte tokens[row] written at buf[pos[row]] and learnt (_learn), in row order (the
+    slow state is shared: the order is the decoder's too); a token that is no byte (>= 256) is not read. False where
+    a row would run past its region's end (ends[row])."""
+    for row in range(len(pos)):
+        if not active[row] or tokens[row] >= 256:
+            continue
+        t = pos[row]
+        if t >= ends[row]:
+            return False
+        buf[t] = tokens[row]
+        cache = (caches[0][row], caches[1][row], caches[2][row], caches[3][row])
+        _learn(buf, t, regs[row], True, mtab, mbits, slots, bits, learnt, rates, lr, cache, pbits, view, ctx[row],
+               xs[row], outs[row], sums[row], done[row])
+        pos[row] = t + 1
+    return True
