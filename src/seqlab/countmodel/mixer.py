@@ -106,18 +106,21 @@ def blend_counts(model, recent: list[CountTable], contexts: np.ndarray, pending:
     slot_of[distinct] = np.arange(len(distinct))
     erow, etoken = np.divmod(distinct, vocab)
     base, bonus = _blends(c.orders, c.experts, vocab, total, _escape(c, types), erow, row, order, slot_of[key], counts)
+    bases, bonuses = [base], [bonus]  # every expert's columns, stacked once at the end
     if c.match_orders:
         usual = (order == longest[row]) & (bucket[row] > len(c.orders))
         predicted = _most_counted(n, row[usual], tokens[usual], counts[usual])
         mbase, mbonus = _match_expert(predicted, slot_of, vocab, c.match_confidence, len(distinct))
-        base, bonus = np.column_stack([base, mbase]), np.column_stack([bonus, mbonus])
+        bases.append(mbase)
+        bonuses.append(mbonus)
     blended = [(c.orders, own_experts)] * len(own_experts) + ([(WORD_LEVELS, WORD_LEVELS[-1:])] if words else [])
     for (o_types, o_total, o_row, o_order, _, o_counts), o_key, (levels, top) in zip(own, own_keys, blended):
         obase, obonus = _blends(levels, top, vocab, o_total, _escape(c, o_types), erow, o_row, o_order,
                                 slot_of[o_key], o_counts)
-        base, bonus = np.column_stack([base, obase]), np.column_stack([bonus, obonus])
-    return Experts(base.astype(np.float32), erow, etoken, bonus.astype(np.float32), bucket,
-                   small_contexts(contexts, bucket, types, total, longest, positions))
+        bases.append(obase)
+        bonuses.append(obonus)
+    return Experts(np.column_stack(bases).astype(np.float32), erow, etoken, np.column_stack(bonuses).astype(np.float32),
+                   bucket, small_contexts(contexts, bucket, types, total, longest, positions))
 
 
 WORD_LEVELS = list(range(1, WORD_ORDERS + 1))  # the word model's contexts, blended as orders 1, 2
