@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from seqlab.countmodel import tables as count_tables
-from seqlab.countmodel.kernels import directory_search, merge_sorted, spread
+from seqlab.countmodel.kernels import blend_shares, directory_search, merge_sorted, spread
 from seqlab.countmodel.mixer import _blends, _log1p
 from seqlab.countmodel.rowkernels import last_word_contexts
 from seqlab.countmodel.tables import CountTable, _sum_by_key, search
@@ -84,14 +84,15 @@ def _numpy_blends(orders, experts, vocab, total, escape, erow, row, order, slot,
     weights = (a * above).ravel()[row * a.shape[1] + order] * counts
     sums = np.bincount(block_of[order] * m + slot, weights=weights, minlength=len(blocks) * m).reshape(len(blocks), m)
     share, extra = np.full(n, 1.0 / vocab), np.zeros(m)
-    bases, bonuses = [], []
+    shares, ratios = [], []
     for i, scale in enumerate(scales):
         share *= scale
         extra *= scale[erow]
         extra += sums[i]
-        bases.append(np.log(share))
-        bonuses.append(_log1p(extra / share[erow]))
-    return np.stack(bases, axis=1), np.stack(bonuses, axis=1)
+        shares.append(share.copy())
+        ratios.append(extra / share[erow])
+    bases, bonuses = np.stack([np.log(s) for s in shares], axis=1), np.stack([_log1p(r) for r in ratios], axis=1)
+    return (bases, bonuses), (np.array(blocks), np.stack(shares), np.stack(ratios))
 
 
 @pytest.mark.parametrize("experts", [[2, 4, 24], [24], [1, 3]])
@@ -111,9 +112,16 @@ def test_blends_give_numpys_floats_to_the_bit(experts):
     order = rng.integers(0, k, len(entries))
     counts = rng.integers(1, 3000, len(entries)).astype(np.float32)
     got = _blends(orders, experts, vocab, total, escape, erow, row, order, slot, counts)
-    want = _numpy_blends(orders, experts, vocab, total, escape, erow, row, order, slot, counts)
+    want, (blocks, shares, ratios) = _numpy_blends(orders, experts, vocab, total, escape, erow, row, order, slot,
+                                                   counts)
     for g, w in zip(got, want):
         assert g.dtype == w.dtype and np.array_equal(g.view(np.uint8), w.view(np.uint8))
+    # and the float64s before the logs (the float32 bonuses round most of a last bit's difference away)
+    block_of = np.full(k, -1)
+    for i, (lo, hi) in enumerate(blocks):
+        block_of[lo:hi] = i
+    got_shares, got_ratios = blend_shares(blocks, 1.0 / vocab, total, escape, erow, row, order, block_of, slot, counts)
+    assert np.array_equal(got_shares, shares) and np.array_equal(got_ratios, ratios)
 
 
 def test_spread_gives_each_query_its_contexts_entries():
