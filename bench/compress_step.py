@@ -5,7 +5,8 @@
 Steps a batch of --rows random byte tokens through the run's network from an empty cache, as compress's
 segments in lockstep do (the cache re-read from its last half window when it fills), one torch thread, and
 prints CPU-ms per step (time.thread_time: the machine may be shared) and the median plain step (no re-read),
-fp32 then bf16 (autocast, a bf16 cache: step_in_bf16's), --rounds times in turn.
+fp32 then bf16 (autocast, a bf16 cache, the linear layers' weights cast to bf16 once: step_in_bf16's and
+with_bf16_linears'), --rounds times in turn.
 """
 
 import argparse
@@ -44,9 +45,10 @@ def main() -> None:
     torch.set_num_threads(1)
     model = load(args.run).model
     tokens = torch.from_numpy(np.random.default_rng(0).integers(0, 256, size=(args.steps, args.rows)))
+    twin = lockstep.with_bf16_linears(model)
     for _ in range(args.rounds):
         for bf16 in (False, True):
-            ms = 1e3 * steps_in(model, tokens, bf16)
+            ms = 1e3 * steps_in(twin if bf16 else model, tokens, bf16)
             print(f"{'bf16' if bf16 else 'fp32'}, {args.rows} rows: {ms.mean():.2f} CPU-ms a step, median "
                   f"{np.median(ms):.2f} ({args.rows / ms.mean():.1f} tokens per CPU-ms)", flush=True)
 

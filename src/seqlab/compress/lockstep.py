@@ -21,12 +21,14 @@ so both see bit-identical probabilities; only `pick` differs: the encoder codes 
 token it knows, the decoder decodes it.
 """
 
+import copy
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..countmodel import Experts
 from ..countmodel.lockstep import LockstepReader
@@ -49,6 +51,20 @@ def step_in_bf16(run) -> bool:
     where the CPU multiplies bf16 natively (train/speed.py's test: AVX512-BF16 or AMX), twice as fast as fp32 there.
     The decoder must compute the same floats, so the header records it and a CPU without native bf16 refuses."""
     return run.config.arch in BF16_ARCHS and native_bf16(CPU)
+
+
+def with_bf16_linears(model):
+    """A copy of the model whose linear layers hold their weights in bf16, for a bf16 step without --adapt (which
+    trains the model itself). Autocast casts each fp32 weight to bf16 at every step (its cache keeps only the casts
+    of weights that take gradients), about a seventh of the step: the same rounding once gives the same bf16
+    weights, so the same floats; the embeddings and layer norms stay fp32, as autocast reads them."""
+    twin = copy.deepcopy(model)
+    for module in twin.modules():
+        if isinstance(module, nn.Linear):  # a weight tied to the embedding (the output layer's) becomes its own
+            module.weight = nn.Parameter(module.weight.detach().to(torch.bfloat16), requires_grad=False)
+            if module.bias is not None:
+                module.bias = nn.Parameter(module.bias.detach().to(torch.bfloat16), requires_grad=False)
+    return twin
 
 
 def segments_for(n_tokens: int) -> int:
@@ -124,7 +140,7 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     layout = layout or Layout.nominal(n_tokens, run.tokenizer.bos_id)
     lengths = layout.lengths  # a decoder's seams.Chain learns some as it reads: until then, their most
     n_rows, steps = len(lengths), int(lengths.max(initial=0))
-    model = run.model
+    model = with_bf16_linears(run.model) if bf16 and adapter is None else run.model
     # a bf16 step's keys and values are bf16: a cache of them (BF16_ARCHS' init_state takes its dtype)
     state = model.init_state(n_rows, CPU, torch.bfloat16) if bf16 else model.init_state(n_rows, CPU)
     x = torch.from_numpy(layout.first.copy())

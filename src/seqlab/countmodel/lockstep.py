@@ -60,9 +60,11 @@ class LockstepReader:
         """The count experts for the next token of every text."""
         self.contexts = self.context_ids()
         words = None
-        if self.tail is not None:  # the text so far (its last REACH tokens) and a place for the next token
+        if self.tail is not None:  # the word contexts of the position after the text so far (its last REACH tokens)
+            from .rowkernels import last_word_contexts  # here: numba's import, which eval's verbs need not pay
+
             known = self.tail[:, REACH - min(self.position, REACH) :]
-            self.word_contexts = self.words.contexts(np.pad(known, ((0, 0), (0, 1))))[:, -1]
+            self.word_contexts = last_word_contexts(known, self.words.letter, self.words.folded)
             words = self.session.words(self.word_contexts)
         return blend_counts(self.session.model, self.session.recent.levels, self.contexts, words=words,
                             positions=self.position + self.ahead)  # every text's, from BOS

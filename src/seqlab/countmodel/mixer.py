@@ -13,7 +13,7 @@ import torch
 
 from ..config import MIXER_SELECTORS, CountModelConfig
 from .selectors import SEEN_LEVELS, SLOT_BITS, WARMTH_COLUMN, WARMTH_LEVELS, WARMTH_PRIOR, small_contexts
-from .tables import CountTable, _kept, _merged, _ranges, _run_starts, _summed
+from .tables import CountTable, _kept, _merged, _run_starts, _summed
 from .words import WORD_ORDERS
 
 
@@ -106,18 +106,21 @@ def blend_counts(model, recent: list[CountTable], contexts: np.ndarray, pending:
     slot_of[distinct] = np.arange(len(distinct))
     erow, etoken = np.divmod(distinct, vocab)
     base, bonus = _blends(c.orders, c.experts, vocab, total, _escape(c, types), erow, row, order, slot_of[key], counts)
+    bases, bonuses = [base], [bonus]  # every expert's columns, stacked once at the end
     if c.match_orders:
         usual = (order == longest[row]) & (bucket[row] > len(c.orders))
         predicted = _most_counted(n, row[usual], tokens[usual], counts[usual])
         mbase, mbonus = _match_expert(predicted, slot_of, vocab, c.match_confidence, len(distinct))
-        base, bonus = np.column_stack([base, mbase]), np.column_stack([bonus, mbonus])
+        bases.append(mbase)
+        bonuses.append(mbonus)
     blended = [(c.orders, own_experts)] * len(own_experts) + ([(WORD_LEVELS, WORD_LEVELS[-1:])] if words else [])
     for (o_types, o_total, o_row, o_order, _, o_counts), o_key, (levels, top) in zip(own, own_keys, blended):
         obase, obonus = _blends(levels, top, vocab, o_total, _escape(c, o_types), erow, o_row, o_order,
                                 slot_of[o_key], o_counts)
-        base, bonus = np.column_stack([base, obase]), np.column_stack([bonus, obonus])
-    return Experts(base.astype(np.float32), erow, etoken, bonus.astype(np.float32), bucket,
-                   small_contexts(contexts, bucket, types, total, longest, positions))
+        bases.append(obase)
+        bonuses.append(obonus)
+    return Experts(np.column_stack(bases).astype(np.float32), erow, etoken, np.column_stack(bonuses).astype(np.float32),
+                   bucket, small_contexts(contexts, bucket, types, total, longest, positions))
 
 
 WORD_LEVELS = list(range(1, WORD_ORDERS + 1))  # the word model's contexts, blended as orders 1, 2
@@ -181,10 +184,9 @@ def _spread(n: int, k: int, types, tokens, counts, inverse, fresh, taken=None) -
     """_slots' answer for one group: its tables' continuations of each unique context (types, tokens, counts)
     given to every (row, column) that has it, plus the pending counts `fresh` (flat query, token, count), less
     the counts `taken` (the same, negative): an entry left with none is dropped, as _kept drops it."""
-    total = np.bincount(np.repeat(np.arange(len(types)), types), weights=counts, minlength=len(types))[inverse]
-    entry = _ranges((np.cumsum(types) - types)[inverse], types[inverse])
-    types, tokens, counts = types[inverse], tokens[entry], counts[entry]
-    query = np.repeat(np.arange(n * k), types)
+    from .kernels import spread  # here: numba's import, which a verb without a count model need not pay
+
+    types, total, query, tokens, counts = spread(types, tokens, counts, inverse)
     if fresh is not None and len(fresh[0]):
         fresh_query, fresh_tokens, fresh_counts = fresh
         at, known = _find((query << 16) | tokens, (fresh_query << 16) | fresh_tokens)
@@ -220,39 +222,22 @@ def _blends(orders: list[int], experts: list[int], vocab: int, total, escape, er
 
     Written blend_k = a_k counts_k + b_k blend_{k-1}, a blend is a share for every token (the uniform
     distribution scaled by the b's) plus each (row, order, token, count) entry scaled by its order's a
-    and the b's of the orders above it: each entry is added once, to its experts' entry `slot`.
+    and the b's of the orders above it: each entry is added once, to its experts' entry `slot`
+    (kernels.blend_shares: one compiled pass where numpy took some thirty calls, the same floats).
     """
-    n, m = len(total), len(erow)
-    a = 1 / (total + escape)
-    b = escape * a
+    from .kernels import blend_shares  # here: numba's import, which a verb without a count model need not pay
+
     blocks, lo = [], 0  # expert e's blend puts orders lo..hi-1 on top of the blend so far
     for k in sorted(experts):
         blocks.append((lo, orders.index(k) + 1))
         lo = blocks[-1][1]
-    scales, above = [], np.ones_like(a)
-    for lo, hi in blocks:
-        scale = np.cumprod(b[:, lo:hi][:, ::-1], axis=1)[:, ::-1]  # scale[:, i - lo] = b_i ... b_{hi-1}
-        above[:, lo : hi - 1] = scale[:, 1:]
-        scales.append(scale[:, 0])
-    # every entry's weight at once, summed per (expert's block, slot): each block's sums come in entry order
-    block_of = np.full(a.shape[1], -1)  # orders above the last expert's (the match orders') are not blended
+    block_of = np.full(total.shape[1], -1)  # orders above the last expert's (the match orders') are not blended
     for i, (lo, hi) in enumerate(blocks):
         block_of[lo:hi] = i
-    blended = block_of[order] >= 0
-    if not blended.all():
-        row, order, slot, counts = row[blended], order[blended], slot[blended], counts[blended]
-    weights = (a * above).ravel()[row * a.shape[1] + order] * counts
-    sums = np.bincount(block_of[order] * m + slot, weights=weights, minlength=len(blocks) * m).reshape(len(blocks), m)
-    share = np.full(n, 1.0 / vocab)  # what every token gets
-    extra = np.zeros(m)  # what each entry's token gets on top
-    bases, bonuses = [], []
-    for i, scale in enumerate(scales):
-        share *= scale
-        extra *= scale[erow]
-        extra += sums[i]
-        bases.append(np.log(share))
-        bonuses.append(_log1p(extra / share[erow]))
-    return np.stack(bases, axis=1), np.stack(bonuses, axis=1)
+    shares, ratios = blend_shares(np.array(blocks, dtype=np.int64), 1.0 / vocab, np.ascontiguousarray(total),
+                                  np.ascontiguousarray(escape), erow, row, order, block_of, slot, counts)
+    return (np.stack([np.log(share) for share in shares], axis=1),
+            np.stack([_log1p(ratio) for ratio in ratios], axis=1))
 
 
 def _log1p(ratio: np.ndarray) -> np.ndarray:

@@ -176,7 +176,10 @@ class CountTable:
 
     @classmethod
     def merge(cls, a: "CountTable", b: "CountTable") -> "CountTable":
-        return cls.from_keys(*_sum_by_key(np.concatenate([a.keys(), b.keys()]), np.concatenate([a.counts, b.counts])))
+        from .kernels import merge_sorted  # both tables' keys are sorted: merged in one pass, not sorted again
+
+        keys, counts = np.concatenate([a.keys(), b.keys()]), np.concatenate([a.counts, b.counts])
+        return cls.from_keys(*merge_sorted(keys, counts, np.array([0, len(a.counts), len(keys)])))
 
     def find(self, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(first entry, number of entries) of each query context; 0 entries where it was never seen."""
@@ -191,14 +194,18 @@ class CountTable:
         last = len(self.contexts) - 1
         if self.directory is None:
             return np.minimum(np.searchsorted(self.contexts, context), last)
-        bucket = (context >> self.shift).astype(np.int64)
-        return search(self.contexts, context, self.directory[bucket], self.directory[bucket + 1], self.depth)
+        from .kernels import directory_search  # one compiled loop: numpy's search took a dozen calls a step of it
+
+        return directory_search(np.asarray(self.contexts), np.asarray(self.directory), self.shift, self.depth, context)
 
     def lookup(self, context: np.ndarray):
         """(rows, next tokens, counts) of every entry whose context is one of the queries, by row."""
-        start, span = self.find(context)
-        idx = _ranges(start, span)
-        return np.repeat(np.arange(len(context)), span), self.tokens[idx].astype(np.int64), self.counts[idx]
+        if not len(self.contexts):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), self.counts[:0]
+        from .kernels import entries_of  # one compiled pass where numpy took ten calls (a step looks up ~25 tables)
+
+        return entries_of(*map(np.asarray, (self.contexts, self.bounds, self.tokens, self.counts)),
+                          self._candidate(context), context)
 
 
 def search(contexts: np.ndarray, context: np.ndarray, lo: np.ndarray, hi: np.ndarray, depth: int) -> np.ndarray:
@@ -331,8 +338,10 @@ def _merged(found: list[tuple]) -> tuple:
     """Lookups (rows, tokens, counts) of the same queries as one: a token seen in several is one entry, its
     counts summed (whole numbers: exact in any order), by row then token."""
     rows, tokens, counts = (np.concatenate(part) for part in zip(*found))
-    if len(found) > 1:
-        key, counts = _sum_by_key((rows << 16) | tokens, counts)
+    if len(found) > 1:  # each lookup is sorted by row then token: merged, not sorted again
+        from .kernels import merge_sorted
+
+        key, counts = merge_sorted((rows << 16) | tokens, counts, np.cumsum([0] + [len(f[0]) for f in found]))
         rows, tokens = key >> 16, key & 0xFFFF
     return rows, tokens, counts
 
