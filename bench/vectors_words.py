@@ -231,6 +231,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=WordsConfig.window, help="the word objective's window")
     ap.add_argument("--gensim-windows", default="5", help="gensim's windows: the first is the reference")
     ap.add_argument("--sums", type=Path, help="keep each run's per-word sums here and reuse them")
+    ap.add_argument("--no-control", action="store_true", help="leave out the free-vector control row")
     args = ap.parse_args()
     run = load(args.run)
     paths, texts = training_texts(run.config, args.corpus)
@@ -264,9 +265,10 @@ def main() -> None:
         rows.append(evaluate(name + (" (default: goal row)" if (parts, c) == goal else ""), wv, ref_kv))
         print(rows[-1], flush=True)
     cfg = WordsConfig(dim=args.dim, min_count=args.min_count, epochs=args.epochs, window=args.window)
-    wv, seconds = free_vectors(sums["fwd"], cfg, texts, words)
-    rows.append(evaluate(f"words: free vectors, no states (control, {seconds:.0f} s)", wv, ref_kv))
-    print(rows[-1], flush=True)
+    if not args.no_control:
+        wv, seconds = free_vectors(sums["fwd"], cfg, texts, words)
+        rows.append(evaluate(f"words: free vectors, no states (control, {seconds:.0f} s)", wv, ref_kv))
+        print(rows[-1], flush=True)
     for states in [h for h in args.heads.split(",") if h]:
         wv, seconds = head_vectors(sums["fwd"], states, cfg, texts, words)
         goal = " (tune --objective words: goal row)" if states == WordsConfig.states else ""

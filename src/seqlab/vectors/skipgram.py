@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SeqlabError
+from ..scoring import TorchThreads
 from .embed import unit_rows
 from .words import check_states, find_words, state_parts
 
@@ -149,24 +150,33 @@ def train_skipgram(encoder: torch.nn.Module, counts: np.ndarray, sequences: list
     losses, step = [], 0
     for _ in range(cfg.epochs):
         centres, contexts = epoch_pairs(sequences, keep, cfg.window, rng)
-        for at in range(0, len(centres), cfg.batch_size):
-            c = torch.from_numpy(centres[at : at + cfg.batch_size])
-            o = torch.from_numpy(contexts[at : at + cfg.batch_size])
-            negatives = torch.multinomial(noise, len(c) * cfg.negatives, True, generator=draw).view(len(c), -1)
-            v = encoder(c)  # (B, dim)
-            positive = (v * outputs(o)).sum(-1)  # (B,)
-            negative = torch.bmm(outputs(negatives), v[:, :, None])[..., 0]  # (B, negatives)
-            loss = -(F.logsigmoid(positive) + F.logsigmoid(-negative).sum(-1)).mean()
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * max(1 - step / total, 0.01)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            step += 1
-            if progress is not None:
-                progress.update(1)
+        with TorchThreads(1):  # small steps: more threads only wait on each other (and on a busy machine's jobs)
+            step = train_epoch(encoder, outputs, optimizer, centres, contexts, noise, draw, cfg, total, step,
+                               losses, progress)
     return losses
+
+
+def train_epoch(encoder, outputs, optimizer, centres, contexts, noise, draw, cfg: WordsConfig, total: float,
+                step: int, losses: list, progress) -> int:
+    """One pass over an epoch's pairs in batches; returns the step count reached."""
+    for at in range(0, len(centres), cfg.batch_size):
+        c = torch.from_numpy(centres[at : at + cfg.batch_size])
+        o = torch.from_numpy(contexts[at : at + cfg.batch_size])
+        negatives = torch.multinomial(noise, len(c) * cfg.negatives, True, generator=draw).view(len(c), -1)
+        v = encoder(c)  # (B, dim)
+        positive = (v * outputs(o)).sum(-1)  # (B,)
+        negative = torch.bmm(outputs(negatives), v[:, :, None])[..., 0]  # (B, negatives)
+        loss = -(F.logsigmoid(positive) + F.logsigmoid(-negative).sum(-1)).mean()
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * max(1 - step / total, 0.01)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        step += 1
+        if progress is not None:
+            progress.update(1)
+    return step
 
 
 def vocabulary_of(acc, cfg: WordsConfig) -> tuple[np.ndarray, np.ndarray]:
