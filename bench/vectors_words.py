@@ -20,6 +20,14 @@ Each run is read once; every state (before, after, inside) of every word is summ
 (Accumulator.vectors: word-mean centring, `components` top principal directions removed, unit length; with
 a backward run the directions apart, then joined). `--components` lists the removals measured: `auto` is
 round(dims / 100), seqlab's default. The goal row is seqlab's default (`seqlab similar RUN --backward BWD`).
+
+The word objective (`seqlab tune RUN CORPUS --objective words`, vectors/skipgram.py) is measured on the same sums:
+a head trained skip-gram style on the forward run's states named by `--heads` (each a `+`-join of before, after,
+inside; the first is `tune`'s default, its row is the word objective's goal row), and beside it the control that
+tells what the states add: the same objective and recipe with free vectors in place of the head (word2vec itself,
+seqlab's trainer). Rows `words: ...` give the head's training CPU time (time.thread_time). `--gensim-windows 5,2`
+also trains gensim with a window of 2, the objective's, as a second reference (the `- gensim` column stays
+window 5's).
 """
 
 import argparse
@@ -28,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -37,6 +46,8 @@ from seqlab.run import load  # noqa: E402
 from seqlab.progress import bar  # noqa: E402
 from seqlab.stats import bootstrap_statistic, wilson  # noqa: E402
 from seqlab.vectors.embed import unit_rows  # noqa: E402
+from seqlab.vectors.skipgram import (  # noqa: E402
+    WordsConfig, head_from_sums, train_skipgram, vocabulary_of, word_sequences)
 from seqlab.vectors.words import (  # noqa: E402
     DEFAULT_STATES, Accumulator, WordVectors, find_words, training_texts, word_state_sums, word_tokens)
 
@@ -115,12 +126,12 @@ def evaluate(name: str, wv: WordVectors, reference=None) -> list:
     return [name, wv.vectors.shape[1], f"{len(wv):,}", *ws[:3], ws[3], *sl[:3], sl[3], analogies(kv)]
 
 
-def gensim_vectors(texts, min_count: int, dim: int, seed: int = 1) -> WordVectors:
+def gensim_vectors(texts, min_count: int, dim: int, seed: int = 1, window: int = 5) -> WordVectors:
     from gensim.models import Word2Vec
 
     sentences = [word_tokens(line) for data in texts for line in data.splitlines()]
     sentences = [s for s in sentences if s]
-    model = Word2Vec(sentences, vector_size=dim, sg=1, window=5, min_count=min_count, workers=2, seed=seed,
+    model = Word2Vec(sentences, vector_size=dim, sg=1, window=window, min_count=min_count, workers=2, seed=seed,
                      epochs=5)
     words = list(model.wv.index_to_key)
     counts = np.array([model.wv.get_vecattr(w, "count") for w in words])
@@ -128,8 +139,12 @@ def gensim_vectors(texts, min_count: int, dim: int, seed: int = 1) -> WordVector
     return WordVectors(words, counts, vectors.astype(np.float32))
 
 
-def read_sums(run, texts, total: int) -> dict[str, Accumulator]:
-    """One reading of the training split: each word's sums of its before, after and inside states."""
+def read_sums(run, texts, total: int, keep_in: Path | None = None) -> dict[str, Accumulator]:
+    """One reading of the training split: each word's sums of its before, after and inside states (kept in and
+    read back from `keep_in/<run's name>` when given, to measure other rows without reading the run again)."""
+    kept = keep_in / Path(run.path).name if keep_in else None
+    if kept and (kept / "sums.safetensors").exists():
+        return split_parts(Accumulator.load(kept))
     acc = Accumulator()
     with bar(total=total, desc=f"states of {Path(run.path).name}") as b:
         for data in texts():
@@ -140,6 +155,12 @@ def read_sums(run, texts, total: int) -> dict[str, Accumulator]:
                                                                  list(PARTS))):
                     acc.add(direction, sums)
             b.update(len(data))
+    if kept:
+        acc.save(kept)
+    return split_parts(acc)
+
+
+def split_parts(acc: Accumulator) -> dict[str, Accumulator]:
     parts = {}
     for direction, part in enumerate(PARTS):  # each state on its own, as `seqlab similar --states` gives it
         parts[part] = Accumulator()
@@ -158,6 +179,41 @@ def variant(parts: list[tuple[dict, str]], components, words: list[str], min_cou
     return WordVectors(words, counts, unit_rows(np.concatenate(rows, axis=1)))
 
 
+def head_vectors(parts: dict, states: str, cfg: WordsConfig, texts, words: list[str]) -> tuple[WordVectors, float]:
+    """The word objective's head on the forward run's `states` sums: (vectors of `words`, CPU seconds to train)."""
+    acc = joined(parts, states)
+    t0 = time.thread_time()
+    head, _ = head_from_sums(acc, texts(), WordsConfig(**{**cfg.__dict__, "states": states}))
+    seconds = time.thread_time() - t0
+    keep, means = vocabulary_of(acc, cfg)
+    at = {w: i for i, w in enumerate(np.array(list(acc.ids))[keep])}
+    rows = [at[w] for w in words]
+    return WordVectors(words, acc.counts[keep][rows], head.vectors(means[rows])), seconds
+
+
+def free_vectors(parts: dict, cfg: WordsConfig, texts, words: list[str]) -> tuple[WordVectors, float]:
+    """The control: the same objective and recipe, each word's input vector a free parameter (word2vec's)."""
+    acc = joined(parts, "before")
+    keep, _ = vocabulary_of(acc, cfg)
+    free = torch.nn.Embedding(len(keep), cfg.dim)
+    torch.nn.init.uniform_(free.weight, -0.5 / cfg.dim, 0.5 / cfg.dim,  # word2vec's start
+                           generator=torch.Generator().manual_seed(cfg.seed))
+    t0 = time.thread_time()
+    train_skipgram(free, acc.counts[keep], word_sequences(acc, keep, texts()), cfg)
+    seconds = time.thread_time() - t0
+    at = {w: i for i, w in enumerate(np.array(list(acc.ids))[keep])}
+    rows = [at[w] for w in words]
+    return WordVectors(words, acc.counts[keep][rows], unit_rows(free.weight.detach().numpy()[rows])), seconds
+
+
+def joined(parts: dict, states: str) -> Accumulator:
+    """One accumulator with the sums of each `+`-joined state, in order (as word_sums(states=...) reads them)."""
+    acc = Accumulator()
+    first = parts[PARTS[0]]
+    acc.ids, acc.counts, acc.sums = first.ids, first.counts, [parts[p].sums[0] for p in states.split("+")]
+    return acc
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
@@ -169,6 +225,13 @@ def main() -> None:
     ap.add_argument("--joins", default="after+after,inside+inside",
                     help="forward+backward states joined besides the same state of both (needs --backward)")
     ap.add_argument("--dim", type=int, default=100, help="Word2Vec's vector size (gensim's default 100)")
+    ap.add_argument("--heads", default=f"{WordsConfig.states},before,inside",
+                    help="forward states the word objective's head reads, one row each ('' for none)")
+    ap.add_argument("--epochs", type=int, default=WordsConfig.epochs, help="the word objective's epochs")
+    ap.add_argument("--window", type=int, default=WordsConfig.window, help="the word objective's window")
+    ap.add_argument("--gensim-windows", default="5", help="gensim's windows: the first is the reference")
+    ap.add_argument("--sums", type=Path, help="keep each run's per-word sums here and reuse them")
+    ap.add_argument("--no-control", action="store_true", help="leave out the free-vector control row")
     args = ap.parse_args()
     run = load(args.run)
     paths, texts = training_texts(run.config, args.corpus)
@@ -179,9 +242,13 @@ def main() -> None:
     ref_kv = keyed(reference)
     rows = [evaluate(f"gensim Word2Vec skip-gram ({args.dim}d)", reference)]
     print(rows[-1], flush=True)
-    sums = {"fwd": read_sums(run, texts, total)}
+    for window in [int(w) for w in args.gensim_windows.split(",")[1:]]:
+        rows.append(evaluate(f"gensim Word2Vec skip-gram ({args.dim}d), window {window}",
+                             gensim_vectors(texts(), args.min_count, args.dim, window=window), ref_kv))
+        print(rows[-1], flush=True)
+    sums = {"fwd": read_sums(run, texts, total, args.sums)}
     if args.backward:
-        sums["bwd"] = read_sums(load(args.backward), texts, total)
+        sums["bwd"] = read_sums(load(args.backward), texts, total, args.sums)
     words = reference.words
     assert all(w in sums["fwd"]["before"].ids for w in words), "the same words are counted by both"
     components = [None if c == "auto" else int(c) for c in args.components.split(",")]
@@ -196,6 +263,16 @@ def main() -> None:
         name = "+".join(f"{r}-{s}" for r, s in parts) + f", {'auto' if c is None else c} removed"
         wv = variant([(sums[r], s) for r, s in parts], c, words, args.min_count)
         rows.append(evaluate(name + (" (default: goal row)" if (parts, c) == goal else ""), wv, ref_kv))
+        print(rows[-1], flush=True)
+    cfg = WordsConfig(dim=args.dim, min_count=args.min_count, epochs=args.epochs, window=args.window)
+    if not args.no_control:
+        wv, seconds = free_vectors(sums["fwd"], cfg, texts, words)
+        rows.append(evaluate(f"words: free vectors, no states (control, {seconds:.0f} s)", wv, ref_kv))
+        print(rows[-1], flush=True)
+    for states in [h for h in args.heads.split(",") if h]:
+        wv, seconds = head_vectors(sums["fwd"], states, cfg, texts, words)
+        goal = " (tune --objective words: goal row)" if states == WordsConfig.states else ""
+        rows.append(evaluate(f"words: head on fwd-{states} ({seconds:.0f} s){goal}", wv, ref_kv))
         print(rows[-1], flush=True)
     print()
     print_table(f"word vectors on {Path(args.run).name}'s training split, words seen >= {args.min_count} times "

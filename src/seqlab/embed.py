@@ -19,16 +19,17 @@ from .vectors import load_backward, load_forward
 from .vectors.embed import (CENTRE, DEFAULT_POOLING, DTYPES, FORMATS, POOLINGS, VectorWriter, check_pooling, is_centred,
                             embed_stream, fingerprint, new_output_dir)
 from .vectors.passages import UNITS, check_unit, corpus_files, count_passages, passages
+from .vectors.skipgram import head_for
 from .vectors.words import DEFAULT_STATES, FIT_COUNT, STATES, Accumulator, accumulate_text, check_states
 
 
 def embed(run_dir, files, unit: str, out, pooling: str = DEFAULT_POOLING, dtype: str = "float32",
-          fmt: str = "safetensors", backward=None, states: str = DEFAULT_STATES, device: str = "cpu",
+          fmt: str = "safetensors", backward=None, states: str | None = None, device: str = "cpu",
           show_progress: bool = True) -> dict:
     """Embed FILES' units with the run; returns info.json's content."""
     check_unit(unit)
     check_pooling(pooling)
-    check_states(states)
+    check_states(states or DEFAULT_STATES)
     if dtype not in DTYPES or fmt not in FORMATS:
         raise SeqlabError(f"--dtype must be one of {', '.join(DTYPES)} and --format one of {', '.join(FORMATS)}")
     if backward is not None and unit != "word":
@@ -39,8 +40,11 @@ def embed(run_dir, files, unit: str, out, pooling: str = DEFAULT_POOLING, dtype:
     back = load_backward(backward, device) if backward is not None else None
     info = {"run": str(run_dir), "fingerprint": fingerprint(run_dir), "unit": unit}
     if unit == "word":
-        return _embed_words(run, back, paths, out, info | {"states": states, "backward": backward}, dtype, fmt,
-                            states, show_progress)
+        head = head_for(run_dir, backward, states)
+        states = head.states if head is not None else states or DEFAULT_STATES
+        return _embed_words(run, back, paths, out, info | {"states": states, "backward": backward,
+                                                           "word_head": head is not None}, dtype, fmt, states,
+                            head, show_progress)
     info["pooling"], info["centre"] = pooling, CENTRE and is_centred(pooling)
     total = count_passages(paths, unit)
     if total == 0:
@@ -60,7 +64,7 @@ def embed(run_dir, files, unit: str, out, pooling: str = DEFAULT_POOLING, dtype:
     return writer.info | {"out": str(out)}
 
 
-def _embed_words(run, back, paths, out, info, dtype, fmt, states, show_progress) -> dict:
+def _embed_words(run, back, paths, out, info, dtype, fmt, states, head, show_progress) -> dict:
     acc = Accumulator()
     runs = [run] + ([back] if back is not None else [])
     with bar(total=sum(p.stat().st_size for p in paths), desc="embed words",
@@ -69,7 +73,7 @@ def _embed_words(run, back, paths, out, info, dtype, fmt, states, show_progress)
             data = path.read_bytes()
             accumulate_text(acc, runs, data, states, where=str(path))
             b.update(len(data))
-    wv = acc.vectors(fit_count=FIT_COUNT)  # every word, post-processed as `similar` does its vocabulary
+    wv = acc.vectors(fit_count=FIT_COUNT, head=head)  # every word, made as `similar` makes its vocabulary's
     if not len(wv):
         raise SeqlabError("no words in the files given (a word is a run of letters)")
     writer = VectorWriter(out, len(wv), wv.vectors.shape[1], dtype, fmt, info)
@@ -94,8 +98,9 @@ def add_cli(sub) -> None:
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
     p.add_argument("--format", dest="fmt", choices=FORMATS, default="safetensors")
     p.add_argument("--backward", metavar="RUN", type=run_dir, help="--unit word: join a backward run's states")
-    p.add_argument("--states", choices=STATES, default=DEFAULT_STATES,
-                   help=f"--unit word: the states around each occurrence that are averaged (default {DEFAULT_STATES})")
+    p.add_argument("--states", choices=STATES,
+                   help=f"--unit word: the states around each occurrence that are averaged (default {DEFAULT_STATES}; "
+                        f"a run tuned with --objective words: its head's)")
     p.add_argument("--device", default="cpu", type=device)
     p.add_argument("--threads", type=integer(min=1), help="torch threads (default: torch's)")
     p.add_argument("--json", action="store_true")

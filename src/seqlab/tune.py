@@ -1,42 +1,56 @@
-"""`seqlab tune RUN CORPUS... --out NEW_RUN`: contrastive fine-tuning for better passage vectors.
+"""`seqlab tune RUN CORPUS... --out NEW_RUN [--objective contrastive|words]`: better passage or word vectors.
 
     seqlab tune runs/latest notes/ --out runs/tuned --max-steps 300
     seqlab index runs/tuned notes/ --out idx/
+    seqlab tune runs/latest notes/ --objective words --out runs/words
+    seqlab similar runs/words password
 
-Two crops of one paragraph are pulled together, other paragraphs pushed apart (vectors/tune.py); the next-
-token loss is kept alongside, and NEW_RUN is an ordinary run (generate, eval, serve all take it).
+`contrastive` (the default): two crops of one paragraph are pulled together, other paragraphs pushed apart
+(vectors/tune.py); the next-token loss is kept alongside. `words`: a head on the run's word states is trained
+skip-gram style, each word predicting its neighbours (vectors/skipgram.py); the weights stay as they are.
+NEW_RUN is an ordinary run either way (generate, eval, serve all take it).
 """
 
 import sys
 
 from .embed import set_threads
+from .errors import SeqlabError
 from .options import budget, corpus_path, device, integer, new_run, number, run_dir, seed
 from .vectors import load_forward
 from .vectors.embed import POOLINGS, new_output_dir
 from .vectors.passages import corpus_files
+from .vectors.skipgram import WordsConfig, tune_words
 from .vectors.tune import CROPS, TuneConfig
 from .vectors.tune import tune as tune_run
 
 
-def tune(run_dir, corpus, out, config: TuneConfig | None = None, device: str = "cpu", log=print,
+OBJECTIVES = ("contrastive", "words")
+
+
+def tune(run_dir, corpus, out, config: TuneConfig | WordsConfig | None = None, device: str = "cpu", log=print,
          show_progress: bool = True):
-    """Fine-tune run_dir on the paragraphs of corpus; returns the new run's directory."""
+    """Fine-tune run_dir on corpus (a WordsConfig: train a word head on it); returns the new run's directory."""
     files = corpus_files(corpus)
     new_output_dir(out)
     run = load_forward(run_dir, "tune", device)
+    if isinstance(config, WordsConfig):
+        return tune_words(run, files, out, config, log, show_progress)
     return tune_run(run, files, out, config, log, show_progress)
 
 
 def add_cli(sub) -> None:
-    p = sub.add_parser("tune", help="fine-tune a run so its passage vectors find related text (contrastive)")
+    p = sub.add_parser("tune", help="tune a run for passage vectors (contrastive) or word vectors (--objective words)")
     p.add_argument("run", type=run_dir)
     p.add_argument("corpus", nargs="+", type=corpus_path, help="files, directories or globs whose paragraphs are used")
     p.add_argument("--out", required=True, type=new_run, help="the new run's directory")
+    p.add_argument("--objective", choices=OBJECTIVES, default="contrastive",
+                   help="contrastive: passage vectors (the weights move); words: a skip-gram head on the word states")
     clock = p.add_mutually_exclusive_group()
-    clock.add_argument("--max-steps", type=integer(min=1), default=200)
-    clock.add_argument("--budget", type=budget, help="wall-clock time instead of steps, e.g. 90s, 5m")
-    p.add_argument("--batch-size", type=integer(min=2), default=32, help="paragraphs per step (the negatives)")
-    p.add_argument("--lr", type=number(min=0, min_open=True), default=3e-4)
+    clock.add_argument("--max-steps", type=integer(min=1), help="contrastive steps (200)")
+    clock.add_argument("--budget", type=budget, help="contrastive: wall-clock time instead of steps, e.g. 90s, 5m")
+    p.add_argument("--batch-size", type=integer(min=2),
+                   help="paragraphs per step, the negatives (32); --objective words: word pairs per step (4096)")
+    p.add_argument("--lr", type=number(min=0, min_open=True), help="Adam's rate (3e-4; --objective words 2e-3)")
     p.add_argument("--temperature", type=number(min=0, min_open=True), default=0.05)
     p.add_argument("--lm-weight", type=number(min=0), default=0.5, help="weight of the next-token loss kept")
     p.add_argument("--max-crop-tokens", type=integer(min=2), default=256)
@@ -49,16 +63,39 @@ def add_cli(sub) -> None:
                         "(bench/vectors_retrieval.py --split validation)")
     p.add_argument("--hard-negatives", action="store_true",
                    help="half of each batch is the other half's nearest paragraphs by TF-IDF")
+    words = p.add_argument_group("--objective words")
+    words.add_argument("--states", help=f"the word states the head reads (default {WordsConfig.states})")
+    words.add_argument("--dim", type=integer(min=1), default=WordsConfig.dim, help="word vector size (100)")
+    words.add_argument("--window", type=integer(min=1), default=WordsConfig.window,
+                       help="neighbours each side a word predicts (2: small favours similar over related words)")
+    words.add_argument("--negatives", type=integer(min=1), default=WordsConfig.negatives)
+    words.add_argument("--epochs", type=integer(min=1), default=WordsConfig.epochs)
+    words.add_argument("--min-count", type=integer(min=1), default=WordsConfig.min_count,
+                       help="words trained on: seen this often (5)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="cpu", type=device)
     p.add_argument("--threads", type=integer(min=1))
     p.set_defaults(func=cli)
 
 
+def config_of(args) -> TuneConfig | WordsConfig:
+    """The objective's config from the flags; a flag of the other objective is an error."""
+    mine = {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+    if args.objective == "words":
+        if args.max_steps or args.budget:
+            raise SeqlabError("--objective words trains for --epochs; leave --max-steps and --budget out")
+        return WordsConfig(**{k: v for k, v in mine.items() if v is not None}, dim=args.dim, window=args.window,
+                           negatives=args.negatives, epochs=args.epochs, min_count=args.min_count,
+                           states=args.states or WordsConfig.states)
+    if args.states:
+        raise SeqlabError("--states is for --objective words (contrastive tuning has --pooling)")
+    return TuneConfig(**{k: v for k, v in mine.items() if v is not None}, max_steps=args.max_steps or 200,
+                      budget_seconds=args.budget or 0.0, temperature=args.temperature, lm_weight=args.lm_weight,
+                      max_crop_tokens=args.max_crop_tokens, pooling=args.pooling, crops=args.crops,
+                      holdout=args.holdout, hard_negatives=args.hard_negatives)
+
+
 def cli(args) -> None:
-    cfg = TuneConfig(max_steps=args.max_steps, budget_seconds=args.budget or 0.0, batch_size=args.batch_size,
-                     lr=args.lr, temperature=args.temperature, lm_weight=args.lm_weight,
-                     max_crop_tokens=args.max_crop_tokens, seed=args.seed, pooling=args.pooling, crops=args.crops,
-                     holdout=args.holdout, hard_negatives=args.hard_negatives)
+    cfg = config_of(args)
     set_threads(args)
     tune(args.run, args.corpus, args.out, cfg, args.device, log=lambda m: print(m, file=sys.stdout))

@@ -185,7 +185,10 @@ def tune(run, files, out, cfg: TuneConfig | None = None, log=print, show_progres
             b.update(1)
             b.set_postfix(contrastive=f"{np.mean(history[-20:]):.3f}")
     model.eval()
-    save_tuned(run, out, model, cfg, step, history, len(paragraphs))
+    record = {"event": "tune", "objective": "contrastive", "steps": step, "paragraphs": len(paragraphs),
+              "contrastive_first": float(np.mean(history[:10])), "contrastive_last": float(np.mean(history[-10:])),
+              **cfg.__dict__}
+    save_tuned(run, out, model, record)
     log(f"tuned {step} steps in {time.monotonic() - t0:.0f}s: contrastive loss {np.mean(history[:10]):.3f} -> "
         f"{np.mean(history[-10:]):.3f}; run saved in {out}")
     return out
@@ -202,7 +205,9 @@ def next_token_loss(model, pieces, device):
     return F.cross_entropy(logits.float().flatten(0, 1), y[:, :-1].flatten().to(device), ignore_index=-100)
 
 
-def save_tuned(run, out: Path, model, cfg: TuneConfig, steps: int, history: list[float], paragraphs: int) -> None:
+def save_tuned(run, out: Path, model, record: dict, write_extra=None) -> None:
+    """The tuned run: the run's config, tokenizer and count-model history, `model`'s weights, tune.json (`record`
+    and where the run came from) and whatever write_extra(directory) adds (a word head), then renamed into place."""
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -210,9 +215,9 @@ def save_tuned(run, out: Path, model, cfg: TuneConfig, steps: int, history: list
         if (run.path / name).exists():
             shutil.copyfile(run.path / name, tmp / name)
     save_checkpoint(tmp, model)
-    record = {"event": "tune", "from": str(Path(run.path).resolve()), "from_fingerprint": fingerprint(run.path),
-              "steps": steps, "paragraphs": paragraphs, "contrastive_first": float(np.mean(history[:10])),
-              "contrastive_last": float(np.mean(history[-10:])), **cfg.__dict__}
+    record = {"from": str(Path(run.path).resolve()), "from_fingerprint": fingerprint(run.path), **record}
+    if write_extra is not None:
+        write_extra(tmp)
     atomic_write_text(tmp / "tune.json", json.dumps(record, indent=2) + "\n")
     (tmp / "metrics.jsonl").write_text(json.dumps(record) + "\n")
     if out.exists():

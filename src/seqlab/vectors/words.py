@@ -17,7 +17,8 @@ components are removed ("all-but-the-top", Mu & Viswanath 2018, with their defau
 measuring); then it is scaled to unit length. With a
 backward run the two directions are post-processed apart and concatenated, each unit length first so both
 weigh the same. Measured against the alternatives on WordSim-353/SimLex-999 in bench/vectors_words.py
-(docs/vectors.md).
+(docs/vectors.md). A run tuned with `seqlab tune --objective words` has a word head (vectors/skipgram.py) that
+replaces the post-processing: it maps the averages of its own states (e.g. `before+inside`) to the vectors.
 """
 
 import difflib
@@ -217,17 +218,22 @@ class Accumulator:
         return acc
 
     def vectors(self, components: int | None = DEFAULT_COMPONENTS, min_count: int = 1,
-                fit_count: int = 1) -> WordVectors:
+                fit_count: int = 1, head=None) -> WordVectors:
         """The words seen at least min_count times, each direction's averages post-processed apart
         (`postprocess`), learnt on the words seen at least max(min_count, fit_count) times (the vocabulary's
         own centre and directions, not those of the noisy averages of rare words), then joined and scaled to
-        unit length."""
+        unit length. With a word head (vectors/skipgram.py) the joined averages go through it instead."""
         keep = np.flatnonzero(self.counts[: len(self.ids)] >= min_count)
         words = list(self.ids)
         counts = self.counts[keep]
         fit = counts >= fit_count
-        parts = [postprocess(s[keep] / np.maximum(counts[:, None], 1), components, fit) for s in self.sums]
-        vectors = unit_rows(np.concatenate(parts, axis=1)) if parts else np.zeros((len(keep), 0), np.float32)
+        averages = [s[keep] / np.maximum(counts[:, None], 1) for s in self.sums]
+        if head is not None:
+            vectors = head.vectors(np.concatenate(averages, axis=1))
+        elif averages:
+            vectors = unit_rows(np.concatenate([postprocess(a, components, fit) for a in averages], axis=1))
+        else:
+            vectors = np.zeros((len(keep), 0), np.float32)
         return WordVectors([words[i] for i in keep], counts.copy(), vectors)
 
 
@@ -243,7 +249,7 @@ def accumulate_text(acc: Accumulator, runs: list, data: bytes, states: str, wher
         at = starts[ids >= known][first]
         lines = np.searchsorted(np.flatnonzero(np.frombuffer(data, np.uint8) == 10), at) + 1
         acc.first += [(where, int(n), int(a)) for n, a in zip(lines, at)]
-    which = ["before", "after"] if states == "both" else [states]
+    which = state_parts(states)
     direction = 0
     for run in runs:  # one reading of the text per run gives every state asked for
         for sums in word_state_sums(run, data, starts, ends, ids, len(acc.ids), which):
@@ -286,8 +292,14 @@ def word_state_sums(run, data: bytes, starts, ends, ids: np.ndarray, n_words: in
     return [sums[w].numpy() if sums[w] is not None else np.zeros((n_words, 0)) for w in which]
 
 
+def state_parts(states: str) -> list[str]:
+    """The states summed per word, in order: `both` is before and after; `before+inside` (a word head's) the two."""
+    return ["before", "after"] if states == "both" else states.split("+")
+
+
 def check_states(states: str) -> str:
-    if states not in STATES:
+    parts = state_parts(states)
+    if states not in STATES and not (set(parts) <= set(STATES[:3]) and len(set(parts)) == len(parts)):
         raise SeqlabError(f"unknown --states {states!r}; choose one of: {', '.join(STATES)}")
     return states
 
@@ -338,16 +350,18 @@ def vectors_cache_dir(key: str) -> Path:
 
 def training_word_vectors(run, backward=None, states: str = DEFAULT_STATES, corpus=None,
                           show_progress: bool = True, components: int | None = DEFAULT_COMPONENTS,
-                          min_count: int = 1) -> WordVectors:
+                          min_count: int = 1, head=None) -> WordVectors:
     """Vectors of the words seen at least min_count times in the run's training split. The raw sums are
     computed once per (run, backward run, states, corpus) and kept in seqlab's cache (SEQLAB_CACHE or
-    ~/.cache/seqlab/vectors); post-processing (`components`, over those words) is applied on load."""
+    ~/.cache/seqlab/vectors); post-processing (`components`, over those words, or the run's word `head`, which
+    reads its own states) is applied on load."""
     import hashlib
 
     from ..checkpoint import atomic_write_text
     from ..progress import bar
     from .embed import fingerprint
 
+    states = head.states if head is not None else states
     check_states(states)
     paths, texts = training_texts(run.config, corpus)
     h = hashlib.blake2b(digest_size=16)
@@ -356,10 +370,10 @@ def training_word_vectors(run, backward=None, states: str = DEFAULT_STATES, corp
     h.update(json.dumps(signature).encode())
     cache = vectors_cache_dir(h.hexdigest())
     if (cache / "done").exists():
-        return Accumulator.load(cache).vectors(components, min_count)
+        return Accumulator.load(cache).vectors(components, min_count, head=head)
     total = sum(p.stat().st_size for p in paths)
     with bar(total=total, desc="word vectors", enabled=None if show_progress else False) as b:
         acc = word_sums(run, texts(), backward, states, progress=b)
     acc.save(cache)
     atomic_write_text(cache / "done", json.dumps(signature))
-    return acc.vectors(components, min_count)
+    return acc.vectors(components, min_count, head=head)

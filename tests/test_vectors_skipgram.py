@@ -1,0 +1,141 @@
+"""The word objective (`seqlab tune --objective words`): a skip-gram head on a run's word states makes words that
+share their contexts nearest, is deterministic with a seed, and `similar` and `embed --unit word` use it."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+from vectors_data import analogy_text, train_tiny
+
+from seqlab.__main__ import main
+from seqlab.run import load
+from seqlab.similar import word_vectors_of
+from seqlab.vectors.skipgram import (HEAD_FILE, StateEncoder, WordHead, WordsConfig, keep_probabilities,
+                                     skipgram_pairs, train_skipgram)
+from seqlab.vectors.words import training_texts, word_sums
+
+PAIRS = [("cat", "dog"), ("red", "blue"), ("run", "walk"), ("king", "queen"), ("salt", "sand")]
+
+
+def paired_corpus(n_sentences: int = 2000, seed: int = 0) -> tuple[list[str], list[np.ndarray]]:
+    """(words, documents of word ids): the two words of each pair always stand between the same words, which
+    no other word does; filler words sit anywhere."""
+    rng = random.Random(seed)
+    words = [w for pair in PAIRS for w in pair] + [f"{side}{k}" for k in range(len(PAIRS)) for side in "abcd"]
+    words += ["the", "of", "and"]
+    ids = {w: i for i, w in enumerate(words)}
+    documents = []
+    for _ in range(10):
+        doc = []
+        for _ in range(n_sentences // 10):
+            k = rng.randrange(len(PAIRS))
+            doc += [f"a{k}", f"b{k}", rng.choice(PAIRS[k]), f"c{k}", f"d{k}", rng.choice(["the", "of", "and"])]
+        documents.append(np.array([ids[w] for w in doc], np.int64))
+    return words, documents
+
+
+def nearest(vectors: np.ndarray) -> np.ndarray:
+    sims = vectors @ vectors.T - 3 * np.eye(len(vectors))
+    return sims.argmax(1)
+
+
+def trained_head(seed: int = 0, epochs: int = 4) -> tuple[np.ndarray, np.ndarray, StateEncoder]:
+    words, documents = paired_corpus()
+    counts = np.bincount(np.concatenate(documents), minlength=len(words))
+    # features with nothing of the pairs in them: the objective alone must bring each pair together
+    features = np.random.default_rng(1).normal(size=(len(words), 64))
+    cfg = WordsConfig(dim=16, window=2, epochs=epochs, batch_size=256, lr=1e-2, sample=0, min_count=1, seed=seed)
+    encoder = StateEncoder(features, cfg.dim, seed)
+    before = encoder.head("before").vectors(features)
+    train_skipgram(encoder, counts, documents, cfg)
+    return before, encoder.head("before").vectors(features), encoder
+
+
+def test_pairs_stay_in_the_window_and_nearer_words_count_more():
+    seq = np.arange(2000)
+    centre, context = skipgram_pairs(seq, 3, np.random.default_rng(0))
+    distance = np.abs(centre - context)
+    assert distance.min() == 1 and distance.max() == 3
+    share = np.bincount(distance)[1:] / len(distance)
+    assert share[0] > share[1] > share[2] > 0  # word2vec's reduced window: reach b drawn in 1..window
+    signed = np.bincount(context - centre + 3)  # distances -3..3 at 0..6
+    assert signed[3] == 0 and all(abs(signed[3 - d] - signed[3 + d]) < 0.05 * signed[3 + d] for d in (1, 2, 3))
+    again = skipgram_pairs(seq, 3, np.random.default_rng(0))
+    assert np.array_equal(again[0], centre) and np.array_equal(again[1], context)
+
+
+def test_frequent_words_are_down_sampled_and_rare_ones_kept():
+    counts = np.array([100_000, 10_000, 100, 1])
+    keep = keep_probabilities(counts, 1e-3)
+    assert keep[0] < keep[1] < keep[2] == keep[3] == 1.0
+    assert np.all(keep_probabilities(counts, 0) == 1.0)
+
+
+def test_the_objective_makes_words_that_share_their_contexts_nearest():
+    before, after, _ = trained_head()
+    partner = np.arange(2 * len(PAIRS)) ^ 1
+    assert np.mean(nearest(before)[: 2 * len(PAIRS)] == partner) < 0.5  # random features: pairs not nearest
+    assert np.array_equal(nearest(after)[: 2 * len(PAIRS)], partner)
+    assert np.allclose(np.linalg.norm(after, axis=1), 1, atol=1e-5)
+
+
+def test_training_is_deterministic_with_a_seed():
+    _, first, _ = trained_head(seed=3, epochs=1)
+    _, again, _ = trained_head(seed=3, epochs=1)
+    _, other, _ = trained_head(seed=4, epochs=1)
+    assert np.array_equal(first, again) and not np.allclose(first, other)
+
+
+def test_the_head_saves_and_loads_as_it_was(tmp_path):
+    _, vectors, encoder = trained_head(epochs=1)
+    encoder.head("before+inside").save(tmp_path, {"dim": 16})
+    back = WordHead.of(tmp_path)
+    assert back.states == "before+inside" and (tmp_path / HEAD_FILE).exists()
+    features = np.random.default_rng(1).normal(size=(len(vectors), 64))
+    assert np.allclose(back.vectors(features), vectors, atol=1e-5)
+    assert WordHead.of(tmp_path / "nothing") is None
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("skipgram")
+    corpus = root / "animals.txt"
+    corpus.write_text(analogy_text(3000))
+    run = train_tiny(corpus, root / "fwd")
+    out = root / "words"
+    code = main(["tune", str(run), str(corpus), "--objective", "words", "--out", str(out), "--dim", "16",
+                 "--epochs", "1", "--batch-size", "64", "--lr", "1e-2", "--seed", "0"])
+    assert code == 0
+    return {"corpus": corpus, "run": run, "out": out}
+
+
+def test_tune_words_writes_a_run_whose_head_similar_and_embed_use(tuned, tmp_path):
+    record = json.loads((tuned["out"] / "tune.json").read_text())
+    assert record["objective"] == "words" and record["dim"] == 16 and record["states"] == WordsConfig.states
+    wv = word_vectors_of(tuned["out"], min_count=5, show_progress=False)
+    plain = word_vectors_of(tuned["run"], min_count=5, show_progress=False)
+    assert wv.vectors.shape == (len(plain), 16) and wv.words == plain.words
+    run, head = load(tuned["out"]), WordHead.of(tuned["out"])
+    acc = word_sums(run, training_texts(run.config)[1](), states=head.states)  # the head reads these averages
+    keep = np.flatnonzero(acc.counts >= 5)
+    means = np.concatenate([s[keep] / acc.counts[keep, None] for s in acc.sums], axis=1)
+    assert [list(acc.ids)[i] for i in keep] == wv.words
+    assert np.allclose(wv.vectors, head.vectors(means), atol=1e-5)
+    assert main(["embed", str(tuned["out"]), str(tuned["corpus"]), "--unit", "word", "--out", str(tmp_path / "e"),
+                 "--json"]) == 0
+    info = json.loads((tmp_path / "e" / "info.json").read_text())
+    assert info["dim"] == 16 and info["word_head"] is True and info["states"] == WordsConfig.states
+
+
+@pytest.mark.parametrize("extra", [["--backward", "RUN"], ["--states", "after"]])
+def test_options_a_head_replaces_are_refused(tuned, extra, capsys):
+    extra = [str(tuned["run"]) if e == "RUN" else e for e in extra]
+    assert main(["similar", str(tuned["out"]), "cat", *extra]) == 2
+    assert "word head" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [["--objective", "words", "--max-steps", "5"], ["--states", "inside"]])
+def test_the_other_objectives_flags_are_refused(tuned, flags, tmp_path, capsys):
+    assert main(["tune", str(tuned["run"]), str(tuned["corpus"]), "--out", str(tmp_path / "x"), *flags]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
