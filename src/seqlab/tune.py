@@ -44,7 +44,8 @@ def add_cli(sub) -> None:
     p.add_argument("corpus", nargs="+", type=corpus_path, help="files, directories or globs whose paragraphs are used")
     p.add_argument("--out", required=True, type=new_run, help="the new run's directory")
     p.add_argument("--objective", choices=OBJECTIVES, default="contrastive",
-                   help="contrastive: passage vectors (the weights move); words: a skip-gram head on the word states")
+                   help="contrastive: passage vectors (the weights move); words: a skip-gram head on the word states "
+                        "(experimental: so far below the plain states on word similarity, docs/vectors.md)")
     clock = p.add_mutually_exclusive_group()
     clock.add_argument("--max-steps", type=integer(min=1), help="contrastive steps (200)")
     clock.add_argument("--budget", type=budget, help="contrastive: wall-clock time instead of steps, e.g. 90s, 5m")
