@@ -58,6 +58,7 @@ PATTERN_BAD = {
     "name": ["a/b", ".."],
     "feature": ["nope", "regex:("],
     "event": ["SPX", "SPX:up=1", "SPX:within=0", "SPX:up=1%,down=0.5%"],
+    "states": ["nowhere", "before+before", "both+inside"],
 }
 BLOCK_BAD = ["0", "-3", "paragraph"]  # eval --block: auto, document or a length in bytes >= 1
 # A valid value of each kind, for the positional arguments beside the one under test.

@@ -31,6 +31,15 @@ def test_last_word_contexts_are_word_contexts_of_the_next_position(width):
     assert np.array_equal(last_word_contexts(tail[:, 3:], letter, folded), expected)
 
 
+def test_the_row_kernels_constants_are_the_count_models():
+    """rowkernels.py writes out tables.py's and words.py's constants (numba caches it keyed on its own file alone)."""
+    from seqlab.countmodel import rowkernels, words
+
+    assert rowkernels._MUL == count_tables._MUL and rowkernels._PREVIOUS == words._PREVIOUS
+    assert (rowkernels.WORD_TOKENS, rowkernels.SEPARATOR_TOKENS, rowkernels.WORD_ORDERS) == \
+        (words.WORD_TOKENS, words.SEPARATOR_TOKENS, words.WORD_ORDERS)
+
+
 def test_directory_search_is_the_tables_search(monkeypatch):
     """Present contexts, absent ones (below, between and above the stored ones) and a bucket of many contexts."""
     monkeypatch.setattr(count_tables, "DIRECTORY_FROM", 0)

@@ -15,13 +15,14 @@ import sys
 
 from .embed import set_threads
 from .errors import SeqlabError
-from .options import budget, corpus_path, device, integer, new_run, number, run_dir, seed
+from .options import budget, corpus_path, device, integer, new_run, number, pattern, run_dir, seed
 from .vectors import load_forward
 from .vectors.embed import POOLINGS, new_output_dir
 from .vectors.passages import corpus_files
 from .vectors.skipgram import WordsConfig, tune_words
 from .vectors.tune import CROPS, TuneConfig
 from .vectors.tune import tune as tune_run
+from .vectors.words import states_problem
 
 
 OBJECTIVES = ("contrastive", "words")
@@ -65,7 +66,9 @@ def add_cli(sub) -> None:
     p.add_argument("--hard-negatives", action="store_true",
                    help="half of each batch is the other half's nearest paragraphs by TF-IDF")
     words = p.add_argument_group("--objective words")
-    words.add_argument("--states", help=f"the word states the head reads (default {WordsConfig.states})")
+    words.add_argument("--states", type=pattern("states", states_problem, "before, after, inside, both, or parts "
+                                                 "joined by +"),
+                       help=f"the word states the head reads (default {WordsConfig.states})")
     words.add_argument("--dim", type=integer(min=1), default=WordsConfig.dim, help="word vector size (100)")
     words.add_argument("--window", type=integer(min=1), default=WordsConfig.window,
                        help="neighbours each side a word predicts (2: small favours similar over related words)")

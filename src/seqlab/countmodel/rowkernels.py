@@ -10,8 +10,11 @@ Imported where compress needs it only: importing numba costs every verb's start 
 import numpy as np
 from numba import njit
 
-from .tables import _MUL
-from .words import _PREVIOUS, SEPARATOR_TOKENS, WORD_ORDERS, WORD_TOKENS
+# tables.py's and words.py's constants, written out: numba's cache is keyed on this file alone, so a constant imported
+# from another file would stay frozen in the cached code after a change there (tests/test_rowkernels.py holds them equal)
+_MUL = np.uint64(0x9E3779B97F4A7C15)
+_PREVIOUS = np.uint64(0xD6E8FEB86659FD93)
+WORD_TOKENS, SEPARATOR_TOKENS, WORD_ORDERS = 24, 8, 2
 
 _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
 _F1, _F2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)

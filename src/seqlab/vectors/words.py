@@ -297,10 +297,18 @@ def state_parts(states: str) -> list[str]:
     return ["before", "after"] if states == "both" else states.split("+")
 
 
-def check_states(states: str) -> str:
+def states_problem(states: str) -> str | None:
+    """What is wrong with a --states value (one of STATES, or distinct parts joined by +), or None."""
     parts = state_parts(states)
-    if states not in STATES and not (set(parts) <= set(STATES[:3]) and len(set(parts)) == len(parts)):
-        raise SeqlabError(f"unknown --states {states!r}; choose one of: {', '.join(STATES)}")
+    if states in STATES or (set(parts) <= set(STATES[:3]) and len(set(parts)) == len(parts)):
+        return None
+    return f"unknown --states {states!r}; choose one of: {', '.join(STATES)}, or parts joined by + (before+inside)"
+
+
+def check_states(states: str) -> str:
+    problem = states_problem(states)
+    if problem:
+        raise SeqlabError(problem)
     return states
 
 
