@@ -31,10 +31,6 @@ def zpaq_archive(data: bytes, *method: str) -> tuple[bytes, bytes]:
         return (Path(tmp) / "f.zpaq").read_bytes(), done.stdout
 
 
-def _lg(x: int) -> int:
-    return x.bit_length()
-
-
 def periodic_contexts(data: bytes) -> str:
     """-m5's periodic models: up to two gaps between repeated bytes frequent enough (score > 0.1) to get a context."""
     p = np.frombuffer(data, dtype=np.uint8)
@@ -65,10 +61,10 @@ def periodic_contexts(data: bytes) -> str:
 
 def m5_model(data: bytes, block_bytes: int, redundancy: int, kind: int) -> str:
     """The explicit model zpaq -m5 codes a block of `block_bytes` with (its printed `-method 5B,R,T` analysis)."""
-    size_bits = max(_lg(block_bytes + 4095) - 20, 0)
-    kind = redundancy * 4 + kind
-    text = "w2c0,1010,255i1" if kind & 1 else "w1i1"
-    return (f"x{size_bits},{(kind & 2) * 2}{text}c256ci1,1,1,1,1,1,2a{periodic_contexts(data)}"
+    size_bits = max((block_bytes + 4095).bit_length() - 20, 0)  # libzpaq's lg()
+    data_type = redundancy * 4 + kind  # libzpaq's `type`
+    text = "w2c0,1010,255i1" if data_type & 1 else "w1i1"
+    return (f"x{size_bits},{(data_type & 2) * 2}{text}c256ci1,1,1,1,1,1,2a{periodic_contexts(data)}"
             "c0,2,0,255i1c0,3,0,0,255i1c0,4,0,0,0,255i1mm16ts19t0")
 
 
