@@ -11,7 +11,8 @@ k = 0, block, 2 block, ..., and prints each block's increment (bits per byte of 
 eval`'s mix pays for the same bytes (bitcm_gain.todays_mix: session.mix, eval's path, cached). A block whose
 increment is negative (the archive shrank when bytes were added) says the total is not an online cost. The
 column "one model" codes every prefix with the model -m5 picks for all the bytes (bench/zpaq_model.py): an online
-coder's increments. Byte-level runs only (a token is a byte).
+coder's increments; the last line is seqlab's eval minus the one model, paired over the blocks, with its 95%
+interval (seqlab.stats.paired_difference). Byte-level runs only (a token is a byte).
 """
 
 import argparse
@@ -26,6 +27,7 @@ import numpy as np  # noqa: E402
 from bitcm_gain import todays_mix  # noqa: E402
 from mixer_gains import held_out  # noqa: E402
 from seqlab.countmodel import HISTORY_FILE  # noqa: E402
+from seqlab.stats import paired_difference  # noqa: E402
 
 
 def main() -> None:
@@ -63,7 +65,10 @@ def main() -> None:
     print_table(f"zpaq -m5 block by block, {run.path.name}: {len(train):,} training bytes, {len(held):,} held-out",
                 ["held-out bytes", "zpaq -m5 bits/byte", "zpaq -m5, one model", "seqlab eval bits/byte"], rows)
     print(f"seqlab's eval costs less than zpaq's increment in {int((seqlab_bytes < zpaq_bytes).sum())} of "
-          f"{len(starts)} blocks")
+          f"{len(starts)} blocks, less than the one model's in {int((seqlab_bytes < fixed_bytes).sum())}")
+    diff, low, high = paired_difference(8 * seqlab_bytes, 8 * fixed_bytes, n)
+    print(f"seqlab eval minus zpaq -m5 (one model), paired over the blocks: {diff:+.4f} [{low:+.4f}, {high:+.4f}] "
+          f"bits per byte ({diff / (8 * fixed_bytes.sum() / n.sum()):+.1%})")
 
 
 if __name__ == "__main__":
