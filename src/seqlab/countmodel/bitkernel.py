@@ -10,16 +10,16 @@ import math
 import numpy as np
 from numba import njit
 
-ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; the three word contexts follow, then the column's
+ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; then the three words', the column's two, the identifier's, the indent's
 N_COLUMN = 2  # the position in the line with the byte above; the byte above with the last byte
-N_CTX = len(ORDERS) + 3 + N_COLUMN
+N_CTX = len(ORDERS) + 3 + N_COLUMN + 2
 PER_CTX = 3  # a context's inputs: its entry's slow and fast probabilities, and its bit history's
 N_IN = PER_CTX * N_CTX + 3  # and the match model's, the given distribution's (score's), a bias
 MATCH_IN, GIVEN_IN = PER_CTX * N_CTX, PER_CTX * N_CTX + 1
 HISTORY_BITS = 6  # an entry's bit history: its last bits (up to 6) after a leading 1; 1: none yet
 MATCH_MIN = 6  # bytes hashed to find a match
 MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
-N_REGS = 5  # a stream's registers: current word, previous word, match pointer, match length, the word before
+N_REGS = 7  # registers: word, previous word, match pointer, match length, the word before, identifier, byte before it
 N_BYTE_CTX = 2  # the small contexts of a byte's nodes (after its N_CTX hashes): the last byte, the order-2 hash
 # the mixers, one table of weight sets: each mixer's sets (selected in _mixer_rows) from its first row
 MIXER_SETS = (256, MATCH_SETS, 257)  # by the partial byte; by match length and contexts seen; by the last byte
@@ -190,14 +190,18 @@ def _line_start(buf, t):
 
 @njit(cache=True)
 def _column(buf, t):
-    """Position t's column (bytes since the line's start) and the byte above it (the line before's byte at that
-    column; 10 past that line's end, 256 when there is no line before)."""
+    """Position t's column (bytes since the line's start), the byte above it (the line before's byte at that column;
+    10 past that line's end, 256 when there is no line before), and the line's indentation: a hash of its leading
+    spaces and tabs (up to 63) with the first byte after them (256: none yet)."""
     start, newline = _line_start(buf, t)
-    column = t - start
+    column, i = t - start, start
+    while i < t and (buf[i] == 32 or buf[i] == 9):
+        i += 1
+    indent = _hash(min(i - start, 63) + 7000, buf[i] if i < t else 256)
     if not newline:
-        return column, 256
+        return column, 256, indent
     above_start, _ = _line_start(buf, start - 1)
-    return column, buf[above_start + column] if above_start + column < start - 1 else 10
+    return column, buf[above_start + column] if above_start + column < start - 1 else 10, indent
 
 
 @njit(cache=True)
@@ -213,17 +217,22 @@ def _contexts(buf, t, regs, ctx):
     ctx[len(ORDERS)] = _hash(regs[0], 1000)
     ctx[len(ORDERS) + 1] = _hash(regs[0], regs[1] + 2000)
     ctx[len(ORDERS) + 2] = _hash(_hash(regs[0], regs[1] + 3000), regs[4])
-    column, above = _column(buf, t)
+    column, above, indent = _column(buf, t)
     ctx[len(ORDERS) + 3] = _hash(min(column, 127) + 5000, above)
     ctx[len(ORDERS) + 4] = _hash(above + 6000, buf[t - 1] if t >= 1 else 256)
+    ctx[len(ORDERS) + 5] = _hash(regs[5] + 9000, regs[6])  # code's names: `self.x`, `def f`, `class="`
+    ctx[len(ORDERS) + 6] = _hash(indent, buf[t - 1] if t >= 1 else 256)  # code's blocks: `    return`, `<li>`
     bctx[0] = buf[t - 1] if t >= 1 else 256
     bctx[1] = _hash(bctx[0], buf[t - 2] if t >= 2 else 256)
 
 
 @njit(cache=True)
 def _after_byte(buf, t, regs, mtab, mbits):
-    """Word hashes and the match model after byte buf[t] (regs: N_REGS's)."""
-    c = buf[t] + 32 if 65 <= buf[t] <= 90 else buf[t]  # case-folded
+    """Word and identifier hashes and the match model after byte buf[t] (regs: N_REGS's)."""
+    b = buf[t]
+    named = 97 <= b <= 122 or 65 <= b <= 90 or 48 <= b <= 57 or b == 95 or b >= 128
+    regs[5], regs[6] = (_hash(regs[5], b), regs[6]) if named else (0, b)
+    c = b + 32 if 65 <= b <= 90 else b  # case-folded
     if 97 <= c <= 122 or c >= 128:
         regs[0] = _hash(regs[0], c)
     elif regs[0] != 0:
@@ -250,15 +259,11 @@ def _after_byte(buf, t, regs, mtab, mbits):
 
 
 @njit(cache=True)
-def _match_bucket(length):
-    return 0 if length == 0 else 1 if length < 16 else 2 if length < 24 else 3 if length < 32 else 4
-
-
-@njit(cache=True)
 def _mixer_rows(c0, seen, length, bctx, out):
     """Each mixer's weight set at node c0, a row of the mixers' table, into out."""
     out[OUT_SET] = c0
-    out[OUT_SET + 1] = MIXER_FROM[1] + _match_bucket(length) * (N_CTX + 1) + seen
+    bucket = 0 if length == 0 else 1 if length < 16 else 2 if length < 24 else 3 if length < 32 else 4
+    out[OUT_SET + 1] = MIXER_FROM[1] + bucket * (N_CTX + 1) + seen
     out[OUT_SET + 2] = MIXER_FROM[2] + bctx[0]
 
 
