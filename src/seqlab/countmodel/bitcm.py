@@ -44,8 +44,8 @@ class BitCM:
     (3, 256)
     """
 
-    def __init__(self, table_bits: int = TABLE_BITS, match_bits: int = 20, learning_rate: float = 0.0015, limit: int = LIMIT,
-                 fast_limit: int = FAST_LIMIT, prune: float = 1e-4):
+    def __init__(self, table_bits: int = TABLE_BITS, match_bits: int = 20, learning_rate: float = 0.0015,
+                 limit: int = LIMIT, fast_limit: int = FAST_LIMIT, prune: float = 1e-4):
         self.bits, self.mbits, self.lr, self.prune = table_bits, match_bits, learning_rate, math.log(prune)
         n = 1 << table_bits
         self.slots = np.empty((n, SLOT_WIDTH), dtype=np.uint16)  # bitkernel's layout: check byte, probabilities,
