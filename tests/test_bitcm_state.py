@@ -117,6 +117,18 @@ def test_a_run_directory_that_cannot_be_written_reads_in_memory(tmp_path, monkey
     np.testing.assert_array_equal(model.score(TEXT), fresh().score(TEXT))
 
 
+def test_a_count_table_built_again_keeps_the_state(tmp_path):
+    """store.build replaces counts/ whole: the state inside is kept, as the word table is (its fingerprint says
+    whether it is still the history's)."""
+    from seqlab.countmodel import store
+
+    tables = tmp_path / "counts"
+    bitstate.open_model(tables / store.BITCM_DIR, HISTORY, IDENTITY)
+    before = file_hashes(tables / store.BITCM_DIR)
+    store.build(HISTORY.astype(np.uint16), [1, 2], tables)
+    assert (tables / "meta.json").exists() and file_hashes(tables / store.BITCM_DIR) == before
+
+
 def bitcm_copy(run_dir, out):
     """A copy of a trained byte-level run with "bitcm": true under counts in its config.json (how a user turns it on
     after training: it has no state yet)."""
