@@ -1,6 +1,7 @@
 """Two versions of the bitwise model (countmodel/bitcm.py) on the same bytes: what a change to it gains, and costs.
 
     python bench/bitcm_versus.py TUNING_RUN RUN --base REV [--head REV] [--tuning-only] [--fresh] [--zpaq]
+        [--base-table-bits B] [--head-table-bits H]
 
 Each version's files of the bitwise model (src/seqlab/countmodel/bit*.py) come from git (`git show REV:...`;
 --head defaults to the working tree's) as a package of their own, and it runs as `counts.bitcm` runs it: it reads the run's
@@ -11,6 +12,8 @@ such a run): a change is kept when the tuning slice's 95% interval of head less 
 held-out split is only reported (--tuning-only leaves it out). Also printed: each version's scoring speed in KB
 per CPU-second of scoring (time.thread_time, the training bytes' read apart). A version's bits are cached under
 --cache by its file's hash, so a base is scored once (--fresh: both scored again, side by side in this run).
+--base-table-bits/--head-table-bits: that version's slot table of 2^B slots (default: its own TABLE_BITS), so one
+revision can be compared with itself at two table sizes.
 """
 
 import hashlib
@@ -66,13 +69,15 @@ def load_version(package: Path):
     return importlib.import_module(f"{package.name}.bitcm")
 
 
-def version_bits(module, run, items, mixed: np.ndarray, targets: np.ndarray, history_bytes: int):
-    """(bits per token of the held-out tokens, CPU-seconds reading the history, CPU-seconds scoring)."""
+def version_bits(module, run, items, mixed: np.ndarray, targets: np.ndarray, history_bytes: int,
+                 table_bits: int | None = None):
+    """(bits per token of the held-out tokens, CPU-seconds reading the history, CPU-seconds scoring); table_bits: its
+    slot table's (None: the version's default)."""
     warm = module.BitCM(table_bits=10, match_bits=8)  # compile first: its seconds are not the model's
     warm.learn(b"warm up")
     warm.score(b"ab", np.full((2, 256), -np.log(256)))
     history = np.load(run.path / HISTORY_FILE, mmap_mode="r")
-    model = module.BitCM()
+    model = module.BitCM() if table_bits is None else module.BitCM(table_bits=table_bits)
     t0 = time.thread_time()
     model.learn(np.asarray(history[history < 256])[-history_bytes:])
     learn_s, score_s, rows, at = time.thread_time() - t0, 0.0, [], 0
@@ -105,13 +110,15 @@ def held_out_items(run, limit: int):
     return items
 
 
-def cached_bits(path: Path, run, items, mixed, targets, history_bytes: int, cache: Path, fresh: bool):
-    key = hashlib.sha1(f"{path.name}:{run.path.resolve()}:{len(targets)}:{history_bytes}".encode()).hexdigest()[:16]
+def cached_bits(path: Path, run, items, mixed, targets, history_bytes: int, cache: Path, fresh: bool,
+                table_bits: int | None = None):
+    key = f"{path.name}:{run.path.resolve()}:{len(targets)}:{history_bytes}" + (f":{table_bits}" if table_bits else "")
+    key = hashlib.sha1(key.encode()).hexdigest()[:16]
     saved = cache / f"bits-{key}.npz"
     if saved.exists() and not fresh:
         s = np.load(saved)
         return s["bits"], float(s["learn_s"]), float(s["score_s"])
-    bits, learn_s, score_s = version_bits(load_version(path), run, items, mixed, targets, history_bytes)
+    bits, learn_s, score_s = version_bits(load_version(path), run, items, mixed, targets, history_bytes, table_bits)
     np.savez(saved, bits=bits, learn_s=learn_s, score_s=score_s)
     return bits, learn_s, score_s
 
@@ -125,6 +132,8 @@ def main() -> None:
     p.add_argument("--zpaq", action="store_true", help="zpaq -m5 on the same bytes too (size(all) - size(train))")
     p.add_argument("--history", type=int, default=16 << 20, help="training bytes the bitwise model reads (the last)")
     p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "bitcm-gain"))
+    p.add_argument("--base-table-bits", type=int, help="the base's slot table: 2^N slots (default: its own)")
+    p.add_argument("--head-table-bits", type=int, help="the head's slot table: 2^N slots (default: its own)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cache, limit = Path(args.cache), args.bytes or 1 << 62
@@ -137,8 +146,9 @@ def main() -> None:
         mixed, targets = todays_mix(run, items, cache)
         mixed = mixed.astype(np.float64)
         lengths = np.array([len(b) for b in run.tokenizer.token_bytes])[targets]
-        (b, _, b_s), (h, learn_s, h_s) = (cached_bits(v, run, items, mixed, targets, args.history, cache, args.fresh)
-                                          for v in (base, head))
+        (b, _, b_s), (h, learn_s, h_s) = (cached_bits(v, run, items, mixed, targets, args.history, cache, args.fresh,
+                                                      bits)
+                                          for v, bits in ((base, args.base_table_bits), (head, args.head_table_bits)))
         n, today = lengths.sum(), -mixed[np.arange(len(targets)), targets] / np.log(2)
         rows.append([label, f"{n:,}", f"{today.sum() / n:.4f}", f"{b.sum() / n:.4f}", f"{h.sum() / n:.4f}",
                      shown(paired(h, b, lengths, args.block)), f"{n / b_s / 1e3:.1f}", f"{n / h_s / 1e3:.1f}",

@@ -36,6 +36,7 @@ GIVEN_PRIOR = 0.6  # the given distribution's prior weight in both mixers (the o
 LIMIT = 127  # an entry's slow rate stops falling here: it stays 1/(LIMIT + 1.5), it keeps adapting
 FAST_LIMIT = 4  # and its fast one's (each entry keeps both probabilities: a stationary and a recent view)
 N_BLOCKS = 17  # a byte's nibbles whose slots a view holds: the first, and the second after each high nibble
+TABLE_BITS = 22  # 2^22 slots of 16 entries (403 MB): what eval's and compress's model reads the training bytes into
 
 
 class BitCM:
@@ -45,8 +46,8 @@ class BitCM:
     (3, 256)
     """
 
-    def __init__(self, table_bits: int = 22, match_bits: int = 20, learning_rate: float = 0.0015, limit: int = LIMIT,
-                 fast_limit: int = FAST_LIMIT, prune: float = 1e-4):
+    def __init__(self, table_bits: int = TABLE_BITS, match_bits: int = 20, learning_rate: float = 0.0015,
+                 limit: int = LIMIT, fast_limit: int = FAST_LIMIT, prune: float = 1e-4):
         self.bits, self.mbits, self.lr, self.prune = table_bits, match_bits, learning_rate, math.log(prune)
         n = 1 << table_bits
         self.slots = np.empty((n, SLOT_WIDTH), dtype=np.uint16)  # bitkernel's layout: check byte, probabilities,

@@ -62,11 +62,12 @@ class WordModel:
 class CountModel:
     def __init__(self, history: np.ndarray | None, vocab_size: int, config: CountModelConfig,
                  table: CountTable | None = None, digest: str | None = None, words: WordModel | None = None,
-                 history_bytes: np.ndarray | None = None):
+                 history_bytes: np.ndarray | None = None, bitcm_dir=None):
         """The counts of `history` (its last config.max_history tokens), or the `table` already built from them
         (store.open_table's: a CountTable or a DiskTable); `digest` names the history (compress's fingerprint);
         words: the word model's (config.words; without it, the model has none); history_bytes: the training bytes
-        the bitwise model reads first (config.bitcm, a byte tokenizer's run; without them, it has none)."""
+        the bitwise model reads first (config.bitcm, a byte tokenizer's run; without them, it has none); bitcm_dir:
+        where its state after reading them is kept (bitstate.py; None: read in memory by every session)."""
         check(config)
         if config.words and words is None:  # no word model without the tokens' bytes (a model made from ids alone)
             config = dataclasses.replace(config, words=False)
@@ -81,6 +82,7 @@ class CountModel:
         self.table, self.digest = table, digest
         self.words = words if config.words else None
         self.history_bytes = history_bytes if config.bitcm else None  # the bitwise model's (bitcm.py)
+        self.bitcm_dir = bitcm_dir
 
     def session(self, device) -> "CountSession":
         return CountSession(self, device)
@@ -90,7 +92,7 @@ class CountModel:
         if self.words is None:
             return self
         return CountModel(None, self.vocab, dataclasses.replace(self.config, words=False), self.table, self.digest,
-                          history_bytes=self.history_bytes)
+                          history_bytes=self.history_bytes, bitcm_dir=self.bitcm_dir)
 
     def with_warmth(self, warmth: bool) -> "CountModel":
         """The same count model with or without the mixer's weight sets selected by warmth (a compressed file's
@@ -99,7 +101,8 @@ class CountModel:
             return self
         select = [name for name in self.config.select if name != "warmth"] + (["warmth"] if warmth else [])
         config = dataclasses.replace(self.config, select=select)
-        return CountModel(None, self.vocab, config, self.table, self.digest, self.words, self.history_bytes)
+        return CountModel(None, self.vocab, config, self.table, self.digest, self.words, self.history_bytes,
+                          self.bitcm_dir)
 
 
 class CountSession:
@@ -116,11 +119,11 @@ class CountSession:
         self.mixer = OnlineMixer(model.config, device)
         self.count_every = COUNT_EVERY
         self.bitcm = None
-        if model.history_bytes is not None:  # it reads the training bytes first (eval's time counts it)
-            from .bitcm import BitCM  # here: importing numba costs every verb's start ~0.3 s, and it is off by default
+        if model.history_bytes is not None:  # after the training bytes: the run's kept state, or read here once
+            from .bitstate import open_model  # here: importing numba costs every verb's start ~0.3 s; off by default
 
-            self.bitcm = BitCM()
-            self.bitcm.learn(model.history_bytes)
+            identity = {"history": model.digest, "bitcm_history": model.config.bitcm_history}
+            self.bitcm = open_model(model.bitcm_dir, model.history_bytes, identity)
 
     def count(self, positions: np.ndarray, contexts: np.ndarray, tokens: np.ndarray,
               words: np.ndarray | None = None) -> None:
@@ -342,7 +345,7 @@ def load_count_model(run_dir, vocab_size: int, config: CountModelConfig,
     has_words = config.words and token_bytes is not None and (_words_dir(run_dir) / "meta.json").exists()
     words = _word_model(run_dir, history, digest, token_bytes, config) if has_words else None
     bitwise = _history_bytes(everything, config, token_bytes)
-    return CountModel(history, vocab_size, config, table, digest, words, bitwise)
+    return CountModel(history, vocab_size, config, table, digest, words, bitwise, tables / store.BITCM_DIR)
 
 
 def _history_bytes(history: np.ndarray, config: CountModelConfig, token_bytes: list[bytes] | None) -> np.ndarray | None:

@@ -13,6 +13,7 @@ So training builds it once, at its end, into the run directory:
       directory.npy  where each bucket of leading context bits begins (large tables only)
       fence64.npy    every 64th context (disktable.py; made at the first load of a table built before it)
       words/         the word model's table (words.py), the same files, read the same way
+      bitcm/         the bitwise model's state after reading the training bytes (counts.bitcm; bitstate.py)
 
 and every load opens it: a table of up to counts.map_up_to_gib memory-mapped, as a CountTable
 (no work at load), a larger one as a disktable.DiskTable: lookups read what they need by
@@ -45,6 +46,7 @@ from .words import REACH, SEPARATOR_TOKENS, WORD_ORDERS, WORD_TOKENS, word_conte
 
 TABLES_DIR = "counts"
 WORDS_DIR = "words"  # the word model's table, inside TABLES_DIR
+BITCM_DIR = "bitcm"  # the bitwise model's state after reading the training bytes (bitstate.py), inside TABLES_DIR
 WORD_TABLE = ["words", WORD_TOKENS, SEPARATOR_TOKENS]  # its meta.json "orders": what its contexts are
 WORD_SHARD = 1 << 20  # history positions of word contexts hashed at a time (word_contexts' arrays are wider)
 FORMAT = 1
@@ -124,8 +126,9 @@ def build(history: np.ndarray, orders: list, out: Path, words: tuple | None = No
         disktable.write_fence(disktable.make_fence(disktable._Array(tmp / "contexts.npy")), tmp)
         meta.update(format=FORMAT, orders=list(orders), history_tokens=len(history), history=history_digest(history))
         (tmp / "meta.json").write_text(json.dumps(meta))
-        if (out / WORDS_DIR).is_dir():  # the word model's table inside is kept (a load checks it is the history's)
-            os.replace(out / WORDS_DIR, tmp / WORDS_DIR)
+        for kept in (WORDS_DIR, BITCM_DIR):  # the word model's table, the bitwise model's state: kept (a load
+            if (out / kept).is_dir():  # checks each is the history's)
+                os.replace(out / kept, tmp / kept)
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
     except OSError as e:

@@ -1,0 +1,155 @@
+"""The bitwise model's state after reading the training bytes, kept with the run (runs/NAME/counts/bitcm/).
+
+Why: every process that scores with counts.bitcm (eval, surprise, compress, serve) first read the training split
+through the bitwise model: 8-12 CPU-seconds for 1 MB, about 2 minutes at the 16 MiB cap, before its first byte. The
+state that reading leaves is the same every time, so it is computed once (at the end of `seqlab train`, which
+evaluates with it, or at the first use by any verb of a run that has none) and every later session maps it:
+
+    counts/bitcm/
+      manifest.json   FORMAT, the fingerprint (below), the model's attributes (arrays by name, scalars, tuples)
+      NAME.npy        one per array of the model (slots, match table, the buffer it points into, mixers, APMs ...)
+
+Every array the model holds is saved, found generically (vars(model), through tuples, an array held twice saved
+once), so a model that gains a context or a mixer needs no change here. Loaded memory-mapped copy-on-write: a
+session learns as it scores, into its own pages, and never writes into the files. The fingerprint names the history
+read (the count model's digest and the bytes' number), the settings (counts.bitcm_history, the slot table's bits)
+and the model's code (bitcm.py and bitkernel.py's SHA-256: a state saved by another version of the model is not
+used, whoever forgot to bump a version number). A state of another fingerprint, or damaged (a file missing,
+truncated, of another shape or dtype), is read afresh and saved again, said on stderr; a run directory that is not
+writable reads it in memory, as before.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import bitcm, bitkernel
+
+FORMAT = 1  # the folder's layout: manifest.json and one .npy file per array
+MANIFEST = "manifest.json"
+
+
+def model_digest() -> str:
+    """SHA-256 of the bitwise model's code (its state's meaning: contexts, layout, constants)."""
+    h = hashlib.sha256()
+    for module in (bitcm, bitkernel):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()
+
+
+def fingerprint(history: np.ndarray, identity: dict) -> dict:
+    """What a saved state must match to be used: identity (the history's digest and the settings, the caller's), the
+    bytes read, the slot table's bits and the model's code."""
+    return {**identity, "history_bytes": len(history), "table_bits": bitcm.TABLE_BITS, "model": model_digest()}
+
+
+def open_model(directory: Path | None, history: np.ndarray, identity: dict) -> bitcm.BitCM:
+    """The bitwise model after reading `history` (the training bytes): loaded from `directory` where a state of this
+    fingerprint is kept there, else read afresh and kept there (directory None, or not writable: in memory only)."""
+    expected = fingerprint(history, identity)
+    if directory is not None:
+        model, why = load(directory, expected)
+        if model is not None:
+            return model
+        if why:
+            print(f"seqlab: the bitwise model's state in {directory} {why}: reading the training bytes again",
+                  file=sys.stderr)
+    model = bitcm.BitCM(table_bits=bitcm.TABLE_BITS)
+    model.learn(history)
+    if directory is not None:
+        save(model, directory, expected)
+    return model
+
+
+def save(model: bitcm.BitCM, directory: Path, expected: dict) -> bool:
+    """Write the model's state into `directory` (replaced whole: written beside it, then renamed); False where it
+    could not be written (a read-only run, a full disk: nothing half-written is left)."""
+    directory = Path(directory)
+    attributes, arrays = _flatten(model)
+    tmp = directory.with_name(f".{directory.name}.tmp{os.getpid()}")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name, array in arrays.items():
+            np.save(tmp / f"{name}.npy", array, allow_pickle=False)
+        shapes = {name: [str(a.dtype), list(a.shape)] for name, a in arrays.items()}
+        manifest = {"format": FORMAT, "fingerprint": expected, "attributes": attributes, "arrays": shapes}
+        (tmp / MANIFEST).write_text(json.dumps(manifest))
+        shutil.rmtree(directory, ignore_errors=True)
+        os.rename(tmp, directory)  # fails where another process put its state there first: theirs is kept
+        return True
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load(directory: Path, expected: dict) -> tuple[bitcm.BitCM | None, str]:
+    """(the model saved in `directory` with fingerprint `expected`, its arrays mapped copy-on-write, ""), or (None,
+    why not: "" where there is none)."""
+    directory = Path(directory)
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except FileNotFoundError:
+        return None, ""
+    except (OSError, ValueError) as e:
+        return None, f"is damaged ({MANIFEST}: {e})"
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return None, f"is of another format ({manifest.get('format') if isinstance(manifest, dict) else None})"
+    if manifest.get("fingerprint") != expected:
+        differ = sorted(k for k in expected if manifest["fingerprint"].get(k) != expected[k]) \
+            if isinstance(manifest.get("fingerprint"), dict) else ["all"]
+        return None, f"is of another {', '.join(differ)}"
+    try:
+        arrays = {name: _mapped(directory / f"{name}.npy", dtype, shape)
+                  for name, (dtype, shape) in manifest["arrays"].items()}
+        model = bitcm.BitCM.__new__(bitcm.BitCM)
+        for name, value in manifest["attributes"].items():
+            setattr(model, name, _unflatten(value, arrays))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return None, f"is damaged ({e})"
+    return model, ""
+
+
+def _mapped(path: Path, dtype: str, shape: list) -> np.ndarray:
+    """The .npy file mapped copy-on-write, as a plain ndarray (numba's type, as the fresh model's); ValueError where it
+    is not of the manifest's dtype and shape."""
+    array = np.load(path, mmap_mode="c", allow_pickle=False)
+    if str(array.dtype) != dtype or list(array.shape) != shape:
+        raise ValueError(f"{path.name} is {array.dtype} {list(array.shape)}, the manifest says {dtype} {shape}")
+    return array.view(np.ndarray)
+
+
+def _flatten(model: bitcm.BitCM) -> tuple[dict, dict]:
+    """(the model's attributes as JSON: an array as {"array": its name}, a tuple as {"tuple": [...]}, scalars as they
+    are; the arrays by name). An array held in several places (the slots in the stream's view) is saved once, under
+    the first name it is found at, and loaded as one array again."""
+    arrays, names = {}, {}
+
+    def encode(value, name: str):
+        if isinstance(value, np.ndarray):
+            if id(value) not in names:
+                names[id(value)], arrays[name] = name, value
+            return {"array": names[id(value)]}
+        if isinstance(value, tuple):
+            return {"tuple": [encode(v, f"{name}.{i}") for i, v in enumerate(value)]}
+        assert value is None or isinstance(value, (bool, int, float, str)), f"{name}: {type(value).__name__}"
+        return value
+
+    attributes = {name: encode(value, name) for name, value in vars(model).items()}
+    views = [(a, b) for a in arrays for b in arrays if a < b and np.may_share_memory(arrays[a], arrays[b])]
+    assert not views, f"arrays that share memory would be saved apart: {views}"
+    return attributes, arrays
+
+
+def _unflatten(value, arrays: dict):
+    if isinstance(value, dict) and "array" in value:
+        return arrays[value["array"]]
+    if isinstance(value, dict):
+        return tuple(_unflatten(v, arrays) for v in value["tuple"])
+    return value

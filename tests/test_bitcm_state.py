@@ -1,0 +1,176 @@
+"""The bitwise model's state kept with the run (countmodel/bitstate.py): loaded, it scores as reading the training
+bytes afresh, to the last bit; scoring and coding never write into it; a damaged or mismatched one is read again."""
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import structured_text, tiny_config
+from seqlab.countmodel import bitcm, bitstate
+from seqlab.run import load
+
+HISTORY = np.frombuffer(structured_text(150, seed=3).encode(), dtype=np.uint8).astype(np.int64)
+TEXT = structured_text(40, seed=4).encode()
+IDENTITY = {"history": "digest", "bitcm_history": 1 << 20}
+
+
+@pytest.fixture(autouse=True)
+def small_table(monkeypatch):
+    """2^16 slots (a run's model has 2^22: 403 MB a state): every model of these tests, the runs' too."""
+    monkeypatch.setattr(bitcm, "TABLE_BITS", 16)
+
+
+def fresh() -> bitcm.BitCM:
+    model = bitcm.BitCM(table_bits=16)
+    model.learn(HISTORY)
+    return model
+
+
+def file_hashes(directory) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+def test_a_loaded_state_scores_as_reading_the_history_afresh(tmp_path):
+    """Every array of the model is kept (slots, match table and buffer, mixers, APMs, bit-history maps, registers):
+    one left out, or loaded as it was before learning, changes the floats. Mapped, not read into memory."""
+    bitstate.open_model(tmp_path / "bitcm", HISTORY, IDENTITY)
+    loaded, why = bitstate.load(tmp_path / "bitcm", bitstate.fingerprint(HISTORY, IDENTITY))
+    assert why == "" and isinstance(loaded.slots.base, np.memmap)
+    reference = fresh()
+    given = np.log(np.random.default_rng(0).dirichlet(np.full(256, 0.3), size=len(TEXT)))
+    for part in (slice(0, 500), slice(500, None)):  # learning goes on alike too
+        np.testing.assert_array_equal(loaded.score(TEXT[part], given[part]), reference.score(TEXT[part], given[part]))
+
+
+def test_scoring_never_writes_into_the_saved_state(tmp_path):
+    state = tmp_path / "bitcm"
+    bitstate.open_model(state, HISTORY, IDENTITY)
+    before = file_hashes(state)
+    for _ in range(2):
+        bitstate.open_model(state, HISTORY, IDENTITY).score(TEXT)
+    assert file_hashes(state) == before
+
+
+def _truncated(state):
+    path = state / "slots.npy"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _retyped(state):
+    np.save(state / "w.npy", np.load(state / "w.npy").astype(np.float32))
+
+
+def _reshaped(state):
+    np.save(state / "apm.npy", np.load(state / "apm.npy")[:-1])
+
+
+def _missing(state):
+    (state / "mtab.npy").unlink()
+
+
+def _bad_manifest(state):
+    (state / bitstate.MANIFEST).write_text("{not json")
+
+
+def _other_model(state):
+    manifest = json.loads((state / bitstate.MANIFEST).read_text())
+    manifest["fingerprint"]["model"] = "0" * 64
+    (state / bitstate.MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("damage, said", [(_truncated, "damaged"), (_retyped, "damaged"), (_reshaped, "damaged"),
+                                          (_missing, "damaged"), (_bad_manifest, "damaged"),
+                                          (_other_model, "another model")])
+def test_a_damaged_or_mismatched_state_is_read_again_and_said(tmp_path, capsys, damage, said):
+    state = tmp_path / "bitcm"
+    bitstate.open_model(state, HISTORY, IDENTITY)
+    damage(state)
+    model = bitstate.open_model(state, HISTORY, IDENTITY)
+    err = capsys.readouterr().err
+    assert said in err and "reading the training bytes again" in err and err.count("\n") == 1
+    np.testing.assert_array_equal(model.score(TEXT), fresh().score(TEXT))
+    loaded, why = bitstate.load(state, bitstate.fingerprint(HISTORY, IDENTITY))  # and kept again
+    assert why == "" and loaded is not None
+
+
+def test_a_state_of_another_history_or_setting_is_not_used(tmp_path, capsys):
+    state = tmp_path / "bitcm"
+    bitstate.open_model(state, HISTORY[:-100], IDENTITY)
+    other = bitstate.open_model(state, HISTORY, {**IDENTITY, "history": "another digest"})
+    assert "another history, history_bytes" in capsys.readouterr().err
+    np.testing.assert_array_equal(other.score(TEXT), fresh().score(TEXT))
+    bitstate.open_model(state, HISTORY, {**IDENTITY, "bitcm_history": 5})
+    assert "another bitcm_history" in capsys.readouterr().err
+
+
+def test_a_run_directory_that_cannot_be_written_reads_in_memory(tmp_path, monkeypatch, capsys):
+    def refused(*args, **kwargs):
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(bitstate.np, "save", refused)
+    model = bitstate.open_model(tmp_path / "bitcm", HISTORY, IDENTITY)
+    assert list(tmp_path.iterdir()) == [] and capsys.readouterr().err == ""
+    np.testing.assert_array_equal(model.score(TEXT), fresh().score(TEXT))
+
+
+def test_a_count_table_built_again_keeps_the_state(tmp_path):
+    """store.build replaces counts/ whole: the state inside is kept, as the word table is (its fingerprint says
+    whether it is still the history's)."""
+    from seqlab.countmodel import store
+
+    tables = tmp_path / "counts"
+    bitstate.open_model(tables / store.BITCM_DIR, HISTORY, IDENTITY)
+    before = file_hashes(tables / store.BITCM_DIR)
+    store.build(HISTORY.astype(np.uint16), [1, 2], tables)
+    assert (tables / "meta.json").exists() and file_hashes(tables / store.BITCM_DIR) == before
+
+
+def bitcm_copy(run_dir, out):
+    """A copy of a trained byte-level run with "bitcm": true under counts in its config.json (how a user turns it on
+    after training: it has no state yet)."""
+    shutil.copytree(run_dir, out)
+    config = json.loads((out / "config.json").read_text())
+    config["counts"]["bitcm"] = True
+    (out / "config.json").write_text(json.dumps(config))
+    return out
+
+
+def mixed(run, text: bytes) -> torch.Tensor:
+    from seqlab.scoring import score_run
+
+    tokens = np.frombuffer(text, dtype=np.uint8).astype(np.int64)
+    return torch.cat([lp for _, lp, _, _ in score_run(run, tokens, 1, run.count_model.session(run.device))])
+
+
+def test_verbs_keep_the_state_at_first_use_then_map_it_unchanged(trained_runs, tmp_path):
+    """The first session of a run without a state reads the training bytes and keeps it; later ones (eval's
+    scoring, compress, decompress) map it, give the floats of a model read afresh and leave the files as they were."""
+    from seqlab.compress import compress_bytes, decompress_bytes
+
+    copy = bitcm_copy(trained_runs["lstm"], tmp_path / "run")
+    state = copy / "counts" / "bitcm"
+    first = mixed(load(copy), TEXT)  # reads the training bytes, keeps the state
+    before = file_hashes(state)
+    run = load(copy)
+    in_memory = load(copy)
+    in_memory.count_model.bitcm_dir = None
+    torch.testing.assert_close(mixed(run, TEXT), first, rtol=0, atol=0)
+    torch.testing.assert_close(mixed(in_memory, TEXT), first, rtol=0, atol=0)
+    blob = compress_bytes(run, TEXT)
+    assert blob == compress_bytes(in_memory, TEXT)
+    assert decompress_bytes(load(copy), blob) == TEXT
+    assert file_hashes(state) == before
+
+
+def test_training_with_counts_bitcm_keeps_the_state(corpus_file, tmp_path):
+    from seqlab.train import train
+
+    cfg = tiny_config(corpus_file, steps=20)
+    cfg.counts.bitcm = True
+    run_dir = train(cfg, tmp_path / "run", log=lambda *a: None)
+    manifest = json.loads((run_dir / "counts" / "bitcm" / bitstate.MANIFEST).read_text())
+    assert manifest["fingerprint"]["table_bits"] == 16 and manifest["fingerprint"]["model"] == bitstate.model_digest()
