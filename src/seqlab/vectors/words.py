@@ -61,8 +61,10 @@ def word_tokens(data: bytes) -> list[str]:
     return find_words(data)[0]
 
 
-def occurrence_positions(run, data: bytes, starts, ends, which: str) -> tuple[np.ndarray, np.ndarray]:
-    """(tokens as the run reads data, BOS first; the token position of each occurrence's `which` state)."""
+def occurrence_positions(run, data: bytes, starts, ends) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tokens as the run reads data, BOS first; the token positions of each occurrence's `before` and `after`
+    states): before is the last token that ends at or before the word's first byte, after the first token that
+    completes the word."""
     tok = run.tokenizer
     tokens = np.concatenate([[tok.bos_id], tok.encode(data)]).astype(np.int64)
     lengths = np.array([len(b) for b in tok.token_bytes], np.int64)[tokens]
@@ -70,9 +72,7 @@ def occurrence_positions(run, data: bytes, starts, ends, which: str) -> tuple[np
     if run.config.data.backward:  # it reads data[::-1]: the word [a, b) is [n - b, n - a) there
         n = len(data)
         starts, ends = n - np.asarray(ends), n - np.asarray(starts)
-    if which == "before":  # the last token that ends at or before the word's first byte
-        return tokens, np.searchsorted(done, starts, side="right") - 1
-    return tokens, np.searchsorted(done, ends, side="left")  # the first token that completes the word
+    return tokens, np.searchsorted(done, starts, side="right") - 1, np.searchsorted(done, ends, side="left")
 
 
 def postprocess(means: np.ndarray, components: int | None = DEFAULT_COMPONENTS, fit=None) -> np.ndarray:
@@ -262,8 +262,7 @@ def word_state_sums(run, data: bytes, starts, ends, ids: np.ndarray, n_words: in
     """For each of `which`: (n_words, C) sums over the occurrences (word ids `ids`) of their state, in one
     streamed reading of data (memory bounded by the vocabulary, not the text). `inside` adds each occurrence's
     mean over the states of its own tokens, the tokens after `before` up to `after`."""
-    tokens, before = occurrence_positions(run, data, starts, ends, "before")
-    after = occurrence_positions(run, data, starts, ends, "after")[1]
+    tokens, before, after = occurrence_positions(run, data, starts, ends)
     width = np.maximum(after - before, 1)
     order = np.argsort(after, kind="stable")
     ends_sorted = after[order]
