@@ -126,12 +126,12 @@ def evaluate(name: str, wv: WordVectors, reference=None) -> list:
     return [name, wv.vectors.shape[1], f"{len(wv):,}", *ws[:3], ws[3], *sl[:3], sl[3], analogies(kv)]
 
 
-def gensim_vectors(texts, min_count: int, dim: int, seed: int = 1, window: int = 5) -> WordVectors:
+def gensim_vectors(texts, min_count: int, dim: int, seed: int = 1, window: int = 5, workers: int = 2) -> WordVectors:
     from gensim.models import Word2Vec
 
     sentences = [word_tokens(line) for data in texts for line in data.splitlines()]
     sentences = [s for s in sentences if s]
-    model = Word2Vec(sentences, vector_size=dim, sg=1, window=window, min_count=min_count, workers=2, seed=seed,
+    model = Word2Vec(sentences, vector_size=dim, sg=1, window=window, min_count=min_count, workers=workers, seed=seed,
                      epochs=5)
     words = list(model.wv.index_to_key)
     counts = np.array([model.wv.get_vecattr(w, "count") for w in words])
@@ -230,6 +230,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=WordsConfig.epochs, help="the word objective's epochs")
     ap.add_argument("--window", type=int, default=WordsConfig.window, help="the word objective's window")
     ap.add_argument("--gensim-windows", default="5", help="gensim's windows: the first is the reference")
+    ap.add_argument("--workers", type=int, default=2, help="gensim's threads (1 on a shared machine)")
     ap.add_argument("--sums", type=Path, help="keep each run's per-word sums here and reuse them")
     ap.add_argument("--no-control", action="store_true", help="leave out the free-vector control row")
     args = ap.parse_args()
@@ -237,14 +238,15 @@ def main() -> None:
     paths, texts = training_texts(run.config, args.corpus)
     total = sum(p.stat().st_size for p in paths)
     t0 = time.perf_counter()
-    reference = gensim_vectors(texts(), args.min_count, args.dim)
+    reference = gensim_vectors(texts(), args.min_count, args.dim, workers=args.workers)
     gensim_seconds = time.perf_counter() - t0
     ref_kv = keyed(reference)
     rows = [evaluate(f"gensim Word2Vec skip-gram ({args.dim}d)", reference)]
     print(rows[-1], flush=True)
     for window in [int(w) for w in args.gensim_windows.split(",")[1:]]:
         rows.append(evaluate(f"gensim Word2Vec skip-gram ({args.dim}d), window {window}",
-                             gensim_vectors(texts(), args.min_count, args.dim, window=window), ref_kv))
+                             gensim_vectors(texts(), args.min_count, args.dim, window=window, workers=args.workers),
+                             ref_kv))
         print(rows[-1], flush=True)
     sums = {"fwd": read_sums(run, texts, total, args.sums)}
     if args.backward:
