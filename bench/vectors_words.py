@@ -47,9 +47,9 @@ from seqlab.progress import bar  # noqa: E402
 from seqlab.stats import bootstrap_statistic, wilson  # noqa: E402
 from seqlab.vectors.embed import unit_rows  # noqa: E402
 from seqlab.vectors.skipgram import (  # noqa: E402
-    WordsConfig, head_from_sums, train_skipgram, vocabulary_of, word_sequences)
+    WordHead, WordsConfig, head_from_sums, train_skipgram, vocabulary_of, word_sequences)
 from seqlab.vectors.words import (  # noqa: E402
-    DEFAULT_STATES, Accumulator, WordVectors, find_words, training_texts, word_state_sums, word_tokens)
+    DEFAULT_STATES, Accumulator, WordVectors, cached_sums, find_words, training_texts, word_state_sums, word_tokens)
 
 PARTS = ("before", "after", "inside")
 
@@ -160,9 +160,17 @@ def read_sums(run, texts, total: int, keep_in: Path | None = None) -> dict[str, 
     return split_parts(acc)
 
 
-def split_parts(acc: Accumulator) -> dict[str, Accumulator]:
+def tuned_sums(run) -> tuple[WordHead, Accumulator] | None:
+    """A run tuned with `seqlab tune --objective words`: its head and the sums of its states that the tune read
+    and left in the cache (what `seqlab similar RUN` uses), so the run is measured without reading it again."""
+    head = WordHead.of(run.path)
+    acc = cached_sums(run.path, head.states) if head is not None else None
+    return (head, acc) if acc is not None else None
+
+
+def split_parts(acc: Accumulator, parts_read=PARTS) -> dict[str, Accumulator]:
     parts = {}
-    for direction, part in enumerate(PARTS):  # each state on its own, as `seqlab similar --states` gives it
+    for direction, part in enumerate(parts_read):  # each state on its own, as `seqlab similar --states` gives it
         parts[part] = Accumulator()
         parts[part].ids, parts[part].counts, parts[part].sums = acc.ids, acc.counts, [acc.sums[direction]]
     return parts
@@ -248,7 +256,9 @@ def main() -> None:
                              gensim_vectors(texts(), args.min_count, args.dim, window=window, workers=args.workers),
                              ref_kv))
         print(rows[-1], flush=True)
-    sums = {"fwd": read_sums(run, texts, total, args.sums)}
+    tuned = tuned_sums(run)
+    sums = {"fwd": split_parts(tuned[1], tuned[0].states.split("+")) if tuned else read_sums(run, texts, total,
+                                                                                              args.sums)}
     if args.backward:
         sums["bwd"] = read_sums(load(args.backward), texts, total, args.sums)
     words = reference.words
@@ -270,6 +280,10 @@ def main() -> None:
     if not args.no_control:
         wv, seconds = free_vectors(sums["fwd"], cfg, texts, words)
         rows.append(evaluate(f"words: free vectors, no states (control, {seconds:.0f} s)", wv, ref_kv))
+        print(rows[-1], flush=True)
+    if tuned:
+        wv = tuned[1].vectors(min_count=args.min_count, head=tuned[0])
+        rows.append(evaluate(f"words: the run's own head on fwd-{tuned[0].states} (seqlab similar RUN)", wv, ref_kv))
         print(rows[-1], flush=True)
     for states in [h for h in args.heads.split(",") if h]:
         wv, seconds = head_vectors(sums["fwd"], states, cfg, texts, words)

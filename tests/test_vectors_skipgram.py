@@ -17,7 +17,8 @@ from seqlab.similar import word_vectors_of
 from seqlab.vectors.joint import Occurrences, Streams, move_network, occurrence_features, window_pairs
 from seqlab.vectors.skipgram import (HEAD_FILE, StateEncoder, WordHead, WordsConfig, keep_probabilities,
                                      skipgram_pairs, train_skipgram)
-from seqlab.vectors.words import find_words, occurrence_positions, training_texts, word_state_sums, word_sums
+from seqlab.vectors.words import (cached_sums, find_words, occurrence_positions, training_texts, word_state_sums,
+                                  word_sums)
 
 PAIRS = [("cat", "dog"), ("red", "blue"), ("run", "walk"), ("king", "queen"), ("salt", "sand")]
 
@@ -213,3 +214,5 @@ def test_tune_words_with_steps_saves_the_moved_network_and_what_it_did(tuned, tm
     weights = before.keys() & after.keys()  # the run's own checkpoint also holds its optimiser's state
     assert weights and any(not torch.equal(before[k], after[k]) for k in weights)
     assert load(out).model is not None  # an ordinary run
+    kept = cached_sums(out, WordsConfig.states)  # the tune's reading is what `similar` uses: no second reading
+    assert kept is not None and len(kept.sums) == 2  # before and inside

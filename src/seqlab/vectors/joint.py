@@ -31,7 +31,8 @@ from ..errors import SeqlabError
 from ..models.base import map_state
 from ..models.heads import AdaptiveHead
 from .skipgram import WordsConfig, head_from_sums, keep_probabilities, negative_sampling_loss, skipgram_pairs
-from .words import check_states, find_words, occurrence_positions, state_parts
+from .words import (check_states, find_words, keep_sums, occurrence_positions, state_parts, sums_cache, training_texts,
+                    word_sums)
 
 
 @dataclass
@@ -183,7 +184,6 @@ def tune_words(run, files, out, cfg: WordsConfig | None = None, log=print, show_
     from ..data.corpus import split_document
     from ..progress import bar
     from .tune import save_tuned
-    from .words import word_sums
 
     cfg = cfg or WordsConfig()
     check_states(cfg.states)
@@ -209,6 +209,9 @@ def tune_words(run, files, out, cfg: WordsConfig | None = None, log=print, show_
               "steps": len(losses), "loss_first": float(np.mean(losses[:10])),
               "loss_last": float(np.mean(losses[-10:])), **moved, **asdict(cfg)}
     save_tuned(run, Path(out), run.model, record, lambda tmp: head.save(tmp, record))
+    paths = training_texts(run.config)[0] if run.config.data.paths else []
+    if sorted(p.resolve() for p in paths) == sorted(f.resolve() for f in files):  # what `similar NEW` reads
+        keep_sums(acc, *sums_cache(out, None, cfg.states, paths))
     log(f"word head trained {len(losses)} steps on {record['words']:,} words: loss {record['loss_first']:.3f} -> "
         f"{record['loss_last']:.3f}; run saved in {out}")
     return Path(out)
