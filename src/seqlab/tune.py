@@ -48,7 +48,8 @@ def add_cli(sub) -> None:
     p.add_argument("--out", required=True, type=new_run, help="the new run's directory")
     p.add_argument("--objective", choices=OBJECTIVES, default="contrastive",
                    help="contrastive: passage vectors (the weights move); words: a skip-gram head on the word states "
-                        "(experimental: so far below the plain states on word similarity, docs/vectors.md)")
+                        "(experimental: so far below the plain states on word similarity, docs/vectors.md; with "
+                        "--max-steps or --budget the network moves with it first, not yet measured)")
     clock = p.add_mutually_exclusive_group()
     clock.add_argument("--max-steps", type=integer(min=1),
                        help="contrastive steps (200); --objective words: steps that move the network with the word "
