@@ -47,9 +47,9 @@ from seqlab.progress import bar  # noqa: E402
 from seqlab.stats import bootstrap_statistic, wilson  # noqa: E402
 from seqlab.vectors.embed import unit_rows  # noqa: E402
 from seqlab.vectors.skipgram import (  # noqa: E402
-    WordsConfig, head_from_sums, train_skipgram, vocabulary_of, word_sequences)
+    WordHead, WordsConfig, head_from_sums, train_skipgram, vocabulary_of, word_sequences)
 from seqlab.vectors.words import (  # noqa: E402
-    DEFAULT_STATES, Accumulator, WordVectors, find_words, training_texts, word_state_sums, word_tokens)
+    DEFAULT_STATES, Accumulator, WordVectors, cached_sums, find_words, training_texts, word_state_sums, word_tokens)
 
 PARTS = ("before", "after", "inside")
 
@@ -126,12 +126,12 @@ def evaluate(name: str, wv: WordVectors, reference=None) -> list:
     return [name, wv.vectors.shape[1], f"{len(wv):,}", *ws[:3], ws[3], *sl[:3], sl[3], analogies(kv)]
 
 
-def gensim_vectors(texts, min_count: int, dim: int, seed: int = 1, window: int = 5) -> WordVectors:
+def gensim_vectors(texts, min_count: int, dim: int, seed: int = 1, window: int = 5, workers: int = 2) -> WordVectors:
     from gensim.models import Word2Vec
 
     sentences = [word_tokens(line) for data in texts for line in data.splitlines()]
     sentences = [s for s in sentences if s]
-    model = Word2Vec(sentences, vector_size=dim, sg=1, window=window, min_count=min_count, workers=2, seed=seed,
+    model = Word2Vec(sentences, vector_size=dim, sg=1, window=window, min_count=min_count, workers=workers, seed=seed,
                      epochs=5)
     words = list(model.wv.index_to_key)
     counts = np.array([model.wv.get_vecattr(w, "count") for w in words])
@@ -160,9 +160,17 @@ def read_sums(run, texts, total: int, keep_in: Path | None = None) -> dict[str, 
     return split_parts(acc)
 
 
-def split_parts(acc: Accumulator) -> dict[str, Accumulator]:
+def tuned_sums(run) -> tuple[WordHead, Accumulator] | None:
+    """A run tuned with `seqlab tune --objective words`: its head and the sums of its states that the tune read
+    and left in the cache (what `seqlab similar RUN` uses), so the run is measured without reading it again."""
+    head = WordHead.of(run.path)
+    acc = cached_sums(run.path, head.states) if head is not None else None
+    return (head, acc) if acc is not None else None
+
+
+def split_parts(acc: Accumulator, parts_read=PARTS) -> dict[str, Accumulator]:
     parts = {}
-    for direction, part in enumerate(PARTS):  # each state on its own, as `seqlab similar --states` gives it
+    for direction, part in enumerate(parts_read):  # each state on its own, as `seqlab similar --states` gives it
         parts[part] = Accumulator()
         parts[part].ids, parts[part].counts, parts[part].sums = acc.ids, acc.counts, [acc.sums[direction]]
     return parts
@@ -230,6 +238,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=WordsConfig.epochs, help="the word objective's epochs")
     ap.add_argument("--window", type=int, default=WordsConfig.window, help="the word objective's window")
     ap.add_argument("--gensim-windows", default="5", help="gensim's windows: the first is the reference")
+    ap.add_argument("--workers", type=int, default=2, help="gensim's threads (1 on a shared machine)")
     ap.add_argument("--sums", type=Path, help="keep each run's per-word sums here and reuse them")
     ap.add_argument("--no-control", action="store_true", help="leave out the free-vector control row")
     args = ap.parse_args()
@@ -237,16 +246,19 @@ def main() -> None:
     paths, texts = training_texts(run.config, args.corpus)
     total = sum(p.stat().st_size for p in paths)
     t0 = time.perf_counter()
-    reference = gensim_vectors(texts(), args.min_count, args.dim)
+    reference = gensim_vectors(texts(), args.min_count, args.dim, workers=args.workers)
     gensim_seconds = time.perf_counter() - t0
     ref_kv = keyed(reference)
     rows = [evaluate(f"gensim Word2Vec skip-gram ({args.dim}d)", reference)]
     print(rows[-1], flush=True)
     for window in [int(w) for w in args.gensim_windows.split(",")[1:]]:
         rows.append(evaluate(f"gensim Word2Vec skip-gram ({args.dim}d), window {window}",
-                             gensim_vectors(texts(), args.min_count, args.dim, window=window), ref_kv))
+                             gensim_vectors(texts(), args.min_count, args.dim, window=window, workers=args.workers),
+                             ref_kv))
         print(rows[-1], flush=True)
-    sums = {"fwd": read_sums(run, texts, total, args.sums)}
+    tuned = tuned_sums(run)
+    sums = {"fwd": split_parts(tuned[1], tuned[0].states.split("+")) if tuned else read_sums(run, texts, total,
+                                                                                              args.sums)}
     if args.backward:
         sums["bwd"] = read_sums(load(args.backward), texts, total, args.sums)
     words = reference.words
@@ -268,6 +280,10 @@ def main() -> None:
     if not args.no_control:
         wv, seconds = free_vectors(sums["fwd"], cfg, texts, words)
         rows.append(evaluate(f"words: free vectors, no states (control, {seconds:.0f} s)", wv, ref_kv))
+        print(rows[-1], flush=True)
+    if tuned:
+        wv = tuned[1].vectors(min_count=args.min_count, head=tuned[0])
+        rows.append(evaluate(f"words: the run's own head on fwd-{tuned[0].states} (seqlab similar RUN)", wv, ref_kv))
         print(rows[-1], flush=True)
     for states in [h for h in args.heads.split(",") if h]:
         wv, seconds = head_vectors(sums["fwd"], states, cfg, texts, words)

@@ -59,7 +59,7 @@ def collect(run, texts, words: list[str], out: Path) -> dict:
         if not found:
             continue
         wid = np.array([ids.get(w, -1) for w in found])
-        tokens, before = occurrence_positions(run, data, starts, ends, "before")
+        tokens, before, _ = occurrence_positions(run, data, starts, ends)
         known = wid >= 0
         np.add.at(a["M"], (tokens[np.minimum(before + 1, len(tokens) - 1)][known], wid[known]), 1)
         np.add.at(a["counts"], wid[known], 1)

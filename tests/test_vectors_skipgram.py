@@ -1,19 +1,24 @@
 """The word objective (`seqlab tune --objective words`): a skip-gram head on a run's word states makes words that
-share their contexts nearest, is deterministic with a seed, and `similar` and `embed --unit word` use it."""
+share their contexts nearest, is deterministic with a seed, and `similar` and `embed --unit word` use it; with
+--max-steps the network's weights move with the objective first (vectors/joint.py)."""
 
 import json
 import random
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 from vectors_data import analogy_text, train_tiny
 
 from seqlab.__main__ import main
 from seqlab.run import load
 from seqlab.similar import word_vectors_of
+from seqlab.vectors.joint import Occurrences, Streams, move_network, occurrence_features, window_pairs
 from seqlab.vectors.skipgram import (HEAD_FILE, StateEncoder, WordHead, WordsConfig, keep_probabilities,
                                      skipgram_pairs, train_skipgram)
-from seqlab.vectors.words import training_texts, word_sums
+from seqlab.vectors.words import (cached_sums, find_words, occurrence_positions, training_texts, word_state_sums,
+                                  word_sums)
 
 PAIRS = [("cat", "dog"), ("red", "blue"), ("run", "walk"), ("king", "queen"), ("salt", "sand")]
 
@@ -135,7 +140,79 @@ def test_options_a_head_replaces_are_refused(tuned, extra, capsys):
     assert "word head" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags", [["--objective", "words", "--max-steps", "5"], ["--states", "inside"]])
-def test_the_other_objectives_flags_are_refused(tuned, flags, tmp_path, capsys):
-    assert main(["tune", str(tuned["run"]), str(tuned["corpus"]), "--out", str(tmp_path / "x"), *flags]) == 2
+def test_the_other_objectives_flags_are_refused(tuned, tmp_path, capsys):
+    assert main(["tune", str(tuned["run"]), str(tuned["corpus"]), "--out", str(tmp_path / "x"), "--states",
+                 "inside"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+# ---- the network moves with the objective (vectors/joint.py) ----------------------------------------------
+
+def test_streams_read_their_shares_in_order_and_start_again_at_the_end():
+    streams = Streams(1000, 4, 64)
+    assert (streams.rows, streams.length, streams.share) == (4, 64, 249)
+    seen = [streams.next() for _ in range(8)]
+    assert [fresh for _, fresh in seen] == [True, False, False, True, False, False, True, False]
+    assert np.array_equal(seen[1][0] - seen[0][0], [64] * 4)
+    assert all(starts.max() + 64 + 1 <= 1000 for starts, _ in seen)  # the targets stay inside the stream
+    tight = Streams(128, 1, 64)  # room for one window and its targets only: every window starts afresh
+    assert tight.share == 127 and [(int(s[0]), f) for s, f in (tight.next() for _ in range(3))] == [(0, True)] * 3
+    small = Streams(20, 32, 64)  # a stream shorter than one window: one row, as long as the stream allows
+    assert (small.rows, small.length) == (1, 19) and small.next()[1]
+
+
+def test_pairs_join_occurrences_inside_one_window_and_within_reach():
+    n = 400
+    before = np.arange(0, n, 4)  # a word every 4 tokens, 2 tokens long
+    occ = Occurrences(np.zeros(n + 4, np.int64), before, before + 2, np.arange(len(before)) % 7, np.full(7, 100))
+    starts = np.array([0, 130, 250])
+    centres, rows, contexts = window_pairs(occ, starts, 64, 2, np.ones(7), np.random.default_rng(0))
+    assert len(centres) and set(rows) == {0, 1, 2}
+    for index in (centres, contexts):
+        assert np.all(occ.before[index] >= starts[rows]) and np.all(occ.after[index] <= starts[rows] + 63)
+    assert set(np.abs(centres - contexts)) == {1, 2}
+
+
+def test_occurrence_features_are_the_states_the_word_averages_read(tuned):
+    run = load(tuned["run"])
+    data = b"the cat sat on the mat. my dog eats fish. a royal queen came."
+    words, starts, ends = find_words(data)
+    tokens, before, after = occurrence_positions(run, data, starts, ends)
+    each = np.arange(len(words))  # every occurrence its own word: the sums are its states
+    expected = np.concatenate(word_state_sums(run, data, starts, ends, each, len(words), ["before", "inside"]), 1)
+    with torch.no_grad():
+        feats = run.model.features(torch.from_numpy(tokens)[None])[0]  # (1, T, C): from BOS, as the text is read
+    got = occurrence_features(feats, before, after, np.zeros(len(words), np.int64), "before+inside")
+    assert got.shape == expected.shape and np.allclose(got.numpy(), expected, atol=1e-4)
+
+
+def moved_weights(run_dir, **cfg) -> tuple[dict, dict]:
+    run = load(run_dir)
+    record = move_network(run, training_texts(run.config)[1](), WordsConfig(dim=8, min_count=5, **cfg))
+    return {k: v.detach().clone() for k, v in run.model.state_dict().items()}, record
+
+
+def test_the_skipgram_loss_reaches_the_networks_weights_deterministically(tuned):
+    start = {k: v.clone() for k, v in load(tuned["run"]).model.state_dict().items()}
+    moved, record = moved_weights(tuned["run"], network_steps=3, lm_weight=0.0)  # the word objective alone
+    again, _ = moved_weights(tuned["run"], network_steps=3, lm_weight=0.0)
+    assert record["network_steps_done"] == 3 and record["skipgram_first"] > 0
+    trunk = [k for k in start if "embed" in k or "layers" in k]  # below the states: only skip-gram moves them
+    assert trunk and all(not torch.equal(start[k], moved[k]) for k in trunk)
+    assert all(torch.equal(moved[k], again[k]) for k in moved)
+
+
+def test_tune_words_with_steps_saves_the_moved_network_and_what_it_did(tuned, tmp_path):
+    out = tmp_path / "moved"
+    assert main(["tune", str(tuned["run"]), str(tuned["corpus"]), "--objective", "words", "--out", str(out),
+                 "--dim", "8", "--epochs", "1", "--max-steps", "4", "--seed", "0"]) == 0
+    record = json.loads((out / "tune.json").read_text())
+    assert record["network_steps_done"] == 4 and record["lm_weight"] == WordsConfig.lm_weight
+    assert record["next_token_last"] > 0 and (out / HEAD_FILE).exists()
+    before = load_file(str(tuned["run"] / "checkpoint.safetensors"))
+    after = load_file(str(out / "checkpoint.safetensors"))
+    weights = before.keys() & after.keys()  # the run's own checkpoint also holds its optimiser's state
+    assert weights and any(not torch.equal(before[k], after[k]) for k in weights)
+    assert load(out).model is not None  # an ordinary run
+    kept = cached_sums(out, WordsConfig.states)  # the tune's reading is what `similar` uses: no second reading
+    assert kept is not None and len(kept.sums) == 2  # before and inside

@@ -29,12 +29,10 @@ def test_states_are_taken_before_and_after_each_word_in_either_direction(runs):
     data = b"a cat sat"
     words, starts, ends = find_words(data)
     fwd, bwd = load(runs["forward"]), load(runs["backward"])
-    tokens, before = occurrence_positions(fwd, data, starts, ends, "before")
-    _, after = occurrence_positions(fwd, data, starts, ends, "after")
+    tokens, before, after = occurrence_positions(fwd, data, starts, ends)
     # byte tokenizer: token i + 1 is byte i (BOS first); "cat" is bytes 2..4
     assert before[1] == 2 and after[1] == 5 and tokens[before[1]] == ord(" ")
-    rtokens, rbefore = occurrence_positions(bwd, data, starts, ends, "before")
-    _, rafter = occurrence_positions(bwd, data, starts, ends, "after")
+    rtokens, rbefore, rafter = occurrence_positions(bwd, data, starts, ends)
     assert bytes(rtokens[1:].tolist()) == data[::-1]
     assert rtokens[rbefore[1]] == ord(" ") and rtokens[rafter[1]] == ord("c")  # read right to left
 
@@ -127,8 +125,7 @@ def test_inside_states_are_the_mean_over_each_words_own_tokens(runs):
     words, starts, ends = find_words(data)
     ids = np.array([sorted(set(words)).index(w) for w in words])
     inside, before = word_state_sums(run, data, starts, ends, ids, len(set(words)), ["inside", "before"])
-    tokens, at_before = occurrence_positions(run, data, starts, ends, "before")
-    _, at_after = occurrence_positions(run, data, starts, ends, "after")
+    tokens, at_before, at_after = occurrence_positions(run, data, starts, ends)
     expected = np.zeros_like(inside)
     for i, b, a in zip(ids, at_before, at_after):
         expected[i] += states_at(run.model, tokens, np.arange(b + 1, a + 1), run.device).mean(0)

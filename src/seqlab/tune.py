@@ -7,7 +7,8 @@
 
 `contrastive` (the default): two crops of one paragraph are pulled together, other paragraphs pushed apart
 (vectors/tune.py); the next-token loss is kept alongside. `words`: a head on the run's word states is trained
-skip-gram style, each word predicting its neighbours (vectors/skipgram.py); the weights stay as they are.
+skip-gram style, each word predicting its neighbours (vectors/skipgram.py); the weights stay as they are unless
+--max-steps or --budget first moves them with the same objective beside the next-token loss (vectors/joint.py).
 NEW_RUN is an ordinary run either way (generate, eval, serve all take it).
 """
 
@@ -19,7 +20,8 @@ from .options import budget, corpus_path, device, integer, new_run, number, patt
 from .vectors import load_forward
 from .vectors.embed import POOLINGS, new_output_dir
 from .vectors.passages import corpus_files
-from .vectors.skipgram import WordsConfig, tune_words
+from .vectors.joint import tune_words
+from .vectors.skipgram import WordsConfig
 from .vectors.tune import CROPS, TuneConfig
 from .vectors.tune import tune as tune_run
 from .vectors.words import states_problem
@@ -46,15 +48,20 @@ def add_cli(sub) -> None:
     p.add_argument("--out", required=True, type=new_run, help="the new run's directory")
     p.add_argument("--objective", choices=OBJECTIVES, default="contrastive",
                    help="contrastive: passage vectors (the weights move); words: a skip-gram head on the word states "
-                        "(experimental: so far below the plain states on word similarity, docs/vectors.md)")
+                        "(experimental: so far below the plain states on word similarity, docs/vectors.md; with "
+                        "--max-steps or --budget the network moves with it first, not yet measured)")
     clock = p.add_mutually_exclusive_group()
-    clock.add_argument("--max-steps", type=integer(min=1), help="contrastive steps (200)")
-    clock.add_argument("--budget", type=budget, help="contrastive: wall-clock time instead of steps, e.g. 90s, 5m")
+    clock.add_argument("--max-steps", type=integer(min=1),
+                       help="contrastive steps (200); --objective words: steps that move the network with the word "
+                            "objective before the head is trained (none: the network stays as it is)")
+    clock.add_argument("--budget", type=budget, help="wall-clock time instead of steps, e.g. 90s, 5m")
     p.add_argument("--batch-size", type=integer(min=2),
                    help="paragraphs per step, the negatives (32); --objective words: word pairs per step (4096)")
     p.add_argument("--lr", type=number(min=0, min_open=True), help="Adam's rate (3e-4; --objective words 2e-3)")
     p.add_argument("--temperature", type=number(min=0, min_open=True), default=0.05)
-    p.add_argument("--lm-weight", type=number(min=0), default=0.5, help="weight of the next-token loss kept")
+    p.add_argument("--lm-weight", type=number(min=0),
+                   help="weight of the next-token loss kept (0.5; --objective words with --max-steps or --budget: "
+                        f"{WordsConfig.lm_weight})")
     p.add_argument("--max-crop-tokens", type=integer(min=2), default=256)
     p.add_argument("--pooling", choices=POOLINGS, default="mean",
                    help="the pooling trained (the one `seqlab embed/index --pooling` will use)")
@@ -84,17 +91,16 @@ def add_cli(sub) -> None:
 
 def config_of(args) -> TuneConfig | WordsConfig:
     """The objective's config from the flags; a flag of the other objective is an error."""
-    mine = {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+    mine = {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "lm_weight": args.lm_weight}
     if args.objective == "words":
-        if args.max_steps or args.budget:
-            raise SeqlabError("--objective words trains for --epochs; leave --max-steps and --budget out")
         return WordsConfig(**{k: v for k, v in mine.items() if v is not None}, dim=args.dim, window=args.window,
+                           network_steps=args.max_steps or 0, network_seconds=args.budget or 0.0,
                            negatives=args.negatives, epochs=args.epochs, min_count=args.min_count,
                            states=args.states or WordsConfig.states)
     if args.states:
         raise SeqlabError("--states is for --objective words (contrastive tuning has --pooling)")
     return TuneConfig(**{k: v for k, v in mine.items() if v is not None}, max_steps=args.max_steps or 200,
-                      budget_seconds=args.budget or 0.0, temperature=args.temperature, lm_weight=args.lm_weight,
+                      budget_seconds=args.budget or 0.0, temperature=args.temperature,
                       max_crop_tokens=args.max_crop_tokens, pooling=args.pooling, crops=args.crops,
                       holdout=args.holdout, hard_negatives=args.hard_negatives)
 

@@ -14,14 +14,15 @@ place. Here a word's input vector is not a free parameter but a linear map of it
 v_w = W (m_w - mean) / scale, and only W and the output vectors u_c are trained: for every (word, neighbour
 within `window`) pair of the corpus, log sigmoid(v_w . u_c) + sum over `negatives` words n drawn from the
 unigram distribution ** 0.75 of log sigmoid(-v_w . u_n), as word2vec does (with its random reduced window and
-its down-sampling of frequent words). The network's weights stay as they are, so training reads the corpus
-through the network once (the sums `seqlab similar` caches) and the head trains on them in seconds to minutes;
+its down-sampling of frequent words). By default the network's weights stay as they are, so training reads the
+corpus through the network once (the sums `seqlab similar` caches) and the head trains on them in seconds to minutes
+(`network_steps` or `network_seconds` first moves the network with the objective: vectors/joint.py);
 the head is saved beside the run's weights (word_head.safetensors + .json) and `similar` and `embed --unit
 word` apply it to the averages they compute, for any word, rare ones included.
 """
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,11 @@ class WordsConfig:
     sample: float = 1e-3  # word2vec's down-sampling threshold for frequent words
     min_count: int = 5  # the words trained on: seen at least this often
     seed: int = 0
+    # the network's weights move with the objective first (vectors/joint.py) for this many steps or seconds
+    network_steps: int = 0
+    network_seconds: float = 0.0
+    network_lr: float = 3e-4  # Adam's rate for the network's weights (the head's is lr)
+    lm_weight: float = 1.0  # the next-token loss's weight beside the skip-gram loss: the run stays a language model
 
 
 @dataclass
@@ -162,11 +168,7 @@ def train_epoch(encoder, outputs, optimizer, centres, contexts, noise, draw, cfg
     for at in range(0, len(centres), cfg.batch_size):
         c = torch.from_numpy(centres[at : at + cfg.batch_size])
         o = torch.from_numpy(contexts[at : at + cfg.batch_size])
-        negatives = torch.multinomial(noise, len(c) * cfg.negatives, True, generator=draw).view(len(c), -1)
-        v = encoder(c)  # (B, dim)
-        positive = (v * outputs(o)).sum(-1)  # (B,)
-        negative = torch.bmm(outputs(negatives), v[:, :, None])[..., 0]  # (B, negatives)
-        loss = -(F.logsigmoid(positive) + F.logsigmoid(-negative).sum(-1)).mean()
+        loss = negative_sampling_loss(encoder(c), outputs, o, noise, cfg.negatives, draw)
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * max(1 - step / total, 0.01)
         optimizer.zero_grad(set_to_none=True)
@@ -177,6 +179,16 @@ def train_epoch(encoder, outputs, optimizer, centres, contexts, noise, draw, cfg
         if progress is not None:
             progress.update(1)
     return step
+
+
+def negative_sampling_loss(v: torch.Tensor, outputs: torch.nn.Embedding, contexts: torch.Tensor, noise: torch.Tensor,
+                           negatives: int, draw: torch.Generator) -> torch.Tensor:
+    """Skip-gram's loss of input vectors v (B, dim) against their contexts' output vectors and `negatives` words
+    each drawn from `noise` (unnormalised weights): -log sigmoid(v . u_c) - sum log sigmoid(-v . u_n), averaged."""
+    drawn = torch.multinomial(noise, len(v) * negatives, True, generator=draw).view(len(v), -1)
+    positive = (v * outputs(contexts)).sum(-1)  # (B,)
+    negative = torch.bmm(outputs(drawn), v[:, :, None])[..., 0]  # (B, negatives)
+    return -(F.logsigmoid(positive) + F.logsigmoid(-negative).sum(-1)).mean()
 
 
 def vocabulary_of(acc, cfg: WordsConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -211,35 +223,6 @@ def head_from_sums(acc, texts, cfg: WordsConfig, progress=None) -> tuple[WordHea
     encoder = StateEncoder(means, cfg.dim, cfg.seed)
     losses = train_skipgram(encoder, acc.counts[keep], word_sequences(acc, keep, texts), cfg, progress)
     return encoder.head(cfg.states), losses
-
-
-def tune_words(run, files, out, cfg: WordsConfig | None = None, log=print, show_progress: bool = True) -> Path:
-    """Read the training parts of `files` through `run`, train a word head on them, write a new run to `out`
-    (the same weights, plus the head)."""
-    from ..data.corpus import split_document
-    from ..progress import bar
-    from .tune import save_tuned
-    from .words import word_sums
-
-    cfg = cfg or WordsConfig()
-    check_states(cfg.states)
-    fraction = 0.0 if run.config.data.val_paths else run.config.data.val_fraction
-
-    def texts():
-        return (split_document(f.read_bytes(), fraction)[0] for f in files)
-
-    with bar(total=sum(f.stat().st_size for f in files), desc="word states",
-             enabled=None if show_progress else False) as b:
-        acc = word_sums(run, texts(), states=cfg.states, progress=b)
-    with bar(desc="word objective", unit="step", enabled=None if show_progress else False) as b:
-        head, losses = head_from_sums(acc, texts(), cfg, progress=b)
-    record = {"event": "tune", "objective": "words", "words": int((acc.counts >= cfg.min_count).sum()),
-              "steps": len(losses), "loss_first": float(np.mean(losses[:10])),
-              "loss_last": float(np.mean(losses[-10:])), **asdict(cfg)}
-    save_tuned(run, Path(out), run.model, record, lambda tmp: head.save(tmp, record))
-    log(f"word head trained {len(losses)} steps on {record['words']:,} words: loss {record['loss_first']:.3f} -> "
-        f"{record['loss_last']:.3f}; run saved in {out}")
-    return Path(out)
 
 
 def head_for(run_dir, backward=None, states: str | None = None) -> WordHead | None:

@@ -61,8 +61,10 @@ def word_tokens(data: bytes) -> list[str]:
     return find_words(data)[0]
 
 
-def occurrence_positions(run, data: bytes, starts, ends, which: str) -> tuple[np.ndarray, np.ndarray]:
-    """(tokens as the run reads data, BOS first; the token position of each occurrence's `which` state)."""
+def occurrence_positions(run, data: bytes, starts, ends) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tokens as the run reads data, BOS first; the token positions of each occurrence's `before` and `after`
+    states): before is the last token that ends at or before the word's first byte, after the first token that
+    completes the word."""
     tok = run.tokenizer
     tokens = np.concatenate([[tok.bos_id], tok.encode(data)]).astype(np.int64)
     lengths = np.array([len(b) for b in tok.token_bytes], np.int64)[tokens]
@@ -70,9 +72,7 @@ def occurrence_positions(run, data: bytes, starts, ends, which: str) -> tuple[np
     if run.config.data.backward:  # it reads data[::-1]: the word [a, b) is [n - b, n - a) there
         n = len(data)
         starts, ends = n - np.asarray(ends), n - np.asarray(starts)
-    if which == "before":  # the last token that ends at or before the word's first byte
-        return tokens, np.searchsorted(done, starts, side="right") - 1
-    return tokens, np.searchsorted(done, ends, side="left")  # the first token that completes the word
+    return tokens, np.searchsorted(done, starts, side="right") - 1, np.searchsorted(done, ends, side="left")
 
 
 def postprocess(means: np.ndarray, components: int | None = DEFAULT_COMPONENTS, fit=None) -> np.ndarray:
@@ -262,8 +262,7 @@ def word_state_sums(run, data: bytes, starts, ends, ids: np.ndarray, n_words: in
     """For each of `which`: (n_words, C) sums over the occurrences (word ids `ids`) of their state, in one
     streamed reading of data (memory bounded by the vocabulary, not the text). `inside` adds each occurrence's
     mean over the states of its own tokens, the tokens after `before` up to `after`."""
-    tokens, before = occurrence_positions(run, data, starts, ends, "before")
-    after = occurrence_positions(run, data, starts, ends, "after")[1]
+    tokens, before, after = occurrence_positions(run, data, starts, ends)
     width = np.maximum(after - before, 1)
     order = np.argsort(after, kind="stable")
     ends_sorted = after[order]
@@ -356,6 +355,32 @@ def vectors_cache_dir(key: str) -> Path:
     return cache_root().parent / "vectors" / key
 
 
+def sums_cache(run_dir, backward_dir, states: str, paths) -> tuple[Path, list]:
+    """(the cache folder of a run's per-word sums of `states` over `paths`, the signature that names it)."""
+    import hashlib
+
+    from .embed import fingerprint
+
+    signature = [CACHE_VERSION, fingerprint(run_dir), fingerprint(backward_dir) if backward_dir else None, states,
+                 [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]]
+    return vectors_cache_dir(hashlib.blake2b(json.dumps(signature).encode(), digest_size=16).hexdigest()), signature
+
+
+def keep_sums(acc: Accumulator, cache: Path, signature: list) -> None:
+    from ..checkpoint import atomic_write_text
+
+    acc.save(cache)
+    atomic_write_text(cache / "done", json.dumps(signature))
+
+
+def cached_sums(run_dir, states: str, corpus=None) -> Accumulator | None:
+    """The run's cached per-word sums of `states` over its training split, if `similar` or `tune` left them."""
+    from ..run import read_config
+
+    cache, _ = sums_cache(run_dir, None, states, training_texts(read_config(Path(run_dir)), corpus)[0])
+    return Accumulator.load(cache) if (cache / "done").exists() else None
+
+
 def training_word_vectors(run, backward=None, states: str = DEFAULT_STATES, corpus=None,
                           show_progress: bool = True, components: int | None = DEFAULT_COMPONENTS,
                           min_count: int = 1, head=None) -> WordVectors:
@@ -363,25 +388,16 @@ def training_word_vectors(run, backward=None, states: str = DEFAULT_STATES, corp
     computed once per (run, backward run, states, corpus) and kept in seqlab's cache (SEQLAB_CACHE or
     ~/.cache/seqlab/vectors); post-processing (`components`, over those words, or the run's word `head`, which
     reads its own states) is applied on load."""
-    import hashlib
-
-    from ..checkpoint import atomic_write_text
     from ..progress import bar
-    from .embed import fingerprint
 
     states = head.states if head is not None else states
     check_states(states)
     paths, texts = training_texts(run.config, corpus)
-    h = hashlib.blake2b(digest_size=16)
-    signature = [CACHE_VERSION, fingerprint(run.path), fingerprint(backward.path) if backward else None, states,
-                 [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]]
-    h.update(json.dumps(signature).encode())
-    cache = vectors_cache_dir(h.hexdigest())
+    cache, signature = sums_cache(run.path, backward.path if backward else None, states, paths)
     if (cache / "done").exists():
         return Accumulator.load(cache).vectors(components, min_count, head=head)
     total = sum(p.stat().st_size for p in paths)
     with bar(total=total, desc="word vectors", enabled=None if show_progress else False) as b:
         acc = word_sums(run, texts(), backward, states, progress=b)
-    acc.save(cache)
-    atomic_write_text(cache / "done", json.dumps(signature))
+    keep_sums(acc, cache, signature)
     return acc.vectors(components, min_count, head=head)
