@@ -101,6 +101,20 @@ def test_eval_with_counts_bitcm_mixes_it_in_and_stays_causal(trained_runs, tmp_p
     torch.testing.assert_close(torch.logsumexp(whole, dim=1), torch.zeros(len(whole), dtype=whole.dtype))
 
 
+def test_the_slot_table_is_sized_from_the_history_read(trained_runs, tmp_path):
+    """About four slots per byte read, up to 2^22 (a 1 MB history's, where fewer lose bits): a small corpus's kept
+    state is tens of megabytes, not the 454 MB of 2^22 slots."""
+    from seqlab.countmodel.bitcm import table_bits_for
+    from seqlab.evaluate import evaluate
+    from seqlab.run import load
+
+    assert [table_bits_for(n) for n in (0, 50_000, 200_000, 1_003_854, 16 << 20)] == [16, 18, 20, 22, 22]
+    path = bitcm_copy(trained_runs["lstm"], tmp_path)
+    evaluate(load(path))
+    state = sorted((path / "counts" / "bitcm").iterdir())
+    assert state and sum(f.stat().st_size for f in state) < 100 << 20
+
+
 def test_every_file_with_numba_code_imports_nothing_from_seqlab():
     """numba keys a cached function (cache=True) on its own file only, but its machine code holds the jitted functions
     it calls and the globals it reads: jitted code in a second file (compress's lockstep loops were, calling bitcm's

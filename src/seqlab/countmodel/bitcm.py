@@ -37,6 +37,13 @@ LIMIT = 127  # an entry's slow rate stops falling here: it stays 1/(LIMIT + 1.5)
 FAST_LIMIT = 4  # and its fast one's (each entry keeps both probabilities: a stationary and a recent view)
 N_BLOCKS = 17  # a byte's nibbles whose slots a view holds: the first, and the second after each high nibble
 TABLE_BITS = 22  # 2^22 slots of 16 entries (403 MB): what eval's and compress's model reads the training bytes into
+MIN_TABLE_BITS = 16  # a small history's table (6 MB)
+
+
+def table_bits_for(n_bytes: int) -> int:
+    """The slot table's bits for a history of n_bytes: about four slots per byte read, as a 1 MB history has in
+    2^22 (fewer lose bits there: docs/quality.md), so that a small corpus's state is small on disk."""
+    return min(TABLE_BITS, max(MIN_TABLE_BITS, (4 * n_bytes).bit_length()))
 
 
 class BitCM:

@@ -45,7 +45,8 @@ def model_digest() -> str:
 def fingerprint(history: np.ndarray, identity: dict) -> dict:
     """What a saved state must match to be used: identity (the history's digest and the settings, the caller's), the
     bytes read, the slot table's bits and the model's code."""
-    return {**identity, "history_bytes": len(history), "table_bits": bitcm.TABLE_BITS, "model": model_digest()}
+    return {**identity, "history_bytes": len(history), "table_bits": bitcm.table_bits_for(len(history)),
+            "model": model_digest()}
 
 
 def open_model(directory: Path | None, history: np.ndarray, identity: dict) -> bitcm.BitCM:
@@ -59,7 +60,7 @@ def open_model(directory: Path | None, history: np.ndarray, identity: dict) -> b
         if why:
             print(f"seqlab: the bitwise model's state in {directory} {why}: reading the training bytes again",
                   file=sys.stderr)
-    model = bitcm.BitCM(table_bits=bitcm.TABLE_BITS)
+    model = bitcm.BitCM(table_bits=bitcm.table_bits_for(len(history)))
     model.learn(history)
     if directory is not None:
         save(model, directory, expected)
