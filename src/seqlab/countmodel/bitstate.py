@@ -60,7 +60,7 @@ def open_model(directory: Path | None, history: np.ndarray, identity: dict) -> b
         if why:
             print(f"seqlab: the bitwise model's state in {directory} {why}: reading the training bytes again",
                   file=sys.stderr)
-    model = bitcm.BitCM(table_bits=bitcm.table_bits_for(len(history)))
+    model = bitcm.BitCM(table_bits=expected["table_bits"])
     model.learn(history)
     if directory is not None:
         save(model, directory, expected)

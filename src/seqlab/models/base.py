@@ -4,6 +4,7 @@
     state = model.init_state(B, device)       # state for incremental use
     logits, state = model.step(idx_t, state)  # idx_t (B,) -> logits (B, V)
     loss, state = model.loss(idx, targets, state)  # mean cross-entropy (nats): what training minimises
+    loss = model.features_loss(x, targets)    # the same from features already computed
     x, state = model.features(idx, state)     # what the output layer reads: logits = output_layer()(x)
     x = model.window_features(idx, last)      # the same for the last `last` positions only, no state
     model.replace_io(input_layer, head)       # other ends on the same trunk: vectors in, events out
@@ -55,16 +56,17 @@ class SeqModel(nn.Module):
         return logits[:, -1], state
 
     def loss(self, idx, targets, state=None):
-        """(mean cross-entropy in nats of targets (B, T) following idx (B, T), new state).
+        """(mean cross-entropy in nats of targets (B, T) following idx (B, T), new state)."""
+        x, state = self.features(idx, state)
+        return self.features_loss(x, targets), state
 
-        With an adaptive softmax only the clusters the targets fall in are scored; else forward's logits are.
-        """
+    def features_loss(self, x, targets):
+        """Mean cross-entropy in nats of targets (B, T) given the features x (B, T, C) that precede them. With an
+        adaptive softmax only the clusters the targets fall in are scored; else the output layer's logits are."""
         head = self.output_layer()
         if isinstance(head, AdaptiveHead):
-            x, state = self.features(idx, state)
-            return head.loss(x, targets), state
-        logits, state = self(idx, state)
-        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten()), state
+            return head.loss(x, targets)
+        return F.cross_entropy(head(x).float().flatten(0, 1), targets.flatten())
 
     def output_layer(self) -> nn.Module:
         return self.head

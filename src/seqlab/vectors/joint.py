@@ -29,7 +29,6 @@ import torch.nn.functional as F
 
 from ..errors import SeqlabError
 from ..models.base import map_state
-from ..models.heads import AdaptiveHead
 from .skipgram import WordsConfig, head_from_sums, keep_probabilities, negative_sampling_loss, skipgram_pairs
 from .words import (check_states, find_words, keep_sums, occurrence_positions, state_parts, sums_cache, training_texts,
                     word_sums)
@@ -111,13 +110,6 @@ def occurrence_features(feats: torch.Tensor, before: np.ndarray, after: np.ndarr
     return torch.cat([part[p]() for p in state_parts(states)], dim=1)
 
 
-def next_token_loss(model, feats: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    head = model.output_layer()
-    if isinstance(head, AdaptiveHead):
-        return head.loss(feats, targets)
-    return F.cross_entropy(head(feats).float().flatten(0, 1), targets.flatten())
-
-
 def move_network(run, texts, cfg, progress=None) -> dict:
     """Train run.model (in place) with the skip-gram loss on its word states plus cfg.lm_weight times the
     next-token loss, for cfg.network_steps steps or cfg.network_seconds; returns what happened, for tune.json."""
@@ -149,7 +141,7 @@ def move_network(run, texts, cfg, progress=None) -> dict:
         y = torch.from_numpy(np.stack([occ.tokens[s + 1 : s + streams.length + 1] for s in starts])).to(device)
         feats, state = model.features(x, None if fresh else state)  # (B, T, C)
         state = map_state(lambda t: t.detach(), state)
-        lm = next_token_loss(model, feats, y)
+        lm = model.features_loss(feats, y)
         centres, rows, contexts = window_pairs(occ, starts, streams.length, cfg.window, keep, rng)
         sg = torch.zeros((), device=device)
         if len(centres):
