@@ -67,11 +67,10 @@ def build(run_dir: str) -> None:
     from seqlab.run import load
 
     model = load(run_dir).count_model
-    expected = bitstate.fingerprint(model.history_bytes, {"history": model.digest,
-                                                          "bitcm_history": model.config.bitcm_history})
+    expected = bitstate.fingerprint(model.history_bytes, model.bitcm_identity())
     bitcm.BitCM(table_bits=10, match_bits=8).learn(b"numba's code loaded first")
     wall, cpu = time.perf_counter(), time.thread_time()
-    bits = bitcm.BitCM()
+    bits = bitcm.BitCM(table_bits=expected["table_bits"])
     bits.learn(model.history_bytes)
     print(f"{run_dir}: read {len(model.history_bytes):,} training bytes in {time.perf_counter() - wall:.2f} s "
           f"({time.thread_time() - cpu:.2f} CPU-s)", end="")

@@ -87,6 +87,10 @@ class CountModel:
     def session(self, device) -> "CountSession":
         return CountSession(self, device)
 
+    def bitcm_identity(self) -> dict:
+        """What names the bitwise model's reading besides the bytes read (bitstate.fingerprint's identity)."""
+        return {"history": self.digest, "bitcm_history": self.config.bitcm_history}
+
     def without_words(self) -> "CountModel":
         """The same count model without its word model (a file compressed before it, or by a run without one)."""
         if self.words is None:
@@ -122,8 +126,7 @@ class CountSession:
         if model.history_bytes is not None:  # after the training bytes: the run's kept state, or read here once
             from .bitstate import open_model  # here: importing numba costs every verb's start ~0.3 s; off by default
 
-            identity = {"history": model.digest, "bitcm_history": model.config.bitcm_history}
-            self.bitcm = open_model(model.bitcm_dir, model.history_bytes, identity)
+            self.bitcm = open_model(model.bitcm_dir, model.history_bytes, model.bitcm_identity())
 
     def count(self, positions: np.ndarray, contexts: np.ndarray, tokens: np.ndarray,
               words: np.ndarray | None = None) -> None:
