@@ -115,19 +115,60 @@ def test_the_slot_table_is_sized_from_the_history_read(trained_runs, tmp_path):
     assert state and sum(f.stat().st_size for f in state) < 100 << 20
 
 
-def test_every_file_with_numba_code_imports_nothing_from_seqlab():
+def test_every_file_with_numba_code_imports_nothing_from_seqlab_but_a_file_whose_digest_it_holds():
     """numba keys a cached function (cache=True) on its own file only, but its machine code holds the jitted functions
     it calls and the globals it reads: jitted code in a second file (compress's lockstep loops were, calling bitcm's
-    kernels) ran the old model after a change to the first. So a file of seqlab that uses numba imports no other."""
+    kernels) ran the old model after a change to the first. So a file of seqlab that uses numba imports no other, but
+    bitkernel.py imports bitcontexts.py and holds its SHA-256 (checked at import): a change there changes bitkernel."""
+    import hashlib
     import re
     from pathlib import Path
 
     import seqlab
+    from seqlab.countmodel import bitkernel
 
     root = Path(seqlab.__file__).parent
     imports_numba = re.compile(r"^\s*(from|import) numba\b", re.MULTILINE)
     with_numba = sorted(p for p in root.rglob("*.py") if imports_numba.search(p.read_text()))
-    assert "bitkernel.py" in [p.name for p in with_numba]
+    assert {"bitkernel.py", "bitcontexts.py"} <= {p.name for p in with_numba}
     for path in with_numba:
         kernel = path.read_text()
+        if path.name == "bitkernel.py":
+            kernel = kernel.replace("from .bitcontexts import", "", 1)
         assert "from ." not in kernel and "import seqlab" not in kernel and "from seqlab" not in kernel, path.name
+    contexts = Path(bitkernel.__file__).with_name("bitcontexts.py").read_bytes()
+    assert bitkernel.CONTEXTS_SHA256 == hashlib.sha256(contexts).hexdigest()
+
+
+def test_a_changed_contexts_file_is_refused_until_the_kernel_holds_its_digest(tmp_path):
+    """A copy of the model's files whose bitcontexts.py changed does not import (numba would run bitkernel's old
+    cached code); with bitkernel.py's digest set to the new file's, it does."""
+    import hashlib
+    import importlib
+    import shutil
+    import sys
+    from pathlib import Path
+
+    import pytest
+    from seqlab.countmodel import bitkernel
+
+    package = tmp_path / "bitcopy"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    source = Path(bitkernel.__file__).parent
+    for name in ("bitcontexts.py", "bitkernel.py"):
+        shutil.copy(source / name, package / name)
+    changed = (source / "bitcontexts.py").read_text().replace("MATCH_MIN = 6", "MATCH_MIN = 7")
+    (package / "bitcontexts.py").write_text(changed)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with pytest.raises(ImportError, match="bitcontexts.py changed"):
+            importlib.import_module("bitcopy.bitkernel")
+        kernel = (package / "bitkernel.py").read_text()
+        digest = hashlib.sha256(changed.encode()).hexdigest()
+        (package / "bitkernel.py").write_text(kernel.replace(bitkernel.CONTEXTS_SHA256, digest))
+        assert importlib.import_module("bitcopy.bitkernel").CONTEXTS_SHA256 == digest
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [m for m in sys.modules if m.startswith("bitcopy")]:
+            del sys.modules[name]

@@ -22,15 +22,16 @@ The design, smallest first (docs/quality.md "A bitwise context-mixing expert"):
   byte), then three APM stages averaged with it (partial byte; with the order-2 context; with the last byte).
 Every prediction uses only the bytes before it (learn's, then the text's): a scored byte updates the model
 after its distribution is written. The numba code (this stream's, and compress's lockstep rows', bitrows.py) is
-bitkernel.py's.
+bitkernel.py's, its contexts' bitcontexts.py's.
 """
 
 import math
 
 import numpy as np
 
-from .bitkernel import APM_CELLS, APM_ROWS, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_SETS, N_BYTE_CTX, N_CTX, N_IN, \
-    N_MIXERS, N_OUT, N_REGS, SLOT_WIDTH, STRETCH_CLAMP, CH, _run
+from .bitcontexts import N_BYTE_CTX, N_CTX, N_REGS
+from .bitkernel import APM_CELLS, APM_ROWS, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_SETS, N_IN, N_MIXERS, N_OUT, \
+    SLOT_WIDTH, STRETCH_CLAMP, CH, _run
 
 GIVEN_PRIOR = 0.6  # the given distribution's prior weight in both mixers (the others': 0.3)
 LIMIT = 127  # an entry's slow rate stops falling here: it stays 1/(LIMIT + 1.5), it keeps adapting

@@ -1,26 +1,30 @@
-"""The bitwise model's numba code (bitcm.py's model), all of it: the single stream (BitCM) and compress's lockstep
-rows (BitRows) run the same loops, `_predict` and `_learn`, the stream being a row without a cache of its own.
-Why one file: numba keys a cached function on its own file only, but its machine code holds every jitted function
-it calls (rows' loops in another file ran the old model after a change here); the constants it reads, likewise.
+"""The bitwise model's numba code (bitcm.py's model) but its contexts' (bitcontexts.py): the single stream (BitCM)
+and compress's lockstep rows (BitRows) run the same loops, `_predict` and `_learn`, the stream being a row without a
+cache of its own. Why the rows' loops are here: numba keys a cached function on its own file only, but its machine
+code holds every jitted function it calls (rows' loops in another file ran the old model after a change here); the
+constants it reads, likewise. So this file holds bitcontexts.py's SHA-256, checked at import: a change there must
+change this file, whose cached code is then compiled again.
 The arrays travel in tuples (bitcm.BitCM builds them): learnt, rates, and a row's cache and view.
 """
 
+import hashlib
 import math
+from pathlib import Path
 
 import numpy as np
 from numba import njit
 
-ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; then the three words', the column's two, the identifier's, the indent's
-N_COLUMN = 2  # the position in the line with the byte above; the byte above with the last byte
-N_CTX = len(ORDERS) + 3 + N_COLUMN + 2
+from .bitcontexts import N_CTX, _after_byte, _contexts, _hash
+
+CONTEXTS_SHA256 = "96527e761919a81d3c7d497af3e3de2180bc7a47e2dec1e3fde2ffefbd04eb08"
+if hashlib.sha256(Path(__file__).with_name("bitcontexts.py").read_bytes()).hexdigest() != CONTEXTS_SHA256:
+    raise ImportError("bitcontexts.py changed: set CONTEXTS_SHA256 in bitkernel.py to its SHA-256, so that numba "
+                      "compiles bitkernel's cached code again")
 PER_CTX = 3  # a context's inputs: its entry's slow and fast probabilities, and its bit history's
 N_IN = PER_CTX * N_CTX + 3  # and the match model's, the given distribution's (score's), a bias
 MATCH_IN, GIVEN_IN = PER_CTX * N_CTX, PER_CTX * N_CTX + 1
 HISTORY_BITS = 6  # an entry's bit history: its last bits (up to 6) after a leading 1; 1: none yet
-MATCH_MIN = 6  # bytes hashed to find a match
 MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
-N_REGS = 7  # registers: word, previous word, match pointer, match length, the word before, identifier, byte before it
-N_BYTE_CTX = 2  # the small contexts of a byte's nodes (after its N_CTX hashes): the last byte, the order-2 hash
 # the mixers, one table of weight sets: each mixer's sets (selected in _mixer_rows) from its first row
 MIXER_SETS = (256, MATCH_SETS, 257)  # by the partial byte; by match length and contexts seen; by the last byte
 MIXER_FROM = tuple(sum(MIXER_SETS[:k]) for k in range(len(MIXER_SETS)))
@@ -47,17 +51,6 @@ N_OUT = OUT_APM + N_APM
 FAST, CH, SLOT_WIDTH = 16, 32, 48
 STRETCH_CLAMP = 8.0
 STRETCH = np.clip(np.log((np.arange(4096) + 0.5) / (4096 - np.arange(4096) - 0.5)), -8.0, 8.0)
-K1 = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64
-K2 = -4658895280553007687  # 0xBF58476D1CE4E5B9
-K3 = -7723592293110705685  # 0x94D049BB133111EB
-
-
-@njit(cache=True)
-def _hash(a, b):
-    x = (a + (b + 1) * K2) * K1
-    x ^= (x >> 31) & 0x1FFFFFFFF
-    x *= K3
-    return x ^ ((x >> 29) & 0x7FFFFFFFF)
 
 
 @njit(cache=True)
@@ -176,86 +169,6 @@ def _keep(slots, cache, pbits, view):
             cache[2][o, :] = local[i, FAST:CH]
             for j in range(16):
                 cache[3][o, j] = local[i, CH + j] >> 8
-
-
-@njit(cache=True)
-def _line_start(buf, t):
-    """Where the line holding position t starts, and whether a newline is before it (not the text's start: a
-    byte 256, "before the text", or 255 bytes without one)."""
-    i = t - 1
-    while i >= 0 and t - i <= 255 and buf[i] != 10 and buf[i] != 256:
-        i -= 1
-    return i + 1, i >= 0 and buf[i] == 10
-
-
-@njit(cache=True)
-def _column(buf, t):
-    """Position t's column (bytes since the line's start), the byte above it (the line before's byte at that column;
-    10 past that line's end, 256 when there is no line before), and the line's indentation: a hash of its leading
-    spaces and tabs (up to 63) with the first byte after them (256: none yet)."""
-    start, newline = _line_start(buf, t)
-    column, i = t - start, start
-    while i < t and (buf[i] == 32 or buf[i] == 9):
-        i += 1
-    indent = _hash(min(i - start, 63) + 7000, buf[i] if i < t else 256)
-    if not newline:
-        return column, 256, indent
-    above_start, _ = _line_start(buf, start - 1)
-    return column, buf[above_start + column] if above_start + column < start - 1 else 10, indent
-
-
-@njit(cache=True)
-def _contexts(buf, t, regs, ctx):
-    """The context hashes before position t (regs: the words), then (from N_CTX) the small contexts of its nodes'
-    mixers and APMs."""
-    bctx = ctx[N_CTX:]
-    for k in range(len(ORDERS)):
-        h = np.int64(ORDERS[k] + 1)
-        for j in range(1, ORDERS[k] + 1):
-            h = _hash(h, buf[t - j] if t - j >= 0 else 256)
-        ctx[k] = h
-    ctx[len(ORDERS)] = _hash(regs[0], 1000)
-    ctx[len(ORDERS) + 1] = _hash(regs[0], regs[1] + 2000)
-    ctx[len(ORDERS) + 2] = _hash(_hash(regs[0], regs[1] + 3000), regs[4])
-    column, above, indent = _column(buf, t)
-    ctx[len(ORDERS) + 3] = _hash(min(column, 127) + 5000, above)
-    ctx[len(ORDERS) + 4] = _hash(above + 6000, buf[t - 1] if t >= 1 else 256)
-    ctx[len(ORDERS) + 5] = _hash(regs[5] + 9000, regs[6])  # code's names: `self.x`, `def f`, `class="`
-    ctx[len(ORDERS) + 6] = _hash(indent, buf[t - 1] if t >= 1 else 256)  # code's blocks: `    return`, `<li>`
-    bctx[0] = buf[t - 1] if t >= 1 else 256
-    bctx[1] = _hash(bctx[0], buf[t - 2] if t >= 2 else 256)
-
-
-@njit(cache=True)
-def _after_byte(buf, t, regs, mtab, mbits):
-    """Word and identifier hashes and the match model after byte buf[t] (regs: N_REGS's)."""
-    b = buf[t]
-    named = 97 <= b <= 122 or 65 <= b <= 90 or 48 <= b <= 57 or b == 95 or b >= 128
-    regs[5], regs[6] = (_hash(regs[5], b), regs[6]) if named else (0, b)
-    c = b + 32 if 65 <= b <= 90 else b  # case-folded
-    if 97 <= c <= 122 or c >= 128:
-        regs[0] = _hash(regs[0], c)
-    elif regs[0] != 0:
-        regs[4], regs[1], regs[0] = regs[1], regs[0], 0
-    if regs[3] > 0 and buf[regs[2]] == buf[t]:
-        regs[3] = min(regs[3] + 1, 65535)
-        regs[2] += 1
-    else:
-        regs[3] = 0
-    if t + 1 >= MATCH_MIN:
-        h = np.int64(7)
-        for j in range(MATCH_MIN):
-            h = _hash(h, buf[t - j])
-        slot = (h >> (64 - mbits)) & ((1 << mbits) - 1)
-        if regs[3] == 0:
-            ptr = mtab[slot]
-            if ptr > 0:
-                n = 0
-                while n < 32 and ptr - 1 - n >= 0 and buf[ptr - 1 - n] == buf[t - n]:
-                    n += 1
-                if n >= MATCH_MIN:
-                    regs[2], regs[3] = ptr, n
-        mtab[slot] = t + 1
 
 
 @njit(cache=True)

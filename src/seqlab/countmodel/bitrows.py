@@ -16,7 +16,8 @@ without a cache), so numba caches them as it does the stream's.
 import numpy as np
 
 from .bitcm import BitCM
-from .bitkernel import N_REGS, ORDERS, _learn_rows, _score_rows
+from .bitcontexts import N_REGS, ORDERS
+from .bitkernel import _learn_rows, _score_rows
 
 PRIVATE_BITS = 14  # each row's cache: at most 2^14 slots of 16 entries (57 bytes a slot, 0.9 MB a row)
 CACHE_SLOTS = 1 << 20  # and all rows' caches together at most this many slots (60 MB): 2^12 a row for 256 rows

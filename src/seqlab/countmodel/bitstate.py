@@ -13,8 +13,8 @@ Every array the model holds is saved, found generically (vars(model), through tu
 once), so a model that gains a context or a mixer needs no change here. Loaded memory-mapped copy-on-write: a
 session learns as it scores, into its own pages, and never writes into the files. The fingerprint names the history
 read (the count model's digest and the bytes' number), the settings (counts.bitcm_history, the slot table's bits)
-and the model's code (bitcm.py and bitkernel.py's SHA-256: a state saved by another version of the model is not
-used, whoever forgot to bump a version number). A state of another fingerprint, or damaged (a file missing,
+and the model's code (bitcm.py, bitkernel.py and bitcontexts.py's SHA-256: a state saved by another version of the
+model is not used, whoever forgot to bump a version number). A state of another fingerprint, or damaged (a file missing,
 truncated, of another shape or dtype), is read afresh and saved again, said on stderr; a run directory that is not
 writable reads it in memory, as before.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bitcm, bitkernel
+from . import bitcm, bitcontexts, bitkernel
 
 FORMAT = 1  # the folder's layout: manifest.json and one .npy file per array
 MANIFEST = "manifest.json"
@@ -37,7 +37,7 @@ MANIFEST = "manifest.json"
 def model_digest() -> str:
     """SHA-256 of the bitwise model's code (its state's meaning: contexts, layout, constants)."""
     h = hashlib.sha256()
-    for module in (bitcm, bitkernel):
+    for module in (bitcm, bitkernel, bitcontexts):
         h.update(Path(module.__file__).read_bytes())
     return h.hexdigest()
 
