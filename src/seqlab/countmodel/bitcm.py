@@ -76,7 +76,9 @@ class BitCM:
         self.rates = 1.0 / (np.minimum(np.arange(1024), limit) + 1.5)
         self.frates = 1.0 / (np.minimum(np.arange(1024), fast_limit) + 1.5)
         self.regs = np.zeros(N_REGS, dtype=np.int64)
-        self.buf = np.zeros(1 << 16, dtype=np.int64)
+        # the bytes read: uint16, as compress's rows pad theirs with 256 ("before the text", bitrows.py); 2 bytes a
+        # byte in memory and in the kept state (int64 took 8)
+        self.buf = np.zeros(1 << 16, dtype=np.uint16)
         self.n = 0  # bytes read
         self.rows_from = None  # where lockstep rows' regions start (bitrows.py)
         self.learnt = (self.ism, self.icount, self.msm, self.mcount, self.w, self.w3, self.apm)
@@ -106,7 +108,7 @@ class BitCM:
     def _append(self, data) -> int:
         data = np.frombuffer(bytes(data), dtype=np.uint8) if isinstance(data, (bytes, bytearray)) else np.asarray(data)
         if self.n + len(data) > len(self.buf):
-            grown = np.zeros(max(2 * len(self.buf), self.n + len(data)), dtype=np.int64)
+            grown = np.zeros(max(2 * len(self.buf), self.n + len(data)), dtype=self.buf.dtype)
             grown[: self.n] = self.buf[: self.n]
             self.buf = grown
         start = self.n
