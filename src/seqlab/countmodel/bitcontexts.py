@@ -9,9 +9,11 @@ so a change here changes bitkernel.py too (its cached code is compiled again). T
 import numpy as np
 from numba import njit
 
-ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; then the three words', the column's two, the identifier's, the indent's
+ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; then the three words', the column's two, the identifier's, the indent's,
+# the byte classes'
 N_COLUMN = 2  # the position in the line with the byte above; the byte above with the last byte
-N_CTX = len(ORDERS) + 3 + N_COLUMN + 2
+N_CTX = len(ORDERS) + 3 + N_COLUMN + 3
+N_CLASSES = 6  # the last bytes whose classes (_byte_class) are a context
 MATCH_MIN = 6  # bytes hashed to find a match
 N_REGS = 7  # registers: word, previous word, match pointer, match length, the word before, identifier, byte before it
 N_BYTE_CTX = 2  # the small contexts of a byte's nodes (after its N_CTX hashes): the last byte, the order-2 hash
@@ -55,6 +57,37 @@ def _column(buf, t):
 
 
 @njit(cache=True)
+def _byte_class(b):
+    """A byte's class: lower (or not ASCII), upper, digit, space, newline, opening, closing, quote, other, none (256)."""
+    if 97 <= b <= 122 or 128 <= b < 256:
+        return 0
+    if 65 <= b <= 90:
+        return 1
+    if 48 <= b <= 57:
+        return 2
+    if b == 32 or b == 9:
+        return 3
+    if b == 10 or b == 13:
+        return 4
+    if b == 40 or b == 91 or b == 123 or b == 60:
+        return 5
+    if b == 41 or b == 93 or b == 125 or b == 62:
+        return 6
+    if b == 34 or b == 39 or b == 96:
+        return 7
+    return 8 if b < 256 else 9
+
+
+@njit(cache=True)
+def _classes(buf, t):
+    """The classes of the N_CLASSES bytes before position t, as one number (base 10, the last byte's the lowest)."""
+    h = np.int64(0)
+    for j in range(N_CLASSES, 0, -1):
+        h = h * 10 + _byte_class(buf[t - j] if t - j >= 0 else 256)
+    return h
+
+
+@njit(cache=True)
 def _contexts(buf, t, regs, ctx):
     """The context hashes before position t (regs: the words), then (from N_CTX) the small contexts of its nodes'
     mixers and APMs."""
@@ -72,6 +105,7 @@ def _contexts(buf, t, regs, ctx):
     ctx[len(ORDERS) + 4] = _hash(above + 6000, buf[t - 1] if t >= 1 else 256)
     ctx[len(ORDERS) + 5] = _hash(regs[5] + 9000, regs[6])  # code's names: `self.x`, `def f`, `class="`
     ctx[len(ORDERS) + 6] = _hash(indent, buf[t - 1] if t >= 1 else 256)  # code's blocks: `    return`, `<li>`
+    ctx[len(ORDERS) + 7] = _hash(_classes(buf, t) + 10000, buf[t - 1] if t >= 1 else 256)  # the text's shape
     bctx[0] = buf[t - 1] if t >= 1 else 256
     bctx[1] = _hash(bctx[0], buf[t - 2] if t >= 2 else 256)
 
