@@ -58,7 +58,7 @@ def _column(buf, t):
 
 @njit(cache=True)
 def _byte_class(b):
-    """A byte's class: lower (or not ASCII), upper, digit, space, newline, opening, closing, quote, other, none (256)."""
+    """Byte b's class: lower (or not ASCII), upper, digit, space, newline, opening, closing, quote, other; 256: none."""
     if 97 <= b <= 122 or 128 <= b < 256:
         return 0
     if 65 <= b <= 90:
