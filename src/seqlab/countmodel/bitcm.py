@@ -11,9 +11,11 @@ The design, smallest first (docs/quality.md "A bitwise context-mixing expert"):
   previous word, and with the two before it; the column (the position in the line with the byte above it,
   and the byte above with the last byte: verse and code line up); the current identifier (letters, digits, _,
   case kept) with the byte before it (code's names: `self.x`, `def f`); the line's indentation (its leading
-  whitespace with the first byte after it) with the last byte (code's blocks); each hashed with the nibble already read
-  to one slot of 16 entries (lpaq's layout: entry j is the node j of the nibble's 15, one check byte per
-  slot, two slots probed), so one lookup serves a nibble's 15 nodes;
+  whitespace with the first byte after it) with the last byte (code's blocks); the classes of the last 6 bytes
+  (lower, upper, digit, space, newline, bracket, quote...) with the last byte (the text's shape); the two bytes
+  before the last (sparse); each hashed with the nibble already read to one slot of 16 entries (lpaq's layout:
+  entry j is the node j of the nibble's 15, one check byte per slot, two slots probed), so one lookup serves a
+  nibble's 15 nodes;
 - each entry an adaptive probability with a count: rate 1/(n + 1.5) until n reaches LIMIT (paq's StateMap);
 - a match model: the last position of the hash of the last MATCH_MIN bytes; its predicted bit's
   probability learnt per match length;

@@ -10,9 +10,9 @@ import numpy as np
 from numba import njit
 
 ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; then the three words', the column's two, the identifier's, the indent's,
-# the byte classes'
+# the byte classes', the sparse one's (the two bytes before the last)
 N_COLUMN = 2  # the position in the line with the byte above; the byte above with the last byte
-N_CTX = len(ORDERS) + 3 + N_COLUMN + 3
+N_CTX = len(ORDERS) + 3 + N_COLUMN + 4
 N_CLASSES = 6  # the last bytes whose classes (_byte_class) are a context
 MATCH_MIN = 6  # bytes hashed to find a match
 N_REGS = 7  # registers: word, previous word, match pointer, match length, the word before, identifier, byte before it
@@ -106,6 +106,7 @@ def _contexts(buf, t, regs, ctx):
     ctx[len(ORDERS) + 5] = _hash(regs[5] + 9000, regs[6])  # code's names: `self.x`, `def f`, `class="`
     ctx[len(ORDERS) + 6] = _hash(indent, buf[t - 1] if t >= 1 else 256)  # code's blocks: `    return`, `<li>`
     ctx[len(ORDERS) + 7] = _hash(_classes(buf, t) + 10000, buf[t - 1] if t >= 1 else 256)  # the text's shape
+    ctx[len(ORDERS) + 8] = _hash(_hash(11000, buf[t - 2] if t >= 2 else 256), buf[t - 3] if t >= 3 else 256)
     bctx[0] = buf[t - 1] if t >= 1 else 256
     bctx[1] = _hash(bctx[0], buf[t - 2] if t >= 2 else 256)
 

@@ -16,7 +16,7 @@ from numba import njit
 
 from .bitcontexts import N_CTX, _after_byte, _contexts, _hash
 
-CONTEXTS_SHA256 = "5ccdbe9b39055daed5fd8322f866ce39741444eb42e78bacb95e691b9e88ba4c"
+CONTEXTS_SHA256 = "5d0a3be8e443c67e75de52ce64322f0021e718ab8f645b1e3ea00bcc465724c2"
 if hashlib.sha256(Path(__file__).with_name("bitcontexts.py").read_bytes()).hexdigest() != CONTEXTS_SHA256:
     raise ImportError("bitcontexts.py changed: set CONTEXTS_SHA256 in bitkernel.py to its SHA-256, so that numba "
                       "compiles bitkernel's cached code again")
