@@ -45,7 +45,7 @@ def git(*args: str) -> str:
 
 
 def version_package(rev: str | None, cache: Path) -> Path:
-    """The bitwise model's files (bit*.py: bitcm.py, and since the kernel's split bitkernel.py, bitrows.py) at git
+    """The bitwise model's files (bit*.py: bitcm.py, bitkernel.py, bitcontexts.py, bitrows.py, bitstate.py) at git
     revision rev (None: the working tree's), as a package of their own under cache, named by their hash (numba
     caches compiled code by path)."""
     if rev is None:

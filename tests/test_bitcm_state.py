@@ -107,6 +107,23 @@ def test_a_state_of_another_history_or_setting_is_not_used(tmp_path, capsys):
     assert "another bitcm_history" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("module", ["bitcm", "bitkernel", "bitcontexts"])
+def test_a_state_saved_by_other_code_of_any_of_the_models_files_is_read_again(tmp_path, monkeypatch, capsys, module):
+    """The fingerprint hashes each file of the model's code: a state saved before a change to any one (the contexts,
+    since the kernel's split, are a file of their own) is not used."""
+    import importlib
+    from pathlib import Path
+
+    state = tmp_path / "bitcm"
+    bitstate.open_model(state, HISTORY, IDENTITY)
+    code = importlib.import_module(f"seqlab.countmodel.{module}")
+    changed = tmp_path / f"{module}.py"
+    changed.write_text(Path(code.__file__).read_text() + "\n# changed\n")
+    monkeypatch.setattr(code, "__file__", str(changed))
+    bitstate.open_model(state, HISTORY, IDENTITY)
+    assert "another model" in capsys.readouterr().err
+
+
 def test_a_run_directory_that_cannot_be_written_reads_in_memory(tmp_path, monkeypatch, capsys):
     def refused(*args, **kwargs):
         raise PermissionError("read-only")
