@@ -203,8 +203,8 @@ def free_vectors(parts: dict, cfg: WordsConfig, texts, words: list[str]) -> tupl
     """The control: the same objective and recipe, each word's input vector a free parameter (word2vec's)."""
     acc = joined(parts, "before")
     keep, _ = vocabulary_of(acc, cfg)
-    free = torch.nn.Embedding(len(keep), cfg.dim)
-    torch.nn.init.uniform_(free.weight, -0.5 / cfg.dim, 0.5 / cfg.dim,  # word2vec's start
+    free = torch.nn.Embedding(len(keep), cfg.dim, sparse=True)  # rows trained as word2vec's (skipgram.py)
+    torch.nn.init.uniform_(free.weight, -1 / cfg.dim, 1 / cfg.dim,  # gensim's start
                            generator=torch.Generator().manual_seed(cfg.seed))
     t0 = time.thread_time()
     train_skipgram(free, acc.counts[keep], word_sequences(acc, keep, texts()), cfg)

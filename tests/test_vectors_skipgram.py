@@ -16,7 +16,9 @@ from seqlab.run import load
 from seqlab.similar import word_vectors_of
 from seqlab.vectors.joint import Occurrences, Streams, move_network, occurrence_features, window_pairs
 from seqlab.vectors.skipgram import (HEAD_FILE, StateEncoder, WordHead, WordsConfig, keep_probabilities,
-                                     skipgram_pairs, train_skipgram)
+                                     optimizers_for, set_rates, skipgram_pairs, train_skipgram, train_step,
+                                     word_sequences)
+from seqlab.vectors.words import Accumulator
 from seqlab.vectors.words import (cached_sums, find_words, occurrence_positions, training_texts, word_state_sums,
                                   word_sums)
 
@@ -68,6 +70,61 @@ def test_pairs_stay_in_the_window_and_nearer_words_count_more():
     assert signed[3] == 0 and all(abs(signed[3 - d] - signed[3 + d]) < 0.05 * signed[3 + d] for d in (1, 2, 3))
     again = skipgram_pairs(seq, 3, np.random.default_rng(0))
     assert np.array_equal(again[0], centre) and np.array_equal(again[1], context)
+
+
+def test_pairs_stay_inside_their_sentence():
+    seq = np.arange(600)
+    sentence = np.arange(600) // 7  # sentences of 7 words
+    centre, context = skipgram_pairs(seq, 3, np.random.default_rng(0), sentence)
+    assert len(centre) and np.array_equal(sentence[centre], sentence[context])
+    across = skipgram_pairs(seq, 3, np.random.default_rng(0))  # without sentences the windows run on
+    assert np.any(sentence[across[0]] != sentence[across[1]])
+
+
+def test_each_line_is_a_sentence_of_the_vocabulary_words():
+    acc = Accumulator()
+    acc.word_ids(["the", "cat", "sat", "rare", "dog"])
+    keep = np.array([0, 1, 2, 4])  # "rare" is left out, as below min_count
+    texts = [b"The cat sat.\nrare dog\n\ncat", b"dog the"]
+    got = word_sequences(acc, keep, texts)
+    assert [list(s) for s in got] == [[0, 1, 2], [3], [1], [3, 0]]
+
+
+def one_step(pairs: int, rate: float = 0.1, negatives: int = 2):
+    """Free input rows and zero output rows (as word2vec starts) after one step on `pairs` copies of the pair
+    (word 0, context 1), the noise drawing only word 2."""
+    inputs = torch.nn.Embedding(5, 4, sparse=True)
+    torch.nn.init.uniform_(inputs.weight, -1, 1, generator=torch.Generator().manual_seed(0))
+    outputs = torch.nn.Embedding(5, 4, sparse=True)
+    torch.nn.init.zeros_(outputs.weight)
+    start = inputs.weight.detach().clone()
+    optimizers = optimizers_for([inputs, outputs], WordsConfig(lr=rate))
+    assert [type(o) for o, _, _ in optimizers] == [torch.optim.SGD]  # rows only: no dense map, no Adam
+    noise = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0])
+    train_step(inputs(torch.zeros(pairs, dtype=torch.long)), outputs, torch.ones(pairs, dtype=torch.long), noise,
+               torch.Generator().manual_seed(0), negatives, optimizers)
+    return start, inputs.weight.detach(), outputs.weight.detach()
+
+
+def test_a_step_moves_only_its_own_rows_by_word2vecs_update():
+    start, inputs, outputs = one_step(pairs=1)
+    v = start[0]
+    # word2vec: the output row of a target moves by rate (label - sigmoid(0)) v; the input's by sum g u = 0 here
+    assert torch.allclose(outputs[1], 0.1 * 0.5 * v) and torch.allclose(outputs[2], -2 * 0.1 * 0.5 * v)
+    assert torch.equal(outputs[[0, 3, 4]], torch.zeros(3, 4)) and torch.equal(inputs, start)
+    _, _, twice = one_step(pairs=2)  # the loss is summed over pairs: two pairs move a row twice as far
+    assert torch.allclose(twice[1], 2 * outputs[1])
+
+
+def test_a_dense_map_gets_adam_and_the_rates_fall_linearly():
+    encoder = StateEncoder(np.random.default_rng(0).normal(size=(6, 8)), 3)
+    cfg = WordsConfig(lr=0.025, min_lr=1e-4, map_lr=2e-3)
+    optimizers = optimizers_for([encoder, torch.nn.Embedding(6, 3, sparse=True)], cfg)
+    assert [type(o) for o, _, _ in optimizers] == [torch.optim.SGD, torch.optim.Adam]
+    assert optimizers[1][0].param_groups[0]["params"][0] is encoder.proj.weight
+    for done, rows, dense in [(0, 0.025, 2e-3), (0.5, (0.025 + 1e-4) / 2, (2e-3 + 2e-5) / 2), (1, 1e-4, 2e-5)]:
+        set_rates(optimizers, done)
+        assert [o.param_groups[0]["lr"] for o, _, _ in optimizers] == pytest.approx([rows, dense])
 
 
 def test_frequent_words_are_down_sampled_and_rare_ones_kept():

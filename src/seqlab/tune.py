@@ -56,8 +56,9 @@ def add_cli(sub) -> None:
                             "objective before the head is trained (none: the network stays as it is)")
     clock.add_argument("--budget", type=budget, help="wall-clock time instead of steps, e.g. 90s, 5m")
     p.add_argument("--batch-size", type=integer(min=2),
-                   help="paragraphs per step, the negatives (32); --objective words: word pairs per step (4096)")
-    p.add_argument("--lr", type=number(min=0, min_open=True), help="Adam's rate (3e-4; --objective words 2e-3)")
+                   help="paragraphs per step, the negatives (32); --objective words: word pairs per step (256)")
+    p.add_argument("--lr", type=number(min=0, min_open=True),
+                   help="Adam's rate (3e-4); --objective words: the word rows' SGD rate (0.025, word2vec's)")
     p.add_argument("--temperature", type=number(min=0, min_open=True), default=0.05)
     p.add_argument("--lm-weight", type=number(min=0),
                    help="weight of the next-token loss kept (0.5; --objective words with --max-steps or --budget: "

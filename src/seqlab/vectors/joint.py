@@ -128,7 +128,7 @@ def move_network(run, texts, cfg, progress=None) -> dict:
     keep = keep_probabilities(occ.counts, cfg.sample)
     network = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam([{"params": network, "lr": cfg.network_lr},
-                                  {"params": [*encoder.parameters(), *outputs.parameters()], "lr": cfg.lr}])
+                                  {"params": [*encoder.parameters(), *outputs.parameters()], "lr": cfg.map_lr}])
     rates = [g["lr"] for g in optimizer.param_groups]
     model.train()
     t0, state, step, history = time.monotonic(), None, 0, []
@@ -148,7 +148,7 @@ def move_network(run, texts, cfg, progress=None) -> dict:
             v = encoder(occurrence_features(feats, occ.before[centres] - starts[rows],
                                             occ.after[centres] - starts[rows], rows, cfg.states))
             sg = negative_sampling_loss(v, outputs, torch.from_numpy(occ.word[contexts]).to(device), noise,
-                                        cfg.negatives, draw)
+                                        cfg.negatives, draw).mean()
         optimizer.zero_grad(set_to_none=True)
         (sg + cfg.lm_weight * lm).backward()
         torch.nn.utils.clip_grad_norm_(network, 1.0)

@@ -44,8 +44,10 @@ class WordsConfig:
     window: int = 2
     negatives: int = 5
     epochs: int = 5
-    batch_size: int = 4096  # (word, neighbour) pairs per step
-    lr: float = 2e-3  # Adam, decayed linearly to 0 as word2vec decays its rate
+    batch_size: int = 256  # (word, neighbour) pairs per step
+    lr: float = 0.025  # word2vec's: plain SGD of the word rows on the summed loss, decayed linearly to min_lr
+    min_lr: float = 1e-4
+    map_lr: float = 2e-3  # Adam's rate for a dense map (the head's W), decayed linearly to a hundredth of it
     sample: float = 1e-3  # word2vec's down-sampling threshold for frequent words
     min_count: int = 5  # the words trained on: seen at least this often
     seed: int = 0
@@ -115,15 +117,18 @@ def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
     return np.minimum((np.sqrt(c / t) + 1) * t / c, 1.0)
 
 
-def skipgram_pairs(seq: np.ndarray, window: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def skipgram_pairs(seq: np.ndarray, window: int, rng: np.random.Generator,
+                   sentence: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(centre, context) word ids of every pair within a random reduced window: word2vec draws each centre's
-    reach b in 1..window and pairs it with the words at most b away, so nearer words count more."""
+    reach b in 1..window and pairs it with the words at most b away, so nearer words count more. With `sentence`
+    (a sentence id per word) a pair stays inside its sentence: word2vec's window stops at a sentence's ends."""
     n = len(seq)
     reach = rng.integers(1, window + 1, n)
     centres, contexts = [], []
     for k in range(1, min(window, n - 1) + 1):
-        right = np.flatnonzero(reach[: n - k] >= k)  # centre i, context i + k
-        left = np.flatnonzero(reach[k:] >= k) + k  # centre i, context i - k
+        same = np.ones(n - k, bool) if sentence is None else sentence[: n - k] == sentence[k:]
+        right = np.flatnonzero((reach[: n - k] >= k) & same)  # centre i, context i + k
+        left = np.flatnonzero((reach[k:] >= k) & same) + k  # centre i, context i - k
         centres += [seq[right], seq[left]]
         contexts += [seq[right + k], seq[left - k]]
     if not centres:
@@ -131,64 +136,81 @@ def skipgram_pairs(seq: np.ndarray, window: int, rng: np.random.Generator) -> tu
     return np.concatenate(centres), np.concatenate(contexts)
 
 
-def epoch_pairs(sequences: list[np.ndarray], keep: np.ndarray, window: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """One epoch's pairs, shuffled: each sequence down-sampled afresh, then paired."""
-    parts = [skipgram_pairs(s[rng.random(len(s)) < keep[s]], window, rng) for s in sequences]
-    centres = np.concatenate([p[0] for p in parts] or [np.zeros(0, np.int64)])
-    contexts = np.concatenate([p[1] for p in parts] or [np.zeros(0, np.int64)])
+def epoch_pairs(words: np.ndarray, sentence: np.ndarray, keep: np.ndarray, window: int,
+                rng) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch's pairs, shuffled: the words down-sampled afresh (a dropped word closes the gap, as in
+    word2vec), then paired inside their sentences."""
+    kept = rng.random(len(words)) < keep[words]
+    centres, contexts = skipgram_pairs(words[kept], window, rng, sentence[kept])
     order = rng.permutation(len(centres))
     return centres[order], contexts[order]
+
+
+def optimizers_for(modules: list[torch.nn.Module], cfg: WordsConfig) -> list[tuple[torch.optim.Optimizer, float,
+                                                                                     float]]:
+    """(optimizer, first rate, last rate) for the parameters of `modules`. Word rows (sparse embeddings): plain
+    SGD on the summed loss at word2vec's rate, so a pair moves only its own rows and by what gensim's would; a
+    dense map (the head's W, which every pair moves): Adam at cfg.map_lr, which the sum's scale does not change."""
+    rows = [p for m in modules for e in m.modules() if isinstance(e, torch.nn.Embedding) and e.sparse
+            for p in e.parameters()]
+    maps = [p for m in modules for p in m.parameters() if all(p is not r for r in rows)]
+    out = [(torch.optim.SGD(rows, lr=cfg.lr), cfg.lr, cfg.min_lr)]
+    return out + ([(torch.optim.Adam(maps, lr=cfg.map_lr), cfg.map_lr, cfg.map_lr * 0.01)] if maps else [])
 
 
 def train_skipgram(encoder: torch.nn.Module, counts: np.ndarray, sequences: list[np.ndarray], cfg: WordsConfig,
                    progress=None) -> list[float]:
     """Train `encoder` (word ids -> (n, dim) input vectors) and output vectors by skip-gram with negative
-    sampling over `sequences` (arrays of word ids < len(counts)); returns the loss of every step."""
+    sampling over `sequences` (sentences: arrays of word ids < len(counts)); returns each step's loss per pair.
+    The rates fall linearly over the epochs' pairs, as word2vec's over its words."""
     rng = np.random.default_rng(cfg.seed)
     draw = torch.Generator().manual_seed(cfg.seed)
-    outputs = torch.nn.Embedding(len(counts), cfg.dim)
+    outputs = torch.nn.Embedding(len(counts), cfg.dim, sparse=True)
     torch.nn.init.zeros_(outputs.weight)  # as word2vec: the input vectors start random, the outputs at zero
     noise = torch.from_numpy(counts.astype(np.float64) ** 0.75)
     keep = keep_probabilities(counts, cfg.sample)
-    optimizer = torch.optim.Adam([*encoder.parameters(), *outputs.parameters()], lr=cfg.lr)
-    kept = sum(float(keep[s].sum()) for s in sequences)
-    total = max(cfg.epochs * kept * (cfg.window + 1) // cfg.batch_size, 1)  # a kept word: 2 E[b] = window + 1 pairs
-    losses, step = [], 0
-    for _ in range(cfg.epochs):
-        centres, contexts = epoch_pairs(sequences, keep, cfg.window, rng)
+    words = np.concatenate(sequences or [np.zeros(0, np.int64)])
+    sentence = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
+    optimizers = optimizers_for([encoder, outputs], cfg)
+    losses = []
+    for epoch in range(cfg.epochs):
+        centres, contexts = epoch_pairs(words, sentence, keep, cfg.window, rng)
         with TorchThreads(1):  # small steps: more threads only wait on each other (and on a busy machine's jobs)
-            step = train_epoch(encoder, outputs, optimizer, centres, contexts, noise, draw, cfg, total, step,
-                               losses, progress)
+            for at in range(0, len(centres), cfg.batch_size):
+                set_rates(optimizers, (epoch + at / len(centres)) / cfg.epochs)
+                c = torch.from_numpy(centres[at : at + cfg.batch_size])
+                o = torch.from_numpy(contexts[at : at + cfg.batch_size])
+                losses.append(train_step(encoder(c), outputs, o, noise, draw, cfg.negatives, optimizers))
+                if progress is not None:
+                    progress.update(1)
     return losses
 
 
-def train_epoch(encoder, outputs, optimizer, centres, contexts, noise, draw, cfg: WordsConfig, total: float,
-                step: int, losses: list, progress) -> int:
-    """One pass over an epoch's pairs in batches; returns the step count reached."""
-    for at in range(0, len(centres), cfg.batch_size):
-        c = torch.from_numpy(centres[at : at + cfg.batch_size])
-        o = torch.from_numpy(contexts[at : at + cfg.batch_size])
-        loss = negative_sampling_loss(encoder(c), outputs, o, noise, cfg.negatives, draw)
+def set_rates(optimizers, done: float) -> None:
+    for optimizer, first, last in optimizers:
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * max(1 - step / total, 0.01)
+            group["lr"] = first + (last - first) * done
+
+
+def train_step(v, outputs, contexts, noise, draw, negatives: int, optimizers) -> float:
+    """One step on the summed loss of a batch of pairs; returns its mean per pair."""
+    loss = negative_sampling_loss(v, outputs, contexts, noise, negatives, draw)
+    for optimizer, _, _ in optimizers:
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+    loss.sum().backward()
+    for optimizer, _, _ in optimizers:
         optimizer.step()
-        losses.append(loss.item())
-        step += 1
-        if progress is not None:
-            progress.update(1)
-    return step
+    return loss.mean().item()
 
 
 def negative_sampling_loss(v: torch.Tensor, outputs: torch.nn.Embedding, contexts: torch.Tensor, noise: torch.Tensor,
                            negatives: int, draw: torch.Generator) -> torch.Tensor:
-    """Skip-gram's loss of input vectors v (B, dim) against their contexts' output vectors and `negatives` words
-    each drawn from `noise` (unnormalised weights): -log sigmoid(v . u_c) - sum log sigmoid(-v . u_n), averaged."""
+    """Skip-gram's loss (B,) of input vectors v (B, dim) against their contexts' output vectors and `negatives`
+    words each drawn from `noise` (unnormalised weights): -log sigmoid(v . u_c) - sum log sigmoid(-v . u_n)."""
     drawn = torch.multinomial(noise, len(v) * negatives, True, generator=draw).view(len(v), -1)
     positive = (v * outputs(contexts)).sum(-1)  # (B,)
     negative = torch.bmm(outputs(drawn), v[:, :, None])[..., 0]  # (B, negatives)
-    return -(F.logsigmoid(positive) + F.logsigmoid(-negative).sum(-1)).mean()
+    return -(F.logsigmoid(positive) + F.logsigmoid(-negative).sum(-1))
 
 
 def vocabulary_of(acc, cfg: WordsConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -203,14 +225,18 @@ def vocabulary_of(acc, cfg: WordsConfig) -> tuple[np.ndarray, np.ndarray]:
 
 
 def word_sequences(acc, keep: np.ndarray, texts) -> list[np.ndarray]:
-    """Each text's words as vocabulary indices (positions in `keep`), the words outside it left out as word2vec
-    leaves out words below its min_count."""
+    """Each line of the texts (a sentence, as gensim is given one a line) as vocabulary indices (positions in
+    `keep`), the words outside it left out as word2vec leaves out words below its min_count."""
     index = np.full(len(acc.ids), -1, np.int64)
     index[keep] = np.arange(len(keep))
     out = []
     for data in texts:
-        ids = index[[acc.ids[w] for w in find_words(data)[0]]]
-        out.append(ids[ids >= 0])
+        words, starts, _ = find_words(data)
+        ids = index[[acc.ids[w] for w in words]]
+        line = np.searchsorted(np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n")), starts)[ids >= 0]
+        ids = ids[ids >= 0]
+        cuts = np.flatnonzero(np.diff(line)) + 1
+        out += np.split(ids, cuts) if len(ids) else []
     return out
 
 
