@@ -1,17 +1,17 @@
 """Where `seqlab compress`'s bits differ from `seqlab eval`'s: each token's cost by its position in its segment.
 
-    python bench/compress_gap.py RUN --file F [--bytes 400000] [--threads 1] [--segment-tokens 4096]
-                                 [--line-segments 64] [--nominal] [--fp32] [--eval-bf16]
+    python bench/compress_gap.py RUN --file F [--bytes 400000] [--threads 1] [--segment-tokens 4096] [--nominal]
+                                 [--fp32] [--eval-bf16]
 
 Codes the last --bytes of F (one block, at most codec.BLOCK_BYTES) as compress does (lockstep.code_block,
 the same segments, session and mixer) but without the range coder: each token's cost is -log2 of the
 probability compress would code it with. Scores the same bytes with eval (per byte: a byte-level run's
 tokens) and prints both summed over bands of positions within a segment (0-15, 16-31, ...): a segment
 starts cold (no network context, the text before it not read yet), so the bands show what the cuts cost.
-Segments start where compress starts them: at line starts (compress/seams.py, at most --line-segments of them)
-when the run writes formats 55-70, at the nominal cuts from BOS with --nominal (or for a run that does not). The
-network steps in bf16 where compress does (lockstep.step_in_bf16), in fp32 with --fp32; eval scores in fp32, in bf16
-too with --eval-bf16 (what bf16 costs eval's bits on the same bytes).
+Segments start where compress starts them: at line starts (compress/seams.py) when the run writes formats
+15-18, at the nominal cuts from BOS with --nominal (or for a run that does not). The network steps in bf16 where
+compress does (lockstep.step_in_bf16), in fp32 with --fp32; eval scores in fp32, in bf16 too with --eval-bf16 (what
+bf16 costs eval's bits on the same bytes).
 """
 
 import argparse
@@ -67,15 +67,12 @@ def main() -> None:
     ap.add_argument("--bytes", type=int, default=400_000, help="bytes taken from the end of the file")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--segment-tokens", type=int, default=lockstep.SEGMENT_TOKENS)
-    ap.add_argument("--line-segments", type=int, default=lockstep.LINE_SEGMENTS,
-                    help="the most segments a block has at line starts (lockstep.LINE_SEGMENTS)")
     ap.add_argument("--nominal", action="store_true", help="segments at the nominal cuts, from BOS (format 14's)")
     ap.add_argument("--fp32", action="store_true", help="compress's network step in fp32 where it would be bf16")
     ap.add_argument("--eval-bf16", action="store_true", help="eval's network under bf16 autocast too")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     lockstep.SEGMENT_TOKENS = args.segment_tokens
-    lockstep.LINE_SEGMENTS = args.line_segments
     data = Path(args.file).read_bytes()[-args.bytes :][: codec.BLOCK_BYTES]
     run = load(args.run)
     tokens = np.asarray(run.tokenizer.encode(data), dtype=np.int64)

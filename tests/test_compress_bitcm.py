@@ -38,8 +38,8 @@ def runs(trained_runs, tmp_path_factory):
 
 
 def test_segments_round_trip_with_the_bitwise_model_in_its_format(runs, monkeypatch):
-    """Several segments, each a row of the bitwise model over shared tables: byte-identical back, in format 59
-    (55 with it), and coded differently from the run without it (it is used, not silently dropped)."""
+    """Several segments, each a row of the bitwise model over shared tables: byte-identical back, in format 43
+    (15 with it), and coded differently from the run without it (it is used, not silently dropped)."""
     monkeypatch.setattr(lockstep, "SEGMENT_TOKENS", 300)
     plain, on = runs
     data = structured_text(80, seed=11).encode()
@@ -136,7 +136,7 @@ def test_files_of_the_old_bitwise_models_are_refused_in_one_line(runs):
     differently now: refused in one line, naming the format."""
     _, on = runs
     blob = bytearray(compress_bytes(on, structured_text(20, seed=5).encode()))
-    assert blob[4] == 59
+    assert blob[4] == 43
     for old in (19, 22, 27, 30, 31, 34, 35, 38, 39, 42):
         blob[4] = old
         with pytest.raises(SeqlabError, match=f"format {old}") as refused:

@@ -1,4 +1,4 @@
-"""Segments at line starts (formats 55-70): where they start, what they are read after, how many, exact round trips."""
+"""Segments at line starts (formats 15-18): where they start, what they are read after, and exact round trips."""
 
 import io
 import random
@@ -8,7 +8,6 @@ import pytest
 
 from seqlab.compress import Header, codec, compress_bytes, decompress_bytes, lockstep, seams
 from seqlab.compress.header import FORMATS, ByteReader, varints
-from seqlab.errors import SeqlabError
 from seqlab.run import load
 
 from conftest import structured_text
@@ -71,13 +70,13 @@ def test_a_block_with_no_newline_in_reach_keeps_the_nominal_cuts(run, monkeypatc
 
 def test_the_format_before_still_decodes_and_the_framing_is_a_span(run, monkeypatch):
     """The same run's format-11 file (segments at the nominal cuts, from BOS: what it wrote before) still decodes,
-    and codes other bits; format 55 adds one varint a block, the span."""
+    and codes other bits; format 15 adds one varint a block, the span."""
     monkeypatch.setattr(lockstep, "SEGMENT_TOKENS", 300)
     data = structured_text(120, seed=6).encode()
     new = compress_bytes(run, data)
     monkeypatch.setattr(codec, "LINE_STARTS", False)
     old = compress_bytes(run, data)
-    assert (old[4], new[4]) == (11, 55) and old[5:] != new[5:]
+    assert (old[4], new[4]) == (11, 15) and old[5:] != new[5:]
     monkeypatch.setattr(codec, "LINE_STARTS", True)
     assert decompress_bytes(run, old) == data and decompress_bytes(run, new) == data
     assert 0 < _framing(new)[1] < 1 << 14  # two bytes
@@ -119,29 +118,3 @@ def test_a_bpe_run_cuts_after_tokens_that_end_a_line_and_round_trips(corpus_file
     assert newline is not None and (layout.first[1:] == newline).all()
     ends = [bpe.tokenizer.token_bytes[tokens[s - 1]] for s in layout.starts()[1:]]
     assert all(e.endswith(b"\n") for e in ends)
-
-
-def test_a_block_at_line_starts_has_at_most_line_segments_and_round_trips(run, monkeypatch):
-    """A block at line starts is cut into at most lockstep.LINE_SEGMENTS segments, however many SEGMENT_TOKENS
-    would give (each cut is a cold start); the decoder cuts by the same rule, so the file decodes byte-identical."""
-    monkeypatch.setattr(lockstep, "SEGMENT_TOKENS", 100)
-    monkeypatch.setattr(lockstep, "LINE_SEGMENTS", 3)
-    data = structured_text(120, seed=4).encode()
-    assert lockstep.segments_for(len(data)) >= 6
-    tokens = np.asarray(run.tokenizer.encode(data))
-    layout, framing = seams.line_starts(tokens, run.tokenizer)
-    assert len(layout.lengths) == 3 and framing != varints(0) and layout.lengths.sum() == len(tokens)
-    blob = compress_bytes(run, data)
-    assert _framing(blob)[1] > 0 and decompress_bytes(run, blob) == data
-
-
-def test_the_formats_of_256_segments_at_line_starts_are_refused_in_one_line(run):
-    """Formats 15-18, 23-26, 43-46 and 51-54 cut a block into up to 256 segments: superseded by 55-70, refused in
-    one line that names the format."""
-    blob = bytearray(compress_bytes(run, structured_text(20, seed=5).encode()))
-    assert blob[4] == 55
-    for old in (15, 18, 23, 26, 43, 46, 51, 54):
-        blob[4] = old
-        with pytest.raises(SeqlabError, match=f"format {old}; this seqlab reads formats") as refused:
-            decompress_bytes(run, bytes(blob))
-        assert "\n" not in str(refused.value)

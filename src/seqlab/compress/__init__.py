@@ -3,7 +3,7 @@
     codec.py       compress_bytes / decompress_bytes (and _file): the model's predictions (count model mixed
                    in, as eval scores) drive constriction's range coder; the CLI
     lockstep.py    a block of the file read as segments side by side, one model step for all of them
-    seams.py       where a block's segments start (formats 55-70): at line starts, read after a newline
+    seams.py       where a block's segments start (formats 15-18): at line starts, read after a newline
     header.py      the .sqz header: fingerprints of the run and count model, torch version, threads, CRC
     classical.py   gzip, bzip2, xz and zstd as yardsticks (seqlab compare, bench/)
 

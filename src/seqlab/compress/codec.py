@@ -7,7 +7,7 @@ is slow (450-800 bytes/s), so the file is read in blocks of up to BLOCK_BYTES, e
 cut into up to 256 segments of at least 4,096 tokens that are read side by side, in
 lockstep (lockstep.py): one model step and one count-model blend give the next token
 of every segment at once. Both count the text's own tokens every COUNT_EVERY tokens
-(steps). Each segment starts cold, from BOS or (formats 55-70, seams.py) after a newline at a line start, and the
+(steps). Each segment starts cold, from BOS or (formats 15-18, seams.py) after a newline at a line start, and the
 count model sees the segments'
 texts in another order than eval's one pass: docs/compress.md measures the gap. Decompression
 repeats the very same computation (same batch shapes, same thread count, recorded
@@ -19,10 +19,10 @@ File layout (little-endian); every header byte counts against the ratio:
     run fingerprint (4 bytes), count-model fingerprint (4 bytes, only when mixed),
     torch version (u8 length + ASCII), threads and original bytes (varints), CRC-32 u32
     of the original; then per block: its tokens and its coded 32-bit words (varints), in formats
-    55-70 the span of its segments at line starts (a varint, seams.py; at most lockstep.LINE_SEGMENTS of them), the
-    words. Formats 59-62 (55-58 with counts.bitcm) code the mix through the count model's bitwise model (lockstep.py);
-    formats 63-70 are 55-62 with the network's step in bf16 (lockstep.step_in_bf16: a transformer, on a CPU that
-    computes bf16 natively).
+    15-18, 23-26, 43-46 and 51-54 the span of its segments at line starts (a varint, seams.py), the words. Formats
+    43-46 (15-18 with counts.bitcm) code the mix through the count model's bitwise model (lockstep.py); formats 23-26
+    and 51-54 are 15-18 and 43-46 with the network's step in bf16 (lockstep.step_in_bf16: a transformer, on a CPU
+    that computes bf16 natively).
 The fingerprints only name a mismatch early: the CRC is what proves the round trip.
 """
 
@@ -46,7 +46,7 @@ from .header import (LONGEST, ByteReader, Header, bitcm_on, check_compatible, co
 from . import seams
 from .lockstep import Layout, code_block, step_in_bf16
 
-LINE_STARTS = True  # runs with the warmth sets write formats 55-58 (segments at line starts); False: 11-14, as before
+LINE_STARTS = True  # runs with the warmth sets write formats 15-18 (segments at line starts); False: 11-14, as before
 BLOCK_BYTES = 1 << 22  # bytes of the original coded as one block (memory stays bounded however large the file)
 _MODEL = constriction.stream.model.Categorical(perfect=False)  # quantises each row to the coder's 24 bits
 
@@ -59,7 +59,7 @@ def encode_stream(run, blocks, write, threads: int = 1, progress=None, adapter=N
                   bf16: bool = False) -> None:
     """Code the byte blocks `blocks` (an iterable) after a header already written; write(bytes) takes the output.
     adapter: an adapt.Adapter when the network adapts as it codes (compress --adapt); lines: segments start at line
-    starts (formats 55-70, seams.py); bf16: the network's step in bf16 (formats 63-70)."""
+    starts (formats 15-18, seams.py); bf16: the network's step in bf16 (formats 23-26, 51-54)."""
     session = run.count_model.session(torch.device("cpu")) if run.count_model is not None else None
     for data in blocks:
         tokens = np.asarray(run.tokenizer.encode(data), dtype=np.int64)
@@ -141,8 +141,8 @@ def _header(run, threads: int, n_bytes: int, crc: int, adapt, fp32: bool) -> Hea
     lr, chunk = (adapt.lr, adapt.chunk) if adapt is not None else (0.0, 0)
     words = run.count_model is not None and run.count_model.words is not None
     lines = with_warmth(run) and LINE_STARTS
-    # segments at line starts (formats 55-62) come with the warmth sets: a run without them writes 7-10 as before;
-    # the step in bf16 (63-70) with the line starts, unless asked for fp32 (a file that needs no bf16)
+    # segments at line starts (formats 15-18) come with the warmth sets: a run without them writes 7-10 as before;
+    # the step in bf16 (23-26, 51-54) with the line starts, unless asked for fp32 (a file that needs no bf16)
     return Header(run_fingerprint(run.path), counts_fingerprint(run), torch.__version__, threads, n_bytes, crc,
                   lr, chunk, words, with_warmth(run), lines, bitcm_on(run), lines and step_in_bf16(run) and not fp32)
 

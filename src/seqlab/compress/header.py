@@ -37,12 +37,9 @@ LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is
 # 43-46 are 31-34 with them, 51-54 are 39-42 with them.
 # 19-22, 27-30 and 31-34 (35-38, 39-42 too) are refused in one line: their model is gone; they were made only by
 # development versions, with counts.bitcm (off by default) turned on
-# 55: segments at line starts in at most lockstep.LINE_SEGMENTS a block (64, not 256: each segment's cold start costs
-# bits eval does not pay, docs/compress.md "Fewer segments"); 55-58 are 15-18 with it, 59-62 are 43-46 with it, and
-# 63-66 and 67-70 are those in bf16. 15-18, 23-26, 43-46 and 51-54 (256 segments) are refused in one line: superseded
-FORMAT = 55
-ADAPTED_FORMAT = 56  # format 55 plus the network's online adaptation (compress --adapt): its lr and chunk
-NO_WORDS_FORMAT, NO_WORDS_ADAPTED_FORMAT = 57, 58  # 55 and 56 without the word model
+FORMAT = 15
+ADAPTED_FORMAT = 16  # format 15 plus the network's online adaptation (compress --adapt): its lr and chunk
+NO_WORDS_FORMAT, NO_WORDS_ADAPTED_FORMAT = 17, 18  # 15 and 16 without the word model
 # format: (the word model mixed in, adapted, weight sets selected by warmth, segments moved to line starts, bitcm,
 # the network's step in bf16)
 _FP32_FORMATS = {9: (True, False, False, False, False), 10: (True, True, False, False, False),
@@ -52,9 +49,9 @@ _FP32_FORMATS = {9: (True, False, False, False, False), 10: (True, True, False, 
            FORMAT: (True, False, True, True, False), ADAPTED_FORMAT: (True, True, True, True, False),
            NO_WORDS_FORMAT: (False, False, True, True, False),
            NO_WORDS_ADAPTED_FORMAT: (False, True, True, True, False),
-           59: (True, False, True, True, True), 60: (True, True, True, True, True),
-           61: (False, False, True, True, True), 62: (False, True, True, True, True)}
-BF16_OFFSET = 8  # format 55 + 8 = 63 is 55 with the step in bf16; 59 + 8 = 67 is 59 with it
+           43: (True, False, True, True, True), 44: (True, True, True, True, True),
+           45: (False, False, True, True, True), 46: (False, True, True, True, True)}
+BF16_OFFSET = 8  # format 15 + 8 = 23 is 15 with the step in bf16; 43 + 8 = 51 is 43 with it
 FORMATS = {f: kind + (False,) for f, kind in _FP32_FORMATS.items()} | \
     {f + BF16_OFFSET: kind + (True,) for f, kind in _FP32_FORMATS.items() if kind[3]}
 FINGERPRINT_BYTES = 4  # tells runs apart before decoding; a 1 in 2^32 miss is still caught by the CRC
@@ -79,9 +76,9 @@ class Header:
     adapt_chunk: int = 0  # and this chunk
     words: bool = False  # the count model's word model was mixed in (format 9, 10, 11 or 12)
     warmth: bool = False  # the mixer had weight sets selected by warmth (formats 11-18)
-    lines: bool = False  # segments moved to line starts, their span in each block (formats 55-70)
-    bitcm: bool = False  # the bitwise model over the mix, rows with caches of their own (formats 59-62, 67-70)
-    bf16: bool = False  # the network's step under bf16 autocast (formats 63-70)
+    lines: bool = False  # segments moved to line starts, their moves in each block (15-18, 23-26, 43-46, 51-54)
+    bitcm: bool = False  # the bitwise model over the mix, rows with caches of their own (formats 43-46, 51-54)
+    bf16: bool = False  # the network's step under bf16 autocast (formats 23-26, 51-54)
 
     def pack(self) -> bytes:
         version = self.torch_version.encode()

@@ -2,8 +2,8 @@
 
 A token at a time, one text is slow: every step is a handful of small matrix products
 and a count-model lookup, whatever the batch. So a block of the file is cut into
-`segments_for(n)` contiguous segments, each read from BOS as its own text (formats 55-70:
-at line starts, after a newline, at most LINE_SEGMENTS of them, seams.py), and every
+`segments_for(n)` contiguous segments, each read from BOS as its own text (formats 15-18:
+at line starts, after a newline, seams.py), and every
 step predicts the next token of all of them at once: one model step of batch S, one
 count-model blend of S rows (LockstepReader), one mix. The count model's session is
 one for the whole file: every segment's tokens are counted every COUNT_EVERY steps
@@ -12,7 +12,7 @@ mixing weights take a step every `max(1, chunk // S)` steps, on as many tokens a
 eval's chunk. The network's step, then the mixing weights' step on the last chunk, run in a worker
 thread beside the count model's blend (numpy and torch each release the GIL in their kernels).
 
-With the count model's bitwise model on (counts.bitcm, formats 59-62 and 67-70), the mix's rows go through it
+With the count model's bitwise model on (counts.bitcm, formats 43-46 and 51-54), the mix's rows go through it
 (countmodel/bitrows.py BitRows: a row per segment over the shared slow state, its recent state its own) before
 `pick`, and the step's bytes are learnt in row order after it; the mixer learns from the mix before it, as eval's.
 
@@ -36,10 +36,7 @@ from ..scoring import TorchThreads
 from ..train.speed import autocast, native_bf16
 
 SEGMENT_TOKENS = 4096  # at least this many tokens per segment: each starts cold, without the text before it
-MAX_SEGMENTS = 256  # rows per step, at the nominal cuts (formats 7-14)
-# rows per step at line starts (formats 55-70): every segment's cold start costs bits eval does not pay (about 6.7
-# bytes each on the C headers, docs/compress.md), so fewer, longer segments, at the price of more steps a byte
-LINE_SEGMENTS = 64
+MAX_SEGMENTS = 256  # rows per step
 BLOCK_TOKENS = 1 << 22  # tokens coded as one block: memory stays bounded however large the file
 # a segment read after a newline (seams.py) counts as this many tokens warmer to the warmth sets: its first token
 # is mixed with the network's weight at its prior (a line start is a true context), not at the cold start's 0.3
@@ -50,7 +47,7 @@ CPU = torch.device("cpu")
 
 
 def step_in_bf16(run) -> bool:
-    """Whether compress runs the network's step under bf16 autocast on this CPU (formats 63-70): a transformer's,
+    """Whether compress runs the network's step under bf16 autocast on this CPU (formats 23-26, 51-54): a transformer's,
     where the CPU multiplies bf16 natively (train/speed.py's test: AVX512-BF16 or AMX), twice as fast as fp32 there.
     The decoder must compute the same floats, so the header records it and a CPU without native bf16 refuses."""
     return run.config.arch in BF16_ARCHS and native_bf16(CPU)
@@ -70,9 +67,8 @@ def with_bf16_linears(model):
     return twin
 
 
-def segments_for(n_tokens: int, most: int = MAX_SEGMENTS) -> int:
-    """Segments of a block of n_tokens: one per SEGMENT_TOKENS, at most `most` (LINE_SEGMENTS at line starts)."""
-    return max(1, min(most, n_tokens // SEGMENT_TOKENS))
+def segments_for(n_tokens: int) -> int:
+    return max(1, min(MAX_SEGMENTS, n_tokens // SEGMENT_TOKENS))
 
 
 def segment_lengths(n_tokens: int, segments: int) -> np.ndarray:
@@ -84,15 +80,14 @@ def segment_lengths(n_tokens: int, segments: int) -> np.ndarray:
 @dataclass
 class Layout:
     """A block's segments: their lengths (tokens, in the text's order) and the token each is read after
-    (its first context: BOS, or a newline for a segment moved to a line start, formats 55-70)."""
+    (its first context: BOS, or a newline for a segment moved to a line start, formats 15-18)."""
 
     lengths: np.ndarray  # int64 (S,)
     first: np.ndarray  # int64 (S,)
 
     @classmethod
-    def nominal(cls, n_tokens: int, bos: int, most: int = MAX_SEGMENTS) -> "Layout":
-        """segments_for(n_tokens, most) segments at segment_lengths' cuts, each from BOS."""
-        lengths = segment_lengths(n_tokens, segments_for(n_tokens, most))
+    def nominal(cls, n_tokens: int, bos: int) -> "Layout":
+        lengths = segment_lengths(n_tokens, segments_for(n_tokens))
         return cls(lengths.astype(np.int64), np.full(len(lengths), bos, dtype=np.int64))
 
     def rows(self, tokens: np.ndarray) -> np.ndarray:
@@ -140,7 +135,7 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     on the tokens coded since (learn_rows); the next steps predict with the new weights and the state
     (recurrent state, KV cache) built before, as the decoder does.
     layout: the segments' lengths and first contexts (Layout); by default segment_lengths' cuts, each from BOS.
-    bf16: the network's step under bf16 autocast (step_in_bf16: formats 63-70).
+    bf16: the network's step under bf16 autocast (step_in_bf16: formats 23-26, 51-54).
     """
     layout = layout or Layout.nominal(n_tokens, run.tokenizer.bos_id)
     lengths = layout.lengths  # a decoder's seams.Chain learns some as it reads: until then, their most
@@ -196,10 +191,9 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
 
 
 def row_bound(n_tokens: int) -> int:
-    """The most tokens any segment of a line-start block of n_tokens can have (formats 55-70, the only ones with the
-    bitwise rows), nominal or at line starts (seams.py: none ends more than REACH past a nominal segment's length):
-    what the encoder and the decoder both know first."""
-    return int(segment_lengths(n_tokens, segments_for(n_tokens, LINE_SEGMENTS)).max(initial=0)) + REACH
+    """The most tokens any segment of a block of n_tokens can have, nominal or at line starts (seams.py: none
+    ends more than REACH past a nominal segment's length): what the encoder and the decoder both know first."""
+    return int(segment_lengths(n_tokens, segments_for(n_tokens)).max(initial=0)) + REACH
 
 
 def _bit_rows(bitcm, first: np.ndarray, n_tokens: int):

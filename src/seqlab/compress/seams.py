@@ -1,5 +1,4 @@
-"""Where a block's segments start (formats 55-70): at line starts, each read after a newline, at most
-lockstep.LINE_SEGMENTS of them (every cut is a cold start: fewer, longer segments cost fewer bits).
+"""Where a block's segments start (formats 15-18): at line starts, each read after a newline.
 
 Each segment of a block is read cold (compress/lockstep.py): its first context is all the network and the count
 model see. From BOS in the middle of a line that context is a lie, and a segment's first tokens cost several bits
@@ -18,7 +17,6 @@ newlines, no newline token in the vocabulary, one segment) keeps the nominal cut
 import numpy as np
 
 from .header import ByteReader, varints
-from . import lockstep  # its LINE_SEGMENTS read at every call (a bench or a test sets it)
 from .lockstep import REACH, Layout  # REACH: a segment ends at most this many tokens past its span, or the
 # block keeps the nominal cuts (lockstep sizes the bitwise model's rows by it)
 
@@ -37,7 +35,7 @@ def _line_ends(tokenizer) -> np.ndarray:
 def line_starts(tokens: np.ndarray, tokenizer) -> tuple[Layout, bytes]:
     """The block's layout, segments at line starts where they can be, and the framing bytes that say so."""
     n, bos = len(tokens), tokenizer.bos_id
-    nominal = Layout.nominal(n, bos, lockstep.LINE_SEGMENTS)
+    nominal = Layout.nominal(n, bos)
     newline, segments = newline_token(tokenizer), len(nominal.lengths)
     if newline is None or segments < 2:
         return nominal, varints(0)
@@ -73,7 +71,7 @@ def _chain(after: np.ndarray, span: int, segments: int) -> np.ndarray | None:
 def read_layout(reader: ByteReader, n_tokens: int, tokenizer) -> Layout:
     """The layout of a block of n_tokens whose framing follows in reader (as line_starts wrote it)."""
     span = reader.varint()
-    nominal = Layout.nominal(n_tokens, tokenizer.bos_id, lockstep.LINE_SEGMENTS)
+    nominal = Layout.nominal(n_tokens, tokenizer.bos_id)
     if span == 0:
         return nominal
     newline = newline_token(tokenizer)
