@@ -16,7 +16,7 @@ from numba import njit
 
 from .bitcontexts import N_CTX, _after_byte, _contexts, _hash
 
-CONTEXTS_SHA256 = "2ff7c9b127d2c7960d834c95cddb808626dbed9d4829f68f8ed6e5e619f6f705"
+CONTEXTS_SHA256 = "2db9d013d16eb43284e0b5efb22f486d6ecae1d0513277fef9055ff7b4a2b45c"
 if hashlib.sha256(Path(__file__).with_name("bitcontexts.py").read_bytes()).hexdigest() != CONTEXTS_SHA256:
     raise ImportError("bitcontexts.py changed: set CONTEXTS_SHA256 in bitkernel.py to its SHA-256, so that numba "
                       "compiles bitkernel's cached code again")
@@ -26,7 +26,8 @@ MATCH_IN, GIVEN_IN = PER_CTX * N_CTX, PER_CTX * N_CTX + 1
 HISTORY_BITS = 6  # an entry's bit history: its last bits (up to 6) after a leading 1; 1: none yet
 MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
 # the mixers, one table of weight sets: each mixer's sets (selected in _mixer_rows) from its first row
-MIXER_SETS = (256, MATCH_SETS, 257, 100)  # by the partial byte; by match length and contexts seen; by the last byte
+# by the partial byte; by match length and contexts seen; by the last byte; by the last two bytes' classes
+MIXER_SETS = (256, MATCH_SETS, 257, 100)
 MIXER_FROM = tuple(sum(MIXER_SETS[:k]) for k in range(len(MIXER_SETS)))
 N_MIXERS = len(MIXER_SETS)
 FINAL_RATE = 0.3  # the final mixer's rate, times the mixers'
@@ -220,7 +221,7 @@ def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out):
     _mixer_rows(c0, seen, length, bctx, out)
     r0, r1, r2, r3 = int(out[OUT_SET]), int(out[OUT_SET + 1]), int(out[OUT_SET + 2]), int(out[OUT_SET + 3])
     d0 = d1 = d2 = d3 = 0.0
-    for i in range(N_IN):  # the N_MIXERS (3) dots side by side, each summed in order (the floats of one at a time)
+    for i in range(N_IN):  # the N_MIXERS (4) dots side by side, each summed in order (the floats of one at a time)
         d0, d1, d2 = d0 + w[r0, i] * x[i], d1 + w[r1, i] * x[i], d2 + w[r2, i] * x[i]
         d3 += w[r3, i] * x[i]
     st = 0.0
