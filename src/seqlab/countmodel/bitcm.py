@@ -21,7 +21,8 @@ The design, smallest first (docs/quality.md "A bitwise context-mixing expert"):
   probability learnt per match length;
 - four logistic mixers over the inputs' stretch(p) (weights selected by the partial byte; by match
   length and how many contexts were seen; by the last byte; by the last two bytes' classes), a final mixer
-  over them (weights per partial byte), then three APM stages averaged with it (partial byte; with the order-2 context; with the last byte).
+  over them (weights per partial byte), then three APM stages averaged with it (partial byte; with the order-2
+  context; with the last byte).
 Every prediction uses only the bytes before it (learn's, then the text's): a scored byte updates the model
 after its distribution is written. The numba code (this stream's, and compress's lockstep rows', bitrows.py) is
 bitkernel.py's, its contexts' bitcontexts.py's.
