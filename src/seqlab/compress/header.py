@@ -35,8 +35,8 @@ LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is
 # keyed by the last byte: docs/quality.md "Stronger"); 31-34 are 27-30 with it, 39-42 are 35-38 with it.
 # 43: 31 with the bitwise model's contexts for code and markup (docs/quality.md "Contexts for code and markup");
 # 43-46 are 31-34 with them, 51-54 are 39-42 with them.
-# 55: 43 with the bitwise model's byte class sequence context (docs/quality.md "The byte class sequence"); 55-58
-# are 43-46 with it, 63-66 are 51-54 with it.
+# 55: 43 with the bitwise model's byte class sequence and sparse contexts and a fourth mixer (docs/quality.md "The
+# byte class sequence"); 55-58 are 43-46 with them, 63-66 are 51-54 with them.
 # 19-22, 27-30, 31-34 and 43-46 (35-38, 39-42, 51-54 too) are refused in one line: their model is gone; they were
 # made only by development versions, with counts.bitcm (off by default) turned on
 FORMAT = 15

@@ -16,7 +16,8 @@ N_CTX = len(ORDERS) + 3 + N_COLUMN + 4
 N_CLASSES = 6  # the last bytes whose classes (_byte_class) are a context
 MATCH_MIN = 6  # bytes hashed to find a match
 N_REGS = 7  # registers: word, previous word, match pointer, match length, the word before, identifier, byte before it
-N_BYTE_CTX = 2  # the small contexts of a byte's nodes (after its N_CTX hashes): the last byte, the order-2 hash
+N_BYTE_CTX = 3  # the small contexts of a byte's nodes (after its N_CTX hashes): the last byte, the order-2 hash, the
+# last two bytes' classes
 K1 = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64
 K2 = -4658895280553007687  # 0xBF58476D1CE4E5B9
 K3 = -7723592293110705685  # 0x94D049BB133111EB
@@ -109,6 +110,7 @@ def _contexts(buf, t, regs, ctx):
     ctx[len(ORDERS) + 8] = _hash(_hash(11000, buf[t - 2] if t >= 2 else 256), buf[t - 3] if t >= 3 else 256)
     bctx[0] = buf[t - 1] if t >= 1 else 256
     bctx[1] = _hash(bctx[0], buf[t - 2] if t >= 2 else 256)
+    bctx[2] = _classes(buf, t) % 100  # the last two bytes' classes
 
 
 @njit(cache=True)

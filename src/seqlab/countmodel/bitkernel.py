@@ -16,7 +16,7 @@ from numba import njit
 
 from .bitcontexts import N_CTX, _after_byte, _contexts, _hash
 
-CONTEXTS_SHA256 = "5d0a3be8e443c67e75de52ce64322f0021e718ab8f645b1e3ea00bcc465724c2"
+CONTEXTS_SHA256 = "2db9d013d16eb43284e0b5efb22f486d6ecae1d0513277fef9055ff7b4a2b45c"
 if hashlib.sha256(Path(__file__).with_name("bitcontexts.py").read_bytes()).hexdigest() != CONTEXTS_SHA256:
     raise ImportError("bitcontexts.py changed: set CONTEXTS_SHA256 in bitkernel.py to its SHA-256, so that numba "
                       "compiles bitkernel's cached code again")
@@ -26,7 +26,8 @@ MATCH_IN, GIVEN_IN = PER_CTX * N_CTX, PER_CTX * N_CTX + 1
 HISTORY_BITS = 6  # an entry's bit history: its last bits (up to 6) after a leading 1; 1: none yet
 MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
 # the mixers, one table of weight sets: each mixer's sets (selected in _mixer_rows) from its first row
-MIXER_SETS = (256, MATCH_SETS, 257)  # by the partial byte; by match length and contexts seen; by the last byte
+# by the partial byte; by match length and contexts seen; by the last byte; by the last two bytes' classes
+MIXER_SETS = (256, MATCH_SETS, 257, 100)
 MIXER_FROM = tuple(sum(MIXER_SETS[:k]) for k in range(len(MIXER_SETS)))
 N_MIXERS = len(MIXER_SETS)
 FINAL_RATE = 0.3  # the final mixer's rate, times the mixers'
@@ -178,6 +179,7 @@ def _mixer_rows(c0, seen, length, bctx, out):
     bucket = 0 if length == 0 else 1 if length < 16 else 2 if length < 24 else 3 if length < 32 else 4
     out[OUT_SET + 1] = MIXER_FROM[1] + bucket * (N_CTX + 1) + seen
     out[OUT_SET + 2] = MIXER_FROM[2] + bctx[0]
+    out[OUT_SET + 3] = MIXER_FROM[3] + bctx[2]
 
 
 @njit(cache=True)
@@ -217,12 +219,13 @@ def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out):
     x[GIVEN_IN] = given
     x[N_IN - 1] = 0.5
     _mixer_rows(c0, seen, length, bctx, out)
-    r0, r1, r2 = int(out[OUT_SET]), int(out[OUT_SET + 1]), int(out[OUT_SET + 2])
-    d0 = d1 = d2 = 0.0
-    for i in range(N_IN):  # the N_MIXERS (3) dots side by side, each summed in order (the floats of one at a time)
+    r0, r1, r2, r3 = int(out[OUT_SET]), int(out[OUT_SET + 1]), int(out[OUT_SET + 2]), int(out[OUT_SET + 3])
+    d0 = d1 = d2 = d3 = 0.0
+    for i in range(N_IN):  # the N_MIXERS (4) dots side by side, each summed in order (the floats of one at a time)
         d0, d1, d2 = d0 + w[r0, i] * x[i], d1 + w[r1, i] * x[i], d2 + w[r2, i] * x[i]
+        d3 += w[r3, i] * x[i]
     st = 0.0
-    for k, dot in enumerate((d0, d1, d2)):
+    for k, dot in enumerate((d0, d1, d2, d3)):
         out[OUT_DOT + k] = min(max(dot, -STRETCH_CLAMP), STRETCH_CLAMP)
         st += w3[c0, k] * out[OUT_DOT + k]
     st = min(max(st, -STRETCH_CLAMP), STRETCH_CLAMP)  # the final mixer's
