@@ -102,15 +102,16 @@ def _contexts(buf, t, regs, ctx):
     ctx[len(ORDERS) + 1] = _hash(regs[0], regs[1] + 2000)
     ctx[len(ORDERS) + 2] = _hash(_hash(regs[0], regs[1] + 3000), regs[4])
     column, above, indent = _column(buf, t)
+    last, classes = buf[t - 1] if t >= 1 else 256, _classes(buf, t)
     ctx[len(ORDERS) + 3] = _hash(min(column, 127) + 5000, above)
-    ctx[len(ORDERS) + 4] = _hash(above + 6000, buf[t - 1] if t >= 1 else 256)
+    ctx[len(ORDERS) + 4] = _hash(above + 6000, last)
     ctx[len(ORDERS) + 5] = _hash(regs[5] + 9000, regs[6])  # code's names: `self.x`, `def f`, `class="`
-    ctx[len(ORDERS) + 6] = _hash(indent, buf[t - 1] if t >= 1 else 256)  # code's blocks: `    return`, `<li>`
-    ctx[len(ORDERS) + 7] = _hash(_classes(buf, t) + 10000, buf[t - 1] if t >= 1 else 256)  # the text's shape
+    ctx[len(ORDERS) + 6] = _hash(indent, last)  # code's blocks: `    return`, `<li>`
+    ctx[len(ORDERS) + 7] = _hash(classes + 10000, last)  # the text's shape
     ctx[len(ORDERS) + 8] = _hash(_hash(11000, buf[t - 2] if t >= 2 else 256), buf[t - 3] if t >= 3 else 256)
-    bctx[0] = buf[t - 1] if t >= 1 else 256
-    bctx[1] = _hash(bctx[0], buf[t - 2] if t >= 2 else 256)
-    bctx[2] = _classes(buf, t) % 100  # the last two bytes' classes
+    bctx[0] = last
+    bctx[1] = _hash(last, buf[t - 2] if t >= 2 else 256)
+    bctx[2] = classes % 100  # the last two bytes' classes
 
 
 @njit(cache=True)
