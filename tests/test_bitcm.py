@@ -172,3 +172,32 @@ def test_a_changed_contexts_file_is_refused_until_the_kernel_holds_its_digest(tm
         sys.path.remove(str(tmp_path))
         for name in [m for m in sys.modules if m.startswith("bitcopy")]:
             del sys.modules[name]
+
+
+def test_the_model_lets_other_threads_run_while_it_reads():
+    """Eval scores the bitwise model in its main thread while torch's threads compute the network's next windows:
+    holding Python's lock for a chunk stalled them (wall time nearly doubled, docs/quality.md)."""
+    import sys
+    import threading
+
+    model = BitCM(table_bits=16, match_bits=12)
+    model.learn(TEXT[:100])  # compiled (or loaded from numba's cache) before the count
+    ticks, stop = [0], threading.Event()
+
+    def tick():
+        while not stop.is_set():
+            ticks[0] += 1
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(5.0)  # the main thread keeps the lock between its statements: only a release lets it run
+    counter = threading.Thread(target=tick)
+    try:
+        counter.start()
+        before = ticks[0]
+        model.learn(TEXT * 4)
+        during = ticks[0] - before
+    finally:
+        stop.set()
+        counter.join()
+        sys.setswitchinterval(interval)
+    assert during > 1000

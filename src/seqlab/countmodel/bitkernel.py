@@ -370,7 +370,7 @@ def _learn(buf, t, regs, predicted, mtab, mbits, slots, bits, learnt, rates, lr,
     _after_byte(buf, t, regs, mtab, mbits)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, slots, bits, learnt, rates, lr, cache, view,
          lp, ctx, xs, outs, sums, done):
     """The stream (a row without a cache, pbits 0): read buf[start:stop] one byte at a time, where `full` writing each
@@ -384,7 +384,7 @@ def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, slots, b
                done)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _score_rows(buf, pos, regs, active, given, logp, prune, slots, bits, learnt, caches, pbits, view, lp, ctx, xs,
                 outs, sums, done):
     """Lockstep: every active row's distribution of its next byte (at buf[pos[row]], its registers regs[row], its
@@ -396,7 +396,7 @@ def _score_rows(buf, pos, regs, active, given, logp, prune, slots, bits, learnt,
                      ctx[row], xs[row], outs[row], sums[row], done[row], logp, row)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _learn_rows(buf, pos, ends, regs, active, tokens, mtab, mbits, slots, bits, learnt, rates, lr, caches, pbits,
                 view, lp, ctx, xs, outs, sums, done):
     """Lockstep: every active row's byte tokens[row] written at buf[pos[row]] and learnt (_learn), in row order (the
