@@ -10,8 +10,10 @@ evaluates with it, or at the first use by any verb of a run that has none) and e
       NAME.npy        one per array of the model (slots, match table, the buffer it points into, mixers, APMs ...)
 
 Every array the model holds is saved, found generically (vars(model), through tuples, an array held twice saved
-once), so a model that gains a context or a mixer needs no change here. Loaded memory-mapped copy-on-write: a
-session learns as it scores, into its own pages, and never writes into the files. The fingerprint names the history
+once), so a model that gains a context or a mixer needs no change here. Loaded by reading the files into the
+session's memory (it learns as it scores, and never writes into the files): mapped copy-on-write, scoring 100 KB
+copied nearly every page of the slots anyway, one 4 KB page fault at a time, and random reads over 403 MB of 4 KB
+pages missed the TLB; read whole, numpy's allocation takes huge pages (3.5 -> 3.1 CPU-s a 100 KB, docs/quality.md). The fingerprint names the history
 read (the count model's digest and the bytes' number), the settings (counts.bitcm_history, the slot table's bits)
 and the model's code (bitcm.py, bitkernel.py and bitcontexts.py's SHA-256: a state saved by another version of the
 model is not used, whoever forgot to bump a version number). A state of another fingerprint, or damaged (a file missing,
@@ -91,7 +93,7 @@ def save(model: bitcm.BitCM, directory: Path, expected: dict) -> bool:
 
 
 def load(directory: Path, expected: dict) -> tuple[bitcm.BitCM | None, str]:
-    """(the model saved in `directory` with fingerprint `expected`, its arrays mapped copy-on-write, ""), or (None,
+    """(the model saved in `directory` with fingerprint `expected`, its arrays read into memory, ""), or (None,
     why not: "" where there is none)."""
     directory = Path(directory)
     try:
@@ -107,7 +109,7 @@ def load(directory: Path, expected: dict) -> tuple[bitcm.BitCM | None, str]:
             if isinstance(manifest.get("fingerprint"), dict) else ["all"]
         return None, f"is of another {', '.join(differ)}"
     try:
-        arrays = {name: _mapped(directory / f"{name}.npy", dtype, shape)
+        arrays = {name: _read(directory / f"{name}.npy", dtype, shape)
                   for name, (dtype, shape) in manifest["arrays"].items()}
         model = bitcm.BitCM.__new__(bitcm.BitCM)
         for name, value in manifest["attributes"].items():
@@ -117,13 +119,12 @@ def load(directory: Path, expected: dict) -> tuple[bitcm.BitCM | None, str]:
     return model, ""
 
 
-def _mapped(path: Path, dtype: str, shape: list) -> np.ndarray:
-    """The .npy file mapped copy-on-write, as a plain ndarray (numba's type, as the fresh model's); ValueError where it
-    is not of the manifest's dtype and shape."""
-    array = np.load(path, mmap_mode="c", allow_pickle=False)
+def _read(path: Path, dtype: str, shape: list) -> np.ndarray:
+    """The .npy file's array; ValueError where it is not of the manifest's dtype and shape."""
+    array = np.load(path, allow_pickle=False)
     if str(array.dtype) != dtype or list(array.shape) != shape:
         raise ValueError(f"{path.name} is {array.dtype} {list(array.shape)}, the manifest says {dtype} {shape}")
-    return array.view(np.ndarray)
+    return array
 
 
 def _flatten(model: bitcm.BitCM) -> tuple[dict, dict]:
