@@ -8,7 +8,8 @@ CPU time (time.thread_time: the time its own thread ran, whatever the other thre
 (scoring._score_batch, in torch's threads), the count experts' reads (CountReader.read, in the counting thread),
 the mix (OnlineMixer.mix_and_update), the bitwise model's scoring (CountSession._bitwise: BitCM.score and the
 rows' copies), opening its kept state (bitstate.open_model), and the process's CPU time left over (the main
-thread's loop, torch's own threads). Page faults (minor) of the timed pass beside them. Run it on a shared
+thread's loop, torch's own threads). Page faults (minor) of the timed pass beside them, and each run's bits
+per byte minus the first run's (paired by byte, 95%: the runs are copies with other settings). Run it on a shared
 machine side by side (the runs in turn) and give the load average.
 """
 
@@ -17,6 +18,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -75,6 +77,9 @@ def child(args) -> None:
     mixed = run_token_bits(run, tokens, 1)[0]
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    from seqlab.intervals import byte_bits
+
+    np.save(args.child, byte_bits(run.tokenizer, tokens[1:], mixed), allow_pickle=False)
     print(json.dumps({"wall": wall, "cpu": cpu, "bytes": len(data), "bpb": float(mixed.sum() / len(data)),
                       "minor faults": faults, "parts": totals}))
 
@@ -85,18 +90,29 @@ def main() -> None:
     p.add_argument("--file", required=True)
     p.add_argument("--bytes", type=int, default=100_000)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--child", metavar="OUT", help=argparse.SUPPRESS)  # one run's reading; its bytes' bits to OUT
     args = p.parse_args()
     if args.child:
         return child(args)
+    import numpy as np
+
+    from seqlab.intervals import AUTO, paired
+
+    first = None
     for run in args.runs:
-        out = subprocess.run([sys.executable, __file__, run, "--file", args.file, "--bytes", str(args.bytes),
-                              "--threads", str(args.threads), "--child"], check=True, capture_output=True, text=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = subprocess.run([sys.executable, __file__, run, "--file", args.file, "--bytes", str(args.bytes),
+                                  "--threads", str(args.threads), "--child", f"{tmp}/bits.npy"], check=True,
+                                 capture_output=True, text=True)
+            bits = np.load(f"{tmp}/bits.npy")
+        first = bits if first is None else first
+        d = paired([bits], [first], AUTO)
         r = json.loads(out.stdout.splitlines()[-1])
         parts = r["parts"]
         rest = r["cpu"] - sum(v for k, v in parts.items() if k != "bitcm open (kept state)")
         print(f"{run}: {r['bytes']:,} bytes, wall {r['wall']:.2f} s, process CPU {r['cpu']:.2f} s, "
-              f"{r['bpb']:.6f} bpb, {r['minor faults']:,} minor page faults")
+              f"{r['bpb']:.6f} bpb (minus the first run's, byte by byte: {d['difference']:+.4f} [{d['low']:+.4f}, "
+              f"{d['high']:+.4f}]), {r['minor faults']:,} minor page faults")
         for part in PARTS:
             print(f"  {part:<26} {parts.get(part, 0.0):6.2f} CPU-s")
         print(f"  {'the rest (main loop, ...)':<26} {rest:6.2f} CPU-s")
