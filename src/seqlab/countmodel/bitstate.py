@@ -9,16 +9,16 @@ evaluates with it, or at the first use by any verb of a run that has none) and e
       manifest.json   FORMAT, the fingerprint (below), the model's attributes (arrays by name, scalars, tuples)
       NAME.npy        one per array of the model (slots, match table, the buffer it points into, mixers, APMs ...)
 
-Every array the model holds is saved, found generically (vars(model), through tuples, an array held twice saved
-once), so a model that gains a context or a mixer needs no change here. Loaded by reading the files into the
-session's memory (it learns as it scores, and never writes into the files): mapped copy-on-write, scoring 100 KB
-copied nearly every page of the slots anyway, one 4 KB page fault at a time, and random reads over 403 MB of 4 KB
-pages missed the TLB; read whole, numpy's allocation takes huge pages (3.5 -> 3.1 CPU-s a 100 KB, docs/quality.md). The fingerprint names the history
-read (the count model's digest and the bytes' number), the settings (counts.bitcm_history, the slot table's bits)
-and the model's code (bitcm.py, bitkernel.py and bitcontexts.py's SHA-256: a state saved by another version of the
-model is not used, whoever forgot to bump a version number). A state of another fingerprint, or damaged (a file missing,
-truncated, of another shape or dtype), is read afresh and saved again, said on stderr; a run directory that is not
-writable reads it in memory, as before.
+Every array the model holds is saved, found generically (vars(model), through tuples, an array held twice saved once),
+so a model that gains a context or a mixer needs no change here. Loaded by reading the files into the session's memory
+(it learns as it scores, and never writes into the files): mapped copy-on-write, scoring 100 KB copied nearly every
+page of the slots anyway, one 4 KB page fault at a time, and random reads over 403 MB of 4 KB pages missed the TLB;
+read whole, numpy's allocation takes huge pages (3.5 -> 3.1 CPU-s a 100 KB, docs/quality.md). The fingerprint names
+the history read (the count model's digest and the bytes' number), the settings (counts.bitcm_history, the slot
+table's bits) and the model's code (bitcm.py, bitkernel.py and bitcontexts.py's SHA-256: a state saved by another
+version of the model is not used, whoever forgot to bump a version number). A state of another fingerprint, or damaged
+(a file missing, truncated, of another shape or dtype), is read afresh and saved again, said on stderr; a run
+directory that is not writable reads it in memory, as before.
 """
 
 import hashlib
