@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from .bitcontexts import N_BYTE_CTX, N_CTX, N_REGS
+from .bitcontexts import INDIRECT_SIZE, N_BYTE_CTX, N_CTX, N_REGS
 from .bitkernel import APM_CELLS, APM_ROWS, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_SETS, N_IN, N_MIXERS, N_OUT, \
     SLOT_WIDTH, STRETCH_CLAMP, CH, _run
 
@@ -67,7 +67,7 @@ class BitCM:
         self.slots[:, CH:] = 1 << 8
         self.ism = np.full((N_CTX, 1 << (HISTORY_BITS + 1)), 0.5)  # each context's probability per bit history
         self.icount = np.zeros((N_CTX, 1 << (HISTORY_BITS + 1)), dtype=np.int64)
-        self.mtab = np.zeros(1 << match_bits, dtype=np.int64)
+        self.mtab = np.zeros((1 << match_bits) + INDIRECT_SIZE, dtype=np.int64)  # and the indirect tables
         self.msm = np.full(64, 0.75)
         self.mcount = np.zeros(64, dtype=np.int64)
         self.w = np.full((sum(MIXER_SETS), N_IN), 0.3)  # every mixer's weight sets

@@ -10,12 +10,16 @@ import numpy as np
 from numba import njit
 
 ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; then the three words', the column's two, the identifier's, the indent's,
-# the byte classes', the sparse one's (the two bytes before the last)
+# the byte classes', the sparse one's (the two bytes before the last), the two indirect ones'
 N_COLUMN = 2  # the position in the line with the byte above; the byte above with the last byte
-N_CTX = len(ORDERS) + 3 + N_COLUMN + 4
+N_CTX = len(ORDERS) + 3 + N_COLUMN + 6
 N_CLASSES = 6  # the last bytes whose classes (_byte_class) are a context
 MATCH_MIN = 6  # bytes hashed to find a match
-N_REGS = 7  # registers: word, previous word, match pointer, match length, the word before, identifier, byte before it
+N_REGS = 9  # registers: word, previous word, match pointer, match length, the word before, identifier, byte before it,
+# the bytes that followed the last byte's last occurrences, and the last two bytes' (the indirect contexts)
+# the indirect tables, after the match table's 2^mbits entries: each byte's last followers (257 rows: "before the
+# text" too), then each pair of bytes' (257 x 257)
+INDIRECT_SIZE = 257 + 257 * 257
 N_BYTE_CTX = 3  # the small contexts of a byte's nodes (after its N_CTX hashes): the last byte, the order-2 hash, the
 # last two bytes' classes
 K1 = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64
@@ -109,15 +113,30 @@ def _contexts(buf, t, regs, ctx):
     ctx[len(ORDERS) + 6] = _hash(indent, last)  # code's blocks: `    return`, `<li>`
     ctx[len(ORDERS) + 7] = _hash(classes + 10000, last)  # the text's shape
     ctx[len(ORDERS) + 8] = _hash(_hash(11000, buf[t - 2] if t >= 2 else 256), buf[t - 3] if t >= 3 else 256)
+    ctx[len(ORDERS) + 9] = _hash(last + 12000, regs[7] & 0xFFFF)  # paq8's indirect: what followed this byte
+    ctx[len(ORDERS) + 10] = _hash(_hash(last + 13000, buf[t - 2] if t >= 2 else 256), regs[8] & 0xFF)  # these two
     bctx[0] = last
     bctx[1] = _hash(last, buf[t - 2] if t >= 2 else 256)
     bctx[2] = classes % 100  # the last two bytes' classes
 
 
 @njit(cache=True)
+def _indirect(buf, t, regs, followers):
+    """paq8's indirect model: byte buf[t] is written as the last follower of the byte before it and of the two before
+    it (followers: INDIRECT_SIZE's tables), then the followers of buf[t] and of the last two bytes are read into
+    regs[7], regs[8]."""
+    b, prev = buf[t], buf[t - 1] if t >= 1 else 256
+    pair = 257 + (buf[t - 2] if t >= 2 else 256) * 257 + prev
+    followers[prev] = ((followers[prev] << 8) | b) & 0xFFFFFF
+    followers[pair] = ((followers[pair] << 8) | b) & 0xFFFF
+    regs[7], regs[8] = followers[b], followers[257 + prev * 257 + b]
+
+
+@njit(cache=True)
 def _after_byte(buf, t, regs, mtab, mbits):
-    """Word and identifier hashes and the match model after byte buf[t] (regs: N_REGS's)."""
+    """Word and identifier hashes, the indirect tables and the match model after byte buf[t] (regs: N_REGS's)."""
     b = buf[t]
+    _indirect(buf, t, regs, mtab[1 << mbits :])
     named = 97 <= b <= 122 or 65 <= b <= 90 or 48 <= b <= 57 or b == 95 or b >= 128
     regs[5], regs[6] = (_hash(regs[5], b), regs[6]) if named else (0, b)
     c = b + 32 if 65 <= b <= 90 else b  # case-folded
