@@ -57,6 +57,15 @@ def test_learning_the_training_split_first_makes_its_grammar_cheaper():
     assert bits(warm, text).mean() < 0.7 * bits(cold, text).mean()
 
 
+def test_the_indirect_contexts_read_what_followed_the_last_bytes_before():
+    """paq8's indirect contexts: registers 7 and 8 hold the bytes that followed the last byte's last occurrences (3),
+    and the last two bytes' (2), the latest lowest."""
+    model = BitCM(table_bits=12, match_bits=10)
+    model.learn(b"qa1 qa2 wa3 qa")
+    assert model.regs[7] == int.from_bytes(b"123", "big")
+    assert model.regs[8] == int.from_bytes(b"12", "big")  # "wa" is another pair
+
+
 def test_a_bytes_row_does_not_depend_on_that_byte():
     rows = []
     for last in (b"x", b"y"):
