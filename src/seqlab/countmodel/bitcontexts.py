@@ -10,13 +10,15 @@ import numpy as np
 from numba import njit
 
 ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; then the three words', the column's two, the identifier's, the indent's,
-# the byte classes', the sparse one's (the two bytes before the last), the two indirect ones', the skipping word's
+# the byte classes', the sparse one's (the two bytes before the last), the two indirect ones', the skipping word's,
+# the word's place in its line
 N_COLUMN = 2  # the position in the line with the byte above; the byte above with the last byte
-N_CTX = len(ORDERS) + 3 + N_COLUMN + 7
+N_CTX = len(ORDERS) + 3 + N_COLUMN + 8
 N_CLASSES = 6  # the last bytes whose classes (_byte_class) are a context
 MATCH_MIN = 6  # bytes hashed to find a match
-N_REGS = 9  # registers: word, previous word, match pointer, match length, the word before, identifier, byte before it,
-# the bytes that followed the last byte's last occurrences, and the last two bytes' (the indirect contexts)
+N_REGS = 10  # registers: word, previous word, match pointer, match length, the word before, identifier, byte before it,
+# the bytes that followed the last byte's last occurrences, and the last two bytes' (the indirect contexts), the
+# words the line has had
 # the indirect tables, after the match table's 2^mbits entries: each byte's last followers (257 rows: "before the
 # text" too), then each pair of bytes' (257 x 257)
 INDIRECT_SIZE = 257 + 257 * 257
@@ -116,6 +118,7 @@ def _contexts(buf, t, regs, ctx):
     ctx[len(ORDERS) + 9] = _hash(last + 12000, regs[7] & 0xFFFF)  # paq8's indirect: what followed this byte
     ctx[len(ORDERS) + 10] = _hash(_hash(last + 13000, buf[t - 2] if t >= 2 else 256), regs[8] & 0xFF)  # these two
     ctx[len(ORDERS) + 11] = _hash(regs[0], regs[4] + 14000)  # the current word with the one two before it
+    ctx[len(ORDERS) + 12] = _hash(regs[0], min(regs[9], 15) + 17000)  # verse: the word's place in its line
     bctx[0] = last
     bctx[1] = _hash(last, buf[t - 2] if t >= 2 else 256)
     bctx[2] = classes % 100  # the last two bytes' classes
@@ -144,7 +147,9 @@ def _after_byte(buf, t, regs, mtab, mbits):
     if 97 <= c <= 122 or c >= 128:
         regs[0] = _hash(regs[0], c)
     elif regs[0] != 0:
-        regs[4], regs[1], regs[0] = regs[1], regs[0], 0
+        regs[4], regs[1], regs[0], regs[9] = regs[1], regs[0], 0, regs[9] + 1
+    if b == 10:
+        regs[9] = 0
     if regs[3] > 0 and buf[regs[2]] == buf[t]:
         regs[3] = min(regs[3] + 1, 65535)
         regs[2] += 1

@@ -16,7 +16,7 @@ from numba import njit
 
 from .bitcontexts import N_CTX, _after_byte, _contexts, _hash
 
-CONTEXTS_SHA256 = "41263b338fa4586dafd044f76a6e33b31f83fb143d38ed1b0b872793f09e6c69"
+CONTEXTS_SHA256 = "6a30c4366e1f191dbd7b37c1420a69d9e6d69ca959fa69eb87eeba1b70ea0dbf"
 if hashlib.sha256(Path(__file__).with_name("bitcontexts.py").read_bytes()).hexdigest() != CONTEXTS_SHA256:
     raise ImportError("bitcontexts.py changed: set CONTEXTS_SHA256 in bitkernel.py to its SHA-256, so that numba "
                       "compiles bitkernel's cached code again")
