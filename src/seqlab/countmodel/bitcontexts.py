@@ -13,10 +13,10 @@ ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; then the three words', the column'
 # the byte classes', the sparse one's (the two bytes before the last), the two indirect ones', the skipping word's,
 # the word's place in its line
 N_COLUMN = 2  # the position in the line with the byte above; the byte above with the last byte
-N_CTX = len(ORDERS) + 3 + N_COLUMN + 8
+N_CTX = len(ORDERS) + 3 + N_COLUMN + 9
 N_CLASSES = 6  # the last bytes whose classes (_byte_class) are a context
 MATCH_MIN = 6  # bytes hashed to find a match
-N_REGS = 10  # registers: word, previous word, match pointer, match length, the word before, identifier, byte before it,
+N_REGS = 11  # registers: word, previous word, match pointer, match length, the word before, identifier, byte before it,
 # the bytes that followed the last byte's last occurrences, and the last two bytes' (the indirect contexts), the
 # words the line has had
 # the indirect tables, after the match table's 2^mbits entries: each byte's last followers (257 rows: "before the
@@ -119,6 +119,7 @@ def _contexts(buf, t, regs, ctx):
     ctx[len(ORDERS) + 10] = _hash(_hash(last + 13000, buf[t - 2] if t >= 2 else 256), regs[8] & 0xFF)  # these two
     ctx[len(ORDERS) + 11] = _hash(regs[0], regs[4] + 14000)  # the current word with the one two before it
     ctx[len(ORDERS) + 12] = _hash(regs[0], min(regs[9], 15) + 17000)  # verse: the word's place in its line
+    ctx[len(ORDERS) + 13] = _hash(_hash(min(regs[9], 15) + 20000, regs[10]), last)  # where verse's lines end
     bctx[0] = last
     bctx[1] = _hash(last, buf[t - 2] if t >= 2 else 256)
     bctx[2] = classes % 100  # the last two bytes' classes
@@ -149,7 +150,7 @@ def _after_byte(buf, t, regs, mtab, mbits):
     elif regs[0] != 0:
         regs[4], regs[1], regs[0], regs[9] = regs[1], regs[0], 0, regs[9] + 1
     if b == 10:
-        regs[9] = 0
+        regs[9], regs[10] = 0, min(regs[9], 15)
     if regs[3] > 0 and buf[regs[2]] == buf[t]:
         regs[3] = min(regs[3] + 1, 65535)
         regs[2] += 1
