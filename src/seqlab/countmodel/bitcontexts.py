@@ -11,14 +11,14 @@ from numba import njit
 
 ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; then the three words', the column's two, the identifier's, the indent's,
 # the byte classes', the sparse one's (the two bytes before the last), the two indirect ones', the skipping word's,
-# the word's place in its line
+# the word's place in its line, the line's length in words with the line before's
 N_COLUMN = 2  # the position in the line with the byte above; the byte above with the last byte
 N_CTX = len(ORDERS) + 3 + N_COLUMN + 9
 N_CLASSES = 6  # the last bytes whose classes (_byte_class) are a context
 MATCH_MIN = 6  # bytes hashed to find a match
 N_REGS = 11  # registers: word, previous word, match pointer, match length, the word before, identifier, byte before it,
 # the bytes that followed the last byte's last occurrences, and the last two bytes' (the indirect contexts), the
-# words the line has had
+# words the line has had, the words the line before had (up to 15)
 # the indirect tables, after the match table's 2^mbits entries: each byte's last followers (257 rows: "before the
 # text" too), then each pair of bytes' (257 x 257)
 INDIRECT_SIZE = 257 + 257 * 257
@@ -149,7 +149,7 @@ def _after_byte(buf, t, regs, mtab, mbits):
         regs[0] = _hash(regs[0], c)
     elif regs[0] != 0:
         regs[4], regs[1], regs[0], regs[9] = regs[1], regs[0], 0, regs[9] + 1
-    if b == 10:
+    if b == 10:  # a newline: the line's words, ended or not, become the line before's
         regs[9], regs[10] = 0, min(regs[9], 15)
     if regs[3] > 0 and buf[regs[2]] == buf[t]:
         regs[3] = min(regs[3] + 1, 65535)

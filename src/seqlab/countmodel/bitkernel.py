@@ -16,7 +16,7 @@ from numba import njit
 
 from .bitcontexts import N_CTX, _after_byte, _contexts, _hash
 
-CONTEXTS_SHA256 = "43c8dcf0bc20825cd49b0c39bf2f18cd3da15fef31c0ca4bb83c07268c0c533f"
+CONTEXTS_SHA256 = "daeb715e567b239a59c503c79fcfdf44e2899873848d7c946ec85760ac159e84"
 if hashlib.sha256(Path(__file__).with_name("bitcontexts.py").read_bytes()).hexdigest() != CONTEXTS_SHA256:
     raise ImportError("bitcontexts.py changed: set CONTEXTS_SHA256 in bitkernel.py to its SHA-256, so that numba "
                       "compiles bitkernel's cached code again")
