@@ -3,7 +3,7 @@
 import numpy as np
 
 from conftest import structured_text
-from seqlab.countmodel.bitcm import BitCM
+from seqlab.countmodel.bitcm import MIN_TABLE_BITS, BitCM
 
 TEXT = structured_text(200, seed=3).encode()
 
@@ -22,7 +22,8 @@ def test_every_row_is_a_distribution_over_the_256_bytes():
 
 
 def test_a_repeated_text_becomes_cheap():
-    model = BitCM(table_bits=12, match_bits=10)
+    model = BitCM(table_bits=MIN_TABLE_BITS, match_bits=10)  # the smallest table it is given: in 2^12
+    # slots the 20 contexts' 32,000 claims (two a byte each, the text read twice) evict what the second read needs
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, 400).astype(np.uint8).tobytes()  # nothing to learn within it
     first, second = bits(model, noise), bits(model, noise)
