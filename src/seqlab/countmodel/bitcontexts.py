@@ -11,9 +11,10 @@ from numba import njit
 
 ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; then the three words', the column's two, the identifier's, the indent's,
 # the byte classes', the sparse one's (the two bytes before the last), the two indirect ones', the skipping word's,
-# the word's place in its line, the line's length in words with the line before's
+# the word's place in its line, the line's length in words with the line before's, the column with the line before's
+# length
 N_COLUMN = 2  # the position in the line with the byte above; the byte above with the last byte
-N_CTX = len(ORDERS) + 3 + N_COLUMN + 9
+N_CTX = len(ORDERS) + 3 + N_COLUMN + 10
 N_CLASSES = 6  # the last bytes whose classes (_byte_class) are a context
 MATCH_MIN = 6  # bytes hashed to find a match
 N_REGS = 11  # registers: word, previous word, match pointer, match length, the word before, identifier, byte before it,
@@ -50,17 +51,19 @@ def _line_start(buf, t):
 @njit(cache=True)
 def _column(buf, t):
     """Position t's column (bytes since the line's start), the byte above it (the line before's byte at that column;
-    10 past that line's end, 256 when there is no line before), and the line's indentation: a hash of its leading
-    spaces and tabs (up to 63) with the first byte after them (256: none yet)."""
+    10 past that line's end, 256 when there is no line before), the line's indentation: a hash of its leading
+    spaces and tabs (up to 63) with the first byte after them (256: none yet), and the line before's length (255:
+    none)."""
     start, newline = _line_start(buf, t)
     column, i = t - start, start
     while i < t and (buf[i] == 32 or buf[i] == 9):
         i += 1
     indent = _hash(min(i - start, 63) + 7000, buf[i] if i < t else 256)
     if not newline:
-        return column, 256, indent
+        return column, 256, indent, 255
     above_start, _ = _line_start(buf, start - 1)
-    return column, buf[above_start + column] if above_start + column < start - 1 else 10, indent
+    above = buf[above_start + column] if above_start + column < start - 1 else 10
+    return column, above, indent, start - 1 - above_start
 
 
 @njit(cache=True)
@@ -107,7 +110,7 @@ def _contexts(buf, t, regs, ctx):
     ctx[len(ORDERS)] = _hash(regs[0], 1000)
     ctx[len(ORDERS) + 1] = _hash(regs[0], regs[1] + 2000)
     ctx[len(ORDERS) + 2] = _hash(_hash(regs[0], regs[1] + 3000), regs[4])
-    column, above, indent = _column(buf, t)
+    column, above, indent, above_length = _column(buf, t)
     last, classes = buf[t - 1] if t >= 1 else 256, _classes(buf, t)
     ctx[len(ORDERS) + 3] = _hash(min(column, 127) + 5000, above)
     ctx[len(ORDERS) + 4] = _hash(above + 6000, last)
@@ -120,6 +123,7 @@ def _contexts(buf, t, regs, ctx):
     ctx[len(ORDERS) + 11] = _hash(regs[0], regs[4] + 14000)  # the current word with the one two before it
     ctx[len(ORDERS) + 12] = _hash(regs[0], min(regs[9], 15) + 17000)  # verse: the word's place in its line
     ctx[len(ORDERS) + 13] = _hash(_hash(min(regs[9], 15) + 20000, regs[10]), last)  # where verse's lines end
+    ctx[len(ORDERS) + 14] = _hash(min(column, 127) + 25000, min(above_length, 127))  # verse: the line's end is near
     bctx[0] = last
     bctx[1] = _hash(last, buf[t - 2] if t >= 2 else 256)
     bctx[2] = classes % 100  # the last two bytes' classes
