@@ -23,7 +23,7 @@ def test_every_row_is_a_distribution_over_the_256_bytes():
 
 def test_a_repeated_text_becomes_cheap():
     model = BitCM(table_bits=MIN_TABLE_BITS, match_bits=10)  # the smallest table it is given: in 2^12
-    # slots the 20 contexts' 32,000 claims (two a byte each, the text read twice) evict what the second read needs
+    # slots the 21 contexts' 33,600 claims (two a byte each, the text read twice) evict what the second read needs
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, 400).astype(np.uint8).tobytes()  # nothing to learn within it
     first, second = bits(model, noise), bits(model, noise)

@@ -133,8 +133,8 @@ def test_rows_side_by_side_keep_their_own_recent_state():
 def test_files_of_the_old_bitwise_models_are_refused_in_one_line(runs):
     """Formats 19-22 (rows that shared their recent state), 27-30, 35-38 (the bitwise model before its column
     contexts, third mixer and last byte's APM) 31-34, 39-42 (before its contexts for code and markup) and 43-46,
-    51-54 (before its byte class and sparse contexts, fourth mixer) and 55-58, 63-66 (before its indirect and skipping
-    word contexts) decode differently now: refused in one line,
+    51-54 (before its byte class and sparse contexts, fourth mixer) and 55-58, 63-66 (before its indirect, skipping
+    word and line contexts) decode differently now: refused in one line,
     naming the format."""
     _, on = runs
     blob = bytearray(compress_bytes(on, structured_text(20, seed=5).encode()))

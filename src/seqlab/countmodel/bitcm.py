@@ -13,7 +13,11 @@ The design, smallest first (docs/quality.md "A bitwise context-mixing expert"):
   case kept) with the byte before it (code's names: `self.x`, `def f`); the line's indentation (its leading
   whitespace with the first byte after it) with the last byte (code's blocks); the classes of the last 6 bytes
   (lower, upper, digit, space, newline, bracket, quote...) with the last byte (the text's shape); the two bytes
-  before the last (sparse); each hashed with the nibble already read to one slot of 16 entries (lpaq's layout:
+  before the last (sparse); paq8's indirect contexts (the last byte with the two bytes that followed its last
+  occurrences; the last two bytes with the one byte that followed theirs); the current word with the one two
+  before it (skipping one); the current word with its place in the line (words so far); the line's words so far
+  with the line before's and the last byte, and the column with the line before's length (where verse lines end);
+  each hashed with the nibble already read to one slot of 16 entries (lpaq's layout:
   entry j is the node j of the nibble's 15, one check byte per slot, two slots probed), so one lookup serves a
   nibble's 15 nodes;
 - each entry an adaptive probability with a count: rate 1/(n + 1.5) until n reaches LIMIT (paq's StateMap);
