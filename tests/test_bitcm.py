@@ -3,7 +3,7 @@
 import numpy as np
 
 from conftest import structured_text
-from seqlab.countmodel.bitcm import BitCM
+from seqlab.countmodel.bitcm import MIN_TABLE_BITS, BitCM
 
 TEXT = structured_text(200, seed=3).encode()
 
@@ -22,7 +22,8 @@ def test_every_row_is_a_distribution_over_the_256_bytes():
 
 
 def test_a_repeated_text_becomes_cheap():
-    model = BitCM(table_bits=12, match_bits=10)
+    model = BitCM(table_bits=MIN_TABLE_BITS, match_bits=10)  # the smallest table it is given: in 2^12
+    # slots the 21 contexts' 33,600 claims (two a byte each, the text read twice) evict what the second read needs
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, 400).astype(np.uint8).tobytes()  # nothing to learn within it
     first, second = bits(model, noise), bits(model, noise)
@@ -55,6 +56,15 @@ def test_learning_the_training_split_first_makes_its_grammar_cheaper():
     warm.learn(TEXT[:2000])
     text = TEXT[2000:2600]
     assert bits(warm, text).mean() < 0.7 * bits(cold, text).mean()
+
+
+def test_the_indirect_contexts_read_what_followed_the_last_bytes_before():
+    """paq8's indirect contexts: registers 7 and 8 hold the bytes that followed the last byte's last occurrences (3),
+    and the last two bytes' (2), the latest lowest."""
+    model = BitCM(table_bits=12, match_bits=10)
+    model.learn(b"qa1 qa2 wa3 qa")
+    assert model.regs[7] == int.from_bytes(b"123", "big")
+    assert model.regs[8] == int.from_bytes(b"12", "big")  # "wa" is another pair
 
 
 def test_a_bytes_row_does_not_depend_on_that_byte():

@@ -13,7 +13,11 @@ The design, smallest first (docs/quality.md "A bitwise context-mixing expert"):
   case kept) with the byte before it (code's names: `self.x`, `def f`); the line's indentation (its leading
   whitespace with the first byte after it) with the last byte (code's blocks); the classes of the last 6 bytes
   (lower, upper, digit, space, newline, bracket, quote...) with the last byte (the text's shape); the two bytes
-  before the last (sparse); each hashed with the nibble already read to one slot of 16 entries (lpaq's layout:
+  before the last (sparse); paq8's indirect contexts (the last byte with the two bytes that followed its last
+  occurrences; the last two bytes with the one byte that followed theirs); the current word with the one two
+  before it (skipping one); the current word with its place in the line (words so far); the line's words so far
+  with the line before's and the last byte, and the column with the line before's length (where verse lines end);
+  each hashed with the nibble already read to one slot of 16 entries (lpaq's layout:
   entry j is the node j of the nibble's 15, one check byte per slot, two slots probed), so one lookup serves a
   nibble's 15 nodes;
 - each entry an adaptive probability with a count: rate 1/(n + 1.5) until n reaches LIMIT (paq's StateMap);
@@ -32,7 +36,7 @@ import math
 
 import numpy as np
 
-from .bitcontexts import N_BYTE_CTX, N_CTX, N_REGS
+from .bitcontexts import INDIRECT_SIZE, N_BYTE_CTX, N_CTX, N_REGS
 from .bitkernel import APM_CELLS, APM_ROWS, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_SETS, N_IN, N_MIXERS, N_OUT, \
     SLOT_WIDTH, STRETCH_CLAMP, CH, _run
 
@@ -67,7 +71,7 @@ class BitCM:
         self.slots[:, CH:] = 1 << 8
         self.ism = np.full((N_CTX, 1 << (HISTORY_BITS + 1)), 0.5)  # each context's probability per bit history
         self.icount = np.zeros((N_CTX, 1 << (HISTORY_BITS + 1)), dtype=np.int64)
-        self.mtab = np.zeros(1 << match_bits, dtype=np.int64)
+        self.mtab = np.zeros((1 << match_bits) + INDIRECT_SIZE, dtype=np.int64)  # and the indirect tables
         self.msm = np.full(64, 0.75)
         self.mcount = np.zeros(64, dtype=np.int64)
         self.w = np.full((sum(MIXER_SETS), N_IN), 0.3)  # every mixer's weight sets

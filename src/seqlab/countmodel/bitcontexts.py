@@ -10,12 +10,19 @@ import numpy as np
 from numba import njit
 
 ORDERS = (0, 1, 2, 3, 4, 6)  # byte contexts; then the three words', the column's two, the identifier's, the indent's,
-# the byte classes', the sparse one's (the two bytes before the last)
+# the byte classes', the sparse one's (the two bytes before the last), the two indirect ones', the skipping word's,
+# the word's place in its line, the line's length in words with the line before's, the column with the line before's
+# length
 N_COLUMN = 2  # the position in the line with the byte above; the byte above with the last byte
-N_CTX = len(ORDERS) + 3 + N_COLUMN + 4
+N_CTX = len(ORDERS) + 3 + N_COLUMN + 10
 N_CLASSES = 6  # the last bytes whose classes (_byte_class) are a context
 MATCH_MIN = 6  # bytes hashed to find a match
-N_REGS = 7  # registers: word, previous word, match pointer, match length, the word before, identifier, byte before it
+N_REGS = 11  # registers: word, previous word, match pointer, match length, the word before, identifier, byte before it,
+# the bytes that followed the last byte's last occurrences, and the last two bytes' (the indirect contexts), the
+# words the line has had, the words the line before had (up to 15)
+# the indirect tables, after the match table's 2^mbits entries: each byte's last followers (257 rows: "before the
+# text" too), then each pair of bytes' (257 x 257)
+INDIRECT_SIZE = 257 + 257 * 257
 N_BYTE_CTX = 3  # the small contexts of a byte's nodes (after its N_CTX hashes): the last byte, the order-2 hash, the
 # last two bytes' classes
 K1 = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64
@@ -44,17 +51,19 @@ def _line_start(buf, t):
 @njit(cache=True)
 def _column(buf, t):
     """Position t's column (bytes since the line's start), the byte above it (the line before's byte at that column;
-    10 past that line's end, 256 when there is no line before), and the line's indentation: a hash of its leading
-    spaces and tabs (up to 63) with the first byte after them (256: none yet)."""
+    10 past that line's end, 256 when there is no line before), the line's indentation: a hash of its leading
+    spaces and tabs (up to 63) with the first byte after them (256: none yet), and the line before's length (255:
+    none)."""
     start, newline = _line_start(buf, t)
     column, i = t - start, start
     while i < t and (buf[i] == 32 or buf[i] == 9):
         i += 1
     indent = _hash(min(i - start, 63) + 7000, buf[i] if i < t else 256)
     if not newline:
-        return column, 256, indent
+        return column, 256, indent, 255
     above_start, _ = _line_start(buf, start - 1)
-    return column, buf[above_start + column] if above_start + column < start - 1 else 10, indent
+    above = buf[above_start + column] if above_start + column < start - 1 else 10
+    return column, above, indent, start - 1 - above_start
 
 
 @njit(cache=True)
@@ -101,7 +110,7 @@ def _contexts(buf, t, regs, ctx):
     ctx[len(ORDERS)] = _hash(regs[0], 1000)
     ctx[len(ORDERS) + 1] = _hash(regs[0], regs[1] + 2000)
     ctx[len(ORDERS) + 2] = _hash(_hash(regs[0], regs[1] + 3000), regs[4])
-    column, above, indent = _column(buf, t)
+    column, above, indent, above_length = _column(buf, t)
     last, classes = buf[t - 1] if t >= 1 else 256, _classes(buf, t)
     ctx[len(ORDERS) + 3] = _hash(min(column, 127) + 5000, above)
     ctx[len(ORDERS) + 4] = _hash(above + 6000, last)
@@ -109,22 +118,43 @@ def _contexts(buf, t, regs, ctx):
     ctx[len(ORDERS) + 6] = _hash(indent, last)  # code's blocks: `    return`, `<li>`
     ctx[len(ORDERS) + 7] = _hash(classes + 10000, last)  # the text's shape
     ctx[len(ORDERS) + 8] = _hash(_hash(11000, buf[t - 2] if t >= 2 else 256), buf[t - 3] if t >= 3 else 256)
+    ctx[len(ORDERS) + 9] = _hash(last + 12000, regs[7] & 0xFFFF)  # paq8's indirect: what followed this byte
+    ctx[len(ORDERS) + 10] = _hash(_hash(last + 13000, buf[t - 2] if t >= 2 else 256), regs[8] & 0xFF)  # these two
+    ctx[len(ORDERS) + 11] = _hash(regs[0], regs[4] + 14000)  # the current word with the one two before it
+    ctx[len(ORDERS) + 12] = _hash(regs[0], min(regs[9], 15) + 17000)  # verse: the word's place in its line
+    ctx[len(ORDERS) + 13] = _hash(_hash(min(regs[9], 15) + 20000, regs[10]), last)  # where verse's lines end
+    ctx[len(ORDERS) + 14] = _hash(min(column, 127) + 25000, min(above_length, 127))  # verse: the line's end is near
     bctx[0] = last
     bctx[1] = _hash(last, buf[t - 2] if t >= 2 else 256)
     bctx[2] = classes % 100  # the last two bytes' classes
 
 
 @njit(cache=True)
+def _indirect(buf, t, regs, followers):
+    """paq8's indirect model: byte buf[t] is written as the last follower of the byte before it and of the two before
+    it (followers: INDIRECT_SIZE's tables), then the followers of buf[t] and of the last two bytes are read into
+    regs[7], regs[8]."""
+    b, prev = buf[t], buf[t - 1] if t >= 1 else 256
+    pair = 257 + (buf[t - 2] if t >= 2 else 256) * 257 + prev
+    followers[prev] = ((followers[prev] << 8) | b) & 0xFFFFFF
+    followers[pair] = ((followers[pair] << 8) | b) & 0xFFFF
+    regs[7], regs[8] = followers[b], followers[257 + prev * 257 + b]
+
+
+@njit(cache=True)
 def _after_byte(buf, t, regs, mtab, mbits):
-    """Word and identifier hashes and the match model after byte buf[t] (regs: N_REGS's)."""
+    """Word and identifier hashes, the indirect tables and the match model after byte buf[t] (regs: N_REGS's)."""
     b = buf[t]
+    _indirect(buf, t, regs, mtab[1 << mbits :])
     named = 97 <= b <= 122 or 65 <= b <= 90 or 48 <= b <= 57 or b == 95 or b >= 128
     regs[5], regs[6] = (_hash(regs[5], b), regs[6]) if named else (0, b)
     c = b + 32 if 65 <= b <= 90 else b  # case-folded
     if 97 <= c <= 122 or c >= 128:
         regs[0] = _hash(regs[0], c)
     elif regs[0] != 0:
-        regs[4], regs[1], regs[0] = regs[1], regs[0], 0
+        regs[4], regs[1], regs[0], regs[9] = regs[1], regs[0], 0, regs[9] + 1
+    if b == 10:  # a newline: the line's words, ended or not, become the line before's
+        regs[9], regs[10] = 0, min(regs[9], 15)
     if regs[3] > 0 and buf[regs[2]] == buf[t]:
         regs[3] = min(regs[3] + 1, 65535)
         regs[2] += 1

@@ -16,7 +16,7 @@ from numba import njit
 
 from .bitcontexts import N_CTX, _after_byte, _contexts, _hash
 
-CONTEXTS_SHA256 = "0e5765b563cbc1ff6b6c1a084cb487906d06cbfadaaf5c1e88a756554bc60b8f"
+CONTEXTS_SHA256 = "a5be9db769cea3aba98b70d8b5c96fa01b6ce8217a102d7a36a414e01732f34a"
 if hashlib.sha256(Path(__file__).with_name("bitcontexts.py").read_bytes()).hexdigest() != CONTEXTS_SHA256:
     raise ImportError("bitcontexts.py changed: set CONTEXTS_SHA256 in bitkernel.py to its SHA-256, so that numba "
                       "compiles bitkernel's cached code again")
