@@ -38,7 +38,7 @@ LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is
 # 55: 43 with the bitwise model's byte class sequence and sparse contexts and a fourth mixer (docs/quality.md "The
 # byte class sequence"); 55-58 are 43-46 with them, 63-66 are 51-54 with them.
 # 71: 55 with the bitwise model's indirect, skipping word and line contexts (docs/quality.md "Indirect contexts");
-# 71-74 are 55-58 with them, 79-82 are 63-66 with them. (67-70 and 75-78: another branch's kernel.)
+# 71-74 are 55-58 with them, 79-82 are 63-66 with them (67-70 and 75-78 were never used)
 # 19-22, 27-30, 31-34, 43-46 and 55-58 (35-38, 39-42, 51-54, 63-66 too) are refused in one line: their model is
 # gone; they were made only by development versions, with counts.bitcm (off by default) turned on
 FORMAT = 15
