@@ -222,8 +222,9 @@ def free_vectors(parts: dict, cfg: WordsConfig, texts, words: list[str]) -> tupl
 
 
 def row_rows(run, texts, total: int, reference: WordVectors, ref_kv, components, min_count: int) -> list:
-    """The table's rows of the reference's words, post-processed as the states are, each removal on all words
-    and on the whole-token pairs only (gensim restricted to the same words beside them)."""
+    """The table's rows of the reference's words, as they are (unit length, not centred) and post-processed as the
+    states are, each on all words and on the whole-token pairs only (gensim restricted to the same words beside
+    them)."""
     with bar(total=total, desc=f"rows of {Path(run.path).name}") as b:
         acc = row_sums(run, texts(), progress=b)
     words = reference.words
@@ -235,9 +236,10 @@ def row_rows(run, texts, total: int, reference: WordVectors, ref_kv, components,
     for name in ("wordsim353.tsv", "simlex999.txt"):
         print(f"{name}: {len(cosines(sub_kv, name)[0])} of {len(cosines(ref_kv, name)[0])} in-vocabulary pairs are "
               f"whole tokens", flush=True)
-    for c in components:
-        wv = variant([({"rows": acc}, "rows")], c, words, min_count)
-        removed = f"{'auto' if c is None else c} removed"
+    raw = WordVectors(words, reference.counts, unit_rows(np.stack([acc.sums[0][acc.ids[w]] / acc.counts[acc.ids[w]]
+                                                                   for w in words])))
+    for c, wv in [("raw", raw)] + [(c, variant([({"rows": acc}, "rows")], c, words, min_count)) for c in components]:
+        removed = "not centred" if c == "raw" else f"{'auto' if c is None else c} removed"
         rows.append(evaluate(f"rows: mean of spelled rows, {removed}", wv, ref_kv))
         rows.append(evaluate(f"rows: whole-token pairs, {removed}",
                              WordVectors(sub_ref.words, sub_ref.counts, wv.vectors[keep]), sub_kv))
@@ -251,6 +253,19 @@ def joined(parts: dict, states: str) -> Accumulator:
     first = parts[PARTS[0]]
     acc.ids, acc.counts, acc.sums = first.ids, first.counts, [parts[p].sums[0] for p in states.split("+")]
     return acc
+
+
+def reads_states(args) -> bool:
+    """Whether any row asked for needs the run's states (a reading of the split through the network)."""
+    return bool(args.states or args.heads or args.backward or not args.no_control or WordHead.of(args.run))
+
+
+def report(args, rows: list, gensim_seconds: float) -> None:
+    print()
+    print_table(f"word vectors on {Path(args.run).name}'s training split, words seen >= {args.min_count} times "
+                f"(95% intervals; gensim trained in {gensim_seconds:.0f} s)",
+                ["vectors", "dims", "vocabulary", "WordSim-353 rho", "OOV", "A / B", "- gensim", "SimLex-999 rho",
+                 "OOV", "A / B", "- gensim", "analogies (accuracy of n)"], rows)
 
 
 def main() -> None:
@@ -291,6 +306,9 @@ def main() -> None:
     components = [None if c == "auto" else int(c) for c in args.components.split(",")]
     if args.rows:
         rows += row_rows(run, texts, total, reference, ref_kv, components, args.min_count)
+    if not reads_states(args):
+        report(args, rows, gensim_seconds)
+        return
     tuned = tuned_sums(run)
     sums = {"fwd": split_parts(tuned[1], tuned[0].states.split("+")) if tuned else read_sums(run, texts, total,
                                                                                               args.sums)}
@@ -324,11 +342,7 @@ def main() -> None:
         goal = " (tune --objective words: goal row)" if states == WordsConfig.states else ""
         rows.append(evaluate(f"words: head on fwd-{states} ({seconds:.0f} s){goal}", wv, ref_kv))
         print(rows[-1], flush=True)
-    print()
-    print_table(f"word vectors on {Path(args.run).name}'s training split, words seen >= {args.min_count} times "
-                f"(95% intervals; gensim trained in {gensim_seconds:.0f} s)",
-                ["vectors", "dims", "vocabulary", "WordSim-353 rho", "OOV", "A / B", "- gensim", "SimLex-999 rho",
-                 "OOV", "A / B", "- gensim", "analogies (accuracy of n)"], rows)
+    report(args, rows, gensim_seconds)
 
 
 if __name__ == "__main__":
