@@ -52,7 +52,7 @@ from seqlab.run import load  # noqa: E402
 from seqlab.progress import bar  # noqa: E402
 from seqlab.stats import bootstrap_statistic, wilson  # noqa: E402
 from seqlab.vectors.embed import unit_rows  # noqa: E402
-from seqlab.vectors.rows import row_sums, whole_token_words  # noqa: E402
+from word_rows import row_sums, whole_token_words  # noqa: E402
 from seqlab.vectors.skipgram import (  # noqa: E402
     WordHead, WordsConfig, head_from_sums, train_skipgram, vocabulary_of, word_sequences)
 from seqlab.vectors.words import (  # noqa: E402

@@ -1,4 +1,5 @@
-"""Word vectors from a run's token embedding table: each word's rows, averaged over its occurrences.
+"""Word vectors from a run's token embedding table (bench/vectors_words.py --rows): each word's rows, averaged
+over its occurrences. Kept in bench/ while it does not reach gensim on SimLex-999 (docs/vectors.md, 2026-12-06).
 
 A word-level language model whose output layer is tied to its embedding (`--softmax full`) learns rows that
 stand for what can follow a context: two words that fit the same slots get near rows (Press & Wolf 2017), which
@@ -6,14 +7,14 @@ is similarity (SimLex-999) rather than relatedness. With a large BPE vocabulary 
 leading space included), so the row is the word's own vector.
 
 A word's vector is the mean, over its occurrences in the texts, of the mean of the rows of the tokens that spell
-it there (the tokens after its `before` position up to its `after`, as vectors/words.py finds them): a word that
-is one token gets its row (" The" and " the" are two tokens: their rows are weighted by how often each is read);
+it there (the tokens after its `before` position up to its `after`, as seqlab/vectors/words.py finds them): a word
+that is one token gets its row (" The" and " the" are two tokens: their rows are weighted by how often each is read);
 a word split into pieces gets the mean of its pieces' rows. No network is run: only the tokenizer and the table.
 """
 
 import numpy as np
 
-from .words import Accumulator, find_words, occurrence_positions
+from seqlab.vectors.words import Accumulator, find_words, occurrence_positions
 
 
 def embedding_table(run) -> np.ndarray:
