@@ -28,6 +28,12 @@ tells what the states add: the same objective and recipe with free vectors in pl
 seqlab's trainer). Rows `words: ...` give the head's training CPU time (time.thread_time). `--gensim-windows 5,2`
 also trains gensim with a window of 2, the objective's, as a second reference (the `- gensim` column stays
 window 5's).
+
+`--rows` adds the run's token embedding table (vectors/rows.py: each word the mean over its occurrences of the rows
+of the tokens spelling it; no network run), for a word-level run (a large BPE vocabulary, `--softmax full`: the
+table is also the output layer). Rows `rows: whole-token pairs` score only the pairs whose two words are each one
+token after a space, for the table and for gensim on those same pairs (their share of the in-vocabulary pairs is
+printed), so the rule for words split into pieces (the mean of their rows) is measured apart from the rows.
 """
 
 import argparse
@@ -46,6 +52,7 @@ from seqlab.run import load  # noqa: E402
 from seqlab.progress import bar  # noqa: E402
 from seqlab.stats import bootstrap_statistic, wilson  # noqa: E402
 from seqlab.vectors.embed import unit_rows  # noqa: E402
+from word_rows import row_sums, whole_token_words  # noqa: E402
 from seqlab.vectors.skipgram import (  # noqa: E402
     WordHead, WordsConfig, head_from_sums, train_skipgram, vocabulary_of, word_sequences)
 from seqlab.vectors.words import (  # noqa: E402
@@ -214,12 +221,51 @@ def free_vectors(parts: dict, cfg: WordsConfig, texts, words: list[str]) -> tupl
     return WordVectors(words, acc.counts[keep][rows], unit_rows(free.weight.detach().numpy()[rows])), seconds
 
 
+def row_rows(run, texts, total: int, reference: WordVectors, ref_kv, components, min_count: int) -> list:
+    """The table's rows of the reference's words, as they are (unit length, not centred) and post-processed as the
+    states are, each on all words and on the whole-token pairs only (gensim restricted to the same words beside
+    them)."""
+    with bar(total=total, desc=f"rows of {Path(run.path).name}") as b:
+        acc = row_sums(run, texts(), progress=b)
+    words = reference.words
+    whole = whole_token_words(run, words)
+    keep = [i for i, w in enumerate(words) if w in whole]
+    sub_ref = WordVectors([words[i] for i in keep], reference.counts[keep], reference.vectors[keep])
+    sub_kv = keyed(sub_ref)
+    rows = [evaluate(f"gensim on whole-token pairs ({len(whole):,} of the words are one token)", sub_ref)]
+    for name in ("wordsim353.tsv", "simlex999.txt"):
+        print(f"{name}: {len(cosines(sub_kv, name)[0])} of {len(cosines(ref_kv, name)[0])} in-vocabulary pairs are "
+              f"whole tokens", flush=True)
+    raw = WordVectors(words, reference.counts, unit_rows(np.stack([acc.sums[0][acc.ids[w]] / acc.counts[acc.ids[w]]
+                                                                   for w in words])))
+    for c, wv in [("raw", raw)] + [(c, variant([({"rows": acc}, "rows")], c, words, min_count)) for c in components]:
+        removed = "not centred" if c == "raw" else f"{'auto' if c is None else c} removed"
+        rows.append(evaluate(f"rows: mean of spelled rows, {removed}", wv, ref_kv))
+        rows.append(evaluate(f"rows: whole-token pairs, {removed}",
+                             WordVectors(sub_ref.words, sub_ref.counts, wv.vectors[keep]), sub_kv))
+        print(*rows[-2:], sep="\n", flush=True)
+    return rows
+
+
 def joined(parts: dict, states: str) -> Accumulator:
     """One accumulator with the sums of each `+`-joined state, in order (as word_sums(states=...) reads them)."""
     acc = Accumulator()
     first = parts[PARTS[0]]
     acc.ids, acc.counts, acc.sums = first.ids, first.counts, [parts[p].sums[0] for p in states.split("+")]
     return acc
+
+
+def reads_states(args) -> bool:
+    """Whether any row asked for needs the run's states (a reading of the split through the network)."""
+    return bool(args.states or args.heads or args.backward or not args.no_control or WordHead.of(args.run))
+
+
+def report(args, rows: list, gensim_seconds: float) -> None:
+    print()
+    print_table(f"word vectors on {Path(args.run).name}'s training split, words seen >= {args.min_count} times "
+                f"(95% intervals; gensim trained in {gensim_seconds:.0f} s)",
+                ["vectors", "dims", "vocabulary", "WordSim-353 rho", "OOV", "A / B", "- gensim", "SimLex-999 rho",
+                 "OOV", "A / B", "- gensim", "analogies (accuracy of n)"], rows)
 
 
 def main() -> None:
@@ -241,6 +287,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="gensim's threads (1 on a shared machine)")
     ap.add_argument("--sums", type=Path, help="keep each run's per-word sums here and reuse them")
     ap.add_argument("--no-control", action="store_true", help="leave out the free-vector control row")
+    ap.add_argument("--rows", action="store_true", help="add the run's embedding rows (a word-level run)")
     args = ap.parse_args()
     run = load(args.run)
     paths, texts = training_texts(run.config, args.corpus)
@@ -256,6 +303,12 @@ def main() -> None:
                              gensim_vectors(texts(), args.min_count, args.dim, window=window, workers=args.workers),
                              ref_kv))
         print(rows[-1], flush=True)
+    components = [None if c == "auto" else int(c) for c in args.components.split(",")]
+    if args.rows:
+        rows += row_rows(run, texts, total, reference, ref_kv, components, args.min_count)
+    if not reads_states(args):
+        report(args, rows, gensim_seconds)
+        return
     tuned = tuned_sums(run)
     sums = {"fwd": split_parts(tuned[1], tuned[0].states.split("+")) if tuned else read_sums(run, texts, total,
                                                                                               args.sums)}
@@ -263,7 +316,6 @@ def main() -> None:
         sums["bwd"] = read_sums(load(args.backward), texts, total, args.sums)
     words = reference.words
     assert all(w in sums["fwd"]["before"].ids for w in words), "the same words are counted by both"
-    components = [None if c == "auto" else int(c) for c in args.components.split(",")]
     states = [s for s in args.states.split(",") if s]
     variants = [([("fwd", s)], c) for s in states for c in components]
     if args.backward:
@@ -290,11 +342,7 @@ def main() -> None:
         goal = " (tune --objective words: goal row)" if states == WordsConfig.states else ""
         rows.append(evaluate(f"words: head on fwd-{states} ({seconds:.0f} s){goal}", wv, ref_kv))
         print(rows[-1], flush=True)
-    print()
-    print_table(f"word vectors on {Path(args.run).name}'s training split, words seen >= {args.min_count} times "
-                f"(95% intervals; gensim trained in {gensim_seconds:.0f} s)",
-                ["vectors", "dims", "vocabulary", "WordSim-353 rho", "OOV", "A / B", "- gensim", "SimLex-999 rho",
-                 "OOV", "A / B", "- gensim", "analogies (accuracy of n)"], rows)
+    report(args, rows, gensim_seconds)
 
 
 if __name__ == "__main__":
