@@ -82,7 +82,6 @@ class BitCM:
         self.apm = np.tile(cells, (sum(APM_ROWS), 1))  # every APM stage's rows
         self.rates = 1.0 / (np.minimum(np.arange(1024), limit) + 1.5)
         self.frates = 1.0 / (np.minimum(np.arange(1024), fast_limit) + 1.5)
-        self.hrates = 1.0 / (np.arange(1024) + 1.5)  # the bit histories' probabilities' (their counts stop at 1023)
         self.regs = np.zeros(N_REGS, dtype=np.int64)
         # the bytes read: uint16, as compress's rows pad theirs with 256 ("before the text", bitrows.py); 2 bytes a
         # byte in memory and in the kept state (int64 took 8)
@@ -90,7 +89,7 @@ class BitCM:
         self.n = 0  # bytes read
         self.rows_from = None  # where lockstep rows' regions start (bitrows.py)
         self.learnt = (self.ism, self.icount, self.msm, self.mcount, self.w, self.w3, self.apm)
-        self.rates_by_count = (self.rates, self.frates, self.hrates)
+        self.rates_by_count = (self.rates, self.frates)
         self.stream = (self.cache(1, 0), self.view(0), np.zeros(512)) + self.nodes(1)
 
     def cache(self, n_rows: int, pbits: int) -> tuple:

@@ -260,7 +260,7 @@ def _learn_node(c0, y, slot_of, view, learnt, buf, regs, x, out, rates, lr):
     """Update node c0 with its bit y, from its inputs x and outputs `out` (_node's)."""
     slots = view[1]
     ism, icount, msm, mcount, w, w3, apm = learnt
-    srates, frates, hrates = rates
+    srates, frates = rates
     d = int(out[OUT_DEPTH])
     j = c0 if d < 4 else (1 << (d - 4)) | (c0 & ((1 << (d - 4)) - 1))
     for i in range(N_CTX):
@@ -272,7 +272,7 @@ def _learn_node(c0, y, slot_of, view, learnt, buf, regs, x, out, rates, lr):
         f = slots[s, FAST + j]
         f += int((y * 65535 - f) * frates[n])
         slots[s, FAST + j] = min(max(f, 32), 65503)
-        ism[i, h] += (y - ism[i, h]) * hrates[icount[i, h]]
+        ism[i, h] += (y - ism[i, h]) / (icount[i, h] + 1.5)
         icount[i, h] = min(icount[i, h] + 1, 1023)
         h = 2 * h + y
         if h >= 1 << (HISTORY_BITS + 1):
