@@ -111,21 +111,21 @@ def _contexts(buf, t, regs, ctx):
     ctx[len(ORDERS) + 1] = _hash(regs[0], regs[1] + 2000)
     ctx[len(ORDERS) + 2] = _hash(_hash(regs[0], regs[1] + 3000), regs[4])
     column, above, indent, above_length = _column(buf, t)
-    last, classes = buf[t - 1] if t >= 1 else 256, _classes(buf, t)
+    last, before_last, classes = buf[t - 1] if t >= 1 else 256, buf[t - 2] if t >= 2 else 256, _classes(buf, t)
     ctx[len(ORDERS) + 3] = _hash(min(column, 127) + 5000, above)
     ctx[len(ORDERS) + 4] = _hash(above + 6000, last)
     ctx[len(ORDERS) + 5] = _hash(regs[5] + 9000, regs[6])  # code's names: `self.x`, `def f`, `class="`
     ctx[len(ORDERS) + 6] = _hash(indent, last)  # code's blocks: `    return`, `<li>`
     ctx[len(ORDERS) + 7] = _hash(classes + 10000, last)  # the text's shape
-    ctx[len(ORDERS) + 8] = _hash(_hash(11000, buf[t - 2] if t >= 2 else 256), buf[t - 3] if t >= 3 else 256)
+    ctx[len(ORDERS) + 8] = _hash(_hash(11000, before_last), buf[t - 3] if t >= 3 else 256)
     ctx[len(ORDERS) + 9] = _hash(last + 12000, regs[7] & 0xFFFF)  # paq8's indirect: what followed this byte
-    ctx[len(ORDERS) + 10] = _hash(_hash(last + 13000, buf[t - 2] if t >= 2 else 256), regs[8] & 0xFF)  # these two
+    ctx[len(ORDERS) + 10] = _hash(_hash(last + 13000, before_last), regs[8] & 0xFF)  # these two
     ctx[len(ORDERS) + 11] = _hash(regs[0], regs[4] + 14000)  # the current word with the one two before it
     ctx[len(ORDERS) + 12] = _hash(regs[0], min(regs[9], 15) + 17000)  # verse: the word's place in its line
     ctx[len(ORDERS) + 13] = _hash(_hash(min(regs[9], 15) + 20000, regs[10]), last)  # where verse's lines end
     ctx[len(ORDERS) + 14] = _hash(min(column, 127) + 25000, min(above_length, 127))  # verse: the line's end is near
     bctx[0] = last
-    bctx[1] = _hash(last, buf[t - 2] if t >= 2 else 256)
+    bctx[1] = _hash(last, before_last)
     bctx[2] = classes % 100  # the last two bytes' classes
 
 

@@ -16,7 +16,7 @@ from numba import njit
 
 from .bitcontexts import N_CTX, _after_byte, _contexts, _hash
 
-CONTEXTS_SHA256 = "a5be9db769cea3aba98b70d8b5c96fa01b6ce8217a102d7a36a414e01732f34a"
+CONTEXTS_SHA256 = "85d3c3c2e52746e892acdb33aa6b240ea3eea695ff64338744a4cde586db25bf"
 if hashlib.sha256(Path(__file__).with_name("bitcontexts.py").read_bytes()).hexdigest() != CONTEXTS_SHA256:
     raise ImportError("bitcontexts.py changed: set CONTEXTS_SHA256 in bitkernel.py to its SHA-256, so that numba "
                       "compiles bitkernel's cached code again")
