@@ -76,7 +76,7 @@ def main() -> None:
     for name in settings:
         s = np.array(seconds[name][1:])
         ratio = s / base
-        low, high = bootstrap_statistic(lambda rows: np.median(ratio[rows]), len(ratio), 1)
+        low, high = bootstrap_statistic(lambda rows, ratio=ratio: np.median(ratio[rows]), len(ratio), 1)
         rows.append([name, f"{np.median(s) * 1e3:.2f}", f"{768 / np.median(s):,.0f}",
                      f"{np.median(ratio):.2f}x [{low:.2f}, {high:.2f}]"])
     print_table(f"dropout {args.dropout}, transformer 4x128, batch 12 x 64, {args.threads} thread(s), "

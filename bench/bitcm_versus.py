@@ -4,8 +4,8 @@
         [--base-table-bits B] [--head-table-bits H]
 
 Each version's files of the bitwise model (src/seqlab/countmodel/bit*.py) come from git (`git show REV:...`;
---head defaults to the working tree's) as a package of their own, and it runs as `counts.bitcm` runs it: it reads the run's
-training bytes (its history.npy, the last --history bytes), then scores the held-out bytes causally, eval's mix
+--head defaults to the working tree's) as a package of their own, and it runs as `counts.bitcm` runs it: it reads the
+run's training bytes (its history.npy, the last --history bytes), then scores the held-out bytes causally, eval's mix
 today one more input of its mixers (bitcm_gain.todays_mix, cached; its own bits per byte are printed too, and
 with --zpaq zpaq -m5's). TUNING_RUN's held-out bytes are a slice of the training split (bench/adapt.py makes
 such a run): a change is kept when the tuning slice's 95% interval of head less base lies below zero. RUN's

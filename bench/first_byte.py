@@ -7,8 +7,8 @@ Each reading is a fresh process (`python -c`, as a verb starts: imports, the run
 that scores the last --bytes of FILE with eval's mixed scoring (scoring.score_run, the count model mixed in). The
 parent notes the time just before it starts the process; the child, when the first chunk of mixed rows comes out,
 its time and its CPU-seconds, then scores the rest and gives its resident memory, its session still held (VmRSS, of
-it RssAnon: the process's own pages; RssFile: mapped files' pages, shared with the page cache) and its peak (VmHWM). --afresh RUN: a reading of
-RUN whose bitwise model reads the training bytes in the process (its kept state not used: as before it was kept).
+it RssAnon: the process's own pages; RssFile: mapped files' pages, shared with the page cache) and its peak
+(VmHWM). --afresh RUN: a reading of RUN whose bitwise model reads the training bytes in the process (its kept state not used: as before it was kept).
 --build RUN first times, in this process, what a run with counts.bitcm pays once (countmodel/bitstate.py): its
 bitwise model reading the training bytes, its state saved into counts/bitcm/ (replaced), then mapped again; and the
 state's size on disk.
@@ -105,7 +105,7 @@ def main() -> None:
     print(f"the last {args.bytes:,} bytes of {args.file}, {args.threads} threads, {args.repeats} readings each in "
           "turn, a fresh process each; medians (each reading)")
     for (run, afresh), rs in results.items():
-        def median(key):
+        def median(key, rs=rs):
             return float(np.median([r[key] for r in rs]))
 
         each = ", ".join(f"{r['to_first']:.2f}" for r in rs)

@@ -99,8 +99,9 @@ def test_checkpoint_round_trip(arch, tmp_path):
 
 
 def test_transformer_attention_weights_get_no_dropout():
-    """Dropout stays on the residuals and embeddings; on the attention weights it cost a CPU step 1.4x (docs/quality.md).
-    With those dropouts silenced, a training-mode forward is deterministic only if attention drops nothing."""
+    """Dropout stays on the residuals and embeddings; on the attention weights it cost a CPU step 1.4x
+    (docs/quality.md). With those dropouts silenced, a training-mode forward is deterministic only if attention drops
+    nothing."""
     model = tiny("transformer", dropout=0.5).train()
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
