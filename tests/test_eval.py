@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from seqlab.evaluate import evaluate
 from seqlab.models import build_model
 from seqlab.run import load
-from seqlab.scoring import RNN_BLOCK, plan_windows, score_logits, token_bits
+from seqlab import scoring
+from seqlab.scoring import RNN_BLOCK, RNN_WARMUP, plan_windows, score_logits, token_bits
 
 from conftest import TINY, assert_near_the_grammar, brute_force_bits, grammar_bits_per_byte
 
@@ -26,6 +27,23 @@ def test_windows_score_every_position_once(arch, n_total, n_context):
         assert 0 <= w.start < w.first  # at least one token of context, never the target itself
         if model.max_context:
             assert w.stop - 1 - w.start <= model.max_context
+
+
+@pytest.mark.parametrize("arch", ["transformer", "lstm"])
+def test_a_large_vocabulary_scores_in_batches_of_bounded_memory(arch, monkeypatch):
+    """A batch's log-probabilities stay within scoring.BATCH_LOGITS_BYTES (at most one window over: a window is
+    never split), however large the vocabulary; a smaller one's batches hold more tokens. The bound is lowered
+    here so that a broken cap costs megabytes, not the gigabytes of a real vocabulary."""
+    monkeypatch.setattr(scoring, "BATCH_LOGITS_BYTES", 4 * 512 * 4096)
+
+    def largest_batch(vocab_size: int) -> int:
+        model = build_model(arch, {**TINY[arch], "vocab_size": vocab_size}).eval()
+        tokens = np.random.default_rng(0).integers(0, vocab_size, 3 * RNN_BLOCK)
+        return max(len(logp) for _, logp, _ in score_logits(model, tokens, 1, "cpu"))
+
+    window = RNN_BLOCK + RNN_WARMUP if arch == "lstm" else TINY[arch]["block_size"]
+    assert largest_batch(4096) <= 512 + window
+    assert largest_batch(64) > largest_batch(4096)
 
 
 @pytest.mark.parametrize("arch", ["transformer", "lstm"])

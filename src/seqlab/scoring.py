@@ -23,6 +23,9 @@ RNN_WARMUP = 1024
 # faster than 64k on 2 cores, where 64k spends a third of its time in page faults (bench/surprise_speed.py).
 BATCH_TOKENS_RECURRENT = 65536
 BATCH_TOKENS_WINDOWS = 2048
+# A batch's log-probabilities are (tokens, vocabulary) float32, twice over (logits, then log_softmax): a word-level
+# vocabulary of 32,768 made a 65k-token batch 17 GB. So a large vocabulary's batches hold fewer tokens.
+BATCH_LOGITS_BYTES = 1 << 28
 
 
 class TorchThreads:
@@ -115,7 +118,8 @@ def _in_order(fn, items: list, workers: int):
 
 
 def _batch_tokens(model) -> int:
-    return BATCH_TOKENS_WINDOWS if model.max_context else BATCH_TOKENS_RECURRENT
+    tokens = BATCH_TOKENS_WINDOWS if model.max_context else BATCH_TOKENS_RECURRENT
+    return max(1, min(tokens, BATCH_LOGITS_BYTES // (4 * model.config.vocab_size)))
 
 
 def _batches_of_equal_length(windows: list[Window], batch_tokens: int):
