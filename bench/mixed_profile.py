@@ -2,15 +2,15 @@
 
     python bench/mixed_profile.py RUN [RUN2 ...] --file TEXT [--bytes 100000] [--threads 2]
 
-For each run in turn (a fresh process each), eval's mixed scoring of TEXT's last --bytes (surprise_speed.py's
-timed pass: one untimed pass first, then the timed one) with each part's functions wrapped to sum their thread's
-CPU time (time.thread_time: the time its own thread ran, whatever the other threads did): the network's forward
-(scoring._score_batch, in torch's threads), the count experts' reads (CountReader.read, in the counting thread),
-the mix (OnlineMixer.mix_and_update), the bitwise model's scoring (CountSession._bitwise: BitCM.score and the
-rows' copies), opening its kept state (bitstate.open_model), and the process's CPU time left over (the main
-thread's loop, torch's own threads). Page faults (minor) of the timed pass beside them, and each run's bits
-per byte minus the first run's (paired by byte, 95%: the runs are copies with other settings). Run it on a shared
-machine side by side (the runs in turn) and give the load average.
+For each run in turn (a fresh process each), eval's mixed scoring of TEXT's last --bytes (surprise_speed.py's timed
+pass: one untimed pass first, then the timed one) with each part's functions wrapped to sum their thread's CPU time
+(time.thread_time: the time its own thread ran, whatever the other threads did): the network's forward
+(scoring._score_batch, in torch's threads), the count experts' reads (CountReader.read, in the counting thread), the
+mix (OnlineMixer.mix_and_update), the bitwise model's scoring (CountSession._bitwise: eval's BitCM.costs, the byte's
+path, since 2026-12-06; BitCM.score's rows and their copies before), opening its kept state (bitstate.open_model),
+and the process's CPU time left over (the main thread's loop, torch's own threads). Page faults (minor) of the timed
+pass beside them, and each run's bits per byte minus the first run's (paired by byte, 95%: the runs are copies with
+other settings). Run it on a shared machine side by side (the runs in turn) and give the load average.
 """
 
 import argparse

@@ -76,6 +76,30 @@ def test_a_bytes_row_does_not_depend_on_that_byte():
     np.testing.assert_array_equal(*rows)
 
 
+def test_a_bytes_cost_alone_is_its_rows_entry_with_nothing_pruned():
+    """Eval's path (BitCM.costs: the byte's 8 nodes) against the full rows (score: all 255 nodes), another model's
+    distribution given at every node: with a prune that leaves nothing out, the same log-probability and the same
+    learning (the later bytes agree too). With the prune (1e-4), a row gives a subtree below it uniform probability
+    and its bytes there learn otherwise, where the path prunes nothing: its costs stay the unpruned rows'."""
+    rng = np.random.default_rng(1)
+    noisy = np.frombuffer(structured_text(400, seed=3).encode(), dtype=np.uint8).copy()
+    odd = rng.random(len(noisy)) < 0.02  # bytes the grammar does not expect: some fall below the prune
+    noisy[odd] = rng.integers(0, 256, odd.sum())
+    history, text = noisy[:3000], noisy[3000:7000]
+    z = rng.normal(size=(len(text), 256)) * 3.0
+    given = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    def learnt(prune):
+        model = BitCM(table_bits=MIN_TABLE_BITS, match_bits=12, prune=prune)
+        model.learn(history)
+        return model
+
+    rows = learnt(1e-300).score(text, given)[np.arange(len(text)), text]
+    np.testing.assert_allclose(learnt(1e-300).costs(text, given), rows, rtol=0, atol=1e-9)
+    assert not np.allclose(learnt(1e-4).score(text, given)[np.arange(len(text)), text], rows, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(learnt(1e-4).costs(text, given), rows, rtol=0, atol=1e-9)
+
+
 def bitcm_copy(run_dir, tmp_path):
     """A copy of a trained byte-level run with "bitcm": true under counts in its config.json (how eval turns it on)."""
     import json
@@ -109,6 +133,26 @@ def test_eval_with_counts_bitcm_mixes_it_in_and_stays_causal(trained_runs, tmp_p
     whole, half = mixed(text), mixed(text[:301])
     torch.testing.assert_close(whole[:300], half)
     torch.testing.assert_close(torch.logsumexp(whole, dim=1), torch.zeros(len(whole), dtype=whole.dtype))
+
+
+def test_evals_costs_are_the_mixed_rows_entries_with_nothing_pruned(trained_runs, tmp_path):
+    """run_token_bits (eval's: the bitwise model's costs, its byte's path) against score_run's rows (surprise's: all
+    the nodes), sessions of the run's kept state with the prune off: the same bits."""
+    import torch
+
+    from seqlab.run import load
+    from seqlab.scoring import run_token_bits, score_run
+
+    run = load(bitcm_copy(trained_runs["lstm"], tmp_path))
+    text = np.frombuffer(TEXT[:600], dtype=np.uint8).astype(np.int64)
+
+    def unpruned():
+        session = run.count_model.session(run.device)
+        session.bitcm.prune = -np.inf
+        return session
+
+    rows = torch.cat([lp.gather(1, t[:, None])[:, 0] for _, lp, t, _ in score_run(run, text, 1, unpruned())])
+    np.testing.assert_allclose(run_token_bits(run, text, 1, unpruned())[0], -rows.numpy() / np.log(2), rtol=1e-6)
 
 
 def test_the_slot_table_is_sized_from_the_history_read(trained_runs, tmp_path):

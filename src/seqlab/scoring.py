@@ -149,12 +149,14 @@ def mixing_session(run):
     return run.count_model.session(run.device) if run.count_model is not None else None
 
 
-def score_run(run, tokens: np.ndarray, n_context: int, session=None, adapter=None):
+def score_run(run, tokens: np.ndarray, n_context: int, session=None, adapter=None, costs: bool = False):
     """Like score_logits for a whole run: yields (first, log_probs, targets, network_log_probs).
 
     When the run has a count model, log_probs are the network mixed with it; otherwise both are the
     network's. Pass one `session` (mixing_session) to score several texts as one stream, and an
-    `adapter` (adapt.Adapter) to have the network learn from each chunk once it is scored.
+    `adapter` (adapt.Adapter) to have the network learn from each chunk once it is scored. costs: log_probs
+    holds only each target's log-probability (n,), not the rows (what eval needs: the bitwise model then
+    evaluates only the byte's path).
     """
     if adapter is not None:
         stream = adapter.stream(tokens, n_context)
@@ -163,9 +165,9 @@ def score_run(run, tokens: np.ndarray, n_context: int, session=None, adapter=Non
     session = session or mixing_session(run)
     if session is None:
         for first, logp, targets in stream:
-            yield first, logp, targets, logp
+            yield first, logp.gather(1, targets[:, None])[:, 0] if costs else logp, targets, logp
         return
-    yield from session.mix(stream, tokens, n_context)
+    yield from session.mix(stream, tokens, n_context, costs)
 
 
 def run_token_bits(run, tokens: np.ndarray, n_context: int, session=None, bar=None,
@@ -173,12 +175,11 @@ def run_token_bits(run, tokens: np.ndarray, n_context: int, session=None, bar=No
     """(bits of each token in tokens[n_context:], the network's bits alone); `bar` (progress.bar) counts tokens;
     `adapter` (adapt.Adapter): the network learns from each chunk once scored."""
     mixed, network = [], []
-    for _, logp, targets, net_logp in score_run(run, tokens, n_context, session, adapter):
+    for _, logp, targets, net_logp in score_run(run, tokens, n_context, session, adapter, costs=True):
         if bar is not None:
             bar.update(len(targets))
-        idx = targets[:, None]
-        mixed.append((-logp.gather(1, idx)[:, 0] / np.log(2)).cpu().numpy())
-        network.append((-net_logp.gather(1, idx)[:, 0] / np.log(2)).cpu().numpy())
+        mixed.append((-logp / np.log(2)).cpu().numpy())
+        network.append((-net_logp.gather(1, targets[:, None])[:, 0] / np.log(2)).cpu().numpy())
     if not mixed:
         return np.zeros(0), np.zeros(0)
     return np.concatenate(mixed), np.concatenate(network)

@@ -318,6 +318,19 @@ def _given_at(sums, c0):
 
 
 @njit(cache=True)
+def _evaluate(c0, buf, regs, slots, bits, learnt, cache, pbits, view, ctx, xs, outs, sums):
+    """Node c0's probability of a 1 (its inputs and outputs into xs[c0], outs[c0]) from the slots found, none claimed:
+    a nibble's first node looks up its contexts' slots first (view block 0 for the first nibble, 1 + the high nibble
+    for the second). Nothing is learnt."""
+    if c0 == 1 or 16 <= c0 < 32:
+        key = 0 if c0 == 1 else c0 - 15
+        _nibble(slots, bits, ctx, key, False, cache, pbits, key, view)
+    slot_of = view[0][0] if c0 < 16 else view[0][1 + ((c0 >> (_depth(c0) - 4)) & 15)]
+    _node(c0, slot_of, view, learnt, buf, regs, ctx[N_CTX:], _given_at(sums, c0), xs[c0], outs[c0])
+    return outs[c0, OUT_P]
+
+
+@njit(cache=True)
 def _predict(buf, t, regs, given, g, prune, slots, bits, learnt, cache, pbits, view, lp, ctx, xs, outs, sums, done,
              logp, row):
     """Write a row's log-distribution of its byte at buf[t] into logp[row] (the 255 nodes, less those under a node
@@ -333,16 +346,28 @@ def _predict(buf, t, regs, given, g, prune, slots, bits, learnt, cache, pbits, v
         if not done[c0]:
             lp[2 * c0 + 1] = lp[2 * c0] = lp[c0] - math.log(2.0)
             continue
-        if c0 == 1 or 16 <= c0 < 32:  # a nibble whose nodes are evaluated: its slots
-            key = 0 if c0 == 1 else c0 - 15
-            _nibble(slots, bits, ctx, key, False, cache, pbits, key, view)
-        slot_of = view[0][0] if c0 < 16 else view[0][1 + ((c0 >> (_depth(c0) - 4)) & 15)]
-        _node(c0, slot_of, view, learnt, buf, regs, ctx[N_CTX:], _given_at(sums, c0), xs[c0], outs[c0])
-        p = outs[c0, 0]
+        p = _evaluate(c0, buf, regs, slots, bits, learnt, cache, pbits, view, ctx, xs, outs, sums)
         lp[2 * c0 + 1] = lp[c0] + math.log(p)
         lp[2 * c0] = lp[c0] + math.log(1.0 - p)
     for b in range(256):
         logp[row, b] = lp[256 + b]
+
+
+@njit(cache=True)
+def _predict_path(buf, t, regs, given, g, slots, bits, learnt, cache, pbits, view, ctx, xs, outs, sums, done):
+    """The natural-log probability of the byte at buf[t] alone: _predict's, its path's 8 nodes only (none pruned, so
+    exact where _predict's row gives a pruned subtree uniform probability), each from the bytes before t, before any
+    learns (learning the byte is _learn's, from what this fills as _predict does: done holds the path's nodes)."""
+    _given_sums(given, g, sums)
+    _contexts(buf, t, regs, ctx)
+    byte, c0, lp = buf[t], 1, 0.0
+    for d in range(8):
+        done[c0] = True
+        p = _evaluate(c0, buf, regs, slots, bits, learnt, cache, pbits, view, ctx, xs, outs, sums)
+        y = (byte >> (7 - d)) & 1
+        lp += math.log(p) if y == 1 else math.log(1.0 - p)
+        c0 = 2 * c0 + y
+    return lp
 
 
 @njit(cache=True)
@@ -371,17 +396,22 @@ def _learn(buf, t, regs, predicted, mtab, mbits, slots, bits, learnt, rates, lr,
 
 
 @njit(cache=True, nogil=True)
-def _run(buf, start, stop, full, logp, given, prune, regs, mtab, mbits, slots, bits, learnt, rates, lr, cache, view,
+def _run(buf, start, stop, rows, costs, given, prune, regs, mtab, mbits, slots, bits, learnt, rates, lr, cache, view,
          lp, ctx, xs, outs, sums, done):
-    """The stream (a row without a cache, pbits 0): read buf[start:stop] one byte at a time, where `full` writing each
-    position's log-distribution over the 256 bytes into logp[t - start] (_predict), then learn the byte (_learn).
+    """The stream (a row without a cache, pbits 0): read buf[start:stop] one byte at a time, writing for each position
+    its log-distribution over the 256 bytes into rows[t - start] (_predict), or where rows is empty and costs is not,
+    the byte's own natural-log probability into costs[t - start] (_predict_path), then learn the byte (_learn).
     given: (stop - start, 256) log-distributions over the bytes, one more input at each node, or (0, 256): none."""
     for t in range(start, stop):
-        if full:
-            _predict(buf, t, regs, given, t - start if len(given) else -1, prune, slots, bits, learnt, cache, 0,
-                     view, lp, ctx, xs, outs, sums, done, logp, t - start)
-        _learn(buf, t, regs, full, mtab, mbits, slots, bits, learnt, rates, lr, cache, 0, view, ctx, xs, outs, sums,
-               done)
+        g = t - start if len(given) else -1
+        if len(rows):
+            _predict(buf, t, regs, given, g, prune, slots, bits, learnt, cache, 0, view, lp, ctx, xs, outs, sums, done,
+                     rows, t - start)
+        elif len(costs):
+            costs[t - start] = _predict_path(buf, t, regs, given, g, slots, bits, learnt, cache, 0, view, ctx, xs,
+                                             outs, sums, done)
+        _learn(buf, t, regs, len(rows) + len(costs) > 0, mtab, mbits, slots, bits, learnt, rates, lr, cache, 0, view,
+               ctx, xs, outs, sums, done)
 
 
 @njit(cache=True, nogil=True)

@@ -76,10 +76,19 @@ class BitRows:
             raise ValueError("a lockstep row runs past its bound")
 
 
-def byte_rows(logp: np.ndarray, is_byte: np.ndarray, vocab: int, floor: float = 1e-6) -> np.ndarray:
+FLOOR = 1e-6  # a byte tokenizer's other tokens' (BOS) probability where the bitwise model scores a byte
+
+
+def byte_rows(logp: np.ndarray, is_byte: np.ndarray, vocab: int, floor: float = FLOOR) -> np.ndarray:
     """(n, vocab) token log-distributions from the bitwise model's (n_bytes, 256) rows, for a byte tokenizer's ids
     (0-255 the bytes; the others, BOS, get `floor`): positions where is_byte is False get a uniform row."""
     rows = np.full((len(is_byte), vocab), -np.log(vocab))
-    rows[is_byte, :256] = logp + np.log1p(-floor * (vocab - 256))
+    rows[is_byte, :256] = logp + bytes_share(vocab, floor)
     rows[is_byte, 256:] = np.log(floor)
     return rows
+
+
+def bytes_share(vocab: int, floor: float = FLOOR) -> float:
+    """The log of what the other tokens' floor leaves the 256 bytes of a byte tokenizer's vocab: added to the bitwise
+    model's log-probabilities of bytes (its rows', or a byte's alone)."""
+    return np.log1p(-floor * (vocab - 256))

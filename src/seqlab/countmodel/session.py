@@ -151,8 +151,10 @@ class CountSession:
     def reader(self, tokens: np.ndarray, n_context: int) -> "CountReader":
         return CountReader(self, tokens, n_context)
 
-    def mix(self, scored, tokens: np.ndarray, n_context: int):
-        """Wrap scoring.score_logits' stream for one text: yield (first, mixed log_probs, targets, network log_probs).
+    def mix(self, scored, tokens: np.ndarray, n_context: int, costs: bool = False):
+        """Wrap scoring.score_logits' stream for one text: yield (first, mixed log_probs, targets, network log_probs);
+        costs: each target's mixed log-probability (n,) in place of the mixed rows (eval's: the bitwise model then
+        evaluates only the byte's path, a sixth of a row's nodes).
 
         The network's windows are regrouped into chunks of `config.chunk` tokens: the text is counted every
         COUNT_EVERY tokens and the mixing weights take a step after each chunk, whatever the window size.
@@ -176,10 +178,11 @@ class CountSession:
                     if sum(len(t) for _, _, t in pending) >= chunk:
                         chunks.append(pending)
                         pending = []
-                yield from self._mix_chunks(reader, chunks, counting)
-            yield from self._mix_chunks(reader, [pending] if pending else [], counting)
+                yield from self._mix_chunks(reader, chunks, counting, costs)
+            yield from self._mix_chunks(reader, [pending] if pending else [], counting, costs)
 
-    def _mix_chunks(self, reader: "CountReader", chunks: list[list], counting: ThreadPoolExecutor, ahead: int = 2):
+    def _mix_chunks(self, reader: "CountReader", chunks: list[list], counting: ThreadPoolExecutor, costs: bool,
+                    ahead: int = 2):
         """Mix each chunk (a list of (first, network log_probs, targets)) in turn, its count experts read by
         `counting` up to `ahead` chunks before."""
         reads: deque = deque()
@@ -188,27 +191,35 @@ class CountSession:
                 first = later[0][0]
                 stop = first + sum(len(t) for _, _, t in later)
                 reads.append(counting.submit(reader.read, first, stop, self.count_every))
-            yield self._mix_chunk(pending, reads.popleft().result())
+            yield self._mix_chunk(pending, reads.popleft().result(), costs)
 
-    def _mix_chunk(self, pending: list, experts: "Experts"):
+    def _mix_chunk(self, pending: list, experts: "Experts", costs: bool):
         """Mix one chunk with its count experts (its text counted every COUNT_EVERY tokens: the weights are fixed
-        within a chunk), then the weights take one step on the whole chunk."""
+        within a chunk), then the weights take one step on the whole chunk; costs: its targets' log-probabilities
+        only."""
         first = pending[0][0]
         net_logp = torch.cat([p[1] for p in pending])
         targets = torch.cat([p[2] for p in pending])
         logp = self.mixer.mix_and_update(net_logp, experts, targets)
         if self.bitcm is not None:
-            logp = self._bitwise(logp, targets)
+            logp = self._bitwise(logp, targets, costs)
+        elif costs:
+            logp = logp.gather(1, targets[:, None])[:, 0]
         return first, logp, targets, net_logp
 
-    def _bitwise(self, logp: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The bitwise model's distributions over the chunk's bytes, the mix one of its inputs at each bit (it
-        scores the bytes in order: each row from the bytes before it and the mix's row)."""
-        from .bitrows import byte_rows
+    def _bitwise(self, logp: torch.Tensor, targets: torch.Tensor, costs: bool) -> torch.Tensor:
+        """The bitwise model's distributions over the chunk's bytes, or with costs its targets' log-probabilities,
+        the mix one of its inputs at each bit (it scores the bytes in order: each from the bytes before it and the
+        mix's row)."""
+        from .bitrows import byte_rows, bytes_share
 
         tokens = targets.cpu().numpy()
         is_byte = tokens < 256
         mixed = logp.double().cpu().numpy()
+        if costs:
+            out = mixed[np.arange(len(tokens)), tokens]  # a non-byte token (BOS): the mix's
+            out[is_byte] = self.bitcm.costs(tokens[is_byte], mixed[is_byte, :256]) + bytes_share(logp.shape[1])
+            return torch.from_numpy(out).to(logp)
         rows = byte_rows(self.bitcm.score(tokens[is_byte], mixed[is_byte, :256]), is_byte, logp.shape[1])
         rows[~is_byte] = mixed[~is_byte]  # a non-byte token (BOS): the mix's row
         return torch.from_numpy(rows).to(logp)
