@@ -5,6 +5,7 @@ fills the context window, it is rebuilt from the last half window, so the cost
 per generated token stays bounded however long the output grows.
 """
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -48,6 +49,13 @@ class KVCache:
         self.tokens = torch.zeros(batch, 0, dtype=torch.long, device=device)
         self.length = 0
 
+    def emptied_rows(self, rows: slice) -> "KVCache":
+        """A view of rows `rows` (writing to it writes to this cache), empty: to fill them again from position 0."""
+        view = copy.copy(self)
+        view.k, view.v = [t[rows] for t in self.k], [t[rows] for t in self.v]
+        view.tokens, view.length = self.tokens[rows, :0], 0
+        return view
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, c: TransformerConfig):
@@ -83,6 +91,8 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
     def _attend(self, q, k, v, n_q: int, n_k: int):
+        if n_q == 1:  # a step's one query sees every key: no mask to build and read (the same floats)
+            return F.scaled_dot_product_attention(q, k, v)
         if n_q == n_k:
             # no dropout on the attention weights: on a CPU it takes PyTorch off its fused kernel and doubled
             # the attention's cost (a 10-minute default run trained at 21k instead of 38k tokens/s); the
@@ -174,11 +184,12 @@ class Transformer(SeqModel):
         if state is None:
             return self._run(idx, None, 0), None
         if state.length + T > self.max_context:
-            # Re-prefill from the last half window (amortised: once per half window of tokens).
+            # Re-prefill from the last half window (amortised: once per half window of tokens)
             keep = max(self.max_context // 2, T)
             history = torch.cat([state.tokens, idx], dim=1)[:, -keep:]
-            state.length, state.tokens = 0, history[:, :0]
-            x, state = self.features(history, state)
+            # (all its positions to the last layer's end: its attention for the last T alone rounds otherwise)
+            x = torch.cat([self._run(history[rows], state.emptied_rows(rows), 0) for rows in _row_slices(B)])
+            state.length, state.tokens = keep, history
             return x[:, -T:], state
         x = self._run(idx, state, state.length)
         state.length += T
@@ -257,3 +268,13 @@ def features_masked(model: Transformer, idx: torch.Tensor, pos: torch.Tensor, ca
         x = x + attn.resid_dropout(attn.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
         x = x + block.mlp(block.ln_2(x))
     return model.ln_f(x)
+
+
+REFILL_ROWS = 16  # rows re-read at a time: their activations (16 x 32 positions x 512 floats, 1 MB) stay in cache
+
+
+def _row_slices(batch: int) -> list[slice]:
+    """A cache's re-read, REFILL_ROWS rows at a time: at 256 rows x 32 positions (compress) the whole batch's
+    activations went to memory and back at every operation, and the re-read cost a quarter of the step; each row's
+    floats are the same either way (measured: compress's hash, bench/compress_floats.py)."""
+    return [slice(r, r + REFILL_ROWS) for r in range(0, batch, REFILL_ROWS)]
