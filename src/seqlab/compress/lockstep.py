@@ -160,7 +160,8 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
             active = lengths > j
             experts = reader.distributions() if reader else None
             net_logp, state = net.result()
-            logp = session.mixer.mix(net_logp, experts) if reader else net_logp
+            before = session.mixer.premix(net_logp, experts) if reader else net_logp  # what the weights learn from
+            logp = session.mixer.refine(before, experts) if reader else net_logp
             coded = _bitwise(bitwise, logp, active) if bitwise else logp  # the mixer learns from the mix before it
             tokens = pick(j, active, coded)
             if bitwise:
@@ -168,7 +169,7 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
             layout.read(j, tokens)
             last = j + 1 >= lengths.max()
             if reader:
-                pending.append((logp, net_logp, experts, tokens, active))
+                pending.append((before, net_logp, experts, tokens, active))
                 if len(pending) == every or last:
                     due, pending = pending, []
             x = torch.from_numpy(tokens)
@@ -213,12 +214,13 @@ def _bitwise(rows, logp: torch.Tensor, active: np.ndarray) -> torch.Tensor:
 
 
 def _learn_chunk(session, pending: list) -> None:
-    """A step of the mixing weights on the steps since the last (their rows with a token)."""
-    logp, net_logp, experts, tokens = [], [], [], []
+    """A step of the mixing weights on the steps since the last (their rows with a token), from the mix before the
+    SSE stage that each step kept (mixing them again cost a fifth of the worker)."""
+    before, net_logp, experts, tokens = [], [], [], []
     for lp, net, ex, tok, active in pending:
         rows = torch.from_numpy(active)
-        logp.append(lp[rows])
+        before.append(lp[rows])
         net_logp.append(net[rows])
         experts.append(ex.select(active))
         tokens.append(torch.from_numpy(tok[active]))
-    session.mixer.update(torch.cat(logp), torch.cat(net_logp), Experts.concat(experts), torch.cat(tokens))
+    session.mixer.learn(torch.cat(before), torch.cat(net_logp), Experts.concat(experts), torch.cat(tokens))
