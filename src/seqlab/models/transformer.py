@@ -66,8 +66,9 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(c.n_embd, c.n_embd, bias=c.bias)
         self.resid_dropout = nn.Dropout(c.dropout)
 
-    def forward(self, x, cache: KVCache | None = None, layer: int = 0, last: int = 0):
-        """last > 0: outputs for the last `last` positions only (they still attend to all of x)."""
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0, last: int = 0, every_query: bool = False):
+        """last > 0: outputs for the last `last` positions only (they still attend to all of x); every_query: their
+        attention computed with every position's, as a pass without `last` rounds it (a cache's re-read)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
@@ -76,7 +77,7 @@ class CausalSelfAttention(nn.Module):
             cache.k[layer][:, :, start : start + T] = k
             cache.v[layer][:, :, start : start + T] = v
             k, v = cache.k[layer][:, :, : start + T], cache.v[layer][:, :, : start + T]
-        if last:
+        if last and not every_query:
             q = q[:, :, -last:]
         n_q, n_k = q.shape[2], k.shape[2]
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.is_grad_enabled():
@@ -87,6 +88,8 @@ class CausalSelfAttention(nn.Module):
                 y = self._attend(q.float(), k.float(), v.float(), n_q, n_k)
         else:
             y = self._attend(q, k, v, n_q, n_k)
+        if last and every_query:
+            y, n_q = y[:, :, -last:], last
         y = y.transpose(1, 2).contiguous().view(B, n_q, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -138,10 +141,10 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
         self.mlp = MLP(c)
 
-    def forward(self, x, cache=None, layer=0, last: int = 0):
+    def forward(self, x, cache=None, layer=0, last: int = 0, every_query: bool = False):
         h = self.ln_1(x)
         x = x[:, -last:] if last else x
-        x = x + self.attn(h, cache, layer, last)
+        x = x + self.attn(h, cache, layer, last, every_query)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -187,10 +190,12 @@ class Transformer(SeqModel):
             # Re-prefill from the last half window (amortised: once per half window of tokens)
             keep = max(self.max_context // 2, T)
             history = torch.cat([state.tokens, idx], dim=1)[:, -keep:]
-            # (all its positions to the last layer's end: its attention for the last T alone rounds otherwise)
-            x = torch.cat([self._run(history[rows], state.emptied_rows(rows), 0) for rows in _row_slices(B)])
+            # the last layer's projection and MLP for the last T positions alone (a fifth of the re-read), its
+            # attention for all of them: the whole pass's floats (its attention for the last T alone rounds otherwise)
+            x = torch.cat([self._run(history[rows], state.emptied_rows(rows), 0, T, every_query=True)
+                           for rows in _row_slices(B)])
             state.length, state.tokens = keep, history
-            return x[:, -T:], state
+            return x, state
         x = self._run(idx, state, state.length)
         state.length += T
         state.tokens = torch.cat([state.tokens, idx], dim=1)
@@ -201,12 +206,13 @@ class Transformer(SeqModel):
         reads only the second half of each sliding window (a tenth less work at 4 layers)."""
         return self._run(idx, None, 0, last)
 
-    def _run(self, idx, cache, start: int, last: int = 0):
-        """Features (B, T, C) of idx at positions start.. (B, last, C: the last `last` only, when given)."""
+    def _run(self, idx, cache, start: int, last: int = 0, every_query: bool = False):
+        """Features (B, T, C) of idx at positions start.. (B, last, C: the last `last` only, when given; every_query:
+        as CausalSelfAttention's)."""
         pos = torch.arange(start, start + idx.shape[1], device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
         for i, block in enumerate(self.h):
-            x = block(x, cache, i, last if i == len(self.h) - 1 else 0)
+            x = block(x, cache, i, last if i == len(self.h) - 1 else 0, every_query)
         return self.ln_f(x)
 
     def output_layer(self) -> nn.Module:
