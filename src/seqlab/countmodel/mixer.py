@@ -355,24 +355,20 @@ class OnlineMixer:
         logits.view(-1)[flat] += (bonus * w[row, 1:]).sum(1)  # each (row, token) is one entry
         return torch.log_softmax(logits, dim=-1)
 
-    def update(self, logp: torch.Tensor, net_logp: torch.Tensor, experts: Experts, targets: torch.Tensor):
-        """One gradient step on the chunk's log loss (the chunk is already scored: causal).
+    def learn(self, before: torch.Tensor, net_logp: torch.Tensor, experts: Experts, targets: torch.Tensor) -> None:
+        """One gradient step on the chunk's log loss (the chunk is already scored: causal), from the mix before the
+        SSE stage (premix's: compress keeps it from its mix, not mixed again).
 
         The gradient of a weight is its feature's expected value under the mix less its value at the
         target; an expert's base cancels out of that, leaving the bonuses. The weights learn from the
         mix before the SSE stage; the SSE stage from its own input and the targets.
         """
-        # `logp` went through the SSE stage: the mix before it, again
-        self.learn(logp if self.sse is None else self.premix(net_logp, experts), net_logp, experts, targets)
-
-    def learn(self, before: torch.Tensor, net_logp: torch.Tensor, experts: Experts, targets: torch.Tensor) -> None:
-        """update's step from the mix before the SSE stage (premix's, kept: compress's chunks, not mixed twice)."""
         if self.sse is not None:
             self.sse.learn(before, self._sse_context(experts, before), targets)
         self._learn(before, net_logp, experts, targets)
 
     def _learn(self, logp: torch.Tensor, net_logp: torch.Tensor, experts: Experts, targets: torch.Tensor) -> None:
-        """update's step of the weights, from the mix before the SSE stage."""
+        """learn's step of the weights, from the mix before the SSE stage."""
         n, V = logp.shape
         row, flat, bonus = self._entries(experts, logp)
         bucket = torch.from_numpy(experts.bucket).to(logp.device)
