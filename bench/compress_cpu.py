@@ -66,7 +66,7 @@ def measure(name: str, fn) -> object:
     wall, cpu, main = time.perf_counter() - wall, time.process_time() - cpu, time.thread_time() - main
     print(f"{name}: {len(data) / wall / 1000:.2f} KB/s wall, {len(data) / cpu / 1000:.2f} KB per CPU-s; "
           f"CPU {cpu:.2f} s = main thread {main:.2f} + network worker {network[0]:.2f} "
-          f"+ the rest {cpu - main - network[0]:.2f} (the worker's weights steps)")
+          f"+ the rest {cpu - main - network[0]:.2f} (the weights steps the worker took)")
     if profile:
         pstats.Stats(profile).sort_stats("cumulative").print_stats(args.profile)
     return out

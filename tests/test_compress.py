@@ -313,3 +313,22 @@ def test_warmth_codes_its_own_format_round_trips_over_segments_and_old_files_dec
     # the warmth formats name torch by a tag of VERSION_TAG bytes: a shorter header
     assert Header.unpack(old, "x")[1] - Header.unpack(blob, "x")[1] == len(torch.__version__) + 1 - VERSION_TAG
     assert decompress_bytes(load(run.path), old) == data
+
+
+def test_the_main_thread_takes_the_weights_step_the_worker_has_not_begun(monkeypatch):
+    """The mixing weights' step queued behind the network's: taken by the main thread while the worker is busy, else
+    waited for; once either way."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    taken = []
+    monkeypatch.setattr(lockstep, "_learn_chunk", lambda session, chunk: taken.append(("main", chunk)))
+    network = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(network.wait)  # the network's step, still running
+        lockstep._learnt((pool.submit(taken.append, ("worker", 1)), 1), None)
+        network.set()
+        begun = pool.submit(taken.append, ("worker", 2))
+        begun.result()
+        lockstep._learnt((begun, 2), None)
+    assert taken == [("main", 1), ("worker", 2)]

@@ -192,7 +192,7 @@ def test_sparse_mixing_equals_the_dense_geometric_mix():
     expected = torch.log_softmax(torch.einsum("nev,ne->nv", feats, dense.weights[b]), dim=-1)
     logp = sparse.mix(net, experts)
     torch.testing.assert_close(logp, expected, rtol=1e-5, atol=1e-5)
-    sparse.update(logp, net, experts, targets)
+    sparse.learn(sparse.premix(net, experts), net, experts, targets)
     grad = torch.zeros_like(dense.weights).index_add_(
         0, b, torch.einsum("nv,nev->ne", expected.exp(), feats) - feats[torch.arange(199), :, targets])
     grad /= torch.bincount(b, minlength=len(grad)).clamp_min(1)[:, None]

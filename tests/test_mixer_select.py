@@ -37,8 +37,7 @@ def last_chunk_bits(mixer: OnlineMixer, chunks: int = 40) -> float:
     rng = np.random.default_rng(0)
     for _ in range(chunks):
         net, experts, targets = two_context_chunk(rng)
-        logp = mixer.mix(net, experts)
-        mixer.update(logp, net, experts, targets)
+        mixer.learn(mixer.premix(net, experts), net, experts, targets)
     net, experts, targets = two_context_chunk(rng)
     return float(-mixer.mix(net, experts).gather(1, targets[:, None]).mean() / np.log(2))
 
@@ -136,6 +135,6 @@ def test_warmth_leaves_warm_positions_alone_and_flattens_a_texts_first_token():
             logits[np.arange(len(net)), experts.token] += torch.from_numpy(experts.bonus[:, 0]) * w[:, 1]
             torch.testing.assert_close(after, torch.log_softmax(logits, dim=-1))
     experts.small[:, WARMTH_COLUMN] = rng.integers(1, WARMTH_LEVELS, len(net))
-    warm.update(warm.mix(net, experts), net, experts, targets)
+    warm.learn(warm.premix(net, experts), net, experts, targets)
     assert not warm.sets[0][1][WARMTH_LEVELS - 1].any()  # the warm bucket's row: still none
     assert warm.sets[0][1][1:WARMTH_LEVELS - 1].ne(warm._set_prior("warmth", WARMTH_LEVELS, warm.weights)[1:-1]).any()

@@ -86,6 +86,24 @@ def test_transformer_cache_rebuilds_when_full():
     assert torch.allclose(logits, ref[:, -1], atol=1e-5)
 
 
+
+def test_transformer_cache_rebuilds_rows_a_slice_at_a_time():
+    """The re-read fills the cache REFILL_ROWS rows at a time (a partial slice last), its last layer's output for
+    the last position alone: at every step, the re-read's and those after it (which read its cache), the logits are
+    what a fresh pass over the tokens the cache holds gives."""
+    from seqlab.models.transformer import REFILL_ROWS
+
+    model = tiny("transformer")  # block_size 32: the re-read at token 33, then 12 steps from the rebuilt cache
+    rows = 2 * REFILL_ROWS + 3
+    x = torch.randint(0, 50, (rows, 45))
+    state = model.init_state(rows, "cpu")
+    with torch.no_grad():
+        _, state = model(x[:, :30], state)
+        for t in range(30, 45):
+            logits, state = model.step(x[:, t], state)
+            assert torch.equal(state.tokens, x[:, t + 1 - state.length : t + 1])
+            assert torch.allclose(logits, model(state.tokens)[0][:, -1], atol=1e-5)
+
 @pytest.mark.parametrize("arch", ALL)
 def test_checkpoint_round_trip(arch, tmp_path):
     model = tiny(arch)

@@ -9,8 +9,9 @@ count-model blend of S rows (LockstepReader), one mix. The count model's session
 one for the whole file: every segment's tokens are counted every COUNT_EVERY steps
 (countmodel/session.py), as eval counts its text every COUNT_EVERY tokens, and the
 mixing weights take a step every `max(1, chunk // S)` steps, on as many tokens as
-eval's chunk. The network's step, then the mixing weights' step on the last chunk, run in a worker
-thread beside the count model's blend (numpy and torch each release the GIL in their kernels).
+eval's chunk. The network's step runs in a worker thread beside the count model's blend (numpy and torch each
+release the GIL in their kernels); the mixing weights' step on the last chunk is queued behind it, and the main
+thread takes it back if the worker has not begun it when the blend is done (_learnt).
 
 With the count model's bitwise model on (counts.bitcm, formats 71-74 and 79-82), the mix's rows go through it
 (countmodel/bitrows.py BitRows: a row per segment over the shared slow state, its recent state its own) before
@@ -108,13 +109,17 @@ class Layout:
         return np.concatenate([rows[row, :n] for row, n in enumerate(self.lengths)]) if len(rows) else rows
 
 
-def _worker_step(model, x: torch.Tensor, state, bf16: bool, session, due: list):
-    """The network's step, then the mixing weights' step on the chunk `due` (none: []), in the worker, beside the
-    main thread's count-model blend: only the mix after both reads the weights (the same floats in either thread)."""
-    out = _network_step(model, x, state, bf16)
-    if due:
-        _learn_chunk(session, due)
-    return out
+def _learnt(learning: tuple | None, session) -> None:
+    """The mixing weights' step on a chunk (learning: its future in the worker, queued behind the network's step, and
+    the chunk), done before the next mix reads the weights: taken here if the worker has not begun it, so whichever
+    thread is free first takes it (the same floats in either thread)."""
+    if learning is None:
+        return
+    future, chunk = learning
+    if future.cancel():
+        _learn_chunk(session, chunk)
+    else:
+        future.result()
 
 
 def _network_step(model, x: torch.Tensor, state, bf16: bool):
@@ -151,16 +156,19 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     adapt_every = max(1, adapter.chunk // n_rows) if adapter is not None else 0
     known = x[:, None].repeat(1, steps + 1) if adapter is not None else None
     pending: list = []
-    due: list = []  # a chunk whose weights' step the worker takes with the next network step
+    due: list = []  # a chunk whose weights' step is queued behind the next network step
+    learning = None  # (its future, the chunk)
     j = 0
     # the worker's torch threads are its own (OpenMP's count is per thread): set in it, as in this one
     with ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(threads,)) as pool, TorchThreads(threads):
-        net = pool.submit(_worker_step, model, x, state, bf16, session, []) if steps else None
+        net = pool.submit(_network_step, model, x, state, bf16) if steps else None
         while j < lengths.max(initial=0):
             active = lengths > j
             experts = reader.distributions() if reader else None
+            _learnt(learning, session)
             net_logp, state = net.result()
-            logp = session.mixer.mix(net_logp, experts) if reader else net_logp
+            before = session.mixer.premix(net_logp, experts) if reader else net_logp  # what the weights learn from
+            logp = session.mixer.refine(before, experts) if reader else net_logp
             coded = _bitwise(bitwise, logp, active) if bitwise else logp  # the mixer learns from the mix before it
             tokens = pick(j, active, coded)
             if bitwise:
@@ -168,7 +176,7 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
             layout.read(j, tokens)
             last = j + 1 >= lengths.max()
             if reader:
-                pending.append((logp, net_logp, experts, tokens, active))
+                pending.append((before, net_logp, experts, tokens, active))
                 if len(pending) == every or last:
                     due, pending = pending, []
             x = torch.from_numpy(tokens)
@@ -177,7 +185,8 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
                 if (j + 1) % adapt_every == 0 or last:
                     adapter.learn_rows(known[:, : j + 2], torch.from_numpy(lengths + 1), adapt_every)
             if not last:  # the next step's network (and the weights' step on `due`) beside the counting below
-                net = pool.submit(_worker_step, model, x, state, bf16, session, due)
+                net = pool.submit(_network_step, model, x, state, bf16)
+                learning = (pool.submit(_learn_chunk, session, due), due) if due else None
                 due = []
             if reader:
                 reader.append(tokens, active)
@@ -213,12 +222,13 @@ def _bitwise(rows, logp: torch.Tensor, active: np.ndarray) -> torch.Tensor:
 
 
 def _learn_chunk(session, pending: list) -> None:
-    """A step of the mixing weights on the steps since the last (their rows with a token)."""
-    logp, net_logp, experts, tokens = [], [], [], []
+    """A step of the mixing weights on the steps since the last (their rows with a token), from the mix before the
+    SSE stage that each step kept (mixing them again cost a fifth of the worker)."""
+    before, net_logp, experts, tokens = [], [], [], []
     for lp, net, ex, tok, active in pending:
         rows = torch.from_numpy(active)
-        logp.append(lp[rows])
+        before.append(lp[rows])
         net_logp.append(net[rows])
         experts.append(ex.select(active))
         tokens.append(torch.from_numpy(tok[active]))
-    session.mixer.update(torch.cat(logp), torch.cat(net_logp), Experts.concat(experts), torch.cat(tokens))
+    session.mixer.learn(torch.cat(before), torch.cat(net_logp), Experts.concat(experts), torch.cat(tokens))

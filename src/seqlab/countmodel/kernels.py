@@ -4,14 +4,15 @@ Compress's lockstep rows look up a few thousand contexts a step in every table; 
 them at once costs a dozen calls a step of the search, and merging the tables' entries cost a sort of them all.
 These loops give the very same integers and sums, so every figure and every compressed file stays what it was
 (tests/test_rowkernels.py holds each to its numpy twin). Imported by tables.py where used, not at its import:
-importing numba costs every verb's start ~0.3 s.
+importing numba costs every verb's start ~0.3 s. They release the GIL (nogil), as numpy's loops do: compress's
+network worker runs its Python between torch's kernels beside them.
 """
 
 import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def directory_search(contexts, directory, shift, depth, query):
     """CountTable._candidate for a table with a directory: per query, the only stored context that can equal it (the
     first >= it within its bucket of the directory; the last, past the end), by `depth` steps of binary search in
@@ -34,7 +35,7 @@ def directory_search(contexts, directory, shift, depth, query):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def merge_sorted(keys, counts, offsets):
     """tables._sum_by_key of parts laid end to end (keys[offsets[p]:offsets[p + 1]]), each sorted and distinct (a
     table's lookup, row << 16 | token; a table's keys): (the sorted distinct keys, their counts summed in part
@@ -60,7 +61,7 @@ def merge_sorted(keys, counts, offsets):
         n += 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def blend_shares(blocks, share0, total, escape, erow, row, order, block_of, slot, counts):
     """mixer._blends' floats before its logs, computed as it computes them (the same operations in the same order,
     so the same floats): per block i of orders, the share every token gets (shares[i], (n,)) and each entry's extra
@@ -99,7 +100,7 @@ def blend_shares(blocks, share0, total, escape, erow, row, order, block_of, slot
     return shares, ratios
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def spread(types, tokens, counts, inverse):
     """mixer._spread's first part: each unique context's continuations (types (u,), its entries' tokens and counts
     laid end to end) given to every query that has it (inverse (queries,)): the queries' types and totals, and their
@@ -127,7 +128,7 @@ def spread(types, tokens, counts, inverse):
     return q_types, q_total, query, q_tokens, q_counts
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def entries_of(contexts, bounds, tokens, counts, at, query):
     """CountTable.lookup's answer from each query's candidate `at` (the only stored context that can equal it):
     (rows, next tokens as int64, counts) of every entry of the queries found, by query."""

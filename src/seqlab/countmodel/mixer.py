@@ -324,12 +324,15 @@ class OnlineMixer:
     # mix keeps no state: surprise's judge calls it from several threads at once
     def mix(self, net_logp: torch.Tensor, experts: Experts) -> torch.Tensor:
         """Mixed log-probabilities (n, V)."""
-        before = self._mix(net_logp, experts)
+        return self.refine(self.premix(net_logp, experts), experts)
+
+    def refine(self, before: torch.Tensor, experts: Experts) -> torch.Tensor:
+        """The mix after the SSE stage, from the mix before it (premix's)."""
         return before if self.sse is None else self.sse.refine(before, self._sse_context(experts, before))
 
     def mix_and_update(self, net_logp: torch.Tensor, experts: Experts, targets: torch.Tensor) -> torch.Tensor:
         """mix, then update on the same chunk (eval's), the mix before the SSE stage computed once."""
-        before = self._mix(net_logp, experts)
+        before = self.premix(net_logp, experts)
         if self.sse is None:
             self._learn(before, net_logp, experts, targets)
             return before
@@ -340,8 +343,8 @@ class OnlineMixer:
         self._learn(before, net_logp, experts, targets)
         return after
 
-    def _mix(self, net_logp: torch.Tensor, experts: Experts) -> torch.Tensor:
-        """The mix before the SSE stage. The experts' bases are constant along each row, which the
+    def premix(self, net_logp: torch.Tensor, experts: Experts) -> torch.Tensor:
+        """The mix before the SSE stage, which the weights learn from (learn). The experts' bases are constant along each row, which the
         softmax takes out: only the network and the entries' bonuses are weighed."""
         w = self.weights[torch.from_numpy(experts.bucket).to(net_logp.device)]  # (n, 1 + E)
         small = self._small(experts, net_logp) if self.sets else None
@@ -352,20 +355,20 @@ class OnlineMixer:
         logits.view(-1)[flat] += (bonus * w[row, 1:]).sum(1)  # each (row, token) is one entry
         return torch.log_softmax(logits, dim=-1)
 
-    def update(self, logp: torch.Tensor, net_logp: torch.Tensor, experts: Experts, targets: torch.Tensor):
-        """One gradient step on the chunk's log loss (the chunk is already scored: causal).
+    def learn(self, before: torch.Tensor, net_logp: torch.Tensor, experts: Experts, targets: torch.Tensor) -> None:
+        """One gradient step on the chunk's log loss (the chunk is already scored: causal), from the mix before the
+        SSE stage (premix's: compress keeps it from its mix, not mixed again).
 
         The gradient of a weight is its feature's expected value under the mix less its value at the
         target; an expert's base cancels out of that, leaving the bonuses. The weights learn from the
         mix before the SSE stage; the SSE stage from its own input and the targets.
         """
-        if self.sse is not None:  # `logp` went through the SSE stage: the mix before it, again
-            logp = self._mix(net_logp, experts)
-            self.sse.learn(logp, self._sse_context(experts, logp), targets)
-        self._learn(logp, net_logp, experts, targets)
+        if self.sse is not None:
+            self.sse.learn(before, self._sse_context(experts, before), targets)
+        self._learn(before, net_logp, experts, targets)
 
     def _learn(self, logp: torch.Tensor, net_logp: torch.Tensor, experts: Experts, targets: torch.Tensor) -> None:
-        """update's step of the weights, from the mix before the SSE stage."""
+        """learn's step of the weights, from the mix before the SSE stage."""
         n, V = logp.shape
         row, flat, bonus = self._entries(experts, logp)
         bucket = torch.from_numpy(experts.bucket).to(logp.device)

@@ -4,7 +4,8 @@ numpy computed words.word_contexts over each row's last REACH tokens (some thirt
 keep the last position's; this computes that position's alone, the very same integers, so the floats mixed from
 them do not change: a file coded before it decodes with it (tests/test_rowkernels.py holds it to word_contexts).
 
-Imported where compress needs it only: importing numba costs every verb's start ~0.3 s.
+Imported where compress needs it only: importing numba costs every verb's start ~0.3 s. The GIL is released
+(nogil), as in kernels.py.
 """
 
 import numpy as np
@@ -24,7 +25,7 @@ _WORD_TAG = np.uint64(1) << np.uint64(48 - 1)
 assert WORD_ORDERS == 2
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _finalise(z):
     """tables._finalise (splitmix64's finaliser) of one id."""
     z ^= z >> _S30
@@ -34,7 +35,7 @@ def _finalise(z):
     return z ^ (z >> _S31)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _window_hash(tokens, row, folded, start, stop):
     """words._window of the folded tokens start..stop-1 of one row: sum of (folded + 1) * MUL**(m - start)."""
     h, power = np.uint64(0), _ONE
@@ -44,7 +45,7 @@ def _window_hash(tokens, row, folded, start, stop):
     return h
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def last_word_contexts(tokens, letter, folded):
     """(n, WORD_ORDERS) uint64: words.word_contexts' ids of the position after each row of tokens (n, w) (each row a
     text from its start), i.e. word_contexts(np.pad(tokens, ((0, 0), (0, 1))))[:, -1], without the other positions."""

@@ -5,6 +5,7 @@ fills the context window, it is rebuilt from the last half window, so the cost
 per generated token stays bounded however long the output grows.
 """
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -48,6 +49,13 @@ class KVCache:
         self.tokens = torch.zeros(batch, 0, dtype=torch.long, device=device)
         self.length = 0
 
+    def emptied_rows(self, rows: slice) -> "KVCache":
+        """A view of rows `rows` (writing to it writes to this cache), empty: to fill them again from position 0."""
+        view = copy.copy(self)
+        view.k, view.v = [t[rows] for t in self.k], [t[rows] for t in self.v]
+        view.tokens, view.length = self.tokens[rows, :0], 0
+        return view
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, c: TransformerConfig):
@@ -58,8 +66,9 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(c.n_embd, c.n_embd, bias=c.bias)
         self.resid_dropout = nn.Dropout(c.dropout)
 
-    def forward(self, x, cache: KVCache | None = None, layer: int = 0, last: int = 0):
-        """last > 0: outputs for the last `last` positions only (they still attend to all of x)."""
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0, last: int = 0, every_query: bool = False):
+        """last > 0: outputs for the last `last` positions only (they still attend to all of x); every_query: their
+        attention computed with every position's, as a pass without `last` rounds it (a cache's re-read)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
@@ -68,7 +77,7 @@ class CausalSelfAttention(nn.Module):
             cache.k[layer][:, :, start : start + T] = k
             cache.v[layer][:, :, start : start + T] = v
             k, v = cache.k[layer][:, :, : start + T], cache.v[layer][:, :, : start + T]
-        if last:
+        if last and not every_query:
             q = q[:, :, -last:]
         n_q, n_k = q.shape[2], k.shape[2]
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.is_grad_enabled():
@@ -79,10 +88,14 @@ class CausalSelfAttention(nn.Module):
                 y = self._attend(q.float(), k.float(), v.float(), n_q, n_k)
         else:
             y = self._attend(q, k, v, n_q, n_k)
+        if last and every_query:
+            y, n_q = y[:, :, -last:], last
         y = y.transpose(1, 2).contiguous().view(B, n_q, C)
         return self.resid_dropout(self.c_proj(y))
 
     def _attend(self, q, k, v, n_q: int, n_k: int):
+        if n_q == 1:  # a step's one query sees every key: no mask to build and read (the same floats)
+            return F.scaled_dot_product_attention(q, k, v)
         if n_q == n_k:
             # no dropout on the attention weights: on a CPU it takes PyTorch off its fused kernel and doubled
             # the attention's cost (a 10-minute default run trained at 21k instead of 38k tokens/s); the
@@ -128,10 +141,10 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
         self.mlp = MLP(c)
 
-    def forward(self, x, cache=None, layer=0, last: int = 0):
+    def forward(self, x, cache=None, layer=0, last: int = 0, every_query: bool = False):
         h = self.ln_1(x)
         x = x[:, -last:] if last else x
-        x = x + self.attn(h, cache, layer, last)
+        x = x + self.attn(h, cache, layer, last, every_query)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -174,12 +187,15 @@ class Transformer(SeqModel):
         if state is None:
             return self._run(idx, None, 0), None
         if state.length + T > self.max_context:
-            # Re-prefill from the last half window (amortised: once per half window of tokens).
+            # Re-prefill from the last half window (amortised: once per half window of tokens)
             keep = max(self.max_context // 2, T)
             history = torch.cat([state.tokens, idx], dim=1)[:, -keep:]
-            state.length, state.tokens = 0, history[:, :0]
-            x, state = self.features(history, state)
-            return x[:, -T:], state
+            # the last layer's projection and MLP for the last T positions alone (a fifth of the re-read), its
+            # attention for all of them: the whole pass's floats (its attention for the last T alone rounds otherwise)
+            x = torch.cat([self._run(history[rows], state.emptied_rows(rows), 0, T, every_query=True)
+                           for rows in _row_slices(B)])
+            state.length, state.tokens = keep, history
+            return x, state
         x = self._run(idx, state, state.length)
         state.length += T
         state.tokens = torch.cat([state.tokens, idx], dim=1)
@@ -190,12 +206,13 @@ class Transformer(SeqModel):
         reads only the second half of each sliding window (a tenth less work at 4 layers)."""
         return self._run(idx, None, 0, last)
 
-    def _run(self, idx, cache, start: int, last: int = 0):
-        """Features (B, T, C) of idx at positions start.. (B, last, C: the last `last` only, when given)."""
+    def _run(self, idx, cache, start: int, last: int = 0, every_query: bool = False):
+        """Features (B, T, C) of idx at positions start.. (B, last, C: the last `last` only, when given; every_query:
+        as CausalSelfAttention's)."""
         pos = torch.arange(start, start + idx.shape[1], device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
         for i, block in enumerate(self.h):
-            x = block(x, cache, i, last if i == len(self.h) - 1 else 0)
+            x = block(x, cache, i, last if i == len(self.h) - 1 else 0, every_query)
         return self.ln_f(x)
 
     def output_layer(self) -> nn.Module:
@@ -257,3 +274,13 @@ def features_masked(model: Transformer, idx: torch.Tensor, pos: torch.Tensor, ca
         x = x + attn.resid_dropout(attn.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
         x = x + block.mlp(block.ln_2(x))
     return model.ln_f(x)
+
+
+REFILL_ROWS = 16  # rows re-read at a time: their activations (16 x 32 positions x 512 floats, 1 MB) stay in cache
+
+
+def _row_slices(batch: int) -> list[slice]:
+    """A cache's re-read, REFILL_ROWS rows at a time: at 256 rows x 32 positions (compress) the whole batch's
+    activations went to memory and back at every operation, and the re-read cost a quarter of the step; each row's
+    floats are the same either way (measured: compress's hash, bench/compress_floats.py)."""
+    return [slice(r, r + REFILL_ROWS) for r in range(0, batch, REFILL_ROWS)]
