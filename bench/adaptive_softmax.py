@@ -1,15 +1,15 @@
-"""Full vs adaptive softmax on a BPE vocabulary: training tokens/s, output-layer time, held-out bits per byte.
+"""Full, adaptive and sampled softmax on a BPE vocabulary: training tokens/s, output-layer time, held-out bits/byte.
 
     python bench/adaptive_softmax.py --threads 1              # bpe:8192 on Debian's copyright files, ~1.5 min
     python bench/adaptive_softmax.py --vocab 16384 --arch lstm --steps 60 --batch 16
 
 The corpus is every /usr/share/doc/*/copyright file (duplicates dropped, sorted, capped
 at --max-bytes), so the figure can be re-measured on any Debian-like machine. One model
-configuration is built twice, --softmax full and adaptive, from the same seed; both train
-on the same batches, taking turns step by step, so load from other processes on a shared
-machine falls on both alike. A step is what `seqlab train` does: model.loss, backward,
-clipped AdamW on the same schedule. The output layer is then timed alone (forward and
-backward of the loss from fixed features), and both models score the same held-out sample.
+configuration is built three times, --softmax full, adaptive and sampled (negative sampling
+of the tied table), from the same seed; all train on the same batches, taking turns step by step (the order
+rotating), so load from other processes on a shared machine falls on all alike. A step is what `seqlab train`
+does: model.loss, backward, clipped AdamW on the same schedule. The output layer is then timed alone (forward and
+backward of the loss from fixed features), and every model scores the same held-out sample.
 Speed-ups are ratios of median seconds with a 95% interval from resampling the steps (or
 output-layer repeats) as pairs (stats.ratio_interval), and the range of the pair-by-pair ratios.
 """
@@ -69,10 +69,10 @@ def output_layer_seconds(model, x, y) -> float:
     head = model.output_layer()
     x = x.detach().requires_grad_()
     start = time.perf_counter()
-    if model.config.softmax == "adaptive":
-        loss = head.loss(x, y)
-    else:
+    if model.config.softmax == "full":
         loss = F.cross_entropy(head(x), y)
+    else:
+        loss = head.loss(x, y)
     loss.backward()
     return time.perf_counter() - start
 
@@ -83,6 +83,7 @@ def main() -> None:
     p.add_argument("--vocab", type=int, default=8192, help="BPE vocabulary size")
     p.add_argument("--max-bytes", type=int, default=1_500_000, help="corpus size cap")
     p.add_argument("--steps", type=int, default=30, help="training steps of each model")
+    p.add_argument("--n-embd", type=int, default=0, help="lstm: embedding width (0: the hidden size)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--eval-tokens", type=int, default=8192, help="held-out tokens scored per model")
@@ -97,15 +98,17 @@ def main() -> None:
         cfg = RunConfig(arch=args.arch, data=DataConfig(paths=[str(corpus)], tokenizer=f"bpe:{args.vocab}"))
         _, tokenizer, data = prepare_data(cfg, Path(tmp), resume=False)
     tc = TrainConfig(max_steps=args.steps, batch_size=args.batch, seq_len=args.seq_len)
-    kinds = ["full", "adaptive"]
+    kinds = ["full", "adaptive", "sampled"]
     models, optims = {}, {}
     for kind in kinds:
         torch.manual_seed(tc.seed)  # the same body weights for both
-        models[kind] = build_model(args.arch, {**MODELS[args.arch], "vocab_size": tokenizer.vocab_size,
-                                               "softmax": kind}).train()
+        shape = {**MODELS[args.arch], **({"n_embd": args.n_embd} if args.n_embd else {})}
+        models[kind] = build_model(args.arch, {**shape, "vocab_size": tokenizer.vocab_size, "softmax": kind}).train()
         optims[kind] = make_optimizer(models[kind], tc)
     head = models["adaptive"].output_layer()
-    head.order_by_frequency(np.bincount(data.train, minlength=tokenizer.vocab_size))  # as seqlab train does
+    counts = np.bincount(data.train, minlength=tokenizer.vocab_size)
+    head.order_by_frequency(counts)  # as seqlab train does
+    models["sampled"].output_layer().set_noise(counts)
 
     rng = np.random.default_rng(tc.seed)
     step_times = {k: [] for k in kinds}
@@ -113,7 +116,7 @@ def main() -> None:
         starts = rng.integers(0, len(data.train) - args.seq_len - 1, args.batch)
         chunk = torch.from_numpy(data.train[starts[:, None] + np.arange(args.seq_len + 1)].astype(np.int64))
         x, y = chunk[:, :-1], chunk[:, 1:]
-        for kind in kinds if step % 2 == 0 else kinds[::-1]:  # alternate who goes first
+        for kind in kinds[step % 3:] + kinds[: step % 3]:  # rotate who goes first
             step_times[kind].append(train_step(models[kind], optims[kind], x, y, step / args.steps, tc))
 
     head_times = {k: [] for k in kinds}
@@ -132,20 +135,22 @@ def main() -> None:
     speed = {k: tokens / statistics.median(step_times[k][warm]) for k in kinds}
     head_ms = {k: 1000 * statistics.median(head_times[k]) for k in kinds}
     cutoffs = head.softmax.cutoffs[:-1]
-    print(f"{args.arch} {MODELS[args.arch]}, bpe:{tokenizer.vocab_size} on {data.train_bytes:,} training bytes "
+    print(f"{args.arch} {shape}, bpe:{tokenizer.vocab_size} on {data.train_bytes:,} training bytes "
           f"of Debian copyright files; adaptive cutoffs {cutoffs}; batch {args.batch} x {args.seq_len} tokens, "
           f"{args.steps} steps each, {torch.get_num_threads()} threads")
     print(f"{'softmax':<9} {'params':>11} {'train tokens/s':>15} {'output layer ms/step':>21} "
           f"{'held-out bpb':>13}")
     for k in kinds:
         print(f"{k:<9} {models[k].num_params():>11,} {speed[k]:>15,.0f} {head_ms[k]:>21.1f} {bpb[k]:>13.4f}")
-    for what, times in ("training tokens/s", {k: v[warm] for k, v in step_times.items()}), ("output layer", head_times):
-        ratio, low, high = ratio_interval(times["full"], times["adaptive"])
-        pairs = [f / a for f, a in zip(times["full"], times["adaptive"])]
-        print(f"speed-up of adaptive over full, {what}: {ratio:.2f}x (95% interval {low:.2f}-{high:.2f}x over "
-              f"{len(pairs)} alternating pairs; pair by pair {min(pairs):.2f}-{max(pairs):.2f}x)")
-    print(f"held-out bpb after {args.steps} steps: {bpb['full']:.4f} full, {bpb['adaptive']:.4f} adaptive "
-          f"({time.perf_counter() - t_start:.0f}s in all)")
+    for kind in kinds[1:]:
+        for what, times in ("training tokens/s", {k: v[warm] for k, v in step_times.items()}), ("output layer",
+                                                                                                 head_times):
+            ratio, low, high = ratio_interval(times["full"], times[kind])
+            pairs = [f / a for f, a in zip(times["full"], times[kind])]
+            print(f"speed-up of {kind} over full, {what}: {ratio:.2f}x (95% interval {low:.2f}-{high:.2f}x over "
+                  f"{len(pairs)} rotating rounds; round by round {min(pairs):.2f}-{max(pairs):.2f}x)")
+    print(f"held-out bpb after {args.steps} steps: " + ", ".join(f"{bpb[k]:.4f} {k}" for k in kinds)
+          + f" ({time.perf_counter() - t_start:.0f}s in all)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""--softmax adaptive: cheap training loss, full log-probabilities out of forward, every verb unchanged."""
+"""--softmax adaptive: cheap training loss, full log-probabilities out of forward, every verb unchanged; --softmax
+sampled: the tied table by negative sampling, still a language model."""
 
 import json
 import math
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from seqlab.__main__ import build_parser, main
 from seqlab.errors import SeqlabError
@@ -133,3 +135,54 @@ def test_byte_vocabulary_trains_with_a_note_and_exports_to_onnx_not_hf(corpus_fi
     with pytest.raises(SeqlabError, match="--softmax adaptive"):
         export(load(run_dir), tmp_path / "hf", "hf")
     assert export(load(run_dir), tmp_path / "m.onnx", "onnx").exists()  # checked against PyTorch's log-probs
+
+
+def sampled_config(corpus, steps: int = 60):
+    cfg = tiny_config(corpus, "lstm", steps)
+    cfg.data.tokenizer = BPE
+    cfg.model["softmax"] = "sampled"
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def sampled_run(tmp_path_factory, corpus_file):
+    return train(sampled_config(corpus_file), tmp_path_factory.mktemp("sampled"), log=quiet)
+
+
+def test_sampled_head_trains_the_tied_table_and_stays_a_language_model(sampled_run):
+    first, last = evals(sampled_run)[0], evals(sampled_run)[-1]
+    assert last["train_loss"] < 0.7 * first["train_loss"], (first, last)
+    assert last["val_bpb"] < 0.8 * first["val_bpb"], (first, last)  # forward's estimate of P(w | context) learns
+    model = load(sampled_run).model
+    assert model.output_layer().embed is model.input_embedding()  # tied after a checkpoint round trip
+
+
+def test_sampled_noise_is_the_training_unigram_to_three_quarters(sampled_run):
+    from seqlab.data.corpus import cache_root, encode_corpus, read_documents
+
+    run = load(sampled_run)
+    data = encode_corpus(read_documents(run.config.data.paths), [], run.tokenizer, run.config.data.val_fraction,
+                         cache_root())
+    weights = torch.from_numpy(np.bincount(data.train, minlength=run.tokenizer.vocab_size)).double() ** 0.75
+    torch.testing.assert_close(run.model.output_layer().noise.double(), weights / weights.sum())
+
+
+def test_sampled_forward_recovers_the_distribution_negative_sampling_was_fitted_to():
+    """With a constant context only the biases can fit: negative sampling drives bias(w) to
+    log(p(w) / (NEGATIVES * noise(w))), and forward adds log noise(w) back, so its softmax is p."""
+    from seqlab.models.heads import SampledHead
+
+    gen = torch.Generator().manual_seed(0)
+    p = torch.softmax(2 * torch.randn(12, generator=gen), 0)
+    head = SampledHead(nn.Embedding(12, 4))
+    head.embed.weight.requires_grad_(False)
+    head.set_noise(np.arange(1, 13) ** 2)  # a noise far from p: the offset has work to do
+    opt = torch.optim.Adam([head.bias], lr=0.05)
+    torch.manual_seed(0)
+    for _ in range(600):
+        opt.zero_grad()
+        head.loss(torch.zeros(512, 4), torch.multinomial(p, 512, replacement=True, generator=gen)).backward()
+        opt.step()
+    with torch.no_grad():
+        estimate = torch.softmax(head(torch.zeros(1, 4))[0], 0)
+    torch.testing.assert_close(estimate, p, atol=0.02, rtol=0)

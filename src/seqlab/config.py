@@ -16,7 +16,7 @@ from .options import (Kind, Numeric, PathKind, budget, corpus_path, device, inte
 
 FORMAT_VERSION = 1  # bump when a run directory written by older code can no longer be read
 STYLE_BY = ("file", "dir")  # what counts as one source for style vectors (models/style.py)
-SOFTMAXES = ("full", "adaptive")  # the output layer (models/heads.py)
+SOFTMAXES = ("full", "adaptive", "sampled")  # the output layer (models/heads.py)
 PRECISIONS = ("auto", "fp32", "bf16")  # train.precision (train/speed.py)
 TRACKERS = ("tensorboard",)  # what --log writes besides metrics.jsonl (tracking.py)
 ARCH_NAMES = ("transformer", "lstm", "qrnn", "conv", "stack")  # models.ARCHS, named here for RunConfig.arch

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import validate
-from .heads import AdaptiveHead, output_layer
+from .heads import AdaptiveHead, SampledHead, output_layer
 
 
 class SeqModel(nn.Module):
@@ -62,9 +62,10 @@ class SeqModel(nn.Module):
 
     def features_loss(self, x, targets):
         """Mean cross-entropy in nats of targets (B, T) given the features x (B, T, C) that precede them. With an
-        adaptive softmax only the clusters the targets fall in are scored; else the output layer's logits are."""
+        adaptive softmax only the clusters the targets fall in are scored; a sampled head's is its own objective
+        (negative sampling, not a cross-entropy); else the output layer's logits are."""
         head = self.output_layer()
-        if isinstance(head, AdaptiveHead):
+        if isinstance(head, (AdaptiveHead, SampledHead)):
             return head.loss(x, targets)
         return F.cross_entropy(head(x).float().flatten(0, 1), targets.flatten())
 

@@ -36,8 +36,8 @@ class ConvConfig:
     cycle: int = setting(5, non_negative)  # dilations restart every `cycle` layers (1, 2, .., 16, 1, 2, ..); 0 = never
     connection: str = setting("residual", one_of(*CONNECTIONS))  # "residual" or "dense"
     dropout: float = setting(0.1, dropout_rate)
-    softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding) or
-    # "adaptive" (large vocabularies; see heads.py)
+    softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding),
+    # "adaptive" (large vocabularies) or "sampled" (the tied table by negative sampling; see heads.py)
     cutoffs: list[int] = setting(kind=positive, factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
 
 

@@ -1,4 +1,5 @@
-"""The output layer: a full softmax tied to the embedding, or an adaptive softmax for large vocabularies.
+"""The output layer: a full softmax tied to the embedding, an adaptive softmax for large vocabularies, or the tied
+table trained by negative sampling.
 
 An adaptive softmax (Grave et al. 2017, "Efficient softmax approximation for GPUs") scores the frequent
 tokens plus one entry per rare cluster in a small head; a rare cluster's own tokens are scored, through a
@@ -10,16 +11,27 @@ Clusters are ranges of positions, so the tokens must be ordered by frequency. BP
 byte tokens come first, many never seen, then merges in merge order), so the head keeps a fixed
 permutation `rank` (token id -> position, most frequent first), set once from the training split's counts
 and saved with the weights: cutoffs then mean "the N most frequent tokens" for any tokenizer.
+
+Negative sampling (`sampled`; Mikolov et al. 2013, word2vec's objective with the network's features as the
+context) trains the tied table at a cost that does not grow with the vocabulary: each position scores its target's
+row and NEGATIVES rows drawn from the training split's unigram distribution ** 0.75, a logistic loss on each.
+Its optimum is score(w) = log P(w | context) - log(NEGATIVES * noise(w)), so `forward` adds log noise(w) back (the
+constant log NEGATIVES cancels in a softmax): the softmax of that is the model's estimate of P(w | context), and
+every verb that reads logits works unchanged (an estimate, not the full softmax's fit: its bits per byte are higher).
+It is there for the table: a word-level run's rows as word vectors (docs/vectors.md).
 """
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import SOFTMAXES
 from ..errors import SeqlabError
 
 DIV_VALUE = 4.0  # each rarer cluster's projection is this many times narrower (the paper's choice)
+NEGATIVES = 10  # rows drawn per position by negative sampling (word2vec's 5-20 for small corpora)
+NOISE_POWER = 0.75  # the noise distribution is unigram ** 0.75 (word2vec's)
 
 
 def default_cutoffs(vocab_size: int) -> list[int]:
@@ -35,6 +47,8 @@ def output_layer(config, n_in: int, embed: nn.Embedding, bias: bool = True) -> n
         return head
     if config.softmax == "adaptive":  # untied: its head and cluster projections have their own shapes
         return AdaptiveHead(n_in, config.vocab_size, config.cutoffs or default_cutoffs(config.vocab_size), bias)
+    if config.softmax == "sampled":
+        return SampledHead(embed, bias)
     raise SeqlabError(f"model.softmax={config.softmax!r} is not known; choose one of: {', '.join(SOFTMAXES)}")
 
 
@@ -63,3 +77,39 @@ class AdaptiveHead(nn.Module):
     def loss(self, x, targets):
         """Mean negative log-likelihood in nats of targets (...) given x (..., n_in), scoring only needed clusters."""
         return self.softmax(x.reshape(-1, x.shape[-1]), self.rank[targets.reshape(-1)]).loss
+
+
+class SampledHead(nn.Module):
+    """The tied table trained by negative sampling; `forward` gives logits whose softmax estimates P(w | context)."""
+
+    def __init__(self, embed: nn.Embedding, bias: bool = True):
+        super().__init__()
+        self.embed = embed  # the same module as the model's input embedding: tied
+        vocab_size = embed.weight.shape[0]
+        self.bias = nn.Parameter(torch.zeros(vocab_size)) if bias else None
+        self.register_buffer("noise", torch.full((vocab_size,), 1.0 / vocab_size))  # set from the split's counts
+
+    def set_noise(self, counts: np.ndarray) -> None:
+        """The noise distribution from training-split token counts (V,): unigram ** 0.75, normalised."""
+        weights = torch.from_numpy(counts.astype(np.float64)) ** NOISE_POWER
+        self.noise.copy_((weights / weights.sum()).to(self.noise))
+
+    def scores(self, x, ids):
+        """x (N, E), ids (N, K) -> each row's score x . row + bias (N, K)."""
+        rows = self.embed.weight[ids]  # (N, K, E)
+        out = torch.einsum("ne,nke->nk", x, rows)
+        return out if self.bias is None else out + self.bias[ids]
+
+    def forward(self, x):
+        """x (..., E) -> logits (..., V): the negative-sampling score plus log noise."""
+        offset = torch.log(self.noise.clamp_min(torch.finfo(self.noise.dtype).tiny))  # a never-seen token: ~-87
+        return F.linear(x, self.embed.weight, offset if self.bias is None else self.bias + offset)
+
+    def loss(self, x, targets):
+        """Mean over positions of the negative-sampling loss in nats: -log sigmoid(target's score) - sum over
+        NEGATIVES noise draws of log sigmoid(-score)."""
+        x = x.reshape(-1, x.shape[-1])  # (N, E)
+        noise = torch.multinomial(self.noise, x.shape[0] * NEGATIVES, replacement=True).view(-1, NEGATIVES)
+        ids = torch.cat([targets.reshape(-1, 1), noise], dim=1)  # (N, 1 + NEGATIVES)
+        s = self.scores(x, ids).float()
+        return -(F.logsigmoid(s[:, 0]) + F.logsigmoid(-s[:, 1:]).sum(1)).mean()

@@ -23,8 +23,8 @@ class LSTMConfig:
     n_hidden: int = setting(512, positive)
     n_embd: int = setting(0, non_negative)  # 0 = same as n_hidden, which lets the output layer share the embedding
     dropout: float = setting(0.1, dropout_rate)
-    softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding) or
-    # "adaptive" (large vocabularies; see heads.py)
+    softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding),
+    # "adaptive" (large vocabularies) or "sampled" (the tied table by negative sampling; see heads.py)
     cutoffs: list[int] = setting(kind=positive, factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
 
 

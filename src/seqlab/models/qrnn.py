@@ -34,8 +34,8 @@ class QRNNConfig:
     n_embd: int = setting(0, non_negative)  # 0 = same as n_hidden, which lets the output layer share the embedding
     window: int = setting(2, positive)  # convolution width: gates at t see inputs t-window+1..t
     dropout: float = setting(0.1, dropout_rate)
-    softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding) or
-    # "adaptive" (large vocabularies; see heads.py)
+    softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding),
+    # "adaptive" (large vocabularies) or "sampled" (the tied table by negative sampling; see heads.py)
     cutoffs: list[int] = setting(kind=positive, factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
 
 

@@ -36,8 +36,8 @@ class StackConfig:
     memory_width: int = setting(64, positive)  # m: width of each stack cell
     max_depth: int = setting(128, positive)  # K: cells kept; a push beyond them drops the bottom one
     dropout: float = setting(0.1, dropout_rate)
-    softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding) or
-    # "adaptive" (large vocabularies; see heads.py)
+    softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding),
+    # "adaptive" (large vocabularies) or "sampled" (the tied table by negative sampling; see heads.py)
     cutoffs: list[int] = setting(kind=positive, factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
 
 

@@ -30,8 +30,8 @@ class TransformerConfig:
     bias: bool = False
     layer_norm_eps: float = setting(1e-5, number(min=0, min_open=True))
     activation: str = setting("gelu", one_of("gelu", "gelu_exact"))  # "gelu" (tanh approx, as GPT-2) or exact
-    softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding) or
-    # "adaptive" (large vocabularies; see heads.py)
+    softmax: str = setting("full", one_of(*SOFTMAXES), flag="--softmax")  # "full" (tied to the embedding),
+    # "adaptive" (large vocabularies) or "sampled" (the tied table by negative sampling; see heads.py)
     cutoffs: list[int] = setting(kind=positive, factory=list)  # adaptive softmax clusters; [] = [vocab/8, vocab/2]
 
     def check(self) -> str | None:

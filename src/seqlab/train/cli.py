@@ -59,8 +59,8 @@ def add_cli(sub) -> None:
     clock_group.add_argument("--max-steps", type=integer(min=1), help="train for exactly N optimizer steps")
     p.add_argument("--tokenizer", type=option_for("data.tokenizer"), help="default byte")
     p.add_argument("--softmax", choices=SOFTMAXES,
-                   help="output layer: full (default) or adaptive, faster for large BPE vocabularies "
-                        "(clusters: --set model.cutoffs=A,B)")
+                   help="output layer: full (default); adaptive, faster for large BPE vocabularies "
+                        "(clusters: --set model.cutoffs=A,B); sampled: the tied table by negative sampling")
     p.add_argument("--out", type=new_run, help="run directory (default runs/DATE-ARCH; runs/latest points at it)")
     p.add_argument("--config", type=input_file, help="JSON file with config values (see config.json of any run)")
     p.add_argument("--resume", metavar="RUN", type=run_dir, help="continue a run from its last checkpoint")

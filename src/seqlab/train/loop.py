@@ -26,7 +26,7 @@ from ..data.tokenizer import build_tokenizer, load_tokenizer, reading, save_toke
 from ..errors import SeqlabError
 from ..models import build_model, map_state, model_config
 from ..models.base import state_batch_dims
-from ..models.heads import AdaptiveHead
+from ..models.heads import AdaptiveHead, SampledHead
 from .. import optim
 from ..optim import lr_at  # noqa: F401 (lr_at: the schedule's home for callers)
 from ..models.style import attach_styles, conditioned, for_document, style_sources, token_sources, train_bytes_by_source
@@ -221,11 +221,14 @@ def train(cfg: RunConfig, run_dir, resume: bool = False, log=print, rank: int = 
 
 
 def order_output_layer(model, data: TokenData, tokenizer, log) -> None:
-    """An adaptive softmax's clusters are ranges of training-split frequency (models/heads.py).
+    """An adaptive softmax's clusters are ranges of training-split frequency, a sampled head's noise distribution is
+    its unigram distribution ** 0.75 (models/heads.py).
 
-    On resume the checkpoint's own order, loaded next, replaces this identical one.
+    On resume the checkpoint's own order or noise, loaded next, replaces this identical one.
     """
     head = model.output_layer()
+    if isinstance(head, SampledHead):
+        head.set_noise(np.bincount(data.train, minlength=tokenizer.vocab_size))
     if not isinstance(head, AdaptiveHead):
         return
     if tokenizer.kind == "byte":
