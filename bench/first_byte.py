@@ -8,7 +8,8 @@ that scores the last --bytes of FILE with eval's mixed scoring (scoring.score_ru
 parent notes the time just before it starts the process; the child, when the first chunk of mixed rows comes out,
 its time and its CPU-seconds, then scores the rest and gives its resident memory, its session still held (VmRSS, of
 it RssAnon: the process's own pages; RssFile: mapped files' pages, shared with the page cache) and its peak
-(VmHWM). --afresh RUN: a reading of RUN whose bitwise model reads the training bytes in the process (its kept state not used: as before it was kept).
+(VmHWM). --afresh RUN: a reading of RUN whose bitwise model reads the training bytes in the process (its kept state
+not used: as before it was kept).
 --build RUN first times, in this process, what a run with counts.bitcm pays once (countmodel/bitstate.py): its
 bitwise model reading the training bytes, its state saved into counts/bitcm/ (replaced), then mapped again; and the
 state's size on disk.

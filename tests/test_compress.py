@@ -309,7 +309,7 @@ def test_warmth_codes_its_own_format_round_trips_over_segments_and_old_files_dec
     assert decompress_bytes(run, blob) == data
     run.count_model = run.count_model.with_warmth(False)  # the mixer of a run from before the warmth sets
     old = compress_bytes(run, data)
-    assert FORMATS[old[4]] == (True, False, False, False, False, False) and old != blob  # the sets change the coded bits
+    assert FORMATS[old[4]] == (True, False, False, False, False, False) and old != blob  # the sets change the bits
     # the warmth formats name torch by a tag of VERSION_TAG bytes: a shorter header
     assert Header.unpack(old, "x")[1] - Header.unpack(blob, "x")[1] == len(torch.__version__) + 1 - VERSION_TAG
     assert decompress_bytes(load(run.path), old) == data

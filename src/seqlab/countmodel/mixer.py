@@ -344,8 +344,8 @@ class OnlineMixer:
         return after
 
     def premix(self, net_logp: torch.Tensor, experts: Experts) -> torch.Tensor:
-        """The mix before the SSE stage, which the weights learn from (learn). The experts' bases are constant along each row, which the
-        softmax takes out: only the network and the entries' bonuses are weighed."""
+        """The mix before the SSE stage, which the weights learn from (learn). The experts' bases are constant along
+        each row, which the softmax takes out: only the network and the entries' bonuses are weighed."""
         w = self.weights[torch.from_numpy(experts.bucket).to(net_logp.device)]  # (n, 1 + E)
         small = self._small(experts, net_logp) if self.sets else None
         for column, table, _ in self.sets:

@@ -11,8 +11,9 @@ Imported where compress needs it only: importing numba costs every verb's start 
 import numpy as np
 from numba import njit
 
-# tables.py's and words.py's constants, written out: numba's cache is keyed on this file alone, so a constant imported
-# from another file would stay frozen in the cached code after a change there (tests/test_rowkernels.py holds them equal)
+# tables.py's and words.py's constants, written out: numba's cache is keyed on this file alone, so a constant
+# imported from another file would stay frozen in the cached code after a change there (tests/test_rowkernels.py
+# holds them equal)
 _MUL = np.uint64(0x9E3779B97F4A7C15)
 _PREVIOUS = np.uint64(0xD6E8FEB86659FD93)
 WORD_TOKENS, SEPARATOR_TOKENS, WORD_ORDERS = 24, 8, 2
