@@ -26,16 +26,17 @@ def quiet(*args):
     pass
 
 
-def adaptive_config(corpus, arch: str = "lstm", steps: int = 60):
+def head_config(corpus, softmax: str, arch: str = "lstm", steps: int = 60):
+    """A tiny BPE run's config with the output layer `softmax`."""
     cfg = tiny_config(corpus, arch, steps)
     cfg.data.tokenizer = BPE
-    cfg.model["softmax"] = "adaptive"
+    cfg.model["softmax"] = softmax
     return cfg
 
 
 @pytest.fixture(scope="module")
 def adaptive_run(tmp_path_factory, corpus_file):
-    return train(adaptive_config(corpus_file), tmp_path_factory.mktemp("adaptive"), log=quiet)
+    return train(head_config(corpus_file, "adaptive"), tmp_path_factory.mktemp("adaptive"), log=quiet)
 
 
 def evals(run_dir) -> list[dict]:
@@ -92,9 +93,9 @@ def test_eval_and_generate_work_on_an_adaptive_run(adaptive_run, corpus_file, ca
 
 
 def test_resumed_adaptive_run_matches_uninterrupted(corpus_file, tmp_path, monkeypatch):
-    whole = train(adaptive_config(corpus_file, steps=40), tmp_path / "whole", log=quiet)
-    train_interrupted_at(20, adaptive_config(corpus_file, steps=40), tmp_path / "split", monkeypatch)
-    split = train(adaptive_config(corpus_file, steps=40), tmp_path / "split", resume=True, log=quiet)
+    whole = train(head_config(corpus_file, "adaptive", steps=40), tmp_path / "whole", log=quiet)
+    train_interrupted_at(20, head_config(corpus_file, "adaptive", steps=40), tmp_path / "split", monkeypatch)
+    split = train(head_config(corpus_file, "adaptive", steps=40), tmp_path / "split", resume=True, log=quiet)
     a, b = evals(whole)[-1], evals(split)[-1]
     assert a["step"] == b["step"] == 40
     assert b["train_loss"] == a["train_loss"] and b["val_bpb"] == a["val_bpb"]
@@ -137,16 +138,9 @@ def test_byte_vocabulary_trains_with_a_note_and_exports_to_onnx_not_hf(corpus_fi
     assert export(load(run_dir), tmp_path / "m.onnx", "onnx").exists()  # checked against PyTorch's log-probs
 
 
-def sampled_config(corpus, steps: int = 60):
-    cfg = tiny_config(corpus, "lstm", steps)
-    cfg.data.tokenizer = BPE
-    cfg.model["softmax"] = "sampled"
-    return cfg
-
-
 @pytest.fixture(scope="module")
 def sampled_run(tmp_path_factory, corpus_file):
-    return train(sampled_config(corpus_file), tmp_path_factory.mktemp("sampled"), log=quiet)
+    return train(head_config(corpus_file, "sampled"), tmp_path_factory.mktemp("sampled"), log=quiet)
 
 
 def test_sampled_head_trains_the_tied_table_and_stays_a_language_model(sampled_run):
