@@ -1,0 +1,97 @@
+"""The bitwise model along the coded byte's path (eval's BitCM.costs) against its full rows, and what it costs.
+
+    python bench/bitcm_path.py bits RUN --file TEXT [--bytes 100000]
+    python bench/bitcm_path.py micro RUN --file TEXT [--bytes 20000] [--rounds 2]
+    python bench/bitcm_path.py build RUN
+
+RUN is a byte-level run with counts.bitcm on and its kept state (countmodel/bitstate.py).
+- bits: eval's bits of TEXT's last --bytes (scoring.run_token_bits: the bitwise model's path) against the rows
+  through the same session (scoring.score_run: the rows pruned at BitCM.prune), in one process, paired by byte.
+- micro: thread CPU microseconds a byte of the model alone, from a fresh load of the kept state each time: learning
+  only (BitCM.learn), the path (BitCM.costs) and the rows (BitCM.score), with a random given distribution.
+- build: what the end of training pays once: the model reading the training bytes and keeping its state (into an
+  empty folder), thread CPU and wall, its size on disk, the process's peak RSS.
+Give the load average with every timing (the machine is shared).
+"""
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from seqlab.countmodel import bitstate  # noqa: E402
+from seqlab.countmodel.store import BITCM_DIR, TABLES_DIR  # noqa: E402
+from seqlab.intervals import paired  # noqa: E402
+from seqlab.run import load  # noqa: E402
+from seqlab.scoring import run_token_bits, score_run  # noqa: E402
+
+
+def tail(path: str, n: int) -> bytes:
+    return Path(path).read_bytes()[-n:]
+
+
+def bits(args) -> None:
+    run = load(args.run)
+    text = tail(args.file, args.bytes)
+    tokens = np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(text)]).astype(np.int64)
+    path = run_token_bits(run, tokens, 1)[0]
+    rows = np.concatenate([(-logp.gather(1, t[:, None])[:, 0] / np.log(2)).numpy()
+                           for _, logp, t, _ in score_run(run, tokens, 1)])
+    print(f"eval (the path) {path.mean():.6f}, the rows {rows.mean():.6f} bits per token; "
+          f"{int(np.sum(path != rows)):,} of {len(path):,} not identical")
+    d = paired([path], [rows])
+    print(f"path minus rows, paired by token: {d['difference']:+.6f} [{d['low']:+.6f}, {d['high']:+.6f}] "
+          f"({d['interval_method']})")
+
+
+def micro(args) -> None:
+    state = Path(args.run) / TABLES_DIR / BITCM_DIR
+    expected = json.loads((state / bitstate.MANIFEST).read_text())["fingerprint"]
+    data = np.frombuffer(tail(args.file, args.bytes), dtype=np.uint8)
+    z = np.random.default_rng(0).normal(size=(len(data), 256)) * 2.0
+    given = z - np.log(np.exp(z).sum(1, keepdims=True))
+    for _ in range(args.rounds):
+        for what in ("learn", "costs", "score"):
+            model, why = bitstate.load(state, expected)
+            if model is None:
+                sys.exit(f"{state}: {why}")
+            start = time.thread_time()
+            model.learn(data) if what == "learn" else getattr(model, what)(data, given)
+            print(f"{what:<6} {(time.thread_time() - start) / len(data) * 1e6:6.2f} us a byte", flush=True)
+
+
+def build(args) -> None:
+    counts = load(args.run).count_model
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / BITCM_DIR
+        cpu, wall = time.thread_time(), time.perf_counter()
+        bitstate.open_model(folder, counts.history_bytes, counts.bitcm_identity())
+        cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+        size = sum(f.stat().st_size for f in folder.iterdir())
+    print(f"{len(counts.history_bytes):,} training bytes read and kept: {cpu:.2f} CPU-s, {wall:.2f} s wall; "
+          f"{size / 1e6:.1f} MB on disk; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["bits", "micro", "build"])
+    ap.add_argument("run", help="a byte-level run with counts.bitcm on")
+    ap.add_argument("--file", help="the text whose last --bytes are read (bits, micro)")
+    ap.add_argument("--bytes", type=int, help="bytes of --file's tail (default: 100000 for bits, 20000 for micro)")
+    ap.add_argument("--rounds", type=int, default=2, help="micro: rounds of the three readings")
+    args = ap.parse_args()
+    if args.what != "build" and not args.file:
+        sys.exit(f"{args.what} reads --file")
+    args.bytes = args.bytes or (100_000 if args.what == "bits" else 20_000)
+    {"bits": bits, "micro": micro, "build": build}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
