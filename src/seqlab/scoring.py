@@ -77,7 +77,7 @@ def score_logits(model, tokens: np.ndarray, n_context: int, device, batch_tokens
     and whatever the caller does between batches (the count model's work) runs beside them.
     """
     windows = plan_windows(model, len(tokens), n_context)
-    batches = list(_batches_of_equal_length(windows, batch_tokens or _batch_tokens(model)))
+    batches = list(_batches_of_equal_length(windows, batch_tokens or _logits_batch_tokens(model)))
     workers = min(torch.get_num_threads(), len(batches)) if torch.device(device).type == "cpu" else 1
     yield from _in_order(partial(_score_batch, model, tokens, device), batches, workers)
 
@@ -118,8 +118,13 @@ def _in_order(fn, items: list, workers: int):
 
 
 def _batch_tokens(model) -> int:
-    tokens = BATCH_TOKENS_WINDOWS if model.max_context else BATCH_TOKENS_RECURRENT
-    return max(1, min(tokens, BATCH_LOGITS_BYTES // (4 * model.config.vocab_size)))
+    return BATCH_TOKENS_WINDOWS if model.max_context else BATCH_TOKENS_RECURRENT
+
+
+def _logits_batch_tokens(model) -> int:
+    """_batch_tokens for a pass that computes log-probabilities: fewer for a large vocabulary (BATCH_LOGITS_BYTES);
+    a pass that reads only states (vectors/embed.py) keeps the full batch."""
+    return max(1, min(_batch_tokens(model), BATCH_LOGITS_BYTES // (4 * model.config.vocab_size)))
 
 
 def _batches_of_equal_length(windows: list[Window], batch_tokens: int):
