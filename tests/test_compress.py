@@ -332,3 +332,32 @@ def test_the_main_thread_takes_the_weights_step_the_worker_has_not_begun(monkeyp
         begun.result()
         lockstep._learnt((begun, 2), None)
     assert taken == [("main", 1), ("worker", 2)]
+
+
+def test_a_chunk_learns_from_the_sse_inputs_each_step_kept_as_from_its_mix_again(lstm_run):
+    """_learn_chunk hands the mixer each step's SSE inputs (kept from its refine, the rows with a token) where learn
+    would compute them again from the mix: the weights and the SSE stage's table learn the same floats."""
+    import copy
+
+    session = lstm_run.count_model.session("cpu")
+    assert session.mixer.sse is not None
+    rng = np.random.default_rng(2)
+    reader = LockstepReader(session, 4, lstm_run.tokenizer.bos_id, 8)
+    pending = []
+    for j in range(5):
+        experts = reader.distributions()
+        net_logp = torch.log_softmax(torch.from_numpy(rng.normal(size=(4, session.model.vocab))).float(), dim=-1)
+        before = session.mixer.premix(net_logp, experts)
+        kept = session.mixer.sse_inputs(before, experts)
+        tokens, active = rng.integers(0, 200, 4), np.array([True, j < 3, True, j != 1])
+        pending.append((before, kept, net_logp, experts, tokens, active))
+        reader.append(tokens, active)
+    again = copy.deepcopy(session.mixer)
+    rows = [torch.from_numpy(a) for *_, a in pending]
+    again.learn(torch.cat([p[0][r] for p, r in zip(pending, rows)]), torch.cat([p[2][r] for p, r in zip(pending, rows)]),
+                lockstep.Experts.concat([p[3].select(p[5]) for p in pending]),
+                torch.cat([torch.from_numpy(p[4][p[5]]) for p in pending]))
+    lockstep._learn_chunk(session, pending)
+    assert torch.equal(session.mixer.weights, again.weights) and not torch.equal(again.weights, copy.deepcopy(
+        lstm_run.count_model.session("cpu").mixer.weights))
+    assert torch.equal(session.mixer.sse.table, again.sse.table) and torch.equal(session.mixer.sse.hits, again.sse.hits)

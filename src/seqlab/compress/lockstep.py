@@ -168,7 +168,8 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
             _learnt(learning, session)
             net_logp, state = net.result()
             before = session.mixer.premix(net_logp, experts) if reader else net_logp  # what the weights learn from
-            logp = session.mixer.refine(before, experts) if reader else net_logp
+            kept = session.mixer.sse_inputs(before, experts) if reader else None  # and the SSE stage, with it
+            logp = session.mixer.refine(before, experts, kept) if reader else net_logp
             coded = _bitwise(bitwise, logp, active) if bitwise else logp  # the mixer learns from the mix before it
             tokens = pick(j, active, coded)
             if bitwise:
@@ -176,7 +177,7 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
             layout.read(j, tokens)
             last = j + 1 >= lengths.max()
             if reader:
-                pending.append((before, net_logp, experts, tokens, active))
+                pending.append((before, kept, net_logp, experts, tokens, active))
                 if len(pending) == every or last:
                     due, pending = pending, []
             x = torch.from_numpy(tokens)
@@ -223,12 +224,15 @@ def _bitwise(rows, logp: torch.Tensor, active: np.ndarray) -> torch.Tensor:
 
 def _learn_chunk(session, pending: list) -> None:
     """A step of the mixing weights on the steps since the last (their rows with a token), from the mix before the
-    SSE stage that each step kept (mixing them again cost a fifth of the worker)."""
-    before, net_logp, experts, tokens = [], [], [], []
-    for lp, net, ex, tok, active in pending:
+    SSE stage and the SSE stage's inputs that each step kept (mixing them again cost a fifth of the worker)."""
+    before, kept, net_logp, experts, tokens = [], [], [], [], []
+    for lp, sse, net, ex, tok, active in pending:
         rows = torch.from_numpy(active)
         before.append(lp[rows])
+        kept.append(None if sse is None else (sse[0][rows], tuple(cell[rows] for cell in sse[1])))
         net_logp.append(net[rows])
         experts.append(ex.select(active))
         tokens.append(torch.from_numpy(tok[active]))
-    session.mixer.learn(torch.cat(before), torch.cat(net_logp), Experts.concat(experts), torch.cat(tokens))
+    inputs = None if kept[0] is None else (torch.cat([k[0] for k in kept]),
+                                           tuple(map(torch.cat, zip(*(k[1] for k in kept)))))
+    session.mixer.learn(torch.cat(before), torch.cat(net_logp), Experts.concat(experts), torch.cat(tokens), inputs)

@@ -326,21 +326,24 @@ class OnlineMixer:
         """Mixed log-probabilities (n, V)."""
         return self.refine(self.premix(net_logp, experts), experts)
 
-    def refine(self, before: torch.Tensor, experts: Experts) -> torch.Tensor:
-        """The mix after the SSE stage, from the mix before it (premix's)."""
-        return before if self.sse is None else self.sse.refine(before, self._sse_context(experts, before))
+    def refine(self, before: torch.Tensor, experts: Experts, kept: tuple | None = None) -> torch.Tensor:
+        """The mix after the SSE stage, from the mix before it (premix's); kept: sse_inputs' of the same rows."""
+        if self.sse is None:
+            return before
+        context, cells = kept or self.sse_inputs(before, experts)
+        return self.sse.refine(before, context, cells)
+
+    def sse_inputs(self, before: torch.Tensor, experts: Experts) -> tuple | None:
+        """What the SSE stage reads of the mix before it, for refine and learn: (each row's context, SSE.cells), None
+        without an SSE stage. Kept from refine for learn (compress keeps a step's with its mix): one computation."""
+        return None if self.sse is None else (self._sse_context(experts, before), self.sse.cells(before))
 
     def mix_and_update(self, net_logp: torch.Tensor, experts: Experts, targets: torch.Tensor) -> torch.Tensor:
-        """mix, then update on the same chunk (eval's), the mix before the SSE stage computed once."""
+        """mix, then learn on the same chunk (eval's), the mix before the SSE stage and its inputs computed once."""
         before = self.premix(net_logp, experts)
-        if self.sse is None:
-            self._learn(before, net_logp, experts, targets)
-            return before
-        context = self._sse_context(experts, before)
-        cells = self.sse.cells(before)
-        after = self.sse.refine(before, context, cells)
-        self.sse.learn(before, context, targets, cells)
-        self._learn(before, net_logp, experts, targets)
+        kept = self.sse_inputs(before, experts)
+        after = self.refine(before, experts, kept)
+        self.learn(before, net_logp, experts, targets, kept)
         return after
 
     def premix(self, net_logp: torch.Tensor, experts: Experts) -> torch.Tensor:
@@ -355,16 +358,19 @@ class OnlineMixer:
         logits.view(-1)[flat] += (bonus * w[row, 1:]).sum(1)  # each (row, token) is one entry
         return torch.log_softmax(logits, dim=-1)
 
-    def learn(self, before: torch.Tensor, net_logp: torch.Tensor, experts: Experts, targets: torch.Tensor) -> None:
+    def learn(self, before: torch.Tensor, net_logp: torch.Tensor, experts: Experts, targets: torch.Tensor,
+              kept: tuple | None = None) -> None:
         """One gradient step on the chunk's log loss (the chunk is already scored: causal), from the mix before the
-        SSE stage (premix's: compress keeps it from its mix, not mixed again).
+        SSE stage (premix's: compress keeps it from its mix, not mixed again) and the SSE stage's inputs (kept:
+        sse_inputs' of the same rows, or computed here).
 
         The gradient of a weight is its feature's expected value under the mix less its value at the
         target; an expert's base cancels out of that, leaving the bonuses. The weights learn from the
         mix before the SSE stage; the SSE stage from its own input and the targets.
         """
         if self.sse is not None:
-            self.sse.learn(before, self._sse_context(experts, before), targets)
+            context, cells = kept or self.sse_inputs(before, experts)
+            self.sse.learn(before, context, targets, cells)
         self._learn(before, net_logp, experts, targets)
 
     def _learn(self, logp: torch.Tensor, net_logp: torch.Tensor, experts: Experts, targets: torch.Tensor) -> None:
