@@ -1,14 +1,16 @@
 """Where compress's CPU goes, per thread: the network worker's and the main thread's (count model, mixing, coder).
 
     python bench/compress_cpu.py RUN --file F [--bytes 100000] [--segment-tokens 1024] [--src SRC] [--decompress]
-                                 [--profile 25] [--fp32]
+                                 [--profile 25] [--timed] [--fp32]
 
 CPU-seconds per thread (time.thread_time) hardly move with the machine's load, where wall-clock speeds do:
 on a shared machine they say what a change saves. --segment-tokens below lockstep's 4,096 makes a small file
 step like a large one (1,024: 100 KB reads 97 rows a step, as 400 KB does). --src SRC imports seqlab from another
 source tree (e.g. a `git archive` of the commit before), to run the same measurement on it in turn. --profile N
 prints the main thread's N costliest functions (cProfile, cumulative: it sees that thread only; its overhead
-inflates the main thread's CPU, so the figures above it are then not the plain run's).
+inflates the main thread's CPU, so the figures above it are then not the plain run's). --timed prints the main
+thread's CPU-seconds in a few functions of the count model and the mixer, without the profiler (each timed around
+its calls by time.thread_time: its cost per call is about a microsecond, where cProfile's inflates every small call).
 """
 
 import argparse
@@ -27,10 +29,14 @@ ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--src", help="a seqlab source tree to measure instead of this one")
 ap.add_argument("--decompress", action="store_true", help="time the round trip's decompress too")
 ap.add_argument("--profile", type=int, default=0, metavar="N", help="the main thread's N costliest functions")
+ap.add_argument("--timed", action="store_true", help="the main thread's CPU in a few functions, without a profiler")
 ap.add_argument("--fp32", action="store_true", help="the network's step in fp32 where compress would take bf16")
 args = ap.parse_args()
 src = Path(args.src) if args.src else Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(src / "src" if (src / "src" / "seqlab").is_dir() else src))
+
+import threading  # noqa: E402
+from collections import Counter  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -56,6 +62,36 @@ def timed_step(*a):
 
 
 lockstep._network_step = timed_step
+main_cpu, main_calls = Counter(), Counter()
+
+
+def time_in_main(owner, name: str) -> None:
+    """Add the main thread's CPU in owner.name (a module's function or a class's method) to main_cpu."""
+    fn = getattr(owner, name, None)
+    if fn is None:  # --src: a tree before it
+        return
+
+    def timed(*a, **k):
+        if threading.current_thread() is not threading.main_thread():
+            return fn(*a, **k)
+        t = time.thread_time()
+        out = fn(*a, **k)
+        main_cpu[name] += time.thread_time() - t
+        main_calls[name] += 1
+        return out
+
+    setattr(owner, name, timed)
+
+
+if args.timed:
+    from seqlab.countmodel import lockstep as reader, mixer, tables
+
+    for owner, names in [(mixer, ["blend_counts", "_slots", "_blends"]), (tables.CountTable, ["lookup"]),
+                         (mixer.OnlineMixer, ["premix", "refine", "sse_inputs"]), (lockstep, ["_learn_chunk"]),
+                         (reader.LockstepReader, ["advance"])]:
+        for name in names:
+            time_in_main(owner, name)
+    reader.blend_counts = mixer.blend_counts  # the reader's own name for it
 
 
 def measure(name: str, fn) -> object:
@@ -69,6 +105,11 @@ def measure(name: str, fn) -> object:
           f"+ the rest {cpu - main - network[0]:.2f} (the weights steps the worker took)")
     if profile:
         pstats.Stats(profile).sort_stats("cumulative").print_stats(args.profile)
+    if args.timed:
+        print("  main thread in: " + ", ".join(f"{k} {v:.2f} s ({main_calls[k]} calls)"
+                                              for k, v in main_cpu.most_common()))
+        main_cpu.clear()
+        main_calls.clear()
     return out
 
 
