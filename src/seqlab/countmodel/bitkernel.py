@@ -5,6 +5,9 @@ code holds every jitted function it calls (rows' loops in another file ran the o
 constants it reads, likewise. So this file holds bitcontexts.py's SHA-256, checked at import: a change there must
 change this file, whose cached code is then compiled again.
 The arrays travel in tuples (bitcm.BitCM builds them): learnt, rates, and a row's cache and view.
+Compiled without numba's runtime (`_nrt=False`, here and in bitcontexts.py): with it, every array passed between these
+functions, alone or in a tuple, was reference-counted by atomic instructions, a third of the model's time (perf,
+docs/quality.md); nothing here allocates.
 """
 
 import hashlib
@@ -12,7 +15,10 @@ import math
 from pathlib import Path
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .bitcontexts import N_CTX, _after_byte, _contexts, _hash
 
@@ -71,6 +77,25 @@ def _depth(c0):
     while (c0 >> (d + 1)) > 0:
         d += 1
     return d
+
+
+@intrinsic
+def _prefetch_pair(typingctx, table, row):
+    """Ask the CPU for the cache lines of table's rows `row` and row ^ 1 (a slot and its probed twin: three lines of
+    the slots, 96 bytes a row), so that a nibble's contexts' misses overlap where each waited for the one before."""
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        first = builder.and_(args[1], context.get_constant(types.intp, -2))
+        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [first, context.get_constant(types.intp, 0)])
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        base = builder.bitcast(ptr, i8p)
+        for offset in range(0, 4 * SLOT_WIDTH, 64):  # llvm.prefetch(address, read, keep in every level, data)
+            builder.call(fn, [builder.gep(base, [ir.Constant(ir.IntType(64), offset)]), ir.Constant(i32, 0),
+                              ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return types.void(table, row), codegen
 
 
 @njit(cache=True, _nrt=False)
@@ -144,6 +169,8 @@ def _nibble(slots, bits, ctx, key, claim, cache, pbits, block, view):
     the stream) reads the shared slots themselves; a row with one reads copies (local rows block * N_CTX + i): the
     shared slow probability and count, its own fast probability and bit history where its cache has them."""
     lslots, local, where = view
+    for i in range(N_CTX):  # every context's slots asked for first: their misses overlap
+        _prefetch_pair(slots, (_hash(ctx[i], key) >> (64 - bits)) & ((1 << bits) - 1))
     for i in range(N_CTX):
         h = _hash(ctx[i], key)
         s = _claim(slots, h, bits) if claim else _find(slots, h, bits)
