@@ -88,8 +88,8 @@ def _prefetch_pair(typingctx, table, row):
         first = builder.and_(args[1], context.get_constant(types.intp, -2))
         ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [first, context.get_constant(types.intp, 0)])
         i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-                                            "llvm.prefetch.p0")
+        # named by declare_intrinsic after the pointer type, as this llvmlite spells it (LLVM remangles an old name)
+        fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(), [i8p] + 3 * [i32]))
         base = builder.bitcast(ptr, i8p)
         for offset in range(0, 4 * SLOT_WIDTH, 64):  # llvm.prefetch(address, read, keep in every level, data)
             builder.call(fn, [builder.gep(base, [ir.Constant(ir.IntType(64), offset)]), ir.Constant(i32, 0),
