@@ -1,14 +1,17 @@
 """The bitwise model along the coded byte's path (eval's BitCM.costs) against its full rows, and what it costs.
 
     python bench/bitcm_path.py bits RUN --file TEXT [--bytes 100000]
-    python bench/bitcm_path.py micro RUN --file TEXT [--bytes 20000] [--rounds 2]
+    python bench/bitcm_path.py micro RUN --file TEXT [--bytes 20000] [--rounds 2] [--table-bits N]
     python bench/bitcm_path.py build RUN
 
 RUN is a byte-level run with counts.bitcm on and its kept state (countmodel/bitstate.py).
 - bits: eval's bits of TEXT's last --bytes (scoring.run_token_bits: the bitwise model's path) against the rows
   through the same session (scoring.score_run: the rows pruned at BitCM.prune), in one process, paired by byte.
 - micro: thread CPU microseconds a byte of the model alone, from a fresh load of the kept state each time: learning
-  only (BitCM.learn), the path (BitCM.costs) and the rows (BitCM.score), with a random given distribution.
+  only (BitCM.learn), the path (BitCM.costs) with a random given distribution and without one ("costs0": the
+  given's part is the difference), and the rows (BitCM.score). --table-bits N: the model reads only the first 2^N
+  of its slots (hashes folded there: a table that stays in the CPU's cache; the same work otherwise), so that the
+  difference to the real table is what its memory costs.
 - build: what the end of training pays once: the model reading the training bytes and keeping its state (into an
   empty folder), thread CPU and wall, its size on disk, the process's peak RSS.
 Give the load average with every timing (the machine is shared).
@@ -58,12 +61,16 @@ def micro(args) -> None:
     z = np.random.default_rng(0).normal(size=(len(data), 256)) * 2.0
     given = z - np.log(np.exp(z).sum(1, keepdims=True))
     for _ in range(args.rounds):
-        for what in ("learn", "costs", "score"):
+        for what in ("learn", "costs", "costs0", "score"):
             model, why = bitstate.load(state, expected)
             if model is None:
                 sys.exit(f"{state}: {why}")
+            model.bits = args.table_bits or model.bits
             start = time.thread_time()
-            model.learn(data) if what == "learn" else getattr(model, what)(data, given)
+            if what in ("learn", "costs0"):
+                model.learn(data) if what == "learn" else model.costs(data)
+            else:
+                getattr(model, what)(data, given)
             print(f"{what:<6} {(time.thread_time() - start) / len(data) * 1e6:6.2f} us a byte", flush=True)
 
 
@@ -85,7 +92,8 @@ def main() -> None:
     ap.add_argument("run", help="a byte-level run with counts.bitcm on")
     ap.add_argument("--file", help="the text whose last --bytes are read (bits, micro)")
     ap.add_argument("--bytes", type=int, help="bytes of --file's tail (default: 100000 for bits, 20000 for micro)")
-    ap.add_argument("--rounds", type=int, default=2, help="micro: rounds of the three readings")
+    ap.add_argument("--rounds", type=int, default=2, help="micro: rounds of the four readings")
+    ap.add_argument("--table-bits", type=int, help="micro: read only the first 2^N slots (a cache-resident table)")
     args = ap.parse_args()
     if args.what != "build" and not args.file:
         sys.exit(f"{args.what} reads --file")

@@ -194,6 +194,19 @@ def test_every_file_with_numba_code_imports_nothing_from_seqlab_but_a_file_whose
     assert bitkernel.CONTEXTS_SHA256 == hashlib.sha256(contexts).hexdigest()
 
 
+def test_the_models_kernels_count_no_references():
+    """Every jitted function of the bitwise model is compiled without numba's runtime: with it, each array passed
+    between them (thousands a byte, most in tuples) was reference-counted by an atomic instruction, a third of the
+    model's time (docs/quality.md, 2026-12-06, "the learning profiled")."""
+    from numba.core.registry import CPUDispatcher
+
+    from seqlab.countmodel import bitcontexts, bitkernel
+
+    kernels = [f for module in (bitkernel, bitcontexts) for f in vars(module).values() if isinstance(f, CPUDispatcher)]
+    assert len(kernels) > 20
+    assert [f.__name__ for f in kernels if f.targetoptions.get("_nrt") is not False] == []
+
+
 def test_a_changed_contexts_file_is_refused_until_the_kernel_holds_its_digest(tmp_path):
     """A copy of the model's files whose bitcontexts.py changed does not import (numba would run bitkernel's old
     cached code); with bitkernel.py's digest set to the new file's, it does."""

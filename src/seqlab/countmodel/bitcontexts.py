@@ -30,7 +30,7 @@ K2 = -4658895280553007687  # 0xBF58476D1CE4E5B9
 K3 = -7723592293110705685  # 0x94D049BB133111EB
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _hash(a, b):
     x = (a + (b + 1) * K2) * K1
     x ^= (x >> 31) & 0x1FFFFFFFF
@@ -38,7 +38,7 @@ def _hash(a, b):
     return x ^ ((x >> 29) & 0x7FFFFFFFF)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _line_start(buf, t):
     """Where the line holding position t starts, and whether a newline is before it (not the text's start: a
     byte 256, "before the text", or 255 bytes without one)."""
@@ -48,7 +48,7 @@ def _line_start(buf, t):
     return i + 1, i >= 0 and buf[i] == 10
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _column(buf, t):
     """Position t's column (bytes since the line's start), the byte above it (the line before's byte at that column;
     10 past that line's end, 256 when there is no line before), the line's indentation: a hash of its leading
@@ -66,7 +66,7 @@ def _column(buf, t):
     return column, above, indent, start - 1 - above_start
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _byte_class(b):
     """Byte b's class: lower (or not ASCII), upper, digit, space, newline, opening, closing, quote, other; 256: none."""
     if 97 <= b <= 122 or 128 <= b < 256:
@@ -88,7 +88,7 @@ def _byte_class(b):
     return 8 if b < 256 else 9
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _classes(buf, t):
     """The classes of the N_CLASSES bytes before position t, as one number (base 10, the last byte's the lowest)."""
     h = np.int64(0)
@@ -97,7 +97,7 @@ def _classes(buf, t):
     return h
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _contexts(buf, t, regs, ctx):
     """The context hashes before position t (regs: the words), then (from N_CTX) the small contexts of its nodes'
     mixers and APMs."""
@@ -129,7 +129,7 @@ def _contexts(buf, t, regs, ctx):
     bctx[2] = classes % 100  # the last two bytes' classes
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _indirect(buf, t, regs, followers):
     """paq8's indirect model: byte buf[t] is written as the last follower of the byte before it and of the two before
     it (followers: INDIRECT_SIZE's tables), then the followers of buf[t] and of the last two bytes are read into
@@ -141,7 +141,7 @@ def _indirect(buf, t, regs, followers):
     regs[7], regs[8] = followers[b], followers[257 + prev * 257 + b]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _after_byte(buf, t, regs, mtab, mbits):
     """Word and identifier hashes, the indirect tables and the match model after byte buf[t] (regs: N_REGS's)."""
     b = buf[t]

@@ -5,6 +5,9 @@ code holds every jitted function it calls (rows' loops in another file ran the o
 constants it reads, likewise. So this file holds bitcontexts.py's SHA-256, checked at import: a change there must
 change this file, whose cached code is then compiled again.
 The arrays travel in tuples (bitcm.BitCM builds them): learnt, rates, and a row's cache and view.
+Compiled without numba's runtime (`_nrt=False`, here and in bitcontexts.py): with it, every array passed between these
+functions, alone or in a tuple, was reference-counted by atomic instructions, a third of the model's time (perf,
+docs/quality.md); nothing here allocates.
 """
 
 import hashlib
@@ -12,11 +15,14 @@ import math
 from pathlib import Path
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .bitcontexts import N_CTX, _after_byte, _contexts, _hash
 
-CONTEXTS_SHA256 = "85d3c3c2e52746e892acdb33aa6b240ea3eea695ff64338744a4cde586db25bf"
+CONTEXTS_SHA256 = "194f4994d5cf41ff75dfce7410fcf8115d8f62e3b01651b58d598d751e0f08a0"
 if hashlib.sha256(Path(__file__).with_name("bitcontexts.py").read_bytes()).hexdigest() != CONTEXTS_SHA256:
     raise ImportError("bitcontexts.py changed: set CONTEXTS_SHA256 in bitkernel.py to its SHA-256, so that numba "
                       "compiles bitkernel's cached code again")
@@ -54,18 +60,18 @@ STRETCH_CLAMP = 8.0
 STRETCH = np.clip(np.log((np.arange(4096) + 0.5) / (4096 - np.arange(4096) - 0.5)), -8.0, 8.0)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _stretch(p):
     p = min(max(p, 1e-6), 1.0 - 1e-6)
     return min(max(math.log(p / (1.0 - p)), -STRETCH_CLAMP), STRETCH_CLAMP)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _squash(x):
     return 1.0 / (1.0 + math.exp(-x))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _depth(c0):
     d = 0
     while (c0 >> (d + 1)) > 0:
@@ -73,7 +79,34 @@ def _depth(c0):
     return d
 
 
-@njit(cache=True)
+@intrinsic
+def _prefetch_pair(typingctx, table, row):
+    """Ask the CPU for the cache lines of table's rows `row` and row ^ 1 (a slot and its probed twin: three lines of
+    the slots, 96 bytes a row), so that a nibble's contexts' misses overlap where each waited for the one before."""
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        first = builder.and_(args[1], context.get_constant(types.intp, -2))
+        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [first, context.get_constant(types.intp, 0)])
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        # named by declare_intrinsic after the pointer type, as this llvmlite spells it (LLVM remangles an old name)
+        fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(), [i8p] + 3 * [i32]))
+        base = builder.bitcast(ptr, i8p)
+        for offset in range(0, 4 * SLOT_WIDTH, 64):  # llvm.prefetch(address, read, keep in every level, data)
+            builder.call(fn, [builder.gep(base, [ir.Constant(ir.IntType(64), offset)]), ir.Constant(i32, 0),
+                              ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return types.void(table, row), codegen
+
+
+@njit(cache=True, _nrt=False)
+def _copy(dst, src):
+    """dst[:] = src, element by element: numba's slice assignment allocates a temporary, which needs the runtime
+    (these kernels are compiled without it: no reference counts)."""
+    for k in range(len(dst)):
+        dst[k] = src[k]
+
+
+@njit(cache=True, _nrt=False)
 def _find(slots, h, bits):
     """The slot of hash h (one of two probed), or -1."""
     i = (h >> (64 - bits)) & ((1 << bits) - 1)
@@ -85,7 +118,7 @@ def _find(slots, h, bits):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _claim(slots, h, bits):
     """The slot of hash h, made fresh where it was not there (the less used of the two is replaced)."""
     s = _find(slots, h, bits)
@@ -99,7 +132,7 @@ def _claim(slots, h, bits):
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _own(cache, h, pbits):
     """The row's cache slot for hash h (one of two probed), or -1."""
     pchk, pused = cache[0], cache[1]
@@ -111,7 +144,7 @@ def _own(cache, h, pbits):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _own_claim(cache, h, pbits, slots, s):
     """The row's cache slot for hash h, made from shared slot s where it was not there (the less used of the two is
     replaced): the row's recency starts from the state the shared slot holds."""
@@ -122,20 +155,22 @@ def _own_claim(cache, h, pbits, slots, s):
         p = i if pused[i] <= pused[i ^ 1] else i ^ 1
         pchk[p] = h
         pused[p] = 0
-        pfast[p, :] = slots[s, FAST:CH]
+        _copy(pfast[p], slots[s, FAST:CH])
         for j in range(16):
             phist[p, j] = slots[s, CH + j] >> 8
     pused[p] = min(pused[p] + 1, 255)
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _nibble(slots, bits, ctx, key, claim, cache, pbits, block, view):
     """Every context's slot for nibble `key` (0: the first; the high nibble + 1: the second), found in the shared
     slots (claimed, fresh where missing, when `claim`), into view block `block`. A row without a cache (pbits 0:
     the stream) reads the shared slots themselves; a row with one reads copies (local rows block * N_CTX + i): the
     shared slow probability and count, its own fast probability and bit history where its cache has them."""
     lslots, local, where = view
+    for i in range(N_CTX):  # every context's slots asked for first: their misses overlap
+        _prefetch_pair(slots, (_hash(ctx[i], key) >> (64 - bits)) & ((1 << bits) - 1))
     for i in range(N_CTX):
         h = _hash(ctx[i], key)
         s = _claim(slots, h, bits) if claim else _find(slots, h, bits)
@@ -150,14 +185,14 @@ def _nibble(slots, bits, ctx, key, claim, cache, pbits, block, view):
         s, o, r = where[0, i], where[1, i], block * N_CTX + i
         lslots[block, i] = r if s >= 0 else -1
         if s >= 0:
-            local[r, :] = slots[s, :]
+            _copy(local[r], slots[s])
         if s >= 0 and o >= 0:
-            local[r, FAST:CH] = cache[2][o, :]
+            _copy(local[r, FAST:CH], cache[2][o])
             for j in range(16):
                 local[r, CH + j] = (local[r, CH + j] & 255) | (int(cache[3][o, j]) << 8)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _keep(slots, cache, pbits, view):
     """A row with a cache: its learnt view of the last nibble (block 0) back, to the shared slots, and its recent
     state to the row's cache too (the shared slot keeps the last row's: a context only this row reads, as most long
@@ -165,14 +200,14 @@ def _keep(slots, cache, pbits, view):
     _, local, where = view
     for i in range(N_CTX if pbits > 0 else 0):
         s, o = where[0, i], where[1, i]
-        slots[s, :] = local[i, :]
+        _copy(slots[s], local[i])
         if o >= 0:
-            cache[2][o, :] = local[i, FAST:CH]
+            _copy(cache[2][o], local[i, FAST:CH])
             for j in range(16):
                 cache[3][o, j] = local[i, CH + j] >> 8
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _mixer_rows(c0, seen, length, bctx, out):
     """Each mixer's weight set at node c0, a row of the mixers' table, into out."""
     out[OUT_SET] = c0
@@ -182,7 +217,7 @@ def _mixer_rows(c0, seen, length, bctx, out):
     out[OUT_SET + 3] = MIXER_FROM[3] + bctx[2]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _apm_rows(c0, bctx, out):
     """Each APM stage's row at node c0, a row of the APMs' table, into out."""
     out[OUT_APM] = c0
@@ -190,7 +225,7 @@ def _apm_rows(c0, bctx, out):
     out[OUT_APM + 2] = APM_FROM[2] + bctx[0] * 256 + c0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out):
     """Predict node c0 (the partial byte with its leading 1) from its contexts' slots (slot_of, in the view's
     slots): fills its inputs x and its outputs out (OUT_*)."""
@@ -238,7 +273,7 @@ def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out):
     out[OUT_DEPTH] = d
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _apm(table, row, st):
     pos = (st + STRETCH_CLAMP) * (APM_CELLS - 1) / (2 * STRETCH_CLAMP)
     lo = min(int(pos), APM_CELLS - 2)
@@ -246,7 +281,7 @@ def _apm(table, row, st):
     return table[row, lo] * (1 - f) + table[row, lo + 1] * f
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _apm_learn(table, row, st, y, rate):
     pos = (st + STRETCH_CLAMP) * (APM_CELLS - 1) / (2 * STRETCH_CLAMP)
     lo = min(int(pos), APM_CELLS - 2)
@@ -255,7 +290,7 @@ def _apm_learn(table, row, st, y, rate):
     table[row, lo + 1] += (y - table[row, lo + 1]) * rate * f
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _learn_node(c0, y, slot_of, view, learnt, buf, regs, x, out, rates, lr):
     """Update node c0 with its bit y, from its inputs x and outputs `out` (_node's)."""
     slots = view[1]
@@ -298,7 +333,7 @@ def _learn_node(c0, y, slot_of, view, learnt, buf, regs, x, out, rates, lr):
         _apm_learn(apm, int(out[OUT_APM + k]), out[OUT_ST], y, 0.02)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _given_sums(given, g, sums):
     """sums[c0]: the given distribution's (given[g]) mass under node c0 (the leaves from 256); sums[0]: whether there
     is one (g >= 0)."""
@@ -311,13 +346,13 @@ def _given_sums(given, g, sums):
         sums[c0] = sums[2 * c0] + sums[2 * c0 + 1]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _given_at(sums, c0):
     """The given distribution's input at node c0: the stretch of its probability of a 1 there (none: 0)."""
     return _stretch(sums[2 * c0 + 1] / max(sums[c0], 1e-300)) if sums[0] else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _evaluate(c0, buf, regs, slots, bits, learnt, cache, pbits, view, ctx, xs, outs, sums):
     """Node c0's probability of a 1 (its inputs and outputs into xs[c0], outs[c0]) from the slots found, none claimed:
     a nibble's first node looks up its contexts' slots first (view block 0 for the first nibble, 1 + the high nibble
@@ -330,7 +365,7 @@ def _evaluate(c0, buf, regs, slots, bits, learnt, cache, pbits, view, ctx, xs, o
     return outs[c0, OUT_P]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _predict(buf, t, regs, given, g, prune, slots, bits, learnt, cache, pbits, view, lp, ctx, xs, outs, sums, done,
              logp, row):
     """Write a row's log-distribution of its byte at buf[t] into logp[row] (the 255 nodes, less those under a node
@@ -353,7 +388,7 @@ def _predict(buf, t, regs, given, g, prune, slots, bits, learnt, cache, pbits, v
         logp[row, b] = lp[256 + b]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _predict_path(buf, t, regs, given, g, slots, bits, learnt, cache, pbits, view, ctx, xs, outs, sums, done):
     """The natural-log probability of the byte at buf[t] alone: _predict's, its path's 8 nodes only (none pruned, so
     exact where _predict's row gives a pruned subtree uniform probability), each from the bytes before t, before any
@@ -370,7 +405,7 @@ def _predict_path(buf, t, regs, given, g, slots, bits, learnt, cache, pbits, vie
     return lp
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _learn(buf, t, regs, predicted, mtab, mbits, slots, bits, learnt, rates, lr, cache, pbits, view, ctx, xs, outs,
            sums, done):
     """Learn a row's byte buf[t] along its path's 8 nodes, then the row's registers after it. predicted: _predict
@@ -395,7 +430,7 @@ def _learn(buf, t, regs, predicted, mtab, mbits, slots, bits, learnt, rates, lr,
     _after_byte(buf, t, regs, mtab, mbits)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _run(buf, start, stop, rows, costs, given, prune, regs, mtab, mbits, slots, bits, learnt, rates, lr, cache, view,
          lp, ctx, xs, outs, sums, done):
     """The stream (a row without a cache, pbits 0): read buf[start:stop] one byte at a time, writing for each position
@@ -414,7 +449,7 @@ def _run(buf, start, stop, rows, costs, given, prune, regs, mtab, mbits, slots, 
                ctx, xs, outs, sums, done)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _score_rows(buf, pos, regs, active, given, logp, prune, slots, bits, learnt, caches, pbits, view, lp, ctx, xs,
                 outs, sums, done):
     """Lockstep: every active row's distribution of its next byte (at buf[pos[row]], its registers regs[row], its
@@ -426,7 +461,7 @@ def _score_rows(buf, pos, regs, active, given, logp, prune, slots, bits, learnt,
                      ctx[row], xs[row], outs[row], sums[row], done[row], logp, row)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _learn_rows(buf, pos, ends, regs, active, tokens, mtab, mbits, slots, bits, learnt, rates, lr, caches, pbits,
                 view, lp, ctx, xs, outs, sums, done):
     """Lockstep: every active row's byte tokens[row] written at buf[pos[row]] and learnt (_learn), in row order (the
