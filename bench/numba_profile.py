@@ -62,12 +62,14 @@ def short_name(mangled: str) -> str:
 
 
 def write_perf_map() -> None:
-    """perf's map of this process's jitted code: a function ends where the next begins (numba gives no sizes)."""
+    """perf's map of this process's jitted code: a function ends where the next begins, 16 KiB at most (numba gives
+    no sizes; its kernels are under 6 KiB). Other JIT code (oneDNN's, in torch's threads) can lie in such a gap and
+    take a numba name: read the thread that runs the kernels (perf report --tid)."""
     functions = compiled_functions()
     ends = [a for a, _ in functions[1:]] + [functions[-1][0] + 4096] if functions else []
     with open(f"/tmp/perf-{os.getpid()}.map", "w") as f:
         for (address, name), end in zip(functions, ends):
-            f.write(f"{address:x} {min(end - address, 1 << 16):x} {name}\n")
+            f.write(f"{address:x} {min(end - address, 1 << 14):x} {name}\n")
     print(f"{len(functions)} functions named in /tmp/perf-{os.getpid()}.map", file=sys.stderr)
 
 
