@@ -137,7 +137,7 @@ def main() -> None:
     if args.mode == "runtime":
         return runtime_per_call([int(n) for n in args.rows.split(",")], args.calls)
     if not script:
-        sys.exit(f"{args.mode} needs a script to run: numba_profile.py {args.mode} SCRIPT [ARGS...]")
+        ap.error(f"{args.mode} needs a script to run: numba_profile.py {args.mode} SCRIPT [ARGS...]")
     if args.mode == "perf-map":
         os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba_profile.")  # before numba's import
         atexit.register(shutil.rmtree, os.environ["NUMBA_CACHE_DIR"])
