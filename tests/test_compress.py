@@ -354,7 +354,8 @@ def test_a_chunk_learns_from_the_sse_inputs_each_step_kept_as_from_its_mix_again
         reader.append(tokens, active)
     again = copy.deepcopy(session.mixer)
     rows = [torch.from_numpy(a) for *_, a in pending]
-    again.learn(torch.cat([p[0][r] for p, r in zip(pending, rows)]), torch.cat([p[2][r] for p, r in zip(pending, rows)]),
+    again.learn(torch.cat([p[0][r] for p, r in zip(pending, rows)]),
+                torch.cat([p[2][r] for p, r in zip(pending, rows)]),
                 lockstep.Experts.concat([p[3].select(p[5]) for p in pending]),
                 torch.cat([torch.from_numpy(p[4][p[5]]) for p in pending]))
     lockstep._learn_chunk(session, pending)
