@@ -17,7 +17,9 @@ import argparse
 import cProfile
 import pstats
 import sys
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,9 +36,6 @@ ap.add_argument("--fp32", action="store_true", help="the network's step in fp32 
 args = ap.parse_args()
 src = Path(args.src) if args.src else Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(src / "src" if (src / "src" / "seqlab").is_dir() else src))
-
-import threading  # noqa: E402
-from collections import Counter  # noqa: E402
 
 import torch  # noqa: E402
 

@@ -91,7 +91,8 @@ def _prefetch_pair(typingctx, table, row):
         # named by declare_intrinsic after the pointer type, as this llvmlite spells it (LLVM remangles an old name)
         fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(), [i8p] + 3 * [i32]))
         base = builder.bitcast(ptr, i8p)
-        for offset in range(0, 4 * SLOT_WIDTH, 64):  # llvm.prefetch(address, read, keep in every level, data)
+        pair_bytes = 2 * SLOT_WIDTH * (sig.args[0].dtype.bitwidth // 8)  # the slot and its twin
+        for offset in range(0, pair_bytes, 64):  # llvm.prefetch(address, read, keep in every level, data)
             builder.call(fn, [builder.gep(base, [ir.Constant(ir.IntType(64), offset)]), ir.Constant(i32, 0),
                               ir.Constant(i32, 3), ir.Constant(i32, 1)])
         return context.get_dummy_value()
