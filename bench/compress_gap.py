@@ -70,11 +70,9 @@ def main() -> None:
     ap.add_argument("--nominal", action="store_true", help="segments at the nominal cuts, from BOS (format 14's)")
     ap.add_argument("--fp32", action="store_true", help="compress's network step in fp32 where it would be bf16")
     ap.add_argument("--eval-bf16", action="store_true", help="eval's network under bf16 autocast too")
-    ap.add_argument("--keep", type=int, default=0, help="positions compress's cache keeps when it fills (lockstep.KEEP)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     lockstep.SEGMENT_TOKENS = args.segment_tokens
-    lockstep.KEEP = args.keep
     data = Path(args.file).read_bytes()[-args.bytes :][: codec.BLOCK_BYTES]
     run = load(args.run)
     tokens = np.asarray(run.tokenizer.encode(data), dtype=np.int64)

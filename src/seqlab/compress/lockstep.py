@@ -45,7 +45,6 @@ LINE_WARMTH = 1
 REACH = 1024  # a segment at a line start ends at most this many tokens past its span (seams.py)
 BF16_ARCHS = ("transformer",)  # whose step runs in bf16 where the CPU computes it natively (measured: docs/compress.md)
 CPU = torch.device("cpu")
-KEEP = 0  # positions the network's cache keeps when it fills (0: the half window, as eval reads); an experiment
 
 
 def step_in_bf16(run) -> bool:
@@ -148,7 +147,7 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     n_rows, steps = len(lengths), int(lengths.max(initial=0))
     model = with_bf16_linears(run.model) if bf16 and adapter is None else run.model
     # a bf16 step's keys and values are bf16: a cache of them (BF16_ARCHS' init_state takes its dtype)
-    state = model.init_state(n_rows, CPU, torch.bfloat16, KEEP) if bf16 else model.init_state(n_rows, CPU)
+    state = model.init_state(n_rows, CPU, torch.bfloat16) if bf16 else model.init_state(n_rows, CPU)
     x = torch.from_numpy(layout.first.copy())
     ahead = np.where(layout.first != run.tokenizer.bos_id, LINE_WARMTH, 0)
     reader = LockstepReader(session, n_rows, layout.first, steps, ahead) if session is not None else None

@@ -42,9 +42,8 @@ class TransformerConfig:
 
 
 class KVCache:
-    def __init__(self, n_layer: int, batch: int, n_head: int, size: int, head_dim: int, device, dtype, keep: int = 0):
+    def __init__(self, n_layer: int, batch: int, n_head: int, size: int, head_dim: int, device, dtype):
         shape = (batch, n_head, size, head_dim)
-        self.keep = keep  # positions kept when the cache fills and is re-read (0: half the window)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.tokens = torch.zeros(batch, 0, dtype=torch.long, device=device)
@@ -175,12 +174,12 @@ class Transformer(SeqModel):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def init_state(self, batch_size: int, device, dtype: torch.dtype | None = None, keep: int = 0) -> KVCache:
+    def init_state(self, batch_size: int, device, dtype: torch.dtype | None = None) -> KVCache:
         """dtype: the cache's (default the weights'): bf16 for steps under bf16 autocast, whose keys and values are
         bf16 (compress: stored as they come, and half the bytes to read, which is what a step's attention costs)."""
         c = self.config
         dtype = dtype or self.wte.weight.dtype
-        return KVCache(c.n_layer, batch_size, c.n_head, c.block_size, c.n_embd // c.n_head, device, dtype, keep)
+        return KVCache(c.n_layer, batch_size, c.n_head, c.block_size, c.n_embd // c.n_head, device, dtype)
 
     def features(self, idx, state: KVCache | None = None):
         B, T = idx.shape[:2]  # (B, T) token ids, or (B, T, D) vectors (models/events.py)
@@ -189,7 +188,7 @@ class Transformer(SeqModel):
             return self._run(idx, None, 0), None
         if state.length + T > self.max_context:
             # Re-prefill from the last half window (amortised: once per half window of tokens)
-            keep = max(state.keep or self.max_context // 2, T)
+            keep = max(self.max_context // 2, T)
             history = torch.cat([state.tokens, idx], dim=1)[:, -keep:]
             # the last layer's projection and MLP for the last T positions alone (a fifth of the re-read), its
             # attention for all of them: the whole pass's floats (its attention for the last T alone rounds otherwise)
