@@ -13,6 +13,7 @@ call (time.thread_time: the machine is shared), fp32 and bf16, and its largest d
 - einsum: the scores by torch.einsum (its own matmul choice)
 - numba: compiled loops on a cache whose keys are stored transposed (rows, heads, 32, slots) as bf16 bits, each
   score a sum in a fixed order (vectorised across keys, so no reassociation), softmax by torch (bf16 rows only)
+- numba int8: the same loops on an int8 cache with a scale per (row, head, position): half the bytes (bf16 rows only)
 
 --cold evicts the caches before each call (a 64 MB pass, not timed): in a step the other layers, the count model
 and other jobs have evicted a layer's keys since its last read, so a step's attention reads them from memory.
@@ -78,6 +79,49 @@ def _mixed(p, v, n, out, wide):
                     o[d] += p[r, h, t] * as_float[d]
 
 
+@njit(nogil=True, cache=True)
+def _scores8(q, kt, scale, n, out):
+    """out[r, h, :n] = q[r, h] . keys: kt (R, H, D, slots) int8, each key's sum times its scale (R, H, slots)."""
+    for r in range(q.shape[0]):
+        for h in range(q.shape[1]):
+            o = out[r, h]
+            o[:n] = 0.0
+            for d in range(q.shape[2]):
+                for t in range(n):
+                    o[t] += q[r, h, d] * np.float32(kt[r, h, d, t])
+            for t in range(n):
+                o[t] *= scale[r, h, t]
+
+
+@njit(nogil=True, cache=True)
+def _mixed8(p, v, scale, n, out):
+    """out[r, h] = sum over the n keys of p[r, h, t] * scale[r, h, t] * v[r, h, t] (int8), in key order."""
+    for r in range(out.shape[0]):
+        for h in range(out.shape[1]):
+            o = out[r, h]
+            o[:] = 0.0
+            for t in range(n):
+                weight = p[r, h, t] * scale[r, h, t]
+                for d in range(out.shape[2]):
+                    o[d] += weight * np.float32(v[r, h, t, d])
+
+
+def int8_attention(q, kt, k_scale, v, v_scale, n: int) -> np.ndarray:
+    """numba_attention on an int8 cache, a scale per (row, head, position): half the bf16 cache's bytes."""
+    scores = np.empty(kt.shape[:2] + (kt.shape[3],), np.float32)
+    out = np.empty(q.shape, np.float32)
+    _scores8(q, kt, k_scale, n, scores)
+    p = torch.softmax(torch.from_numpy(scores)[:, :, :n], -1).numpy()
+    _mixed8(p, v, v_scale, n, out)
+    return out
+
+
+def as_int8(cache: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 values, fp32 scales (rows, heads, slots)): each position's vector rounded to 127 steps of its largest."""
+    scale = cache.float().abs().amax(-1).clamp_min(1e-12) / 127
+    return (cache.float() / scale[..., None]).round().to(torch.int8).numpy(), scale.numpy()
+
+
 def numba_attention(q, kt, v, n: int) -> np.ndarray:
     """q (R, H, D) fp32 (scaled); kt (R, H, D, slots), v (R, H, slots, D): uint16 views of bf16 caches."""
     scores = np.empty(kt.shape[:2] + (kt.shape[3],), np.float32)
@@ -113,8 +157,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(0)
-    print("| dtype | keys | " + " | ".join(list(WAYS) + ["bmm-contig", "numba"]) + " | bmm's largest difference |")
-    print("|---|---:|" + "---:|" * (len(WAYS) + 3))
+    ways = list(WAYS) + ["bmm-contig", "numba", "numba int8"]
+    print("| dtype | keys | " + " | ".join(ways) + " | bmm's largest difference |")
+    print("|---|---:|" + "---:|" * (len(ways) + 1))
     for dtype in (torch.float32, torch.bfloat16):
         for n in args.keys:
             q = torch.randn(args.rows, HEADS, 1, DIM, generator=gen).to(dtype)
@@ -128,8 +173,11 @@ def main() -> None:
                 scaled = (q[:, :, 0].float() * DIM**-0.5).numpy()
                 ms.append(timed(numba_attention, (scaled, kt, cache_v.view(torch.uint16).numpy(), n), args.calls,
                                 args.cold))
+                kt8, v8 = as_int8(cache_k), as_int8(cache_v)
+                kt8 = (np.ascontiguousarray(kt8[0].transpose(0, 1, 3, 2)), kt8[1])
+                ms.append(timed(int8_attention, (scaled, *kt8, *v8, n), args.calls, args.cold))
             else:
-                ms.append(float("nan"))  # the numba kernel reads a bf16 cache only
+                ms += [float("nan")] * 2  # the numba kernels read a bf16 or int8 cache only
             diff = (bmm(q, k, v).float() - sdpa(q, k, v).float()).abs().max().item()
             cells = " | ".join(f"{m:.3f}" for m in ms)
             print(f"| {str(dtype)[6:]} | {n} | {cells} | {diff:.2e} |", flush=True)
