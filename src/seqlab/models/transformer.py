@@ -281,6 +281,8 @@ REFILL_ROWS = 16  # rows re-read at a time: their activations (16 x 32 positions
 
 def _row_slices(batch: int) -> list[slice]:
     """A cache's re-read, REFILL_ROWS rows at a time: at 256 rows x 32 positions (compress) the whole batch's
-    activations went to memory and back at every operation, and the re-read cost a quarter of the step; each row's
-    floats are the same either way (measured: compress's hash, bench/compress_floats.py)."""
+    activations went to memory and back at every operation, and the re-read cost a quarter of the step. Each row's
+    floats are the same at 8, 16 or 32 rows (a bf16 step's log-probabilities over six re-reads; at 32 compress's hash
+    too, bench/compress_floats.py), not at 64, where the matrix products (2,048 rows) take another kernel; 32 re-read
+    a little faster alone, not seen in compress's CPU (docs/compress.md)."""
     return [slice(r, r + REFILL_ROWS) for r in range(0, batch, REFILL_ROWS)]
