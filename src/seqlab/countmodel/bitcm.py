@@ -128,7 +128,7 @@ class BitCM:
         "costs" or nothing ("learn")."""
         n = self.n - start
         rows, costs = np.zeros((n if what == "rows" else 0, 256)), np.zeros(n if what == "costs" else 0)
-        given = np.zeros((0, 256)) if given is None else np.ascontiguousarray(given, dtype=np.float64)
+        given = np.zeros((0, 256)) if given is None else np.exp(np.asarray(given, dtype=np.float64))  # vectorised
         assert len(given) in (0, n)
         cache, view, lp, *nodes = self.stream
         _run(self.buf, start, self.n, rows, costs, given, self.prune, self.regs, self.mtab, self.mbits, self.slots,

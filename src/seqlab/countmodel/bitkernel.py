@@ -336,13 +336,13 @@ def _learn_node(c0, y, slot_of, view, learnt, buf, regs, x, out, rates, lr):
 
 @njit(cache=True, _nrt=False)
 def _given_sums(given, g, sums):
-    """sums[c0]: the given distribution's (given[g]) mass under node c0 (the leaves from 256); sums[0]: whether there
-    is one (g >= 0)."""
+    """sums[c0]: the given distribution's (given[g], probabilities) mass under node c0 (the leaves from 256); sums[0]:
+    whether there is one (g >= 0)."""
     sums[0] = g >= 0
     if g < 0:
         return
     for b in range(256):
-        sums[256 + b] = math.exp(given[g, b])
+        sums[256 + b] = given[g, b]
     for c0 in range(255, 0, -1):
         sums[c0] = sums[2 * c0] + sums[2 * c0 + 1]
 
@@ -371,7 +371,7 @@ def _predict(buf, t, regs, given, g, prune, slots, bits, learnt, cache, pbits, v
              logp, row):
     """Write a row's log-distribution of its byte at buf[t] into logp[row] (the 255 nodes, less those under a node
     whose path's log-probability is below `prune`: uniform there), from the bytes before t and the row's registers
-    regs; given[g] (g >= 0): another model's log-distribution, one more input at each node. Fills the row's context
+    regs; given[g] (g >= 0): another model's distribution (probabilities), one more input at each node. Fills the row's context
     hashes ctx, its nodes' inputs xs, outputs outs, the given's sums and done (which nodes were evaluated) for
     _learn; nothing is learnt. lp: scratch, the nodes' path log-probabilities."""
     lp[1] = 0.0
@@ -437,7 +437,8 @@ def _run(buf, start, stop, rows, costs, given, prune, regs, mtab, mbits, slots, 
     """The stream (a row without a cache, pbits 0): read buf[start:stop] one byte at a time, writing for each position
     its log-distribution over the 256 bytes into rows[t - start] (_predict), or where rows is empty and costs is not,
     the byte's own natural-log probability into costs[t - start] (_predict_path), then learn the byte (_learn).
-    given: (stop - start, 256) log-distributions over the bytes, one more input at each node, or (0, 256): none."""
+    given: (stop - start, 256) distributions over the bytes (probabilities: the caller's numpy took their exps over
+    the chunk at once, vectorised), one more input at each node, or (0, 256): none."""
     for t in range(start, stop):
         g = t - start if len(given) else -1
         if len(rows):
