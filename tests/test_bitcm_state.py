@@ -61,7 +61,7 @@ def _truncated(state):
 
 
 def _retyped(state):
-    np.save(state / "w.npy", np.load(state / "w.npy").astype(np.float32))
+    np.save(state / "w.npy", np.load(state / "w.npy").astype(np.float64))
 
 
 def _reshaped(state):
@@ -107,7 +107,7 @@ def test_a_state_of_another_history_or_setting_is_not_used(tmp_path, capsys):
     assert "another bitcm_history" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["bitcm", "bitkernel", "bitcontexts"])
+@pytest.mark.parametrize("module", ["bitcm", "bitkernel", "bitcontexts", "bitmath"])
 def test_a_state_saved_by_other_code_of_any_of_the_models_files_is_read_again(tmp_path, monkeypatch, capsys, module):
     """The fingerprint hashes each file of the model's code: a state saved before a change to any one (the contexts,
     since the kernel's split, are a file of their own) is not used."""

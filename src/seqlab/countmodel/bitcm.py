@@ -37,8 +37,8 @@ import math
 import numpy as np
 
 from .bitcontexts import INDIRECT_SIZE, N_BYTE_CTX, N_CTX, N_REGS
-from .bitkernel import APM_CELLS, APM_ROWS, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_SETS, N_IN, N_MIXERS, N_OUT, \
-    SLOT_WIDTH, STRETCH_CLAMP, CH, _run
+from .bitkernel import APM_CELLS, APM_ROWS, BIAS_IN, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_SETS, N_IN, N_MIXERS, \
+    N_OUT, SLOT_WIDTH, STRETCH_CLAMP, CH, _run
 
 GIVEN_PRIOR = 0.6  # the given distribution's prior weight in both mixers (the others': 0.3)
 LIMIT = 127  # an entry's slow rate stops falling here: it stays 1/(LIMIT + 1.5), it keeps adapting
@@ -74,14 +74,17 @@ class BitCM:
         self.mtab = np.zeros((1 << match_bits) + INDIRECT_SIZE, dtype=np.int64)  # and the indirect tables
         self.msm = np.full(64, 0.75)
         self.mcount = np.zeros(64, dtype=np.int64)
-        self.w = np.full((sum(MIXER_SETS), N_IN), 0.3)  # every mixer's weight sets
+        # every mixer's weight sets, float32: the dots and updates in SIMD (bitkernel._dot)
+        self.w = np.full((sum(MIXER_SETS), N_IN), 0.3, dtype=np.float32)
         self.w[:, :MATCH_IN] = 0.1  # three inputs per context
         self.w[:, GIVEN_IN] = GIVEN_PRIOR
-        self.w3 = np.full((256, N_MIXERS), 1.0 / N_MIXERS)  # the final mixer's, over the mixers', per partial byte
+        self.w[:, BIAS_IN + 1 :] = 0.0  # the padding
+        self.w3 = np.full((256, N_MIXERS), 1.0 / N_MIXERS, dtype=np.float32)  # the final mixer's, per partial byte
         cells = 1.0 / (1.0 + np.exp(-np.linspace(-STRETCH_CLAMP, STRETCH_CLAMP, APM_CELLS)))
-        self.apm = np.tile(cells, (sum(APM_ROWS), 1))  # every APM stage's rows
+        self.apm = np.tile(cells, (sum(APM_ROWS), 1)).astype(np.float32)  # every APM stage's rows
         self.rates = 1.0 / (np.minimum(np.arange(1024), limit) + 1.5)
         self.frates = 1.0 / (np.minimum(np.arange(1024), fast_limit) + 1.5)
+        self.hrates = 1.0 / (np.arange(1024) + 1.5)  # the bit histories' (their counts stop at 1023): no division
         self.regs = np.zeros(N_REGS, dtype=np.int64)
         # the bytes read: uint16, as compress's rows pad theirs with 256 ("before the text", bitrows.py); 2 bytes a
         # byte in memory and in the kept state (int64 took 8)
@@ -89,7 +92,7 @@ class BitCM:
         self.n = 0  # bytes read
         self.rows_from = None  # where lockstep rows' regions start (bitrows.py)
         self.learnt = (self.ism, self.icount, self.msm, self.mcount, self.w, self.w3, self.apm)
-        self.rates_by_count = (self.rates, self.frates)
+        self.rates_by_count = (self.rates, self.frates, self.hrates)
         self.stream = (self.cache(1, 0), self.view(0), np.zeros(512)) + self.nodes(1)
 
     def cache(self, n_rows: int, pbits: int) -> tuple:
@@ -109,7 +112,7 @@ class BitCM:
     def nodes(n_rows: int) -> tuple:
         """n_rows rows' byte as predicted, for learning it: context hashes, nodes' inputs and outputs, the given
         distribution's sums (bitkernel._given_sums), which nodes were evaluated."""
-        return (np.zeros((n_rows, N_CTX + N_BYTE_CTX), dtype=np.int64), np.zeros((n_rows, 256, N_IN)),
+        return (np.zeros((n_rows, N_CTX + N_BYTE_CTX), dtype=np.int64), np.zeros((n_rows, 256, N_IN), dtype=np.float32),
                 np.zeros((n_rows, 256, N_OUT)), np.zeros((n_rows, 512)), np.zeros((n_rows, 256), dtype=np.bool_))
 
     def _append(self, data) -> int:
