@@ -280,13 +280,17 @@ def test_a_mixers_dot_sums_its_lanes_in_one_order():
 
     from seqlab.countmodel.bitkernel import LANES, N_IN, _dot
 
-    rng = np.random.default_rng(0)
-    w, x = rng.normal(size=(3, N_IN)).astype(np.float32), rng.normal(size=N_IN).astype(np.float32)
-    lanes = [np.float32(0.0)] * LANES
+    rng = np.random.default_rng(6)
+    w = rng.normal(size=(3, N_IN)).astype(np.float32)
+    x = (rng.normal(size=N_IN) * 10.0 ** rng.uniform(-3, 3, N_IN)).astype(np.float32)  # orders sum differently
+    lanes, in_order = [np.float32(0.0)] * LANES, np.float32(0.0)
     for i in range(N_IN):
         lanes[i % LANES] = np.float32(lanes[i % LANES] + w[2, i] * x[i])
+        in_order = np.float32(in_order + w[2, i] * x[i])
+    lanes_in_order = np.float32(sum(lanes[1:], lanes[0]))
     while len(lanes) > 1:
         lanes = [np.float32(lanes[k] + lanes[k + 1]) for k in range(0, len(lanes), 2)]
+    assert lanes[0] != in_order and lanes[0] != lanes_in_order
     assert njit(lambda w, row, x: _dot(w, row, x))(w, 2, x) == lanes[0]
 
 
