@@ -37,7 +37,7 @@ import math
 import numpy as np
 
 from .bitcontexts import INDIRECT_SIZE, N_BYTE_CTX, N_CTX, N_REGS
-from .bitkernel import APM_CELLS, APM_ROWS, BIAS_IN, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_SETS, N_IN, N_MIXERS, \
+from .bitkernel import APM_CELLS, BIAS_IN, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_SETS, N_IN, N_MIXERS, \
     N_OUT, SLOT_WIDTH, STRETCH_CLAMP, CH, _run
 
 GIVEN_PRIOR = 0.6  # the given distribution's prior weight in both mixers (the others': 0.3)
@@ -54,6 +54,13 @@ def table_bits_for(n_bytes: int) -> int:
     return min(TABLE_BITS, max(MIN_TABLE_BITS, (4 * n_bytes).bit_length()))
 
 
+def apm_bits_for(table_bits: int) -> int:
+    """The APMs' last two stages' rows (2^bits each, float32 cells) for a slot table of 2^table_bits: 2^16 with the
+    largest, as before (35 MB in float64 whatever the history), 2^10 with the smallest (a tiny run's state: 0.3 MB)."""
+    return min(16, max(10, table_bits - 6))
+
+
+
 class BitCM:
     """A bitwise context-mixing model over bytes: `learn` what came before, `score` a text causally.
 
@@ -61,8 +68,10 @@ class BitCM:
     (3, 256)
     """
 
-    def __init__(self, table_bits: int = TABLE_BITS, match_bits: int = 20, learning_rate: float = 0.0015,
+    def __init__(self, table_bits: int = TABLE_BITS, match_bits: int | None = None, learning_rate: float = 0.0015,
                  limit: int = LIMIT, fast_limit: int = FAST_LIMIT, prune: float = 1e-4):
+        """match_bits: the match table's (2^bits positions), by default table_bits - 2 (2^20 with the largest)."""
+        match_bits = table_bits - 2 if match_bits is None else match_bits
         self.bits, self.mbits, self.lr, self.prune = table_bits, match_bits, learning_rate, math.log(prune)
         n = 1 << table_bits
         self.slots = np.empty((n, SLOT_WIDTH), dtype=np.uint16)  # bitkernel's layout: check byte, probabilities,
@@ -71,7 +80,7 @@ class BitCM:
         self.slots[:, CH:] = 1 << 8
         self.ism = np.full((N_CTX, 1 << (HISTORY_BITS + 1)), 0.5)  # each context's probability per bit history
         self.icount = np.zeros((N_CTX, 1 << (HISTORY_BITS + 1)), dtype=np.int64)
-        self.mtab = np.zeros((1 << match_bits) + INDIRECT_SIZE, dtype=np.int64)  # and the indirect tables
+        self.mtab = np.zeros((1 << match_bits) + INDIRECT_SIZE, dtype=np.int32)  # and the indirect tables' 24 bits
         self.msm = np.full(64, 0.75)
         self.mcount = np.zeros(64, dtype=np.int64)
         # every mixer's weight sets, float32: the dots and updates in SIMD (bitkernel._dot)
@@ -81,7 +90,7 @@ class BitCM:
         self.w[:, BIAS_IN + 1 :] = 0.0  # the padding
         self.w3 = np.full((256, N_MIXERS), 1.0 / N_MIXERS, dtype=np.float32)  # the final mixer's, per partial byte
         cells = 1.0 / (1.0 + np.exp(-np.linspace(-STRETCH_CLAMP, STRETCH_CLAMP, APM_CELLS)))
-        self.apm = np.tile(cells, (sum(APM_ROWS), 1)).astype(np.float32)  # every APM stage's rows
+        self.apm = np.tile(cells, (256 + (2 << apm_bits_for(table_bits)), 1)).astype(np.float32)  # bitkernel's stages
         self.rates = 1.0 / (np.minimum(np.arange(1024), limit) + 1.5)
         self.frates = 1.0 / (np.minimum(np.arange(1024), fast_limit) + 1.5)
         self.hrates = 1.0 / (np.arange(1024) + 1.5)  # the bit histories' (their counts stop at 1023): no division

@@ -44,12 +44,12 @@ N_MIXERS = len(MIXER_SETS)
 FINAL_RATE = 0.3  # the final mixer's rate, times the mixers'
 # the APM stages, one table of rows (selected in _apm_rows), and each one's weight in the final average (the
 # mix's own: what is left)
-APM2_BITS = 16
-APM_ROWS = (256, 1 << APM2_BITS, 257 * 256)  # by the partial byte; with the order-2 hash; with the last byte
-APM_FROM = tuple(sum(APM_ROWS[:k]) for k in range(len(APM_ROWS)))
+# by the partial byte; with the order-2 hash; with the last byte. The first stage's 256 rows first, then the last
+# two stages' 2^k rows each (bitcm.apm_bits_for: sized from the history), the last byte's first: its row (the last
+# byte << 8 | the partial byte) folded to k bits (k = 16, the most: exact but the text's start, 256, on byte 0)
+N_APM = 3
 APM_WEIGHTS = (0.2, 0.4, 0.2)
 MIX_WEIGHT = 1.0 - sum(APM_WEIGHTS)
-N_APM = len(APM_ROWS)
 # a node's outputs (_node's, for _learn_node): p, the final stretch, the depth, each mixer's dot and weight set's
 # row, each APM stage's row
 OUT_P, OUT_ST, OUT_DEPTH, OUT_DOT = 0, 1, 2, 3
@@ -236,11 +236,12 @@ def _mixer_rows(c0, seen, length, bctx, out):
 
 
 @njit(cache=True, _nrt=False)
-def _apm_rows(c0, bctx, out):
-    """Each APM stage's row at node c0, a row of the APMs' table, into out."""
+def _apm_rows(c0, bctx, apm, out):
+    """Each APM stage's row at node c0, a row of the APMs' table (apm), into out."""
+    mask = (len(apm) - 256) // 2 - 1
     out[OUT_APM] = c0
-    out[OUT_APM + 1] = APM_FROM[1] + ((bctx[1] ^ (c0 * 40503)) & ((1 << APM2_BITS) - 1))
-    out[OUT_APM + 2] = APM_FROM[2] + bctx[0] * 256 + c0
+    out[OUT_APM + 1] = 256 + mask + 1 + ((bctx[1] ^ (c0 * 40503)) & mask)
+    out[OUT_APM + 2] = 256 + (((bctx[0] << 8) | c0) & mask)
 
 
 @njit(cache=True, _nrt=False)
@@ -279,7 +280,7 @@ def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out):
         out[OUT_DOT + k] = min(max(_dot(w, int(out[OUT_SET + k]), x), -STRETCH_CLAMP), STRETCH_CLAMP)
         st += w3[c0, k] * out[OUT_DOT + k]
     st = min(max(st, -STRETCH_CLAMP), STRETCH_CLAMP)  # the final mixer's
-    _apm_rows(c0, bctx, out)
+    _apm_rows(c0, bctx, apm, out)
     p = MIX_WEIGHT * _squash(st)
     for k in range(N_APM):
         p += APM_WEIGHTS[k] * _apm(apm, int(out[OUT_APM + k]), st)
