@@ -55,10 +55,10 @@ def table_bits_for(n_bytes: int) -> int:
 
 
 def apm_bits_for(table_bits: int) -> int:
-    """The APMs' last two stages' rows (2^bits each, float32 cells) for a slot table of 2^table_bits: 2^16 with the
-    largest, as before (35 MB in float64 whatever the history), 2^10 with the smallest (a tiny run's state: 0.3 MB)."""
-    return min(16, max(10, table_bits - 6))
-
+    """The APMs' last two stages' rows (2^bits each, float32 cells) for a slot table of 2^table_bits: 2^16 from 2^19
+    slots (as before, 35 MB in float64 whatever the history), 2^13 with the smallest table (2.2 MB; 2^10 cost a tiny
+    history 0.0034 bits a byte, 2^13 0.0005: docs/quality.md)."""
+    return min(16, max(10, table_bits - 3))
 
 
 class BitCM:
@@ -70,8 +70,9 @@ class BitCM:
 
     def __init__(self, table_bits: int = TABLE_BITS, match_bits: int | None = None, learning_rate: float = 0.0015,
                  limit: int = LIMIT, fast_limit: int = FAST_LIMIT, prune: float = 1e-4):
-        """match_bits: the match table's (2^bits positions), by default table_bits - 2 (2^20 with the largest)."""
-        match_bits = table_bits - 2 if match_bits is None else match_bits
+        """match_bits: the match table's (2^bits positions, 4 bytes each), by default 4 per slot up to 2^20 (what the
+        largest table had: a tiny history's 2^14 lost 0.011 bits a byte, docs/quality.md)."""
+        match_bits = min(20, table_bits + 2) if match_bits is None else match_bits
         self.bits, self.mbits, self.lr, self.prune = table_bits, match_bits, learning_rate, math.log(prune)
         n = 1 << table_bits
         self.slots = np.empty((n, SLOT_WIDTH), dtype=np.uint16)  # bitkernel's layout: check byte, probabilities,
