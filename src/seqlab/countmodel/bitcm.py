@@ -37,8 +37,9 @@ import math
 import numpy as np
 
 from .bitcontexts import INDIRECT_SIZE, N_BYTE_CTX, N_CTX, N_REGS
-from .bitkernel import APM_CELLS, BIAS_IN, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_SETS, N_IN, N_MIXERS, \
-    N_OUT, SLOT_WIDTH, STRETCH_CLAMP, CH, _run
+from .bitkernel import BIAS_IN, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_SETS, N_IN, N_MIXERS, N_OUT, SLOT_WIDTH, \
+    CH, _run
+from .bitmath import APM_CELLS, STRETCH_CLAMP
 
 GIVEN_PRIOR = 0.6  # the given distribution's prior weight in both mixers (the others': 0.3)
 LIMIT = 127  # an entry's slow rate stops falling here: it stays 1/(LIMIT + 1.5), it keeps adapting

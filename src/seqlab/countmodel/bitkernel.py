@@ -5,8 +5,8 @@ code holds every jitted function it calls (rows' loops in another file ran the o
 constants it reads, likewise. So this file holds bitcontexts.py's and bitmath.py's (stretch, squash, the APMs)
 SHA-256, checked at import: a change there must change this file, whose cached code is then compiled again.
 The arrays travel in tuples (bitcm.BitCM builds them): learnt, rates, and a row's cache and view.
-Compiled without numba's runtime (`_nrt=False`, here and in bitcontexts.py): with it, every array passed between these
-functions, alone or in a tuple, was reference-counted by atomic instructions, a third of the model's time (perf,
+Compiled without numba's runtime (`_nrt=False`, here, in bitcontexts.py and bitmath.py): with it, every array passed
+between these functions, alone or in a tuple, was reference-counted by atomic instructions, a third of the model's time (perf,
 docs/quality.md); nothing here allocates.
 """
 
@@ -21,7 +21,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .bitcontexts import N_CTX, _after_byte, _contexts, _hash
-from .bitmath import APM_CELLS, STRETCH, STRETCH_CLAMP, _apm, _apm_learn, _squash, _stretch
+from .bitmath import STRETCH, STRETCH_CLAMP, _apm, _apm_learn, _squash, _stretch
 
 CONTEXTS_SHA256 = "194f4994d5cf41ff75dfce7410fcf8115d8f62e3b01651b58d598d751e0f08a0"
 MATH_SHA256 = "ecc158f4d10e5f5354de26d9fe4b8b051003fd3f37d42943bafc64f38fbe5849"  # bitmath.py's, likewise
@@ -369,9 +369,9 @@ def _predict(buf, t, regs, given, g, prune, slots, bits, learnt, cache, pbits, v
              logp, row):
     """Write a row's log-distribution of its byte at buf[t] into logp[row] (the 255 nodes, less those under a node
     whose path's log-probability is below `prune`: uniform there), from the bytes before t and the row's registers
-    regs; given[g] (g >= 0): another model's distribution (probabilities), one more input at each node. Fills the row's context
-    hashes ctx, its nodes' inputs xs, outputs outs, the given's sums and done (which nodes were evaluated) for
-    _learn; nothing is learnt. lp: scratch, the nodes' path log-probabilities."""
+    regs; given[g] (g >= 0): another model's distribution (probabilities), one more input at each node. Fills the
+    row's context hashes ctx, its nodes' inputs xs, outputs outs, the given's sums and done (which nodes were
+    evaluated) for _learn; nothing is learnt. lp: scratch, the nodes' path log-probabilities."""
     lp[1] = 0.0
     _given_sums(given, g, sums)
     _contexts(buf, t, regs, ctx)

@@ -15,9 +15,9 @@ so a model that gains a context or a mixer needs no change here. Loaded by readi
 page of the slots anyway, one 4 KB page fault at a time, and random reads over 403 MB of 4 KB pages missed the TLB;
 read whole, numpy's allocation takes huge pages (3.5 -> 3.1 CPU-s a 100 KB, docs/quality.md). The fingerprint names
 the history read (the count model's digest and the bytes' number), the settings (counts.bitcm_history, the slot
-table's bits) and the model's code (bitcm.py, bitkernel.py and bitcontexts.py's SHA-256: a state saved by another
-version of the model is not used (bitmath.py's too), whoever forgot to bump a version number). A state of another fingerprint, or damaged
-(a file missing, truncated, of another shape or dtype), is read afresh and saved again, said on stderr; a run
+table's bits) and the model's code (bitcm.py, bitkernel.py, bitcontexts.py and bitmath.py's SHA-256: a state saved by
+another version of the model is not used, whoever forgot to bump a version number). A state of another fingerprint, or
+damaged (a file missing, truncated, of another shape or dtype), is read afresh and saved again, said on stderr; a run
 directory that is not writable reads it in memory, as before.
 """
 
