@@ -6,8 +6,8 @@ constants it reads, likewise. So this file holds bitcontexts.py's and bitmath.py
 SHA-256, checked at import: a change there must change this file, whose cached code is then compiled again.
 The arrays travel in tuples (bitcm.BitCM builds them): learnt, rates, and a row's cache and view.
 Compiled without numba's runtime (`_nrt=False`, here, in bitcontexts.py and bitmath.py): with it, every array passed
-between these functions, alone or in a tuple, was reference-counted by atomic instructions, a third of the model's time (perf,
-docs/quality.md); nothing here allocates.
+between these functions, alone or in a tuple, was reference-counted by atomic instructions, a third of the model's
+time (perf, docs/quality.md); nothing here allocates.
 """
 
 import hashlib
