@@ -323,7 +323,7 @@ def _learn_node(c0, y, slot_of, view, learnt, buf, regs, x, out, rates, lr):
     for k in range(N_MIXERS):
         row = int(out[OUT_SET + k])
         e = np.float32(lr * (y - _squash(out[OUT_DOT + k])))
-        for i in range(N_IN):  # float32 x 16: AVX-512
+        for i in range(N_IN):  # float32: 8 a ymm register (vmulps), twice float64's
             w[row, i] += e * x[i]
     e = (y - _squash(out[OUT_ST])) * lr * FINAL_RATE
     for k in range(N_MIXERS):
