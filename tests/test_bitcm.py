@@ -173,7 +173,8 @@ def test_every_file_with_numba_code_imports_nothing_from_seqlab_but_a_file_whose
     """numba keys a cached function (cache=True) on its own file only, but its machine code holds the jitted functions
     it calls and the globals it reads: jitted code in a second file (compress's lockstep loops were, calling bitcm's
     kernels) ran the old model after a change to the first. So a file of seqlab that uses numba imports no other, but
-    bitkernel.py imports bitcontexts.py and holds its SHA-256 (checked at import): a change there changes bitkernel."""
+    bitkernel.py imports bitcontexts.py and bitmath.py and holds their SHA-256 (checked at import): a change there
+    changes bitkernel."""
     import hashlib
     import re
     from pathlib import Path
@@ -184,14 +185,14 @@ def test_every_file_with_numba_code_imports_nothing_from_seqlab_but_a_file_whose
     root = Path(seqlab.__file__).parent
     imports_numba = re.compile(r"^\s*(from|import) numba\b", re.MULTILINE)
     with_numba = sorted(p for p in root.rglob("*.py") if imports_numba.search(p.read_text()))
-    assert {"bitkernel.py", "bitcontexts.py"} <= {p.name for p in with_numba}
+    assert {"bitkernel.py", "bitcontexts.py", "bitmath.py"} <= {p.name for p in with_numba}
     for path in with_numba:
         kernel = path.read_text()
         if path.name == "bitkernel.py":
-            kernel = kernel.replace("from .bitcontexts import", "", 1)
+            kernel = kernel.replace("from .bitcontexts import", "", 1).replace("from .bitmath import", "", 1)
         assert "from ." not in kernel and "import seqlab" not in kernel and "from seqlab" not in kernel, path.name
-    contexts = Path(bitkernel.__file__).with_name("bitcontexts.py").read_bytes()
-    assert bitkernel.CONTEXTS_SHA256 == hashlib.sha256(contexts).hexdigest()
+    for name, digest in (("bitcontexts.py", bitkernel.CONTEXTS_SHA256), ("bitmath.py", bitkernel.MATH_SHA256)):
+        assert digest == hashlib.sha256(Path(bitkernel.__file__).with_name(name).read_bytes()).hexdigest()
 
 
 def test_the_models_kernels_count_no_references():
@@ -200,9 +201,10 @@ def test_the_models_kernels_count_no_references():
     model's time (docs/quality.md, 2026-12-06, "the learning profiled")."""
     from numba.core.registry import CPUDispatcher
 
-    from seqlab.countmodel import bitcontexts, bitkernel
+    from seqlab.countmodel import bitcontexts, bitkernel, bitmath
 
-    kernels = [f for module in (bitkernel, bitcontexts) for f in vars(module).values() if isinstance(f, CPUDispatcher)]
+    kernels = [f for module in (bitkernel, bitcontexts, bitmath) for f in vars(module).values()
+               if isinstance(f, CPUDispatcher)]
     assert len(kernels) > 20
     assert [f.__name__ for f in kernels if f.targetoptions.get("_nrt") is not False] == []
 
@@ -223,7 +225,7 @@ def test_a_changed_contexts_file_is_refused_until_the_kernel_holds_its_digest(tm
     package.mkdir()
     (package / "__init__.py").write_text("")
     source = Path(bitkernel.__file__).parent
-    for name in ("bitcontexts.py", "bitkernel.py"):
+    for name in ("bitcontexts.py", "bitmath.py", "bitkernel.py"):
         shutil.copy(source / name, package / name)
     changed = (source / "bitcontexts.py").read_text().replace("MATCH_MIN = 6", "MATCH_MIN = 7")
     (package / "bitcontexts.py").write_text(changed)
@@ -268,3 +270,38 @@ def test_the_model_lets_other_threads_run_while_it_reads():
         counter.join()
         sys.setswitchinterval(interval)
     assert during > 1000
+
+
+def test_a_mixers_dot_sums_its_lanes_in_one_order():
+    """bitkernel._dot (LLVM's vector operations): lane k sums inputs k, k + LANES, ... in order, then the lanes
+    pairwise; any other order (the compiler's own, another CPU's) would give other floats, and compress's files
+    would decode only where they were made."""
+    from numba import njit
+
+    from seqlab.countmodel.bitkernel import LANES, N_IN, _dot
+
+    rng = np.random.default_rng(6)
+    w = rng.normal(size=(3, N_IN)).astype(np.float32)
+    x = (rng.normal(size=N_IN) * 10.0 ** rng.uniform(-3, 3, N_IN)).astype(np.float32)  # orders sum differently
+    lanes, in_order = [np.float32(0.0)] * LANES, np.float32(0.0)
+    for i in range(N_IN):
+        lanes[i % LANES] = np.float32(lanes[i % LANES] + w[2, i] * x[i])
+        in_order = np.float32(in_order + w[2, i] * x[i])
+    lanes_in_order = np.float32(sum(lanes[1:], lanes[0]))
+    while len(lanes) > 1:
+        lanes = [np.float32(lanes[k] + lanes[k + 1]) for k in range(0, len(lanes), 2)]
+    assert lanes[0] != in_order and lanes[0] != lanes_in_order
+    assert njit(lambda w, row, x: _dot(w, row, x))(w, 2, x) == lanes[0]
+
+
+def test_squash_and_stretch_by_tables_stay_near_the_functions():
+    from numba import njit
+
+    from seqlab.countmodel.bitmath import _squash, _stretch
+
+    x = np.linspace(-8, 8, 10001)
+    squash = njit(lambda xs: np.array([_squash(v) for v in xs]))
+    assert np.abs(squash(x) - 1 / (1 + np.exp(-x))).max() < 3e-7
+    p = np.linspace(0.01, 0.99, 999)
+    stretch = njit(lambda ps: np.array([_stretch(v) for v in ps]))
+    assert np.abs(stretch(p) - np.log(p / (1 - p))).max() < 0.03

@@ -61,7 +61,7 @@ def _truncated(state):
 
 
 def _retyped(state):
-    np.save(state / "w.npy", np.load(state / "w.npy").astype(np.float32))
+    np.save(state / "w.npy", np.load(state / "w.npy").astype(np.float64))
 
 
 def _reshaped(state):
@@ -107,7 +107,7 @@ def test_a_state_of_another_history_or_setting_is_not_used(tmp_path, capsys):
     assert "another bitcm_history" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["bitcm", "bitkernel", "bitcontexts"])
+@pytest.mark.parametrize("module", ["bitcm", "bitkernel", "bitcontexts", "bitmath"])
 def test_a_state_saved_by_other_code_of_any_of_the_models_files_is_read_again(tmp_path, monkeypatch, capsys, module):
     """The fingerprint hashes each file of the model's code: a state saved before a change to any one (the contexts,
     since the kernel's split, are a file of their own) is not used."""
@@ -191,3 +191,24 @@ def test_training_with_counts_bitcm_keeps_the_state(corpus_file, tmp_path):
     run_dir = train(cfg, tmp_path / "run", log=lambda *a: None)
     manifest = json.loads((run_dir / "counts" / "bitcm" / bitstate.MANIFEST).read_text())
     assert manifest["fingerprint"]["table_bits"] == 16 and manifest["fingerprint"]["model"] == bitstate.model_digest()
+
+
+def test_a_state_kept_by_the_float64_model_is_read_again_never_loaded(tmp_path, capsys):
+    """A state kept by the model before its float32 mixers and sized APMs (main at 511a2ec: float64 weights and APMs
+    of 131,584 rows, an int64 match table, its code's digest) is read afresh, not run by the new kernels."""
+    state = tmp_path / "bitcm"
+    bitstate.open_model(state, HISTORY, IDENTITY)
+    manifest = json.loads((state / bitstate.MANIFEST).read_text())
+    old = {"w": np.float64, "w3": np.float64, "apm": np.float64, "mtab": np.int64}
+    for name, dtype in old.items():
+        array = np.load(state / f"{name}.npy").astype(dtype)
+        if name == "apm":
+            array = np.concatenate([array, np.full((131_584 - len(array), array.shape[1]), 0.5)])
+        np.save(state / f"{name}.npy", array)
+        manifest["arrays"][name] = [str(array.dtype), list(array.shape)]
+    manifest["fingerprint"]["model"] = "9342f4d76fcb"  # main's code, 511a2ec (its digest's first digits)
+    (state / bitstate.MANIFEST).write_text(json.dumps(manifest))
+    model = bitstate.open_model(state, HISTORY, IDENTITY)
+    assert "another model" in capsys.readouterr().err
+    assert (model.w.dtype, model.apm.dtype, model.mtab.dtype) == (np.float32, np.float32, np.int32)
+    np.testing.assert_array_equal(model.score(TEXT), fresh().score(TEXT))

@@ -37,8 +37,9 @@ import math
 import numpy as np
 
 from .bitcontexts import INDIRECT_SIZE, N_BYTE_CTX, N_CTX, N_REGS
-from .bitkernel import APM_CELLS, APM_ROWS, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_SETS, N_IN, N_MIXERS, N_OUT, \
-    SLOT_WIDTH, STRETCH_CLAMP, CH, _run
+from .bitkernel import BIAS_IN, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_SETS, N_IN, N_MIXERS, N_OUT, SLOT_WIDTH, \
+    CH, _run
+from .bitmath import APM_CELLS, STRETCH_CLAMP
 
 GIVEN_PRIOR = 0.6  # the given distribution's prior weight in both mixers (the others': 0.3)
 LIMIT = 127  # an entry's slow rate stops falling here: it stays 1/(LIMIT + 1.5), it keeps adapting
@@ -54,6 +55,13 @@ def table_bits_for(n_bytes: int) -> int:
     return min(TABLE_BITS, max(MIN_TABLE_BITS, (4 * n_bytes).bit_length()))
 
 
+def apm_bits_for(table_bits: int) -> int:
+    """The APMs' last two stages' rows (2^bits each, float32 cells) for a slot table of 2^table_bits: 2^16 from 2^19
+    slots (as before, 35 MB in float64 whatever the history), 2^13 with the smallest table (2.2 MB; 2^10 cost a tiny
+    history 0.0034 bits a byte, 2^13 0.0005: docs/quality.md)."""
+    return min(16, max(10, table_bits - 3))
+
+
 class BitCM:
     """A bitwise context-mixing model over bytes: `learn` what came before, `score` a text causally.
 
@@ -61,8 +69,11 @@ class BitCM:
     (3, 256)
     """
 
-    def __init__(self, table_bits: int = TABLE_BITS, match_bits: int = 20, learning_rate: float = 0.0015,
+    def __init__(self, table_bits: int = TABLE_BITS, match_bits: int | None = None, learning_rate: float = 0.0015,
                  limit: int = LIMIT, fast_limit: int = FAST_LIMIT, prune: float = 1e-4):
+        """match_bits: the match table's (2^bits positions, 4 bytes each), by default 4 per slot up to 2^20 (what the
+        largest table had: a tiny history's 2^14 lost 0.011 bits a byte, docs/quality.md)."""
+        match_bits = min(20, table_bits + 2) if match_bits is None else match_bits
         self.bits, self.mbits, self.lr, self.prune = table_bits, match_bits, learning_rate, math.log(prune)
         n = 1 << table_bits
         self.slots = np.empty((n, SLOT_WIDTH), dtype=np.uint16)  # bitkernel's layout: check byte, probabilities,
@@ -71,17 +82,20 @@ class BitCM:
         self.slots[:, CH:] = 1 << 8
         self.ism = np.full((N_CTX, 1 << (HISTORY_BITS + 1)), 0.5)  # each context's probability per bit history
         self.icount = np.zeros((N_CTX, 1 << (HISTORY_BITS + 1)), dtype=np.int64)
-        self.mtab = np.zeros((1 << match_bits) + INDIRECT_SIZE, dtype=np.int64)  # and the indirect tables
+        self.mtab = np.zeros((1 << match_bits) + INDIRECT_SIZE, dtype=np.int32)  # and the indirect tables' 24 bits
         self.msm = np.full(64, 0.75)
         self.mcount = np.zeros(64, dtype=np.int64)
-        self.w = np.full((sum(MIXER_SETS), N_IN), 0.3)  # every mixer's weight sets
+        # every mixer's weight sets, float32: the dots and updates in SIMD (bitkernel._dot)
+        self.w = np.full((sum(MIXER_SETS), N_IN), 0.3, dtype=np.float32)
         self.w[:, :MATCH_IN] = 0.1  # three inputs per context
         self.w[:, GIVEN_IN] = GIVEN_PRIOR
-        self.w3 = np.full((256, N_MIXERS), 1.0 / N_MIXERS)  # the final mixer's, over the mixers', per partial byte
+        self.w[:, BIAS_IN + 1 :] = 0.0  # the padding
+        self.w3 = np.full((256, N_MIXERS), 1.0 / N_MIXERS, dtype=np.float32)  # the final mixer's, per partial byte
         cells = 1.0 / (1.0 + np.exp(-np.linspace(-STRETCH_CLAMP, STRETCH_CLAMP, APM_CELLS)))
-        self.apm = np.tile(cells, (sum(APM_ROWS), 1))  # every APM stage's rows
+        self.apm = np.tile(cells, (256 + (2 << apm_bits_for(table_bits)), 1)).astype(np.float32)  # bitkernel's stages
         self.rates = 1.0 / (np.minimum(np.arange(1024), limit) + 1.5)
         self.frates = 1.0 / (np.minimum(np.arange(1024), fast_limit) + 1.5)
+        self.hrates = 1.0 / (np.arange(1024) + 1.5)  # the bit histories' (their counts stop at 1023): no division
         self.regs = np.zeros(N_REGS, dtype=np.int64)
         # the bytes read: uint16, as compress's rows pad theirs with 256 ("before the text", bitrows.py); 2 bytes a
         # byte in memory and in the kept state (int64 took 8)
@@ -89,7 +103,7 @@ class BitCM:
         self.n = 0  # bytes read
         self.rows_from = None  # where lockstep rows' regions start (bitrows.py)
         self.learnt = (self.ism, self.icount, self.msm, self.mcount, self.w, self.w3, self.apm)
-        self.rates_by_count = (self.rates, self.frates)
+        self.rates_by_count = (self.rates, self.frates, self.hrates)
         self.stream = (self.cache(1, 0), self.view(0), np.zeros(512)) + self.nodes(1)
 
     def cache(self, n_rows: int, pbits: int) -> tuple:
@@ -109,7 +123,7 @@ class BitCM:
     def nodes(n_rows: int) -> tuple:
         """n_rows rows' byte as predicted, for learning it: context hashes, nodes' inputs and outputs, the given
         distribution's sums (bitkernel._given_sums), which nodes were evaluated."""
-        return (np.zeros((n_rows, N_CTX + N_BYTE_CTX), dtype=np.int64), np.zeros((n_rows, 256, N_IN)),
+        return (np.zeros((n_rows, N_CTX + N_BYTE_CTX), dtype=np.int64), np.zeros((n_rows, 256, N_IN), dtype=np.float32),
                 np.zeros((n_rows, 256, N_OUT)), np.zeros((n_rows, 512)), np.zeros((n_rows, 256), dtype=np.bool_))
 
     def _append(self, data) -> int:
@@ -128,7 +142,7 @@ class BitCM:
         "costs" or nothing ("learn")."""
         n = self.n - start
         rows, costs = np.zeros((n if what == "rows" else 0, 256)), np.zeros(n if what == "costs" else 0)
-        given = np.zeros((0, 256)) if given is None else np.ascontiguousarray(given, dtype=np.float64)
+        given = np.zeros((0, 256)) if given is None else np.exp(np.asarray(given, dtype=np.float64))  # vectorised
         assert len(given) in (0, n)
         cache, view, lp, *nodes = self.stream
         _run(self.buf, start, self.n, rows, costs, given, self.prune, self.regs, self.mtab, self.mbits, self.slots,

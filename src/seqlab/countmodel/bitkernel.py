@@ -2,12 +2,12 @@
 and compress's lockstep rows (BitRows) run the same loops, `_predict` and `_learn`, the stream being a row without a
 cache of its own. Why the rows' loops are here: numba keys a cached function on its own file only, but its machine
 code holds every jitted function it calls (rows' loops in another file ran the old model after a change here); the
-constants it reads, likewise. So this file holds bitcontexts.py's SHA-256, checked at import: a change there must
-change this file, whose cached code is then compiled again.
+constants it reads, likewise. So this file holds bitcontexts.py's and bitmath.py's (stretch, squash, the APMs)
+SHA-256, checked at import: a change there must change this file, whose cached code is then compiled again.
 The arrays travel in tuples (bitcm.BitCM builds them): learnt, rates, and a row's cache and view.
-Compiled without numba's runtime (`_nrt=False`, here and in bitcontexts.py): with it, every array passed between these
-functions, alone or in a tuple, was reference-counted by atomic instructions, a third of the model's time (perf,
-docs/quality.md); nothing here allocates.
+Compiled without numba's runtime (`_nrt=False`, here, in bitcontexts.py and bitmath.py): with it, every array passed
+between these functions, alone or in a tuple, was reference-counted by atomic instructions, a third of the model's
+time (perf, docs/quality.md); nothing here allocates.
 """
 
 import hashlib
@@ -21,14 +21,19 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .bitcontexts import N_CTX, _after_byte, _contexts, _hash
+from .bitmath import STRETCH, STRETCH_CLAMP, _apm, _apm_learn, _squash, _stretch
 
 CONTEXTS_SHA256 = "194f4994d5cf41ff75dfce7410fcf8115d8f62e3b01651b58d598d751e0f08a0"
-if hashlib.sha256(Path(__file__).with_name("bitcontexts.py").read_bytes()).hexdigest() != CONTEXTS_SHA256:
-    raise ImportError("bitcontexts.py changed: set CONTEXTS_SHA256 in bitkernel.py to its SHA-256, so that numba "
-                      "compiles bitkernel's cached code again")
+MATH_SHA256 = "ecc158f4d10e5f5354de26d9fe4b8b051003fd3f37d42943bafc64f38fbe5849"  # bitmath.py's, likewise
+for _name, _digest in (("bitcontexts.py", CONTEXTS_SHA256), ("bitmath.py", MATH_SHA256)):
+    if hashlib.sha256(Path(__file__).with_name(_name).read_bytes()).hexdigest() != _digest:
+        raise ImportError(f"{_name} changed: set its SHA-256 in bitkernel.py, so that numba compiles bitkernel's "
+                          "cached code again")
 PER_CTX = 3  # a context's inputs: its entry's slow and fast probabilities, and its bit history's
-N_IN = PER_CTX * N_CTX + 3  # and the match model's, the given distribution's (score's), a bias
-MATCH_IN, GIVEN_IN = PER_CTX * N_CTX, PER_CTX * N_CTX + 1
+MATCH_IN, GIVEN_IN, BIAS_IN = PER_CTX * N_CTX, PER_CTX * N_CTX + 1, PER_CTX * N_CTX + 2  # the match model's, the
+# given distribution's (score's), a bias
+LANES = 8  # a dot's partial sums (_dot): float32 x 8, one SIMD register
+N_IN = -(-(BIAS_IN + 1) // LANES) * LANES  # the mixers' inputs and weights (float32), padded with zeros to LANES
 HISTORY_BITS = 6  # an entry's bit history: its last bits (up to 6) after a leading 1; 1: none yet
 MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
 # the mixers, one table of weight sets: each mixer's sets (selected in _mixer_rows) from its first row
@@ -39,13 +44,12 @@ N_MIXERS = len(MIXER_SETS)
 FINAL_RATE = 0.3  # the final mixer's rate, times the mixers'
 # the APM stages, one table of rows (selected in _apm_rows), and each one's weight in the final average (the
 # mix's own: what is left)
-APM_CELLS = 33
-APM2_BITS = 16
-APM_ROWS = (256, 1 << APM2_BITS, 257 * 256)  # by the partial byte; with the order-2 hash; with the last byte
-APM_FROM = tuple(sum(APM_ROWS[:k]) for k in range(len(APM_ROWS)))
+# by the partial byte; with the order-2 hash; with the last byte. The first stage's 256 rows first, then the last
+# two stages' 2^k rows each (bitcm.apm_bits_for: sized from the history), the last byte's first: its row (the last
+# byte << 8 | the partial byte) folded to k bits (k = 16, the most: exact but the text's start, 256, on byte 0)
+N_APM = 3
 APM_WEIGHTS = (0.2, 0.4, 0.2)
 MIX_WEIGHT = 1.0 - sum(APM_WEIGHTS)
-N_APM = len(APM_ROWS)
 # a node's outputs (_node's, for _learn_node): p, the final stretch, the depth, each mixer's dot and weight set's
 # row, each APM stage's row
 OUT_P, OUT_ST, OUT_DEPTH, OUT_DOT = 0, 1, 2, 3
@@ -56,19 +60,32 @@ N_OUT = OUT_APM + N_APM
 # in FAST + j, its count and bit history (count | history << 8) in CH + j; column 0 is the slot's check byte. One row,
 # 96 bytes, holds what a context's nodes read: two cache lines, where four arrays took five.
 FAST, CH, SLOT_WIDTH = 16, 32, 48
-STRETCH_CLAMP = 8.0
-STRETCH = np.clip(np.log((np.arange(4096) + 0.5) / (4096 - np.arange(4096) - 0.5)), -8.0, 8.0)
 
 
-@njit(cache=True, _nrt=False)
-def _stretch(p):
-    p = min(max(p, 1e-6), 1.0 - 1e-6)
-    return min(max(math.log(p / (1.0 - p)), -STRETCH_CLAMP), STRETCH_CLAMP)
-
-
-@njit(cache=True, _nrt=False)
-def _squash(x):
-    return 1.0 / (1.0 + math.exp(-x))
+@intrinsic
+def _dot(typingctx, w, row, x):
+    """w[row] . x (float32, N_IN of each) in LANES partial sums, one SIMD register: lane k sums inputs k, k + LANES,
+    ... in order, then the lanes are added in a fixed order. Written as LLVM's vector operations because LLVM keeps
+    a float sum's order (numba's loop stayed scalar, one chain) and reorders it only where told it may (fastmath),
+    then as it likes for the CPU: this order is every CPU's, so compress's files decode anywhere."""
+    def codegen(context, builder, sig, args):
+        wt, _, xt = sig.args
+        wrow = cgutils.get_item_pointer(context, builder, wt, context.make_array(wt)(context, builder, args[0]),
+                                        [args[1], context.get_constant(types.intp, 0)])
+        xs = cgutils.get_item_pointer(context, builder, xt, context.make_array(xt)(context, builder, args[2]),
+                                      [context.get_constant(types.intp, 0)])
+        vector = ir.VectorType(ir.FloatType(), LANES)
+        acc = ir.Constant(vector, [0.0] * LANES)
+        for i in range(0, N_IN, LANES):
+            at = ir.Constant(ir.IntType(64), i)
+            wv = builder.load(builder.bitcast(builder.gep(wrow, [at]), vector.as_pointer()), align=4)
+            xv = builder.load(builder.bitcast(builder.gep(xs, [at]), vector.as_pointer()), align=4)
+            acc = builder.fadd(acc, builder.fmul(wv, xv))
+        lane = [builder.extract_element(acc, ir.Constant(ir.IntType(32), k)) for k in range(LANES)]
+        while len(lane) > 1:  # pairwise: ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7))
+            lane = [builder.fadd(lane[k], lane[k + 1]) for k in range(0, len(lane), 2)]
+        return lane[0]
+    return types.float32(w, row, x), codegen
 
 
 @njit(cache=True, _nrt=False)
@@ -219,11 +236,12 @@ def _mixer_rows(c0, seen, length, bctx, out):
 
 
 @njit(cache=True, _nrt=False)
-def _apm_rows(c0, bctx, out):
-    """Each APM stage's row at node c0, a row of the APMs' table, into out."""
+def _apm_rows(c0, bctx, apm, out):
+    """Each APM stage's row at node c0, a row of the APMs' table (apm), into out."""
+    mask = (len(apm) - 256) // 2 - 1
     out[OUT_APM] = c0
-    out[OUT_APM + 1] = APM_FROM[1] + ((bctx[1] ^ (c0 * 40503)) & ((1 << APM2_BITS) - 1))
-    out[OUT_APM + 2] = APM_FROM[2] + bctx[0] * 256 + c0
+    out[OUT_APM + 1] = 256 + mask + 1 + ((bctx[1] ^ (c0 * 40503)) & mask)
+    out[OUT_APM + 2] = 256 + (((bctx[0] << 8) | c0) & mask)
 
 
 @njit(cache=True, _nrt=False)
@@ -253,19 +271,16 @@ def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out):
             st = _stretch(msm[min(length, 63)])
             x[MATCH_IN] = st if (predicted >> (7 - d)) & 1 == 1 else -st
     x[GIVEN_IN] = given
-    x[N_IN - 1] = 0.5
+    x[BIAS_IN] = 0.5
+    for i in range(BIAS_IN + 1, N_IN):
+        x[i] = 0.0
     _mixer_rows(c0, seen, length, bctx, out)
-    r0, r1, r2, r3 = int(out[OUT_SET]), int(out[OUT_SET + 1]), int(out[OUT_SET + 2]), int(out[OUT_SET + 3])
-    d0 = d1 = d2 = d3 = 0.0
-    for i in range(N_IN):  # the N_MIXERS (4) dots side by side, each summed in order (the floats of one at a time)
-        d0, d1, d2 = d0 + w[r0, i] * x[i], d1 + w[r1, i] * x[i], d2 + w[r2, i] * x[i]
-        d3 += w[r3, i] * x[i]
     st = 0.0
-    for k, dot in enumerate((d0, d1, d2, d3)):
-        out[OUT_DOT + k] = min(max(dot, -STRETCH_CLAMP), STRETCH_CLAMP)
+    for k in range(N_MIXERS):
+        out[OUT_DOT + k] = min(max(_dot(w, int(out[OUT_SET + k]), x), -STRETCH_CLAMP), STRETCH_CLAMP)
         st += w3[c0, k] * out[OUT_DOT + k]
     st = min(max(st, -STRETCH_CLAMP), STRETCH_CLAMP)  # the final mixer's
-    _apm_rows(c0, bctx, out)
+    _apm_rows(c0, bctx, apm, out)
     p = MIX_WEIGHT * _squash(st)
     for k in range(N_APM):
         p += APM_WEIGHTS[k] * _apm(apm, int(out[OUT_APM + k]), st)
@@ -275,28 +290,11 @@ def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out):
 
 
 @njit(cache=True, _nrt=False)
-def _apm(table, row, st):
-    pos = (st + STRETCH_CLAMP) * (APM_CELLS - 1) / (2 * STRETCH_CLAMP)
-    lo = min(int(pos), APM_CELLS - 2)
-    f = pos - lo
-    return table[row, lo] * (1 - f) + table[row, lo + 1] * f
-
-
-@njit(cache=True, _nrt=False)
-def _apm_learn(table, row, st, y, rate):
-    pos = (st + STRETCH_CLAMP) * (APM_CELLS - 1) / (2 * STRETCH_CLAMP)
-    lo = min(int(pos), APM_CELLS - 2)
-    f = pos - lo
-    table[row, lo] += (y - table[row, lo]) * rate * (1 - f)
-    table[row, lo + 1] += (y - table[row, lo + 1]) * rate * f
-
-
-@njit(cache=True, _nrt=False)
 def _learn_node(c0, y, slot_of, view, learnt, buf, regs, x, out, rates, lr):
     """Update node c0 with its bit y, from its inputs x and outputs `out` (_node's)."""
     slots = view[1]
     ism, icount, msm, mcount, w, w3, apm = learnt
-    srates, frates = rates
+    srates, frates, hrates = rates
     d = int(out[OUT_DEPTH])
     j = c0 if d < 4 else (1 << (d - 4)) | (c0 & ((1 << (d - 4)) - 1))
     for i in range(N_CTX):
@@ -308,7 +306,7 @@ def _learn_node(c0, y, slot_of, view, learnt, buf, regs, x, out, rates, lr):
         f = slots[s, FAST + j]
         f += int((y * 65535 - f) * frates[n])
         slots[s, FAST + j] = min(max(f, 32), 65503)
-        ism[i, h] += (y - ism[i, h]) / (icount[i, h] + 1.5)
+        ism[i, h] += (y - ism[i, h]) * hrates[icount[i, h]]
         icount[i, h] = min(icount[i, h] + 1, 1023)
         h = 2 * h + y
         if h >= 1 << (HISTORY_BITS + 1):
@@ -324,9 +322,9 @@ def _learn_node(c0, y, slot_of, view, learnt, buf, regs, x, out, rates, lr):
             mcount[k] = min(mcount[k] + 1, 1023)
     for k in range(N_MIXERS):
         row = int(out[OUT_SET + k])
-        e = y - _squash(out[OUT_DOT + k])
-        for i in range(N_IN):
-            w[row, i] += lr * e * x[i]
+        e = np.float32(lr * (y - _squash(out[OUT_DOT + k])))
+        for i in range(N_IN):  # float32: 8 a ymm register (vmulps), twice float64's
+            w[row, i] += e * x[i]
     e = (y - _squash(out[OUT_ST])) * lr * FINAL_RATE
     for k in range(N_MIXERS):
         w3[c0, k] += e * out[OUT_DOT + k]
@@ -336,13 +334,13 @@ def _learn_node(c0, y, slot_of, view, learnt, buf, regs, x, out, rates, lr):
 
 @njit(cache=True, _nrt=False)
 def _given_sums(given, g, sums):
-    """sums[c0]: the given distribution's (given[g]) mass under node c0 (the leaves from 256); sums[0]: whether there
-    is one (g >= 0)."""
+    """sums[c0]: the given distribution's (given[g], probabilities) mass under node c0 (the leaves from 256); sums[0]:
+    whether there is one (g >= 0)."""
     sums[0] = g >= 0
     if g < 0:
         return
     for b in range(256):
-        sums[256 + b] = math.exp(given[g, b])
+        sums[256 + b] = given[g, b]
     for c0 in range(255, 0, -1):
         sums[c0] = sums[2 * c0] + sums[2 * c0 + 1]
 
@@ -371,9 +369,9 @@ def _predict(buf, t, regs, given, g, prune, slots, bits, learnt, cache, pbits, v
              logp, row):
     """Write a row's log-distribution of its byte at buf[t] into logp[row] (the 255 nodes, less those under a node
     whose path's log-probability is below `prune`: uniform there), from the bytes before t and the row's registers
-    regs; given[g] (g >= 0): another model's log-distribution, one more input at each node. Fills the row's context
-    hashes ctx, its nodes' inputs xs, outputs outs, the given's sums and done (which nodes were evaluated) for
-    _learn; nothing is learnt. lp: scratch, the nodes' path log-probabilities."""
+    regs; given[g] (g >= 0): another model's distribution (probabilities), one more input at each node. Fills the
+    row's context hashes ctx, its nodes' inputs xs, outputs outs, the given's sums and done (which nodes were
+    evaluated) for _learn; nothing is learnt. lp: scratch, the nodes' path log-probabilities."""
     lp[1] = 0.0
     _given_sums(given, g, sums)
     _contexts(buf, t, regs, ctx)
@@ -437,7 +435,8 @@ def _run(buf, start, stop, rows, costs, given, prune, regs, mtab, mbits, slots, 
     """The stream (a row without a cache, pbits 0): read buf[start:stop] one byte at a time, writing for each position
     its log-distribution over the 256 bytes into rows[t - start] (_predict), or where rows is empty and costs is not,
     the byte's own natural-log probability into costs[t - start] (_predict_path), then learn the byte (_learn).
-    given: (stop - start, 256) log-distributions over the bytes, one more input at each node, or (0, 256): none."""
+    given: (stop - start, 256) distributions over the bytes (probabilities: the caller's numpy took their exps over
+    the chunk at once, vectorised), one more input at each node, or (0, 256): none."""
     for t in range(start, stop):
         g = t - start if len(given) else -1
         if len(rows):

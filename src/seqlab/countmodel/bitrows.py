@@ -63,7 +63,7 @@ class BitRows:
         log-distributions over the bytes) one more input at each node (others' rows: 0)."""
         m = self.model
         logp = np.zeros((len(self.pos), 256))
-        _score_rows(m.buf, self.pos, self.regs, active, np.ascontiguousarray(given, dtype=np.float64), logp, m.prune,
+        _score_rows(m.buf, self.pos, self.regs, active, np.exp(np.asarray(given, dtype=np.float64)), logp, m.prune,
                     m.slots, m.bits, m.learnt, self.caches, self.pbits, self.view, self.lp, *self.nodes)
         return logp
 

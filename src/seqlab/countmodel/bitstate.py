@@ -15,9 +15,9 @@ so a model that gains a context or a mixer needs no change here. Loaded by readi
 page of the slots anyway, one 4 KB page fault at a time, and random reads over 403 MB of 4 KB pages missed the TLB;
 read whole, numpy's allocation takes huge pages (3.5 -> 3.1 CPU-s a 100 KB, docs/quality.md). The fingerprint names
 the history read (the count model's digest and the bytes' number), the settings (counts.bitcm_history, the slot
-table's bits) and the model's code (bitcm.py, bitkernel.py and bitcontexts.py's SHA-256: a state saved by another
-version of the model is not used, whoever forgot to bump a version number). A state of another fingerprint, or damaged
-(a file missing, truncated, of another shape or dtype), is read afresh and saved again, said on stderr; a run
+table's bits) and the model's code (bitcm.py, bitkernel.py, bitcontexts.py and bitmath.py's SHA-256: a state saved by
+another version of the model is not used, whoever forgot to bump a version number). A state of another fingerprint, or
+damaged (a file missing, truncated, of another shape or dtype), is read afresh and saved again, said on stderr; a run
 directory that is not writable reads it in memory, as before.
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bitcm, bitcontexts, bitkernel
+from . import bitcm, bitcontexts, bitkernel, bitmath
 
 FORMAT = 1  # the folder's layout: manifest.json and one .npy file per array
 MANIFEST = "manifest.json"
@@ -39,7 +39,7 @@ MANIFEST = "manifest.json"
 def model_digest() -> str:
     """SHA-256 of the bitwise model's code (its state's meaning: contexts, layout, constants)."""
     h = hashlib.sha256()
-    for module in (bitcm, bitkernel, bitcontexts):
+    for module in (bitcm, bitkernel, bitcontexts, bitmath):
         h.update(Path(module.__file__).read_bytes())
     return h.hexdigest()
 
