@@ -212,3 +212,35 @@ def test_a_state_kept_by_the_float64_model_is_read_again_never_loaded(tmp_path, 
     assert "another model" in capsys.readouterr().err
     assert (model.w.dtype, model.apm.dtype, model.mtab.dtype) == (np.float32, np.float32, np.int32)
     np.testing.assert_array_equal(model.score(TEXT), fresh().score(TEXT))
+
+
+@pytest.fixture
+def bitcm_on_by_default(monkeypatch):
+    """counts.bitcm's default true (a new run's), as a saved run of before the key meets it."""
+    import inspect
+
+    from seqlab.config import CountModelConfig, RunConfig
+
+    init = CountModelConfig.__init__
+    with_defaults = [name for name, p in inspect.signature(init).parameters.items() if p.default is not p.empty]
+    defaults = list(init.__defaults__)
+    defaults[with_defaults.index("bitcm")] = True
+    monkeypatch.setattr(init, "__defaults__", tuple(defaults))
+    assert RunConfig().counts.bitcm
+
+
+def test_a_run_saved_before_counts_bitcm_keeps_it_off_whatever_the_default(trained_runs, tmp_path, bitcm_on_by_default):
+    """A config.json without the key is a run from before it: its eval figure and the files it compressed stay
+    what they were (a saved setting, true or false, is kept)."""
+    from seqlab.run import read_config
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_runs["lstm"], run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    for saved in (True, False, None):
+        config["counts"].pop("bitcm", None)
+        if saved is not None:
+            config["counts"]["bitcm"] = saved
+        (run_dir / "config.json").write_text(json.dumps(config))
+        assert read_config(run_dir).counts.bitcm is bool(saved)
+    assert not load(run_dir).config.counts.bitcm  # every verb's

@@ -26,6 +26,10 @@ from .models.style import attach_styles
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+# Keys a run's config.json gained after runs were saved without them, with the value those runs had: a default that
+# changed later must not change a saved run (its eval figure, and the files it compressed, which decompress would
+# refuse). counts.bitcm came in off.
+BEFORE_THE_KEY = {"counts": {"bitcm": False}}
 
 
 @dataclass
@@ -81,7 +85,18 @@ def read_config(run_dir: Path) -> RunConfig:
             f"{run_dir} was written with run format {version!r}; this seqlab reads format "
             f"{FORMAT_VERSION}: retrain it with this version"
         )
-    return from_dict(RunConfig, raw)
+    return from_dict(RunConfig, _with_keys_it_predates(raw))
+
+
+def _with_keys_it_predates(raw: dict) -> dict:
+    """A saved config with each key of BEFORE_THE_KEY it lacks at the value it had then (from_dict would give today's
+    default)."""
+    for section, keys in BEFORE_THE_KEY.items():
+        saved = raw.setdefault(section, {})
+        if isinstance(saved, dict):  # anything else: from_dict refuses it in one line
+            for key, value in keys.items():
+                saved.setdefault(key, value)
+    return raw
 
 
 def load(run_dir, device: str = "cpu") -> Run:
