@@ -11,6 +11,9 @@ path, since 2026-12-06; BitCM.score's rows and their copies before), opening its
 and the process's CPU time left over (the main thread's loop, torch's own threads). Page faults (minor) of the timed
 pass beside them, and each run's bits per byte minus the first run's (paired by byte, 95%: the runs are copies with
 other settings). Run it on a shared machine side by side (the runs in turn) and give the load average.
+The timeline of each part's calls (perf_counter) beside its CPU: its calls, their wall time (summed over its threads),
+the share of the pass's wall time in which one of its calls ran, and the wall time in which none of the parts ran
+(what waited on what: a part whose calls run far longer than their CPU waited for a core).
 """
 
 import argparse
@@ -35,9 +38,10 @@ PARTS = {  # part: (module, class or None, function)
 }
 
 
-def wrap_parts(totals: dict) -> None:
-    """Each part's function replaced by one that adds its thread's CPU time to totals[part] (a session imports
-    bitstate.open_model inside a function: the module's attribute is what it finds)."""
+def wrap_parts(calls: list) -> None:
+    """Each part's function replaced by one that appends (part, its start and end by perf_counter, its thread's CPU
+    time) to calls (a session imports bitstate.open_model inside a function: the module's attribute is what it
+    finds)."""
     import importlib
 
     lock = threading.Lock()
@@ -47,12 +51,12 @@ def wrap_parts(totals: dict) -> None:
         fn = getattr(owner, name)
 
         def timed(*a, _fn=fn, _part=part, **k):
-            t0 = time.thread_time()
+            t0, cpu = time.perf_counter(), time.thread_time()
             try:
                 return _fn(*a, **k)
             finally:
                 with lock:
-                    totals[_part] = totals.get(_part, 0.0) + time.thread_time() - t0
+                    calls.append((_part, t0, time.perf_counter(), time.thread_time() - cpu))
 
         setattr(owner, name, timed)
 
@@ -65,23 +69,40 @@ def child(args) -> None:
     from seqlab.scoring import run_token_bits
 
     torch.set_num_threads(args.threads)
-    totals: dict = {}
-    wrap_parts(totals)
+    calls: list = []
+    wrap_parts(calls)
     run = load(args.runs[0])
     data = Path(args.file).read_bytes()[-args.bytes :]
     tokens = np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(data)]).astype(np.int64)
     run_token_bits(run, tokens, 1)
-    totals.clear()
+    calls.clear()
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    wall, cpu = time.perf_counter(), time.process_time()
+    start, cpu = time.perf_counter(), time.process_time()
     mixed = run_token_bits(run, tokens, 1)[0]
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    stop, cpu = time.perf_counter(), time.process_time() - cpu
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     from seqlab.intervals import byte_bits
 
     np.save(args.child, byte_bits(run.tokenizer, tokens[1:], mixed), allow_pickle=False)
-    print(json.dumps({"wall": wall, "cpu": cpu, "bytes": len(data), "bpb": float(mixed.sum() / len(data)),
-                      "minor faults": faults, "parts": totals}))
+    print(json.dumps({"wall": stop - start, "cpu": cpu, "bytes": len(data), "bpb": float(mixed.sum() / len(data)),
+                      "minor faults": faults, **timeline(calls, start, stop)}))
+
+
+def timeline(calls: list, start: float, stop: float, step: float = 1e-4) -> dict:
+    """Per part: its thread CPU-s, calls, their wall seconds summed, and the share of [start, stop] in which one of
+    them ran; and the seconds in which no part ran."""
+    import numpy as np
+
+    ticks = np.arange(start, stop, step)
+    running, out = {}, {"parts": {}, "calls": {}, "call wall": {}, "running": {}}
+    for part, t0, t1, cpu in calls:
+        for key, value in (("parts", cpu), ("calls", 1), ("call wall", t1 - t0)):
+            out[key][part] = out[key].get(part, 0) + value
+        at = running.setdefault(part, np.zeros(len(ticks), dtype=bool))
+        at[np.searchsorted(ticks, t0) : np.searchsorted(ticks, t1)] = True
+    out["running"] = {part: float(at.mean()) for part, at in running.items()}
+    out["none running"] = float((~np.any(list(running.values()), axis=0)).mean() * (stop - start)) if running else 0.0
+    return out
 
 
 def main() -> None:
@@ -114,8 +135,10 @@ def main() -> None:
               f"{r['bpb']:.6f} bpb (minus the first run's, byte by byte: {d['difference']:+.4f} [{d['low']:+.4f}, "
               f"{d['high']:+.4f}]), {r['minor faults']:,} minor page faults")
         for part in PARTS:
-            print(f"  {part:<26} {parts.get(part, 0.0):6.2f} CPU-s")
-        print(f"  {'the rest (main loop, ...)':<26} {rest:6.2f} CPU-s")
+            print(f"  {part:<26} {parts.get(part, 0.0):6.2f} CPU-s  {r['calls'].get(part, 0):5d} calls, "
+                  f"{r['call wall'].get(part, 0.0):6.2f} s of wall in them, one running "
+                  f"{r['running'].get(part, 0):4.0%} of the pass")
+        print(f"  {'the rest (main loop, ...)':<26} {rest:6.2f} CPU-s; no part running {r['none running']:.2f} s")
 
 
 if __name__ == "__main__":
