@@ -8,7 +8,7 @@ from numba import njit
 
 APM_CELLS = 33
 STRETCH_CLAMP = 8.0
-STRETCH = np.clip(np.log((np.arange(4096) + 0.5) / (4096 - np.arange(4096) - 0.5)), -8.0, 8.0)
+STRETCH = np.clip(np.log((np.arange(4096) + 0.5) / (4096 - np.arange(4096) - 0.5)), -STRETCH_CLAMP, STRETCH_CLAMP)
 SQUASH_STEP = 256  # SQUASH's points per unit of x: its interpolation is within 2e-7 of the logistic
 SQUASH = 1.0 / (1.0 + np.exp(-np.linspace(-STRETCH_CLAMP, STRETCH_CLAMP, int(2 * STRETCH_CLAMP) * SQUASH_STEP + 1)))
 
@@ -29,17 +29,21 @@ def _squash(x):
 
 
 @njit(cache=True, _nrt=False)
-def _apm(table, row, st):
+def _apm_cell(st):
+    """An APM row's cell below st (a stretched probability in [-8, 8]) and st's share of the way to the next."""
     pos = (st + STRETCH_CLAMP) * (APM_CELLS - 1) / (2 * STRETCH_CLAMP)
     lo = min(int(pos), APM_CELLS - 2)
-    f = pos - lo
+    return lo, pos - lo
+
+
+@njit(cache=True, _nrt=False)
+def _apm(table, row, st):
+    lo, f = _apm_cell(st)
     return table[row, lo] * (1 - f) + table[row, lo + 1] * f
 
 
 @njit(cache=True, _nrt=False)
 def _apm_learn(table, row, st, y, rate):
-    pos = (st + STRETCH_CLAMP) * (APM_CELLS - 1) / (2 * STRETCH_CLAMP)
-    lo = min(int(pos), APM_CELLS - 2)
-    f = pos - lo
+    lo, f = _apm_cell(st)
     table[row, lo] += (y - table[row, lo]) * rate * (1 - f)
     table[row, lo + 1] += (y - table[row, lo + 1]) * rate * f
