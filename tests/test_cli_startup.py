@@ -1,11 +1,13 @@
 """A command builds its own verb's parser alone (importing every verb's module costs a quarter of a second of
 start-up); usage, and a verb named unlike its module, still see every verb."""
 
+import os
 import subprocess
 import sys
 
 import pytest
 
+import seqlab
 from seqlab.__main__ import main
 
 
@@ -54,3 +56,27 @@ def test_importing_seqlab_leaves_the_collector_as_it_was(collecting):
     only where it was on."""
     code = f"import gc\nif not {collecting}: gc.disable()\nimport seqlab\nassert gc.isenabled() is {collecting}"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _spin_when_torch_loads(env_extra: dict) -> str:
+    """GOMP_SPINCOUNT as the first import of torch sees it, after `import seqlab` in a fresh process."""
+    code = ("import os, sys\n"
+            "seen = {}\n"
+            "class Watch:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'torch':\n"
+            "            seen.setdefault('spin', os.environ.get('GOMP_SPINCOUNT', 'unset'))\n"
+            "sys.meta_path.insert(0, Watch())\n"
+            "import seqlab\n"
+            "print(seen['spin'])")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | env_extra
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    return done.stdout.split()[-1]
+
+
+def test_openmps_spin_is_short_before_torch_loads_and_a_users_own_setting_wins():
+    """libgomp reads its wait policy once, when torch loads it: seqlab shortens the spin before that import
+    (bench/omp_wait.py: training beside busy processes), and leaves either variable alone when the user set one."""
+    assert _spin_when_torch_loads({}) == seqlab.OPENMP_SPIN
+    assert _spin_when_torch_loads({"GOMP_SPINCOUNT": "5"}) == "5"
+    assert _spin_when_torch_loads({"OMP_WAIT_POLICY": "PASSIVE"}) == "unset"

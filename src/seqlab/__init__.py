@@ -9,6 +9,16 @@
 __version__ = "0.1.0"
 
 import gc  # noqa: E402
+import os  # noqa: E402
+
+# torch's CPU build waits at the end of each parallel region in GNU OpenMP (libgomp), whose threads spin 300,000
+# turns before they sleep. Where other work shares the cores (a laptop, a shared VM), the spinning thread takes the
+# time slice the thread it waits for needs: 2-thread training beside two busy processes ran at 345 tokens/s, with
+# 3,000 turns at 6,900 (beside one, 1.33x; idle, the same speed; bench/omp_wait.py, docs/training.md). libgomp
+# reads this once, as torch loads it, so it comes before any import of torch; a user's own setting of either wins.
+OPENMP_SPIN = "3000"
+if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys():
+    os.environ["GOMP_SPINCOUNT"] = OPENMP_SPIN
 
 # importing torch makes a few hundred thousand objects, next to none of them garbage: the collector's passes
 # over them cost every command ~0.13 s of its start
