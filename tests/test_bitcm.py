@@ -280,7 +280,7 @@ def test_a_mixers_dot_sums_its_lanes_in_one_order():
 
     from seqlab.countmodel.bitkernel import LANES, N_IN, _dot
 
-    rng = np.random.default_rng(6)
+    rng = np.random.default_rng(2)  # a draw whose three orders give three floats at N_IN 48
     w = rng.normal(size=(3, N_IN)).astype(np.float32)
     x = (rng.normal(size=N_IN) * 10.0 ** rng.uniform(-3, 3, N_IN)).astype(np.float32)  # orders sum differently
     lanes, in_order = [np.float32(0.0)] * LANES, np.float32(0.0)
