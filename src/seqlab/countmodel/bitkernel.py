@@ -57,9 +57,10 @@ OUT_SET = OUT_DOT + N_MIXERS
 OUT_APM = OUT_SET + N_MIXERS
 N_OUT = OUT_APM + N_APM
 # a slot's columns (uint16): each entry j (1-15: a nibble's nodes) has its slow probability in column j, its fast one
-# in FAST + j, its count (up to 255) in CH + j; column 0 is the slot's check byte. One row, 96 bytes, holds what a
-# context's nodes read: two cache lines, where four arrays took five.
-FAST, CH, SLOT_WIDTH = 16, 32, 48
+# in FAST + j, its count (up to 255) in byte j & 1 of column CH + j // 2 (_count); column 0 is the slot's check byte.
+# One row, 80 bytes, holds what a context's nodes read: two cache lines, where four arrays took five (the counts,
+# a byte each since the bit histories went, made the slot table 403 -> 336 MB).
+FAST, CH, SLOT_WIDTH = 16, 32, 40
 
 
 @intrinsic
@@ -125,6 +126,12 @@ def _copy(dst, src):
 
 
 @njit(cache=True, _nrt=False)
+def _count(slots, s, j):
+    """Entry j's count in slot s."""
+    return (slots[s, CH + (j >> 1)] >> ((j & 1) << 3)) & 255
+
+
+@njit(cache=True, _nrt=False)
 def _find(slots, h, bits):
     """The slot of hash h (one of two probed), or -1."""
     i = (h >> (64 - bits)) & ((1 << bits) - 1)
@@ -143,7 +150,7 @@ def _claim(slots, h, bits):
     if s >= 0:
         return s
     i = (h >> (64 - bits)) & ((1 << bits) - 1)
-    s = i if slots[i, CH + 1] <= slots[i ^ 1, CH + 1] else i ^ 1
+    s = i if _count(slots, i, 1) <= _count(slots, i ^ 1, 1) else i ^ 1
     slots[s, :CH] = 32768
     slots[s, CH:] = 0  # count 0
     slots[s, 0] = (h >> 8) & 255
@@ -249,7 +256,7 @@ def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out):
     seen = 0
     for i in range(N_CTX):
         s = slot_of[i]
-        if s >= 0 and slots[s, CH + j] > 0:
+        if s >= 0 and _count(slots, s, j) > 0:
             seen += 1
             x[PER_CTX * i] = STRETCH[slots[s, j] >> 4]
             x[PER_CTX * i + 1] = STRETCH[slots[s, FAST + j] >> 4]
@@ -291,14 +298,15 @@ def _learn_node(c0, y, slot_of, view, learnt, buf, regs, x, out, rates, lr):
     j = c0 if d < 4 else (1 << (d - 4)) | (c0 & ((1 << (d - 4)) - 1))
     for i in range(N_CTX):
         s = slot_of[i]
-        n = slots[s, CH + j]
+        n = _count(slots, s, j)
         p = slots[s, j]
         p += int((y * 65535 - p) * srates[n])
         slots[s, j] = min(max(p, 32), 65503)
         f = slots[s, FAST + j]
         f += int((y * 65535 - f) * frates[n])
         slots[s, FAST + j] = min(max(f, 32), 65503)
-        slots[s, CH + j] = min(n + 1, 255)
+        shift = (j & 1) << 3
+        slots[s, CH + (j >> 1)] = (slots[s, CH + (j >> 1)] & (0xFF00 >> shift)) | (min(n + 1, 255) << shift)
     length = regs[3]
     if length > 0:
         predicted = buf[regs[2]] | 256
