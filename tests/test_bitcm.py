@@ -67,26 +67,6 @@ def test_the_indirect_contexts_read_what_followed_the_last_bytes_before():
     assert model.regs[8] == int.from_bytes(b"12", "big")  # "wa" is another pair
 
 
-def test_each_entry_of_a_slot_counts_its_own_node():
-    """A slot's counts are a byte each, two to a column (bitkernel._count): learning one byte, "a" (0110 0001),
-    counts exactly its path's nodes once, in every context's slot: entries 1, 2, 5, 11 of the first nibble's, 1, 2,
-    4, 8 of the second's (entry j: the node j of the nibble's 15), none of their neighbours in the same columns."""
-    from numba import njit
-
-    from seqlab.countmodel.bitkernel import _count
-
-    model = BitCM(table_bits=12, match_bits=10)
-    model.learn(b"a")
-    count = njit(lambda slots, s, j: _count(slots, s, j))
-    counts = np.array([[count(model.slots, s, j) for j in range(16)] for s in range(len(model.slots))])
-    used = counts[counts.any(axis=1)]
-    first, second = np.isin(np.arange(16), (1, 2, 5, 11)), np.isin(np.arange(16), (1, 2, 4, 8))
-    assert len(used) >= 2
-    for row in used:
-        assert np.array_equal(row > 0, first) or np.array_equal(row > 0, second), row
-        assert len(set(row[row > 0])) == 1
-
-
 def test_a_bytes_row_does_not_depend_on_that_byte():
     rows = []
     for last in (b"x", b"y"):
@@ -300,7 +280,7 @@ def test_a_mixers_dot_sums_its_lanes_in_one_order():
 
     from seqlab.countmodel.bitkernel import LANES, N_IN, _dot
 
-    rng = np.random.default_rng(2)  # a draw whose three orders give three floats at N_IN 48
+    rng = np.random.default_rng(6)
     w = rng.normal(size=(3, N_IN)).astype(np.float32)
     x = (rng.normal(size=N_IN) * 10.0 ** rng.uniform(-3, 3, N_IN)).astype(np.float32)  # orders sum differently
     lanes, in_order = [np.float32(0.0)] * LANES, np.float32(0.0)

@@ -37,7 +37,7 @@ import math
 import numpy as np
 
 from .bitcontexts import INDIRECT_SIZE, N_BYTE_CTX, N_CTX, N_REGS
-from .bitkernel import BIAS_IN, GIVEN_IN, MATCH_IN, MIXER_SETS, N_IN, N_MIXERS, N_OUT, SLOT_WIDTH, \
+from .bitkernel import BIAS_IN, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_SETS, N_IN, N_MIXERS, N_OUT, SLOT_WIDTH, \
     CH, _run
 from .bitmath import APM_CELLS, STRETCH_CLAMP
 
@@ -77,15 +77,17 @@ class BitCM:
         self.bits, self.mbits, self.lr, self.prune = table_bits, match_bits, learning_rate, math.log(prune)
         n = 1 << table_bits
         self.slots = np.empty((n, SLOT_WIDTH), dtype=np.uint16)  # bitkernel's layout: check byte, probabilities,
-        self.slots[:, 0] = 0  # counts (none read yet)
+        self.slots[:, 0] = 0  # counts and bit histories (none read yet)
         self.slots[:, 1:CH] = 32768
-        self.slots[:, CH:] = 0
+        self.slots[:, CH:] = 1 << 8
+        self.ism = np.full((N_CTX, 1 << (HISTORY_BITS + 1)), 0.5)  # each context's probability per bit history
+        self.icount = np.zeros((N_CTX, 1 << (HISTORY_BITS + 1)), dtype=np.int64)
         self.mtab = np.zeros((1 << match_bits) + INDIRECT_SIZE, dtype=np.int32)  # and the indirect tables' 24 bits
         self.msm = np.full(64, 0.75)
         self.mcount = np.zeros(64, dtype=np.int64)
         # every mixer's weight sets, float32: the dots and updates in SIMD (bitkernel._dot)
         self.w = np.full((sum(MIXER_SETS), N_IN), 0.3, dtype=np.float32)
-        self.w[:, :MATCH_IN] = 0.1  # two inputs per context
+        self.w[:, :MATCH_IN] = 0.1  # three inputs per context
         self.w[:, GIVEN_IN] = GIVEN_PRIOR
         self.w[:, BIAS_IN + 1 :] = 0.0  # the padding
         self.w3 = np.full((256, N_MIXERS), 1.0 / N_MIXERS, dtype=np.float32)  # the final mixer's, per partial byte
@@ -93,22 +95,23 @@ class BitCM:
         self.apm = np.tile(cells, (256 + (2 << apm_bits_for(table_bits)), 1)).astype(np.float32)  # bitkernel's stages
         self.rates = 1.0 / (np.minimum(np.arange(1024), limit) + 1.5)
         self.frates = 1.0 / (np.minimum(np.arange(1024), fast_limit) + 1.5)
+        self.hrates = 1.0 / (np.arange(1024) + 1.5)  # the bit histories' (their counts stop at 1023): no division
         self.regs = np.zeros(N_REGS, dtype=np.int64)
         # the bytes read: uint16, as compress's rows pad theirs with 256 ("before the text", bitrows.py); 2 bytes a
         # byte in memory and in the kept state (int64 took 8)
         self.buf = np.zeros(1 << 16, dtype=np.uint16)
         self.n = 0  # bytes read
         self.rows_from = None  # where lockstep rows' regions start (bitrows.py)
-        self.learnt = (self.msm, self.mcount, self.w, self.w3, self.apm)
-        self.rates_by_count = (self.rates, self.frates)
+        self.learnt = (self.ism, self.icount, self.msm, self.mcount, self.w, self.w3, self.apm)
+        self.rates_by_count = (self.rates, self.frates, self.hrates)
         self.stream = (self.cache(1, 0), self.view(0), np.zeros(512)) + self.nodes(1)
 
     def cache(self, n_rows: int, pbits: int) -> tuple:
         """n_rows rows' caches of their recent state (2^pbits slots each; pbits 0: none): check hashes, use counts,
-        fast probabilities."""
+        fast probabilities, bit histories."""
         n = 1 << max(pbits, 1)
         return (np.zeros((n_rows, n), dtype=np.int64), np.zeros((n_rows, n), dtype=np.uint8),
-                np.zeros((n_rows, n, 16), dtype=np.uint16))
+                np.zeros((n_rows, n, 16), dtype=np.uint16), np.zeros((n_rows, n, 16), dtype=np.uint8))
 
     def view(self, pbits: int) -> tuple:
         """The slots a row's nodes read (bitkernel._nibble): the nibbles' slots, the table they are read from (the

@@ -29,12 +29,12 @@ for _name, _digest in (("bitcontexts.py", CONTEXTS_SHA256), ("bitmath.py", MATH_
     if hashlib.sha256(Path(__file__).with_name(_name).read_bytes()).hexdigest() != _digest:
         raise ImportError(f"{_name} changed: set its SHA-256 in bitkernel.py, so that numba compiles bitkernel's "
                           "cached code again")
-PER_CTX = 2  # a context's inputs: its entry's slow and fast probabilities (its bit history's, a third, did not pay:
-# docs/quality.md "The bit-history inputs dropped")
+PER_CTX = 3  # a context's inputs: its entry's slow and fast probabilities, and its bit history's
 MATCH_IN, GIVEN_IN, BIAS_IN = PER_CTX * N_CTX, PER_CTX * N_CTX + 1, PER_CTX * N_CTX + 2  # the match model's, the
 # given distribution's (score's), a bias
 LANES = 8  # a dot's partial sums (_dot): float32 x 8, one SIMD register
 N_IN = -(-(BIAS_IN + 1) // LANES) * LANES  # the mixers' inputs and weights (float32), padded with zeros to LANES
+HISTORY_BITS = 6  # an entry's bit history: its last bits (up to 6) after a leading 1; 1: none yet
 MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
 # the mixers, one table of weight sets: each mixer's sets (selected in _mixer_rows) from its first row
 # by the partial byte; by match length and contexts seen; by the last byte; by the last two bytes' classes
@@ -57,10 +57,9 @@ OUT_SET = OUT_DOT + N_MIXERS
 OUT_APM = OUT_SET + N_MIXERS
 N_OUT = OUT_APM + N_APM
 # a slot's columns (uint16): each entry j (1-15: a nibble's nodes) has its slow probability in column j, its fast one
-# in FAST + j, its count (up to 255) in byte j & 1 of column CH + j // 2 (_count); column 0 is the slot's check byte.
-# One row, 80 bytes, holds what a context's nodes read: two cache lines, where four arrays took five (the counts,
-# a byte each since the bit histories went, made the slot table 403 -> 336 MB).
-FAST, CH, SLOT_WIDTH = 16, 32, 40
+# in FAST + j, its count and bit history (count | history << 8) in CH + j; column 0 is the slot's check byte. One row,
+# 96 bytes, holds what a context's nodes read: two cache lines, where four arrays took five.
+FAST, CH, SLOT_WIDTH = 16, 32, 48
 
 
 @intrinsic
@@ -126,12 +125,6 @@ def _copy(dst, src):
 
 
 @njit(cache=True, _nrt=False)
-def _count(slots, s, j):
-    """Entry j's count in slot s."""
-    return (slots[s, CH + (j >> 1)] >> ((j & 1) << 3)) & 255
-
-
-@njit(cache=True, _nrt=False)
 def _find(slots, h, bits):
     """The slot of hash h (one of two probed), or -1."""
     i = (h >> (64 - bits)) & ((1 << bits) - 1)
@@ -150,9 +143,9 @@ def _claim(slots, h, bits):
     if s >= 0:
         return s
     i = (h >> (64 - bits)) & ((1 << bits) - 1)
-    s = i if _count(slots, i, 1) <= _count(slots, i ^ 1, 1) else i ^ 1
+    s = i if slots[i, CH + 1] & 255 <= slots[i ^ 1, CH + 1] & 255 else i ^ 1
     slots[s, :CH] = 32768
-    slots[s, CH:] = 0  # count 0
+    slots[s, CH:] = 1 << 8  # count 0, bit history 1 (none)
     slots[s, 0] = (h >> 8) & 255
     return s
 
@@ -173,7 +166,7 @@ def _own(cache, h, pbits):
 def _own_claim(cache, h, pbits, slots, s):
     """The row's cache slot for hash h, made from shared slot s where it was not there (the less used of the two is
     replaced): the row's recency starts from the state the shared slot holds."""
-    pchk, pused, pfast = cache
+    pchk, pused, pfast, phist = cache
     p = _own(cache, h, pbits)
     if p < 0:
         i = (h >> (64 - pbits)) & ((1 << pbits) - 1)
@@ -181,6 +174,8 @@ def _own_claim(cache, h, pbits, slots, s):
         pchk[p] = h
         pused[p] = 0
         _copy(pfast[p], slots[s, FAST:CH])
+        for j in range(16):
+            phist[p, j] = slots[s, CH + j] >> 8
     pused[p] = min(pused[p] + 1, 255)
     return p
 
@@ -190,7 +185,7 @@ def _nibble(slots, bits, ctx, key, claim, cache, pbits, block, view):
     """Every context's slot for nibble `key` (0: the first; the high nibble + 1: the second), found in the shared
     slots (claimed, fresh where missing, when `claim`), into view block `block`. A row without a cache (pbits 0:
     the stream) reads the shared slots themselves; a row with one reads copies (local rows block * N_CTX + i): the
-    shared slow probability and count, its own fast probability where its cache has it."""
+    shared slow probability and count, its own fast probability and bit history where its cache has them."""
     lslots, local, where = view
     for i in range(N_CTX):  # every context's slots asked for first: their misses overlap
         _prefetch_pair(slots, (_hash(ctx[i], key) >> (64 - bits)) & ((1 << bits) - 1))
@@ -211,6 +206,8 @@ def _nibble(slots, bits, ctx, key, claim, cache, pbits, block, view):
             _copy(local[r], slots[s])
         if s >= 0 and o >= 0:
             _copy(local[r, FAST:CH], cache[2][o])
+            for j in range(16):
+                local[r, CH + j] = (local[r, CH + j] & 255) | (int(cache[3][o, j]) << 8)
 
 
 @njit(cache=True, _nrt=False)
@@ -224,6 +221,8 @@ def _keep(slots, cache, pbits, view):
         _copy(slots[s], local[i])
         if o >= 0:
             _copy(cache[2][o], local[i, FAST:CH])
+            for j in range(16):
+                cache[3][o, j] = local[i, CH + j] >> 8
 
 
 @njit(cache=True, _nrt=False)
@@ -250,18 +249,20 @@ def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out):
     """Predict node c0 (the partial byte with its leading 1) from its contexts' slots (slot_of, in the view's
     slots): fills its inputs x and its outputs out (OUT_*)."""
     slots = view[1]
-    msm, _, w, w3, apm = learnt
+    ism, _, msm, _, w, w3, apm = learnt
     d = _depth(c0)
     j = c0 if d < 4 else (1 << (d - 4)) | (c0 & ((1 << (d - 4)) - 1))
     seen = 0
     for i in range(N_CTX):
         s = slot_of[i]
-        if s >= 0 and _count(slots, s, j) > 0:
+        if s >= 0 and slots[s, CH + j] & 255 > 0:
             seen += 1
             x[PER_CTX * i] = STRETCH[slots[s, j] >> 4]
             x[PER_CTX * i + 1] = STRETCH[slots[s, FAST + j] >> 4]
+            x[PER_CTX * i + 2] = STRETCH[int(ism[i, slots[s, CH + j] >> 8] * 4095.0)]
         else:
             x[PER_CTX * i] = x[PER_CTX * i + 1] = 0.0
+            x[PER_CTX * i + 2] = STRETCH[int(ism[i, 1] * 4095.0)]
     x[MATCH_IN] = 0.0
     length = regs[3]
     if length > 0:
@@ -292,21 +293,25 @@ def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out):
 def _learn_node(c0, y, slot_of, view, learnt, buf, regs, x, out, rates, lr):
     """Update node c0 with its bit y, from its inputs x and outputs `out` (_node's)."""
     slots = view[1]
-    msm, mcount, w, w3, apm = learnt
-    srates, frates = rates
+    ism, icount, msm, mcount, w, w3, apm = learnt
+    srates, frates, hrates = rates
     d = int(out[OUT_DEPTH])
     j = c0 if d < 4 else (1 << (d - 4)) | (c0 & ((1 << (d - 4)) - 1))
     for i in range(N_CTX):
         s = slot_of[i]
-        n = _count(slots, s, j)
+        n, h = slots[s, CH + j] & 255, slots[s, CH + j] >> 8
         p = slots[s, j]
         p += int((y * 65535 - p) * srates[n])
         slots[s, j] = min(max(p, 32), 65503)
         f = slots[s, FAST + j]
         f += int((y * 65535 - f) * frates[n])
         slots[s, FAST + j] = min(max(f, 32), 65503)
-        shift = (j & 1) << 3
-        slots[s, CH + (j >> 1)] = (slots[s, CH + (j >> 1)] & (0xFF00 >> shift)) | (min(n + 1, 255) << shift)
+        ism[i, h] += (y - ism[i, h]) * hrates[icount[i, h]]
+        icount[i, h] = min(icount[i, h] + 1, 1023)
+        h = 2 * h + y
+        if h >= 1 << (HISTORY_BITS + 1):
+            h = (1 << HISTORY_BITS) | (h & ((1 << HISTORY_BITS) - 1))
+        slots[s, CH + j] = min(n + 1, 255) | (h << 8)
     length = regs[3]
     if length > 0:
         predicted = buf[regs[2]] | 256
@@ -451,7 +456,7 @@ def _score_rows(buf, pos, regs, active, given, logp, prune, slots, bits, learnt,
     cache caches[.][row], its mix given[row]) into logp[row] (_predict); nothing is learnt."""
     for row in range(len(pos)):
         if active[row]:
-            cache = (caches[0][row], caches[1][row], caches[2][row])
+            cache = (caches[0][row], caches[1][row], caches[2][row], caches[3][row])
             _predict(buf, pos[row], regs[row], given, row, prune, slots, bits, learnt, cache, pbits, view, lp,
                      ctx[row], xs[row], outs[row], sums[row], done[row], logp, row)
 
@@ -469,7 +474,7 @@ def _learn_rows(buf, pos, ends, regs, active, tokens, mtab, mbits, slots, bits, 
         if t >= ends[row]:
             return False
         buf[t] = tokens[row]
-        cache = (caches[0][row], caches[1][row], caches[2][row])
+        cache = (caches[0][row], caches[1][row], caches[2][row], caches[3][row])
         _learn(buf, t, regs[row], True, mtab, mbits, slots, bits, learnt, rates, lr, cache, pbits, view, ctx[row],
                xs[row], outs[row], sums[row], done[row])
         pos[row] = t + 1

@@ -1,9 +1,9 @@
 """The bitwise model (bitcm.py) read in lockstep: S texts side by side, one byte each per step (compress/lockstep.py).
 
-The slow state is the model's, shared by the rows: its slots' slow probabilities and counts, mixers, APMs and match
-table keep learning from every row. The recent state is each row's own: a small hashed cache per row holds, for the
-slots the row touched, the row's fast probabilities (read where the row has them, else the shared slot's: the last
-row's to learn there). Why: those are the model's strongest inputs,
+The slow state is the model's, shared by the rows: its slots' slow probabilities and counts, mixers, APMs, bit-history
+maps and match table keep learning from every row. The recent state is each row's own: a small hashed cache per row
+holds, for the slots the row touched, the row's fast probabilities and bit histories (read where the row has them,
+else the shared slot's: the last row's to learn there). Why: those are the model's strongest inputs,
 and a context shared by the rows (the low orders, frequent words) would otherwise see the rows' bits interleaved,
 so its recent bits would no longer be its text's: 27 rows in lockstep cost 3.2% more than one stream with them
 shared, 0.95% with them the rows' own (docs/compress.md "The bitwise model in compress"). The mixers stay shared:
@@ -19,8 +19,8 @@ from .bitcm import BitCM
 from .bitcontexts import N_REGS, ORDERS
 from .bitkernel import _learn_rows, _score_rows
 
-PRIVATE_BITS = 14  # each row's cache: at most 2^14 slots of 16 entries (41 bytes a slot, 0.7 MB a row)
-CACHE_SLOTS = 1 << 20  # and all rows' caches together at most this many slots (43 MB): 2^12 a row for 256 rows
+PRIVATE_BITS = 14  # each row's cache: at most 2^14 slots of 16 entries (57 bytes a slot, 0.9 MB a row)
+CACHE_SLOTS = 1 << 20  # and all rows' caches together at most this many slots (60 MB): 2^12 a row for 256 rows
 
 
 def cache_bits(n_rows: int) -> int:
@@ -32,8 +32,9 @@ def cache_bits(n_rows: int) -> int:
 class BitRows:
     """S texts read by one BitCM side by side, one byte each per step: shared slow state (slots' slow probabilities
     and counts, mixers, APMs, match table), per row its registers (words, match), its cache of recent state (fast
-    probabilities: 2^private_bits slots; 0: none, the row reads and writes the shared slots, as the stream does) and
-    its bytes, written to its own region of the model's buffer (PAD bytes before it: 256, "before the text", but the
+    probabilities, bit histories: 2^private_bits slots; 0: none, the row reads and writes the shared slots, as the
+    stream does) and its
+    bytes, written to its own region of the model's buffer (PAD bytes before it: 256, "before the text", but the
     byte it is read after) so match pointers stay valid. The encoder and the decoder step it alike: `score` every
     active row, then, once the step's bytes are known, `learn` them in row order."""
 
