@@ -135,7 +135,7 @@ def test_files_of_the_old_bitwise_models_are_refused_in_one_line(runs):
     contexts, third mixer and last byte's APM) 31-34, 39-42 (before its contexts for code and markup) and 43-46,
     51-54 (before its byte class and sparse contexts, fourth mixer) and 55-58, 63-66 (before its indirect, skipping
     word and line contexts) and 71-74, 79-82 (before its float32 mixers, tables and sized APMs) and 83-86, 91-94
-    (with its bit-history inputs) decode differently now: refused in one line, naming the format."""
+    (with its mixer by the last byte) decode differently now: refused in one line, naming the format."""
     _, on = runs
     blob = bytearray(compress_bytes(on, structured_text(20, seed=5).encode()))
     assert blob[4] == 87

@@ -42,8 +42,8 @@ LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is
 # 83: 71 with the bitwise model's cheaper floats (float32 mixers and APMs, squash and stretch by tables, the APMs
 # sized from the history: docs/quality.md "The bitwise model's arithmetic cheaper"); 83-86 are 71-74 with them,
 # 91-94 are 79-82 with them
-# 87: 83 without the bitwise model's bit-history inputs (docs/quality.md "The bit-history inputs dropped"); 87-90 are
-# 83-86 without them, 95-98 are 91-94 without them
+# 87: 83 without the bitwise model's mixer by the last byte (docs/quality.md "Parts of the bitwise model on new text");
+# 87-90 are 83-86 without it, 95-98 are 91-94 without it
 # 19-22, 27-30, 31-34, 43-46, 55-58, 71-74 and 83-86 (35-38, 39-42, 51-54, 63-66, 79-82, 91-94 too) are refused in
 # one line: their model is gone; they were made only by development versions, with counts.bitcm (off by default) on
 FORMAT = 15

@@ -23,8 +23,8 @@ The design, smallest first (docs/quality.md "A bitwise context-mixing expert"):
 - each entry an adaptive probability with a count: rate 1/(n + 1.5) until n reaches LIMIT (paq's StateMap);
 - a match model: the last position of the hash of the last MATCH_MIN bytes; its predicted bit's
   probability learnt per match length;
-- four logistic mixers over the inputs' stretch(p) (weights selected by the partial byte; by match
-  length and how many contexts were seen; by the last byte; by the last two bytes' classes), a final mixer
+- three logistic mixers over the inputs' stretch(p) (weights selected by the partial byte; by match
+  length and how many contexts were seen; by the last two bytes' classes), a final mixer
   over them (weights per partial byte), then three APM stages averaged with it (partial byte; with the order-2
   context; with the last byte).
 Every prediction uses only the bytes before it (learn's, then the text's): a scored byte updates the model
