@@ -3,6 +3,8 @@
     python bench/bitcm_path.py bits RUN --file TEXT [--bytes 100000]
     python bench/bitcm_path.py micro RUN --file TEXT [--bytes 20000] [--rounds 2] [--table-bits N]
     python bench/bitcm_path.py build RUN
+    python bench/bitcm_path.py save RUN --file TEXT [--bytes 100000] --out BITS.npy
+    python bench/bitcm_path.py paired BITS_A.npy --against BITS_B.npy
 
 RUN is a byte-level run with counts.bitcm on and its kept state (countmodel/bitstate.py).
 - bits: eval's bits of TEXT's last --bytes (scoring.run_token_bits: the bitwise model's path) against the rows
@@ -14,6 +16,9 @@ RUN is a byte-level run with counts.bitcm on and its kept state (countmodel/bits
   difference to the real table is what its memory costs.
 - build: what the end of training pays once: the model reading the training bytes and keeping its state (into an
   empty folder), thread CPU and wall, its size on disk, the process's peak RSS.
+- save: eval's bits of each token of TEXT's last --bytes (as bits reads them) into --out, so that two versions of
+  the model (two trees, each run with its own PYTHONPATH and its own copy of RUN) are compared by byte: paired prints
+  A's mean minus B's with its paired 95% interval (seqlab.intervals.paired).
 Give the load average with every timing (the machine is shared).
 """
 
@@ -54,6 +59,22 @@ def bits(args) -> None:
           f"({d['interval_method']})")
 
 
+def save(args) -> None:
+    run = load(args.run)
+    text = tail(args.file, args.bytes)
+    tokens = np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(text)]).astype(np.int64)
+    path = run_token_bits(run, tokens, 1)[0]
+    np.save(args.out, path)
+    print(f"{len(path):,} tokens, {path.mean():.6f} bits a token: {args.out}")
+
+
+def compare(args) -> None:
+    a, b = np.load(args.run), np.load(args.against)
+    d = paired([a], [b])
+    print(f"A {a.mean():.6f}, B {b.mean():.6f} bits a token; A - B {d['difference']:+.6f} [{d['low']:+.6f}, "
+          f"{d['high']:+.6f}] ({d['interval_method']}, {d['verdict']})")
+
+
 def micro(args) -> None:
     state = Path(args.run) / TABLES_DIR / BITCM_DIR
     expected = json.loads((state / bitstate.MANIFEST).read_text())["fingerprint"]
@@ -88,17 +109,20 @@ def build(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["bits", "micro", "build"])
-    ap.add_argument("run", help="a byte-level run with counts.bitcm on")
-    ap.add_argument("--file", help="the text whose last --bytes are read (bits, micro)")
-    ap.add_argument("--bytes", type=int, help="bytes of --file's tail (default: 100000 for bits, 20000 for micro)")
+    ap.add_argument("what", choices=["bits", "micro", "build", "save", "paired"])
+    ap.add_argument("run", help="a byte-level run with counts.bitcm on (paired: A's saved bits)")
+    ap.add_argument("--file", help="the text whose last --bytes are read (bits, micro, save)")
+    ap.add_argument("--bytes", type=int, help="bytes of --file's tail (default: 20000 for micro, else 100000)")
     ap.add_argument("--rounds", type=int, default=2, help="micro: rounds of the four readings")
     ap.add_argument("--table-bits", type=int, help="micro: read only the first 2^N slots (a cache-resident table)")
+    ap.add_argument("--out", help="save: where the bits go (.npy)")
+    ap.add_argument("--against", help="paired: B's saved bits")
     args = ap.parse_args()
-    if args.what != "build" and not args.file:
-        sys.exit(f"{args.what} reads --file")
-    args.bytes = args.bytes or (100_000 if args.what == "bits" else 20_000)
-    {"bits": bits, "micro": micro, "build": build}[args.what](args)
+    if args.what in ("bits", "micro", "save") and not args.file or args.what == "save" and not args.out \
+            or args.what == "paired" and not args.against:
+        sys.exit(f"{args.what} needs --file (bits, micro, save), --out (save), --against (paired)")
+    args.bytes = args.bytes or (20_000 if args.what == "micro" else 100_000)
+    {"bits": bits, "micro": micro, "build": build, "save": save, "paired": compare}[args.what](args)
 
 
 if __name__ == "__main__":

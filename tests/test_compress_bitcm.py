@@ -38,7 +38,7 @@ def runs(trained_runs, tmp_path_factory):
 
 
 def test_segments_round_trip_with_the_bitwise_model_in_its_format(runs, monkeypatch):
-    """Several segments, each a row of the bitwise model over shared tables: byte-identical back, in format 83
+    """Several segments, each a row of the bitwise model over shared tables: byte-identical back, in format 87
     (15 with it), and coded differently from the run without it (it is used, not silently dropped)."""
     monkeypatch.setattr(lockstep, "SEGMENT_TOKENS", 300)
     plain, on = runs
@@ -134,12 +134,13 @@ def test_files_of_the_old_bitwise_models_are_refused_in_one_line(runs):
     """Formats 19-22 (rows that shared their recent state), 27-30, 35-38 (the bitwise model before its column
     contexts, third mixer and last byte's APM) 31-34, 39-42 (before its contexts for code and markup) and 43-46,
     51-54 (before its byte class and sparse contexts, fourth mixer) and 55-58, 63-66 (before its indirect, skipping
-    word and line contexts) and 71-74, 79-82 (before its float32 mixers, tables and sized APMs) decode differently
-    now: refused in one line, naming the format."""
+    word and line contexts) and 71-74, 79-82 (before its float32 mixers, tables and sized APMs) and 83-86, 91-94
+    (with its mixer by the last byte) decode differently now: refused in one line, naming the format."""
     _, on = runs
     blob = bytearray(compress_bytes(on, structured_text(20, seed=5).encode()))
-    assert blob[4] == 83
-    for old in (19, 22, 27, 30, 31, 34, 35, 38, 39, 42, 43, 46, 51, 54, 55, 58, 63, 66, 71, 74, 79, 82):
+    assert blob[4] == 87
+    for old in (19, 22, 27, 30, 31, 34, 35, 38, 39, 42, 43, 46, 51, 54, 55, 58, 63, 66, 71, 74, 79, 82, 83, 86, 91,
+                94):
         blob[4] = old
         with pytest.raises(SeqlabError, match=f"format {old}") as refused:
             decompress_bytes(on, bytes(blob))

@@ -23,8 +23,8 @@ The design, smallest first (docs/quality.md "A bitwise context-mixing expert"):
 - each entry an adaptive probability with a count: rate 1/(n + 1.5) until n reaches LIMIT (paq's StateMap);
 - a match model: the last position of the hash of the last MATCH_MIN bytes; its predicted bit's
   probability learnt per match length;
-- four logistic mixers over the inputs' stretch(p) (weights selected by the partial byte; by match
-  length and how many contexts were seen; by the last byte; by the last two bytes' classes), a final mixer
+- three logistic mixers over the inputs' stretch(p) (weights selected by the partial byte; by match
+  length and how many contexts were seen; by the last two bytes' classes), a final mixer
   over them (weights per partial byte), then three APM stages averaged with it (partial byte; with the order-2
   context; with the last byte).
 Every prediction uses only the bytes before it (learn's, then the text's): a scored byte updates the model
@@ -90,7 +90,9 @@ class BitCM:
         self.w[:, :MATCH_IN] = 0.1  # three inputs per context
         self.w[:, GIVEN_IN] = GIVEN_PRIOR
         self.w[:, BIAS_IN + 1 :] = 0.0  # the padding
-        self.w3 = np.full((256, N_MIXERS), 1.0 / N_MIXERS, dtype=np.float32)  # the final mixer's, per partial byte
+        # the final mixer's, per partial byte: 1/4 each, as when there were four mixers (1/3 each cost C headers 0.0018
+        # bits a byte: docs/quality.md "Parts of the bitwise model on new text")
+        self.w3 = np.full((256, N_MIXERS), 0.25, dtype=np.float32)
         cells = 1.0 / (1.0 + np.exp(-np.linspace(-STRETCH_CLAMP, STRETCH_CLAMP, APM_CELLS)))
         self.apm = np.tile(cells, (256 + (2 << apm_bits_for(table_bits)), 1)).astype(np.float32)  # bitkernel's stages
         self.rates = 1.0 / (np.minimum(np.arange(1024), limit) + 1.5)

@@ -37,8 +37,9 @@ N_IN = -(-(BIAS_IN + 1) // LANES) * LANES  # the mixers' inputs and weights (flo
 HISTORY_BITS = 6  # an entry's bit history: its last bits (up to 6) after a leading 1; 1: none yet
 MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
 # the mixers, one table of weight sets: each mixer's sets (selected in _mixer_rows) from its first row
-# by the partial byte; by match length and contexts seen; by the last byte; by the last two bytes' classes
-MIXER_SETS = (256, MATCH_SETS, 257, 100)
+# by the partial byte; by match length and contexts seen; by the last two bytes' classes (one by the last byte did
+# not pay: docs/quality.md "Parts of the bitwise model on new text")
+MIXER_SETS = (256, MATCH_SETS, 100)
 MIXER_FROM = tuple(sum(MIXER_SETS[:k]) for k in range(len(MIXER_SETS)))
 N_MIXERS = len(MIXER_SETS)
 FINAL_RATE = 0.3  # the final mixer's rate, times the mixers'
@@ -231,8 +232,7 @@ def _mixer_rows(c0, seen, length, bctx, out):
     out[OUT_SET] = c0
     bucket = 0 if length == 0 else 1 if length < 16 else 2 if length < 24 else 3 if length < 32 else 4
     out[OUT_SET + 1] = MIXER_FROM[1] + bucket * (N_CTX + 1) + seen
-    out[OUT_SET + 2] = MIXER_FROM[2] + bctx[0]
-    out[OUT_SET + 3] = MIXER_FROM[3] + bctx[2]
+    out[OUT_SET + 2] = MIXER_FROM[2] + bctx[2]
 
 
 @njit(cache=True, _nrt=False)
