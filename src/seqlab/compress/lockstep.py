@@ -49,7 +49,8 @@ CPU = torch.device("cpu")
 
 def step_in_bf16(run) -> bool:
     """Whether compress runs the network's step under bf16 autocast on this CPU (formats 23-26, 95-98): a transformer's,
-    where the CPU multiplies bf16 natively (train/speed.py's test: AVX512-BF16 or AMX), twice as fast as fp32 there.
+    where the CPU multiplies bf16 natively (train/speed.py's test: AVX512-BF16 or AMX): 1.34-1.41x fp32's step on a
+    Xeon's AMX, the same speed on a Zen 4's AVX512-BF16 (docs/compress.md).
     The decoder must compute the same floats, so the header records it and a CPU without native bf16 refuses."""
     return run.config.arch in BF16_ARCHS and native_bf16(CPU)
 
