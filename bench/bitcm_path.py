@@ -45,11 +45,16 @@ def tail(path: str, n: int) -> bytes:
     return Path(path).read_bytes()[-n:]
 
 
-def bits(args) -> None:
-    run = load(args.run)
+def path_bits(run, args) -> tuple[np.ndarray, np.ndarray]:
+    """The tokens of --file's last --bytes (from BOS) and eval's bits of each: the bitwise model's path."""
     text = tail(args.file, args.bytes)
     tokens = np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(text)]).astype(np.int64)
-    path = run_token_bits(run, tokens, 1)[0]
+    return tokens, run_token_bits(run, tokens, 1)[0]
+
+
+def bits(args) -> None:
+    run = load(args.run)
+    tokens, path = path_bits(run, args)
     rows = np.concatenate([(-logp.gather(1, t[:, None])[:, 0] / np.log(2)).numpy()
                            for _, logp, t, _ in score_run(run, tokens, 1)])
     print(f"eval (the path) {path.mean():.6f}, the rows {rows.mean():.6f} bits per token; "
@@ -60,10 +65,7 @@ def bits(args) -> None:
 
 
 def save(args) -> None:
-    run = load(args.run)
-    text = tail(args.file, args.bytes)
-    tokens = np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(text)]).astype(np.int64)
-    path = run_token_bits(run, tokens, 1)[0]
+    _, path = path_bits(load(args.run), args)
     np.save(args.out, path)
     print(f"{len(path):,} tokens, {path.mean():.6f} bits a token: {args.out}")
 

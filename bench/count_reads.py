@@ -43,7 +43,7 @@ def main() -> None:
     models = {}
     for name in args.runs:
         run = load(name)
-        tokens = np.array([run.tokenizer.bos_id] + list(run.tokenizer.encode(data)), dtype=np.int64)
+        tokens = np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(data)]).astype(np.int64)
         models[name] = (run.count_model, tokens)
         reads_cpu(*models[name])
     cpu = {name: [] for name in args.runs}

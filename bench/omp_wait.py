@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from common import print_table
-from seqlab.stats import bootstrap_statistic
+from seqlab import OPENMP_WAIT_VARIABLES
+from train_speed import build_loop, config, interval_of_median, timed_steps, with_setting
 
-WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 LIBGOMP_SPIN = 300_000  # libgomp's own GOMP_SPINCOUNT where neither variable is set: the baseline
 
 
@@ -45,8 +45,6 @@ def label(policy: str) -> str:
 
 def worker(threads: int, tokens: int) -> None:
     """Time training steps in this process, under the environment it was started with; print JSON."""
-    from train_speed import build_loop, config, timed_steps, with_setting
-
     with tempfile.TemporaryDirectory() as tmp:
         with with_setting("after"):
             train_loop = build_loop(config("transformer", threads, "after"), Path(tmp))
@@ -58,7 +56,7 @@ def worker(threads: int, tokens: int) -> None:
 
 
 def timed_run(policy: str, threads: int, tokens: int) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in WAIT_VARIABLES} | environment(policy)
+    env = {k: v for k, v in os.environ.items() if k not in OPENMP_WAIT_VARIABLES} | environment(policy)
     out = subprocess.run([sys.executable, __file__, "--worker", "--threads", str(threads), "--tokens", str(tokens)],
                          env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -73,7 +71,8 @@ def level(load: int, args) -> list[list]:
     runs = {p: [] for p in policies}
     burners = busy_processes(load)
     try:
-        time.sleep(1.0 if load else 0.0)
+        if load:
+            time.sleep(1.0)
         for rep in range(args.repeats):
             shift = rep % len(policies)
             for policy in policies[shift:] + policies[:shift]:
@@ -87,9 +86,7 @@ def level(load: int, args) -> list[list]:
     for policy in policies:
         wall = np.array([r["tokens_per_s"] for r in runs[policy]])
         cpu = np.array([r["tokens_per_cpu_s"] for r in runs[policy]])
-        ratios = wall / base
-        low, high = bootstrap_statistic(lambda idx, r=ratios: float(np.median(r[idx])), len(ratios), block_len=1)
-        ratio = "" if policy == policies[0] else f"{np.median(ratios):.2f}x [{low:.2f}, {high:.2f}]"
+        ratio = "" if policy == policies[0] else interval_of_median(wall / base)
         rows.append([load, label(policy), f"{np.median(wall):,.0f}", f"{wall.min():,.0f}-{wall.max():,.0f}",
                      f"{np.median(cpu):,.0f}", ratio])
     return rows

@@ -69,7 +69,7 @@ def _spin_when_torch_loads(env_extra: dict) -> str:
             "sys.meta_path.insert(0, Watch())\n"
             "import seqlab\n"
             "print(seen['spin'])")
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | env_extra
+    env = {k: v for k, v in os.environ.items() if k not in seqlab.OPENMP_WAIT_VARIABLES} | env_extra
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     return done.stdout.split()[-1]
 

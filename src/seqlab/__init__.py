@@ -17,7 +17,8 @@ import os  # noqa: E402
 # 3,000 turns at 6,900 (beside one, 1.33x; idle, the same speed; bench/omp_wait.py, docs/training.md). libgomp
 # reads this once, as torch loads it, so it comes before any import of torch; a user's own setting of either wins.
 OPENMP_SPIN = "3000"
-if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys():
+OPENMP_WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+if not any(name in os.environ for name in OPENMP_WAIT_VARIABLES):
     os.environ["GOMP_SPINCOUNT"] = OPENMP_SPIN
 
 # importing torch makes a few hundred thousand objects, next to none of them garbage: the collector's passes
