@@ -107,6 +107,20 @@ def tiny_config(corpus: Path, arch: str = "lstm", steps: int = 60, **train) -> R
     return cfg
 
 
+def bitcm_copy(run_dir: Path, out: Path, on: bool = True) -> Path:
+    """A copy of a trained byte-level run with counts.bitcm set in its config.json and no kept state of the bitwise
+    model (as a user's run that turns it on after training has none yet)."""
+    import json
+    import shutil
+
+    shutil.copytree(run_dir, out)
+    shutil.rmtree(out / "counts" / "bitcm", ignore_errors=True)
+    config = json.loads((out / "config.json").read_text())
+    config["counts"]["bitcm"] = on
+    (out / "config.json").write_text(json.dumps(config))
+    return out
+
+
 class TrainedRuns(dict):
     """Tiny trained runs, one per architecture, trained the first time a test asks for one."""
 

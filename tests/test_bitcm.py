@@ -1,8 +1,9 @@
 """The bitwise context-mixing expert (countmodel/bitcm.py): distributions, learning, causality, determinism."""
 
 import numpy as np
+import pytest
 
-from conftest import structured_text
+from conftest import bitcm_copy, structured_text
 from seqlab.countmodel.bitcm import MIN_TABLE_BITS, BitCM
 
 TEXT = structured_text(200, seed=3).encode()
@@ -100,19 +101,6 @@ def test_a_bytes_cost_alone_is_its_rows_entry_with_nothing_pruned():
     np.testing.assert_allclose(learnt(1e-4).costs(text, given), rows, rtol=0, atol=1e-9)
 
 
-def bitcm_copy(run_dir, tmp_path):
-    """A copy of a trained byte-level run with "bitcm": true under counts in its config.json (how eval turns it on)."""
-    import json
-    import shutil
-
-    copy = tmp_path / "bitcm-run"
-    shutil.copytree(run_dir, copy)
-    config = json.loads((copy / "config.json").read_text())
-    config["counts"]["bitcm"] = True
-    (copy / "config.json").write_text(json.dumps(config))
-    return copy
-
-
 def test_eval_with_counts_bitcm_mixes_it_in_and_stays_causal(trained_runs, tmp_path):
     import torch
 
@@ -120,7 +108,8 @@ def test_eval_with_counts_bitcm_mixes_it_in_and_stays_causal(trained_runs, tmp_p
     from seqlab.run import load
     from seqlab.scoring import score_run
 
-    plain, run = load(trained_runs["lstm"]), load(bitcm_copy(trained_runs["lstm"], tmp_path))
+    plain = load(bitcm_copy(trained_runs["lstm"], tmp_path / "off", on=False))
+    run = load(bitcm_copy(trained_runs["lstm"], tmp_path / "on"))
     assert run.tokenizer.kind == "byte" and run.count_model.config.bitcm and not plain.count_model.config.bitcm
     result, before = evaluate(run), evaluate(plain)
     assert result["bpb"] != before["bpb"] and abs(result["bpb"] - before["bpb"]) < 0.5 * before["bpb"]
@@ -143,7 +132,7 @@ def test_evals_costs_are_the_mixed_rows_entries_with_nothing_pruned(trained_runs
     from seqlab.run import load
     from seqlab.scoring import run_token_bits, score_run
 
-    run = load(bitcm_copy(trained_runs["lstm"], tmp_path))
+    run = load(bitcm_copy(trained_runs["lstm"], tmp_path / "run"))
     text = np.frombuffer(TEXT[:600], dtype=np.uint8).astype(np.int64)
 
     def unpruned():
@@ -155,6 +144,23 @@ def test_evals_costs_are_the_mixed_rows_entries_with_nothing_pruned(trained_runs
     np.testing.assert_allclose(run_token_bits(run, text, 1, unpruned())[0], -rows.numpy() / np.log(2), rtol=1e-6)
 
 
+def test_serves_scores_are_evals_with_the_bitwise_model_on(trained_runs, tmp_path):
+    """/v1/score's scorer (a fresh session per text) gives eval's bits with the bitwise model on: each byte's cost
+    from its path, as eval takes it, not the full row's entry (rows prune improbable subtrees and learn otherwise
+    there: 0.03 bits a byte apart on this text)."""
+    from seqlab.evaluate import evaluate
+    from seqlab.run import load
+    from seqlab.serve.scorer import score_texts
+
+    run = load(bitcm_copy(trained_runs["lstm"], tmp_path / "run"))
+    text = "anna sees the cat.\nbob likes a red box.\n" * 3 + "carl qxzv it.\n"
+    path = tmp_path / "text.txt"
+    path.write_text(text)
+    tokens = np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(text.encode())]).astype(np.int64)
+    bits, _ = score_texts(run.model, [tokens], run.device, run.count_model)[0]
+    assert bits.sum() / len(text) == pytest.approx(evaluate(run, [str(path)])["bpb"], abs=1e-6)
+
+
 def test_the_slot_table_is_sized_from_the_history_read(trained_runs, tmp_path):
     """About four slots per byte read, up to 2^22 (a 1 MB history's, where fewer lose bits): a small corpus's kept
     state is tens of megabytes, not the 454 MB of 2^22 slots."""
@@ -163,7 +169,7 @@ def test_the_slot_table_is_sized_from_the_history_read(trained_runs, tmp_path):
     from seqlab.run import load
 
     assert [table_bits_for(n) for n in (0, 50_000, 200_000, 1_003_854, 16 << 20)] == [16, 18, 20, 22, 22]
-    path = bitcm_copy(trained_runs["lstm"], tmp_path)
+    path = bitcm_copy(trained_runs["lstm"], tmp_path / "run")
     evaluate(load(path))
     state = sorted((path / "counts" / "bitcm").iterdir())
     assert state and sum(f.stat().st_size for f in state) < 100 << 20

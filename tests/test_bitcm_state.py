@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import structured_text, tiny_config
+from conftest import bitcm_copy, structured_text, tiny_config
 from seqlab.countmodel import bitcm, bitstate
 from seqlab.run import load
 
@@ -55,25 +55,46 @@ def test_scoring_never_writes_into_the_saved_state(tmp_path):
     assert file_hashes(state) == before
 
 
+def kept(state, name):
+    return state / f"{name}{bitstate.ARRAY_SUFFIX}"
+
+
 def _truncated(state):
-    path = state / "slots.npy"
+    path = kept(state, "slots")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
+def _corrupted(state):
+    path = kept(state, "w")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 :] = bytes(len(data) - len(data) // 2)
+    path.write_bytes(bytes(data))
+
+
 def _retyped(state):
-    np.save(state / "w.npy", np.load(state / "w.npy").astype(np.float64))
+    bitstate.write_array(kept(state, "w"), bitstate.read_array(kept(state, "w")).astype(np.float64))
 
 
 def _reshaped(state):
-    np.save(state / "apm.npy", np.load(state / "apm.npy")[:-1])
+    bitstate.write_array(kept(state, "apm"), bitstate.read_array(kept(state, "apm"))[:-1])
 
 
 def _missing(state):
-    (state / "mtab.npy").unlink()
+    kept(state, "mtab").unlink()
 
 
 def _bad_manifest(state):
     (state / bitstate.MANIFEST).write_text("{not json")
+
+
+def _plain_npy_format(state):
+    """The folder as format 1 kept it: plain .npy files."""
+    manifest = json.loads((state / bitstate.MANIFEST).read_text())
+    for name in manifest["arrays"]:
+        np.save(state / f"{name}.npy", bitstate.read_array(kept(state, name)))
+        kept(state, name).unlink()
+    manifest["format"] = 1
+    (state / bitstate.MANIFEST).write_text(json.dumps(manifest))
 
 
 def _other_model(state):
@@ -82,7 +103,8 @@ def _other_model(state):
     (state / bitstate.MANIFEST).write_text(json.dumps(manifest))
 
 
-@pytest.mark.parametrize("damage, said", [(_truncated, "damaged"), (_retyped, "damaged"), (_reshaped, "damaged"),
+@pytest.mark.parametrize("damage, said", [(_truncated, "damaged"), (_corrupted, "damaged"), (_retyped, "damaged"),
+                                          (_reshaped, "damaged"), (_plain_npy_format, "another format"),
                                           (_missing, "damaged"), (_bad_manifest, "damaged"),
                                           (_other_model, "another model")])
 def test_a_damaged_or_mismatched_state_is_read_again_and_said(tmp_path, capsys, damage, said):
@@ -128,7 +150,7 @@ def test_a_run_directory_that_cannot_be_written_reads_in_memory(tmp_path, monkey
     def refused(*args, **kwargs):
         raise PermissionError("read-only")
 
-    monkeypatch.setattr(bitstate.np, "save", refused)
+    monkeypatch.setattr(bitstate, "write_array", refused)
     model = bitstate.open_model(tmp_path / "bitcm", HISTORY, IDENTITY)
     assert list(tmp_path.iterdir()) == [] and capsys.readouterr().err == ""
     np.testing.assert_array_equal(model.score(TEXT), fresh().score(TEXT))
@@ -144,16 +166,6 @@ def test_a_count_table_built_again_keeps_the_state(tmp_path):
     before = file_hashes(tables / store.BITCM_DIR)
     store.build(HISTORY.astype(np.uint16), [1, 2], tables)
     assert (tables / "meta.json").exists() and file_hashes(tables / store.BITCM_DIR) == before
-
-
-def bitcm_copy(run_dir, out):
-    """A copy of a trained byte-level run with "bitcm": true under counts in its config.json (how a user turns it on
-    after training: it has no state yet)."""
-    shutil.copytree(run_dir, out)
-    config = json.loads((out / "config.json").read_text())
-    config["counts"]["bitcm"] = True
-    (out / "config.json").write_text(json.dumps(config))
-    return out
 
 
 def mixed(run, text: bytes) -> torch.Tensor:
@@ -201,10 +213,10 @@ def test_a_state_kept_by_the_float64_model_is_read_again_never_loaded(tmp_path, 
     manifest = json.loads((state / bitstate.MANIFEST).read_text())
     old = {"w": np.float64, "w3": np.float64, "apm": np.float64, "mtab": np.int64}
     for name, dtype in old.items():
-        array = np.load(state / f"{name}.npy").astype(dtype)
+        array = bitstate.read_array(kept(state, name)).astype(dtype)
         if name == "apm":
             array = np.concatenate([array, np.full((131_584 - len(array), array.shape[1]), 0.5)])
-        np.save(state / f"{name}.npy", array)
+        bitstate.write_array(kept(state, name), array)
         manifest["arrays"][name] = [str(array.dtype), list(array.shape)]
     manifest["fingerprint"]["model"] = "9342f4d76fcb"  # main's code, 511a2ec (its digest's first digits)
     (state / bitstate.MANIFEST).write_text(json.dumps(manifest))

@@ -2,9 +2,7 @@
 with its own recent state, coding with the distribution eval scores with, and files refused by a run with the other
 setting."""
 
-import json
 import random
-import shutil
 import string
 
 import numpy as np
@@ -15,24 +13,15 @@ from seqlab.compress.header import FORMATS
 from seqlab.errors import SeqlabError
 from seqlab.run import load
 
-from conftest import coded_and_eval_bits, lines_said_twice, structured_text
-
-
-def _bitcm_copy(run_dir, out, on: bool = True):
-    """A copy of a trained byte-level run with counts.bitcm set in its config.json (how a user turns it on)."""
-    shutil.copytree(run_dir, out)
-    config = json.loads((out / "config.json").read_text())
-    config["counts"]["bitcm"] = on
-    (out / "config.json").write_text(json.dumps(config))
-    return out
+from conftest import bitcm_copy, coded_and_eval_bits, lines_said_twice, structured_text
 
 
 @pytest.fixture(scope="module")
 def runs(trained_runs, tmp_path_factory):
     """(the run with counts.bitcm off, the same run with it on)."""
     base = tmp_path_factory.mktemp("bitcm")
-    plain = load(trained_runs["lstm"])
-    on = load(_bitcm_copy(trained_runs["lstm"], base / "on"))
+    plain = load(bitcm_copy(trained_runs["lstm"], base / "off", on=False))
+    on = load(bitcm_copy(trained_runs["lstm"], base / "on"))
     assert on.tokenizer.kind == "byte" and on.count_model.history_bytes is not None
     return plain, on
 

@@ -124,7 +124,7 @@ class CountSession:
         self.count_every = COUNT_EVERY
         self.bitcm = None
         if model.history_bytes is not None:  # after the training bytes: the run's kept state, or read here once
-            from .bitstate import open_model  # here: importing numba costs every verb's start ~0.3 s; off by default
+            from .bitstate import open_model  # here: importing numba costs ~0.3 s, paid only by verbs that score
 
             self.bitcm = open_model(model.bitcm_dir, model.history_bytes, model.bitcm_identity())
 

@@ -36,12 +36,13 @@ def score_texts(model, token_lists: list[np.ndarray], device, count_model=None,
 def _bits(tokens: np.ndarray, stream: list, count_model, device) -> tuple[np.ndarray, np.ndarray]:
     """(bits, the network's bits) from a text's network stream, mixed with the count model if there is one."""
     if count_model is None:
-        scored = [(logp, targets, logp) for _, logp, targets in stream]
-    else:  # a fresh session: a request is scored as `seqlab eval` scores one file
-        mixed = count_model.session(device).mix(iter(stream), tokens, 1)
-        scored = [(logp, targets, network) for _, logp, targets, network in mixed]
-    return (_cat([_surprisal(logp, targets) for logp, targets, _ in scored]),
-            _cat([_surprisal(network, targets) for _, targets, network in scored]))
+        bits = _cat([_surprisal(logp, targets) for _, logp, targets in stream])
+        return bits, bits
+    # a fresh session, each target's cost alone: a request is scored as `seqlab eval` scores one file (the bitwise
+    # model's full rows prune improbable bytes, its costs do not)
+    mixed = list(count_model.session(device).mix(iter(stream), tokens, 1, costs=True))
+    return (_cat([-costs / math.log(2) for _, costs, _, _ in mixed]),
+            _cat([_surprisal(network, targets) for _, _, targets, network in mixed]))
 
 
 def _surprisal(logp, targets):
