@@ -161,6 +161,28 @@ def test_serves_scores_are_evals_with_the_bitwise_model_on(trained_runs, tmp_pat
     assert bits.sum() / len(text) == pytest.approx(evaluate(run, [str(path)])["bpb"], abs=1e-6)
 
 
+def test_a_texts_first_bytes_after_bos_cost_what_the_mix_gave_them(trained_runs, tmp_path):
+    """The bitwise model goes on from the training bytes' end, so a text read from BOS has its first MIX_FIRST bytes
+    cost what the mix gave them (the run without the bitwise model's bits), the rest the bitwise model's; a text read
+    on from a context of bytes has none of them so."""
+    from seqlab.countmodel.session import MIX_FIRST
+    from seqlab.run import load
+    from seqlab.scoring import run_token_bits
+
+    off = load(bitcm_copy(trained_runs["lstm"], tmp_path / "off", on=False))
+    on = load(bitcm_copy(trained_runs["lstm"], tmp_path / "on"))
+    text = np.frombuffer(TEXT[:300], dtype=np.uint8).astype(np.int64)
+
+    def bits(run, tokens):
+        return run_token_bits(run, tokens, 1, run.count_model.session(run.device))[0]
+
+    from_bos = np.concatenate([[on.tokenizer.bos_id], text])
+    a, b = bits(on, from_bos), bits(off, from_bos)
+    np.testing.assert_allclose(a[: max(MIX_FIRST, 1)], b[: max(MIX_FIRST, 1)], rtol=1e-6)  # the first byte at least
+    assert not np.allclose(a[MIX_FIRST:], b[MIX_FIRST:], rtol=1e-3)
+    assert not np.isclose(bits(on, text)[0], bits(off, text)[0], rtol=1e-3)  # read on from its first byte
+
+
 def test_the_slot_table_is_sized_from_the_history_read(trained_runs, tmp_path):
     """About four slots per byte read, up to 2^22 (a 1 MB history's, where fewer lose bits): a small corpus's kept
     state is tens of megabytes, not the 454 MB of 2^22 slots."""

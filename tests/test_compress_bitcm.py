@@ -7,6 +7,7 @@ import string
 
 import numpy as np
 import pytest
+import torch
 
 from seqlab.compress import Header, compress_bytes, decompress_bytes, lockstep
 from seqlab.compress.header import FORMATS
@@ -27,7 +28,7 @@ def runs(trained_runs, tmp_path_factory):
 
 
 def test_segments_round_trip_with_the_bitwise_model_in_its_format(runs, monkeypatch):
-    """Several segments, each a row of the bitwise model over shared tables: byte-identical back, in format 87
+    """Several segments, each a row of the bitwise model over shared tables: byte-identical back, in format 99
     (15 with it), and coded differently from the run without it (it is used, not silently dropped)."""
     monkeypatch.setattr(lockstep, "SEGMENT_TOKENS", 300)
     plain, on = runs
@@ -119,17 +120,43 @@ def test_rows_side_by_side_keep_their_own_recent_state():
     assert shared > 1.05 * alone, (shared, alone)
 
 
+def test_rows_read_from_bos_code_their_first_bytes_with_the_mix(runs, monkeypatch):
+    """As eval costs a text's first MIX_FIRST bytes after BOS (the mix's), compress codes them in the rows read from
+    BOS with the mix's rows, and the rest with the bitwise model's."""
+    from seqlab.countmodel.session import MIX_FIRST
+
+    _, on = runs
+    monkeypatch.setattr(lockstep, "SEGMENT_TOKENS", 300)
+    seen = []
+
+    def spied(rows, logp, active, from_mix):
+        out = bitwise(rows, logp, active, from_mix)
+        mask = torch.zeros(len(active), dtype=torch.bool) if from_mix is None else from_mix
+        seen.append((torch.equal(out[mask], logp[mask]), bool(mask.any()),
+                     bool(mask.all()) or not torch.equal(out[~mask], logp[~mask])))
+        return out
+
+    bitwise = lockstep._bitwise
+    monkeypatch.setattr(lockstep, "_bitwise", spied)
+    data = structured_text(80, seed=11).encode()
+    assert decompress_bytes(on, compress_bytes(on, data)) == data
+    steps = len(seen) // 2  # the encoder's, then the decoder's
+    assert seen[0][1] and [s[1] for s in seen[:steps]] == [True] * MIX_FIRST + [False] * (steps - MIX_FIRST)
+    assert all(s[0] and s[2] for s in seen)
+
+
 def test_files_of_the_old_bitwise_models_are_refused_in_one_line(runs):
     """Formats 19-22 (rows that shared their recent state), 27-30, 35-38 (the bitwise model before its column
     contexts, third mixer and last byte's APM) 31-34, 39-42 (before its contexts for code and markup) and 43-46,
     51-54 (before its byte class and sparse contexts, fourth mixer) and 55-58, 63-66 (before its indirect, skipping
     word and line contexts) and 71-74, 79-82 (before its float32 mixers, tables and sized APMs) and 83-86, 91-94
-    (with its mixer by the last byte) decode differently now: refused in one line, naming the format."""
+    (with its mixer by the last byte) and 87-90, 95-98 (before a text's first bytes were the mix's) decode
+    differently now: refused in one line, naming the format."""
     _, on = runs
     blob = bytearray(compress_bytes(on, structured_text(20, seed=5).encode()))
-    assert blob[4] == 87
-    for old in (19, 22, 27, 30, 31, 34, 35, 38, 39, 42, 43, 46, 51, 54, 55, 58, 63, 66, 71, 74, 79, 82, 83, 86, 91,
-                94):
+    assert blob[4] == 99
+    for old in (19, 22, 27, 30, 31, 34, 35, 38, 39, 42, 43, 46, 51, 54, 55, 58, 63, 66, 71, 74, 79, 82, 83, 86, 87,
+                90, 91, 94, 95, 98):
         blob[4] = old
         with pytest.raises(SeqlabError, match=f"format {old}") as refused:
             decompress_bytes(on, bytes(blob))

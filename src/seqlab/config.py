@@ -103,7 +103,7 @@ class CountModelConfig:
     sse_context: str = setting("seen", one_of(*MIXER_SELECTORS))  # the small context that selects its cells
     words: bool = True  # a word model: counts after the current partial word, and after the previous word and it
     # a bitwise context-mixing model (countmodel/bitcm.py) over the mix, byte-level runs only; eval and compress
-    # (formats 87-90, 95-98) run it; off by default: eval's mixed scoring with it runs at 0.8-0.9x of the speed (docs)
+    # (formats 99-102, 107-110) run it; off by default: eval's mixed scoring with it runs at 0.8-0.9x the speed (docs)
     bitcm: bool = False
     bitcm_history: int = setting(16 << 20, positive)  # training bytes it reads first (the most recent)
     max_history: int = setting(8_000_000, positive)  # training tokens kept (the most recent)

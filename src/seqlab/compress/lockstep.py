@@ -13,7 +13,7 @@ eval's chunk. The network's step runs in a worker thread beside the count model'
 release the GIL in their kernels); the mixing weights' step on the last chunk is queued behind it, and the main
 thread takes it back if the worker has not begun it when the blend is done (_learnt).
 
-With the count model's bitwise model on (counts.bitcm, formats 87-90 and 95-98), the mix's rows go through it
+With the count model's bitwise model on (counts.bitcm, formats 99-102 and 107-110), the mix's rows go through it
 (countmodel/bitrows.py BitRows: a row per segment over the shared slow state, its recent state its own) before
 `pick`, and the step's bytes are learnt in row order after it; the mixer learns from the mix before it, as eval's.
 
@@ -33,6 +33,7 @@ from torch import nn
 
 from ..countmodel import Experts
 from ..countmodel.lockstep import LockstepReader
+from ..countmodel.session import MIX_FIRST
 from ..scoring import TorchThreads
 from ..train.speed import autocast, native_bf16
 
@@ -48,9 +49,9 @@ CPU = torch.device("cpu")
 
 
 def step_in_bf16(run) -> bool:
-    """Whether compress runs the network's step under bf16 autocast on this CPU (formats 23-26, 95-98): a transformer's,
-    where the CPU multiplies bf16 natively (train/speed.py's test: AVX512-BF16 or AMX): 1.34-1.41x fp32's step on a
-    Xeon's AMX, the same speed on a Zen 4's AVX512-BF16 (docs/compress.md).
+    """Whether compress runs the network's step under bf16 autocast on this CPU (formats 23-26, 107-110): a
+    transformer's, where the CPU multiplies bf16 natively (train/speed.py's test: AVX512-BF16 or AMX): 1.34-1.41x
+    fp32's step on a Xeon's AMX, the same speed on a Zen 4's AVX512-BF16 (docs/compress.md).
     The decoder must compute the same floats, so the header records it and a CPU without native bf16 refuses."""
     return run.config.arch in BF16_ARCHS and native_bf16(CPU)
 
@@ -141,7 +142,7 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     on the tokens coded since (learn_rows); the next steps predict with the new weights and the state
     (recurrent state, KV cache) built before, as the decoder does.
     layout: the segments' lengths and first contexts (Layout); by default segment_lengths' cuts, each from BOS.
-    bf16: the network's step under bf16 autocast (step_in_bf16: formats 23-26, 95-98).
+    bf16: the network's step under bf16 autocast (step_in_bf16: formats 23-26, 107-110).
     """
     layout = layout or Layout.nominal(n_tokens, run.tokenizer.bos_id)
     lengths = layout.lengths  # a decoder's seams.Chain learns some as it reads: until then, their most
@@ -153,6 +154,7 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     ahead = np.where(layout.first != run.tokenizer.bos_id, LINE_WARMTH, 0)
     reader = LockstepReader(session, n_rows, layout.first, steps, ahead) if session is not None else None
     bitwise = _bit_rows(session.bitcm, layout.first, n_tokens) if reader and session.bitcm else None
+    from_bos = torch.from_numpy(layout.first == run.tokenizer.bos_id)  # rows whose first bytes are the mix's
     every = max(1, run.config.counts.chunk // n_rows)
     adapt_every = max(1, adapter.chunk // n_rows) if adapter is not None else 0
     known = x[:, None].repeat(1, steps + 1) if adapter is not None else None
@@ -171,7 +173,7 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
             before = session.mixer.premix(net_logp, experts) if reader else net_logp  # what the weights learn from
             kept = session.mixer.sse_inputs(before, experts) if reader else None  # and the SSE stage, with it
             logp = session.mixer.refine(before, experts, kept) if reader else net_logp
-            coded = _bitwise(bitwise, logp, active) if bitwise else logp  # the mixer learns from the mix before it
+            coded = _bitwise(bitwise, logp, active, from_bos if j < MIX_FIRST else None) if bitwise else logp
             tokens = pick(j, active, coded)
             if bitwise:
                 bitwise.learn(tokens, active)
@@ -213,14 +215,16 @@ def _bit_rows(bitcm, first: np.ndarray, n_tokens: int):
     return BitRows(bitcm, first, row_bound(n_tokens))
 
 
-def _bitwise(rows, logp: torch.Tensor, active: np.ndarray) -> torch.Tensor:
+def _bitwise(rows, logp: torch.Tensor, active: np.ndarray, from_mix: torch.Tensor | None) -> torch.Tensor:
     """The bitwise model's distributions (countmodel/bitcm.py) of every active row's next token, the mix's row one
-    of its inputs at each bit, as eval's CountSession._bitwise gives them (BOS: its floor)."""
+    of its inputs at each bit, as eval's CountSession._bitwise gives them (BOS: its floor); the rows from_mix (a
+    text's first bytes after BOS, MIX_FIRST) code with the mix's row, read by the bitwise model all the same."""
     from ..countmodel.bitrows import byte_rows
 
     mixed = logp.double().numpy()
-    out = byte_rows(rows.score(mixed[:, :256], active), np.ones(len(active), dtype=bool), logp.shape[1])
-    return torch.from_numpy(out).to(logp)
+    out = torch.from_numpy(byte_rows(rows.score(mixed[:, :256], active), np.ones(len(active), dtype=bool),
+                                     logp.shape[1])).to(logp)
+    return out if from_mix is None else torch.where(from_mix[:, None], logp, out)
 
 
 def _learn_chunk(session, pending: list) -> None:

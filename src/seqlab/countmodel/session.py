@@ -25,6 +25,10 @@ HISTORY_FILE = "history.npy"
 # The text's own counts take in what was read every COUNT_EVERY tokens (eval) or steps (compress's lockstep
 # rows): a line repeated a few tokens later is already counted. The mixing weights still step once a chunk.
 COUNT_EVERY = 16
+# a text's first bytes after BOS cost what the mix gave them, the bitwise model reading them all the same: it goes on
+# from the last bytes it read, and cost a 48-byte text's first byte 22.3 bits where the mix gave 4.9 (docs/quality.md,
+# "Text starts"); compress's rows read from BOS code them so too
+MIX_FIRST = 2
 
 
 def check(config: CountModelConfig) -> None:
@@ -123,6 +127,7 @@ class CountSession:
         self.mixer = OnlineMixer(model.config, device)
         self.count_every = COUNT_EVERY
         self.bitcm = None
+        self.from_mix = 0  # the text's next bytes that cost what the mix gave them (MIX_FIRST)
         if model.history_bytes is not None:  # after the training bytes: the run's kept state, or read here once
             from .bitstate import open_model  # here: importing numba costs ~0.3 s, paid only by verbs that score
 
@@ -165,6 +170,7 @@ class CountSession:
         reader = self.reader(tokens, n_context)
         if self.bitcm is not None:
             context = np.asarray(tokens[:n_context])
+            self.from_mix = _first_from_the_mix(context)
             context = context[context < 256]
             if not self.bitcm.ends_with(context):  # a text whose context is not the bytes last read
                 self.bitcm.learn(context)
@@ -216,12 +222,16 @@ class CountSession:
         tokens = targets.cpu().numpy()
         is_byte = tokens < 256
         mixed = logp.double().cpu().numpy()
+        first = np.flatnonzero(is_byte)[: self.from_mix]  # a text's first bytes: the mix's (MIX_FIRST)
+        self.from_mix -= len(first)
         if costs:
             out = mixed[np.arange(len(tokens)), tokens]  # a non-byte token (BOS): the mix's
             out[is_byte] = self.bitcm.costs(tokens[is_byte], mixed[is_byte, :256]) + bytes_share(logp.shape[1])
+            out[first] = mixed[first, tokens[first]]
             return torch.from_numpy(out).to(logp)
         rows = byte_rows(self.bitcm.score(tokens[is_byte], mixed[is_byte, :256]), is_byte, logp.shape[1])
         rows[~is_byte] = mixed[~is_byte]  # a non-byte token (BOS): the mix's row
+        rows[first] = mixed[first]
         return torch.from_numpy(rows).to(logp)
 
 
@@ -360,6 +370,13 @@ def load_count_model(run_dir, vocab_size: int, config: CountModelConfig,
     words = _word_model(run_dir, history, digest, token_bytes, config) if has_words else None
     bitwise = _history_bytes(everything, config, token_bytes)
     return CountModel(history, vocab_size, config, table, digest, words, bitwise, tables / store.BITCM_DIR)
+
+
+def _first_from_the_mix(context: np.ndarray) -> int:
+    """How many of a text's next bytes cost what the mix gave them: MIX_FIRST less the bytes its context holds after
+    its BOS (none without one: a text read on from its context)."""
+    starts = np.flatnonzero(context >= 256)
+    return max(0, MIX_FIRST - (len(context) - 1 - starts[-1])) if len(starts) else 0
 
 
 def _history_bytes(history: np.ndarray, config: CountModelConfig, token_bytes: list[bytes] | None) -> np.ndarray | None:
