@@ -195,11 +195,10 @@ def test_verbs_keep_the_state_at_first_use_then_read_it_unchanged(trained_runs, 
     assert file_hashes(state) == before
 
 
-def test_training_with_counts_bitcm_keeps_the_state(corpus_file, tmp_path):
+def test_training_keeps_the_state_of_the_bitwise_model_on_by_default(corpus_file, tmp_path):
     from seqlab.train import train
 
     cfg = tiny_config(corpus_file, steps=20)
-    cfg.counts.bitcm = True
     run_dir = train(cfg, tmp_path / "run", log=lambda *a: None)
     manifest = json.loads((run_dir / "counts" / "bitcm" / bitstate.MANIFEST).read_text())
     assert manifest["fingerprint"]["table_bits"] == 16 and manifest["fingerprint"]["model"] == bitstate.model_digest()
@@ -226,25 +225,13 @@ def test_a_state_kept_by_the_float64_model_is_read_again_never_loaded(tmp_path, 
     np.testing.assert_array_equal(model.score(TEXT), fresh().score(TEXT))
 
 
-@pytest.fixture
-def bitcm_on_by_default(monkeypatch):
-    """counts.bitcm's default true (a new run's), as a saved run of before the key meets it."""
-    import inspect
-
-    from seqlab.config import CountModelConfig, RunConfig
-
-    init = CountModelConfig.__init__
-    with_defaults = [name for name, p in inspect.signature(init).parameters.items() if p.default is not p.empty]
-    defaults = list(init.__defaults__)
-    defaults[with_defaults.index("bitcm")] = True
-    monkeypatch.setattr(init, "__defaults__", tuple(defaults))
-    assert RunConfig().counts.bitcm
-
-
-def test_a_run_saved_before_counts_bitcm_keeps_it_off_whatever_the_default(trained_runs, tmp_path, bitcm_on_by_default):
+def test_a_run_saved_before_counts_bitcm_keeps_it_off_though_the_default_is_on(trained_runs, tmp_path):
     """A config.json without the key is a run from before it: its eval figure and the files it compressed stay
     what they were (a saved setting, true or false, is kept)."""
+    from seqlab.config import RunConfig
     from seqlab.run import read_config
+
+    assert RunConfig().counts.bitcm
 
     run_dir = tmp_path / "run"
     shutil.copytree(trained_runs["lstm"], run_dir)

@@ -28,7 +28,9 @@ def lstm_dir(tmp_path_factory):
     corpus = tmp_path_factory.mktemp("corpus") / "grammar.txt"
     corpus.write_text(structured_text())
     out = tmp_path_factory.mktemp("run-lstm")
-    return train(tiny_config(corpus, "lstm", steps=150), out, log=lambda *a: None)
+    cfg = tiny_config(corpus, "lstm", steps=150)
+    cfg.counts.bitcm = False  # the formats without the bitwise model (test_compress_bitcm.py has its own)
+    return train(cfg, out, log=lambda *a: None)
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,16 @@ from seqlab.errors import SeqlabError
 from seqlab.run import load
 from seqlab.train.speed import native_bf16
 
-from conftest import structured_text
+from conftest import bitcm_copy, structured_text
 
 NATIVE = native_bf16(torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
-def run(trained_runs):
-    return load(trained_runs["transformer"])  # byte-level, counts.select [order1, warmth] (the default)
+def run(trained_runs, tmp_path_factory):
+    """Byte-level, counts.select [order1, warmth] (the default), the bitwise model off: the formats without it
+    (test_compress_bitcm.py has its own)."""
+    return load(bitcm_copy(trained_runs["transformer"], tmp_path_factory.mktemp("off") / "run", on=False))
 
 
 def _as_bf16(blob: bytes) -> bytes:
@@ -53,7 +55,7 @@ def test_an_lstm_steps_in_fp32(trained_runs):
     assert not Header.unpack(compress_bytes(load(trained_runs["lstm"]), data), "x")[0].bf16
 
 
-def test_a_bf16_file_is_refused_by_a_cpu_without_native_bf16(run, trained_runs, monkeypatch, tmp_path, capsys):
+def test_a_bf16_file_is_refused_by_a_cpu_without_native_bf16(run, monkeypatch, tmp_path, capsys):
     """Runs on every CPU: a bf16 header read where bf16 is not native is refused before decoding, in one line."""
     monkeypatch.setattr(lockstep, "native_bf16", lambda device: False)
     data = structured_text(10, seed=3).encode()
@@ -63,12 +65,12 @@ def test_a_bf16_file_is_refused_by_a_cpu_without_native_bf16(run, trained_runs, 
         decompress_bytes(run, blob)
     packed = tmp_path / "x.sqz"
     packed.write_bytes(blob)
-    assert main(["decompress", str(trained_runs["transformer"]), str(packed), "-o", str(tmp_path / "x")]) == 2
+    assert main(["decompress", str(run.path), str(packed), "-o", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bf16" in err
 
 
-def test_fp32_asks_for_the_fp32_step_on_any_cpu(run, monkeypatch, tmp_path, trained_runs):
+def test_fp32_asks_for_the_fp32_step_on_any_cpu(run, monkeypatch, tmp_path):
     """--fp32 writes the line-start format without bf16 (what a CPU without native bf16 decodes), through the API and
     the command line, and the file round trips."""
     monkeypatch.setattr(lockstep, "native_bf16", lambda device: True)  # where compress would otherwise take bf16
@@ -79,5 +81,5 @@ def test_fp32_asks_for_the_fp32_step_on_any_cpu(run, monkeypatch, tmp_path, trai
     assert decompress_bytes(run, blob) == data
     source = tmp_path / "x.txt"
     source.write_bytes(data)
-    assert main(["compress", str(trained_runs["transformer"]), str(source), "--fp32"]) == 0
+    assert main(["compress", str(run.path), str(source), "--fp32"]) == 0
     assert (tmp_path / "x.txt.sqz").read_bytes()[4] == FORMAT

@@ -10,12 +10,14 @@ from seqlab.compress import Header, codec, compress_bytes, decompress_bytes, loc
 from seqlab.compress.header import FORMATS, ByteReader, varints
 from seqlab.run import load
 
-from conftest import structured_text
+from conftest import bitcm_copy, structured_text
 
 
 @pytest.fixture(scope="module")
-def run(trained_runs):
-    return load(trained_runs["lstm"])  # byte-level, counts.select [order1, warmth] (the default)
+def run(trained_runs, tmp_path_factory):
+    """Byte-level, counts.select [order1, warmth] (the default), the bitwise model off: the formats without it
+    (test_compress_bitcm.py has its own)."""
+    return load(bitcm_copy(trained_runs["lstm"], tmp_path_factory.mktemp("off") / "run", on=False))
 
 
 def _framing(blob: bytes) -> tuple[int, int, int]:
