@@ -195,6 +195,17 @@ def test_verbs_keep_the_state_at_first_use_then_read_it_unchanged(trained_runs, 
     assert file_hashes(state) == before
 
 
+def test_sessions_from_the_second_on_copy_a_state_kept_in_memory_and_never_share_it(trained_runs, tmp_path):
+    """A process that opens many sessions (serve: one a request) reads the kept state twice, then hands each session
+    a copy of the one it keeps: each learns into its own, so a text scores alike whatever the others read."""
+    run = load(bitcm_copy(trained_runs["lstm"], tmp_path / "run"))
+    first = mixed(run, TEXT)
+    mixed(run, TEXT[::-1])  # a second session learns other bytes; the model keeps its copy
+    assert run.count_model.bitcm_kept is not None
+    for _ in range(2):
+        torch.testing.assert_close(mixed(run, TEXT), first, rtol=0, atol=0)
+
+
 def test_training_keeps_the_state_of_the_bitwise_model_on_by_default(corpus_file, tmp_path):
     from seqlab.train import train
 
