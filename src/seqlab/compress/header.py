@@ -47,8 +47,8 @@ LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is
 # 99: 87 with a text's first bytes after BOS coded with the mix's rows (countmodel/session.py MIX_FIRST: a row read
 # from BOS, the bitwise model reading them all the same); 99-102 are 87-90 with them, 107-110 are 95-98 with them
 # 19-22, 27-30, 31-34, 43-46, 55-58, 71-74, 83-86 and 87-90 (35-38, 39-42, 51-54, 63-66, 79-82, 91-94, 95-98 too) are
-# refused in one line: their model is gone; they were made only by development versions, with counts.bitcm (off by
-# default) on
+# refused in one line: their model is gone; they were made while counts.bitcm was off by default, by runs that
+# turned it on
 FORMAT = 15
 ADAPTED_FORMAT = 16  # format 15 plus the network's online adaptation (compress --adapt): its lr and chunk
 NO_WORDS_FORMAT, NO_WORDS_ADAPTED_FORMAT = 17, 18  # 15 and 16 without the word model
