@@ -1,13 +1,13 @@
 """What a text scored from its beginning (after BOS) costs, its first bytes apart: the bitwise model's text start.
 
-    python bench/text_start.py RUN [RUN ...] [--file F] [--prime-nul | --mix-first K]
+    python bench/text_start.py RUN [RUN ...] [--file F] [--mix-first K] [--prime-nul]
 
 Scores a 48-byte line, --file (e.g. the README tour's scene) and two 2,000-byte slices of the bundled
 tinyshakespeare's held-out split, each as a text of its own ([BOS] + its bytes, a fresh session: serve's scorer,
 whose bits are eval's), and prints bits a byte and the first byte's bits, run by run. Compare a run with
-counts.bitcm on and a copy with it off. Two starts the bitwise model does not have (tried here, not in seqlab):
---prime-nul: it reads one NUL byte before each text; --mix-first K: the text's first K bytes cost what the mix gave
-them (the bitwise model reads them as it reads any byte), then it scores the rest.
+counts.bitcm on and a copy with it off. --mix-first K: a text's first K bytes cost what the mix gave them
+(countmodel.session.MIX_FIRST, set for this run; 0: the bitwise model's from the first byte, as before the rule).
+--prime-nul (tried here, not in seqlab): the bitwise model reads one NUL byte before each text.
 """
 
 import argparse
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from common import print_table
 
+from seqlab.countmodel import session as count_session
 from seqlab.data.corpus import default_corpus_path, split_document
 from seqlab.run import load
 from seqlab.serve.scorer import _network_streams
@@ -33,52 +34,33 @@ def texts(extra: str | None) -> dict[str, bytes]:
     return out
 
 
-def text_bits(run, text: bytes, prime_nul: bool = False, mix_first: int = 0) -> np.ndarray:
+def text_bits(run, text: bytes, prime_nul: bool = False) -> np.ndarray:
     """Bits of each byte of `text` scored from BOS in a fresh session, as /v1/score and eval score it."""
-    tokens = np.concatenate([[run.tokenizer.bos_id], np.frombuffer(text, dtype=np.uint8)]).astype(np.int64)
+    tokens = np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(text)]).astype(np.int64)
     session = run.count_model.session(run.device)
     if prime_nul and session.bitcm is not None:
         session.bitcm.learn(np.zeros(1, dtype=np.int64))
-    if mix_first and session.bitcm is not None:
-        session.bitcm.costs = mix_for_the_first(session.bitcm, mix_first)
     with torch.no_grad():
         stream = _network_streams(run.model, [tokens], run.device, 32768)[0]
         mixed = list(session.mix(iter(stream), tokens, 1, costs=True))
     return -np.concatenate([m[1].numpy() for m in mixed]) / np.log(2)
 
 
-def mix_for_the_first(bitcm, k: int):
-    """bitcm.costs, but the first k bytes it is asked for cost what the given mix gave them (read without it)."""
-    costs, left = bitcm.costs, [k]
-
-    def first_from_the_mix(data, given):
-        n = min(left[0], len(data))
-        left[0] -= n
-        if n == 0:
-            return costs(data, given)
-        out = costs(data, given)  # read as always (learning with the mix given), then the mix's own costs
-        out[:n] = given[np.arange(n), data[:n]]
-        return out
-
-    return first_from_the_mix
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--file", help="one more text, scored whole")
-    start = ap.add_mutually_exclusive_group()
-    start.add_argument("--prime-nul", action="store_true")
-    start.add_argument("--mix-first", type=int, default=0)
+    ap.add_argument("--mix-first", type=int, default=count_session.MIX_FIRST)
+    ap.add_argument("--prime-nul", action="store_true")
     args = ap.parse_args()
+    count_session.MIX_FIRST = args.mix_first  # read at each text's start (session._first_from_the_mix)
     rows = []
     for path in args.runs:
         run = load(path)
         for name, text in texts(args.file).items():
-            bits = text_bits(run, text, args.prime_nul, args.mix_first)
+            bits = text_bits(run, text, args.prime_nul)
             rows.append([path, name, f"{len(text):,}", f"{bits.sum() / len(text):.3f}", f"{bits[0]:.1f}"])
-    how = ", one NUL read first" if args.prime_nul else ""
-    how += f", the first {args.mix_first} bytes from the mix" if args.mix_first else ""
+    how = f", the first {args.mix_first} bytes from the mix" + (", one NUL read first" if args.prime_nul else "")
     print_table("texts scored from BOS" + how,
                 ["run", "text", "bytes", "bits a byte", "first byte, bits"], rows)
 
