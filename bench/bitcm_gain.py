@@ -4,14 +4,15 @@
 
 TUNING_RUN is a run trained on the first 90% of a corpus's training split (bench/adapt.py makes one), so its
 held-out bytes are training data: every constant is chosen there. RUN is the run trained on the whole training
-split; its held-out split is only reported. For each: (a) eval's mix today (session.mix, as mixer_gains.py runs
-it), (b) the bitwise model alone (it reads the run's history.npy, its last --history bytes, then scores the
-held-out bytes causally), (c) (a) and (b) mixed by a second layer (mix_two below: geometric, weights selected by
-both experts' confidence, stepped after each token), each with the paired difference against (a) and its 95%
-block-bootstrap interval (seqlab.stats.paired_difference). Today's mix is cached under --cache (it does not depend
-on the bitwise model). --zpaq measures zpaq -m5 on the same bytes (size(train + held-out) less size(train)).
+split; its held-out split is only reported. For each: (a) eval's mix today (session.mix, as mixer_gains.py runs it,
+without the bitwise model), (b) the bitwise model alone (it reads the run's history.npy, its last --history bytes,
+then scores the held-out bytes causally), (c) (a) and (b) mixed by a second layer (mix_two below: geometric, weights
+selected by both experts' confidence, stepped after each token), each with the paired difference against (a) and its
+95% block-bootstrap interval (seqlab.stats.paired_difference). Today's mix is cached under --cache (it does not
+depend on the bitwise model). --zpaq measures zpaq -m5 on the same bytes (size(train + held-out) less size(train)).
 """
 
+import dataclasses
 import hashlib
 import math
 import platform
@@ -27,21 +28,28 @@ from numba import njit  # noqa: E402
 import torch  # noqa: E402
 
 from mixer_gains import held_out, paired, shown, tuning_arguments  # noqa: E402
-from seqlab.countmodel import HISTORY_FILE  # noqa: E402
+from seqlab.countmodel import HISTORY_FILE, CountModel  # noqa: E402
 from seqlab.countmodel.bitcm import BitCM  # noqa: E402
 from seqlab.countmodel.bitrows import byte_rows  # noqa: E402
 
 CONFIDENCE_BUCKETS = 8
 
 
+def mix_alone(model: CountModel) -> CountModel:
+    """The run's count model without its bitwise model (counts.bitcm, on by default since 2026-12-07): eval's mix that
+    the bitwise model is given."""
+    config = dataclasses.replace(model.config, bitcm=False)
+    return CountModel(None, model.vocab, config, model.table, model.digest, model.words)
+
+
 def todays_mix(run, items, cache: Path) -> tuple[np.ndarray, np.ndarray]:
     """(n, vocab) log-distributions of eval's mix today over the items as one stream, and the targets; cached."""
     key = hashlib.sha1(f"{run.path.resolve()}:{[len(t) for t, _, _ in items]}".encode()).hexdigest()[:16]
-    path = cache / f"mix-{key}.npz"
+    path = cache / f"mix-alone-{key}.npz"
     if path.exists():
         saved = np.load(path)
         return saved["logp"], saved["targets"]
-    session = run.count_model.session(run.device)
+    session = mix_alone(run.count_model).session(run.device)
     logps, targets = [], []
     for tokens, n_context, stream in items:
         for _, logp, target, _ in session.mix(iter(stream), tokens, n_context):

@@ -1,0 +1,233 @@
+"""Variants of the bitwise model (countmodel/bit*.py) on a tuning run's held-out slice, each paired with the tree's.
+
+    python bench/bitcm_variants.py TUNING_RUN [--variants NAME,...] [--block 4096] [--cache DIR]
+
+TUNING_RUN: a run trained on the first 90% of a corpus's training split (bench/adapt.py's tuning corpus), so its
+held-out bytes are training data. The bitwise model reads the run's training bytes, then scores the slice with eval's
+mix (without the bitwise model: bitcm_gain.todays_mix) as its given distribution, as `counts.bitcm` does. A variant
+is the tree's model changed in one way (VARIANTS): an edit of its source text (applied to a copy, as bitcm_versus.py
+loads a revision; an edit that no longer matches the tree stops the run), a change to its weights once the training
+bytes are read, a schedule of the mixers' rate while scoring, or the network's own distribution as a second given
+input. Each is scored from scratch; printed: its bits per byte, its difference from the tree's model on the same
+bytes with a 95% block-bootstrap interval, and the CPU-seconds of its scoring. These are the variants tried on
+2026-12-07 (docs/quality.md, "Tried on the tuning slice"); none was kept.
+"""
+
+import argparse
+import hashlib
+import importlib
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common import print_table, seqlab
+
+import numpy as np  # noqa: E402
+
+from bitcm_gain import mix_alone, todays_mix  # noqa: E402
+from bitcm_versus import held_out_items, load_version  # noqa: E402
+from mixer_gains import paired, shown  # noqa: E402
+from seqlab.countmodel import HISTORY_FILE  # noqa: E402
+from seqlab.countmodel.bitrows import byte_rows  # noqa: E402
+
+SOURCE = Path(__file__).resolve().parents[1] / "src/seqlab/countmodel"
+KERNEL, MODEL = "bitkernel.py", "bitcm.py"
+CHUNK = 256  # bytes scored between two changes of the mixers' rate (a schedule's step)
+
+# the network's distribution as a second given input: its stretch at each node after the bias, its sums beside the
+# mix's (bitkernel._given_sums), its weight 0 at first
+SECOND_GIVEN = [
+    (KERNEL, "N_IN = -(-(BIAS_IN + 1) // LANES) * LANES", "N_IN = -(-(BIAS_IN + 2) // LANES) * LANES"),
+    (KERNEL, "def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out):",
+     "def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out, sums):"),
+    (KERNEL, "    for i in range(BIAS_IN + 1, N_IN):\n        x[i] = 0.0\n",
+     "    for i in range(BIAS_IN + 1, N_IN):\n        x[i] = 0.0\n"
+     "    x[BIAS_IN + 1] = _stretch(sums[513 + 2 * c0] / max(sums[512 + c0], 1e-300)) if sums[512] else 0.0\n"),
+    (KERNEL, "    sums[0] = g >= 0\n    if g < 0:\n        return\n    for b in range(256):\n"
+             "        sums[256 + b] = given[g, b]\n    for c0 in range(255, 0, -1):\n"
+             "        sums[c0] = sums[2 * c0] + sums[2 * c0 + 1]",
+     "    sums[0] = g >= 0\n    sums[512] = g >= 0 and given.shape[1] == 512\n    if g < 0:\n        return\n"
+     "    for k in range(given.shape[1] // 256):\n        for b in range(256):\n"
+     "            sums[512 * k + 256 + b] = given[g, 256 * k + b]\n        for c0 in range(255, 0, -1):\n"
+     "            sums[512 * k + c0] = sums[512 * k + 2 * c0] + sums[512 * k + 2 * c0 + 1]"),
+    (KERNEL, "ctx[N_CTX:], _given_at(sums, c0), xs[c0], outs[c0])\n    return",
+     "ctx[N_CTX:], _given_at(sums, c0), xs[c0], outs[c0], sums)\n    return"),
+    (KERNEL, "_given_at(sums, c0), xs[c0], outs[c0])\n        y =",
+     "_given_at(sums, c0), xs[c0], outs[c0], sums)\n        y ="),
+    (KERNEL, "        sums[0] = 0.0\n", "        sums[0] = sums[512] = 0.0\n"),
+    (MODEL, "np.zeros((n_rows, 256, N_OUT)), np.zeros((n_rows, 512)),",
+     "np.zeros((n_rows, 256, N_OUT)), np.zeros((n_rows, 1024)),"),
+]
+# mixer 3's weight sets (the last two bytes' classes) times 4 buckets of the given's stretch at the node (none, < 1,
+# < 3, more)
+BY_GIVEN = [
+    (KERNEL, "MIXER_SETS = (256, MATCH_SETS, 100)", "MIXER_SETS = (256, MATCH_SETS, 400)"),
+    (KERNEL, "def _mixer_rows(c0, seen, length, bctx, out):", "def _mixer_rows(c0, seen, length, bctx, out, given):"),
+    (KERNEL, "    out[OUT_SET + 2] = MIXER_FROM[2] + bctx[2]",
+     "    bucket = 0 if given == 0.0 else 1 if abs(given) < 1.0 else 2 if abs(given) < 3.0 else 3\n"
+     "    out[OUT_SET + 2] = MIXER_FROM[2] + bctx[2] + 100 * bucket"),
+    (KERNEL, "    _mixer_rows(c0, seen, length, bctx, out)", "    _mixer_rows(c0, seen, length, bctx, out, given)"),
+]
+
+
+@dataclass
+class Variant:
+    edits: list = field(default_factory=list)  # (file, old text, new text)
+    after_reading: object = None  # fn(model, kernel module): a change once the training bytes are read
+    rate: object = None  # fn(bytes scored) -> the mixers' rate as a multiple of the model's
+    second_given: bool = False  # the network's distribution as one more given input
+
+
+def scaled(others: float, given: float):
+    """The weights of every input but the given scaled by `others`, the given's set to `given` (the others' were learnt
+    on the training bytes, where there is no given: its weight is still its prior when scoring starts)."""
+    def change(model, kernel):
+        model.w[:, : kernel.GIVEN_IN] *= others
+        model.w[:, kernel.BIAS_IN] *= others
+        model.w[:, kernel.GIVEN_IN] = given
+    return change
+
+
+def sets_copied(model, kernel):
+    """BY_GIVEN's new weight sets start as copies of the ones the training bytes taught (bucket 0: no given)."""
+    first = kernel.MIXER_FROM[2]
+    for k in (1, 2, 3):
+        model.w[first + 100 * k : first + 100 * (k + 1)] = model.w[first : first + 100]
+
+
+VARIANTS = {
+    "given weight 0.4 (0.6)": Variant(after_reading=scaled(1.0, 0.4)),
+    "the others' weights x0.8, the given's 0.4": Variant(after_reading=scaled(0.8, 0.4)),
+    "the mixers' rate x(1 + 65536 / (65536 + bytes scored))": Variant(rate=lambda n: 1 + 65536 / (65536 + n)),
+    "the mixers' rate x2": Variant(rate=lambda n: 2.0),
+    "mixer 3's sets by the given's stretch (4 buckets)": Variant(BY_GIVEN),
+    "the same, its new sets copied from the learnt ones": Variant(BY_GIVEN, after_reading=sets_copied),
+    "the network as a second given input": Variant(SECOND_GIVEN, second_given=True),
+    "fast rate's limit 8 (4)": Variant([(MODEL, "FAST_LIMIT = 4 ", "FAST_LIMIT = 8 ")]),
+    "fast rate's limit 2 (4)": Variant([(MODEL, "FAST_LIMIT = 4 ", "FAST_LIMIT = 2 ")]),
+    "fast rate's limit 16 (4)": Variant([(MODEL, "FAST_LIMIT = 4 ", "FAST_LIMIT = 16 ")]),
+    "combined: fast 8, slow 255, APM 0.1, others x0.8 given 0.4": Variant(
+        [(MODEL, "FAST_LIMIT = 4 ", "FAST_LIMIT = 8 "), (MODEL, "LIMIT = 127 ", "LIMIT = 255 "),
+         (KERNEL, "APM_WEIGHTS = (0.2, 0.4, 0.2)", "APM_WEIGHTS = (0.1, 0.4, 0.2)")], after_reading=scaled(0.8, 0.4)),
+    "combined, fast 16": Variant(
+        [(MODEL, "FAST_LIMIT = 4 ", "FAST_LIMIT = 16 "), (MODEL, "LIMIT = 127 ", "LIMIT = 255 "),
+         (KERNEL, "APM_WEIGHTS = (0.2, 0.4, 0.2)", "APM_WEIGHTS = (0.1, 0.4, 0.2)")], after_reading=scaled(0.8, 0.4)),
+    "kept: fast 16, slow 255, APM 0.1, the network as a second given input": Variant(
+        [(MODEL, "FAST_LIMIT = 4 ", "FAST_LIMIT = 16 "), (MODEL, "LIMIT = 127 ", "LIMIT = 255 "),
+         (KERNEL, "APM_WEIGHTS = (0.2, 0.4, 0.2)", "APM_WEIGHTS = (0.1, 0.4, 0.2)")] + SECOND_GIVEN, second_given=True),
+    "combined, fast 16, and the network as a second given input": Variant(
+        [(MODEL, "FAST_LIMIT = 4 ", "FAST_LIMIT = 16 "), (MODEL, "LIMIT = 127 ", "LIMIT = 255 "),
+         (KERNEL, "APM_WEIGHTS = (0.2, 0.4, 0.2)", "APM_WEIGHTS = (0.1, 0.4, 0.2)")] + SECOND_GIVEN,
+        after_reading=scaled(0.8, 0.4), second_given=True),
+    "slow rate's limit 255 (127)": Variant([(MODEL, "LIMIT = 127 ", "LIMIT = 255 ")]),
+    "slow rate's limit 60 (127)": Variant([(MODEL, "LIMIT = 127 ", "LIMIT = 60 ")]),
+    "APM weights 0.1, 0.4, 0.2 (0.2, 0.4, 0.2)": Variant([(KERNEL, "APM_WEIGHTS = (0.2, 0.4, 0.2)",
+                                                          "APM_WEIGHTS = (0.1, 0.4, 0.2)")]),
+    "APM weights 0.15, 0.3, 0.3": Variant([(KERNEL, "APM_WEIGHTS = (0.2, 0.4, 0.2)",
+                                            "APM_WEIGHTS = (0.15, 0.3, 0.3)")]),
+    "APM rate 0.01 (0.02)": Variant([(KERNEL, "out[OUT_ST], y, 0.02)", "out[OUT_ST], y, 0.01)")]),
+    "APM rate 0.03": Variant([(KERNEL, "out[OUT_ST], y, 0.02)", "out[OUT_ST], y, 0.03)")]),
+    "bit histories of 7 bits (6)": Variant([(KERNEL, "HISTORY_BITS = 6 ", "HISTORY_BITS = 7 ")]),
+    "mixers' rate 0.002 (0.0015)": Variant([(MODEL, "learning_rate: float = 0.0015",
+                                             "learning_rate: float = 0.002")]),
+    "slow probabilities x n / (n + 1), n the entry's count": Variant([
+        (KERNEL, "            x[PER_CTX * i] = STRETCH[slots[s, j] >> 4]",
+         "            x[PER_CTX * i] = STRETCH[slots[s, j] >> 4] * (slots[s, CH + j] & 255) / "
+         "((slots[s, CH + j] & 255) + 1.0)")]),
+    "mixer 2's 'seen' counting orders 3 and up only": Variant([(KERNEL, "            seen += 1\n",
+                                                                "            seen += 1 if i >= 3 else 0\n")]),
+}
+
+
+def package(variant: Variant, cache: Path) -> Path:
+    """The tree's bit*.py with the variant's edits, as a package of their own named by their hash (numba caches
+    compiled code by path)."""
+    texts = {p.name: p.read_text() for p in sorted(SOURCE.glob("bit*.py"))}
+    for name, old, new in variant.edits:
+        if texts[name].count(old) != 1:
+            raise SystemExit(f"an edit no longer matches {name}: {old!r}")
+        texts[name] = texts[name].replace(old, new)
+    digest = hashlib.sha1("".join(f"{n}\0{t}\0" for n, t in sorted(texts.items())).encode()).hexdigest()[:12]
+    path = cache / f"bitcm_{digest}"
+    if not path.exists():
+        path.mkdir(parents=True)
+        for name, text in texts.items():
+            (path / name).write_text(text)
+        (path / "__init__.py").write_text("")
+    return path
+
+
+def score(variant: Variant, cache: Path, run, items, mixed, network, targets, history_bytes: int):
+    """(bits of each held-out token, CPU-seconds scoring) of the variant."""
+    module = load_version(package(variant, cache))
+    kernel = importlib.import_module(module.__name__.rsplit(".", 1)[0] + ".bitkernel")
+    history = np.load(run.path / HISTORY_FILE, mmap_mode="r")
+    model = module.BitCM()
+    model.learn(np.asarray(history[history < 256])[-history_bytes:])
+    if variant.after_reading:
+        variant.after_reading(model, kernel)
+    rate, rows, at, t0 = model.lr, [], 0, time.thread_time()
+    for tokens, n_context, _ in items:
+        context, scored = np.asarray(tokens[:n_context]), np.asarray(tokens[n_context:])
+        context = context[context < 256]
+        if not model.ends_with(context):
+            model.learn(context)
+        for start in range(0, len(scored), CHUNK if variant.rate else len(scored)):
+            part = scored[start : start + (CHUNK if variant.rate else len(scored))]
+            is_byte, span = part < 256, slice(at + start, at + start + len(part))
+            if variant.rate:
+                model.lr = rate * variant.rate(at + start)
+            given = mixed[span][is_byte, :256]
+            if variant.second_given:
+                given = np.concatenate([given, network[span][is_byte, :256]], axis=1)
+            rows.append(byte_rows(model.score(part[is_byte], given), is_byte, run.tokenizer.vocab_size))
+        at += len(scored)
+    rows = np.concatenate(rows)
+    return -rows[np.arange(len(targets)), targets] / np.log(2), time.thread_time() - t0
+
+
+def network_rows(run, items) -> np.ndarray:
+    """The network's own log-distributions over the items' scored tokens (what eval's mix mixed)."""
+    session, rows = mix_alone(run.count_model).session(run.device), []
+    for tokens, n_context, stream in items:
+        rows += [net.float().log_softmax(-1).numpy() for _, _, _, net in session.mix(iter(stream), tokens, n_context)]
+    return np.concatenate(rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("tuning_run")
+    p.add_argument("--variants", help="comma-separated names' first words to run (default: all); --list names them")
+    p.add_argument("--list", action="store_true")
+    p.add_argument("--block", type=int, default=4096, help="tokens per bootstrap block")
+    p.add_argument("--history", type=int, default=16 << 20, help="training bytes the bitwise model reads (the last)")
+    p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "bitcm-gain"))
+    args = p.parse_args()
+    if args.list:
+        print("\n".join(VARIANTS))
+        return
+    chosen = [n for n in VARIANTS if not args.variants or any(n.startswith(w) for w in args.variants.split(","))]
+    cache, run = Path(args.cache), seqlab.load(args.tuning_run)
+    items = held_out_items(run, 1 << 62)
+    mixed, targets = todays_mix(run, items, cache)
+    mixed = mixed.astype(np.float64)
+    network = network_rows(run, held_out_items(run, 1 << 62)) if any(VARIANTS[n].second_given for n in chosen) \
+        else None  # the items' network streams are read (todays_mix's): read again
+    lengths = np.array([len(b) for b in run.tokenizer.token_bytes])[targets]
+    n = lengths.sum()
+    tree, tree_s = score(Variant(), cache, run, items, mixed, network, targets, args.history)
+    rows = [["the tree's model", f"{tree.sum() / n:.4f}", "", f"{tree_s:.1f}"]]
+    print(" | ".join(rows[-1]), flush=True)
+    for name in chosen:
+        bits, seconds = score(VARIANTS[name], cache, run, items, mixed, network, targets, args.history)
+        rows.append([name, f"{bits.sum() / n:.4f}", shown(paired(bits, tree, lengths, args.block)), f"{seconds:.1f}"])
+        print(" | ".join(rows[-1]), flush=True)
+    print()
+    print_table(f"variants of the bitwise model on {run.path}'s held-out slice ({n:,} bytes; given eval's mix)",
+                ["variant", "bits per byte", "variant - tree, 95%", "CPU-s scoring"], rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
