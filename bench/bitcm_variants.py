@@ -7,10 +7,11 @@ held-out bytes are training data. The bitwise model reads the run's training byt
 mix (without the bitwise model: bitcm_gain.todays_mix) as its given distribution, as `counts.bitcm` does. A variant
 is the tree's model changed in one way (VARIANTS): an edit of its source text (applied to a copy, as bitcm_versus.py
 loads a revision; an edit that no longer matches the tree stops the run), a change to its weights once the training
-bytes are read, a schedule of the mixers' rate while scoring, or the network's own distribution as a second given
-input. Each is scored from scratch; printed: its bits per byte, its difference from the tree's model on the same
-bytes with a 95% block-bootstrap interval, and the CPU-seconds of its scoring. These are the variants tried on
-2026-12-07 (docs/quality.md, "Tried on the tuning slice"); none was kept.
+bytes are read, a schedule of the mixers' rate while scoring, or the network's distribution left out. Each is scored
+from scratch; printed: its bits per byte, its difference from the tree's model on the same bytes with a 95%
+block-bootstrap interval, and the CPU-seconds of its scoring. The variants are 2026-12-07's (docs/quality.md, "Tried
+on the tuning slice"): the parts kept that day, each undone, and the changes tried and not kept. The day's table
+was measured against the model before (this file at d74f6e9, whose variants were edits of that model).
 """
 
 import argparse
@@ -34,32 +35,9 @@ from seqlab.countmodel.bitrows import byte_rows  # noqa: E402
 
 SOURCE = Path(__file__).resolve().parents[1] / "src/seqlab/countmodel"
 KERNEL, MODEL = "bitkernel.py", "bitcm.py"
+APM = "APM_WEIGHTS = (0.1, 0.4, 0.2)"
 CHUNK = 256  # bytes scored between two changes of the mixers' rate (a schedule's step)
 
-# the network's distribution as a second given input: its stretch at each node after the bias, its sums beside the
-# mix's (bitkernel._given_sums), its weight 0 at first
-SECOND_GIVEN = [
-    (KERNEL, "N_IN = -(-(BIAS_IN + 1) // LANES) * LANES", "N_IN = -(-(BIAS_IN + 2) // LANES) * LANES"),
-    (KERNEL, "def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out):",
-     "def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out, sums):"),
-    (KERNEL, "    for i in range(BIAS_IN + 1, N_IN):\n        x[i] = 0.0\n",
-     "    for i in range(BIAS_IN + 1, N_IN):\n        x[i] = 0.0\n"
-     "    x[BIAS_IN + 1] = _stretch(sums[513 + 2 * c0] / max(sums[512 + c0], 1e-300)) if sums[512] else 0.0\n"),
-    (KERNEL, "    sums[0] = g >= 0\n    if g < 0:\n        return\n    for b in range(256):\n"
-             "        sums[256 + b] = given[g, b]\n    for c0 in range(255, 0, -1):\n"
-             "        sums[c0] = sums[2 * c0] + sums[2 * c0 + 1]",
-     "    sums[0] = g >= 0\n    sums[512] = g >= 0 and given.shape[1] == 512\n    if g < 0:\n        return\n"
-     "    for k in range(given.shape[1] // 256):\n        for b in range(256):\n"
-     "            sums[512 * k + 256 + b] = given[g, 256 * k + b]\n        for c0 in range(255, 0, -1):\n"
-     "            sums[512 * k + c0] = sums[512 * k + 2 * c0] + sums[512 * k + 2 * c0 + 1]"),
-    (KERNEL, "ctx[N_CTX:], _given_at(sums, c0), xs[c0], outs[c0])\n    return",
-     "ctx[N_CTX:], _given_at(sums, c0), xs[c0], outs[c0], sums)\n    return"),
-    (KERNEL, "_given_at(sums, c0), xs[c0], outs[c0])\n        y =",
-     "_given_at(sums, c0), xs[c0], outs[c0], sums)\n        y ="),
-    (KERNEL, "        sums[0] = 0.0\n", "        sums[0] = sums[512] = 0.0\n"),
-    (MODEL, "np.zeros((n_rows, 256, N_OUT)), np.zeros((n_rows, 512)),",
-     "np.zeros((n_rows, 256, N_OUT)), np.zeros((n_rows, 1024)),"),
-]
 # mixer 3's weight sets (the last two bytes' classes) times 4 buckets of the given's stretch at the node (none, < 1,
 # < 3, more)
 BY_GIVEN = [
@@ -77,17 +55,14 @@ class Variant:
     edits: list = field(default_factory=list)  # (file, old text, new text)
     after_reading: object = None  # fn(model, kernel module): a change once the training bytes are read
     rate: object = None  # fn(bytes scored) -> the mixers' rate as a multiple of the model's
-    second_given: bool = False  # the network's distribution as one more given input
+    network: bool = True  # the network's distribution given beside the mix's (as counts.bitcm gives it)
 
 
-def scaled(others: float, given: float):
-    """The weights of every input but the given scaled by `others`, the given's set to `given` (the others' were learnt
-    on the training bytes, where there is no given: its weight is still its prior when scoring starts)."""
-    def change(model, kernel):
-        model.w[:, : kernel.GIVEN_IN] *= others
-        model.w[:, kernel.BIAS_IN] *= others
-        model.w[:, kernel.GIVEN_IN] = given
-    return change
+def unshrunk(model, kernel):
+    """The model before 2026-12-07's meet_the_given: the weights learnt without a given kept as they are at the first
+    given, the given's prior 0.6."""
+    model.given_yet = True
+    model.w[:, kernel.GIVEN_IN] = 0.6
 
 
 def sets_copied(model, kernel):
@@ -98,35 +73,22 @@ def sets_copied(model, kernel):
 
 
 VARIANTS = {
-    "given weight 0.4 (0.6)": Variant(after_reading=scaled(1.0, 0.4)),
-    "the others' weights x0.8, the given's 0.4": Variant(after_reading=scaled(0.8, 0.4)),
+    # the parts kept on 2026-12-07, each undone (the tree's model has them all)
+    "without the network's input": Variant(network=False),
+    "fast rate's limit 4 (16)": Variant([(MODEL, "FAST_LIMIT = 16 ", "FAST_LIMIT = 4 ")]),
+    "slow rate's limit 127 (255)": Variant([(MODEL, "LIMIT = 255 ", "LIMIT = 127 ")]),
+    "APM weights 0.2, 0.4, 0.2 (0.1, 0.4, 0.2)": Variant([(KERNEL, APM, "APM_WEIGHTS = (0.2, 0.4, 0.2)")]),
+    "the weights not shrunk at the first given, the given's 0.6 (0.8, 0.4)": Variant(after_reading=unshrunk),
+    "all five undone (the model before)": Variant(
+        [(MODEL, "FAST_LIMIT = 16 ", "FAST_LIMIT = 4 "), (MODEL, "LIMIT = 255 ", "LIMIT = 127 "),
+         (KERNEL, APM, "APM_WEIGHTS = (0.2, 0.4, 0.2)")], after_reading=unshrunk, network=False),
+    # tried and not kept
     "the mixers' rate x(1 + 65536 / (65536 + bytes scored))": Variant(rate=lambda n: 1 + 65536 / (65536 + n)),
     "the mixers' rate x2": Variant(rate=lambda n: 2.0),
     "mixer 3's sets by the given's stretch (4 buckets)": Variant(BY_GIVEN),
     "the same, its new sets copied from the learnt ones": Variant(BY_GIVEN, after_reading=sets_copied),
-    "the network as a second given input": Variant(SECOND_GIVEN, second_given=True),
-    "fast rate's limit 8 (4)": Variant([(MODEL, "FAST_LIMIT = 4 ", "FAST_LIMIT = 8 ")]),
-    "fast rate's limit 2 (4)": Variant([(MODEL, "FAST_LIMIT = 4 ", "FAST_LIMIT = 2 ")]),
-    "fast rate's limit 16 (4)": Variant([(MODEL, "FAST_LIMIT = 4 ", "FAST_LIMIT = 16 ")]),
-    "combined: fast 8, slow 255, APM 0.1, others x0.8 given 0.4": Variant(
-        [(MODEL, "FAST_LIMIT = 4 ", "FAST_LIMIT = 8 "), (MODEL, "LIMIT = 127 ", "LIMIT = 255 "),
-         (KERNEL, "APM_WEIGHTS = (0.2, 0.4, 0.2)", "APM_WEIGHTS = (0.1, 0.4, 0.2)")], after_reading=scaled(0.8, 0.4)),
-    "combined, fast 16": Variant(
-        [(MODEL, "FAST_LIMIT = 4 ", "FAST_LIMIT = 16 "), (MODEL, "LIMIT = 127 ", "LIMIT = 255 "),
-         (KERNEL, "APM_WEIGHTS = (0.2, 0.4, 0.2)", "APM_WEIGHTS = (0.1, 0.4, 0.2)")], after_reading=scaled(0.8, 0.4)),
-    "kept: fast 16, slow 255, APM 0.1, the network as a second given input": Variant(
-        [(MODEL, "FAST_LIMIT = 4 ", "FAST_LIMIT = 16 "), (MODEL, "LIMIT = 127 ", "LIMIT = 255 "),
-         (KERNEL, "APM_WEIGHTS = (0.2, 0.4, 0.2)", "APM_WEIGHTS = (0.1, 0.4, 0.2)")] + SECOND_GIVEN, second_given=True),
-    "combined, fast 16, and the network as a second given input": Variant(
-        [(MODEL, "FAST_LIMIT = 4 ", "FAST_LIMIT = 16 "), (MODEL, "LIMIT = 127 ", "LIMIT = 255 "),
-         (KERNEL, "APM_WEIGHTS = (0.2, 0.4, 0.2)", "APM_WEIGHTS = (0.1, 0.4, 0.2)")] + SECOND_GIVEN,
-        after_reading=scaled(0.8, 0.4), second_given=True),
-    "slow rate's limit 255 (127)": Variant([(MODEL, "LIMIT = 127 ", "LIMIT = 255 ")]),
-    "slow rate's limit 60 (127)": Variant([(MODEL, "LIMIT = 127 ", "LIMIT = 60 ")]),
-    "APM weights 0.1, 0.4, 0.2 (0.2, 0.4, 0.2)": Variant([(KERNEL, "APM_WEIGHTS = (0.2, 0.4, 0.2)",
-                                                          "APM_WEIGHTS = (0.1, 0.4, 0.2)")]),
-    "APM weights 0.15, 0.3, 0.3": Variant([(KERNEL, "APM_WEIGHTS = (0.2, 0.4, 0.2)",
-                                            "APM_WEIGHTS = (0.15, 0.3, 0.3)")]),
+    "fast rate's limit 8": Variant([(MODEL, "FAST_LIMIT = 16 ", "FAST_LIMIT = 8 ")]),
+    "APM weights 0.15, 0.3, 0.3": Variant([(KERNEL, APM, "APM_WEIGHTS = (0.15, 0.3, 0.3)")]),
     "APM rate 0.01 (0.02)": Variant([(KERNEL, "out[OUT_ST], y, 0.02)", "out[OUT_ST], y, 0.01)")]),
     "APM rate 0.03": Variant([(KERNEL, "out[OUT_ST], y, 0.02)", "out[OUT_ST], y, 0.03)")]),
     "bit histories of 7 bits (6)": Variant([(KERNEL, "HISTORY_BITS = 6 ", "HISTORY_BITS = 7 ")]),
@@ -179,10 +141,8 @@ def score(variant: Variant, cache: Path, run, items, mixed, network, targets, hi
             is_byte, span = part < 256, slice(at + start, at + start + len(part))
             if variant.rate:
                 model.lr = rate * variant.rate(at + start)
-            given = mixed[span][is_byte, :256]
-            if variant.second_given:
-                given = np.concatenate([given, network[span][is_byte, :256]], axis=1)
-            rows.append(byte_rows(model.score(part[is_byte], given), is_byte, run.tokenizer.vocab_size))
+            given, net = mixed[span][is_byte, :256], network[span][is_byte, :256] if variant.network else None
+            rows.append(byte_rows(model.score(part[is_byte], given, net), is_byte, run.tokenizer.vocab_size))
         at += len(scored)
     rows = np.concatenate(rows)
     return -rows[np.arange(len(targets)), targets] / np.log(2), time.thread_time() - t0
@@ -213,8 +173,7 @@ def main() -> None:
     items = held_out_items(run, 1 << 62)
     mixed, targets = todays_mix(run, items, cache)
     mixed = mixed.astype(np.float64)
-    network = network_rows(run, held_out_items(run, 1 << 62)) if any(VARIANTS[n].second_given for n in chosen) \
-        else None  # the items' network streams are read (todays_mix's): read again
+    network = network_rows(run, held_out_items(run, 1 << 62))  # the items' network streams were read (todays_mix's)
     lengths = np.array([len(b) for b in run.tokenizer.token_bytes])[targets]
     n = lengths.sum()
     tree, tree_s = score(Variant(), cache, run, items, mixed, network, targets, args.history)

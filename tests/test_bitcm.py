@@ -87,18 +87,37 @@ def test_a_bytes_cost_alone_is_its_rows_entry_with_nothing_pruned():
     odd = rng.random(len(noisy)) < 0.02  # bytes the grammar does not expect: some fall below the prune
     noisy[odd] = rng.integers(0, 256, odd.sum())
     history, text = noisy[:3000], noisy[3000:7000]
-    z = rng.normal(size=(len(text), 256)) * 3.0
-    given = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    given, network = (log_softmax(rng.normal(size=(len(text), 256)) * 3.0) for _ in range(2))
 
     def learnt(prune):
         model = BitCM(table_bits=MIN_TABLE_BITS, match_bits=12, prune=prune)
         model.learn(history)
         return model
 
-    rows = learnt(1e-300).score(text, given)[np.arange(len(text)), text]
-    np.testing.assert_allclose(learnt(1e-300).costs(text, given), rows, rtol=0, atol=1e-9)
-    assert not np.allclose(learnt(1e-4).score(text, given)[np.arange(len(text)), text], rows, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(learnt(1e-4).costs(text, given), rows, rtol=0, atol=1e-9)
+    rows = learnt(1e-300).score(text, given, network)[np.arange(len(text)), text]
+    np.testing.assert_allclose(learnt(1e-300).costs(text, given, network), rows, rtol=0, atol=1e-9)
+    assert not np.allclose(learnt(1e-4).score(text, given, network)[np.arange(len(text)), text], rows, rtol=0,
+                           atol=1e-9)
+    np.testing.assert_allclose(learnt(1e-4).costs(text, given, network), rows, rtol=0, atol=1e-9)
+    assert not np.allclose(learnt(1e-300).costs(text, given), rows, rtol=0, atol=1e-6)  # the network's is an input
+
+
+def test_the_networks_distribution_is_an_input_its_mixers_learn_to_trust():
+    """The network's own distribution, given beside the mix's (counts.bitcm's second input, weight 0 at first): a
+    network that puts 0.9 on each next byte makes the bytes far cheaper once the mixers have learnt it, where the mix
+    given knows nothing (uniform)."""
+    rng = np.random.default_rng(2)
+    text = rng.integers(0, 256, 6000).astype(np.uint8)  # nothing the contexts could learn
+    uniform = np.full((len(text), 256), -np.log(256))
+    knowing = np.full((len(text), 256), np.log(0.1 / 255))
+    knowing[np.arange(len(text)), text] = np.log(0.9)
+    without, with_it = (-BitCM(table_bits=MIN_TABLE_BITS, match_bits=10).costs(text, uniform, network)[3000:]
+                        / np.log(2) for network in (None, knowing))
+    assert without.mean() > 7.5 and with_it.mean() < 2.0
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 def test_eval_with_counts_bitcm_mixes_it_in_and_stays_causal(trained_runs, tmp_path):
@@ -333,3 +352,23 @@ def test_squash_and_stretch_by_tables_stay_near_the_functions():
     p = np.linspace(0.01, 0.99, 999)
     stretch = njit(lambda ps: np.array([_stretch(v) for v in ps]))
     assert np.abs(stretch(p) - np.log(p / (1 - p))).max() < 0.03
+
+
+def test_the_weights_learnt_without_a_given_shrink_once_at_the_first_given():
+    """The training bytes are read without a given distribution, so the mixers' weights learnt there had the prediction
+    to themselves: before the first byte scored with one they shrink (SHRINK_AT_THE_GIVEN), once."""
+    from seqlab.countmodel.bitcm import GIVEN_PRIOR, SHRINK_AT_THE_GIVEN
+    from seqlab.countmodel.bitkernel import BIAS_IN, GIVEN_IN
+
+    model = BitCM(table_bits=12, match_bits=10)
+    model.learn(TEXT[:800])
+    learnt = model.w.copy()
+    model.meet_the_given()
+    model.meet_the_given()
+    np.testing.assert_allclose(model.w[:, :GIVEN_IN], learnt[:, :GIVEN_IN] * SHRINK_AT_THE_GIVEN)
+    np.testing.assert_allclose(model.w[:, BIAS_IN], learnt[:, BIAS_IN] * SHRINK_AT_THE_GIVEN)
+    assert np.all(model.w[:, GIVEN_IN] == np.float32(GIVEN_PRIOR))
+    other = BitCM(table_bits=12, match_bits=10)
+    other.learn(TEXT[:800])
+    other.score(TEXT[800:810], np.full((10, 256), -np.log(256)))  # scoring with a given meets it first
+    assert other.given_yet and not np.array_equal(other.w, learnt)

@@ -13,7 +13,7 @@ eval's chunk. The network's step runs in a worker thread beside the count model'
 release the GIL in their kernels); the mixing weights' step on the last chunk is queued behind it, and the main
 thread takes it back if the worker has not begun it when the blend is done (_learnt).
 
-With the count model's bitwise model on (counts.bitcm, formats 99-102 and 107-110), the mix's rows go through it
+With the count model's bitwise model on (counts.bitcm, formats 111-114 and 119-122), the mix's rows go through it
 (countmodel/bitrows.py BitRows: a row per segment over the shared slow state, its recent state its own) before
 `pick`, and the step's bytes are learnt in row order after it; the mixer learns from the mix before it, as eval's.
 
@@ -49,7 +49,7 @@ CPU = torch.device("cpu")
 
 
 def step_in_bf16(run) -> bool:
-    """Whether compress runs the network's step under bf16 autocast on this CPU (formats 23-26, 107-110): a
+    """Whether compress runs the network's step under bf16 autocast on this CPU (formats 23-26, 119-122): a
     transformer's, where the CPU multiplies bf16 natively (train/speed.py's test: AVX512-BF16 or AMX): 1.34-1.41x
     fp32's step on a Xeon's AMX, the same speed on a Zen 4's AVX512-BF16 (docs/compress.md).
     The decoder must compute the same floats, so the header records it and a CPU without native bf16 refuses."""
@@ -142,7 +142,7 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     on the tokens coded since (learn_rows); the next steps predict with the new weights and the state
     (recurrent state, KV cache) built before, as the decoder does.
     layout: the segments' lengths and first contexts (Layout); by default segment_lengths' cuts, each from BOS.
-    bf16: the network's step under bf16 autocast (step_in_bf16: formats 23-26, 107-110).
+    bf16: the network's step under bf16 autocast (step_in_bf16: formats 23-26, 119-122).
     """
     layout = layout or Layout.nominal(n_tokens, run.tokenizer.bos_id)
     lengths = layout.lengths  # a decoder's seams.Chain learns some as it reads: until then, their most
@@ -173,7 +173,7 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
             before = session.mixer.premix(net_logp, experts) if reader else net_logp  # what the weights learn from
             kept = session.mixer.sse_inputs(before, experts) if reader else None  # and the SSE stage, with it
             logp = session.mixer.refine(before, experts, kept) if reader else net_logp
-            coded = _bitwise(bitwise, logp, active, from_bos if j < MIX_FIRST else None) if bitwise else logp
+            coded = _bitwise(bitwise, logp, net_logp, active, from_bos if j < MIX_FIRST else None) if bitwise else logp
             tokens = pick(j, active, coded)
             if bitwise:
                 bitwise.learn(tokens, active)
@@ -215,15 +215,16 @@ def _bit_rows(bitcm, first: np.ndarray, n_tokens: int):
     return BitRows(bitcm, first, row_bound(n_tokens))
 
 
-def _bitwise(rows, logp: torch.Tensor, active: np.ndarray, from_mix: torch.Tensor | None) -> torch.Tensor:
-    """The bitwise model's distributions (countmodel/bitcm.py) of every active row's next token, the mix's row one
-    of its inputs at each bit, as eval's CountSession._bitwise gives them (BOS: its floor); the rows from_mix (a
+def _bitwise(rows, logp: torch.Tensor, net_logp: torch.Tensor, active: np.ndarray,
+             from_mix: torch.Tensor | None) -> torch.Tensor:
+    """The bitwise model's distributions (countmodel/bitcm.py) of every active row's next token, the mix's row and the
+    network's inputs at each bit, as eval's CountSession._bitwise gives them (BOS: its floor); the rows from_mix (a
     text's first bytes after BOS, MIX_FIRST) code with the mix's row, read by the bitwise model all the same."""
     from ..countmodel.bitrows import byte_rows
 
-    mixed = logp.double().numpy()
-    out = torch.from_numpy(byte_rows(rows.score(mixed[:, :256], active), np.ones(len(active), dtype=bool),
-                                     logp.shape[1])).to(logp)
+    mixed, network = logp.double().numpy(), net_logp.double().numpy()
+    out = torch.from_numpy(byte_rows(rows.score(mixed[:, :256], active, network[:, :256]),
+                                     np.ones(len(active), dtype=bool), logp.shape[1])).to(logp)
     return out if from_mix is None else torch.where(from_mix[:, None], logp, out)
 
 

@@ -24,7 +24,8 @@ The design, smallest first (docs/quality.md "A bitwise context-mixing expert"):
 - a match model: the last position of the hash of the last MATCH_MIN bytes; its predicted bit's
   probability learnt per match length;
 - three logistic mixers over the inputs' stretch(p) (weights selected by the partial byte; by match
-  length and how many contexts were seen; by the last two bytes' classes), a final mixer
+  length and how many contexts were seen; by the last two bytes' classes; eval's mix one input, and since 2026-12-07
+  the network's own distribution another, its weight 0 at first), a final mixer
   over them (weights per partial byte), then three APM stages averaged with it (partial byte; with the order-2
   context; with the last byte).
 Every prediction uses only the bytes before it (learn's, then the text's): a scored byte updates the model
@@ -41,12 +42,23 @@ from .bitkernel import BIAS_IN, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_SETS, N_
     CH, _run
 from .bitmath import APM_CELLS, STRETCH_CLAMP
 
-GIVEN_PRIOR = 0.6  # the given distribution's prior weight in both mixers (the others': 0.3)
-LIMIT = 127  # an entry's slow rate stops falling here: it stays 1/(LIMIT + 1.5), it keeps adapting
-FAST_LIMIT = 4  # and its fast one's (each entry keeps both probabilities: a stationary and a recent view)
+GIVEN_PRIOR = 0.4  # the given distribution's prior weight in the mixers (the others': 0.3; 0.6 before 2026-12-07)
+# the mixers' weights learnt without a given (the training bytes) shrink by this at the first given: they had the
+# prediction to themselves (1.0 before 2026-12-07: docs/quality.md "Tried on the tuning slice")
+SHRINK_AT_THE_GIVEN = 0.8
+LIMIT = 255  # an entry's slow rate stops falling here (its count's most): it stays 1/(LIMIT + 1.5), it keeps adapting
+FAST_LIMIT = 16  # and its fast one's (each entry keeps both probabilities: a stationary and a recent view); 127 and 4
+# before 2026-12-07 (docs/quality.md "Tried on the tuning slice")
 N_BLOCKS = 17  # a byte's nibbles whose slots a view holds: the first, and the second after each high nibble
 TABLE_BITS = 22  # 2^22 slots of 16 entries (403 MB): what eval's and compress's model reads the training bytes into
 MIN_TABLE_BITS = 16  # a small history's table (6 MB)
+
+
+def given_probabilities(given: np.ndarray, network: np.ndarray | None) -> np.ndarray:
+    """The kernel's given: the mix's log-distributions (n, 256) as probabilities, the network's beside them (n, 512)
+    where there are some (exps by numpy, vectorised over a chunk)."""
+    given = np.exp(np.asarray(given, dtype=np.float64))
+    return given if network is None else np.concatenate([given, np.exp(np.asarray(network, dtype=np.float64))], 1)
 
 
 def table_bits_for(n_bytes: int) -> int:
@@ -104,6 +116,7 @@ class BitCM:
         self.buf = np.zeros(1 << 16, dtype=np.uint16)
         self.n = 0  # bytes read
         self.rows_from = None  # where lockstep rows' regions start (bitrows.py)
+        self.given_yet = False  # whether a given distribution was an input yet (meet_the_given)
         self.learnt = (self.ism, self.icount, self.msm, self.mcount, self.w, self.w3, self.apm)
         self.rates_by_count = (self.rates, self.frates, self.hrates)
         self.stream = (self.cache(1, 0), self.view(0), np.zeros(512)) + self.nodes(1)
@@ -126,7 +139,7 @@ class BitCM:
         """n_rows rows' byte as predicted, for learning it: context hashes, nodes' inputs and outputs, the given
         distribution's sums (bitkernel._given_sums), which nodes were evaluated."""
         return (np.zeros((n_rows, N_CTX + N_BYTE_CTX), dtype=np.int64), np.zeros((n_rows, 256, N_IN), dtype=np.float32),
-                np.zeros((n_rows, 256, N_OUT)), np.zeros((n_rows, 512)), np.zeros((n_rows, 256), dtype=np.bool_))
+                np.zeros((n_rows, 256, N_OUT)), np.zeros((n_rows, 1024)), np.zeros((n_rows, 256), dtype=np.bool_))
 
     def _append(self, data) -> int:
         data = np.frombuffer(bytes(data), dtype=np.uint8) if isinstance(data, (bytes, bytearray)) else np.asarray(data)
@@ -139,12 +152,15 @@ class BitCM:
         self.n += len(data)
         return start
 
-    def _run(self, start: int, what: str, given: np.ndarray | None = None) -> np.ndarray:
+    def _run(self, start: int, what: str, given: np.ndarray | None = None,
+             network: np.ndarray | None = None) -> np.ndarray:
         """Read the bytes from `start` (learning each), returning what each position's prediction gives: "rows",
         "costs" or nothing ("learn")."""
         n = self.n - start
         rows, costs = np.zeros((n if what == "rows" else 0, 256)), np.zeros(n if what == "costs" else 0)
-        given = np.zeros((0, 256)) if given is None else np.exp(np.asarray(given, dtype=np.float64))  # vectorised
+        given = np.zeros((0, 256)) if given is None else given_probabilities(given, network)
+        if len(given):
+            self.meet_the_given()
         assert len(given) in (0, n)
         cache, view, lp, *nodes = self.stream
         _run(self.buf, start, self.n, rows, costs, given, self.prune, self.regs, self.mtab, self.mbits, self.slots,
@@ -152,22 +168,31 @@ class BitCM:
              *(a[0] for a in nodes))
         return rows if what == "rows" else costs
 
+    def meet_the_given(self) -> None:
+        """Before the first byte scored with a given distribution: the mixers' weights, learnt on bytes read without
+        one, shrink (SHRINK_AT_THE_GIVEN) to make room for it; the given's own weight is still its prior."""
+        if not self.given_yet:
+            self.w[:, :GIVEN_IN] *= SHRINK_AT_THE_GIVEN
+            self.w[:, BIAS_IN] *= SHRINK_AT_THE_GIVEN
+            self.given_yet = True
+
     def learn(self, data) -> None:
         """Read `data` (bytes, or byte values), learning each byte after predicting it along its path only."""
         self._run(self._append(data), "learn")
 
-    def score(self, data, given: np.ndarray | None = None) -> np.ndarray:
+    def score(self, data, given: np.ndarray | None = None, network: np.ndarray | None = None) -> np.ndarray:
         """(len(data), 256) natural-log distributions over each byte of `data`, each from the bytes before it;
         the model learns each byte after writing its row. given: (len(data), 256) log-distributions of another
-        model (eval's mix), mixed in bit by bit as one more input."""
-        return self._run(self._append(data), "rows", given)
+        model (eval's mix), mixed in bit by bit as one more input; network: the network's alone, likewise (with a
+        given only)."""
+        return self._run(self._append(data), "rows", given, network)
 
-    def costs(self, data, given: np.ndarray | None = None) -> np.ndarray:
+    def costs(self, data, given: np.ndarray | None = None, network: np.ndarray | None = None) -> np.ndarray:
         """(len(data),) the natural-log probability of each byte of `data` alone, as `score` would give it but from
         its path's 8 nodes only (about 51 evaluated for a row): what eval needs. Exact where the row is not: a row
         gives a subtree below the prune uniform probability; so equal to `score`'s rows, and learning as it does,
         with nothing pruned."""
-        return self._run(self._append(data), "costs", given)
+        return self._run(self._append(data), "costs", given, network)
 
     def ends_with(self, data) -> bool:
         """Whether the bytes read so far end with `data` (a text's context already read)."""

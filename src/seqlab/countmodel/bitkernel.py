@@ -31,9 +31,10 @@ for _name, _digest in (("bitcontexts.py", CONTEXTS_SHA256), ("bitmath.py", MATH_
                           "cached code again")
 PER_CTX = 3  # a context's inputs: its entry's slow and fast probabilities, and its bit history's
 MATCH_IN, GIVEN_IN, BIAS_IN = PER_CTX * N_CTX, PER_CTX * N_CTX + 1, PER_CTX * N_CTX + 2  # the match model's, the
-# given distribution's (score's), a bias
+# given distribution's (score's: eval's mix), a bias
+NETWORK_IN = BIAS_IN + 1  # the network's own distribution (score's second given), since 2026-12-07
 LANES = 8  # a dot's partial sums (_dot): float32 x 8, one SIMD register
-N_IN = -(-(BIAS_IN + 1) // LANES) * LANES  # the mixers' inputs and weights (float32), padded with zeros to LANES
+N_IN = -(-(NETWORK_IN + 1) // LANES) * LANES  # the mixers' inputs and weights (float32), padded with zeros to LANES
 HISTORY_BITS = 6  # an entry's bit history: its last bits (up to 6) after a leading 1; 1: none yet
 MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
 # the mixers, one table of weight sets: each mixer's sets (selected in _mixer_rows) from its first row
@@ -44,12 +45,12 @@ MIXER_FROM = tuple(sum(MIXER_SETS[:k]) for k in range(len(MIXER_SETS)))
 N_MIXERS = len(MIXER_SETS)
 FINAL_RATE = 0.3  # the final mixer's rate, times the mixers'
 # the APM stages, one table of rows (selected in _apm_rows), and each one's weight in the final average (the
-# mix's own: what is left)
+# mix's own: what is left; 0.2 before 2026-12-07: docs/quality.md "Tried on the tuning slice")
 # by the partial byte; with the order-2 hash; with the last byte. The first stage's 256 rows first, then the last
 # two stages' 2^k rows each (bitcm.apm_bits_for: sized from the history), the last byte's first: its row (the last
 # byte << 8 | the partial byte) folded to k bits (k = 16, the most: exact but the text's start, 256, on byte 0)
 N_APM = 3
-APM_WEIGHTS = (0.2, 0.4, 0.2)
+APM_WEIGHTS = (0.1, 0.4, 0.2)
 MIX_WEIGHT = 1.0 - sum(APM_WEIGHTS)
 # a node's outputs (_node's, for _learn_node): p, the final stretch, the depth, each mixer's dot and weight set's
 # row, each APM stage's row
@@ -245,7 +246,7 @@ def _apm_rows(c0, bctx, apm, out):
 
 
 @njit(cache=True, _nrt=False)
-def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out):
+def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, network, x, out):
     """Predict node c0 (the partial byte with its leading 1) from its contexts' slots (slot_of, in the view's
     slots): fills its inputs x and its outputs out (OUT_*)."""
     slots = view[1]
@@ -272,7 +273,8 @@ def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, x, out):
             x[MATCH_IN] = st if (predicted >> (7 - d)) & 1 == 1 else -st
     x[GIVEN_IN] = given
     x[BIAS_IN] = 0.5
-    for i in range(BIAS_IN + 1, N_IN):
+    x[NETWORK_IN] = network
+    for i in range(NETWORK_IN + 1, N_IN):
         x[i] = 0.0
     _mixer_rows(c0, seen, length, bctx, out)
     st = 0.0
@@ -334,21 +336,26 @@ def _learn_node(c0, y, slot_of, view, learnt, buf, regs, x, out, rates, lr):
 
 @njit(cache=True, _nrt=False)
 def _given_sums(given, g, sums):
-    """sums[c0]: the given distribution's (given[g], probabilities) mass under node c0 (the leaves from 256); sums[0]:
-    whether there is one (g >= 0)."""
+    """sums[c0]: the given distribution's (given[g, :256], probabilities) mass under node c0 (the leaves from 256);
+    sums[0]: whether there is one (g >= 0). The network's (given[g, 256:], where given has 512 columns) likewise from
+    sums[512]."""
     sums[0] = g >= 0
+    sums[512] = g >= 0 and given.shape[1] == 512
     if g < 0:
         return
-    for b in range(256):
-        sums[256 + b] = given[g, b]
-    for c0 in range(255, 0, -1):
-        sums[c0] = sums[2 * c0] + sums[2 * c0 + 1]
+    for k in range(given.shape[1] // 256):
+        at = 512 * k
+        for b in range(256):
+            sums[at + 256 + b] = given[g, 256 * k + b]
+        for c0 in range(255, 0, -1):
+            sums[at + c0] = sums[at + 2 * c0] + sums[at + 2 * c0 + 1]
 
 
 @njit(cache=True, _nrt=False)
-def _given_at(sums, c0):
-    """The given distribution's input at node c0: the stretch of its probability of a 1 there (none: 0)."""
-    return _stretch(sums[2 * c0 + 1] / max(sums[c0], 1e-300)) if sums[0] else 0.0
+def _given_at(sums, c0, at=0):
+    """The given distribution's input at node c0: the stretch of its probability of a 1 there (none: 0); at=512: the
+    network's."""
+    return _stretch(sums[at + 2 * c0 + 1] / max(sums[at + c0], 1e-300)) if sums[at] else 0.0
 
 
 @njit(cache=True, _nrt=False)
@@ -360,7 +367,8 @@ def _evaluate(c0, buf, regs, slots, bits, learnt, cache, pbits, view, ctx, xs, o
         key = 0 if c0 == 1 else c0 - 15
         _nibble(slots, bits, ctx, key, False, cache, pbits, key, view)
     slot_of = view[0][0] if c0 < 16 else view[0][1 + ((c0 >> (_depth(c0) - 4)) & 15)]
-    _node(c0, slot_of, view, learnt, buf, regs, ctx[N_CTX:], _given_at(sums, c0), xs[c0], outs[c0])
+    _node(c0, slot_of, view, learnt, buf, regs, ctx[N_CTX:], _given_at(sums, c0), _given_at(sums, c0, 512),
+          xs[c0], outs[c0])
     return outs[c0, OUT_P]
 
 
@@ -369,7 +377,8 @@ def _predict(buf, t, regs, given, g, prune, slots, bits, learnt, cache, pbits, v
              logp, row):
     """Write a row's log-distribution of its byte at buf[t] into logp[row] (the 255 nodes, less those under a node
     whose path's log-probability is below `prune`: uniform there), from the bytes before t and the row's registers
-    regs; given[g] (g >= 0): another model's distribution (probabilities), one more input at each node. Fills the
+    regs; given[g] (g >= 0): other models' distributions (probabilities: the mix's, then the network's where given
+    has 512 columns), inputs at each node. Fills the
     row's context hashes ctx, its nodes' inputs xs, outputs outs, the given's sums and done (which nodes were
     evaluated) for _learn; nothing is learnt. lp: scratch, the nodes' path log-probabilities."""
     lp[1] = 0.0
@@ -411,7 +420,7 @@ def _learn(buf, t, regs, predicted, mtab, mbits, slots, bits, learnt, rates, lr,
     filled ctx, xs, outs, sums and done for t (its evaluated nodes learn from those; the others are predicted here
     from the slots claimed, fresh where none was); else every node is predicted here, without a given input."""
     if not predicted:
-        sums[0] = 0.0
+        sums[0] = sums[512] = 0.0
         done[:] = False
         _contexts(buf, t, regs, ctx)
     byte = buf[t]
@@ -420,7 +429,8 @@ def _learn(buf, t, regs, predicted, mtab, mbits, slots, bits, learnt, rates, lr,
         if d == 0 or d == 4:
             _nibble(slots, bits, ctx, 0 if d == 0 else (c0 & 15) + 1, True, cache, pbits, 0, view)
         if not done[c0]:
-            _node(c0, view[0][0], view, learnt, buf, regs, ctx[N_CTX:], _given_at(sums, c0), xs[c0], outs[c0])
+            _node(c0, view[0][0], view, learnt, buf, regs, ctx[N_CTX:], _given_at(sums, c0),
+                  _given_at(sums, c0, 512), xs[c0], outs[c0])
         y = (byte >> (7 - d)) & 1
         _learn_node(c0, y, view[0][0], view, learnt, buf, regs, xs[c0], outs[c0], rates, lr)
         c0 = 2 * c0 + y
@@ -436,7 +446,8 @@ def _run(buf, start, stop, rows, costs, given, prune, regs, mtab, mbits, slots, 
     its log-distribution over the 256 bytes into rows[t - start] (_predict), or where rows is empty and costs is not,
     the byte's own natural-log probability into costs[t - start] (_predict_path), then learn the byte (_learn).
     given: (stop - start, 256) distributions over the bytes (probabilities: the caller's numpy took their exps over
-    the chunk at once, vectorised), one more input at each node, or (0, 256): none."""
+    the chunk at once, vectorised), one more input at each node, or (stop - start, 512): the network's beside them,
+    another, or (0, 256): none."""
     for t in range(start, stop):
         g = t - start if len(given) else -1
         if len(rows):
@@ -453,7 +464,7 @@ def _run(buf, start, stop, rows, costs, given, prune, regs, mtab, mbits, slots, 
 def _score_rows(buf, pos, regs, active, given, logp, prune, slots, bits, learnt, caches, pbits, view, lp, ctx, xs,
                 outs, sums, done):
     """Lockstep: every active row's distribution of its next byte (at buf[pos[row]], its registers regs[row], its
-    cache caches[.][row], its mix given[row]) into logp[row] (_predict); nothing is learnt."""
+    cache caches[.][row], its mix and the network's given[row]) into logp[row] (_predict); nothing is learnt."""
     for row in range(len(pos)):
         if active[row]:
             cache = (caches[0][row], caches[1][row], caches[2][row], caches[3][row])

@@ -15,7 +15,7 @@ without a cache), so numba caches them as it does the stream's.
 
 import numpy as np
 
-from .bitcm import BitCM
+from .bitcm import BitCM, given_probabilities
 from .bitcontexts import N_REGS, ORDERS
 from .bitkernel import _learn_rows, _score_rows
 
@@ -58,12 +58,14 @@ class BitRows:
         self.caches, self.view, self.lp = m.cache(n_rows, self.pbits), m.view(self.pbits), np.zeros(512)
         self.nodes = m.nodes(n_rows)
 
-    def score(self, given: np.ndarray, active: np.ndarray) -> np.ndarray:
+    def score(self, given: np.ndarray, active: np.ndarray, network: np.ndarray | None = None) -> np.ndarray:
         """(S, 256) log-distributions of every active row's next byte, its row of given (S, 256: the mix's
-        log-distributions over the bytes) one more input at each node (others' rows: 0)."""
+        log-distributions over the bytes) one more input at each node, and its row of network (the network's alone)
+        another (others' rows: 0)."""
         m = self.model
+        m.meet_the_given()
         logp = np.zeros((len(self.pos), 256))
-        _score_rows(m.buf, self.pos, self.regs, active, np.exp(np.asarray(given, dtype=np.float64)), logp, m.prune,
+        _score_rows(m.buf, self.pos, self.regs, active, given_probabilities(given, network), logp, m.prune,
                     m.slots, m.bits, m.learnt, self.caches, self.pbits, self.view, self.lp, *self.nodes)
         return logp
 

@@ -224,28 +224,30 @@ class CountSession:
         targets = torch.cat([p[2] for p in pending])
         logp = self.mixer.mix_and_update(net_logp, experts, targets)
         if self.bitcm is not None:
-            logp = self._bitwise(logp, targets, costs)
+            logp = self._bitwise(logp, targets, costs, net_logp)
         elif costs:
             logp = logp.gather(1, targets[:, None])[:, 0]
         return first, logp, targets, net_logp
 
-    def _bitwise(self, logp: torch.Tensor, targets: torch.Tensor, costs: bool) -> torch.Tensor:
+    def _bitwise(self, logp: torch.Tensor, targets: torch.Tensor, costs: bool, net_logp: torch.Tensor) -> torch.Tensor:
         """The bitwise model's distributions over the chunk's bytes, or with costs its targets' log-probabilities,
-        the mix one of its inputs at each bit (it scores the bytes in order: each from the bytes before it and the
-        mix's row)."""
+        the mix and the network's own distribution inputs at each bit (it scores the bytes in order: each from the
+        bytes before it and the two rows)."""
         from .bitrows import byte_rows, bytes_share
 
         tokens = targets.cpu().numpy()
         is_byte = tokens < 256
-        mixed = logp.double().cpu().numpy()
+        mixed, network = logp.double().cpu().numpy(), net_logp.double().cpu().numpy()
         first = np.flatnonzero(is_byte)[: self.from_mix]  # a text's first bytes: the mix's (MIX_FIRST)
         self.from_mix -= len(first)
         if costs:
             out = mixed[np.arange(len(tokens)), tokens]  # a non-byte token (BOS): the mix's
-            out[is_byte] = self.bitcm.costs(tokens[is_byte], mixed[is_byte, :256]) + bytes_share(logp.shape[1])
+            out[is_byte] = self.bitcm.costs(tokens[is_byte], mixed[is_byte, :256], network[is_byte, :256]) + \
+                bytes_share(logp.shape[1])
             out[first] = mixed[first, tokens[first]]
             return torch.from_numpy(out).to(logp)
-        rows = byte_rows(self.bitcm.score(tokens[is_byte], mixed[is_byte, :256]), is_byte, logp.shape[1])
+        rows = byte_rows(self.bitcm.score(tokens[is_byte], mixed[is_byte, :256], network[is_byte, :256]), is_byte,
+                         logp.shape[1])
         rows[~is_byte] = mixed[~is_byte]  # a non-byte token (BOS): the mix's row
         rows[first] = mixed[first]
         return torch.from_numpy(rows).to(logp)
