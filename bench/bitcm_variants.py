@@ -15,7 +15,6 @@ was measured against the model before (this file at d74f6e9, whose variants were
 """
 
 import argparse
-import hashlib
 import importlib
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from common import print_table, seqlab
 import numpy as np  # noqa: E402
 
 from bitcm_gain import mix_alone, todays_mix  # noqa: E402
-from bitcm_versus import held_out_items, load_version  # noqa: E402
+from bitcm_versus import held_out_items, load_version, package_of  # noqa: E402
 from mixer_gains import paired, shown  # noqa: E402
 from seqlab.countmodel import HISTORY_FILE  # noqa: E402
 from seqlab.countmodel.bitrows import byte_rows  # noqa: E402
@@ -111,14 +110,7 @@ def package(variant: Variant, cache: Path) -> Path:
         if texts[name].count(old) != 1:
             raise SystemExit(f"an edit no longer matches {name}: {old!r}")
         texts[name] = texts[name].replace(old, new)
-    digest = hashlib.sha1("".join(f"{n}\0{t}\0" for n, t in sorted(texts.items())).encode()).hexdigest()[:12]
-    path = cache / f"bitcm_{digest}"
-    if not path.exists():
-        path.mkdir(parents=True)
-        for name, text in texts.items():
-            (path / name).write_text(text)
-        (path / "__init__.py").write_text("")
-    return path
+    return package_of(texts, cache)
 
 
 def score(variant: Variant, cache: Path, run, items, mixed, network, targets, history_bytes: int):

@@ -53,6 +53,11 @@ def version_package(rev: str | None, cache: Path) -> Path:
     else:
         names = [Path(n).name for n in git("ls-tree", "--name-only", f"{rev}:{SOURCE}").split()]
         texts = {n: git("show", f"{rev}:{SOURCE}/{n}") for n in names if n.startswith("bit") and n.endswith(".py")}
+    return package_of(texts, cache)
+
+
+def package_of(texts: dict[str, str], cache: Path) -> Path:
+    """The files `texts` (name -> text) as a package of their own under cache, named by their hash."""
     digest = hashlib.sha1("".join(f"{n}\0{t}\0" for n, t in sorted(texts.items())).encode()).hexdigest()[:12]
     package = cache / f"bitcm_{digest}"
     if not package.exists():
