@@ -372,3 +372,22 @@ def test_the_weights_learnt_without_a_given_shrink_once_at_the_first_given():
     other.learn(TEXT[:800])
     other.score(TEXT[800:810], np.full((10, 256), -np.log(256)))  # scoring with a given meets it first
     assert other.given_yet and not np.array_equal(other.w, learnt)
+
+
+def test_surprise_lets_the_bitwise_model_go_once_its_scoring_is_done(trained_runs, tmp_path, monkeypatch):
+    """Surprise's scoring pass mixes the bitwise model in; its fixes are judged by the mix (fix.Judge), in forked
+    workers that would otherwise inherit the model's state: the session lets it go after the pass, and the fixes are
+    what they were with it kept."""
+    from seqlab.countmodel.session import CountSession
+    from seqlab.run import load
+    from seqlab.surprise.anomalies import read
+
+    run = load(bitcm_copy(trained_runs["lstm"], tmp_path / "run"))
+    data = b"anna sees the cat.\nbob likes a red box.\n" * 3 + b"carl sees teh cat.\n"
+    scores, reading = read(run, data, top=2, fixes=True, mixed=True)
+    assert reading.session.bitcm is None
+    monkeypatch.setattr(CountSession, "release_bitwise", lambda self: None)
+    scores_kept, reading_kept = read(run, data, top=2, fixes=True, mixed=True)
+    assert reading_kept.session.bitcm is not None
+    np.testing.assert_array_equal(scores[0], scores_kept[0])
+    assert reading.suggested == reading_kept.suggested and any(fix for _, fix in reading.suggested)

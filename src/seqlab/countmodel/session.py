@@ -149,6 +149,11 @@ class CountSession:
         if model.history_bytes is not None:  # after the training bytes: the run's kept state, or read here once
             self.bitcm = model.bitwise_model()
 
+    def release_bitwise(self) -> None:
+        """Let the bitwise model's state go (420 MB for a 1 MB history) once the session scores no more: what it
+        mixes from then on (OnlineMixer.mix, as surprise's judges do) is the mix before it."""
+        self.bitcm = None
+
     def count(self, positions: np.ndarray, contexts: np.ndarray, tokens: np.ndarray,
               words: np.ndarray | None = None) -> None:
         """Count tokens at `positions` of a text after their contexts (n, orders), and their word contexts (n,

@@ -147,6 +147,8 @@ def read(run, data: bytes, top: int, fixes: bool, mixed: bool) -> tuple[tuple, R
     session = mixing_session(run) if mixed else None  # kept: the fixes are judged as the bytes were scored
     tokens = np.concatenate([[run.tokenizer.bos_id], run.tokenizer.encode(data)]).astype(np.int64)
     scores = score_bytes(run, tokens, mixed, session)
+    if session is not None:
+        session.release_bitwise()  # the fixes are judged by the mix: its forked judges need not inherit the state
     bits, entropy, token_of_byte = scores[:3]
     excess = bits - entropy
     file_counts = FileCounts(tokens, token_of_byte + 1, run.count_model.orders, session.recent.levels) \
