@@ -44,21 +44,30 @@ def mix_alone(model: CountModel) -> CountModel:
 
 def todays_mix(run, items, cache: Path) -> tuple[np.ndarray, np.ndarray]:
     """(n, vocab) log-distributions of eval's mix today over the items as one stream, and the targets; cached."""
+    mix, _, targets = mix_and_network(run, items, cache)
+    return mix, targets
+
+
+def mix_and_network(run, items, cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """todays_mix's log-distributions, the network's own over the same tokens (what the mix mixed), and the targets:
+    one scoring pass, cached together."""
     key = hashlib.sha1(f"{run.path.resolve()}:{[len(t) for t, _, _ in items]}".encode()).hexdigest()[:16]
     path = cache / f"mix-alone-{key}.npz"
     if path.exists():
         saved = np.load(path)
-        return saved["logp"], saved["targets"]
+        if "network" in saved:  # a file of before the network's rows were kept with the mix is made again
+            return saved["logp"], saved["network"], saved["targets"]
     session = mix_alone(run.count_model).session(run.device)
-    logps, targets = [], []
+    logps, networks, targets = [], [], []
     for tokens, n_context, stream in items:
-        for _, logp, target, _ in session.mix(iter(stream), tokens, n_context):
+        for _, logp, target, network in session.mix(iter(stream), tokens, n_context):
             logps.append(logp.numpy().astype(np.float32))
+            networks.append(network.float().log_softmax(-1).numpy())
             targets.append(target.numpy())
-    logp, target = np.concatenate(logps), np.concatenate(targets)
+    logp, network, target = np.concatenate(logps), np.concatenate(networks), np.concatenate(targets)
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, logp=logp, targets=target)
-    return logp, target
+    np.savez(path, logp=logp, network=network, targets=target)
+    return logp, network, target
 
 
 def bitwise(run, items, history_bytes: int, settings: dict,

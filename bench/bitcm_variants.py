@@ -4,7 +4,7 @@
 
 TUNING_RUN: a run trained on the first 90% of a corpus's training split (bench/adapt.py's tuning corpus), so its
 held-out bytes are training data. The bitwise model reads the run's training bytes, then scores the slice with eval's
-mix (without the bitwise model: bitcm_gain.todays_mix) as its given distribution, as `counts.bitcm` does. A variant
+mix (without the bitwise model: bitcm_gain.mix_and_network) as its given distribution, as `counts.bitcm` does. A variant
 is the tree's model changed in one way (VARIANTS): an edit of its source text (applied to a copy, as bitcm_versus.py
 loads a revision; an edit that no longer matches the tree stops the run), a change to its weights once the training
 bytes are read, a schedule of the mixers' rate while scoring, or the network's distribution left out. Each is scored
@@ -26,7 +26,7 @@ from common import print_table, seqlab
 
 import numpy as np  # noqa: E402
 
-from bitcm_gain import mix_alone, todays_mix  # noqa: E402
+from bitcm_gain import mix_and_network  # noqa: E402
 from bitcm_versus import held_out_items, load_version, package_of  # noqa: E402
 from mixer_gains import paired, shown  # noqa: E402
 from seqlab.countmodel import HISTORY_FILE  # noqa: E402
@@ -140,14 +140,6 @@ def score(variant: Variant, cache: Path, run, items, mixed, network, targets, hi
     return -rows[np.arange(len(targets)), targets] / np.log(2), time.thread_time() - t0
 
 
-def network_rows(run, items) -> np.ndarray:
-    """The network's own log-distributions over the items' scored tokens (what eval's mix mixed)."""
-    session, rows = mix_alone(run.count_model).session(run.device), []
-    for tokens, n_context, stream in items:
-        rows += [net.float().log_softmax(-1).numpy() for _, _, _, net in session.mix(iter(stream), tokens, n_context)]
-    return np.concatenate(rows)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("tuning_run")
@@ -163,9 +155,8 @@ def main() -> None:
     chosen = [n for n in VARIANTS if not args.variants or any(n.startswith(w) for w in args.variants.split(","))]
     cache, run = Path(args.cache), seqlab.load(args.tuning_run)
     items = held_out_items(run, 1 << 62)
-    mixed, targets = todays_mix(run, items, cache)
+    mixed, network, targets = mix_and_network(run, items, cache)
     mixed = mixed.astype(np.float64)
-    network = network_rows(run, held_out_items(run, 1 << 62))  # the items' network streams were read (todays_mix's)
     lengths = np.array([len(b) for b in run.tokenizer.token_bytes])[targets]
     n = lengths.sum()
     tree, tree_s = score(Variant(), cache, run, items, mixed, network, targets, args.history)
