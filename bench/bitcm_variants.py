@@ -9,9 +9,10 @@ is the tree's model changed in one way (VARIANTS): an edit of its source text (a
 loads a revision; an edit that no longer matches the tree stops the run), a change to its weights once the training
 bytes are read, a schedule of the mixers' rate while scoring, or the network's distribution left out. Each is scored
 from scratch; printed: its bits per byte, its difference from the tree's model on the same bytes with a 95%
-block-bootstrap interval, and the CPU-seconds of its scoring. The variants are 2026-12-07's (docs/quality.md, "Tried
-on the tuning slice"): the parts kept that day, each undone, and the changes tried and not kept. The day's table
-was measured against the model before (this file at d74f6e9, whose variants were edits of that model).
+block-bootstrap interval, and the CPU-seconds of its scoring. The variants are 2026-12-07 (later)'s (docs/quality.md,
+"Mixer 3's weight sets by the given's confidence"): the two parts kept, each undone, and the changes tried and not
+kept, re-expressed as edits of the tree with them. That table was measured against the model before (this file at
+the commit before them, whose variants were edits of that model); earlier days' variants are in this file at theirs.
 """
 
 import argparse
@@ -34,19 +35,12 @@ from seqlab.countmodel.bitrows import byte_rows  # noqa: E402
 
 SOURCE = Path(__file__).resolve().parents[1] / "src/seqlab/countmodel"
 KERNEL, MODEL = "bitkernel.py", "bitcm.py"
-APM = "APM_WEIGHTS = (0.1, 0.4, 0.2)"
 CHUNK = 256  # bytes scored between two changes of the mixers' rate (a schedule's step)
-
-# mixer 3's weight sets (the last two bytes' classes) times 4 buckets of the given's stretch at the node (none, < 1,
-# < 3, more)
-BY_GIVEN = [
-    (KERNEL, "MIXER_SETS = (256, MATCH_SETS, 100)", "MIXER_SETS = (256, MATCH_SETS, 400)"),
-    (KERNEL, "def _mixer_rows(c0, seen, length, bctx, out):", "def _mixer_rows(c0, seen, length, bctx, out, given):"),
-    (KERNEL, "    out[OUT_SET + 2] = MIXER_FROM[2] + bctx[2]",
-     "    bucket = 0 if given == 0.0 else 1 if abs(given) < 1.0 else 2 if abs(given) < 3.0 else 3\n"
-     "    out[OUT_SET + 2] = MIXER_FROM[2] + bctx[2] + 100 * bucket"),
-    (KERNEL, "    _mixer_rows(c0, seen, length, bctx, out)", "    _mixer_rows(c0, seen, length, bctx, out, given)"),
-]
+CONFIDENCE = "    confidence = 0 if given == 0.0 else 1 if abs(given) < 2.0 else 2 if abs(given) < 4.0 else 3"
+RATES = "MIXER_RATES = (1.0, 0.5, 1.0)"
+FINAL = "    e = (y - _squash(out[OUT_ST])) * lr * FINAL_RATE"  # the final mixer's step
+MIXER_1, MIXER_2 = "    out[OUT_SET] = c0", "    out[OUT_SET + 1] = MIXER_FROM[1] + bucket * (N_CTX + 1) + seen"
+SETS = "MIXER_SETS = (256, MATCH_SETS, 100 * GIVEN_BUCKETS)"
 
 
 @dataclass
@@ -57,48 +51,68 @@ class Variant:
     network: bool = True  # the network's distribution given beside the mix's (as counts.bitcm gives it)
 
 
-def unshrunk(model, kernel):
-    """The model before 2026-12-07's meet_the_given: the weights learnt without a given kept as they are at the first
-    given, the given's prior 0.6."""
-    model.given_yet = True
-    model.w[:, kernel.GIVEN_IN] = 0.6
+def buckets(a: float, b: float) -> list:
+    """Mixer 3's confidence buckets at a and b (the tree's: 2 and 4)."""
+    return [(KERNEL, CONFIDENCE, f"    confidence = 0 if given == 0.0 else 1 if abs(given) < {a} else 2 if abs(given) "
+                                 f"< {b} else 3")]
 
 
-def sets_copied(model, kernel):
-    """BY_GIVEN's new weight sets start as copies of the ones the training bytes taught (bucket 0: no given)."""
-    first = kernel.MIXER_FROM[2]
-    for k in (1, 2, 3):
-        model.w[first + 100 * k : first + 100 * (k + 1)] = model.w[first : first + 100]
+def rates(*r: float) -> list:
+    return [(KERNEL, RATES, f"MIXER_RATES = {r}")]
 
 
+def also_by_confidence(mixers: tuple) -> Variant:
+    """Mixers 1 and/or 2 (0, 1) selecting their weight sets by the given's confidence too, started as the learnt."""
+    sizes = {0: "256", 1: "MATCH_SETS"}
+    sets = ", ".join(f"{sizes[m]} * GIVEN_BUCKETS" if m in mixers else sizes[m] for m in (0, 1))
+    edits = [(KERNEL, SETS, f"MIXER_SETS = ({sets}, 100 * GIVEN_BUCKETS)"), (KERNEL, CONFIDENCE + "\n", ""),
+             (KERNEL, MIXER_1 + "\n", CONFIDENCE + "\n" + MIXER_1 + "\n")]  # the confidence first
+    edits += [(KERNEL, line, f"{line} + {sizes[m]} * confidence") for m, line in ((0, MIXER_1), (1, MIXER_2))
+              if m in mixers]
+
+    def copy(model, kernel):
+        for m in mixers:
+            first, size = kernel.MIXER_FROM[m], kernel.MIXER_SETS[m] // kernel.GIVEN_BUCKETS
+            for k in range(1, kernel.GIVEN_BUCKETS):
+                model.w[first + size * k : first + size * (k + 1)] = model.w[first : first + size]
+    return Variant(edits, after_reading=copy)
+
+
+# 2026-12-07 (later)'s: the two parts kept that day undone, and the changes tried and not kept (docs/quality.md,
+# "Mixer 3's weight sets by the given's confidence"); earlier days' variants are in this file at their commits
 VARIANTS = {
-    # the parts kept on 2026-12-07, each undone (the tree's model has them all)
+    "mixer 3's sets not by the given's confidence": Variant([(KERNEL, CONFIDENCE, "    confidence = 0")]),
+    "mixer 2's rate as the others' (x0.5)": Variant(rates(1.0, 1.0, 1.0)),
+    "both undone (the model before)": Variant([(KERNEL, CONFIDENCE, "    confidence = 0")] + rates(1.0, 1.0, 1.0)),
+    "confidence buckets at 1, 3 (2, 4)": Variant(buckets(1.0, 3.0)),
+    "confidence buckets at 0.5, 2": Variant(buckets(0.5, 2.0)),
+    "confidence buckets at 3, 6": Variant(buckets(3.0, 6.0)),
+    "eight confidence buckets (0.5, 1, 2, 3, 4, 6)": Variant([
+        (KERNEL, "GIVEN_BUCKETS = 4 ", "GIVEN_BUCKETS = 8 "),
+        (KERNEL, CONFIDENCE, "    confidence = 0 if given == 0.0 else 1 if abs(given) < 0.5 else 2 if abs(given) < 1.0 "
+                             "else 3 if abs(given) < 2.0 else 4 if abs(given) < 3.0 else 5 if abs(given) < 4.0 else 6 "
+                             "if abs(given) < 6.0 else 7")]),
+    "mixer 1 by the given's confidence too": also_by_confidence((0,)),
+    "mixer 2 by the given's confidence too": also_by_confidence((1,)),
+    "mixers 1 and 2 by the given's confidence too": also_by_confidence((0, 1)),
+    "mixer 2's rate x0.25": Variant(rates(1.0, 0.25, 1.0)),
+    "mixer 2's rate x0.125": Variant(rates(1.0, 0.125, 1.0)),
+    "mixer 1's rate x0.5 too": Variant(rates(0.5, 0.5, 1.0)),
+    "mixer 3's rate x0.5 too": Variant(rates(1.0, 0.5, 0.5)),
+    "every mixer's rate x0.5": Variant(rates(0.5, 0.5, 0.5)),
+    "the mixers' rate x0.5 while scoring only": Variant(rate=lambda n: 0.5),
+    "the final mixer's rate x0.5": Variant([(KERNEL, FINAL, FINAL.replace("FINAL_RATE", "FINAL_RATE * 0.5"))]),
+    "the final mixer's rate x2": Variant([(KERNEL, FINAL, FINAL.replace("FINAL_RATE", "FINAL_RATE * 2.0"))]),
+    "the given's prior 0.3 (0.4)": Variant([(MODEL, "GIVEN_PRIOR = 0.4 ", "GIVEN_PRIOR = 0.3 ")]),
+    "the given's prior 0.5": Variant([(MODEL, "GIVEN_PRIOR = 0.4 ", "GIVEN_PRIOR = 0.5 ")]),
+    "the shrink at the given 0.65 (0.8)": Variant([(MODEL, "SHRINK_AT_THE_GIVEN = 0.8\n",
+                                                     "SHRINK_AT_THE_GIVEN = 0.65\n")]),
+    "the shrink at the given 0.9": Variant([(MODEL, "SHRINK_AT_THE_GIVEN = 0.8\n", "SHRINK_AT_THE_GIVEN = 0.9\n")]),
+    "the network's prior 0.1 (0)": Variant(after_reading=lambda model, kernel: model.w.__setitem__(
+        (slice(None), kernel.NETWORK_IN), 0.1)),
     "without the network's input": Variant(network=False),
-    "fast rate's limit 4 (16)": Variant([(MODEL, "FAST_LIMIT = 16 ", "FAST_LIMIT = 4 ")]),
-    "slow rate's limit 127 (255)": Variant([(MODEL, "LIMIT = 255 ", "LIMIT = 127 ")]),
-    "APM weights 0.2, 0.4, 0.2 (0.1, 0.4, 0.2)": Variant([(KERNEL, APM, "APM_WEIGHTS = (0.2, 0.4, 0.2)")]),
-    "the weights not shrunk at the first given, the given's 0.6 (0.8, 0.4)": Variant(after_reading=unshrunk),
-    "all five undone (the model before)": Variant(
-        [(MODEL, "FAST_LIMIT = 16 ", "FAST_LIMIT = 4 "), (MODEL, "LIMIT = 255 ", "LIMIT = 127 "),
-         (KERNEL, APM, "APM_WEIGHTS = (0.2, 0.4, 0.2)")], after_reading=unshrunk, network=False),
-    # tried and not kept
-    "the mixers' rate x(1 + 65536 / (65536 + bytes scored))": Variant(rate=lambda n: 1 + 65536 / (65536 + n)),
-    "the mixers' rate x2": Variant(rate=lambda n: 2.0),
-    "mixer 3's sets by the given's stretch (4 buckets)": Variant(BY_GIVEN),
-    "the same, its new sets copied from the learnt ones": Variant(BY_GIVEN, after_reading=sets_copied),
-    "fast rate's limit 8": Variant([(MODEL, "FAST_LIMIT = 16 ", "FAST_LIMIT = 8 ")]),
-    "APM weights 0.15, 0.3, 0.3": Variant([(KERNEL, APM, "APM_WEIGHTS = (0.15, 0.3, 0.3)")]),
-    "APM rate 0.01 (0.02)": Variant([(KERNEL, "out[OUT_ST], y, 0.02)", "out[OUT_ST], y, 0.01)")]),
-    "APM rate 0.03": Variant([(KERNEL, "out[OUT_ST], y, 0.02)", "out[OUT_ST], y, 0.03)")]),
-    "bit histories of 7 bits (6)": Variant([(KERNEL, "HISTORY_BITS = 6 ", "HISTORY_BITS = 7 ")]),
-    "mixers' rate 0.002 (0.0015)": Variant([(MODEL, "learning_rate: float = 0.0015",
-                                             "learning_rate: float = 0.002")]),
-    "slow probabilities x n / (n + 1), n the entry's count": Variant([
-        (KERNEL, "            x[PER_CTX * i] = STRETCH[slots[s, j] >> 4]",
-         "            x[PER_CTX * i] = STRETCH[slots[s, j] >> 4] * (slots[s, CH + j] & 255) / "
-         "((slots[s, CH + j] & 255) + 1.0)")]),
-    "mixer 2's 'seen' counting orders 3 and up only": Variant([(KERNEL, "            seen += 1\n",
-                                                                "            seen += 1 if i >= 3 else 0\n")]),
+    "slot table 2^23 (2^22)": Variant([(MODEL, "TABLE_BITS = 22 ", "TABLE_BITS = 23 ")]),
+    "slot table 2^24": Variant([(MODEL, "TABLE_BITS = 22 ", "TABLE_BITS = 24 ")]),
 }
 
 

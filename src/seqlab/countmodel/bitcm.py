@@ -24,8 +24,9 @@ The design, smallest first (docs/quality.md "A bitwise context-mixing expert"):
 - a match model: the last position of the hash of the last MATCH_MIN bytes; its predicted bit's
   probability learnt per match length;
 - three logistic mixers over the inputs' stretch(p) (weights selected by the partial byte; by match
-  length and how many contexts were seen; by the last two bytes' classes; eval's mix one input, and since 2026-12-07
-  the network's own distribution another, its weight 0 at first), a final mixer
+  length and how many contexts were seen, at half the others' rate; by the last two bytes' classes with how sure the
+  given is at the node; eval's mix one input, and since 2026-12-07 the network's own distribution another, its weight
+  0 at first), a final mixer
   over them (weights per partial byte), then three APM stages averaged with it (partial byte; with the order-2
   context; with the last byte).
 Every prediction uses only the bytes before it (learn's, then the text's): a scored byte updates the model
@@ -38,8 +39,8 @@ import math
 import numpy as np
 
 from .bitcontexts import INDIRECT_SIZE, N_BYTE_CTX, N_CTX, N_REGS
-from .bitkernel import BIAS_IN, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_SETS, N_IN, N_MIXERS, N_OUT, SLOT_WIDTH, \
-    CH, _run
+from .bitkernel import BIAS_IN, GIVEN_BUCKETS, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_FROM, MIXER_SETS, N_IN, \
+    N_MIXERS, N_OUT, SLOT_WIDTH, CH, _run
 from .bitmath import APM_CELLS, STRETCH_CLAMP
 
 GIVEN_PRIOR = 0.4  # the given distribution's prior weight in the mixers (the others': 0.3; 0.6 before 2026-12-07)
@@ -170,10 +171,13 @@ class BitCM:
 
     def meet_the_given(self) -> None:
         """Before the first byte scored with a given distribution: the mixers' weights, learnt on bytes read without
-        one, shrink (SHRINK_AT_THE_GIVEN) to make room for it; the given's own weight is still its prior."""
+        one, shrink (SHRINK_AT_THE_GIVEN) to make room for it; the given's own weight is still its prior. Mixer 3's
+        sets for each confidence of the given start as the ones learnt without it (bitkernel.GIVEN_BUCKETS)."""
         if not self.given_yet:
             self.w[:, :GIVEN_IN] *= SHRINK_AT_THE_GIVEN
             self.w[:, BIAS_IN] *= SHRINK_AT_THE_GIVEN
+            first, n = MIXER_FROM[2], MIXER_SETS[2] // GIVEN_BUCKETS
+            self.w[first + n : first + MIXER_SETS[2]] = np.tile(self.w[first : first + n], (GIVEN_BUCKETS - 1, 1))
             self.given_yet = True
 
     def learn(self, data) -> None:

@@ -38,9 +38,12 @@ N_IN = -(-(NETWORK_IN + 1) // LANES) * LANES  # the mixers' inputs and weights (
 HISTORY_BITS = 6  # an entry's bit history: its last bits (up to 6) after a leading 1; 1: none yet
 MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
 # the mixers, one table of weight sets: each mixer's sets (selected in _mixer_rows) from its first row
-# by the partial byte; by match length and contexts seen; by the last two bytes' classes (one by the last byte did
-# not pay: docs/quality.md "Parts of the bitwise model on new text")
-MIXER_SETS = (256, MATCH_SETS, 100)
+# by the partial byte; by match length and contexts seen; by the last two bytes' classes times GIVEN_BUCKETS of the
+# given's confidence at the node (one by the last byte did not pay: docs/quality.md "Parts of the bitwise model on new
+# text"; the buckets since 2026-12-07: "Mixer 3's weight sets by the given's confidence")
+GIVEN_BUCKETS = 4  # none (the training bytes: bitcm.meet_the_given copies their sets), |stretch| < 2, < 4, more
+MIXER_SETS = (256, MATCH_SETS, 100 * GIVEN_BUCKETS)
+MIXER_RATES = (1.0, 0.5, 1.0)  # each mixer's rate, times the model's (mixer 2's x0.5 since 2026-12-07)
 MIXER_FROM = tuple(sum(MIXER_SETS[:k]) for k in range(len(MIXER_SETS)))
 N_MIXERS = len(MIXER_SETS)
 FINAL_RATE = 0.3  # the final mixer's rate, times the mixers'
@@ -228,12 +231,13 @@ def _keep(slots, cache, pbits, view):
 
 
 @njit(cache=True, _nrt=False)
-def _mixer_rows(c0, seen, length, bctx, out):
-    """Each mixer's weight set at node c0, a row of the mixers' table, into out."""
+def _mixer_rows(c0, seen, length, bctx, given, out):
+    """Each mixer's weight set at node c0, a row of the mixers' table, into out (given: the given's stretch there)."""
     out[OUT_SET] = c0
     bucket = 0 if length == 0 else 1 if length < 16 else 2 if length < 24 else 3 if length < 32 else 4
     out[OUT_SET + 1] = MIXER_FROM[1] + bucket * (N_CTX + 1) + seen
-    out[OUT_SET + 2] = MIXER_FROM[2] + bctx[2]
+    confidence = 0 if given == 0.0 else 1 if abs(given) < 2.0 else 2 if abs(given) < 4.0 else 3
+    out[OUT_SET + 2] = MIXER_FROM[2] + bctx[2] + 100 * confidence
 
 
 @njit(cache=True, _nrt=False)
@@ -276,7 +280,7 @@ def _node(c0, slot_of, view, learnt, buf, regs, bctx, given, network, x, out):
     x[NETWORK_IN] = network
     for i in range(NETWORK_IN + 1, N_IN):
         x[i] = 0.0
-    _mixer_rows(c0, seen, length, bctx, out)
+    _mixer_rows(c0, seen, length, bctx, given, out)
     st = 0.0
     for k in range(N_MIXERS):
         out[OUT_DOT + k] = min(max(_dot(w, int(out[OUT_SET + k]), x), -STRETCH_CLAMP), STRETCH_CLAMP)
@@ -324,7 +328,7 @@ def _learn_node(c0, y, slot_of, view, learnt, buf, regs, x, out, rates, lr):
             mcount[k] = min(mcount[k] + 1, 1023)
     for k in range(N_MIXERS):
         row = int(out[OUT_SET + k])
-        e = np.float32(lr * (y - _squash(out[OUT_DOT + k])))
+        e = np.float32(lr * MIXER_RATES[k] * (y - _squash(out[OUT_DOT + k])))
         for i in range(N_IN):  # float32: 8 a ymm register (vmulps), twice float64's
             w[row, i] += e * x[i]
     e = (y - _squash(out[OUT_ST])) * lr * FINAL_RATE
