@@ -111,6 +111,21 @@ VARIANTS = {
     "the network's prior 0.1 (0)": Variant(after_reading=lambda model, kernel: model.w.__setitem__(
         (slice(None), kernel.NETWORK_IN), 0.1)),
     "without the network's input": Variant(network=False),
+    "the final mixer's weights by the given's confidence too": Variant(
+        [(KERNEL, f"{op}w3[c0, k]", f"{op}w3[c0 + 256 * ((int(out[OUT_SET + 2]) - MIXER_FROM[2]) // 100), k]")
+         for op in ("st += ", "        ")] + [
+         (MODEL, "self.w3 = np.full((256, N_MIXERS)", "self.w3 = np.full((256 * GIVEN_BUCKETS, N_MIXERS)")],
+        after_reading=lambda model, kernel: model.w3.__setitem__(slice(256, None), np.tile(model.w3[:256], (3, 1)))),
+    "mixer 3's buckets by the network's confidence (the given's)": Variant([
+        (KERNEL, "    _mixer_rows(c0, seen, length, bctx, given, out)",
+         "    _mixer_rows(c0, seen, length, bctx, network, out)")]),
+    "mixer 3's buckets x2 where the network and the given disagree": Variant([
+        (KERNEL, "GIVEN_BUCKETS = 4 ", "GIVEN_BUCKETS = 8 "),
+        (KERNEL, "def _mixer_rows(c0, seen, length, bctx, given, out):",
+         "def _mixer_rows(c0, seen, length, bctx, given, network, out):"),
+        (KERNEL, "    _mixer_rows(c0, seen, length, bctx, given, out)",
+         "    _mixer_rows(c0, seen, length, bctx, given, network, out)"),
+        (KERNEL, CONFIDENCE, CONFIDENCE + "\n    confidence += 4 if given * network < 0.0 else 0")]),
     "slot table 2^23 (2^22)": Variant([(MODEL, "TABLE_BITS = 22 ", "TABLE_BITS = 23 ")]),
     "slot table 2^24": Variant([(MODEL, "TABLE_BITS = 22 ", "TABLE_BITS = 24 ")]),
 }
