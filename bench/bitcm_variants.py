@@ -40,6 +40,7 @@ CONFIDENCE = "    confidence = 0 if given == 0.0 else 1 if abs(given) < 2.0 else
 RATES = "MIXER_RATES = (1.0, 0.5, 1.0)"
 FINAL = "    e = (y - _squash(out[OUT_ST])) * lr * FINAL_RATE"  # the final mixer's step
 MIXER_1, MIXER_2 = "    out[OUT_SET] = c0", "    out[OUT_SET + 1] = MIXER_FROM[1] + bucket * (N_CTX + 1) + seen"
+MIXER_3 = "    out[OUT_SET + 2] = MIXER_FROM[2] + bctx[2] + 100 * confidence"
 SETS = "MIXER_SETS = (256, MATCH_SETS, 100 * GIVEN_BUCKETS)"
 
 
@@ -78,6 +79,16 @@ def also_by_confidence(mixers: tuple) -> Variant:
     return Variant(edits, after_reading=copy)
 
 
+def copied_sets(mixer: int, buckets: int | None = None):
+    """after_reading: a mixer's weight sets for each confidence of the given start as those learnt without it."""
+    def copy(model, kernel):
+        n = buckets or kernel.GIVEN_BUCKETS
+        first, size = kernel.MIXER_FROM[mixer], kernel.MIXER_SETS[mixer] // n
+        for k in range(1, n):
+            model.w[first + size * k : first + size * (k + 1)] = model.w[first : first + size]
+    return copy
+
+
 # 2026-12-07 (later)'s: the two parts kept that day undone, and the changes tried and not kept (docs/quality.md,
 # "Mixer 3's weight sets by the given's confidence"); earlier days' variants are in this file at their commits
 VARIANTS = {
@@ -111,6 +122,15 @@ VARIANTS = {
     "the network's prior 0.1 (0)": Variant(after_reading=lambda model, kernel: model.w.__setitem__(
         (slice(None), kernel.NETWORK_IN), 0.1)),
     "without the network's input": Variant(network=False),
+    "a fourth mixer: the partial byte x the given's confidence": Variant(
+        [(KERNEL, SETS, "MIXER_SETS = (256, MATCH_SETS, 100 * GIVEN_BUCKETS, 256 * GIVEN_BUCKETS)"),
+         (KERNEL, RATES, "MIXER_RATES = (1.0, 0.5, 1.0, 1.0)"),
+         (KERNEL, MIXER_3, MIXER_3 + "\n    out[OUT_SET + 3] = MIXER_FROM[3] + c0 + 256 * confidence")],
+        after_reading=copied_sets(3)),
+    "mixer 1 by the given's confidence, sure or not (|stretch| 4)": Variant(
+        [(KERNEL, SETS, "MIXER_SETS = (512, MATCH_SETS, 100 * GIVEN_BUCKETS)"), (KERNEL, CONFIDENCE + "\n", ""),
+         (KERNEL, MIXER_1 + "\n", CONFIDENCE + "\n" + MIXER_1 + " + (256 if confidence == 3 else 0)\n")],
+        after_reading=copied_sets(0, 2)),
     "the final mixer's weights by the given's confidence too": Variant(
         [(KERNEL, f"{op}w3[c0, k]", f"{op}w3[c0 + 256 * ((int(out[OUT_SET + 2]) - MIXER_FROM[2]) // 100), k]")
          for op in ("st += ", "        ")] + [
