@@ -9,10 +9,11 @@ is the tree's model changed in one way (VARIANTS): an edit of its source text (a
 loads a revision; an edit that no longer matches the tree stops the run), a change to its weights once the training
 bytes are read, a schedule of the mixers' rate while scoring, or the network's distribution left out. Each is scored
 from scratch; printed: its bits per byte, its difference from the tree's model on the same bytes with a 95%
-block-bootstrap interval, and the CPU-seconds of its scoring. The variants are 2026-12-07 (later)'s (docs/quality.md,
-"Mixer 3's weight sets by the given's confidence"): the two parts kept, each undone, and the changes tried and not
-kept, re-expressed as edits of the tree with them. That table was measured against the model before (this file at
-the commit before them, whose variants were edits of that model); earlier days' variants are in this file at theirs.
+block-bootstrap interval, and the CPU-seconds of its scoring. The variants are 2026-12-07 (evening)'s (docs/quality.md,
+"Mixer 3's weight sets by the given's confidence" and "A mixer by the partial byte and the given's confidence"): the
+parts kept, each undone, and the changes tried and not kept, re-expressed as edits of the tree with them. Their
+tables were measured with this file at 95ba885-2693325 (variants then edits of the tree of the time); earlier days'
+variants are in this file at their commits.
 """
 
 import argparse
@@ -37,11 +38,16 @@ SOURCE = Path(__file__).resolve().parents[1] / "src/seqlab/countmodel"
 KERNEL, MODEL = "bitkernel.py", "bitcm.py"
 CHUNK = 256  # bytes scored between two changes of the mixers' rate (a schedule's step)
 CONFIDENCE = "    confidence = 0 if given == 0.0 else 1 if abs(given) < 2.0 else 2 if abs(given) < 4.0 else 3"
-RATES = "MIXER_RATES = (1.0, 0.5, 1.0)"
+RATES = "MIXER_RATES = (1.0, 0.5, 1.0, 1.0)"
 FINAL = "    e = (y - _squash(out[OUT_ST])) * lr * FINAL_RATE"  # the final mixer's step
 MIXER_1, MIXER_2 = "    out[OUT_SET] = c0", "    out[OUT_SET + 1] = MIXER_FROM[1] + bucket * (N_CTX + 1) + seen"
 MIXER_3 = "    out[OUT_SET + 2] = MIXER_FROM[2] + bctx[2] + 100 * confidence"
-SETS = "MIXER_SETS = (256, MATCH_SETS, 100 * GIVEN_BUCKETS)"
+MIXER_4 = "    out[OUT_SET + 3] = MIXER_FROM[3] + c0 + 256 * confidence"
+SETS = "MIXER_SETS = (256, MATCH_SETS, 100 * GIVEN_BUCKETS, 256 * GIVEN_BUCKETS)"
+NO_MIXER_4 = [(KERNEL, SETS, "MIXER_SETS = (256, MATCH_SETS, 100 * GIVEN_BUCKETS)"),
+              (KERNEL, RATES, "MIXER_RATES = (1.0, 0.5, 1.0)"), (KERNEL, "\n" + MIXER_4, ""),
+              (KERNEL, "BY_CONFIDENCE = (2, 3) ", "BY_CONFIDENCE = (2,) ")]  # 95ba885's model
+MIXER_3_PLAIN = [(KERNEL, MIXER_3, MIXER_3.replace(" + 100 * confidence", ""))]
 
 
 @dataclass
@@ -66,7 +72,8 @@ def also_by_confidence(mixers: tuple) -> Variant:
     """Mixers 1 and/or 2 (0, 1) selecting their weight sets by the given's confidence too, started as the learnt."""
     sizes = {0: "256", 1: "MATCH_SETS"}
     sets = ", ".join(f"{sizes[m]} * GIVEN_BUCKETS" if m in mixers else sizes[m] for m in (0, 1))
-    edits = [(KERNEL, SETS, f"MIXER_SETS = ({sets}, 100 * GIVEN_BUCKETS)"), (KERNEL, CONFIDENCE + "\n", ""),
+    edits = [(KERNEL, SETS, f"MIXER_SETS = ({sets}, 100 * GIVEN_BUCKETS, 256 * GIVEN_BUCKETS)"),
+             (KERNEL, CONFIDENCE + "\n", ""),
              (KERNEL, MIXER_1 + "\n", CONFIDENCE + "\n" + MIXER_1 + "\n")]  # the confidence first
     edits += [(KERNEL, line, f"{line} + {sizes[m]} * confidence") for m, line in ((0, MIXER_1), (1, MIXER_2))
               if m in mixers]
@@ -89,12 +96,15 @@ def copied_sets(mixer: int, buckets: int | None = None):
     return copy
 
 
-# 2026-12-07 (later)'s: the two parts kept that day undone, and the changes tried and not kept (docs/quality.md,
-# "Mixer 3's weight sets by the given's confidence"); earlier days' variants are in this file at their commits
+# 2026-12-07 (evening)'s: the three parts kept that day undone, and the changes tried and not kept (docs/quality.md);
+# earlier days' variants are in this file at their commits
 VARIANTS = {
-    "mixer 3's sets not by the given's confidence": Variant([(KERNEL, CONFIDENCE, "    confidence = 0")]),
-    "mixer 2's rate as the others' (x0.5)": Variant(rates(1.0, 1.0, 1.0)),
-    "both undone (the model before)": Variant([(KERNEL, CONFIDENCE, "    confidence = 0")] + rates(1.0, 1.0, 1.0)),
+    "the mixer by the partial byte and the given's confidence left out": Variant(NO_MIXER_4),
+    "mixer 3's sets not by the given's confidence": Variant(MIXER_3_PLAIN),
+    "mixer 2's rate as the others' (x0.5)": Variant(rates(1.0, 1.0, 1.0, 1.0)),
+    "all three undone (the model before, f50017d)": Variant(
+        [NO_MIXER_4[0], NO_MIXER_4[2], NO_MIXER_4[3], (KERNEL, RATES, "MIXER_RATES = (1.0, 1.0, 1.0)")]
+        + MIXER_3_PLAIN),
     "confidence buckets at 1, 3 (2, 4)": Variant(buckets(1.0, 3.0)),
     "confidence buckets at 0.5, 2": Variant(buckets(0.5, 2.0)),
     "confidence buckets at 3, 6": Variant(buckets(3.0, 6.0)),
@@ -106,11 +116,11 @@ VARIANTS = {
     "mixer 1 by the given's confidence too": also_by_confidence((0,)),
     "mixer 2 by the given's confidence too": also_by_confidence((1,)),
     "mixers 1 and 2 by the given's confidence too": also_by_confidence((0, 1)),
-    "mixer 2's rate x0.25": Variant(rates(1.0, 0.25, 1.0)),
-    "mixer 2's rate x0.125": Variant(rates(1.0, 0.125, 1.0)),
-    "mixer 1's rate x0.5 too": Variant(rates(0.5, 0.5, 1.0)),
-    "mixer 3's rate x0.5 too": Variant(rates(1.0, 0.5, 0.5)),
-    "every mixer's rate x0.5": Variant(rates(0.5, 0.5, 0.5)),
+    "mixer 2's rate x0.25": Variant(rates(1.0, 0.25, 1.0, 1.0)),
+    "mixer 2's rate x0.125": Variant(rates(1.0, 0.125, 1.0, 1.0)),
+    "mixer 1's rate x0.5 too": Variant(rates(0.5, 0.5, 1.0, 1.0)),
+    "mixer 3's rate x0.5 too": Variant(rates(1.0, 0.5, 0.5, 1.0)),
+    "every mixer's rate x0.5": Variant(rates(0.5, 0.5, 0.5, 0.5)),
     "the mixers' rate x0.5 while scoring only": Variant(rate=lambda n: 0.5),
     "the final mixer's rate x0.5": Variant([(KERNEL, FINAL, FINAL.replace("FINAL_RATE", "FINAL_RATE * 0.5"))]),
     "the final mixer's rate x2": Variant([(KERNEL, FINAL, FINAL.replace("FINAL_RATE", "FINAL_RATE * 2.0"))]),
@@ -122,13 +132,9 @@ VARIANTS = {
     "the network's prior 0.1 (0)": Variant(after_reading=lambda model, kernel: model.w.__setitem__(
         (slice(None), kernel.NETWORK_IN), 0.1)),
     "without the network's input": Variant(network=False),
-    "a fourth mixer: the partial byte x the given's confidence": Variant(
-        [(KERNEL, SETS, "MIXER_SETS = (256, MATCH_SETS, 100 * GIVEN_BUCKETS, 256 * GIVEN_BUCKETS)"),
-         (KERNEL, RATES, "MIXER_RATES = (1.0, 0.5, 1.0, 1.0)"),
-         (KERNEL, MIXER_3, MIXER_3 + "\n    out[OUT_SET + 3] = MIXER_FROM[3] + c0 + 256 * confidence")],
-        after_reading=copied_sets(3)),
     "mixer 1 by the given's confidence, sure or not (|stretch| 4)": Variant(
-        [(KERNEL, SETS, "MIXER_SETS = (512, MATCH_SETS, 100 * GIVEN_BUCKETS)"), (KERNEL, CONFIDENCE + "\n", ""),
+        [(KERNEL, SETS, "MIXER_SETS = (512, MATCH_SETS, 100 * GIVEN_BUCKETS, 256 * GIVEN_BUCKETS)"),
+         (KERNEL, CONFIDENCE + "\n", ""),
          (KERNEL, MIXER_1 + "\n", CONFIDENCE + "\n" + MIXER_1 + " + (256 if confidence == 3 else 0)\n")],
         after_reading=copied_sets(0, 2)),
     "the final mixer's weights by the given's confidence too": Variant(

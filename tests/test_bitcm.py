@@ -356,8 +356,8 @@ def test_squash_and_stretch_by_tables_stay_near_the_functions():
 
 def test_the_weights_learnt_without_a_given_shrink_once_at_the_first_given():
     """The training bytes are read without a given distribution, so the mixers' weights learnt there had the prediction
-    to themselves: before the first byte scored with one they shrink (SHRINK_AT_THE_GIVEN), once, and mixer 3's sets
-    for each confidence of the given start as the ones learnt without it."""
+    to themselves: before the first byte scored with one they shrink (SHRINK_AT_THE_GIVEN), once, and mixers 3 and 4's
+    sets for each confidence of the given start as the ones learnt without it."""
     from seqlab.countmodel.bitcm import GIVEN_PRIOR, SHRINK_AT_THE_GIVEN
     from seqlab.countmodel.bitkernel import BIAS_IN, GIVEN_IN
 
@@ -369,11 +369,11 @@ def test_the_weights_learnt_without_a_given_shrink_once_at_the_first_given():
     expected = learnt.copy()
     expected[:, :GIVEN_IN] *= SHRINK_AT_THE_GIVEN
     expected[:, BIAS_IN] *= SHRINK_AT_THE_GIVEN
-    sets = confidence_sets()
-    for rows in sets[1:]:
-        expected[rows] = expected[sets[0]]
+    for sets in map(confidence_sets, (2, 3)):
+        for rows in sets[1:]:
+            expected[rows] = expected[sets[0]]
+        assert not np.array_equal(learnt[sets[0]], learnt[sets[3]])  # the copy is seen: learning moved bucket 0's
     np.testing.assert_allclose(model.w, expected)
-    assert not np.array_equal(learnt[sets[0]], learnt[sets[3]])  # the copy is seen: learning moved bucket 0's sets
     assert np.all(model.w[:, GIVEN_IN] == np.float32(GIVEN_PRIOR))
     other = BitCM(table_bits=12, match_bits=10)
     other.learn(TEXT[:800])
@@ -381,16 +381,17 @@ def test_the_weights_learnt_without_a_given_shrink_once_at_the_first_given():
     assert other.given_yet and not np.array_equal(other.w, learnt)
 
 
-def confidence_sets() -> list[slice]:
-    """Mixer 3's weight sets for each confidence of the given (bitkernel.GIVEN_BUCKETS), as rows of BitCM.w."""
+def confidence_sets(mixer: int) -> list[slice]:
+    """A mixer's weight sets for each confidence of the given (bitkernel.GIVEN_BUCKETS), as rows of BitCM.w: mixer
+    2 (the third: the last bytes' classes) or 3 (the fourth: the partial byte)."""
     from seqlab.countmodel.bitkernel import GIVEN_BUCKETS, MIXER_FROM, MIXER_SETS
 
-    n = MIXER_SETS[2] // GIVEN_BUCKETS
-    return [slice(MIXER_FROM[2] + k * n, MIXER_FROM[2] + (k + 1) * n) for k in range(GIVEN_BUCKETS)]
+    n = MIXER_SETS[mixer] // GIVEN_BUCKETS
+    return [slice(MIXER_FROM[mixer] + k * n, MIXER_FROM[mixer] + (k + 1) * n) for k in range(GIVEN_BUCKETS)]
 
 
-def test_mixer_3_learns_the_sets_of_the_givens_confidence_only():
-    """Mixer 3 keeps weight sets per confidence of the given at the node: a given sure of every byte (its stretch
+def test_mixers_3_and_4_learn_the_sets_of_the_givens_confidence_only():
+    """Mixers 3 and 4 keep weight sets per confidence of the given at the node: a given sure of every byte (its stretch
     past 4 at each node of the byte's path, where the model learns) moves the sets of the surest bucket and no
     other; one that knows nothing (stretch about 0) moves those of the least sure, not those of none (the training
     bytes')."""
@@ -403,8 +404,9 @@ def test_mixer_3_learns_the_sets_of_the_givens_confidence_only():
         model.meet_the_given()
         before = model.w.copy()
         model.score(text, given)
-        moved = [not np.array_equal(model.w[rows], before[rows]) for rows in confidence_sets()]
-        assert moved == [k == moving for k in range(4)]
+        for mixer in (2, 3):
+            moved = [not np.array_equal(model.w[rows], before[rows]) for rows in confidence_sets(mixer)]
+            assert moved == [k == moving for k in range(4)]
 
 
 def test_surprise_lets_the_bitwise_model_go_once_its_scoring_is_done(trained_runs, tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""The network's step in bf16 (formats 23-26, 131-134): exact round trips where the CPU computes bf16 natively,
+"""The network's step in bf16 (formats 23-26, 143-146): exact round trips where the CPU computes bf16 natively,
 and a one-line refusal where it does not."""
 
 import pytest
@@ -32,7 +32,7 @@ def _as_bf16(blob: bytes) -> bytes:
 
 def test_bf16_formats_are_the_line_start_formats_with_it():
     assert FORMATS[FORMAT + BF16_OFFSET] == FORMATS[FORMAT][:5] + (True,)
-    assert {f for f, kind in FORMATS.items() if kind[5]} == set(range(23, 27)) | set(range(131, 135))
+    assert {f for f, kind in FORMATS.items() if kind[5]} == set(range(23, 27)) | set(range(143, 147))
 
 
 @pytest.mark.skipif(not NATIVE, reason="this CPU has no native bf16: test_a_bf16_file_is_refused_... covers it")

@@ -103,7 +103,7 @@ class CountModelConfig:
     sse_context: str = setting("seen", one_of(*MIXER_SELECTORS))  # the small context that selects its cells
     words: bool = True  # a word model: counts after the current partial word, and after the previous word and it
     # a bitwise context-mixing model (countmodel/bitcm.py) over the mix, byte-level runs only; eval and compress
-    # (formats 123-126, 131-134) run it: 0.08-0.17 fewer bits a byte, mixed scoring at 0.7x the speed (docs/quality.md)
+    # (formats 135-138, 143-146) run it: 0.08-0.17 fewer bits a byte, mixed scoring at 0.7x the speed (docs/quality.md)
     bitcm: bool = True
     bitcm_history: int = setting(16 << 20, positive)  # training bytes it reads first (the most recent)
     max_history: int = setting(8_000_000, positive)  # training tokens kept (the most recent)

@@ -19,9 +19,9 @@ File layout (little-endian); every header byte counts against the ratio:
     run fingerprint (4 bytes), count-model fingerprint (4 bytes, only when mixed),
     torch version (u8 length + ASCII), threads and original bytes (varints), CRC-32 u32
     of the original; then per block: its tokens and its coded 32-bit words (varints), in formats
-    15-18, 23-26, 123-126 and 131-134 the span of its segments at line starts (a varint, seams.py), the words. Formats
-    123-126 (15-18 with counts.bitcm) code the mix through the count model's bitwise model (lockstep.py); formats 23-26
-    and 131-134 are 15-18 and 123-126 with the network's step in bf16 (lockstep.step_in_bf16: a transformer, on a CPU
+    15-18, 23-26, 135-138 and 143-146 the span of its segments at line starts (a varint, seams.py), the words. Formats
+    135-138 (15-18 with counts.bitcm) code the mix through the count model's bitwise model (lockstep.py); formats 23-26
+    and 143-146 are 15-18 and 135-138 with the network's step in bf16 (lockstep.step_in_bf16: a transformer, on a CPU
     that computes bf16 natively).
 The fingerprints only name a mismatch early: the CRC is what proves the round trip.
 """
@@ -59,7 +59,7 @@ def encode_stream(run, blocks, write, threads: int = 1, progress=None, adapter=N
                   bf16: bool = False) -> None:
     """Code the byte blocks `blocks` (an iterable) after a header already written; write(bytes) takes the output.
     adapter: an adapt.Adapter when the network adapts as it codes (compress --adapt); lines: segments start at line
-    starts (formats 15-18, seams.py); bf16: the network's step in bf16 (formats 23-26, 131-134)."""
+    starts (formats 15-18, seams.py); bf16: the network's step in bf16 (formats 23-26, 143-146)."""
     session = run.count_model.session(torch.device("cpu")) if run.count_model is not None else None
     for data in blocks:
         tokens = np.asarray(run.tokenizer.encode(data), dtype=np.int64)
@@ -142,7 +142,7 @@ def _header(run, threads: int, n_bytes: int, crc: int, adapt, fp32: bool) -> Hea
     words = run.count_model is not None and run.count_model.words is not None
     lines = with_warmth(run) and LINE_STARTS
     # segments at line starts (formats 15-18) come with the warmth sets: a run without them writes 7-10 as before;
-    # the step in bf16 (23-26, 131-134) with the line starts, unless asked for fp32 (a file that needs no bf16)
+    # the step in bf16 (23-26, 143-146) with the line starts, unless asked for fp32 (a file that needs no bf16)
     return Header(run_fingerprint(run.path), counts_fingerprint(run), torch.__version__, threads, n_bytes, crc,
                   lr, chunk, words, with_warmth(run), lines, bitcm_on(run), lines and step_in_bf16(run) and not fp32)
 

@@ -27,7 +27,7 @@ LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is
 # them refuses to compress with it). Its setting is in the count model's fingerprint (counts_fingerprint), so a
 # file is refused by a run whose counts.bitcm or bitcm_history differ from the one that coded it
 # 23: the network's step in bf16 (compress/lockstep.py step_in_bf16: a transformer's, where the CPU computes bf16
-# natively); 23-26 are 15-18 with it and 131-134 are 123-126 with it (BF16_OFFSET), and a CPU without native bf16
+# natively); 23-26 are 15-18 with it and 143-146 are 135-138 with it (BF16_OFFSET), and a CPU without native bf16
 # refuses them (check_compatible)
 # 27: 19 with each row's recent state (fast probabilities, bit histories) in a cache of its own (bitrows.py); 27-30
 # are 19-22 with it, 35-38 are 27-30 in bf16
@@ -51,10 +51,13 @@ LONGEST = 320  # bytes: no header is longer (its one string, torch's version, is
 # 123: 111 with the bitwise model's mixer 3 selecting its weights by the given's confidence too, and its mixer 2 at
 # half rate (docs/quality.md "Mixer 3's weight sets by the given's confidence"); 123-126 are 111-114 with them, 131-134
 # are 119-122 with them (127-130 were never used)
+# 135: 123 with the bitwise model's mixer by the partial byte and the given's confidence (docs/quality.md "A mixer by
+# the partial byte and the given's confidence"); 135-138 are 123-126 with it, 143-146 are 131-134 with it (139-142
+# were never used)
 # 19-22, 27-30, 31-34, 43-46, 55-58, 71-74, 83-86 and 87-90 (35-38, 39-42, 51-54, 63-66, 79-82, 91-94, 95-98 too) are
 # refused in one line: their model is gone; they were made while counts.bitcm was off by default, by runs that
 # turned it on; so are 99-102 and 107-110, made by the default of 2026-12-07 before the change of 111, and 111-114,
-# 119-122, before the change of 123
+# 119-122, before the change of 123, and 123-126, 131-134, before the change of 135
 FORMAT = 15
 ADAPTED_FORMAT = 16  # format 15 plus the network's online adaptation (compress --adapt): its lr and chunk
 NO_WORDS_FORMAT, NO_WORDS_ADAPTED_FORMAT = 17, 18  # 15 and 16 without the word model
@@ -67,9 +70,9 @@ _FP32_FORMATS = {9: (True, False, False, False, False), 10: (True, True, False, 
            FORMAT: (True, False, True, True, False), ADAPTED_FORMAT: (True, True, True, True, False),
            NO_WORDS_FORMAT: (False, False, True, True, False),
            NO_WORDS_ADAPTED_FORMAT: (False, True, True, True, False),
-           123: (True, False, True, True, True), 124: (True, True, True, True, True),
-           125: (False, False, True, True, True), 126: (False, True, True, True, True)}
-BF16_OFFSET = 8  # format 15 + 8 = 23 is 15 with the step in bf16; 123 + 8 = 131 is 123 with it
+           135: (True, False, True, True, True), 136: (True, True, True, True, True),
+           137: (False, False, True, True, True), 138: (False, True, True, True, True)}
+BF16_OFFSET = 8  # format 15 + 8 = 23 is 15 with the step in bf16; 135 + 8 = 143 is 135 with it
 FORMATS = {f: kind + (False,) for f, kind in _FP32_FORMATS.items()} | \
     {f + BF16_OFFSET: kind + (True,) for f, kind in _FP32_FORMATS.items() if kind[3]}
 FINGERPRINT_BYTES = 4  # tells runs apart before decoding; a 1 in 2^32 miss is still caught by the CRC
@@ -94,9 +97,9 @@ class Header:
     adapt_chunk: int = 0  # and this chunk
     words: bool = False  # the count model's word model was mixed in (format 9, 10, 11 or 12)
     warmth: bool = False  # the mixer had weight sets selected by warmth (formats 11-18)
-    lines: bool = False  # segments moved to line starts, their moves in each block (15-18, 23-26, 123-126, 131-134)
-    bitcm: bool = False  # the bitwise model over the mix, rows with caches of their own (formats 123-126, 131-134)
-    bf16: bool = False  # the network's step under bf16 autocast (formats 23-26, 131-134)
+    lines: bool = False  # segments moved to line starts, their moves in each block (15-18, 23-26, 135-138, 143-146)
+    bitcm: bool = False  # the bitwise model over the mix, rows with caches of their own (formats 135-138, 143-146)
+    bf16: bool = False  # the network's step under bf16 autocast (formats 23-26, 143-146)
 
     def pack(self) -> bytes:
         version = self.torch_version.encode()

@@ -13,7 +13,7 @@ eval's chunk. The network's step runs in a worker thread beside the count model'
 release the GIL in their kernels); the mixing weights' step on the last chunk is queued behind it, and the main
 thread takes it back if the worker has not begun it when the blend is done (_learnt).
 
-With the count model's bitwise model on (counts.bitcm, formats 123-126 and 131-134), the mix's rows go through it
+With the count model's bitwise model on (counts.bitcm, formats 135-138 and 143-146), the mix's rows go through it
 (countmodel/bitrows.py BitRows: a row per segment over the shared slow state, its recent state its own) before
 `pick`, and the step's bytes are learnt in row order after it; the mixer learns from the mix before it, as eval's.
 
@@ -49,7 +49,7 @@ CPU = torch.device("cpu")
 
 
 def step_in_bf16(run) -> bool:
-    """Whether compress runs the network's step under bf16 autocast on this CPU (formats 23-26, 131-134): a
+    """Whether compress runs the network's step under bf16 autocast on this CPU (formats 23-26, 143-146): a
     transformer's, where the CPU multiplies bf16 natively (train/speed.py's test: AVX512-BF16 or AMX): 1.34-1.41x
     fp32's step on a Xeon's AMX, the same speed on a Zen 4's AVX512-BF16 (docs/compress.md).
     The decoder must compute the same floats, so the header records it and a CPU without native bf16 refuses."""
@@ -142,7 +142,7 @@ def code_block(run, session, n_tokens: int, threads: int, pick, progress=None, a
     on the tokens coded since (learn_rows); the next steps predict with the new weights and the state
     (recurrent state, KV cache) built before, as the decoder does.
     layout: the segments' lengths and first contexts (Layout); by default segment_lengths' cuts, each from BOS.
-    bf16: the network's step under bf16 autocast (step_in_bf16: formats 23-26, 131-134).
+    bf16: the network's step under bf16 autocast (step_in_bf16: formats 23-26, 143-146).
     """
     layout = layout or Layout.nominal(n_tokens, run.tokenizer.bos_id)
     lengths = layout.lengths  # a decoder's seams.Chain learns some as it reads: until then, their most

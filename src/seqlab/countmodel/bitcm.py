@@ -23,12 +23,11 @@ The design, smallest first (docs/quality.md "A bitwise context-mixing expert"):
 - each entry an adaptive probability with a count: rate 1/(n + 1.5) until n reaches LIMIT (paq's StateMap);
 - a match model: the last position of the hash of the last MATCH_MIN bytes; its predicted bit's
   probability learnt per match length;
-- three logistic mixers over the inputs' stretch(p) (weights selected by the partial byte; by match
+- four logistic mixers over the inputs' stretch(p) (weights selected by the partial byte; by match
   length and how many contexts were seen, at half the others' rate; by the last two bytes' classes with how sure the
-  given is at the node; eval's mix one input, and since 2026-12-07 the network's own distribution another, its weight
-  0 at first), a final mixer
-  over them (weights per partial byte), then three APM stages averaged with it (partial byte; with the order-2
-  context; with the last byte).
+  given is at the node; by the partial byte with it; eval's mix one input, and since 2026-12-07 the network's own
+  distribution another, its weight 0 at first), a final mixer over them (weights per partial byte), then three APM
+  stages averaged with it (partial byte; with the order-2 context; with the last byte).
 Every prediction uses only the bytes before it (learn's, then the text's): a scored byte updates the model
 after its distribution is written. The numba code (this stream's, and compress's lockstep rows', bitrows.py) is
 bitkernel.py's, its contexts' bitcontexts.py's.
@@ -39,8 +38,8 @@ import math
 import numpy as np
 
 from .bitcontexts import INDIRECT_SIZE, N_BYTE_CTX, N_CTX, N_REGS
-from .bitkernel import BIAS_IN, GIVEN_BUCKETS, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_FROM, MIXER_SETS, N_IN, \
-    N_MIXERS, N_OUT, SLOT_WIDTH, CH, _run
+from .bitkernel import BIAS_IN, BY_CONFIDENCE, GIVEN_BUCKETS, GIVEN_IN, HISTORY_BITS, MATCH_IN, MIXER_FROM, \
+    MIXER_SETS, N_IN, N_MIXERS, N_OUT, SLOT_WIDTH, CH, _run
 from .bitmath import APM_CELLS, STRETCH_CLAMP
 
 GIVEN_PRIOR = 0.4  # the given distribution's prior weight in the mixers (the others': 0.3; 0.6 before 2026-12-07)
@@ -103,8 +102,8 @@ class BitCM:
         self.w[:, :MATCH_IN] = 0.1  # three inputs per context
         self.w[:, GIVEN_IN] = GIVEN_PRIOR
         self.w[:, BIAS_IN + 1 :] = 0.0  # the padding
-        # the final mixer's, per partial byte: 1/4 each, as when there were four mixers (1/3 each cost C headers 0.0018
-        # bits a byte: docs/quality.md "Parts of the bitwise model on new text")
+        # the final mixer's, per partial byte: 1/4 each (with three mixers, 1/3 each had cost C headers 0.0018 bits a
+        # byte against 1/4: docs/quality.md "Parts of the bitwise model on new text")
         self.w3 = np.full((256, N_MIXERS), 0.25, dtype=np.float32)
         cells = 1.0 / (1.0 + np.exp(-np.linspace(-STRETCH_CLAMP, STRETCH_CLAMP, APM_CELLS)))
         self.apm = np.tile(cells, (256 + (2 << apm_bits_for(table_bits)), 1)).astype(np.float32)  # bitkernel's stages
@@ -171,13 +170,15 @@ class BitCM:
 
     def meet_the_given(self) -> None:
         """Before the first byte scored with a given distribution: the mixers' weights, learnt on bytes read without
-        one, shrink (SHRINK_AT_THE_GIVEN) to make room for it; the given's own weight is still its prior. Mixer 3's
-        sets for each confidence of the given start as the ones learnt without it (bitkernel.GIVEN_BUCKETS)."""
+        one, shrink (SHRINK_AT_THE_GIVEN) to make room for it; the given's own weight is still its prior. Mixers 3 and
+        4's sets for each confidence of the given start as the ones learnt without it (bitkernel.GIVEN_BUCKETS)."""
         if not self.given_yet:
             self.w[:, :GIVEN_IN] *= SHRINK_AT_THE_GIVEN
             self.w[:, BIAS_IN] *= SHRINK_AT_THE_GIVEN
-            first, n = MIXER_FROM[2], MIXER_SETS[2] // GIVEN_BUCKETS
-            self.w[first + n : first + MIXER_SETS[2]] = np.tile(self.w[first : first + n], (GIVEN_BUCKETS - 1, 1))
+            for mixer in BY_CONFIDENCE:
+                first, n = MIXER_FROM[mixer], MIXER_SETS[mixer] // GIVEN_BUCKETS
+                self.w[first + n : first + MIXER_SETS[mixer]] = np.tile(self.w[first : first + n],
+                                                                        (GIVEN_BUCKETS - 1, 1))
             self.given_yet = True
 
     def learn(self, data) -> None:

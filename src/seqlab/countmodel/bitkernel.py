@@ -39,11 +39,13 @@ HISTORY_BITS = 6  # an entry's bit history: its last bits (up to 6) after a lead
 MATCH_SETS = 5 * (N_CTX + 1)  # mixer 2's weight sets: match length bucket x contexts seen
 # the mixers, one table of weight sets: each mixer's sets (selected in _mixer_rows) from its first row
 # by the partial byte; by match length and contexts seen; by the last two bytes' classes times GIVEN_BUCKETS of the
-# given's confidence at the node (one by the last byte did not pay: docs/quality.md "Parts of the bitwise model on new
-# text"; the buckets since 2026-12-07: "Mixer 3's weight sets by the given's confidence")
+# given's confidence at the node; by the partial byte times them (one by the last byte did not pay: docs/quality.md
+# "Parts of the bitwise model on new text"; the buckets since 2026-12-07: "Mixer 3's weight sets by the given's
+# confidence")
 GIVEN_BUCKETS = 4  # none (the training bytes: bitcm.meet_the_given copies their sets), |stretch| < 2, < 4, more
-MIXER_SETS = (256, MATCH_SETS, 100 * GIVEN_BUCKETS)
-MIXER_RATES = (1.0, 0.5, 1.0)  # each mixer's rate, times the model's (mixer 2's x0.5 since 2026-12-07)
+MIXER_SETS = (256, MATCH_SETS, 100 * GIVEN_BUCKETS, 256 * GIVEN_BUCKETS)
+BY_CONFIDENCE = (2, 3)  # the mixers whose sets are times GIVEN_BUCKETS (bitcm.meet_the_given copies bucket 0's)
+MIXER_RATES = (1.0, 0.5, 1.0, 1.0)  # each mixer's rate, times the model's (mixer 2's x0.5 since 2026-12-07)
 MIXER_FROM = tuple(sum(MIXER_SETS[:k]) for k in range(len(MIXER_SETS)))
 N_MIXERS = len(MIXER_SETS)
 FINAL_RATE = 0.3  # the final mixer's rate, times the mixers'
@@ -238,6 +240,7 @@ def _mixer_rows(c0, seen, length, bctx, given, out):
     out[OUT_SET + 1] = MIXER_FROM[1] + bucket * (N_CTX + 1) + seen
     confidence = 0 if given == 0.0 else 1 if abs(given) < 2.0 else 2 if abs(given) < 4.0 else 3
     out[OUT_SET + 2] = MIXER_FROM[2] + bctx[2] + 100 * confidence
+    out[OUT_SET + 3] = MIXER_FROM[3] + c0 + 256 * confidence
 
 
 @njit(cache=True, _nrt=False)
