@@ -77,22 +77,17 @@ def also_by_confidence(mixers: tuple) -> Variant:
              (KERNEL, MIXER_1 + "\n", CONFIDENCE + "\n" + MIXER_1 + "\n")]  # the confidence first
     edits += [(KERNEL, line, f"{line} + {sizes[m]} * confidence") for m, line in ((0, MIXER_1), (1, MIXER_2))
               if m in mixers]
-
-    def copy(model, kernel):
-        for m in mixers:
-            first, size = kernel.MIXER_FROM[m], kernel.MIXER_SETS[m] // kernel.GIVEN_BUCKETS
-            for k in range(1, kernel.GIVEN_BUCKETS):
-                model.w[first + size * k : first + size * (k + 1)] = model.w[first : first + size]
-    return Variant(edits, after_reading=copy)
+    return Variant(edits, after_reading=copied_sets(*mixers))
 
 
-def copied_sets(mixer: int, buckets: int | None = None):
-    """after_reading: a mixer's weight sets for each confidence of the given start as those learnt without it."""
+def copied_sets(*mixers: int, buckets: int | None = None):
+    """after_reading: the mixers' weight sets for each confidence of the given (`buckets`, by default GIVEN_BUCKETS)
+    start as those learnt without it."""
     def copy(model, kernel):
         n = buckets or kernel.GIVEN_BUCKETS
-        first, size = kernel.MIXER_FROM[mixer], kernel.MIXER_SETS[mixer] // n
-        for k in range(1, n):
-            model.w[first + size * k : first + size * (k + 1)] = model.w[first : first + size]
+        for mixer in mixers:
+            first, size = kernel.MIXER_FROM[mixer], kernel.MIXER_SETS[mixer] // n
+            model.w[first + size : first + size * n] = np.tile(model.w[first : first + size], (n - 1, 1))
     return copy
 
 
@@ -136,7 +131,7 @@ VARIANTS = {
         [(KERNEL, SETS, "MIXER_SETS = (512, MATCH_SETS, 100 * GIVEN_BUCKETS, 256 * GIVEN_BUCKETS)"),
          (KERNEL, CONFIDENCE + "\n", ""),
          (KERNEL, MIXER_1 + "\n", CONFIDENCE + "\n" + MIXER_1 + " + (256 if confidence == 3 else 0)\n")],
-        after_reading=copied_sets(0, 2)),
+        after_reading=copied_sets(0, buckets=2)),
     "the final mixer's weights by the given's confidence too": Variant(
         [(KERNEL, f"{op}w3[c0, k]", f"{op}w3[c0 + 256 * ((int(out[OUT_SET + 2]) - MIXER_FROM[2]) // 100), k]")
          for op in ("st += ", "        ")] + [

@@ -359,7 +359,7 @@ def test_the_weights_learnt_without_a_given_shrink_once_at_the_first_given():
     to themselves: before the first byte scored with one they shrink (SHRINK_AT_THE_GIVEN), once, and mixers 3 and 4's
     sets for each confidence of the given start as the ones learnt without it."""
     from seqlab.countmodel.bitcm import GIVEN_PRIOR, SHRINK_AT_THE_GIVEN
-    from seqlab.countmodel.bitkernel import BIAS_IN, GIVEN_IN
+    from seqlab.countmodel.bitkernel import BIAS_IN, BY_CONFIDENCE, GIVEN_IN
 
     model = BitCM(table_bits=12, match_bits=10)
     model.learn(TEXT[:800])
@@ -369,7 +369,7 @@ def test_the_weights_learnt_without_a_given_shrink_once_at_the_first_given():
     expected = learnt.copy()
     expected[:, :GIVEN_IN] *= SHRINK_AT_THE_GIVEN
     expected[:, BIAS_IN] *= SHRINK_AT_THE_GIVEN
-    for sets in map(confidence_sets, (2, 3)):
+    for sets in map(confidence_sets, BY_CONFIDENCE):
         for rows in sets[1:]:
             expected[rows] = expected[sets[0]]
         assert not np.array_equal(learnt[sets[0]], learnt[sets[3]])  # the copy is seen: learning moved bucket 0's
@@ -395,6 +395,8 @@ def test_mixers_3_and_4_learn_the_sets_of_the_givens_confidence_only():
     past 4 at each node of the byte's path, where the model learns) moves the sets of the surest bucket and no
     other; one that knows nothing (stretch about 0) moves those of the least sure, not those of none (the training
     bytes')."""
+    from seqlab.countmodel.bitkernel import BY_CONFIDENCE
+
     text = np.frombuffer(TEXT[800:830], dtype=np.uint8)
     sure = np.full((len(text), 256), np.log(1e-9))
     sure[np.arange(len(text)), text] = 0.0
@@ -404,7 +406,7 @@ def test_mixers_3_and_4_learn_the_sets_of_the_givens_confidence_only():
         model.meet_the_given()
         before = model.w.copy()
         model.score(text, given)
-        for mixer in (2, 3):
+        for mixer in BY_CONFIDENCE:
             moved = [not np.array_equal(model.w[rows], before[rows]) for rows in confidence_sets(mixer)]
             assert moved == [k == moving for k in range(4)]
 
