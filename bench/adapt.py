@@ -1,6 +1,6 @@
 """Dynamic evaluation (seqlab eval --adapt): its learning rate tuned on the training split, its gain held out.
 
-    python bench/adapt.py [CORPUS] --budget 3m --lrs 1e-4,3e-4,1e-3,3e-3 --threads 2
+    python bench/adapt.py [CORPUS] --budget 3m --lrs 1e-5,3e-5,1e-4,3e-4 --threads 2
 
 1. Tuning, on the *training* split only: the corpus's training split (the first 90% of each
    document, as `seqlab train` splits it) is itself split 90/10, a run of the default 4x128
@@ -82,7 +82,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("corpus", nargs="*")
     p.add_argument("--budget", default="3m", help="training budget of each of the two runs")
-    p.add_argument("--lrs", default="1e-4,3e-4,1e-3,3e-3")
+    p.add_argument("--lrs", default="1e-5,3e-5,1e-4,3e-4")
     p.add_argument("--chunks", default="256")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--block", type=int, default=4096, help="tokens per bootstrap block")

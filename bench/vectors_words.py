@@ -25,7 +25,9 @@ The word objective (`seqlab tune RUN CORPUS --objective words`, vectors/skipgram
 a head trained skip-gram style on the forward run's states named by `--heads` (each a `+`-join of before, after,
 inside; the first is `tune`'s default, its row is the word objective's goal row), and beside it the control that
 tells what the states add: the same objective and recipe with free vectors in place of the head (word2vec itself,
-seqlab's trainer). Rows `words: ...` give the head's training CPU time (time.thread_time). `--gensim-windows 5,2`
+seqlab's trainer). `--starts 0.1,1` adds the control started from the network instead of noise: each word's row
+begins as its top principal coordinates of the standardised `before+inside` averages, at that length, then trains
+as word2vec's. Rows `words: ...` give the head's training CPU time (time.thread_time). `--gensim-windows 5,2`
 also trains gensim with a window of 2, the objective's, as a second reference (the `- gensim` column stays
 window 5's).
 
@@ -206,19 +208,33 @@ def head_vectors(parts: dict, states: str, cfg: WordsConfig, texts, words: list[
     return WordVectors(words, acc.counts[keep][rows], head.vectors(means[rows])), seconds
 
 
-def free_vectors(parts: dict, cfg: WordsConfig, texts, words: list[str]) -> tuple[WordVectors, float]:
-    """The control: the same objective and recipe, each word's input vector a free parameter (word2vec's)."""
-    acc = joined(parts, "before")
-    keep, _ = vocabulary_of(acc, cfg)
+def free_vectors(parts: dict, cfg: WordsConfig, texts, words: list[str], start: float = 0.0,
+                 states: str = WordsConfig.states) -> tuple[WordVectors, float]:
+    """The control: the same objective and recipe, each word's input vector a free parameter (word2vec's). With a
+    `start` norm the rows start from the network instead of gensim's noise: each word's top cfg.dim principal
+    coordinates of its standardised average `states`, at that length."""
+    acc = joined(parts, states)
+    keep, means = vocabulary_of(acc, cfg)
     free = torch.nn.Embedding(len(keep), cfg.dim, sparse=True)  # rows trained as word2vec's (skipgram.py)
-    torch.nn.init.uniform_(free.weight, -1 / cfg.dim, 1 / cfg.dim,  # gensim's start
-                           generator=torch.Generator().manual_seed(cfg.seed))
+    if start:
+        with torch.no_grad():
+            free.weight.copy_(torch.from_numpy(start * unit_rows(principal_coordinates(means, cfg.dim))))
+    else:
+        torch.nn.init.uniform_(free.weight, -1 / cfg.dim, 1 / cfg.dim,  # gensim's start
+                               generator=torch.Generator().manual_seed(cfg.seed))
     t0 = time.thread_time()
     train_skipgram(free, acc.counts[keep], word_sequences(acc, keep, texts()), cfg)
     seconds = time.thread_time() - t0
     at = {w: i for i, w in enumerate(np.array(list(acc.ids))[keep])}
     rows = [at[w] for w in words]
     return WordVectors(words, acc.counts[keep][rows], unit_rows(free.weight.detach().numpy()[rows])), seconds
+
+
+def principal_coordinates(means: np.ndarray, dim: int) -> np.ndarray:
+    """Each row's coordinates on the top `dim` principal directions of the rows, each dimension standardised."""
+    z = (means - means.mean(0)) / (means.std(0) + 1e-6)
+    u, s, _ = np.linalg.svd(z, full_matrices=False)
+    return u[:, :dim] * s[:dim]
 
 
 def row_rows(run, texts, total: int, reference: WordVectors, ref_kv, components, min_count: int) -> list:
@@ -257,7 +273,8 @@ def joined(parts: dict, states: str) -> Accumulator:
 
 def reads_states(args) -> bool:
     """Whether any row asked for needs the run's states (a reading of the split through the network)."""
-    return bool(args.states or args.heads or args.backward or not args.no_control or WordHead.of(args.run))
+    return bool(args.states or args.heads or args.backward or not args.no_control or args.starts
+                or WordHead.of(args.run))
 
 
 def report(args, rows: list, gensim_seconds: float) -> None:
@@ -287,6 +304,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="gensim's threads (1 on a shared machine)")
     ap.add_argument("--sums", type=Path, help="keep each run's per-word sums here and reuse them")
     ap.add_argument("--no-control", action="store_true", help="leave out the free-vector control row")
+    ap.add_argument("--starts", default="", help="lengths of a start from the states for the control's free vectors, "
+                    "one row each (e.g. 0.1,1)")
     ap.add_argument("--rows", action="store_true", help="add the run's embedding rows (a word-level run)")
     args = ap.parse_args()
     run = load(args.run)
@@ -332,6 +351,11 @@ def main() -> None:
     if not args.no_control:
         wv, seconds = free_vectors(sums["fwd"], cfg, texts, words)
         rows.append(evaluate(f"words: free vectors, no states (control, {seconds:.0f} s)", wv, ref_kv))
+        print(rows[-1], flush=True)
+    for start in [float(r) for r in args.starts.split(",") if r]:
+        wv, seconds = free_vectors(sums["fwd"], cfg, texts, words, start)
+        rows.append(evaluate(f"words: free vectors started from fwd-{WordsConfig.states}'s principal coordinates, "
+                             f"length {start:g} ({seconds:.0f} s)", wv, ref_kv))
         print(rows[-1], flush=True)
     if tuned:
         wv = tuned[1].vectors(min_count=args.min_count, head=tuned[0])
