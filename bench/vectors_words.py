@@ -27,7 +27,8 @@ inside; the first is `tune`'s default, its row is the word objective's goal row)
 tells what the states add: the same objective and recipe with free vectors in place of the head (word2vec itself,
 seqlab's trainer). `--starts 0.1,1` adds the control started from the network instead of noise: each word's row
 begins as its top principal coordinates of the standardised `before+inside` averages, at that length, then trains
-as word2vec's. Rows `words: ...` give the head's training CPU time (time.thread_time). `--gensim-windows 5,2`
+as word2vec's. `--ordered` gives every skip-gram row its pairs in the text's order, as word2vec takes them,
+instead of shuffled. Rows `words: ...` give the head's training CPU time (time.thread_time). `--gensim-windows 5,2`
 also trains gensim with a window of 2, the objective's, as a second reference (the `- gensim` column stays
 window 5's).
 
@@ -304,6 +305,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="gensim's threads (1 on a shared machine)")
     ap.add_argument("--sums", type=Path, help="keep each run's per-word sums here and reuse them")
     ap.add_argument("--no-control", action="store_true", help="leave out the free-vector control row")
+    ap.add_argument("--ordered", action="store_true",
+                    help="each epoch's skip-gram pairs in the text's order, as word2vec takes them (not shuffled)")
     ap.add_argument("--starts", default="", help="lengths of a start from the states for the control's free vectors, "
                     "one row each (e.g. 0.1,1)")
     ap.add_argument("--rows", action="store_true", help="add the run's embedding rows (a word-level run)")
@@ -347,7 +350,8 @@ def main() -> None:
         wv = variant([(sums[r], s) for r, s in parts], c, words, args.min_count)
         rows.append(evaluate(name + (" (default: goal row)" if (parts, c) == goal else ""), wv, ref_kv))
         print(rows[-1], flush=True)
-    cfg = WordsConfig(dim=args.dim, min_count=args.min_count, epochs=args.epochs, window=args.window)
+    cfg = WordsConfig(dim=args.dim, min_count=args.min_count, epochs=args.epochs, window=args.window,
+                      shuffle=not args.ordered)
     if not args.no_control:
         wv, seconds = free_vectors(sums["fwd"], cfg, texts, words)
         rows.append(evaluate(f"words: free vectors, no states (control, {seconds:.0f} s)", wv, ref_kv))

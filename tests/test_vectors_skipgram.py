@@ -15,7 +15,7 @@ from seqlab.__main__ import main
 from seqlab.run import load
 from seqlab.similar import word_vectors_of
 from seqlab.vectors.joint import Occurrences, Streams, move_network, occurrence_features, window_pairs
-from seqlab.vectors.skipgram import (HEAD_FILE, StateEncoder, WordHead, WordsConfig, keep_probabilities,
+from seqlab.vectors.skipgram import (HEAD_FILE, StateEncoder, WordHead, WordsConfig, epoch_pairs, keep_probabilities,
                                      optimizers_for, set_rates, skipgram_pairs, train_skipgram, train_step,
                                      word_sequences)
 from seqlab.vectors.words import Accumulator
@@ -70,6 +70,15 @@ def test_pairs_stay_in_the_window_and_nearer_words_count_more():
     assert signed[3] == 0 and all(abs(signed[3 - d] - signed[3 + d]) < 0.05 * signed[3 + d] for d in (1, 2, 3))
     again = skipgram_pairs(seq, 3, np.random.default_rng(0))
     assert np.array_equal(again[0], centre) and np.array_equal(again[1], context)
+
+
+def test_pairs_in_the_texts_order_are_the_shuffled_ones_centre_by_centre():
+    words, sentence = np.arange(600), np.arange(600) // 40  # a word's id is its position
+    keep = np.ones(600)
+    shuffled = epoch_pairs(words, sentence, keep, 3, np.random.default_rng(0))
+    ordered = epoch_pairs(words, sentence, keep, 3, np.random.default_rng(0), shuffle=False)
+    assert sorted(zip(*shuffled)) == sorted(zip(*ordered))
+    assert np.all(np.diff(ordered[0]) >= 0) and not np.all(np.diff(shuffled[0]) >= 0)
 
 
 def test_pairs_stay_inside_their_sentence():

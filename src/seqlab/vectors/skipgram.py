@@ -51,6 +51,9 @@ class WordsConfig:
     sample: float = 1e-3  # word2vec's down-sampling threshold for frequent words
     min_count: int = 5  # the words trained on: seen at least this often
     seed: int = 0
+    # an epoch's pairs shuffled, or in the text's order as word2vec takes them: free word rows then come out about 0.01
+    # higher on SimLex-999 (docs/vectors.md); the head's dense map, in order, does not learn the tests' small corpus
+    shuffle: bool = True
     # the network's weights move with the objective first (vectors/joint.py) for this many steps or seconds
     network_steps: int = 0
     network_seconds: float = 0.0
@@ -136,14 +139,15 @@ def skipgram_pairs(seq: np.ndarray, window: int, rng: np.random.Generator,
     return np.concatenate(centres), np.concatenate(contexts)
 
 
-def epoch_pairs(words: np.ndarray, sentence: np.ndarray, keep: np.ndarray, window: int,
-                rng) -> tuple[np.ndarray, np.ndarray]:
-    """One epoch's pairs, shuffled: the words down-sampled afresh (a dropped word closes the gap, as in
-    word2vec), then paired inside their sentences."""
+def epoch_pairs(words: np.ndarray, sentence: np.ndarray, keep: np.ndarray, window: int, rng,
+                shuffle: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch's pairs: the words down-sampled afresh (a dropped word closes the gap, as in word2vec), then paired
+    inside their sentences; shuffled, or in the text's order, centre by centre, as word2vec takes them."""
     kept = rng.random(len(words)) < keep[words]
-    centres, contexts = skipgram_pairs(words[kept], window, rng, sentence[kept])
-    order = rng.permutation(len(centres))
-    return centres[order], contexts[order]
+    seq = words[kept]
+    at, near = skipgram_pairs(np.arange(len(seq)), window, rng, sentence[kept])  # positions in seq
+    order = rng.permutation(len(at)) if shuffle else np.lexsort((near, at))
+    return seq[at[order]], seq[near[order]]
 
 
 def optimizers_for(modules: list[torch.nn.Module], cfg: WordsConfig) -> list[tuple[torch.optim.Optimizer, float,
@@ -174,7 +178,7 @@ def train_skipgram(encoder: torch.nn.Module, counts: np.ndarray, sequences: list
     optimizers = optimizers_for([encoder, outputs], cfg)
     losses = []
     for epoch in range(cfg.epochs):
-        centres, contexts = epoch_pairs(words, sentence, keep, cfg.window, rng)
+        centres, contexts = epoch_pairs(words, sentence, keep, cfg.window, rng, cfg.shuffle)
         with TorchThreads(1):  # small steps: more threads only wait on each other (and on a busy machine's jobs)
             for at in range(0, len(centres), cfg.batch_size):
                 set_rates(optimizers, (epoch + at / len(centres)) / cfg.epochs)
