@@ -82,13 +82,8 @@ def also_by_confidence(mixers: tuple) -> Variant:
 
 def copied_sets(*mixers: int, buckets: int | None = None):
     """after_reading: the mixers' weight sets for each confidence of the given (`buckets`, by default GIVEN_BUCKETS)
-    start as those learnt without it."""
-    def copy(model, kernel):
-        n = buckets or kernel.GIVEN_BUCKETS
-        for mixer in mixers:
-            first, size = kernel.MIXER_FROM[mixer], kernel.MIXER_SETS[mixer] // n
-            model.w[first + size : first + size * n] = np.tile(model.w[first : first + size], (n - 1, 1))
-    return copy
+    start as those learnt without it (BitCM.spread_sets, as meet_the_given does for BY_CONFIDENCE)."""
+    return lambda model, kernel: model.spread_sets(mixers, buckets or kernel.GIVEN_BUCKETS)
 
 
 # 2026-12-07 (evening)'s: the three parts kept that day undone, and the changes tried and not kept (docs/quality.md);

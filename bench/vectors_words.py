@@ -57,7 +57,7 @@ from seqlab.stats import bootstrap_statistic, wilson  # noqa: E402
 from seqlab.vectors.embed import unit_rows  # noqa: E402
 from word_rows import row_sums, whole_token_words  # noqa: E402
 from seqlab.vectors.skipgram import (  # noqa: E402
-    WordHead, WordsConfig, head_from_sums, train_skipgram, vocabulary_of, word_sequences)
+    StateEncoder, WordHead, WordsConfig, head_from_sums, train_skipgram, vocabulary_of, word_sequences)
 from seqlab.vectors.words import (  # noqa: E402
     DEFAULT_STATES, Accumulator, WordVectors, cached_sums, find_words, training_texts, word_state_sums, word_tokens)
 
@@ -209,17 +209,19 @@ def head_vectors(parts: dict, states: str, cfg: WordsConfig, texts, words: list[
     return WordVectors(words, acc.counts[keep][rows], head.vectors(means[rows])), seconds
 
 
-def free_vectors(parts: dict, cfg: WordsConfig, texts, words: list[str], start: float = 0.0,
-                 states: str = WordsConfig.states) -> tuple[WordVectors, float]:
+def free_vectors(parts: dict, cfg: WordsConfig, texts, words: list[str], start: float = 0.0
+                 ) -> tuple[WordVectors, float]:
     """The control: the same objective and recipe, each word's input vector a free parameter (word2vec's). With a
-    `start` norm the rows start from the network instead of gensim's noise: each word's top cfg.dim principal
-    coordinates of its standardised average `states`, at that length."""
-    acc = joined(parts, states)
+    `start` length the rows start from the network instead of gensim's noise: each word's top cfg.dim principal
+    coordinates of its average cfg.states as the head reads them (StateEncoder's standardised features)."""
+    acc = joined(parts, cfg.states)
     keep, means = vocabulary_of(acc, cfg)
     free = torch.nn.Embedding(len(keep), cfg.dim, sparse=True)  # rows trained as word2vec's (skipgram.py)
     if start:
+        encoder = StateEncoder(means, cfg.dim)
+        features = (means - encoder.mean) / encoder.scale  # centred
         with torch.no_grad():
-            free.weight.copy_(torch.from_numpy(start * unit_rows(principal_coordinates(means, cfg.dim))))
+            free.weight.copy_(torch.from_numpy(start * unit_rows(principal_coordinates(features, cfg.dim))))
     else:
         torch.nn.init.uniform_(free.weight, -1 / cfg.dim, 1 / cfg.dim,  # gensim's start
                                generator=torch.Generator().manual_seed(cfg.seed))
@@ -231,10 +233,9 @@ def free_vectors(parts: dict, cfg: WordsConfig, texts, words: list[str], start: 
     return WordVectors(words, acc.counts[keep][rows], unit_rows(free.weight.detach().numpy()[rows])), seconds
 
 
-def principal_coordinates(means: np.ndarray, dim: int) -> np.ndarray:
-    """Each row's coordinates on the top `dim` principal directions of the rows, each dimension standardised."""
-    z = (means - means.mean(0)) / (means.std(0) + 1e-6)
-    u, s, _ = np.linalg.svd(z, full_matrices=False)
+def principal_coordinates(x: np.ndarray, dim: int) -> np.ndarray:
+    """Each row's coordinates on the top `dim` principal directions of the rows of x (centred)."""
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
     return u[:, :dim] * s[:dim]
 
 
@@ -358,7 +359,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     for start in [float(r) for r in args.starts.split(",") if r]:
         wv, seconds = free_vectors(sums["fwd"], cfg, texts, words, start)
-        rows.append(evaluate(f"words: free vectors started from fwd-{WordsConfig.states}'s principal coordinates, "
+        rows.append(evaluate(f"words: free vectors started from fwd-{cfg.states}'s principal coordinates, "
                              f"length {start:g} ({seconds:.0f} s)", wv, ref_kv))
         print(rows[-1], flush=True)
     if tuned:

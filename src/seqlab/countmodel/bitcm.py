@@ -175,11 +175,15 @@ class BitCM:
         if not self.given_yet:
             self.w[:, :GIVEN_IN] *= SHRINK_AT_THE_GIVEN
             self.w[:, BIAS_IN] *= SHRINK_AT_THE_GIVEN
-            for mixer in BY_CONFIDENCE:
-                first, n = MIXER_FROM[mixer], MIXER_SETS[mixer] // GIVEN_BUCKETS
-                self.w[first + n : first + MIXER_SETS[mixer]] = np.tile(self.w[first : first + n],
-                                                                        (GIVEN_BUCKETS - 1, 1))
+            self.spread_sets(BY_CONFIDENCE, GIVEN_BUCKETS)
             self.given_yet = True
+
+    def spread_sets(self, mixers, buckets: int) -> None:
+        """Each of `mixers`' weight sets for the given's confidence (its sets, `buckets` blocks of them) start as the
+        first block's, the sets learnt without a given."""
+        for mixer in mixers:
+            first, n = MIXER_FROM[mixer], MIXER_SETS[mixer] // buckets
+            self.w[first + n : first + n * buckets] = np.tile(self.w[first : first + n], (buckets - 1, 1))
 
     def learn(self, data) -> None:
         """Read `data` (bytes, or byte values), learning each byte after predicting it along its path only."""
