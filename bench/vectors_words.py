@@ -22,15 +22,16 @@ a backward run the directions apart, then joined). `--components` lists the remo
 round(dims / 100), seqlab's default. The goal row is seqlab's default (`seqlab similar RUN --backward BWD`).
 
 The word objective (`seqlab tune RUN CORPUS --objective words`, vectors/skipgram.py) is measured on the same sums:
-a head trained skip-gram style on the forward run's states named by `--heads` (each a `+`-join of before, after,
-inside; the first is `tune`'s default, its row is the word objective's goal row), and beside it the control that
-tells what the states add: the same objective and recipe with free vectors in place of the head (word2vec itself,
-seqlab's trainer). `--starts 0.1,1` adds the control started from the network instead of noise: each word's row
-begins as its top principal coordinates of the standardised `before+inside` averages, at that length, then trains
-as word2vec's. `--ordered` gives every skip-gram row its pairs in the text's order, as word2vec takes them,
-instead of shuffled. Rows `words: ...` give the head's training CPU time (time.thread_time). `--gensim-windows 5,2`
-also trains gensim with a window of 2, the objective's, as a second reference (the `- gensim` column stays
-window 5's).
+its word rows, each started from its word's top principal coordinates of the standardised forward `before+inside`
+averages at length 0.3 and trained as word2vec trains its rows, pairs in the text's order (the goal row:
+`tune`'s defaults), then the same words through the rows' least-squares map from the states (what a word
+without a row gets: a rarer word, another text's word). Beside them the control that tells what the states add:
+the same rows started from word2vec's noise (word2vec itself in seqlab's trainer). `--starts 0.1,1` adds rows
+started at other lengths; `--heads before+inside` a word head on those forward states (`tune --form head`);
+`--order text|shuffled` gives every row or head its pairs in the text's order or shuffled instead of its form's
+own. Rows `words: ...` give the training CPU time (time.thread_time). `--gensim-windows 5,2` also trains gensim
+with a window of 2 as a second reference (the `- gensim` column stays window 5's). A run tuned with `--objective
+words` adds a row of its own rows or head, as `seqlab similar RUN` gives them.
 
 `--rows` adds the run's token embedding table (vectors/rows.py: each word the mean over its occurrences of the rows
 of the tokens spelling it; no network run), for a word-level run (a large BPE vocabulary, `--softmax full`: the
@@ -42,10 +43,10 @@ printed), so the rule for words split into pieces (the mean of their rows) is me
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -57,7 +58,7 @@ from seqlab.stats import bootstrap_statistic, wilson  # noqa: E402
 from seqlab.vectors.embed import unit_rows  # noqa: E402
 from word_rows import row_sums, whole_token_words  # noqa: E402
 from seqlab.vectors.skipgram import (  # noqa: E402
-    StateEncoder, WordHead, WordsConfig, head_from_sums, train_skipgram, vocabulary_of, word_sequences)
+    WordsConfig, head_from_sums, rows_from_sums, vocabulary_of, word_model_of)
 from seqlab.vectors.words import (  # noqa: E402
     DEFAULT_STATES, Accumulator, WordVectors, cached_sums, find_words, training_texts, word_state_sums, word_tokens)
 
@@ -136,6 +137,37 @@ def evaluate(name: str, wv: WordVectors, reference=None) -> list:
     return [name, wv.vectors.shape[1], f"{len(wv):,}", *ws[:3], ws[3], *sl[:3], sl[3], analogies(kv)]
 
 
+def figures(wv: WordVectors) -> np.ndarray:
+    """(WordSim-353 rho, SimLex-999 rho, analogy accuracy) as numbers, for the seeds' table."""
+    from gensim.test.utils import datapath
+
+    kv = keyed(wv)
+    out = [rho(*cosines(kv, name)[:2]) for name in ("wordsim353.tsv", "simlex999.txt")]
+    return np.array(out + [kv.evaluate_word_analogies(datapath("questions-words.txt"))[0]])
+
+
+def seed_rows(args, texts, sums, cfg: WordsConfig, words: list[str]) -> list:
+    """gensim (seeds 1..n) and the word objective's rows from noise and from the states (seeds 0..n-1): each
+    test's mean over the seeds (lowest to highest), and the rows less gensim seed by seed (seed k against k + 1)."""
+    runs = {"gensim Word2Vec skip-gram": [], "rows from word2vec's noise (control)": [],
+            f"rows started from fwd-{cfg.states} at {cfg.start:g} (goal)": []}
+    for k in range(args.seeds):
+        reference = gensim_vectors(texts(), args.min_count, args.dim, seed=k + 1, workers=args.workers)
+        reference = WordVectors(words, reference.counts, reference.vectors[[reference.ids[w] for w in words]])
+        control, _, _ = rows_vectors(sums["fwd"], replace(cfg, start=0.0, seed=k), texts, words)
+        started, _, _ = rows_vectors(sums["fwd"], replace(cfg, seed=k), texts, words)
+        for name, wv in zip(runs, (reference, control, started)):
+            runs[name].append(figures(wv))
+        print(f"seed {k}:", {name: np.round(f[-1], 3).tolist() for name, f in runs.items()}, flush=True)
+    gensim, out = np.array(runs.pop("gensim Word2Vec skip-gram")), []
+    for name, f in [("gensim Word2Vec skip-gram", gensim)] + [(n, np.array(f)) for n, f in runs.items()]:
+        row = [f"{m:.3f} ({lo:.3f}-{hi:.3f})" for m, lo, hi in zip(f.mean(0), f.min(0), f.max(0))]
+        d = f - gensim
+        less = [f"{m:+.3f} ({lo:+.3f} to {hi:+.3f})" for m, lo, hi in zip(d.mean(0), d.min(0), d.max(0))]
+        out.append([name, *row, *(less if f is not gensim else [""] * 3)])
+    return out
+
+
 def gensim_vectors(texts, min_count: int, dim: int, seed: int = 1, window: int = 5, workers: int = 2) -> WordVectors:
     from gensim.models import Word2Vec
 
@@ -170,12 +202,13 @@ def read_sums(run, texts, total: int, keep_in: Path | None = None) -> dict[str, 
     return split_parts(acc)
 
 
-def tuned_sums(run) -> tuple[WordHead, Accumulator] | None:
-    """A run tuned with `seqlab tune --objective words`: its head and the sums of its states that the tune read
-    and left in the cache (what `seqlab similar RUN` uses), so the run is measured without reading it again."""
-    head = WordHead.of(run.path)
-    acc = cached_sums(run.path, head.states) if head is not None else None
-    return (head, acc) if acc is not None else None
+def tuned_sums(run) -> tuple:
+    """A run tuned with `seqlab tune --objective words`: its word rows or head and the sums of its states that the
+    tune read and left in the cache (what `seqlab similar RUN` uses), so the run is measured without reading it
+    again; or None."""
+    tuned = word_model_of(run.path)
+    acc = cached_sums(run.path, tuned.states) if tuned is not None else None
+    return (tuned, acc) if acc is not None else None
 
 
 def split_parts(acc: Accumulator, parts_read=PARTS) -> dict[str, Accumulator]:
@@ -209,34 +242,18 @@ def head_vectors(parts: dict, states: str, cfg: WordsConfig, texts, words: list[
     return WordVectors(words, acc.counts[keep][rows], head.vectors(means[rows])), seconds
 
 
-def free_vectors(parts: dict, cfg: WordsConfig, texts, words: list[str], start: float = 0.0
-                 ) -> tuple[WordVectors, float]:
-    """The control: the same objective and recipe, each word's input vector a free parameter (word2vec's). With a
-    `start` length the rows start from the network instead of gensim's noise: each word's top cfg.dim principal
-    coordinates of its average cfg.states as the head reads them (StateEncoder's standardised features)."""
+def rows_vectors(parts: dict, cfg: WordsConfig, texts, words: list[str]) -> tuple[WordVectors, WordVectors, float]:
+    """The word objective's rows (skipgram.rows_from_sums) on the forward run's cfg.states sums: (the rows of
+    `words`, the same words through the rows' map from the states, the CPU seconds to train)."""
     acc = joined(parts, cfg.states)
-    keep, means = vocabulary_of(acc, cfg)
-    free = torch.nn.Embedding(len(keep), cfg.dim, sparse=True)  # rows trained as word2vec's (skipgram.py)
-    if start:
-        encoder = StateEncoder(means, cfg.dim)
-        features = (means - encoder.mean) / encoder.scale  # centred
-        with torch.no_grad():
-            free.weight.copy_(torch.from_numpy(start * unit_rows(principal_coordinates(features, cfg.dim))))
-    else:
-        torch.nn.init.uniform_(free.weight, -1 / cfg.dim, 1 / cfg.dim,  # gensim's start
-                               generator=torch.Generator().manual_seed(cfg.seed))
     t0 = time.thread_time()
-    train_skipgram(free, acc.counts[keep], word_sequences(acc, keep, texts()), cfg)
+    table, _ = rows_from_sums(acc, texts(), cfg)
     seconds = time.thread_time() - t0
-    at = {w: i for i, w in enumerate(np.array(list(acc.ids))[keep])}
-    rows = [at[w] for w in words]
-    return WordVectors(words, acc.counts[keep][rows], unit_rows(free.weight.detach().numpy()[rows])), seconds
-
-
-def principal_coordinates(x: np.ndarray, dim: int) -> np.ndarray:
-    """Each row's coordinates on the top `dim` principal directions of the rows of x (centred)."""
-    u, s, _ = np.linalg.svd(x, full_matrices=False)
-    return u[:, :dim] * s[:dim]
+    _, means = vocabulary_of(acc, cfg)  # in the rows' order
+    at = [table.ids[w] for w in words]
+    counts = table.counts[at]
+    return (WordVectors(words, counts, table.rows[at]), WordVectors(words, counts, table.fit.vectors(means[at])),
+            seconds)
 
 
 def row_rows(run, texts, total: int, reference: WordVectors, ref_kv, components, min_count: int) -> list:
@@ -275,8 +292,7 @@ def joined(parts: dict, states: str) -> Accumulator:
 
 def reads_states(args) -> bool:
     """Whether any row asked for needs the run's states (a reading of the split through the network)."""
-    return bool(args.states or args.heads or args.backward or not args.no_control or args.starts
-                or WordHead.of(args.run))
+    return bool(args.states or args.heads or args.backward or not args.no_objective or word_model_of(args.run))
 
 
 def report(args, rows: list, gensim_seconds: float) -> None:
@@ -298,18 +314,22 @@ def main() -> None:
     ap.add_argument("--joins", default="after+after,inside+inside",
                     help="forward+backward states joined besides the same state of both (needs --backward)")
     ap.add_argument("--dim", type=int, default=100, help="Word2Vec's vector size (gensim's default 100)")
-    ap.add_argument("--heads", default=f"{WordsConfig.states},before,inside",
-                    help="forward states the word objective's head reads, one row each ('' for none)")
+    ap.add_argument("--heads", default="",
+                    help="forward states a word head reads (tune --form head), one row each, e.g. before+inside")
     ap.add_argument("--epochs", type=int, default=WordsConfig.epochs, help="the word objective's epochs")
-    ap.add_argument("--window", type=int, default=WordsConfig.window, help="the word objective's window")
+    ap.add_argument("--window", type=int, help="the word objective's window (default: each form's own)")
+    ap.add_argument("--order", choices=("form", "text", "shuffled"), default="form",
+                    help="each epoch's skip-gram pairs in the text's order (as word2vec takes them), shuffled, or "
+                         "each form's own (rows in order, a head shuffled)")
     ap.add_argument("--gensim-windows", default="5", help="gensim's windows: the first is the reference")
     ap.add_argument("--workers", type=int, default=2, help="gensim's threads (1 on a shared machine)")
     ap.add_argument("--sums", type=Path, help="keep each run's per-word sums here and reuse them")
-    ap.add_argument("--no-control", action="store_true", help="leave out the free-vector control row")
-    ap.add_argument("--ordered", action="store_true",
-                    help="each epoch's skip-gram pairs in the text's order, as word2vec takes them (not shuffled)")
-    ap.add_argument("--starts", default="", help="lengths of a start from the states for the control's free vectors, "
-                    "one row each (e.g. 0.1,1)")
+    ap.add_argument("--no-objective", action="store_true", help="leave out the word objective's rows")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="also train gensim and the objective's two rows with this many seeds each: their means")
+    ap.add_argument("--no-control", action="store_true", help="leave out the rows started from noise")
+    ap.add_argument("--starts", default="", help="other lengths of the rows' start from the states, one row each "
+                    f"(the goal row's is {WordsConfig.start})")
     ap.add_argument("--rows", action="store_true", help="add the run's embedding rows (a word-level run)")
     args = ap.parse_args()
     run = load(args.run)
@@ -351,27 +371,39 @@ def main() -> None:
         wv = variant([(sums[r], s) for r, s in parts], c, words, args.min_count)
         rows.append(evaluate(name + (" (default: goal row)" if (parts, c) == goal else ""), wv, ref_kv))
         print(rows[-1], flush=True)
-    cfg = WordsConfig(dim=args.dim, min_count=args.min_count, epochs=args.epochs, window=args.window,
-                      shuffle=not args.ordered)
-    if not args.no_control:
-        wv, seconds = free_vectors(sums["fwd"], cfg, texts, words)
-        rows.append(evaluate(f"words: free vectors, no states (control, {seconds:.0f} s)", wv, ref_kv))
+    shuffle = {"form": None, "text": False, "shuffled": True}[args.order]
+    cfg = WordsConfig(dim=args.dim, min_count=args.min_count, epochs=args.epochs, window=args.window, shuffle=shuffle)
+    starts = ([0.0] if not args.no_control else []) + [cfg.start] + [float(r) for r in args.starts.split(",") if r]
+    starts = [] if args.no_objective else starts
+    for start in dict.fromkeys(starts):
+        table, mapped, seconds = rows_vectors(sums["fwd"], replace(cfg, start=start), texts, words)
+        if start == 0:
+            name = f"words: rows from word2vec's noise, window {cfg.window} (control: no states, {seconds:.0f} s)"
+        else:
+            name = (f"words: rows started from fwd-{cfg.states} at {start:g}, window {cfg.window} ({seconds:.0f} s)"
+                    + (" (tune --objective words: goal row)" if start == WordsConfig.start else ""))
+        rows.append(evaluate(name, table, ref_kv))
         print(rows[-1], flush=True)
-    for start in [float(r) for r in args.starts.split(",") if r]:
-        wv, seconds = free_vectors(sums["fwd"], cfg, texts, words, start)
-        rows.append(evaluate(f"words: free vectors started from fwd-{cfg.states}'s principal coordinates, "
-                             f"length {start:g} ({seconds:.0f} s)", wv, ref_kv))
-        print(rows[-1], flush=True)
+        if start == WordsConfig.start:
+            rows.append(evaluate("words: their map from the states (a word without a row)", mapped, ref_kv))
+            print(rows[-1], flush=True)
+    seeds = seed_rows(args, texts, sums, cfg, words) if args.seeds > 1 and not args.no_objective else []
     if tuned:
-        wv = tuned[1].vectors(min_count=args.min_count, head=tuned[0])
-        rows.append(evaluate(f"words: the run's own head on fwd-{tuned[0].states} (seqlab similar RUN)", wv, ref_kv))
+        wv = tuned[1].vectors(min_count=args.min_count, tuned=tuned[0])
+        rows.append(evaluate(f"words: the run's own {tuned[0].form} on fwd-{tuned[0].states} (seqlab similar RUN)",
+                             wv, ref_kv))
         print(rows[-1], flush=True)
+    head = WordsConfig(form="head", dim=args.dim, min_count=args.min_count, epochs=args.epochs, window=args.window,
+                       shuffle=shuffle)
     for states in [h for h in args.heads.split(",") if h]:
-        wv, seconds = head_vectors(sums["fwd"], states, cfg, texts, words)
-        goal = " (tune --objective words: goal row)" if states == WordsConfig.states else ""
-        rows.append(evaluate(f"words: head on fwd-{states} ({seconds:.0f} s){goal}", wv, ref_kv))
+        wv, seconds = head_vectors(sums["fwd"], states, head, texts, words)
+        rows.append(evaluate(f"words: head on fwd-{states}, window {head.window} ({seconds:.0f} s)", wv, ref_kv))
         print(rows[-1], flush=True)
     report(args, rows, gensim_seconds)
+    if seeds:
+        print_table(f"the word objective over {args.seeds} seeds: mean (lowest-highest); less gensim seed by seed",
+                    ["vectors", "WordSim-353 rho", "SimLex-999 rho", "analogies", "- gensim: WordSim",
+                     "SimLex", "analogies"], seeds)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""The word objective (`seqlab tune --objective words`): a skip-gram head on a run's word states makes words that
-share their contexts nearest, is deterministic with a seed, and `similar` and `embed --unit word` use it; with
---max-steps the network's weights move with the objective first (vectors/joint.py)."""
+"""The word objective (`seqlab tune --objective words`): skip-gram word rows started from a run's word states, or a
+head on them, make words that share their contexts nearest, are deterministic with a seed, and `similar` and
+`embed --unit word` use them; with --max-steps the network's weights move with the objective first
+(vectors/joint.py)."""
 
 import json
+import os
 import random
 
 import numpy as np
@@ -12,13 +14,16 @@ from safetensors.torch import load_file
 from vectors_data import analogy_text, train_tiny
 
 from seqlab.__main__ import main
+from seqlab.errors import SeqlabError
 from seqlab.run import load
 from seqlab.similar import word_vectors_of
 from seqlab.vectors.joint import Occurrences, Streams, move_network, occurrence_features, window_pairs
-from seqlab.vectors.skipgram import (HEAD_FILE, StateEncoder, WordHead, WordsConfig, epoch_pairs, keep_probabilities,
-                                     optimizers_for, set_rates, skipgram_pairs, train_skipgram, train_step,
+from seqlab.vectors.skipgram import (HEAD_FILE, ROWS_FILE, StateEncoder, WordHead, WordRows, WordsConfig, epoch_pairs,
+                                     fitted_map, keep_probabilities, optimizers_for, principal_coordinates, set_rates,
+                                     skipgram_pairs, standardised, start_rows, train_rows, train_skipgram, train_step,
                                      word_sequences)
-from seqlab.vectors.words import Accumulator
+from seqlab.vectors.embed import read_vectors
+from seqlab.vectors.words import Accumulator, accumulate_text
 from seqlab.vectors.words import (cached_sums, find_words, occurrence_positions, training_texts, word_state_sums,
                                   word_sums)
 
@@ -52,7 +57,8 @@ def trained_head(seed: int = 0, epochs: int = 4) -> tuple[np.ndarray, np.ndarray
     counts = np.bincount(np.concatenate(documents), minlength=len(words))
     # features with nothing of the pairs in them: the objective alone must bring each pair together
     features = np.random.default_rng(1).normal(size=(len(words), 64))
-    cfg = WordsConfig(dim=16, window=2, epochs=epochs, batch_size=256, lr=1e-2, sample=0, min_count=1, seed=seed)
+    cfg = WordsConfig(form="head", dim=16, window=2, epochs=epochs, batch_size=256, lr=1e-2, sample=0, min_count=1,
+                      seed=seed)
     encoder = StateEncoder(features, cfg.dim, seed)
     before = encoder.head("before").vectors(features)
     train_skipgram(encoder, counts, documents, cfg)
@@ -168,22 +174,106 @@ def test_the_head_saves_and_loads_as_it_was(tmp_path):
     assert WordHead.of(tmp_path / "nothing") is None
 
 
+def trained_rows(seed: int = 0, epochs: int = 3, start: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """(the rows' start, the trained rows) on the paired corpus, started from features that hold nothing of the
+    pairs."""
+    words, documents = paired_corpus()
+    counts = np.bincount(np.concatenate(documents), minlength=len(words))
+    features = np.random.default_rng(1).normal(size=(len(words), 64))
+    cfg = WordsConfig(dim=16, epochs=epochs, sample=0, min_count=1, seed=seed, start=start)
+    return start_rows(features, cfg.dim, cfg.start, seed), train_rows(features, counts, documents, cfg)[0]
+
+
+def test_word_rows_default_to_word2vecs_window_and_order_and_the_head_to_its_own():
+    assert (WordsConfig().form, WordsConfig().window, WordsConfig().shuffle) == ("rows", 5, False)
+    assert (WordsConfig(form="head").window, WordsConfig(form="head").shuffle) == (2, True)
+    assert WordsConfig(window=3, shuffle=True).window == 3
+    with pytest.raises(SeqlabError, match="form"):
+        WordsConfig(form="table")
+
+
+def test_the_rows_start_along_the_states_principal_coordinates():
+    features = np.random.default_rng(2).normal(size=(40, 8)) @ np.diag([5, 4, 3, 2, 1, 1, 1, 1.0])
+    start = start_rows(standardised(features)[0], 12, 0.3, seed=0)
+    assert np.allclose(np.linalg.norm(start[:, :8], axis=1), 0.3)
+    coords = principal_coordinates(standardised(features)[0], 8)
+    assert np.allclose(start[:, :8] * np.linalg.norm(coords, axis=1, keepdims=True), 0.3 * coords)
+    assert np.all(start[:, 8:] != 0) and np.all(np.abs(start[:, 8:]) <= 0.5 / 12)  # beyond the rank: noise
+    noise = start_rows(features, 12, 0.0, seed=0)  # length 0: word2vec's start
+    assert np.all(np.abs(noise) <= 0.5 / 12) and np.array_equal(noise[:, 8:], start[:, 8:])
+
+
+def test_word_rows_make_words_that_share_their_contexts_nearest_deterministically():
+    start, rows = trained_rows()
+    partner = np.arange(2 * len(PAIRS)) ^ 1
+    assert np.mean(nearest(start)[: 2 * len(PAIRS)] == partner) < 0.5  # features without the pairs
+    assert np.array_equal(nearest(rows)[: 2 * len(PAIRS)], partner)
+    assert np.allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-5)
+    assert np.array_equal(rows, trained_rows()[1]) and not np.allclose(rows, trained_rows(seed=1)[1])
+
+
+def test_the_map_gives_the_rows_of_words_it_can_and_other_words_their_mapped_states(tmp_path):
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(200, 10))
+    rows = features @ rng.normal(size=(10, 4))  # rows the features determine: the map finds them
+    proj = fitted_map(features, rows)
+    assert proj.shape == (4, 10) and np.allclose(features @ proj.T, rows, atol=1e-2 * np.abs(rows).max())
+    fit = WordHead(proj, np.zeros(10), np.ones(10), "before")
+    table = WordRows(["a", "b"], np.eye(4, dtype=np.float32)[:2], np.array([7, 5]), fit)
+    table.save(tmp_path, {"dim": 4})
+    back = WordRows.of(tmp_path)
+    assert back.words == ["a", "b"] and back.states == "before" and (tmp_path / ROWS_FILE).exists()
+    got = back.vectors(features[:3], ["b", "zebra", "a"])
+    assert np.array_equal(got[0], [0, 1, 0, 0]) and np.array_equal(got[2], [1, 0, 0, 0])
+    assert np.allclose(got[1], fit.vectors(features[1:2])[0], atol=1e-6)  # not a row: the map of its states
+    assert WordRows.of(tmp_path / "nothing") is None
+
+
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
+    # the tests' private cache (conftest's _private_cache) is set per test, after a module's fixtures
+    os.environ.setdefault("SEQLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
     root = tmp_path_factory.mktemp("skipgram")
     corpus = root / "animals.txt"
     corpus.write_text(analogy_text(3000))
     run = train_tiny(corpus, root / "fwd")
     out = root / "words"
-    code = main(["tune", str(run), str(corpus), "--objective", "words", "--out", str(out), "--dim", "16",
-                 "--epochs", "1", "--batch-size", "64", "--lr", "1e-2", "--seed", "0"])
-    assert code == 0
-    return {"corpus": corpus, "run": run, "out": out}
+    flags = ["--dim", "16", "--epochs", "1", "--batch-size", "64", "--lr", "1e-2", "--seed", "0"]
+    assert main(["tune", str(run), str(corpus), "--objective", "words", "--out", str(out), *flags]) == 0
+    head = root / "head"
+    assert main(["tune", str(run), str(corpus), "--objective", "words", "--form", "head", "--out", str(head),
+                 *flags]) == 0
+    return {"corpus": corpus, "run": run, "out": out, "head": head}
 
 
-def test_tune_words_writes_a_run_whose_head_similar_and_embed_use(tuned, tmp_path):
+def test_tune_words_writes_a_run_whose_rows_similar_and_embed_use(tuned, tmp_path):
     record = json.loads((tuned["out"] / "tune.json").read_text())
+    assert (record["form"], record["window"], record["shuffle"], record["start"]) == ("rows", 5, False, 0.3)
+    rows = WordRows.of(tuned["out"])
+    wv = word_vectors_of(tuned["out"], min_count=5, show_progress=False)
+    assert wv.words == rows.words and np.array_equal(wv.vectors, rows.rows)
+    assert main(["similar", str(tuned["out"]), rows.words[0], "--json"]) == 0
+    text = tmp_path / "zoo.txt"
+    text.write_text(f"the zebra and the {rows.words[0]} sat by the okapi.\n")
+    assert main(["embed", str(tuned["out"]), str(text), "--unit", "word", "--out", str(tmp_path / "e"),
+                 "--json"]) == 0
+    vectors, meta, info = read_vectors(tmp_path / "e")
+    assert info["dim"] == 16 and info["tuned_words"] == "rows" and info["states"] == WordsConfig.states
+    at = {m["word"]: i for i, m in enumerate(meta)}
+    assert np.array_equal(vectors[at[rows.words[0]]], rows.rows[0])  # a word of the rows: its row
+    run = load(tuned["out"])
+    acc = Accumulator()
+    accumulate_text(acc, [run], text.read_bytes(), rows.states)
+    zebra = acc.ids["zebra"]
+    means = np.concatenate([s[zebra : zebra + 1] / acc.counts[zebra] for s in acc.sums], axis=1)
+    assert np.allclose(vectors[at["zebra"]], rows.fit.vectors(means)[0], atol=1e-5)  # a new word: the map
+
+
+def test_tune_words_with_a_head_writes_a_run_whose_head_similar_and_embed_use(tuned, tmp_path):
+    record = json.loads((tuned["head"] / "tune.json").read_text())
     assert record["objective"] == "words" and record["dim"] == 16 and record["states"] == WordsConfig.states
+    assert (record["form"], record["window"], record["shuffle"]) == ("head", 2, True)
+    tuned = tuned | {"out": tuned["head"]}
     wv = word_vectors_of(tuned["out"], min_count=5, show_progress=False)
     plain = word_vectors_of(tuned["run"], min_count=5, show_progress=False)
     assert wv.vectors.shape == (len(plain), 16) and wv.words == plain.words
@@ -196,20 +286,40 @@ def test_tune_words_writes_a_run_whose_head_similar_and_embed_use(tuned, tmp_pat
     assert main(["embed", str(tuned["out"]), str(tuned["corpus"]), "--unit", "word", "--out", str(tmp_path / "e"),
                  "--json"]) == 0
     info = json.loads((tmp_path / "e" / "info.json").read_text())
-    assert info["dim"] == 16 and info["word_head"] is True and info["states"] == WordsConfig.states
+    assert info["dim"] == 16 and info["tuned_words"] == "head" and info["states"] == WordsConfig.states
 
 
+def test_a_second_tune_of_a_run_reuses_its_reading_of_the_split(tuned, tmp_path, monkeypatch):
+    assert cached_sums(tuned["run"], WordsConfig.states) is not None  # the fixture's first tune left it
+
+    def read(*args, **kwargs):
+        raise AssertionError("the split was read again")
+
+    monkeypatch.setattr("seqlab.vectors.joint.word_sums", read)
+    assert main(["tune", str(tuned["run"]), str(tuned["corpus"]), "--objective", "words", "--out",
+                 str(tmp_path / "again"), "--dim", "8", "--epochs", "1", "--seed", "1"]) == 0
+    assert WordRows.of(tmp_path / "again").rows.shape[1] == 8
+
+
+@pytest.mark.parametrize("form", ["out", "head"])
 @pytest.mark.parametrize("extra", [["--backward", "RUN"], ["--states", "after"]])
-def test_options_a_head_replaces_are_refused(tuned, extra, capsys):
+def test_options_the_tuned_words_replace_are_refused(tuned, form, extra, capsys):
     extra = [str(tuned["run"]) if e == "RUN" else e for e in extra]
-    assert main(["similar", str(tuned["out"]), "cat", *extra]) == 2
-    assert "word head" in capsys.readouterr().err
+    assert main(["similar", str(tuned[form]), "cat", *extra]) == 2
+    assert "word vectors" in capsys.readouterr().err
 
 
-def test_the_other_objectives_flags_are_refused(tuned, tmp_path, capsys):
-    assert main(["tune", str(tuned["run"]), str(tuned["corpus"]), "--out", str(tmp_path / "x"), "--states",
-                 "inside"]) == 2
-    assert capsys.readouterr().err.count("\n") == 1
+@pytest.mark.parametrize("flags", [["--states", "inside"], ["--form", "head"], ["--window", "3"], ["--start", "1"]])
+def test_the_other_objectives_flags_are_refused(tuned, tmp_path, flags, capsys):
+    assert main(["tune", str(tuned["run"]), str(tuned["corpus"]), "--out", str(tmp_path / "x"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and flags[0] in err
+
+
+def test_a_start_for_a_head_is_refused(tuned, tmp_path, capsys):
+    assert main(["tune", str(tuned["run"]), str(tuned["corpus"]), "--objective", "words", "--form", "head",
+                 "--start", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "--form rows" in capsys.readouterr().err
 
 
 # ---- the network moves with the objective (vectors/joint.py) ----------------------------------------------
@@ -274,7 +384,7 @@ def test_tune_words_with_steps_saves_the_moved_network_and_what_it_did(tuned, tm
                  "--dim", "8", "--epochs", "1", "--max-steps", "4", "--seed", "0"]) == 0
     record = json.loads((out / "tune.json").read_text())
     assert record["network_steps_done"] == 4 and record["lm_weight"] == WordsConfig.lm_weight
-    assert record["next_token_last"] > 0 and (out / HEAD_FILE).exists()
+    assert record["next_token_last"] > 0 and (out / ROWS_FILE).exists()
     before = load_file(str(tuned["run"] / "checkpoint.safetensors"))
     after = load_file(str(out / "checkpoint.safetensors"))
     weights = before.keys() & after.keys()  # the run's own checkpoint also holds its optimiser's state

@@ -19,7 +19,7 @@ from .vectors import load_backward, load_forward
 from .vectors.embed import (CENTRE, DEFAULT_POOLING, DTYPES, FORMATS, POOLINGS, VectorWriter, check_pooling, is_centred,
                             embed_stream, fingerprint, new_output_dir)
 from .vectors.passages import UNITS, check_unit, corpus_files, count_passages, passages
-from .vectors.skipgram import head_for
+from .vectors.skipgram import tuned_words
 from .vectors.words import DEFAULT_STATES, FIT_COUNT, STATES, Accumulator, accumulate_text, check_states
 
 
@@ -40,11 +40,11 @@ def embed(run_dir, files, unit: str, out, pooling: str = DEFAULT_POOLING, dtype:
     back = load_backward(backward, device) if backward is not None else None
     info = {"run": str(run_dir), "fingerprint": fingerprint(run_dir), "unit": unit}
     if unit == "word":
-        head = head_for(run_dir, backward, states)
-        states = head.states if head is not None else states or DEFAULT_STATES
+        tuned = tuned_words(run_dir, backward, states)
+        states = tuned.states if tuned is not None else states or DEFAULT_STATES
         return _embed_words(run, back, paths, out, info | {"states": states, "backward": backward,
-                                                           "word_head": head is not None}, dtype, fmt, states,
-                            head, show_progress)
+                                                           "tuned_words": tuned and tuned.form}, dtype, fmt, states,
+                            tuned, show_progress)
     info["pooling"], info["centre"] = pooling, CENTRE and is_centred(pooling)
     total = count_passages(paths, unit)
     if total == 0:
@@ -64,7 +64,7 @@ def embed(run_dir, files, unit: str, out, pooling: str = DEFAULT_POOLING, dtype:
     return writer.info | {"out": str(out)}
 
 
-def _embed_words(run, back, paths, out, info, dtype, fmt, states, head, show_progress) -> dict:
+def _embed_words(run, back, paths, out, info, dtype, fmt, states, tuned, show_progress) -> dict:
     acc = Accumulator()
     runs = [run] + ([back] if back is not None else [])
     with bar(total=sum(p.stat().st_size for p in paths), desc="embed words",
@@ -73,7 +73,7 @@ def _embed_words(run, back, paths, out, info, dtype, fmt, states, head, show_pro
             data = path.read_bytes()
             accumulate_text(acc, runs, data, states, where=str(path))
             b.update(len(data))
-    wv = acc.vectors(fit_count=FIT_COUNT, head=head)  # every word, made as `similar` makes its vocabulary's
+    wv = acc.vectors(fit_count=FIT_COUNT, tuned=tuned)  # every word, made as `similar` makes its vocabulary's
     if not len(wv):
         raise SeqlabError("no words in the files given (a word is a run of letters)")
     writer = VectorWriter(out, len(wv), wv.vectors.shape[1], dtype, fmt, info)
@@ -100,7 +100,7 @@ def add_cli(sub) -> None:
     p.add_argument("--backward", metavar="RUN", type=run_dir, help="--unit word: join a backward run's states")
     p.add_argument("--states", choices=STATES,
                    help=f"--unit word: the states around each occurrence that are averaged (default {DEFAULT_STATES}; "
-                        f"a run tuned with --objective words: its head's)")
+                        f"a run tuned with --objective words: its own)")
     p.add_argument("--device", default="cpu", type=device)
     p.add_argument("--threads", type=integer(min=1), help="torch threads (default: torch's)")
     p.add_argument("--json", action="store_true")

@@ -15,7 +15,7 @@ from .embed import set_threads
 from .errors import SeqlabError
 from .options import corpus_path, device, integer, output_dir, output_file, run_dir, text
 from .vectors import load_backward, load_forward
-from .vectors.skipgram import head_for
+from .vectors.skipgram import tuned_words
 from .vectors.words import DEFAULT_COMPONENTS, DEFAULT_STATES, STATES, check_states, training_word_vectors
 
 
@@ -23,13 +23,13 @@ def word_vectors_of(run_dir, min_count: int = 5, backward=None, states: str | No
                     device: str = "cpu", show_progress: bool = True, components: int | None = DEFAULT_COMPONENTS):
     """The run's training-split word vectors, words seen at least min_count times (components: top principal
     directions removed, None for round(dims / 100); vectors/words.py postprocess). A run tuned with
-    `--objective words` has a word head that makes them from its own states (vectors/skipgram.py)."""
+    `--objective words` has word rows (or a head) of its own, made from its own states (vectors/skipgram.py)."""
     check_states(states or DEFAULT_STATES)
     run = load_forward(run_dir, "similar", device)
-    head = head_for(run_dir, backward, states)
+    tuned = tuned_words(run_dir, backward, states)
     back = load_backward(backward, device) if backward is not None else None
     return training_word_vectors(run, back, states or DEFAULT_STATES, corpus, show_progress, components, min_count,
-                                 head)
+                                 tuned)
 
 
 def similar(run_dir, word: str, plus=(), minus=(), k: int = 10, min_count: int = 5, backward=None,
@@ -74,7 +74,7 @@ def add_cli(sub) -> None:
                    help="a backward run whose states are joined (context on the right)")
     p.add_argument("--states", choices=STATES,
                    help=f"states around each occurrence that are averaged (default {DEFAULT_STATES}; a run "
-                        f"tuned with --objective words: its head's)")
+                        f"tuned with --objective words: its own)")
     p.add_argument("--components", type=integer(min=0), default=DEFAULT_COMPONENTS,
                    help="top principal directions removed from the word averages (default: dims / 100)")
     p.add_argument("--corpus", nargs="+", metavar="PATH", type=corpus_path,

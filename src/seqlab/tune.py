@@ -6,9 +6,11 @@
     seqlab similar runs/words password
 
 `contrastive` (the default): two crops of one paragraph are pulled together, other paragraphs pushed apart
-(vectors/tune.py); the next-token loss is kept alongside. `words`: a head on the run's word states is trained
-skip-gram style, each word predicting its neighbours (vectors/skipgram.py); the weights stay as they are unless
---max-steps or --budget first moves them with the same objective beside the next-token loss (vectors/joint.py).
+(vectors/tune.py); the next-token loss is kept alongside. `words`: word vectors trained skip-gram style, each
+word predicting its neighbours, started from the run's word states (--form rows, the default: they pass gensim's
+Word2Vec on the same corpus, docs/vectors.md) or a map of them (--form head) (vectors/skipgram.py); the weights
+stay as they are unless --max-steps or --budget first moves them with the same objective beside the next-token loss
+(vectors/joint.py).
 NEW_RUN is an ordinary run either way (generate, eval, serve all take it).
 """
 
@@ -21,7 +23,7 @@ from .vectors import load_forward
 from .vectors.embed import POOLINGS, new_output_dir
 from .vectors.passages import corpus_files
 from .vectors.joint import tune_words
-from .vectors.skipgram import WordsConfig
+from .vectors.skipgram import FORMS, WordsConfig
 from .vectors.tune import CROPS, TuneConfig
 from .vectors.tune import tune as tune_run
 from .vectors.words import states_problem
@@ -47,9 +49,9 @@ def add_cli(sub) -> None:
     p.add_argument("corpus", nargs="+", type=corpus_path, help="files, directories or globs whose paragraphs are used")
     p.add_argument("--out", required=True, type=new_run, help="the new run's directory")
     p.add_argument("--objective", choices=OBJECTIVES, default="contrastive",
-                   help="contrastive: passage vectors (the weights move); words: a skip-gram head on the word states "
-                        "(experimental: so far below the plain states on word similarity, docs/vectors.md; with "
-                        "--max-steps or --budget the network moves with it first, not yet measured)")
+                   help="contrastive: passage vectors (the weights move); words: skip-gram word vectors started "
+                        "from the word states (with --max-steps or --budget the network moves with the objective "
+                        "first, not yet measured)")
     clock = p.add_mutually_exclusive_group()
     clock.add_argument("--max-steps", type=integer(min=1),
                        help="contrastive steps (200); --objective words: steps that move the network with the word "
@@ -74,12 +76,20 @@ def add_cli(sub) -> None:
     p.add_argument("--hard-negatives", action="store_true",
                    help="half of each batch is the other half's nearest paragraphs by TF-IDF")
     words = p.add_argument_group("--objective words")
+    words.add_argument("--form", choices=FORMS,
+                       help="rows: a free row per word seen --min-count times, started from its states, other words "
+                            "mapped from theirs (the default, the better on word similarity); head: every word's "
+                            "vector a linear map of its states")
     words.add_argument("--states", type=pattern("states", states_problem, "before, after, inside, both, or parts "
                                                  "joined by +"),
-                       help=f"the word states the head reads (default {WordsConfig.states})")
+                       help=f"the word states that start the rows or that a head reads (default {WordsConfig.states})")
     words.add_argument("--dim", type=integer(min=1), default=WordsConfig.dim, help="word vector size (100)")
-    words.add_argument("--window", type=integer(min=1), default=WordsConfig.window,
-                       help="neighbours each side a word predicts (2: small favours similar over related words)")
+    words.add_argument("--window", type=integer(min=1),
+                       help="neighbours each side a word predicts (rows: 5, word2vec's; head: 2, small favours "
+                            "similar over related words)")
+    words.add_argument("--start", type=number(min=0),
+                       help="--form rows: each row's length at the start, along its states' principal coordinates "
+                            f"({WordsConfig.start}; 0: word2vec's random start)")
     words.add_argument("--negatives", type=integer(min=1), default=WordsConfig.negatives)
     words.add_argument("--epochs", type=integer(min=1), default=WordsConfig.epochs)
     words.add_argument("--min-count", type=integer(min=1), default=WordsConfig.min_count,
@@ -94,12 +104,16 @@ def config_of(args) -> TuneConfig | WordsConfig:
     """The objective's config from the flags; a flag of the other objective is an error."""
     mine = {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "lm_weight": args.lm_weight}
     if args.objective == "words":
-        return WordsConfig(**{k: v for k, v in mine.items() if v is not None}, dim=args.dim, window=args.window,
+        if args.form == "head" and args.start is not None:
+            raise SeqlabError("--start sets where word rows begin: it is for --form rows")
+        mine |= {"form": args.form, "window": args.window, "start": args.start, "states": args.states}
+        return WordsConfig(**{k: v for k, v in mine.items() if v is not None}, dim=args.dim,
                            network_steps=args.max_steps or 0, network_seconds=args.budget or 0.0,
-                           negatives=args.negatives, epochs=args.epochs, min_count=args.min_count,
-                           states=args.states or WordsConfig.states)
-    if args.states:
-        raise SeqlabError("--states is for --objective words (contrastive tuning has --pooling)")
+                           negatives=args.negatives, epochs=args.epochs, min_count=args.min_count)
+    given = [flag for flag, value in (("--states", args.states), ("--form", args.form), ("--window", args.window),
+                                      ("--start", args.start)) if value is not None]
+    if given:
+        raise SeqlabError(f"{given[0]} is for --objective words (contrastive tuning has --pooling)")
     return TuneConfig(**{k: v for k, v in mine.items() if v is not None}, max_steps=args.max_steps or 200,
                       budget_seconds=args.budget or 0.0, temperature=args.temperature,
                       max_crop_tokens=args.max_crop_tokens, pooling=args.pooling, crops=args.crops,

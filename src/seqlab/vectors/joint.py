@@ -1,10 +1,10 @@
 """The word objective with the network's weights moving: skip-gram on the word states in context, beside the
-next-token loss, before the word head is trained.
+next-token loss, before the word rows (or head) are trained.
 
     seqlab tune runs/books books/ --objective words --budget 10m --out runs/books-words
     record = move_network(run, texts(), WordsConfig(network_steps=300))   # run.model's weights move
 
-A word head alone (vectors/skipgram.py) can only re-weight what the run's averaged states already hold. Here the
+Word rows or a head alone (vectors/skipgram.py) start from or re-weight what the run's averaged states hold. Here the
 network learns as well. The training split is read as the run was trained: `batch_size` rows of the run's
 `seq_len` tokens, each row reading its own share of the split in order with its state carried from one window to
 the next. Each step's loss is the skip-gram loss of the words whose tokens lie inside the windows plus `lm_weight`
@@ -14,8 +14,8 @@ the state before the word, `inside` the mean over its tokens' states, `after` th
 gradient that makes it predict the words at most `window` away (word2vec's reduced window and down-sampling,
 `negatives` words drawn from the unigram distribution ** 0.75, as skipgram.py trains the head) reaches the
 network through those states. That map and the output vectors are scaffolding for this phase only: afterwards
-the split is read again through the moved network and the word head is trained on its averaged states exactly as
-without this phase (skipgram.head_from_sums), so `similar` and `embed` use the run as they use any word head.
+the split is read again through the moved network and the rows or head are trained on its averaged states exactly
+as without this phase (skipgram.rows_from_sums, head_from_sums), so `similar` and `embed` use the run as any other.
 """
 
 import time
@@ -29,9 +29,10 @@ import torch.nn.functional as F
 
 from ..errors import SeqlabError
 from ..models.base import map_state
-from .skipgram import WordsConfig, head_from_sums, keep_probabilities, negative_sampling_loss, skipgram_pairs
-from .words import (check_states, find_words, keep_sums, occurrence_positions, state_parts, sums_cache, training_texts,
-                    word_sums)
+from .skipgram import (WordsConfig, head_from_sums, keep_probabilities, negative_sampling_loss, rows_from_sums,
+                       skipgram_pairs)
+from .words import (cached_sums, check_states, find_words, keep_sums, occurrence_positions, state_parts, sums_cache,
+                    training_texts, word_sums)
 
 
 @dataclass
@@ -171,8 +172,8 @@ def summary(history: list[tuple[float, float]], seconds: float, words: int) -> d
 
 
 def tune_words(run, files, out, cfg: WordsConfig | None = None, log=print, show_progress: bool = True) -> Path:
-    """Read the training parts of `files` through `run`, train a word head on them, write a new run to `out`
-    (the same weights, plus the head)."""
+    """Read the training parts of `files` through `run`, train word rows (or a head: cfg.form) on them, write a
+    new run to `out` (the same weights, plus the rows or head)."""
     from ..data.corpus import split_document
     from ..progress import bar
     from .tune import save_tuned
@@ -192,18 +193,24 @@ def tune_words(run, files, out, cfg: WordsConfig | None = None, log=print, show_
         log(f"network moved {moved['network_steps_done']} steps: skip-gram loss {moved['skipgram_first']:.3f} -> "
             f"{moved['skipgram_last']:.3f}, next-token {moved['next_token_first']:.3f} -> "
             f"{moved['next_token_last']:.3f} nats")
-    with bar(total=sum(f.stat().st_size for f in files), desc="word states",
-             enabled=None if show_progress else False) as b:
-        acc = word_sums(run, texts(), states=cfg.states, progress=b)
-    with bar(desc="word objective", unit="step", enabled=None if show_progress else False) as b:
-        head, losses = head_from_sums(acc, texts(), cfg, progress=b)
+    paths = training_texts(run.config)[0] if run.config.data.paths else []
+    own_split = sorted(p.resolve() for p in paths) == sorted(f.resolve() for f in files)  # what `similar` reads
+    acc = cached_sums(run.path, cfg.states) if own_split and not moved else None  # a tune of this run before
+    if acc is None:
+        with bar(total=sum(f.stat().st_size for f in files), desc="word states",
+                 enabled=None if show_progress else False) as b:
+            acc = word_sums(run, texts(), states=cfg.states, progress=b)
+        if own_split and not moved:
+            keep_sums(acc, *sums_cache(run.path, None, cfg.states, paths))
+    train = rows_from_sums if cfg.form == "rows" else head_from_sums
+    with bar(desc=f"word {cfg.form}", unit="step", enabled=None if show_progress else False) as b:
+        tuned, losses = train(acc, texts(), cfg, progress=b)
     record = {"event": "tune", "objective": "words", "words": int((acc.counts >= cfg.min_count).sum()),
               "steps": len(losses), "loss_first": float(np.mean(losses[:10])),
               "loss_last": float(np.mean(losses[-10:])), **moved, **asdict(cfg)}
-    save_tuned(run, Path(out), run.model, record, lambda tmp: head.save(tmp, record))
-    paths = training_texts(run.config)[0] if run.config.data.paths else []
-    if sorted(p.resolve() for p in paths) == sorted(f.resolve() for f in files):  # what `similar NEW` reads
+    save_tuned(run, Path(out), run.model, record, lambda tmp: tuned.save(tmp, record))
+    if own_split:
         keep_sums(acc, *sums_cache(out, None, cfg.states, paths))
-    log(f"word head trained {len(losses)} steps on {record['words']:,} words: loss {record['loss_first']:.3f} -> "
+    log(f"word {cfg.form} trained {len(losses)} steps on {record['words']:,} words: loss {record['loss_first']:.3f} -> "
         f"{record['loss_last']:.3f}; run saved in {out}")
     return Path(out)

@@ -1,24 +1,31 @@
-"""A word-level objective for word vectors: a head on the run's states, trained as skip-gram.
+"""The word objective: word vectors trained skip-gram style, starting from what the run's states know.
 
     seqlab tune runs/books books/ --objective words --out runs/books-words
-    seqlab similar runs/books-words password             # uses the head
+    seqlab similar runs/books-words password             # uses the run's word rows
 
-    head, losses = head_from_sums(word_sums(run, texts()), texts(), WordsConfig())
-    vectors = head.vectors(means)                         # (V, dim) unit length, means: (V, D) average states
+    rows, losses = rows_from_sums(word_sums(run, texts()), texts(), WordsConfig())
+    rows.vectors(means, words)                            # (V, dim) unit length, means: (V, D) average states
 
 A word's states averaged over its occurrences (vectors/words.py) say what surrounds it and what kind of word it
 is, but ranked by cosine they find related words more than similar ones (SimLex-999, docs/vectors.md). Word2vec's
 skip-gram with negative sampling (Mikolov et al. 2013) trains each word's vector to predict the words within a
-small window of it against words drawn at random; a small window favours words that stand in each other's
-place. Here a word's input vector is not a free parameter but a linear map of its average state,
-v_w = W (m_w - mean) / scale, and only W and the output vectors u_c are trained: for every (word, neighbour
-within `window`) pair of the corpus, log sigmoid(v_w . u_c) + sum over `negatives` words n drawn from the
-unigram distribution ** 0.75 of log sigmoid(-v_w . u_n), as word2vec does (with its random reduced window and
-its down-sampling of frequent words). By default the network's weights stay as they are, so training reads the
-corpus through the network once (the sums `seqlab similar` caches) and the head trains on them in seconds to minutes
-(`network_steps` or `network_seconds` first moves the network with the objective: vectors/joint.py);
-the head is saved beside the run's weights (word_head.safetensors + .json) and `similar` and `embed --unit
-word` apply it to the averages they compute, for any word, rare ones included.
+small window of it against words drawn at random: for every (word, neighbour within `window`) pair of the corpus,
+log sigmoid(v_w . u_c) + sum over `negatives` words n drawn from the unigram distribution ** 0.75 of
+log sigmoid(-v_w . u_n), with word2vec's random reduced window and its down-sampling of frequent words.
+
+Two forms of the input vectors v_w:
+- `rows` (the default): word2vec's free rows, one per word seen min_count times, each *started* from its word's
+  top principal coordinates of its standardised average states (at length `start`, in place of word2vec's noise)
+  and trained as word2vec trains them, pairs in the text's order. Over five seeds they pass gensim's skip-gram on
+  the same corpus on WordSim-353, SimLex-999 and analogies (docs/vectors.md). Words outside the rows (rarer ones,
+  other texts' words) get the least-squares linear map from the states to the rows.
+- `head`: v_w = W (m_w - mean) / scale, a linear map of the word's average state m_w; only W and the output
+  vectors train. Any word gets a vector the same way; below the rows on word similarity.
+By default the network's weights stay as they are, so training reads the corpus through the network once (the
+sums `seqlab similar` caches) and the rows or head train on them in minutes (`network_steps` or
+`network_seconds` first moves the network with the objective: vectors/joint.py). They are saved beside the
+run's weights (word_rows.* or word_head.*) and `similar` and `embed --unit word` apply them to the averages
+they compute.
 """
 
 import json
@@ -35,13 +42,20 @@ from .embed import unit_rows
 from .words import check_states, find_words, state_parts
 
 HEAD_FILE, HEAD_JSON = "word_head.safetensors", "word_head.json"
+ROWS_FILE, ROWS_JSON = "word_rows.safetensors", "word_rows.json"
+FORMS = ("rows", "head")
+# what each form was measured best with (docs/vectors.md): word2vec's window and order for the rows; the head's dense
+# map, in order, does not learn the tests' small corpus, and a small window favours similar words over related ones
+FORM_DEFAULTS = {"rows": {"window": 5, "shuffle": False}, "head": {"window": 2, "shuffle": True}}
 
 
 @dataclass
 class WordsConfig:
-    states: str = "before+inside"  # the states averaged per word that the head reads
+    form: str = "rows"  # rows: free word rows started from the states; head: a linear map of the states
+    states: str = "before+inside"  # the states averaged per word that start the rows, or that the head reads
     dim: int = 100  # gensim Word2Vec's default size
-    window: int = 2
+    window: int | None = None  # neighbours each side a word predicts (None: the form's, FORM_DEFAULTS)
+    start: float = 0.3  # rows: each row's length at the start (0: word2vec's noise instead of the states)
     negatives: int = 5
     epochs: int = 5
     batch_size: int = 256  # (word, neighbour) pairs per step
@@ -51,32 +65,40 @@ class WordsConfig:
     sample: float = 1e-3  # word2vec's down-sampling threshold for frequent words
     min_count: int = 5  # the words trained on: seen at least this often
     seed: int = 0
-    # an epoch's pairs shuffled, or in the text's order as word2vec takes them: free word rows then come out about 0.01
-    # higher on SimLex-999 (docs/vectors.md); the head's dense map, in order, does not learn the tests' small corpus
-    shuffle: bool = True
+    # an epoch's pairs shuffled, or in the text's order as word2vec takes them (None: the form's, FORM_DEFAULTS); in
+    # order free word rows come out about 0.01 higher on SimLex-999 (docs/vectors.md)
+    shuffle: bool | None = None
     # the network's weights move with the objective first (vectors/joint.py) for this many steps or seconds
     network_steps: int = 0
     network_seconds: float = 0.0
     network_lr: float = 3e-4  # Adam's rate for the network's weights (the head's is lr)
     lm_weight: float = 1.0  # the next-token loss's weight beside the skip-gram loss: the run stays a language model
 
+    def __post_init__(self):
+        if self.form not in FORMS:
+            raise SeqlabError(f"the word vectors' form must be one of {', '.join(FORMS)}, got {self.form!r}")
+        for name, value in FORM_DEFAULTS[self.form].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+
 
 @dataclass
 class WordHead:
+    form = "head"
     proj: np.ndarray  # (dim, D)
     mean: np.ndarray  # (D,) the vocabulary's mean average state
     scale: np.ndarray  # (D,) and its spread per dimension
     states: str
 
-    def vectors(self, means: np.ndarray) -> np.ndarray:
-        """Average states (V, D) -> word vectors (V, dim), unit length."""
+    def vectors(self, means: np.ndarray, words=None) -> np.ndarray:
+        """Average states (V, D) -> word vectors (V, dim), unit length (any words: the map reads the states alone)."""
         return unit_rows(((np.asarray(means, np.float64) - self.mean) / self.scale) @ self.proj.T)
 
     def save(self, run_dir, record: dict) -> None:
         from safetensors.numpy import save_file
 
-        save_file({"proj": self.proj.astype(np.float32), "mean": self.mean.astype(np.float32),
-                   "scale": self.scale.astype(np.float32)}, str(Path(run_dir) / HEAD_FILE))
+        save_file({k: np.ascontiguousarray(v, np.float32) for k, v in  # save_file writes the buffer as it lies
+                   (("proj", self.proj), ("mean", self.mean), ("scale", self.scale))}, str(Path(run_dir) / HEAD_FILE))
         (Path(run_dir) / HEAD_JSON).write_text(json.dumps({"states": self.states, **record}, indent=2) + "\n")
 
     @classmethod
@@ -91,13 +113,97 @@ class WordHead:
         return cls(t["proj"].astype(np.float64), t["mean"].astype(np.float64), t["scale"].astype(np.float64), states)
 
 
+@dataclass
+class WordRows:
+    """Free word rows (word2vec's input vectors, started from the states), and for every other word the
+    least-squares map `fit` from its average states to the rows."""
+    form = "rows"
+    words: list[str]
+    rows: np.ndarray  # (V, dim) unit length
+    counts: np.ndarray  # (V,) occurrences in the texts the rows were trained on
+    fit: WordHead
+
+    def __post_init__(self):
+        self.ids = {w: i for i, w in enumerate(self.words)}
+
+    @property
+    def states(self) -> str:
+        return self.fit.states
+
+    def vectors(self, means: np.ndarray, words: list[str]) -> np.ndarray:
+        """Each word's row; a word without one, the map of its average states (means: (len(words), D))."""
+        out = self.fit.vectors(means)
+        mine = [(j, self.ids[w]) for j, w in enumerate(words) if w in self.ids]
+        if mine:
+            at, row = np.array(mine).T
+            out[at] = self.rows[row]
+        return out
+
+    def save(self, run_dir, record: dict) -> None:
+        from safetensors.numpy import save_file
+
+        tensors = {"rows": self.rows, "proj": self.fit.proj, "mean": self.fit.mean, "scale": self.fit.scale}
+        save_file({k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()}  # it writes the buffer as is
+                  | {"counts": self.counts.astype(np.int64)}, str(Path(run_dir) / ROWS_FILE))
+        (Path(run_dir) / ROWS_JSON).write_text(json.dumps({"states": self.states, **record, "words": self.words},
+                                                          ensure_ascii=False) + "\n")
+
+    @classmethod
+    def of(cls, run_dir) -> "WordRows | None":
+        """The run's word rows (`seqlab tune --objective words`), or None for a run without them."""
+        if not (Path(run_dir) / ROWS_JSON).exists():
+            return None
+        from safetensors.numpy import load_file
+
+        t = load_file(str(Path(run_dir) / ROWS_FILE))
+        meta = json.loads((Path(run_dir) / ROWS_JSON).read_text())
+        fit = WordHead(*(t[k].astype(np.float64) for k in ("proj", "mean", "scale")), meta["states"])
+        return cls(meta["words"], t["rows"], t["counts"], fit)
+
+
+def standardised(means: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, mean, scale): each dimension of the average states centred and scaled over the vocabulary,
+    each word once."""
+    mean, scale = means.mean(0), means.std(0) + 1e-6
+    return (means - mean) / scale, mean, scale
+
+
+def principal_coordinates(x: np.ndarray, dim: int) -> np.ndarray:
+    """Each row's coordinates on the top `dim` principal directions of the rows of x (centred), zero beyond
+    x's rank."""
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    out = np.zeros((len(x), dim))
+    out[:, : min(dim, len(s))] = u[:, :dim] * s[:dim]
+    return out
+
+
+def start_rows(features: np.ndarray, dim: int, length: float, seed: int) -> np.ndarray:
+    """The rows' start: each word's top principal coordinates of its standardised states, at `length`; word2vec's
+    noise (uniform in +-1/(2 dim)) for length 0, and in any dimension beyond the states' rank (a dimension zero in
+    every row and in the outputs, which start at zero, would never move)."""
+    rows = np.random.default_rng(seed).uniform(-0.5 / dim, 0.5 / dim, (len(features), dim))
+    if length:
+        coordinates = length * unit_rows(principal_coordinates(features, dim))
+        given = np.abs(coordinates).max(0) > 0
+        rows[:, given] = coordinates[:, given]
+    return rows
+
+
+def fitted_map(features: np.ndarray, rows: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
+    """The linear map (dim, D) that best gives the rows from the features, by least squares with a small ridge
+    (a share of the features' mean energy) that keeps it defined when the features outnumber the words."""
+    gram = features.T @ features
+    gram[np.diag_indices_from(gram)] += ridge * max(np.trace(gram) / len(gram), 1e-12)
+    return np.ascontiguousarray(np.linalg.solve(gram, features.T @ rows).T)
+
+
 class StateEncoder(torch.nn.Module):
     """A word's input vector from its average state: W (m_w - mean) / scale."""
 
     def __init__(self, means: np.ndarray, dim: int, seed: int = 0):
         super().__init__()
-        self.mean, self.scale = means.mean(0), means.std(0) + 1e-6  # over the vocabulary, each word once
-        self.register_buffer("features", torch.from_numpy((means - self.mean) / self.scale).float(), persistent=False)
+        features, self.mean, self.scale = standardised(means)
+        self.register_buffer("features", torch.from_numpy(features).float(), persistent=False)
         self.proj = torch.nn.Linear(means.shape[1], dim, bias=False)
         bound = means.shape[1] ** -0.5  # torch's own scale for a linear layer, from the seed alone
         torch.nn.init.uniform_(self.proj.weight, -bound, bound, generator=torch.Generator().manual_seed(seed))
@@ -255,12 +361,42 @@ def head_from_sums(acc, texts, cfg: WordsConfig, progress=None) -> tuple[WordHea
     return encoder.head(cfg.states), losses
 
 
-def head_for(run_dir, backward=None, states: str | None = None) -> WordHead | None:
-    """The run's word head, if it has one, checked against the options it replaces (it reads its own states)."""
-    head = WordHead.of(run_dir)
-    if head is not None and backward is not None:
-        raise SeqlabError(f"{run_dir} has a word head (seqlab tune --objective words) that reads its forward "
-                          f"states alone; leave --backward out")
-    if head is not None and states not in (None, head.states):
-        raise SeqlabError(f"{run_dir}'s word head reads the {head.states} states; leave --states out")
-    return head
+def rows_from_sums(acc, texts, cfg: WordsConfig, progress=None) -> tuple[WordRows, list[float]]:
+    """Train word rows on an accumulator's per-word sums of cfg.states (the rows' start) and the texts they were
+    read from (the word order), then fit the map from the states to the rows for the words without one."""
+    check_states(cfg.states)
+    assert len(acc.sums) == len(state_parts(cfg.states)), "one direction of sums per state part"
+    keep, means = vocabulary_of(acc, cfg)
+    features, mean, scale = standardised(means)
+    rows, losses = train_rows(features, acc.counts[keep], word_sequences(acc, keep, texts), cfg, progress)
+    fit = WordHead(fitted_map(features, rows.astype(np.float64)), mean, scale, cfg.states)
+    words = list(acc.ids)
+    return WordRows([words[i] for i in keep], rows, acc.counts[keep].copy(), fit), losses
+
+
+def train_rows(features: np.ndarray, counts: np.ndarray, sequences: list[np.ndarray], cfg: WordsConfig,
+               progress=None) -> tuple[np.ndarray, list[float]]:
+    """(unit rows (V, dim), each step's loss): free rows started from the words' features (start_rows) and
+    trained skip-gram style as word2vec's, on sequences of word ids < V."""
+    table = torch.nn.Embedding(len(counts), cfg.dim, sparse=True)  # sparse: word2vec's SGD (optimizers_for)
+    with torch.no_grad():
+        table.weight.copy_(torch.from_numpy(start_rows(features, cfg.dim, cfg.start, cfg.seed)))
+    losses = train_skipgram(table, counts, sequences, cfg, progress)
+    return unit_rows(table.weight.detach().numpy()), losses
+
+
+def word_model_of(run_dir) -> "WordRows | WordHead | None":
+    """The run's word rows or word head (`seqlab tune --objective words`), or None."""
+    return WordRows.of(run_dir) or WordHead.of(run_dir)
+
+
+def tuned_words(run_dir, backward=None, states: str | None = None) -> "WordRows | WordHead | None":
+    """The run's word rows or head, if it has them, checked against the options they replace (they read their
+    own states)."""
+    model = word_model_of(run_dir)
+    if model is not None and backward is not None:
+        raise SeqlabError(f"{run_dir} has word vectors of its own (seqlab tune --objective words) made from its "
+                          f"forward states alone; leave --backward out")
+    if model is not None and states not in (None, model.states):
+        raise SeqlabError(f"{run_dir}'s word vectors are made from the {model.states} states; leave --states out")
+    return model

@@ -17,8 +17,9 @@ components are removed ("all-but-the-top", Mu & Viswanath 2018, with their defau
 measuring); then it is scaled to unit length. With a
 backward run the two directions are post-processed apart and concatenated, each unit length first so both
 weigh the same. Measured against the alternatives on WordSim-353/SimLex-999 in bench/vectors_words.py
-(docs/vectors.md). A run tuned with `seqlab tune --objective words` has a word head (vectors/skipgram.py) that
-replaces the post-processing: it maps the averages of its own states (e.g. `before+inside`) to the vectors.
+(docs/vectors.md). A run tuned with `seqlab tune --objective words` has word rows (or a word head) of its own
+(vectors/skipgram.py) that replace the post-processing: made from the averages of its own states (e.g.
+`before+inside`), its words get their rows, other words the rows' map from those averages.
 """
 
 import difflib
@@ -149,7 +150,8 @@ class WordVectors:
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        save_file({"vectors": self.vectors, "counts": self.counts.astype(np.int64)}, str(out / "words.safetensors"))
+        save_file({"vectors": np.ascontiguousarray(self.vectors), "counts": self.counts.astype(np.int64)},
+                  str(out / "words.safetensors"))  # save_file writes an array's buffer as it lies
         (out / "words.json").write_text(json.dumps(self.words, ensure_ascii=False))
 
     @classmethod
@@ -218,23 +220,25 @@ class Accumulator:
         return acc
 
     def vectors(self, components: int | None = DEFAULT_COMPONENTS, min_count: int = 1,
-                fit_count: int = 1, head=None) -> WordVectors:
+                fit_count: int = 1, tuned=None) -> WordVectors:
         """The words seen at least min_count times, each direction's averages post-processed apart
         (`postprocess`), learnt on the words seen at least max(min_count, fit_count) times (the vocabulary's
         own centre and directions, not those of the noisy averages of rare words), then joined and scaled to
-        unit length. With a word head (vectors/skipgram.py) the joined averages go through it instead."""
+        unit length. With a run's `tuned` word rows or head (vectors/skipgram.py) the words and their joined averages go
+        through them instead."""
         keep = np.flatnonzero(self.counts[: len(self.ids)] >= min_count)
-        words = list(self.ids)
+        names = list(self.ids)
+        words = [names[i] for i in keep]
         counts = self.counts[keep]
         fit = counts >= fit_count
         averages = [s[keep] / np.maximum(counts[:, None], 1) for s in self.sums]
-        if head is not None:
-            vectors = head.vectors(np.concatenate(averages, axis=1))
+        if tuned is not None:
+            vectors = tuned.vectors(np.concatenate(averages, axis=1), words)
         elif averages:
             vectors = unit_rows(np.concatenate([postprocess(a, components, fit) for a in averages], axis=1))
         else:
             vectors = np.zeros((len(keep), 0), np.float32)
-        return WordVectors([words[i] for i in keep], counts.copy(), vectors)
+        return WordVectors(words, counts.copy(), vectors)
 
 
 def accumulate_text(acc: Accumulator, runs: list, data: bytes, states: str, where: tuple = ()) -> int:
@@ -383,21 +387,21 @@ def cached_sums(run_dir, states: str, corpus=None) -> Accumulator | None:
 
 def training_word_vectors(run, backward=None, states: str = DEFAULT_STATES, corpus=None,
                           show_progress: bool = True, components: int | None = DEFAULT_COMPONENTS,
-                          min_count: int = 1, head=None) -> WordVectors:
+                          min_count: int = 1, tuned=None) -> WordVectors:
     """Vectors of the words seen at least min_count times in the run's training split. The raw sums are
     computed once per (run, backward run, states, corpus) and kept in seqlab's cache (SEQLAB_CACHE or
-    ~/.cache/seqlab/vectors); post-processing (`components`, over those words, or the run's word `head`, which
-    reads its own states) is applied on load."""
+    ~/.cache/seqlab/vectors); post-processing (`components`, over those words, or the run's `tuned` word rows or
+    head, which read their own states) is applied on load."""
     from ..progress import bar
 
-    states = head.states if head is not None else states
+    states = tuned.states if tuned is not None else states
     check_states(states)
     paths, texts = training_texts(run.config, corpus)
     cache, signature = sums_cache(run.path, backward.path if backward else None, states, paths)
     if (cache / "done").exists():
-        return Accumulator.load(cache).vectors(components, min_count, head=head)
+        return Accumulator.load(cache).vectors(components, min_count, tuned=tuned)
     total = sum(p.stat().st_size for p in paths)
     with bar(total=total, desc="word vectors", enabled=None if show_progress else False) as b:
         acc = word_sums(run, texts(), backward, states, progress=b)
     keep_sums(acc, cache, signature)
-    return acc.vectors(components, min_count, head=head)
+    return acc.vectors(components, min_count, tuned=tuned)
