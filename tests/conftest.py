@@ -1,6 +1,7 @@
 """Shared fixtures: a small structured corpus and tiny trained runs (seconds on a CPU)."""
 
 import math
+import os
 import random
 from pathlib import Path
 
@@ -71,6 +72,12 @@ def brute_force_bits(model, tokens, n_context: int) -> np.ndarray:
     return torch.cat(bits).numpy()
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pyproject.toml's addopts): a worker a core this process may use, at most 4: each worker trains
+    its own session runs (trained_runs), so more only costs memory and start-up."""
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SEQLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
@@ -139,8 +146,6 @@ class TrainedRuns(dict):
 @pytest.fixture(scope="session")
 def trained_runs(tmp_path_factory, corpus_file) -> TrainedRuns:
     """Shared by the tests that only read runs: trained_runs["lstm"] is a run directory."""
-    import os
-
     os.environ.setdefault("SEQLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
     return TrainedRuns(tmp_path_factory, corpus_file)
 
@@ -175,8 +180,6 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    import os
-
     if os.environ.get("CI") and _skipped and exitstatus == 0:
         session.exitstatus = 1
         print(f"\nCI=1 and {len(_skipped)} test(s) skipped, which CI counts as failed: {', '.join(_skipped)}")
