@@ -131,6 +131,25 @@ def test_a_step_moves_only_its_own_rows_by_word2vecs_update():
     assert torch.allclose(twice[1], 2 * outputs[1])
 
 
+def test_the_compiled_step_of_the_rows_is_torchs_sparse_step():
+    from seqlab.vectors.sgns import train_steps
+
+    rng = np.random.default_rng(5)
+    start, outputs = rng.normal(size=(6, 8)).astype(np.float32), rng.normal(size=(6, 8)).astype(np.float32)
+    centres, contexts = np.array([0, 0, 3, 4, 0, 1]), np.array([1, 2, 4, 3, 5, 0])  # a row twice, an output twice
+    noise = np.array([0, 0, 0, 0, 0, 1.0])  # every negative is word 5, in both
+    rows, outs = start.copy(), outputs.copy()
+    losses = train_steps(rows, outs, centres, contexts, np.cumsum(noise), 2, 6, 0.1, 0.1, 0.0, 1.0, 0)
+    inputs = torch.nn.Embedding.from_pretrained(torch.from_numpy(start.copy()), freeze=False, sparse=True)
+    out = torch.nn.Embedding.from_pretrained(torch.from_numpy(outputs.copy()), freeze=False, sparse=True)
+    expected = train_step(inputs(torch.from_numpy(centres)), out, torch.from_numpy(contexts),
+                          torch.from_numpy(noise), torch.Generator().manual_seed(0), 2,
+                          optimizers_for([inputs, out], WordsConfig(lr=0.1)))
+    assert np.allclose(rows, inputs.weight.detach().numpy(), atol=1e-5)
+    assert np.allclose(outs, out.weight.detach().numpy(), atol=1e-5)
+    assert len(losses) == 1 and np.isclose(losses[0], expected, atol=1e-5)
+
+
 def test_a_dense_map_gets_adam_and_the_rates_fall_linearly():
     encoder = StateEncoder(np.random.default_rng(0).normal(size=(6, 8)), 3)
     cfg = WordsConfig(lr=0.025, min_lr=1e-4, map_lr=2e-3)

@@ -55,7 +55,7 @@ def add_cli(sub) -> None:
     clock = p.add_mutually_exclusive_group()
     clock.add_argument("--max-steps", type=integer(min=1),
                        help="contrastive steps (200); --objective words: steps that move the network with the word "
-                            "objective before the head is trained (none: the network stays as it is)")
+                            "objective before the rows or head are trained (none: the network stays as it is)")
     clock.add_argument("--budget", type=budget, help="wall-clock time instead of steps, e.g. 90s, 5m")
     p.add_argument("--batch-size", type=integer(min=2),
                    help="paragraphs per step, the negatives (32); --objective words: word pairs per step (256)")

@@ -256,6 +256,15 @@ def epoch_pairs(words: np.ndarray, sentence: np.ndarray, keep: np.ndarray, windo
     return seq[at[order]], seq[near[order]]
 
 
+def each_epochs_pairs(counts: np.ndarray, sequences: list[np.ndarray], cfg: WordsConfig, rng):
+    """(epoch, centres, contexts) of each of cfg.epochs passes over the sequences (epoch_pairs)."""
+    keep = keep_probabilities(counts, cfg.sample)
+    words = np.concatenate(sequences or [np.zeros(0, np.int64)])
+    sentence = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
+    for epoch in range(cfg.epochs):
+        yield epoch, *epoch_pairs(words, sentence, keep, cfg.window, rng, cfg.shuffle)
+
+
 def optimizers_for(modules: list[torch.nn.Module], cfg: WordsConfig) -> list[tuple[torch.optim.Optimizer, float,
                                                                                      float]]:
     """(optimizer, first rate, last rate) for the parameters of `modules`. Word rows (sparse embeddings): plain
@@ -278,13 +287,9 @@ def train_skipgram(encoder: torch.nn.Module, counts: np.ndarray, sequences: list
     outputs = torch.nn.Embedding(len(counts), cfg.dim, sparse=True)
     torch.nn.init.zeros_(outputs.weight)  # as word2vec: the input vectors start random, the outputs at zero
     noise = torch.from_numpy(counts.astype(np.float64) ** 0.75)
-    keep = keep_probabilities(counts, cfg.sample)
-    words = np.concatenate(sequences or [np.zeros(0, np.int64)])
-    sentence = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
     optimizers = optimizers_for([encoder, outputs], cfg)
     losses = []
-    for epoch in range(cfg.epochs):
-        centres, contexts = epoch_pairs(words, sentence, keep, cfg.window, rng, cfg.shuffle)
+    for epoch, centres, contexts in each_epochs_pairs(counts, sequences, cfg, rng):
         with TorchThreads(1):  # small steps: more threads only wait on each other (and on a busy machine's jobs)
             for at in range(0, len(centres), cfg.batch_size):
                 set_rates(optimizers, (epoch + at / len(centres)) / cfg.epochs)
@@ -376,13 +381,29 @@ def rows_from_sums(acc, texts, cfg: WordsConfig, progress=None) -> tuple[WordRow
 
 def train_rows(features: np.ndarray, counts: np.ndarray, sequences: list[np.ndarray], cfg: WordsConfig,
                progress=None) -> tuple[np.ndarray, list[float]]:
-    """(unit rows (V, dim), each step's loss): free rows started from the words' features (start_rows) and
-    trained skip-gram style as word2vec's, on sequences of word ids < V."""
-    table = torch.nn.Embedding(len(counts), cfg.dim, sparse=True)  # sparse: word2vec's SGD (optimizers_for)
-    with torch.no_grad():
-        table.weight.copy_(torch.from_numpy(start_rows(features, cfg.dim, cfg.start, cfg.seed)))
-    losses = train_skipgram(table, counts, sequences, cfg, progress)
-    return unit_rows(table.weight.detach().numpy()), losses
+    """(unit rows (V, dim), each step's loss per pair): free rows started from the words' features (start_rows)
+    and trained on sequences of word ids < V as train_skipgram trains a sparse row table, its step compiled
+    (sgns.py): cfg.epochs passes, each down-sampled afresh, the rate falling linearly from cfg.lr to
+    cfg.min_lr over them."""
+    from .sgns import train_steps
+
+    rng = np.random.default_rng(cfg.seed)
+    rows = start_rows(features, cfg.dim, cfg.start, cfg.seed).astype(np.float32)
+    outputs = np.zeros_like(rows)  # as word2vec's
+    noise = counts.astype(np.float64) ** 0.75
+    cumulative = np.cumsum(noise / noise.sum())
+    losses = []
+    for epoch, centres, contexts in each_epochs_pairs(counts, sequences, cfg, rng):
+        chunk = cfg.batch_size * 256  # steps between two updates of the progress bar
+        for at in range(0, len(centres), chunk):
+            stop = min(at + chunk, len(centres))
+            share = (epoch + at / len(centres)) / cfg.epochs, (epoch + stop / len(centres)) / cfg.epochs
+            steps = train_steps(rows, outputs, centres[at:stop], contexts[at:stop], cumulative, cfg.negatives,
+                                cfg.batch_size, cfg.lr, cfg.min_lr, *share, int(rng.integers(2**31)))
+            losses += steps.tolist()
+            if progress is not None:
+                progress.update(len(steps))
+    return unit_rows(rows), losses
 
 
 def word_model_of(run_dir) -> "WordRows | WordHead | None":
