@@ -265,13 +265,17 @@ def tuned(tmp_path_factory):
     return {"corpus": corpus, "run": run, "out": out, "head": head}
 
 
-def test_tune_words_writes_a_run_whose_rows_similar_and_embed_use(tuned, tmp_path):
+def test_tune_words_writes_a_run_whose_rows_similar_info_and_embed_use(tuned, tmp_path, capsys):
     record = json.loads((tuned["out"] / "tune.json").read_text())
     assert (record["form"], record["window"], record["shuffle"], record["start"]) == ("rows", 5, False, 0.3)
     rows = WordRows.of(tuned["out"])
     wv = word_vectors_of(tuned["out"], min_count=5, show_progress=False)
     assert wv.words == rows.words and np.array_equal(wv.vectors, rows.rows)
     assert main(["similar", str(tuned["out"]), rows.words[0], "--json"]) == 0
+    assert main(["info", str(tuned["out"])]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"tuned:      from {tuned['run'].resolve()}: word rows ({len(rows.words):,} words x 16, before+inside states, "
+        f"{record['steps']:,} steps)")
     text = tmp_path / "zoo.txt"
     text.write_text(f"the zebra and the {rows.words[0]} sat by the okapi.\n")
     assert main(["embed", str(tuned["out"]), str(text), "--unit", "word", "--out", str(tmp_path / "e"),

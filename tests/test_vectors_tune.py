@@ -56,6 +56,10 @@ def test_tune_with_holdout_and_hard_negatives_records_them(tmp_path, trained_run
     record = json.loads((out / "tune.json").read_text())
     assert record["holdout"] == 0.3 and record["hard_negatives"] is True
     assert record["paragraphs"] == len(tuning_paragraphs(files, 0.1, 0.3)) < len(training_paragraphs(files, 0.1))
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0  # says what made the run
+    assert (f"tuned:      from {trained_runs['lstm'].resolve()}: contrastive, mean pooling, 2 steps on "
+            f"{record['paragraphs']:,} paragraphs") in capsys.readouterr().out.splitlines()
 
 
 def test_the_benchmark_validation_split_asks_only_the_paragraphs_tuning_left_out(tmp_path, trained_runs):

@@ -42,7 +42,19 @@ def info(run_dir) -> dict:
         "held_out_bpb_interval": [final["val_bpb_low"], final["val_bpb_high"]] if final and "val_bpb_low" in final
         else None,  # 95%, block bootstrap (runs trained before intervals have none)
         "best_subset_bpb": min((r["val_bpb"] for r in evals), default=None),
+        "tuned": json.loads((run.path / "tune.json").read_text()) if (run.path / "tune.json").exists() else None,
     }
+
+
+def tuned_line(t: dict) -> str:
+    """What `seqlab tune` did to make the run (its tune.json)."""
+    if t["objective"] == "words":
+        what = (f"word {t.get('form', 'head')} ({t['words']:,} words x {t['dim']}, {t['states']} states, "
+                f"{t['steps']:,} steps)" + (f", network moved {t['network_steps_done']:,} steps"
+                                            if t.get("network_steps_done") else ""))
+    else:
+        what = f"contrastive, {t['pooling']} pooling, {t['steps']:,} steps on {t['paragraphs']:,} paragraphs"
+    return f"tuned:      from {t['from']}: {what}"
 
 
 def format_info(d: dict) -> str:
@@ -67,6 +79,8 @@ def format_info(d: dict) -> str:
                      + (f"; 95% interval {interval[0]:.4f}-{interval[1]:.4f})" if interval else ")"))
     if d["best_subset_bpb"] is not None:
         lines.append(f"best eval:  {d['best_subset_bpb']:.4f} bits per byte (fixed subset during training)")
+    if d["tuned"] is not None:
+        lines.append(tuned_line(d["tuned"]))
     return "\n".join(lines)
 
 
