@@ -25,7 +25,9 @@ The word objective (`seqlab tune RUN CORPUS --objective words`, vectors/skipgram
 its word rows, each started from its word's top principal coordinates of the standardised forward `before+inside`
 averages at length 0.3 and trained as word2vec trains its rows, pairs in the text's order (the goal row:
 `tune`'s defaults), then the same words through the rows' least-squares map from the states (what a word
-without a row gets: a rarer word, another text's word). Beside them the control that tells what the states add:
+without a row gets: a rarer word, another text's word), in sample, and out of sample: a fifth of the words (seed 26)
+through a map fitted on the other rows alone, the rest their rows, so only pairs with one of that fifth differ from
+the goal row. Beside them the control that tells what the states add:
 the same rows started from word2vec's noise (word2vec itself in seqlab's trainer). `--starts 0.1,1` adds rows
 started at other lengths; `--heads before+inside` a word head on those forward states (`tune --form head`);
 `--order text|shuffled` gives every row or head its pairs in the text's order or shuffled instead of its form's
@@ -58,7 +60,7 @@ from seqlab.stats import bootstrap_statistic, wilson  # noqa: E402
 from seqlab.vectors.embed import unit_rows  # noqa: E402
 from word_rows import row_sums, whole_token_words  # noqa: E402
 from seqlab.vectors.skipgram import (  # noqa: E402
-    WordsConfig, head_from_sums, rows_from_sums, vocabulary_of, word_model_of)
+    WordsConfig, fitted_map, head_from_sums, rows_from_sums, standardised, vocabulary_of, word_model_of)
 from seqlab.vectors.words import (  # noqa: E402
     DEFAULT_STATES, Accumulator, WordVectors, cached_sums, find_words, training_texts, word_state_sums, word_tokens)
 
@@ -154,8 +156,8 @@ def seed_rows(args, texts, sums, cfg: WordsConfig, words: list[str]) -> list:
     for k in range(args.seeds):
         reference = gensim_vectors(texts(), args.min_count, args.dim, seed=k + 1, workers=args.workers)
         reference = WordVectors(words, reference.counts, reference.vectors[[reference.ids[w] for w in words]])
-        control, _, _ = rows_vectors(sums["fwd"], replace(cfg, start=0.0, seed=k), texts, words)
-        started, _, _ = rows_vectors(sums["fwd"], replace(cfg, seed=k), texts, words)
+        control = rows_vectors(sums["fwd"], replace(cfg, start=0.0, seed=k), texts, words)[0]
+        started = rows_vectors(sums["fwd"], replace(cfg, seed=k), texts, words)[0]
         for name, wv in zip(runs, (reference, control, started)):
             runs[name].append(figures(wv))
         print(f"seed {k}:", {name: np.round(f[-1], 3).tolist() for name, f in runs.items()}, flush=True)
@@ -242,18 +244,24 @@ def head_vectors(parts: dict, states: str, cfg: WordsConfig, texts, words: list[
     return WordVectors(words, acc.counts[keep][rows], head.vectors(means[rows])), seconds
 
 
-def rows_vectors(parts: dict, cfg: WordsConfig, texts, words: list[str]) -> tuple[WordVectors, WordVectors, float]:
+def rows_vectors(parts: dict, cfg: WordsConfig, texts, words: list[str]) -> tuple[WordVectors, WordVectors,
+                                                                                   WordVectors, float]:
     """The word objective's rows (skipgram.rows_from_sums) on the forward run's cfg.states sums: (the rows of
-    `words`, the same words through the rows' map from the states, the CPU seconds to train)."""
+    `words`; the same words through the rows' map from the states; the rows with a fifth of the words (seed 26)
+    through a map fitted on the other rows alone, the map out of sample; the CPU seconds to train)."""
     acc = joined(parts, cfg.states)
     t0 = time.thread_time()
     table, _ = rows_from_sums(acc, texts(), cfg)
     seconds = time.thread_time() - t0
     _, means = vocabulary_of(acc, cfg)  # in the rows' order
+    features = standardised(means)[0]
+    held = np.random.default_rng(26).random(len(table.words)) < 0.2
+    unseen = table.rows.copy()
+    unseen[held] = unit_rows(features[held] @ fitted_map(features[~held], table.rows[~held].astype(np.float64)).T)
     at = [table.ids[w] for w in words]
     counts = table.counts[at]
     return (WordVectors(words, counts, table.rows[at]), WordVectors(words, counts, table.fit.vectors(means[at])),
-            seconds)
+            WordVectors(words, counts, unseen[at]), seconds)
 
 
 def row_rows(run, texts, total: int, reference: WordVectors, ref_kv, components, min_count: int) -> list:
@@ -376,7 +384,7 @@ def main() -> None:
     starts = ([0.0] if not args.no_control else []) + [cfg.start] + [float(r) for r in args.starts.split(",") if r]
     starts = [] if args.no_objective else starts
     for start in dict.fromkeys(starts):
-        table, mapped, seconds = rows_vectors(sums["fwd"], replace(cfg, start=start), texts, words)
+        table, mapped, unseen, seconds = rows_vectors(sums["fwd"], replace(cfg, start=start), texts, words)
         if start == 0:
             name = f"words: rows from word2vec's noise, window {cfg.window} (control: no states, {seconds:.0f} s)"
         else:
@@ -385,8 +393,11 @@ def main() -> None:
         rows.append(evaluate(name, table, ref_kv))
         print(rows[-1], flush=True)
         if start == WordsConfig.start:
-            rows.append(evaluate("words: their map from the states (a word without a row)", mapped, ref_kv))
-            print(rows[-1], flush=True)
+            rows.append(evaluate("words: their map from the states (a word without a row; in sample)", mapped,
+                                 ref_kv))
+            rows.append(evaluate("words: the rows, a fifth of the words mapped by a map fitted without them",
+                                 unseen, ref_kv))
+            print(*rows[-2:], sep="\n", flush=True)
     seeds = seed_rows(args, texts, sums, cfg, words) if args.seeds > 1 and not args.no_objective else []
     if tuned:
         wv = tuned[1].vectors(min_count=args.min_count, tuned=tuned[0])
