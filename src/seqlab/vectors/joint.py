@@ -31,7 +31,7 @@ from ..errors import SeqlabError
 from ..models.base import map_state
 from .skipgram import (WordsConfig, head_from_sums, keep_probabilities, negative_sampling_loss, rows_from_sums,
                        skipgram_pairs)
-from .words import (cached_sums, check_states, find_words, keep_sums, occurrence_positions, state_parts, sums_cache,
+from .words import (Accumulator, check_states, find_words, keep_sums, occurrence_positions, state_parts, sums_cache,
                     training_texts, word_sums)
 
 
@@ -195,13 +195,15 @@ def tune_words(run, files, out, cfg: WordsConfig | None = None, log=print, show_
             f"{moved['next_token_last']:.3f} nats")
     paths = training_texts(run.config)[0] if run.config.data.paths else []
     own_split = sorted(p.resolve() for p in paths) == sorted(f.resolve() for f in files)  # what `similar` reads
-    acc = cached_sums(run.path, cfg.states) if own_split and not moved else None  # a tune of this run before
-    if acc is None:
+    cache = sums_cache(run.path, None, cfg.states, paths) if own_split and not moved else None
+    if cache is not None and (cache[0] / "done").exists():  # a tune of this run before read the split
+        acc = Accumulator.load(cache[0])
+    else:
         with bar(total=sum(f.stat().st_size for f in files), desc="word states",
                  enabled=None if show_progress else False) as b:
             acc = word_sums(run, texts(), states=cfg.states, progress=b)
-        if own_split and not moved:
-            keep_sums(acc, *sums_cache(run.path, None, cfg.states, paths))
+        if cache is not None:
+            keep_sums(acc, *cache)
     train = rows_from_sums if cfg.form == "rows" else head_from_sums
     with bar(desc=f"word {cfg.form}", unit="step", enabled=None if show_progress else False) as b:
         tuned, losses = train(acc, texts(), cfg, progress=b)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from ..errors import SeqlabError
 from ..scoring import TorchThreads
 from .embed import unit_rows
-from .words import check_states, find_words, state_parts
+from .words import check_states, find_words, save_arrays, state_parts
 
 HEAD_FILE, HEAD_JSON = "word_head.safetensors", "word_head.json"
 ROWS_FILE, ROWS_JSON = "word_rows.safetensors", "word_rows.json"
@@ -95,10 +95,9 @@ class WordHead:
         return unit_rows(((np.asarray(means, np.float64) - self.mean) / self.scale) @ self.proj.T)
 
     def save(self, run_dir, record: dict) -> None:
-        from safetensors.numpy import save_file
-
-        save_file({k: np.ascontiguousarray(v, np.float32) for k, v in  # save_file writes the buffer as it lies
-                   (("proj", self.proj), ("mean", self.mean), ("scale", self.scale))}, str(Path(run_dir) / HEAD_FILE))
+        save_arrays(Path(run_dir) / HEAD_FILE, {"proj": self.proj.astype(np.float32),
+                                                "mean": self.mean.astype(np.float32),
+                                                "scale": self.scale.astype(np.float32)})
         (Path(run_dir) / HEAD_JSON).write_text(json.dumps({"states": self.states, **record}, indent=2) + "\n")
 
     @classmethod
@@ -140,11 +139,9 @@ class WordRows:
         return out
 
     def save(self, run_dir, record: dict) -> None:
-        from safetensors.numpy import save_file
-
         tensors = {"rows": self.rows, "proj": self.fit.proj, "mean": self.fit.mean, "scale": self.fit.scale}
-        save_file({k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()}  # it writes the buffer as is
-                  | {"counts": self.counts.astype(np.int64)}, str(Path(run_dir) / ROWS_FILE))
+        save_arrays(Path(run_dir) / ROWS_FILE, {k: v.astype(np.float32) for k, v in tensors.items()}
+                    | {"counts": self.counts.astype(np.int64)})
         (Path(run_dir) / ROWS_JSON).write_text(json.dumps({"states": self.states, **record, "words": self.words},
                                                           ensure_ascii=False) + "\n")
 
@@ -194,7 +191,7 @@ def fitted_map(features: np.ndarray, rows: np.ndarray, ridge: float = 1e-3) -> n
     (a share of the features' mean energy) that keeps it defined when the features outnumber the words."""
     gram = features.T @ features
     gram[np.diag_indices_from(gram)] += ridge * max(np.trace(gram) / len(gram), 1e-12)
-    return np.ascontiguousarray(np.linalg.solve(gram, features.T @ rows).T)
+    return np.linalg.solve(gram, features.T @ rows).T
 
 
 class StateEncoder(torch.nn.Module):

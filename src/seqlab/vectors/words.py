@@ -92,6 +92,14 @@ def postprocess(means: np.ndarray, components: int | None = DEFAULT_COMPONENTS, 
     return unit_rows(x)
 
 
+def save_arrays(path, arrays: dict) -> None:
+    """Numpy arrays to a safetensors file, each laid out in C order first: safetensors' save_file writes an
+    array's buffer as it lies, so a transposed (Fortran-order) array would come back scrambled."""
+    from safetensors.numpy import save_file
+
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path))
+
+
 @dataclass
 class WordVectors:
     words: list[str]
@@ -146,12 +154,9 @@ class WordVectors:
         return out / "vectors.tsv", out / "metadata.tsv"
 
     def save(self, out) -> None:
-        from safetensors.numpy import save_file
-
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        save_file({"vectors": np.ascontiguousarray(self.vectors), "counts": self.counts.astype(np.int64)},
-                  str(out / "words.safetensors"))  # save_file writes an array's buffer as it lies
+        save_arrays(out / "words.safetensors", {"vectors": self.vectors, "counts": self.counts.astype(np.int64)})
         (out / "words.json").write_text(json.dumps(self.words, ensure_ascii=False))
 
     @classmethod
@@ -198,14 +203,11 @@ class Accumulator:
 
     def save(self, out) -> None:
         """Words, counts and each direction's raw sums (safetensors + JSON): post-processing is applied on load."""
-        from safetensors.numpy import save_file
-
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         n = len(self.ids)
-        save_file({"counts": self.counts[:n].astype(np.int64)} | {f"sums.{i}": np.ascontiguousarray(s[:n])
-                                                                  for i, s in enumerate(self.sums)},
-                  str(out / "sums.safetensors"))
+        save_arrays(out / "sums.safetensors", {"counts": self.counts[:n].astype(np.int64)}
+                    | {f"sums.{i}": s[:n] for i, s in enumerate(self.sums)})
         (out / "words.json").write_text(json.dumps(list(self.ids), ensure_ascii=False))
 
     @classmethod
