@@ -6,7 +6,7 @@
 Paragraphs (blank-line separated, 100-3000 bytes, two sentences or more) come from the held-out part of the
 run's own corpus (the last val_fraction of each file, which neither training nor `seqlab tune` saw) and are
 split at the sentence boundary nearest their middle. Side by side on the same queries: seqlab's passage
-vectors with each pooling (mean, last, max: centred on the run's mean state and raw; surprisal), a tuned
+vectors with each pooling (mean, last, max: centred on the run's mean state and raw; surprisal; words), a tuned
 run's, BM25 (bm25s, Lucene's formula) and TF-IDF (scikit-learn, cosine). recall@1 and recall@10 carry Wilson
 intervals, MRR a bootstrap interval over queries; the last column is each method's recall@1 less BM25's on
 the same queries, with a paired bootstrap interval (seqlab.stats.paired_difference).
@@ -32,6 +32,7 @@ from seqlab.data.corpus import resolve_paths, split_document  # noqa: E402
 from seqlab.run import load, read_config  # noqa: E402
 from seqlab.stats import bootstrap_statistic, wilson  # noqa: E402
 from seqlab.stats import paired_difference  # noqa: E402
+from seqlab.vectors.bag import BagVectors  # noqa: E402
 from seqlab.vectors.embed import embed_texts, is_centred  # noqa: E402
 from seqlab.vectors.tune import halves, is_validation  # noqa: E402
 
@@ -85,7 +86,7 @@ def tfidf_ranks(queries, docs) -> np.ndarray:
 def seqlab_ranks(run, queries, docs, pooling: str, centre: bool) -> np.ndarray:
     q = embed_texts(run, queries, pooling, centre=centre)
     d = embed_texts(run, docs, pooling, centre=centre)
-    return ranks_from_scores(q @ d.T)
+    return ranks_from_scores(q.scores(d) if isinstance(q, BagVectors) else q @ d.T)
 
 
 def row(name: str, ranks: np.ndarray, seconds: float, reference: np.ndarray) -> list:
@@ -105,7 +106,7 @@ def main() -> None:
     ap.add_argument("--tuned", nargs="+", default=[], help="runs made by `seqlab tune RUN ...`")
     ap.add_argument("--corpus", nargs="+", help="the run's corpus, if not where it was trained")
     ap.add_argument("--n", type=int, default=1000, help="held-out paragraphs (queries), default 1000")
-    ap.add_argument("--poolings", default="mean,last,max,surprisal")
+    ap.add_argument("--poolings", default="mean,last,max,surprisal,words")
     ap.add_argument("--split", choices=("held-out", "validation"), default="held-out",
                     help="the run's held-out part, or the validation share of its training part (--holdout)")
     ap.add_argument("--holdout", type=float, default=0.05, help="the share given to `seqlab tune --holdout`")

@@ -66,26 +66,29 @@ def test_tune_saves_an_ordinary_run(made, capsys, tmp_path):
     assert code == 0
 
 
-def test_tune_and_index_with_the_surprisal_pooling(made, capsys, tmp_path):
-    """`tune --pooling surprisal --crops halves` trains the pooling `index --pooling surprisal` uses, whose
-    vectors have two vocabulary-sized halves (bag of surprising tokens, expected next tokens)."""
+@pytest.mark.parametrize("pooling", ["surprisal", "words"])
+def test_tune_and_index_with_the_bag_poolings(made, capsys, tmp_path, pooling):
+    """`tune --pooling P --crops halves` trains the pooling `index --pooling P` uses, whose vectors have a bag
+    (of surprising tokens: a vocabulary's dims; of words: WORD_BITS' sparse dims) and the expected next tokens."""
     from safetensors.torch import load_file
 
     from seqlab.run import load
+    from seqlab.vectors.bag import WORD_BITS
 
     out = tmp_path / "tuned"
     code, _, err = run_cli(capsys, "tune", made["lstm"], made["root"] / "docs", "--out", out, "--max-steps", 2,
-                           "--batch-size", 4, "--pooling", "surprisal", "--crops", "halves", "--lr", "0.01")
+                           "--batch-size", 4, "--pooling", pooling, "--crops", "halves", "--lr", "0.01")
     assert code == 0, err
     record = json.loads((out / "tune.json").read_text())
-    assert (record["pooling"], record["crops"]) == ("surprisal", "halves")
+    assert (record["pooling"], record["crops"]) == (pooling, "halves")
     before = load_file(str(made["lstm"] / "checkpoint.safetensors"))
     after = load_file(str(out / "checkpoint.safetensors"))
     assert any(not before[k].equal(after[k]) for k in before)  # the loss reached the weights
     code, text, err = run_cli(capsys, "index", out, made["files"][0], "--out", tmp_path / "idx", "--pooling",
-                              "surprisal", "--json")
+                              pooling, "--json")
     assert code == 0, err
-    assert json.loads(text)["dim"] == 2 * len(load(out).tokenizer.token_bytes)
+    vocab = len(load(out).tokenizer.token_bytes)
+    assert json.loads(text)["dim"] == {"surprisal": 2 * vocab, "words": (1 << WORD_BITS) + vocab}[pooling]
     code, text, _ = run_cli(capsys, "search", tmp_path / "idx", "a royal queen came.", "--k", 1, "--json")
     assert code == 0 and json.loads(text)["results"][0]["text"]
 
@@ -141,6 +144,9 @@ def test_other_bad_inputs(made, capsys, tmp_path):
     one_line_error(capsys, "embed", made["lstm"], tmp_path / "missing.txt", "--out", tmp_path / "e",
                    match="no such file")
     one_line_error(capsys, "embed", made["lstm"], made["files"][0], "--out", made["root"], match="already exists")
+    one_line_error(capsys, "embed", made["lstm"], made["files"][0], "--out", tmp_path / "e3", "--pooling", "words",
+                   "--format", "npy", match="safetensors only")
+    assert not (tmp_path / "e3").exists()
     one_line_error(capsys, "index", made["lstm"], made["files"][0], "--out", made["index"], "--add",
                    match="already in")
     one_line_error(capsys, "index", made["lstm"], made["files"][0], "--out", tmp_path / "none", "--add",

@@ -1,6 +1,7 @@
 """`seqlab embed RUN FILES... --unit U --out DIR`: a vector for every word, line, paragraph or document.
 
-    DIR/vectors.safetensors (or vectors.npy)   (N, C) float32 or float16, unit length
+    DIR/vectors.safetensors (or vectors.npy)   (N, C) float32 or float16, unit length (the words pooling: sparse,
+                                               as indptr, indices, values of its words and its dense `expected`)
     DIR/meta.jsonl                             what each row is: text or word, file, line, byte offset
     DIR/info.json                              run, fingerprint, unit, pooling, dtype, count, dim
 
@@ -17,7 +18,7 @@ from .options import corpus_path, device, integer, output_dir, run_dir
 from .progress import bar
 from .vectors import load_backward, load_forward
 from .vectors.embed import (CENTRE, DEFAULT_POOLING, DTYPES, FORMATS, POOLINGS, VectorWriter, check_pooling, is_centred,
-                            embed_stream, fingerprint, new_output_dir)
+                            embed_stream, fingerprint, new_output_dir, vector_writer)
 from .vectors.passages import UNITS, check_unit, corpus_files, count_passages, passages
 from .vectors.skipgram import tuned_words
 from .vectors.words import DEFAULT_STATES, FIT_COUNT, STATES, Accumulator, accumulate_text, check_states
@@ -32,6 +33,9 @@ def embed(run_dir, files, unit: str, out, pooling: str = DEFAULT_POOLING, dtype:
     check_states(states or DEFAULT_STATES)
     if dtype not in DTYPES or fmt not in FORMATS:
         raise SeqlabError(f"--dtype must be one of {', '.join(DTYPES)} and --format one of {', '.join(FORMATS)}")
+    if pooling == "words" and fmt == "npy" and unit != "word":
+        raise SeqlabError("the words pooling's vectors are sparse: they are written as safetensors only (leave out "
+                          "--format npy)")
     if backward is not None and unit != "word":
         raise SeqlabError("--backward joins a backward run's states into word vectors: use it with --unit word")
     paths = corpus_files(files)
@@ -53,7 +57,7 @@ def embed(run_dir, files, unit: str, out, pooling: str = DEFAULT_POOLING, dtype:
     try:
         with bar(total=total, desc="embed", unit=unit, enabled=None if show_progress else False) as b:
             for chunk, vectors in embed_stream(run, passages(paths, unit), pooling):
-                writer = writer or VectorWriter(out, total, vectors.shape[1], dtype, fmt, info)
+                writer = writer or vector_writer(out, total, vectors, dtype, fmt, info)
                 writer.write(vectors, [p.meta() for p in chunk])
                 b.update(len(chunk))
         writer.close()
@@ -93,8 +97,9 @@ def add_cli(sub) -> None:
     p.add_argument("--out", required=True, type=output_dir, help="output directory (new or empty)")
     p.add_argument("--pooling", choices=POOLINGS, default=DEFAULT_POOLING,
                    help=f"how a passage's token states become one vector (default {DEFAULT_POOLING}; surprisal: "
-                        "the tokens the run did not expect and what it expects, 2x vocabulary dims, the best "
-                        "for retrieval in docs/vectors.md)")
+                        "the tokens the run did not expect and what it expects, 2x vocabulary dims; words: the "
+                        "words it did not expect, sparse, and what it expects: the best for retrieval in "
+                        "docs/vectors.md, safetensors only)")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
     p.add_argument("--format", dest="fmt", choices=FORMATS, default="safetensors")
     p.add_argument("--backward", metavar="RUN", type=run_dir, help="--unit word: join a backward run's states")

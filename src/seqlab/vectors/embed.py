@@ -16,6 +16,8 @@ its id (the tokens the run did not expect carry the passage's content, as IDF sa
 with the square root of the run's average next-token distribution over the passage (what it expects to
 read around it). Each half is scaled to unit length. On held-out paragraphs it finds a passage's other half
 7x more often than pooled states (docs/vectors.md); it needs a full softmax (any head; adaptive ones too).
+`words` keeps the expected half and bags words instead of tokens, each weighted by what the run paid for it
+(pool_words, bag.py): sparse vectors that find the other half more often than BM25 does.
 """
 
 import hashlib
@@ -28,12 +30,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import sparse
 
 from ..errors import SeqlabError
+from .bag import WORD_BITS, BagVectors, word_occurrences
 from ..scoring import TorchThreads, Window, _batch_tokens, _batches_of_equal_length, _in_order, plan_windows
 
 STATE_POOLINGS = ("mean", "last", "max")
-POOLINGS = (*STATE_POOLINGS, "surprisal")
+BAG_POOLINGS = ("surprisal", "words")  # what the run predicts, in the vocabulary's space
+POOLINGS = (*STATE_POOLINGS, *BAG_POOLINGS)
 DEFAULT_POOLING = "mean"
 SURPRISAL_POWER = 1.5  # bits**1.5: measured against bits and bits**2 (docs/vectors.md)
 STATE_BLOCK, STATE_WARMUP = 512, 256  # a recurrent model's blocks when reading long texts for states
@@ -135,17 +140,18 @@ def _pieces(run, texts: list[bytes]) -> list[tuple[int, int, np.ndarray]]:
 
 @torch.no_grad()
 def embed_texts(run, texts: list[bytes], pooling: str = DEFAULT_POOLING, batch_tokens: int = BATCH_TOKENS,
-                normalize: bool = True, centre: bool = CENTRE) -> np.ndarray:
+                normalize: bool = True, centre: bool = CENTRE) -> np.ndarray | BagVectors:
     """One vector per text (n, C) float32, pooled from the run's token states, less the run's centre
-    (see run_centre), unit length; normalize=False gives the pooled states as they are."""
+    (see run_centre), unit length; normalize=False gives the pooled states as they are. The words pooling
+    gives BagVectors, unit length as they are made."""
     pooled = pool_pieces(run, _pieces(run, texts), len(texts), pooling, batch_tokens)
-    if not normalize:
+    if not normalize or isinstance(pooled, BagVectors):
         return pooled
     return unit_rows(pooled - run_centre(run, pooling) if centre and is_centred(pooling) else pooled)
 
 
 def is_centred(pooling: str) -> bool:
-    """Pooled states share the run's common part (run_centre); the surprisal pooling's parts do not."""
+    """Pooled states share the run's common part (run_centre); the surprisal and words poolings' parts do not."""
     return pooling in STATE_POOLINGS
 
 
@@ -171,8 +177,8 @@ def run_centre(run, pooling: str) -> np.ndarray:
 
 def pool_pieces(run, pieces, n: int, pooling: str, batch_tokens: int = BATCH_TOKENS, grad: bool = False):
     """Pool the pieces' token states per passage: (n, C) numpy, or a torch tensor with grad=True (tune)."""
-    if pooling == "surprisal":
-        return pool_surprisal(run, pieces, n, batch_tokens, grad)
+    if pooling in BAG_POOLINGS:
+        return {"surprisal": pool_surprisal, "words": pool_words}[pooling](run, pieces, n, batch_tokens, grad)
     device = run.device
     sums, counts, best, last, last_piece = None, torch.zeros(n, device=device), None, None, {}
     for batch, lengths, _, feats in _read_pieces(run, pieces, batch_tokens, grad):
@@ -206,31 +212,82 @@ def pool_surprisal(run, pieces, n: int, batch_tokens: int = BATCH_TOKENS, grad: 
     """The `surprisal` pooling of each passage (n, 2V): [bag of its tokens weighted by bits**SURPRISAL_POWER,
     sqrt of its mean next-token distribution], each half unit length, the whole scaled by 1/sqrt(2); numpy,
     or a torch tensor with grad=True (tune)."""
-    device = run.device
-    head = run.model.output_layer()
-
-    def parts_of(lengths, x, feats):
-        logp = F.log_softmax(head(feats[:, :-1]).float(), -1)  # (B, T-1, V): position t predicts token t+1
-        predicts = torch.arange(x.shape[1] - 1, device=device)[None, :] < (lengths[:, None] - 1)
-        bits = -logp.gather(2, x[:, 1:, None])[..., 0] / math.log(2)
-        bag = torch.zeros(len(x), logp.shape[-1], device=device)
-        bag = bag.scatter_add(1, x[:, 1:], bits.clamp(min=0) ** SURPRISAL_POWER * predicts)
-        return bag, (logp.exp() * predicts[..., None]).sum(1), predicts.sum(1).float()
-
-    bags = expected = counts = None
-    # a (B, T, V) softmax per batch: a quarter of the tokens
-    for batch, _, _, (bag, exp, count) in _read_pieces(run, pieces, batch_tokens // 4, grad, parts_of):
+    bags = expected = None
+    for batch, x, bits, exp, count in _predictions(run, pieces, batch_tokens, grad):
+        idx = torch.tensor([pieces[j][0] for j in batch], device=run.device)
+        bag = torch.zeros(len(x), exp.shape[1], device=run.device).scatter_add(1, x[:, 1:], bits ** SURPRISAL_POWER)
         if bags is None:
-            bags = torch.zeros(n, bag.shape[1], device=device)
-            expected, counts = torch.zeros_like(bags), torch.zeros(n, device=device)
-        idx = torch.tensor([pieces[j][0] for j in batch], device=device)
-        bags, expected = bags.index_add(0, idx, bag), expected.index_add(0, idx, exp)
-        counts = counts.index_add(0, idx, count)
+            bags, expected = torch.zeros(n, exp.shape[1], device=run.device), _Expected(n, exp.shape[1], run.device)
+        bags = bags.index_add(0, idx, bag)
+        expected.add(idx, exp, count)
     if bags is None:
         return np.zeros((0, 0), np.float32)
-    mean_expected = torch.sqrt(expected / counts.clamp(min=1)[:, None] + 1e-12)
-    out = torch.cat([F.normalize(bags, dim=-1), F.normalize(mean_expected, dim=-1)], 1) / math.sqrt(2)
+    out = torch.cat([F.normalize(bags, dim=-1), expected.unit()], 1) / math.sqrt(2)
     return out if grad else out.detach().cpu().numpy()
+
+
+def pool_words(run, pieces, n: int, batch_tokens: int = BATCH_TOKENS, grad: bool = False):
+    """The `words` pooling (bag.py) of each passage: a BagVectors, or with grad=True (tune) a dense torch tensor
+    (n, U + V) whose U columns are the words the passages hold. A word's weight is the mean of the bits the run
+    paid for its occurrences times 1 + ln(their number) (chosen on validation paragraphs: docs/vectors.md)."""
+    token_bytes, device = run.tokenizer.token_bytes, run.device
+    on = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    costs, keys, expected = [], [], None
+    for batch, _, bits, exp, count in _predictions(run, pieces, batch_tokens, grad):
+        if expected is None:
+            expected = _Expected(n, exp.shape[1], device)
+        expected.add(torch.tensor([pieces[j][0] for j in batch], device=device), exp, count)
+        for row, j in enumerate(batch):
+            token, occurrence, share, columns = word_occurrences(token_bytes, pieces[j][2][1:])
+            costs.append(torch.zeros(len(columns), device=device).index_add(0, on(occurrence),
+                                                                              bits[row, on(token)] * on(share)))
+            keys.append(pieces[j][0] * (1 << WORD_BITS) + columns)
+    if expected is None:
+        return BagVectors(sparse.csr_matrix((0, 1 << WORD_BITS), dtype=np.float32), np.zeros((0, 0), np.float32))
+    keys, which = np.unique(np.concatenate(keys), return_inverse=True)  # one key per (passage, word)
+    which = on(which.astype(np.int64))
+    total = torch.zeros(len(keys), device=device).index_add(0, which, torch.cat(costs))
+    times = torch.bincount(which, minlength=len(keys)).float()
+    weight = total / times * (1 + torch.log(times))
+    passage, column = keys >> WORD_BITS, keys & ((1 << WORD_BITS) - 1)
+    norm = torch.zeros(n, device=device).index_add(0, on(passage), weight ** 2).sqrt()
+    weight = weight / norm[on(passage)].clamp(min=1e-12) / math.sqrt(2)
+    if grad:
+        local, at = np.unique(column, return_inverse=True)
+        words = torch.zeros(n, len(local), device=device).index_put((on(passage), on(at)), weight)
+        return torch.cat([words, expected.unit() / math.sqrt(2)], 1)
+    words = sparse.csr_matrix((weight.cpu().numpy(), (passage, column)), shape=(n, 1 << WORD_BITS), dtype=np.float32)
+    return BagVectors(words, (expected.unit() / math.sqrt(2)).cpu().numpy())
+
+
+class _Expected:
+    """The surprisal and words poolings' dense half: the square root of a passage's mean next-token distribution."""
+
+    def __init__(self, n: int, vocab: int, device):
+        self.sums, self.counts = torch.zeros(n, vocab, device=device), torch.zeros(n, device=device)
+
+    def add(self, idx, exp, count) -> None:
+        self.sums, self.counts = self.sums.index_add(0, idx, exp), self.counts.index_add(0, idx, count)
+
+    def unit(self):
+        return F.normalize(torch.sqrt(self.sums / self.counts.clamp(min=1)[:, None] + 1e-12), dim=-1)
+
+
+def _predictions(run, pieces, batch_tokens: int, grad: bool):
+    """(batch, x, bits, expected, count) per batch of pieces: x their tokens (B, T) padded, bits (B, T-1) what the
+    run paid for x[:, 1:] (0 past a piece's end), expected (B, V) the sum of its next-token distributions over
+    the positions that predict a token of the piece, count (B,) how many those are."""
+    head = run.model.output_layer()
+
+    def predictions(lengths, x, feats):
+        logp = F.log_softmax(head(feats[:, :-1]).float(), -1)  # (B, T-1, V): position t predicts token t+1
+        predicts = torch.arange(x.shape[1] - 1, device=x.device)[None, :] < (lengths[:, None] - 1)
+        bits = (-logp.gather(2, x[:, 1:, None])[..., 0] / math.log(2)).clamp(min=0) * predicts
+        return bits, (logp.exp() * predicts[..., None]).sum(1), predicts.sum(1).float()
+
+    # a (B, T, V) softmax per batch: a quarter of the tokens
+    for batch, _, x, (bits, exp, count) in _read_pieces(run, pieces, batch_tokens // 4, grad, predictions):
+        yield batch, x, bits, exp, count
 
 
 def _read_pieces(run, pieces, batch_tokens: int, grad: bool, then=None):
@@ -323,7 +380,7 @@ class VectorWriter:
 
     def write(self, vectors: np.ndarray, metas: list[dict]) -> None:
         assert len(vectors) == len(metas) and self.at + len(vectors) <= self.count
-        self.rows[self.at : self.at + len(vectors)] = vectors
+        self._put(vectors)
         self.at += len(vectors)
         for m in metas:
             self.meta.write(json.dumps(m, ensure_ascii=False) + "\n")
@@ -340,13 +397,71 @@ class VectorWriter:
         os.replace(self.tmp, self.out)
         return self.out
 
+    def _put(self, vectors: np.ndarray) -> None:
+        self.rows[self.at : self.at + len(vectors)] = vectors
+
     def abort(self) -> None:
         self.meta.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def read_vectors(out) -> tuple[np.ndarray, list[dict], dict]:
-    """(vectors, metadata rows, info) of an `seqlab embed` output directory (vectors memory-mapped)."""
+class BagWriter(VectorWriter):
+    """VectorWriter for the words pooling's BagVectors: each part's rows appended to a scratch file as they come
+    (memory bounded by a chunk), put together as one safetensors file (indptr, indices, values, expected) by close."""
+
+    PARTS = ("indices", "values", "expected")
+
+    def _open_rows(self):
+        assert self.fmt == "safetensors", "embed refuses --format npy for the words pooling"
+        self.indptr = [np.zeros(1, np.int64)]
+        return {name: open(self.tmp / f".{name}", "wb") for name in self.PARTS}
+
+    def _put(self, vectors: BagVectors) -> None:
+        arrays = vectors.arrays(self.dtype)
+        self.indptr.append(arrays["indptr"][1:] + self.indptr[-1][-1])
+        for name in self.PARTS:
+            self.rows[name].write(arrays[name].tobytes())
+
+    def close(self) -> Path:
+        indptr = np.concatenate(self.indptr)
+        vocab = self.dim - (1 << WORD_BITS)
+        code = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16"}[self.dtype]
+        shapes = {"indptr": ("I64", [len(indptr)]), "indices": ("I32", [int(indptr[-1])]),
+                  "values": (code, [int(indptr[-1])]), "expected": (code, [self.count, vocab])}
+        header, at = {}, 0
+        for name, (dtype, shape) in shapes.items():
+            n_bytes = int(np.prod(shape)) * {"I64": 8, "I32": 4, "F32": 4, "F16": 2}[dtype]
+            header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [at, at + n_bytes]}
+            at += n_bytes
+        self.info["sparse"] = True
+        raw = json.dumps({**header, "__metadata__": {k: json.dumps(v) for k, v in self.info.items()}}).encode()
+        raw += b" " * (-len(raw) % 8)
+        with open(self.tmp / "vectors.safetensors", "wb") as f:
+            f.write(len(raw).to_bytes(8, "little") + raw + indptr.tobytes())
+            for name in self.PARTS:
+                self.rows[name].close()
+                with open(self.tmp / f".{name}", "rb") as part:
+                    shutil.copyfileobj(part, f, 1 << 20)
+                (self.tmp / f".{name}").unlink()
+        self.rows = None
+        return super().close()
+
+    def abort(self) -> None:
+        for f in (self.rows or {}).values():
+            f.close()
+        super().abort()
+
+
+def vector_writer(out, count: int, vectors, dtype: str, fmt: str, info: dict) -> VectorWriter:
+    """The writer for vectors like these (a BagVectors or an array), `count` rows in all."""
+    if isinstance(vectors, BagVectors):
+        return BagWriter(out, count, vectors.dim, dtype, fmt, info)
+    return VectorWriter(out, count, vectors.shape[1], dtype, fmt, info)
+
+
+def read_vectors(out) -> tuple[np.ndarray | BagVectors, list[dict], dict]:
+    """(vectors, metadata rows, info) of an `seqlab embed` output directory (vectors memory-mapped; the words
+    pooling's BagVectors read into memory, as float32)."""
     out = Path(out)
     info = json.loads((out / "info.json").read_text())
     if info["format"] == "npy":
@@ -354,7 +469,8 @@ def read_vectors(out) -> tuple[np.ndarray, list[dict], dict]:
     else:
         from safetensors.numpy import load_file
 
-        vectors = load_file(str(out / "vectors.safetensors"))["vectors"]
+        arrays = load_file(str(out / "vectors.safetensors"))
+        vectors = BagVectors.from_arrays(arrays) if info.get("sparse") else arrays["vectors"]
     with open(out / "meta.jsonl", encoding="utf-8") as f:
         metas = [json.loads(line) for line in f]
     return vectors, metas, info

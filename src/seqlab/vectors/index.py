@@ -20,10 +20,12 @@ cells read per query (`probes`) is the smallest that reaches TARGET_RECALL on th
 index.json with the recall it reached (`seqlab search IDX "..." --probes 64` reads more). Adding passages puts
 them in their cells (nothing is rebuilt) and calibrates again; a flat index that grows past EXACT_BELOW is
 converted once. Loading for search memory-maps the exact vectors (the codes, 1/16 to 1/4 of their size, are
-read into memory).
+read into memory). The words pooling's vectors are sparse (bag.py): they are kept as they are (structure "Bag",
+IDX/vectors.safetensors, read into memory) and searched exactly, their word parts by scipy's sparse products and
+their dense parts by BLAS, a block of passages at a time.
 
     IDX/index.json           run, fingerprint, unit, pooling, structure, probes, files
-    IDX/vectors.faiss        the FAISS index (unit vectors, inner product)
+    IDX/vectors.faiss        the FAISS index (unit vectors, inner product), or IDX/vectors.safetensors (a bag)
     IDX/passages.jsonl       one metadata row per passage, in id order
     IDX/passages.offsets.npy byte offset of each row in passages.jsonl (random access)
 """
@@ -39,6 +41,7 @@ import numpy as np
 from ..checkpoint import atomic_write_text
 from ..errors import SeqlabError
 from ..progress import bar
+from .bag import BagVectors
 from .embed import CENTRE, DEFAULT_POOLING, embed_stream, fingerprint, is_centred
 from .passages import count_passages, passages
 
@@ -50,6 +53,7 @@ CALIBRATION = 256  # passages asked as queries when the probes are calibrated
 PQ_FROM = 1_000  # product codes need this many vectors to train their 16 centroids per part
 K = 10
 INFO, FAISS_FILE, META, OFFSETS = "index.json", "vectors.faiss", "passages.jsonl", "passages.offsets.npy"
+BAG, BAG_FILE = "Bag", "vectors.safetensors"  # the words pooling's sparse vectors, searched exactly
 
 
 def _faiss():
@@ -175,6 +179,8 @@ def recalibrated(index) -> tuple[object, int, float]:
 
 
 def structure_of(index) -> str:
+    if isinstance(index, BagVectors):
+        return BAG
     faiss = _faiss()
     if isinstance(index, faiss.IndexFlat):
         return "Flat"
@@ -189,6 +195,20 @@ def set_probes(index, probes: int) -> None:
     _faiss().extract_index_ivf(index).nprobe = int(probes)  # (the re-ranking's k_factor is saved with the index)
 
 
+def _read_vectors(path: Path, info: dict, mmap: bool):
+    """The index's vectors: a bag's read into memory, a FAISS index's exact vectors mapped where mmap is asked
+    (an IVF,Flat's cells (_MMAP), else the flat vectors (_IFC))."""
+    if info.get("structure") == BAG:
+        from safetensors.numpy import load_file
+
+        return BagVectors.from_arrays(load_file(str(path / BAG_FILE)))
+    faiss = _faiss()
+    flags = 0
+    if mmap:
+        flags = faiss.IO_FLAG_MMAP if info.get("structure", "").endswith(",Flat") else faiss.IO_FLAG_MMAP_IFC
+    return faiss.read_index(str(path / FAISS_FILE), flags)
+
+
 def _threads(n: int) -> None:
     _faiss().omp_set_num_threads(n)
 
@@ -200,6 +220,8 @@ class PassageIndex:
         self.owned = True  # False when memory-mapped: FAISS cannot add to a mapped index
 
     def __len__(self) -> int:
+        if isinstance(self.index, BagVectors):
+            return len(self.index)
         return int(self.index.ntotal) if self.index is not None else 0
 
     # ---- build, add ----
@@ -235,7 +257,7 @@ class PassageIndex:
             raise SeqlabError(f"{again[0]} is already in {self.path}; an index adds new files only (build a new "
                               f"index to take in changed files)")
         before = len(self)
-        if not self.owned:
+        if not self.owned and self.structure != BAG:
             self.index = _faiss().read_index(str(self.path / FAISS_FILE))  # writable, in memory
             self.owned = True
         self.offsets = np.array(self.offsets)
@@ -253,9 +275,12 @@ class PassageIndex:
         with open(self.path / META, "ab") as meta, \
                 bar(total=n_new, desc="index", unit="passage", enabled=None if show_progress else False) as b:
             for chunk, vectors in embed_stream(run, passages(files, unit), pooling, centre=self.info["centre"]):
-                if self.index is None:  # flat until it is complete: the cells are learnt from every vector
-                    self.index = _faiss().IndexFlatIP(vectors.shape[1])
-                self.index.add(vectors)
+                if isinstance(vectors, BagVectors):
+                    self.index = vectors if self.index is None else BagVectors.concat([self.index, vectors])
+                else:
+                    if self.index is None:  # flat until it is complete: the cells are learnt from every vector
+                        self.index = _faiss().IndexFlatIP(vectors.shape[1])
+                    self.index.add(vectors)
                 rows = [json.dumps(p.meta(), ensure_ascii=False).encode() + b"\n" for p in chunk]
                 lengths = np.array([len(r) for r in rows], np.int64)
                 offsets.append(at + np.concatenate([[0], np.cumsum(lengths)[:-1]]))
@@ -270,7 +295,7 @@ class PassageIndex:
             vectors, self.index = self.index.reconstruct_n(0, self.index.ntotal), None
             self.index, probes, recall = new_ivf(vectors)
             learnt_on = len(self)
-        elif self.structure != "Flat":
+        elif self.structure not in ("Flat", BAG):
             kept = self.index
             self.index, probes, recall = recalibrated(self.index)
             learnt_on = self.info["learnt_on"] if self.index is kept else len(self)
@@ -278,9 +303,8 @@ class PassageIndex:
         self.offsets = np.concatenate(offsets).astype(np.int64)
         self.info["files"] += [{"path": str(Path(f).resolve()), "bytes": Path(f).stat().st_size,
                                 "passages": per_file.get(str(f), 0)} for f in files]
-        self.info.update(count=len(self), dim=int(self.index.d), structure=self.structure,
-                         library=f"faiss {_faiss().__version__}")
-        if self.structure != "Flat":
+        self.info.update(count=len(self), structure=self.structure, **self._library())
+        if self.structure not in ("Flat", BAG):
             set_probes(self.index, probes)
             self.info.update(probes=probes, calibrated_recall=round(recall, 4), learnt_on=learnt_on)
 
@@ -288,11 +312,24 @@ class PassageIndex:
     def structure(self) -> str:
         return structure_of(self.index)
 
+    def _library(self) -> dict:
+        if self.structure == BAG:
+            import scipy
+
+            return {"dim": self.index.dim, "library": f"scipy {scipy.__version__} (sparse, exact)"}
+        return {"dim": int(self.index.d), "library": f"faiss {_faiss().__version__}"}
+
     def _save(self, where: Path) -> None:
-        faiss = _faiss()
-        tmp = where / f".{FAISS_FILE}.tmp{os.getpid()}"
-        faiss.write_index(self.index, str(tmp))
-        os.replace(tmp, where / FAISS_FILE)
+        if self.structure == BAG:
+            from safetensors.numpy import save_file
+
+            tmp = where / f".{BAG_FILE}.tmp{os.getpid()}"
+            save_file(self.index.arrays(), str(tmp))
+            os.replace(tmp, where / BAG_FILE)
+        else:
+            tmp = where / f".{FAISS_FILE}.tmp{os.getpid()}"
+            _faiss().write_index(self.index, str(tmp))
+            os.replace(tmp, where / FAISS_FILE)
         np.save(where / f".offsets.tmp{os.getpid()}.npy", self.offsets)
         os.replace(where / f".offsets.tmp{os.getpid()}.npy", where / OFFSETS)
         atomic_write_text(where / INFO, json.dumps(self.info, indent=2) + "\n")  # last: it vouches for the rest
@@ -311,22 +348,18 @@ class PassageIndex:
             raise SeqlabError(f"cannot read {path / INFO}: {e}") from None
         if info.get("format") != FORMAT:
             raise SeqlabError(f"{path} is index format {info.get('format')!r}; this seqlab reads {FORMAT}: rebuild it")
-        faiss = _faiss()
-        flags = 0
-        if mmap:  # the exact vectors mapped: an IVF,Flat's cells (_MMAP), else the flat vectors (_IFC)
-            flags = faiss.IO_FLAG_MMAP if info.get("structure", "").endswith(",Flat") else faiss.IO_FLAG_MMAP_IFC
         try:
-            index = faiss.read_index(str(path / FAISS_FILE), flags)
+            index = _read_vectors(path, info, mmap)
             offsets = np.load(path / OFFSETS, mmap_mode="r")
-        except (RuntimeError, OSError, ValueError) as e:
+        except (RuntimeError, OSError, ValueError, KeyError) as e:
             raise SeqlabError(f"cannot read the index in {path}: {str(e).splitlines()[0]}") from None
-        if not (index.ntotal == len(offsets) == info.get("count")):
-            raise SeqlabError(f"{path} is inconsistent ({index.ntotal} vectors, {len(offsets)} passages, "
-                              f"{info.get('count')} in {INFO}): an add was interrupted; rebuild the index")
-        if info["structure"] != "Flat":
-            set_probes(index, info["probes"])
         out = cls(path, info, index, offsets)
-        out.owned = not mmap
+        if not (len(out) == len(offsets) == info.get("count")):
+            raise SeqlabError(f"{path} is inconsistent ({len(out)} vectors, {len(offsets)} passages, "
+                              f"{info.get('count')} in {INFO}): an add was interrupted; rebuild the index")
+        if info["structure"] not in ("Flat", BAG):
+            set_probes(index, info["probes"])
+        out.owned = not mmap or info["structure"] == BAG
         return out
 
     def check_run(self, run) -> None:
@@ -340,19 +373,21 @@ class PassageIndex:
     @property
     def probes(self) -> int | None:
         """The IVF cells a query reads: those stored with the index unless read_cells changed them."""
-        return None if self.structure == "Flat" else int(_faiss().extract_index_ivf(self.index).nprobe)
+        return None if self.structure in ("Flat", BAG) else int(_faiss().extract_index_ivf(self.index).nprobe)
 
     def read_cells(self, probes: int | None) -> None:
         """Read more cells per query (more recall, slower) or fewer than stored; None keeps them. No effect on an
-        exact (flat) index."""
-        if probes is not None and self.structure != "Flat":
+        exact (flat or bag) index."""
+        if probes is not None and self.structure not in ("Flat", BAG):
             set_probes(self.index, probes)
 
-    def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """(scores (Q, k'), ids (Q, k')) for unit query vectors, best first; k' = min(k, len(self))."""
+    def search(self, queries, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (Q, k'), ids (Q, k')) for unit query vectors (BagVectors for a bag), best first;
+        k' = min(k, len(self))."""
         k = min(k, len(self))
-        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return scores, ids
+        if self.structure == BAG:
+            return queries.top(self.index, k)
+        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
     def passage(self, i: int) -> dict:
         if self._meta is None:
