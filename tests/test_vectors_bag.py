@@ -5,7 +5,7 @@ kept by an index read back as they were made, and the index searches them exactl
 
 import numpy as np
 import pytest
-from vectors_data import write_corpus
+from vectors_data import rare_word_pairs, write_corpus
 
 from seqlab.embed import embed
 from seqlab.run import load
@@ -53,14 +53,10 @@ def test_a_batch_gives_each_passage_the_bag_it_gets_alone(setup, arch):
 def test_a_shared_rare_word_finds_its_passage_where_the_token_bag_cannot_tell_anagrams(setup):
     """Query i shares a made-up word with passage i and its ordinary text with passage i-1; the made-up words are
     anagrams of one another, so a bag of the byte run's tokens holds nearly the same bytes for all of them."""
-    run = load(setup["lstm"])  # a byte-level run trained on conftest.structured_text: anna sees the cat.
-    fillers = [b"anna sees the cat. bob takes it.", b"carl likes a red box. anna takes the cat.",
-               b"bob sees it. carl takes a red box.", b"anna likes it. bob likes the cat.",
-               b"carl sees the cat. anna takes it."]
+    run = load(setup["lstm"])  # a byte-level run
     rare = [b"qzxwv", b"vwxzq", b"xqvzw", b"wzqvx", b"zvwqx"]
     n = len(rare)
-    queries = [fillers[i] + b" " + rare[i] for i in range(n)]
-    passages_ = [fillers[(i + 1) % n] + b" " + rare[i] for i in range(n)]
+    queries, passages_ = rare_word_pairs(rare)
     words = embed_texts(run, queries, "words").scores(embed_texts(run, passages_, "words")).argmax(1)
     tokens = (embed_texts(run, queries, "surprisal") @ embed_texts(run, passages_, "surprisal").T).argmax(1)
     assert list(words) == list(range(n))
@@ -82,9 +78,9 @@ def exact(index_vectors: BagVectors, queries: BagVectors, k: int):
     return np.sort(scores, axis=1)[:, ::-1][:, :k], scores
 
 
-@pytest.mark.parametrize("block", [bag.SCORE_BLOCK, 7])  # one block, and the best k merged across many
-def test_a_bag_index_searches_exactly_and_adds_as_it_builds(setup, tmp_path, monkeypatch, block):
-    monkeypatch.setattr(bag, "SCORE_BLOCK", block)
+@pytest.mark.parametrize("scores", [bag.SCORES, 1])  # all queries at once, and one at a time
+def test_a_bag_index_searches_exactly_and_adds_as_it_builds(setup, tmp_path, monkeypatch, scores):
+    monkeypatch.setattr(bag, "SCORES", scores)
     run = load(setup["lstm"])
     files = setup["files"]
     built = PassageIndex.build(run, files, tmp_path / "all", "line", pooling="words", show_progress=False)

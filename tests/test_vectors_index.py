@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
-from vectors_data import write_corpus
+from vectors_data import rare_word_pairs, write_corpus
 
 from seqlab.embed import embed
 from seqlab.run import load
@@ -204,14 +204,10 @@ def test_surprisal_pooling_finds_the_passage_that_shares_a_rare_word(setup):
     """Each query shares an unexpected word with its own passage and all its ordinary text with another
     passage: the surprisal pooling (the bits the run pays for each token) finds the right one, where mean-pooled
     states follow the ordinary text."""
-    run = load(setup["lstm"])  # trained on the grammar of conftest.structured_text: anna sees the cat.
-    fillers = [b"anna sees the cat. bob takes it.", b"carl likes a red box. anna takes the cat.",
-               b"bob sees it. carl takes a red box.", b"anna likes it. bob likes the cat.",
-               b"carl sees the cat. anna takes it."]
+    run = load(setup["lstm"])
     rare = [b"fjfjf", b"mpmpm", b"quqvq", b"wywyw", b"zgzgz"]
     n = len(rare)
-    queries = [fillers[i] + b" " + rare[i] for i in range(n)]
-    passages_ = [fillers[(i + 1) % n] + b" " + rare[i] for i in range(n)]  # passage i-1 has query i's text
+    queries, passages_ = rare_word_pairs(rare)
     found = {pooling: (embed_texts(run, queries, pooling) @ embed_texts(run, passages_, pooling).T).argmax(1)
              for pooling in ("surprisal", "mean")}
     assert list(found["surprisal"]) == list(range(n))

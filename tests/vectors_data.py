@@ -25,6 +25,18 @@ def analogy_text(n_lines: int = 3000, seed: int = 0) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ordinary text for the tiny runs (trained on conftest.structured_text: anna sees the cat.), each line unlike the others
+FILLERS = [b"anna sees the cat. bob takes it.", b"carl likes a red box. anna takes the cat.",
+           b"bob sees it. carl takes a red box.", b"anna likes it. bob likes the cat.",
+           b"carl sees the cat. anna takes it."]
+
+
+def rare_word_pairs(rare: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """(queries, passages): query i shares rare[i] with passage i and all its ordinary text with passage i-1."""
+    n = len(rare)
+    return ([FILLERS[i] + b" " + rare[i] for i in range(n)], [FILLERS[(i + 1) % n] + b" " + rare[i] for i in range(n)])
+
+
 def write_corpus(directory: Path, n_files: int = 2, n_lines: int = 1500) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = []

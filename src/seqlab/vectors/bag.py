@@ -11,14 +11,14 @@ little and 2**12 a lot (docs/vectors.md), which is why the bag stays sparse rath
 
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
 
 WORD_BITS = 20
 WORD = re.compile(rb"[A-Za-z0-9]+")
-SCORE_BLOCK = 4096  # passages scored at once against a batch of queries (bounds the dense block's memory)
+SCORES = 1 << 24  # cosines computed at once by top (64 MB): queries are taken a few at a time against a large index
 
 
 def word_occurrences(token_bytes: list[bytes], ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
@@ -48,6 +48,7 @@ class BagVectors:
 
     words: sparse.csr_matrix
     expected: np.ndarray
+    _columns: sparse.csc_matrix | None = field(default=None, repr=False, compare=False)  # words by column, once
 
     def __len__(self) -> int:
         return self.words.shape[0]
@@ -57,21 +58,31 @@ class BagVectors:
         return self.words.shape[1] + self.expected.shape[1]
 
     def scores(self, other: "BagVectors") -> np.ndarray:
-        """(len(self), len(other)) cosines."""
-        return (self.words @ other.words.T).toarray() + self.expected @ other.expected.T
+        """(len(self), len(other)) cosines: the word parts through `other`'s columns (its inverted index: for each
+        word, the rows that hold it), so only the columns these rows hold are read, and the dense parts by BLAS."""
+        if other._columns is None:
+            other._columns = other.words.tocsc()
+        held = np.unique(self.words.indices)
+        if not len(held):
+            return self.expected @ other.expected.T
+        mine = sparse.csr_matrix((self.words.data, np.searchsorted(held, self.words.indices), self.words.indptr),
+                                 shape=(len(self), len(held)))
+        return (mine @ other._columns[:, held].T).toarray() + self.expected @ other.expected.T
 
     def top(self, other: "BagVectors", k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids) of the k best rows of `other` for each row of self, best first, scored a block at a time."""
+        """(scores, ids) of the k best rows of `other` for each row of self, best first (ties: the lower id), a
+        few rows of self at a time (at most SCORES cosines held at once)."""
         k = min(k, len(other))
-        best_s = np.full((len(self), 0), -np.inf, np.float32)
-        best_i = np.zeros((len(self), 0), np.int64)
-        for at in range(0, len(other), SCORE_BLOCK):
-            block = other[at : at + SCORE_BLOCK]
-            s = np.concatenate([best_s, self.scores(block).astype(np.float32)], 1)
-            i = np.concatenate([best_i, np.broadcast_to(np.arange(at, at + len(block)), (len(self), len(block)))], 1)
-            keep = np.argsort(-s, axis=1, kind="stable")[:, :k]
-            best_s, best_i = np.take_along_axis(s, keep, 1), np.take_along_axis(i, keep, 1)
-        return best_s, best_i
+        step = max(1, SCORES // max(len(other), 1))
+        best_s, best_i = [], []
+        for at in range(0, len(self), step):
+            s = self[at : at + step].scores(other).astype(np.float32)
+            part = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < s.shape[1] else np.tile(np.arange(k), (len(s), 1))
+            order = np.lexsort((part, -np.take_along_axis(s, part, 1)), axis=1)
+            ids = np.take_along_axis(part, order, 1)
+            best_s.append(np.take_along_axis(s, ids, 1))
+            best_i.append(ids.astype(np.int64))
+        return np.concatenate(best_s), np.concatenate(best_i)
 
     def __getitem__(self, rows: slice) -> "BagVectors":
         return BagVectors(self.words[rows], self.expected[rows])

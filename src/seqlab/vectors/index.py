@@ -21,8 +21,8 @@ index.json with the recall it reached (`seqlab search IDX "..." --probes 64` rea
 them in their cells (nothing is rebuilt) and calibrates again; a flat index that grows past EXACT_BELOW is
 converted once. Loading for search memory-maps the exact vectors (the codes, 1/16 to 1/4 of their size, are
 read into memory). The words pooling's vectors are sparse (bag.py): they are kept as they are (structure "Bag",
-IDX/vectors.safetensors, read into memory) and searched exactly, their word parts by scipy's sparse products and
-their dense parts by BLAS, a block of passages at a time.
+IDX/vectors.safetensors, read into memory) and searched exactly, their word parts through the index's columns (an
+inverted index) and their dense parts by BLAS.
 
     IDX/index.json           run, fingerprint, unit, pooling, structure, probes, files
     IDX/vectors.faiss        the FAISS index (unit vectors, inner product), or IDX/vectors.safetensors (a bag)
