@@ -9,6 +9,7 @@ retrieval benchmark's 1,000 paragraphs 2**20 columns ranked exactly as an exact 
 little and 2**12 a lot (docs/vectors.md), which is why the bag stays sparse rather than folded into a dense vector.
 """
 
+import json
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -104,3 +105,31 @@ class BagVectors:
         words = sparse.csr_matrix((arrays["values"].astype(np.float32), arrays["indices"], arrays["indptr"]),
                                   shape=(n, 1 << WORD_BITS))
         return cls(words, arrays["expected"].astype(np.float32))
+
+
+SAFETENSORS_DTYPES = {np.dtype(np.int64): "I64", np.dtype(np.int32): "I32", np.dtype(np.float32): "F32",
+                      np.dtype(np.float16): "F16"}
+
+
+def safetensors_header(tensors: dict[str, tuple[np.dtype, tuple]], metadata: dict | None = None) -> bytes:
+    """A safetensors file's first bytes for tensors of these (dtype, shape), in this order, their data to follow."""
+    header, at = {}, 0
+    for name, (dtype, shape) in tensors.items():
+        n_bytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        header[name] = {"dtype": SAFETENSORS_DTYPES[np.dtype(dtype)], "shape": list(shape),
+                        "data_offsets": [at, at + n_bytes]}
+        at += n_bytes
+    if metadata:
+        header["__metadata__"] = {k: json.dumps(v) for k, v in metadata.items()}
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
+    return len(raw).to_bytes(8, "little") + raw
+
+
+def save(vectors: BagVectors, path) -> None:
+    """The vectors as one safetensors file (BagVectors.arrays' tensors), written straight from their arrays."""
+    arrays = vectors.arrays()
+    with open(path, "wb") as f:
+        f.write(safetensors_header({k: (a.dtype, a.shape) for k, a in arrays.items()}))
+        for a in arrays.values():
+            f.write(memoryview(np.ascontiguousarray(a)).cast("B"))

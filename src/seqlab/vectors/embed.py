@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from scipy import sparse
 
 from ..errors import SeqlabError
-from .bag import WORD_BITS, BagVectors, word_occurrences
+from .bag import WORD_BITS, BagVectors, safetensors_header, word_occurrences
 from ..scoring import TorchThreads, Window, _batch_tokens, _batches_of_equal_length, _in_order, plan_windows
 
 STATE_POOLINGS = ("mean", "last", "max")
@@ -364,19 +364,15 @@ class VectorWriter:
         shape = (self.count, self.dim)
         if self.fmt == "npy":
             return np.lib.format.open_memmap(self.tmp / "vectors.npy", mode="w+", dtype=self.dtype, shape=shape)
-        code = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16"}[self.dtype]
         n_bytes = self.count * self.dim * self.dtype.itemsize
-        header = {"vectors": {"dtype": code, "shape": list(shape), "data_offsets": [0, n_bytes]},
-                  "__metadata__": {k: json.dumps(v) for k, v in self.info.items()}}
-        raw = json.dumps(header).encode()
-        raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
+        header = safetensors_header({"vectors": (self.dtype, shape)}, self.info)
         path = self.tmp / "vectors.safetensors"
         with open(path, "wb") as f:
-            f.write(len(raw).to_bytes(8, "little") + raw)
-            f.truncate(8 + len(raw) + n_bytes)
+            f.write(header)
+            f.truncate(len(header) + n_bytes)
         if not n_bytes:
             return np.zeros(shape, self.dtype)
-        return np.memmap(path, dtype=self.dtype, mode="r+", offset=8 + len(raw), shape=shape)
+        return np.memmap(path, dtype=self.dtype, mode="r+", offset=len(header), shape=shape)
 
     def write(self, vectors: np.ndarray, metas: list[dict]) -> None:
         assert len(vectors) == len(metas) and self.at + len(vectors) <= self.count
@@ -424,20 +420,12 @@ class BagWriter(VectorWriter):
 
     def close(self) -> Path:
         indptr = np.concatenate(self.indptr)
-        vocab = self.dim - (1 << WORD_BITS)
-        code = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16"}[self.dtype]
-        shapes = {"indptr": ("I64", [len(indptr)]), "indices": ("I32", [int(indptr[-1])]),
-                  "values": (code, [int(indptr[-1])]), "expected": (code, [self.count, vocab])}
-        header, at = {}, 0
-        for name, (dtype, shape) in shapes.items():
-            n_bytes = int(np.prod(shape)) * {"I64": 8, "I32": 4, "F32": 4, "F16": 2}[dtype]
-            header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [at, at + n_bytes]}
-            at += n_bytes
+        vocab, nnz = self.dim - (1 << WORD_BITS), int(indptr[-1])
         self.info["sparse"] = True
-        raw = json.dumps({**header, "__metadata__": {k: json.dumps(v) for k, v in self.info.items()}}).encode()
-        raw += b" " * (-len(raw) % 8)
+        shapes = {"indptr": (np.int64, (len(indptr),)), "indices": (np.int32, (nnz,)), "values": (self.dtype, (nnz,)),
+                  "expected": (self.dtype, (self.count, vocab))}
         with open(self.tmp / "vectors.safetensors", "wb") as f:
-            f.write(len(raw).to_bytes(8, "little") + raw + indptr.tobytes())
+            f.write(safetensors_header(shapes, self.info) + indptr.tobytes())
             for name in self.PARTS:
                 self.rows[name].close()
                 with open(self.tmp / f".{name}", "rb") as part:

@@ -41,6 +41,7 @@ import numpy as np
 from ..checkpoint import atomic_write_text
 from ..errors import SeqlabError
 from ..progress import bar
+from . import bag
 from .bag import BagVectors
 from .embed import CENTRE, DEFAULT_POOLING, embed_stream, fingerprint, is_centred
 from .passages import count_passages, passages
@@ -321,10 +322,8 @@ class PassageIndex:
 
     def _save(self, where: Path) -> None:
         if self.structure == BAG:
-            from safetensors.numpy import save_file
-
             tmp = where / f".{BAG_FILE}.tmp{os.getpid()}"
-            save_file(self.index.arrays(), str(tmp))
+            bag.save(self.index, tmp)
             os.replace(tmp, where / BAG_FILE)
         else:
             tmp = where / f".{FAISS_FILE}.tmp{os.getpid()}"
