@@ -36,6 +36,16 @@ def test_each_word_takes_its_tokens_bits_by_their_bytes():
     assert len(word_occurrences(token_bytes, np.array([1, 1])[:0])[3]) == 0
 
 
+def test_words_are_letters_of_any_script_and_a_byte_that_is_not_utf8_parts_them():
+    data = "Café CAFÉ привет Привет naïve_x".encode() + b" ab\xffcd"
+    byte_tokens = [bytes([i]) for i in range(256)]  # a byte run's tokens
+    token, occurrence, share, columns = word_occurrences(byte_tokens, np.frombuffer(data, np.uint8))
+    assert columns[0] == columns[1] and columns[2] == columns[3] and columns[0] != columns[2]
+    assert len(columns) == 8  # café café привет привет naïve x ab cd: the underscore and \xff part words
+    assert np.bincount(occurrence)[:4].tolist() == [5, 5, 12, 12]  # bytes, not characters: é is two, и two
+    assert np.allclose(share, 1)
+
+
 @pytest.mark.parametrize("arch", ["lstm", "transformer"])
 def test_a_batch_gives_each_passage_the_bag_it_gets_alone(setup, arch):
     run = load(setup[arch])

@@ -3,10 +3,11 @@
     vecs = embed_texts(run, texts, "words")      # a BagVectors
     vecs.scores(others)                          # (len(vecs), len(others)) cosines
 
-A word is a run of ASCII letters and digits, lowercased, hashed into one of 2**WORD_BITS columns (crc32: the same
-column on every machine). Half a million distinct words would share a column with about one other in four; on the
-retrieval benchmark's 1,000 paragraphs 2**20 columns ranked exactly as an exact vocabulary did, where 2**16 lost a
-little and 2**12 a lot (docs/vectors.md), which is why the bag stays sparse rather than folded into a dense vector.
+A word is a run of letters and digits in any script (the text read as UTF-8; a byte that is not UTF-8 separates
+words), lowercased, hashed into one of 2**WORD_BITS columns (crc32 of its UTF-8: the same column on every machine).
+Of 100,000 distinct words about one in eleven shares its column with another; on the retrieval benchmark's
+paragraphs 2**20 columns ranked exactly as an exact vocabulary did, where 2**16 lost a little and 2**12 a lot
+(docs/vectors.md), which is why the bag stays sparse rather than folded into a dense vector.
 """
 
 import json
@@ -18,7 +19,7 @@ import numpy as np
 from scipy import sparse
 
 WORD_BITS = 20
-WORD = re.compile(rb"[A-Za-z0-9]+")
+WORD = re.compile(r"[^\W_]+")  # letters and digits: \w without the underscore
 SCORES = 1 << 24  # cosines computed at once by top (64 MB): queries are taken a few at a time against a large index
 
 
@@ -27,19 +28,29 @@ def word_occurrences(token_bytes: list[bytes], ids: np.ndarray) -> tuple[np.ndar
     """The words of the text `ids` spell: (token, occurrence, share) triples, each token's share of its bytes in
     that occurrence (a token's bits are spread evenly over its bytes), and each occurrence's column."""
     lengths = np.array([len(token_bytes[i]) for i in ids], dtype=np.int64)
-    data = b"".join(token_bytes[i] for i in ids)
+    text = b"".join(token_bytes[i] for i in ids).decode("utf-8", errors="surrogateescape")
     token_of_byte = np.repeat(np.arange(len(ids)), lengths)
+    at = _byte_offsets(text)
     tokens, occurrence, share, columns = [], [], [], []
-    for o, m in enumerate(WORD.finditer(data)):
-        which, n_bytes = np.unique(token_of_byte[m.start() : m.end()], return_counts=True)
+    for o, m in enumerate(WORD.finditer(text)):
+        which, n_bytes = np.unique(token_of_byte[at[m.start()] : at[m.end()]], return_counts=True)
         tokens.append(which)
         occurrence.append(np.full(len(which), o))
         share.append(n_bytes / lengths[which])
-        columns.append(zlib.crc32(m.group().lower()) & ((1 << WORD_BITS) - 1))
+        columns.append(zlib.crc32(m.group().lower().encode("utf-8", errors="surrogateescape")) & ((1 << WORD_BITS) - 1))
     if not columns:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64)
     return (np.concatenate(tokens), np.concatenate(occurrence), np.concatenate(share).astype(np.float32),
             np.array(columns, np.int64))
+
+
+def _byte_offsets(text: str) -> np.ndarray:
+    """(len(text) + 1,) the UTF-8 byte offset of each character of `text` and of its end (a byte surrogateescape
+    kept is one byte)."""
+    code = np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), np.uint32)
+    size = 1 + (code >= 0x80) + (code >= 0x800) + (code >= 0x10000)
+    size[(code >= 0xDC80) & (code <= 0xDCFF)] = 1
+    return np.concatenate([[0], np.cumsum(size)])
 
 
 @dataclass
