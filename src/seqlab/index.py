@@ -38,15 +38,16 @@ def index(run_dir, paths, out, unit: str = "paragraph", pooling: str = DEFAULT_P
 
 def add_cli(sub) -> None:
     p = sub.add_parser("index", help="build a nearest-neighbour index of a corpus's passages",
-                       description="Embed every passage of PATHS with RUN and index the vectors (FAISS).")
+                       description="Embed every passage of PATHS with RUN and index the vectors (FAISS; the words "
+                                   "pooling's sparse vectors are kept as they are and searched exactly).")
     p.add_argument("run", type=run_dir)
     p.add_argument("paths", nargs="+", type=corpus_path, help="files, directories (recursive) or globs")
     p.add_argument("--out", required=True, type=output_dir,
                    help="index directory (new or empty; an existing index with --add)")
     p.add_argument("--unit", choices=PASSAGE_UNITS, default="paragraph", help="what one result is (paragraph)")
     p.add_argument("--pooling", choices=POOLINGS, default=DEFAULT_POOLING,
-                   help=f"passage vectors (default {DEFAULT_POOLING}; surprisal finds related passages best, "
-                        "2x vocabulary dims: docs/vectors.md)")
+                   help=f"passage vectors (default {DEFAULT_POOLING}; words finds related passages best: sparse, "
+                        "searched exactly, for up to some 100,000 passages: docs/vectors.md)")
     p.add_argument("--add", action="store_true", help="add new files to the existing index at --out")
     p.add_argument("--device", default="cpu", type=device)
     p.add_argument("--threads", type=integer(min=1), help="torch threads (default: torch's)")
