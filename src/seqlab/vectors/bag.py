@@ -88,7 +88,7 @@ class BagVectors:
         step = max(1, SCORES // max(len(other), 1))
         best_s, best_i = [], []
         for at in range(0, len(self), step):
-            s = self[at : at + step].scores(other).astype(np.float32)
+            s = self[at : at + step].scores(other).astype(np.float32, copy=False)
             part = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < s.shape[1] else np.tile(np.arange(k), (len(s), 1))
             order = np.lexsort((part, -np.take_along_axis(s, part, 1)), axis=1)
             ids = np.take_along_axis(part, order, 1)

@@ -272,12 +272,12 @@ class PassageIndex:
         offsets, at = [self.offsets], (self.path / META).stat().st_size
         threads = max(1, len(os.sched_getaffinity(0)))
         _threads(threads)
-        per_file = {}
+        per_file, bags = {}, [self.index] if isinstance(self.index, BagVectors) else []
         with open(self.path / META, "ab") as meta, \
                 bar(total=n_new, desc="index", unit="passage", enabled=None if show_progress else False) as b:
             for chunk, vectors in embed_stream(run, passages(files, unit), pooling, centre=self.info["centre"]):
                 if isinstance(vectors, BagVectors):
-                    self.index = vectors if self.index is None else BagVectors.concat([self.index, vectors])
+                    bags.append(vectors)  # put together once at the end: joining at each chunk copied all before it
                 else:
                     if self.index is None:  # flat until it is complete: the cells are learnt from every vector
                         self.index = _faiss().IndexFlatIP(vectors.shape[1])
@@ -290,13 +290,15 @@ class PassageIndex:
                 for p in chunk:
                     per_file[p.file] = per_file.get(p.file, 0) + 1
                 b.update(len(chunk))
+        if bags:
+            self.index = BagVectors.concat(bags)
         if self.index is None:
             raise SeqlabError(f"no {unit} passages in the files given (all empty or blank)")
         if self.structure == "Flat" and len(self) >= self.info["exact_below"]:
             vectors, self.index = self.index.reconstruct_n(0, self.index.ntotal), None
             self.index, probes, recall = new_ivf(vectors)
             learnt_on = len(self)
-        elif self.structure not in ("Flat", BAG):
+        elif not self.exact:
             kept = self.index
             self.index, probes, recall = recalibrated(self.index)
             learnt_on = self.info["learnt_on"] if self.index is kept else len(self)
@@ -305,13 +307,18 @@ class PassageIndex:
         self.info["files"] += [{"path": str(Path(f).resolve()), "bytes": Path(f).stat().st_size,
                                 "passages": per_file.get(str(f), 0)} for f in files]
         self.info.update(count=len(self), structure=self.structure, **self._library())
-        if self.structure not in ("Flat", BAG):
+        if not self.exact:
             set_probes(self.index, probes)
             self.info.update(probes=probes, calibrated_recall=round(recall, 4), learnt_on=learnt_on)
 
     @property
     def structure(self) -> str:
         return structure_of(self.index)
+
+    @property
+    def exact(self) -> bool:
+        """Searched exactly (a flat index or a bag): no cells, no probes."""
+        return self.structure in ("Flat", BAG)
 
     def _library(self) -> dict:
         if self.structure == BAG:
@@ -356,7 +363,7 @@ class PassageIndex:
         if not (len(out) == len(offsets) == info.get("count")):
             raise SeqlabError(f"{path} is inconsistent ({len(out)} vectors, {len(offsets)} passages, "
                               f"{info.get('count')} in {INFO}): an add was interrupted; rebuild the index")
-        if info["structure"] not in ("Flat", BAG):
+        if not out.exact:
             set_probes(index, info["probes"])
         out.owned = not mmap or info["structure"] == BAG
         return out
@@ -372,12 +379,12 @@ class PassageIndex:
     @property
     def probes(self) -> int | None:
         """The IVF cells a query reads: those stored with the index unless read_cells changed them."""
-        return None if self.structure in ("Flat", BAG) else int(_faiss().extract_index_ivf(self.index).nprobe)
+        return None if self.exact else int(_faiss().extract_index_ivf(self.index).nprobe)
 
     def read_cells(self, probes: int | None) -> None:
         """Read more cells per query (more recall, slower) or fewer than stored; None keeps them. No effect on an
         exact (flat or bag) index."""
-        if probes is not None and self.structure not in ("Flat", BAG):
+        if probes is not None and not self.exact:
             set_probes(self.index, probes)
 
     def search(self, queries, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
